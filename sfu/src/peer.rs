@@ -1,0 +1,197 @@
+//! One WebRTC connection to a participant, with the hub as offerer for every renegotiation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::Ssrc;
+
+use crate::SfuError;
+use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+
+/// A participant's connection. States: awaiting its first offer's answer → ready (the hub may
+/// offer) → connected (ICE and DTLS up) → closed (dropped by the worker).
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub id: PeerId,
+    pub router: RouterId,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub connected: bool,
+    /// Remote addresses this peer was seen at, to clean the worker's address map.
+    pub addresses: Vec<SocketAddr>,
+    /// The instant its `Rtc` last asked to be woken at.
+    pub next_timeout: Option<Instant>,
+    pub producers_by_mid: HashMap<Mid, ProducerId>,
+    pub producers_by_ssrc: HashMap<Ssrc, ProducerId>,
+    pub consumers_by_mid: HashMap<Mid, ConsumerId>,
+    /// Producer id → payload type → codec, for packets this peer publishes.
+    pub codecs: HashMap<Pt, Codec>,
+    negotiation: Negotiation,
+}
+
+#[derive(Debug, Default)]
+struct Negotiation {
+    /// The hub's offer awaiting the client's answer, with the consumers it adds and removes.
+    pending: Option<(SdpPendingOffer, Vec<(ConsumerId, Mid)>, Vec<Mid>)>,
+    /// Changes to offer once the pending offer (if any) is answered.
+    queued_adds: Vec<QueuedConsumer>,
+    queued_removes: Vec<Mid>,
+}
+
+#[derive(Debug)]
+struct QueuedConsumer {
+    consumer: ConsumerId,
+    kind: MediaKind,
+    stream_id: String,
+    track_id: String,
+}
+
+impl Peer {
+    pub fn new(id: PeerId, router: RouterId, rtc: Rtc) -> Peer {
+        let mut rtc = rtc;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        Peer {
+            id,
+            router,
+            rtc,
+            ufrag,
+            connected: false,
+            addresses: Vec::new(),
+            next_timeout: None,
+            producers_by_mid: HashMap::new(),
+            producers_by_ssrc: HashMap::new(),
+            consumers_by_mid: HashMap::new(),
+            codecs: HashMap::new(),
+            negotiation: Negotiation::default(),
+        }
+    }
+
+    /// Accepts a client offer. Refused while a hub offer awaits its answer.
+    pub fn accept_offer(&mut self, offer: &str) -> Result<SdpAnswer, SfuError> {
+        if self.negotiation.pending.is_some() {
+            return Err(SfuError::NegotiationInProgress);
+        }
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        self.refresh_codecs();
+        Ok(answer)
+    }
+
+    /// Accepts the client's answer to the pending hub offer; returns the consumers now open.
+    pub fn accept_answer(&mut self, answer: &str) -> Result<Vec<(ConsumerId, Mid)>, SfuError> {
+        let Some((pending, added, removed)) = self.negotiation.pending.take() else {
+            return Err(SfuError::NoPendingOffer);
+        };
+        let answer = match SdpAnswer::from_sdp_string(answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.negotiation.pending = Some((pending, added, removed));
+                return Err(SfuError::InvalidSdp(e.to_string()));
+            }
+        };
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        for mid in removed {
+            self.consumers_by_mid.remove(&mid);
+        }
+        for (consumer, mid) in &added {
+            self.consumers_by_mid.insert(*mid, *consumer);
+        }
+        Ok(added)
+    }
+
+    pub fn queue_consumer(
+        &mut self,
+        consumer: ConsumerId,
+        kind: MediaKind,
+        stream_id: String,
+        track_id: String,
+    ) {
+        self.negotiation.queued_adds.push(QueuedConsumer {
+            consumer,
+            kind,
+            stream_id,
+            track_id,
+        });
+    }
+
+    /// Drops a consumer: from the queue if not yet offered, else by stopping its m-line.
+    pub fn queue_consumer_removal(&mut self, consumer: ConsumerId, mid: Option<Mid>) {
+        self.negotiation
+            .queued_adds
+            .retain(|q| q.consumer != consumer);
+        if let Some(mid) = mid {
+            self.negotiation.queued_removes.push(mid);
+        }
+    }
+
+    /// Makes the next hub offer when changes are queued and no offer is pending. Returns the
+    /// SDP and the mids given to newly offered consumers.
+    pub fn renegotiate(&mut self) -> Option<(String, Vec<(ConsumerId, Mid)>)> {
+        let n = &mut self.negotiation;
+        if n.pending.is_some() || (n.queued_adds.is_empty() && n.queued_removes.is_empty()) {
+            return None;
+        }
+        let adds = std::mem::take(&mut n.queued_adds);
+        let removes = std::mem::take(&mut n.queued_removes);
+        let mut api = self.rtc.sdp_api();
+        let mut added = Vec::with_capacity(adds.len());
+        for q in adds {
+            let mid = api.add_media(
+                q.kind,
+                Direction::SendOnly,
+                Some(q.stream_id),
+                Some(q.track_id),
+                None,
+            );
+            added.push((q.consumer, mid));
+        }
+        for mid in &removes {
+            api.stop_media(*mid);
+        }
+        let (offer, pending) = api.apply()?;
+        self.negotiation.pending = Some((pending, added.clone(), removes));
+        Some((offer.to_sdp_string(), added))
+    }
+
+    /// The producer a received packet belongs to, by SSRC (cached) or by its m-line.
+    pub fn producer_for(&mut self, ssrc: Ssrc) -> Option<ProducerId> {
+        if let Some(p) = self.producers_by_ssrc.get(&ssrc) {
+            return Some(*p);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let producer = *self.producers_by_mid.get(&mid)?;
+        self.producers_by_ssrc.insert(ssrc, producer);
+        Some(producer)
+    }
+
+    /// The payload type this peer negotiated for `codec`.
+    pub fn payload_type_for(&self, codec: Codec) -> Option<Pt> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
+    fn refresh_codecs(&mut self) {
+        self.codecs = self
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| (p.pt(), p.spec().codec))
+            .collect();
+    }
+}

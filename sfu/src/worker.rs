@@ -1,0 +1,740 @@
+//! The sans-IO state of one media worker: a set of peers, their routing, and their timers.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::config::DtlsCert;
+use str0m::media::{KeyframeRequestKind, MediaKind};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::ExtensionValues;
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
+use str0m::{Rtc, RtcConfig};
+
+use crate::SfuError;
+use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::peer::Peer;
+use crate::router::{Consumer, KeyframeDecision, LocalProducer, MediaPacket, Router};
+use crate::router::{KeyframeThrottle, SequenceRewriter};
+use crate::stun;
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Index of this worker among `workers`; ids it allocates are unique across all of them.
+    pub index: u32,
+    pub workers: u32,
+    /// Host candidates announced to peers: the address(es) of this worker's UDP socket as the
+    /// clients must reach it.
+    pub candidates: Vec<SocketAddr>,
+    /// At most one keyframe request per producer per this interval reaches its publisher.
+    pub keyframe_interval: Duration,
+    /// Shared DTLS certificate; one is generated when `None`.
+    pub dtls_cert: Option<DtlsCert>,
+}
+
+impl WorkerConfig {
+    pub fn new(candidates: Vec<SocketAddr>) -> WorkerConfig {
+        WorkerConfig {
+            index: 0,
+            workers: 1,
+            candidates,
+            keyframe_interval: Duration::from_millis(500),
+            dtls_cert: None,
+        }
+    }
+}
+
+/// A producer as the rest of the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub id: ProducerId,
+    pub router: RouterId,
+    pub peer: PeerId,
+    pub kind: MediaKind,
+}
+
+/// Something that must reach the other workers: each gets it once.
+#[derive(Debug, Clone)]
+pub enum Relay {
+    Media(Arc<MediaPacket>),
+    KeyframeRequest {
+        router: RouterId,
+        producer: ProducerId,
+    },
+}
+
+/// What happened, for the hub's meeting logic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// ICE and DTLS are up.
+    PeerConnected(PeerId),
+    /// The connection is gone (ICE timeout or DTLS close); the worker has dropped the peer.
+    PeerClosed(PeerId),
+    /// A peer started publishing a track.
+    ProducerAdded(ProducerInfo),
+    /// The hub renegotiates with a peer: send this offer to its client and feed back the answer.
+    Offer { peer: PeerId, sdp: String },
+}
+
+/// Output of [`Worker::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram from the worker's socket.
+    Transmit(Transmit),
+    Relay(Relay),
+    Event(Event),
+    /// Nothing more to do until this instant (or until new input).
+    Timeout(Instant),
+}
+
+/// Counters, for the hub's statistics and for benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub datagrams_received: u64,
+    /// Datagrams no peer claimed.
+    pub datagrams_unrouted: u64,
+    pub packets_received: u64,
+    /// RTP packets written to consumers.
+    pub packets_forwarded: u64,
+    pub keyframe_requests_sent: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Peer(PeerId),
+    Keyframe(RouterId, ProducerId),
+}
+
+/// A media worker's peers and routing, driven from outside: datagrams and relays come in
+/// through `handle_*`, everything to do comes out of [`Worker::poll_output`].
+///
+/// ```no_run
+/// # use diemcau_sfu::{Worker, WorkerConfig, Output};
+/// # use std::time::Instant;
+/// # fn send(_: &[u8], _: std::net::SocketAddr) {}
+/// let mut worker = Worker::new(WorkerConfig::new(vec!["127.0.0.1:40000".parse().unwrap()]));
+/// loop {
+///     match worker.poll_output() {
+///         Output::Transmit(t) => send(&t.contents, t.destination),
+///         Output::Timeout(_at) => break, // wait for a datagram or `_at`, then handle it
+///         _ => {}
+///     }
+/// }
+/// worker.handle_timeout(Instant::now());
+/// ```
+#[derive(Debug)]
+pub struct Worker {
+    config: WorkerConfig,
+    rtc_config: RtcConfig,
+    peers: HashMap<PeerId, Peer>,
+    by_address: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    /// Peers written to while forwarding one packet, reused to avoid an allocation per packet.
+    touched: Vec<PeerId>,
+    core: Core,
+}
+
+/// Everything but the peers, so a peer can be driven while the rest is updated.
+#[derive(Debug)]
+struct Core {
+    routers: HashMap<RouterId, Router>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    outputs: VecDeque<Output>,
+    work: VecDeque<Work>,
+    closed: Vec<PeerId>,
+    next_id: u64,
+    stride: u64,
+    relay: bool,
+    keyframe_interval: Duration,
+    stats: WorkerStats,
+}
+
+#[derive(Debug)]
+enum Work {
+    Forward(Arc<MediaPacket>),
+    Keyframe(RouterId, ProducerId),
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig) -> Worker {
+        let mut rtc_config = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true);
+        let cert = config.dtls_cert.clone().or_else(|| {
+            str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate()
+        });
+        if let Some(cert) = cert {
+            rtc_config = rtc_config.set_dtls_cert(cert);
+        }
+        let core = Core {
+            routers: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            work: VecDeque::new(),
+            closed: Vec::new(),
+            next_id: u64::from(config.index) + 1,
+            stride: u64::from(config.workers.max(1)),
+            relay: config.workers > 1,
+            keyframe_interval: config.keyframe_interval,
+            stats: WorkerStats::default(),
+        };
+        Worker {
+            config,
+            rtc_config,
+            peers: HashMap::new(),
+            by_address: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            touched: Vec::new(),
+            core,
+        }
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        self.core.stats
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Creates a peer from its client's first offer and returns the hub's answer. Producers
+    /// announced by the offer come out as [`Event::ProducerAdded`].
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        router: RouterId,
+        offer: &str,
+    ) -> Result<String, SfuError> {
+        if self.peers.contains_key(&id) {
+            return Err(SfuError::PeerExists(id));
+        }
+        let mut rtc = self.rtc_config.clone().build(now);
+        for addr in &self.config.candidates {
+            let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| SfuError::Config(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let mut peer = Peer::new(id, router, rtc);
+        let answer = peer.accept_offer(offer)?;
+        self.by_ufrag.insert(peer.ufrag.clone(), id);
+        self.core.routers.entry(router).or_default();
+        self.core.drive(now, &mut peer);
+        self.peers.insert(id, peer);
+        self.settle(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// A later offer from the client (for example to publish another track).
+    pub fn accept_offer(&mut self, now: Instant, id: PeerId, offer: &str) -> Result<String, SfuError> {
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
+        let answer = peer.accept_offer(offer)?;
+        self.core.drive(now, peer);
+        self.settle(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// The client's answer to the hub's last offer.
+    pub fn accept_answer(&mut self, now: Instant, id: PeerId, answer: &str) -> Result<(), SfuError> {
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
+        let opened = peer.accept_answer(answer)?;
+        if let Some(router) = self.core.routers.get_mut(&peer.router) {
+            for (consumer_id, mid) in opened {
+                if let Some(consumer) = router.consumers.get_mut(&consumer_id) {
+                    consumer.mid = Some(mid);
+                    consumer.open = true;
+                    if consumer.kind == MediaKind::Video {
+                        self.core
+                            .work
+                            .push_back(Work::Keyframe(peer.router, consumer.producer));
+                    }
+                }
+            }
+        }
+        self.core.renegotiate(peer);
+        self.core.drive(now, peer);
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Forwards `producer` to peer `id` (on this worker); the hub offers the new track.
+    pub fn add_consumer(&mut self, now: Instant, id: PeerId, producer: &ProducerInfo) -> Result<ConsumerId, SfuError> {
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
+        let consumer_id = ConsumerId(self.core.allocate_id());
+        let router = self.core.routers.entry(peer.router).or_default();
+        router.add_consumer(
+            consumer_id,
+            Consumer {
+                peer: id,
+                producer: producer.id,
+                kind: producer.kind,
+                mid: None,
+                open: false,
+                sequence: SequenceRewriter::default(),
+                payload_types: Vec::new(),
+            },
+        );
+        peer.queue_consumer(
+            consumer_id,
+            producer.kind,
+            producer.peer.to_string(),
+            producer.id.to_string(),
+        );
+        self.core.renegotiate(peer);
+        self.core.drive(now, peer);
+        self.settle(now);
+        Ok(consumer_id)
+    }
+
+    /// A producer is gone (its publisher left): drop its consumers here and renegotiate.
+    pub fn remove_producer(&mut self, now: Instant, router_id: RouterId, producer: ProducerId) {
+        let Some(router) = self.core.routers.get_mut(&router_id) else {
+            return;
+        };
+        router.producers.remove(&producer);
+        let consumers = router.consumers_of.get(&producer).cloned().unwrap_or_default();
+        let removed: Vec<_> = consumers
+            .into_iter()
+            .filter_map(|id| router.remove_consumer(id).map(|c| (id, c)))
+            .collect();
+        for (consumer_id, consumer) in removed {
+            if let Some(peer) = self.peers.get_mut(&consumer.peer) {
+                peer.queue_consumer_removal(consumer_id, consumer.mid);
+                self.core.renegotiate(peer);
+                self.core.drive(now, peer);
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Drops a peer (its participant left). Its producers are removed from this worker only:
+    /// the hub tells the other workers.
+    pub fn remove_peer(&mut self, now: Instant, id: PeerId) {
+        if let Some(mut peer) = self.peers.remove(&id) {
+            peer.rtc.disconnect();
+            self.forget(&peer);
+        }
+        self.settle(now);
+    }
+
+    /// A datagram arrived on the worker's socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
+        self.core.stats.datagrams_received += 1;
+        let Some(id) = self.route(source, contents) else {
+            self.core.stats.datagrams_unrouted += 1;
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Ok(contents) = contents.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if !peer.rtc.accepts(&input) {
+            self.core.stats.datagrams_unrouted += 1;
+            return;
+        }
+        if !peer.addresses.contains(&source) {
+            peer.addresses.push(source);
+            self.by_address.insert(source, id);
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(peer = %id, "datagram refused: {e}");
+        }
+        self.core.drive(now, peer);
+        self.settle(now);
+    }
+
+    /// Something another worker relayed.
+    pub fn handle_relay(&mut self, now: Instant, relay: Relay) {
+        match relay {
+            Relay::Media(packet) => self.core.work.push_back(Work::Forward(packet)),
+            Relay::KeyframeRequest { router, producer } => {
+                let local = self
+                    .core
+                    .routers
+                    .get(&router)
+                    .is_some_and(|r| r.producers.contains_key(&producer));
+                if local {
+                    self.core.work.push_back(Work::Keyframe(router, producer));
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Time passed: drive every peer whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, timer))) = self.core.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.core.timers.pop();
+            due.push((at, timer));
+        }
+        for (at, timer) in due {
+            match timer {
+                Timer::Peer(id) => {
+                    let Some(peer) = self.peers.get_mut(&id) else {
+                        continue;
+                    };
+                    if peer.next_timeout != Some(at) {
+                        continue; // superseded by a later wake-up
+                    }
+                    peer.next_timeout = None;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(peer = %id, "timeout refused: {e}");
+                    }
+                    self.core.drive(now, peer);
+                }
+                Timer::Keyframe(router, producer) => {
+                    let fire = self
+                        .core
+                        .routers
+                        .get_mut(&router)
+                        .and_then(|r| r.producers.get_mut(&producer))
+                        .is_some_and(|p| p.keyframes.fire_deferred(now));
+                    if fire {
+                        self.send_keyframe_request(now, router, producer);
+                    }
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    /// The next thing to do. Call until it returns [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(output) = self.core.outputs.pop_front() {
+            return output;
+        }
+        let next = self
+            .core
+            .timers
+            .peek()
+            .map(|Reverse((at, _))| *at);
+        Output::Timeout(next.unwrap_or_else(|| far_future()))
+    }
+
+    /// Finds the peer a datagram belongs to: by source address, else by STUN ufrag.
+    fn route(&self, source: SocketAddr, contents: &[u8]) -> Option<PeerId> {
+        if let Some(id) = self.by_address.get(&source) {
+            return Some(*id);
+        }
+        let ufrag = stun::local_ufrag(contents)?;
+        self.by_ufrag.get(ufrag).copied()
+    }
+
+    /// Runs queued work (forwarding, keyframe requests) and drops closed peers.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            if let Some(work) = self.core.work.pop_front() {
+                match work {
+                    Work::Forward(packet) => self.forward(now, &packet),
+                    Work::Keyframe(router, producer) => {
+                        self.request_keyframe(now, router, producer)
+                    }
+                }
+                continue;
+            }
+            if let Some(id) = self.core.closed.pop() {
+                if let Some(peer) = self.peers.remove(&id) {
+                    self.forget(&peer);
+                    self.core.outputs.push_back(Output::Event(Event::PeerClosed(id)));
+                }
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn forget(&mut self, peer: &Peer) {
+        for addr in &peer.addresses {
+            if self.by_address.get(addr) == Some(&peer.id) {
+                self.by_address.remove(addr);
+            }
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        if let Some(router) = self.core.routers.get_mut(&peer.router) {
+            router.producers.retain(|_, p| p.peer != peer.id);
+            let consumers: Vec<ConsumerId> = router
+                .consumers
+                .iter()
+                .filter(|(_, c)| c.peer == peer.id)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in consumers {
+                router.remove_consumer(id);
+            }
+            if router.is_empty() && !self.peers.values().any(|p| p.router == peer.router) {
+                self.core.routers.remove(&peer.router);
+            }
+        }
+    }
+
+    /// Writes a packet to every open local consumer of its producer.
+    fn forward(&mut self, now: Instant, packet: &MediaPacket) {
+        let Some(router) = self.core.routers.get_mut(&packet.router) else {
+            return;
+        };
+        let Some(consumers) = router.consumers_of.get(&packet.producer) else {
+            return;
+        };
+        let mut touched = std::mem::take(&mut self.touched);
+        for consumer_id in consumers {
+            let Some(consumer) = router.consumers.get_mut(consumer_id) else {
+                continue;
+            };
+            let (true, Some(mid)) = (consumer.open, consumer.mid) else {
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(&consumer.peer) else {
+                continue;
+            };
+            let pt = match consumer.payload_types.iter().find(|(c, _)| *c == packet.codec) {
+                Some((_, pt)) => *pt,
+                None => {
+                    let Some(pt) = peer.payload_type_for(packet.codec) else {
+                        continue;
+                    };
+                    consumer.payload_types.push((packet.codec, pt));
+                    pt
+                }
+            };
+            let Some(seq_no) = consumer.sequence.rewrite(packet.seq_no) else {
+                continue;
+            };
+            let mut direct = peer.rtc.direct_api();
+            let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            stream.write_rtp(
+                str0m::rtp::RtpWrite::new(
+                    pt,
+                    seq_no,
+                    packet.timestamp,
+                    packet.received_at,
+                    packet.payload.clone(),
+                )
+                .marker(packet.marker)
+                .ext_vals(packet.extensions.clone())
+                .nackable(packet.kind == MediaKind::Video),
+            );
+            self.core.stats.packets_forwarded += 1;
+            touched.push(consumer.peer);
+        }
+        for id in touched.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                self.core.drive(now, peer);
+            }
+        }
+        self.touched = touched;
+    }
+
+    fn request_keyframe(&mut self, now: Instant, router_id: RouterId, producer: ProducerId) {
+        let interval = self.core.keyframe_interval;
+        let decision = self
+            .core
+            .routers
+            .get_mut(&router_id)
+            .and_then(|r| r.producers.get_mut(&producer))
+            .map(|p| p.keyframes.request(now, interval));
+        match decision {
+            None => {
+                if self.core.relay {
+                    self.core.outputs.push_back(Output::Relay(Relay::KeyframeRequest {
+                        router: router_id,
+                        producer,
+                    }));
+                }
+            }
+            Some(KeyframeDecision::SendNow) => self.send_keyframe_request(now, router_id, producer),
+            Some(KeyframeDecision::SendAt(at)) => {
+                self.core
+                    .timers
+                    .push(Reverse((at, Timer::Keyframe(router_id, producer))));
+            }
+            Some(KeyframeDecision::Merged) => {}
+        }
+    }
+
+    fn send_keyframe_request(&mut self, now: Instant, router_id: RouterId, producer: ProducerId) {
+        let Some(local) = self
+            .core
+            .routers
+            .get(&router_id)
+            .and_then(|r| r.producers.get(&producer))
+        else {
+            return;
+        };
+        let (peer_id, mid) = (local.peer, local.mid);
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            self.core.stats.keyframe_requests_sent += 1;
+        }
+        self.core.drive(now, peer);
+    }
+}
+
+impl Core {
+    fn allocate_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += self.stride;
+        id
+    }
+
+    fn renegotiate(&mut self, peer: &mut Peer) {
+        if let Some((sdp, _)) = peer.renegotiate() {
+            self.outputs.push_back(Output::Event(Event::Offer { peer: peer.id, sdp }));
+        }
+    }
+
+    /// Polls a peer's `Rtc` until it has nothing more to say, turning its events into work.
+    fn drive(&mut self, now: Instant, peer: &mut Peer) {
+        loop {
+            let output = match peer.rtc.poll_output() {
+                Ok(output) => output,
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, "closing after error: {e}");
+                    peer.rtc.disconnect();
+                    self.closed.push(peer.id);
+                    return;
+                }
+            };
+            match output {
+                RtcOutput::Transmit(t) => self.outputs.push_back(Output::Transmit(t)),
+                RtcOutput::Timeout(at) => {
+                    schedule(&mut self.timers, peer, at);
+                    break;
+                }
+                RtcOutput::Event(event) => self.handle_event(now, peer, event),
+            }
+        }
+        if !peer.rtc.is_alive() && !self.closed.contains(&peer.id) {
+            self.closed.push(peer.id);
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, peer: &mut Peer, event: RtcEvent) {
+        match event {
+            RtcEvent::Connected => {
+                peer.connected = true;
+                self.outputs.push_back(Output::Event(Event::PeerConnected(peer.id)));
+            }
+            RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                peer.rtc.disconnect();
+            }
+            RtcEvent::MediaAdded(added) => {
+                let receiving = matches!(added.direction, str0m::media::Direction::RecvOnly | str0m::media::Direction::SendRecv);
+                if !receiving || peer.producers_by_mid.contains_key(&added.mid) {
+                    return;
+                }
+                let id = ProducerId(self.allocate_id());
+                peer.producers_by_mid.insert(added.mid, id);
+                let router = self.routers.entry(peer.router).or_default();
+                router.producers.insert(
+                    id,
+                    LocalProducer {
+                        peer: peer.id,
+                        mid: added.mid,
+                        keyframes: KeyframeThrottle::default(),
+                    },
+                );
+                self.outputs.push_back(Output::Event(Event::ProducerAdded(ProducerInfo {
+                    id,
+                    router: peer.router,
+                    peer: peer.id,
+                    kind: added.kind,
+                })));
+            }
+            RtcEvent::RtpPacket(packet) => {
+                self.stats.packets_received += 1;
+                let Some(producer) = peer.producer_for(packet.header.ssrc) else {
+                    return;
+                };
+                let Some(codec) = peer.codecs.get(&packet.header.payload_type).copied() else {
+                    return;
+                };
+                let kind = if codec.is_audio() {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                let ext = &packet.header.ext_vals;
+                let media = Arc::new(MediaPacket {
+                    router: peer.router,
+                    producer,
+                    kind,
+                    codec,
+                    seq_no: packet.seq_no,
+                    timestamp: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    extensions: ExtensionValues {
+                        audio_level: ext.audio_level,
+                        voice_activity: ext.voice_activity,
+                        video_orientation: ext.video_orientation,
+                        ..Default::default()
+                    },
+                    payload: packet.payload,
+                    received_at: now,
+                });
+                if self.relay {
+                    self.outputs.push_back(Output::Relay(Relay::Media(media.clone())));
+                }
+                self.work.push_back(Work::Forward(media));
+            }
+            RtcEvent::KeyframeRequest(request) => {
+                let Some(consumer) = peer.consumers_by_mid.get(&request.mid) else {
+                    return;
+                };
+                let producer = self
+                    .routers
+                    .get(&peer.router)
+                    .and_then(|r| r.consumers.get(consumer))
+                    .map(|c| c.producer);
+                if let Some(producer) = producer {
+                    self.work.push_back(Work::Keyframe(peer.router, producer));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>, peer: &mut Peer, at: Instant) {
+    if peer.next_timeout != Some(at) {
+        peer.next_timeout = Some(at);
+        timers.push(Reverse((at, Timer::Peer(peer.id))));
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}

@@ -1,0 +1,328 @@
+//! A virtual network for scenario tests: one sans-IO [`Worker`] and in-process str0m clients,
+//! exchanging datagrams in memory under a virtual clock. The test plays the hub's meeting logic
+//! (which consumer takes which producer) through [`Net::on_producer`].
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use diemcau_sfu::str0m::change::{SdpAnswer, SdpOffer};
+use diemcau_sfu::str0m::format::Codec;
+use diemcau_sfu::str0m::media::{Direction, MediaKind, Mid};
+use diemcau_sfu::str0m::net::{Protocol, Receive};
+use diemcau_sfu::str0m::rtp::RtpWrite;
+use diemcau_sfu::str0m::{Candidate, Event as RtcEvent, Input, Output as RtcOutput, Rtc};
+use diemcau_sfu::{Event, Output, PeerId, ProducerInfo, RouterId, Worker, WorkerConfig};
+
+pub const HUB: &str = "127.0.0.1:40000";
+pub const STEP: Duration = Duration::from_millis(5);
+
+/// A client endpoint (what a browser would be), in RTP mode so tests see raw packets.
+pub struct Client {
+    pub peer: PeerId,
+    pub addr: SocketAddr,
+    pub rtc: Rtc,
+    pub send_mids: Vec<(MediaKind, Mid)>,
+    pub connected: bool,
+    /// RTP packets received, per kind.
+    pub received: HashMap<MediaKind, u64>,
+    /// Stream ids (publisher peers) of the tracks it was offered.
+    pub offered_streams: Vec<String>,
+    pub keyframe_requests: u64,
+    /// RTP packets written, per kind.
+    pub sent: HashMap<MediaKind, u64>,
+    seq: HashMap<MediaKind, u64>,
+    next_send: HashMap<MediaKind, Instant>,
+}
+
+pub struct Net {
+    pub now: Instant,
+    pub start: Instant,
+    pub worker: Worker,
+    pub hub: SocketAddr,
+    pub router: RouterId,
+    pub clients: Vec<Client>,
+    pub producers: Vec<ProducerInfo>,
+    /// Decides who consumes a new producer: `(subscriber, publisher) -> bool`.
+    pub consumes: fn(PeerId, PeerId) -> bool,
+}
+
+impl Net {
+    pub fn new(consumes: fn(PeerId, PeerId) -> bool) -> Net {
+        let now = Instant::now();
+        let hub: SocketAddr = HUB.parse().expect("hub address");
+        Net {
+            now,
+            start: now,
+            worker: Worker::new(WorkerConfig::new(vec![hub])),
+            hub,
+            router: RouterId(1),
+            clients: Vec::new(),
+            producers: Vec::new(),
+            consumes,
+        }
+    }
+
+    /// Adds a client publishing audio and video, and exchanges its first offer with the hub.
+    pub fn join(&mut self, peer: PeerId) -> usize {
+        let addr: SocketAddr = format!("127.0.0.{}:5000", 2 + self.clients.len())
+            .parse()
+            .expect("client address");
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        let answer = self
+            .worker
+            .add_peer(self.now, peer, self.router, &offer.to_sdp_string())
+            .expect("hub accepts the offer");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("hub answer parses");
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .expect("client accepts the answer");
+        self.clients.push(Client {
+            peer,
+            addr,
+            rtc,
+            send_mids: vec![(MediaKind::Audio, audio), (MediaKind::Video, video)],
+            connected: false,
+            received: HashMap::new(),
+            offered_streams: Vec::new(),
+            keyframe_requests: 0,
+            sent: HashMap::new(),
+            seq: HashMap::new(),
+            next_send: HashMap::new(),
+        });
+        self.pump();
+        self.clients.len() - 1
+    }
+
+    pub fn client(&mut self, peer: PeerId) -> &mut Client {
+        self.clients
+            .iter_mut()
+            .find(|c| c.peer == peer)
+            .expect("known client")
+    }
+
+    /// Runs the network for `duration` of virtual time; `each_step` may write media.
+    pub fn run(&mut self, duration: Duration, mut each_step: impl FnMut(&mut Net)) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.now += STEP;
+            let now = self.now;
+            self.worker.handle_timeout(now);
+            for c in &mut self.clients {
+                let _ = c.rtc.handle_input(Input::Timeout(now));
+            }
+            each_step(self);
+            self.pump();
+        }
+    }
+
+    /// Publishes like a real client from `peer`: a 20 ms Opus packet every 20 ms and a video
+    /// frame of `video_packets` packets every 33 ms, once its connection is up.
+    pub fn send_media(&mut self, peer: PeerId, video_packets: usize) {
+        let now = self.now;
+        let elapsed = (now - self.start).as_millis() as u64;
+        let client = self.client(peer);
+        if !client.connected {
+            return;
+        }
+        let mids = client.send_mids.clone();
+        for (kind, mid) in mids {
+            let (codec, clock, interval, count) = match kind {
+                MediaKind::Audio => (Codec::Opus, 48, Duration::from_millis(20), 1),
+                MediaKind::Video => (Codec::Vp8, 90, Duration::from_millis(33), video_packets),
+            };
+            let due = client.next_send.entry(kind).or_insert(now);
+            if *due > now {
+                continue;
+            }
+            *due = now + interval;
+            let Some(pt) = client
+                .rtc
+                .codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+            else {
+                continue;
+            };
+            for i in 0..count {
+                let seq = client.seq.entry(kind).or_insert(0);
+                *seq += 1;
+                let seq = *seq;
+                let payload = vec![if kind == MediaKind::Video && i == 0 { 0x10 } else { 0x00 }; 1000];
+                let mut direct = client.rtc.direct_api();
+                let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+                    continue;
+                };
+                stream.write_rtp(
+                    RtpWrite::new(pt, seq.into(), (elapsed * clock) as u32, now, payload)
+                        .marker(i + 1 == count)
+                        .nackable(kind == MediaKind::Video),
+                );
+                *client.sent.entry(kind).or_default() += 1;
+            }
+        }
+    }
+
+    /// Moves every pending datagram and event until all parties are quiet. Each client is
+    /// polled right after each datagram it receives, as a real driver does (in RTP mode str0m
+    /// holds one received packet at a time).
+    pub fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut busy = false;
+            let mut to_clients = Vec::new();
+            let mut events = Vec::new();
+            loop {
+                match self.worker.poll_output() {
+                    Output::Transmit(t) => to_clients.push((t.destination, t.contents.to_vec())),
+                    Output::Event(event) => events.push(event),
+                    Output::Relay(_) => {}
+                    Output::Timeout(at) if at <= self.now => {
+                        self.worker.handle_timeout(self.now);
+                        busy = true;
+                        break;
+                    }
+                    Output::Timeout(_) => break,
+                }
+            }
+            busy |= !to_clients.is_empty() || !events.is_empty();
+            let mut to_hub = Vec::new();
+            for (destination, contents) in to_clients {
+                let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) else {
+                    continue;
+                };
+                let input = Input::Receive(
+                    self.now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: self.hub,
+                        destination,
+                        contents: (&contents[..]).try_into().expect("datagram"),
+                    },
+                );
+                let _ = c.rtc.handle_input(input);
+                busy |= poll_client(c, self.now, &mut to_hub);
+            }
+            for event in events {
+                self.on_event(event);
+            }
+            for c in &mut self.clients {
+                busy |= poll_client(c, self.now, &mut to_hub);
+            }
+            for (source, contents) in to_hub {
+                self.worker.handle_datagram(self.now, source, self.hub, &contents);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::ProducerAdded(info) => {
+                let subscribers: Vec<PeerId> = self
+                    .clients
+                    .iter()
+                    .map(|c| c.peer)
+                    .filter(|s| (self.consumes)(*s, info.peer))
+                    .collect();
+                for s in subscribers {
+                    self.worker
+                        .add_consumer(self.now, s, &info)
+                        .expect("consumer added");
+                }
+                self.producers.push(info);
+            }
+            Event::Offer { peer, sdp } => {
+                let now = self.now;
+                let c = self.client(peer);
+                let offer = SdpOffer::from_sdp_string(&sdp).expect("hub offer parses");
+                // Streams of the m-lines the hub sends (sendonly from its side).
+                for section in sdp.split("\r\nm=").skip(1) {
+                    if !section.contains("a=sendonly") {
+                        continue;
+                    }
+                    let stream = section
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("a=msid:"))
+                        .filter_map(|l| l.split(' ').next())
+                        .next();
+                    if let Some(stream) = stream {
+                        if !c.offered_streams.iter().any(|s| s == stream) {
+                            c.offered_streams.push(stream.to_owned());
+                        }
+                    }
+                }
+                let answer = c.rtc.sdp_api().accept_offer(offer).expect("client answers");
+                let _ = now;
+                self.worker
+                    .accept_answer(self.now, peer, &answer.to_sdp_string())
+                    .expect("hub accepts the answer");
+            }
+            Event::PeerConnected(_) | Event::PeerClosed(_) => {}
+        }
+    }
+
+    /// Subscribes a late joiner to every producer the rules give it.
+    pub fn subscribe_existing(&mut self, peer: PeerId) {
+        let infos: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .filter(|p| (self.consumes)(peer, p.peer))
+            .cloned()
+            .collect();
+        for info in infos {
+            self.worker
+                .add_consumer(self.now, peer, &info)
+                .expect("consumer added");
+        }
+        self.pump();
+    }
+}
+
+/// Drains a client's output: events update its counters, datagrams go to `to_hub`.
+fn poll_client(c: &mut Client, now: Instant, to_hub: &mut Vec<(SocketAddr, Vec<u8>)>) -> bool {
+    let mut busy = false;
+    loop {
+        match c.rtc.poll_output() {
+            Ok(RtcOutput::Transmit(t)) => {
+                busy = true;
+                to_hub.push((c.addr, t.contents.to_vec()));
+            }
+            Ok(RtcOutput::Event(e)) => {
+                busy = true;
+                match e {
+                    RtcEvent::Connected => c.connected = true,
+                    RtcEvent::RtpPacket(p) => {
+                        let audio = c
+                            .rtc
+                            .codec_config()
+                            .find(|x| x.pt() == p.header.payload_type)
+                            .is_some_and(|x| x.spec().codec == Codec::Opus);
+                        let kind = if audio { MediaKind::Audio } else { MediaKind::Video };
+                        *c.received.entry(kind).or_default() += 1;
+                    }
+                    RtcEvent::KeyframeRequest(_) => c.keyframe_requests += 1,
+                    _ => {}
+                }
+            }
+            Ok(RtcOutput::Timeout(at)) if at <= now => {
+                busy = true;
+                let _ = c.rtc.handle_input(Input::Timeout(now));
+            }
+            Ok(RtcOutput::Timeout(_)) | Err(_) => return busy,
+        }
+    }
+}

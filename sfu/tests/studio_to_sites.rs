@@ -1,0 +1,62 @@
+//! One studio, several sites, one worker, virtual clock: the studio's packets reach every site,
+//! every site's packets reach the studio, and a late joiner makes the hub ask the studio for a
+//! keyframe.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Net;
+use diemcau_sfu::PeerId;
+use diemcau_sfu::str0m::media::MediaKind;
+
+const STUDIO: PeerId = PeerId(1);
+
+fn studio_and_sites(subscriber: PeerId, publisher: PeerId) -> bool {
+    (publisher == STUDIO) != (subscriber == STUDIO)
+}
+
+#[test]
+fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
+    let mut net = Net::new(studio_and_sites);
+    net.join(STUDIO);
+    let sites = [PeerId(2), PeerId(3), PeerId(4)];
+    for site in sites {
+        net.join(site);
+        net.subscribe_existing(site);
+    }
+    net.run(Duration::from_secs(3), |net| {
+        net.send_media(STUDIO, 4);
+        for site in [PeerId(2), PeerId(3), PeerId(4)] {
+            net.send_media(site, 1);
+        }
+    });
+
+    let studio_sent = net.client(STUDIO).sent.clone();
+    for site in sites {
+        let c = net.client(site);
+        assert!(c.connected, "{site} connected");
+        assert_eq!(c.offered_streams, vec![STUDIO.to_string()], "{site} offered the studio only");
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let got = c.received.get(&kind).copied().unwrap_or(0);
+            let sent = studio_sent.get(&kind).copied().unwrap_or(0);
+            assert!(sent > 100, "studio sent {sent} {kind} packets");
+            assert!(got * 100 >= sent * 95, "{site} received {got} of {sent} {kind} packets");
+        }
+    }
+    let studio = net.client(STUDIO);
+    let video = studio.received.get(&MediaKind::Video).copied().unwrap_or(0);
+    assert!(video > 3 * 50, "studio received {video} site video packets");
+    assert_eq!(studio.offered_streams.len(), 3);
+
+    let before = net.client(STUDIO).keyframe_requests;
+    let late = PeerId(5);
+    net.join(late);
+    net.subscribe_existing(late);
+    net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 4));
+    let after = net.client(STUDIO).keyframe_requests;
+    assert!(after > before, "late joiner triggered a keyframe request ({before} -> {after})");
+    let late_video = net.client(late).received.get(&MediaKind::Video).copied().unwrap_or(0);
+    assert!(late_video > 100, "late joiner received {late_video} video packets");
+    assert!(net.worker.stats().keyframe_requests_sent >= 2);
+}

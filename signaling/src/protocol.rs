@@ -1,0 +1,326 @@
+//! Wire types of the signalling protocol, version 1.
+//!
+//! Every frame is one JSON object with a `"type"` field. [`ClientMessage::parse`] turns a raw text
+//! frame into a typed message once, at the edge, and says whose fault a bad frame is through a
+//! [`ProtocolError`] whose [`ErrorCode`] goes on the wire unchanged. `docs/protocol.md` is the
+//! reference for client authors; keep it in step with this file.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this hub, announced in [`ServerMessage::Joined`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest text frame the hub reads as a message (64 KiB): room for an SDP with many m-lines.
+/// Larger frames are answered with [`ErrorCode::MessageTooLarge`] and the session stays up.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What a participant is in a meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The provincial studio (the chair): one per meeting, broadcasts to every site.
+    Studio,
+    /// A commune hall (a *điểm cầu*).
+    Site,
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Stable id within the meeting; also the `msid` stream id of every track it publishes.
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A message from a client (browser or any other WebRTC endpoint) to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Enter a meeting. Must be the first message of a session.
+    Join {
+        meeting: String,
+        role: Role,
+        name: String,
+    },
+    /// An SDP offer from the client: its first offer publishes its tracks.
+    Offer { sdp: String },
+    /// The client's answer to the hub's last [`ServerMessage::Offer`].
+    Answer { sdp: String },
+    /// Leave the meeting; the hub replies [`ServerMessage::Left`].
+    Leave,
+    /// Keep-alive; the hub replies [`ServerMessage::Pong`].
+    Ping,
+}
+
+/// Every value of `"type"` a client may send, in the order of [`ClientMessage`].
+pub const CLIENT_MESSAGE_TYPES: &[&str] = &["join", "offer", "answer", "leave", "ping"];
+
+/// A message from the hub to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join succeeded.
+    Joined {
+        protocol: u32,
+        meeting: String,
+        participant: ParticipantInfo,
+        /// Everyone else already in the meeting.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// The hub's answer to the client's [`ClientMessage::Offer`].
+    Answer { sdp: String },
+    /// The hub renegotiates (tracks to receive were added or removed); the client must answer.
+    Offer { sdp: String },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant: String },
+    /// The hub's view of the media connection: `connected` once ICE and DTLS are up.
+    MediaState { state: MediaState },
+    Left,
+    Pong,
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// The `"type"` of the message that caused the error, when it could be read.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        request: Option<String>,
+    },
+}
+
+/// The hub's view of a participant's media connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    Connected,
+    Disconnected,
+}
+
+/// Stable error codes. The first group is the client's fault (a malformed or out-of-order
+/// message), the second a refusal by the meeting rules, the last the hub's own failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    BinaryNotSupported,
+    UnknownType,
+    InvalidField,
+    MessageTooLarge,
+    NotJoined,
+    AlreadyJoined,
+    NoPendingOffer,
+    NegotiationInProgress,
+    InvalidSdp,
+
+    StudioTaken,
+    MeetingFull,
+
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::NoPendingOffer => "no_pending_offer",
+            ErrorCode::NegotiationInProgress => "negotiation_in_progress",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::StudioTaken => "studio_taken",
+            ErrorCode::MeetingFull => "meeting_full",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A message the hub refuses, with the code and text sent back to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub request: Option<String>,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+            request: None,
+        }
+    }
+
+    /// Names the message type that caused the error.
+    pub fn in_reply_to(mut self, request: &str) -> Self {
+        self.request = Some(request.to_owned());
+        self
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+            request: self.request.clone(),
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Parses one text frame, telling apart bad JSON, an unknown `"type"` and bad fields.
+    pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(ProtocolError::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes",
+                    text.len()
+                ),
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::MalformedJson, e.to_string()))?;
+        let Some(object) = value.as_object() else {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidField,
+                "a message must be a JSON object",
+            ));
+        };
+        let kind = match object.get("type") {
+            Some(serde_json::Value::String(kind)) => kind.clone(),
+            Some(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    "field `type` must be a string",
+                ));
+            }
+            None => {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    "missing field `type`",
+                ));
+            }
+        };
+        if !CLIENT_MESSAGE_TYPES.contains(&kind.as_str()) {
+            return Err(
+                ProtocolError::new(ErrorCode::UnknownType, format!("unknown type `{kind}`"))
+                    .in_reply_to(&kind),
+            );
+        }
+        let message: ClientMessage = serde_json::from_value(value).map_err(|e| {
+            ProtocolError::new(ErrorCode::InvalidField, e.to_string()).in_reply_to(&kind)
+        })?;
+        message.validate().map_err(|e| e.in_reply_to(&kind))?;
+        Ok(message)
+    }
+
+    /// The `"type"` of this message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Answer { .. } => "answer",
+            ClientMessage::Leave => "leave",
+            ClientMessage::Ping => "ping",
+        }
+    }
+
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if let ClientMessage::Join { meeting, name, .. } = self {
+            check_text("meeting", meeting, 64)?;
+            check_text("name", name, 128)?;
+            if !meeting
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    "field `meeting` may hold only ASCII letters, digits, `-` and `_`",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ProtocolError> {
+    let count = value.chars().count();
+    if value.trim().is_empty() || count > max_chars || value.chars().any(char::is_control) {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidField,
+            format!("field `{field}` must be 1 to {max_chars} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Serialising these plain types cannot fail; fall back to a fixed error just in case.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialisation failed"}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        match ClientMessage::parse(text) {
+            Ok(m) => panic!("expected an error, parsed {m:?}"),
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn parses_join() {
+        let m = ClientMessage::parse(
+            r#"{"type":"join","meeting":"hop-tinh","role":"site","name":"Xã Thượng Lâm"}"#,
+        )
+        .expect("valid join");
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                meeting: "hop-tinh".into(),
+                role: Role::Site,
+                name: "Xã Thượng Lâm".into()
+            }
+        );
+    }
+
+    #[test]
+    fn tells_error_kinds_apart() {
+        assert_eq!(code("not json"), ErrorCode::MalformedJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"sdp":"x"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"offer","sdp":42}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"join","meeting":"a b","role":"site","name":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","meeting":"a","role":"king","name":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        let huge = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(code(&huge), ErrorCode::MessageTooLarge);
+    }
+
+    #[test]
+    fn error_codes_serialise_as_documented() {
+        for code in [ErrorCode::MalformedJson, ErrorCode::NoPendingOffer, ErrorCode::Internal] {
+            let json = serde_json::to_string(&code).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}
