@@ -34,10 +34,13 @@ pub(crate) struct Peer {
     negotiation: Negotiation,
 }
 
+/// The hub's offer awaiting the client's answer, with the consumers it adds and the m-lines it
+/// stops.
+type PendingOffer = (SdpPendingOffer, Vec<(ConsumerId, Mid)>, Vec<Mid>);
+
 #[derive(Debug, Default)]
 struct Negotiation {
-    /// The hub's offer awaiting the client's answer, with the consumers it adds and removes.
-    pending: Option<(SdpPendingOffer, Vec<(ConsumerId, Mid)>, Vec<Mid>)>,
+    pending: Option<PendingOffer>,
     /// Changes to offer once the pending offer (if any) is answered.
     queued_adds: Vec<QueuedConsumer>,
     queued_removes: Vec<Mid>,

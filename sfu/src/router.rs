@@ -214,7 +214,10 @@ mod tests {
         }
         assert_eq!(router.consumers_of[&producer].len(), 3);
         router.remove_consumer(ConsumerId(1));
-        assert_eq!(router.consumers_of[&producer], vec![ConsumerId(0), ConsumerId(2)]);
+        assert_eq!(
+            router.consumers_of[&producer],
+            vec![ConsumerId(0), ConsumerId(2)]
+        );
         router.remove_consumer(ConsumerId(0));
         router.remove_consumer(ConsumerId(2));
         assert!(router.consumers_of.is_empty());

@@ -15,16 +15,16 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&str> {
         return None;
     }
     let mut rest = datagram.get(HEADER_LEN..)?;
-    while rest.len() >= 4 {
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let value = rest.get(4..4 + len)?;
+    while let [k0, k1, l0, l1, body @ ..] = rest {
+        let kind = u16::from_be_bytes([*k0, *k1]);
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        let value = body.get(..len)?;
         if kind == ATTR_USERNAME {
             let username = std::str::from_utf8(value).ok()?;
             return username.split(':').next();
         }
         let padded = (len + 3) & !3;
-        rest = rest.get(4 + padded..)?;
+        rest = body.get(padded..)?;
     }
     None
 }
@@ -50,7 +50,10 @@ mod tests {
 
     #[test]
     fn finds_local_ufrag() {
-        assert_eq!(local_ufrag(&binding_request(b"hubufrag:browser")), Some("hubufrag"));
+        assert_eq!(
+            local_ufrag(&binding_request(b"hubufrag:browser")),
+            Some("hubufrag")
+        );
     }
 
     #[test]

@@ -234,7 +234,12 @@ impl Worker {
     }
 
     /// A later offer from the client (for example to publish another track).
-    pub fn accept_offer(&mut self, now: Instant, id: PeerId, offer: &str) -> Result<String, SfuError> {
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        offer: &str,
+    ) -> Result<String, SfuError> {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
         let answer = peer.accept_offer(offer)?;
         self.core.drive(now, peer);
@@ -243,7 +248,12 @@ impl Worker {
     }
 
     /// The client's answer to the hub's last offer.
-    pub fn accept_answer(&mut self, now: Instant, id: PeerId, answer: &str) -> Result<(), SfuError> {
+    pub fn accept_answer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        answer: &str,
+    ) -> Result<(), SfuError> {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
         let opened = peer.accept_answer(answer)?;
         if let Some(router) = self.core.routers.get_mut(&peer.router) {
@@ -266,7 +276,12 @@ impl Worker {
     }
 
     /// Forwards `producer` to peer `id` (on this worker); the hub offers the new track.
-    pub fn add_consumer(&mut self, now: Instant, id: PeerId, producer: &ProducerInfo) -> Result<ConsumerId, SfuError> {
+    pub fn add_consumer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        producer: &ProducerInfo,
+    ) -> Result<ConsumerId, SfuError> {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
         let consumer_id = ConsumerId(self.core.allocate_id());
         let router = self.core.routers.entry(peer.router).or_default();
@@ -300,7 +315,11 @@ impl Worker {
             return;
         };
         router.producers.remove(&producer);
-        let consumers = router.consumers_of.get(&producer).cloned().unwrap_or_default();
+        let consumers = router
+            .consumers_of
+            .get(&producer)
+            .cloned()
+            .unwrap_or_default();
         let removed: Vec<_> = consumers
             .into_iter()
             .filter_map(|id| router.remove_consumer(id).map(|c| (id, c)))
@@ -432,12 +451,8 @@ impl Worker {
         if let Some(output) = self.core.outputs.pop_front() {
             return output;
         }
-        let next = self
-            .core
-            .timers
-            .peek()
-            .map(|Reverse((at, _))| *at);
-        Output::Timeout(next.unwrap_or_else(|| far_future()))
+        let next = self.core.timers.peek().map(|Reverse((at, _))| *at);
+        Output::Timeout(next.unwrap_or_else(far_future))
     }
 
     /// Finds the peer a datagram belongs to: by source address, else by STUN ufrag.
@@ -464,7 +479,9 @@ impl Worker {
             if let Some(id) = self.core.closed.pop() {
                 if let Some(peer) = self.peers.remove(&id) {
                     self.forget(&peer);
-                    self.core.outputs.push_back(Output::Event(Event::PeerClosed(id)));
+                    self.core
+                        .outputs
+                        .push_back(Output::Event(Event::PeerClosed(id)));
                 }
                 continue;
             }
@@ -515,7 +532,11 @@ impl Worker {
             let Some(peer) = self.peers.get_mut(&consumer.peer) else {
                 continue;
             };
-            let pt = match consumer.payload_types.iter().find(|(c, _)| *c == packet.codec) {
+            let pt = match consumer
+                .payload_types
+                .iter()
+                .find(|(c, _)| *c == packet.codec)
+            {
                 Some((_, pt)) => *pt,
                 None => {
                     let Some(pt) = peer.payload_type_for(packet.codec) else {
@@ -566,10 +587,12 @@ impl Worker {
         match decision {
             None => {
                 if self.core.relay {
-                    self.core.outputs.push_back(Output::Relay(Relay::KeyframeRequest {
-                        router: router_id,
-                        producer,
-                    }));
+                    self.core
+                        .outputs
+                        .push_back(Output::Relay(Relay::KeyframeRequest {
+                            router: router_id,
+                            producer,
+                        }));
                 }
             }
             Some(KeyframeDecision::SendNow) => self.send_keyframe_request(now, router_id, producer),
@@ -612,7 +635,8 @@ impl Core {
 
     fn renegotiate(&mut self, peer: &mut Peer) {
         if let Some((sdp, _)) = peer.renegotiate() {
-            self.outputs.push_back(Output::Event(Event::Offer { peer: peer.id, sdp }));
+            self.outputs
+                .push_back(Output::Event(Event::Offer { peer: peer.id, sdp }));
         }
     }
 
@@ -646,13 +670,17 @@ impl Core {
         match event {
             RtcEvent::Connected => {
                 peer.connected = true;
-                self.outputs.push_back(Output::Event(Event::PeerConnected(peer.id)));
+                self.outputs
+                    .push_back(Output::Event(Event::PeerConnected(peer.id)));
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 peer.rtc.disconnect();
             }
             RtcEvent::MediaAdded(added) => {
-                let receiving = matches!(added.direction, str0m::media::Direction::RecvOnly | str0m::media::Direction::SendRecv);
+                let receiving = matches!(
+                    added.direction,
+                    str0m::media::Direction::RecvOnly | str0m::media::Direction::SendRecv
+                );
                 if !receiving || peer.producers_by_mid.contains_key(&added.mid) {
                     return;
                 }
@@ -667,12 +695,13 @@ impl Core {
                         keyframes: KeyframeThrottle::default(),
                     },
                 );
-                self.outputs.push_back(Output::Event(Event::ProducerAdded(ProducerInfo {
-                    id,
-                    router: peer.router,
-                    peer: peer.id,
-                    kind: added.kind,
-                })));
+                self.outputs
+                    .push_back(Output::Event(Event::ProducerAdded(ProducerInfo {
+                        id,
+                        router: peer.router,
+                        peer: peer.id,
+                        kind: added.kind,
+                    })));
             }
             RtcEvent::RtpPacket(packet) => {
                 self.stats.packets_received += 1;
@@ -706,7 +735,8 @@ impl Core {
                     received_at: now,
                 });
                 if self.relay {
-                    self.outputs.push_back(Output::Relay(Relay::Media(media.clone())));
+                    self.outputs
+                        .push_back(Output::Relay(Relay::Media(media.clone())));
                 }
                 self.work.push_back(Work::Forward(media));
             }

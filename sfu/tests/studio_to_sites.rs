@@ -36,12 +36,19 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
     for site in sites {
         let c = net.client(site);
         assert!(c.connected, "{site} connected");
-        assert_eq!(c.offered_streams, vec![STUDIO.to_string()], "{site} offered the studio only");
+        assert_eq!(
+            c.offered_streams,
+            vec![STUDIO.to_string()],
+            "{site} offered the studio only"
+        );
         for kind in [MediaKind::Audio, MediaKind::Video] {
             let got = c.received.get(&kind).copied().unwrap_or(0);
             let sent = studio_sent.get(&kind).copied().unwrap_or(0);
             assert!(sent > 100, "studio sent {sent} {kind} packets");
-            assert!(got * 100 >= sent * 95, "{site} received {got} of {sent} {kind} packets");
+            assert!(
+                got * 100 >= sent * 95,
+                "{site} received {got} of {sent} {kind} packets"
+            );
         }
     }
     let studio = net.client(STUDIO);
@@ -55,8 +62,19 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
     net.subscribe_existing(late);
     net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 4));
     let after = net.client(STUDIO).keyframe_requests;
-    assert!(after > before, "late joiner triggered a keyframe request ({before} -> {after})");
-    let late_video = net.client(late).received.get(&MediaKind::Video).copied().unwrap_or(0);
-    assert!(late_video > 100, "late joiner received {late_video} video packets");
+    assert!(
+        after > before,
+        "late joiner triggered a keyframe request ({before} -> {after})"
+    );
+    let late_video = net
+        .client(late)
+        .received
+        .get(&MediaKind::Video)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        late_video > 100,
+        "late joiner received {late_video} video packets"
+    );
     assert!(net.worker.stats().keyframe_requests_sent >= 2);
 }

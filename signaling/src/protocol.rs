@@ -69,13 +69,23 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
     },
     /// The hub's answer to the client's [`ClientMessage::Offer`].
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// The hub renegotiates (tracks to receive were added or removed); the client must answer.
-    Offer { sdp: String },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant: String },
+    Offer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: String,
+    },
     /// The hub's view of the media connection: `connected` once ICE and DTLS are up.
-    MediaState { state: MediaState },
+    MediaState {
+        state: MediaState,
+    },
     Left,
     Pong,
     Error {
@@ -207,10 +217,11 @@ impl ClientMessage {
             }
         };
         if !CLIENT_MESSAGE_TYPES.contains(&kind.as_str()) {
-            return Err(
-                ProtocolError::new(ErrorCode::UnknownType, format!("unknown type `{kind}`"))
-                    .in_reply_to(&kind),
-            );
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownType,
+                format!("unknown type `{kind}`"),
+            )
+            .in_reply_to(&kind));
         }
         let message: ClientMessage = serde_json::from_value(value).map_err(|e| {
             ProtocolError::new(ErrorCode::InvalidField, e.to_string()).in_reply_to(&kind)
@@ -302,7 +313,10 @@ mod tests {
         assert_eq!(code(r#"{"sdp":"x"}"#), ErrorCode::InvalidField);
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"offer","sdp":42}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"offer","sdp":42}"#),
+            ErrorCode::InvalidField
+        );
         assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::InvalidField);
         assert_eq!(
             code(r#"{"type":"join","meeting":"a b","role":"site","name":"x"}"#),
@@ -312,13 +326,20 @@ mod tests {
             code(r#"{"type":"join","meeting":"a","role":"king","name":"x"}"#),
             ErrorCode::InvalidField
         );
-        let huge = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let huge = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(code(&huge), ErrorCode::MessageTooLarge);
     }
 
     #[test]
     fn error_codes_serialise_as_documented() {
-        for code in [ErrorCode::MalformedJson, ErrorCode::NoPendingOffer, ErrorCode::Internal] {
+        for code in [
+            ErrorCode::MalformedJson,
+            ErrorCode::NoPendingOffer,
+            ErrorCode::Internal,
+        ] {
             let json = serde_json::to_string(&code).expect("serialise");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

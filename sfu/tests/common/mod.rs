@@ -160,7 +160,14 @@ impl Net {
                 let seq = client.seq.entry(kind).or_insert(0);
                 *seq += 1;
                 let seq = *seq;
-                let payload = vec![if kind == MediaKind::Video && i == 0 { 0x10 } else { 0x00 }; 1000];
+                let payload = vec![
+                    if kind == MediaKind::Video && i == 0 {
+                        0x10
+                    } else {
+                        0x00
+                    };
+                    1000
+                ];
                 let mut direct = client.rtc.direct_api();
                 let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
                     continue;
@@ -221,7 +228,8 @@ impl Net {
                 busy |= poll_client(c, self.now, &mut to_hub);
             }
             for (source, contents) in to_hub {
-                self.worker.handle_datagram(self.now, source, self.hub, &contents);
+                self.worker
+                    .handle_datagram(self.now, source, self.hub, &contents);
             }
             if !busy {
                 return;
@@ -311,7 +319,11 @@ fn poll_client(c: &mut Client, now: Instant, to_hub: &mut Vec<(SocketAddr, Vec<u
                             .codec_config()
                             .find(|x| x.pt() == p.header.payload_type)
                             .is_some_and(|x| x.spec().codec == Codec::Opus);
-                        let kind = if audio { MediaKind::Audio } else { MediaKind::Video };
+                        let kind = if audio {
+                            MediaKind::Audio
+                        } else {
+                            MediaKind::Video
+                        };
                         *c.received.entry(kind).or_default() += 1;
                     }
                     RtcEvent::KeyframeRequest(_) => c.keyframe_requests += 1,

@@ -1,0 +1,37 @@
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = diemcau::Config::parse();
+    let hub = match diemcau::start(config).await {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("diemcau: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = hub.http_addr();
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let base = format!("http://{host}:{}", addr.port());
+    println!("diemcau: listening on {base}");
+    println!("  studio: {base}/studio.html?meeting=hop-tinh");
+    println!("  site:   {base}/site.html?meeting=hop-tinh&name=Xa%20Thuong%20Lam");
+    let media: Vec<String> = hub
+        .media_addresses()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    println!("  media UDP (open in the firewall): {}", media.join(", "));
+    hub.run_until_signal().await;
+    std::process::ExitCode::SUCCESS
+}

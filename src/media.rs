@@ -1,0 +1,358 @@
+//! The media driver: a fixed pool of worker threads, each owning one UDP socket and one
+//! sans-IO [`Worker`]. This is the only place where media touches the network or the clock.
+//!
+//! A datagram reaches its peer through the worker's address map; a worker sleeps in `epoll`
+//! until a datagram, a command or its next timer; a producer's packet is handed to each other
+//! worker once per loop turn, in a batch, as reference-counted [`Relay`]s.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use diemcau_sfu::{Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId, SfuError};
+use diemcau_sfu::{Worker, WorkerConfig};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tokio::sync::{mpsc, oneshot};
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// An instruction for one worker thread.
+#[derive(Debug)]
+pub enum Command {
+    AddPeer {
+        peer: PeerId,
+        router: RouterId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Offer {
+        peer: PeerId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Answer {
+        peer: PeerId,
+        answer: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    AddConsumer {
+        peer: PeerId,
+        producer: ProducerInfo,
+    },
+    RemoveProducer {
+        router: RouterId,
+        producer: ProducerId,
+    },
+    RemovePeer {
+        peer: PeerId,
+    },
+    Relay(Vec<Relay>),
+    Stop,
+}
+
+/// Where each worker binds and what it announces.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub workers: usize,
+    pub bind_ip: IpAddr,
+    /// First UDP port: worker `i` binds `port + i`. Zero picks free ports.
+    pub port: u16,
+    /// Addresses put in ICE candidates (with each worker's port).
+    pub announce: Vec<IpAddr>,
+}
+
+/// Events from the workers, tagged with the worker's index.
+pub type MediaEvents = mpsc::UnboundedReceiver<(usize, Event)>;
+
+/// Handle to the worker threads. Dropping it without [`MediaPlane::stop`] leaves them running
+/// until the process ends.
+#[derive(Debug)]
+pub struct MediaPlane {
+    workers: Vec<WorkerHandle>,
+    threads: Vec<JoinHandle<()>>,
+    next: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+struct WorkerHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    addresses: Vec<SocketAddr>,
+}
+
+impl WorkerHandle {
+    fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok()
+            && let Err(e) = self.waker.wake()
+        {
+            tracing::error!("waking a media worker failed: {e}");
+        }
+    }
+}
+
+impl MediaPlane {
+    /// Binds every worker's socket and starts its thread.
+    pub fn start(config: &MediaConfig) -> io::Result<(MediaPlane, MediaEvents)> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let count = config.workers.max(1);
+        let dtls_cert = diemcau_sfu::str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        let mut handles = Vec::with_capacity(count);
+        let mut pending = Vec::with_capacity(count);
+        for index in 0..count {
+            let port = if config.port == 0 {
+                0
+            } else {
+                config.port + index as u16
+            };
+            let std_socket = std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
+            std_socket.set_nonblocking(true)?;
+            let local = std_socket.local_addr()?;
+            let socket = UdpSocket::from_std(std_socket);
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (commands, inbox) = crossbeam_channel::unbounded();
+            let addresses: Vec<SocketAddr> = config
+                .announce
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, local.port()))
+                .collect();
+            tracing::info!(worker = index, %local, announce = ?addresses, "media worker bound");
+            handles.push(WorkerHandle {
+                commands,
+                waker,
+                addresses: addresses.clone(),
+            });
+            let destination = addresses.first().copied().unwrap_or(local);
+            let mut worker_config = WorkerConfig::new(addresses);
+            worker_config.index = index as u32;
+            worker_config.workers = count as u32;
+            worker_config.dtls_cert = dtls_cert.clone();
+            pending.push((socket, poll, inbox, worker_config, destination));
+        }
+        let mut threads = Vec::with_capacity(count);
+        for (index, (socket, poll, inbox, worker_config, destination)) in
+            pending.into_iter().enumerate()
+        {
+            let others: Vec<WorkerHandle> = handles
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, h)| h.clone())
+                .collect();
+            let driver = Driver {
+                index,
+                socket,
+                poll,
+                inbox,
+                others,
+                events: events_tx.clone(),
+                worker: Worker::new(worker_config),
+                destination,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("media-{index}"))
+                .spawn(move || driver.run())?;
+            threads.push(thread);
+        }
+        Ok((
+            MediaPlane {
+                workers: handles,
+                threads,
+                next: AtomicUsize::new(0),
+            },
+            events_rx,
+        ))
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The UDP addresses announced by every worker (for the operator: open these ports).
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.workers
+            .iter()
+            .flat_map(|w| w.addresses.clone())
+            .collect()
+    }
+
+    /// The worker a new peer goes to (round robin).
+    pub fn pick_worker(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len()
+    }
+
+    pub fn send(&self, worker: usize, command: Command) {
+        if let Some(handle) = self.workers.get(worker) {
+            handle.send(command);
+        }
+    }
+
+    pub fn broadcast(&self, command: impl Fn() -> Command) {
+        for handle in &self.workers {
+            handle.send(command());
+        }
+    }
+
+    /// Stops every worker thread and waits for them.
+    pub fn stop(&mut self) {
+        self.broadcast(|| Command::Stop);
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a media worker panicked");
+            }
+        }
+    }
+}
+
+/// One worker thread's loop.
+struct Driver {
+    index: usize,
+    socket: UdpSocket,
+    poll: Poll,
+    inbox: Receiver<Command>,
+    others: Vec<WorkerHandle>,
+    events: mpsc::UnboundedSender<(usize, Event)>,
+    worker: Worker,
+    /// Datagrams are handed to str0m with the first announced address as destination: the
+    /// address the client sent to, as its ICE candidate pair names it.
+    destination: SocketAddr,
+}
+
+impl Driver {
+    fn run(mut self) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut self.socket, SOCKET, Interest::READABLE)
+        {
+            tracing::error!(worker = self.index, "cannot register socket: {e}");
+            return;
+        }
+        let destination = self.destination;
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; 2048];
+        let mut relays = Vec::new();
+        loop {
+            let deadline = self.flush(&mut relays);
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let timeout = timeout.min(Duration::from_secs(1));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(worker = self.index, "poll failed: {e}");
+            }
+            let readable = events.iter().any(|e| e.token() == SOCKET);
+            if readable {
+                loop {
+                    match self.socket.recv_from(&mut buf) {
+                        Ok((n, source)) => {
+                            let Some(datagram) = buf.get(..n) else {
+                                continue;
+                            };
+                            self.worker.handle_datagram(
+                                Instant::now(),
+                                source,
+                                destination,
+                                datagram,
+                            );
+                            self.flush(&mut relays);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors from a vanished client surface here; keep serving.
+                            tracing::debug!(worker = self.index, "recv failed: {e}");
+                        }
+                    }
+                }
+            }
+            while let Ok(command) = self.inbox.try_recv() {
+                if !self.handle_command(command) {
+                    return;
+                }
+            }
+            self.worker.handle_timeout(Instant::now());
+        }
+    }
+
+    /// Sends what the worker produced; returns when it next wants to be woken.
+    fn flush(&mut self, relays: &mut Vec<Relay>) -> Instant {
+        let deadline = loop {
+            match self.worker.poll_output() {
+                Output::Transmit(t) => {
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
+                        tracing::trace!(
+                            worker = self.index,
+                            "send to {} failed: {e}",
+                            t.destination
+                        );
+                    }
+                }
+                Output::Relay(relay) => relays.push(relay),
+                Output::Event(event) => {
+                    let _ = self.events.send((self.index, event));
+                }
+                Output::Timeout(at) => break at,
+            }
+        };
+        if !relays.is_empty() {
+            if let Some((last, rest)) = self.others.split_last() {
+                for other in rest {
+                    other.send(Command::Relay(relays.clone()));
+                }
+                last.send(Command::Relay(std::mem::take(relays)));
+            } else {
+                relays.clear();
+            }
+        }
+        deadline
+    }
+
+    /// Returns false on `Stop`.
+    fn handle_command(&mut self, command: Command) -> bool {
+        let now = Instant::now();
+        match command {
+            Command::AddPeer {
+                peer,
+                router,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(self.worker.add_peer(now, peer, router, &offer));
+            }
+            Command::Offer { peer, offer, reply } => {
+                let _ = reply.send(self.worker.accept_offer(now, peer, &offer));
+            }
+            Command::Answer {
+                peer,
+                answer,
+                reply,
+            } => {
+                let _ = reply.send(self.worker.accept_answer(now, peer, &answer));
+            }
+            Command::AddConsumer { peer, producer } => {
+                if let Err(e) = self.worker.add_consumer(now, peer, &producer) {
+                    tracing::debug!(worker = self.index, "consumer not added: {e}");
+                }
+            }
+            Command::RemoveProducer { router, producer } => {
+                self.worker.remove_producer(now, router, producer)
+            }
+            Command::RemovePeer { peer } => self.worker.remove_peer(now, peer),
+            Command::Relay(relays) => {
+                for relay in relays {
+                    self.worker.handle_relay(now, relay);
+                }
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+}

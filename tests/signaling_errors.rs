@@ -1,0 +1,167 @@
+//! Malformed and out-of-order signalling gets error replies with stable codes; the session
+//! stays up and the hub keeps serving everyone else.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr) -> Socket {
+    let (socket, _) = connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("WebSocket connects");
+    socket
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("hub sends JSON");
+        }
+    }
+}
+
+async fn send_text(socket: &mut Socket, text: impl Into<String>) {
+    socket
+        .send(Message::Text(text.into().into()))
+        .await
+        .expect("send");
+}
+
+async fn expect_error(socket: &mut Socket, code: &str) -> Value {
+    let reply = next_json(socket).await;
+    assert_eq!(reply["type"], "error", "reply {reply}");
+    assert_eq!(reply["code"], code, "reply {reply}");
+    assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+    reply
+}
+
+async fn ping_pong(socket: &mut Socket) {
+    send_text(socket, json!({"type": "ping"}).to_string()).await;
+    assert_eq!(
+        next_json(socket).await["type"],
+        "pong",
+        "session still serves"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+
+    // A well-behaved site, joined before the abuse starts.
+    let mut good = connect(addr).await;
+    send_text(
+        &mut good,
+        json!({"type": "join", "meeting": "m1", "role": "site", "name": "Xã Lâm Bình"}).to_string(),
+    )
+    .await;
+    let joined = next_json(&mut good).await;
+    assert_eq!(joined["type"], "joined");
+    assert_eq!(joined["participant"]["name"], "Xã Lâm Bình");
+
+    let mut bad = connect(addr).await;
+    send_text(&mut bad, "garbage {{{").await;
+    expect_error(&mut bad, "malformed_json").await;
+
+    bad.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .expect("send");
+    expect_error(&mut bad, "binary_not_supported").await;
+
+    send_text(&mut bad, json!({"type": "dance"}).to_string()).await;
+    let reply = expect_error(&mut bad, "unknown_type").await;
+    assert_eq!(reply["request"], "dance");
+
+    send_text(&mut bad, json!({"type": "offer", "sdp": 42}).to_string()).await;
+    expect_error(&mut bad, "invalid_field").await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "join", "meeting": "m1", "role": 3, "name": "x"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "invalid_field").await;
+
+    send_text(&mut bad, json!({"no_type": true}).to_string()).await;
+    expect_error(&mut bad, "invalid_field").await;
+
+    let huge = json!({"type": "offer", "sdp": "a".repeat(10 * 1024 * 1024)}).to_string();
+    send_text(&mut bad, huge).await;
+    expect_error(&mut bad, "message_too_large").await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "answer", "sdp": "v=0"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "not_joined").await;
+
+    ping_pong(&mut bad).await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Studio"}).to_string(),
+    )
+    .await;
+    assert_eq!(next_json(&mut bad).await["type"], "joined");
+    // The good site hears about the studio.
+    let notice = next_json(&mut good).await;
+    assert_eq!(notice["type"], "participant_joined");
+    assert_eq!(notice["participant"]["role"], "studio");
+
+    send_text(
+        &mut bad,
+        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Again"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "already_joined").await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "answer", "sdp": "v=0\r\n"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "no_pending_offer").await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "offer", "sdp": "not an sdp"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "invalid_sdp").await;
+
+    // A second studio in the same meeting is refused.
+    let mut second = connect(addr).await;
+    send_text(
+        &mut second,
+        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Studio 2"}).to_string(),
+    )
+    .await;
+    expect_error(&mut second, "studio_taken").await;
+
+    // After all that, everyone is still served.
+    ping_pong(&mut bad).await;
+    ping_pong(&mut good).await;
+    send_text(&mut bad, json!({"type": "leave"}).to_string()).await;
+    assert_eq!(next_json(&mut bad).await["type"], "left");
+    let left = next_json(&mut good).await;
+    assert_eq!(left["type"], "participant_left");
+
+    hub.shutdown().await;
+}
