@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod attendance;
 pub mod config;
 pub mod hub;
 pub mod media;

@@ -1,0 +1,152 @@
+//! The facts of the attendance log. Each event is appended once and never changed.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch (UTC).
+pub type Millis = i64;
+
+/// One fact, as stored: its place in the meeting's stream, when it happened, and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the meeting's stream, from 1, without gaps.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Millis,
+    /// When the hub wrote it (later than `at` only for facts recovered after a crash).
+    pub recorded_at: Millis,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    MeetingStarted,
+    MeetingEnded,
+    /// A site's session began (a new attendance row when not within the grace period).
+    SiteJoined {
+        site: String,
+        session: String,
+        client: String,
+        address: String,
+    },
+    /// A site came back within the grace period: the same attendance row goes on.
+    SiteReconnected {
+        site: String,
+        session: String,
+        previous_session: String,
+        client: String,
+        address: String,
+    },
+    SiteLeft {
+        site: String,
+        session: String,
+        reason: LeaveReason,
+    },
+    /// What the site receives changed.
+    MediaChanged {
+        site: String,
+        session: String,
+        media: Reception,
+    },
+    /// Periodic link quality, seen from the hub.
+    QualitySample {
+        site: String,
+        session: String,
+        bitrate_in_kbps: u32,
+        bitrate_out_kbps: u32,
+        /// Packet loss in tenths of a percent (0–1000).
+        loss_permille: u32,
+        rtt_ms: u32,
+    },
+    /// The hall declared how many delegates are present.
+    HeadCount {
+        site: String,
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The site left or closed its page.
+    Closed,
+    /// The site's connection was lost.
+    NetworkTimeout,
+    /// The chair removed it.
+    Removed,
+    /// The hub was shut down.
+    HubShutdown,
+    /// The hub stopped without warning; the session ended at the last moment the hub knew it
+    /// alive (written when the hub started again).
+    HubCrash,
+    /// The meeting ended while the site was connected.
+    MeetingEnded,
+}
+
+/// What a site receives of the studio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reception {
+    Video,
+    AudioOnly,
+    Nothing,
+}
+
+impl EventKind {
+    /// The kind as stored in the `kind` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::MeetingStarted => "meeting_started",
+            EventKind::MeetingEnded => "meeting_ended",
+            EventKind::SiteJoined { .. } => "site_joined",
+            EventKind::SiteReconnected { .. } => "site_reconnected",
+            EventKind::SiteLeft { .. } => "site_left",
+            EventKind::MediaChanged { .. } => "media_changed",
+            EventKind::QualitySample { .. } => "quality_sample",
+            EventKind::HeadCount { .. } => "head_count",
+        }
+    }
+
+    /// The site the event is about, if any.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            EventKind::MeetingStarted | EventKind::MeetingEnded => None,
+            EventKind::SiteJoined { site, .. }
+            | EventKind::SiteReconnected { site, .. }
+            | EventKind::SiteLeft { site, .. }
+            | EventKind::MediaChanged { site, .. }
+            | EventKind::QualitySample { site, .. }
+            | EventKind::HeadCount { site, .. } => Some(site),
+        }
+    }
+
+    /// The session the event is about, if any.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            EventKind::SiteJoined { session, .. }
+            | EventKind::SiteReconnected { session, .. }
+            | EventKind::SiteLeft { session, .. }
+            | EventKind::MediaChanged { session, .. }
+            | EventKind::QualitySample { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Closed => "closed",
+            LeaveReason::NetworkTimeout => "network_timeout",
+            LeaveReason::Removed => "removed",
+            LeaveReason::HubShutdown => "hub_shutdown",
+            LeaveReason::HubCrash => "hub_crash",
+            LeaveReason::MeetingEnded => "meeting_ended",
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The attendance record: an append-only event log per meeting, and the reports computed from
+//! it.
+
+pub mod event;
+pub mod report;
+
+pub use event::{Event, EventKind, LeaveReason, Millis, Reception};
+pub use report::{ExpectedSite, MeetingPlan, Report, ReportRules, Status};
