@@ -9,7 +9,7 @@ use diemcau::attendance::{
 };
 
 /// 2026-12-01 08:00 in Hà Nội (01:00 UTC).
-const T0: Millis = 1_764_550_800_000;
+const T0: Millis = 1_796_086_800_000;
 
 fn at(minute: i64) -> Millis {
     T0 + minute * 60_000
