@@ -18,6 +18,7 @@
 
 pub mod attendance;
 pub mod config;
+pub mod directory;
 pub mod hub;
 pub mod media;
 pub mod meeting;

@@ -338,7 +338,7 @@ impl Driver {
                 let _ = reply.send(self.worker.accept_answer(now, peer, &answer));
             }
             Command::AddConsumer { peer, producer } => {
-                if let Err(e) = self.worker.add_consumer(now, peer, &producer) {
+                if let Err(e) = self.worker.add_consumer(peer, &producer) {
                     tracing::debug!(worker = self.index, "consumer not added: {e}");
                 }
             }

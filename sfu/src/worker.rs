@@ -134,6 +134,9 @@ pub struct Worker {
     by_ufrag: HashMap<String, PeerId>,
     /// Peers written to while forwarding one packet, reused to avoid an allocation per packet.
     touched: Vec<PeerId>,
+    /// Peers with consumer changes to offer: offered together at the next `poll_output`, so
+    /// several tracks added at once cost one offer/answer round trip.
+    to_renegotiate: Vec<PeerId>,
     core: Core,
 }
 
@@ -193,6 +196,7 @@ impl Worker {
             by_address: HashMap::new(),
             by_ufrag: HashMap::new(),
             touched: Vec::new(),
+            to_renegotiate: Vec::new(),
             core,
         }
     }
@@ -278,7 +282,6 @@ impl Worker {
     /// Forwards `producer` to peer `id` (on this worker); the hub offers the new track.
     pub fn add_consumer(
         &mut self,
-        now: Instant,
         id: PeerId,
         producer: &ProducerInfo,
     ) -> Result<ConsumerId, SfuError> {
@@ -303,9 +306,9 @@ impl Worker {
             producer.peer.to_string(),
             producer.id.to_string(),
         );
-        self.core.renegotiate(peer);
-        self.core.drive(now, peer);
-        self.settle(now);
+        if !self.to_renegotiate.contains(&id) {
+            self.to_renegotiate.push(id);
+        }
         Ok(consumer_id)
     }
 
@@ -327,8 +330,9 @@ impl Worker {
         for (consumer_id, consumer) in removed {
             if let Some(peer) = self.peers.get_mut(&consumer.peer) {
                 peer.queue_consumer_removal(consumer_id, consumer.mid);
-                self.core.renegotiate(peer);
-                self.core.drive(now, peer);
+                if !self.to_renegotiate.contains(&peer.id) {
+                    self.to_renegotiate.push(peer.id);
+                }
             }
         }
         self.settle(now);
@@ -448,6 +452,14 @@ impl Worker {
 
     /// The next thing to do. Call until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
+        if let Some(output) = self.core.outputs.pop_front() {
+            return output;
+        }
+        for id in std::mem::take(&mut self.to_renegotiate) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                self.core.renegotiate(peer);
+            }
+        }
         if let Some(output) = self.core.outputs.pop_front() {
             return output;
         }

@@ -247,9 +247,7 @@ impl Net {
                     .filter(|s| (self.consumes)(*s, info.peer))
                     .collect();
                 for s in subscribers {
-                    self.worker
-                        .add_consumer(self.now, s, &info)
-                        .expect("consumer added");
+                    self.worker.add_consumer(s, &info).expect("consumer added");
                 }
                 self.producers.push(info);
             }
@@ -293,7 +291,7 @@ impl Net {
             .collect();
         for info in infos {
             self.worker
-                .add_consumer(self.now, peer, &info)
+                .add_consumer(peer, &info)
                 .expect("consumer added");
         }
         self.pump();
