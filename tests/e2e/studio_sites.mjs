@@ -1,0 +1,347 @@
+// End-to-end: one studio and four sites in headless Chromium against a running hub.
+//
+//   node tests/e2e/studio_sites.mjs http://127.0.0.1:PORT
+//
+// Passes when every site decodes the studio's video (frames rising, <video> has a size) and
+// audio (samples rising), and the studio decodes each of the four sites' video in that site's
+// tile. Exit code 0 on success; 1 with the reasons on failure; 2 on bad usage or setup.
+// Env: E2E_SCREENSHOT_DIR (optional) receives studio.png and site-1.png at the end.
+
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+const SITE_NAMES = ['Xã Thượng Lâm', 'Xã Lâm Bình', 'Xã Minh Quang', 'Xã Bình An'];
+const STUDIO_NAME = 'Điểm cầu trung tâm Tuyên Quang';
+const JOIN_TIMEOUT_MS = 20_000;
+const MEDIA_TIMEOUT_MS = 60_000;
+const SAMPLE_INTERVAL_MS = 1_500;
+const PROGRESS_EVERY_MS = 5_000;
+const WATCHDOG_MS = 150_000;
+
+const started = Date.now();
+
+function log(message) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+  console.log(`[e2e ${seconds}s] ${message}`);
+}
+
+/** The environment is wrong (usage, no browser): exit code 2. */
+class SetupError extends Error {}
+
+/** The hub or the pages did not do what the test asserts: exit code 1, no stack trace. */
+class Failure extends Error {}
+
+/** One browser page and what it printed. */
+class Participant {
+  constructor(label, role, name, page) {
+    this.label = label;
+    this.role = role;
+    this.name = name;
+    this.page = page;
+    this.console = [];
+    this.previous = null;
+    this.verdict = { ok: false, detail: 'no sample yet' };
+    this.lastPrinted = '';
+    this.lastPrintedAt = 0;
+    page.on('console', (message) => this.remember(`console.${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => {
+      this.remember(`pageerror: ${error.message}`);
+      log(`${this.label}: page error: ${error.message}`);
+    });
+    page.on('crash', () => log(`${this.label}: page crashed`));
+  }
+
+  remember(line) {
+    this.console.push(line);
+    if (this.console.length > 60) this.console.shift();
+  }
+}
+
+async function main() {
+  const base = parseBaseUrl(process.argv[2]);
+  await access(CHROMIUM, constants.X_OK).catch(() => {
+    throw new SetupError(`${CHROMIUM} is not there or not executable (Debian package \`chromium\`)`);
+  });
+  const meeting = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  log(`hub ${base}, meeting ${meeting}, 1 studio + ${SITE_NAMES.length} sites`);
+
+  const userDataDir = await mkdtemp(join(tmpdir(), 'diemcau-e2e-'));
+  let context = null;
+  const watchdog = setTimeout(() => {
+    log(`FAIL: watchdog: the test ran over ${WATCHDOG_MS / 1000} s`);
+    process.exit(1);
+  }, WATCHDOG_MS);
+  watchdog.unref();
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      permissions: ['camera', 'microphone'],
+      viewport: { width: 1366, height: 768 },
+    });
+    log(`chromium ${context.browser()?.version() ?? ''} started`);
+    for (const page of context.pages()) await page.close();
+
+    const studio = await openParticipant(context, base, meeting, 'studio', 'studio', STUDIO_NAME);
+    const sites = await Promise.all(
+      SITE_NAMES.map((name, index) => openParticipant(context, base, meeting, `site ${index + 1}`, 'site', name)),
+    );
+    const everyone = [studio, ...sites];
+    const studioId = studio.joined.participant;
+    const siteIds = sites.map((site) => site.joined.participant);
+    log(`all joined: studio ${studioId}, sites ${siteIds.join(', ')}`);
+
+    const ok = await pollUntilMediaFlows(everyone, studio, sites);
+    await screenshots(studio, sites[0]);
+    if (!ok) {
+      reportFailure(everyone);
+      process.exitCode = 1;
+      return;
+    }
+    log('PASS: every site decodes the studio (video + audio) and the studio decodes all 4 sites');
+    for (const participant of everyone) log(`  ${participant.label}: ${participant.verdict.detail}`);
+  } finally {
+    clearTimeout(watchdog);
+    if (context) await context.close().catch(() => {});
+    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function parseBaseUrl(argument) {
+  if (!argument) throw new SetupError('usage: node studio_sites.mjs http://HOST:PORT');
+  let url;
+  try {
+    url = new URL(argument);
+  } catch {
+    throw new SetupError(`not a URL: ${argument}`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+async function openParticipant(context, base, meeting, label, role, name) {
+  const page = await context.newPage();
+  const participant = new Participant(label, role, name, page);
+  const params = new URLSearchParams({ meeting, name });
+  const url = `${base}/${role}.html?${params}`;
+  const response = await page.goto(url, { waitUntil: 'load', timeout: JOIN_TIMEOUT_MS });
+  if (!response || !response.ok()) {
+    throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  }
+  try {
+    await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
+      timeout: JOIN_TIMEOUT_MS,
+      polling: 200,
+    });
+  } catch {
+    const state = await page.evaluate(() => (window.diemcau ? window.diemcau.state() : null)).catch(() => null);
+    participant.console.slice(-15).forEach((line) => log(`  ${label} | ${line}`));
+    throw new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s; state: ${JSON.stringify(state)}`);
+  }
+  participant.joined = await page.evaluate(() => window.diemcau.state());
+  log(`${label} (${name}) joined as ${participant.joined.participant}`);
+  return participant;
+}
+
+/** Samples every page until all checks pass in one round, or the time limit. */
+async function pollUntilMediaFlows(everyone, studio, sites) {
+  const deadline = Date.now() + MEDIA_TIMEOUT_MS;
+  const studioId = studio.joined.participant;
+  const siteIds = sites.map((site) => site.joined.participant);
+  let round = 0;
+  for (;;) {
+    round += 1;
+    const samples = await Promise.all(everyone.map((participant) => sample(participant.page)));
+    const now = Date.now();
+    everyone.forEach((participant, index) => {
+      const current = samples[index];
+      participant.verdict =
+        participant.role === 'studio'
+          ? judgeStudio(participant.previous, current, siteIds)
+          : judgeSite(participant.previous, current, studioId);
+      participant.previous = current;
+      const changed = participant.verdict.summary !== participant.lastPrinted;
+      if (round > 1 && (changed || now - participant.lastPrintedAt >= PROGRESS_EVERY_MS)) {
+        log(`${participant.label.padEnd(7)} ${participant.verdict.ok ? 'OK  ' : 'wait'} ${participant.verdict.detail}`);
+        participant.lastPrinted = participant.verdict.summary;
+        participant.lastPrintedAt = now;
+      }
+    });
+    if (round > 1 && everyone.every((participant) => participant.verdict.ok)) return true;
+    if (now >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, SAMPLE_INTERVAL_MS));
+  }
+}
+
+/** Reads the page's WebRTC stats and remote <video> elements. Runs inside the page. */
+function sample(page) {
+  return page
+    .evaluate(async () => {
+      const d = window.diemcau;
+      if (!d) return { error: 'window.diemcau is missing' };
+      const inbound = [];
+      if (d.pc) {
+        const report = await d.pc.getStats();
+        report.forEach((s) => {
+          if (s.type !== 'inbound-rtp') return;
+          inbound.push({
+            id: s.id,
+            kind: s.kind,
+            trackIdentifier: s.trackIdentifier,
+            packetsReceived: s.packetsReceived ?? 0,
+            framesDecoded: s.framesDecoded ?? 0,
+            frameWidth: s.frameWidth ?? 0,
+            frameHeight: s.frameHeight ?? 0,
+            totalSamplesReceived: s.totalSamplesReceived ?? 0,
+          });
+        });
+      }
+      const videos = [...document.querySelectorAll('video[data-remote]')].map((v) => ({
+        participant: v.dataset.participant || null,
+        videoTracks: v.srcObject ? v.srcObject.getVideoTracks().map((track) => track.id) : [],
+        width: v.videoWidth,
+        height: v.videoHeight,
+      }));
+      return { at: Date.now(), state: d.state(), inbound, videos };
+    })
+    .catch((error) => ({ error: `evaluate failed: ${error.message}` }));
+}
+
+function framesRising(previous, current, id) {
+  const before = previous?.inbound?.find((s) => s.id === id);
+  const now = current.inbound.find((s) => s.id === id);
+  if (!before || !now) return 0;
+  return now.framesDecoded - before.framesDecoded;
+}
+
+function rate(delta, previous, current) {
+  const seconds = previous && current.at > previous.at ? (current.at - previous.at) / 1000 : 1;
+  return delta / seconds;
+}
+
+function stateText(state) {
+  return `signaling=${state.signaling} pc=${state.connection} hub=${state.media}`;
+}
+
+function judgeSite(previous, current, studioId) {
+  if (current.error) return verdict(false, current.error);
+  const problems = [];
+  const parts = [];
+
+  const videoStats = current.inbound.filter((s) => s.kind === 'video');
+  const risingVideo = videoStats
+    .map((s) => ({ s, delta: framesRising(previous, current, s.id) }))
+    .filter(({ delta }) => delta > 0);
+  if (risingVideo.length > 0) {
+    const { s, delta } = risingVideo[0];
+    parts.push(`video ${s.frameWidth}x${s.frameHeight} ${rate(delta, previous, current).toFixed(0)} fps (${s.framesDecoded} frames)`);
+  } else {
+    problems.push(`studio video frames not rising (${videoStats.length} inbound video, frames ${videoStats.map((s) => s.framesDecoded).join('/') || '-'})`);
+  }
+
+  const audioStats = current.inbound.filter((s) => s.kind === 'audio');
+  const risingAudio = audioStats.filter((s) => {
+    const before = previous?.inbound?.find((b) => b.id === s.id);
+    return before && s.totalSamplesReceived > before.totalSamplesReceived;
+  });
+  if (risingAudio.length > 0) {
+    parts.push(`audio ${risingAudio[0].totalSamplesReceived} samples`);
+  } else {
+    problems.push(`studio audio samples not rising (${audioStats.length} inbound audio, samples ${audioStats.map((s) => s.totalSamplesReceived).join('/') || '-'})`);
+  }
+
+  const element = current.videos[0];
+  if (!element) {
+    problems.push('no studio <video> element');
+  } else {
+    if (element.width > 0) parts.push(`<video> ${element.width}x${element.height}`);
+    else problems.push('<video> has no picture (videoWidth 0)');
+    if (element.participant !== studioId) {
+      problems.push(`<video> shows participant ${element.participant}, not the studio ${studioId}`);
+    }
+  }
+  return verdict(problems.length === 0, [...parts, ...problems].join(' · '), current.state);
+}
+
+function judgeStudio(previous, current, siteIds) {
+  if (current.error) return verdict(false, current.error);
+  const problems = [];
+  const parts = [];
+
+  const rising = current.inbound.filter((s) => s.kind === 'video' && framesRising(previous, current, s.id) > 0);
+  parts.push(`${rising.length}/${siteIds.length} inbound videos decoding`);
+  if (rising.length < siteIds.length) problems.push(`only ${rising.length} inbound video streams decoding`);
+
+  for (const id of siteIds) {
+    const tile = current.videos.find((v) => v.participant === id);
+    if (!tile) {
+      problems.push(`${id}: no tile`);
+      continue;
+    }
+    const stats = current.inbound.find((s) => s.kind === 'video' && tile.videoTracks.includes(s.trackIdentifier));
+    const delta = stats ? framesRising(previous, current, stats.id) : 0;
+    if (tile.width > 0 && delta > 0) {
+      parts.push(`${id} ${tile.width}x${tile.height} ${rate(delta, previous, current).toFixed(0)} fps`);
+    } else {
+      problems.push(`${id}: tile ${tile.width}x${tile.height}, ${stats ? `frames +${delta}` : 'no stats for its track'}`);
+    }
+  }
+  const extra = current.videos.filter((v) => !siteIds.includes(v.participant));
+  if (extra.length > 0) problems.push(`unexpected tiles: ${extra.map((v) => v.participant).join(', ')}`);
+  return verdict(problems.length === 0, [...parts, ...problems].join(' · '), current.state);
+}
+
+function verdict(ok, detail, state) {
+  const full = state ? `${detail} [${stateText(state)}]` : detail;
+  // The summary leaves out counters so that progress lines print on change, not every round.
+  return { ok, detail: full, summary: `${ok} ${full.replace(/\d+/g, '#')}` };
+}
+
+async function screenshots(studio, site) {
+  const directory = process.env.E2E_SCREENSHOT_DIR;
+  if (!directory) return;
+  await mkdir(directory, { recursive: true });
+  for (const [participant, file] of [
+    [studio, 'studio.png'],
+    [site, 'site-1.png'],
+  ]) {
+    const path = join(directory, file);
+    await participant.page
+      .screenshot({ path })
+      .then(() => log(`screenshot ${path}`))
+      .catch((error) => log(`screenshot ${path} failed: ${error.message}`));
+  }
+}
+
+function reportFailure(everyone) {
+  log(`FAIL: media did not flow everywhere within ${MEDIA_TIMEOUT_MS / 1000} s`);
+  for (const participant of everyone) {
+    const state = participant.previous?.state;
+    log(`  ${participant.label} (${participant.name}): ${participant.verdict.ok ? 'OK' : 'FAILED'}: ${participant.verdict.detail}`);
+    if (state?.error) log(`    last error: ${JSON.stringify(state.error)}`);
+    for (const line of participant.console.slice(-20)) log(`    | ${line}`);
+  }
+}
+
+main().catch((error) => {
+  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
+  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
+  process.exitCode = error instanceof SetupError ? 2 : 1;
+});
