@@ -2,8 +2,11 @@
 //! that run the hub on one machine with nothing else installed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 
 use clap::Parser;
+use time::UtcOffset;
 
 use crate::media::MediaConfig;
 
@@ -36,11 +39,36 @@ pub struct Config {
     /// Most participants in one meeting (studio and sites).
     #[arg(long, env = "DIEMCAU_MAX_PARTICIPANTS", default_value_t = 1500)]
     pub max_participants: usize,
+
+    /// Directory of the hub's data: the SQLite database (directory, meetings, attendance log).
+    #[arg(long, env = "DIEMCAU_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Time zone of reports as an offset from UTC (Việt Nam: +07:00).
+    #[arg(long, env = "DIEMCAU_UTC_OFFSET", default_value = "+07:00", value_parser = parse_offset)]
+    pub utc_offset: UtcOffset,
+
+    /// A site back within this many seconds after a drop continues its attendance row.
+    #[arg(long, env = "DIEMCAU_GRACE_SECONDS", default_value_t = 120)]
+    pub grace_seconds: u32,
+
+    /// On first start (empty directory), load the communes of Tuyên Quang as example sites.
+    #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seed_sites: bool,
 }
 
 impl Config {
     /// Everything on loopback with free ports and two workers: for tests.
     pub fn for_tests() -> Config {
+        Config::for_tests_in(std::env::temp_dir().join(format!(
+            "diemcau-test-{}-{}",
+            std::process::id(),
+            TEST_DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )))
+    }
+
+    /// Like [`Config::for_tests`], with its data in `data_dir`.
+    pub fn for_tests_in(data_dir: PathBuf) -> Config {
         Config {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -48,6 +76,10 @@ impl Config {
             announce_ip: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             workers: Some(2),
             max_participants: 1500,
+            data_dir,
+            utc_offset: VIETNAM,
+            grace_seconds: 120,
+            seed_sites: false,
         }
     }
 
@@ -86,4 +118,14 @@ fn primary_address() -> Option<IpAddr> {
     socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Asia/Ho_Chi_Minh: UTC+7 all year.
+pub const VIETNAM: UtcOffset = time::macros::offset!(+7);
+
+static TEST_DIRS: AtomicU64 = AtomicU64::new(0);
+
+fn parse_offset(text: &str) -> Result<UtcOffset, String> {
+    let format = time::macros::format_description!("[offset_hour]:[offset_minute]");
+    UtcOffset::parse(text, format).map_err(|e| format!("expected an offset like +07:00: {e}"))
 }

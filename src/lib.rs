@@ -2,11 +2,14 @@
 //!
 //! Layout:
 //! - [`config`]: flags and defaults;
+//! - [`directory`]: the sites directory and its CSV form;
+//! - [`store`]: SQLite: directory, meeting plans and join codes, the append-only attendance log;
+//! - [`attendance`]: the log's events and the reports computed from them;
 //! - [`meeting`]: the meeting rules (who joins, who receives whom), no IO;
-//! - [`hub`]: signalling sessions turned into meeting and media-plane calls;
+//! - [`hub`]: signalling sessions turned into meeting, attendance and media-plane calls;
 //! - [`media`]: the media driver, worker threads with UDP sockets around the sans-IO
 //!   `diemcau_sfu::Worker`;
-//! - [`web`]: HTTP routes: embedded pages, `/ws` signalling, `/api/health`.
+//! - [`web`], [`api`]: HTTP: embedded pages, `/ws` signalling, the JSON/CSV API.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -16,12 +19,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod attendance;
 pub mod config;
 pub mod directory;
 pub mod hub;
 pub mod media;
 pub mod meeting;
+pub mod store;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -33,25 +38,71 @@ use media::MediaPlane;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::attendance::ReportRules;
+use crate::store::Store;
+use crate::web::AppState;
+
+/// The example directory loaded on first start: Tuyên Quang province and its 124 communes.
+const SEED_SITES: &[u8] = include_bytes!("../fixtures/sites-tuyen-quang.csv");
+
+/// How often the hub notes which sessions are alive (the precision of crash recovery).
+const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A hub serving HTTP and media. States: running → shut down.
 #[derive(Debug)]
 pub struct RunningHub {
     http_addr: SocketAddr,
     media_addresses: Vec<SocketAddr>,
+    hub: Arc<Hub>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
 }
 
-/// Binds the web server and the media sockets and starts serving.
+/// Opens the data directory, closes sessions a crash left open, binds the web server and the
+/// media sockets and starts serving.
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
+    let store = Store::open(&config.data_dir).map_err(std::io::Error::other)?;
+    let recorder = store.recorder().map_err(std::io::Error::other)?;
+    let closed = store
+        .close_interrupted_sessions(&recorder)
+        .map_err(std::io::Error::other)?;
+    if closed > 0 {
+        tracing::warn!(
+            sessions = closed,
+            "closed sessions left open by an unclean stop, at their last sign of life"
+        );
+    }
+    if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
+        let sites = directory::parse_csv(SEED_SITES).map_err(std::io::Error::other)?;
+        store.import_sites(&sites).map_err(std::io::Error::other)?;
+        tracing::info!(sites = sites.len(), "loaded the example sites directory");
+    }
+
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let http_addr = listener.local_addr()?;
     let (media, events) = MediaPlane::start(&config.media())?;
     let media_addresses = media.addresses();
-    let hub = Arc::new(Hub::new(media, config.max_participants));
+    let grace = i64::from(config.grace_seconds) * 1000;
+    let hub = Arc::new(Hub::new(
+        media,
+        store,
+        recorder,
+        config.max_participants,
+        grace,
+    ));
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
+    let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));
+    let state = Arc::new(AppState {
+        hub: hub.clone(),
+        offset: config.utc_offset,
+        rules: ReportRules {
+            grace,
+            ..ReportRules::default()
+        },
+    });
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = web::app(hub.clone());
+    let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server_hub = hub.clone();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
@@ -60,23 +111,20 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             tracing::error!("web server failed: {e}");
         }
         events_task.abort();
-        // Sessions hold the hub until their sockets close; stop the workers through any
-        // handle that is left.
-        match Arc::try_unwrap(hub) {
-            Ok(hub) => hub.into_media().stop(),
-            Err(hub) => hub.media().broadcast(|| media::Command::Stop),
-        }
+        liveness_task.abort();
+        server_hub.media().broadcast(|| media::Command::Stop);
     });
     Ok(RunningHub {
         http_addr,
         media_addresses,
+        hub,
         stop,
         server,
     })
 }
 
 impl RunningHub {
-    /// Where the web server listens (pages, `/ws`).
+    /// Where the web server listens (pages, `/ws`, `/api`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
@@ -86,13 +134,14 @@ impl RunningHub {
         &self.media_addresses
     }
 
-    /// Stops accepting, lets sessions close, stops the media workers.
+    /// Ends every session (recorded as left by shutdown), stops serving, stops the workers.
     pub async fn shutdown(self) {
+        self.hub.shutdown_sessions().await;
         let _ = self.stop.send(());
         let _ = self.server.await;
     }
 
-    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM).
+    /// Serves until the process is asked to stop (Ctrl-C or SIGTERM), then shuts down.
     pub async fn run_until_signal(self) {
         shutdown_signal().await;
         tracing::info!("shutting down");

@@ -9,6 +9,7 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let config = diemcau::Config::parse();
+    println!("diemcau: data in {}", config.data_dir.display());
     let hub = match diemcau::start(config).await {
         Ok(hub) => hub,
         Err(e) => {
@@ -24,8 +25,8 @@ async fn main() -> std::process::ExitCode {
     };
     let base = format!("http://{host}:{}", addr.port());
     println!("diemcau: listening on {base}");
-    println!("  studio: {base}/studio.html?meeting=hop-tinh");
-    println!("  site:   {base}/site.html?meeting=hop-tinh&name=Xa%20Thuong%20Lam");
+    println!("  organizer: {base}/organizer.html (create a meeting, send the join links)");
+    println!("  reports:   {base}/meetings.html");
     let media: Vec<String> = hub
         .media_addresses()
         .iter()

@@ -3,6 +3,9 @@
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
+#[path = "common/http.rs"]
+mod http;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -64,16 +67,27 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
         .expect("hub starts");
     let addr = hub.http_addr();
 
+    let m = http::meeting(
+        addr,
+        "Họp thử lỗi",
+        &[("2269", "Xã Lâm Bình"), ("2266", "Xã Thượng Lâm")],
+        true,
+    )
+    .await;
+    let other = http::meeting(addr, "Họp khác", &[("2269", "Xã Lâm Bình")], true).await;
+
     // A well-behaved site, joined before the abuse starts.
     let mut good = connect(addr).await;
     send_text(
         &mut good,
-        json!({"type": "join", "meeting": "m1", "role": "site", "name": "Xã Lâm Bình"}).to_string(),
+        json!({"type": "join", "code": m.code("2269"), "meeting": m.id}).to_string(),
     )
     .await;
     let joined = next_json(&mut good).await;
-    assert_eq!(joined["type"], "joined");
+    assert_eq!(joined["type"], "joined", "{joined}");
     assert_eq!(joined["participant"]["name"], "Xã Lâm Bình");
+    assert_eq!(joined["participant"]["site"], "2269");
+    assert_eq!(joined["title"], "Họp thử lỗi");
 
     let mut bad = connect(addr).await;
     send_text(&mut bad, "garbage {{{").await;
@@ -91,11 +105,10 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     send_text(&mut bad, json!({"type": "offer", "sdp": 42}).to_string()).await;
     expect_error(&mut bad, "invalid_field").await;
 
-    send_text(
-        &mut bad,
-        json!({"type": "join", "meeting": "m1", "role": 3, "name": "x"}).to_string(),
-    )
-    .await;
+    send_text(&mut bad, json!({"type": "join", "code": 3}).to_string()).await;
+    expect_error(&mut bad, "invalid_field").await;
+
+    send_text(&mut bad, json!({"type": "join", "code": "a b"}).to_string()).await;
     expect_error(&mut bad, "invalid_field").await;
 
     send_text(&mut bad, json!({"no_type": true}).to_string()).await;
@@ -112,14 +125,57 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     .await;
     expect_error(&mut bad, "not_joined").await;
 
+    send_text(
+        &mut bad,
+        json!({"type": "join", "code": "nosuchcode23"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "code_unknown").await;
+
+    send_text(
+        &mut bad,
+        json!({"type": "join", "code": other.code("2269"), "meeting": m.id}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "code_other_meeting").await;
+
+    // A revoked code is refused; the reissued one works.
+    let old_code = m.code("2266");
+    let reissued = http::post(
+        addr,
+        &format!("/api/meetings/{}/sites/2266/reissue", m.id),
+        b"",
+    )
+    .await;
+    assert_eq!(reissued.status, 200, "{}", reissued.text());
+    send_text(
+        &mut bad,
+        json!({"type": "join", "code": old_code}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "code_revoked").await;
+
+    // A code of a meeting that has ended is refused.
+    let ended = http::post(addr, &format!("/api/meetings/{}/end", other.id), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    send_text(
+        &mut bad,
+        json!({"type": "join", "code": other.code("2269")}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "meeting_ended").await;
+
     ping_pong(&mut bad).await;
 
     send_text(
         &mut bad,
-        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Studio"}).to_string(),
+        json!({"type": "join", "code": m.studio_code, "meeting": m.id}).to_string(),
     )
     .await;
-    assert_eq!(next_json(&mut bad).await["type"], "joined");
+    let studio = next_json(&mut bad).await;
+    assert_eq!(studio["type"], "joined", "{studio}");
+    assert_eq!(studio["participant"]["role"], "studio");
+    assert_eq!(studio["participants"][0]["name"], "Xã Lâm Bình");
     // The good site hears about the studio.
     let notice = next_json(&mut good).await;
     assert_eq!(notice["type"], "participant_joined");
@@ -127,7 +183,7 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
 
     send_text(
         &mut bad,
-        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Again"}).to_string(),
+        json!({"type": "join", "code": m.studio_code}).to_string(),
     )
     .await;
     expect_error(&mut bad, "already_joined").await;
@@ -146,14 +202,41 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     .await;
     expect_error(&mut bad, "invalid_sdp").await;
 
+    send_text(
+        &mut bad,
+        json!({"type": "head_count", "count": 3, "confirmed_by": "A", "position": "B"}).to_string(),
+    )
+    .await;
+    expect_error(&mut bad, "forbidden").await;
+
     // A second studio in the same meeting is refused.
     let mut second = connect(addr).await;
     send_text(
         &mut second,
-        json!({"type": "join", "meeting": "m1", "role": "studio", "name": "Studio 2"}).to_string(),
+        json!({"type": "join", "code": m.studio_code}).to_string(),
     )
     .await;
     expect_error(&mut second, "studio_taken").await;
+
+    // Absurd head counts are refused; a sane one is recorded.
+    for count in [json!(-4), json!(10_001), json!("many")] {
+        send_text(
+            &mut good,
+            json!({"type": "head_count", "count": count, "confirmed_by": "A", "position": "B"})
+                .to_string(),
+        )
+        .await;
+        expect_error(&mut good, "invalid_field").await;
+    }
+    send_text(
+        &mut good,
+        json!({"type": "head_count", "count": 45, "confirmed_by": "Nguyễn Văn An", "position": "Chủ tịch UBND xã"})
+            .to_string(),
+    )
+    .await;
+    let recorded = next_json(&mut good).await;
+    assert_eq!(recorded["type"], "head_count_recorded", "{recorded}");
+    assert_eq!(recorded["count"], 45);
 
     // After all that, everyone is still served.
     ping_pong(&mut bad).await;

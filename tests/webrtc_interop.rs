@@ -6,6 +6,8 @@
 //! Run with logs: `RUST_LOG=diemcau=debug,webrtc=info cargo test --test webrtc_interop --
 //! --nocapture`; `WEBRTC_CLIENT_TRACE=1` also prints each client's signalling transcript live.
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/webrtc_client.rs"]
 mod webrtc_client;
 
@@ -62,10 +64,16 @@ async fn studio_then_site() {
         .await
         .expect("hub starts");
     let addr: std::net::SocketAddr = hub.http_addr();
-    let meeting = "interop-webrtc-rs";
+    let m = http::meeting(
+        addr,
+        "Interop webrtc-rs",
+        &[("2269", "Xã Thượng Lâm")],
+        true,
+    )
+    .await;
 
-    let mut studio = join(addr, meeting, "studio", "Studio Tỉnh Tuyên Quang", &[]).await;
-    let mut site = join(addr, meeting, "site", "Xã Thượng Lâm", &[&studio]).await;
+    let mut studio = join(addr, &m, None, "Studio UBND tỉnh", &[]).await;
+    let mut site = join(addr, &m, Some("2269"), "Xã Thượng Lâm", &[&studio]).await;
     let (studio_id, site_id) = (studio.participant_id.clone(), site.participant_id.clone());
     assert_ne!(studio_id, site_id, "two participants share one id");
 
@@ -128,15 +136,21 @@ async fn site_studio_site() {
         .await
         .expect("hub starts");
     let addr: std::net::SocketAddr = hub.http_addr();
-    let meeting = "interop-webrtc-rs-order";
+    let m = http::meeting(
+        addr,
+        "Interop webrtc-rs, order",
+        &[("2317", "Phường Minh Xuân"), ("2266", "Xã Lâm Bình")],
+        true,
+    )
+    .await;
 
-    let mut site_a = join(addr, meeting, "site", "Phường Minh Xuân", &[]).await;
+    let mut site_a = join(addr, &m, Some("2317"), "Phường Minh Xuân", &[]).await;
     connect_and_send(&mut [&mut site_a]).await;
 
-    let mut studio = join(addr, meeting, "studio", "Studio Tỉnh", &[&site_a]).await;
+    let mut studio = join(addr, &m, None, "Studio UBND tỉnh", &[&site_a]).await;
     connect_and_send(&mut [&mut studio]).await;
 
-    let mut site_b = join(addr, meeting, "site", "Xã Lâm Bình", &[&site_a, &studio]).await;
+    let mut site_b = join(addr, &m, Some("2266"), "Xã Lâm Bình", &[&site_a, &studio]).await;
     connect_and_send(&mut [&mut site_b]).await;
 
     let (a, s, b) = (
@@ -193,17 +207,23 @@ async fn site_studio_site() {
 
 /// Joins and publishes (one offer, the hub's answer applied); panics with every given client's
 /// report when that fails.
+/// `site`: the site's administrative code, or `None` for the studio.
 async fn join(
     addr: std::net::SocketAddr,
-    meeting: &str,
-    role: &'static str,
+    meeting: &http::TestMeeting,
+    site: Option<&str>,
     name: &str,
     others: &[&WebrtcClient],
 ) -> WebrtcClient {
+    let (role, code) = match site {
+        Some(site) => ("site", meeting.code(site)),
+        None => ("studio", meeting.studio_code.clone()),
+    };
     let opts = ClientOptions {
         role,
         name: name.to_string(),
-        meeting: meeting.to_string(),
+        meeting: meeting.id,
+        code,
         publish: true,
     };
     match WebrtcClient::connect(addr, opts).await {

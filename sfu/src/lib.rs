@@ -50,7 +50,7 @@ mod worker;
 
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use router::MediaPacket;
-pub use worker::{Event, Output, ProducerInfo, Relay, Worker, WorkerConfig, WorkerStats};
+pub use worker::{Event, Output, ProducerInfo, Quality, Relay, Worker, WorkerConfig, WorkerStats};
 
 /// Re-exported so drivers and tests use the same str0m as the core.
 pub use str0m;

@@ -10,8 +10,11 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 
+use str0m::stats::PeerStats;
+
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::worker::Quality;
 
 /// A participant's connection. States: awaiting its first offer's answer → ready (the hub may
 /// offer) → connected (ICE and DTLS up) → closed (dropped by the worker).
@@ -29,8 +32,10 @@ pub(crate) struct Peer {
     pub producers_by_mid: HashMap<Mid, ProducerId>,
     pub producers_by_ssrc: HashMap<Ssrc, ProducerId>,
     pub consumers_by_mid: HashMap<Mid, ConsumerId>,
-    /// Producer id → payload type → codec, for packets this peer publishes.
+    /// Payload type → codec, for packets this peer publishes.
     pub codecs: HashMap<Pt, Codec>,
+    /// Byte counters at the last statistics report, to turn the next into bitrates.
+    last_stats: Option<(u64, u64, Instant)>,
     negotiation: Negotiation,
 }
 
@@ -70,6 +75,7 @@ impl Peer {
             producers_by_ssrc: HashMap::new(),
             consumers_by_mid: HashMap::new(),
             codecs: HashMap::new(),
+            last_stats: None,
             negotiation: Negotiation::default(),
         }
     }
@@ -178,6 +184,32 @@ impl Peer {
         let producer = *self.producers_by_mid.get(&mid)?;
         self.producers_by_ssrc.insert(ssrc, producer);
         Some(producer)
+    }
+
+    /// Link quality since the previous statistics report (`None` for the first one).
+    pub fn quality(&mut self, stats: &PeerStats) -> Option<Quality> {
+        let previous =
+            self.last_stats
+                .replace((stats.peer_bytes_rx, stats.peer_bytes_tx, stats.timestamp));
+        let (rx, tx, at) = previous?;
+        let seconds = stats.timestamp.saturating_duration_since(at).as_secs_f64();
+        if seconds <= 0.0 {
+            return None;
+        }
+        let kbps = |now: u64, before: u64| {
+            (now.saturating_sub(before) as f64 * 8.0 / seconds / 1000.0).round() as u32
+        };
+        let loss = stats
+            .ingress_loss_fraction
+            .unwrap_or(0.0)
+            .max(stats.egress_loss_fraction.unwrap_or(0.0))
+            .clamp(0.0, 1.0);
+        Some(Quality {
+            bitrate_in_kbps: kbps(stats.peer_bytes_rx, rx),
+            bitrate_out_kbps: kbps(stats.peer_bytes_tx, tx),
+            loss_permille: (loss * 1000.0).round() as u32,
+            rtt_ms: stats.rtt.map_or(0, |d| d.as_millis() as u32),
+        })
     }
 
     /// The payload type this peer negotiated for `codec`.

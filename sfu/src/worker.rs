@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub keyframe_interval: Duration,
     /// Shared DTLS certificate; one is generated when `None`.
     pub dtls_cert: Option<DtlsCert>,
+    /// How often each peer's link quality is reported ([`Event::Quality`]); `None`: never.
+    pub quality_interval: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -43,6 +45,7 @@ impl WorkerConfig {
             candidates,
             keyframe_interval: Duration::from_millis(500),
             dtls_cert: None,
+            quality_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -77,6 +80,20 @@ pub enum Event {
     ProducerAdded(ProducerInfo),
     /// The hub renegotiates with a peer: send this offer to its client and feed back the answer.
     Offer { peer: PeerId, sdp: String },
+    /// Periodic link quality of a connected peer.
+    Quality { peer: PeerId, quality: Quality },
+}
+
+/// A peer's link quality over the last interval, seen from the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quality {
+    /// What the hub received from the peer.
+    pub bitrate_in_kbps: u32,
+    /// What the hub sent to the peer.
+    pub bitrate_out_kbps: u32,
+    /// Packet loss in tenths of a percent: the worse of the two directions.
+    pub loss_permille: u32,
+    pub rtt_ms: u32,
 }
 
 /// Output of [`Worker::poll_output`].
@@ -168,7 +185,8 @@ impl Worker {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true);
+            .enable_vp8(true)
+            .set_stats_interval(config.quality_interval);
         let cert = config.dtls_cert.clone().or_else(|| {
             str0m::crypto::from_feature_flags()
                 .dtls_provider
@@ -751,6 +769,14 @@ impl Core {
                         .push_back(Output::Relay(Relay::Media(media.clone())));
                 }
                 self.work.push_back(Work::Forward(media));
+            }
+            RtcEvent::PeerStats(stats) => {
+                if let Some(quality) = peer.quality(&stats) {
+                    self.outputs.push_back(Output::Event(Event::Quality {
+                        peer: peer.id,
+                        quality,
+                    }));
+                }
             }
             RtcEvent::KeyframeRequest(request) => {
                 let Some(consumer) = peer.consumers_by_mid.get(&request.mid) else {

@@ -11,10 +11,13 @@
 //! use axum::{Router, extract::{State, WebSocketUpgrade}, routing::get};
 //! use diemcau_signaling::{session, SessionHandler};
 //!
-//! fn app<H: SessionHandler>(handler: Arc<H>) -> Router {
+//! fn app<H: SessionHandler>(handler: Arc<H>) -> Router
+//! where
+//!     H::ClientInfo: Default,
+//! {
 //!     Router::new()
 //!         .route("/ws", get(|ws: WebSocketUpgrade, State(h): State<Arc<H>>| async move {
-//!             session::upgrade(ws, h)
+//!             session::upgrade(ws, h, H::ClientInfo::default())
 //!         }))
 //!         .with_state(handler)
 //! }
@@ -24,4 +27,4 @@ pub mod protocol;
 pub mod session;
 
 pub use protocol::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
-pub use session::{Outbox, SessionHandler};
+pub use session::{CloseReason, Outbox, SessionHandler};

@@ -31,22 +31,32 @@ pub struct ParticipantInfo {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// The site's administrative code (sites only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub site: Option<String>,
 }
 
 /// A message from a client (browser or any other WebRTC endpoint) to the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// Enter a meeting. Must be the first message of a session.
+    /// Enter a meeting with a join code. Must be the first message of a session.
     Join {
-        meeting: String,
-        role: Role,
-        name: String,
+        code: String,
+        /// The meeting the page was opened for; a code of another meeting is refused.
+        #[serde(default)]
+        meeting: Option<i64>,
     },
     /// An SDP offer from the client: its first offer publishes its tracks.
     Offer { sdp: String },
     /// The client's answer to the hub's last [`ServerMessage::Offer`].
     Answer { sdp: String },
+    /// A site declares how many delegates are present.
+    HeadCount {
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -54,7 +64,8 @@ pub enum ClientMessage {
 }
 
 /// Every value of `"type"` a client may send, in the order of [`ClientMessage`].
-pub const CLIENT_MESSAGE_TYPES: &[&str] = &["join", "offer", "answer", "leave", "ping"];
+pub const CLIENT_MESSAGE_TYPES: &[&str] =
+    &["join", "offer", "answer", "head_count", "leave", "ping"];
 
 /// A message from the hub to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +75,7 @@ pub enum ServerMessage {
     Joined {
         protocol: u32,
         meeting: String,
+        title: String,
         participant: ParticipantInfo,
         /// Everyone else already in the meeting.
         participants: Vec<ParticipantInfo>,
@@ -85,6 +97,11 @@ pub enum ServerMessage {
     /// The hub's view of the media connection: `connected` once ICE and DTLS are up.
     MediaState {
         state: MediaState,
+    },
+    /// The head count is in the attendance log.
+    HeadCountRecorded {
+        count: u32,
+        at: i64,
     },
     Left,
     Pong,
@@ -121,6 +138,12 @@ pub enum ErrorCode {
     NegotiationInProgress,
     InvalidSdp,
 
+    CodeUnknown,
+    CodeRevoked,
+    CodeOtherMeeting,
+    MeetingEnded,
+    Forbidden,
+    Replaced,
     StudioTaken,
     MeetingFull,
 
@@ -141,6 +164,12 @@ impl ErrorCode {
             ErrorCode::NoPendingOffer => "no_pending_offer",
             ErrorCode::NegotiationInProgress => "negotiation_in_progress",
             ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::CodeUnknown => "code_unknown",
+            ErrorCode::CodeRevoked => "code_revoked",
+            ErrorCode::CodeOtherMeeting => "code_other_meeting",
+            ErrorCode::MeetingEnded => "meeting_ended",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Replaced => "replaced",
             ErrorCode::StudioTaken => "studio_taken",
             ErrorCode::MeetingFull => "meeting_full",
             ErrorCode::Internal => "internal",
@@ -236,28 +265,47 @@ impl ClientMessage {
             ClientMessage::Join { .. } => "join",
             ClientMessage::Offer { .. } => "offer",
             ClientMessage::Answer { .. } => "answer",
+            ClientMessage::HeadCount { .. } => "head_count",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping => "ping",
         }
     }
 
     fn validate(&self) -> Result<(), ProtocolError> {
-        if let ClientMessage::Join { meeting, name, .. } = self {
-            check_text("meeting", meeting, 64)?;
-            check_text("name", name, 128)?;
-            if !meeting
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidField,
-                    "field `meeting` may hold only ASCII letters, digits, `-` and `_`",
-                ));
+        match self {
+            ClientMessage::Join { code, .. } => {
+                if code.is_empty()
+                    || code.len() > 64
+                    || !code.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidField,
+                        "field `code` must be 1 to 64 ASCII letters and digits",
+                    ));
+                }
             }
+            ClientMessage::HeadCount {
+                count,
+                confirmed_by,
+                position,
+            } => {
+                if *count > MAX_HEAD_COUNT {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidField,
+                        format!("field `count` must be 0 to {MAX_HEAD_COUNT}"),
+                    ));
+                }
+                check_text("confirmed_by", confirmed_by, 128)?;
+                check_text("position", position, 128)?;
+            }
+            _ => {}
         }
         Ok(())
     }
 }
+
+/// Most delegates a hall may declare.
+pub const MAX_HEAD_COUNT: u32 = 10_000;
 
 fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ProtocolError> {
     let count = value.chars().count();
@@ -291,19 +339,21 @@ mod tests {
     }
 
     #[test]
-    fn parses_join() {
-        let m = ClientMessage::parse(
-            r#"{"type":"join","meeting":"hop-tinh","role":"site","name":"Xã Thượng Lâm"}"#,
-        )
-        .expect("valid join");
+    fn parses_join_and_head_count() {
+        let m = ClientMessage::parse(r#"{"type":"join","code":"abc23","meeting":12}"#)
+            .expect("valid join");
         assert_eq!(
             m,
             ClientMessage::Join {
-                meeting: "hop-tinh".into(),
-                role: Role::Site,
-                name: "Xã Thượng Lâm".into()
+                code: "abc23".into(),
+                meeting: Some(12)
             }
         );
+        let m = ClientMessage::parse(
+            r#"{"type":"head_count","count":45,"confirmed_by":"Nguyễn Văn An","position":"Chủ tịch"}"#,
+        )
+        .expect("valid head count");
+        assert_eq!(m.kind(), "head_count");
     }
 
     #[test]
@@ -319,11 +369,27 @@ mod tests {
         );
         assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::InvalidField);
         assert_eq!(
-            code(r#"{"type":"join","meeting":"a b","role":"site","name":"x"}"#),
+            code(r#"{"type":"join","code":"a b"}"#),
             ErrorCode::InvalidField
         );
         assert_eq!(
-            code(r#"{"type":"join","meeting":"a","role":"king","name":"x"}"#),
+            code(r#"{"type":"join","code":"ab","meeting":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","code":"ab","role":"site"}"#),
+            ErrorCode::InvalidField
+        );
+        let head = |count: &str| {
+            code(&format!(
+                r#"{{"type":"head_count","count":{count},"confirmed_by":"A","position":"B"}}"#
+            ))
+        };
+        assert_eq!(head("-5"), ErrorCode::InvalidField);
+        assert_eq!(head("10001"), ErrorCode::InvalidField);
+        assert_eq!(head("2.5"), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"head_count","count":5,"confirmed_by":"","position":"B"}"#),
             ErrorCode::InvalidField
         );
         let huge = format!(

@@ -14,15 +14,72 @@ use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where the hub sends messages to one client at any time (offers, participants joining...).
-pub type Outbox = mpsc::UnboundedSender<ServerMessage>;
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+#[derive(Debug)]
+enum Outgoing {
+    Message(ServerMessage),
+    /// Send this, then end the session.
+    Final(ServerMessage),
+}
+
+impl Outbox {
+    /// A new outbox and the receiving end a session loop reads (for tests of handlers).
+    pub fn channel() -> (Outbox, OutboxReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Outbox { tx }, OutboxReceiver { rx })
+    }
+
+    /// Queues a message; false if the session has ended.
+    pub fn send(&self, message: ServerMessage) -> bool {
+        self.tx.send(Outgoing::Message(message)).is_ok()
+    }
+
+    /// Sends a last message and ends the session (the hub closes the WebSocket).
+    pub fn close_with(&self, message: ServerMessage) -> bool {
+        self.tx.send(Outgoing::Final(message)).is_ok()
+    }
+}
+
+/// The session's end of an [`Outbox`].
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+}
+
+impl OutboxReceiver {
+    /// The next message and whether it is the last one.
+    pub async fn recv(&mut self) -> Option<(ServerMessage, bool)> {
+        match self.rx.recv().await? {
+            Outgoing::Message(m) => Some((m, false)),
+            Outgoing::Final(m) => Some((m, true)),
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the WebSocket cleanly.
+    ClientClosed,
+    /// The connection broke (no close frame).
+    ConnectionLost,
+    /// The hub ended the session (see [`Outbox::close_with`]).
+    HubClosed,
+}
 
 /// The hub's side of a session: the meeting logic behind the protocol.
 pub trait SessionHandler: Send + Sync + 'static {
     /// Per-connection state, created when the WebSocket opens.
     type Session: Send + 'static;
+    /// What the HTTP layer knows of the client (address, user agent...).
+    type ClientInfo: Send + 'static;
 
     /// A WebSocket opened; `outbox` reaches its client until the session closes.
-    fn open(&self, outbox: Outbox) -> Self::Session;
+    fn open(&self, outbox: Outbox, client: Self::ClientInfo) -> Self::Session;
 
     /// One well-formed message. `Ok(Some(reply))` is sent back; an error becomes an `error`
     /// message and the session goes on.
@@ -33,24 +90,32 @@ pub trait SessionHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<ServerMessage>, ProtocolError>> + Send;
 
     /// The WebSocket closed (or failed): leave the meeting.
-    fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
+    fn close(&self, session: Self::Session, reason: CloseReason)
+    -> impl Future<Output = ()> + Send;
 }
 
 /// Accepts a WebSocket upgrade and runs the session on it.
-pub fn upgrade<H: SessionHandler>(ws: WebSocketUpgrade, handler: Arc<H>) -> Response {
+pub fn upgrade<H: SessionHandler>(
+    ws: WebSocketUpgrade,
+    handler: Arc<H>,
+    client: H::ClientInfo,
+) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, handler))
+        .on_upgrade(move |socket| run(socket, handler, client))
 }
 
 /// Runs one session until the client goes away.
-pub async fn run<H: SessionHandler>(mut socket: WebSocket, handler: Arc<H>) {
-    let (outbox, mut inbox) = mpsc::unbounded_channel();
-    let mut session = handler.open(outbox);
-    loop {
+pub async fn run<H: SessionHandler>(mut socket: WebSocket, handler: Arc<H>, client: H::ClientInfo) {
+    let (outbox, mut inbox) = Outbox::channel();
+    let mut session = handler.open(outbox, client);
+    let reason = loop {
         tokio::select! {
             frame = socket.recv() => {
-                let Some(Ok(frame)) = frame else { break };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(_)) | None => break CloseReason::ConnectionLost,
+                };
                 let reply = match frame {
                     Message::Text(text) => dispatch(&*handler, &mut session, text.as_str()).await,
                     Message::Binary(_) => Some(
@@ -60,23 +125,27 @@ pub async fn run<H: SessionHandler>(mut socket: WebSocket, handler: Arc<H>) {
                         )
                         .to_message(),
                     ),
-                    Message::Close(_) => break,
+                    Message::Close(_) => break CloseReason::ClientClosed,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(reply) = reply
                     && send(&mut socket, &reply).await.is_err()
                 {
-                    break;
+                    break CloseReason::ConnectionLost;
                 }
             }
-            Some(message) = inbox.recv() => {
+            Some((message, last)) = inbox.recv() => {
                 if send(&mut socket, &message).await.is_err() {
-                    break;
+                    break CloseReason::ConnectionLost;
+                }
+                if last {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break CloseReason::HubClosed;
                 }
             }
         }
-    }
-    handler.close(session).await;
+    };
+    handler.close(session, reason).await;
 }
 
 async fn dispatch<H: SessionHandler>(

@@ -2,6 +2,7 @@
 //! it.
 
 pub mod event;
+pub mod export;
 pub mod report;
 
 pub use event::{Event, EventKind, LeaveReason, Millis, Reception};

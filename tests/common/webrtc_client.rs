@@ -67,7 +67,9 @@ pub struct ClientOptions {
     /// `"studio"` or `"site"`.
     pub role: &'static str,
     pub name: String,
-    pub meeting: String,
+    /// The meeting id and the join code (the studio's or a site's).
+    pub meeting: i64,
+    pub code: String,
     /// Add a VP8 video and an Opus audio track to the first offer.
     pub publish: bool,
 }
@@ -637,7 +639,7 @@ impl WebrtcClient {
         // 3. join -> joined.
         send(
             &shared,
-            json!({"type": "join", "meeting": opts.meeting, "role": opts.role, "name": opts.name}),
+            json!({"type": "join", "code": opts.code, "meeting": opts.meeting}),
         )
         .map_err(&fail)?;
         let joined = wait_watch(&watches.joined, &shared, "joined", |j| j.clone())

@@ -277,7 +277,7 @@ impl Net {
                     .accept_answer(self.now, peer, &answer.to_sdp_string())
                     .expect("hub accepts the answer");
             }
-            Event::PeerConnected(_) | Event::PeerClosed(_) => {}
+            Event::PeerConnected(_) | Event::PeerClosed(_) | Event::Quality { .. } => {}
         }
     }
 

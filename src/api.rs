@@ -1,0 +1,304 @@
+//! The HTTP API (`docs/api.md`): the sites directory, meetings with their join links, and
+//! attendance reports in JSON and CSV.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::attendance::export::{self, Table};
+use crate::attendance::report;
+use crate::directory::{self, ImportProblem};
+use crate::hub::MeetingError;
+use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
+use crate::web::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/sites", get(list_sites))
+        .route("/api/sites.csv", get(export_sites))
+        .route("/api/sites/import", post(import_sites))
+        .route("/api/meetings", get(list_meetings).post(create_meeting))
+        .route("/api/meetings/{id}", get(show_meeting))
+        .route("/api/meetings/{id}/start", post(start_meeting))
+        .route("/api/meetings/{id}/end", post(end_meeting))
+        .route(
+            "/api/meetings/{id}/sites/{code}/reissue",
+            post(reissue_code),
+        )
+        .route("/api/meetings/{id}/report", get(report_json))
+        .route("/api/meetings/{id}/report.csv", get(report_csv))
+}
+
+/// An API error: a status, a stable code and a message (plus the lines of a refused CSV).
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    problems: Vec<ImportProblem>,
+}
+
+impl AppError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!("{}: {}", self.code, self.message);
+        }
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.problems.is_empty() {
+            error["problems"] = json!(self.problems);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::Invalid(m) => AppError::invalid(m),
+            StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, "not_found", m),
+            other => AppError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<MeetingError> for AppError {
+    fn from(e: MeetingError) -> AppError {
+        match e {
+            MeetingError::NotFound(_) => {
+                AppError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            MeetingError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            MeetingError::Store(s) => s.into(),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, AppError>;
+
+async fn list_sites(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+    Ok(Json(app.hub.store().sites()?).into_response())
+}
+
+async fn export_sites(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+    let sites = app.hub.store().sites()?;
+    Ok(csv_response(directory::write_csv(&sites), "diem-cau.csv"))
+}
+
+async fn import_sites(State(app): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let sites = directory::parse_csv(&body[..]).map_err(|e| AppError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_csv",
+        message: e.to_string(),
+        problems: e.problems,
+    })?;
+    let imported = app.hub.store().import_sites(&sites)?;
+    tracing::info!(imported, "sites imported");
+    Ok(Json(json!({ "imported": imported })).into_response())
+}
+
+/// A meeting with the links the organizer sends out.
+#[derive(Debug, Serialize)]
+struct MeetingWithLinks {
+    #[serde(flatten)]
+    view: MeetingView,
+    links: Links,
+}
+
+#[derive(Debug, Serialize)]
+struct Links {
+    studio: Option<String>,
+    sites: HashMap<String, String>,
+}
+
+fn with_links(view: MeetingView) -> MeetingWithLinks {
+    let id = view.plan.id;
+    let studio = view
+        .studio_code
+        .as_ref()
+        .map(|code| format!("/studio.html?meeting={id}&code={code}"));
+    let sites = view
+        .site_codes
+        .iter()
+        .map(|(site, code)| (site.clone(), site_link(id, code)))
+        .collect();
+    MeetingWithLinks {
+        view,
+        links: Links { studio, sites },
+    }
+}
+
+fn site_link(meeting: i64, code: &str) -> String {
+    format!("/site.html?meeting={meeting}&code={code}")
+}
+
+async fn list_meetings(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+    let meetings: Vec<MeetingWithLinks> = app
+        .hub
+        .store()
+        .meetings()?
+        .into_iter()
+        .map(with_links)
+        .collect();
+    Ok(Json(meetings).into_response())
+}
+
+/// Times may be given as milliseconds or as RFC 3339 text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeInput {
+    Millis(i64),
+    Text(String),
+}
+
+impl TimeInput {
+    fn millis(&self, field: &str) -> ApiResult<i64> {
+        match self {
+            TimeInput::Millis(ms) => Ok(*ms),
+            TimeInput::Text(text) => {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                    .map_err(|e| AppError::invalid(format!("{field}: {e}")))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMeeting {
+    title: String,
+    studio_name: String,
+    scheduled_start: TimeInput,
+    scheduled_end: TimeInput,
+    sites: Vec<crate::store::InvitedSite>,
+}
+
+async fn create_meeting(State(app): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let request: CreateMeeting = serde_json::from_slice(&body)
+        .map_err(|e| AppError::invalid(format!("the meeting is not valid JSON: {e}")))?;
+    let new = NewMeeting {
+        title: request.title,
+        studio_name: request.studio_name,
+        scheduled_start: request.scheduled_start.millis("scheduled_start")?,
+        scheduled_end: request.scheduled_end.millis("scheduled_end")?,
+        sites: request.sites,
+    };
+    let view = app.hub.store().create_meeting(&new)?;
+    tracing::info!(
+        meeting = view.plan.id,
+        sites = view.plan.roster.len(),
+        "meeting created"
+    );
+    Ok((StatusCode::CREATED, Json(with_links(view))).into_response())
+}
+
+async fn show_meeting(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    Ok(Json(with_links(app.hub.store().meeting(id)?)).into_response())
+}
+
+async fn start_meeting(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    app.hub.start_meeting(id).await?;
+    show_meeting(State(app), Path(id)).await
+}
+
+async fn end_meeting(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+    app.hub.end_meeting(id).await?;
+    show_meeting(State(app), Path(id)).await
+}
+
+async fn reissue_code(
+    State(app): State<Arc<AppState>>,
+    Path((id, site)): Path<(i64, String)>,
+) -> ApiResult<Response> {
+    let code = app.hub.store().reissue_code(id, &site)?;
+    let link = site_link(id, &code);
+    Ok(Json(json!({ "code": code, "link": link })).into_response())
+}
+
+fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {
+    let store = app.hub.store();
+    let view = store.meeting(id)?;
+    let events = store.events(id)?;
+    Ok(report::compute(
+        &view.plan,
+        &events,
+        now_millis(),
+        &app.rules,
+    ))
+}
+
+async fn report_json(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+    Ok(Json(compute_report(&app, id)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CsvQuery {
+    table: Option<String>,
+}
+
+async fn report_csv(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Query(query): Query<CsvQuery>,
+) -> ApiResult<Response> {
+    let table = match query.table.as_deref() {
+        None => Table::Sites,
+        Some(name) => Table::parse(name).ok_or_else(|| {
+            AppError::invalid(format!("unknown table `{name}`: sites, sessions or events"))
+        })?,
+    };
+    let report = compute_report(&app, id)?;
+    let bytes = export::csv(&report, table, app.offset);
+    Ok(csv_response(
+        bytes,
+        &format!("bao-cao-hop-{id}-{}.csv", table.name()),
+    ))
+}
+
+fn csv_response(bytes: Vec<u8>, filename: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}

@@ -1,0 +1,229 @@
+//! The real hub binary is killed with SIGKILL in the middle of a meeting and started again on
+//! the same data directory: no acknowledged event is missing, the sessions the crash cut off
+//! are closed at their last sign of life, the meeting goes on, and the report shows the gap.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Starts the hub binary on free ports with its data in `data_dir`.
+fn spawn_hub(data_dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args(["--listen", "127.0.0.1:0", "--media-bind", "127.0.0.1"])
+        .args([
+            "--media-port",
+            "0",
+            "--announce-ip",
+            "127.0.0.1",
+            "--workers",
+            "1",
+        ])
+        .args(["--seed-sites", "false", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hub binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the hub prints its address")
+            .expect("readable stdout");
+        if let Some(url) = line.strip_prefix("diemcau: listening on http://") {
+            break url.trim().parse().expect("an address");
+        }
+    };
+    // Keep draining stdout so the hub never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+struct Site {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Site {
+    async fn join(addr: SocketAddr, meeting: i64, code: &str) -> (Site, Value) {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("WebSocket connects");
+        let mut site = Site { socket };
+        let joined = site
+            .request(json!({"type": "join", "code": code, "meeting": meeting}))
+            .await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        (site, joined)
+    }
+
+    async fn request(&mut self, message: Value) -> Value {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("send");
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+                .await
+                .expect("a reply within 10 s")
+                .expect("socket open")
+                .expect("frame");
+            if let Message::Text(text) = frame {
+                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if value["type"] != "participant_joined" && value["type"] != "participant_left" {
+                    return value;
+                }
+            }
+        }
+    }
+}
+
+fn events_of(report: &Value) -> Vec<Value> {
+    report["events"].as_array().expect("events").clone()
+}
+
+fn site_row<'a>(report: &'a Value, code: &str) -> &'a Value {
+    report["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|r| r["code"] == code)
+        .expect("row of the site")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
+    let data = std::env::temp_dir().join(format!("diemcau-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (mut hub, addr) = spawn_hub(&data);
+
+    let m = http::meeting(
+        addr,
+        "Hội nghị kiểm tra sự cố",
+        &[
+            ("2269", "Xã Thượng Lâm"),
+            ("2266", "Xã Lâm Bình"),
+            ("2302", "Xã Minh Quang"),
+        ],
+        true,
+    )
+    .await;
+    let (mut thuong_lam, _) = Site::join(addr, m.id, &m.code("2269")).await;
+    let (_lam_binh, _) = Site::join(addr, m.id, &m.code("2266")).await;
+    let recorded = thuong_lam
+        .request(json!({"type": "head_count", "count": 48,
+            "confirmed_by": "Hoàng Văn Đức", "position": "Chủ tịch UBND xã"}))
+        .await;
+    assert_eq!(recorded["type"], "head_count_recorded", "{recorded}");
+
+    // Everything above was acknowledged. Let the hub note the sessions alive once more, then
+    // kill it without warning.
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let before = http::get(addr, &format!("/api/meetings/{}/report", m.id))
+        .await
+        .json();
+    let acknowledged = events_of(&before);
+    let kinds: Vec<&str> = acknowledged
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "meeting_started",
+            "site_joined",
+            "site_joined",
+            "head_count"
+        ],
+        "{acknowledged:?}"
+    );
+    let killed_at = diemcau::store::now_millis();
+    hub.kill().expect("SIGKILL");
+    hub.wait().expect("the hub is gone");
+    drop(thuong_lam);
+
+    // Restart on the same data.
+    let (mut hub, addr) = spawn_hub(&data);
+    let after = http::get(addr, &format!("/api/meetings/{}/report", m.id))
+        .await
+        .json();
+    let events = events_of(&after);
+    assert_eq!(
+        &events[..acknowledged.len()],
+        &acknowledged[..],
+        "acknowledged events intact"
+    );
+    let crash_leaves: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "site_left" && e["reason"] == "hub_crash")
+        .collect();
+    assert_eq!(
+        crash_leaves.len(),
+        2,
+        "both open sessions closed: {events:?}"
+    );
+    for leave in &crash_leaves {
+        let at = leave["at"].as_i64().expect("at");
+        let recorded_at = leave["recorded_at"].as_i64().expect("recorded_at");
+        assert!(
+            at <= killed_at,
+            "closed at the last sign of life, not later"
+        );
+        assert!(
+            killed_at - at < 7_000,
+            "the last sign of life is recent: {} ms",
+            killed_at - at
+        );
+        assert!(recorded_at >= killed_at, "written after the restart");
+    }
+    assert_eq!(after["summary"]["in_progress"], true, "the meeting goes on");
+
+    // Thượng Lâm comes back within the grace period: same attendance row, one interruption.
+    let (mut thuong_lam, _) = Site::join(addr, m.id, &m.code("2269")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = thuong_lam.request(json!({"type": "leave"})).await;
+    assert_eq!(left["type"], "left");
+    let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+
+    let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
+        .await
+        .json();
+    let tl = site_row(&report, "2269");
+    assert_eq!(tl["interruptions"], 1, "{tl}");
+    assert_eq!(tl["attendance_rows"], 1, "back within the grace: {tl}");
+    assert!(tl["longest_outage_minutes"].as_f64().expect("minutes") >= 0.0);
+    assert_eq!(tl["head_count"]["count"], 48);
+    assert_eq!(tl["head_count"]["confirmed_by"], "Hoàng Văn Đức");
+    let reconnected = report["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["site"] == "2269" && s["reconnected"] == true)
+        .count();
+    assert_eq!(reconnected, 1, "the return continues the row");
+    let lb = site_row(&report, "2266");
+    assert_eq!(lb["interruptions"], 0);
+    assert!(lb["last_leave"].as_i64().expect("left at the crash") <= killed_at);
+    assert_eq!(site_row(&report, "2302")["status"], "absent");
+    assert_eq!(report["summary"]["sites_joined"], 2);
+    assert_eq!(report["summary"]["delegates_declared"], 48);
+
+    hub.kill().expect("stop the hub");
+    let _ = hub.wait();
+    let _ = std::fs::remove_dir_all(&data);
+}
