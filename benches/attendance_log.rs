@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
+use diemcau::attendance::export::{Table, csv};
 use diemcau::attendance::report::{ExpectedSite, MeetingPlan, ReportRules, compute};
 use diemcau::attendance::{EventKind, LeaveReason};
-use diemcau::attendance::export::{Table, csv};
 use diemcau::config::VIETNAM;
 use diemcau::directory::{Level, Site};
 use diemcau::store::{InvitedSite, NewMeeting, Store};
@@ -121,16 +121,28 @@ fn main() {
         ..meeting.plan.clone()
     };
     let t = Instant::now();
-    let report = compute(&plan, &events, start + 3 * 3_600_000, &ReportRules::default());
+    let report = compute(
+        &plan,
+        &events,
+        start + 3 * 3_600_000,
+        &ReportRules::default(),
+    );
     let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let sites_csv = csv(&report, Table::Sites, VIETNAM);
     let events_csv = csv(&report, Table::Events, VIETNAM);
     let csv_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let db_bytes = std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(store.path().with_extension("sqlite3-wal")).map(|m| m.len()).unwrap_or(0);
+    let db_bytes = std::fs::metadata(store.path())
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(store.path().with_extension("sqlite3-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
 
-    println!("attendance log benchmark ({} events, {SITES} sites)", events.len());
+    println!(
+        "attendance log benchmark ({} events, {SITES} sites)",
+        events.len()
+    );
     println!("| measure | value |");
     println!("|---|---|");
     println!("| one acknowledged append, alone (fsync each) | {sequential_us:.0} µs |");
@@ -138,14 +150,20 @@ fn main() {
         "| {concurrent} appends from {writers} concurrent writers | {concurrent_secs:.2} s = {:.0} events/s |",
         concurrent as f64 / concurrent_secs
     );
-    println!("| read the whole log ({} events) | {read_ms:.0} ms |", events.len());
+    println!(
+        "| read the whole log ({} events) | {read_ms:.0} ms |",
+        events.len()
+    );
     println!("| compute the {SITES}-site report | {compute_ms:.0} ms |");
     println!(
         "| write the sites and events CSV ({} + {} KiB) | {csv_ms:.0} ms |",
         sites_csv.len() / 1024,
         events_csv.len() / 1024
     );
-    println!("| database size | {:.1} MiB |", db_bytes as f64 / 1_048_576.0);
+    println!(
+        "| database size | {:.1} MiB |",
+        db_bytes as f64 / 1_048_576.0
+    );
     assert_eq!(report.sites.len(), SITES);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

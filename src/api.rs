@@ -67,10 +67,11 @@ impl IntoResponse for AppError {
         if self.status.is_server_error() {
             tracing::error!("{}: {}", self.code, self.message);
         }
-        let mut error = json!({"code": self.code, "message": self.message});
-        if !self.problems.is_empty() {
-            error["problems"] = json!(self.problems);
-        }
+        let error = if self.problems.is_empty() {
+            json!({"code": self.code, "message": self.message})
+        } else {
+            json!({"code": self.code, "message": self.message, "problems": self.problems})
+        };
         (self.status, Json(json!({ "error": error }))).into_response()
     }
 }

@@ -2,7 +2,6 @@
 //! invited, with its official administrative code. Imported and exported as CSV in UTF-8.
 
 use std::collections::HashSet;
-use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,12 +58,13 @@ pub struct ImportProblem {
 
 /// Reads a directory CSV (with or without a UTF-8 BOM). Nothing is returned unless every row
 /// is valid.
-pub fn parse_csv(input: impl Read) -> Result<Vec<Site>, ImportError> {
+pub fn parse_csv(input: &[u8]) -> Result<Vec<Site>, ImportError> {
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .trim(csv::Trim::All)
-        .from_reader(StripBom::new(input));
+        .from_reader(input);
     let fail = |line: u64, message: String| ImportError {
         problems: vec![ImportProblem { line, message }],
     };
@@ -244,51 +244,6 @@ pub fn parse_delegates(text: &str) -> Result<u32, String> {
         return Err(format!("{n} is more than {MAX_DELEGATES}"));
     }
     Ok(n as u32)
-}
-
-/// Skips a UTF-8 byte-order mark at the start of a reader.
-struct StripBom<R> {
-    inner: R,
-    checked: bool,
-    pending: Vec<u8>,
-}
-
-impl<R: Read> StripBom<R> {
-    fn new(inner: R) -> Self {
-        StripBom {
-            inner,
-            checked: false,
-            pending: Vec::new(),
-        }
-    }
-}
-
-impl<R: Read> Read for StripBom<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.checked {
-            self.checked = true;
-            let mut head = [0u8; 3];
-            let mut filled = 0;
-            while filled < 3 {
-                let n = self.inner.read(&mut head[filled..])?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            let head = &head[..filled];
-            if head != b"\xEF\xBB\xBF" {
-                self.pending.extend_from_slice(head);
-            }
-        }
-        if !self.pending.is_empty() {
-            let n = self.pending.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.pending[..n]);
-            self.pending.drain(..n);
-            return Ok(n);
-        }
-        self.inner.read(buf)
-    }
 }
 
 #[cfg(test)]

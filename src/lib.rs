@@ -48,6 +48,9 @@ const SEED_SITES: &[u8] = include_bytes!("../fixtures/sites-tuyen-quang.csv");
 /// How often the hub notes which sessions are alive (the precision of crash recovery).
 const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How often the chair's console is refreshed.
+const CONSOLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A hub serving HTTP and media. States: running → shut down.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -92,6 +95,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     ));
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));
+    let console_task = tokio::spawn(hub.clone().run_console(CONSOLE_INTERVAL));
     let state = Arc::new(AppState {
         hub: hub.clone(),
         offset: config.utc_offset,
@@ -112,6 +116,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
         events_task.abort();
         liveness_task.abort();
+        console_task.abort();
         server_hub.media().broadcast(|| media::Command::Stop);
     });
     Ok(RunningHub {

@@ -49,6 +49,15 @@ pub enum Command {
         router: RouterId,
         producer: ProducerId,
     },
+    RemoveConsumer {
+        peer: PeerId,
+        producer: ProducerId,
+    },
+    SetProducerPaused {
+        router: RouterId,
+        producer: ProducerId,
+        paused: bool,
+    },
     RemovePeer {
         peer: PeerId,
     },
@@ -345,6 +354,14 @@ impl Driver {
             Command::RemoveProducer { router, producer } => {
                 self.worker.remove_producer(now, router, producer)
             }
+            Command::RemoveConsumer { peer, producer } => {
+                self.worker.remove_consumer(now, peer, producer)
+            }
+            Command::SetProducerPaused {
+                router,
+                producer,
+                paused,
+            } => self.worker.set_producer_paused(router, producer, paused),
             Command::RemovePeer { peer } => self.worker.remove_peer(now, peer),
             Command::Relay(relays) => {
                 for relay in relays {

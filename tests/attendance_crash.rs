@@ -84,7 +84,9 @@ impl Site {
                 .expect("frame");
             if let Message::Text(text) = frame {
                 let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                if value["type"] != "participant_joined" && value["type"] != "participant_left" {
+                // Skip what the hub sends every participant; keep the reply.
+                let broadcast = ["participant_joined", "participant_left", "floor", "media_state"];
+                if !broadcast.iter().any(|t| value["type"] == *t) {
                     return value;
                 }
             }

@@ -31,7 +31,11 @@ async fn next_json(socket: &mut Socket) -> Value {
             .expect("socket open")
             .expect("frame");
         if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("hub sends JSON");
+            let value: Value = serde_json::from_str(text.as_str()).expect("hub sends JSON");
+            // Meeting state pushed to everyone is not a reply.
+            if value["type"] != "floor" && value["type"] != "console" {
+                return value;
+            }
         }
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct LocalProducer {
     pub peer: PeerId,
     pub mid: Mid,
     pub keyframes: KeyframeThrottle,
+    /// Muted by the chair: its packets are dropped here, before any forwarding.
+    pub paused: bool,
 }
 
 /// An outgoing track to one peer. States: negotiating (the m-line is offered, no answer yet)

@@ -116,6 +116,8 @@ pub struct WorkerStats {
     pub packets_received: u64,
     /// RTP packets written to consumers.
     pub packets_forwarded: u64,
+    /// RTP packets of muted producers, dropped on arrival.
+    pub packets_dropped_paused: u64,
     pub keyframe_requests_sent: u64,
 }
 
@@ -354,6 +356,43 @@ impl Worker {
             }
         }
         self.settle(now);
+    }
+
+    /// Stops forwarding `producer` to peer `id` (for example when a site loses the floor).
+    pub fn remove_consumer(&mut self, now: Instant, id: PeerId, producer: ProducerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(router) = self.core.routers.get_mut(&peer.router) else {
+            return;
+        };
+        let found = router
+            .consumers
+            .iter()
+            .find(|(_, c)| c.peer == id && c.producer == producer)
+            .map(|(cid, _)| *cid);
+        if let Some(consumer_id) = found
+            && let Some(consumer) = router.remove_consumer(consumer_id)
+        {
+            peer.queue_consumer_removal(consumer_id, consumer.mid);
+            if !self.to_renegotiate.contains(&id) {
+                self.to_renegotiate.push(id);
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Pauses or resumes a producer published on this worker (the chair's mute, enforced here:
+    /// a paused producer's packets reach nobody). Producers of other workers are ignored.
+    pub fn set_producer_paused(&mut self, router: RouterId, producer: ProducerId, paused: bool) {
+        if let Some(p) = self
+            .core
+            .routers
+            .get_mut(&router)
+            .and_then(|r| r.producers.get_mut(&producer))
+        {
+            p.paused = paused;
+        }
     }
 
     /// Drops a peer (its participant left). Its producers are removed from this worker only:
@@ -723,6 +762,7 @@ impl Core {
                         peer: peer.id,
                         mid: added.mid,
                         keyframes: KeyframeThrottle::default(),
+                        paused: false,
                     },
                 );
                 self.outputs
@@ -738,6 +778,15 @@ impl Core {
                 let Some(producer) = peer.producer_for(packet.header.ssrc) else {
                     return;
                 };
+                let paused = self
+                    .routers
+                    .get(&peer.router)
+                    .and_then(|r| r.producers.get(&producer))
+                    .is_none_or(|p| p.paused);
+                if paused {
+                    self.stats.packets_dropped_paused += 1;
+                    return;
+                }
                 let Some(codec) = peer.codecs.get(&packet.header.payload_type).copied() else {
                     return;
                 };

@@ -57,6 +57,37 @@ pub enum ClientMessage {
         confirmed_by: String,
         position: String,
     },
+    /// A site page open but not joined yet (device check...): the chair sees it and can call it.
+    Standby {
+        code: String,
+        #[serde(default)]
+        meeting: Option<i64>,
+    },
+    /// A site asks for the floor.
+    RequestFloor,
+    /// A site withdraws its request for the floor.
+    CancelFloorRequest,
+    /// The chair gives the floor to a site (by administrative code).
+    GiveFloor { site: String },
+    /// The chair takes the floor back.
+    TakeFloor,
+    /// The chair mutes or unmutes a site's microphone (enforced by the hub).
+    Mute { site: String, muted: bool },
+    /// The chair mutes or unmutes every site.
+    MuteAll { muted: bool },
+    /// The chair starts a roll call.
+    StartRollCall,
+    /// The chair ends the roll call.
+    EndRollCall,
+    /// A site answers a roll call: present, with its head count.
+    AnswerRollCall {
+        roll_call: u32,
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
+    /// The chair calls a site whose page is open but not joined.
+    CallSite { site: String },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -64,8 +95,25 @@ pub enum ClientMessage {
 }
 
 /// Every value of `"type"` a client may send, in the order of [`ClientMessage`].
-pub const CLIENT_MESSAGE_TYPES: &[&str] =
-    &["join", "offer", "answer", "head_count", "leave", "ping"];
+pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
+    "join",
+    "offer",
+    "answer",
+    "head_count",
+    "standby",
+    "request_floor",
+    "cancel_floor_request",
+    "give_floor",
+    "take_floor",
+    "mute",
+    "mute_all",
+    "start_roll_call",
+    "end_roll_call",
+    "answer_roll_call",
+    "call_site",
+    "leave",
+    "ping",
+];
 
 /// A message from the hub to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +151,55 @@ pub enum ServerMessage {
         count: u32,
         at: i64,
     },
+    /// Reply to `standby`: the page is known to the chair, who may call it.
+    StandbyAccepted {
+        meeting: String,
+        title: String,
+        site: String,
+        name: String,
+    },
+    /// The chair calls this (standby) site page to join.
+    Called {
+        by: String,
+    },
+    /// Who holds the floor and who asked for it; sent to everyone at each change.
+    Floor {
+        holder: Option<FloorSite>,
+        queue: Vec<FloorSite>,
+    },
+    /// This site's microphone was muted or unmuted by the chair.
+    Muted {
+        muted: bool,
+    },
+    /// A roll call started (`active`) or ended.
+    RollCall {
+        roll_call: u32,
+        active: bool,
+    },
+    /// Reply to `answer_roll_call`: the answer is in the attendance log.
+    RollCallAnswerRecorded {
+        roll_call: u32,
+        at: i64,
+    },
+    /// To the chair: a site answered the roll call.
+    RollCallAnswer {
+        roll_call: u32,
+        site: String,
+        name: String,
+        count: u32,
+        confirmed_by: String,
+        position: String,
+        at: i64,
+    },
+    /// To the chair, every few seconds: every expected site's state and health.
+    Console {
+        roll_call: Option<u32>,
+        sites: Vec<ConsoleSite>,
+    },
+    /// A chair action succeeded (its effects arrive as `floor`, `console`...).
+    Done {
+        request: String,
+    },
     Left,
     Pong,
     Error {
@@ -112,6 +209,59 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request: Option<String>,
     },
+}
+
+/// A site in floor messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorSite {
+    pub site: String,
+    pub name: String,
+    /// Its participant id (the stream id of its tracks).
+    pub participant: String,
+}
+
+/// One expected site on the chair's console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSite {
+    pub site: String,
+    pub name: String,
+    pub state: SiteState,
+    /// Its participant id while joined.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub participant: Option<String>,
+    pub muted: bool,
+    /// `holder`, `requested` or `none`.
+    pub floor: String,
+    pub bitrate_in_kbps: u32,
+    pub bitrate_out_kbps: u32,
+    pub loss_permille: u32,
+    pub rtt_ms: u32,
+    pub expected_delegates: u32,
+    /// The latest declared head count.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub head_count: Option<u32>,
+    /// Answered the running roll call.
+    pub answered_roll_call: bool,
+}
+
+/// A site's state as the chair sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteState {
+    /// Not joined, no page open.
+    NotJoined,
+    /// Its page is open (standby) but it has not joined.
+    PageOpen,
+    /// Joined; the media connection is being set up.
+    Connecting,
+    /// Joined, receiving and sending media.
+    Live,
+    /// Joined, receiving the studio's audio only (weak link).
+    AudioOnly,
+    /// Dropped less than the grace period ago: expected back.
+    Reconnecting,
+    /// Left.
+    Left,
 }
 
 /// The hub's view of a participant's media connection.
@@ -144,6 +294,8 @@ pub enum ErrorCode {
     MeetingEnded,
     Forbidden,
     Replaced,
+    SiteUnavailable,
+    NoRollCall,
     StudioTaken,
     MeetingFull,
 
@@ -170,6 +322,8 @@ impl ErrorCode {
             ErrorCode::MeetingEnded => "meeting_ended",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::SiteUnavailable => "site_unavailable",
+            ErrorCode::NoRollCall => "no_roll_call",
             ErrorCode::StudioTaken => "studio_taken",
             ErrorCode::MeetingFull => "meeting_full",
             ErrorCode::Internal => "internal",
@@ -266,6 +420,17 @@ impl ClientMessage {
             ClientMessage::Offer { .. } => "offer",
             ClientMessage::Answer { .. } => "answer",
             ClientMessage::HeadCount { .. } => "head_count",
+            ClientMessage::Standby { .. } => "standby",
+            ClientMessage::RequestFloor => "request_floor",
+            ClientMessage::CancelFloorRequest => "cancel_floor_request",
+            ClientMessage::GiveFloor { .. } => "give_floor",
+            ClientMessage::TakeFloor => "take_floor",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::MuteAll { .. } => "mute_all",
+            ClientMessage::StartRollCall => "start_roll_call",
+            ClientMessage::EndRollCall => "end_roll_call",
+            ClientMessage::AnswerRollCall { .. } => "answer_roll_call",
+            ClientMessage::CallSite { .. } => "call_site",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping => "ping",
         }
@@ -273,21 +438,38 @@ impl ClientMessage {
 
     fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            ClientMessage::Join { code, .. } => {
+            ClientMessage::Join { code, .. } | ClientMessage::Standby { code, .. }
                 if code.is_empty()
                     || code.len() > 64
-                    || !code.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return Err(ProtocolError::new(
-                        ErrorCode::InvalidField,
-                        "field `code` must be 1 to 64 ASCII letters and digits",
-                    ));
-                }
+                    || !code.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    "field `code` must be 1 to 64 ASCII letters and digits",
+                ));
+            }
+            ClientMessage::GiveFloor { site }
+            | ClientMessage::Mute { site, .. }
+            | ClientMessage::CallSite { site }
+                if site.is_empty()
+                    || site.len() > 12
+                    || !site.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    "field `site` must be an administrative code (digits)",
+                ));
             }
             ClientMessage::HeadCount {
                 count,
                 confirmed_by,
                 position,
+            }
+            | ClientMessage::AnswerRollCall {
+                count,
+                confirmed_by,
+                position,
+                ..
             } => {
                 if *count > MAX_HEAD_COUNT {
                     return Err(ProtocolError::new(

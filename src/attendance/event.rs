@@ -67,6 +67,40 @@ pub enum EventKind {
         confirmed_by: String,
         position: String,
     },
+    FloorRequested {
+        site: String,
+    },
+    /// The chair gave the floor to a site.
+    FloorGiven {
+        site: String,
+    },
+    /// The site no longer holds the floor (taken back, passed on, or the site left).
+    FloorReturned {
+        site: String,
+    },
+    /// The chair muted or unmuted a site.
+    SiteMuted {
+        site: String,
+        muted: bool,
+    },
+    RollCallStarted {
+        roll_call: u32,
+    },
+    /// A site answered the roll call: present, with its head count.
+    RollCallAnswered {
+        roll_call: u32,
+        site: String,
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
+    RollCallEnded {
+        roll_call: u32,
+    },
+    /// The chair called a site whose page was open.
+    SiteCalled {
+        site: String,
+    },
 }
 
 /// Why a session ended.
@@ -109,19 +143,36 @@ impl EventKind {
             EventKind::MediaChanged { .. } => "media_changed",
             EventKind::QualitySample { .. } => "quality_sample",
             EventKind::HeadCount { .. } => "head_count",
+            EventKind::FloorRequested { .. } => "floor_requested",
+            EventKind::FloorGiven { .. } => "floor_given",
+            EventKind::FloorReturned { .. } => "floor_returned",
+            EventKind::SiteMuted { .. } => "site_muted",
+            EventKind::RollCallStarted { .. } => "roll_call_started",
+            EventKind::RollCallAnswered { .. } => "roll_call_answered",
+            EventKind::RollCallEnded { .. } => "roll_call_ended",
+            EventKind::SiteCalled { .. } => "site_called",
         }
     }
 
     /// The site the event is about, if any.
     pub fn site(&self) -> Option<&str> {
         match self {
-            EventKind::MeetingStarted | EventKind::MeetingEnded => None,
+            EventKind::MeetingStarted
+            | EventKind::MeetingEnded
+            | EventKind::RollCallStarted { .. }
+            | EventKind::RollCallEnded { .. } => None,
             EventKind::SiteJoined { site, .. }
             | EventKind::SiteReconnected { site, .. }
             | EventKind::SiteLeft { site, .. }
             | EventKind::MediaChanged { site, .. }
             | EventKind::QualitySample { site, .. }
-            | EventKind::HeadCount { site, .. } => Some(site),
+            | EventKind::HeadCount { site, .. }
+            | EventKind::FloorRequested { site }
+            | EventKind::FloorGiven { site }
+            | EventKind::FloorReturned { site }
+            | EventKind::SiteMuted { site, .. }
+            | EventKind::RollCallAnswered { site, .. }
+            | EventKind::SiteCalled { site } => Some(site),
         }
     }
 

@@ -288,6 +288,7 @@ fn collect_sessions(events: &[Event], open_end: Millis) -> Vec<Session> {
     sessions
 }
 
+/// The latest declaration per site: a head count or a roll-call answer, whichever came last.
 fn latest_head_counts(events: &[Event]) -> HashMap<&str, HeadCount> {
     let mut latest = HashMap::new();
     for event in events {
@@ -296,6 +297,13 @@ fn latest_head_counts(events: &[Event]) -> HashMap<&str, HeadCount> {
             count,
             confirmed_by,
             position,
+        }
+        | EventKind::RollCallAnswered {
+            site,
+            count,
+            confirmed_by,
+            position,
+            ..
         } = &event.kind
         {
             latest.insert(

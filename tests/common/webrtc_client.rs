@@ -1149,7 +1149,8 @@ async fn handle_hub_message(
         "left" => {
             watches.lefts.send_modify(|n| *n += 1);
         }
-        "pong" => {}
+        // Meeting state this client does not act on.
+        "pong" | "floor" | "console" | "muted" | "roll_call" | "roll_call_answer" | "done" => {}
         other => shared.fail(format!("unexpected message type {other:?}: {text}")),
     }
 }

@@ -2,51 +2,29 @@
 //
 //   node tests/e2e/studio_sites.mjs http://127.0.0.1:PORT
 //
-// Passes when every site decodes the studio's video (frames rising, <video> has a size) and
-// audio (samples rising), and the studio decodes each of the four sites' video in that site's
-// tile. Exit code 0 on success; 1 with the reasons on failure; 2 on bad usage or setup.
-// Env: E2E_SCREENSHOT_DIR (optional) receives studio.png and site-1.png at the end.
+// Sets the meeting up through the HTTP API the way an organizer would (the four sites in the
+// directory, a meeting with them on its roster, started), then opens the studio page and the
+// four site pages with the meeting's join links. Passes when every page joins under the name
+// the directory gives it, every site decodes the studio's video (frames rising, <video> has a
+// size) and audio (samples rising), and the studio decodes each of the four sites' video in
+// that site's tile. Exit code 0 on success; 1 with the reasons on failure; 2 on bad usage or
+// setup. Env: E2E_SCREENSHOT_DIR (optional) receives studio.png and site-1.png at the end.
 
-import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { Failure, SetupError, directoryCsv, hubApi, log, parseBaseUrl, runInChromium, screenshot } from './harness.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
+/** The four sites: real communes of Tuyên Quang (GSO codes), with the delegates they expect. */
+const SITES = [
+  { code: '2269', name: 'Xã Thượng Lâm', delegates: 60 },
+  { code: '2266', name: 'Xã Lâm Bình', delegates: 45 },
+  { code: '2302', name: 'Xã Minh Quang', delegates: 50 },
+  { code: '2296', name: 'Xã Bình An', delegates: 40 },
 ];
-const SITE_NAMES = ['Xã Thượng Lâm', 'Xã Lâm Bình', 'Xã Minh Quang', 'Xã Bình An'];
 const STUDIO_NAME = 'Điểm cầu trung tâm Tuyên Quang';
 const JOIN_TIMEOUT_MS = 20_000;
 const MEDIA_TIMEOUT_MS = 60_000;
 const SAMPLE_INTERVAL_MS = 1_500;
 const PROGRESS_EVERY_MS = 5_000;
 const WATCHDOG_MS = 150_000;
-
-const started = Date.now();
-
-function log(message) {
-  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
-  console.log(`[e2e ${seconds}s] ${message}`);
-}
-
-/** The environment is wrong (usage, no browser): exit code 2. */
-class SetupError extends Error {}
-
-/** The hub or the pages did not do what the test asserts: exit code 1, no stack trace. */
-class Failure extends Error {}
 
 /** One browser page and what it printed. */
 class Participant {
@@ -75,72 +53,73 @@ class Participant {
 }
 
 async function main() {
-  const base = parseBaseUrl(process.argv[2]);
-  await access(CHROMIUM, constants.X_OK).catch(() => {
-    throw new SetupError(`${CHROMIUM} is not there or not executable (Debian package \`chromium\`)`);
+  const base = parseBaseUrl(process.argv[2], 'studio_sites.mjs');
+  const meeting = await setUpMeeting(base);
+  log(`hub ${base}, meeting ${meeting.id}, 1 studio + ${SITES.length} sites`);
+
+  await runInChromium({
+    watchdogMs: WATCHDOG_MS,
+    body: async (context) => {
+      const studio = await openParticipant(context, base, meeting.links.studio, 'studio', 'studio', STUDIO_NAME);
+      const sites = await Promise.all(
+        SITES.map((site, index) =>
+          openParticipant(context, base, meeting.links.sites[site.code], `site ${index + 1}`, 'site', site.name),
+        ),
+      );
+      const everyone = [studio, ...sites];
+      const studioId = studio.joined.participant;
+      const siteIds = sites.map((site) => site.joined.participant);
+      log(`all joined: studio ${studioId}, sites ${siteIds.join(', ')}`);
+
+      const ok = await pollUntilMediaFlows(everyone, studio, sites);
+      await screenshot(studio.page, 'studio.png');
+      await screenshot(sites[0].page, 'site-1.png');
+      if (!ok) {
+        reportFailure(everyone);
+        process.exitCode = 1;
+        return;
+      }
+      log('PASS: every site decodes the studio (video + audio) and the studio decodes all 4 sites');
+      for (const participant of everyone) log(`  ${participant.label}: ${participant.verdict.detail}`);
+    },
   });
-  const meeting = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  log(`hub ${base}, meeting ${meeting}, 1 studio + ${SITE_NAMES.length} sites`);
-
-  const userDataDir = await mkdtemp(join(tmpdir(), 'diemcau-e2e-'));
-  let context = null;
-  const watchdog = setTimeout(() => {
-    log(`FAIL: watchdog: the test ran over ${WATCHDOG_MS / 1000} s`);
-    process.exit(1);
-  }, WATCHDOG_MS);
-  watchdog.unref();
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      permissions: ['camera', 'microphone'],
-      viewport: { width: 1366, height: 768 },
-    });
-    log(`chromium ${context.browser()?.version() ?? ''} started`);
-    for (const page of context.pages()) await page.close();
-
-    const studio = await openParticipant(context, base, meeting, 'studio', 'studio', STUDIO_NAME);
-    const sites = await Promise.all(
-      SITE_NAMES.map((name, index) => openParticipant(context, base, meeting, `site ${index + 1}`, 'site', name)),
-    );
-    const everyone = [studio, ...sites];
-    const studioId = studio.joined.participant;
-    const siteIds = sites.map((site) => site.joined.participant);
-    log(`all joined: studio ${studioId}, sites ${siteIds.join(', ')}`);
-
-    const ok = await pollUntilMediaFlows(everyone, studio, sites);
-    await screenshots(studio, sites[0]);
-    if (!ok) {
-      reportFailure(everyone);
-      process.exitCode = 1;
-      return;
-    }
-    log('PASS: every site decodes the studio (video + audio) and the studio decodes all 4 sites');
-    for (const participant of everyone) log(`  ${participant.label}: ${participant.verdict.detail}`);
-  } finally {
-    clearTimeout(watchdog);
-    if (context) await context.close().catch(() => {});
-    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
-  }
 }
 
-function parseBaseUrl(argument) {
-  if (!argument) throw new SetupError('usage: node studio_sites.mjs http://HOST:PORT');
-  let url;
-  try {
-    url = new URL(argument);
-  } catch {
-    throw new SetupError(`not a URL: ${argument}`);
+/**
+ * What an organizer does before a meeting: the four sites in the directory (imported when the
+ * hub does not know them), a meeting with them on its roster, started. Returns the meeting.
+ */
+async function setUpMeeting(base) {
+  const directory = await hubApi(base, 'GET', '/api/sites');
+  const known = new Set(directory.map((site) => site.code));
+  const missing = SITES.filter((site) => !known.has(site.code));
+  if (missing.length > 0) {
+    const csv = directoryCsv(missing.map((site) => [site.code, site.name, 'xã', '8', 'Tuyên Quang', site.delegates]));
+    const { imported } = await hubApi(base, 'POST', '/api/sites/import', { csv });
+    log(`imported ${imported} sites into the directory`);
   }
-  return url.href.replace(/\/+$/, '');
+  const now = Date.now();
+  const meeting = await hubApi(base, 'POST', '/api/meetings', {
+    json: {
+      title: 'Kiểm thử đầu cuối: điểm cầu trung tâm và 4 điểm cầu',
+      studio_name: STUDIO_NAME,
+      scheduled_start: now,
+      scheduled_end: now + 2 * 3_600_000,
+      sites: SITES.map((site) => ({ code: site.code, expected_delegates: site.delegates })),
+    },
+  });
+  await hubApi(base, 'POST', `/api/meetings/${meeting.id}/start`);
+  for (const site of SITES) {
+    if (!meeting.links.sites[site.code]) throw new Failure(`meeting ${meeting.id} has no join link for ${site.code}`);
+  }
+  if (!meeting.links.studio) throw new Failure(`meeting ${meeting.id} has no studio link`);
+  return meeting;
 }
 
-async function openParticipant(context, base, meeting, label, role, name) {
+async function openParticipant(context, base, link, label, role, name) {
   const page = await context.newPage();
   const participant = new Participant(label, role, name, page);
-  const params = new URLSearchParams({ meeting, name });
-  const url = `${base}/${role}.html?${params}`;
+  const url = `${base}${link}`;
   const response = await page.goto(url, { waitUntil: 'load', timeout: JOIN_TIMEOUT_MS });
   if (!response || !response.ok()) {
     throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
@@ -156,6 +135,12 @@ async function openParticipant(context, base, meeting, label, role, name) {
     throw new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s; state: ${JSON.stringify(state)}`);
   }
   participant.joined = await page.evaluate(() => window.diemcau.state());
+  // The code decides who the page is: the hub's name and role must be the roster's.
+  if (participant.joined.role !== role || participant.joined.name !== name) {
+    throw new Failure(
+      `${label} joined as ${participant.joined.role} "${participant.joined.name}", expected ${role} "${name}"`,
+    );
+  }
   log(`${label} (${name}) joined as ${participant.joined.participant}`);
   return participant;
 }
@@ -312,22 +297,6 @@ function verdict(ok, detail, state) {
   const full = state ? `${detail} [${stateText(state)}]` : detail;
   // The summary leaves out counters so that progress lines print on change, not every round.
   return { ok, detail: full, summary: `${ok} ${full.replace(/\d+/g, '#')}` };
-}
-
-async function screenshots(studio, site) {
-  const directory = process.env.E2E_SCREENSHOT_DIR;
-  if (!directory) return;
-  await mkdir(directory, { recursive: true });
-  for (const [participant, file] of [
-    [studio, 'studio.png'],
-    [site, 'site-1.png'],
-  ]) {
-    const path = join(directory, file);
-    await participant.page
-      .screenshot({ path })
-      .then(() => log(`screenshot ${path}`))
-      .catch((error) => log(`screenshot ${path} failed: ${error.message}`));
-  }
 }
 
 function reportFailure(everyone) {

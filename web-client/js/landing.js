@@ -1,26 +1,16 @@
-// The landing page: pick a meeting code and a name, then open the studio or a site page.
+// The start page: paste the join link (or code) the organizer sent and open the meeting;
+// links to the organizer's and the staff's pages.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
-import { isMeetingCode } from './page.js';
-
-const LAST_MEETING_KEY = 'diemcau.lastMeeting';
-const LAST_NAME_KEY = 'diemcau.lastName';
+import { joinAddress, parseJoinInput } from './page.js';
 
 installLanguageToggle(document.getElementById('lang'));
 applyTranslations();
 
 const form = document.getElementById('join-form');
-const meetingInput = document.getElementById('meeting');
-const nameInput = document.getElementById('name');
+const linkInput = document.getElementById('join-link');
 const formError = document.getElementById('form-error');
 let errorKey = null;
-
-try {
-  meetingInput.value = localStorage.getItem(LAST_MEETING_KEY) || '';
-  nameInput.value = localStorage.getItem(LAST_NAME_KEY) || '';
-} catch {
-  // No storage: the fields start empty.
-}
 
 const renderError = () => {
   formError.textContent = errorKey ? t(errorKey) : '';
@@ -30,30 +20,15 @@ window.addEventListener('languagechange', renderError);
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
-  const role = event.submitter && event.submitter.value === 'studio' ? 'studio' : 'site';
-  const meeting = meetingInput.value.trim();
-  let name = nameInput.value.trim();
-  if (!isMeetingCode(meeting)) {
-    errorKey = 'landing.invalidMeeting';
+  const join = parseJoinInput(linkInput.value);
+  if (!join) {
+    errorKey = linkInput.value.trim() ? 'landing.invalidLink' : 'landing.emptyLink';
     renderError();
-    meetingInput.focus();
-    return;
-  }
-  if (!name && role === 'studio') name = t('landing.defaultStudioName');
-  if (!name || name.length > 128) {
-    errorKey = 'landing.invalidName';
-    renderError();
-    nameInput.focus();
+    linkInput.focus();
     return;
   }
   errorKey = null;
   renderError();
-  try {
-    localStorage.setItem(LAST_MEETING_KEY, meeting);
-    localStorage.setItem(LAST_NAME_KEY, nameInput.value.trim());
-  } catch {
-    // Not remembered; the meeting still opens.
-  }
-  const params = new URLSearchParams({ meeting, name });
-  window.location.href = `${role}.html?${params}`;
+  // Always this hub: a pasted link to another host opens here with the same code.
+  window.location.href = joinAddress(join.page, join.code, join.meeting);
 });

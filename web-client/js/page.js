@@ -3,19 +3,120 @@
 
 import { t } from './i18n.js';
 
-const MEETING_CODE = /^[A-Za-z0-9_-]{1,64}$/;
+// Join codes are made by the hub (docs/api.md); this only keeps obvious garbage out of the join.
+const JOIN_CODE = /^[A-Za-z0-9_-]{4,128}$/;
+const MEETING_ID = /^[0-9]{1,15}$/;
 
-/** The meeting code and name from `?meeting=M&name=N`; `meeting` is null when missing or invalid. */
-export function meetingFromAddress(defaultName) {
-  const params = new URLSearchParams(window.location.search);
-  const meeting = params.get('meeting');
-  const name = (params.get('name') || '').trim().slice(0, 128) || defaultName;
-  return { meeting: meeting && MEETING_CODE.test(meeting) ? meeting : null, name };
+/**
+ * What `?meeting=ID&code=CODE` asks for: `code` is null when missing or malformed, `meeting`
+ * (a number) is null when absent, and `badMeeting` says it was there but not a meeting id.
+ */
+export function joinFromAddress(search = window.location.search) {
+  const params = new URLSearchParams(search);
+  const code = (params.get('code') || '').trim();
+  const meetingText = (params.get('meeting') || '').trim();
+  const meeting = MEETING_ID.test(meetingText) ? Number(meetingText) : null;
+  return {
+    code: JOIN_CODE.test(code) ? code : null,
+    meeting,
+    badMeeting: meetingText !== '' && meeting === null,
+  };
 }
 
-/** Whether `code` is a valid meeting code (docs/protocol.md, `join`). */
-export function isMeetingCode(code) {
-  return MEETING_CODE.test(code);
+/**
+ * Reads what a person pasted: a whole join link (`http://hub/site.html?meeting=12&code=...`),
+ * the part after the host, or a bare code. Returns `{ page, code, meeting }` (`page` is
+ * `site.html` or `studio.html`; a bare code opens the site page, which moves to the studio
+ * page when the hub says the code is the studio's), or null when it is none of these.
+ */
+export function parseJoinInput(text) {
+  const input = (text || '').trim();
+  if (!input) return null;
+  if (JOIN_CODE.test(input)) return { page: 'site.html', code: input, meeting: null };
+  let url;
+  try {
+    url = new URL(input, window.location.origin);
+  } catch {
+    return null;
+  }
+  const { code, meeting, badMeeting } = joinFromAddress(url.search);
+  if (!code || badMeeting) return null;
+  const page = url.pathname.endsWith('/studio.html') ? 'studio.html' : 'site.html';
+  return { page, code, meeting };
+}
+
+/** The page address that joins with `code` (and `meeting`, when known). */
+export function joinAddress(page, code, meeting) {
+  const params = new URLSearchParams();
+  if (meeting !== null && meeting !== undefined) params.set('meeting', String(meeting));
+  params.set('code', code);
+  return `${page}?${params}`;
+}
+
+/**
+ * Moves to the other page when the hub says the code is for the other role (a bare code
+ * pasted on the start page opens the site page, but may be the studio's).
+ */
+export function followRole(session, pageRole) {
+  const check = () => {
+    const role = session.state().role;
+    if (session.signalingState !== 'joined' || !role || role === pageRole) return;
+    // Once only: leaving changes the state again.
+    session.removeEventListener('statechange', check);
+    session.close();
+    window.location.replace(joinAddress(`${role}.html`, session.code, session.meeting));
+  };
+  session.addEventListener('statechange', check);
+}
+
+/** Keeps `element` showing the meeting's title and who this page is, once the hub said so. */
+export function installMeetingLabel(element, session) {
+  const render = () => {
+    const { title, name } = session.state();
+    if (!name) {
+      element.textContent = t('meeting.joining');
+      return;
+    }
+    element.textContent = `${title || t('meeting.untitled')} · ${t('meeting.you', { name })}`;
+    element.title = element.textContent;
+  };
+  session.addEventListener('statechange', render);
+  window.addEventListener('languagechange', render);
+  render();
+}
+
+/**
+ * Keeps the leave button right: "leave" while in, "join again" when out. After a refused join
+ * code there is nothing to join again; after `replaced` a click takes the site back here.
+ */
+export function installLeaveButton(button, session) {
+  button.addEventListener('click', () => {
+    const out = ['left', 'closed', 'refused'].includes(session.signalingState);
+    if (out) session.start();
+    else session.leave();
+  });
+  const render = () => {
+    const state = session.signalingState;
+    const out = ['left', 'closed', 'refused'].includes(state);
+    button.dataset.i18n = out ? 'action.rejoin' : 'action.leave';
+    button.textContent = t(button.dataset.i18n);
+    button.hidden = state === 'refused' && session.lastError?.code !== 'replaced';
+  };
+  session.addEventListener('statechange', render);
+  render();
+}
+
+/**
+ * Turns the camera and microphone off once the hub refused the join code: this page cannot
+ * join any more, and a lit camera would say otherwise. After `replaced` they stay on, since
+ * "join again" takes the site back here.
+ */
+export function releaseCameraWhenRefused(session, stream, note) {
+  session.addEventListener('statechange', () => {
+    if (session.signalingState !== 'refused' || session.lastError?.code === 'replaced') return;
+    for (const track of stream.getTracks()) track.stop();
+    note.show('stopped');
+  });
 }
 
 /**
@@ -83,7 +184,7 @@ export function installStatusDisplay(element, session) {
 
 function levelOfSignaling(state) {
   if (state === 'joined') return 'good';
-  if (state === 'reconnecting' || state === 'closed') return 'bad';
+  if (state === 'reconnecting' || state === 'closed' || state === 'refused') return 'bad';
   return 'wait';
 }
 
@@ -128,14 +229,24 @@ export class SoundPlayer {
   }
 }
 
-/** Shows how the local camera opened, in `element`, following the language toggle. */
+/**
+ * Shows how the local camera opened, in `element`, following the language toggle. Returns
+ * `{ show(outcome) }` for later changes (`stopped` when the page turned them off).
+ */
 export function installLocalMediaNote(element, outcome) {
+  let current = outcome;
   const render = () => {
-    element.textContent = t(`local.${outcome}`);
-    element.dataset.level = outcome === 'camera' ? 'good' : 'bad';
+    element.textContent = t(`local.${current}`);
+    element.dataset.level = current === 'camera' ? 'good' : 'bad';
   };
   window.addEventListener('languagechange', render);
   render();
+  return {
+    show(next) {
+      current = next;
+      render();
+    },
+  };
 }
 
 /** `window.diemcau`: the live peer connection, a state snapshot and the other participants. */

@@ -2,16 +2,30 @@
 // RTCPeerConnection it negotiates.
 //
 // A `MeetingSession` goes: idle → connecting → open → joined → (left | reconnecting → connecting …)
-// and ends in closed. After `joined` it sends one offer with the local tracks; from then on the
-// hub is the offerer and the session answers. Hub messages are handled one at a time, in
-// arrival order, through a promise chain, so an offer is never applied while the previous one
-// is still being answered.
+// and ends in closed, or in refused when the hub turns the join code down, the meeting ends or
+// another session of the same site takes over (then it never retries on its own: a retry would
+// be refused again, or would push the other session out). After `joined` it sends one offer
+// with the local tracks; from then on the hub is the offerer and the session answers. Hub
+// messages are handled one at a time, in arrival order, through a promise chain, so an offer
+// is never applied while the previous one is still being answered.
 
 import { hasText, t } from './i18n.js';
 
 const PING_INTERVAL_MS = 20_000;
 const ICE_GATHERING_CAP_MS = 2_000;
 const RECONNECT_DELAYS_S = [1, 2, 4, 8, 15];
+
+/**
+ * Errors after which the session stops for good (docs/protocol.md): the code is not valid for
+ * this meeting, the meeting is over, or the same site joined elsewhere.
+ */
+export const FINAL_ERRORS = new Set(['code_unknown', 'code_revoked', 'code_other_meeting', 'meeting_ended', 'replaced']);
+
+/**
+ * Errors of a refused join that are worth retrying later: a stale studio session, a full
+ * meeting, a hub failure ("the message may be retried", docs/protocol.md).
+ */
+const RETRIED_JOIN_ERRORS = new Set(['studio_taken', 'meeting_full', 'internal']);
 
 /** The hub's WebSocket address for the page being shown. */
 export function hubWebSocketUrl(location = window.location) {
@@ -28,24 +42,27 @@ export function hubWebSocketUrl(location = window.location) {
  * - `participants`: the list of other participants changed;
  * - `track` (detail `{ track, stream, participantId }`): a remote track arrived;
  * - `error` (detail `{ code, message, request }`): the hub or the browser reported an error;
+ * - `headcount` (detail `{ ok: true, count, at }` or `{ ok: false, error }`): the hub's reply
+ *   to `declareHeadCount`;
  * - `reset`: the connection was torn down (media elements should be cleared).
  */
 export class MeetingSession extends EventTarget {
   /**
    * @param {object} options
-   * @param {string} options.meeting meeting code
-   * @param {'studio'|'site'} options.role
-   * @param {string} options.name shown to the others
+   * @param {string} options.code the join code from the organizer's link
+   * @param {number|null} options.meeting the meeting id from the link, or null
    * @param {MediaStream} options.localStream tracks to publish (may have none)
    * @param {string} [options.url] WebSocket address, default the page's hub
    */
-  constructor({ meeting, role, name, localStream, url = hubWebSocketUrl() }) {
+  constructor({ code, meeting = null, localStream, url = hubWebSocketUrl() }) {
     super();
+    this.code = code;
     this.meeting = meeting;
-    this.role = role;
-    this.name = name;
     this.localStream = localStream;
     this.url = url;
+    /** What the hub said in `joined`: the meeting's title and this participant (kept after leaving). */
+    this.title = null;
+    this.joinedAs = null;
 
     this.signalingState = 'idle';
     this.mediaState = 'unknown';
@@ -71,7 +88,7 @@ export class MeetingSession extends EventTarget {
   start() {
     this.wantJoined = true;
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.send({ type: 'join', meeting: this.meeting, role: this.role, name: this.name });
+      this.sendJoin();
       this.setSignalingState('open');
     } else {
       this.connect();
@@ -89,8 +106,17 @@ export class MeetingSession extends EventTarget {
     this.setSignalingState('left');
   }
 
+  /**
+   * Declares the hall's head count (sites only); the reply comes as a `headcount` event.
+   * False when the hub cannot be reached right now.
+   */
+  declareHeadCount({ count, confirmedBy, position }) {
+    if (this.signalingState !== 'joined') return false;
+    return this.send({ type: 'head_count', count, confirmed_by: confirmedBy, position });
+  }
+
   /** Ends everything: no more reconnects. */
-  close() {
+  close(finalState = 'closed') {
     this.wantJoined = false;
     clearTimeout(this.reconnectTimer);
     this.generation += 1;
@@ -101,15 +127,18 @@ export class MeetingSession extends EventTarget {
       this.ws = null;
     }
     this.resetMedia();
-    this.setSignalingState('closed');
+    this.setSignalingState(finalState);
   }
 
   /** A plain snapshot of the session, for display and for tests. */
   state() {
+    const me = this.self || this.joinedAs;
     return {
       meeting: this.meeting,
-      role: this.role,
-      name: this.name,
+      title: this.title,
+      role: me ? me.role : null,
+      name: me ? me.name : null,
+      site: me && me.site ? me.site : null,
       signaling: this.signalingState,
       connection: this.pc ? this.pc.connectionState : 'none',
       ice: this.pc ? this.pc.iceConnectionState : 'none',
@@ -125,6 +154,12 @@ export class MeetingSession extends EventTarget {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(JSON.stringify(message));
     return true;
+  }
+
+  sendJoin() {
+    const join = { type: 'join', code: this.code };
+    if (this.meeting !== null) join.meeting = this.meeting;
+    this.send(join);
   }
 
   // ---- WebSocket ----
@@ -148,9 +183,7 @@ export class MeetingSession extends EventTarget {
       if (generation !== this.generation) return;
       this.setSignalingState('open');
       this.startPing();
-      if (this.wantJoined) {
-        this.send({ type: 'join', meeting: this.meeting, role: this.role, name: this.name });
-      }
+      if (this.wantJoined) this.sendJoin();
     };
     ws.onmessage = (event) => {
       if (generation !== this.generation) return;
@@ -161,7 +194,13 @@ export class MeetingSession extends EventTarget {
         console.warn('[diemcau] unreadable message from hub', event.data);
         return;
       }
-      if (message.type !== 'pong') console.info('[diemcau] hub →', message.type);
+      if (message.type !== 'pong') console.info('[diemcau] hub →', message.type, message.code || '');
+      if (message.type === 'error' && FINAL_ERRORS.has(message.code)) {
+        // Handled now, not in the chain: the hub closes the WebSocket right after, and neither
+        // that close nor a negotiation still in the chain may start a reconnection.
+        this.onHubError(message);
+        return;
+      }
       this.chain = this.chain
         .then(() => (generation === this.generation ? this.handle(message) : undefined))
         .catch((error) => {
@@ -182,7 +221,7 @@ export class MeetingSession extends EventTarget {
       this.resetMedia();
       if (this.wantJoined) {
         this.scheduleReconnect();
-      } else {
+      } else if (this.signalingState !== 'refused') {
         this.setSignalingState('closed');
       }
     };
@@ -253,6 +292,11 @@ export class MeetingSession extends EventTarget {
       case 'pong':
         this.lastPong = Date.now();
         return undefined;
+      case 'head_count_recorded':
+        this.dispatchEvent(
+          new CustomEvent('headcount', { detail: { ok: true, count: message.count, at: message.at } }),
+        );
+        return undefined;
       case 'error':
         return this.onHubError(message);
       default:
@@ -264,7 +308,9 @@ export class MeetingSession extends EventTarget {
   async onJoined(message) {
     this.reconnectAttempt = 0;
     this.lastError = null;
+    this.title = message.title || null;
     this.self = message.participant;
+    this.joinedAs = message.participant;
     this.participants = new Map((message.participants || []).map((p) => [p.id, p]));
     this.setSignalingState('joined');
     this.emit('participants');
@@ -290,12 +336,20 @@ export class MeetingSession extends EventTarget {
   }
 
   onHubError(message) {
-    this.reportError(message.code, message.message, message.request);
-    // A refused join (the meeting has a studio, or is full) is retried later: the other
-    // studio may be a stale session of this one that the hub has not dropped yet.
-    if (message.request === 'join' && (message.code === 'studio_taken' || message.code === 'meeting_full')) {
-      this.restart();
+    if (message.request === 'head_count') {
+      const error = { code: message.code, message: message.message || '', request: message.request };
+      this.dispatchEvent(new CustomEvent('headcount', { detail: { ok: false, error } }));
+      return;
     }
+    this.reportError(message.code, message.message, message.request);
+    if (FINAL_ERRORS.has(message.code)) {
+      this.close('refused');
+      return;
+    }
+    // A refused join (the meeting has a studio, or is full, or the hub failed) is retried
+    // later: the other studio may be a stale session of this one that the hub has not
+    // dropped yet.
+    if (message.request === 'join' && RETRIED_JOIN_ERRORS.has(message.code)) this.restart();
   }
 
   // ---- RTCPeerConnection ----

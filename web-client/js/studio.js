@@ -1,14 +1,18 @@
 // The studio page: publishes camera and microphone, shows every site in a grid and plays
-// every site's sound.
+// every site's sound. Opened with the organizer's link: `studio.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { MeetingSession, installErrorDisplay } from './signaling.js';
 import {
   SoundPlayer,
   exposeForTests,
+  followRole,
+  installLeaveButton,
   installLocalMediaNote,
+  releaseCameraWhenRefused,
+  installMeetingLabel,
   installStatusDisplay,
-  meetingFromAddress,
+  joinFromAddress,
   openLocalMedia,
   showFatal,
 } from './page.js';
@@ -100,22 +104,17 @@ async function main() {
   applyTranslations();
   const errorBox = document.getElementById('error');
   if (!window.RTCPeerConnection) return showFatal(errorBox, 'error.unsupported');
-  const { meeting, name } = meetingFromAddress(t('landing.defaultStudioName'));
-  if (!meeting) return showFatal(errorBox, 'error.noMeeting');
-
-  const meetingLabel = document.getElementById('meeting-label');
-  const renderMeetingLabel = () => {
-    meetingLabel.textContent = `${t('meeting.label', { meeting })} · ${t('meeting.you', { name })}`;
-  };
-  renderMeetingLabel();
-  window.addEventListener('languagechange', renderMeetingLabel);
+  const { code, meeting, badMeeting } = joinFromAddress();
+  if (!code || badMeeting) return showFatal(errorBox, 'error.noCode');
 
   const local = await openLocalMedia(STUDIO_VIDEO);
   const preview = document.getElementById('preview');
   preview.srcObject = local.stream;
-  installLocalMediaNote(document.getElementById('local-note'), local.outcome);
+  const localNote = installLocalMediaNote(document.getElementById('local-note'), local.outcome);
 
-  const session = new MeetingSession({ meeting, role: 'studio', name, localStream: local.stream });
+  const session = new MeetingSession({ code, meeting, localStream: local.stream });
+  followRole(session, 'studio');
+  installMeetingLabel(document.getElementById('meeting-label'), session);
   installErrorDisplay(errorBox, session);
   installStatusDisplay(document.getElementById('status'), session);
   if (local.error) {
@@ -171,20 +170,8 @@ async function main() {
     }
   });
 
-  const leaveButton = document.getElementById('leave');
-  leaveButton.addEventListener('click', () => {
-    if (session.signalingState === 'left' || session.signalingState === 'closed') {
-      session.start();
-    } else {
-      session.leave();
-    }
-  });
-  const renderLeaveButton = () => {
-    const out = session.signalingState === 'left' || session.signalingState === 'closed';
-    leaveButton.dataset.i18n = out ? 'action.rejoin' : 'action.leave';
-    leaveButton.textContent = t(leaveButton.dataset.i18n);
-  };
-  session.addEventListener('statechange', renderLeaveButton);
+  installLeaveButton(document.getElementById('leave'), session);
+  releaseCameraWhenRefused(session, local.stream, localNote);
 
   exposeForTests(session);
   renderParticipants();

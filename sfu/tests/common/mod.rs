@@ -252,7 +252,6 @@ impl Net {
                 self.producers.push(info);
             }
             Event::Offer { peer, sdp } => {
-                let now = self.now;
                 let c = self.client(peer);
                 let offer = SdpOffer::from_sdp_string(&sdp).expect("hub offer parses");
                 // Streams of the m-lines the hub sends (sendonly from its side).
@@ -265,14 +264,13 @@ impl Net {
                         .filter_map(|l| l.strip_prefix("a=msid:"))
                         .filter_map(|l| l.split(' ').next())
                         .next();
-                    if let Some(stream) = stream {
-                        if !c.offered_streams.iter().any(|s| s == stream) {
-                            c.offered_streams.push(stream.to_owned());
-                        }
+                    if let Some(stream) = stream
+                        && !c.offered_streams.iter().any(|s| s == stream)
+                    {
+                        c.offered_streams.push(stream.to_owned());
                     }
                 }
                 let answer = c.rtc.sdp_api().accept_offer(offer).expect("client answers");
-                let _ = now;
                 self.worker
                     .accept_answer(self.now, peer, &answer.to_sdp_string())
                     .expect("hub accepts the answer");

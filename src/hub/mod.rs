@@ -1,22 +1,31 @@
 //! The hub's signalling logic: sessions join meetings with join codes, the meeting rules decide
 //! who receives whom, the media plane is told, and every attendance fact goes to the log before
 //! the hub acknowledges it. Implements [`SessionHandler`] for the WebSocket layer.
+//!
+//! - this file: sessions, joining and leaving, media-plane events;
+//! - [`chair`]: what the chair does (floor, mute, roll call, calling a site) and site requests;
+//! - [`console`]: the chair's live view of every expected site.
+
+mod chair;
+mod console;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use diemcau_sfu::{Event, PeerId, ProducerInfo, RouterId, SfuError};
+use diemcau_sfu::{Event, PeerId, ProducerInfo, Quality, RouterId, SfuError};
 use diemcau_signaling::protocol::{MediaState, PROTOCOL_VERSION, ParticipantInfo};
 use diemcau_signaling::{ClientMessage, CloseReason, ErrorCode, Outbox, ProtocolError, Role};
 use diemcau_signaling::{ServerMessage, SessionHandler};
 use tokio::sync::oneshot;
 
-use crate::attendance::{EventKind, LeaveReason, Millis, Reception};
+use crate::attendance::Reception;
+use crate::attendance::{Event as LogEvent, EventKind, ExpectedSite, LeaveReason, Millis};
 use crate::media::{Command, MediaEvents, MediaPlane};
 use crate::meeting::{JoinError, Meeting};
-use crate::store::{CodeError, MeetingState, Recorder, Store, StoreError, now_millis};
+use crate::store::{CodeError, Grant, MeetingState, Recorder, Store, StoreError, now_millis};
 
 /// Shared state of the running hub.
 #[derive(Debug)]
@@ -34,9 +43,40 @@ pub struct Hub {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Meetings with at least one participant connected.
-    meetings: HashMap<i64, Meeting>,
+    /// Meetings with at least one participant or standby page connected.
+    meetings: HashMap<i64, Live>,
     participants: HashMap<PeerId, Participant>,
+    /// Site pages open but not joined, by session key.
+    standby: HashMap<u64, Standby>,
+}
+
+/// A meeting while anyone is connected to it: its rules and what the chair's console shows.
+#[derive(Debug)]
+struct Live {
+    rules: Meeting,
+    roster: Vec<ExpectedSite>,
+    /// Roll calls held so far in this meeting (the next one is numbered one more).
+    roll_calls: u32,
+    /// Per expected site (by code).
+    sites: HashMap<String, SiteLive>,
+}
+
+/// What the hub knows of one expected site right now.
+#[derive(Debug, Default, Clone)]
+struct SiteLive {
+    participant: Option<PeerId>,
+    connected: bool,
+    quality: Quality,
+    last_leave: Option<(LeaveReason, Millis)>,
+    head_count: Option<u32>,
+    answered_roll_call: bool,
+}
+
+#[derive(Debug)]
+struct Standby {
+    meeting: i64,
+    site: String,
+    outbox: Outbox,
 }
 
 #[derive(Debug)]
@@ -65,9 +105,10 @@ pub struct ClientInfo {
     pub user_agent: String,
 }
 
-/// One WebSocket session's state: joined to a meeting or not.
+/// One WebSocket session's state: joined to a meeting, on standby, or neither.
 #[derive(Debug)]
 pub struct Session {
+    key: u64,
     outbox: Outbox,
     client: ClientInfo,
     participant: Option<PeerId>,
@@ -82,6 +123,15 @@ pub enum MeetingError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+type PendingEvent =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<LogEvent, StoreError>> + Send>>;
+
+/// A `site_left` on its way to disk.
+struct LoggedLeave {
+    session: String,
+    future: PendingEvent,
 }
 
 impl Hub {
@@ -117,8 +167,25 @@ impl Hub {
         self.lock().participants.len()
     }
 
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Handles the media workers' events until they stop.
+    pub async fn run_media_events(self: Arc<Self>, mut events: MediaEvents) {
+        while let Some((worker, event)) = events.recv().await {
+            self.on_media_event(worker, event);
+        }
+    }
+
     /// Every few seconds, notes which site sessions are alive (see [`Store::touch_sessions`]).
-    pub async fn run_liveness(self: std::sync::Arc<Self>, every: std::time::Duration) {
+    pub async fn run_liveness(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
@@ -145,22 +212,9 @@ impl Hub {
         }
     }
 
-    /// Handles the media workers' events until they stop.
-    pub async fn run_media_events(self: std::sync::Arc<Self>, mut events: MediaEvents) {
-        while let Some((worker, event)) = events.recv().await {
-            self.on_media_event(worker, event);
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Opens a meeting: its time counts in reports from now.
     pub async fn start_meeting(&self, id: i64) -> Result<(), MeetingError> {
-        let view = self.meeting(id)?;
+        let view = self.meeting_view(id)?;
         if view.state != MeetingState::Scheduled {
             return Err(MeetingError::Conflict(format!(
                 "meeting {id} has already been started"
@@ -175,7 +229,7 @@ impl Hub {
 
     /// Closes a meeting: every connected participant's session ends.
     pub async fn end_meeting(&self, id: i64) -> Result<(), MeetingError> {
-        let view = self.meeting(id)?;
+        let view = self.meeting_view(id)?;
         if view.state != MeetingState::InProgress {
             return Err(MeetingError::Conflict(format!(
                 "meeting {id} is not in progress"
@@ -183,20 +237,37 @@ impl Hub {
         }
         let at = now_millis();
         let ended = self.recorder.append(id, at, EventKind::MeetingEnded);
-        let members: Vec<PeerId> = self
-            .lock()
-            .participants
-            .iter()
-            .filter(|(_, p)| p.meeting == id)
-            .map(|(peer, _)| *peer)
-            .collect();
+        let (members, standby): (Vec<PeerId>, Vec<Outbox>) = {
+            let mut state = self.lock();
+            let members = state
+                .participants
+                .iter()
+                .filter(|(_, p)| p.meeting == id)
+                .map(|(peer, _)| *peer)
+                .collect();
+            let keys: Vec<u64> = state
+                .standby
+                .iter()
+                .filter(|(_, s)| s.meeting == id)
+                .map(|(k, _)| *k)
+                .collect();
+            let standby = keys
+                .into_iter()
+                .filter_map(|k| state.standby.remove(&k).map(|s| s.outbox))
+                .collect();
+            (members, standby)
+        };
+        let closing = error_message(
+            ErrorCode::MeetingEnded,
+            "the organizer has ended the meeting",
+        );
+        for outbox in standby {
+            outbox.close_with(closing.clone());
+        }
         let mut pending = Vec::new();
         for peer in members {
             if let Some((outbox, logged)) = self.remove(peer, LeaveReason::MeetingEnded, at) {
-                outbox.close_with(error_message(
-                    ErrorCode::MeetingEnded,
-                    "the organizer has ended the meeting",
-                ));
+                outbox.close_with(closing.clone());
                 pending.extend(logged.map(|l| l.future));
             }
         }
@@ -211,14 +282,23 @@ impl Hub {
     /// Ends every session before the hub stops, recording each site as left by shutdown.
     pub async fn shutdown_sessions(&self) {
         let at = now_millis();
-        let peers: Vec<PeerId> = self.lock().participants.keys().copied().collect();
+        let (peers, standby): (Vec<PeerId>, Vec<Outbox>) = {
+            let mut state = self.lock();
+            let peers = state.participants.keys().copied().collect();
+            let standby = state.standby.drain().map(|(_, s)| s.outbox).collect();
+            (peers, standby)
+        };
+        let closing = error_message(
+            ErrorCode::Internal,
+            "the hub is shutting down; the page will reconnect when it is back",
+        );
+        for outbox in standby {
+            outbox.close_with(closing.clone());
+        }
         let mut pending = Vec::new();
         for peer in peers {
             if let Some((outbox, logged)) = self.remove(peer, LeaveReason::HubShutdown, at) {
-                outbox.close_with(error_message(
-                    ErrorCode::Internal,
-                    "the hub is shutting down; the page will reconnect when it is back",
-                ));
+                outbox.close_with(closing.clone());
                 pending.extend(logged.map(|l| l.future));
             }
         }
@@ -229,7 +309,7 @@ impl Hub {
         }
     }
 
-    fn meeting(&self, id: i64) -> Result<crate::store::MeetingView, MeetingError> {
+    fn meeting_view(&self, id: i64) -> Result<crate::store::MeetingView, MeetingError> {
         self.store.meeting(id).map_err(|e| match e {
             StoreError::NotFound(_) => MeetingError::NotFound(id),
             other => MeetingError::Store(other),
@@ -246,21 +326,21 @@ impl Hub {
                 };
                 publisher.producers.push(info.clone());
                 let meeting_id = publisher.meeting;
-                let Some(meeting) = state.meetings.get(&meeting_id) else {
+                let Some(live) = state.meetings.get(&meeting_id) else {
                     return;
                 };
-                for (id, _) in meeting.members() {
-                    if !meeting.receives(id, info.peer) {
-                        continue;
-                    }
-                    if let Some(w) = state.participants.get(&id).and_then(|p| p.worker) {
-                        self.media.send(
-                            w,
-                            Command::AddConsumer {
-                                peer: id,
-                                producer: info.clone(),
-                            },
-                        );
+                if info.kind == diemcau_sfu::str0m::media::MediaKind::Audio
+                    && live.rules.is_muted(info.peer)
+                {
+                    self.media.broadcast(|| Command::SetProducerPaused {
+                        router: info.router,
+                        producer: info.id,
+                        paused: true,
+                    });
+                }
+                for (id, _) in live.rules.members() {
+                    if live.rules.receives(id, info.peer) {
+                        self.consume(&state, id, &info);
                     }
                 }
             }
@@ -270,11 +350,16 @@ impl Hub {
                 }
             }
             Event::PeerConnected(peer) => {
-                if let Some(p) = state.participants.get(&peer) {
-                    p.outbox.send(ServerMessage::MediaState {
-                        state: MediaState::Connected,
-                    });
-                    self.log_media(p, Reception::Video);
+                let Some(p) = state.participants.get(&peer) else {
+                    return;
+                };
+                p.outbox.send(ServerMessage::MediaState {
+                    state: MediaState::Connected,
+                });
+                self.log_media(p, Reception::Video);
+                let (meeting, site) = (p.meeting, p.attendance.as_ref().map(|a| a.site.clone()));
+                if let Some(s) = site_live(&mut state, meeting, site.as_deref()) {
+                    s.connected = true;
                 }
             }
             Event::PeerClosed(peer) => {
@@ -287,20 +372,29 @@ impl Hub {
                 p.outbox.send(ServerMessage::MediaState {
                     state: MediaState::Disconnected,
                 });
-                self.log_media(p, Reception::Nothing);
+                let (meeting, site) = (p.meeting, p.attendance.as_ref().map(|a| a.site.clone()));
+                if let Some(p) = state.participants.get(&peer) {
+                    self.log_media(p, Reception::Nothing);
+                }
+                if let Some(s) = site_live(&mut state, meeting, site.as_deref()) {
+                    s.connected = false;
+                }
                 self.remove_producers(&producers);
             }
             Event::Quality { peer, quality } => {
                 let Some(p) = state.participants.get(&peer) else {
                     return;
                 };
-                let Some(a) = &p.attendance else { return };
+                let Some(a) = p.attendance.clone() else {
+                    return;
+                };
+                let meeting = p.meeting;
                 let logged = self.recorder.append(
-                    p.meeting,
+                    meeting,
                     now_millis(),
                     EventKind::QualitySample {
                         site: a.site.clone(),
-                        session: a.session.clone(),
+                        session: a.session,
                         bitrate_in_kbps: quality.bitrate_in_kbps,
                         bitrate_out_kbps: quality.bitrate_out_kbps,
                         loss_permille: quality.loss_permille,
@@ -308,7 +402,23 @@ impl Hub {
                     },
                 );
                 tokio::spawn(report_failure(logged));
+                if let Some(s) = site_live(&mut state, meeting, Some(&a.site)) {
+                    s.quality = quality;
+                }
             }
+        }
+    }
+
+    /// Tells `subscriber`'s worker to forward `producer` to it (if it has a peer yet).
+    fn consume(&self, state: &State, subscriber: PeerId, producer: &ProducerInfo) {
+        if let Some(w) = state.participants.get(&subscriber).and_then(|p| p.worker) {
+            self.media.send(
+                w,
+                Command::AddConsumer {
+                    peer: subscriber,
+                    producer: producer.clone(),
+                },
+            );
         }
     }
 
@@ -328,6 +438,16 @@ impl Hub {
         }
     }
 
+    /// Appends an event in the background (for facts whose order matters but whose sender
+    /// does not wait for them).
+    fn log(&self, meeting: i64, kind: EventKind) {
+        tokio::spawn(report_failure(self.recorder.append(
+            meeting,
+            now_millis(),
+            kind,
+        )));
+    }
+
     fn remove_producers(&self, producers: &[ProducerInfo]) {
         for p in producers {
             self.media.broadcast(|| Command::RemoveProducer {
@@ -335,6 +455,91 @@ impl Hub {
                 producer: p.id,
             });
         }
+    }
+
+    /// Checks a join code and makes sure the meeting is live (loading its roster once).
+    fn grant(&self, code: &str, meeting: Option<i64>) -> Result<(Grant, String), ProtocolError> {
+        let grant = self.store.resolve_code(code, meeting).map_err(|e| {
+            let code = match e {
+                CodeError::Unknown => ErrorCode::CodeUnknown,
+                CodeError::Revoked => ErrorCode::CodeRevoked,
+                CodeError::OtherMeeting => ErrorCode::CodeOtherMeeting,
+                CodeError::MeetingEnded => ErrorCode::MeetingEnded,
+            };
+            ProtocolError::new(code, e.to_string())
+        })?;
+        let view = self
+            .store
+            .meeting(grant.meeting_id)
+            .map_err(|e| internal(&e.to_string()))?;
+        self.ensure_live(grant.meeting_id)?;
+        Ok((grant, view.plan.title))
+    }
+
+    /// Makes sure a meeting is live in memory, loading its roster and history from the store
+    /// when it is not (first participant, or again after everyone left).
+    fn ensure_live(&self, meeting: i64) -> Result<(), ProtocolError> {
+        if self.lock().meetings.contains_key(&meeting) {
+            return Ok(());
+        }
+        let view = self
+            .store
+            .meeting(meeting)
+            .map_err(|e| internal(&e.to_string()))?;
+        let history = self
+            .store
+            .events(meeting)
+            .map_err(|e| internal(&e.to_string()))?;
+        let live = Live {
+            rules: Meeting::new(
+                meeting.to_string(),
+                RouterId(self.next_id()),
+                self.max_participants,
+            ),
+            sites: console::sites_from_history(&view.plan.roster, &history),
+            roll_calls: history
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::RollCallStarted { .. }))
+                .count() as u32,
+            roster: view.plan.roster,
+        };
+        self.lock().meetings.entry(meeting).or_insert(live);
+        Ok(())
+    }
+
+    async fn standby(
+        &self,
+        session: &mut Session,
+        code: &str,
+        meeting: Option<i64>,
+    ) -> Result<ServerMessage, ProtocolError> {
+        if session.participant.is_some() {
+            return Err(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                "this session has joined already",
+            ));
+        }
+        let (grant, title) = self.grant(code, meeting)?;
+        let Some(site) = grant.site else {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "only a site page waits on standby",
+            ));
+        };
+        self.lock().standby.insert(
+            session.key,
+            Standby {
+                meeting: grant.meeting_id,
+                site: site.code.clone(),
+                outbox: session.outbox.clone(),
+            },
+        );
+        Ok(ServerMessage::StandbyAccepted {
+            meeting: grant.meeting_id.to_string(),
+            title,
+            site: site.code,
+            name: site.name,
+        })
     }
 
     async fn join(
@@ -349,21 +554,8 @@ impl Hub {
                 "this session has joined already; send leave first",
             ));
         }
-        let grant = self.store.resolve_code(code, meeting).map_err(|e| {
-            let code = match e {
-                CodeError::Unknown => ErrorCode::CodeUnknown,
-                CodeError::Revoked => ErrorCode::CodeRevoked,
-                CodeError::OtherMeeting => ErrorCode::CodeOtherMeeting,
-                CodeError::MeetingEnded => ErrorCode::MeetingEnded,
-            };
-            ProtocolError::new(code, e.to_string())
-        })?;
-        let title = self
-            .store
-            .meeting(grant.meeting_id)
-            .map(|m| m.plan.title)
-            .map_err(|e| internal(&e.to_string()))?;
-        let id = PeerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (grant, title) = self.grant(code, meeting)?;
+        let id = PeerId(self.next_id());
         let (role, name, site) = match &grant.site {
             Some(site) => (Role::Site, site.name.clone(), Some(site.code.clone())),
             None => (Role::Studio, grant.studio_name.clone(), None),
@@ -399,41 +591,52 @@ impl Hub {
                 ErrorCode::Replaced,
                 "this site joined again from another page, which took over",
             ));
-            previous = logged_session(&logged);
             if let Some(logged) = logged {
+                previous = Some(logged.session);
                 logged.future.await.map_err(|e| internal(&e.to_string()))?;
             }
         }
 
-        {
+        // Removing the replaced session (or anyone else leaving) may have emptied the meeting
+        // meanwhile: make it live again until it is there under the lock.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.ensure_live(grant.meeting_id)?;
             let mut state = self.lock();
+            if !state.meetings.contains_key(&grant.meeting_id) {
+                if attempts < 5 {
+                    continue;
+                }
+                return Err(internal("the meeting closed while joining"));
+            }
+            state.standby.remove(&session.key);
             let State {
                 meetings,
                 participants,
+                ..
             } = &mut *state;
-            let meeting = meetings.entry(grant.meeting_id).or_insert_with(|| {
-                Meeting::new(
-                    grant.meeting_id.to_string(),
-                    RouterId(self.next_id.fetch_add(1, Ordering::Relaxed)),
-                    self.max_participants,
-                )
-            });
-            if let Err(e) = meeting.join(id, role, name) {
+            let Some(live) = meetings.get_mut(&grant.meeting_id) else {
+                return Err(internal("the meeting closed while joining"));
+            };
+            if let Err(e) = live.rules.join(id, role, name) {
                 let code = match e {
                     JoinError::StudioTaken => ErrorCode::StudioTaken,
                     JoinError::Full => ErrorCode::MeetingFull,
                 };
-                if meeting.is_empty() {
-                    meetings.remove(&grant.meeting_id);
-                }
                 return Err(ProtocolError::new(code, e.to_string()));
             }
-            let router = meeting.router;
+            if let Some(site) = &site {
+                let s = live.sites.entry(site.clone()).or_default();
+                s.participant = Some(id);
+                s.connected = false;
+                s.quality = Quality::default();
+            }
             participants.insert(
                 id,
                 Participant {
                     meeting: grant.meeting_id,
-                    router,
+                    router: live.rules.router,
                     info: info.clone(),
                     outbox: session.outbox.clone(),
                     worker: None,
@@ -441,6 +644,7 @@ impl Hub {
                     attendance: attendance.clone(),
                 },
             );
+            break;
         }
 
         // The join is acknowledged only once it is in the log.
@@ -480,11 +684,12 @@ impl Hub {
             }
         }
 
-        let others = {
+        let (others, floor, roll_call) = {
             let state = self.lock();
             let mut others = Vec::new();
-            if let Some(meeting) = state.meetings.get(&grant.meeting_id) {
-                for (other, _) in meeting.members() {
+            let (mut floor, mut roll_call) = (None, None);
+            if let Some(live) = state.meetings.get(&grant.meeting_id) {
+                for (other, _) in live.rules.members() {
                     if other == id {
                         continue;
                     }
@@ -495,10 +700,26 @@ impl Hub {
                         });
                     }
                 }
+                floor = Some(chair::floor_message(&state, live));
+                roll_call = live.rules.roll_call();
             }
-            others
+            (others, floor, roll_call)
         };
         session.participant = Some(id);
+        // What a newcomer must know at once: the floor, and a roll call waiting for it.
+        if let Some(floor) = floor {
+            session.outbox.send(floor);
+        }
+        if let (Some(roll_call), Role::Site) = (roll_call, role) {
+            session.outbox.send(ServerMessage::RollCall {
+                roll_call,
+                active: true,
+            });
+        }
+        if role == Role::Studio {
+            // The console follows the `joined` reply in the session's outbox.
+            self.send_consoles();
+        }
         tracing::info!(meeting = grant.meeting_id, participant = %id, ?role, "joined");
         Ok(ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,
@@ -565,24 +786,18 @@ impl Hub {
         };
         p.worker = Some(w);
         let meeting_id = p.meeting;
-        let Some(meeting) = state.meetings.get(&meeting_id) else {
+        let Some(live) = state.meetings.get(&meeting_id) else {
             return;
         };
-        for (other, _) in meeting.members() {
-            if !meeting.receives(id, other) {
+        for (other, _) in live.rules.members() {
+            if !live.rules.receives(id, other) {
                 continue;
             }
             let Some(publisher) = state.participants.get(&other) else {
                 continue;
             };
             for producer in &publisher.producers {
-                self.media.send(
-                    w,
-                    Command::AddConsumer {
-                        peer: id,
-                        producer: producer.clone(),
-                    },
-                );
+                self.consume(&state, id, producer);
             }
         }
     }
@@ -609,47 +824,6 @@ impl Hub {
             .map_err(sfu_error)
     }
 
-    async fn head_count(
-        &self,
-        id: PeerId,
-        count: u32,
-        confirmed_by: String,
-        position: String,
-    ) -> Result<ServerMessage, ProtocolError> {
-        let (meeting, site) = {
-            let state = self.lock();
-            let p = state
-                .participants
-                .get(&id)
-                .ok_or_else(|| internal("participant vanished"))?;
-            let Some(a) = &p.attendance else {
-                return Err(ProtocolError::new(
-                    ErrorCode::Forbidden,
-                    "only a site declares its head count",
-                ));
-            };
-            (p.meeting, a.site.clone())
-        };
-        let event = self
-            .recorder
-            .append(
-                meeting,
-                now_millis(),
-                EventKind::HeadCount {
-                    site,
-                    count,
-                    confirmed_by,
-                    position,
-                },
-            )
-            .await
-            .map_err(|e| internal(&format!("the head count could not be recorded: {e}")))?;
-        Ok(ServerMessage::HeadCountRecorded {
-            count,
-            at: event.at,
-        })
-    }
-
     /// Takes a participant out of its meeting and the media plane. Returns its outbox and, for
     /// a site, the pending write of its `site_left` event.
     fn remove(
@@ -664,21 +838,41 @@ impl Hub {
             self.media.send(w, Command::RemovePeer { peer: id });
         }
         self.remove_producers(&p.producers);
-        if let Some(meeting) = state.meetings.get_mut(&p.meeting) {
-            meeting.leave(id);
-            if meeting.is_empty() {
-                state.meetings.remove(&p.meeting);
-            } else {
-                let members: Vec<PeerId> = meeting.members().map(|(m, _)| m).collect();
-                for m in members {
-                    if let Some(other) = state.participants.get(&m) {
-                        other.outbox.send(ServerMessage::ParticipantLeft {
-                            participant: id.to_string(),
-                        });
+        let mut floor_returned = false;
+        if let Some(live) = state.meetings.get_mut(&p.meeting) {
+            floor_returned = live.rules.leave(id).is_some();
+            if let Some(a) = &p.attendance
+                && let Some(s) = live.sites.get_mut(&a.site)
+                && s.participant == Some(id)
+            {
+                s.participant = None;
+                s.connected = false;
+                s.last_leave = Some((reason, at));
+            }
+        }
+        // The floor-returned fact goes before the site-left fact.
+        if floor_returned && let Some(a) = &p.attendance {
+            self.log(
+                p.meeting,
+                EventKind::FloorReturned {
+                    site: a.site.clone(),
+                },
+            );
+        }
+        if let Some(live) = state.meetings.get(&p.meeting) {
+            let floor = chair::floor_message(&state, live);
+            for (m, _) in live.rules.members() {
+                if let Some(other) = state.participants.get(&m) {
+                    other.outbox.send(ServerMessage::ParticipantLeft {
+                        participant: id.to_string(),
+                    });
+                    if floor_returned {
+                        other.outbox.send(floor.clone());
                     }
                 }
             }
         }
+        drop_if_idle(&mut state, p.meeting);
         let logged = p.attendance.map(|a| LoggedLeave {
             session: a.session.clone(),
             future: Box::pin(self.recorder.append(
@@ -704,23 +898,28 @@ impl Hub {
     }
 }
 
-/// A `site_left` on its way to disk.
-struct LoggedLeave {
-    session: String,
-    future: PendingEvent,
+/// The console entry of a site of a live meeting.
+fn site_live<'a>(
+    state: &'a mut State,
+    meeting: i64,
+    site: Option<&str>,
+) -> Option<&'a mut SiteLive> {
+    state.meetings.get_mut(&meeting)?.sites.get_mut(site?)
 }
 
-type PendingEvent = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<crate::attendance::Event, StoreError>> + Send>,
->;
-
-fn logged_session(logged: &Option<LoggedLeave>) -> Option<String> {
-    logged.as_ref().map(|l| l.session.clone())
+/// Forgets a meeting nobody is connected to any more.
+fn drop_if_idle(state: &mut State, meeting: i64) {
+    let idle = state
+        .meetings
+        .get(&meeting)
+        .is_some_and(|live| live.rules.is_empty())
+        && !state.standby.values().any(|s| s.meeting == meeting);
+    if idle {
+        state.meetings.remove(&meeting);
+    }
 }
 
-async fn report_failure(
-    logged: impl std::future::Future<Output = Result<crate::attendance::Event, StoreError>>,
-) {
+async fn report_failure(logged: impl std::future::Future<Output = Result<LogEvent, StoreError>>) {
     if let Err(e) = logged.await {
         tracing::error!("attendance event not recorded: {e}");
     }
@@ -732,6 +931,7 @@ impl SessionHandler for Hub {
 
     fn open(&self, outbox: Outbox, client: ClientInfo) -> Session {
         Session {
+            key: self.next_id(),
             outbox,
             client,
             participant: None,
@@ -743,11 +943,15 @@ impl SessionHandler for Hub {
         session: &mut Session,
         message: ClientMessage,
     ) -> Result<Option<ServerMessage>, ProtocolError> {
-        if let ClientMessage::Ping = message {
-            return Ok(Some(ServerMessage::Pong));
-        }
-        if let ClientMessage::Join { code, meeting } = &message {
-            return self.join(session, code, *meeting).await.map(Some);
+        match &message {
+            ClientMessage::Ping => return Ok(Some(ServerMessage::Pong)),
+            ClientMessage::Join { code, meeting } => {
+                return self.join(session, code, *meeting).await.map(Some);
+            }
+            ClientMessage::Standby { code, meeting } => {
+                return self.standby(session, code, *meeting).await.map(Some);
+            }
+            _ => {}
         }
         let Some(id) = session.participant else {
             return Err(ProtocolError::new(
@@ -758,24 +962,25 @@ impl SessionHandler for Hub {
         match message {
             ClientMessage::Offer { sdp } => self.offer(id, sdp).await.map(Some),
             ClientMessage::Answer { sdp } => self.answer(id, sdp).await.map(|()| None),
-            ClientMessage::HeadCount {
-                count,
-                confirmed_by,
-                position,
-            } => self
-                .head_count(id, count, confirmed_by, position)
-                .await
-                .map(Some),
             ClientMessage::Leave => {
                 self.leave(id, LeaveReason::Closed).await;
                 session.participant = None;
                 Ok(Some(ServerMessage::Left))
             }
-            ClientMessage::Join { .. } | ClientMessage::Ping => Ok(None),
+            ClientMessage::Join { .. } | ClientMessage::Standby { .. } | ClientMessage::Ping => {
+                Ok(None)
+            }
+            other => self.chair_or_site_action(id, other).await,
         }
     }
 
     async fn close(&self, session: Session, reason: CloseReason) {
+        {
+            let mut state = self.lock();
+            if let Some(standby) = state.standby.remove(&session.key) {
+                drop_if_idle(&mut state, standby.meeting);
+            }
+        }
         if let Some(id) = session.participant {
             let reason = match reason {
                 CloseReason::ClientClosed | CloseReason::HubClosed => LeaveReason::Closed,

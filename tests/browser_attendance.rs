@@ -1,0 +1,46 @@
+//! End-to-end in real headless Chromium: the organizer's and the staff's pages, from an empty
+//! sites directory to the printed attendance report.
+//!
+//! The browser side is `tests/e2e/attendance.mjs`: it imports a CSV of communes with
+//! Vietnamese names on the organizer page (a bad file first, whose every bad line must be
+//! shown), creates a meeting through the form, starts it, joins one site from its link and
+//! declares the hall's head count there, checks that a revoked link is refused for good, ends
+//! the meeting (the studio page, open meanwhile, must be told and must not rejoin), and reads
+//! `report.html`: the site that came is present (or partial) with its
+//! head count and who confirmed it, the other is absent, and every CSV download begins with
+//! the UTF-8 BOM and keeps the Vietnamese names intact.
+//!
+//! Needs `node` and `tests/e2e/node_modules` (`scripts/test` installs them). Run alone with
+//! the browser's progress shown: `cargo test --test browser_attendance -- --nocapture`. Set
+//! `E2E_SCREENSHOT_DIR` to keep screenshots of the pages (report.png, report-print.png...).
+
+#[path = "e2e/node_script.rs"]
+mod node_script;
+
+use std::time::Duration;
+
+/// The script has its own 120 s watchdog; this is the last resort if node itself hangs.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizer_creates_a_meeting_and_the_report_shows_who_came_in_chromium() {
+    node_script::require_playwright();
+    let data = node_script::DataDir::new("browser-attendance");
+    let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
+        .await
+        .expect("hub starts");
+    let base_url = format!("http://{}", hub.http_addr());
+    println!("hub listening on {base_url}; running tests/e2e/attendance.mjs");
+
+    let outcome = tokio::spawn({
+        let base_url = base_url.clone();
+        async move {
+            node_script::run_and_expect_success("attendance.mjs", &base_url, SCRIPT_TIMEOUT).await
+        }
+    })
+    .await;
+    hub.shutdown().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}

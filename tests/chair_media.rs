@@ -1,0 +1,173 @@
+//! The chair's floor and mute act on the media, checked with webrtc-rs peers: the site given
+//! the floor is heard and seen by every other site; a muted site's audio stops reaching the
+//! others while its video goes on; taking the floor back stops it.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/webrtc_client.rs"]
+mod webrtc_client;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc_client::{ClientOptions, WebrtcClient};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The chair, on signalling only: it runs the meeting without media of its own.
+struct Chair(Socket);
+
+impl Chair {
+    async fn act(&mut self, action: Value) {
+        self.0
+            .send(Message::Text(action.to_string().into()))
+            .await
+            .expect("send");
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.0.next())
+                .await
+                .expect("a reply")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(text) = frame {
+                let reply: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                assert_ne!(reply["type"], "error", "{action} refused: {reply}");
+                if reply["type"] == "done" {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn packets(client: &WebrtcClient, stream: &str, kind: &str) -> u64 {
+    client.remote_track(stream, kind).map_or(0, |t| t.packets())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_and_mute_act_on_the_media() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(
+        addr,
+        "Họp phát biểu",
+        &[("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")],
+        true,
+    )
+    .await;
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let mut chair = Chair(socket);
+    chair
+        .0
+        .send(Message::Text(
+            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("join");
+
+    let mut sites = Vec::new();
+    for (code, name) in [("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")] {
+        let client = WebrtcClient::connect(
+            addr,
+            ClientOptions {
+                role: "site",
+                name: name.into(),
+                meeting: m.id,
+                code: m.code(code),
+                publish: true,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} joins: {e}"));
+        client
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{name} connects: {e}"));
+        sites.push(client);
+    }
+    for s in &mut sites {
+        s.start_media().await.expect("media starts");
+    }
+    let (speaker, listener) = (&sites[0], &sites[1]);
+    let a = speaker.participant_id.clone();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        packets(listener, &a, "video"),
+        0,
+        "sites do not see each other without the floor"
+    );
+
+    chair
+        .act(json!({"type": "give_floor", "site": "2269"}))
+        .await;
+    wait_until(
+        "the listener receives the speaker's video and audio",
+        Duration::from_secs(15),
+        || packets(listener, &a, "video") > 50 && packets(listener, &a, "audio") > 50,
+    )
+    .await;
+
+    chair
+        .act(json!({"type": "mute", "site": "2269", "muted": true}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (audio_before, video_before) = (
+        packets(listener, &a, "audio"),
+        packets(listener, &a, "video"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (audio_after, video_after) = (
+        packets(listener, &a, "audio"),
+        packets(listener, &a, "video"),
+    );
+    assert!(
+        audio_after <= audio_before + 2,
+        "muted audio still flows: {audio_before} → {audio_after}"
+    );
+    assert!(
+        video_after > video_before + 20,
+        "video goes on while muted: {video_before} → {video_after}"
+    );
+
+    chair
+        .act(json!({"type": "mute", "site": "2269", "muted": false}))
+        .await;
+    wait_until("unmuted audio flows again", Duration::from_secs(5), || {
+        packets(listener, &a, "audio") > audio_after + 25
+    })
+    .await;
+
+    chair.act(json!({"type": "take_floor"})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let video = packets(listener, &a, "video");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        packets(listener, &a, "video") <= video + 2,
+        "the floor taken back stops the speaker's video"
+    );
+
+    for s in sites {
+        s.close().await;
+    }
+    hub.shutdown().await;
+}

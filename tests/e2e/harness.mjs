@@ -1,0 +1,156 @@
+// What the end-to-end scripts share: launching Debian's Chromium with the flags that work on
+// these machines, logging with elapsed time, the hub's HTTP API from Node, and how a script
+// ends (exit 0 pass, 1 failure, 2 setup problem).
+
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+const started = Date.now();
+
+export function log(message) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+  console.log(`[e2e ${seconds}s] ${message}`);
+}
+
+/** The environment is wrong (usage, no browser): exit code 2. */
+export class SetupError extends Error {}
+
+/** The hub or the pages did not do what the test asserts: exit code 1, no stack trace. */
+export class Failure extends Error {}
+
+/** The hub's base URL from the command line, without a trailing slash. */
+export function parseBaseUrl(argument, script) {
+  if (!argument) throw new SetupError(`usage: node ${script} http://HOST:PORT`);
+  let url;
+  try {
+    url = new URL(argument);
+  } catch {
+    throw new SetupError(`not a URL: ${argument}`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+/**
+ * Runs `body(context)` in a fresh headless Chromium (own profile, 1366x768, fake camera and
+ * microphone) under a watchdog, then closes everything and sets the exit code.
+ */
+export async function runInChromium({ watchdogMs, body }) {
+  const userDataDir = await mkdtemp(join(tmpdir(), 'diemcau-e2e-'));
+  let context = null;
+  const watchdog = setTimeout(() => {
+    log(`FAIL: watchdog: the test ran over ${watchdogMs / 1000} s`);
+    process.exit(1);
+  }, watchdogMs);
+  watchdog.unref();
+  try {
+    await access(CHROMIUM, constants.X_OK).catch(() => {
+      throw new SetupError(`${CHROMIUM} is not there or not executable (Debian package \`chromium\`)`);
+    });
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      permissions: ['camera', 'microphone'],
+      viewport: { width: 1366, height: 768 },
+      acceptDownloads: true,
+    });
+    log(`chromium ${context.browser()?.version() ?? ''} started`);
+    for (const page of context.pages()) await page.close();
+    await body(context);
+  } catch (error) {
+    log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
+    if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
+    process.exitCode = error instanceof SetupError ? 2 : 1;
+  } finally {
+    clearTimeout(watchdog);
+    if (context) await context.close().catch(() => {});
+    await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Calls the hub's HTTP API (docs/api.md) from Node: JSON in and out, or CSV text in when
+ * `csv` is given. A refusal fails the test with the hub's answer.
+ */
+export async function hubApi(base, method, path, { json, csv } = {}) {
+  const init = { method, headers: {} };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (csv !== undefined) {
+    init.headers['Content-Type'] = 'text/csv; charset=utf-8';
+    init.body = csv;
+  }
+  let response;
+  try {
+    response = await fetch(`${base}${path}`, init);
+  } catch (error) {
+    throw new Failure(`${method} ${path}: ${error.message}`);
+  }
+  const text = await response.text();
+  if (!response.ok) throw new Failure(`${method} ${path} answered ${response.status}: ${text.slice(0, 500)}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** `rows` (arrays of cells) as CSV text with the directory's header (docs/api.md). */
+export function directoryCsv(rows) {
+  const quote = (value) => (/[",\n]/.test(String(value)) ? `"${String(value).replace(/"/g, '""')}"` : String(value));
+  const lines = ['admin_code,name,level,parent_code,parent_name,delegates', ...rows.map((row) => row.map(quote).join(','))];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Saves a screenshot of `page` as `file` in E2E_SCREENSHOT_DIR, when that is set. */
+export async function screenshot(page, file, options = {}) {
+  const directory = process.env.E2E_SCREENSHOT_DIR;
+  if (!directory) return;
+  await mkdir(directory, { recursive: true });
+  const path = join(directory, file);
+  await page
+    .screenshot({ path, ...options })
+    .then(() => log(`screenshot ${path}`))
+    .catch((error) => log(`screenshot ${path} failed: ${error.message}`));
+}
+
+/** Remembers what a page printed and its script errors, for the failure report. */
+export class PageWatch {
+  constructor(label, page) {
+    this.label = label;
+    this.page = page;
+    this.console = [];
+    this.errors = [];
+    page.on('console', (message) => this.remember(`console.${message.type()}: ${message.text()}`));
+    page.on('pageerror', (error) => {
+      this.errors.push(error.message);
+      this.remember(`pageerror: ${error.message}`);
+      log(`${this.label}: page error: ${error.message}`);
+    });
+    page.on('crash', () => log(`${this.label}: page crashed`));
+  }
+
+  remember(line) {
+    this.console.push(line);
+    if (this.console.length > 60) this.console.shift();
+  }
+
+  printRecent(count = 20) {
+    for (const line of this.console.slice(-count)) log(`  ${this.label} | ${line}`);
+  }
+}

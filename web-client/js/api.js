@@ -1,0 +1,106 @@
+// Client of the hub's HTTP API (docs/api.md): sites directory, meetings, attendance reports.
+
+import { hasText, t } from './i18n.js';
+
+/** A request the hub refused, or that did not reach it. */
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 when the hub could not be reached
+   * @param {string} code the API's error code (`invalid_request`, `conflict`...) or `network`
+   * @param {string} message the hub's own explanation (English), may be empty
+   * @param {{line: number, message: string}[]} problems every bad line of a refused CSV file
+   */
+  constructor(status, code, message, problems = []) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+    this.detail = message || '';
+    this.problems = problems;
+  }
+}
+
+/** A person-readable sentence for an `ApiError` (or any error), in the page's language. */
+export function describeApiError(error) {
+  if (!(error instanceof ApiError)) return t('api.error.unexpected', { message: error.message || String(error) });
+  const key = `api.error.${error.code}`;
+  const text = hasText(key) ? t(key) : t('api.error.other', { status: error.status, code: error.code });
+  return error.detail && error.code !== 'network' ? `${text} (${error.detail})` : text;
+}
+
+async function request(method, path, { json, text } = {}) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (text !== undefined) {
+    init.headers['Content-Type'] = 'text/csv; charset=utf-8';
+    init.body = text;
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    throw new ApiError(0, 'network', error.message);
+  }
+  const body = await response.text();
+  let parsed = null;
+  if (body) {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      parsed = null;
+    }
+  }
+  if (!response.ok) {
+    const error = parsed && parsed.error ? parsed.error : {};
+    throw new ApiError(
+      response.status,
+      error.code || `http_${response.status}`,
+      error.message || (parsed ? '' : body.slice(0, 200)),
+      Array.isArray(error.problems) ? error.problems : [],
+    );
+  }
+  if (body && parsed === null) throw new ApiError(response.status, 'bad_response', body.slice(0, 200));
+  return parsed;
+}
+
+const meetingPath = (id) => `/api/meetings/${encodeURIComponent(id)}`;
+
+/** `GET /api/sites`: the directory. */
+export const listSites = () => request('GET', '/api/sites');
+
+/** `POST /api/sites/import` with the CSV file's text: `{imported}`. */
+export const importSites = (csvText) => request('POST', '/api/sites/import', { text: csvText });
+
+/** `GET /api/meetings`: every meeting, newest first. */
+export const listMeetings = () => request('GET', '/api/meetings');
+
+/** `GET /api/meetings/{id}`. */
+export const fetchMeeting = (id) => request('GET', meetingPath(id));
+
+/** `POST /api/meetings`: the new meeting. */
+export const createMeeting = (plan) => request('POST', '/api/meetings', { json: plan });
+
+/** `POST /api/meetings/{id}/start`. */
+export const startMeeting = (id) => request('POST', `${meetingPath(id)}/start`);
+
+/** `POST /api/meetings/{id}/end`. */
+export const endMeeting = (id) => request('POST', `${meetingPath(id)}/end`);
+
+/** `POST /api/meetings/{id}/sites/{code}/reissue`: `{code, link}`. */
+export const reissueSiteCode = (id, siteCode) =>
+  request('POST', `${meetingPath(id)}/sites/${encodeURIComponent(siteCode)}/reissue`);
+
+/** `GET /api/meetings/{id}/report`: the attendance report. */
+export const fetchReport = (id) => request('GET', `${meetingPath(id)}/report`);
+
+/** Where a report table downloads as CSV; `table` is `sites`, `sessions` or `events`. */
+export const reportCsvPath = (id, table) => `${meetingPath(id)}/report.csv?table=${encodeURIComponent(table)}`;
+
+/** Where the directory downloads as CSV. */
+export const SITES_CSV_PATH = '/api/sites.csv';
+
+/** An absolute address for a link the API gives relative to the hub (`/site.html?...`). */
+export function absoluteLink(relative) {
+  return new URL(relative, window.location.origin).href;
+}
