@@ -44,6 +44,13 @@ pub enum Command {
     AddConsumer {
         peer: PeerId,
         producer: ProducerInfo,
+        /// Highest simulcast layer to forward.
+        max_layer: u8,
+    },
+    SetMaxLayer {
+        peer: PeerId,
+        producer: ProducerId,
+        max_layer: u8,
     },
     RemoveProducer {
         router: RouterId,
@@ -346,8 +353,17 @@ impl Driver {
             } => {
                 let _ = reply.send(self.worker.accept_answer(now, peer, &answer));
             }
-            Command::AddConsumer { peer, producer } => {
-                if let Err(e) = self.worker.add_consumer(peer, &producer) {
+            Command::SetMaxLayer {
+                peer,
+                producer,
+                max_layer,
+            } => self.worker.set_max_layer(now, peer, producer, max_layer),
+            Command::AddConsumer {
+                peer,
+                producer,
+                max_layer,
+            } => {
+                if let Err(e) = self.worker.add_consumer(peer, &producer, max_layer) {
                     tracing::debug!(worker = self.index, "consumer not added: {e}");
                 }
             }

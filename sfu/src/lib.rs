@@ -46,6 +46,7 @@ mod ids;
 mod peer;
 mod router;
 mod stun;
+mod vp8;
 mod worker;
 
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};

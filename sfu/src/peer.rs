@@ -7,7 +7,7 @@ use std::time::Instant;
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
 use str0m::stats::PeerStats;
@@ -30,7 +30,14 @@ pub(crate) struct Peer {
     /// The instant its `Rtc` last asked to be woken at.
     pub next_timeout: Option<Instant>,
     pub producers_by_mid: HashMap<Mid, ProducerId>,
-    pub producers_by_ssrc: HashMap<Ssrc, ProducerId>,
+    /// SSRC → producer and simulcast layer.
+    pub producers_by_ssrc: HashMap<Ssrc, (ProducerId, u8)>,
+    /// Simulcast rids per published m-line, lowest first.
+    pub layers: HashMap<Mid, Vec<Rid>>,
+    /// The latest bandwidth estimate toward this peer (bits per second).
+    pub estimate: Option<u64>,
+    /// Whether its link carries none of the video it should receive.
+    pub audio_only: bool,
     pub consumers_by_mid: HashMap<Mid, ConsumerId>,
     /// Payload type → codec, for packets this peer publishes.
     pub codecs: HashMap<Pt, Codec>,
@@ -73,6 +80,9 @@ impl Peer {
             next_timeout: None,
             producers_by_mid: HashMap::new(),
             producers_by_ssrc: HashMap::new(),
+            layers: HashMap::new(),
+            estimate: None,
+            audio_only: false,
             consumers_by_mid: HashMap::new(),
             codecs: HashMap::new(),
             last_stats: None,
@@ -85,8 +95,12 @@ impl Peer {
         if self.negotiation.pending.is_some() {
             return Err(SfuError::NegotiationInProgress);
         }
+        // A client publishes on the m-lines it offers; the hub sends on m-lines it offers
+        // itself. A `sendrecv` line is taken as `sendonly`, so the hub never sends (padding
+        // probes included) on a client's own track.
+        let offer = offer.replace("a=sendrecv", "a=sendonly");
         let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+            SdpOffer::from_sdp_string(&offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let answer = self
             .rtc
             .sdp_api()
@@ -175,15 +189,25 @@ impl Peer {
         Some((offer.to_sdp_string(), added))
     }
 
-    /// The producer a received packet belongs to, by SSRC (cached) or by its m-line.
-    pub fn producer_for(&mut self, ssrc: Ssrc) -> Option<ProducerId> {
+    /// The producer and simulcast layer a received packet belongs to, by SSRC (cached) or by
+    /// its stream's m-line and rid.
+    pub fn producer_for(&mut self, ssrc: Ssrc) -> Option<(ProducerId, u8)> {
         if let Some(p) = self.producers_by_ssrc.get(&ssrc) {
             return Some(*p);
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let (mid, rid) = {
+            let mut direct = self.rtc.direct_api();
+            let stream = direct.stream_rx(&ssrc)?;
+            (stream.mid(), stream.rid())
+        };
         let producer = *self.producers_by_mid.get(&mid)?;
-        self.producers_by_ssrc.insert(ssrc, producer);
-        Some(producer)
+        let layer = match (rid, self.layers.get(&mid)) {
+            (Some(rid), Some(rids)) => rids.iter().position(|r| *r == rid)?,
+            _ => 0,
+        };
+        let found = (producer, u8::try_from(layer).ok()?);
+        self.producers_by_ssrc.insert(ssrc, found);
+        Some(found)
     }
 
     /// Link quality since the previous statistics report (`None` for the first one).

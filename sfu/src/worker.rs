@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -16,8 +17,8 @@ use str0m::{Rtc, RtcConfig};
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::peer::Peer;
-use crate::router::{Consumer, KeyframeDecision, LocalProducer, MediaPacket, Router};
-use crate::router::{KeyframeThrottle, SequenceRewriter};
+use crate::router::KeyframeThrottle;
+use crate::router::{Consumer, KeyframeDecision, LocalProducer, MediaPacket, Meter, Router};
 use crate::stun;
 
 /// How a worker is set up.
@@ -35,6 +36,8 @@ pub struct WorkerConfig {
     pub dtls_cert: Option<DtlsCert>,
     /// How often each peer's link quality is reported ([`Event::Quality`]); `None`: never.
     pub quality_interval: Option<Duration>,
+    /// Bandwidth estimate each peer's link starts from, before feedback corrects it.
+    pub initial_bitrate: Bitrate,
 }
 
 impl WorkerConfig {
@@ -46,6 +49,7 @@ impl WorkerConfig {
             keyframe_interval: Duration::from_millis(500),
             dtls_cert: None,
             quality_interval: Some(Duration::from_secs(10)),
+            initial_bitrate: Bitrate::mbps(3),
         }
     }
 }
@@ -66,6 +70,7 @@ pub enum Relay {
     KeyframeRequest {
         router: RouterId,
         producer: ProducerId,
+        layer: u8,
     },
 }
 
@@ -82,6 +87,9 @@ pub enum Event {
     Offer { peer: PeerId, sdp: String },
     /// Periodic link quality of a connected peer.
     Quality { peer: PeerId, quality: Quality },
+    /// The peer's link no longer carries any video it should receive (`audio_only`), or
+    /// carries it again.
+    Reception { peer: PeerId, audio_only: bool },
 }
 
 /// A peer's link quality over the last interval, seen from the hub.
@@ -124,7 +132,9 @@ pub struct WorkerStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Peer(PeerId),
-    Keyframe(RouterId, ProducerId),
+    Keyframe(RouterId, ProducerId, u8),
+    /// Re-check every peer's layers against its bandwidth.
+    Allocate,
 }
 
 /// A media worker's peers and routing, driven from outside: datagrams and relays come in
@@ -172,12 +182,17 @@ struct Core {
     relay: bool,
     keyframe_interval: Duration,
     stats: WorkerStats,
+    /// Bitrate of each producer's layers, as seen by this worker.
+    meters: HashMap<(ProducerId, u8), Meter>,
+    allocate_scheduled: bool,
+    /// Peers with a new bandwidth estimate, to re-allocate.
+    estimates_changed: Vec<PeerId>,
 }
 
 #[derive(Debug)]
 enum Work {
     Forward(Arc<MediaPacket>),
-    Keyframe(RouterId, ProducerId),
+    Keyframe(RouterId, ProducerId, u8),
 }
 
 impl Worker {
@@ -188,7 +203,8 @@ impl Worker {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            .set_stats_interval(config.quality_interval);
+            .set_stats_interval(config.quality_interval)
+            .enable_bwe(Some(config.initial_bitrate));
         let cert = config.dtls_cert.clone().or_else(|| {
             str0m::crypto::from_feature_flags()
                 .dtls_provider
@@ -208,6 +224,9 @@ impl Worker {
             relay: config.workers > 1,
             keyframe_interval: config.keyframe_interval,
             stats: WorkerStats::default(),
+            meters: HashMap::new(),
+            allocate_scheduled: false,
+            estimates_changed: Vec::new(),
         };
         Worker {
             config,
@@ -248,6 +267,8 @@ impl Worker {
             rtc.add_local_candidate(candidate);
         }
         let mut peer = Peer::new(id, router, rtc);
+        // Layers are chosen from the configured estimate until str0m's own arrives.
+        peer.estimate = Some(self.config.initial_bitrate.as_u64());
         let answer = peer.accept_offer(offer)?;
         self.by_ufrag.insert(peer.ufrag.clone(), id);
         self.core.routers.entry(router).or_default();
@@ -285,10 +306,14 @@ impl Worker {
                 if let Some(consumer) = router.consumers.get_mut(&consumer_id) {
                     consumer.mid = Some(mid);
                     consumer.open = true;
+                    consumer.opened_at = Some(now);
                     if consumer.kind == MediaKind::Video {
-                        self.core
-                            .work
-                            .push_back(Work::Keyframe(peer.router, consumer.producer));
+                        let layer = consumer.target.unwrap_or(0);
+                        self.core.work.push_back(Work::Keyframe(
+                            peer.router,
+                            consumer.producer,
+                            layer,
+                        ));
                     }
                 }
             }
@@ -299,26 +324,20 @@ impl Worker {
         Ok(())
     }
 
-    /// Forwards `producer` to peer `id` (on this worker); the hub offers the new track.
+    /// Forwards `producer` to peer `id` (on this worker), at most at simulcast layer
+    /// `max_layer`; the hub offers the new track.
     pub fn add_consumer(
         &mut self,
         id: PeerId,
         producer: &ProducerInfo,
+        max_layer: u8,
     ) -> Result<ConsumerId, SfuError> {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
         let consumer_id = ConsumerId(self.core.allocate_id());
         let router = self.core.routers.entry(peer.router).or_default();
         router.add_consumer(
             consumer_id,
-            Consumer {
-                peer: id,
-                producer: producer.id,
-                kind: producer.kind,
-                mid: None,
-                open: false,
-                sequence: SequenceRewriter::default(),
-                payload_types: Vec::new(),
-            },
+            Consumer::new(id, producer.id, producer.kind, max_layer),
         );
         peer.queue_consumer(
             consumer_id,
@@ -379,6 +398,28 @@ impl Worker {
                 self.to_renegotiate.push(id);
             }
         }
+        self.settle(now);
+    }
+
+    /// Caps the simulcast layer peer `id` receives of `producer` (the wall takes the lowest;
+    /// the site holding the floor is seen at full quality).
+    pub fn set_max_layer(&mut self, now: Instant, id: PeerId, producer: ProducerId, max_layer: u8) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        if let Some(router) = self.core.routers.get_mut(&peer.router) {
+            for c in router.consumers.values_mut() {
+                if c.peer == id && c.producer == producer {
+                    c.max_layer = max_layer;
+                    if c.target.is_some_and(|t| t > max_layer) {
+                        c.target = Some(max_layer);
+                        let work = Work::Keyframe(peer.router, producer, max_layer);
+                        self.core.work.push_back(work);
+                    }
+                }
+            }
+        }
+        self.allocate(now, id);
         self.settle(now);
     }
 
@@ -452,14 +493,20 @@ impl Worker {
     pub fn handle_relay(&mut self, now: Instant, relay: Relay) {
         match relay {
             Relay::Media(packet) => self.core.work.push_back(Work::Forward(packet)),
-            Relay::KeyframeRequest { router, producer } => {
+            Relay::KeyframeRequest {
+                router,
+                producer,
+                layer,
+            } => {
                 let local = self
                     .core
                     .routers
                     .get(&router)
                     .is_some_and(|r| r.producers.contains_key(&producer));
                 if local {
-                    self.core.work.push_back(Work::Keyframe(router, producer));
+                    self.core
+                        .work
+                        .push_back(Work::Keyframe(router, producer, layer));
                 }
             }
         }
@@ -491,15 +538,23 @@ impl Worker {
                     }
                     self.core.drive(now, peer);
                 }
-                Timer::Keyframe(router, producer) => {
+                Timer::Keyframe(router, producer, layer) => {
                     let fire = self
                         .core
                         .routers
                         .get_mut(&router)
                         .and_then(|r| r.producers.get_mut(&producer))
-                        .is_some_and(|p| p.keyframes.fire_deferred(now));
+                        .and_then(|p| p.keyframes.get_mut(usize::from(layer)))
+                        .is_some_and(|k| k.fire_deferred(now));
                     if fire {
-                        self.send_keyframe_request(now, router, producer);
+                        self.send_keyframe_request(now, router, producer, layer);
+                    }
+                }
+                Timer::Allocate => {
+                    self.core.allocate_scheduled = false;
+                    let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+                    for id in ids {
+                        self.allocate(now, id);
                     }
                 }
             }
@@ -535,12 +590,21 @@ impl Worker {
 
     /// Runs queued work (forwarding, keyframe requests) and drops closed peers.
     fn settle(&mut self, now: Instant) {
+        if !self.core.allocate_scheduled && !self.peers.is_empty() {
+            self.core.allocate_scheduled = true;
+            self.core
+                .timers
+                .push(Reverse((now + ALLOCATE_EVERY, Timer::Allocate)));
+        }
+        for id in std::mem::take(&mut self.core.estimates_changed) {
+            self.allocate(now, id);
+        }
         loop {
             if let Some(work) = self.core.work.pop_front() {
                 match work {
                     Work::Forward(packet) => self.forward(now, &packet),
-                    Work::Keyframe(router, producer) => {
-                        self.request_keyframe(now, router, producer)
+                    Work::Keyframe(router, producer, layer) => {
+                        self.request_keyframe(now, router, producer, layer)
                     }
                 }
                 continue;
@@ -582,8 +646,14 @@ impl Worker {
         }
     }
 
-    /// Writes a packet to every open local consumer of its producer.
+    /// Writes a packet to every open local consumer of its producer (for video, the consumers
+    /// that forward this packet's layer, switching layers on a keyframe of the target layer).
     fn forward(&mut self, now: Instant, packet: &MediaPacket) {
+        self.core
+            .meters
+            .entry((packet.producer, packet.layer))
+            .or_default()
+            .add(packet.received_at, packet.payload.len());
         let Some(router) = self.core.routers.get_mut(&packet.router) else {
             return;
         };
@@ -598,6 +668,18 @@ impl Worker {
             let (true, Some(mid)) = (consumer.open, consumer.mid) else {
                 continue;
             };
+            let video = packet.kind == MediaKind::Video;
+            if video && consumer.current != Some(packet.layer) {
+                let switch = consumer.target == Some(packet.layer)
+                    && packet.vp8.is_none_or(|v| v.keyframe_start);
+                if !switch {
+                    continue;
+                }
+                consumer.current = Some(packet.layer);
+                consumer.sequence.rebase();
+                consumer.timestamps.rebase();
+                consumer.pictures.rebase();
+            }
             let Some(peer) = self.peers.get_mut(&consumer.peer) else {
                 continue;
             };
@@ -618,22 +700,44 @@ impl Worker {
             let Some(seq_no) = consumer.sequence.rewrite(packet.seq_no) else {
                 continue;
             };
+            let timestamp = if video {
+                consumer
+                    .timestamps
+                    .rewrite(packet.timestamp, packet.received_at, 90)
+            } else {
+                packet.timestamp
+            };
+            let mut write = str0m::rtp::RtpWrite::new(
+                pt,
+                seq_no,
+                timestamp,
+                packet.received_at,
+                packet.payload.clone(),
+            )
+            .marker(packet.marker)
+            .ext_vals(packet.extensions.clone())
+            .nackable(video);
+            if let Some(info) = &packet.vp8
+                && let (picture, tl0) = consumer.pictures.rewrite(info)
+                && (picture.is_some() || tl0.is_some())
+                && let Ok(descriptor) = str0m::rtp::Vp8Descriptor::parse(&packet.payload)
+            {
+                let mut patch = descriptor.patch();
+                if let Some(picture) = picture {
+                    patch = patch.picture_id(picture);
+                }
+                if let Some(tl0) = tl0 {
+                    patch = patch.tl0_pic_idx(tl0);
+                }
+                if let Ok(patch) = patch.build() {
+                    write = write.vp8_patch(patch);
+                }
+            }
             let mut direct = peer.rtc.direct_api();
             let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            stream.write_rtp(
-                str0m::rtp::RtpWrite::new(
-                    pt,
-                    seq_no,
-                    packet.timestamp,
-                    packet.received_at,
-                    packet.payload.clone(),
-                )
-                .marker(packet.marker)
-                .ext_vals(packet.extensions.clone())
-                .nackable(packet.kind == MediaKind::Video),
-            );
+            stream.write_rtp(write);
             self.core.stats.packets_forwarded += 1;
             touched.push(consumer.peer);
         }
@@ -645,14 +749,26 @@ impl Worker {
         self.touched = touched;
     }
 
-    fn request_keyframe(&mut self, now: Instant, router_id: RouterId, producer: ProducerId) {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        router_id: RouterId,
+        producer: ProducerId,
+        layer: u8,
+    ) {
         let interval = self.core.keyframe_interval;
         let decision = self
             .core
             .routers
             .get_mut(&router_id)
             .and_then(|r| r.producers.get_mut(&producer))
-            .map(|p| p.keyframes.request(now, interval));
+            .map(|p| {
+                let index = usize::from(layer).min(p.keyframes.len().saturating_sub(1));
+                p.keyframes
+                    .get_mut(index)
+                    .map(|k| k.request(now, interval))
+                    .unwrap_or(KeyframeDecision::Merged)
+            });
         match decision {
             None => {
                 if self.core.relay {
@@ -661,20 +777,29 @@ impl Worker {
                         .push_back(Output::Relay(Relay::KeyframeRequest {
                             router: router_id,
                             producer,
+                            layer,
                         }));
                 }
             }
-            Some(KeyframeDecision::SendNow) => self.send_keyframe_request(now, router_id, producer),
+            Some(KeyframeDecision::SendNow) => {
+                self.send_keyframe_request(now, router_id, producer, layer)
+            }
             Some(KeyframeDecision::SendAt(at)) => {
                 self.core
                     .timers
-                    .push(Reverse((at, Timer::Keyframe(router_id, producer))));
+                    .push(Reverse((at, Timer::Keyframe(router_id, producer, layer))));
             }
             Some(KeyframeDecision::Merged) => {}
         }
     }
 
-    fn send_keyframe_request(&mut self, now: Instant, router_id: RouterId, producer: ProducerId) {
+    fn send_keyframe_request(
+        &mut self,
+        now: Instant,
+        router_id: RouterId,
+        producer: ProducerId,
+        layer: u8,
+    ) {
         let Some(local) = self
             .core
             .routers
@@ -684,16 +809,160 @@ impl Worker {
             return;
         };
         let (peer_id, mid) = (local.peer, local.mid);
+        let rid = local.rids.get(usize::from(layer)).copied();
         let Some(peer) = self.peers.get_mut(&peer_id) else {
             return;
         };
-        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             stream.request_keyframe(KeyframeRequestKind::Pli);
             self.core.stats.keyframe_requests_sent += 1;
         }
         self.core.drive(now, peer);
     }
+
+    /// Chooses each video consumer's layer from its peer's bandwidth estimate: down when the
+    /// layer has not fitted for a second, up one layer when the next has fitted with a quarter
+    /// to spare for three seconds, and no video at all (audio only) below the lowest layer.
+    /// Tells str0m's estimator what it would take to receive everything, so it probes upward.
+    fn allocate(&mut self, now: Instant, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(estimate) = peer.estimate else {
+            return;
+        };
+        let Some(router) = self.core.routers.get_mut(&peer.router) else {
+            return;
+        };
+        let mut ids: Vec<ConsumerId> = peer.consumers_by_mid.values().copied().collect();
+        ids.sort_unstable();
+        let audio: u64 = ids
+            .iter()
+            .filter_map(|c| router.consumers.get(c))
+            .filter(|c| c.kind == MediaKind::Audio)
+            .count() as u64
+            * AUDIO_BUDGET_BPS;
+        let mut budget = (estimate * 9 / 10).saturating_sub(audio);
+        let (mut allocated, mut desired) = (audio, audio);
+        let mut video_consumers = 0;
+        let mut receiving_video = false;
+        // The extra rate the next layer up would need: padded toward so the estimate can grow.
+        let mut next_step = 0;
+        for cid in ids {
+            let Some(c) = router.consumers.get_mut(&cid) else {
+                continue;
+            };
+            if c.kind != MediaKind::Video || !c.open {
+                continue;
+            }
+            video_consumers += 1;
+            let rate = |layer: u8| {
+                self.core
+                    .meters
+                    .get(&(c.producer, layer))
+                    .map_or(0, |m| m.rate)
+            };
+            let top = (0..=c.max_layer).rev().find(|l| rate(*l) > 0).unwrap_or(0);
+            let target = match c.target {
+                Some(t) if t > c.max_layer => Some(c.max_layer),
+                Some(t) => {
+                    let mut next = Some(t);
+                    if rate(t) > budget {
+                        c.under_since = None;
+                        let since = *c.over_since.get_or_insert(now);
+                        let over = now.saturating_duration_since(since);
+                        let settled = c
+                            .opened_at
+                            .is_some_and(|at| now.saturating_duration_since(at) >= STARTUP_GRACE);
+                        if over >= DOWNGRADE_AFTER && t > 0 {
+                            next = Some(
+                                (0..t)
+                                    .rev()
+                                    .find(|l| rate(*l) <= budget && rate(*l) > 0)
+                                    .unwrap_or(0),
+                            );
+                        } else if over >= AUDIO_ONLY_AFTER && t == 0 && settled {
+                            next = None;
+                        }
+                    } else {
+                        c.over_since = None;
+                        let up = t + 1;
+                        if up <= c.max_layer && rate(up) > 0 && rate(up) * 5 / 4 <= budget {
+                            let since = *c.under_since.get_or_insert(now);
+                            if now.saturating_duration_since(since) >= UPGRADE_AFTER {
+                                next = Some(up);
+                            }
+                        } else {
+                            c.under_since = None;
+                        }
+                    }
+                    next
+                }
+                None => {
+                    let mut next = None;
+                    if rate(0) * 13 / 10 <= budget {
+                        let since = *c.under_since.get_or_insert(now);
+                        if now.saturating_duration_since(since) >= UPGRADE_AFTER {
+                            next = Some(0);
+                        }
+                    } else {
+                        c.under_since = None;
+                    }
+                    next
+                }
+            };
+            if target != c.target {
+                c.target = target;
+                c.over_since = None;
+                c.under_since = None;
+                match target {
+                    Some(layer) => {
+                        self.core
+                            .work
+                            .push_back(Work::Keyframe(peer.router, c.producer, layer))
+                    }
+                    None => c.current = None,
+                }
+            }
+            if let Some(t) = c.target {
+                receiving_video = true;
+                budget = budget.saturating_sub(rate(t));
+                allocated += rate(t);
+            }
+            let up = c.target.map_or(Some(0), |t| (t < top).then_some(t + 1));
+            if let Some(up) = up {
+                let current = c.target.map_or(0, rate);
+                next_step = next_step.max(rate(up).saturating_sub(current));
+            }
+            desired += rate(top);
+        }
+        let audio_only = video_consumers > 0 && !receiving_video;
+        if audio_only != peer.audio_only {
+            peer.audio_only = audio_only;
+            self.core.outputs.push_back(Output::Event(Event::Reception {
+                peer: id,
+                audio_only,
+            }));
+        }
+        if desired > 0 {
+            let desired = desired.max(allocated) * 5 / 4;
+            let minimum = (allocated + next_step * 5 / 4).min(desired);
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+        }
+    }
 }
+
+/// Bandwidth set aside per audio track when choosing video layers.
+const AUDIO_BUDGET_BPS: u64 = 64_000;
+const DOWNGRADE_AFTER: Duration = Duration::from_secs(1);
+/// Below the lowest layer for this long, the consumer falls to audio only.
+const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(3);
+/// A new consumer's estimate is still ramping up: no audio-only fall before this.
+const STARTUP_GRACE: Duration = Duration::from_secs(8);
+const UPGRADE_AFTER: Duration = Duration::from_secs(3);
+const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
 
 impl Core {
     fn allocate_id(&mut self) -> u64 {
@@ -754,14 +1023,27 @@ impl Core {
                     return;
                 }
                 let id = ProducerId(self.allocate_id());
+                // Simulcast layers as the client lists them: lowest first (docs/protocol.md).
+                let rids: Vec<str0m::media::Rid> = added
+                    .simulcast
+                    .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| l.rid)
+                    .take(usize::from(u8::MAX))
+                    .collect();
                 peer.producers_by_mid.insert(added.mid, id);
+                peer.layers.insert(added.mid, rids.clone());
                 let router = self.routers.entry(peer.router).or_default();
                 router.producers.insert(
                     id,
                     LocalProducer {
                         peer: peer.id,
                         mid: added.mid,
-                        keyframes: KeyframeThrottle::default(),
+                        keyframes: (0..rids.len().max(1))
+                            .map(|_| KeyframeThrottle::default())
+                            .collect(),
+                        rids,
                         paused: false,
                     },
                 );
@@ -775,7 +1057,7 @@ impl Core {
             }
             RtcEvent::RtpPacket(packet) => {
                 self.stats.packets_received += 1;
-                let Some(producer) = peer.producer_for(packet.header.ssrc) else {
+                let Some((producer, layer)) = peer.producer_for(packet.header.ssrc) else {
                     return;
                 };
                 let paused = self
@@ -810,6 +1092,10 @@ impl Core {
                         video_orientation: ext.video_orientation,
                         ..Default::default()
                     },
+                    layer,
+                    vp8: (codec == str0m::format::Codec::Vp8)
+                        .then(|| crate::vp8::parse(&packet.payload))
+                        .flatten(),
                     payload: packet.payload,
                     received_at: now,
                 });
@@ -818,6 +1104,12 @@ impl Core {
                         .push_back(Output::Relay(Relay::Media(media.clone())));
                 }
                 self.work.push_back(Work::Forward(media));
+            }
+            RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                peer.estimate = Some(estimate.as_u64());
+                if !self.estimates_changed.contains(&peer.id) {
+                    self.estimates_changed.push(peer.id);
+                }
             }
             RtcEvent::PeerStats(stats) => {
                 if let Some(quality) = peer.quality(&stats) {
@@ -835,9 +1127,10 @@ impl Core {
                     .routers
                     .get(&peer.router)
                     .and_then(|r| r.consumers.get(consumer))
-                    .map(|c| c.producer);
-                if let Some(producer) = producer {
-                    self.work.push_back(Work::Keyframe(peer.router, producer));
+                    .and_then(|c| c.current.or(c.target).map(|l| (c.producer, l)));
+                if let Some((producer, layer)) = producer {
+                    self.work
+                        .push_back(Work::Keyframe(peer.router, producer, layer));
                 }
             }
             _ => {}

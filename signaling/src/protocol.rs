@@ -167,6 +167,11 @@ pub enum ServerMessage {
         holder: Option<FloorSite>,
         queue: Vec<FloorSite>,
     },
+    /// What this client's link carries: `audio_only` when the hub stopped its video because
+    /// the link is too weak for even the lowest layer; video comes back by itself.
+    Reception {
+        audio_only: bool,
+    },
     /// This site's microphone was muted or unmuted by the chair.
     Muted {
         muted: bool,

@@ -309,6 +309,28 @@ impl Hub {
             .filter(|(_, m)| m.role == Role::Site)
             .map(|(id, _)| id)
             .collect();
+        // The chair sees the speaker at full quality, the others as small pictures.
+        let chair = live
+            .rules
+            .members()
+            .find(|(_, m)| m.role == Role::Studio)
+            .and_then(|(id, _)| state.participants.get(&id).map(|p| (id, p.worker)));
+        for (site, max_layer) in [(change.from, 0), (change.to, u8::MAX)] {
+            if let (Some(site), Some((chair, Some(w)))) = (site, chair)
+                && let Some(p) = state.participants.get(&site)
+            {
+                for producer in &p.producers {
+                    self.media.send(
+                        w,
+                        Command::SetMaxLayer {
+                            peer: chair,
+                            producer: producer.id,
+                            max_layer,
+                        },
+                    );
+                }
+            }
+        }
         if let Some(old) = change.from
             && let Some(p) = state.participants.get(&old)
         {

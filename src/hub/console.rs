@@ -108,10 +108,10 @@ fn console(state: &State, live: &Live, now: Millis, grace: Millis) -> ServerMess
 
 fn site_state(s: &SiteLive, page_open: bool, now: Millis, grace: Millis) -> SiteState {
     if s.participant.is_some() {
-        return if s.connected {
-            SiteState::Live
-        } else {
-            SiteState::Connecting
+        return match (s.connected, s.audio_only) {
+            (false, _) => SiteState::Connecting,
+            (true, true) => SiteState::AudioOnly,
+            (true, false) => SiteState::Live,
         };
     }
     if page_open {

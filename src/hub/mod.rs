@@ -66,6 +66,7 @@ struct Live {
 struct SiteLive {
     participant: Option<PeerId>,
     connected: bool,
+    audio_only: bool,
     quality: Quality,
     last_leave: Option<(LeaveReason, Millis)>,
     head_count: Option<u32>,
@@ -381,6 +382,22 @@ impl Hub {
                 }
                 self.remove_producers(&producers);
             }
+            Event::Reception { peer, audio_only } => {
+                let Some(p) = state.participants.get(&peer) else {
+                    return;
+                };
+                p.outbox.send(ServerMessage::Reception { audio_only });
+                let reception = if audio_only {
+                    Reception::AudioOnly
+                } else {
+                    Reception::Video
+                };
+                self.log_media(p, reception);
+                let (meeting, site) = (p.meeting, p.attendance.as_ref().map(|a| a.site.clone()));
+                if let Some(s) = site_live(&mut state, meeting, site.as_deref()) {
+                    s.audio_only = audio_only;
+                }
+            }
             Event::Quality { peer, quality } => {
                 let Some(p) = state.participants.get(&peer) else {
                     return;
@@ -411,12 +428,20 @@ impl Hub {
 
     /// Tells `subscriber`'s worker to forward `producer` to it (if it has a peer yet).
     fn consume(&self, state: &State, subscriber: PeerId, producer: &ProducerInfo) {
-        if let Some(w) = state.participants.get(&subscriber).and_then(|p| p.worker) {
+        let Some(p) = state.participants.get(&subscriber) else {
+            return;
+        };
+        if let Some(w) = p.worker {
+            let max_layer = state
+                .meetings
+                .get(&p.meeting)
+                .map_or(0, |live| max_layer(live, subscriber, producer.peer));
             self.media.send(
                 w,
                 Command::AddConsumer {
                     peer: subscriber,
                     producer: producer.clone(),
+                    max_layer,
                 },
             );
         }
@@ -630,6 +655,7 @@ impl Hub {
                 let s = live.sites.entry(site.clone()).or_default();
                 s.participant = Some(id);
                 s.connected = false;
+                s.audio_only = false;
                 s.quality = Quality::default();
             }
             participants.insert(
@@ -897,6 +923,21 @@ impl Hub {
         }
     }
 }
+
+/// Best layer a subscriber takes of a publisher: full quality of the studio and of the site
+/// holding the floor; the lowest of every other site (the chair's wall of small pictures).
+fn max_layer(live: &Live, subscriber: PeerId, publisher: PeerId) -> u8 {
+    let publisher_is_site = live.rules.role(publisher) == Some(Role::Site);
+    let subscriber_is_studio = live.rules.role(subscriber) == Some(Role::Studio);
+    if subscriber_is_studio && publisher_is_site && live.rules.floor() != Some(publisher) {
+        0
+    } else {
+        FULL_QUALITY
+    }
+}
+
+/// Any layer the bandwidth allows.
+const FULL_QUALITY: u8 = u8::MAX;
 
 /// The console entry of a site of a live meeting.
 fn site_live<'a>(

@@ -17,6 +17,8 @@ use diemcau_sfu::str0m::{Candidate, Event as RtcEvent, Input, Output as RtcOutpu
 use diemcau_sfu::{Event, Output, PeerId, ProducerInfo, RouterId, Worker, WorkerConfig};
 
 pub const HUB: &str = "127.0.0.1:40000";
+/// Simulcast rids, lowest layer first.
+pub const RIDS: [&str; 3] = ["q", "h", "f"];
 pub const STEP: Duration = Duration::from_millis(5);
 
 /// A client endpoint (what a browser would be), in RTP mode so tests see raw packets.
@@ -33,8 +35,63 @@ pub struct Client {
     pub keyframe_requests: u64,
     /// RTP packets written, per kind.
     pub sent: HashMap<MediaKind, u64>,
-    seq: HashMap<MediaKind, u64>,
+    seq: HashMap<(MediaKind, u8), u64>,
     next_send: HashMap<MediaKind, Instant>,
+    /// Publish video as three simulcast layers (`q`, `h`, `f`, lowest first).
+    pub simulcast: bool,
+    /// Video packets received per simulcast layer (read from the test payload).
+    pub layers_received: [u64; 3],
+    /// The hub-to-client link.
+    pub downlink: Link,
+    /// Layers asked for a keyframe by the hub.
+    keyframe_wanted: [bool; 3],
+}
+
+/// A one-way link: a rate cap with a drop-tail queue, a fixed delay and random loss.
+#[derive(Debug, Default)]
+pub struct Link {
+    pub rate_bps: Option<u64>,
+    pub delay: Duration,
+    pub loss_percent: u32,
+    queue: std::collections::VecDeque<(Instant, Vec<u8>)>,
+    next_free: Option<Instant>,
+    rng: u64,
+}
+
+impl Link {
+    /// Most time a datagram may wait in the queue before being dropped.
+    const MAX_QUEUE: Duration = Duration::from_millis(250);
+
+    fn push(&mut self, now: Instant, datagram: Vec<u8>) {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if ((self.rng >> 33) % 100) < u64::from(self.loss_percent) {
+            return;
+        }
+        let mut release = now;
+        if let Some(rate) = self.rate_bps {
+            let start = self.next_free.unwrap_or(now).max(now);
+            if start.saturating_duration_since(now) > Self::MAX_QUEUE {
+                return;
+            }
+            let tx = Duration::from_nanos(datagram.len() as u64 * 8 * 1_000_000_000 / rate.max(1));
+            self.next_free = Some(start + tx);
+            release = start + tx;
+        }
+        self.queue.push_back((release + self.delay, datagram));
+    }
+
+    fn due(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, d)) = self.queue.pop_front() {
+                out.push(d);
+            }
+        }
+        out
+    }
 }
 
 pub struct Net {
@@ -47,6 +104,10 @@ pub struct Net {
     pub producers: Vec<ProducerInfo>,
     /// Decides who consumes a new producer: `(subscriber, publisher) -> bool`.
     pub consumes: fn(PeerId, PeerId) -> bool,
+    /// `Reception` events from the hub, in order.
+    pub receptions: Vec<(PeerId, bool)>,
+    /// Virtual time between two turns of the network.
+    pub step: Duration,
 }
 
 impl Net {
@@ -62,11 +123,18 @@ impl Net {
             clients: Vec::new(),
             producers: Vec::new(),
             consumes,
+            receptions: Vec::new(),
+            step: STEP,
         }
     }
 
     /// Adds a client publishing audio and video, and exchanges its first offer with the hub.
     pub fn join(&mut self, peer: PeerId) -> usize {
+        self.join_with(peer, false)
+    }
+
+    /// Like [`Net::join`], publishing video in three simulcast layers when `simulcast`.
+    pub fn join_with(&mut self, peer: PeerId, simulcast: bool) -> usize {
         let addr: SocketAddr = format!("127.0.0.{}:5000", 2 + self.clients.len())
             .parse()
             .expect("client address");
@@ -79,7 +147,14 @@ impl Net {
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let layers = simulcast.then(|| {
+            let mut s = diemcau_sfu::str0m::media::Simulcast::new();
+            for rid in RIDS {
+                s.add_send_layer(diemcau_sfu::str0m::media::SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
         let (offer, pending) = api.apply().expect("an offer");
         let answer = self
             .worker
@@ -101,6 +176,13 @@ impl Net {
             sent: HashMap::new(),
             seq: HashMap::new(),
             next_send: HashMap::new(),
+            simulcast,
+            layers_received: [0; 3],
+            downlink: Link {
+                rng: peer.0,
+                ..Link::default()
+            },
+            keyframe_wanted: [true; 3],
         });
         self.pump();
         self.clients.len() - 1
@@ -117,7 +199,7 @@ impl Net {
     pub fn run(&mut self, duration: Duration, mut each_step: impl FnMut(&mut Net)) {
         let end = self.now + duration;
         while self.now < end {
-            self.now += STEP;
+            self.now += self.step;
             let now = self.now;
             self.worker.handle_timeout(now);
             for c in &mut self.clients {
@@ -129,7 +211,9 @@ impl Net {
     }
 
     /// Publishes like a real client from `peer`: a 20 ms Opus packet every 20 ms and a video
-    /// frame of `video_packets` packets every 33 ms, once its connection is up.
+    /// frame every 33 ms: `video_packets` packets of 1,000 bytes, or with simulcast three
+    /// layers of about 150 kbit/s, 500 kbit/s and 1.5 Mbit/s. Each layer sends a keyframe every
+    /// 2 seconds and when the hub asks for one. The third payload byte names the layer.
     pub fn send_media(&mut self, peer: PeerId, video_packets: usize) {
         let now = self.now;
         let elapsed = (now - self.start).as_millis() as u64;
@@ -139,9 +223,9 @@ impl Net {
         }
         let mids = client.send_mids.clone();
         for (kind, mid) in mids {
-            let (codec, clock, interval, count) = match kind {
-                MediaKind::Audio => (Codec::Opus, 48, Duration::from_millis(20), 1),
-                MediaKind::Video => (Codec::Vp8, 90, Duration::from_millis(33), video_packets),
+            let (codec, clock, interval) = match kind {
+                MediaKind::Audio => (Codec::Opus, 48, Duration::from_millis(20)),
+                MediaKind::Video => (Codec::Vp8, 90, Duration::from_millis(33)),
             };
             let due = client.next_send.entry(kind).or_insert(now);
             if *due > now {
@@ -156,28 +240,43 @@ impl Net {
             else {
                 continue;
             };
-            for i in 0..count {
-                let seq = client.seq.entry(kind).or_insert(0);
-                *seq += 1;
-                let seq = *seq;
-                let payload = vec![
-                    if kind == MediaKind::Video && i == 0 {
-                        0x10
-                    } else {
-                        0x00
+            let streams: Vec<(Option<&str>, u8, usize, usize)> = match (kind, client.simulcast) {
+                (MediaKind::Audio, _) => vec![(None, 0, 1, 120)],
+                (MediaKind::Video, false) => vec![(None, 0, video_packets, 1000)],
+                (MediaKind::Video, true) => {
+                    vec![
+                        (Some(RIDS[0]), 0, 1, 560),
+                        (Some(RIDS[1]), 1, 2, 940),
+                        (Some(RIDS[2]), 2, 6, 940),
+                    ]
+                }
+            };
+            let frame = elapsed / 33;
+            for (rid, layer, count, size) in streams {
+                let keyframe = kind == MediaKind::Video
+                    && (frame % 60 == 0
+                        || std::mem::take(&mut client.keyframe_wanted[usize::from(layer)]));
+                for i in 0..count {
+                    let seq = client.seq.entry((kind, layer)).or_insert(0);
+                    *seq += 1;
+                    let seq = *seq;
+                    let mut payload = vec![0u8; size];
+                    if kind == MediaKind::Video {
+                        payload[0] = if i == 0 { 0x10 } else { 0x00 };
+                        payload[1] = if keyframe { 0x00 } else { 0x01 };
+                        payload[2] = layer;
+                    }
+                    let mut direct = client.rtc.direct_api();
+                    let Some(stream) = direct.stream_tx_by_mid(mid, rid.map(Into::into)) else {
+                        continue;
                     };
-                    1000
-                ];
-                let mut direct = client.rtc.direct_api();
-                let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
-                    continue;
-                };
-                stream.write_rtp(
-                    RtpWrite::new(pt, seq.into(), (elapsed * clock) as u32, now, payload)
-                        .marker(i + 1 == count)
-                        .nackable(kind == MediaKind::Video),
-                );
-                *client.sent.entry(kind).or_default() += 1;
+                    stream.write_rtp(
+                        RtpWrite::new(pt, seq.into(), (elapsed * clock) as u32, now, payload)
+                            .marker(i + 1 == count)
+                            .nackable(kind == MediaKind::Video),
+                    );
+                    *client.sent.entry(kind).or_default() += 1;
+                }
             }
         }
     }
@@ -205,7 +304,20 @@ impl Net {
             }
             busy |= !to_clients.is_empty() || !events.is_empty();
             let mut to_hub = Vec::new();
+            let now = self.now;
             for (destination, contents) in to_clients {
+                if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
+                    c.downlink.push(now, contents);
+                }
+            }
+            let mut deliveries = Vec::new();
+            for c in &mut self.clients {
+                for d in c.downlink.due(now) {
+                    deliveries.push((c.addr, d));
+                }
+            }
+            busy |= !deliveries.is_empty();
+            for (destination, contents) in deliveries {
                 let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) else {
                     continue;
                 };
@@ -247,7 +359,9 @@ impl Net {
                     .filter(|s| (self.consumes)(*s, info.peer))
                     .collect();
                 for s in subscribers {
-                    self.worker.add_consumer(s, &info).expect("consumer added");
+                    self.worker
+                        .add_consumer(s, &info, u8::MAX)
+                        .expect("consumer added");
                 }
                 self.producers.push(info);
             }
@@ -275,6 +389,7 @@ impl Net {
                     .accept_answer(self.now, peer, &answer.to_sdp_string())
                     .expect("hub accepts the answer");
             }
+            Event::Reception { peer, audio_only } => self.receptions.push((peer, audio_only)),
             Event::PeerConnected(_) | Event::PeerClosed(_) | Event::Quality { .. } => {}
         }
     }
@@ -289,7 +404,7 @@ impl Net {
             .collect();
         for info in infos {
             self.worker
-                .add_consumer(peer, &info)
+                .add_consumer(peer, &info, u8::MAX)
                 .expect("consumer added");
         }
         self.pump();
@@ -321,8 +436,23 @@ fn poll_client(c: &mut Client, now: Instant, to_hub: &mut Vec<(SocketAddr, Vec<u
                             MediaKind::Video
                         };
                         *c.received.entry(kind).or_default() += 1;
+                        if !audio
+                            && let Some(layer) = p.payload.get(2)
+                            && let Some(count) = c.layers_received.get_mut(usize::from(*layer))
+                        {
+                            *count += 1;
+                        }
                     }
-                    RtcEvent::KeyframeRequest(_) => c.keyframe_requests += 1,
+                    RtcEvent::KeyframeRequest(request) => {
+                        c.keyframe_requests += 1;
+                        let layer = request
+                            .rid
+                            .and_then(|rid| RIDS.iter().position(|r| rid == (*r).into()))
+                            .unwrap_or(0);
+                        if let Some(wanted) = c.keyframe_wanted.get_mut(layer) {
+                            *wanted = true;
+                        }
+                    }
                     _ => {}
                 }
             }

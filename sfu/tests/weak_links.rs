@@ -1,0 +1,193 @@
+//! Weak commune links, emulated: each site gets the best simulcast layer of the studio its own
+//! link carries; a link that collapses falls to audio only and comes back by itself; heavy loss
+//! keeps the audio flowing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Net;
+use diemcau_sfu::PeerId;
+use diemcau_sfu::str0m::media::MediaKind;
+
+const STUDIO: PeerId = PeerId(1);
+
+/// A network stepped every millisecond: bandwidth estimation reads arrival times, which a
+/// coarser step would quantise into jitter.
+fn net() -> Net {
+    let mut net = Net::new(studio_and_sites);
+    net.step = Duration::from_millis(1);
+    net
+}
+
+fn studio_and_sites(subscriber: PeerId, publisher: PeerId) -> bool {
+    (publisher == STUDIO) != (subscriber == STUDIO)
+}
+
+/// Video packets each layer delivered to `peer` during `run`.
+fn layers_during(net: &mut Net, peer: PeerId, duration: Duration) -> [u64; 3] {
+    let before = net.client(peer).layers_received;
+    net.run(duration, |net| net.send_media(STUDIO, 0));
+    let after = net.client(peer).layers_received;
+    [
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    ]
+}
+
+fn main_layer(counts: [u64; 3]) -> Option<usize> {
+    let total: u64 = counts.iter().sum();
+    let (layer, most) = counts.iter().enumerate().max_by_key(|(_, c)| **c)?;
+    (total > 0 && *most * 10 >= total * 8).then_some(layer)
+}
+
+#[test]
+fn each_site_gets_the_layer_its_link_carries() {
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let (slow, middle, fast) = (PeerId(2), PeerId(3), PeerId(4));
+    for (site, rate) in [
+        (slow, Some(300_000)),
+        (middle, Some(1_000_000)),
+        (fast, None),
+    ] {
+        net.join(site);
+        let c = net.client(site);
+        c.downlink.rate_bps = rate;
+        c.downlink.delay = Duration::from_millis(20);
+        net.subscribe_existing(site);
+    }
+    // Let the estimates settle, then look at what each site receives.
+    net.run(Duration::from_secs(20), |net| net.send_media(STUDIO, 0));
+    let slow_layers = layers_during(&mut net, slow, Duration::from_secs(4));
+    let middle_layers = layers_during(&mut net, middle, Duration::from_secs(4));
+    let fast_layers = layers_during(&mut net, fast, Duration::from_secs(4));
+    assert_eq!(
+        main_layer(slow_layers),
+        Some(0),
+        "300 kbit/s site: {slow_layers:?}"
+    );
+    assert_eq!(
+        main_layer(middle_layers),
+        Some(1),
+        "1 Mbit/s site: {middle_layers:?}"
+    );
+    assert_eq!(
+        main_layer(fast_layers),
+        Some(2),
+        "unconstrained site: {fast_layers:?}"
+    );
+    for site in [slow, middle, fast] {
+        let audio = net
+            .client(site)
+            .received
+            .get(&MediaKind::Audio)
+            .copied()
+            .unwrap_or(0);
+        assert!(
+            audio > 1000,
+            "{site} hears the studio: {audio} audio packets"
+        );
+    }
+}
+
+#[test]
+fn a_collapsed_link_falls_to_audio_only_and_comes_back() {
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let site = PeerId(2);
+    net.join(site);
+    net.subscribe_existing(site);
+    net.run(Duration::from_secs(6), |net| net.send_media(STUDIO, 0));
+    assert!(
+        net.client(site).layers_received.iter().sum::<u64>() > 100,
+        "video flows first"
+    );
+
+    // The link collapses below the lowest layer.
+    net.client(site).downlink.rate_bps = Some(90_000);
+    net.run(Duration::from_secs(12), |net| net.send_media(STUDIO, 0));
+    assert!(
+        net.receptions.contains(&(site, true)),
+        "the hub reports audio only: {:?}",
+        net.receptions
+    );
+    let audio_before = net
+        .client(site)
+        .received
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0);
+    let video = layers_during(&mut net, site, Duration::from_secs(3));
+    let audio_after = net
+        .client(site)
+        .received
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        video.iter().sum::<u64>() <= 5,
+        "no video on a collapsed link: {video:?}"
+    );
+    assert!(
+        audio_after - audio_before >= 120,
+        "audio goes on: {}",
+        audio_after - audio_before
+    );
+
+    // The link recovers: video comes back by itself.
+    net.client(site).downlink.rate_bps = None;
+    net.run(Duration::from_secs(15), |net| net.send_media(STUDIO, 0));
+    assert_eq!(
+        net.receptions.last(),
+        Some(&(site, false)),
+        "{:?}",
+        net.receptions
+    );
+    let video = layers_during(&mut net, site, Duration::from_secs(3));
+    assert!(video.iter().sum::<u64>() > 100, "video is back: {video:?}");
+}
+
+#[test]
+fn twenty_percent_loss_keeps_audio_flowing() {
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let site = PeerId(2);
+    net.join(site);
+    net.subscribe_existing(site);
+    net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 0));
+    net.client(site).downlink.loss_percent = 20;
+    let sent_before = net
+        .client(STUDIO)
+        .sent
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0);
+    let got_before = net
+        .client(site)
+        .received
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0);
+    net.run(Duration::from_secs(10), |net| net.send_media(STUDIO, 0));
+    let sent = net
+        .client(STUDIO)
+        .sent
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0)
+        - sent_before;
+    let got = net
+        .client(site)
+        .received
+        .get(&MediaKind::Audio)
+        .copied()
+        .unwrap_or(0)
+        - got_before;
+    assert!(sent >= 450, "studio kept speaking: {sent}");
+    assert!(
+        got * 100 >= sent * 70,
+        "site heard {got} of {sent} audio packets through 20 % loss"
+    );
+}
