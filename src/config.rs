@@ -52,6 +52,19 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_GRACE_SECONDS", default_value_t = 120)]
     pub grace_seconds: u32,
 
+    /// TLS certificate chain (PEM) for HTTPS; with `--tls-key`. Without both, the hub makes a
+    /// self-signed certificate on first start and keeps it in the data directory.
+    #[arg(long, env = "DIEMCAU_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for HTTPS.
+    #[arg(long, env = "DIEMCAU_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP instead of HTTPS (browsers then allow cameras only on localhost).
+    #[arg(long, env = "DIEMCAU_PLAIN_HTTP")]
+    pub plain_http: bool,
+
     /// On first start (empty directory), load the communes of Tuyên Quang as example sites.
     #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_sites: bool,
@@ -79,6 +92,9 @@ impl Config {
             data_dir,
             utc_offset: VIETNAM,
             grace_seconds: 120,
+            tls_cert: None,
+            tls_key: None,
+            plain_http: true,
             seed_sites: false,
         }
     }
@@ -95,7 +111,8 @@ impl Config {
         }
     }
 
-    fn announce_addresses(&self) -> Vec<IpAddr> {
+    /// The addresses clients reach the hub at (for the self-signed certificate's names).
+    pub fn announce_addresses(&self) -> Vec<IpAddr> {
         if !self.announce_ip.is_empty() {
             return self.announce_ip.clone();
         }

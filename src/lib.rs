@@ -27,6 +27,7 @@ pub mod hub;
 pub mod media;
 pub mod meeting;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -54,6 +55,7 @@ const CONSOLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// A hub serving HTTP and media. States: running → shut down.
 #[derive(Debug)]
 pub struct RunningHub {
+    scheme: &'static str,
     http_addr: SocketAddr,
     media_addresses: Vec<SocketAddr>,
     hub: Arc<Hub>,
@@ -107,11 +109,36 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let (stop, stopped) = oneshot::channel::<()>();
     let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let server_hub = hub.clone();
+    let tls = if config.plain_http {
+        None
+    } else {
+        let files = tls::load_or_create(
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+            &config.data_dir,
+            &config.announce_addresses(),
+        )?;
+        if let tls::TlsOrigin::Generated(path) = &files.origin {
+            tracing::warn!(
+                "no TLS certificate configured: made a self-signed one at {}; browsers will ask \
+                 to accept it once (set --tls-cert and --tls-key for a real one)",
+                path.display()
+            );
+        }
+        Some(files)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
+        let served = match tls {
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|e| e.to_string()),
+            Some(files) => serve_tls(listener, app, files, stopped).await,
+        };
+        if let Err(e) = served {
             tracing::error!("web server failed: {e}");
         }
         events_task.abort();
@@ -120,6 +147,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         server_hub.media().broadcast(|| media::Command::Stop);
     });
     Ok(RunningHub {
+        scheme,
         http_addr,
         media_addresses,
         hub,
@@ -132,6 +160,11 @@ impl RunningHub {
     /// Where the web server listens (pages, `/ws`, `/api`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// `https://ADDR` (or `http://` with `--plain-http`).
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.http_addr)
     }
 
     /// The UDP addresses announced in ICE candidates.
@@ -152,6 +185,33 @@ impl RunningHub {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
+}
+
+/// Serves HTTPS on an already bound listener until `stopped`, then lets requests finish.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    files: tls::TlsFiles,
+    stopped: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    // Several crates in the build could each bring a rustls crypto provider: name ours.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(files.cert_pem, files.key_pem)
+        .await
+        .map_err(|e| format!("TLS certificate or key unusable: {e}"))?;
+    let listener = listener.into_std().map_err(|e| e.to_string())?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(listener, config)
+        .map_err(|e| e.to_string())?
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

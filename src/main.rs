@@ -23,7 +23,13 @@ async fn main() -> std::process::ExitCode {
     } else {
         addr.ip().to_string()
     };
-    let base = format!("http://{host}:{}", addr.port());
+    let scheme = hub
+        .base_url()
+        .split("://")
+        .next()
+        .unwrap_or("http")
+        .to_owned();
+    let base = format!("{scheme}://{host}:{}", addr.port());
     println!("diemcau: listening on {base}");
     println!("  organizer: {base}/organizer.html (create a meeting, send the join links)");
     println!("  reports:   {base}/meetings.html");

@@ -29,7 +29,7 @@ fn spawn_hub(data_dir: &Path) -> (Child, SocketAddr) {
             "--workers",
             "1",
         ])
-        .args(["--seed-sites", "false", "--data-dir"])
+        .args(["--seed-sites", "false", "--plain-http", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -85,7 +85,12 @@ impl Site {
             if let Message::Text(text) = frame {
                 let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
                 // Skip what the hub sends every participant; keep the reply.
-                let broadcast = ["participant_joined", "participant_left", "floor", "media_state"];
+                let broadcast = [
+                    "participant_joined",
+                    "participant_left",
+                    "floor",
+                    "media_state",
+                ];
                 if !broadcast.iter().any(|t| value["type"] == *t) {
                     return value;
                 }

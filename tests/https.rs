@@ -1,0 +1,84 @@
+//! The hub serves HTTPS by default: with no certificate configured it makes a self-signed one
+//! (kept for the next start), and pages, API and signalling all answer over TLS.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+
+async fn get_over_tls(addr: std::net::SocketAddr, roots: RootCertStore, path: &str) -> String {
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the hub's certificate");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_self_signed_certificate() {
+    let data = std::env::temp_dir().join(format!("diemcau-https-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut config = diemcau::Config::for_tests_in(data.clone());
+    config.plain_http = false;
+    let hub = diemcau::start(config.clone()).await.expect("hub starts");
+    assert!(hub.base_url().starts_with("https://"), "{}", hub.base_url());
+    let cert_path = data.join("tls").join("self-signed-cert.pem");
+    let pem = std::fs::read(&cert_path).expect("the self-signed certificate is kept");
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pem) {
+        roots.add(cert).expect("a certificate");
+    }
+    let health = get_over_tls(hub.http_addr(), roots.clone(), "/api/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let page = get_over_tls(hub.http_addr(), roots.clone(), "/site.html").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+
+    // A plain-HTTP request to the HTTPS port gets no page.
+    let mut tcp = tokio::net::TcpStream::connect(hub.http_addr())
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("\"status\""),
+        "no plain HTTP"
+    );
+    hub.shutdown().await;
+
+    // Started again, the hub keeps the same certificate (browsers accepted it once).
+    let hub = diemcau::start(config).await.expect("hub starts again");
+    let again = get_over_tls(hub.http_addr(), roots, "/api/health").await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The DER certificates in a PEM file.
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
