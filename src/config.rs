@@ -65,6 +65,22 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_PLAIN_HTTP")]
     pub plain_http: bool,
 
+    /// Signalling messages per second one connection may send (bursts of three times that).
+    #[arg(long, env = "DIEMCAU_MAX_MESSAGES_PER_SECOND", default_value_t = 20)]
+    pub max_messages_per_second: u32,
+
+    /// WebSocket connections from one IP address at once (a hall behind NAT has a few).
+    #[arg(
+        long,
+        env = "DIEMCAU_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub max_connections_per_address: usize,
+
+    /// A signalling connection silent this long is closed (pages ping every 20 s).
+    #[arg(long, env = "DIEMCAU_IDLE_TIMEOUT_SECONDS", default_value_t = 90)]
+    pub idle_timeout_seconds: u64,
+
     /// On first start (empty directory), load the communes of Tuyên Quang as example sites.
     #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_sites: bool,
@@ -95,7 +111,20 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             plain_http: true,
+            max_messages_per_second: 20,
+            max_connections_per_address: 50,
+            idle_timeout_seconds: 90,
             seed_sites: false,
+        }
+    }
+
+    /// Limits of each signalling session.
+    pub fn session_limits(&self) -> diemcau_signaling::Limits {
+        diemcau_signaling::Limits {
+            messages_per_second: self.max_messages_per_second.max(1),
+            burst: self.max_messages_per_second.max(1) * 3,
+            first_message_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
         }
     }
 

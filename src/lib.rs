@@ -105,6 +105,10 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             grace,
             ..ReportRules::default()
         },
+        limits: config.session_limits(),
+        connections: Arc::new(web::ConnectionCounter::new(
+            config.max_connections_per_address,
+        )),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();

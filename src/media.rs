@@ -7,14 +7,14 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use diemcau_sfu::{Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId, SfuError};
-use diemcau_sfu::{Worker, WorkerConfig};
+use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{mpsc, oneshot};
@@ -100,6 +100,8 @@ struct WorkerHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     addresses: Vec<SocketAddr>,
+    /// The worker's counters, published after each turn of its loop.
+    stats: Arc<Mutex<WorkerStats>>,
 }
 
 impl WorkerHandle {
@@ -145,6 +147,7 @@ impl MediaPlane {
                 commands,
                 waker,
                 addresses: addresses.clone(),
+                stats: Arc::default(),
             });
             let destination = addresses.first().copied().unwrap_or(local);
             let mut worker_config = WorkerConfig::new(addresses);
@@ -163,7 +166,12 @@ impl MediaPlane {
                 .filter(|(i, _)| *i != index)
                 .map(|(_, h)| h.clone())
                 .collect();
+            let stats = handles
+                .get(index)
+                .map(|h| h.stats.clone())
+                .unwrap_or_default();
             let driver = Driver {
+                stats,
                 index,
                 socket,
                 poll,
@@ -186,6 +194,23 @@ impl MediaPlane {
             },
             events_rx,
         ))
+    }
+
+    /// Every worker's counters, added up.
+    pub fn stats(&self) -> WorkerStats {
+        let mut total = WorkerStats::default();
+        for w in &self.workers {
+            let s = *w.stats.lock().unwrap_or_else(|p| p.into_inner());
+            total.datagrams_received += s.datagrams_received;
+            total.datagrams_unrouted += s.datagrams_unrouted;
+            total.packets_received += s.packets_received;
+            total.packets_forwarded += s.packets_forwarded;
+            total.bytes_forwarded += s.bytes_forwarded;
+            total.packets_dropped_paused += s.packets_dropped_paused;
+            total.keyframe_requests_sent += s.keyframe_requests_sent;
+            total.handshake_failures += s.handshake_failures;
+        }
+        total
     }
 
     pub fn worker_count(&self) -> usize {
@@ -230,6 +255,7 @@ impl MediaPlane {
 
 /// One worker thread's loop.
 struct Driver {
+    stats: Arc<Mutex<WorkerStats>>,
     index: usize,
     socket: UdpSocket,
     poll: Poll,
@@ -295,6 +321,9 @@ impl Driver {
                 }
             }
             self.worker.handle_timeout(Instant::now());
+            if let Ok(mut stats) = self.stats.lock() {
+                *stats = self.worker.stats();
+            }
         }
     }
 

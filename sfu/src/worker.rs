@@ -124,6 +124,10 @@ pub struct WorkerStats {
     pub packets_received: u64,
     /// RTP packets written to consumers.
     pub packets_forwarded: u64,
+    /// Payload bytes of those packets.
+    pub bytes_forwarded: u64,
+    /// Peers closed before ICE and DTLS came up.
+    pub handshake_failures: u64,
     /// RTP packets of muted producers, dropped on arrival.
     pub packets_dropped_paused: u64,
     pub keyframe_requests_sent: u64,
@@ -611,6 +615,9 @@ impl Worker {
             }
             if let Some(id) = self.core.closed.pop() {
                 if let Some(peer) = self.peers.remove(&id) {
+                    if !peer.connected {
+                        self.core.stats.handshake_failures += 1;
+                    }
                     self.forget(&peer);
                     self.core
                         .outputs
@@ -739,6 +746,7 @@ impl Worker {
             };
             stream.write_rtp(write);
             self.core.stats.packets_forwarded += 1;
+            self.core.stats.bytes_forwarded += packet.payload.len() as u64;
             touched.push(consumer.peer);
         }
         for id in touched.drain(..) {

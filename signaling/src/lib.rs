@@ -17,7 +17,7 @@
 //! {
 //!     Router::new()
 //!         .route("/ws", get(|ws: WebSocketUpgrade, State(h): State<Arc<H>>| async move {
-//!             session::upgrade(ws, h, H::ClientInfo::default())
+//!             session::upgrade(ws, h, H::ClientInfo::default(), Default::default())
 //!         }))
 //!         .with_state(handler)
 //! }
@@ -27,4 +27,4 @@ pub mod protocol;
 pub mod session;
 
 pub use protocol::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
-pub use session::{CloseReason, Outbox, SessionHandler};
+pub use session::{CloseReason, Limits, Outbox, SessionHandler};

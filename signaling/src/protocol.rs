@@ -284,6 +284,8 @@ pub enum MediaState {
 pub enum ErrorCode {
     MalformedJson,
     BinaryNotSupported,
+    RateLimited,
+    Timeout,
     UnknownType,
     InvalidField,
     MessageTooLarge,
@@ -313,6 +315,8 @@ impl ErrorCode {
         match self {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::MessageTooLarge => "message_too_large",

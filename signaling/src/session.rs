@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -60,6 +61,30 @@ impl OutboxReceiver {
     }
 }
 
+/// Limits of one session, each breach answered with an error (and logged).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Messages per second a client may send, on average.
+    pub messages_per_second: u32,
+    /// Messages a client may send in a burst above that rate.
+    pub burst: u32,
+    /// A session that has sent no valid message this long after opening is closed.
+    pub first_message_timeout: Duration,
+    /// A session silent this long (clients ping every 20 s) is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages_per_second: 20,
+            burst: 60,
+            first_message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -69,6 +94,8 @@ pub enum CloseReason {
     ConnectionLost,
     /// The hub ended the session (see [`Outbox::close_with`]).
     HubClosed,
+    /// The client broke a limit (silence, flooding) and the hub closed the session.
+    LimitExceeded,
 }
 
 /// The hub's side of a session: the meeting logic behind the protocol.
@@ -99,25 +126,66 @@ pub fn upgrade<H: SessionHandler>(
     ws: WebSocketUpgrade,
     handler: Arc<H>,
     client: H::ClientInfo,
+    limits: Limits,
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, handler, client))
+        .on_upgrade(move |socket| run(socket, handler, client, limits))
 }
 
 /// Runs one session until the client goes away.
-pub async fn run<H: SessionHandler>(mut socket: WebSocket, handler: Arc<H>, client: H::ClientInfo) {
+pub async fn run<H: SessionHandler>(
+    mut socket: WebSocket,
+    handler: Arc<H>,
+    client: H::ClientInfo,
+    limits: Limits,
+) {
     let (outbox, mut inbox) = Outbox::channel();
     let mut session = handler.open(outbox, client);
+    let mut bucket = TokenBucket::new(limits);
+    let mut spoken = false;
+    let mut refused_in_a_row = 0u32;
+    let opened = Instant::now();
+    let mut last_heard = Instant::now();
     let reason = loop {
+        let deadline = if spoken {
+            last_heard + limits.idle_timeout
+        } else {
+            opened + limits.first_message_timeout
+        };
         tokio::select! {
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
                     Some(Err(_)) | None => break CloseReason::ConnectionLost,
                 };
+                last_heard = Instant::now();
+                if !matches!(frame, Message::Ping(_) | Message::Pong(_)) && !bucket.take(last_heard) {
+                    refused_in_a_row += 1;
+                    tracing::warn!("signalling flood: message refused ({refused_in_a_row} in a row)");
+                    if refused_in_a_row > limits.burst {
+                        let _ = send(&mut socket, &ProtocolError::new(
+                            ErrorCode::RateLimited,
+                            "too many messages; the session is closed",
+                        ).to_message()).await;
+                        break CloseReason::LimitExceeded;
+                    }
+                    let reply = ProtocolError::new(
+                        ErrorCode::RateLimited,
+                        format!("more than {} messages per second; message ignored", limits.messages_per_second),
+                    );
+                    if send(&mut socket, &reply.to_message()).await.is_err() {
+                        break CloseReason::ConnectionLost;
+                    }
+                    continue;
+                }
+                refused_in_a_row = 0;
                 let reply = match frame {
-                    Message::Text(text) => dispatch(&*handler, &mut session, text.as_str()).await,
+                    Message::Text(text) => {
+                        let reply = dispatch(&*handler, &mut session, text.as_str()).await;
+                        spoken |= !matches!(&reply, Some(ServerMessage::Error { .. }));
+                        reply
+                    }
                     Message::Binary(_) => Some(
                         ProtocolError::new(
                             ErrorCode::BinaryNotSupported,
@@ -143,9 +211,52 @@ pub async fn run<H: SessionHandler>(mut socket: WebSocket, handler: Arc<H>, clie
                     break CloseReason::HubClosed;
                 }
             }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let message = if spoken {
+                    "no message for too long (send ping every 20 s); the session is closed"
+                } else {
+                    "no valid message after opening the connection; the session is closed"
+                };
+                tracing::info!("{message}");
+                let _ = send(&mut socket, &ProtocolError::new(ErrorCode::Timeout, message).to_message()).await;
+                let _ = socket.send(Message::Close(None)).await;
+                break CloseReason::LimitExceeded;
+            }
         }
     };
     handler.close(session, reason).await;
+}
+
+/// Allows `messages_per_second` on average and bursts of `burst`.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(limits: Limits) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(limits.burst),
+            rate: f64::from(limits.messages_per_second),
+            burst: f64::from(limits.burst),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 async fn dispatch<H: SessionHandler>(

@@ -100,10 +100,12 @@ struct SiteSession {
 }
 
 /// Where a WebSocket comes from, for the attendance log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ClientInfo {
     pub address: Option<SocketAddr>,
     pub user_agent: String,
+    /// The connection's place in the per-address limit, freed with the session.
+    pub slot: Option<crate::web::ConnectionSlot>,
 }
 
 /// One WebSocket session's state: joined to a meeting, on standby, or neither.
@@ -166,6 +168,30 @@ impl Hub {
     /// Participants connected in every meeting.
     pub fn participant_count(&self) -> usize {
         self.lock().participants.len()
+    }
+
+    /// Participants and sites joined in every meeting.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let sites = state
+            .participants
+            .values()
+            .filter(|p| p.attendance.is_some())
+            .count();
+        (state.participants.len(), sites)
+    }
+
+    /// The worst loss among connected sites in their latest quality sample.
+    pub fn worst_loss_permille(&self) -> u32 {
+        let state = self.lock();
+        state
+            .meetings
+            .values()
+            .flat_map(|live| live.sites.values())
+            .filter(|s| s.participant.is_some())
+            .map(|s| s.quality.loss_permille)
+            .max()
+            .unwrap_or(0)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -1025,7 +1051,9 @@ impl SessionHandler for Hub {
         if let Some(id) = session.participant {
             let reason = match reason {
                 CloseReason::ClientClosed | CloseReason::HubClosed => LeaveReason::Closed,
-                CloseReason::ConnectionLost => LeaveReason::NetworkTimeout,
+                CloseReason::ConnectionLost | CloseReason::LimitExceeded => {
+                    LeaveReason::NetworkTimeout
+                }
             };
             self.leave(id, reason).await;
         }
