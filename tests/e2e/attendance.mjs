@@ -20,6 +20,7 @@ import {
   PageWatch,
   SetupError,
   directoryCsv,
+  joinSitePage,
   log,
   parseBaseUrl,
   runInChromium,
@@ -157,7 +158,7 @@ async function walkThrough(context, base) {
   // ---- a site joins from its link and declares its head count ----
   const presentLink = links.find((l) => l.site === PRESENT.code).link;
   const site = await openPage(context, 'site', presentLink);
-  await site.waitForFunction(() => window.diemcau?.state().signaling === 'joined', null, { timeout: STEP_TIMEOUT_MS });
+  await joinSitePage(site, STEP_TIMEOUT_MS);
   await expectText(site, '#meeting-label', PRESENT.name, 'the site page shows the name the hub gave its code');
   await expectText(site, '#meeting-label', TITLE, 'the site page shows the meeting title');
   await site.fill('#hc-count', String(HEAD_COUNT.count));

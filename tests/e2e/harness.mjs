@@ -50,9 +50,10 @@ export function parseBaseUrl(argument, script) {
 
 /**
  * Runs `body(context)` in a fresh headless Chromium (own profile, 1366x768, fake camera and
- * microphone) under a watchdog, then closes everything and sets the exit code.
+ * microphone, or none with `fakeMedia: false`) under a watchdog, then closes everything and
+ * sets the exit code.
  */
-export async function runInChromium({ watchdogMs, body }) {
+export async function runInChromium({ watchdogMs, body, fakeMedia = true }) {
   const userDataDir = await mkdtemp(join(tmpdir(), 'diemcau-e2e-'));
   let context = null;
   const watchdog = setTimeout(() => {
@@ -67,7 +68,7 @@ export async function runInChromium({ watchdogMs, body }) {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: fakeMedia ? CHROMIUM_ARGS : CHROMIUM_ARGS.filter((arg) => arg !== '--use-fake-device-for-media-stream'),
       permissions: ['camera', 'microphone'],
       viewport: { width: 1366, height: 768 },
       acceptDownloads: true,
@@ -152,5 +153,24 @@ export class PageWatch {
 
   printRecent(count = 20) {
     for (const line of this.console.slice(-count)) log(`  ${this.label} | ${line}`);
+  }
+}
+
+/**
+ * Joins from a site page's device check (the "join" button), then waits until the page has
+ * joined the meeting. A page that went straight in (a reload after joining) is left as it is.
+ */
+export async function joinSitePage(page, timeout = 15_000) {
+  try {
+    await page.waitForFunction(
+      () => window.diemcau && (window.diemcau.state().signaling === 'joined' || !document.getElementById('check').hidden),
+      null,
+      { timeout, polling: 100 },
+    );
+    if (await page.evaluate(() => !document.getElementById('check').hidden)) await page.click('#join');
+    await page.waitForFunction(() => window.diemcau.state().signaling === 'joined', null, { timeout, polling: 100 });
+  } catch (error) {
+    const state = await page.evaluate(() => (window.diemcau ? window.diemcau.state() : null)).catch(() => null);
+    throw new Failure(`the site page did not join within ${timeout / 1000} s (${error.message.split('\n')[0]}); state: ${JSON.stringify(state)}`);
   }
 }

@@ -4,13 +4,23 @@
 //
 // Sets the meeting up through the HTTP API the way an organizer would (the four sites in the
 // directory, a meeting with them on its roster, started), then opens the studio page and the
-// four site pages with the meeting's join links. Passes when every page joins under the name
-// the directory gives it, every site decodes the studio's video (frames rising, <video> has a
-// size) and audio (samples rising), and the studio decodes each of the four sites' video in
-// that site's tile. Exit code 0 on success; 1 with the reasons on failure; 2 on bad usage or
+// four site pages with the meeting's join links (each site joins from its device check).
+// Passes when every page joins under the name the directory gives it, every site decodes the
+// studio's video (frames rising, <video> has a size) and audio (samples rising), and the
+// studio decodes each of the four sites' video in that site's tile. Exit code 0 on success; 1 with the reasons on failure; 2 on bad usage or
 // setup. Env: E2E_SCREENSHOT_DIR (optional) receives studio.png and site-1.png at the end.
 
-import { Failure, SetupError, directoryCsv, hubApi, log, parseBaseUrl, runInChromium, screenshot } from './harness.mjs';
+import {
+  Failure,
+  SetupError,
+  directoryCsv,
+  hubApi,
+  joinSitePage,
+  log,
+  parseBaseUrl,
+  runInChromium,
+  screenshot,
+} from './harness.mjs';
 
 /** The four sites: real communes of Tuyên Quang (GSO codes), with the delegates they expect. */
 const SITES = [
@@ -125,6 +135,8 @@ async function openParticipant(context, base, link, label, role, name) {
     throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
   }
   try {
+    // A site page opens on its device check; the hall joins with its button.
+    if (role === 'site') await joinSitePage(page, JOIN_TIMEOUT_MS);
     await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
       timeout: JOIN_TIMEOUT_MS,
       polling: 200,

@@ -28,8 +28,8 @@ const STRINGS = {
     'landing.organizer': 'Tổ chức cuộc họp: danh bạ điểm cầu, tạo cuộc họp, gửi đường liên kết',
     'landing.meetings': 'Các cuộc họp và báo cáo điểm danh',
 
-    'studio.title': 'Điểm cầu trung tâm',
-    'studio.heading': 'Điểm cầu trung tâm',
+    'studio.title': 'Bàn điều khiển chủ trì — Điểm cầu trung tâm',
+    'studio.heading': 'Bàn điều khiển chủ trì',
     'studio.preview': 'Hình đang phát',
     'studio.sites': 'Các điểm cầu',
     'studio.noSites': 'Chưa có điểm cầu nào tham gia.',
@@ -343,6 +343,164 @@ const STRINGS = {
     'reception.video': 'nhận cả hình và tiếng',
     'reception.audio_only': 'chỉ nhận được tiếng',
     'reception.nothing': 'không nhận được hình và tiếng',
+
+    'signaling.standby': 'trang đã mở, chưa vào họp',
+
+    'siteState.not_joined': 'Chưa vào',
+    'siteState.page_open': 'Đã mở trang',
+    'siteState.connecting': 'Đang kết nối',
+    'siteState.live': 'Đang họp',
+    'siteState.audio_only': 'Chỉ có tiếng',
+    'siteState.reconnecting': 'Đang nối lại',
+    'siteState.left': 'Đã rời',
+
+    'tile.speaking': 'Đang phát biểu',
+    'tile.asking': 'Xin phát biểu',
+    'tile.muted': 'Đã tắt micro',
+    'tile.answered': 'Đã điểm danh',
+    'tile.rates': '↑{up} ↓{down} kbit/s · trễ {rtt} ms',
+    'tile.loss': 'mất gói {loss}%',
+    'tile.healthTitle':
+      'Điểm cầu gửi lên {up} kbit/s, nhận về {down} kbit/s; mất gói {loss}%; trễ khứ hồi {rtt} ms (10 giây gần nhất, theo máy chủ)',
+    'tile.delegates': '{count}/{expected} đại biểu',
+    'tile.delegatesDeclared': '{count} đại biểu',
+    'tile.notMeasured': 'chưa có số đo đường truyền',
+    'tile.giveFloor': 'Trao lời',
+    'tile.takeFloor': 'Lấy lại lời',
+    'tile.mute': 'Tắt micro',
+    'tile.unmute': 'Bật micro',
+    'tile.call': 'Gọi vào họp',
+
+    'attention.reconnecting': 'Mất kết nối, đang chờ nối lại',
+    'attention.connecting': 'Kết nối quá lâu',
+    'attention.loss': 'Mất gói {loss}%',
+    'attention.rtt': 'Trễ {rtt} ms',
+    'attention.floor': 'Đang xin phát biểu',
+
+    'console.filter': 'Lọc theo tên hoặc mã',
+    'console.filterPlaceholder': 'Tìm điểm cầu theo tên hoặc mã…',
+    'console.stateFilter': 'Hiện',
+    'console.sort': 'Xếp theo',
+    'console.noMatch': 'Không có điểm cầu nào khớp với bộ lọc.',
+    'console.show.all': 'Tất cả điểm cầu',
+    'console.show.attention': 'Cần chú ý',
+    'console.show.present': 'Đang có mặt',
+    'console.show.absent': 'Chưa có mặt',
+    'console.show.floor': 'Phát biểu, xin phát biểu',
+    'console.show.muted': 'Đã tắt micro',
+    'console.sortBy.attention': 'Cần chú ý trước',
+    'console.sortBy.roster': 'Thứ tự danh sách mời',
+    'console.sortBy.name': 'Tên (A–Z)',
+    'console.sortBy.state': 'Trạng thái',
+    'console.sortBy.loss': 'Mất gói nhiều nhất',
+    'console.sortBy.rtt': 'Trễ nhiều nhất',
+    'console.sortBy.bitrate': 'Gửi lên chậm nhất',
+    'console.attentionCount': 'Cần chú ý: {count}',
+    'console.delegatesDeclared': 'Đại biểu khai báo: {count}/{expected}',
+
+    'floor.heading': 'Quyền phát biểu',
+    'floor.takeBack': 'Lấy lại quyền phát biểu',
+    'floor.queue': 'Đang xin phát biểu',
+    'floor.queueEmpty': 'Chưa có điểm cầu nào xin phát biểu.',
+    'floor.holder': 'Đang phát biểu: {name}',
+    'floor.nobody': 'Chỉ điểm cầu trung tâm đang phát hình và tiếng.',
+    'floor.give': 'Trao lời',
+
+    'mic.heading': 'Micro các điểm cầu',
+    'mic.muteAll': 'Tắt micro tất cả',
+    'mic.unmuteAll': 'Bật micro tất cả',
+    'mic.summary': '{muted}/{joined} điểm cầu đang họp bị tắt micro.',
+    'mic.none': 'Micro: không có',
+    'mic.mutedByChair': 'Micro: điểm cầu trung tâm đã tắt',
+    'mic.on': 'Micro: đang bật',
+
+    'rollCall.heading': 'Điểm danh',
+    'rollCall.start': 'Bắt đầu điểm danh',
+    'rollCall.end': 'Kết thúc điểm danh',
+    'rollCall.sitesAnswered': 'Điểm cầu đã trả lời',
+    'rollCall.delegates': 'Đại biểu có mặt',
+    'rollCall.none': 'Chưa có lần điểm danh nào đang diễn ra.',
+    'rollCall.running': 'Đang điểm danh lần {number}…',
+    'rollCall.ended': 'Đã kết thúc điểm danh lần {number}.',
+    'rollCall.sitesFigure': '{answered}/{joined} điểm cầu đang họp ({invited} được mời)',
+    'rollCall.delegatesFigure': '{count} (dự kiến {expected})',
+    'rollCall.count': '{count} đại biểu',
+    'rollCall.confirmedBy': '{name} ({position}) xác nhận lúc {at}',
+    'rollCall.waiting': 'Chưa trả lời ({count}): {names}',
+    'rollCall.waitingMore': 'Chưa trả lời ({count}): {names} và {more} điểm cầu khác',
+    'rollCall.answer': 'Trả lời điểm danh',
+    'rollCall.answerAgain': 'Sửa câu trả lời',
+    'rollCall.dialogTitle': 'Điểm danh lần {number}',
+    'rollCall.dialogIntro': 'Điểm cầu trung tâm đang điểm danh. Hãy xác nhận số đại biểu có mặt tại hội trường.',
+    'rollCall.send': 'Gửi trả lời điểm danh',
+    'rollCall.later': 'Để sau',
+    'rollCall.asked': 'Điểm cầu trung tâm đang điểm danh (lần {number}). Hãy xác nhận số đại biểu có mặt.',
+    'rollCall.answered': 'Đã trả lời điểm danh lần {number}: {count} đại biểu, lúc {at}.',
+    'rollCall.refused': 'Máy chủ không nhận câu trả lời: {reason}',
+
+    'absent.heading': 'Chưa có mặt',
+    'absent.hint': 'Điểm cầu đã mở trang nhưng chưa vào họp có thể được gọi.',
+    'absent.none': 'Mọi điểm cầu đều đang họp.',
+    'absent.call': 'Gọi',
+
+    'action.notJoined': 'Chưa vào cuộc họp: chưa gửi được.',
+    'chairAction.giveFloor': 'trao lời cho {name}',
+    'chairAction.takeFloor': 'lấy lại quyền phát biểu',
+    'chairAction.mute': 'tắt micro {name}',
+    'chairAction.unmute': 'bật micro {name}',
+    'chairAction.muteAll': 'tắt micro tất cả điểm cầu',
+    'chairAction.unmuteAll': 'bật micro tất cả điểm cầu',
+    'chairAction.startRollCall': 'bắt đầu điểm danh',
+    'chairAction.endRollCall': 'kết thúc điểm danh',
+    'chairAction.callSite': 'gọi {name} vào họp',
+    'chairAction.other': 'thao tác',
+    'chairAction.done': 'Đã {action}.',
+    'chairAction.failed': 'Không {action} được: {reason}',
+
+    'error.site_unavailable': 'Điểm cầu không còn kết nối (hoặc không còn mở trang).',
+    'error.no_roll_call': 'Không có lần điểm danh nào đang diễn ra.',
+
+    'called.title': 'Điểm cầu trung tâm đang gọi điểm cầu của bạn',
+    'called.by': '{name} mời điểm cầu vào họp ngay.',
+    'called.join': 'Vào họp ngay',
+
+    'check.heading': 'Kiểm tra camera và micro trước khi vào họp',
+    'check.mic': 'Micro',
+    'check.micLevel': 'Mức âm thanh của micro',
+    'check.micHint': 'Hãy nói thử: thanh màu xanh phải nhảy theo tiếng nói.',
+    'check.noMic': 'Không có micro: điểm cầu sẽ chỉ gửi hình.',
+    'check.connection': 'Kết nối tới máy chủ',
+    'check.connecting': 'Đang kết nối tới máy chủ…',
+    'check.standby': 'Đã kết nối. Điểm cầu trung tâm thấy trang của điểm cầu đang mở.',
+    'check.reconnecting': 'Mất kết nối tới máy chủ, thử lại sau {seconds} giây…',
+    'check.closed': 'Đã ngắt kết nối tới máy chủ.',
+    'check.join': 'Vào họp',
+    'check.joinHint':
+      'Bấm “Vào họp” khi hội trường đã sẵn sàng. Điểm cầu trung tâm thấy trang này đang mở và có thể gọi điểm cầu vào họp.',
+
+    'site.floorHeading': 'Phát biểu',
+    'site.requestFloor': 'Xin phát biểu',
+    'site.cancelFloor': 'Rút lại yêu cầu phát biểu',
+    'site.floorNotJoined': 'Vào họp để xin phát biểu.',
+    'site.floorYours': 'Điểm cầu đang được phát biểu.',
+    'site.floorWaiting': 'Đã xin phát biểu: thứ {place}/{total} trong hàng chờ.',
+    'site.floorHint': 'Bấm để xin điểm cầu trung tâm cho phát biểu.',
+    'site.speaking': 'Đang phát biểu: {name}',
+    'site.waitingFloor': 'Đang chờ hình của {name}…',
+    'site.connectingStage': 'Đang kết nối tới cuộc họp…',
+
+    'banner.floorYours':
+      'Điểm cầu của bạn đang phát biểu: hình và tiếng của hội trường đang được truyền tới mọi điểm cầu.',
+    'banner.floorOther': '{name} đang phát biểu.',
+    'banner.floorQueued': 'Điểm cầu của bạn đang chờ phát biểu (thứ {place}).',
+    'banner.floorAsked': 'Đã xin phát biểu, đang chờ điểm cầu trung tâm (thứ {place}/{total}).',
+    'banner.muted':
+      'Điểm cầu trung tâm đã tắt micro của điểm cầu này: tiếng của hội trường không được truyền đi. Hội trường vẫn nghe và xem cuộc họp bình thường.',
+    'banner.reconnecting': 'Mất kết nối tới máy chủ — đang kết nối lại (thử lại sau {seconds} giây)…',
+    'banner.rejoining': 'Đang kết nối lại vào cuộc họp…',
+    'banner.mediaDown': 'Hình và tiếng bị gián đoạn — đang khôi phục…',
+    'banner.audioOnly':
+      'Đường truyền của điểm cầu đang yếu: máy chủ tạm ngừng gửi hình và vẫn giữ tiếng. Hình sẽ tự trở lại khi đường truyền tốt lên.',
   },
   en: {
     'app.name': 'diemcau',
@@ -363,8 +521,8 @@ const STRINGS = {
     'landing.organizer': 'Organize a meeting: sites directory, new meeting, join links',
     'landing.meetings': 'Meetings and attendance reports',
 
-    'studio.title': 'Studio',
-    'studio.heading': 'Studio',
+    'studio.title': 'Chair’s console — Studio',
+    'studio.heading': 'Chair’s console',
     'studio.preview': 'On air',
     'studio.sites': 'Sites',
     'studio.noSites': 'No site has joined yet.',
@@ -678,11 +836,176 @@ const STRINGS = {
     'reception.video': 'picture and sound',
     'reception.audio_only': 'sound only',
     'reception.nothing': 'neither picture nor sound',
+
+    'signaling.standby': 'page open, not joined yet',
+
+    'siteState.not_joined': 'Not joined',
+    'siteState.page_open': 'Page open',
+    'siteState.connecting': 'Connecting',
+    'siteState.live': 'Live',
+    'siteState.audio_only': 'Audio only',
+    'siteState.reconnecting': 'Reconnecting',
+    'siteState.left': 'Left',
+
+    'tile.speaking': 'Has the floor',
+    'tile.asking': 'Asks for the floor',
+    'tile.muted': 'Muted',
+    'tile.answered': 'Answered',
+    'tile.rates': '↑{up} ↓{down} kbit/s · RTT {rtt} ms',
+    'tile.loss': 'loss {loss}%',
+    'tile.healthTitle':
+      'The site sends {up} kbit/s and receives {down} kbit/s; packet loss {loss}%; round trip {rtt} ms (last 10 s, as the hub sees it)',
+    'tile.delegates': '{count}/{expected} delegates',
+    'tile.delegatesDeclared': '{count} delegates',
+    'tile.notMeasured': 'no link figures yet',
+    'tile.giveFloor': 'Give floor',
+    'tile.takeFloor': 'Take back',
+    'tile.mute': 'Mute',
+    'tile.unmute': 'Unmute',
+    'tile.call': 'Call',
+
+    'attention.reconnecting': 'Dropped, expected back',
+    'attention.connecting': 'Connecting for too long',
+    'attention.loss': 'Loss {loss}%',
+    'attention.rtt': 'Delay {rtt} ms',
+    'attention.floor': 'Asks for the floor',
+
+    'console.filter': 'Filter by name or code',
+    'console.filterPlaceholder': 'Find a site by name or code…',
+    'console.stateFilter': 'Show',
+    'console.sort': 'Sort by',
+    'console.noMatch': 'No site matches the filter.',
+    'console.show.all': 'All sites',
+    'console.show.attention': 'Need attention',
+    'console.show.present': 'Present',
+    'console.show.absent': 'Not present',
+    'console.show.floor': 'Speaking or asking',
+    'console.show.muted': 'Muted',
+    'console.sortBy.attention': 'Attention first',
+    'console.sortBy.roster': 'Roster order',
+    'console.sortBy.name': 'Name (A–Z)',
+    'console.sortBy.state': 'State',
+    'console.sortBy.loss': 'Most loss',
+    'console.sortBy.rtt': 'Longest delay',
+    'console.sortBy.bitrate': 'Slowest uplink',
+    'console.attentionCount': 'Need attention: {count}',
+    'console.delegatesDeclared': 'Delegates declared: {count}/{expected}',
+
+    'floor.heading': 'The floor',
+    'floor.takeBack': 'Take the floor back',
+    'floor.queue': 'Asking for the floor',
+    'floor.queueEmpty': 'No site is asking for the floor.',
+    'floor.holder': 'Has the floor: {name}',
+    'floor.nobody': 'Only the studio is on air.',
+    'floor.give': 'Give floor',
+
+    'mic.heading': 'Sites’ microphones',
+    'mic.muteAll': 'Mute all',
+    'mic.unmuteAll': 'Unmute all',
+    'mic.summary': '{muted} of {joined} sites in the meeting are muted.',
+    'mic.none': 'Microphone: none',
+    'mic.mutedByChair': 'Microphone: muted by the chair',
+    'mic.on': 'Microphone: on',
+
+    'rollCall.heading': 'Roll call',
+    'rollCall.start': 'Start roll call',
+    'rollCall.end': 'End roll call',
+    'rollCall.sitesAnswered': 'Sites answered',
+    'rollCall.delegates': 'Delegates present',
+    'rollCall.none': 'No roll call is running.',
+    'rollCall.running': 'Roll call {number} running…',
+    'rollCall.ended': 'Roll call {number} ended.',
+    'rollCall.sitesFigure': '{answered} of {joined} sites in the meeting ({invited} invited)',
+    'rollCall.delegatesFigure': '{count} (expected {expected})',
+    'rollCall.count': '{count} delegates',
+    'rollCall.confirmedBy': 'confirmed by {name} ({position}) at {at}',
+    'rollCall.waiting': 'Not answered yet ({count}): {names}',
+    'rollCall.waitingMore': 'Not answered yet ({count}): {names} and {more} more',
+    'rollCall.answer': 'Answer the roll call',
+    'rollCall.answerAgain': 'Change the answer',
+    'rollCall.dialogTitle': 'Roll call {number}',
+    'rollCall.dialogIntro': 'The chair is taking the roll. Confirm how many delegates are present in the hall.',
+    'rollCall.send': 'Send the answer',
+    'rollCall.later': 'Later',
+    'rollCall.asked': 'The chair is taking roll call {number}. Confirm how many delegates are present.',
+    'rollCall.answered': 'Roll call {number} answered: {count} delegates, at {at}.',
+    'rollCall.refused': 'The hub refused the answer: {reason}',
+
+    'absent.heading': 'Not present',
+    'absent.hint': 'A site whose page is open but has not joined can be called.',
+    'absent.none': 'Every site is in the meeting.',
+    'absent.call': 'Call',
+
+    'action.notJoined': 'Not in the meeting: not sent.',
+    'chairAction.giveFloor': 'give the floor to {name}',
+    'chairAction.takeFloor': 'take the floor back',
+    'chairAction.mute': 'mute {name}',
+    'chairAction.unmute': 'unmute {name}',
+    'chairAction.muteAll': 'mute every site',
+    'chairAction.unmuteAll': 'unmute every site',
+    'chairAction.startRollCall': 'start the roll call',
+    'chairAction.endRollCall': 'end the roll call',
+    'chairAction.callSite': 'call {name} to join',
+    'chairAction.other': 'do that',
+    'chairAction.done': 'Done: {action}.',
+    'chairAction.failed': 'Could not {action}: {reason}',
+
+    'error.site_unavailable': 'The site is not connected (or its page is no longer open).',
+    'error.no_roll_call': 'No roll call is running.',
+
+    'called.title': 'The chair is calling your site',
+    'called.by': '{name} asks your site to join now.',
+    'called.join': 'Join now',
+
+    'check.heading': 'Check the camera and microphone before joining',
+    'check.mic': 'Microphone',
+    'check.micLevel': 'Microphone level',
+    'check.micHint': 'Say something: the green bar should move with your voice.',
+    'check.noMic': 'No microphone: the site will send its picture only.',
+    'check.connection': 'Connection to the hub',
+    'check.connecting': 'Connecting to the hub…',
+    'check.standby': 'Connected. The chair sees that this site’s page is open.',
+    'check.reconnecting': 'Lost the hub; trying again in {seconds} s…',
+    'check.closed': 'Disconnected from the hub.',
+    'check.join': 'Join the meeting',
+    'check.joinHint':
+      'Click “Join the meeting” when the hall is ready. The chair sees this page open and can call the site in.',
+
+    'site.floorHeading': 'Speaking',
+    'site.requestFloor': 'Ask for the floor',
+    'site.cancelFloor': 'Withdraw the request',
+    'site.floorNotJoined': 'Join the meeting to ask for the floor.',
+    'site.floorYours': 'This site has the floor.',
+    'site.floorWaiting': 'Asked for the floor: {place} of {total} in the queue.',
+    'site.floorHint': 'Ask the chair to let this site speak.',
+    'site.speaking': 'Has the floor: {name}',
+    'site.waitingFloor': 'Waiting for the picture of {name}…',
+    'site.connectingStage': 'Connecting to the meeting…',
+
+    'banner.floorYours': 'Your site has the floor: the hall’s picture and sound go to every site.',
+    'banner.floorOther': '{name} has the floor.',
+    'banner.floorQueued': 'Your site is waiting to speak ({place} in the queue).',
+    'banner.floorAsked': 'Asked for the floor; waiting for the chair ({place} of {total}).',
+    'banner.muted':
+      'The chair has muted this site: the hall’s sound is not sent. The hall still sees and hears the meeting.',
+    'banner.reconnecting': 'Lost the connection to the hub — reconnecting (next try in {seconds} s)…',
+    'banner.rejoining': 'Rejoining the meeting…',
+    'banner.mediaDown': 'Picture and sound interrupted — restoring…',
+    'banner.audioOnly':
+      'This site’s link is weak: the hub has paused the picture and keeps the sound. The picture comes back by itself when the link improves.',
   },
 };
 
+/** The language in use, read once from storage (scripts ask for it thousands of times). */
+let language = null;
+
 /** The language in use: the stored choice, else Vietnamese. */
 export function currentLanguage() {
+  if (language === null) language = storedLanguage();
+  return language;
+}
+
+function storedLanguage() {
   let stored = null;
   try {
     stored = localStorage.getItem(STORAGE_KEY);
@@ -693,10 +1016,11 @@ export function currentLanguage() {
 }
 
 /** Switches language, remembers it and re-renders the page. */
-export function setLanguage(language) {
-  if (!LANGUAGES.includes(language)) return;
+export function setLanguage(next) {
+  if (!LANGUAGES.includes(next)) return;
+  language = next;
   try {
-    localStorage.setItem(STORAGE_KEY, language);
+    localStorage.setItem(STORAGE_KEY, next);
   } catch {
     // Not remembered, but the page still switches.
   }

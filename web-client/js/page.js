@@ -260,6 +260,8 @@ export function exposeForTests(session, extra = {}) {
       return [...session.participants.values()];
     },
     session,
+    /** `{ trackId: participantId }` for every remote track (a track's stream id is its sender). */
+    trackOwners: () => Object.fromEntries(session.trackOwners),
     ...extra,
   };
 }

@@ -1,11 +1,13 @@
 // Client of the diemcau signalling protocol (docs/protocol.md) and the one
 // RTCPeerConnection it negotiates.
 //
-// A `MeetingSession` goes: idle → connecting → open → joined → (left | reconnecting → connecting …)
-// and ends in closed, or in refused when the hub turns the join code down, the meeting ends or
-// another session of the same site takes over (then it never retries on its own: a retry would
-// be refused again, or would push the other session out). After `joined` it sends one offer
-// with the local tracks; from then on the hub is the offerer and the session answers. Hub
+// A `MeetingSession` goes: idle → connecting → open → (standby →) joined → (left | reconnecting →
+// connecting …) and ends in closed, or in refused when the hub turns the join code down, the
+// meeting ends or another session of the same site takes over (then it never retries on its
+// own: a retry would be refused again, or would push the other session out). A site page that
+// has not joined yet waits in standby, so the chair sees its page open. After `joined` it sends
+// one offer with the local tracks (video in simulcast layers); from then on the hub is the
+// offerer and the session answers. Hub
 // messages are handled one at a time, in arrival order, through a promise chain, so an offer
 // is never applied while the previous one is still being answered.
 
@@ -27,6 +29,26 @@ export const FINAL_ERRORS = new Set(['code_unknown', 'code_revoked', 'code_other
  */
 const RETRIED_JOIN_ERRORS = new Set(['studio_taken', 'meeting_full', 'internal']);
 
+/**
+ * Requests answered with `done` (or an error naming them): a site's floor request and the
+ * chair's actions (docs/protocol.md), plus the roll-call answer. Their outcome comes as an
+ * `action` event, not as a page error.
+ */
+export const ACTIONS = new Set([
+  'request_floor',
+  'cancel_floor_request',
+  'give_floor',
+  'take_floor',
+  'mute',
+  'mute_all',
+  'start_roll_call',
+  'end_roll_call',
+  'call_site',
+  'answer_roll_call',
+]);
+
+const NO_FLOOR = Object.freeze({ holder: null, queue: [] });
+
 /** The hub's WebSocket address for the page being shown. */
 export function hubWebSocketUrl(location = window.location) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -44,7 +66,16 @@ export function hubWebSocketUrl(location = window.location) {
  * - `error` (detail `{ code, message, request }`): the hub or the browser reported an error;
  * - `headcount` (detail `{ ok: true, count, at }` or `{ ok: false, error }`): the hub's reply
  *   to `declareHeadCount`;
- * - `reset`: the connection was torn down (media elements should be cleared).
+ * - `reset`: the connection was torn down (media elements should be cleared);
+ * - `floor`: who holds the floor and who asked for it changed (`session.floor`);
+ * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
+ * - `rollcall`: a roll call started or ended (`session.rollCall`);
+ * - `rollcallanswer` (detail: the hub's `roll_call_answer`): a site answered (chair only);
+ * - `console` (detail: the hub's `console` message): every expected site (chair only);
+ * - `called` (detail `{ by }`): the chair calls this site's open page to join;
+ * - `action` (detail `{ ok: true, request, at? }` or `{ ok: false, request, error }`): the
+ *   outcome of a floor request, a chair action or a roll-call answer, in the order they were
+ *   sent.
  */
 export class MeetingSession extends EventTarget {
   /**
@@ -82,6 +113,21 @@ export class MeetingSession extends EventTarget {
     this.reconnectTimer = null;
     this.reconnectAttempt = 0;
     this.wantJoined = false;
+    this.wantStandby = false;
+
+    /** What `standby_accepted` said: `{ meeting, title, site, name }`. */
+    this.standbyInfo = null;
+    /** `{ holder, queue }` as in the hub's `floor` message (sites as `{ site, name, participant }`). */
+    this.floor = NO_FLOOR;
+    this.mutedByChair = false;
+    /** The hub sends this client audio only: its link cannot carry even the lowest video. */
+    this.audioOnly = false;
+    /** The latest roll call: `{ number, active }`, or null. */
+    this.rollCall = null;
+    /** The latest `console` message (chair only). */
+    this.console = null;
+    /** Participant id (stream id) of every remote track of the current peer connection, by track id. */
+    this.trackOwners = new Map();
   }
 
   /** Connects to the hub and joins the meeting; reconnects on its own when the link drops. */
@@ -90,20 +136,51 @@ export class MeetingSession extends EventTarget {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.sendJoin();
       this.setSignalingState('open');
-    } else {
+    } else if (!this.ws || this.ws.readyState !== WebSocket.CONNECTING) {
+      this.connect();
+    }
+    // A WebSocket still opening joins as soon as it is open.
+  }
+
+  /**
+   * Tells the hub this site's page is open without joining (the chair sees "page open" and
+   * may call it); kept up across reconnections until `start()` joins.
+   */
+  standby() {
+    this.wantStandby = true;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      if (this.signalingState !== 'joined') this.sendStandby();
+    } else if (!this.ws) {
       this.connect();
     }
   }
 
-  /** Leaves the meeting; the WebSocket stays open so `start()` can join again. */
+  /**
+   * Leaves the meeting; the WebSocket stays open so `start()` can join again (a page in standby
+   * mode goes back to standby).
+   */
   leave() {
     this.wantJoined = false;
     clearTimeout(this.reconnectTimer);
-    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.signalingState === 'joined') {
+    const open = this.ws && this.ws.readyState === WebSocket.OPEN;
+    if (open && this.signalingState === 'joined') {
       this.send({ type: 'leave' });
     }
     this.resetMedia();
+    this.resetMeetingState();
     this.setSignalingState('left');
+    // Back to standby: at once on an open WebSocket, else once one is open.
+    if (open && this.wantStandby) this.sendStandby();
+    else if (!this.ws && this.wantStandby) this.connect();
+  }
+
+  /**
+   * Sends a floor request, a chair action or a roll-call answer (`message` as in
+   * docs/protocol.md); the outcome comes as an `action` event. False when not joined.
+   */
+  act(message) {
+    if (this.signalingState !== 'joined' || !ACTIONS.has(message.type)) return false;
+    return this.send(message);
   }
 
   /**
@@ -118,6 +195,7 @@ export class MeetingSession extends EventTarget {
   /** Ends everything: no more reconnects. */
   close(finalState = 'closed') {
     this.wantJoined = false;
+    this.wantStandby = false;
     clearTimeout(this.reconnectTimer);
     this.generation += 1;
     this.stopPing();
@@ -133,12 +211,13 @@ export class MeetingSession extends EventTarget {
   /** A plain snapshot of the session, for display and for tests. */
   state() {
     const me = this.self || this.joinedAs;
+    const waiting = this.standbyInfo;
     return {
       meeting: this.meeting,
       title: this.title,
       role: me ? me.role : null,
-      name: me ? me.name : null,
-      site: me && me.site ? me.site : null,
+      name: me ? me.name : waiting ? waiting.name : null,
+      site: me && me.site ? me.site : waiting ? waiting.site : null,
       signaling: this.signalingState,
       connection: this.pc ? this.pc.connectionState : 'none',
       ice: this.pc ? this.pc.iceConnectionState : 'none',
@@ -147,6 +226,11 @@ export class MeetingSession extends EventTarget {
       participants: [...this.participants.values()],
       error: this.lastError,
       lastPong: this.lastPong,
+      standby: this.standbyInfo,
+      floor: this.floor,
+      mutedByChair: this.mutedByChair,
+      audioOnly: this.audioOnly,
+      rollCall: this.rollCall,
     };
   }
 
@@ -160,6 +244,12 @@ export class MeetingSession extends EventTarget {
     const join = { type: 'join', code: this.code };
     if (this.meeting !== null) join.meeting = this.meeting;
     this.send(join);
+  }
+
+  sendStandby() {
+    const standby = { type: 'standby', code: this.code };
+    if (this.meeting !== null) standby.meeting = this.meeting;
+    this.send(standby);
   }
 
   // ---- WebSocket ----
@@ -184,6 +274,7 @@ export class MeetingSession extends EventTarget {
       this.setSignalingState('open');
       this.startPing();
       if (this.wantJoined) this.sendJoin();
+      else if (this.wantStandby) this.sendStandby();
     };
     ws.onmessage = (event) => {
       if (generation !== this.generation) return;
@@ -219,7 +310,8 @@ export class MeetingSession extends EventTarget {
       this.ws = null;
       this.stopPing();
       this.resetMedia();
-      if (this.wantJoined) {
+      this.resetMeetingState();
+      if (this.wantJoined || this.wantStandby) {
         this.scheduleReconnect();
       } else if (this.signalingState !== 'refused') {
         this.setSignalingState('closed');
@@ -237,7 +329,8 @@ export class MeetingSession extends EventTarget {
       this.ws = null;
     }
     this.resetMedia();
-    if (this.wantJoined) this.scheduleReconnect();
+    this.resetMeetingState();
+    if (this.wantJoined || this.wantStandby) this.scheduleReconnect();
   }
 
   scheduleReconnect() {
@@ -287,7 +380,52 @@ export class MeetingSession extends EventTarget {
         this.self = null;
         this.participants.clear();
         this.emit('participants');
+        this.resetMeetingState();
         this.setSignalingState('left');
+        return undefined;
+      case 'standby_accepted':
+        this.lastError = null;
+        this.reconnectAttempt = 0;
+        this.title = message.title || this.title;
+        this.standbyInfo = { meeting: message.meeting, title: message.title, site: message.site, name: message.name };
+        // A join sent meanwhile wins: its `joined` follows.
+        if (this.signalingState !== 'joined' && !this.wantJoined) this.setSignalingState('standby');
+        return undefined;
+      case 'called':
+        this.dispatchEvent(new CustomEvent('called', { detail: { by: message.by || '' } }));
+        return undefined;
+      case 'floor':
+        this.floor = { holder: message.holder || null, queue: message.queue || [] };
+        this.emit('floor');
+        return undefined;
+      case 'muted':
+        this.mutedByChair = Boolean(message.muted);
+        this.emit('muted');
+        return undefined;
+      case 'reception':
+        this.audioOnly = Boolean(message.audio_only);
+        this.emit('statechange');
+        return undefined;
+      case 'roll_call':
+        this.rollCall = { number: message.roll_call, active: Boolean(message.active) };
+        this.emit('rollcall');
+        return undefined;
+      case 'roll_call_answer':
+        this.dispatchEvent(new CustomEvent('rollcallanswer', { detail: message }));
+        return undefined;
+      case 'roll_call_answer_recorded':
+        this.dispatchEvent(
+          new CustomEvent('action', {
+            detail: { ok: true, request: 'answer_roll_call', rollCall: message.roll_call, at: message.at },
+          }),
+        );
+        return undefined;
+      case 'console':
+        this.console = message;
+        this.dispatchEvent(new CustomEvent('console', { detail: message }));
+        return undefined;
+      case 'done':
+        this.dispatchEvent(new CustomEvent('action', { detail: { ok: true, request: message.request } }));
         return undefined;
       case 'pong':
         this.lastPong = Date.now();
@@ -308,6 +446,9 @@ export class MeetingSession extends EventTarget {
   async onJoined(message) {
     this.reconnectAttempt = 0;
     this.lastError = null;
+    // A new participant: the chair's mute of an earlier session does not carry over.
+    this.mutedByChair = false;
+    this.emit('muted');
     this.title = message.title || null;
     this.self = message.participant;
     this.joinedAs = message.participant;
@@ -317,7 +458,15 @@ export class MeetingSession extends EventTarget {
 
     const pc = this.createPeerConnection();
     for (const track of this.localStream.getTracks()) {
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+      const init = { direction: 'sendonly', streams: [this.localStream] };
+      const layers = track.kind === 'video' ? simulcastLayers(track) : null;
+      if (layers) init.sendEncodings = layers;
+      pc.addTransceiver(track, init);
+    }
+    if (this.localStream.getTracks().length === 0) {
+      // Nothing to publish: an offer needs a media section all the same (Chromium cannot bundle
+      // an empty one, and the hub refuses an offer without m-lines).
+      pc.addTransceiver('audio', { direction: 'recvonly' });
     }
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringDone(pc, ICE_GATHERING_CAP_MS);
@@ -341,6 +490,11 @@ export class MeetingSession extends EventTarget {
       this.dispatchEvent(new CustomEvent('headcount', { detail: { ok: false, error } }));
       return;
     }
+    if (ACTIONS.has(message.request)) {
+      const error = { code: message.code, message: message.message || '', request: message.request };
+      this.dispatchEvent(new CustomEvent('action', { detail: { ok: false, request: message.request, error } }));
+      return;
+    }
     this.reportError(message.code, message.message, message.request);
     if (FINAL_ERRORS.has(message.code)) {
       this.close('refused');
@@ -350,6 +504,8 @@ export class MeetingSession extends EventTarget {
     // later: the other studio may be a stale session of this one that the hub has not
     // dropped yet.
     if (message.request === 'join' && RETRIED_JOIN_ERRORS.has(message.code)) this.restart();
+    // A studio code on a site page: standby is for sites only; the page moves on its own.
+    if (message.request === 'standby' && message.code === 'forbidden') this.wantStandby = false;
   }
 
   // ---- RTCPeerConnection ----
@@ -362,6 +518,7 @@ export class MeetingSession extends EventTarget {
     pc.ontrack = (event) => {
       if (pc !== this.pc) return;
       const stream = event.streams[0] || new MediaStream([event.track]);
+      this.trackOwners.set(event.track.id, stream.id);
       this.dispatchEvent(
         new CustomEvent('track', { detail: { track: event.track, stream, participantId: stream.id } }),
       );
@@ -388,6 +545,7 @@ export class MeetingSession extends EventTarget {
     this.pc.oniceconnectionstatechange = null;
     this.pc.close();
     this.pc = null;
+    this.trackOwners.clear();
     this.emit('reset');
   }
 
@@ -402,6 +560,25 @@ export class MeetingSession extends EventTarget {
       this.emit('participants');
     }
     this.emit('statechange');
+  }
+
+  /**
+   * Forgets the floor, the chair's mute and the roll call: a session out of the meeting learns
+   * them again (the hub sends `floor` and a running `roll_call` with every join).
+   */
+  resetMeetingState() {
+    this.audioOnly = false;
+    const hadFloor = this.floor.holder !== null || this.floor.queue.length > 0;
+    this.floor = NO_FLOOR;
+    if (hadFloor) this.emit('floor');
+    if (this.mutedByChair) {
+      this.mutedByChair = false;
+      this.emit('muted');
+    }
+    if (this.rollCall && this.rollCall.active) {
+      this.rollCall = { ...this.rollCall, active: false };
+      this.emit('rollcall');
+    }
   }
 
   // ---- helpers ----
@@ -419,6 +596,21 @@ export class MeetingSession extends EventTarget {
   emit(type) {
     this.dispatchEvent(new Event(type));
   }
+}
+
+/**
+ * The simulcast layers to publish a camera with, lowest first (docs/protocol.md): the hub
+ * forwards to each receiver the best layer its link carries, and the chair's wall the lowest.
+ * Null for a picture too small to split.
+ */
+export function simulcastLayers(track) {
+  const height = track.getSettings().height || 0;
+  const layer = (rid, scaleResolutionDownBy, maxBitrate) => ({ rid, scaleResolutionDownBy, maxBitrate });
+  if (height >= 540) {
+    return [layer('q', height / 180, 150_000), layer('h', height / 360, 500_000), layer('f', 1, 2_000_000)];
+  }
+  if (height >= 270) return [layer('q', height / 180, 150_000), layer('h', 1, 600_000)];
+  return null;
 }
 
 /** Resolves when ICE gathering is complete, or after `capMs`, whichever comes first. */
@@ -448,9 +640,9 @@ export function describeError(error) {
 
 /**
  * Shows the session's errors in `element` (with a close button); the text follows the
- * language toggle.
+ * language toggle. Errors for which `ignore(error)` is true are left to the page.
  */
-export function installErrorDisplay(element, session) {
+export function installErrorDisplay(element, session, { ignore = () => false } = {}) {
   let current = null;
   const render = () => {
     element.replaceChildren();
@@ -473,6 +665,7 @@ export function installErrorDisplay(element, session) {
     element.hidden = false;
   };
   session.addEventListener('error', (event) => {
+    if (ignore(event.detail)) return;
     current = event.detail;
     render();
   });

@@ -1,19 +1,28 @@
-// The site page: receives the studio's picture and sound full size, publishes its own camera
-// and microphone, shows how its connection is doing, and declares the hall's head count.
-// Opened with the organizer's link: `site.html?meeting=ID&code=CODE`.
+// The site page: first a device check (camera picture, microphone level, "join"), during which
+// the page is on standby at the hub so the chair can see it and call it; then the meeting:
+// the studio's picture and sound full size (or the site given the floor, with the studio in a
+// corner), the site's own camera, asking for the floor, the chair's mute, the roll call and
+// the head count. Opened with the organizer's link: `site.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
-import { formatTime } from './localtime.js';
+import { installCalledPrompt, installDeviceCheck } from './device-check.js';
+import { installHeadCountForm, installRollCall, prefillFromLastDeclaration } from './head-count.js';
+import {
+  installChairMute,
+  installFloorRequest,
+  installReceptionBanner,
+  installReconnectBanner,
+  isMe,
+} from './site-controls.js';
 import {
   SoundPlayer,
   exposeForTests,
-  followRole,
-  installLeaveButton,
   installLocalMediaNote,
   releaseCameraWhenRefused,
   installMeetingLabel,
   installStatusDisplay,
+  joinAddress,
   joinFromAddress,
   openLocalMedia,
   showFatal,
@@ -21,6 +30,8 @@ import {
 
 // A site's picture is one tile on the studio's wall: a modest size keeps commune uplinks light.
 const SITE_VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 20 } };
+/** Set in this tab once the hall clicked "join", so that a reload goes straight back in. */
+const JOINED_KEY = 'diemcau.joined.';
 
 async function main() {
   installLanguageToggle(document.getElementById('lang'));
@@ -35,188 +46,240 @@ async function main() {
   const localNote = installLocalMediaNote(document.getElementById('local-note'), local.outcome);
 
   const session = new MeetingSession({ code, meeting, localStream: local.stream });
-  followRole(session, 'site');
   installMeetingLabel(document.getElementById('meeting-label'), session);
-  installErrorDisplay(errorBox, session);
+  // In the meeting, a lost hub shows as the reconnecting banner rather than as an error.
+  let inMeeting = false;
+  installErrorDisplay(errorBox, session, { ignore: (error) => inMeeting && error.code === 'websocket' });
   installStatusDisplay(document.getElementById('status'), session);
   if (local.error) {
     session.reportError('webrtc', t('error.media', { message: local.error.message || local.error.name }));
   }
+  // A studio code opened here (a bare code pasted on the start page): the studio's page.
+  const toStudio = () => {
+    session.close();
+    window.location.replace(joinAddress('studio.html', code, meeting));
+  };
+  session.addEventListener('error', (event) => {
+    if (event.detail.request === 'standby' && event.detail.code === 'forbidden') toStudio();
+  });
+  session.addEventListener('statechange', () => {
+    if (session.signalingState === 'joined' && session.state().role === 'studio') toStudio();
+  });
 
-  const sound = new SoundPlayer(document.getElementById('sound'));
-  const video = document.getElementById('studio-video');
-  const audio = document.getElementById('studio-audio');
+  // ---- the two screens: device check, then the meeting ----
+  const joinedKey = `${JOINED_KEY}${meeting ?? ''}.${code}`;
+  const checkScreen = document.getElementById('check');
+  const meetingScreen = document.getElementById('meeting');
+  const leave = document.getElementById('leave');
+  const check = installDeviceCheck({ session, stream: local.stream, outcome: local.outcome, onJoin: () => join() });
+  const called = installCalledPrompt(session, () => join());
+  const banner = installReconnectBanner(session, () => inMeeting);
+
+  const showScreen = () => {
+    checkScreen.hidden = inMeeting;
+    meetingScreen.hidden = !inMeeting;
+    if (inMeeting) check.stop();
+    else check.start();
+    renderLeave();
+    banner.render();
+  };
+  const renderLeave = () => {
+    const state = session.signalingState;
+    leave.hidden = !inMeeting || (state === 'refused' && session.lastError?.code !== 'replaced');
+    const out = ['closed', 'refused'].includes(state);
+    leave.dataset.i18n = out ? 'action.rejoin' : 'action.leave';
+    leave.textContent = t(leave.dataset.i18n);
+  };
+  const join = () => {
+    if (session.signalingState === 'refused' && session.lastError?.code !== 'replaced') return;
+    inMeeting = true;
+    called.hide();
+    try {
+      sessionStorage.setItem(joinedKey, '1');
+    } catch {
+      // A reload will show the check again; nothing else is lost.
+    }
+    session.start();
+    showScreen();
+  };
+  leave.addEventListener('click', () => {
+    if (['closed', 'refused'].includes(session.signalingState)) {
+      session.standby();
+      join();
+      return;
+    }
+    inMeeting = false;
+    try {
+      sessionStorage.removeItem(joinedKey);
+    } catch {
+      // Nothing kept, nothing to forget.
+    }
+    session.leave();
+    showScreen();
+  });
+  session.addEventListener('statechange', renderLeave);
+
+  // ---- the stage ----
+  installStage(session, new SoundPlayer(document.getElementById('sound')));
+
+  installFloorRequest(session);
+  installChairMute(session, local.stream);
+  installReceptionBanner(session);
+  const headCount = installHeadCountForm(document.getElementById('head-count'), session);
+  prefillFromLastDeclaration(session, headCount);
+  installRollCall(session, headCount);
+  releaseCameraWhenRefused(session, local.stream, localNote);
+
+  exposeForTests(session, { micLevel: () => check.level.read() });
+  session.standby();
+  let rejoin = false;
+  try {
+    rejoin = sessionStorage.getItem(joinedKey) === '1';
+  } catch {
+    rejoin = false;
+  }
+  if (rejoin) join();
+  else showScreen();
+}
+
+/**
+ * The big picture: the studio, or, while another site holds the floor, that site with the
+ * studio in a corner. Tracks are matched to participants by stream id (docs/protocol.md).
+ */
+function installStage(session, sound) {
+  const stage = document.getElementById('stage');
+  const studioVideo = document.getElementById('studio-video');
+  const studioAudio = document.getElementById('studio-audio');
+  const floorVideo = document.getElementById('floor-video');
+  const floorAudio = document.getElementById('floor-audio');
   const placeholder = document.getElementById('stage-placeholder');
   const caption = document.getElementById('stage-caption');
-  let hasStudioMedia = false;
+  const pipCaption = document.getElementById('pip-caption');
+  /** Newest tracks of each site that holds or held the floor, by participant id. */
+  const siteTracks = new Map();
+  let studioMedia = false;
+  let shownHolder = null;
 
   const studio = () => [...session.participants.values()].find((p) => p.role === 'studio') || null;
 
+  const play = (element, track) => {
+    // Each element gets a stream of its own track: the browser's stream for a participant id
+    // can still hold ended tracks from an earlier session of the same participant.
+    element.srcObject = new MediaStream([track]);
+    if (element.tagName === 'AUDIO') sound.play(element);
+    else element.play().catch(() => {});
+  };
+
+  const clearStudio = () => {
+    studioMedia = false;
+    delete studioVideo.dataset.participant;
+    studioVideo.srcObject = null;
+    studioAudio.srcObject = null;
+    sound.forget(studioAudio);
+  };
+
+  const clearFloor = () => {
+    shownHolder = null;
+    delete floorVideo.dataset.participant;
+    floorVideo.srcObject = null;
+    floorAudio.srcObject = null;
+    sound.forget(floorAudio);
+  };
+
+  /** Puts the floor holder's tracks on the stage when there are any (and it is not this site). */
+  const followFloor = () => {
+    const holder = session.floor.holder;
+    const wanted = holder && !isMe(session, holder) ? holder.participant : null;
+    if (shownHolder && shownHolder !== wanted) {
+      siteTracks.delete(shownHolder);
+      clearFloor();
+    }
+    const tracks = wanted ? siteTracks.get(wanted) : null;
+    if (tracks) {
+      if (tracks.video && floorVideo.srcObject?.getVideoTracks()[0] !== tracks.video) {
+        play(floorVideo, tracks.video);
+        floorVideo.dataset.participant = wanted;
+      }
+      if (tracks.audio && floorAudio.srcObject?.getAudioTracks()[0] !== tracks.audio) play(floorAudio, tracks.audio);
+      shownHolder = wanted;
+    }
+    render();
+  };
+
   const render = () => {
     const present = studio();
-    if (!present && hasStudioMedia) detach();
-    caption.textContent = present ? `${t('site.studio')}: ${present.name}` : '';
-    caption.hidden = !present;
+    if (!present && studioMedia) clearStudio();
+    const holder = session.floor.holder;
+    const floorShown = Boolean(shownHolder && holder && floorVideo.srcObject);
+    stage.dataset.layout = floorShown ? 'floor' : 'studio';
+    floorVideo.hidden = !floorShown;
+    if (floorShown) {
+      caption.textContent = t('site.speaking', { name: holder.name });
+      caption.hidden = false;
+      pipCaption.textContent = present ? present.name : '';
+      pipCaption.hidden = !present;
+    } else {
+      caption.textContent = present ? `${t('site.studio')}: ${present.name}` : '';
+      caption.hidden = !present;
+      pipCaption.hidden = true;
+    }
     if (session.signalingState === 'refused' && session.lastError) {
       // The reason stays on the stage after the error box is dismissed.
       placeholder.textContent = describeError(session.lastError);
+      placeholder.hidden = false;
     } else {
-      placeholder.textContent = present ? t('site.waitingStudio') : t('site.noStudio');
+      const connecting = ['connecting', 'open', 'reconnecting'].includes(session.signalingState);
+      placeholder.textContent = floorShown
+        ? t('site.waitingFloor', { name: holder.name })
+        : present
+          ? t('site.waitingStudio')
+          : connecting
+            ? t('site.connectingStage')
+            : t('site.noStudio');
+      const picture = floorShown ? floorVideo.videoWidth > 0 : studioMedia && studioVideo.videoWidth > 0;
+      placeholder.hidden = Boolean(present) && picture;
     }
-    placeholder.hidden = Boolean(present) && hasStudioMedia && video.videoWidth > 0;
-  };
-
-  const detach = () => {
-    hasStudioMedia = false;
-    delete video.dataset.participant;
-    video.srcObject = null;
-    audio.srcObject = null;
-    sound.forget(audio);
   };
 
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
     const sender = session.participants.get(participantId);
-    // Only the studio is shown here; another participant's track (a site given the floor,
-    // in later versions) does not replace it.
-    if (sender && sender.role !== 'studio') return;
-    // Each element gets a stream of its own track: the browser's stream for a participant id
-    // can still hold ended tracks from an earlier session of the same participant.
-    if (track.kind === 'video') {
-      video.srcObject = new MediaStream([track]);
-      video.dataset.participant = participantId;
-      video.play().catch(() => {});
-    } else {
-      audio.srcObject = new MediaStream([track]);
-      sound.play(audio);
+    // A track may come before `participant_joined`: then only the floor can tell a site's.
+    const fromStudio = sender ? sender.role === 'studio' : !onFloor(session, participantId);
+    if (fromStudio) {
+      play(track.kind === 'video' ? studioVideo : studioAudio, track);
+      if (track.kind === 'video') studioVideo.dataset.participant = participantId;
+      studioMedia = true;
+      render();
+      return;
     }
-    hasStudioMedia = true;
-    render();
+    // A site's tracks come while it holds the floor.
+    const tracks = siteTracks.get(participantId) || { video: null, audio: null };
+    tracks[track.kind] = track;
+    siteTracks.set(participantId, tracks);
+    followFloor();
   });
+  session.addEventListener('floor', followFloor);
   session.addEventListener('participants', render);
   session.addEventListener('statechange', render);
   session.addEventListener('reset', () => {
-    detach();
+    clearStudio();
+    clearFloor();
+    siteTracks.clear();
     render();
   });
-  video.addEventListener('resize', render);
-  video.addEventListener('loadedmetadata', render);
-  window.addEventListener('languagechange', render);
-
-  installLeaveButton(document.getElementById('leave'), session);
-  releaseCameraWhenRefused(session, local.stream, localNote);
-  installHeadCountForm(document.getElementById('head-count'), session);
-
-  exposeForTests(session);
-  render();
-  session.start();
-}
-
-/** Largest head count the hub takes (docs/protocol.md, `head_count`). */
-const MAX_HEAD_COUNT = 10_000;
-const MAX_NAME_CHARS = 128;
-
-/**
- * The head count form: checks what it can before sending, then shows the hub's answer, which
- * is the one that counts (the declaration is in the attendance log once it is confirmed).
- */
-function installHeadCountForm(form, session) {
-  const count = form.elements.namedItem('count');
-  const confirmedBy = form.elements.namedItem('confirmed_by');
-  const position = form.elements.namedItem('position');
-  const submit = form.querySelector('button[type=submit]');
-  const result = document.getElementById('hc-result');
-  // What the box shows: `{ kind: 'pending'|'recorded'|'invalid'|'refused', ... }`, re-rendered
-  // on language change.
-  let shown = null;
-  let pending = false;
-
-  const render = () => {
-    const joined = session.signalingState === 'joined';
-    submit.disabled = !joined || Boolean(pending);
-    if (!shown) {
-      result.hidden = true;
-      return;
-    }
-    result.hidden = false;
-    result.dataset.level = shown.kind === 'recorded' ? 'good' : shown.kind === 'pending' ? 'wait' : 'bad';
-    if (shown.kind === 'pending') result.textContent = t('headCount.sending');
-    if (shown.kind === 'invalid') result.textContent = t(shown.key);
-    if (shown.kind === 'refused') result.textContent = t('headCount.refused', { reason: describeError(shown.error) });
-    if (shown.kind === 'recorded') {
-      result.textContent = t('headCount.recorded', {
-        count: shown.count,
-        name: shown.confirmedBy,
-        position: shown.position,
-        at: formatTime(shown.at, 'dateTimeSeconds'),
-      });
-    }
-  };
-
-  const show = (next) => {
-    shown = next;
-    render();
-    // The side column scrolls at 1366x768: bring the answer into view.
-    result.scrollIntoView({ block: 'nearest' });
-  };
-
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const checked = checkHeadCount(count.value, confirmedBy.value, position.value);
-    if (checked.problem) {
-      show({ kind: 'invalid', key: checked.problem });
-      form.elements.namedItem(checked.field).focus();
-      return;
-    }
-    if (!session.declareHeadCount(checked.value)) {
-      show({ kind: 'invalid', key: 'headCount.notJoined' });
-      return;
-    }
-    pending = { ...checked.value };
-    show({ kind: 'pending' });
-  });
-
-  session.addEventListener('headcount', (event) => {
-    const detail = event.detail;
-    const sent = pending || {};
-    pending = false;
-    if (detail.ok) {
-      show({ kind: 'recorded', count: detail.count, at: detail.at, confirmedBy: sent.confirmedBy, position: sent.position });
-    } else {
-      show({ kind: 'refused', error: detail.error });
-    }
-  });
-  session.addEventListener('statechange', () => {
-    // A declaration in flight when the link dropped got no answer: it may be sent again.
-    if (pending && session.signalingState !== 'joined') {
-      pending = false;
-      show({ kind: 'invalid', key: 'headCount.lost' });
-    }
-    render();
-  });
-  window.addEventListener('languagechange', render);
-  render();
-}
-
-/**
- * The declaration as the hub wants it, or the first problem (`problem`: a text key, `field`:
- * the input to fix).
- */
-function checkHeadCount(countText, confirmedByText, positionText) {
-  const countValue = String(countText).trim();
-  if (!/^[0-9]+$/.test(countValue) || Number(countValue) > MAX_HEAD_COUNT) {
-    return { problem: 'headCount.invalidCount', field: 'count' };
+  for (const video of [studioVideo, floorVideo]) {
+    video.addEventListener('resize', render);
+    video.addEventListener('loadedmetadata', render);
   }
-  const confirmedBy = confirmedByText.trim();
-  if (!isPrintableName(confirmedBy)) return { problem: 'headCount.invalidName', field: 'confirmed_by' };
-  const position = positionText.trim();
-  if (!isPrintableName(position)) return { problem: 'headCount.invalidPosition', field: 'position' };
-  return { value: { count: Number(countValue), confirmedBy, position } };
+  window.addEventListener('languagechange', render);
+  render();
 }
 
-function isPrintableName(text) {
-  const length = [...text].length;
-  return length >= 1 && length <= MAX_NAME_CHARS && !/\p{Cc}/u.test(text);
+/** Whether the floor message names `participantId` (as holder or asking). */
+function onFloor(session, participantId) {
+  const { holder, queue } = session.floor;
+  return (holder && holder.participant === participantId) || queue.some((s) => s.participant === participantId);
 }
 
 main().catch((error) => {

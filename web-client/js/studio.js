@@ -1,8 +1,12 @@
-// The studio page: publishes camera and microphone, shows every site in a grid and plays
-// every site's sound. Opened with the organizer's link: `studio.html?meeting=ID&code=CODE`.
+// The studio page, which is the chair's console: publishes the studio's camera and microphone,
+// shows every expected site in a grid (state, small live picture, link health), and holds the
+// chair's controls: the floor, the sites' microphones, the roll call, calling absent sites.
+// Opened with the organizer's link: `studio.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
-import { MeetingSession, installErrorDisplay } from './signaling.js';
+import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
+import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
+import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
 import {
   SoundPlayer,
   exposeForTests,
@@ -18,86 +22,7 @@ import {
 } from './page.js';
 
 const STUDIO_VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
-
-/** One site's tile: its video, its sound and its name; the stream arrives after the name. */
-class SiteTile {
-  constructor(id, sound) {
-    this.id = id;
-    this.sound = sound;
-    this.hasMedia = false;
-    this.name = null;
-    this.known = false;
-
-    this.element = document.createElement('figure');
-    this.element.className = 'tile';
-    this.element.dataset.participant = id;
-
-    this.video = document.createElement('video');
-    this.video.autoplay = true;
-    this.video.muted = true; // sound plays through `audio`, so autoplay is never refused
-    this.video.playsInline = true;
-    this.video.dataset.remote = '';
-    this.video.dataset.participant = id;
-
-    this.audio = document.createElement('audio');
-    this.audio.autoplay = true;
-
-    this.placeholder = document.createElement('div');
-    this.placeholder.className = 'placeholder';
-
-    this.caption = document.createElement('figcaption');
-
-    this.element.append(this.video, this.placeholder, this.audio, this.caption);
-    this.video.addEventListener('resize', () => this.renderPlaceholder());
-    this.video.addEventListener('loadedmetadata', () => this.renderPlaceholder());
-    this.renderPlaceholder();
-  }
-
-  setName(name) {
-    this.known = true;
-    this.name = name;
-    this.renderName();
-  }
-
-  renderName() {
-    this.caption.textContent = this.name || t('tile.unknownName', { id: this.id });
-    this.caption.title = this.caption.textContent;
-  }
-
-  renderPlaceholder() {
-    this.placeholder.textContent = t('tile.waitingVideo');
-    this.placeholder.hidden = this.video.videoWidth > 0;
-  }
-
-  /**
-   * Shows `track`, the newest of its kind for this site. Each element gets a stream of its own
-   * track only: the browser's stream for a participant id can still hold ended tracks from an
-   * earlier session of the same participant.
-   */
-  attach(track) {
-    const element = track.kind === 'video' ? this.video : this.audio;
-    element.srcObject = new MediaStream([track]);
-    if (track.kind === 'video') {
-      this.video.play().catch(() => {});
-    } else {
-      this.sound.play(this.audio);
-    }
-    this.hasMedia = true;
-  }
-
-  detach() {
-    this.hasMedia = false;
-    this.video.srcObject = null;
-    this.audio.srcObject = null;
-    this.sound.forget(this.audio);
-    this.renderPlaceholder();
-  }
-
-  remove() {
-    this.detach();
-    this.element.remove();
-  }
-}
+const NOTICE_MS = 8_000;
 
 async function main() {
   installLanguageToggle(document.getElementById('lang'));
@@ -108,8 +33,7 @@ async function main() {
   if (!code || badMeeting) return showFatal(errorBox, 'error.noCode');
 
   const local = await openLocalMedia(STUDIO_VIDEO);
-  const preview = document.getElementById('preview');
-  preview.srcObject = local.stream;
+  document.getElementById('preview').srcObject = local.stream;
   const localNote = installLocalMediaNote(document.getElementById('local-note'), local.outcome);
 
   const session = new MeetingSession({ code, meeting, localStream: local.stream });
@@ -122,60 +46,222 @@ async function main() {
   }
 
   const sound = new SoundPlayer(document.getElementById('sound'));
-  const grid = document.getElementById('grid');
-  const tiles = new Map();
+  const grid = new SiteGrid(document.getElementById('grid'), {
+    sound,
+    onAction: (action, tile) => {
+      const { site, name } = tile.entry;
+      if (action === 'give_floor') act({ type: 'give_floor', site }, name);
+      if (action === 'take_floor') act({ type: 'take_floor' }, name);
+      if (action === 'mute' || action === 'unmute') act({ type: 'mute', site, muted: action === 'mute' }, name);
+      if (action === 'call_site') act({ type: 'call_site', site }, name);
+    },
+  });
+  const act = installActions(session, installNotice(document.getElementById('notice')), (message) => {
+    // Shown at once; the next console (within 2 s) confirms it.
+    if (message.type === 'mute') grid.patch(message.site, { muted: message.muted });
+  });
+  const tools = installGridTools(grid);
+  const summary = installSummary(document.getElementById('summary'), grid, session, tools);
 
-  const tileFor = (id) => {
-    let tile = tiles.get(id);
-    if (!tile) {
-      tile = new SiteTile(id, sound);
-      tiles.set(id, tile);
-      grid.append(tile.element);
-    }
-    return tile;
-  };
-
-  const renderParticipants = () => {
-    const sites = [...session.participants.values()].filter((p) => p.role !== 'studio');
-    const present = new Set(sites.map((p) => p.id));
-    for (const [id, tile] of tiles) {
-      // A tile whose track came before its participant_joined stays until it is known.
-      if (!present.has(id) && (tile.known || !tile.hasMedia)) {
-        tile.remove();
-        tiles.delete(id);
-      }
-    }
-    for (const site of sites) tileFor(site.id).setName(site.name);
-    document.getElementById('site-count').textContent = `(${t('studio.siteCount', { count: sites.length })})`;
-    document.getElementById('no-sites').hidden = sites.length > 0;
-  };
-
-  session.addEventListener('participants', renderParticipants);
+  let consoleStarted = 0;
+  session.addEventListener('console', (event) => {
+    consoleStarted = performance.now();
+    grid.update(event.detail.sites || []);
+    summary.render();
+  });
+  session.addEventListener('floor', () => grid.applyFloor(session.floor));
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
-    if (!session.participants.has(participantId)) {
-      // The track came before participant_joined; show it now, name it when the message comes.
-      tileFor(participantId).renderName();
-    }
-    tileFor(participantId).attach(track);
+    grid.attachTrack(participantId, track);
   });
-  session.addEventListener('reset', () => {
-    for (const tile of tiles.values()) tile.detach();
+  let known = new Set();
+  session.addEventListener('participants', () => {
+    const now = new Set(session.participants.keys());
+    for (const id of known) if (!now.has(id)) grid.forgetParticipant(id);
+    known = now;
+    for (const p of session.participants.values()) if (p.site) grid.knowParticipant(p.site, p.id);
   });
+  session.addEventListener('reset', () => grid.clearTracks());
   window.addEventListener('languagechange', () => {
-    renderParticipants();
-    for (const tile of tiles.values()) {
-      tile.renderName();
-      tile.renderPlaceholder();
-    }
+    grid.renderAll();
+    summary.render();
   });
 
+  installFloorPanel(session, act);
+  installMicPanel(session, act);
+  installRollCallPanel(session, act);
+  installAbsentPanel(session, act);
   installLeaveButton(document.getElementById('leave'), session);
   releaseCameraWhenRefused(session, local.stream, localNote);
 
-  exposeForTests(session);
-  renderParticipants();
+  exposeForTests(session, {
+    grid,
+    /** When the page began to apply the latest `console` message (`performance.now()`). */
+    consoleStarted: () => consoleStarted,
+    /** Applies a `console` message as if the hub had sent it; returns the ms it took. */
+    applyConsole(message) {
+      session.handle({ type: 'console', roll_call: null, ...message });
+      return grid.lastApplyMs;
+    },
+  });
   session.start();
+}
+
+/**
+ * Sends chair actions and reports their outcome in the notice line. Replies come in the order
+ * the requests were sent (the hub handles a session's messages one at a time), so each `action`
+ * event belongs to the oldest request of its type still waiting.
+ */
+function installActions(session, notice, onDone) {
+  const waiting = [];
+  const act = (message, label) => {
+    if (!session.act(message)) {
+      notice.show(t('action.notJoined'), 'bad');
+      return false;
+    }
+    waiting.push({ message, label });
+    return true;
+  };
+  session.addEventListener('action', (event) => {
+    const { ok, request, error } = event.detail;
+    const index = waiting.findIndex((w) => w.message.type === request);
+    const sent = index >= 0 ? waiting.splice(index, 1)[0] : { message: { type: request }, label: '' };
+    const text = t(`chairAction.${actionKey(sent.message)}`, { name: sent.label });
+    if (ok) {
+      notice.show(t('chairAction.done', { action: text }), 'good');
+      onDone(sent.message);
+    } else {
+      notice.show(t('chairAction.failed', { action: text, reason: describeError(error) }), 'bad');
+    }
+  });
+  session.addEventListener('statechange', () => {
+    if (session.signalingState !== 'joined') waiting.length = 0;
+  });
+  return act;
+}
+
+function actionKey(message) {
+  if (message.type === 'mute') return message.muted ? 'mute' : 'unmute';
+  if (message.type === 'mute_all') return message.muted ? 'muteAll' : 'unmuteAll';
+  return {
+    give_floor: 'giveFloor',
+    take_floor: 'takeFloor',
+    start_roll_call: 'startRollCall',
+    end_roll_call: 'endRollCall',
+    call_site: 'callSite',
+  }[message.type] || 'other';
+}
+
+/** A line under the bar that says what the last action did; it fades after a while. */
+function installNotice(element) {
+  let timer = null;
+  return {
+    show(text, level) {
+      clearTimeout(timer);
+      element.textContent = text;
+      element.dataset.level = level;
+      element.hidden = false;
+      timer = setTimeout(() => {
+        element.hidden = true;
+      }, NOTICE_MS);
+    },
+  };
+}
+
+/**
+ * The filter box, the state menu and the sort menu above the grid. Returns `{ showState(key) }`
+ * to set the state menu from elsewhere.
+ */
+function installGridTools(grid) {
+  const text = document.getElementById('site-filter');
+  const state = document.getElementById('state-filter');
+  const sort = document.getElementById('sort');
+  const noMatch = document.getElementById('no-match');
+
+  const fillOptions = (select, keys, textKey) => {
+    const value = select.value;
+    select.replaceChildren(
+      ...keys.map((key) => {
+        const option = document.createElement('option');
+        option.value = key;
+        option.textContent = t(textKey(key));
+        return option;
+      }),
+    );
+    if (value) select.value = value;
+  };
+  const renderOptions = () => {
+    fillOptions(state, Object.keys(STATE_FILTERS), (key) =>
+      key.startsWith('state:') ? `siteState.${key.slice(6)}` : `console.show.${key}`,
+    );
+    fillOptions(sort, Object.keys(SORTS), (key) => `console.sortBy.${key}`);
+  };
+  renderOptions();
+  state.value = 'all';
+  sort.value = grid.sortKey;
+
+  text.addEventListener('input', () => grid.setFilter({ text: text.value }));
+  state.addEventListener('change', () => grid.setFilter({ state: state.value }));
+  sort.addEventListener('change', () => grid.setSort(sort.value));
+  grid.addEventListener('arranged', () => {
+    noMatch.hidden = grid.visibleCount > 0 || grid.tiles.size === 0;
+  });
+  window.addEventListener('languagechange', renderOptions);
+  return {
+    showState(key) {
+      state.value = key;
+      grid.setFilter({ state: key });
+    },
+  };
+}
+
+/**
+ * Counts above the grid: sites per state, those needing attention, delegates declared. A count
+ * is a button that shows those sites.
+ */
+function installSummary(element, grid, session, tools) {
+  const render = () => {
+    const tiles = grid.all();
+    document.getElementById('site-count').textContent = tiles.length > 0 ? `(${tiles.length})` : '';
+    const counts = new Map(SITE_STATES.map((state) => [state, 0]));
+    let attention = 0;
+    let declared = 0;
+    let expected = 0;
+    for (const tile of tiles) {
+      counts.set(tile.entry.state, counts.get(tile.entry.state) + 1);
+      if (tile.attention.length > 0) attention += 1;
+      declared += tile.entry.head_count || 0;
+      expected += tile.entry.expected_delegates || 0;
+    }
+    const chips = [];
+    const chip = (key, label, level) => {
+      const node = document.createElement('button');
+      node.type = 'button';
+      node.className = 'chip';
+      node.dataset.filter = key;
+      if (level) node.dataset.level = level;
+      node.textContent = label;
+      node.addEventListener('click', () => tools.showState(key));
+      chips.push(node);
+    };
+    if (session.console) {
+      for (const state of SITE_STATES) {
+        const count = counts.get(state);
+        if (count > 0) chip(`state:${state}`, `${t(`siteState.${state}`)}: ${count}`, state);
+      }
+      chip('attention', t('console.attentionCount', { count: attention }), attention > 0 ? 'attention' : 'calm');
+      const figure = document.createElement('span');
+      figure.className = 'summary-delegates';
+      figure.textContent = t('console.delegatesDeclared', {
+        count: formatNumber(declared),
+        expected: formatNumber(expected),
+      });
+      chips.push(figure);
+    }
+    element.replaceChildren(...chips);
+  };
+  render();
+  return { render };
 }
 
 main().catch((error) => {
