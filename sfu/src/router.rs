@@ -202,8 +202,8 @@ impl SequenceRewriter {
         } else {
             self.last_out + 1
         };
-        let offset = *self.offset.get_or_insert(next - seq);
-        let out = seq + offset;
+        let offset = *self.offset.get_or_insert(next.checked_sub(seq)?);
+        let out = seq.checked_add(offset)?;
         if out <= 0 || (self.last_out > 0 && out <= self.last_out - 1000) {
             return None;
         }
@@ -362,6 +362,9 @@ mod tests {
         r.rebase();
         assert_eq!(r.rewrite(17.into()).map(|s| *s), Some(1006));
         assert_eq!(r.rewrite(18.into()).map(|s| *s), Some(1007));
+        // A number near the top of the range is dropped, not an overflow.
+        assert_eq!(r.rewrite((i64::MAX as u64).into()), None);
+        assert_eq!(r.rewrite(u64::MAX.into()), None);
     }
 
     #[test]

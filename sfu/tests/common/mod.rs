@@ -285,6 +285,9 @@ impl Net {
     /// polled right after each datagram it receives, as a real driver does (in RTP mode str0m
     /// holds one received packet at a time).
     pub fn pump(&mut self) {
+        // str0m may ask to be woken "now" again right after a timeout while the virtual clock
+        // stands still: handle a due timeout once per pump.
+        let mut timed_out = false;
         for _ in 0..10_000 {
             let mut busy = false;
             let mut to_clients = Vec::new();
@@ -294,7 +297,8 @@ impl Net {
                     Output::Transmit(t) => to_clients.push((t.destination, t.contents.to_vec())),
                     Output::Event(event) => events.push(event),
                     Output::Relay(_) => {}
-                    Output::Timeout(at) if at <= self.now => {
+                    Output::Timeout(at) if at <= self.now && !timed_out => {
+                        timed_out = true;
                         self.worker.handle_timeout(self.now);
                         busy = true;
                         break;

@@ -1,0 +1,85 @@
+//! Signalling frames as a client may send them, to `ClientMessage::parse`.
+//!
+//! Two properties on every input:
+//! - the raw bytes (as text: valid UTF-8 as is, anything else through a lossy conversion, as a
+//!   WebSocket text frame cannot carry invalid UTF-8) never make the parser panic, and a frame
+//!   that parses re-serialises to JSON that parses back to the same message;
+//! - a message built from the same bytes by `arbitrary` serialises to JSON that the parser
+//!   either accepts as the same message or refuses with `invalid_field` (the field rules), never
+//!   as malformed JSON or an unknown type: what the hub's own types write, the hub can read.
+
+#![no_main]
+
+use arbitrary::{Arbitrary, Unstructured};
+use diemcau_signaling::protocol::MAX_MESSAGE_BYTES;
+use diemcau_signaling::{ClientMessage, ErrorCode};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(message) = ClientMessage::parse(&text) {
+        assert_round_trip(&message);
+    }
+
+    let Ok(built) = BuiltMessage::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let message = built.into_message();
+    let json = serde_json::to_string(&message).expect("a client message serialises");
+    match ClientMessage::parse(&json) {
+        Ok(parsed) => assert_eq!(parsed, message, "round trip of {json}"),
+        Err(e) if json.len() > MAX_MESSAGE_BYTES => assert_eq!(e.code, ErrorCode::MessageTooLarge),
+        Err(e) => assert_eq!(e.code, ErrorCode::InvalidField, "{json} refused: {e}"),
+    }
+});
+
+fn assert_round_trip(message: &ClientMessage) {
+    let json = serde_json::to_string(message).expect("a parsed message serialises");
+    let again = ClientMessage::parse(&json)
+        .unwrap_or_else(|e| panic!("{message:?} re-serialised as {json} does not parse: {e}"));
+    assert_eq!(&again, message, "round trip through {json}");
+    assert_eq!(again.kind(), message.kind());
+}
+
+/// A [`ClientMessage`] with any field values, valid or not.
+#[derive(Debug, Arbitrary)]
+enum BuiltMessage {
+    Join {
+        code: String,
+        meeting: Option<i64>,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    HeadCount {
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
+    Leave,
+    Ping,
+}
+
+impl BuiltMessage {
+    fn into_message(self) -> ClientMessage {
+        match self {
+            BuiltMessage::Join { code, meeting } => ClientMessage::Join { code, meeting },
+            BuiltMessage::Offer { sdp } => ClientMessage::Offer { sdp },
+            BuiltMessage::Answer { sdp } => ClientMessage::Answer { sdp },
+            BuiltMessage::HeadCount {
+                count,
+                confirmed_by,
+                position,
+            } => ClientMessage::HeadCount {
+                count,
+                confirmed_by,
+                position,
+            },
+            BuiltMessage::Leave => ClientMessage::Leave,
+            BuiltMessage::Ping => ClientMessage::Ping,
+        }
+    }
+}
