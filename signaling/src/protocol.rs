@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Protocol version spoken by this hub, announced in [`ServerMessage::Joined`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Largest text frame the hub reads as a message (64 KiB): room for an SDP with many m-lines.
+/// Largest text frame the hub reads as a message (1 MiB): room for the studio's SDP answer
+/// when it receives the wall of several hundred sites (two m-lines each, about 1 KiB per line).
 /// Larger frames are answered with [`ErrorCode::MessageTooLarge`] and the session stays up.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// What a participant is in a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

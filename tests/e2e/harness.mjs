@@ -72,6 +72,8 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true }) {
       permissions: ['camera', 'microphone'],
       viewport: { width: 1366, height: 768 },
       acceptDownloads: true,
+      // A hub on HTTPS with its self-signed certificate (tests/browser_https.rs).
+      ignoreHTTPSErrors: process.env.E2E_IGNORE_HTTPS_ERRORS === '1',
     });
     log(`chromium ${context.browser()?.version() ?? ''} started`);
     for (const page of context.pages()) await page.close();

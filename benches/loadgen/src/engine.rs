@@ -1,0 +1,1091 @@
+//! The peer engine: a few threads, each driving many str0m `Rtc`s (the simulated studio and
+//! sites) in RTP mode.
+//!
+//! Each peer has its own UDP socket on loopback (the hub tells peers apart by source address,
+//! so they cannot share one); a thread registers all its peers' sockets with one epoll (mio),
+//! so a datagram reaches its peer by the socket's token, never by a scan. Each thread keeps its
+//! peers' wake-ups (str0m timeouts, the next audio packet, the next video frame) in one binary
+//! heap and drives only the due ones. A peer is polled right after every datagram it is fed:
+//! in RTP mode str0m holds one received packet at a time.
+//!
+//! The signalling tasks (tokio) talk to the engine through [`Engine`]: create a peer and get its
+//! offer, apply the hub's answer, answer the hub's offers. With several threads the studio
+//! has the first to itself and the sites share the others.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde::Serialize;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::sync::oneshot;
+
+use crate::measure::{Histogram, StreamReception, Window};
+use crate::media::{self, AudioEncoder, Clock, Kind, Stamp, VideoEncoder, VideoProfile, Xorshift};
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Publisher index of the studio; sites are 1..=N.
+pub const STUDIO: u32 = 0;
+
+/// What one simulated endpoint publishes and how it misbehaves.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Participant index: [`STUDIO`] or a site's number.
+    pub id: u32,
+    pub audio: bool,
+    pub video: Option<VideoProfile>,
+    /// Percentage of this peer's outgoing RTP datagrams dropped after str0m (loss injection;
+    /// str0m's retransmissions can be dropped too).
+    pub drop_percent: f64,
+}
+
+/// How far a peer got. Times are nanoseconds of the run's clock.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerStatus {
+    pub id: u32,
+    pub created_ns: Option<u64>,
+    pub ice_connected_ns: Option<u64>,
+    /// ICE and DTLS up (str0m's `Event::Connected`).
+    pub connected_ns: Option<u64>,
+    /// First media packet with a stamp received.
+    pub first_media_ns: Option<u64>,
+    /// str0m's error, when the `Rtc` failed (a DTLS failure, typically).
+    pub error: Option<String>,
+    /// ICE went `disconnected` after it was up.
+    pub disconnected: bool,
+    /// The `Rtc` is no longer alive.
+    pub closed: bool,
+}
+
+/// One stream a peer published.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentStream {
+    pub publisher: u32,
+    pub kind: Kind,
+    /// Packets written whose send time is inside the measurement window.
+    pub sent_window: u64,
+    pub sent_total: u64,
+    pub frames: u64,
+    pub keyframes: u64,
+}
+
+/// One stream a peer received.
+#[derive(Debug, Clone)]
+pub struct ReceivedStream {
+    pub publisher: u32,
+    pub kind: Kind,
+    pub reception: StreamReception,
+}
+
+/// Everything one peer measured.
+#[derive(Debug, Clone)]
+pub struct PeerReport {
+    pub status: PeerStatus,
+    pub sent: Vec<SentStream>,
+    pub received: Vec<ReceivedStream>,
+    /// Outgoing RTP datagrams dropped by loss injection.
+    pub dropped_injected: u64,
+    pub rtp_datagrams_sent: u64,
+    pub keyframe_requests: u64,
+    /// RTP packets without a readable stamp.
+    pub unstamped: u64,
+}
+
+/// What one engine thread measured.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadReport {
+    pub peers: Vec<PeerReport>,
+    /// One-way delay (µs) of the studio's packets to sites, first arrivals sent in the window.
+    pub downstream_delay: Histogram,
+    /// One-way delay (µs) of sites' packets to the studio.
+    pub upstream_delay: Histogram,
+    pub send_would_block: u64,
+    pub send_errors: u64,
+    /// Media timers that fired more than 100 ms late (the thread could not keep up).
+    pub late_media_timers: u64,
+    /// CPU time of this thread, in nanoseconds, from /proc.
+    pub cpu_ns: u64,
+}
+
+/// Live counts, for the scenario to watch joins progress without stopping the threads.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub created: AtomicUsize,
+    pub ice_connected: AtomicUsize,
+    pub connected: AtomicUsize,
+    pub receiving: AtomicUsize,
+    pub failed: AtomicUsize,
+}
+
+/// Why the engine could not do what signalling asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The hub's SDP was refused by str0m.
+    #[error("SDP refused: {0}")]
+    Sdp(String),
+    /// A socket could not be opened.
+    #[error("socket: {0}")]
+    Io(String),
+    /// No such peer, or the engine stopped.
+    #[error("peer or engine gone")]
+    Gone,
+}
+
+enum Command {
+    Create {
+        spec: PeerSpec,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    Answer {
+        id: u32,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Offer {
+        id: u32,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, EngineError>>,
+    },
+    Close {
+        id: u32,
+    },
+    Status {
+        reply: oneshot::Sender<Vec<PeerStatus>>,
+    },
+    Finish {
+        reply: oneshot::Sender<ThreadReport>,
+    },
+}
+
+#[derive(Debug)]
+struct ThreadHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+/// The engine's threads. States: running → finished ([`Engine::finish`] collects the reports
+/// and ends the threads).
+#[derive(Debug)]
+pub struct Engine {
+    threads: Vec<ThreadHandle>,
+    joins: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    pub progress: Arc<Progress>,
+}
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub threads: usize,
+    /// Address the peers' sockets bind to (and announce as their ICE host candidate).
+    pub local_ip: IpAddr,
+    pub clock: Clock,
+    pub window: Arc<Window>,
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> io::Result<Engine> {
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| io::Error::other("no DTLS certificate"))?;
+        let progress = Arc::new(Progress::default());
+        let mut threads = Vec::new();
+        let mut joins = Vec::new();
+        for index in 0..config.threads.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (commands, inbox) = crossbeam_channel::unbounded();
+            let worker = EngineThread {
+                poll,
+                inbox,
+                peers: Vec::new(),
+                free_slots: Vec::new(),
+                slot_of: HashMap::new(),
+                timers: BinaryHeap::new(),
+                ctx: Ctx {
+                    clock: config.clock,
+                    window: config.window.clone(),
+                    progress: progress.clone(),
+                    cert: cert.clone(),
+                    local_ip: config.local_ip,
+                    report: ThreadReport::default(),
+                },
+            };
+            let join = std::thread::Builder::new()
+                .name(format!("loadgen-{index}"))
+                .spawn(move || worker.run())?;
+            threads.push(ThreadHandle { commands, waker });
+            joins.push(join);
+        }
+        Ok(Engine {
+            threads,
+            joins: std::sync::Mutex::new(joins),
+            progress,
+        })
+    }
+
+    /// The thread of peer `id`. With two threads or more the studio has one to itself: it
+    /// sends every packet the sites receive, and its timing is what delay is measured from.
+    fn thread_of(&self, id: u32) -> usize {
+        let threads = self.threads.len().max(1);
+        match threads {
+            1 => 0,
+            _ if id == STUDIO => 0,
+            _ => 1 + (id as usize - 1) % (threads - 1),
+        }
+    }
+
+    fn send_to_thread(&self, index: usize, command: Command) -> Result<(), EngineError> {
+        let thread = self.threads.get(index).ok_or(EngineError::Gone)?;
+        thread
+            .commands
+            .send(command)
+            .map_err(|_| EngineError::Gone)?;
+        thread
+            .waker
+            .wake()
+            .map_err(|e| EngineError::Io(e.to_string()))
+    }
+
+    fn send(&self, id: u32, command: Command) -> Result<(), EngineError> {
+        self.send_to_thread(self.thread_of(id), command)
+    }
+
+    /// Creates a peer and returns its first offer (its published tracks).
+    pub async fn create(&self, spec: PeerSpec) -> Result<String, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(spec.id, Command::Create { spec, reply })?;
+        answer.await.map_err(|_| EngineError::Gone)?
+    }
+
+    /// Applies the hub's answer to the peer's offer.
+    pub async fn accept_answer(&self, id: u32, sdp: String) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(id, Command::Answer { id, sdp, reply })?;
+        answer.await.map_err(|_| EngineError::Gone)?
+    }
+
+    /// Answers a hub offer.
+    pub async fn accept_offer(&self, id: u32, sdp: String) -> Result<String, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(id, Command::Offer { id, sdp, reply })?;
+        answer.await.map_err(|_| EngineError::Gone)?
+    }
+
+    /// Closes a peer (its participant left).
+    pub fn close(&self, id: u32) {
+        let _ = self.send(id, Command::Close { id });
+    }
+
+    /// Every peer's status.
+    pub async fn status(&self) -> Vec<PeerStatus> {
+        let mut all = Vec::new();
+        for (index, _) in self.threads.iter().enumerate() {
+            let (reply, answer) = oneshot::channel();
+            if self
+                .send_to_thread(index, Command::Status { reply })
+                .is_ok()
+                && let Ok(mut statuses) = answer.await
+            {
+                all.append(&mut statuses);
+            }
+        }
+        all
+    }
+
+    /// Ends every thread and returns what each measured.
+    pub async fn finish(&self) -> Vec<ThreadReport> {
+        let mut reports = Vec::new();
+        for (index, _) in self.threads.iter().enumerate() {
+            let (reply, answer) = oneshot::channel();
+            if self
+                .send_to_thread(index, Command::Finish { reply })
+                .is_ok()
+                && let Ok(report) = answer.await
+            {
+                reports.push(report);
+            }
+        }
+        let joins = std::mem::take(&mut *self.joins.lock().unwrap_or_else(|e| e.into_inner()));
+        for join in joins {
+            let _ = join.join();
+        }
+        reports
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Rtc,
+    Audio,
+    Video,
+}
+
+struct EngineThread {
+    poll: Poll,
+    inbox: Receiver<Command>,
+    peers: Vec<Option<Peer>>,
+    free_slots: Vec<usize>,
+    slot_of: HashMap<u32, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, Timer)>>,
+    ctx: Ctx,
+}
+
+/// A thread's state apart from its peers, so a peer can be driven while it is updated.
+struct Ctx {
+    clock: Clock,
+    window: Arc<Window>,
+    progress: Arc<Progress>,
+    cert: DtlsCert,
+    local_ip: IpAddr,
+    report: ThreadReport,
+}
+
+struct Peer {
+    spec: PeerSpec,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    next_rtc: Option<Instant>,
+    status: PeerStatus,
+    audio: Option<AudioSender>,
+    video: Option<VideoSender>,
+    received: HashMap<(u32, Kind), StreamReception>,
+    kinds_by_pt: HashMap<Pt, Option<Kind>>,
+    drop_rng: Xorshift,
+    dropped_injected: u64,
+    rtp_datagrams_sent: u64,
+    keyframe_requests: u64,
+    unstamped: u64,
+    dead: bool,
+}
+
+struct AudioSender {
+    mid: Mid,
+    pt: Option<Pt>,
+    encoder: AudioEncoder,
+    seq: u64,
+    index: u32,
+    next: Option<Instant>,
+    stats: SentStream,
+}
+
+struct VideoSender {
+    mid: Mid,
+    pt: Option<Pt>,
+    encoder: VideoEncoder,
+    seq: u64,
+    index: u32,
+    next: Option<Instant>,
+    stats: SentStream,
+}
+
+impl EngineThread {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!("engine poll failed: {e}");
+                return;
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                self.read_socket(event.token().0, &mut buf);
+            }
+            while let Ok(command) = self.inbox.try_recv() {
+                if let Command::Finish { reply } = command {
+                    let _ = reply.send(self.finish());
+                    return;
+                }
+                self.handle_command(command);
+            }
+            self.run_timers();
+        }
+    }
+
+    fn read_socket(&mut self, slot: usize, buf: &mut [u8]) {
+        let Some(Some(peer)) = self.peers.get_mut(slot) else {
+            return;
+        };
+        loop {
+            match peer.socket.recv_from(buf) {
+                Ok((n, source)) => {
+                    let now = Instant::now();
+                    let Some(datagram) = buf.get(..n) else {
+                        continue;
+                    };
+                    peer.receive(now, source, datagram, &mut self.ctx, &mut self.timers, slot);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {} // ICMP errors from the hub going away: keep reading
+            }
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, slot, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(peer)) = self.peers.get_mut(slot) else {
+                continue;
+            };
+            match timer {
+                Timer::Rtc => {
+                    if peer.next_rtc != Some(at) {
+                        continue;
+                    }
+                    peer.next_rtc = None;
+                    let _ = peer.rtc.handle_input(Input::Timeout(now));
+                    peer.drive(now, &mut self.ctx, &mut self.timers, slot);
+                }
+                Timer::Audio => peer.send_audio(at, now, &mut self.ctx, &mut self.timers, slot),
+                Timer::Video => peer.send_video(at, now, &mut self.ctx, &mut self.timers, slot),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Create { spec, reply } => {
+                let _ = reply.send(self.create(spec));
+            }
+            Command::Answer { id, sdp, reply } => {
+                let result = self.with_peer(id, |peer, ctx, timers, slot| {
+                    let pending = peer.pending.take().ok_or(EngineError::Sdp(
+                        "no offer of ours awaits an answer".to_owned(),
+                    ))?;
+                    let answer = SdpAnswer::from_sdp_string(&sdp)
+                        .map_err(|e| EngineError::Sdp(e.to_string()))?;
+                    peer.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .map_err(|e| EngineError::Sdp(e.to_string()))?;
+                    peer.drive(Instant::now(), ctx, timers, slot);
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::Offer { id, sdp, reply } => {
+                let result = self.with_peer(id, |peer, ctx, timers, slot| {
+                    let offer = SdpOffer::from_sdp_string(&sdp)
+                        .map_err(|e| EngineError::Sdp(e.to_string()))?;
+                    let answer = peer
+                        .rtc
+                        .sdp_api()
+                        .accept_offer(offer)
+                        .map_err(|e| EngineError::Sdp(e.to_string()))?;
+                    peer.kinds_by_pt.clear();
+                    peer.drive(Instant::now(), ctx, timers, slot);
+                    Ok(answer.to_sdp_string())
+                });
+                let _ = reply.send(result);
+            }
+            Command::Close { id } => {
+                if let Some(slot) = self.slot_of.get(&id).copied()
+                    && let Some(entry) = self.peers.get_mut(slot)
+                    && let Some(peer) = entry.as_mut()
+                {
+                    peer.rtc.disconnect();
+                    peer.drive(Instant::now(), &mut self.ctx, &mut self.timers, slot);
+                    peer.dead = true;
+                    let _ = self.poll.registry().deregister(&mut peer.socket);
+                }
+            }
+            Command::Status { reply } => {
+                let statuses = self
+                    .peers
+                    .iter()
+                    .flatten()
+                    .map(|p| p.status.clone())
+                    .collect();
+                let _ = reply.send(statuses);
+            }
+            Command::Finish { .. } => {}
+        }
+    }
+
+    fn with_peer<T>(
+        &mut self,
+        id: u32,
+        f: impl FnOnce(
+            &mut Peer,
+            &mut Ctx,
+            &mut BinaryHeap<Reverse<(Instant, usize, Timer)>>,
+            usize,
+        ) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let slot = *self.slot_of.get(&id).ok_or(EngineError::Gone)?;
+        let peer = self
+            .peers
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(EngineError::Gone)?;
+        f(peer, &mut self.ctx, &mut self.timers, slot)
+    }
+
+    fn create(&mut self, spec: PeerSpec) -> Result<String, EngineError> {
+        if self.slot_of.contains_key(&spec.id) {
+            return Err(EngineError::Sdp(format!("peer {} exists", spec.id)));
+        }
+        let io = |e: io::Error| EngineError::Io(e.to_string());
+        let std_socket =
+            std::net::UdpSocket::bind(SocketAddr::new(self.ctx.local_ip, 0)).map_err(io)?;
+        std_socket.set_nonblocking(true).map_err(io)?;
+        // Room for a keyframe burst to every site of a thread while it is busy elsewhere.
+        let sock = socket2::SockRef::from(&std_socket);
+        let _ = sock.set_recv_buffer_size(1 << 20);
+        let _ = sock.set_send_buffer_size(1 << 20);
+        let local = std_socket.local_addr().map_err(io)?;
+        let mut socket = UdpSocket::from_std(std_socket);
+        let slot = self.free_slots.pop().unwrap_or(self.peers.len());
+        self.poll
+            .registry()
+            .register(&mut socket, Token(slot), Interest::READABLE)
+            .map_err(io)?;
+
+        let now = Instant::now();
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .set_dtls_cert(self.ctx.cert.clone())
+            .build(now);
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| EngineError::Io(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let stream_id = format!("loadgen-{}", spec.id);
+        let audio_mid = spec.audio.then(|| {
+            api.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some(stream_id.clone()),
+                Some(format!("{stream_id}-audio")),
+                None,
+            )
+        });
+        let video_mid = spec.video.map(|_| {
+            api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some(stream_id.clone()),
+                Some(format!("{stream_id}-video")),
+                None,
+            )
+        });
+        if audio_mid.is_none() && video_mid.is_none() {
+            // A viewer that publishes nothing still offers something, as a browser with a
+            // receive-only transceiver does; the hub adds its own m-lines later.
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| EngineError::Sdp("str0m made no offer".to_owned()))?;
+        let seed = u64::from(spec.id) * 7919 + 17;
+        let publisher = spec.id;
+        let peer = Peer {
+            audio: audio_mid.map(|mid| AudioSender {
+                mid,
+                pt: None,
+                encoder: AudioEncoder::new(seed),
+                seq: 1000 + seed % 20_000,
+                index: 0,
+                next: None,
+                stats: SentStream::new(publisher, Kind::Audio),
+            }),
+            video: video_mid.zip(spec.video).map(|(mid, profile)| VideoSender {
+                mid,
+                pt: None,
+                encoder: VideoEncoder::new(profile, seed),
+                seq: 2000 + seed % 20_000,
+                index: 0,
+                next: None,
+                stats: SentStream::new(publisher, Kind::Video),
+            }),
+            drop_rng: Xorshift::new(seed ^ 0xD0D0),
+            status: PeerStatus {
+                id: spec.id,
+                created_ns: Some(self.ctx.clock.ns(now)),
+                ..PeerStatus::default()
+            },
+            spec,
+            rtc,
+            socket,
+            local,
+            pending: Some(pending),
+            next_rtc: None,
+            received: HashMap::new(),
+            kinds_by_pt: HashMap::new(),
+            dropped_injected: 0,
+            rtp_datagrams_sent: 0,
+            keyframe_requests: 0,
+            unstamped: 0,
+            dead: false,
+        };
+        self.slot_of.insert(peer.spec.id, slot);
+        if slot == self.peers.len() {
+            self.peers.push(Some(peer));
+        } else if let Some(entry) = self.peers.get_mut(slot) {
+            *entry = Some(peer);
+        }
+        self.ctx.progress.created.fetch_add(1, Ordering::Relaxed);
+        if let Some(Some(peer)) = self.peers.get_mut(slot) {
+            peer.drive(now, &mut self.ctx, &mut self.timers, slot);
+        }
+        Ok(offer.to_sdp_string())
+    }
+
+    fn finish(&mut self) -> ThreadReport {
+        let mut report = std::mem::take(&mut self.ctx.report);
+        for peer in self.peers.iter_mut().flatten() {
+            let mut sent = Vec::new();
+            if let Some(a) = &peer.audio {
+                sent.push(a.stats.clone());
+            }
+            if let Some(v) = &peer.video {
+                sent.push(v.stats.clone());
+            }
+            let mut received: Vec<ReceivedStream> = peer
+                .received
+                .iter()
+                .map(|((publisher, kind), reception)| ReceivedStream {
+                    publisher: *publisher,
+                    kind: *kind,
+                    reception: reception.clone(),
+                })
+                .collect();
+            received.sort_by_key(|r| (r.publisher, r.kind));
+            report.peers.push(PeerReport {
+                status: peer.status.clone(),
+                sent,
+                received,
+                dropped_injected: peer.dropped_injected,
+                rtp_datagrams_sent: peer.rtp_datagrams_sent,
+                keyframe_requests: peer.keyframe_requests,
+                unstamped: peer.unstamped,
+            });
+            peer.rtc.disconnect();
+        }
+        report.cpu_ns = crate::procfs::thread_cpu_ns().unwrap_or(0);
+        report
+    }
+}
+
+impl SentStream {
+    fn new(publisher: u32, kind: Kind) -> SentStream {
+        SentStream {
+            publisher,
+            kind,
+            sent_window: 0,
+            sent_total: 0,
+            frames: 0,
+            keyframes: 0,
+        }
+    }
+}
+
+type Timers = BinaryHeap<Reverse<(Instant, usize, Timer)>>;
+
+impl Peer {
+    fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.dead {
+            return;
+        }
+        let Ok(contents) = datagram.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::debug!(peer = self.spec.id, "datagram refused: {e}");
+        }
+        self.drive(now, ctx, timers, slot);
+    }
+
+    /// Polls the `Rtc` until it has nothing more to say.
+    fn drive(&mut self, now: Instant, ctx: &mut Ctx, timers: &mut Timers, slot: usize) {
+        if self.dead {
+            return;
+        }
+        for _ in 0..100_000 {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => self.transmit(&t.contents, t.destination, ctx),
+                Ok(Output::Event(event)) => self.handle_event(now, event, ctx, timers, slot),
+                Ok(Output::Timeout(at)) => {
+                    if at <= now {
+                        let _ = self.rtc.handle_input(Input::Timeout(now));
+                        continue;
+                    }
+                    if self.next_rtc != Some(at) {
+                        self.next_rtc = Some(at);
+                        timers.push(Reverse((at, slot, Timer::Rtc)));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = self.spec.id, "rtc failed: {e}");
+                    if self.status.error.is_none() {
+                        self.status.error = Some(e.to_string());
+                        ctx.progress.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.rtc.disconnect();
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        if !self.rtc.is_alive() {
+            self.status.closed = true;
+            self.dead = true;
+        }
+    }
+
+    fn transmit(&mut self, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
+        if is_rtp(contents) {
+            if self.spec.drop_percent > 0.0 && self.drop_rng.unit() * 100.0 < self.spec.drop_percent
+            {
+                self.dropped_injected += 1;
+                return;
+            }
+            self.rtp_datagrams_sent += 1;
+        }
+        match self.socket.send_to(contents, destination) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ctx.report.send_would_block += 1,
+            Err(_) => ctx.report.send_errors += 1,
+        }
+    }
+
+    fn handle_event(
+        &mut self,
+        now: Instant,
+        event: Event,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        match event {
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.status.ice_connected_ns.is_none() => {
+                self.status.ice_connected_ns = Some(ctx.clock.ns(now));
+                ctx.progress.ice_connected.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if self.status.ice_connected_ns.is_some() =>
+            {
+                self.status.disconnected = true;
+            }
+            Event::Connected => {
+                if self.status.connected_ns.is_none() {
+                    self.status.connected_ns = Some(ctx.clock.ns(now));
+                    ctx.progress.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(a) = &mut self.audio
+                    && a.next.is_none()
+                {
+                    a.next = Some(now);
+                    timers.push(Reverse((now, slot, Timer::Audio)));
+                }
+                if let Some(v) = &mut self.video
+                    && v.next.is_none()
+                {
+                    v.next = Some(now);
+                    timers.push(Reverse((now, slot, Timer::Video)));
+                }
+            }
+            Event::RtpPacket(packet) => {
+                let Some(kind) = self.kind_of(packet.header.payload_type) else {
+                    self.unstamped += 1;
+                    return;
+                };
+                let Some(stamp) = Stamp::parse(kind, &packet.payload) else {
+                    self.unstamped += 1;
+                    return;
+                };
+                let arrival = ctx.clock.ns(now);
+                let in_window = ctx.window.contains(stamp.sent_ns);
+                let first = self
+                    .received
+                    .entry((stamp.publisher, kind))
+                    .or_default()
+                    .record(&stamp, arrival, in_window);
+                if self.status.first_media_ns.is_none() {
+                    self.status.first_media_ns = Some(arrival);
+                    ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
+                }
+                if first && in_window {
+                    let delay_us = arrival.saturating_sub(stamp.sent_ns) / 1000;
+                    if stamp.publisher == STUDIO {
+                        ctx.report.downstream_delay.record(delay_us);
+                    } else {
+                        ctx.report.upstream_delay.record(delay_us);
+                    }
+                }
+            }
+            Event::KeyframeRequest(request) => {
+                if let Some(v) = &mut self.video
+                    && v.mid == request.mid
+                {
+                    v.encoder.request_keyframe();
+                    self.keyframe_requests += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn kind_of(&mut self, pt: Pt) -> Option<Kind> {
+        if let Some(kind) = self.kinds_by_pt.get(&pt) {
+            return *kind;
+        }
+        let kind = self
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == pt || p.resend() == Some(pt))
+            .map(|p| {
+                if p.spec().codec.is_audio() {
+                    Kind::Audio
+                } else {
+                    Kind::Video
+                }
+            });
+        self.kinds_by_pt.insert(pt, kind);
+        kind
+    }
+
+    /// The payload type negotiated for `codec` on `mid`.
+    fn payload_type(&self, mid: Mid, codec: Codec) -> Option<Pt> {
+        let remote = self.rtc.media(mid).map(|m| m.remote_pts().to_vec())?;
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec && (remote.is_empty() || remote.contains(&p.pt())))
+            .map(|p| p.pt())
+    }
+
+    fn send_audio(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.dead {
+            return;
+        }
+        let Some(mid) = self
+            .audio
+            .as_ref()
+            .filter(|a| a.next == Some(at))
+            .map(|a| a.mid)
+        else {
+            return;
+        };
+        let pt = match self.audio.as_ref().and_then(|a| a.pt) {
+            Some(pt) => Some(pt),
+            None => self.payload_type(mid, Codec::Opus),
+        };
+        let sent_ns = ctx.clock.ns(now);
+        let in_window = ctx.window.contains(sent_ns);
+        let Some(a) = self.audio.as_mut() else {
+            return;
+        };
+        a.pt = pt;
+        let next = next_tick(at, AudioEncoder::INTERVAL, now, &mut ctx.report);
+        a.next = Some(next);
+        timers.push(Reverse((next, slot, Timer::Audio)));
+        let Some(pt) = pt else {
+            return;
+        };
+        let (size, rtp_time) = a.encoder.next_packet();
+        let payload = media::audio_payload(
+            size,
+            Stamp {
+                sent_ns,
+                publisher: self.spec.id,
+                index: a.index,
+            },
+        );
+        a.index = a.index.wrapping_add(1);
+        a.seq += 1;
+        let seq = a.seq;
+        a.stats.sent_total += 1;
+        if in_window {
+            a.stats.sent_window += 1;
+        }
+        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            stream.write_rtp(
+                RtpWrite::new(pt, seq.into(), rtp_time, now, payload)
+                    .marker(false)
+                    .nackable(false),
+            );
+        }
+        self.drive(now, ctx, timers, slot);
+    }
+
+    fn send_video(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.dead {
+            return;
+        }
+        let Some(mid) = self
+            .video
+            .as_ref()
+            .filter(|v| v.next == Some(at))
+            .map(|v| v.mid)
+        else {
+            return;
+        };
+        let pt = match self.video.as_ref().and_then(|v| v.pt) {
+            Some(pt) => Some(pt),
+            None => self.payload_type(mid, Codec::Vp8),
+        };
+        let sent_ns = ctx.clock.ns(now);
+        let Some(v) = self.video.as_mut() else {
+            return;
+        };
+        v.pt = pt;
+        let interval = v.encoder.profile().frame_interval();
+        let next = next_tick(at, interval, now, &mut ctx.report);
+        v.next = Some(next);
+        timers.push(Reverse((next, slot, Timer::Video)));
+        let Some(pt) = pt else {
+            return;
+        };
+        let frame = v.encoder.next_frame();
+        let profile = *v.encoder.profile();
+        let payloads = media::video_payloads(
+            &frame,
+            &profile,
+            Stamp {
+                sent_ns,
+                publisher: self.spec.id,
+                index: v.index,
+            },
+        );
+        let count = payloads.len();
+        v.index = v.index.wrapping_add(count as u32);
+        v.stats.frames += 1;
+        if frame.keyframe {
+            v.stats.keyframes += 1;
+        }
+        v.stats.sent_total += count as u64;
+        let first_seq = v.seq + 1;
+        v.seq += count as u64;
+        // Each packet is stamped when it is handed to str0m and sent at once, so a keyframe's
+        // last packet does not count the time spent encrypting the ones before it as delay.
+        for (i, mut payload) in payloads.into_iter().enumerate() {
+            let at = if i == 0 { now } else { Instant::now() };
+            let sent_ns = ctx.clock.ns(at);
+            media::restamp(Kind::Video, &mut payload, sent_ns);
+            if ctx.window.contains(sent_ns)
+                && let Some(v) = self.video.as_mut()
+            {
+                v.stats.sent_window += 1;
+            }
+            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                stream.write_rtp(
+                    RtpWrite::new(
+                        pt,
+                        (first_seq + i as u64).into(),
+                        frame.rtp_time,
+                        now,
+                        payload,
+                    )
+                    .marker(i + 1 == count)
+                    .nackable(true),
+                );
+            }
+            self.drive(at, ctx, timers, slot);
+        }
+    }
+}
+
+/// The next media tick after `at`; when the thread fell far behind, restart from `now` rather
+/// than send a burst of stale frames.
+fn next_tick(at: Instant, interval: Duration, now: Instant, report: &mut ThreadReport) -> Instant {
+    let next = at + interval;
+    if next + Duration::from_millis(100) < now {
+        report.late_media_timers += 1;
+        now + interval
+    } else {
+        next
+    }
+}
+
+/// An RTP (not RTCP, STUN or DTLS) datagram, by RFC 5761/7983 demultiplexing.
+fn is_rtp(datagram: &[u8]) -> bool {
+    match datagram {
+        [first, second, ..] => (128..=191).contains(first) && !(64..=95).contains(&(second & 0x7F)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demultiplexes_rtp() {
+        assert!(is_rtp(&[0x80, 96, 0, 0]));
+        assert!(is_rtp(&[0x80, 0x80 | 111]));
+        assert!(!is_rtp(&[0x80, 200]), "RTCP sender report");
+        assert!(!is_rtp(&[0x81, 201]), "RTCP receiver report");
+        assert!(!is_rtp(&[0x00, 0x01]), "STUN");
+        assert!(!is_rtp(&[22, 254]), "DTLS");
+    }
+}

@@ -1,0 +1,181 @@
+//! diemcau-loadgen: plays one studio and N commune sites against a diemcau hub from a single
+//! process, and measures what the hub costs per forwarded packet.
+//!
+//! Every simulated participant speaks the real signalling protocol over WebSocket
+//! (docs/protocol.md) and real WebRTC (ICE, DTLS-SRTP) through a str0m `Rtc`; a few engine
+//! threads drive all of them ([`engine`]). The studio publishes VP8-like video and Opus-like
+//! audio ([`media`]), every payload stamped with its send time so receivers measure loss,
+//! jitter and one-way delay ([`measure`]). The hub's CPU time and memory come from /proc
+//! ([`procfs`]); the same packets are also encrypted and sent with no WebRTC logic at all to
+//! give the floor the hub is compared with ([`floor`]).
+//!
+//! Layout: [`setup`] (meeting through the HTTP API), [`signaling`] (one WebSocket session per
+//! participant), [`engine`], [`scenario`] (fanout, join-storm, wall), [`report`] (JSON and the
+//! table), [`hub_process`] (starting the hub as a child).
+//!
+//! ```no_run
+//! use clap::Parser;
+//! # async fn run() -> Result<(), String> {
+//! let options = diemcau_loadgen::Options::parse_from(["diemcau-loadgen", "fanout", "--sites", "50"]);
+//! let report = diemcau_loadgen::scenario::run(options).await?;
+//! println!("{}", report.table());
+//! # Ok(()) }
+//! ```
+
+pub mod engine;
+pub mod floor;
+pub mod http;
+pub mod hub_process;
+pub mod measure;
+pub mod media;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod setup;
+pub mod signaling;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// What the run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// One studio to N sites; sites publish nothing.
+    Fanout,
+    /// N sites join at once: time until every site has media, and every failed handshake.
+    JoinStorm,
+    /// N sites each send a small video to the studio while receiving the studio.
+    Wall,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::JoinStorm => "join-storm",
+            Scenario::Wall => "wall",
+        }
+    }
+}
+
+/// How participants join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JoinModeOption {
+    /// Join codes if the hub has the meetings API, else the old join by meeting name.
+    Auto,
+    Codes,
+    Legacy,
+}
+
+/// diemcau-loadgen: one studio and N sites over real signalling and WebRTC, from one process.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Options {
+    pub scenario: Scenario,
+
+    /// The hub's web address (ignored with --spawn-hub).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub hub: String,
+
+    /// Start this hub binary as a child on loopback with free ports, and stop it at the end.
+    #[arg(long)]
+    pub spawn_hub: Option<PathBuf>,
+
+    /// Pin the spawned hub to these CPUs (`taskset -c`), e.g. `0`.
+    #[arg(long)]
+    pub hub_cpus: Option<String>,
+
+    /// Media workers of the spawned hub (its --workers).
+    #[arg(long)]
+    pub hub_workers: Option<usize>,
+
+    /// RUST_LOG of the spawned hub.
+    #[arg(long, default_value = "warn")]
+    pub hub_log: String,
+
+    /// Extra argument for the spawned hub (repeatable).
+    #[arg(long = "hub-arg", allow_hyphen_values = true)]
+    pub hub_args: Vec<String>,
+
+    /// PID of a hub started elsewhere, to read its CPU time and memory.
+    #[arg(long)]
+    pub hub_pid: Option<u32>,
+
+    /// Number of sites.
+    #[arg(long, default_value_t = 50)]
+    pub sites: usize,
+
+    /// Length of the measurement window, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Time between the last join and the window, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+
+    /// Sites joining per second (fanout, wall); join-storm joins all at once.
+    #[arg(long, default_value_t = 100.0)]
+    pub join_rate: f64,
+
+    /// Seconds every site has to receive media after its join starts.
+    #[arg(long, default_value_t = 30.0)]
+    pub join_timeout: f64,
+
+    /// Engine threads driving the peers.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// The studio's video bitrate in kbit/s.
+    #[arg(long, default_value_t = 2500)]
+    pub video_kbps: u64,
+
+    /// The studio's frames per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+
+    /// Seconds between the studio's keyframes.
+    #[arg(long, default_value_t = 3.0)]
+    pub keyframe_interval: f64,
+
+    /// The studio sends no audio.
+    #[arg(long)]
+    pub no_audio: bool,
+
+    /// Each site's video bitrate in kbit/s (wall).
+    #[arg(long, default_value_t = 150)]
+    pub site_video_kbps: u64,
+
+    /// Each site's frames per second (wall).
+    #[arg(long, default_value_t = 15)]
+    pub site_fps: u32,
+
+    /// Sites also send audio (wall).
+    #[arg(long)]
+    pub site_audio: bool,
+
+    /// Drop this percentage of the studio's outgoing RTP datagrams (after str0m, so the hub
+    /// sees real loss and str0m's NACK/RTX may repair video).
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_percent: f64,
+
+    /// The last K sites join with a code the hub must refuse.
+    #[arg(long, default_value_t = 0)]
+    pub bad_joins: usize,
+
+    /// CPU seconds per floor variant (0: skip the floor).
+    #[arg(long, default_value_t = 1.0)]
+    pub floor_seconds: f64,
+
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Address the simulated peers bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub local_ip: IpAddr,
+
+    #[arg(long, value_enum, default_value_t = JoinModeOption::Auto)]
+    pub join_mode: JoinModeOption,
+}

@@ -1,0 +1,192 @@
+//! Readings from Linux's /proc: a process's CPU time and resident memory (the hub's cost,
+//! apart from the generator's), a thread's own CPU time, and the kernel's UDP counters (to
+//! tell a loss in the hub from a socket buffer that overflowed).
+
+use std::io;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+/// A process's CPU time and memory at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProcessSample {
+    /// utime + stime of every thread, alive or gone, in nanoseconds (clock-tick resolution).
+    pub cpu_ns: u64,
+    /// VmRSS.
+    pub rss_bytes: u64,
+    pub threads: u64,
+}
+
+/// Reads `/proc/PID/stat` (utime, stime) and `/proc/PID/status` (VmRSS).
+pub fn sample(pid: u32) -> io::Result<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let (ticks, threads) = parse_stat(&stat).ok_or_else(|| bad("stat"))?;
+    let rss_kib = parse_status_kib(&status, "VmRSS:").ok_or_else(|| bad("status"))?;
+    Ok(ProcessSample {
+        cpu_ns: ticks * (1_000_000_000 / clock_ticks_per_second()),
+        rss_bytes: rss_kib * 1024,
+        threads,
+    })
+}
+
+/// CPU time of the calling thread in nanoseconds: the scheduler's exact figure
+/// (`/proc/thread-self/schedstat`), else utime + stime.
+pub fn thread_cpu_ns() -> Option<u64> {
+    if let Ok(schedstat) = std::fs::read_to_string("/proc/thread-self/schedstat")
+        && let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+        && ns > 0
+    {
+        return Some(ns);
+    }
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let (ticks, _) = parse_stat(&stat)?;
+    Some(ticks * (1_000_000_000 / clock_ticks_per_second()))
+}
+
+/// The kernel's UDP counters (`/proc/net/snmp`), all sockets of the network namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UdpCounters {
+    pub in_datagrams: u64,
+    pub in_errors: u64,
+    pub out_datagrams: u64,
+    /// Datagrams dropped because a receiving socket's buffer was full.
+    pub rcvbuf_errors: u64,
+    pub sndbuf_errors: u64,
+}
+
+impl UdpCounters {
+    pub fn read() -> Option<UdpCounters> {
+        let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+        let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+        let field = |name: &str| -> u64 {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| values.get(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Some(UdpCounters {
+            in_datagrams: field("InDatagrams"),
+            in_errors: field("InErrors"),
+            out_datagrams: field("OutDatagrams"),
+            rcvbuf_errors: field("RcvbufErrors"),
+            sndbuf_errors: field("SndbufErrors"),
+        })
+    }
+
+    pub fn since(&self, earlier: &UdpCounters) -> UdpCounters {
+        UdpCounters {
+            in_datagrams: self.in_datagrams.saturating_sub(earlier.in_datagrams),
+            in_errors: self.in_errors.saturating_sub(earlier.in_errors),
+            out_datagrams: self.out_datagrams.saturating_sub(earlier.out_datagrams),
+            rcvbuf_errors: self.rcvbuf_errors.saturating_sub(earlier.rcvbuf_errors),
+            sndbuf_errors: self.sndbuf_errors.saturating_sub(earlier.sndbuf_errors),
+        }
+    }
+}
+
+/// The whole machine's CPU time (`/proc/stat`), in nanoseconds: busy and total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MachineCpu {
+    pub busy_ns: u64,
+    pub total_ns: u64,
+}
+
+impl MachineCpu {
+    pub fn read() -> Option<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        let ns = 1_000_000_000 / clock_ticks_per_second();
+        Some(MachineCpu {
+            busy_ns: (total - idle.min(total)) * ns,
+            total_ns: total * ns,
+        })
+    }
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `CLK_TCK`, asked once of `getconf` (100 on every Linux we know of).
+pub fn clock_ticks_per_second() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// utime + stime (clock ticks) and the thread count from a `stat` line.
+fn parse_stat(stat: &str) -> Option<(u64, u64)> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]: utime is field 14, stime 15, num_threads 20.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let threads: u64 = fields.get(17)?.parse().ok()?;
+    Some((utime + stime, threads))
+}
+
+fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn bad(file: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("unreadable /proc {file}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_name() {
+        let stat = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 7 0 \
+                    123 456 789";
+        assert_eq!(parse_stat(stat), Some((325, 7)));
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let s = sample(std::process::id()).expect("own /proc");
+        assert!(s.rss_bytes > 0);
+        assert!(s.threads >= 1);
+        assert!(thread_cpu_ns().is_some());
+    }
+}

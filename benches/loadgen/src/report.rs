@@ -1,0 +1,562 @@
+//! A run's results: the JSON document (`--json`) and the table printed on stdout, with the
+//! targets from BENCHMARKS.md checked against the figures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::floor::{self, FloorReport};
+use crate::measure::Percentiles;
+use crate::procfs::UdpCounters;
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub sites_requested: usize,
+    pub started_unix_ms: u64,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub join_mode: String,
+    pub hub: HubInfo,
+    pub joins: Joins,
+    /// Every stream published, with what it wrote in the window.
+    pub published: Vec<crate::engine::SentStream>,
+    /// Studio → sites.
+    pub downstream: Option<Flow>,
+    /// Sites → studio (`wall`).
+    pub upstream: Option<Flow>,
+    pub forwarding: Forwarding,
+    /// The hub's own view of the sites at the window's end (the chair's `console`), when the
+    /// hub sends one.
+    pub hub_view: Option<HubView>,
+    pub hub_cost: HubCost,
+    pub floor: Option<FloorReport>,
+    /// Hub CPU per forwarded packet divided by the floor's, per floor variant.
+    pub floor_ratio: BTreeMap<String, f64>,
+    pub generator: Generator,
+    /// The kernel's UDP counters over the window (all sockets of the machine).
+    pub kernel_udp: Option<UdpCounters>,
+    pub targets: Vec<Target>,
+    /// Things that make the figures doubtful, in words.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    /// 1-minute load average when the window opened.
+    pub load_average: Option<f64>,
+    /// Cores busy over the window, machine-wide.
+    pub busy_cores_window: Option<f64>,
+    /// Of which neither the hub nor the generator: other processes sharing the machine.
+    pub other_busy_cores_window: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub window_s: f64,
+    pub warmup_s: f64,
+    pub engine_threads: usize,
+    pub video_bitrate_bps: u64,
+    pub video_fps: u32,
+    pub keyframe_every_s: f64,
+    pub audio: bool,
+    pub site_video_bitrate_bps: Option<u64>,
+    pub drop_percent: f64,
+    pub bad_joins: usize,
+    pub join_rate_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HubInfo {
+    pub url: String,
+    pub pid: Option<u32>,
+    pub spawned: bool,
+    pub cpus: Option<String>,
+    pub workers: Option<usize>,
+    /// `GET /api/health` at the window's start and end.
+    pub health_start: Option<serde_json::Value>,
+    pub health_end: Option<serde_json::Value>,
+}
+
+/// How the joins went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Joins {
+    pub attempted: usize,
+    /// Sites that received the studio's media before the join deadline.
+    pub succeeded: usize,
+    pub failed: usize,
+    /// Failures by reason: `signalling:<code>`, `ice_timeout`, `dtls_failure`, `no_media`...
+    pub failures: BTreeMap<String, usize>,
+    /// Up to 50 failed sites with their reason and detail.
+    pub failed_sites: Vec<FailedJoin>,
+    /// Of which were asked for (`--bad-joins`).
+    pub injected_bad_joins: usize,
+    pub studio_connected: bool,
+    pub studio_failure: Option<String>,
+    /// From the first site's join to the last site's first media packet, when every site
+    /// (but the injected bad joins) got media.
+    pub time_to_all_media_ms: Option<f64>,
+    /// From the first site's join to the last successful site's first media packet.
+    pub time_to_last_media_ms: Option<f64>,
+    /// Per site, from opening its WebSocket to its first media packet.
+    pub time_to_media: Option<Percentiles>,
+    /// Sites whose connection dropped after they had joined.
+    pub dropped_after_join: usize,
+    /// Hub error codes received after setup, by code.
+    pub later_errors: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedJoin {
+    pub site: u32,
+    pub reason: String,
+    pub detail: String,
+    /// The hub said `media_state: connected` for this site (its side of ICE and DTLS is up).
+    pub hub_saw_media_connected: bool,
+    /// When the site did get media after all, ms after the join deadline; `None`: never.
+    pub media_after_deadline_ms: Option<f64>,
+}
+
+/// Media in one direction, for packets sent inside the window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Flow {
+    pub receivers: usize,
+    pub streams: usize,
+    pub expected_packets: u64,
+    pub received_packets: u64,
+    pub lost_packets: u64,
+    pub loss_percent: f64,
+    pub audio_loss_percent: f64,
+    pub video_loss_percent: f64,
+    /// Arrived after a later packet (repaired by retransmission, or reordered).
+    pub late_packets: u64,
+    pub late_percent: f64,
+    pub duplicates: u64,
+    pub jitter_mean_ms: f64,
+    pub jitter_max_ms: f64,
+    /// Sender to receiver through the hub (includes both endpoints' own processing).
+    pub delay: Percentiles,
+    /// Receivers that missed more than 1 % of their packets.
+    pub receivers_over_1pct_loss: usize,
+    /// Per receiver (participant index: 0 is the studio, i is site i).
+    pub per_receiver: Vec<ReceiverSummary>,
+}
+
+/// One receiver's share of a [`Flow`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReceiverSummary {
+    pub id: u32,
+    pub expected_packets: u64,
+    pub received_packets: u64,
+    pub late_packets: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Forwarding {
+    /// Packets received by all participants per second (what the hub forwarded and delivered).
+    pub packets_per_second: f64,
+    /// Packets received by all participants in the window.
+    pub received_packets: u64,
+    /// Packets the publishers wrote in the window.
+    pub published_packets: u64,
+    /// Packets the publishers wrote per second.
+    pub published_packets_per_second: f64,
+    /// Forwarded packets per second as the hub counts them (`/metrics`), when it does.
+    pub hub_reported_packets_per_second: Option<f64>,
+}
+
+/// What the hub says about the sites (protocol.md `console`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HubView {
+    pub sites_by_state: BTreeMap<String, usize>,
+    /// Sum over sites of the hub's outgoing bitrate.
+    pub bitrate_out_kbps_total: u64,
+    pub mean_loss_permille: f64,
+    pub mean_rtt_ms: f64,
+}
+
+impl HubView {
+    pub fn from_console(console: &serde_json::Value) -> Option<HubView> {
+        let sites = console.get("sites")?.as_array()?;
+        let mut view = HubView::default();
+        let (mut loss, mut rtt) = (0.0, 0.0);
+        for site in sites {
+            let state = site
+                .get("state")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown");
+            *view.sites_by_state.entry(state.to_owned()).or_default() += 1;
+            let number = |key: &str| {
+                site.get(key)
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0)
+            };
+            view.bitrate_out_kbps_total += number("bitrate_out_kbps") as u64;
+            loss += number("loss_permille");
+            rtt += number("rtt_ms");
+        }
+        if !sites.is_empty() {
+            view.mean_loss_permille = loss / sites.len() as f64;
+            view.mean_rtt_ms = rtt / sites.len() as f64;
+        }
+        Some(view)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HubCost {
+    pub measured: bool,
+    pub cpu_seconds: f64,
+    /// Hub CPU time over wall time: 1.0 is one core busy.
+    pub cores_busy: f64,
+    pub cpu_us_per_forwarded_packet: Option<f64>,
+    pub rss_before_joins_bytes: Option<u64>,
+    pub rss_window_start_bytes: Option<u64>,
+    pub rss_window_end_bytes: Option<u64>,
+    /// (RSS at the window's end - RSS before the joins) / connected sites.
+    pub rss_per_site_bytes: Option<f64>,
+    pub threads: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Generator {
+    pub engine_threads: usize,
+    /// The generator's whole process over the window.
+    pub cpu_seconds_window: f64,
+    pub engine_thread_cpu_seconds: Vec<f64>,
+    pub late_media_timers: u64,
+    pub send_would_block: u64,
+    pub send_errors: u64,
+    /// RTP datagrams dropped by `--drop-percent` (the studio's outgoing).
+    pub injected_drops: u64,
+    pub studio_rtp_datagrams_sent: u64,
+    pub keyframe_requests_to_studio: u64,
+    pub unstamped_packets: u64,
+}
+
+/// A target from BENCHMARKS.md and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    /// `None` when this run does not measure it.
+    pub met: Option<bool>,
+}
+
+impl Report {
+    /// Fills `targets` from the figures.
+    pub fn check_targets(&mut self) {
+        let mut targets = Vec::new();
+        if let Some(ratio) = self.floor_ratio.get(floor::GCM_SENDTO) {
+            targets.push(Target {
+                name: "cpu per forwarded packet vs floor (sendto)".to_owned(),
+                target: "<= 1.5x".to_owned(),
+                measured: format!("{ratio:.2}x"),
+                met: Some(*ratio <= 1.5),
+            });
+        }
+        if self.scenario == "fanout"
+            && let Some(down) = &self.downstream
+        {
+            let at_scale = self.sites_requested >= 1000;
+            targets.push(Target {
+                name: format!("{} sites: loss", self.sites_requested),
+                target: "< 0.1 % (1,000 sites on 2 cores)".to_owned(),
+                measured: format!("{:.3} %", down.loss_percent),
+                met: at_scale.then_some(down.loss_percent < 0.1),
+            });
+            targets.push(Target {
+                name: format!("{} sites: p99 added delay", self.sites_requested),
+                target: "< 20 ms (1,000 sites on 2 cores)".to_owned(),
+                measured: format!("{:.1} ms", down.delay.p99_ms),
+                met: at_scale.then_some(down.delay.p99_ms < 20.0),
+            });
+        }
+        if self.scenario == "join-storm" {
+            let all = self.joins.time_to_all_media_ms;
+            let failed = self.joins.failed - self.joins.injected_bad_joins.min(self.joins.failed);
+            targets.push(Target {
+                name: format!("{} sites join at once", self.sites_requested),
+                target: "500 within 10 s, no failed handshake".to_owned(),
+                measured: format!(
+                    "{} in {}, {failed} failed",
+                    self.joins.succeeded,
+                    all.map_or("-".to_owned(), |ms| format!("{:.1} s", ms / 1000.0))
+                ),
+                met: (self.sites_requested >= 500)
+                    .then(|| failed == 0 && all.is_some_and(|ms| ms <= 10_000.0)),
+            });
+        }
+        if let Some(per_site) = self.hub_cost.rss_per_site_bytes {
+            targets.push(Target {
+                name: "hub memory per connected site".to_owned(),
+                target: "<= 256 KiB".to_owned(),
+                measured: format!("{:.0} KiB", per_site / 1024.0),
+                met: Some(per_site <= 256.0 * 1024.0),
+            });
+        }
+        self.targets = targets;
+    }
+
+    /// The readable table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "diemcau-loadgen {} — {} sites requested, hub {} (pid {}), join mode {}",
+            self.scenario,
+            self.sites_requested,
+            self.hub.url,
+            self.hub.pid.map_or("?".to_owned(), |p| p.to_string()),
+            self.join_mode
+        );
+        let _ = writeln!(
+            t,
+            "machine: {} CPUs, {}; window {:.1} s after {:.1} s warm-up; {} engine thread(s)",
+            self.machine.cpus,
+            self.machine.cpu_model,
+            self.settings.window_s,
+            self.settings.warmup_s,
+            self.settings.engine_threads
+        );
+        if let (Some(busy), Some(other)) = (
+            self.machine.busy_cores_window,
+            self.machine.other_busy_cores_window,
+        ) {
+            let _ = writeln!(
+                t,
+                "machine busy in window: {busy:.2} cores, of which {other:.2} by other processes (load average {:.2})",
+                self.machine.load_average.unwrap_or(0.0)
+            );
+        }
+        let j = &self.joins;
+        let _ = writeln!(t);
+        row(
+            &mut t,
+            "sites connected (media received)",
+            format!("{} of {}", j.succeeded, j.attempted),
+        );
+        row(
+            &mut t,
+            "failed joins",
+            if j.failures.is_empty() {
+                "0".to_owned()
+            } else {
+                let reasons: Vec<String> = j
+                    .failures
+                    .iter()
+                    .map(|(r, n)| format!("{r}: {n}"))
+                    .collect();
+                format!("{} ({})", j.failed, reasons.join(", "))
+            },
+        );
+        if let Some(f) = &j.studio_failure {
+            row(&mut t, "studio failure", f.clone());
+        }
+        if let Some(ms) = j.time_to_all_media_ms {
+            row(
+                &mut t,
+                "time until every site had media",
+                format!("{:.2} s", ms / 1000.0),
+            );
+        }
+        if let Some(p) = &j.time_to_media {
+            row(
+                &mut t,
+                "per-site join to media p50 / p99 / max",
+                format!("{:.0} / {:.0} / {:.0} ms", p.p50_ms, p.p99_ms, p.max_ms),
+            );
+        }
+        if j.dropped_after_join > 0 {
+            row(
+                &mut t,
+                "sites dropped after joining",
+                j.dropped_after_join.to_string(),
+            );
+        }
+        if !j.later_errors.is_empty() {
+            row(
+                &mut t,
+                "hub errors after setup",
+                format!("{:?}", j.later_errors),
+            );
+        }
+        for (name, flow) in [
+            ("studio → sites", &self.downstream),
+            ("sites → studio", &self.upstream),
+        ] {
+            let Some(f) = flow else { continue };
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "{name}: {} receivers, {} streams",
+                f.receivers, f.streams
+            );
+            row(
+                &mut t,
+                "  packets expected / received",
+                format!("{} / {}", f.expected_packets, f.received_packets),
+            );
+            row(
+                &mut t,
+                "  loss (audio / video)",
+                format!(
+                    "{:.3} % ({:.3} % / {:.3} %), {} receivers over 1 %",
+                    f.loss_percent,
+                    f.audio_loss_percent,
+                    f.video_loss_percent,
+                    f.receivers_over_1pct_loss
+                ),
+            );
+            row(
+                &mut t,
+                "  late (repaired or reordered)",
+                format!(
+                    "{} ({:.3} %), {} duplicates",
+                    f.late_packets, f.late_percent, f.duplicates
+                ),
+            );
+            row(
+                &mut t,
+                "  delay p50 / p99 / max",
+                format!(
+                    "{:.2} / {:.2} / {:.1} ms",
+                    f.delay.p50_ms, f.delay.p99_ms, f.delay.max_ms
+                ),
+            );
+            row(
+                &mut t,
+                "  jitter mean / max",
+                format!("{:.2} / {:.2} ms", f.jitter_mean_ms, f.jitter_max_ms),
+            );
+        }
+        let _ = writeln!(t);
+        let fw = &self.forwarding;
+        row(
+            &mut t,
+            "packets forwarded per second",
+            format!(
+                "{:.0} (publishers wrote {:.0}/s{})",
+                fw.packets_per_second,
+                fw.published_packets_per_second,
+                fw.hub_reported_packets_per_second
+                    .map_or(String::new(), |h| format!(", hub says {h:.0}/s"))
+            ),
+        );
+        if let Some(v) = &self.hub_view {
+            row(
+                &mut t,
+                "hub's view (console)",
+                format!(
+                    "{:?}; out {:.1} Mbit/s; loss {:.1} ‰; rtt {:.0} ms",
+                    v.sites_by_state,
+                    v.bitrate_out_kbps_total as f64 / 1000.0,
+                    v.mean_loss_permille,
+                    v.mean_rtt_ms
+                ),
+            );
+        }
+        let h = &self.hub_cost;
+        if h.measured {
+            row(
+                &mut t,
+                "hub CPU",
+                format!("{:.2} s ({:.2} cores busy)", h.cpu_seconds, h.cores_busy),
+            );
+            if let Some(us) = h.cpu_us_per_forwarded_packet {
+                row(
+                    &mut t,
+                    "hub CPU per forwarded packet",
+                    format!("{us:.2} µs"),
+                );
+            }
+            if let Some(b) = h.rss_per_site_bytes {
+                row(
+                    &mut t,
+                    "hub memory per connected site",
+                    format!(
+                        "{:.0} KiB (RSS {:.1} → {:.1} MiB)",
+                        b / 1024.0,
+                        h.rss_before_joins_bytes.unwrap_or(0) as f64 / 1048576.0,
+                        h.rss_window_end_bytes.unwrap_or(0) as f64 / 1048576.0
+                    ),
+                );
+            }
+        } else {
+            row(
+                &mut t,
+                "hub CPU and memory",
+                "not measured (no --hub-pid)".to_owned(),
+            );
+        }
+        if let Some(floor) = &self.floor {
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "floor ({} destinations, {:.0}-byte datagrams, GSO up to {} segments):",
+                floor.destinations, floor.mean_datagram_bytes, floor.gso_max_segments
+            );
+            for v in &floor.variants {
+                let ratio = self
+                    .floor_ratio
+                    .get(v.name)
+                    .map_or(String::new(), |r| format!("   hub = {r:.2}x"));
+                row(
+                    &mut t,
+                    &format!("  {}", v.name),
+                    format!("{:.2} µs/packet{ratio}", v.ns_per_packet / 1000.0),
+                );
+            }
+        }
+        let g = &self.generator;
+        let _ = writeln!(t);
+        row(
+            &mut t,
+            "generator CPU in window",
+            format!(
+                "{:.2} s; late media timers {}, send would-block {}, injected drops {}",
+                g.cpu_seconds_window, g.late_media_timers, g.send_would_block, g.injected_drops
+            ),
+        );
+        if let Some(k) = &self.kernel_udp {
+            row(
+                &mut t,
+                "kernel UDP in window",
+                format!(
+                    "{} datagrams in, receive buffer overflows {}, send buffer errors {}",
+                    k.in_datagrams, k.rcvbuf_errors, k.sndbuf_errors
+                ),
+            );
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(t);
+            let _ = writeln!(t, "targets:");
+            for target in &self.targets {
+                let verdict = match target.met {
+                    Some(true) => "met",
+                    Some(false) => "MISSED",
+                    None => "n/a at this size",
+                };
+                let _ = writeln!(
+                    t,
+                    "  {:<44} {:<36} {:<28} {verdict}",
+                    target.name, target.target, target.measured
+                );
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(t, "warning: {w}");
+        }
+        t
+    }
+}
+
+fn row(t: &mut String, name: &str, value: String) {
+    let _ = writeln!(t, "{name:<42} {value}");
+}

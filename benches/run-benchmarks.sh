@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the fan-out benchmark suite of BENCHMARKS.md and writes one JSON report per run.
+#
+#   benches/run-benchmarks.sh [OUT_DIR]     (default: $TMPDIR/diemcau-benchmarks)
+#
+# Environment:
+#   BIN_DIR      where diemcau and diemcau-loadgen are (default: target/release, built first)
+#   HUB_CPUS     CPUs the hub is pinned to (default 0)
+#   GEN_CPUS     CPUs the generator is pinned to (default 1)
+#   HUB_WORKERS  the hub's media workers (default: number of HUB_CPUS)
+#   THREADS      generator engine threads (default 1)
+#   SUITE        which runs: "small" (50 and 200 sites, for a 2-core machine), "large"
+#                (1,000-site fan-out and 500-site join storm; needs more cores than the hub's)
+#                or "smoke" (3 sites, 1 s: checks the setup)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${1:-${TMPDIR:-/tmp}/diemcau-benchmarks}
+mkdir -p "$out"
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build --release -p diemcau -p diemcau-loadgen
+  BIN_DIR=target/release
+fi
+HUB_CPUS=${HUB_CPUS:-0}
+GEN_CPUS=${GEN_CPUS:-1}
+HUB_WORKERS=${HUB_WORKERS:-$(echo "$HUB_CPUS" | tr ',' '\n' | wc -l)}
+THREADS=${THREADS:-1}
+SUITE=${SUITE:-small}
+
+# A thousand peers hold a thousand UDP sockets and WebSockets on each side.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+pin_hub=(--hub-cpus "$HUB_CPUS")
+pin_gen=(taskset -c "$GEN_CPUS")
+if ! command -v taskset >/dev/null; then
+  echo "run-benchmarks: no taskset here, running unpinned" >&2
+  pin_hub=()
+  pin_gen=()
+fi
+
+run() {
+  local name=$1
+  shift
+  echo "=== $name: $*"
+  "${pin_gen[@]}" "$BIN_DIR/diemcau-loadgen" "$@" \
+    --spawn-hub "$BIN_DIR/diemcau" "${pin_hub[@]}" --hub-workers "$HUB_WORKERS" \
+    --threads "$THREADS" --json "$out/$name.json" || echo "=== $name failed: $?"
+}
+
+case "$SUITE" in
+  smoke)
+    run smoke fanout --sites 3 --duration 1 --warmup 0.5 --floor-seconds 0.05
+    ;;
+  small)
+    run fanout-50 fanout --sites 50 --duration 10
+    run fanout-200 fanout --sites 200 --duration 10
+    run join-storm-200 join-storm --sites 200 --duration 5 --floor-seconds 0
+    run wall-50 wall --sites 50 --duration 10 --floor-seconds 0
+    ;;
+  large)
+    run fanout-1000 fanout --sites 1000 --duration 10 --join-rate 200
+    run join-storm-500 join-storm --sites 500 --duration 5 --floor-seconds 0
+    run fanout-500 fanout --sites 500 --duration 10 --join-rate 200 --floor-seconds 0.5
+    run fanout-200 fanout --sites 200 --duration 10 --floor-seconds 0.5
+    ;;
+  *)
+    echo "run-benchmarks: SUITE is smoke, small or large" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,245 @@
+//! The load generator (benches/loadgen) counts right. Small runs against an in-process hub:
+//! what sites receive matches what the studio sent, loss injected on the studio's side shows up
+//! in the loss figures, and a refused join is counted as a failed join with its reason.
+//!
+//! The generator runs as its built binary, as a benchmark would run it: the test builds it
+//! with the same cargo and profile first (a no-op when it is up to date). The studio sends
+//! 1 Mbit/s, well inside the hub's first bandwidth estimate, so what is checked is the
+//! generator's counting, not the hub's allocation.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+/// One run at a time: each plays a studio and three sites on a 2-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Builds `diemcau-loadgen` with the profile this test was built with; returns its path.
+fn loadgen_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            // target/<profile>/deps/loadgen_small-<hash> -> target/<profile>
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>")
+                .to_path_buf();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "diemcau-loadgen",
+                    "--bin",
+                    "diemcau-loadgen",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building diemcau-loadgen failed");
+            let binary = profile_dir.join("diemcau-loadgen");
+            assert!(binary.is_file(), "{} exists", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// Runs the generator against a fresh in-process hub and returns its JSON report.
+fn run_loadgen(args: &[&str]) -> Value {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let binary = loadgen_binary();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let hub = runtime
+        .block_on(diemcau::start(diemcau::Config::for_tests()))
+        .expect("hub starts");
+    let json = std::env::temp_dir().join(format!(
+        "loadgen-small-{}-{}.json",
+        std::process::id(),
+        args.join("_").replace(['-', ' ', '/'], "")
+    ));
+    let output = Command::new(&binary)
+        .args(["--hub", &format!("http://{}", hub.http_addr())])
+        .args(["--hub-pid", &std::process::id().to_string()])
+        .args(["--json", json.to_str().expect("utf-8 path")])
+        .args(["--video-kbps", "1000"])
+        .args(args)
+        .output()
+        .expect("the generator runs");
+    runtime.block_on(hub.shutdown());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "generator failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON report written");
+    let _ = std::fs::remove_file(&json);
+    let report: Value = serde_json::from_str(&text).expect("the report is JSON");
+    eprintln!("{stdout}");
+    report
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is a count"))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is a number"))
+}
+
+/// Packets the studio wrote in the window, audio and video together.
+fn studio_sent(report: &Value) -> u64 {
+    report["published"]
+        .as_array()
+        .expect("published streams")
+        .iter()
+        .filter(|s| s["publisher"] == 0)
+        .map(|s| u(&s["sent_window"]))
+        .sum()
+}
+
+#[test]
+fn every_site_receives_what_the_studio_sent() {
+    let report = run_loadgen(&[
+        "fanout",
+        "--sites",
+        "3",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--floor-seconds",
+        "0.05",
+    ]);
+    let joins = &report["joins"];
+    assert_eq!(u(&joins["succeeded"]), 3, "{joins}");
+    assert_eq!(u(&joins["failed"]), 0, "{joins}");
+    assert_eq!(joins["studio_connected"], true);
+
+    let sent = studio_sent(&report);
+    // 3 s of 1 Mbit/s video (~120 packets/s) and 50 audio packets/s.
+    assert!(sent > 300, "the studio sent {sent} packets in the window");
+    let down = &report["downstream"];
+    let receivers = down["per_receiver"].as_array().expect("per receiver");
+    assert_eq!(receivers.len(), 3);
+    let mut received_sum = 0;
+    for r in receivers {
+        assert_eq!(
+            u(&r["expected_packets"]),
+            sent,
+            "each site expects all: {r}"
+        );
+        let got = u(&r["received_packets"]);
+        assert!(
+            got * 100 >= sent * 99,
+            "site {} got {got} of {sent}",
+            r["id"]
+        );
+        received_sum += got;
+    }
+    assert_eq!(u(&down["received_packets"]), received_sum, "totals add up");
+    assert_eq!(u(&down["expected_packets"]), 3 * sent);
+    assert_eq!(
+        u(&down["lost_packets"]),
+        3 * sent - received_sum,
+        "lost is expected minus received"
+    );
+    assert_eq!(u(&report["forwarding"]["received_packets"]), received_sum);
+    assert!(u(&down["delay"]["samples"]) >= received_sum * 99 / 100);
+    assert!(f(&down["delay"]["p50_ms"]) > 0.0);
+
+    let cost = &report["hub_cost"];
+    assert_eq!(cost["measured"], true);
+    assert!(f(&cost["cpu_us_per_forwarded_packet"]) > 0.0);
+    let floor = &report["floor"];
+    assert_eq!(u(&floor["destinations"]), 3);
+    assert!(floor["variants"].as_array().is_some_and(|v| v.len() == 5));
+}
+
+#[test]
+fn loss_injected_at_the_studio_shows_up_at_the_sites() {
+    let report = run_loadgen(&[
+        "fanout",
+        "--sites",
+        "3",
+        "--duration",
+        "4",
+        "--warmup",
+        "1",
+        "--drop-percent",
+        "10",
+        "--floor-seconds",
+        "0",
+    ]);
+    let generator = &report["generator"];
+    let dropped = u(&generator["injected_drops"]);
+    let sent = u(&generator["studio_rtp_datagrams_sent"]);
+    let share = dropped as f64 / (dropped + sent) as f64;
+    assert!(
+        (0.06..0.14).contains(&share),
+        "dropped {dropped} of {} RTP datagrams",
+        dropped + sent
+    );
+    let down = &report["downstream"];
+    // Audio is not retransmitted: its loss is the injected loss.
+    let audio = f(&down["audio_loss_percent"]);
+    assert!((5.0..15.0).contains(&audio), "audio loss {audio} %");
+    // Video is repaired by NACK and RTX: what was dropped arrives late, or is lost.
+    let video = f(&down["video_loss_percent"]);
+    let late = u(&down["late_packets"]);
+    let received = u(&down["received_packets"]);
+    assert!(
+        video >= 2.0 || late * 100 >= received * 2,
+        "video loss {video} %, {late} late of {received}"
+    );
+    assert!(f(&down["loss_percent"]) > 1.0);
+}
+
+#[test]
+fn a_refused_join_is_counted_with_its_reason() {
+    let report = run_loadgen(&[
+        "fanout",
+        "--sites",
+        "3",
+        "--bad-joins",
+        "1",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--floor-seconds",
+        "0",
+    ]);
+    let joins = &report["joins"];
+    assert_eq!(u(&joins["attempted"]), 3);
+    assert_eq!(u(&joins["succeeded"]), 2, "{joins}");
+    assert_eq!(u(&joins["failed"]), 1, "{joins}");
+    let failed = &joins["failed_sites"][0];
+    assert_eq!(failed["site"], 3, "the last site had the bad code");
+    let reason = failed["reason"].as_str().expect("a reason");
+    assert!(
+        reason == "signalling:code_unknown" || reason == "signalling:invalid_field",
+        "refused by the hub's join rules: {reason}"
+    );
+    assert_eq!(u(&joins["failures"][reason]), 1);
+    // Loss is computed over the sites that joined.
+    let down = &report["downstream"];
+    assert_eq!(u(&down["receivers"]), 2);
+    assert!(f(&down["loss_percent"]) < 1.0);
+}
