@@ -19,7 +19,10 @@ async fn studio_and_sites_over_https_with_a_self_signed_certificate() {
     let base_url = hub.base_url();
     assert!(base_url.starts_with("https://"), "{base_url}");
     assert!(
-        data.path().join("tls").join("self-signed-cert.pem").exists(),
+        data.path()
+            .join("tls")
+            .join("self-signed-cert.pem")
+            .exists(),
         "the hub made its self-signed certificate"
     );
     let outcome = tokio::spawn({

@@ -2,7 +2,7 @@
 //! exchanging datagrams in memory under a virtual clock. The test plays the hub's meeting logic
 //! (which consumer takes which producer) through [`Net::on_producer`].
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::indexing_slicing)] // test harness: a bad index is a failed test
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -254,7 +254,7 @@ impl Net {
             let frame = elapsed / 33;
             for (rid, layer, count, size) in streams {
                 let keyframe = kind == MediaKind::Video
-                    && (frame % 60 == 0
+                    && (frame.is_multiple_of(60)
                         || std::mem::take(&mut client.keyframe_wanted[usize::from(layer)]));
                 for i in 0..count {
                     let seq = client.seq.entry((kind, layer)).or_insert(0);
