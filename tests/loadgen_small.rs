@@ -199,7 +199,8 @@ fn loss_injected_at_the_studio_shows_up_at_the_sites() {
     let down = &report["downstream"];
     // Audio is not retransmitted: its loss is the injected loss.
     let audio = f(&down["audio_loss_percent"]);
-    assert!((5.0..15.0).contains(&audio), "audio loss {audio} %");
+    // About 200 audio packets at 10 % drop: allow the binomial spread (±2.5 sigma).
+    assert!((4.0..17.0).contains(&audio), "audio loss {audio} %");
     // Video is repaired by NACK and RTX: what was dropped arrives late, or is lost.
     let video = f(&down["video_loss_percent"]);
     let late = u(&down["late_packets"]);
