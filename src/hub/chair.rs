@@ -153,21 +153,7 @@ impl Hub {
                     }
                     (meeting, number)
                 };
-                self.recorder
-                    .append(
-                        meeting,
-                        now_millis(),
-                        EventKind::RollCallStarted { roll_call: number },
-                    )
-                    .await
-                    .map_err(|e| internal(&e.to_string()))?;
-                self.broadcast(
-                    meeting,
-                    ServerMessage::RollCall {
-                        roll_call: number,
-                        active: true,
-                    },
-                );
+                self.announce_roll_call(meeting, number, true).await?;
                 done()
             }
             ClientMessage::EndRollCall => {
@@ -180,21 +166,7 @@ impl Hub {
                         .ok_or_else(|| internal("meeting vanished"))?;
                     (meeting, live.rules.end_roll_call(id).map_err(rule_error)?)
                 };
-                self.recorder
-                    .append(
-                        meeting,
-                        now_millis(),
-                        EventKind::RollCallEnded { roll_call: number },
-                    )
-                    .await
-                    .map_err(|e| internal(&e.to_string()))?;
-                self.broadcast(
-                    meeting,
-                    ServerMessage::RollCall {
-                        roll_call: number,
-                        active: false,
-                    },
-                );
+                self.announce_roll_call(meeting, number, false).await?;
                 done()
             }
             ClientMessage::AnswerRollCall {
@@ -293,6 +265,32 @@ impl Hub {
                 format!("`{kind}` is not a chair or site action"),
             )),
         }
+    }
+
+    /// Records that roll call `number` started (`active`) or ended, then tells everyone.
+    async fn announce_roll_call(
+        &self,
+        meeting: i64,
+        number: u32,
+        active: bool,
+    ) -> Result<(), ProtocolError> {
+        let kind = if active {
+            EventKind::RollCallStarted { roll_call: number }
+        } else {
+            EventKind::RollCallEnded { roll_call: number }
+        };
+        self.recorder
+            .append(meeting, now_millis(), kind)
+            .await
+            .map_err(|e| internal(&e.to_string()))?;
+        self.broadcast(
+            meeting,
+            ServerMessage::RollCall {
+                roll_call: number,
+                active,
+            },
+        );
+        Ok(())
     }
 
     /// Moves media after the floor changed, records it and tells everyone.
