@@ -1,5 +1,7 @@
 //! The HTTP API (`docs/api.md`): the sites directory, meetings with their join links, and
-//! attendance reports in JSON and CSV.
+//! attendance reports in JSON and CSV. Every handler names who may call it: [`Organizer`] for
+//! anything that changes state or shows join codes, [`Caller`] (any logged-in account) for
+//! reading; staff see meetings without their join codes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use serde_json::json;
 
 use crate::attendance::export::{self, Table};
 use crate::attendance::report;
+use crate::auth::Role;
+use crate::auth::http::{Caller, Organizer};
 use crate::directory::{self, ImportProblem};
 use crate::hub::MeetingError;
 use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
@@ -48,7 +52,11 @@ pub struct AppError {
 }
 
 impl AppError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> AppError {
         AppError {
             status,
             code,
@@ -104,16 +112,20 @@ impl From<MeetingError> for AppError {
 
 type ApiResult<T> = Result<T, AppError>;
 
-async fn list_sites(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+async fn list_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     Ok(Json(app.hub.store().sites()?).into_response())
 }
 
-async fn export_sites(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+async fn export_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     let sites = app.hub.store().sites()?;
     Ok(csv_response(directory::write_csv(&sites), "diem-cau.csv"))
 }
 
-async fn import_sites(State(app): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+async fn import_sites(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let sites = directory::parse_csv(&body[..]).map_err(|e| AppError {
         status: StatusCode::BAD_REQUEST,
         code: "invalid_csv",
@@ -121,7 +133,7 @@ async fn import_sites(State(app): State<Arc<AppState>>, body: Bytes) -> ApiResul
         problems: e.problems,
     })?;
     let imported = app.hub.store().import_sites(&sites)?;
-    tracing::info!(imported, "sites imported");
+    tracing::info!(imported, username = ?caller.account.username, "sites imported");
     Ok(Json(json!({ "imported": imported })).into_response())
 }
 
@@ -139,7 +151,12 @@ struct Links {
     sites: HashMap<String, String>,
 }
 
-fn with_links(view: MeetingView) -> MeetingWithLinks {
+/// The meeting as `role` may see it: staff get neither join codes nor links.
+fn with_links(mut view: MeetingView, role: Role) -> MeetingWithLinks {
+    if role != Role::Organizer {
+        view.studio_code = None;
+        view.site_codes.clear();
+    }
     let id = view.plan.id;
     let studio = view
         .studio_code
@@ -160,13 +177,13 @@ fn site_link(meeting: i64, code: &str) -> String {
     format!("/site.html?meeting={meeting}&code={code}")
 }
 
-async fn list_meetings(State(app): State<Arc<AppState>>) -> ApiResult<Response> {
+async fn list_meetings(caller: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     let meetings: Vec<MeetingWithLinks> = app
         .hub
         .store()
         .meetings()?
         .into_iter()
-        .map(with_links)
+        .map(|view| with_links(view, caller.account.role))
         .collect();
     Ok(Json(meetings).into_response())
 }
@@ -202,7 +219,11 @@ struct CreateMeeting {
     sites: Vec<crate::store::InvitedSite>,
 }
 
-async fn create_meeting(State(app): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+async fn create_meeting(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let request: CreateMeeting = serde_json::from_slice(&body)
         .map_err(|e| AppError::invalid(format!("the meeting is not valid JSON: {e}")))?;
     let new = NewMeeting {
@@ -216,36 +237,55 @@ async fn create_meeting(State(app): State<Arc<AppState>>, body: Bytes) -> ApiRes
     tracing::info!(
         meeting = view.plan.id,
         sites = view.plan.roster.len(),
+        username = ?caller.account.username,
         "meeting created"
     );
-    Ok((StatusCode::CREATED, Json(with_links(view))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(with_links(view, caller.account.role)),
+    )
+        .into_response())
 }
 
 async fn show_meeting(
+    caller: Caller,
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    Ok(Json(with_links(app.hub.store().meeting(id)?)).into_response())
+    Ok(Json(with_links(
+        app.hub.store().meeting(id)?,
+        caller.account.role,
+    ))
+    .into_response())
 }
 
 async fn start_meeting(
+    Organizer(caller): Organizer,
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     app.hub.start_meeting(id).await?;
-    show_meeting(State(app), Path(id)).await
+    tracing::info!(meeting = id, username = ?caller.account.username, "meeting started by");
+    show_meeting(caller, State(app), Path(id)).await
 }
 
-async fn end_meeting(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+async fn end_meeting(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
     app.hub.end_meeting(id).await?;
-    show_meeting(State(app), Path(id)).await
+    tracing::info!(meeting = id, username = ?caller.account.username, "meeting ended by");
+    show_meeting(caller, State(app), Path(id)).await
 }
 
 async fn reissue_code(
+    Organizer(caller): Organizer,
     State(app): State<Arc<AppState>>,
     Path((id, site)): Path<(i64, String)>,
 ) -> ApiResult<Response> {
     let code = app.hub.store().reissue_code(id, &site)?;
+    tracing::info!(meeting = id, site = ?site, username = ?caller.account.username, "join code reissued");
     let link = site_link(id, &code);
     Ok(Json(json!({ "code": code, "link": link })).into_response())
 }
@@ -262,7 +302,11 @@ fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {
     ))
 }
 
-async fn report_json(State(app): State<Arc<AppState>>, Path(id): Path<i64>) -> ApiResult<Response> {
+async fn report_json(
+    _: Caller,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
     Ok(Json(compute_report(&app, id)?).into_response())
 }
 
@@ -272,6 +316,7 @@ struct CsvQuery {
 }
 
 async fn report_csv(
+    _: Caller,
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
     Query(query): Query<CsvQuery>,

@@ -5,10 +5,78 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
 
+use crate::auth::Role;
 use crate::media::MediaConfig;
+
+/// The command line: with no subcommand the hub runs with [`Config`]'s flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "diemcau",
+    version,
+    about = "diemcau: video conference hub for province-to-commune online meetings.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct CommandLine {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub hub: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Accounts that log in to the organizer's pages, the reports and the studio.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+/// `diemcau account ...`. Roles: `organizer` may do everything; `staff` reads meetings
+/// (without join codes), attendance reports and the sites directory.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Adds an account; the password is asked twice on the terminal.
+    Add {
+        username: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Read the password from standard input instead (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Sets a new password; the account's login sessions end.
+    Passwd {
+        username: String,
+        /// Read the password from standard input instead (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Lists the accounts.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Disables an account: it can no longer log in, and its login sessions end.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// The hub's data directory, for the account commands.
+#[derive(Debug, Clone, Args)]
+pub struct DataDir {
+    /// Directory of the hub's data (as the hub's `--data-dir`).
+    #[arg(long, env = "DIEMCAU_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
 
 /// diemcau: video conference hub for province-to-commune online meetings.
 #[derive(Debug, Clone, Parser)]
@@ -84,10 +152,16 @@ pub struct Config {
     /// On first start (empty directory), load the communes of Tuyên Quang as example sites.
     #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_sites: bool,
+
+    /// Accounts (username, password, role) made at start when missing; when there are any, no
+    /// first-start `admin` is made. Not a flag: tests set it.
+    #[arg(skip)]
+    pub bootstrap_accounts: Vec<(String, String, Role)>,
 }
 
 impl Config {
-    /// Everything on loopback with free ports and two workers: for tests.
+    /// Everything on loopback with free ports and two workers, and the accounts
+    /// [`TEST_ORGANIZER`] and [`TEST_STAFF`]: for tests.
     pub fn for_tests() -> Config {
         Config::for_tests_in(std::env::temp_dir().join(format!(
             "diemcau-test-{}-{}",
@@ -115,6 +189,18 @@ impl Config {
             max_connections_per_address: 50,
             idle_timeout_seconds: 90,
             seed_sites: false,
+            bootstrap_accounts: vec![
+                (
+                    TEST_ORGANIZER.0.to_owned(),
+                    TEST_ORGANIZER.1.to_owned(),
+                    Role::Organizer,
+                ),
+                (
+                    TEST_STAFF.0.to_owned(),
+                    TEST_STAFF.1.to_owned(),
+                    Role::Staff,
+                ),
+            ],
         }
     }
 
@@ -165,6 +251,12 @@ fn primary_address() -> Option<IpAddr> {
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
+
+/// The organizer account of [`Config::for_tests`] (username, password). Tests only.
+pub const TEST_ORGANIZER: (&str, &str) = ("organizer", "organizer-password-for-tests");
+
+/// The staff account of [`Config::for_tests`] (username, password). Tests only.
+pub const TEST_STAFF: (&str, &str) = ("staff", "staff-password-for-tests");
 
 /// Asia/Ho_Chi_Minh: UTC+7 all year.
 pub const VIETNAM: UtcOffset = time::macros::offset!(+7);

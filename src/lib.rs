@@ -5,6 +5,7 @@
 //! - [`directory`]: the sites directory and its CSV form;
 //! - [`store`]: SQLite: directory, meeting plans and join codes, the append-only attendance log;
 //! - [`attendance`]: the log's events and the reports computed from them;
+//! - [`auth`]: accounts (organizer, staff), argon2id passwords, login sessions, CSRF checks;
 //! - [`meeting`]: the meeting rules (who joins, who receives whom), no IO;
 //! - [`hub`]: signalling sessions turned into meeting, attendance and media-plane calls;
 //! - [`media`]: the media driver, worker threads with UDP sockets around the sans-IO
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod attendance;
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod hub;
@@ -77,6 +79,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             "closed sessions left open by an unclean stop, at their last sign of life"
         );
     }
+    auth::ensure_accounts(&store, &config.bootstrap_accounts).map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
         let sites = directory::parse_csv(SEED_SITES).map_err(std::io::Error::other)?;
         store.import_sites(&sites).map_err(std::io::Error::other)?;
@@ -109,6 +112,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         connections: Arc::new(web::ConnectionCounter::new(
             config.max_connections_per_address,
         )),
+        auth: auth::Auth::new(!config.plain_http),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();

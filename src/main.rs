@@ -8,7 +8,22 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = diemcau::Config::parse();
+    let command_line = diemcau::config::CommandLine::parse();
+    let config = match command_line.command {
+        None => command_line.hub,
+        Some(diemcau::config::Command::Account(command)) => {
+            return match diemcau::auth::cli::run(command) {
+                Ok(report) => {
+                    println!("{report}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("diemcau: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+    };
     println!("diemcau: data in {}", config.data_dir.display());
     let hub = match diemcau::start(config).await {
         Ok(hub) => hub,
@@ -33,6 +48,7 @@ async fn main() -> std::process::ExitCode {
     println!("diemcau: listening on {base}");
     println!("  organizer: {base}/organizer.html (create a meeting, send the join links)");
     println!("  reports:   {base}/meetings.html");
+    println!("  log in:    {base}/login.html (accounts: `diemcau account list`)");
     let media: Vec<String> = hub
         .media_addresses()
         .iter()

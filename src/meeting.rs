@@ -38,6 +38,26 @@ pub enum JoinError {
     Full,
 }
 
+/// Why a person may not take a meeting's chair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChairError {
+    #[error("the studio's code needs an organizer logged in on this browser; log in first")]
+    LoginRequired,
+    #[error("only an organizer account may chair a meeting")]
+    NotOrganizer,
+}
+
+/// The studio's join code alone does not make a chair: whoever uses it must also be logged in
+/// with an organizer account (`account` is the role logged in, if any). A code that leaks with
+/// a forwarded link then gives nobody the chair.
+pub fn may_chair(account: Option<crate::auth::Role>) -> Result<(), ChairError> {
+    match account {
+        None => Err(ChairError::LoginRequired),
+        Some(crate::auth::Role::Organizer) => Ok(()),
+        Some(crate::auth::Role::Staff) => Err(ChairError::NotOrganizer),
+    }
+}
+
 /// Why a floor, mute or roll-call action is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {

@@ -1,5 +1,5 @@
 //! Persistent state in SQLite (WAL): the sites directory, meeting plans with their join codes,
-//! and the append-only attendance log.
+//! the append-only attendance log, and accounts with their login sessions.
 //!
 //! The log is written by one recorder thread that commits in groups: every event handed to
 //! [`Recorder::append`] is on disk (`synchronous=FULL`) before the call returns, so an event the
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, MeetingPlan, Millis};
+use crate::auth::{self, Account, Role};
 use crate::directory::{Level, MAX_DELEGATES, Site};
 
 const SCHEMA: &str = r#"
@@ -74,6 +75,21 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('organizer', 'staff')),
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS login_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES accounts(username),
+    csrf_token TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
 "#;
 
 /// The database file inside the data directory.
@@ -155,6 +171,23 @@ pub enum MeetingState {
     Ended,
 }
 
+/// An account as stored: the password only as its argon2id PHC string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAccount {
+    pub username: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at: Millis,
+    pub disabled: bool,
+}
+
+/// A login session found by its token: whose it is and its CSRF token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSession {
+    pub account: Account,
+    pub csrf_token: String,
+}
+
 /// The store: one connection for plans and reads; the log has its own [`Recorder`].
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -170,6 +203,15 @@ impl Store {
         })?;
         let path = data_dir.join(DATABASE_FILE);
         let conn = connect(&path)?;
+        // Password hashes and session hashes are in it: readable by the hub's user only
+        // (SQLite gives its -wal and -shm files the same mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::Internal(format!("cannot restrict {}: {e}", path.display())),
+            )?;
+        }
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             inner: Arc::new(Mutex::new(conn)),
@@ -481,6 +523,200 @@ impl Store {
         }
         Ok(count)
     }
+}
+
+/// Accounts and login sessions (see [`crate::auth`]).
+impl Store {
+    pub fn account_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .lock()
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+        Ok(count as u64)
+    }
+
+    /// Adds an account; refused if the username is taken.
+    pub fn add_account(
+        &self,
+        username: &str,
+        role: Role,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let added = self.lock().execute(
+            "INSERT INTO accounts (username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(username) DO NOTHING",
+            params![username, role.as_str(), password_hash, now],
+        )?;
+        if added == 0 {
+            return Err(StoreError::Invalid(format!(
+                "account {username} exists already"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn account(&self, username: &str) -> Result<Option<StoredAccount>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT username, role, password_hash, created_at, disabled FROM accounts
+                 WHERE username = ?1",
+                [username],
+                stored_account,
+            )
+            .optional()?)
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT username, role, password_hash, created_at, disabled FROM accounts
+             ORDER BY username",
+        )?;
+        let rows = stmt.query_map([], stored_account)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets a new password and ends the account's login sessions.
+    pub fn set_password(&self, username: &str, password_hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE accounts SET password_hash = ?1 WHERE username = ?2",
+            params![password_hash, username],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("account {username}")));
+        }
+        tx.execute("DELETE FROM login_sessions WHERE username = ?1", [username])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Disables an account (it can no longer log in) and ends its login sessions.
+    pub fn disable_account(&self, username: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE accounts SET disabled = 1 WHERE username = ?1",
+            [username],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("account {username}")));
+        }
+        tx.execute("DELETE FROM login_sessions WHERE username = ?1", [username])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a new login session under the SHA-256 of its token; drops expired ones.
+    pub fn create_login_session(
+        &self,
+        token_sha256: &str,
+        username: &str,
+        csrf_token: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        delete_expired_sessions(&conn, now)?;
+        conn.execute(
+            "INSERT INTO login_sessions (token_sha256, username, csrf_token, created_at, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![token_sha256, username, csrf_token, now],
+        )?;
+        Ok(())
+    }
+
+    /// The live session with this token hash, of an account that is not disabled; notes its
+    /// use. An expired session is deleted and not returned.
+    pub fn login_session(
+        &self,
+        token_sha256: &str,
+        now: Millis,
+    ) -> Result<Option<LoginSession>, StoreError> {
+        let conn = self.lock();
+        let found: Option<(String, String, String, Millis, Millis, bool)> = conn
+            .prepare_cached(
+                "SELECT s.username, a.role, s.csrf_token, s.created_at, s.last_seen, a.disabled
+                 FROM login_sessions s JOIN accounts a ON a.username = s.username
+                 WHERE s.token_sha256 = ?1",
+            )?
+            .query_row([token_sha256], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((username, role, csrf_token, created_at, last_seen, disabled)) = found else {
+            return Ok(None);
+        };
+        let role = Role::parse(&role);
+        if disabled || role.is_none() || session_expired(created_at, last_seen, now) {
+            conn.execute(
+                "DELETE FROM login_sessions WHERE token_sha256 = ?1",
+                [token_sha256],
+            )?;
+            return Ok(None);
+        }
+        // One write a minute at most per session, not one per request.
+        if now - last_seen >= 60_000 {
+            conn.execute(
+                "UPDATE login_sessions SET last_seen = ?1 WHERE token_sha256 = ?2",
+                params![now, token_sha256],
+            )?;
+        }
+        Ok(role.map(|role| LoginSession {
+            account: Account { username, role },
+            csrf_token,
+        }))
+    }
+
+    pub fn delete_login_session(&self, token_sha256: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "DELETE FROM login_sessions WHERE token_sha256 = ?1",
+            [token_sha256],
+        )?;
+        Ok(())
+    }
+}
+
+fn stored_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
+    let role: String = r.get(1)?;
+    Ok(StoredAccount {
+        username: r.get(0)?,
+        role: Role::parse(&role).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown role {role}").into(),
+            )
+        })?,
+        password_hash: r.get(2)?,
+        created_at: r.get(3)?,
+        disabled: r.get(4)?,
+    })
+}
+
+fn session_expired(created_at: Millis, last_seen: Millis, now: Millis) -> bool {
+    now - last_seen >= auth::SESSION_IDLE.as_millis() as Millis
+        || now - created_at >= auth::SESSION_LIFETIME.as_millis() as Millis
+}
+
+fn delete_expired_sessions(conn: &Connection, now: Millis) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM login_sessions WHERE last_seen <= ?1 OR created_at <= ?2",
+        params![
+            now - auth::SESSION_IDLE.as_millis() as Millis,
+            now - auth::SESSION_LIFETIME.as_millis() as Millis
+        ],
+    )?;
+    Ok(())
 }
 
 /// Appends to the attendance log from a dedicated thread, committing in groups.

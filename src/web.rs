@@ -28,6 +28,7 @@ pub struct AppState {
     pub rules: ReportRules,
     pub limits: diemcau_signaling::Limits,
     pub connections: Arc<ConnectionCounter>,
+    pub auth: crate::auth::Auth,
 }
 
 /// Open signalling connections per IP address, to refuse a flood from one address.
@@ -86,7 +87,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
+        .merge(crate::auth::http::routes())
         .fallback(get(page))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::http::guard,
+        ))
         .with_state(state)
 }
 
@@ -94,8 +100,15 @@ async fn signaling(
     ws: WebSocketUpgrade,
     State(app): State<Arc<AppState>>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    // A page of another site must not open a session with this browser's login
+    // (cross-site WebSocket hijacking): browsers always send `Origin` on a WebSocket.
+    if !crate::auth::http::same_origin(&headers, &uri) {
+        tracing::warn!(%address, origin = ?headers.get(header::ORIGIN), "signalling connection refused: cross-site origin");
+        return (StatusCode::FORBIDDEN, "cross-site WebSocket refused").into_response();
+    }
     let Some(slot) = app.connections.admit(address.ip()) else {
         tracing::warn!(%address, "signalling connection refused: too many from this address");
         return (
@@ -115,7 +128,11 @@ async fn signaling(
         address: Some(address),
         user_agent,
         slot: Some(slot),
+        account: crate::auth::http::account_from_headers(&app, &headers),
     };
+    // Signalling messages are small and rare: 16 KiB buffers instead of axum's 128 KiB each way
+    // (a quarter of a site's memory at the defaults); larger messages still grow them.
+    let ws = ws.read_buffer_size(16 * 1024).write_buffer_size(16 * 1024);
     diemcau_signaling::session::upgrade(ws, app.hub.clone(), client, app.limits)
 }
 

@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Starts the hub binary on free ports with its data in `data_dir`.
 fn spawn_hub(data_dir: &Path) -> (Child, SocketAddr) {
+    // The API needs a login: the test organizer's account, added as an operator would.
+    http::add_test_organizer(data_dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
         .args(["--listen", "127.0.0.1:0", "--media-bind", "127.0.0.1"])
         .args([

@@ -70,7 +70,7 @@ async fn floor_and_mute_act_on_the_media() {
         true,
     )
     .await;
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+    let (socket, _) = tokio_tungstenite::connect_async(http::organizer_ws_request(addr).await)
         .await
         .expect("connect");
     let mut chair = Chair(socket);

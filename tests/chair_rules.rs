@@ -25,8 +25,8 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+    async fn connect(addr: SocketAddr, login: Option<&http::Login>) -> Client {
+        let (socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, login))
             .await
             .expect("WebSocket connects");
         Client {
@@ -84,8 +84,9 @@ impl Client {
     }
 }
 
-async fn join(addr: SocketAddr, meeting: i64, code: &str) -> Client {
-    let mut c = Client::connect(addr).await;
+/// Joins with `code`; the studio's code needs an organizer's login with it.
+async fn join(addr: SocketAddr, meeting: i64, code: &str, login: Option<&http::Login>) -> Client {
+    let mut c = Client::connect(addr, login).await;
     let joined = c
         .request(
             json!({"type": "join", "code": code, "meeting": meeting}),
@@ -123,16 +124,18 @@ async fn only_the_chair_runs_the_meeting() {
     )
     .await;
 
-    let mut chair = join(addr, m.id, &m.studio_code).await;
+    let organizer = http::organizer(addr).await;
+    let mut chair = join(addr, m.id, &m.studio_code, Some(&organizer)).await;
     let console = chair.expect("console").await;
     for code in ["2269", "2266", "2302"] {
         assert_eq!(site_entry(&console, code)["state"], "not_joined");
     }
 
-    let mut a = join(addr, m.id, &m.code("2269")).await;
-    let mut b = join(addr, m.id, &m.code("2266")).await;
+    // A site page opened in a browser where an organizer is logged in is still only a site.
+    let mut a = join(addr, m.id, &m.code("2269"), Some(&organizer)).await;
+    let mut b = join(addr, m.id, &m.code("2266"), None).await;
     // Minh Quang's page is open but has not joined.
-    let mut c = Client::connect(addr).await;
+    let mut c = Client::connect(addr, None).await;
     let standby = c
         .request(
             json!({"type": "standby", "code": m.code("2302"), "meeting": m.id}),

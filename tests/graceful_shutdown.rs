@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 fn spawn_hub(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    http::add_test_organizer(data);
     let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
         .args([
             "--listen",

@@ -23,6 +23,14 @@ async fn connect(addr: std::net::SocketAddr) -> Socket {
     socket
 }
 
+/// A connection with the test organizer's session cookie, as the studio page has.
+async fn connect_as_organizer(addr: std::net::SocketAddr) -> Socket {
+    let (socket, _) = connect_async(http::organizer_ws_request(addr).await)
+        .await
+        .expect("WebSocket connects");
+    socket
+}
+
 async fn next_json(socket: &mut Socket) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
@@ -93,7 +101,7 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     assert_eq!(joined["participant"]["site"], "2269");
     assert_eq!(joined["title"], "Họp thử lỗi");
 
-    let mut bad = connect(addr).await;
+    let mut bad = connect_as_organizer(addr).await;
     send_text(&mut bad, "garbage {{{").await;
     expect_error(&mut bad, "malformed_json").await;
 
@@ -214,7 +222,7 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     expect_error(&mut bad, "forbidden").await;
 
     // A second studio in the same meeting is refused.
-    let mut second = connect(addr).await;
+    let mut second = connect_as_organizer(addr).await;
     send_text(
         &mut second,
         json!({"type": "join", "code": m.studio_code}).to_string(),

@@ -300,6 +300,8 @@ pub enum ErrorCode {
     CodeRevoked,
     CodeOtherMeeting,
     MeetingEnded,
+    /// The studio's code was used without an organizer logged in on the page's browser.
+    LoginRequired,
     Forbidden,
     Replaced,
     SiteUnavailable,
@@ -330,6 +332,7 @@ impl ErrorCode {
             ErrorCode::CodeRevoked => "code_revoked",
             ErrorCode::CodeOtherMeeting => "code_other_meeting",
             ErrorCode::MeetingEnded => "meeting_ended",
+            ErrorCode::LoginRequired => "login_required",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Replaced => "replaced",
             ErrorCode::SiteUnavailable => "site_unavailable",

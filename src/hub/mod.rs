@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use crate::attendance::Reception;
 use crate::attendance::{Event as LogEvent, EventKind, ExpectedSite, LeaveReason, Millis};
 use crate::media::{Command, MediaEvents, MediaPlane};
-use crate::meeting::{JoinError, Meeting};
+use crate::meeting::{ChairError, JoinError, Meeting};
 use crate::store::{CodeError, Grant, MeetingState, Recorder, Store, StoreError, now_millis};
 
 /// Shared state of the running hub.
@@ -106,6 +106,8 @@ pub struct ClientInfo {
     pub user_agent: String,
     /// The connection's place in the per-address limit, freed with the session.
     pub slot: Option<crate::web::ConnectionSlot>,
+    /// The account logged in with the upgrade request's session cookie, if any.
+    pub account: Option<crate::auth::Account>,
 }
 
 /// One WebSocket session's state: joined to a meeting, on standby, or neither.
@@ -606,6 +608,21 @@ impl Hub {
             ));
         }
         let (grant, title) = self.grant(code, meeting)?;
+        if grant.site.is_none() {
+            let account = session.client.account.as_ref();
+            crate::meeting::may_chair(account.map(|a| a.role)).map_err(|e| {
+                let code = match e {
+                    ChairError::LoginRequired => ErrorCode::LoginRequired,
+                    ChairError::NotOrganizer => ErrorCode::Forbidden,
+                };
+                tracing::warn!(
+                    meeting = grant.meeting_id,
+                    username = ?account.map(|a| &a.username),
+                    "studio join refused: {e}"
+                );
+                ProtocolError::new(code, e.to_string())
+            })?;
+        }
         let id = PeerId(self.next_id());
         let (role, name, site) = match &grant.site {
             Some(site) => (Role::Site, site.name.clone(), Some(site.code.clone())),
@@ -772,7 +789,8 @@ impl Hub {
             // The console follows the `joined` reply in the session's outbox.
             self.send_consoles();
         }
-        tracing::info!(meeting = grant.meeting_id, participant = %id, ?role, "joined");
+        let username = session.client.account.as_ref().map(|a| a.username.as_str());
+        tracing::info!(meeting = grant.meeting_id, participant = %id, ?role, ?username, "joined");
         Ok(ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,
             meeting: grant.meeting_id.to_string(),

@@ -1,18 +1,21 @@
-//! A minimal HTTP/1.1 client for tests, and helpers that set up a meeting through the API.
+//! A minimal HTTP/1.1 client for tests, logged in as the test organizer unless told otherwise,
+//! and helpers that set up a meeting through the API.
 
 #![allow(dead_code, clippy::indexing_slicing)] // test helpers: a short response is a failed test
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A response: status and body bytes.
+/// A response: status, headers (names in lower case) and body bytes.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -30,14 +33,158 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The API error code of a refusal (`{"error": {"code": ...}}`).
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.text()))
+            .to_owned()
+    }
 }
 
+/// A logged-in session: the cookie to send and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// `diemcau_session=...`, as a `Cookie` header's value.
+    pub cookie: String,
+    pub csrf_token: String,
+    pub role: String,
+}
+
+/// Logs in; panics unless the hub accepts.
+pub async fn login(addr: SocketAddr, username: &str, password: &str) -> Login {
+    let reply = try_login(addr, username, password).await;
+    assert_eq!(reply.status, 200, "login as {username}: {}", reply.text());
+    login_from(&reply)
+}
+
+/// `POST /api/login`, whatever the answer.
+pub async fn try_login(addr: SocketAddr, username: &str, password: &str) -> Reply {
+    let body = json!({"username": username, "password": password}).to_string();
+    send(addr, "POST", "/api/login", body.as_bytes(), None, &[]).await
+}
+
+/// The session a successful login reply sets.
+pub fn login_from(reply: &Reply) -> Login {
+    let cookie = reply
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let session = reply.json();
+    Login {
+        cookie,
+        csrf_token: session["csrf_token"]
+            .as_str()
+            .expect("csrf_token")
+            .to_owned(),
+        role: session["role"].as_str().expect("role").to_owned(),
+    }
+}
+
+/// The test organizer (`Config::for_tests`) logged in on the hub at `addr`, once per hub.
+pub async fn organizer(addr: SocketAddr) -> Login {
+    static LOGINS: Mutex<Option<HashMap<SocketAddr, Login>>> = Mutex::new(None);
+    if let Some(login) = LOGINS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&addr)
+    {
+        return login.clone();
+    }
+    let (username, password) = diemcau::config::TEST_ORGANIZER;
+    let login = login(addr, username, password).await;
+    LOGINS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(addr, login.clone());
+    login
+}
+
+/// Adds the test organizer's account to a hub binary's data directory with
+/// `diemcau account add --password-stdin`, unless it is there already (a restart).
+pub fn add_test_organizer(data_dir: &std::path::Path) {
+    use std::io::Write;
+    let (username, password) = diemcau::config::TEST_ORGANIZER;
+    let known = diemcau::store::Store::open(data_dir)
+        .and_then(|store| store.account(username))
+        .expect("the data directory opens");
+    if known.is_some() {
+        return;
+    }
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args([
+            "account",
+            "add",
+            username,
+            "--role",
+            "organizer",
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("diemcau account add runs");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write the password");
+    assert!(add.wait().expect("account add ends").success());
+}
+
+/// The test staff account logged in on the hub at `addr`.
+pub async fn staff(addr: SocketAddr) -> Login {
+    let (username, password) = diemcau::config::TEST_STAFF;
+    login(addr, username, password).await
+}
+
+/// A request as the test organizer (session cookie, and the CSRF token on state changes).
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
+    let login = organizer(addr).await;
+    send(addr, method, path, body, Some(&login), &[]).await
+}
+
+/// One request with the given session (or none) and extra headers. The CSRF token of the
+/// session goes with every method but `GET`, unless `headers` names `X-CSRF-Token` itself.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    login: Option<&Login>,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connect to the hub");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if let Some(login) = login {
+        head.push_str(&format!("Cookie: {}\r\n", login.cookie));
+        let own_token = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-csrf-token"));
+        if method != "GET" && !own_token {
+            head.push_str(&format!("X-CSRF-Token: {}\r\n", login.csrf_token));
+        }
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.expect("write");
     stream.write_all(body).await.expect("write");
     let mut raw = Vec::new();
@@ -52,14 +199,51 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) ->
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status code");
+    let headers: Vec<(String, String)> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
     {
         body = dechunk(&body);
     }
-    Reply { status, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A WebSocket request for `/ws`, with `login`'s session cookie when given (the studio's code
+/// needs an organizer's).
+pub fn ws_request(
+    addr: SocketAddr,
+    login: Option<&Login>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("a WebSocket request");
+    if let Some(login) = login {
+        request.headers_mut().insert(
+            "cookie",
+            login.cookie.parse().expect("a cookie header value"),
+        );
+    }
+    request
+}
+
+/// A WebSocket request for `/ws` as the test organizer.
+pub async fn organizer_ws_request(
+    addr: SocketAddr,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let login = organizer(addr).await;
+    ws_request(addr, Some(&login))
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

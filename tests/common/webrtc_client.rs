@@ -576,9 +576,25 @@ impl WebrtcClient {
         // 2. The WebSocket: a writer task fed by `outbox`, a reader task that handles every
         //    hub message.
         let url = format!("ws://{http_addr}/ws");
+        let mut request = {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            url.as_str()
+                .into_client_request()
+                .map_err(|e| fail(format!("WebSocket request for {url}: {e}")))?
+        };
+        if opts.role == "studio" {
+            // The studio's code needs an organizer logged in, as in the studio's browser.
+            let cookie = step("log in as the test organizer", organizer_cookie(http_addr))
+                .await
+                .map_err(&fail)?;
+            let value = cookie
+                .parse()
+                .map_err(|e| fail(format!("cookie header: {e}")))?;
+            request.headers_mut().insert("cookie", value);
+        }
         let (ws, _response) = step(
             &format!("WebSocket connect to {url}"),
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async(request),
         )
         .await
         .map_err(&fail)?;
@@ -1161,4 +1177,44 @@ fn record_participant(known: &mut BTreeMap<String, (String, String)>, p: &Value)
     if !id.is_empty() {
         known.insert(id, (field("name"), field("role")));
     }
+}
+
+/// Logs in as the test organizer (`Config::for_tests`) and returns the session cookie
+/// (`diemcau_session=...`).
+async fn organizer_cookie(http_addr: SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (username, password) = diemcau::config::TEST_ORGANIZER;
+    let body = json!({"username": username, "password": password}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(http_addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {http_addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie").then(|| {
+                value
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        })
+        .filter(|cookie| cookie.starts_with("diemcau_session="))
+        .ok_or_else(|| format!("no session cookie in the login reply: {text}"))
 }

@@ -59,6 +59,7 @@ async function main() {
   const base = parseBaseUrl(process.argv[2], 'attendance.mjs');
   log(`hub ${base}`);
   await runInChromium({
+    logInTo: base,
     watchdogMs: WATCHDOG_MS,
     body: async (context) => {
       try {
@@ -77,6 +78,7 @@ async function walkThrough(context, base) {
   organizer.on('dialog', (dialog) => dialog.accept());
   await organizer.waitForFunction(() => window.diemcauOrganizer?.ready, null, { timeout: STEP_TIMEOUT_MS });
   await expectVisible(organizer, '#directory-empty', 'an empty directory is pointed out on the new meeting form');
+  await expectVisible(organizer, '#logout', 'the logged-in organizer has a logout button');
 
   // ---- the directory, from CSV files ----
   await organizer.click('#show-directory');

@@ -67,6 +67,7 @@ async function main() {
   log(`hub ${base}, meeting ${meeting.id}; ${RELAYED.name} goes through the relay on ${relay.base}`);
   try {
     await runInChromium({
+      logInTo: base,
       watchdogMs: WATCHDOG_MS,
       body: async (context) => {
         try {

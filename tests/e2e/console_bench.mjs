@@ -44,6 +44,7 @@ async function main() {
   const fakeMedia = process.env.BENCH_CAMERA === '1';
   log(`studio camera ${fakeMedia ? 'on (fake device, 720p published)' : 'off'}`);
   await runInChromium({
+    logInTo: base,
     fakeMedia,
     watchdogMs: WATCHDOG_MS,
     body: async (context) => {

@@ -1,6 +1,10 @@
 // What the end-to-end scripts share: launching Debian's Chromium with the flags that work on
-// these machines, logging with elapsed time, the hub's HTTP API from Node, and how a script
-// ends (exit 0 pass, 1 failure, 2 setup problem).
+// these machines, logged in as an organizer through the login page, logging with elapsed
+// time, the hub's HTTP API from Node (logged in too), and how a script ends (exit 0 pass,
+// 1 failure, 2 setup problem).
+//
+// The account is the test organizer of `Config::for_tests`, or E2E_USERNAME and E2E_PASSWORD
+// for a hub with other accounts.
 
 import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -24,6 +28,12 @@ const CHROMIUM_ARGS = [
 ];
 
 const started = Date.now();
+
+/** The organizer account the scripts log in with. */
+export const ORGANIZER = {
+  username: process.env.E2E_USERNAME || 'organizer',
+  password: process.env.E2E_PASSWORD || 'organizer-password-for-tests',
+};
 
 export function log(message) {
   const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
@@ -51,9 +61,10 @@ export function parseBaseUrl(argument, script) {
 /**
  * Runs `body(context)` in a fresh headless Chromium (own profile, 1366x768, fake camera and
  * microphone, or none with `fakeMedia: false`) under a watchdog, then closes everything and
- * sets the exit code.
+ * sets the exit code. With `logInTo` (a hub's base URL) the browser is first logged in there
+ * as the organizer, through the login page.
  */
-export async function runInChromium({ watchdogMs, body, fakeMedia = true }) {
+export async function runInChromium({ watchdogMs, body, fakeMedia = true, logInTo = null }) {
   const userDataDir = await mkdtemp(join(tmpdir(), 'diemcau-e2e-'));
   let context = null;
   const watchdog = setTimeout(() => {
@@ -77,6 +88,7 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true }) {
     });
     log(`chromium ${context.browser()?.version() ?? ''} started`);
     for (const page of context.pages()) await page.close();
+    if (logInTo) await logInInBrowser(context, logInTo);
     await body(context);
   } catch (error) {
     log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
@@ -90,11 +102,61 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true }) {
 }
 
 /**
- * Calls the hub's HTTP API (docs/api.md) from Node: JSON in and out, or CSV text in when
- * `csv` is given. A refusal fails the test with the hub's answer.
+ * Logs the browser in on the hub's login page, as a person would: the session cookie is then
+ * the context's, for every page the script opens.
+ */
+export async function logInInBrowser(context, base, account = ORGANIZER) {
+  const page = await context.newPage();
+  try {
+    await page.goto(`${base}/login.html?next=${encodeURIComponent('/meetings.html')}`, { waitUntil: 'load' });
+    await page.fill('#username', account.username);
+    await page.fill('#password', account.password);
+    await page.click('#submit');
+    await page.waitForURL((url) => url.pathname.endsWith('/meetings.html'), { timeout: 15_000 });
+    log(`browser logged in as ${account.username}`);
+  } catch (error) {
+    const shown = await page.textContent('#form-error').catch(() => '');
+    throw new Failure(`logging in as ${account.username} on ${base}/login.html failed: ${shown || error.message.split('\n')[0]}`);
+  } finally {
+    await page.close();
+  }
+}
+
+/** Node's own logins, by hub: `{cookie, csrf}`. */
+const apiLogins = new Map();
+
+async function apiLogin(base) {
+  if (apiLogins.has(base)) return apiLogins.get(base);
+  let response;
+  try {
+    response = await fetch(`${base}/api/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(ORGANIZER),
+    });
+  } catch (error) {
+    throw new Failure(`POST /api/login: ${error.message}`);
+  }
+  const text = await response.text();
+  if (!response.ok) throw new Failure(`POST /api/login as ${ORGANIZER.username} answered ${response.status}: ${text.slice(0, 300)}`);
+  const cookie = response.headers
+    .getSetCookie()
+    .map((header) => header.split(';')[0])
+    .find((pair) => pair.startsWith('diemcau_session='));
+  if (!cookie) throw new Failure('POST /api/login set no session cookie');
+  const login = { cookie, csrf: JSON.parse(text).csrf_token };
+  apiLogins.set(base, login);
+  return login;
+}
+
+/**
+ * Calls the hub's HTTP API (docs/api.md) from Node, logged in as the organizer: JSON in and
+ * out, or CSV text in when `csv` is given. A refusal fails the test with the hub's answer.
  */
 export async function hubApi(base, method, path, { json, csv } = {}) {
-  const init = { method, headers: {} };
+  const login = await apiLogin(base);
+  const init = { method, headers: { Cookie: login.cookie } };
+  if (method !== 'GET') init.headers['X-CSRF-Token'] = login.csrf;
   if (json !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(json);

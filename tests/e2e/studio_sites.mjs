@@ -68,6 +68,7 @@ async function main() {
   log(`hub ${base}, meeting ${meeting.id}, 1 studio + ${SITES.length} sites`);
 
   await runInChromium({
+    logInTo: base,
     watchdogMs: WATCHDOG_MS,
     body: async (context) => {
       const studio = await openParticipant(context, base, meeting.links.studio, 'studio', 'studio', STUDIO_NAME);

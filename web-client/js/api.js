@@ -1,4 +1,6 @@
-// Client of the hub's HTTP API (docs/api.md): sites directory, meetings, attendance reports.
+// Client of the hub's HTTP API (docs/api.md): login session, sites directory, meetings,
+// attendance reports. Every call carries the session cookie, and every POST the session's CSRF
+// token; a call refused for want of a login (401) sends the page to the login page.
 
 import { hasText, t } from './i18n.js';
 
@@ -27,14 +29,39 @@ export function describeApiError(error) {
   return error.detail && error.code !== 'network' ? `${text} (${error.detail})` : text;
 }
 
-async function request(method, path, { json, text } = {}) {
-  const init = { method, headers: { Accept: 'application/json' } };
+/** Where the login page is, coming back to the current page after the login. */
+export function loginAddress(next = window.location.pathname + window.location.search) {
+  return `login.html?next=${encodeURIComponent(next)}`;
+}
+
+/** The session's CSRF token, fetched once (`GET /api/session`) and sent with every POST. */
+let csrfToken = null;
+
+async function csrfHeader() {
+  if (csrfToken === null) await currentSession();
+  return csrfToken;
+}
+
+/**
+ * One API call with the session cookie. Without a session (401) the page goes to the login
+ * page, which brings it back here; unless `stayOnPage`, for the login page itself.
+ */
+async function request(method, path, { json, text, stayOnPage = false, retried = false } = {}) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (json !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(json);
   } else if (text !== undefined) {
     init.headers['Content-Type'] = 'text/csv; charset=utf-8';
     init.body = text;
+  }
+  if (method !== 'GET' && path !== '/api/login') {
+    try {
+      init.headers['X-CSRF-Token'] = await csrfHeader();
+    } catch (error) {
+      // No session: the logout needs none; anything else goes to the login page below.
+      if (path !== '/api/logout') throw error;
+    }
   }
   let response;
   try {
@@ -53,15 +80,45 @@ async function request(method, path, { json, text } = {}) {
   }
   if (!response.ok) {
     const error = parsed && parsed.error ? parsed.error : {};
+    const code = error.code || `http_${response.status}`;
+    if (response.status === 401 && !stayOnPage) {
+      csrfToken = null;
+      window.location.assign(loginAddress());
+    }
+    // Logged in again in another tab meanwhile: the token changed; fetch it and try once more.
+    if (code === 'csrf_failed' && !retried) {
+      csrfToken = null;
+      return request(method, path, { json, text, stayOnPage, retried: true });
+    }
     throw new ApiError(
       response.status,
-      error.code || `http_${response.status}`,
+      code,
       error.message || (parsed ? '' : body.slice(0, 200)),
       Array.isArray(error.problems) ? error.problems : [],
     );
   }
   if (body && parsed === null) throw new ApiError(response.status, 'bad_response', body.slice(0, 200));
   return parsed;
+}
+
+/** `GET /api/session`: `{username, role, csrf_token}`; goes to the login page without one. */
+export async function currentSession() {
+  const session = await request('GET', '/api/session');
+  csrfToken = session.csrf_token;
+  return session;
+}
+
+/** `POST /api/login`: `{username, role, csrf_token}`, and the browser keeps the session cookie. */
+export async function logIn(username, password) {
+  const session = await request('POST', '/api/login', { json: { username, password }, stayOnPage: true });
+  csrfToken = session.csrf_token;
+  return session;
+}
+
+/** `POST /api/logout`: ends the session. */
+export async function logOut() {
+  await request('POST', '/api/logout', { stayOnPage: true });
+  csrfToken = null;
 }
 
 const meetingPath = (id) => `/api/meetings/${encodeURIComponent(id)}`;

@@ -2,6 +2,7 @@
 // attended (from each meeting's report), and links to the printable report and the CSV files.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { installAccountBar } from './account.js';
 import { describeApiError, fetchReport, listMeetings, reportCsvPath } from './api.js';
 import { formatPercent, formatTime, sameDay } from './localtime.js';
 
@@ -16,6 +17,7 @@ const summaries = new Map();
 let loadRound = 0;
 
 installLanguageToggle($('lang'));
+installAccountBar($('account'), $('logout')).catch((error) => console.warn('[diemcau] session', error));
 applyTranslations();
 window.addEventListener('languagechange', render);
 $('refresh').addEventListener('click', load);

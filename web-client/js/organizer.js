@@ -5,6 +5,7 @@
 // back button and a reload keep the place.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { installAccountBar } from './account.js';
 import {
   ApiError,
   SITES_CSV_PATH,
@@ -50,6 +51,7 @@ let createProblem = null;
 let pageError = null;
 
 installLanguageToggle($('lang'));
+installAccountBar($('account'), $('logout')).catch((error) => console.warn('[diemcau] session', error));
 applyTranslations();
 $('export-link').href = SITES_CSV_PATH;
 

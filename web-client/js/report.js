@@ -3,6 +3,7 @@
 // the hub computes from the append-only log. Times in the hub's time zone.
 
 import { applyTranslations, hasText, installLanguageToggle, t } from './i18n.js';
+import { installAccountBar } from './account.js';
 import { describeApiError, fetchMeeting, fetchReport, reportCsvPath } from './api.js';
 import { formatNumber, formatPercent, formatTime, formatTimeNear } from './localtime.js';
 
@@ -13,6 +14,7 @@ let report = null;
 let meeting = null;
 
 installLanguageToggle($('lang'));
+installAccountBar($('account'), $('logout')).catch((error) => console.warn('[diemcau] session', error));
 applyTranslations();
 
 const meetingId = /^[0-9]{1,15}$/.test(new URLSearchParams(window.location.search).get('meeting') || '')

@@ -19,9 +19,17 @@ const RECONNECT_DELAYS_S = [1, 2, 4, 8, 15];
 
 /**
  * Errors after which the session stops for good (docs/protocol.md): the code is not valid for
- * this meeting, the meeting is over, or the same site joined elsewhere.
+ * this meeting, the meeting is over, the same site joined elsewhere, or the studio's code was
+ * used without an organizer logged in (the page then goes to the login page).
  */
-export const FINAL_ERRORS = new Set(['code_unknown', 'code_revoked', 'code_other_meeting', 'meeting_ended', 'replaced']);
+export const FINAL_ERRORS = new Set([
+  'code_unknown',
+  'code_revoked',
+  'code_other_meeting',
+  'meeting_ended',
+  'replaced',
+  'login_required',
+]);
 
 /**
  * Errors of a refused join that are worth retrying later: a stale studio session, a full
@@ -498,6 +506,13 @@ export class MeetingSession extends EventTarget {
     this.reportError(message.code, message.message, message.request);
     if (FINAL_ERRORS.has(message.code)) {
       this.close('refused');
+      if (message.code === 'login_required') {
+        // Log in, then come back to the studio page with the same link.
+        const studio = new URLSearchParams();
+        if (this.meeting !== null && this.meeting !== undefined) studio.set('meeting', String(this.meeting));
+        studio.set('code', this.code);
+        window.location.assign(`login.html?next=${encodeURIComponent(`/studio.html?${studio}`)}`);
+      }
       return;
     }
     // A refused join (the meeting has a studio, or is full, or the hub failed) is retried

@@ -4,6 +4,7 @@
 // Opened with the organizer's link: `studio.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { installAccountBar } from './account.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
 import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
@@ -31,6 +32,9 @@ async function main() {
   if (!window.RTCPeerConnection) return showFatal(errorBox, 'error.unsupported');
   const { code, meeting, badMeeting } = joinFromAddress();
   if (!code || badMeeting) return showFatal(errorBox, 'error.noCode');
+  // The chair is an organizer logged in on this browser (without a session: the login page).
+  const account = await installAccountBar(document.getElementById('account'), document.getElementById('logout'));
+  if (account.role !== 'organizer') return showFatal(errorBox, 'account.needOrganizer');
 
   const local = await openLocalMedia(STUDIO_VIDEO);
   document.getElementById('preview').srcObject = local.stream;

@@ -12,6 +12,85 @@ use tokio::net::TcpStream;
 pub struct HubUrl {
     /// `host:port`.
     pub authority: String,
+    /// The organizer account to log in with (a hub the generator started has one made for
+    /// it; otherwise `DIEMCAU_LOADGEN_USER` and `DIEMCAU_LOADGEN_PASSWORD`).
+    pub credentials: Option<Credentials>,
+}
+
+/// An account's username and password; the password stays out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// `DIEMCAU_LOADGEN_USER` and `DIEMCAU_LOADGEN_PASSWORD`, when both are set.
+    pub fn from_env() -> Option<Credentials> {
+        Some(Credentials {
+            username: std::env::var("DIEMCAU_LOADGEN_USER").ok()?,
+            password: std::env::var("DIEMCAU_LOADGEN_PASSWORD").ok()?,
+        })
+    }
+}
+
+/// A login session on the hub: the cookie and the CSRF token its API calls carry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// `diemcau_session=...`.
+    pub cookie: String,
+    pub csrf_token: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Login { .. }")
+    }
+}
+
+/// Logs in (`POST /api/login`).
+pub async fn login(hub: &HubUrl, credentials: &Credentials) -> Result<Login, String> {
+    let body = serde_json::json!({
+        "username": credentials.username,
+        "password": credentials.password,
+    })
+    .to_string();
+    let response = request(
+        hub,
+        "POST",
+        "/api/login",
+        Some("application/json"),
+        body.as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("logging in: {e}"))?;
+    if response.status != 200 {
+        return Err(format!(
+            "logging in as {}: status {}: {}",
+            credentials.username,
+            response.status,
+            response.text()
+        ));
+    }
+    let cookie = response
+        .set_cookie
+        .clone()
+        .ok_or("the login reply sets no session cookie")?;
+    let csrf_token = response
+        .json()?
+        .get("csrf_token")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("the login reply has no csrf_token")?
+        .to_owned();
+    Ok(Login { cookie, csrf_token })
 }
 
 impl HubUrl {
@@ -34,7 +113,10 @@ impl HubUrl {
         } else {
             format!("{authority}:80")
         };
-        Ok(HubUrl { authority })
+        Ok(HubUrl {
+            authority,
+            credentials: None,
+        })
     }
 
     pub fn http(&self) -> String {
@@ -47,11 +129,12 @@ impl HubUrl {
     }
 }
 
-/// A response: status and body.
+/// A response: status, body, and the cookie it sets (`name=value`), if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    pub set_cookie: Option<String>,
 }
 
 impl Response {
@@ -73,6 +156,18 @@ pub async fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> io::Result<Response> {
+    request_as(hub, None, method, path, content_type, body).await
+}
+
+/// [`request`] with a login session: its cookie, and its CSRF token on anything but `GET`.
+pub async fn request_as(
+    hub: &HubUrl,
+    login: Option<&Login>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<Response> {
     let exchange = async {
         let mut stream = TcpStream::connect(&hub.authority).await?;
         let mut head = format!(
@@ -82,6 +177,12 @@ pub async fn request(
         );
         if let Some(content_type) = content_type {
             head.push_str(&format!("Content-Type: {content_type}\r\n"));
+        }
+        if let Some(login) = login {
+            head.push_str(&format!("Cookie: {}\r\n", login.cookie));
+            if method != "GET" {
+                head.push_str(&format!("X-CSRF-Token: {}\r\n", login.csrf_token));
+            }
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await?;
@@ -116,16 +217,28 @@ fn parse_response(raw: &[u8]) -> io::Result<Response> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("bad status line"))?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
+    let mut chunked = false;
+    let mut set_cookie = None;
+    for line in lines {
+        let lower = line.to_ascii_lowercase();
+        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+        if lower.starts_with("set-cookie:") {
+            set_cookie = line
+                .split_once(':')
+                .and_then(|(_, value)| value.split(';').next())
+                .map(|cookie| cookie.trim().to_owned());
+        }
+    }
     let body = if chunked {
         dechunk(body).ok_or_else(|| bad("bad chunked body"))?
     } else {
         body.to_vec()
     };
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        body,
+        set_cookie,
+    })
 }
 
 fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
@@ -149,12 +262,14 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_responses() {
-        let plain = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
+        let plain =
+            b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\nSet-Cookie: s=1; HttpOnly\r\n\r\n{}";
         assert_eq!(
             parse_response(plain).expect("plain"),
             Response {
                 status: 201,
-                body: b"{}".to_vec()
+                body: b"{}".to_vec(),
+                set_cookie: Some("s=1".to_owned()),
             }
         );
         let chunked =

@@ -1,13 +1,14 @@
-//! Starting the hub as a child process (optionally pinned to CPUs with `taskset`), learning its
-//! address from its first line of output, and stopping it at the end.
+//! Starting the hub as a child process (optionally pinned to CPUs with `taskset`), with an
+//! organizer account of its own for the generator to log in with, learning its address from
+//! its first line of output, and stopping it at the end.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::http::HubUrl;
+use crate::http::{Credentials, HubUrl};
 
 const LISTENING: &str = "diemcau: listening on ";
 
@@ -87,6 +88,11 @@ impl SpawnedHub {
             args.extend(["--data-dir".to_owned(), dir.display().to_string()]);
             data_dir = Some(dir);
         }
+        // A hub with accounts: the generator's own organizer account in the fresh data.
+        let credentials = match &data_dir {
+            Some(dir) if help.contains("account") => Some(add_account(binary, dir)?),
+            _ => None,
+        };
         args.extend(config.extra_args.iter().cloned());
         let mut command = match &config.cpus {
             Some(cpus) => {
@@ -126,6 +132,7 @@ impl SpawnedHub {
             child,
             url: HubUrl {
                 authority: String::new(),
+                credentials: None,
             },
             pid,
             data_dir,
@@ -140,6 +147,7 @@ impl SpawnedHub {
             }
         };
         hub.url = HubUrl::parse(&url)?;
+        hub.url.credentials = credentials.or_else(Credentials::from_env);
         Ok(hub)
     }
 
@@ -161,6 +169,52 @@ impl SpawnedHub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `diemcau account add loadgen --role organizer --password-stdin` with a random password.
+fn add_account(
+    binary: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<Credentials, String> {
+    let mut random = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| format!("no random bytes for the generator's password: {e}"))?;
+    let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new(binary)
+        .args([
+            "account",
+            "add",
+            "loadgen",
+            "--role",
+            "organizer",
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {} account add: {e}", binary.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(password.as_bytes())
+            .map_err(|e| format!("cannot pass the password to account add: {e}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("account add did not finish: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "account add failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(Credentials {
+        username: "loadgen".to_owned(),
+        password,
+    })
 }
 
 impl Drop for SpawnedHub {

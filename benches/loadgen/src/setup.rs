@@ -1,13 +1,14 @@
-//! Setting up a run on the hub through its HTTP API (docs/api.md): import N synthetic sites,
-//! create a meeting with them, start it, and hand out the join codes. A hub without the API
-//! (an older build) is driven with the first protocol's join by meeting name instead.
+//! Setting up a run on the hub through its HTTP API (docs/api.md): log in as an organizer,
+//! import N synthetic sites, create a meeting with them, start it, and hand out the join codes
+//! (the studio's with the login's cookie, which its WebSocket needs). A hub without the API (an
+//! older build) is driven with the first protocol's join by meeting name instead.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::http::{self, HubUrl};
+use crate::http::{self, Credentials, HubUrl, Login};
 
 /// First administrative code of the synthetic sites: site `i` is `900000 + i`.
 pub const FIRST_SITE_CODE: u32 = 900_000;
@@ -26,6 +27,11 @@ pub enum JoinMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinRequest {
     Code(String),
+    /// The studio's code, sent on a WebSocket that carries an organizer's session cookie.
+    CodeWithLogin {
+        code: String,
+        cookie: String,
+    },
     Legacy {
         meeting: String,
         role: &'static str,
@@ -36,12 +42,24 @@ pub enum JoinRequest {
 impl JoinRequest {
     pub fn message(&self) -> Value {
         match self {
-            JoinRequest::Code(code) => json!({"type": "join", "code": code}),
+            JoinRequest::Code(code) | JoinRequest::CodeWithLogin { code, .. } => {
+                json!({"type": "join", "code": code})
+            }
             JoinRequest::Legacy {
                 meeting,
                 role,
                 name,
             } => json!({"type": "join", "meeting": meeting, "role": role, "name": name}),
+        }
+    }
+}
+
+impl JoinRequest {
+    /// The session cookie the WebSocket upgrade must carry, if any.
+    pub fn cookie(&self) -> Option<&str> {
+        match self {
+            JoinRequest::CodeWithLogin { cookie, .. } => Some(cookie),
+            _ => None,
         }
     }
 }
@@ -55,6 +73,8 @@ pub struct Meeting {
     pub studio: JoinRequest,
     /// Site `i` (from 1) is `sites[i - 1]`.
     pub sites: Vec<JoinRequest>,
+    /// The organizer's login the meeting was set up with (codes mode), to end it.
+    pub login: Option<Login>,
 }
 
 /// The synthetic site list as the directory's CSV (`admin_code,name,level,...`).
@@ -95,7 +115,8 @@ pub async fn end(hub: &HubUrl, meeting: &Meeting) -> Result<(), String> {
     let Some(id) = meeting.id else {
         return Ok(());
     };
-    let response = http::request(hub, "POST", &format!("/api/meetings/{id}/end"), None, b"")
+    let path = format!("/api/meetings/{id}/end");
+    let response = http::request_as(hub, meeting.login.as_ref(), "POST", &path, None, b"")
         .await
         .map_err(|e| format!("ending meeting {id}: {e}"))?;
     match response.status {
@@ -111,7 +132,9 @@ async fn detect_mode(hub: &HubUrl) -> Result<JoinMode, String> {
     let response = http::request(hub, "GET", "/api/meetings", None, b"")
         .await
         .map_err(|e| format!("hub at {} unreachable: {e}", hub.http()))?;
-    let is_api = response.status == 200 && response.json().is_ok_and(|v| v.is_array());
+    // A hub with accounts answers 401 to a request without a login.
+    let is_api = response.status == 401
+        || (response.status == 200 && response.json().is_ok_and(|v| v.is_array()));
     Ok(if is_api {
         JoinMode::Codes
     } else {
@@ -120,9 +143,19 @@ async fn detect_mode(hub: &HubUrl) -> Result<JoinMode, String> {
 }
 
 async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Meeting, String> {
+    let credentials = hub
+        .credentials
+        .clone()
+        .or_else(Credentials::from_env)
+        .ok_or(
+            "the hub needs an organizer's login: set DIEMCAU_LOADGEN_USER and \
+         DIEMCAU_LOADGEN_PASSWORD (a hub started with --spawn-hub gets an account of its own)",
+        )?;
+    let login = http::login(hub, &credentials).await?;
     let csv = sites_csv(sites);
-    let imported = http::request(
+    let imported = http::request_as(
         hub,
+        Some(&login),
         "POST",
         "/api/sites/import",
         Some("text/csv; charset=utf-8"),
@@ -150,8 +183,9 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
         "scheduled_end": now_ms + 3 * 3600 * 1000,
         "sites": roster,
     });
-    let created = http::request(
+    let created = http::request_as(
         hub,
+        Some(&login),
         "POST",
         "/api/meetings",
         Some("application/json"),
@@ -189,7 +223,8 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
             .ok_or_else(|| format!("no join code for site {admin}"))?;
         site_joins.push(JoinRequest::Code(code.to_owned()));
     }
-    let started = http::request(hub, "POST", &format!("/api/meetings/{id}/start"), None, b"")
+    let start = format!("/api/meetings/{id}/start");
+    let started = http::request_as(hub, Some(&login), "POST", &start, None, b"")
         .await
         .map_err(|e| format!("starting meeting {id}: {e}"))?;
     if !(200..300).contains(&started.status) {
@@ -202,8 +237,12 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
     Ok(Meeting {
         mode: JoinMode::Codes,
         id: Some(id),
-        studio: JoinRequest::Code(studio),
+        studio: JoinRequest::CodeWithLogin {
+            code: studio,
+            cookie: login.cookie.clone(),
+        },
         sites: site_joins,
+        login: Some(login),
     })
 }
 
@@ -234,6 +273,7 @@ fn prepare_legacy(sites: usize, tag: &str) -> Meeting {
                 name: format!("Xã Thử Nghiệm {i}"),
             })
             .collect(),
+        login: None,
     }
 }
 
@@ -246,7 +286,9 @@ fn spoil_last(mut meeting: Meeting, bad_joins: usize) -> Meeting {
         .skip(count.saturating_sub(bad_joins))
     {
         *join = match join {
-            JoinRequest::Code(_) => JoinRequest::Code(format!("loadgen-bad-code-{i}")),
+            JoinRequest::Code(_) | JoinRequest::CodeWithLogin { .. } => {
+                JoinRequest::Code(format!("loadgen-bad-code-{i}"))
+            }
             // The old protocol has no codes: an empty name is the refusal it can be asked for.
             JoinRequest::Legacy { meeting, role, .. } => JoinRequest::Legacy {
                 meeting: meeting.clone(),
@@ -280,6 +322,7 @@ mod tests {
             id: Some(1),
             studio: JoinRequest::Code("s".into()),
             sites: vec![JoinRequest::Code("a".into()), JoinRequest::Code("b".into())],
+            login: None,
         };
         let coded = spoil_last(coded, 1);
         assert_eq!(coded.sites[0], JoinRequest::Code("a".into()));

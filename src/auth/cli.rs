@@ -1,0 +1,127 @@
+//! `diemcau account ...`: adding accounts, changing a password, listing and disabling
+//! accounts, on the data directory the hub uses (stop nothing: SQLite lets the hub run meanwhile).
+
+use std::io::Read;
+
+use super::{check_new_password, hash_password, normalize_username};
+use crate::config::{AccountCommand, DataDir};
+use crate::store::{Store, now_millis};
+
+/// Runs one account command; `Ok` holds what to print.
+pub fn run(command: AccountCommand) -> Result<String, String> {
+    match command {
+        AccountCommand::Add {
+            username,
+            role,
+            password_stdin,
+            data,
+        } => {
+            let store = open(&data)?;
+            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            if store
+                .account(&username)
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                return Err(format!("account {username} exists already"));
+            }
+            let password = read_new_password(password_stdin)?;
+            let hash = hash_password(&password).map_err(|e| e.to_string())?;
+            store
+                .add_account(&username, role, &hash, now_millis())
+                .map_err(|e| e.to_string())?;
+            Ok(format!("account {username} added ({})", role.as_str()))
+        }
+        AccountCommand::Passwd {
+            username,
+            password_stdin,
+            data,
+        } => {
+            let store = open(&data)?;
+            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            if store
+                .account(&username)
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(format!("no account {username}"));
+            }
+            let password = read_new_password(password_stdin)?;
+            let hash = hash_password(&password).map_err(|e| e.to_string())?;
+            store
+                .set_password(&username, &hash)
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "password of {username} changed; its login sessions have ended"
+            ))
+        }
+        AccountCommand::List { data } => {
+            let store = open(&data)?;
+            let accounts = store.accounts().map_err(|e| e.to_string())?;
+            let mut out = format!("{:<24} {:<10} {:<20} state", "username", "role", "created");
+            for account in accounts {
+                let created = time::OffsetDateTime::from_unix_timestamp(account.created_at / 1000)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(time::macros::format_description!(
+                            "[year]-[month]-[day] [hour]:[minute] UTC"
+                        ))
+                        .ok()
+                    })
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "\n{:<24} {:<10} {:<20} {}",
+                    account.username,
+                    account.role.as_str(),
+                    created,
+                    if account.disabled {
+                        "disabled"
+                    } else {
+                        "active"
+                    }
+                ));
+            }
+            Ok(out)
+        }
+        AccountCommand::Disable { username, data } => {
+            let store = open(&data)?;
+            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            store
+                .disable_account(&username)
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "account {username} disabled; its login sessions have ended"
+            ))
+        }
+    }
+}
+
+fn open(data: &DataDir) -> Result<Store, String> {
+    Store::open(&data.data_dir)
+        .map_err(|e| format!("cannot open the data in {}: {e}", data.data_dir.display()))
+}
+
+/// The new password: standard input's text without its final line break, or typed twice on
+/// the terminal without echo.
+fn read_new_password(from_stdin: bool) -> Result<String, String> {
+    let password = if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(super::MAX_PASSWORD_BYTES as u64 + 2)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        text.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("New password: ")
+            .map_err(|e| format!("cannot read the password from the terminal: {e}"))?;
+        check_new_password(&first).map_err(|e| e.to_string())?;
+        let second = rpassword::prompt_password("Repeat it: ")
+            .map_err(|e| format!("cannot read the password from the terminal: {e}"))?;
+        if first != second {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        first
+    };
+    check_new_password(&password).map_err(|e| e.to_string())?;
+    Ok(password)
+}

@@ -1,0 +1,431 @@
+//! Logins over HTTP: `/api/login`, `/api/logout`, `/api/session`; the guard every request
+//! passes (the `Origin` check and, for the API, the session cookie and the CSRF token); and the
+//! extractors by which an API handler says who may call it.
+//!
+//! A state-changing request (anything but `GET`, `HEAD` and `OPTIONS`) is refused with 403
+//! `csrf_failed` when its `Origin` header names another site than the one it was sent to, and,
+//! under `/api/` except `/api/login`, when its `X-CSRF-Token` header is not its session's CSRF
+//! token. The session cookie is `SameSite=Strict` as well: three locks on one door.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{Account, MAX_PASSWORD_BYTES, Role, SESSION_LIFETIME, new_token, token_hash};
+use crate::api::AppError;
+use crate::store::{StoreError, now_millis};
+use crate::web::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "diemcau_session";
+
+/// The header a state-changing API request carries its session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/session", get(session))
+}
+
+/// The logged-in account behind an API request, put there by [`guard`]. As an extractor it
+/// refuses requests without a session with 401 `not_logged_in`; any role may pass.
+#[derive(Clone)]
+pub struct Caller {
+    pub account: Account,
+    pub csrf_token: String,
+    token_sha256: String,
+}
+
+/// The tokens stay out of logs.
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Caller`] with the organizer role; staff are refused with 403 `forbidden`.
+#[derive(Debug, Clone)]
+pub struct Organizer(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Caller, AppError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(not_logged_in)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Organizer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Organizer, AppError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.account.role != Role::Organizer {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs an organizer account",
+            ));
+        }
+        Ok(Organizer(caller))
+    }
+}
+
+/// Runs before every request: refuses cross-site state changes, and for the API finds the
+/// session, checks the CSRF token of state-changing requests and hands the [`Caller`] on.
+pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let changes_state = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if changes_state && !same_origin(request.headers(), request.uri()) {
+        tracing::warn!(
+            path = request.uri().path(),
+            origin = ?request.headers().get(header::ORIGIN),
+            "cross-site request refused"
+        );
+        return csrf_failed("the request comes from another site").into_response();
+    }
+    let path = request.uri().path();
+    if !path.starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let caller = match caller_from_headers(&app, request.headers()) {
+        Ok(caller) => caller,
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    if changes_state && path != "/api/login" {
+        match &caller {
+            Some(caller) => {
+                let sent = request
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .map(HeaderValue::as_bytes)
+                    .unwrap_or_default();
+                let matches: bool = sent.ct_eq(caller.csrf_token.as_bytes()).into();
+                if !matches {
+                    tracing::warn!(
+                        path,
+                        username = ?caller.account.username,
+                        "request refused: missing or wrong CSRF token"
+                    );
+                    return csrf_failed("missing or wrong X-CSRF-Token header").into_response();
+                }
+            }
+            // Logging out without a session has nothing to protect.
+            None if path == "/api/logout" => {}
+            None => return not_logged_in().into_response(),
+        }
+    }
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
+    next.run(request).await
+}
+
+/// The account logged in with the request's session cookie, if any (for the signalling
+/// WebSocket, whose upgrade is a `GET` the guard lets through).
+pub fn account_from_headers(app: &AppState, headers: &HeaderMap) -> Option<Account> {
+    match caller_from_headers(app, headers) {
+        Ok(caller) => caller.map(|c| c.account),
+        Err(e) => {
+            tracing::error!("session lookup failed: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a request's `Origin`, when it has one, names the host it was sent to. Browsers send
+/// `Origin` with every cross-site `POST` and WebSocket; a missing one is a same-site request or
+/// a client that is not a browser.
+pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    match (origin.to_str(), host) {
+        (Ok(origin), Some(host)) => origin_matches_host(origin, host),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let credentials: Credentials = serde_json::from_slice(&body).map_err(|_| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send {\"username\": \"...\", \"password\": \"...\"}",
+        )
+    })?;
+    let ip = address.ip();
+    let now = std::time::Instant::now();
+    if !app.auth.begin_attempt(ip, now) {
+        tracing::warn!(%ip, "login refused: too many failed logins from this address");
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed logins from this address; wait a minute",
+        ));
+    }
+    let account = if credentials.password.len() > MAX_PASSWORD_BYTES {
+        None
+    } else {
+        app.auth
+            .check_login(
+                app.hub.store(),
+                &credentials.username,
+                &credentials.password,
+            )
+            .await?
+    };
+    let Some(account) = account else {
+        let username: String = credentials.username.chars().take(64).collect();
+        tracing::warn!(%ip, username = ?username, "login failed");
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "wrong username or password",
+        ));
+    };
+    app.auth.succeeded(ip, now);
+    let store = app.hub.store();
+    // A session the browser still held is replaced, not left behind.
+    if let Some(old) = session_token(&headers) {
+        store.delete_login_session(&token_hash(old))?;
+    }
+    let token = new_token()?;
+    let csrf_token = new_token()?;
+    store.create_login_session(
+        &token_hash(&token),
+        &account.username,
+        &csrf_token,
+        now_millis(),
+    )?;
+    tracing::info!(%ip, username = ?account.username, role = account.role.as_str(), "logged in");
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if app.auth.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    Ok(session_reply(&account, &csrf_token, Some(cookie)))
+}
+
+async fn logout(
+    State(app): State<Arc<AppState>>,
+    caller: Option<Caller>,
+) -> Result<Response, AppError> {
+    if let Some(caller) = caller {
+        app.hub.store().delete_login_session(&caller.token_sha256)?;
+        tracing::info!(username = ?caller.account.username, "logged out");
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if app.auth.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+async fn session(caller: Caller) -> Response {
+    session_reply(&caller.account, &caller.csrf_token, None)
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Caller>, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned())
+    }
+}
+
+/// `{"username","role","csrf_token"}`, never cached.
+fn session_reply(account: &Account, csrf_token: &str, cookie: Option<String>) -> Response {
+    let body = Json(json!({
+        "username": account.username,
+        "role": account.role,
+        "csrf_token": csrf_token,
+    }));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn caller_from_headers(app: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    let token_sha256 = token_hash(token);
+    Ok(app
+        .hub
+        .store()
+        .login_session(&token_sha256, now_millis())?
+        .map(|session| Caller {
+            account: session.account,
+            csrf_token: session.csrf_token,
+            token_sha256,
+        }))
+}
+
+/// The session token from the `Cookie` headers, when it has the form of one.
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, token)| token.trim())
+        .filter(|token| token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn not_logged_in() -> AppError {
+    AppError::new(StatusCode::UNAUTHORIZED, "not_logged_in", "log in first")
+}
+
+fn csrf_failed(message: &str) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, "csrf_failed", message)
+}
+
+/// `https://hub.example:8443` against `hub.example:8443`: same host (any case) and port, the
+/// port defaulting to the origin scheme's.
+fn origin_matches_host(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return false,
+    };
+    match (
+        split_host_port(authority, default_port),
+        split_host_port(host, default_port),
+    ) {
+        (Some((origin_host, origin_port)), Some((host, port))) => {
+            origin_host.eq_ignore_ascii_case(host) && origin_port == port
+        }
+        _ => false,
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_only_their_own_host() {
+        assert!(origin_matches_host(
+            "http://127.0.0.1:8080",
+            "127.0.0.1:8080"
+        ));
+        assert!(origin_matches_host("https://Hub.Example", "hub.example"));
+        assert!(origin_matches_host(
+            "https://hub.example",
+            "hub.example:443"
+        ));
+        assert!(origin_matches_host("http://[::1]:8080", "[::1]:8080"));
+        assert!(!origin_matches_host(
+            "http://evil.example:8080",
+            "127.0.0.1:8080"
+        ));
+        assert!(!origin_matches_host(
+            "http://127.0.0.1:9090",
+            "127.0.0.1:8080"
+        ));
+        assert!(!origin_matches_host(
+            "https://hub.example",
+            "hub.example:80"
+        ));
+        assert!(!origin_matches_host("null", "hub.example"));
+        assert!(!origin_matches_host("http://a@hub.example", "hub.example"));
+        assert!(!origin_matches_host("ftp://hub.example", "hub.example"));
+    }
+
+    #[test]
+    fn reads_the_session_cookie_among_others() {
+        let token = "ab".repeat(32);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("lang=vi; {SESSION_COOKIE}={token}; x=y"))
+                .expect("header"),
+        );
+        assert_eq!(session_token(&headers), Some(token.as_str()));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("diemcau_session=not-a-token"),
+        );
+        assert_eq!(session_token(&headers), None);
+    }
+}

@@ -1,0 +1,383 @@
+//! Accounts, passwords and login sessions: who may use the organizer's API and take a meeting's
+//! chair.
+//!
+//! - this file: roles, account and password rules, argon2id hashing, session tokens, the
+//!   first-start account, and [`Auth`], the login guard shared by the HTTP handlers;
+//! - [`http`]: `/api/login`, `/api/logout`, `/api/session`, the CSRF and `Origin` checks and the
+//!   extractors the API handlers take ([`http::Caller`], [`http::Organizer`]);
+//! - [`cli`]: `diemcau account add|passwd|list|disable`.
+//!
+//! Passwords are stored as argon2id PHC strings with a random salt. A login session is a
+//! 256-bit random token held by the browser in an `HttpOnly` cookie; the database keeps only
+//! its SHA-256, so a copy of the database does not let anyone in. A session ends after
+//! [`SESSION_IDLE`] without use, [`SESSION_LIFETIME`] after login, at logout, or when its
+//! account's password changes or the account is disabled.
+
+pub mod cli;
+pub mod http;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::store::{Store, StoreError, now_millis};
+
+/// A login session ends this long after its last use.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// A login session ends this long after the login, however much it is used.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Failed logins one client address may make in [`FAILED_LOGIN_WINDOW`] before it is refused.
+pub const MAX_FAILED_LOGINS: usize = 10;
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// Longest password accepted, in bytes (hashing a huge one would cost the hub for nothing).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Name of the organizer account made on first start.
+pub const FIRST_ACCOUNT: &str = "admin";
+
+/// What an account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: the sites directory, meetings and their join codes, the chair in the studio.
+    Organizer,
+    /// Reads only: meetings without their join codes, attendance reports, the sites directory.
+    Staff,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Organizer => "organizer",
+            Role::Staff => "staff",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "organizer" => Some(Role::Organizer),
+            "staff" => Some(Role::Staff),
+            _ => None,
+        }
+    }
+}
+
+/// A logged-in account, as a request or a signalling session carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub username: String,
+    pub role: Role,
+}
+
+/// Why an account or password is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("a username is 1 to 64 letters, digits, `.`, `_` or `-`")]
+    BadUsername,
+    #[error("a password has at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
+    #[error("a password has at most {MAX_PASSWORD_BYTES} bytes")]
+    PasswordTooLong,
+    #[error("the password could not be hashed: {0}")]
+    Hashing(String),
+}
+
+/// Usernames are compared in lower case: `Admin` and `admin` are one account.
+pub fn normalize_username(name: &str) -> Result<String, AccountError> {
+    let name = name.trim();
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(AccountError::BadUsername);
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// The rules a new password must meet.
+pub fn check_new_password(password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountError::PasswordTooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::PasswordTooLong);
+    }
+    Ok(())
+}
+
+/// argon2id (version 19) with the crate's default cost: 19 MiB, 2 passes, 1 lane.
+fn hasher() -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
+}
+
+/// The PHC string of `password` with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut OsRng);
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AccountError::Hashing(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `hash`. argon2 compares the outputs in constant
+/// time; an unreadable hash matches nothing.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    hasher()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// A hash no password is known for: checked when the username is unknown, so that a refusal
+/// costs the same whether the account exists or not.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let password = random_text(32).unwrap_or_else(|_| "x".repeat(32));
+        hash_password(&password).unwrap_or_default()
+    })
+}
+
+/// `length` characters of a 32-letter alphabet without look-alikes (5 random bits each).
+pub fn random_text(length: usize) -> Result<String, StoreError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = vec![0u8; length];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Internal(format!("no random bytes: {e}")))?;
+    Ok(bytes
+        .iter()
+        .filter_map(|b| ALPHABET.get(usize::from(b & 31)).copied().map(char::from))
+        .collect())
+}
+
+/// 256 random bits as 64 hex digits: a session token or a CSRF token.
+pub fn new_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Internal(format!("no random bytes for a token: {e}")))?;
+    Ok(hex(&bytes))
+}
+
+/// What the database keeps of a session token.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The login guard shared by the HTTP handlers: failed logins per address, and a bound on
+/// password hashing running at once so that a flood of logins cannot take every core.
+#[derive(Debug)]
+pub struct Auth {
+    /// Whether the hub serves HTTPS (the session cookie is then `Secure`).
+    pub secure_cookies: bool,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    hashing: Semaphore,
+}
+
+impl Auth {
+    pub fn new(secure_cookies: bool) -> Auth {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Auth {
+            secure_cookies,
+            failures: Mutex::new(HashMap::new()),
+            hashing: Semaphore::new(cores.clamp(1, 4)),
+        }
+    }
+
+    /// Counts a login attempt from `address` as failed until [`Auth::succeeded`] says
+    /// otherwise; `false` when the address has used up its failures for now. Counting before
+    /// the password is checked keeps a burst of parallel guesses within the limit too.
+    fn begin_attempt(&self, address: IpAddr, now: Instant) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Addresses that stopped trying are forgotten, so the map stays small.
+        if failures.len() > 10_000 {
+            failures.retain(|_, recent| {
+                forget_old(recent, now);
+                !recent.is_empty()
+            });
+        }
+        let recent = failures.entry(address).or_default();
+        forget_old(recent, now);
+        if recent.len() >= MAX_FAILED_LOGINS {
+            return false;
+        }
+        recent.push_back(now);
+        true
+    }
+
+    /// The attempt begun at `at` succeeded: it is not a failure.
+    fn succeeded(&self, address: IpAddr, at: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(recent) = failures.get_mut(&address) {
+            if let Some(position) = recent.iter().rposition(|t| *t == at) {
+                recent.remove(position);
+            }
+            if recent.is_empty() {
+                failures.remove(&address);
+            }
+        }
+    }
+
+    /// Checks `password` for `username` off the async threads; `None` when the login is
+    /// refused (unknown user, disabled account, wrong password: the caller cannot tell which).
+    async fn check_login(
+        &self,
+        store: &Store,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let found = match normalize_username(username) {
+            Ok(name) => store.account(&name)?,
+            Err(_) => None,
+        };
+        let (hash, account) = match &found {
+            Some(stored) if !stored.disabled => (
+                stored.password_hash.clone(),
+                Some(Account {
+                    username: stored.username.clone(),
+                    role: stored.role,
+                }),
+            ),
+            _ => (dummy_hash().to_owned(), None),
+        };
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Internal("the hub is stopping".into()))?;
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| StoreError::Internal(format!("password check failed: {e}")))?;
+        Ok(if matches { account } else { None })
+    }
+}
+
+fn forget_old(recent: &mut VecDeque<Instant>, now: Instant) {
+    while recent
+        .front()
+        .is_some_and(|at| now.duration_since(*at) >= FAILED_LOGIN_WINDOW)
+    {
+        recent.pop_front();
+    }
+}
+
+/// Makes sure the hub can be logged into: creates the configured accounts that do not exist
+/// yet, or, on a first start with no account at all, an organizer `admin` with a random
+/// password, printed once on standard error.
+pub fn ensure_accounts(
+    store: &Store,
+    configured: &[(String, String, Role)],
+) -> Result<(), StoreError> {
+    if !configured.is_empty() {
+        for (username, password, role) in configured {
+            let username =
+                normalize_username(username).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            if store.account(&username)?.is_none() {
+                let hash =
+                    hash_password(password).map_err(|e| StoreError::Internal(e.to_string()))?;
+                store.add_account(&username, *role, &hash, now_millis())?;
+            }
+        }
+        return Ok(());
+    }
+    if store.account_count()? > 0 {
+        return Ok(());
+    }
+    let password = random_text(20)?;
+    let hash = hash_password(&password).map_err(|e| StoreError::Internal(e.to_string()))?;
+    store.add_account(FIRST_ACCOUNT, Role::Organizer, &hash, now_millis())?;
+    eprintln!(
+        "\n==========================================================================\n\
+         diemcau: first start: created organizer account {FIRST_ACCOUNT} with password\n\n    \
+         {password}\n\n\
+         This is shown once. Log in at /login.html and change it with\n    \
+         diemcau account passwd {FIRST_ACCOUNT}\n\
+         ==========================================================================\n"
+    );
+    tracing::warn!(
+        "first start: created organizer account {FIRST_ACCOUNT}; its password was printed once \
+         on standard error (change it with `diemcau account passwd {FIRST_ACCOUNT}`)"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_and_verify() {
+        let hash = hash_password("correct horse battery").expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterY", &hash));
+        assert!(!verify_password("correct horse battery", "not a hash"));
+        assert_ne!(hash, hash_password("correct horse battery").expect("hash"));
+    }
+
+    #[test]
+    fn usernames_and_passwords_have_rules() {
+        assert_eq!(normalize_username(" Admin ").as_deref(), Ok("admin"));
+        assert!(normalize_username("").is_err());
+        assert!(normalize_username("a b").is_err());
+        assert!(normalize_username(&"a".repeat(65)).is_err());
+        assert_eq!(
+            check_new_password("short"),
+            Err(AccountError::PasswordTooShort)
+        );
+        assert!(check_new_password("mười ký tự đủ").is_ok());
+        assert_eq!(
+            check_new_password(&"x".repeat(2000)),
+            Err(AccountError::PasswordTooLong)
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let a = new_token().expect("token");
+        let b = new_token().expect("token");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+        assert_eq!(token_hash(&a), token_hash(&a));
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address() {
+        let auth = Auth::new(false);
+        let now = Instant::now();
+        let one: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        let success = now + Duration::from_millis(1);
+        assert!(auth.begin_attempt(one, success));
+        auth.succeeded(one, success);
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(auth.begin_attempt(one, now));
+        }
+        assert!(!auth.begin_attempt(one, now));
+        assert!(auth.begin_attempt(other, now));
+        assert!(auth.begin_attempt(one, now + FAILED_LOGIN_WINDOW));
+    }
+}

@@ -1,0 +1,595 @@
+//! Accounts, login sessions and CSRF on the real router (port 0): who may log in, what each
+//! role may do over HTTP, the CSRF token and `Origin` checks, the studio's code needing an
+//! organizer's login on the signalling WebSocket, sessions surviving a restart, and the
+//! `diemcau account` command of the built binary.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use diemcau::config::{TEST_ORGANIZER, TEST_STAFF};
+use futures_util::{SinkExt, StreamExt};
+use http::Login;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_diemcau");
+
+fn data_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("diemcau-accounts-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Opens `/ws` with `login`'s cookie and sends a join with `code`; returns the first reply.
+async fn studio_join(addr: SocketAddr, login: Option<&Login>, meeting: i64, code: &str) -> Value {
+    let (mut socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, login))
+        .await
+        .expect("WebSocket connects");
+    socket
+        .send(Message::Text(
+            json!({"type": "join", "code": code, "meeting": meeting})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send join");
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+            if value["type"] != "floor" && value["type"] != "console" {
+                return value;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_sessions_and_csrf_guard_every_endpoint() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp giao ban", &[("2269", "Xã Thượng Lâm")], false).await;
+
+    // Logging in: the cookie is HttpOnly, SameSite=Strict, for the whole site; the reply
+    // carries the CSRF token.
+    let (username, password) = TEST_ORGANIZER;
+    let ok = http::try_login(addr, username, password).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let body = ok.json();
+    assert_eq!(body["username"], "organizer");
+    assert_eq!(body["role"], "organizer");
+    assert_eq!(body["csrf_token"].as_str().map(str::len), Some(64));
+    let cookie = ok.header("set-cookie").expect("a session cookie");
+    assert!(cookie.starts_with("diemcau_session="), "{cookie}");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP: no Secure flag: {cookie}"
+    );
+    let organizer = http::login_from(&ok);
+
+    // A wrong password and an unknown user get the same answer.
+    let wrong = http::try_login(addr, username, "not-the-password").await;
+    let unknown = http::try_login(addr, "nobody", password).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(wrong.error_code(), "bad_credentials");
+    assert_eq!(wrong.json(), unknown.json());
+    assert!(wrong.header("set-cookie").is_none());
+
+    // The session: who is logged in, with the CSRF token.
+    let session = http::send(addr, "GET", "/api/session", b"", Some(&organizer), &[]).await;
+    assert_eq!(session.status, 200);
+    assert_eq!(session.json()["csrf_token"], organizer.csrf_token.as_str());
+    let none = http::send(addr, "GET", "/api/session", b"", None, &[]).await;
+    assert_eq!(
+        (none.status, none.error_code()),
+        (401, "not_logged_in".into())
+    );
+
+    // Without a session nothing of the API answers, reading or writing.
+    for (method, path) in [
+        ("GET", "/api/meetings".to_owned()),
+        ("GET", format!("/api/meetings/{}", m.id)),
+        ("GET", format!("/api/meetings/{}/report", m.id)),
+        ("GET", format!("/api/meetings/{}/report.csv", m.id)),
+        ("GET", "/api/sites".to_owned()),
+        ("GET", "/api/sites.csv".to_owned()),
+        ("POST", "/api/meetings".to_owned()),
+        ("POST", format!("/api/meetings/{}/start", m.id)),
+        ("POST", "/api/sites/import".to_owned()),
+    ] {
+        let r = http::send(addr, method, &path, b"", None, &[]).await;
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+        assert_eq!(r.error_code(), "not_logged_in", "{method} {path}");
+    }
+    // Health and metrics stay public and hold no secret.
+    assert_eq!(
+        http::send(addr, "GET", "/api/health", b"", None, &[])
+            .await
+            .status,
+        200
+    );
+    let metrics = http::send(addr, "GET", "/metrics", b"", None, &[]).await;
+    assert_eq!(metrics.status, 200);
+    assert!(!metrics.text().contains(&m.studio_code));
+
+    // CSRF: a state change needs the session's token in X-CSRF-Token.
+    let start = format!("/api/meetings/{}/start", m.id);
+    let missing = http::send(
+        addr,
+        "POST",
+        &start,
+        b"",
+        Some(&organizer),
+        &[("X-CSRF-Token", "")],
+    )
+    .await;
+    assert_eq!(
+        (missing.status, missing.error_code()),
+        (403, "csrf_failed".into())
+    );
+    let forged = "0".repeat(64);
+    let forged = http::send(
+        addr,
+        "POST",
+        &start,
+        b"",
+        Some(&organizer),
+        &[("X-CSRF-Token", &forged)],
+    )
+    .await;
+    assert_eq!(
+        (forged.status, forged.error_code()),
+        (403, "csrf_failed".into())
+    );
+    // Another session's token is no better.
+    let staff = http::staff(addr).await;
+    let borrowed = http::send(
+        addr,
+        "POST",
+        &start,
+        b"",
+        Some(&organizer),
+        &[("X-CSRF-Token", &staff.csrf_token)],
+    )
+    .await;
+    assert_eq!(borrowed.status, 403);
+    // A page of another site is refused even with the right token.
+    let cross = http::send(
+        addr,
+        "POST",
+        &start,
+        b"",
+        Some(&organizer),
+        &[("Origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(
+        (cross.status, cross.error_code()),
+        (403, "csrf_failed".into())
+    );
+    let cross_login = http::send(
+        addr,
+        "POST",
+        "/api/login",
+        json!({"username": username, "password": password})
+            .to_string()
+            .as_bytes(),
+        None,
+        &[("Origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(cross_login.status, 403, "login from another site");
+    // None of those refusals started the meeting.
+    let view = http::send(
+        addr,
+        "GET",
+        &format!("/api/meetings/{}", m.id),
+        b"",
+        Some(&organizer),
+        &[],
+    )
+    .await;
+    assert_eq!(view.json()["state"], "scheduled");
+    let own_origin = format!("http://{addr}");
+    let started = http::send(
+        addr,
+        "POST",
+        &start,
+        b"",
+        Some(&organizer),
+        &[("Origin", &own_origin)],
+    )
+    .await;
+    assert_eq!(started.status, 200, "{}", started.text());
+
+    // Staff read meetings without join codes, reports and the directory...
+    assert_eq!(staff.role, "staff");
+    let listed = http::send(addr, "GET", "/api/meetings", b"", Some(&staff), &[]).await;
+    assert_eq!(listed.status, 200);
+    let shown = http::send(
+        addr,
+        "GET",
+        &format!("/api/meetings/{}", m.id),
+        b"",
+        Some(&staff),
+        &[],
+    )
+    .await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.json()["title"], "Họp giao ban");
+    for reply in [&listed, &shown] {
+        let text = reply.text();
+        assert!(
+            !text.contains(&m.studio_code),
+            "staff see no studio code: {text}"
+        );
+        assert!(
+            !text.contains(&m.code("2269")),
+            "staff see no site code: {text}"
+        );
+    }
+    assert!(shown.json()["studio_code"].is_null());
+    for path in [
+        format!("/api/meetings/{}/report", m.id),
+        format!("/api/meetings/{}/report.csv?table=sessions", m.id),
+        "/api/sites".to_owned(),
+        "/api/sites.csv".to_owned(),
+    ] {
+        let r = http::send(addr, "GET", &path, b"", Some(&staff), &[]).await;
+        assert_eq!(r.status, 200, "staff GET {path}: {}", r.text());
+    }
+    // ...and change nothing.
+    let csv = "admin_code,name,level,parent_code,parent_name,delegates\n2270,Xã Mới,xã,8,Tuyên Quang,40\n";
+    let plan = json!({"title": "x", "studio_name": "y", "scheduled_start": 1, "scheduled_end": 2,
+                      "sites": [{"code": "2269"}]})
+    .to_string();
+    for (path, body) in [
+        ("/api/meetings".to_owned(), plan.as_bytes()),
+        (format!("/api/meetings/{}/start", m.id), &b""[..]),
+        (format!("/api/meetings/{}/end", m.id), &b""[..]),
+        (
+            format!("/api/meetings/{}/sites/2269/reissue", m.id),
+            &b""[..],
+        ),
+        ("/api/sites/import".to_owned(), csv.as_bytes()),
+    ] {
+        let r = http::send(addr, "POST", &path, body, Some(&staff), &[]).await;
+        assert_eq!(r.status, 403, "staff POST {path}: {}", r.text());
+        assert_eq!(r.error_code(), "forbidden");
+    }
+    let after = http::send(
+        addr,
+        "GET",
+        &format!("/api/meetings/{}", m.id),
+        b"",
+        Some(&organizer),
+        &[],
+    )
+    .await;
+    assert_eq!(after.json()["state"], "in_progress", "staff did not end it");
+    assert_eq!(
+        after.json()["site_codes"]["2269"],
+        m.code("2269").as_str(),
+        "nor reissue a code"
+    );
+
+    // The studio's code on the signalling WebSocket: an organizer's login is needed.
+    let refused = studio_join(addr, None, m.id, &m.studio_code).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("login_required")),
+        "{refused}"
+    );
+    let fake = Login {
+        cookie: format!("diemcau_session={}", "ab".repeat(32)),
+        csrf_token: String::new(),
+        role: String::new(),
+    };
+    let refused = studio_join(addr, Some(&fake), m.id, &m.studio_code).await;
+    assert_eq!(refused["code"], "login_required", "{refused}");
+    let refused = studio_join(addr, Some(&staff), m.id, &m.studio_code).await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    let joined = studio_join(addr, Some(&organizer), m.id, &m.studio_code).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["participant"]["role"], "studio");
+    // A site's code needs no login.
+    let site = studio_join(addr, None, m.id, &m.code("2269")).await;
+    assert_eq!(site["type"], "joined", "{site}");
+    assert_eq!(site["participant"]["role"], "site");
+
+    // A WebSocket opened from another site's page is refused at the upgrade.
+    let mut request = http::ws_request(addr, Some(&organizer));
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!(
+            "cross-site WebSocket accepted: {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+
+    // Logging out ends the session and clears the cookie.
+    let out = http::send(addr, "POST", "/api/logout", b"", Some(&staff), &[]).await;
+    assert_eq!(out.status, 204);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    let gone = http::send(addr, "GET", "/api/meetings", b"", Some(&staff), &[]).await;
+    assert_eq!(
+        (gone.status, gone.error_code()),
+        (401, "not_logged_in".into())
+    );
+    let refused = studio_join(addr, Some(&staff), m.id, &m.studio_code).await;
+    assert_eq!(refused["code"], "login_required");
+    // The organizer's own session is untouched.
+    let still = http::send(addr, "GET", "/api/session", b"", Some(&organizer), &[]).await;
+    assert_eq!(still.status, 200);
+
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_rate_limited_per_address() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let (username, password) = TEST_STAFF;
+    for attempt in 1..=10 {
+        let r = http::try_login(addr, username, &format!("guess-number-{attempt}")).await;
+        assert_eq!(r.status, 401, "attempt {attempt}");
+    }
+    // The eleventh is refused before the password is looked at, even the right one.
+    let limited = http::try_login(addr, username, password).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert_eq!(limited.error_code(), "rate_limited");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_and_only_hashes_are_stored() {
+    let dir = data_dir("restart");
+    let hub = diemcau::start(diemcau::Config::for_tests_in(dir.clone()))
+        .await
+        .expect("hub starts");
+    let (username, password) = TEST_ORGANIZER;
+    let login = http::login(hub.http_addr(), username, password).await;
+    hub.shutdown().await;
+
+    let hub = diemcau::start(diemcau::Config::for_tests_in(dir.clone()))
+        .await
+        .expect("hub starts again");
+    let session = http::send(
+        hub.http_addr(),
+        "GET",
+        "/api/session",
+        b"",
+        Some(&login),
+        &[],
+    )
+    .await;
+    assert_eq!(session.status, 200, "{}", session.text());
+    assert_eq!(session.json()["username"], "organizer");
+    hub.shutdown().await;
+
+    let store = diemcau::store::Store::open(&dir).expect("store");
+    let account = store.account("organizer").expect("read").expect("account");
+    assert!(
+        account.password_hash.starts_with("$argon2id$v=19$"),
+        "{}",
+        account.password_hash
+    );
+    assert!(diemcau::auth::verify_password(
+        password,
+        &account.password_hash
+    ));
+    drop(store);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(diemcau::store::DATABASE_FILE))
+            .expect("database file")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the database is for the hub's user only: {mode:o}"
+        );
+    }
+    // Neither the password nor the session token is anywhere in the database files.
+    let token = login.cookie.trim_start_matches("diemcau_session=");
+    for entry in std::fs::read_dir(&dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if !path.to_string_lossy().contains("sqlite3") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read database file");
+        for secret in [password, token] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a secret in clear",
+                path.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_command_adds_an_account_that_logs_in() {
+    let dir = data_dir("cli");
+    let account = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BINARY)
+            .arg("account")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("diemcau runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write the password");
+        child.wait_with_output().expect("diemcau ends")
+    };
+    let added = account(
+        &["add", "Clerk", "--role", "staff", "--password-stdin"],
+        "clerk-password-2026\n",
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let short = account(
+        &["add", "shorty", "--role", "staff", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!short.status.success(), "a 5-character password is refused");
+    let twice = account(
+        &["add", "clerk", "--role", "organizer", "--password-stdin"],
+        "another-password-1\n",
+    );
+    assert!(!twice.status.success(), "a taken username is refused");
+    let listed = account(&["list"], "");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("clerk") && listed.contains("staff"),
+        "{listed}"
+    );
+    assert!(!listed.contains("shorty"), "{listed}");
+
+    let hub = diemcau::start(diemcau::Config::for_tests_in(dir.clone()))
+        .await
+        .expect("hub starts");
+    let login = http::login(hub.http_addr(), "clerk", "clerk-password-2026").await;
+    assert_eq!(login.role, "staff");
+
+    let disabled = account(&["disable", "clerk"], "");
+    assert!(
+        disabled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&disabled.stderr)
+    );
+    let session = http::send(
+        hub.http_addr(),
+        "GET",
+        "/api/session",
+        b"",
+        Some(&login),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        session.status, 401,
+        "a disabled account's session has ended"
+    );
+    let again = http::try_login(hub.http_addr(), "clerk", "clerk-password-2026").await;
+    assert_eq!(again.status, 401, "a disabled account cannot log in");
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn first_start_makes_an_admin_and_prints_its_password_once() {
+    let dir = data_dir("first-start");
+    let mut hub = Command::new(BINARY)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--media-bind",
+            "127.0.0.1",
+            "--media-port",
+            "0",
+        ])
+        .args([
+            "--announce-ip",
+            "127.0.0.1",
+            "--workers",
+            "1",
+            "--plain-http",
+        ])
+        .args(["--seed-sites", "false", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("diemcau runs");
+    // Both outputs are drained for the hub's whole life: a closed pipe would fail its prints.
+    let (found, wait) = std::sync::mpsc::channel::<(bool, String)>();
+    let stderr = hub.stderr.take().expect("stderr");
+    let found_password = found.clone();
+    std::thread::spawn(move || {
+        let mut after_notice = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            after_notice |= line.contains("created organizer account admin");
+            let line = line.trim();
+            if after_notice && line.len() == 20 && line.chars().all(|c| c.is_ascii_alphanumeric()) {
+                let _ = found_password.send((true, line.to_owned()));
+            }
+        }
+    });
+    let stdout = hub.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("diemcau: listening on ") {
+                let _ = found.send((false, url.to_owned()));
+            }
+        }
+    });
+    let (mut password, mut url) = (None, None);
+    while password.is_none() || url.is_none() {
+        match wait.recv_timeout(Duration::from_secs(60)) {
+            Ok((true, text)) => password = Some(text),
+            Ok((false, text)) => url = Some(text),
+            Err(_) => break,
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let outcome = runtime.block_on(async {
+        let password = password.ok_or("no 20-character password on stderr")?;
+        let url = url.ok_or("no listening line")?;
+        let port = url.rsplit(':').next().unwrap_or_default();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().map_err(|_| "bad url")?;
+        let login = http::try_login(addr, "admin", &password).await;
+        if login.status != 200 || login.json()["role"] != "organizer" {
+            return Err("the printed password does not log in as organizer admin");
+        }
+        Ok(())
+    });
+    let _ = hub.kill();
+    let _ = hub.wait();
+    let store = diemcau::store::Store::open(&dir).expect("store");
+    assert_eq!(store.account_count().expect("count"), 1, "admin only");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome.expect("first start");
+}

@@ -1,0 +1,61 @@
+// The login page: username and password, then back to the page that sent the person here
+// (`login.html?next=/organizer.html`), or to the organizer's page.
+
+import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { ApiError, logIn } from './api.js';
+
+installLanguageToggle(document.getElementById('lang'));
+applyTranslations();
+
+const form = document.getElementById('login-form');
+const username = document.getElementById('username');
+const password = document.getElementById('password');
+const submit = document.getElementById('submit');
+const formError = document.getElementById('form-error');
+let errorKey = null;
+
+const renderError = () => {
+  formError.textContent = errorKey ? t(errorKey) : '';
+  formError.hidden = !errorKey;
+};
+window.addEventListener('languagechange', renderError);
+
+/** Where to go after the login: a page of this hub only, never another site. */
+function nextPage() {
+  const next = new URLSearchParams(window.location.search).get('next');
+  if (next) {
+    try {
+      const url = new URL(next, window.location.origin);
+      if (url.origin === window.location.origin && !url.pathname.endsWith('/login.html')) {
+        return url.pathname + url.search + url.hash;
+      }
+    } catch {
+      // Not an address: the default below.
+    }
+  }
+  return 'organizer.html';
+}
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (!username.value.trim() || !password.value) {
+    errorKey = 'login.empty';
+    renderError();
+    return;
+  }
+  submit.disabled = true;
+  try {
+    await logIn(username.value.trim(), password.value);
+    window.location.assign(nextPage());
+  } catch (error) {
+    const code = error instanceof ApiError ? error.code : 'network';
+    errorKey = { bad_credentials: 'login.bad', rate_limited: 'login.limited', network: 'api.error.network' }[code] || 'login.failed';
+    renderError();
+    password.value = '';
+    password.focus();
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+username.focus();
