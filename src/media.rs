@@ -4,6 +4,13 @@
 //! A datagram reaches its peer through the worker's address map; a worker sleeps in `epoll`
 //! until a datagram, a command or its next timer; a producer's packet is handed to each other
 //! worker once per loop turn, in a batch, as reference-counted [`Relay`]s.
+//!
+//! Each loop turn reads every datagram that is ready (a video frame's packets arrive
+//! together) before it collects the worker's output, so each site's `Rtc` is driven once per
+//! turn, not once per packet. The turn's datagrams are then sent grouped by destination: a run
+//! of equal-size datagrams to one site (the last may be shorter) leaves as one UDP GSO send
+//! (`UDP_SEGMENT`, through quinn-udp), one `sendto` each where the kernel refuses GSO. Each
+//! destination's datagrams keep their order.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use diemcau_sfu::str0m::net::Transmit;
 use diemcau_sfu::{Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId, SfuError};
 use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
@@ -21,6 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
+const RECV_BATCH: usize = 64;
+/// Most bytes in one GSO send (the kernel's limit is a 64 KiB IP datagram).
+const GSO_MAX_BYTES: usize = 65_000;
 
 /// An instruction for one worker thread.
 #[derive(Debug)]
@@ -170,9 +182,15 @@ impl MediaPlane {
                 .get(index)
                 .map(|h| h.stats.clone())
                 .unwrap_or_default();
+            let gso = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
+                .inspect_err(|e| tracing::warn!(worker = index, "no batched sends: {e}"))
+                .ok();
             let driver = Driver {
                 stats,
                 index,
+                gso,
+                outgoing: Vec::new(),
+                segments: Vec::new(),
                 socket,
                 poll,
                 inbox,
@@ -258,6 +276,12 @@ struct Driver {
     stats: Arc<Mutex<WorkerStats>>,
     index: usize,
     socket: UdpSocket,
+    /// GSO state of the socket; `None` where the platform offers none (plain sends then).
+    gso: Option<quinn_udp::UdpSocketState>,
+    /// This turn's datagrams, sent together by [`Driver::send_outgoing`].
+    outgoing: Vec<Transmit>,
+    /// One GSO send's datagrams, back to back.
+    segments: Vec<u8>,
     poll: Poll,
     inbox: Receiver<Command>,
     others: Vec<WorkerHandle>,
@@ -293,6 +317,7 @@ impl Driver {
             }
             let readable = events.iter().any(|e| e.token() == SOCKET);
             if readable {
+                let mut read = 0;
                 loop {
                     match self.socket.recv_from(&mut buf) {
                         Ok((n, source)) => {
@@ -305,7 +330,11 @@ impl Driver {
                                 destination,
                                 datagram,
                             );
-                            self.flush(&mut relays);
+                            read += 1;
+                            if read == RECV_BATCH {
+                                read = 0;
+                                self.flush(&mut relays);
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -331,15 +360,7 @@ impl Driver {
     fn flush(&mut self, relays: &mut Vec<Relay>) -> Instant {
         let deadline = loop {
             match self.worker.poll_output() {
-                Output::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
-                        tracing::trace!(
-                            worker = self.index,
-                            "send to {} failed: {e}",
-                            t.destination
-                        );
-                    }
-                }
+                Output::Transmit(t) => self.outgoing.push(t),
                 Output::Relay(relay) => relays.push(relay),
                 Output::Event(event) => {
                     let _ = self.events.send((self.index, event));
@@ -347,6 +368,7 @@ impl Driver {
                 Output::Timeout(at) => break at,
             }
         };
+        self.send_outgoing();
         if !relays.is_empty() {
             if let Some((last, rest)) = self.others.split_last() {
                 for other in rest {
@@ -358,6 +380,79 @@ impl Driver {
             }
         }
         deadline
+    }
+
+    /// Sends this turn's datagrams: grouped by destination, in order within each, a run of
+    /// equal-size ones (the last may be shorter) per GSO send.
+    fn send_outgoing(&mut self) {
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        // A stable sort: each destination's datagrams stay in the order str0m produced them.
+        outgoing.sort_by_key(|t| t.destination);
+        let max_segments = self.gso.as_ref().map_or(1, |g| g.max_gso_segments()).max(1);
+        let mut rest = outgoing.as_slice();
+        while let Some(first) = rest.first() {
+            let size = first.contents.len();
+            let mut count = 1;
+            let mut bytes = size;
+            while count < max_segments {
+                let Some(next) = rest.get(count) else {
+                    break;
+                };
+                let len = next.contents.len();
+                if next.destination != first.destination
+                    || len > size
+                    || bytes + len > GSO_MAX_BYTES
+                {
+                    break;
+                }
+                count += 1;
+                bytes += len;
+                if len < size {
+                    break;
+                }
+            }
+            let (run, tail) = rest.split_at(count);
+            self.send_run(run, size);
+            rest = tail;
+        }
+        outgoing.clear();
+        self.outgoing = outgoing;
+    }
+
+    /// Sends datagrams to one destination, all `size` bytes but the last: one GSO send, or
+    /// one `sendto` each when there is one or the kernel refuses GSO.
+    fn send_run(&mut self, run: &[Transmit], size: usize) {
+        if let (Some(gso), [first, _, ..]) = (&self.gso, run) {
+            self.segments.clear();
+            for t in run {
+                self.segments.extend_from_slice(&t.contents);
+            }
+            let transmit = quinn_udp::Transmit {
+                destination: first.destination,
+                ecn: None,
+                contents: &self.segments,
+                segment_size: Some(size),
+                src_ip: None,
+            };
+            match gso.try_send(quinn_udp::UdpSockRef::from(&self.socket), &transmit) {
+                Ok(()) => return,
+                // quinn-udp has turned GSO off for this socket: send them one by one.
+                Err(_) if gso.max_gso_segments() <= 1 => {}
+                Err(e) => {
+                    tracing::trace!(
+                        worker = self.index,
+                        "send to {} failed: {e}",
+                        first.destination
+                    );
+                    return;
+                }
+            }
+        }
+        for t in run {
+            if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
+                tracing::trace!(worker = self.index, "send to {} failed: {e}", t.destination);
+            }
+        }
     }
 
     /// Returns false on `Stop`.

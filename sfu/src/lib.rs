@@ -44,6 +44,7 @@
 
 mod ids;
 mod peer;
+mod red;
 mod router;
 mod stun;
 mod vp8;

@@ -2,18 +2,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid};
-use str0m::rtp::Ssrc;
+use str0m::rtp::{SeqNo, Ssrc};
 
 use str0m::stats::PeerStats;
 
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::router::MediaPacket;
 use crate::worker::Quality;
 
 /// A participant's connection. States: awaiting its first offer's answer → ready (the hub may
@@ -29,6 +31,8 @@ pub(crate) struct Peer {
     pub addresses: Vec<SocketAddr>,
     /// The instant its `Rtc` last asked to be woken at.
     pub next_timeout: Option<Instant>,
+    /// Packets were written to it that its `Rtc` has not been driven to send yet.
+    pub touched: bool,
     pub producers_by_mid: HashMap<Mid, ProducerId>,
     /// SSRC → producer and simulcast layer.
     pub producers_by_ssrc: HashMap<Ssrc, (ProducerId, u8)>,
@@ -39,8 +43,14 @@ pub(crate) struct Peer {
     /// Whether its link carries none of the video it should receive.
     pub audio_only: bool,
     pub consumers_by_mid: HashMap<Mid, ConsumerId>,
-    /// Payload type → codec, for packets this peer publishes.
+    /// Payload type → codec, for packets this peer publishes (`Codec::Red` for RFC 2198
+    /// redundant Opus).
     pub codecs: HashMap<Pt, Codec>,
+    /// The RED payload type this peer negotiated and the Opus payload type it wraps.
+    red: Option<(Pt, Pt)>,
+    /// Per outgoing audio m-line, the previous Opus frame sent (publisher's sequence number,
+    /// timestamp, payload): repeated in the next packet when the hub adds redundancy itself.
+    previous_audio: HashMap<Mid, (SeqNo, u32, Arc<[u8]>)>,
     /// Byte counters at the last statistics report, to turn the next into bitrates.
     last_stats: Option<(u64, u64, Instant)>,
     negotiation: Negotiation,
@@ -78,6 +88,7 @@ impl Peer {
             connected: false,
             addresses: Vec::new(),
             next_timeout: None,
+            touched: false,
             producers_by_mid: HashMap::new(),
             producers_by_ssrc: HashMap::new(),
             layers: HashMap::new(),
@@ -85,6 +96,8 @@ impl Peer {
             audio_only: false,
             consumers_by_mid: HashMap::new(),
             codecs: HashMap::new(),
+            red: None,
+            previous_audio: HashMap::new(),
             last_stats: None,
             negotiation: Negotiation::default(),
         }
@@ -128,6 +141,7 @@ impl Peer {
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         for mid in removed {
             self.consumers_by_mid.remove(&mid);
+            self.previous_audio.remove(&mid);
         }
         for (consumer, mid) in &added {
             self.consumers_by_mid.insert(*mid, *consumer);
@@ -236,21 +250,84 @@ impl Peer {
         })
     }
 
-    /// The payload type this peer negotiated for `codec`.
+    /// The codec of a packet this peer published. A RED packet counts only when every block
+    /// in it is the Opus it negotiated RED for; anything else is dropped.
+    pub fn codec_of(&self, pt: Pt, payload: &[u8]) -> Option<Codec> {
+        let codec = *self.codecs.get(&pt)?;
+        if codec == Codec::Red {
+            let (_, opus) = self.red?;
+            return crate::red::carries_only(payload, *opus).then_some(codec);
+        }
+        Some(codec)
+    }
+
+    /// The payload type this peer negotiated for `codec`. For `Codec::Red` without RED
+    /// negotiated, the Opus payload type: the peer then gets the primary block alone.
     pub fn payload_type_for(&self, codec: Codec) -> Option<Pt> {
+        if codec == Codec::Red {
+            if let Some((red, _)) = self.red {
+                return Some(red);
+            }
+            return self.payload_type_for(Codec::Opus);
+        }
         self.rtc
             .codec_config()
             .find(|p| p.spec().codec == codec)
             .map(|p| p.pt())
     }
 
+    /// An audio packet as this peer receives it on its m-line `mid`, given the payload type
+    /// `pt` from [`Peer::payload_type_for`]: the payload type and payload to write, `None` for
+    /// a malformed RED payload.
+    ///
+    /// RED from the publisher goes on as RED (blocks labelled with this peer's Opus payload
+    /// type) or as its primary frame alone. Plain Opus to a peer that negotiated RED is wrapped
+    /// in RED with the previous frame as redundancy, while its link has room for it.
+    pub fn audio_for(&mut self, mid: Mid, packet: &MediaPacket, pt: Pt) -> Option<(Pt, Arc<[u8]>)> {
+        if packet.codec == Codec::Red {
+            let payload = match self.red {
+                Some((red, opus)) if red == pt => {
+                    crate::red::with_inner_type(&packet.payload, *opus)
+                }
+                _ => crate::red::primary(&packet.payload),
+            }?;
+            return Some((pt, payload));
+        }
+        let Some((red, opus)) = self.red else {
+            return Some((pt, packet.payload.clone()));
+        };
+        if pt != opus || self.estimate.is_none_or(|e| e < RED_MIN_ESTIMATE_BPS) {
+            self.previous_audio.remove(&mid);
+            return Some((pt, packet.payload.clone()));
+        }
+        let previous = self
+            .previous_audio
+            .insert(
+                mid,
+                (packet.seq_no, packet.timestamp, packet.payload.clone()),
+            )
+            .filter(|(seq, _, _)| **seq + 1 == *packet.seq_no)
+            .map(|(_, timestamp, payload)| (packet.timestamp.wrapping_sub(timestamp), payload));
+        let previous = previous
+            .as_ref()
+            .map(|(offset, payload)| (*offset, &payload[..]));
+        Some((red, crate::red::wrap(*opus, previous, &packet.payload)))
+    }
+
     fn refresh_codecs(&mut self) {
-        self.codecs = self
-            .rtc
-            .codec_config()
-            .params()
+        let params = self.rtc.codec_config().params();
+        self.red = params
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .and_then(|p| p.red().map(|red| (red, p.pt())));
+        self.codecs = params
             .iter()
             .map(|p| (p.pt(), p.spec().codec))
+            .chain(self.red.map(|(red, _)| (red, Codec::Red)))
             .collect();
     }
 }
+
+/// Below this bandwidth estimate the hub adds no redundancy of its own: doubling the audio
+/// would cost more than it saves on a link that cannot carry it.
+const RED_MIN_ESTIMATE_BPS: u64 = 150_000;

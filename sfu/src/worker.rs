@@ -165,8 +165,11 @@ pub struct Worker {
     peers: HashMap<PeerId, Peer>,
     by_address: HashMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
-    /// Peers written to while forwarding one packet, reused to avoid an allocation per packet.
+    /// Peers written to since they were last driven, and the time of that input: each is
+    /// driven once at the next [`Worker::poll_output`], however many packets it was given, so
+    /// a frame's packets to one site cost one pass over its `Rtc`, not one per packet.
     touched: Vec<PeerId>,
+    touched_at: Option<Instant>,
     /// Peers with consumer changes to offer: offered together at the next `poll_output`, so
     /// several tracks added at once cost one offer/answer round trip.
     to_renegotiate: Vec<PeerId>,
@@ -205,10 +208,16 @@ impl Worker {
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            // Opus with in-band FEC, and RFC 2198 RED where the client offers it.
+            .enable_opus(true, true)
             .enable_vp8(true)
             .set_stats_interval(config.quality_interval)
-            .enable_bwe(Some(config.initial_bitrate));
+            .enable_bwe(Some(config.initial_bitrate))
+            // Every consumer's stream keeps its recent packets for retransmission: about a
+            // second of 2.5 Mbit/s video (str0m's default of 1,000 was most of a site's memory)
+            // and a second of audio.
+            .set_send_buffer_video(SEND_BUFFER_VIDEO)
+            .set_send_buffer_audio(SEND_BUFFER_AUDIO);
         let cert = config.dtls_cert.clone().or_else(|| {
             str0m::crypto::from_feature_flags()
                 .dtls_provider
@@ -239,6 +248,7 @@ impl Worker {
             by_address: HashMap::new(),
             by_ufrag: HashMap::new(),
             touched: Vec::new(),
+            touched_at: None,
             to_renegotiate: Vec::new(),
             core,
         }
@@ -571,6 +581,10 @@ impl Worker {
         if let Some(output) = self.core.outputs.pop_front() {
             return output;
         }
+        self.drive_touched();
+        if let Some(output) = self.core.outputs.pop_front() {
+            return output;
+        }
         for id in std::mem::take(&mut self.to_renegotiate) {
             if let Some(peer) = self.peers.get_mut(&id) {
                 self.core.renegotiate(peer);
@@ -581,6 +595,27 @@ impl Worker {
         }
         let next = self.core.timers.peek().map(|Reverse((at, _))| *at);
         Output::Timeout(next.unwrap_or_else(far_future))
+    }
+
+    /// Drives every peer written to since the last call, once each, and runs the work that
+    /// produced (keyframe requests, new estimates), until no peer is left to drive.
+    fn drive_touched(&mut self) {
+        let Some(now) = self.touched_at else {
+            return;
+        };
+        let mut touched = std::mem::take(&mut self.touched);
+        while !touched.is_empty() {
+            for id in touched.drain(..) {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.touched = false;
+                    self.core.drive(now, peer);
+                }
+            }
+            self.settle(now);
+            std::mem::swap(&mut touched, &mut self.touched);
+        }
+        self.touched = touched;
+        self.touched_at = None;
     }
 
     /// Finds the peer a datagram belongs to: by source address, else by STUN ufrag.
@@ -667,7 +702,6 @@ impl Worker {
         let Some(consumers) = router.consumers_of.get(&packet.producer) else {
             return;
         };
-        let mut touched = std::mem::take(&mut self.touched);
         for consumer_id in consumers {
             let Some(consumer) = router.consumers.get_mut(consumer_id) else {
                 continue;
@@ -704,6 +738,14 @@ impl Worker {
                     pt
                 }
             };
+            let (pt, payload) = if packet.kind == MediaKind::Audio {
+                let Some(audio) = peer.audio_for(mid, packet, pt) else {
+                    continue;
+                };
+                audio
+            } else {
+                (pt, packet.payload.clone())
+            };
             let Some(seq_no) = consumer.sequence.rewrite(packet.seq_no) else {
                 continue;
             };
@@ -714,16 +756,11 @@ impl Worker {
             } else {
                 packet.timestamp
             };
-            let mut write = str0m::rtp::RtpWrite::new(
-                pt,
-                seq_no,
-                timestamp,
-                packet.received_at,
-                packet.payload.clone(),
-            )
-            .marker(packet.marker)
-            .ext_vals(packet.extensions.clone())
-            .nackable(video);
+            let mut write =
+                str0m::rtp::RtpWrite::new(pt, seq_no, timestamp, packet.received_at, payload)
+                    .marker(packet.marker)
+                    .ext_vals(packet.extensions.clone())
+                    .nackable(video);
             if let Some(info) = &packet.vp8
                 && let (picture, tl0) = consumer.pictures.rewrite(info)
                 && (picture.is_some() || tl0.is_some())
@@ -747,14 +784,12 @@ impl Worker {
             stream.write_rtp(write);
             self.core.stats.packets_forwarded += 1;
             self.core.stats.bytes_forwarded += packet.payload.len() as u64;
-            touched.push(consumer.peer);
-        }
-        for id in touched.drain(..) {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                self.core.drive(now, peer);
+            if !peer.touched {
+                peer.touched = true;
+                self.touched.push(peer.id);
             }
+            self.touched_at = Some(now);
         }
-        self.touched = touched;
     }
 
     fn request_keyframe(
@@ -851,6 +886,9 @@ impl Worker {
             .count() as u64
             * AUDIO_BUDGET_BPS;
         let mut budget = (estimate * 9 / 10).saturating_sub(audio);
+        // The lowest layer may use the whole estimate: below it there is only audio, and on a
+        // weak link the estimate already reads well under the link's capacity.
+        let slack = estimate / 10;
         let (mut allocated, mut desired) = (audio, audio);
         let mut video_consumers = 0;
         let mut receiving_video = false;
@@ -875,7 +913,8 @@ impl Worker {
                 Some(t) if t > c.max_layer => Some(c.max_layer),
                 Some(t) => {
                     let mut next = Some(t);
-                    if rate(t) > budget {
+                    let limit = if t == 0 { budget + slack } else { budget };
+                    if rate(t) > limit {
                         c.under_since = None;
                         let since = *c.over_since.get_or_insert(now);
                         let over = now.saturating_duration_since(since);
@@ -908,7 +947,7 @@ impl Worker {
                 }
                 None => {
                     let mut next = None;
-                    if rate(0) * 13 / 10 <= budget {
+                    if rate(0) * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1 <= budget + slack {
                         let since = *c.under_since.get_or_insert(now);
                         if now.saturating_duration_since(since) >= UPGRADE_AFTER {
                             next = Some(0);
@@ -937,10 +976,17 @@ impl Worker {
                 budget = budget.saturating_sub(rate(t));
                 allocated += rate(t);
             }
-            let up = c.target.map_or(Some(0), |t| (t < top).then_some(t + 1));
-            if let Some(up) = up {
-                let current = c.target.map_or(0, rate);
-                next_step = next_step.max(rate(up).saturating_sub(current));
+            // What the estimate must grow by to pass the test above for one more layer.
+            match c.target {
+                Some(t) if t < top => {
+                    let need = rate(t + 1) * 5 / 4;
+                    next_step = next_step.max(need.saturating_sub(rate(t)));
+                }
+                None => {
+                    let need = rate(0) * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1;
+                    next_step = next_step.max(need);
+                }
+                Some(_) => {}
             }
             desired += rate(top);
         }
@@ -953,8 +999,13 @@ impl Worker {
             }));
         }
         if desired > 0 {
-            let desired = desired.max(allocated) * 5 / 4;
-            let minimum = (allocated + next_step * 5 / 4).min(desired);
+            // Probe up to what the next layer's test needs (the estimate is used at 90 %), so
+            // a site whose link recovers, audio-only ones included, can climb back.
+            let minimum = match next_step {
+                0 => allocated,
+                step => (allocated + step) * 10 / 9,
+            };
+            let desired = (desired.max(allocated) * 5 / 4).max(minimum);
             peer.rtc
                 .bwe()
                 .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
@@ -970,7 +1021,16 @@ const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(3);
 /// A new consumer's estimate is still ramping up: no audio-only fall before this.
 const STARTUP_GRACE: Duration = Duration::from_secs(8);
 const UPGRADE_AFTER: Duration = Duration::from_secs(3);
+/// Back from audio only once the estimate carries the lowest layer with this margin
+/// (numerator, denominator): above the 1× that keeps a layer, so the state does not flap.
+const COME_BACK_MARGIN: (u64, u64) = (11, 10);
 const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
+/// Packets each consumer stream keeps for NACK repair (and str0m's probing resends).
+const SEND_BUFFER_VIDEO: usize = 300;
+const SEND_BUFFER_AUDIO: usize = 50;
+/// Most timeouts one [`Core::drive`] feeds a peer: a keyframe burst within the pacer's budget
+/// goes out together, and one peer cannot hold the worker for long.
+const DRIVE_ROUNDS: u32 = 64;
 
 impl Core {
     fn allocate_id(&mut self) -> u64 {
@@ -986,8 +1046,16 @@ impl Core {
         }
     }
 
-    /// Polls a peer's `Rtc` until it has nothing more to say, turning its events into work.
+    /// Polls a peer's `Rtc` until it has nothing more to say before `now`, turning its events
+    /// into work.
+    ///
+    /// str0m's pacer hands out one packet per `Input::Timeout` and then asks for another
+    /// timeout at once. Those are fed here, while each round still produces something, rather
+    /// than through the timer heap and one loop turn of the driver per packet; what the pacer
+    /// holds back for later comes out as a future timeout and ends the loop.
     fn drive(&mut self, now: Instant, peer: &mut Peer) {
+        let mut rounds = 0;
+        let mut produced = true;
         loop {
             let output = match peer.rtc.poll_output() {
                 Ok(output) => output,
@@ -999,12 +1067,25 @@ impl Core {
                 }
             };
             match output {
-                RtcOutput::Transmit(t) => self.outputs.push_back(Output::Transmit(t)),
+                RtcOutput::Transmit(t) => {
+                    produced = true;
+                    self.outputs.push_back(Output::Transmit(t));
+                }
+                RtcOutput::Timeout(at) if at <= now && produced && rounds < DRIVE_ROUNDS => {
+                    rounds += 1;
+                    produced = false;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(peer = %peer.id, "timeout refused: {e}");
+                    }
+                }
                 RtcOutput::Timeout(at) => {
                     schedule(&mut self.timers, peer, at);
                     break;
                 }
-                RtcOutput::Event(event) => self.handle_event(now, peer, event),
+                RtcOutput::Event(event) => {
+                    produced = true;
+                    self.handle_event(now, peer, event);
+                }
             }
         }
         if !peer.rtc.is_alive() && !self.closed.contains(&peer.id) {
@@ -1077,10 +1158,10 @@ impl Core {
                     self.stats.packets_dropped_paused += 1;
                     return;
                 }
-                let Some(codec) = peer.codecs.get(&packet.header.payload_type).copied() else {
+                let Some(codec) = peer.codec_of(packet.header.payload_type, &packet.payload) else {
                     return;
                 };
-                let kind = if codec.is_audio() {
+                let kind = if codec.is_audio() || codec == str0m::format::Codec::Red {
                     MediaKind::Audio
                 } else {
                     MediaKind::Video

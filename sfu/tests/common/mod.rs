@@ -45,6 +45,10 @@ pub struct Client {
     pub downlink: Link,
     /// Layers asked for a keyframe by the hub.
     keyframe_wanted: [bool; 3],
+    /// The latest audio packets received: payload type and payload.
+    pub audio_packets: std::collections::VecDeque<(u8, Vec<u8>)>,
+    /// The previous audio frame sent, carried again in the next one when RED is negotiated.
+    last_audio: Option<Vec<u8>>,
 }
 
 /// A one-way link: a rate cap with a drop-tail queue, a fixed delay and random loss.
@@ -108,6 +112,9 @@ pub struct Net {
     pub receptions: Vec<(PeerId, bool)>,
     /// Virtual time between two turns of the network.
     pub step: Duration,
+    /// Clients that offer RFC 2198 RED for Opus (and send their audio as RED when the hub
+    /// accepts it), as browsers do.
+    pub red: Vec<PeerId>,
 }
 
 impl Net {
@@ -125,6 +132,7 @@ impl Net {
             consumes,
             receptions: Vec::new(),
             step: STEP,
+            red: Vec::new(),
         }
     }
 
@@ -141,7 +149,7 @@ impl Net {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, self.red.contains(&peer))
             .enable_vp8(true)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
@@ -183,6 +191,8 @@ impl Net {
                 ..Link::default()
             },
             keyframe_wanted: [true; 3],
+            audio_packets: std::collections::VecDeque::new(),
+            last_audio: None,
         });
         self.pump();
         self.clients.len() - 1
@@ -261,11 +271,27 @@ impl Net {
                     *seq += 1;
                     let seq = *seq;
                     let mut payload = vec![0u8; size];
+                    if kind == MediaKind::Audio {
+                        // The frame number, so receivers can tell frames apart.
+                        payload[..8].copy_from_slice(&seq.to_be_bytes());
+                    }
                     if kind == MediaKind::Video {
                         payload[0] = if i == 0 { 0x10 } else { 0x00 };
                         payload[1] = if keyframe { 0x00 } else { 0x01 };
                         payload[2] = layer;
                     }
+                    let red = client
+                        .rtc
+                        .codec_config()
+                        .find(|p| p.pt() == pt)
+                        .and_then(|p| p.red());
+                    let (pt, payload) = match (kind, red) {
+                        (MediaKind::Audio, Some(red)) => {
+                            let previous = client.last_audio.replace(payload.clone());
+                            (red, red_payload(*pt, previous.as_deref(), &payload))
+                        }
+                        _ => (pt, payload),
+                    };
                     let mut direct = client.rtc.direct_api();
                     let Some(stream) = direct.stream_tx_by_mid(mid, rid.map(Into::into)) else {
                         continue;
@@ -429,11 +455,18 @@ fn poll_client(c: &mut Client, now: Instant, to_hub: &mut Vec<(SocketAddr, Vec<u
                 match e {
                     RtcEvent::Connected => c.connected = true,
                     RtcEvent::RtpPacket(p) => {
+                        let pt = p.header.payload_type;
                         let audio = c
                             .rtc
                             .codec_config()
-                            .find(|x| x.pt() == p.header.payload_type)
+                            .find(|x| x.pt() == pt || x.red() == Some(pt))
                             .is_some_and(|x| x.spec().codec == Codec::Opus);
+                        if audio {
+                            if c.audio_packets.len() == 50 {
+                                c.audio_packets.pop_front();
+                            }
+                            c.audio_packets.push_back((*pt, p.payload.to_vec()));
+                        }
                         let kind = if audio {
                             MediaKind::Audio
                         } else {
@@ -467,4 +500,26 @@ fn poll_client(c: &mut Client, now: Instant, to_hub: &mut Vec<(SocketAddr, Vec<u
             Ok(RtcOutput::Timeout(_)) | Err(_) => return busy,
         }
     }
+}
+
+/// An RFC 2198 payload: `previous` (one 20 ms frame back) as the redundant block, then
+/// `primary`, both of payload type `opus`.
+pub fn red_payload(opus: u8, previous: Option<&[u8]>, primary: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(primary.len() * 2 + 5);
+    if let Some(previous) = previous {
+        let offset: u32 = 960;
+        let len = previous.len() as u32;
+        out.extend_from_slice(&[
+            0x80 | opus,
+            (offset >> 6) as u8,
+            (((offset & 0x3f) << 2) | (len >> 8)) as u8,
+            (len & 0xff) as u8,
+        ]);
+    }
+    out.push(opus);
+    if let Some(previous) = previous {
+        out.extend_from_slice(previous);
+    }
+    out.extend_from_slice(primary);
+    out
 }
