@@ -51,8 +51,19 @@ impl Drop for DataDir {
 /// Runs `node tests/e2e/<script> <base_url>` and panics with a reason unless it exits 0
 /// within `timeout`. The wait polls, so the hub's tasks on the test's runtime keep running.
 pub async fn run_and_expect_success(script: &str, base_url: &str, timeout: Duration) {
+    run_with_env_and_expect_success(script, base_url, timeout, &[]).await
+}
+
+/// Like [`run_and_expect_success`], with extra environment variables for the script (what the
+/// test set up for it, such as relay ports).
+pub async fn run_with_env_and_expect_success(
+    script: &str,
+    base_url: &str,
+    timeout: Duration,
+    env: &[(&str, String)],
+) {
     let path = format!("tests/e2e/{script}");
-    match run(&path, base_url, timeout).await {
+    match run(&path, base_url, timeout, env).await {
         Ok(Some(status)) => assert!(
             status.success(),
             "{path} failed ({status}); its output above says why"
@@ -63,8 +74,14 @@ pub async fn run_and_expect_success(script: &str, base_url: &str, timeout: Durat
 }
 
 /// `None` when the script ran over `timeout` and was killed.
-async fn run(path: &str, base_url: &str, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+async fn run(
+    path: &str,
+    base_url: &str,
+    timeout: Duration,
+    env: &[(&str, String)],
+) -> std::io::Result<Option<ExitStatus>> {
     let mut command = Command::new("node");
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     if base_url.starts_with("https://") {
         // The hub's self-signed certificate: accepted on purpose, by node's fetch and Chromium.
         command

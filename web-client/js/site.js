@@ -1,13 +1,14 @@
 // The site page: first a device check (camera picture, microphone level, "join"), during which
 // the page is on standby at the hub so the chair can see it and call it; then the meeting:
 // the studio's picture and sound full size (or the site given the floor, with the studio in a
-// corner), the site's own camera, asking for the floor, the chair's mute, the roll call and
-// the head count. Opened with the organizer's link: `site.html?meeting=ID&code=CODE`.
+// corner), the site's own camera, the reception quality (good, weak, audio only), asking for
+// the floor, the chair's mute, the roll call and the head count. Opened with the organizer's link: `site.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { installCalledPrompt, installDeviceCheck } from './device-check.js';
 import { installHeadCountForm, installRollCall, prefillFromLastDeclaration } from './head-count.js';
+import { installQualityIndicator } from './quality.js';
 import {
   installChairMute,
   installFloorRequest,
@@ -125,12 +126,13 @@ async function main() {
   installFloorRequest(session);
   installChairMute(session, local.stream);
   installReceptionBanner(session);
+  const quality = installQualityIndicator(document.getElementById('quality'), session);
   const headCount = installHeadCountForm(document.getElementById('head-count'), session);
   prefillFromLastDeclaration(session, headCount);
   installRollCall(session, headCount);
   releaseCameraWhenRefused(session, local.stream, localNote);
 
-  exposeForTests(session, { micLevel: () => check.level.read() });
+  exposeForTests(session, { micLevel: () => check.level.read(), quality: () => quality.current() });
   session.standby();
   let rejoin = false;
   try {
