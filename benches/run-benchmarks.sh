@@ -10,7 +10,9 @@
 #   HUB_WORKERS  the hub's media workers (default: number of HUB_CPUS)
 #   THREADS      generator engine threads (default 1)
 #   SUITE        which runs: "small" (50 and 200 sites, for a 2-core machine), "large"
-#                (1,000-site fan-out and 500-site join storm; needs more cores than the hub's)
+#                (1,000-site fan-out and 500-site join storm; needs more cores than the hub's),
+#                "links" (50 and 100 sites, simulcast studio: all on good links, then 70 % good,
+#                20 % at 1 Mbit/s, 10 % at 300 kbit/s with 2 % loss, back to back)
 #                or "smoke" (3 sites, 1 s: checks the setup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,8 +65,20 @@ case "$SUITE" in
     run fanout-500 fanout --sites 500 --duration 10 --join-rate 200 --floor-seconds 0.5
     run fanout-200 fanout --sites 200 --duration 10 --floor-seconds 0.5
     ;;
+  links)
+    # The same build, the same sites, back to back: what weak links cost the hub. The long
+    # warm-up lets the hub climb the layers (one step per 3 s) and settle.
+    mix=(--link good=70% --link 1mbit=20%,rate=1mbit,delay=30ms
+      --link weak=10%,rate=300kbit,delay=80ms,jitter=10ms,loss=2%)
+    for sites in 50 100; do
+      run "links-good-$sites" fanout --sites "$sites" --duration 10 --warmup 12 --simulcast \
+        --link good=100% --floor-seconds 0
+      run "links-mix-$sites" fanout --sites "$sites" --duration 10 --warmup 12 --simulcast \
+        "${mix[@]}" --floor-seconds 0
+    done
+    ;;
   *)
-    echo "run-benchmarks: SUITE is smoke, small or large" >&2
+    echo "run-benchmarks: SUITE is smoke, small, large or links" >&2
     exit 2
     ;;
 esac

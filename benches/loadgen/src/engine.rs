@@ -8,12 +8,16 @@
 //! heap and drives only the due ones. A peer is polled right after every datagram it is fed:
 //! in RTP mode str0m holds one received packet at a time.
 //!
+//! A site behind an emulated link ([`crate::link`]) has its datagrams from the hub held in
+//! its downlink until they are due, and its own datagrams in its uplink; their due times are
+//! wake-ups in the same heap.
+//!
 //! The signalling tasks (tokio) talk to the engine through [`Engine`]: create a peer and get its
 //! offer, apply the hub's answer, answer the hub's offers. With several threads the studio
 //! has the first to itself and the sites share the others.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,13 +32,14 @@ use serde::Serialize;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
 
-use crate::measure::{Histogram, StreamReception, Window};
+use crate::link::{Admission, Link, LinkProfile, LinkStats};
+use crate::measure::{Histogram, LayerRuns, StreamReception, Window};
 use crate::media::{self, AudioEncoder, Clock, Kind, Stamp, VideoEncoder, VideoProfile, Xorshift};
 
 const WAKER: Token = Token(usize::MAX);
@@ -49,9 +54,24 @@ pub struct PeerSpec {
     pub id: u32,
     pub audio: bool,
     pub video: Option<VideoProfile>,
+    /// Publish `video` as three simulcast layers ([`VideoProfile::simulcast_layers`]).
+    pub simulcast: bool,
     /// Percentage of this peer's outgoing RTP datagrams dropped after str0m (loss injection;
     /// str0m's retransmissions can be dropped too).
     pub drop_percent: f64,
+    /// The emulated link this peer sits behind.
+    pub link: Option<PeerLink>,
+}
+
+/// A peer's emulated link: its class (an index into the run's `--link` classes) and what each
+/// direction does.
+#[derive(Debug, Clone)]
+pub struct PeerLink {
+    pub class: usize,
+    /// Hub → peer.
+    pub down: LinkProfile,
+    /// Peer → hub.
+    pub up: LinkProfile,
 }
 
 /// How far a peer got. Times are nanoseconds of the run's clock.
@@ -77,6 +97,10 @@ pub struct PeerStatus {
 pub struct SentStream {
     pub publisher: u32,
     pub kind: Kind,
+    /// The simulcast layer's rid, for a layer of a simulcast video.
+    pub rid: Option<String>,
+    /// The encoder's target bitrate (video).
+    pub bitrate_bps: Option<u64>,
     /// Packets written whose send time is inside the measurement window.
     pub sent_window: u64,
     pub sent_total: u64,
@@ -89,6 +113,8 @@ pub struct SentStream {
 pub struct ReceivedStream {
     pub publisher: u32,
     pub kind: Kind,
+    /// Simulcast layer (0 without simulcast).
+    pub layer: u8,
     pub reception: StreamReception,
 }
 
@@ -104,6 +130,12 @@ pub struct PeerReport {
     pub keyframe_requests: u64,
     /// RTP packets without a readable stamp.
     pub unstamped: u64,
+    /// The runs on one simulcast layer of each video received, by publisher.
+    pub video_runs: Vec<(u32, LayerRuns)>,
+    /// The emulated link's class, when the peer has one.
+    pub link_class: Option<usize>,
+    pub downlink: Option<LinkStats>,
+    pub uplink: Option<LinkStats>,
 }
 
 /// What one engine thread measured.
@@ -114,6 +146,8 @@ pub struct ThreadReport {
     pub downstream_delay: Histogram,
     /// One-way delay (µs) of sites' packets to the studio.
     pub upstream_delay: Histogram,
+    /// `downstream_delay` by the receiving site's link class (`None`: no link).
+    pub downstream_delay_by_class: BTreeMap<Option<usize>, Histogram>,
     pub send_would_block: u64,
     pub send_errors: u64,
     /// Media timers that fired more than 100 ms late (the thread could not keep up).
@@ -148,7 +182,7 @@ pub enum EngineError {
 
 enum Command {
     Create {
-        spec: PeerSpec,
+        spec: Box<PeerSpec>,
         reply: oneshot::Sender<Result<String, EngineError>>,
     },
     Answer {
@@ -269,7 +303,13 @@ impl Engine {
     /// Creates a peer and returns its first offer (its published tracks).
     pub async fn create(&self, spec: PeerSpec) -> Result<String, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.send(spec.id, Command::Create { spec, reply })?;
+        self.send(
+            spec.id,
+            Command::Create {
+                spec: Box::new(spec),
+                reply,
+            },
+        )?;
         answer.await.map_err(|_| EngineError::Gone)?
     }
 
@@ -334,6 +374,10 @@ enum Timer {
     Rtc,
     Audio,
     Video,
+    /// The next datagram of the peer's downlink is due.
+    Downlink,
+    /// The next datagram of the peer's uplink is due.
+    Uplink,
 }
 
 struct EngineThread {
@@ -366,8 +410,15 @@ struct Peer {
     status: PeerStatus,
     audio: Option<AudioSender>,
     video: Option<VideoSender>,
-    received: HashMap<(u32, Kind), StreamReception>,
+    received: HashMap<(u32, Kind, u8), StreamReception>,
+    video_runs: HashMap<u32, LayerRuns>,
     kinds_by_pt: HashMap<Pt, Option<Kind>>,
+    /// Datagrams from the hub on their way through the emulated link: (source, bytes).
+    downlink: Option<Link<(SocketAddr, Vec<u8>)>>,
+    next_downlink: Option<Instant>,
+    /// Datagrams to the hub on their way: (destination, bytes).
+    uplink: Option<Link<(SocketAddr, Vec<u8>)>>,
+    next_uplink: Option<Instant>,
     drop_rng: Xorshift,
     dropped_injected: u64,
     rtp_datagrams_sent: u64,
@@ -389,10 +440,16 @@ struct AudioSender {
 struct VideoSender {
     mid: Mid,
     pt: Option<Pt>,
+    next: Option<Instant>,
+    /// One without simulcast; else lowest first.
+    layers: Vec<VideoLayer>,
+}
+
+struct VideoLayer {
+    rid: Option<Rid>,
     encoder: VideoEncoder,
     seq: u64,
     index: u32,
-    next: Option<Instant>,
     stats: SentStream,
 }
 
@@ -471,6 +528,12 @@ impl EngineThread {
                 }
                 Timer::Audio => peer.send_audio(at, now, &mut self.ctx, &mut self.timers, slot),
                 Timer::Video => peer.send_video(at, now, &mut self.ctx, &mut self.timers, slot),
+                Timer::Downlink => {
+                    peer.deliver_downlink(at, now, &mut self.ctx, &mut self.timers, slot)
+                }
+                Timer::Uplink => {
+                    peer.deliver_uplink(at, now, &mut self.ctx, &mut self.timers, slot)
+                }
             }
         }
     }
@@ -478,7 +541,7 @@ impl EngineThread {
     fn handle_command(&mut self, command: Command) {
         match command {
             Command::Create { spec, reply } => {
-                let _ = reply.send(self.create(spec));
+                let _ = reply.send(self.create(*spec));
             }
             Command::Answer { id, sdp, reply } => {
                 let result = self.with_peer(id, |peer, ctx, timers, slot| {
@@ -596,13 +659,31 @@ impl EngineThread {
                 None,
             )
         });
+        let layers: Vec<(Option<Rid>, VideoProfile)> = match spec.video {
+            Some(profile) if spec.simulcast => profile
+                .simulcast_layers()
+                .into_iter()
+                .map(|(rid, p)| (Some(Rid::from(rid)), p))
+                .collect(),
+            Some(profile) => vec![(None, profile)],
+            None => Vec::new(),
+        };
         let video_mid = spec.video.map(|_| {
+            let simulcast = spec.simulcast.then(|| {
+                let mut simulcast = Simulcast::new();
+                for (rid, _) in &layers {
+                    if let Some(rid) = rid {
+                        simulcast.add_send_layer(SimulcastLayer::new(rid));
+                    }
+                }
+                simulcast
+            });
             api.add_media(
                 MediaKind::Video,
                 Direction::SendOnly,
                 Some(stream_id.clone()),
                 Some(format!("{stream_id}-video")),
-                None,
+                simulcast,
             )
         });
         if audio_mid.is_none() && video_mid.is_none() {
@@ -615,6 +696,7 @@ impl EngineThread {
             .ok_or_else(|| EngineError::Sdp("str0m made no offer".to_owned()))?;
         let seed = u64::from(spec.id) * 7919 + 17;
         let publisher = spec.id;
+        let link = spec.link.clone();
         let peer = Peer {
             audio: audio_mid.map(|mid| AudioSender {
                 mid,
@@ -625,14 +707,25 @@ impl EngineThread {
                 next: None,
                 stats: SentStream::new(publisher, Kind::Audio),
             }),
-            video: video_mid.zip(spec.video).map(|(mid, profile)| VideoSender {
+            video: video_mid.map(|mid| VideoSender {
                 mid,
                 pt: None,
-                encoder: VideoEncoder::new(profile, seed),
-                seq: 2000 + seed % 20_000,
-                index: 0,
                 next: None,
-                stats: SentStream::new(publisher, Kind::Video),
+                layers: layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (rid, profile))| VideoLayer {
+                        rid: *rid,
+                        encoder: VideoEncoder::new(*profile, seed + i as u64),
+                        seq: 2000 + seed % 20_000 + i as u64 * 10_000,
+                        index: 0,
+                        stats: SentStream {
+                            rid: rid.map(|r| r.to_string()),
+                            bitrate_bps: Some(profile.bitrate_bps),
+                            ..SentStream::new(publisher, Kind::Video)
+                        },
+                    })
+                    .collect(),
             }),
             drop_rng: Xorshift::new(seed ^ 0xD0D0),
             status: PeerStatus {
@@ -647,7 +740,18 @@ impl EngineThread {
             pending: Some(pending),
             next_rtc: None,
             received: HashMap::new(),
+            video_runs: HashMap::new(),
             kinds_by_pt: HashMap::new(),
+            downlink: link
+                .as_ref()
+                .filter(|l| !l.down.is_transparent())
+                .map(|l| Link::new(&l.down, seed ^ 0xD0)),
+            next_downlink: None,
+            uplink: link
+                .as_ref()
+                .filter(|l| !l.up.is_transparent())
+                .map(|l| Link::new(&l.up, seed ^ 0x0F)),
+            next_uplink: None,
             dropped_injected: 0,
             rtp_datagrams_sent: 0,
             keyframe_requests: 0,
@@ -675,18 +779,25 @@ impl EngineThread {
                 sent.push(a.stats.clone());
             }
             if let Some(v) = &peer.video {
-                sent.push(v.stats.clone());
+                sent.extend(v.layers.iter().map(|l| l.stats.clone()));
             }
             let mut received: Vec<ReceivedStream> = peer
                 .received
                 .iter()
-                .map(|((publisher, kind), reception)| ReceivedStream {
+                .map(|((publisher, kind, layer), reception)| ReceivedStream {
                     publisher: *publisher,
                     kind: *kind,
+                    layer: *layer,
                     reception: reception.clone(),
                 })
                 .collect();
-            received.sort_by_key(|r| (r.publisher, r.kind));
+            received.sort_by_key(|r| (r.publisher, r.kind, r.layer));
+            let mut video_runs: Vec<(u32, LayerRuns)> = peer
+                .video_runs
+                .iter()
+                .map(|(p, r)| (*p, r.clone()))
+                .collect();
+            video_runs.sort_by_key(|(p, _)| *p);
             report.peers.push(PeerReport {
                 status: peer.status.clone(),
                 sent,
@@ -695,6 +806,10 @@ impl EngineThread {
                 rtp_datagrams_sent: peer.rtp_datagrams_sent,
                 keyframe_requests: peer.keyframe_requests,
                 unstamped: peer.unstamped,
+                video_runs,
+                link_class: peer.spec.link.as_ref().map(|l| l.class),
+                downlink: peer.downlink.as_ref().map(|l| l.stats().clone()),
+                uplink: peer.uplink.as_ref().map(|l| l.stats().clone()),
             });
             peer.rtc.disconnect();
         }
@@ -708,6 +823,8 @@ impl SentStream {
         SentStream {
             publisher,
             kind,
+            rid: None,
+            bitrate_bps: None,
             sent_window: 0,
             sent_total: 0,
             frames: 0,
@@ -720,6 +837,77 @@ type Timers = BinaryHeap<Reverse<(Instant, usize, Timer)>>;
 
 impl Peer {
     fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.dead {
+            return;
+        }
+        if let Some(downlink) = &mut self.downlink {
+            let admitted = downlink.send(now, datagram.len(), (source, datagram.to_vec()));
+            if admitted == Admission::Queued && self.next_downlink.is_none() {
+                self.next_downlink = downlink.next_delivery();
+                if let Some(at) = self.next_downlink {
+                    timers.push(Reverse((at, slot, Timer::Downlink)));
+                }
+            }
+            return;
+        }
+        self.feed(now, source, datagram, ctx, timers, slot);
+    }
+
+    /// Hands the datagrams of the downlink that are due to the `Rtc`.
+    fn deliver_downlink(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.next_downlink != Some(at) {
+            return;
+        }
+        self.next_downlink = None;
+        while let Some((source, datagram)) = self.downlink.as_mut().and_then(|l| l.deliver(now)) {
+            self.feed(now, source, &datagram, ctx, timers, slot);
+        }
+        self.next_downlink = self.downlink.as_ref().and_then(Link::next_delivery);
+        if let Some(at) = self.next_downlink {
+            timers.push(Reverse((at, slot, Timer::Downlink)));
+        }
+    }
+
+    /// Sends the datagrams of the uplink that are due.
+    fn deliver_uplink(
+        &mut self,
+        at: Instant,
+        now: Instant,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        if self.next_uplink != Some(at) {
+            return;
+        }
+        self.next_uplink = None;
+        while let Some((destination, datagram)) = self.uplink.as_mut().and_then(|l| l.deliver(now))
+        {
+            self.send_datagram(&datagram, destination, ctx);
+        }
+        self.next_uplink = self.uplink.as_ref().and_then(Link::next_delivery);
+        if let Some(at) = self.next_uplink {
+            timers.push(Reverse((at, slot, Timer::Uplink)));
+        }
+    }
+
+    /// A datagram from the hub reaches the `Rtc`.
+    fn feed(
         &mut self,
         now: Instant,
         source: SocketAddr,
@@ -756,7 +944,9 @@ impl Peer {
         }
         for _ in 0..100_000 {
             match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => self.transmit(&t.contents, t.destination, ctx),
+                Ok(Output::Transmit(t)) => {
+                    self.transmit(now, &t.contents, t.destination, ctx, timers, slot)
+                }
                 Ok(Output::Event(event)) => self.handle_event(now, event, ctx, timers, slot),
                 Ok(Output::Timeout(at)) => {
                     if at <= now {
@@ -787,7 +977,15 @@ impl Peer {
         }
     }
 
-    fn transmit(&mut self, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
+    fn transmit(
+        &mut self,
+        now: Instant,
+        contents: &[u8],
+        destination: SocketAddr,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
         if is_rtp(contents) {
             if self.spec.drop_percent > 0.0 && self.drop_rng.unit() * 100.0 < self.spec.drop_percent
             {
@@ -796,6 +994,20 @@ impl Peer {
             }
             self.rtp_datagrams_sent += 1;
         }
+        if let Some(uplink) = &mut self.uplink {
+            let admitted = uplink.send(now, contents.len(), (destination, contents.to_vec()));
+            if admitted == Admission::Queued && self.next_uplink.is_none() {
+                self.next_uplink = uplink.next_delivery();
+                if let Some(at) = self.next_uplink {
+                    timers.push(Reverse((at, slot, Timer::Uplink)));
+                }
+            }
+            return;
+        }
+        self.send_datagram(contents, destination, ctx);
+    }
+
+    fn send_datagram(&mut self, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
         match self.socket.send_to(contents, destination) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ctx.report.send_would_block += 1,
@@ -854,9 +1066,15 @@ impl Peer {
                 let in_window = ctx.window.contains(stamp.sent_ns);
                 let first = self
                     .received
-                    .entry((stamp.publisher, kind))
+                    .entry((stamp.publisher, kind, stamp.layer))
                     .or_default()
-                    .record(&stamp, arrival, in_window);
+                    .record(&stamp, packet.payload.len(), arrival, in_window);
+                if in_window && kind == Kind::Video {
+                    self.video_runs
+                        .entry(stamp.publisher)
+                        .or_default()
+                        .record(&stamp, arrival);
+                }
                 if self.status.first_media_ns.is_none() {
                     self.status.first_media_ns = Some(arrival);
                     ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
@@ -865,6 +1083,11 @@ impl Peer {
                     let delay_us = arrival.saturating_sub(stamp.sent_ns) / 1000;
                     if stamp.publisher == STUDIO {
                         ctx.report.downstream_delay.record(delay_us);
+                        ctx.report
+                            .downstream_delay_by_class
+                            .entry(self.spec.link.as_ref().map(|l| l.class))
+                            .or_default()
+                            .record(delay_us);
                     } else {
                         ctx.report.upstream_delay.record(delay_us);
                     }
@@ -874,7 +1097,12 @@ impl Peer {
                 if let Some(v) = &mut self.video
                     && v.mid == request.mid
                 {
-                    v.encoder.request_keyframe();
+                    // Without a rid, every layer: the request names no layer.
+                    for layer in &mut v.layers {
+                        if request.rid.is_none() || layer.rid == request.rid {
+                            layer.encoder.request_keyframe();
+                        }
+                    }
                     self.keyframe_requests += 1;
                 }
             }
@@ -952,6 +1180,7 @@ impl Peer {
                 sent_ns,
                 publisher: self.spec.id,
                 index: a.index,
+                layer: 0,
             },
         );
         a.index = a.index.wrapping_add(1);
@@ -994,38 +1223,63 @@ impl Peer {
             Some(pt) => Some(pt),
             None => self.payload_type(mid, Codec::Vp8),
         };
-        let sent_ns = ctx.clock.ns(now);
         let Some(v) = self.video.as_mut() else {
             return;
         };
         v.pt = pt;
-        let interval = v.encoder.profile().frame_interval();
+        let interval = v.layers.first().map_or(Duration::from_millis(33), |l| {
+            l.encoder.profile().frame_interval()
+        });
         let next = next_tick(at, interval, now, &mut ctx.report);
         v.next = Some(next);
+        let layers = v.layers.len();
         timers.push(Reverse((next, slot, Timer::Video)));
         let Some(pt) = pt else {
             return;
         };
-        let frame = v.encoder.next_frame();
-        let profile = *v.encoder.profile();
+        for layer in 0..layers {
+            self.send_frame(layer, mid, pt, now, ctx, timers, slot);
+        }
+    }
+
+    /// Encodes and writes the next frame of one video layer.
+    #[allow(clippy::too_many_arguments)]
+    fn send_frame(
+        &mut self,
+        layer: usize,
+        mid: Mid,
+        pt: Pt,
+        now: Instant,
+        ctx: &mut Ctx,
+        timers: &mut Timers,
+        slot: usize,
+    ) {
+        let publisher = self.spec.id;
+        let Some(l) = self.video.as_mut().and_then(|v| v.layers.get_mut(layer)) else {
+            return;
+        };
+        let frame = l.encoder.next_frame();
+        let profile = *l.encoder.profile();
         let payloads = media::video_payloads(
             &frame,
             &profile,
             Stamp {
-                sent_ns,
-                publisher: self.spec.id,
-                index: v.index,
+                sent_ns: ctx.clock.ns(now),
+                publisher,
+                index: l.index,
+                layer: layer as u8,
             },
         );
         let count = payloads.len();
-        v.index = v.index.wrapping_add(count as u32);
-        v.stats.frames += 1;
+        l.index = l.index.wrapping_add(count as u32);
+        l.stats.frames += 1;
         if frame.keyframe {
-            v.stats.keyframes += 1;
+            l.stats.keyframes += 1;
         }
-        v.stats.sent_total += count as u64;
-        let first_seq = v.seq + 1;
-        v.seq += count as u64;
+        l.stats.sent_total += count as u64;
+        let first_seq = l.seq + 1;
+        l.seq += count as u64;
+        let rid = l.rid;
         // Each packet is stamped when it is handed to str0m and sent at once, so a keyframe's
         // last packet does not count the time spent encrypting the ones before it as delay.
         for (i, mut payload) in payloads.into_iter().enumerate() {
@@ -1033,11 +1287,11 @@ impl Peer {
             let sent_ns = ctx.clock.ns(at);
             media::restamp(Kind::Video, &mut payload, sent_ns);
             if ctx.window.contains(sent_ns)
-                && let Some(v) = self.video.as_mut()
+                && let Some(l) = self.video.as_mut().and_then(|v| v.layers.get_mut(layer))
             {
-                v.stats.sent_window += 1;
+                l.stats.sent_window += 1;
             }
-            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+            if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, rid) {
                 stream.write_rtp(
                     RtpWrite::new(
                         pt,

@@ -7,11 +7,13 @@
 //! audio ([`media`]), every payload stamped with its send time so receivers measure loss,
 //! jitter and one-way delay ([`measure`]). The hub's CPU time and memory come from /proc
 //! ([`procfs`]); the same packets are also encrypted and sent with no WebRTC logic at all to
-//! give the floor the hub is compared with ([`floor`]).
+//! give the floor the hub is compared with ([`floor`]). Sites may sit behind emulated links
+//! (rate, delay, jitter, loss: [`link`]), and the studio may publish three simulcast layers,
+//! so the report shows per link class which layer the hub chose for its sites.
 //!
 //! Layout: [`setup`] (meeting through the HTTP API), [`signaling`] (one WebSocket session per
-//! participant), [`engine`], [`scenario`] (fanout, join-storm, wall), [`report`] (JSON and the
-//! table), [`hub_process`] (starting the hub as a child).
+//! participant), [`engine`], [`link`] (the link model), [`scenario`] (fanout, join-storm,
+//! wall), [`report`] (JSON and the table), [`hub_process`] (starting the hub as a child).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -26,6 +28,7 @@ pub mod engine;
 pub mod floor;
 pub mod http;
 pub mod hub_process;
+pub mod link;
 pub mod measure;
 pub mod media;
 pub mod procfs;
@@ -142,6 +145,15 @@ pub struct Options {
     /// The studio sends no audio.
     #[arg(long)]
     pub no_audio: bool,
+
+    /// The studio publishes its video as three simulcast layers, lowest first: rid q
+    /// 150 kbit/s 320x180, h 600 kbit/s 640x360, f at --video-kbps 1280x720 (as a browser
+    /// would with sendEncodings), so the hub picks a layer per site.
+    #[arg(long)]
+    pub simulcast: bool,
+
+    #[arg(long = "link", value_name = "NAME=SHARE%[,KEY=VALUE...]", help = link::LinkClass::HELP)]
+    pub links: Vec<link::LinkClass>,
 
     /// Each site's video bitrate in kbit/s (wall).
     #[arg(long, default_value_t = 150)]

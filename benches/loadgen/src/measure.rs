@@ -54,6 +54,8 @@ pub struct StreamReception {
     pub too_old: u64,
     /// Any packet of the stream, in the window or not.
     pub received_total: u64,
+    /// RTP payload bytes of the distinct packets counted in `received`.
+    pub received_bytes: u64,
     /// RFC 3550 interarrival jitter, in nanoseconds, from the one-way transit times.
     pub jitter_ns: f64,
     last_transit_ns: Option<i64>,
@@ -64,7 +66,13 @@ pub struct StreamReception {
 impl StreamReception {
     /// Records a packet arriving at `arrival_ns`; `in_window` says whether it was sent in the
     /// window. Returns whether it counted: sent in the window and its first arrival.
-    pub fn record(&mut self, stamp: &Stamp, arrival_ns: u64, in_window: bool) -> bool {
+    pub fn record(
+        &mut self,
+        stamp: &Stamp,
+        payload_bytes: usize,
+        arrival_ns: u64,
+        in_window: bool,
+    ) -> bool {
         self.received_total += 1;
         let transit = arrival_ns as i64 - stamp.sent_ns as i64;
         let late = self.highest.is_some_and(|h| stamp.index < h);
@@ -86,6 +94,7 @@ impl StreamReception {
             }
         }
         self.received += 1;
+        self.received_bytes += payload_bytes as u64;
         if late {
             self.late += 1;
         }
@@ -95,6 +104,43 @@ impl StreamReception {
         }
         self.last_transit_ns = Some(transit);
         true
+    }
+}
+
+/// What a receiver can expect of a simulcast stream it receives one layer at a time: the hub
+/// forwards whichever layer it chose and switches on keyframes, so the packets expected are
+/// those between the first and the last arrival of each run on one layer. Holes inside a run
+/// are loss; packets of layers the hub was not forwarding are not. Only packets sent in the
+/// window count. States: no run → on a layer (a packet of another layer starts a new run).
+#[derive(Debug, Clone, Default)]
+pub struct LayerRuns {
+    /// Packets expected so far: the span of every run.
+    pub expected: u64,
+    /// Runs started (the first layer, then one per switch).
+    pub runs: u64,
+    /// The layer of the current run, and the highest packet index seen in it.
+    current: Option<(u8, u32)>,
+    /// The layer and arrival (run clock, ns) of the last packet sent in the window.
+    pub last: Option<(u8, u64)>,
+}
+
+impl LayerRuns {
+    /// Records an arrival of a packet sent in the window.
+    pub fn record(&mut self, stamp: &Stamp, arrival_ns: u64) {
+        match self.current {
+            Some((layer, high)) if layer == stamp.layer => {
+                if stamp.index > high {
+                    self.expected += u64::from(stamp.index - high);
+                    self.current = Some((layer, stamp.index));
+                }
+            }
+            _ => {
+                self.runs += 1;
+                self.expected += 1;
+                self.current = Some((stamp.layer, stamp.index));
+            }
+        }
+        self.last = Some((stamp.layer, arrival_ns));
     }
 }
 
@@ -258,6 +304,7 @@ mod tests {
             sent_ns,
             publisher: 0,
             index,
+            layer: 0,
         }
     }
 
@@ -265,14 +312,18 @@ mod tests {
     fn counts_loss_duplicates_and_late_packets() {
         let mut s = StreamReception::default();
         for i in [10, 11, 13, 14, 12, 14] {
-            s.record(&stamp(i, 0), 1_000, true);
+            s.record(&stamp(i, 0), 100, 1_000, true);
         }
         assert_eq!(s.received, 5);
         assert_eq!(s.duplicates, 1);
         assert_eq!(s.late, 1, "12 came after 14");
-        assert!(!s.record(&stamp(99, 0), 1_000, false), "outside the window");
+        assert!(
+            !s.record(&stamp(99, 0), 100, 1_000, false),
+            "outside the window"
+        );
         assert_eq!(s.received, 5);
         assert_eq!(s.received_total, 7);
+        assert_eq!(s.received_bytes, 500);
     }
 
     #[test]
@@ -280,9 +331,31 @@ mod tests {
         let mut s = StreamReception::default();
         for i in 0..100u32 {
             let sent = u64::from(i) * 20_000_000;
-            s.record(&stamp(i, sent), sent + 5_000_000, true);
+            s.record(&stamp(i, sent), 100, sent + 5_000_000, true);
         }
         assert!(s.jitter_ns < 1.0);
+    }
+
+    #[test]
+    fn layer_runs_count_holes_not_switches() {
+        let on = |layer: u8, index: u32| Stamp {
+            sent_ns: 0,
+            publisher: 0,
+            index,
+            layer,
+        };
+        let mut runs = LayerRuns::default();
+        // Layer 2 from 100 with 103 lost, then a switch to layer 0 at its index 5000.
+        for (layer, index) in [(2, 100), (2, 101), (2, 102), (2, 104), (0, 5000), (0, 5001)] {
+            runs.record(&on(layer, index), 7);
+        }
+        assert_eq!(runs.expected, 5 + 2, "the hole counts, the switch does not");
+        assert_eq!(runs.runs, 2);
+        // A late repair inside the run adds nothing; back to layer 2 starts a new run.
+        runs.record(&on(0, 5001), 8);
+        runs.record(&on(2, 900), 9);
+        assert_eq!(runs.expected, 8);
+        assert_eq!(runs.last, Some((2, 9)));
     }
 
     #[test]

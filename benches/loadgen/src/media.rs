@@ -3,8 +3,9 @@
 //! a receiver in the same process measure loss and delay.
 //!
 //! Every payload carries a [`Stamp`] right after its codec header: a magic, the send time in
-//! nanoseconds since the run's shared [`Instant`], the publisher's index and the packet's index
-//! in its stream. Sender and receivers share the clock because they share the process.
+//! nanoseconds since the run's shared [`Instant`], the publisher's index, the packet's index
+//! in its stream and the simulcast layer it belongs to. Sender and receivers share the clock
+//! because they share the process; the layer tells a receiver which layer the hub forwards.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use serde::Serialize;
 pub const MAX_PAYLOAD: usize = 1200;
 
 /// Bytes of a [`Stamp`] in a payload.
-pub const STAMP_LEN: usize = 20;
+pub const STAMP_LEN: usize = 21;
 
 const STAMP_MAGIC: [u8; 4] = *b"dcLG";
 
@@ -39,8 +40,11 @@ pub struct Stamp {
     pub sent_ns: u64,
     /// The publishing participant's index (0: studio, i: site i).
     pub publisher: u32,
-    /// The packet's index in its stream, from 0, contiguous as the sender wrote them.
+    /// The packet's index in its stream (one per simulcast layer), from 0, contiguous as the
+    /// sender wrote them.
     pub index: u32,
+    /// Simulcast layer, 0 the lowest (0 without simulcast).
+    pub layer: u8,
 }
 
 impl Stamp {
@@ -49,6 +53,7 @@ impl Stamp {
         out.extend_from_slice(&self.sent_ns.to_be_bytes());
         out.extend_from_slice(&self.publisher.to_be_bytes());
         out.extend_from_slice(&self.index.to_be_bytes());
+        out.push(self.layer);
     }
 
     fn read(bytes: &[u8]) -> Option<Stamp> {
@@ -58,11 +63,13 @@ impl Stamp {
             return None;
         }
         let (sent, rest) = rest.split_at(8);
-        let (publisher, index) = rest.split_at(4);
+        let (publisher, rest) = rest.split_at(4);
+        let (index, layer) = rest.split_at(4);
         Some(Stamp {
             sent_ns: u64::from_be_bytes(sent.try_into().ok()?),
             publisher: u32::from_be_bytes(publisher.try_into().ok()?),
             index: u32::from_be_bytes(index.try_into().ok()?),
+            layer: *layer.first()?,
         })
     }
 
@@ -187,6 +194,23 @@ impl VideoProfile {
             width: 320,
             height: 180,
         }
+    }
+
+    /// The simulcast layers of a camera whose best layer is `self`, lowest first as they are
+    /// offered (docs/protocol.md): rid `q` 150 kbit/s 320x180, `h` 600 kbit/s 640x360, `f`
+    /// this profile. The lower layers never exceed the best one's bitrate.
+    pub fn simulcast_layers(&self) -> Vec<(&'static str, VideoProfile)> {
+        let lower = |bitrate_bps: u64, width, height| VideoProfile {
+            bitrate_bps: bitrate_bps.min(self.bitrate_bps),
+            width,
+            height,
+            ..*self
+        };
+        vec![
+            ("q", lower(150_000, 320, 180)),
+            ("h", lower(600_000, 640, 360)),
+            ("f", *self),
+        ]
     }
 
     pub fn frame_interval(&self) -> Duration {
@@ -399,6 +423,7 @@ mod tests {
             sent_ns: 123_456_789,
             publisher: 0,
             index: 40,
+            layer: 2,
         };
         let payloads = video_payloads(&frame, &profile, stamp);
         assert!(payloads.len() > 5, "a keyframe spans many packets");
@@ -410,6 +435,7 @@ mod tests {
             assert!(p.len() <= MAX_PAYLOAD, "packet {i} is {} bytes", p.len());
             let s = Stamp::parse(Kind::Video, p).expect("stamp");
             assert_eq!(s.index, 40 + i as u32);
+            assert_eq!(s.layer, 2);
             assert_eq!(s.sent_ns, 123_456_789);
         }
         let total: usize = payloads.iter().map(|p| p.len() - 1).sum();
@@ -441,6 +467,7 @@ mod tests {
                 sent_ns: 1,
                 publisher: 3,
                 index: 0,
+                layer: 0,
             },
         )[0];
         assert_eq!(payload[1] & 0x01, 1, "inter frame bit");
@@ -462,6 +489,7 @@ mod tests {
                     sent_ns: 9,
                     publisher: 1,
                     index: 2,
+                    layer: 0,
                 },
             );
             assert_eq!(p.len(), size);
@@ -477,12 +505,35 @@ mod tests {
             sent_ns: 1,
             publisher: 4,
             index: 9,
+            layer: 1,
         };
         for mut p in video_payloads(&frame, &profile, stamp) {
             restamp(Kind::Video, &mut p, 777);
             let s = Stamp::parse(Kind::Video, &p).expect("stamp");
-            assert_eq!((s.sent_ns, s.publisher), (777, 4));
+            assert_eq!((s.sent_ns, s.publisher, s.layer), (777, 4, 1));
         }
+    }
+
+    #[test]
+    fn simulcast_layers_lowest_first() {
+        let layers = VideoProfile::studio().simulcast_layers();
+        let rates: Vec<(&str, u64, u16)> = layers
+            .iter()
+            .map(|(rid, p)| (*rid, p.bitrate_bps, p.width))
+            .collect();
+        assert_eq!(
+            rates,
+            [
+                ("q", 150_000, 320),
+                ("h", 600_000, 640),
+                ("f", 2_500_000, 1280)
+            ]
+        );
+        let small = VideoProfile {
+            bitrate_bps: 400_000,
+            ..VideoProfile::studio()
+        };
+        assert_eq!(small.simulcast_layers()[1].1.bitrate_bps, 400_000);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::floor::{self, FloorReport};
+use crate::link::{LinkClass, LinkStats};
 use crate::measure::Percentiles;
 use crate::procfs::UdpCounters;
 
@@ -27,6 +28,8 @@ pub struct Report {
     pub downstream: Option<Flow>,
     /// Sites → studio (`wall`).
     pub upstream: Option<Flow>,
+    /// Studio → sites, per class of emulated link (`--link`); empty without links.
+    pub link_classes: Vec<LinkClassReport>,
     pub forwarding: Forwarding,
     /// The hub's own view of the sites at the window's end (the chair's `console`), when the
     /// hub sends one.
@@ -69,6 +72,10 @@ pub struct Settings {
     pub drop_percent: f64,
     pub bad_joins: usize,
     pub join_rate_per_s: Option<f64>,
+    /// The studio published three simulcast layers.
+    pub simulcast: bool,
+    /// The link classes the sites were spread over (`--link`).
+    pub links: Vec<LinkClass>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +154,66 @@ pub struct Flow {
     pub per_receiver: Vec<ReceiverSummary>,
 }
 
+/// What the sites of one link class received from the studio, and what the hub chose for them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkClassReport {
+    pub name: String,
+    /// The link in words.
+    pub link: String,
+    pub share_percent: f64,
+    pub sites: usize,
+    /// Sites that received media before the join deadline.
+    pub sites_with_media: usize,
+    /// Studio → these sites: loss, late packets, jitter, delay (through the link and the hub).
+    /// With simulcast, video loss counts holes in what the hub forwarded, not the layers it
+    /// chose not to send.
+    pub downstream: Flow,
+    /// Studio video received per site over the window (RTP payload, kbit/s).
+    pub video_kbps: Spread,
+    /// Audio received per site over the window (RTP payload, kbit/s).
+    pub audio_kbps: Spread,
+    /// Sites by what they were receiving at the window's end: a layer's rid (`q`, `h`, `f`;
+    /// `single` without simulcast), `audio_only` (audio arriving, no video in the window's
+    /// last 1.5 s) or `nothing`.
+    pub layer_at_end: BTreeMap<String, usize>,
+    /// Studio video packets received in the window, by layer.
+    pub video_packets_by_layer: BTreeMap<String, u64>,
+    /// Layer changes seen by these sites in the window.
+    pub layer_switches: u64,
+    /// Sites whose last `reception` message from the hub said audio only.
+    pub hub_said_audio_only: usize,
+    /// The hub's `console` states of these sites at the window's end.
+    pub hub_states: BTreeMap<String, usize>,
+    /// The hub's mean outgoing bitrate, loss and RTT for these sites (`console`).
+    pub hub_bitrate_out_kbps_mean: Option<f64>,
+    pub hub_loss_permille_mean: Option<f64>,
+    pub hub_rtt_ms_mean: Option<f64>,
+    /// The emulated links, all the run (not only the window), summed over the sites.
+    pub downlink: LinkStats,
+    pub uplink: LinkStats,
+}
+
+/// Mean, lowest and highest of a per-site figure.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        Spread {
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
+
 /// One receiver's share of a [`Flow`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReceiverSummary {
@@ -215,6 +282,10 @@ pub struct HubCost {
     /// Hub CPU time over wall time: 1.0 is one core busy.
     pub cores_busy: f64,
     pub cpu_us_per_forwarded_packet: Option<f64>,
+    /// Hub CPU per connected site and second of the window, in ms: what a site costs the
+    /// hub whatever layer it gets (weak sites get fewer packets, and cost timers, pacing and
+    /// retransmissions all the same).
+    pub cpu_ms_per_site_second: Option<f64>,
     pub rss_before_joins_bytes: Option<u64>,
     pub rss_window_start_bytes: Option<u64>,
     pub rss_window_end_bytes: Option<u64>,
@@ -436,6 +507,88 @@ impl Report {
                 format!("{:.2} / {:.2} ms", f.jitter_mean_ms, f.jitter_max_ms),
             );
         }
+        for c in &self.link_classes {
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "link class {} ({} %, {}): {} sites, {} with media",
+                c.name,
+                trim(c.share_percent),
+                c.link,
+                c.sites,
+                c.sites_with_media
+            );
+            let d = &c.downstream;
+            row(
+                &mut t,
+                "  loss audio / video, late",
+                format!(
+                    "{:.3} % / {:.3} %, {:.2} % late",
+                    d.audio_loss_percent, d.video_loss_percent, d.late_percent
+                ),
+            );
+            row(
+                &mut t,
+                "  delay p50 / p99 / max",
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    d.delay.p50_ms, d.delay.p99_ms, d.delay.max_ms
+                ),
+            );
+            row(
+                &mut t,
+                "  video received per site",
+                format!(
+                    "{:.0} kbit/s mean ({:.0}–{:.0}); audio {:.0} kbit/s",
+                    c.video_kbps.mean, c.video_kbps.min, c.video_kbps.max, c.audio_kbps.mean
+                ),
+            );
+            row(
+                &mut t,
+                "  receiving at the window's end",
+                format!(
+                    "{}; {} layer switches",
+                    counts(&c.layer_at_end),
+                    c.layer_switches
+                ),
+            );
+            let hub = match (c.hub_bitrate_out_kbps_mean, c.hub_loss_permille_mean) {
+                (Some(out), Some(loss)) => format!(
+                    "; console {} (out {out:.0} kbit/s, loss {loss:.1} ‰, rtt {:.0} ms)",
+                    counts(&c.hub_states),
+                    c.hub_rtt_ms_mean.unwrap_or(0.0)
+                ),
+                _ => String::new(),
+            };
+            row(
+                &mut t,
+                "  hub's view",
+                format!("{} told audio only{hub}", c.hub_said_audio_only),
+            );
+            if c.downlink.offered > 0 {
+                row(
+                    &mut t,
+                    "  link hub → site (whole run)",
+                    format!(
+                        "{} datagrams, {} lost, {} queue full, longest wait {:.0} ms",
+                        c.downlink.offered,
+                        c.downlink.lost,
+                        c.downlink.queue_full,
+                        c.downlink.max_queue_wait_us as f64 / 1000.0
+                    ),
+                );
+            }
+            if c.uplink.offered > 0 {
+                row(
+                    &mut t,
+                    "  link site → hub (whole run)",
+                    format!(
+                        "{} datagrams, {} lost, {} queue full",
+                        c.uplink.offered, c.uplink.lost, c.uplink.queue_full
+                    ),
+                );
+            }
+        }
         let _ = writeln!(t);
         let fw = &self.forwarding;
         row(
@@ -475,6 +628,9 @@ impl Report {
                     "hub CPU per forwarded packet",
                     format!("{us:.2} µs"),
                 );
+            }
+            if let Some(ms) = h.cpu_ms_per_site_second {
+                row(&mut t, "hub CPU per site and second", format!("{ms:.2} ms"));
             }
             if let Some(b) = h.rss_per_site_bytes {
                 row(
@@ -555,6 +711,22 @@ impl Report {
         }
         t
     }
+}
+
+/// `f: 35, q: 5`.
+fn counts(map: &BTreeMap<String, usize>) -> String {
+    if map.is_empty() {
+        return "-".to_owned();
+    }
+    map.iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x:.1}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn row(t: &mut String, name: &str, value: String) {

@@ -9,16 +9,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::engine::{Engine, EngineConfig, PeerSpec, PeerStatus, STUDIO, ThreadReport};
+use crate::engine::{
+    Engine, EngineConfig, PeerLink, PeerReport, PeerSpec, PeerStatus, STUDIO, ThreadReport,
+};
 use crate::floor::{self, FloorConfig};
 use crate::http::{self, HubUrl};
 use crate::hub_process::{SpawnConfig, SpawnedHub};
+use crate::link::{self, LinkClass};
 use crate::measure::{Histogram, Window};
 use crate::media::{Clock, Kind, VideoProfile};
 use crate::procfs::{self, MachineCpu, ProcessSample, UdpCounters};
 use crate::report::{
-    FailedJoin, Flow, Forwarding, Generator, HubCost, HubInfo, HubView, Joins, Machine,
-    ReceiverSummary, Report, Settings,
+    FailedJoin, Flow, Forwarding, Generator, HubCost, HubInfo, HubView, Joins, LinkClassReport,
+    Machine, ReceiverSummary, Report, Settings, Spread,
 };
 use crate::setup::{self, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
@@ -70,6 +73,10 @@ struct Run {
     clock: Clock,
     window: Arc<Window>,
     studio_video: VideoProfile,
+    /// The `--link` classes, with a `direct` class for the sites their shares leave.
+    classes: Vec<LinkClass>,
+    /// Each site's class (site i at i - 1).
+    site_class: Vec<Option<usize>>,
     warnings: Vec<String>,
     /// When the joins were judged (run clock, ns).
     join_deadline_ns: u64,
@@ -102,6 +109,24 @@ impl Run {
             keyframe_every: Duration::from_secs_f64(options.keyframe_interval.max(0.1)),
             ..VideoProfile::studio()
         };
+        let mut classes = options.links.clone();
+        let mut warnings = Vec::new();
+        if !classes.is_empty() {
+            let total: f64 = classes.iter().map(|c| c.share_percent).sum();
+            if total < 99.999 {
+                classes.push(LinkClass::direct(100.0 - total));
+            } else if total > 100.001 {
+                warnings.push(format!(
+                    "the --link shares add up to {total:.1} %: taken as weights"
+                ));
+            }
+            if !options.simulcast {
+                warnings.push(
+                    "sites behind links but the studio sends one layer (no --simulcast): the hub can only send it or nothing".to_owned(),
+                );
+            }
+        }
+        let site_class = link::assign(&classes, options.sites);
         Run {
             options,
             hub,
@@ -111,7 +136,9 @@ impl Run {
             clock: Clock::new(),
             window: Window::new(),
             studio_video,
-            warnings: Vec::new(),
+            classes,
+            site_class,
+            warnings,
             join_deadline_ns: 0,
         }
     }
@@ -141,6 +168,19 @@ impl Run {
 
     fn site_spec(&self, id: u32) -> PeerSpec {
         let wall = self.options.scenario == Scenario::Wall;
+        let link = self
+            .site_class
+            .get((id as usize).wrapping_sub(1))
+            .copied()
+            .flatten()
+            .and_then(|class| {
+                let c = self.classes.get(class)?;
+                Some(PeerLink {
+                    class,
+                    down: c.down.clone(),
+                    up: c.up.clone(),
+                })
+            });
         PeerSpec {
             id,
             audio: wall && self.options.site_audio,
@@ -149,7 +189,9 @@ impl Run {
                 fps: self.options.site_fps.max(1),
                 ..VideoProfile::site_thumbnail()
             }),
+            simulcast: false,
             drop_percent: 0.0,
+            link,
         }
     }
 
@@ -199,7 +241,9 @@ impl Run {
                 id: STUDIO,
                 audio: !o.no_audio,
                 video: Some(self.studio_video),
+                simulcast: o.simulcast,
                 drop_percent: o.drop_percent,
+                link: None,
             },
         );
         sessions.spawn(studio.run(stop_rx.clone()));
@@ -422,7 +466,7 @@ impl Run {
         for peer in &peers {
             for s in &peer.sent {
                 published_streams.push(s.clone());
-                sent.insert((s.publisher, s.kind), s.sent_window);
+                *sent.entry((s.publisher, s.kind)).or_default() += s.sent_window;
                 published += s.sent_window;
             }
         }
@@ -438,6 +482,24 @@ impl Run {
             downstream_delay.merge(&t.downstream_delay);
             upstream_delay.merge(&t.upstream_delay);
         }
+        let simulcast: HashSet<u32> = o.simulcast.then_some(STUDIO).into_iter().collect();
+        // Every joined site expects both studio streams, even one it never got.
+        let studio_streams: Vec<(u32, Kind)> = [(STUDIO, Kind::Audio), (STUDIO, Kind::Video)]
+            .into_iter()
+            .filter(|k| sent.contains_key(k))
+            .collect();
+        let link_classes = self.link_classes(&LinkClassInputs {
+            peers: &peers,
+            records,
+            console: console.as_ref(),
+            threads,
+            sent: &sent,
+            simulcast: &simulcast,
+            studio_streams: &studio_streams,
+            joined: &joined,
+            window_s,
+            window_end_ns: self.clock.ns(end.at),
+        });
         let downstream = flow(
             peers
                 .iter()
@@ -447,11 +509,8 @@ impl Run {
             |publisher| publisher == STUDIO,
             &sent,
             &downstream_delay,
-            // Every joined site expects both studio streams, even one it never got.
-            &[(STUDIO, Kind::Audio), (STUDIO, Kind::Video)]
-                .into_iter()
-                .filter(|k| sent.contains_key(k))
-                .collect::<Vec<_>>(),
+            &studio_streams,
+            &simulcast,
         );
         let upstream = (o.scenario == Scenario::Wall).then(|| {
             let expected: Vec<(u32, Kind)> = sent
@@ -469,6 +528,7 @@ impl Run {
                 &sent,
                 &upstream_delay,
                 &expected,
+                &simulcast,
             )
         });
         let received =
@@ -504,6 +564,8 @@ impl Run {
             hub_cost.cores_busy = if window_s > 0.0 { cpu / window_s } else { 0.0 };
             hub_cost.cpu_us_per_forwarded_packet =
                 (received > 0).then(|| cpu * 1e6 / received as f64);
+            hub_cost.cpu_ms_per_site_second = (joins.succeeded > 0 && window_s > 0.0)
+                .then(|| cpu * 1e3 / window_s / joins.succeeded as f64);
             hub_cost.rss_window_start_bytes = Some(a.rss_bytes);
             hub_cost.rss_window_end_bytes = Some(b.rss_bytes);
             hub_cost.threads = Some(b.threads);
@@ -620,6 +682,8 @@ impl Run {
                 drop_percent: o.drop_percent,
                 bad_joins: o.bad_joins,
                 join_rate_per_s: (o.scenario != Scenario::JoinStorm).then_some(o.join_rate),
+                simulcast: o.simulcast,
+                links: self.classes.clone(),
             },
             join_mode: join_mode.to_owned(),
             hub: HubInfo {
@@ -635,6 +699,7 @@ impl Run {
             published: published_streams,
             downstream: Some(downstream),
             upstream,
+            link_classes,
             forwarding,
             hub_view: console.as_ref().and_then(HubView::from_console),
             hub_cost,
@@ -647,6 +712,199 @@ impl Run {
         };
         report.check_targets();
         report
+    }
+}
+
+/// What [`Run::link_classes`] reads.
+struct LinkClassInputs<'a> {
+    peers: &'a [&'a PeerReport],
+    records: &'a [SignallingRecord],
+    console: Option<&'a serde_json::Value>,
+    threads: &'a [ThreadReport],
+    sent: &'a HashMap<(u32, Kind), u64>,
+    simulcast: &'a HashSet<u32>,
+    studio_streams: &'a [(u32, Kind)],
+    joined: &'a HashSet<u32>,
+    window_s: f64,
+    window_end_ns: u64,
+}
+
+impl Run {
+    /// Studio → sites per link class: the flow through the link and the hub, what each site
+    /// received, and which layer the hub had it on.
+    fn link_classes(&self, inputs: &LinkClassInputs<'_>) -> Vec<LinkClassReport> {
+        let i = inputs;
+        // Layer names, lowest first: the studio's rids, or `single`.
+        let layer_names: Vec<String> = i
+            .peers
+            .iter()
+            .filter(|p| p.status.id == STUDIO)
+            .flat_map(|p| p.sent.iter())
+            .filter(|s| s.kind == Kind::Video)
+            .map(|s| s.rid.clone().unwrap_or_else(|| "single".to_owned()))
+            .collect();
+        let layer_name = |layer: u8| {
+            layer_names
+                .get(usize::from(layer))
+                .cloned()
+                .unwrap_or_else(|| format!("layer{layer}"))
+        };
+        let participant_class: HashMap<&str, usize> = i
+            .records
+            .iter()
+            .filter_map(|r| {
+                let class = self
+                    .site_class
+                    .get((r.id as usize).wrapping_sub(1))
+                    .copied()
+                    .flatten()?;
+                Some((r.participant.as_deref()?, class))
+            })
+            .collect();
+        let console_sites: Vec<&serde_json::Value> = i
+            .console
+            .and_then(|c| c.get("sites"))
+            .and_then(serde_json::Value::as_array)
+            .map(|sites| sites.iter().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (index, class) in self.classes.iter().enumerate() {
+            let members: Vec<&PeerReport> = i
+                .peers
+                .iter()
+                .copied()
+                .filter(|p| p.status.id != STUDIO && p.link_class == Some(index))
+                .collect();
+            let sites = self
+                .site_class
+                .iter()
+                .filter(|c| **c == Some(index))
+                .count();
+            let with_media: Vec<&PeerReport> = members
+                .iter()
+                .copied()
+                .filter(|p| i.joined.contains(&p.status.id))
+                .collect();
+            let mut delay = Histogram::default();
+            for t in i.threads {
+                if let Some(h) = t.downstream_delay_by_class.get(&Some(index)) {
+                    delay.merge(h);
+                }
+            }
+            let mut downstream = flow(
+                with_media.clone(),
+                |publisher| publisher == STUDIO,
+                i.sent,
+                &delay,
+                i.studio_streams,
+                i.simulcast,
+            );
+            downstream.per_receiver.clear();
+            let kbps = |p: &PeerReport, kind: Kind| {
+                let bytes: u64 = p
+                    .received
+                    .iter()
+                    .filter(|r| r.publisher == STUDIO && r.kind == kind)
+                    .map(|r| r.reception.received_bytes)
+                    .sum();
+                if i.window_s > 0.0 {
+                    bytes as f64 * 8.0 / i.window_s / 1000.0
+                } else {
+                    0.0
+                }
+            };
+            let video: Vec<f64> = with_media.iter().map(|p| kbps(p, Kind::Video)).collect();
+            let audio: Vec<f64> = with_media.iter().map(|p| kbps(p, Kind::Audio)).collect();
+            let mut report = LinkClassReport {
+                name: class.name.clone(),
+                link: class.describe(),
+                share_percent: class.share_percent,
+                sites,
+                sites_with_media: with_media.len(),
+                downstream,
+                video_kbps: Spread::of(&video),
+                audio_kbps: Spread::of(&audio),
+                ..LinkClassReport::default()
+            };
+            for p in &members {
+                let runs = p
+                    .video_runs
+                    .iter()
+                    .find(|(publisher, _)| *publisher == STUDIO)
+                    .map(|(_, r)| r);
+                let recent = runs
+                    .and_then(|r| r.last)
+                    .filter(|(_, at)| *at + 1_500_000_000 >= i.window_end_ns);
+                let audio_arrived = p.received.iter().any(|r| {
+                    r.publisher == STUDIO && r.kind == Kind::Audio && r.reception.received > 0
+                });
+                let state = match recent {
+                    Some((layer, _)) => layer_name(layer),
+                    None if audio_arrived => "audio_only".to_owned(),
+                    None => "nothing".to_owned(),
+                };
+                *report.layer_at_end.entry(state).or_default() += 1;
+                report.layer_switches += runs.map_or(0, |r| r.runs.saturating_sub(1));
+                for r in &p.received {
+                    if r.publisher == STUDIO && r.kind == Kind::Video {
+                        *report
+                            .video_packets_by_layer
+                            .entry(layer_name(r.layer))
+                            .or_default() += r.reception.received;
+                    }
+                }
+                if let Some(l) = &p.downlink {
+                    report.downlink.add(l);
+                }
+                if let Some(l) = &p.uplink {
+                    report.uplink.add(l);
+                }
+            }
+            report.hub_said_audio_only = i
+                .records
+                .iter()
+                .filter(|r| {
+                    r.audio_only == Some(true)
+                        && self
+                            .site_class
+                            .get((r.id as usize).wrapping_sub(1))
+                            .copied()
+                            .flatten()
+                            == Some(index)
+                })
+                .count();
+            let (mut out_kbps, mut loss, mut rtt, mut n) = (0.0, 0.0, 0.0, 0usize);
+            for site in &console_sites {
+                let class_of = site
+                    .get("participant")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|p| participant_class.get(p));
+                if class_of != Some(&index) {
+                    continue;
+                }
+                let state = site
+                    .get("state")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("unknown");
+                *report.hub_states.entry(state.to_owned()).or_default() += 1;
+                let number = |key: &str| {
+                    site.get(key)
+                        .and_then(serde_json::Value::as_f64)
+                        .unwrap_or(0.0)
+                };
+                out_kbps += number("bitrate_out_kbps");
+                loss += number("loss_permille");
+                rtt += number("rtt_ms");
+                n += 1;
+            }
+            if n > 0 {
+                report.hub_bitrate_out_kbps_mean = Some(out_kbps / n as f64);
+                report.hub_loss_permille_mean = Some(loss / n as f64);
+                report.hub_rtt_ms_mean = Some(rtt / n as f64);
+            }
+            out.push(report);
+        }
+        out
     }
 }
 
@@ -696,13 +954,16 @@ fn classify(
 }
 
 /// Adds up what `receivers` got from publishers matching `from`; `expected` lists the streams
-/// each receiver should have had.
+/// each receiver should have had. The video of a publisher in `simulcast` is expected as the
+/// receiver's runs on one layer ([`crate::measure::LayerRuns`]): the hub sends one layer at a
+/// time, or none.
 fn flow(
-    receivers: Vec<&crate::engine::PeerReport>,
+    receivers: Vec<&PeerReport>,
     from: impl Fn(u32) -> bool,
     sent: &HashMap<(u32, Kind), u64>,
     delay: &Histogram,
     expected: &[(u32, Kind)],
+    simulcast: &HashSet<u32>,
 ) -> Flow {
     let mut f = Flow {
         delay: delay.percentiles(),
@@ -716,21 +977,39 @@ fn flow(
         let mut peer_expected = 0u64;
         let mut peer_received = 0u64;
         for key in expected {
-            let want = sent.get(key).copied().unwrap_or(0);
-            let stream = peer
+            let want = if key.1 == Kind::Video && simulcast.contains(&key.0) {
+                peer.video_runs
+                    .iter()
+                    .find(|(publisher, _)| *publisher == key.0)
+                    .map_or(0, |(_, runs)| runs.expected)
+            } else {
+                sent.get(key).copied().unwrap_or(0)
+            };
+            // One stream per simulcast layer received.
+            let streams: Vec<_> = peer
                 .received
                 .iter()
-                .find(|r| (r.publisher, r.kind) == *key && from(r.publisher));
-            let got = stream.map_or(0, |s| s.reception.received.min(want));
+                .filter(|r| (r.publisher, r.kind) == *key && from(r.publisher))
+                .collect();
+            let got = streams
+                .iter()
+                .map(|s| s.reception.received)
+                .sum::<u64>()
+                .min(want);
             f.streams += 1;
             peer_expected += want;
             peer_received += got;
             *expected_by_kind.entry(key.1).or_default() += want;
             *received_by_kind.entry(key.1).or_default() += got;
-            if let Some(s) = stream {
-                f.late_packets += s.reception.late;
-                f.duplicates += s.reception.duplicates;
-                let jitter_ms = s.reception.jitter_ns / 1e6;
+            if !streams.is_empty() {
+                let jitter_ms = streams
+                    .iter()
+                    .map(|s| s.reception.jitter_ns / 1e6)
+                    .fold(0.0, f64::max);
+                for s in &streams {
+                    f.late_packets += s.reception.late;
+                    f.duplicates += s.reception.duplicates;
+                }
                 jitter_sum += jitter_ms;
                 f.jitter_max_ms = f.jitter_max_ms.max(jitter_ms);
             }

@@ -67,6 +67,10 @@ pub struct SignallingRecord {
     pub later_errors: Vec<String>,
     /// The hub closed the WebSocket while the run went on.
     pub closed_by_hub: bool,
+    /// The hub's last `reception` message: `Some(true)` when it put this site on audio only.
+    pub audio_only: Option<bool>,
+    /// `reception` messages received.
+    pub reception_changes: u32,
     /// The last `console` message (the chair's view of every site), for the studio.
     #[serde(skip)]
     pub last_console: Option<Value>,
@@ -137,9 +141,24 @@ impl Session {
             });
         };
         let url = self.hub.websocket();
+        let mut request =
+            match tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            ) {
+                Ok(request) => request,
+                Err(e) => {
+                    return fail(SignallingFailure::WebSocket {
+                        message: e.to_string(),
+                    });
+                }
+            };
+        // The studio's code needs an organizer's session on the upgrade.
+        if let Some(cookie) = self.join.cookie().and_then(|c| c.parse().ok()) {
+            request.headers_mut().insert("cookie", cookie);
+        }
         let connect = tokio::time::timeout(
             self.setup_timeout,
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async(request),
         );
         let ws = match connect.await {
             Ok(Ok((ws, _))) => ws,
@@ -267,6 +286,13 @@ impl Session {
                         {
                             records.update(id, |r| {
                                 r.hub_connected_ns.get_or_insert_with(now_ns);
+                            });
+                        }
+                        ("reception", _) => {
+                            let audio_only = value.get("audio_only").and_then(Value::as_bool);
+                            records.update(id, |r| {
+                                r.audio_only = audio_only;
+                                r.reception_changes += 1;
                             });
                         }
                         ("console", _) => {
