@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::Embed;
@@ -93,7 +93,32 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::auth::http::guard,
         ))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Headers every reply carries: no framing by other pages, no type sniffing, no `Referer`
+/// (page addresses hold join codes), and API replies (join codes, reports) kept out of caches.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if api && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 async fn signaling(
@@ -128,7 +153,7 @@ async fn signaling(
         address: Some(address),
         user_agent,
         slot: Some(slot),
-        account: crate::auth::http::account_from_headers(&app, &headers),
+        login: crate::auth::http::login_from_headers(&app, &headers),
     };
     // Signalling messages are small and rare: 16 KiB buffers instead of axum's 128 KiB each way
     // (a quarter of a site's memory at the defaults); larger messages still grow them.

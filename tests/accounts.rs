@@ -346,6 +346,37 @@ async fn roles_sessions_and_csrf_guard_every_endpoint() {
     // The organizer's own session is untouched.
     let still = http::send(addr, "GET", "/api/session", b"", Some(&organizer), &[]).await;
     assert_eq!(still.status, 200);
+    assert_eq!(still.header("cache-control"), Some("no-store"));
+    assert_eq!(still.header("x-frame-options"), Some("DENY"));
+    assert_eq!(still.header("referrer-policy"), Some("no-referrer"));
+
+    // A WebSocket opened while logged in does not keep the login: after a logout, its join
+    // with the studio's code is refused.
+    let second = http::organizer(addr).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, Some(&second)))
+        .await
+        .expect("WebSocket connects");
+    let out = http::send(addr, "POST", "/api/logout", b"", Some(&second), &[]).await;
+    assert_eq!(out.status, 204);
+    socket
+        .send(Message::Text(
+            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send join");
+    let reply = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            break serde_json::from_str::<Value>(text.as_str()).expect("JSON");
+        }
+    };
+    assert_eq!(reply["code"], "login_required", "{reply}");
 
     hub.shutdown().await;
 }

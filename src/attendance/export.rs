@@ -61,7 +61,7 @@ pub fn csv(report: &Report, table: Table, offset: UtcOffset) -> Vec<u8> {
                     let head = s.head_count.as_ref();
                     let _ = w.write_record([
                         s.code.clone(),
-                        s.name.clone(),
+                        cell(&s.name),
                         status_vi(s.status).to_owned(),
                         time(s.first_join),
                         time(s.last_leave),
@@ -72,8 +72,8 @@ pub fn csv(report: &Report, table: Table, offset: UtcOffset) -> Vec<u8> {
                         s.audio_only_minutes.to_string(),
                         s.expected_delegates.to_string(),
                         head.map(|h| h.count.to_string()).unwrap_or_default(),
-                        head.map(|h| h.confirmed_by.clone()).unwrap_or_default(),
-                        head.map(|h| h.position.clone()).unwrap_or_default(),
+                        head.map(|h| cell(&h.confirmed_by)).unwrap_or_default(),
+                        head.map(|h| cell(&h.position)).unwrap_or_default(),
                         time(head.map(|h| h.at)),
                     ]);
                 }
@@ -94,14 +94,14 @@ pub fn csv(report: &Report, table: Table, offset: UtcOffset) -> Vec<u8> {
                 for s in &report.sessions {
                     let _ = w.write_record([
                         s.site.clone(),
-                        s.site_name.clone(),
+                        cell(&s.site_name),
                         s.session.clone(),
                         time(Some(s.joined_at)),
                         time(s.left_at),
                         s.reason.map(reason_vi).unwrap_or("đang kết nối").to_owned(),
                         if s.reconnected { "có" } else { "không" }.to_owned(),
                         s.minutes.to_string(),
-                        s.client.clone(),
+                        cell(&s.client),
                         s.address.clone(),
                     ]);
                 }
@@ -143,6 +143,17 @@ pub fn local_time(at: Millis, offset: UtcOffset) -> String {
         .unwrap_or_default()
 }
 
+/// Free text as a cell Excel will not run: text a site typed (who confirmed a head count, a
+/// browser's name) that starts like a formula gets a leading apostrophe, which Excel shows as
+/// text and hides.
+fn cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
 fn status_vi(status: Status) -> &'static str {
     match status {
         Status::Present => "có mặt",
@@ -167,6 +178,18 @@ fn reason_vi(reason: LeaveReason) -> &'static str {
 mod tests {
     use super::*;
     use crate::config::VIETNAM;
+
+    #[test]
+    fn text_that_looks_like_a_formula_stays_text() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("+84 912"), "'+84 912");
+        assert_eq!(cell("Nguyễn Văn A"), "Nguyễn Văn A");
+        assert_eq!(cell(""), "");
+    }
 
     #[test]
     fn local_time_is_vietnam_time() {

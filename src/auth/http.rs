@@ -143,11 +143,24 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
     next.run(request).await
 }
 
-/// The account logged in with the request's session cookie, if any (for the signalling
-/// WebSocket, whose upgrade is a `GET` the guard lets through).
-pub fn account_from_headers(app: &AppState, headers: &HeaderMap) -> Option<Account> {
+/// The login behind the request's session cookie, if any (for the signalling WebSocket, whose
+/// upgrade is a `GET` the guard lets through): the account as it was at the upgrade, and the
+/// session's token hash, by which [`account_of_session`] checks it again later.
+pub fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(Account, String)> {
     match caller_from_headers(app, headers) {
-        Ok(caller) => caller.map(|c| c.account),
+        Ok(caller) => caller.map(|c| (c.account, c.token_sha256)),
+        Err(e) => {
+            tracing::error!("session lookup failed: {e}");
+            None
+        }
+    }
+}
+
+/// The account of a login session that is still valid now: a long-lived WebSocket asks again
+/// before acting on a login (logout, a password change or a disabled account end it).
+pub fn account_of_session(store: &crate::store::Store, token_sha256: &str) -> Option<Account> {
+    match store.login_session(token_sha256, now_millis()) {
+        Ok(session) => session.map(|s| s.account),
         Err(e) => {
             tracing::error!("session lookup failed: {e}");
             None
@@ -214,7 +227,9 @@ async fn login(
             .await?
     };
     let Some(account) = account else {
-        let username: String = credentials.username.chars().take(64).collect();
+        // Only a well-formed user name is logged: people type passwords into the wrong box.
+        let username = super::normalize_username(&credentials.username)
+            .unwrap_or_else(|_| "<not a user name>".to_owned());
         tracing::warn!(%ip, username = ?username, "login failed");
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,

@@ -289,6 +289,13 @@ pub fn ensure_accounts(
     store: &Store,
     configured: &[(String, String, Role)],
 ) -> Result<(), StoreError> {
+    // Made now, so the first refused login costs what every other one does; without it an
+    // unknown user name would be refused at once, which tells it apart from a known one.
+    if dummy_hash().is_empty() {
+        return Err(StoreError::Internal(
+            "cannot hash passwords: no random bytes".to_owned(),
+        ));
+    }
     if !configured.is_empty() {
         for (username, password, role) in configured {
             let username =

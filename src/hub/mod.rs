@@ -106,8 +106,9 @@ pub struct ClientInfo {
     pub user_agent: String,
     /// The connection's place in the per-address limit, freed with the session.
     pub slot: Option<crate::web::ConnectionSlot>,
-    /// The account logged in with the upgrade request's session cookie, if any.
-    pub account: Option<crate::auth::Account>,
+    /// The account logged in with the upgrade request's session cookie, if any, and that
+    /// session's token hash (the login is checked again before it grants anything).
+    pub login: Option<(crate::auth::Account, String)>,
 }
 
 /// One WebSocket session's state: joined to a meeting, on standby, or neither.
@@ -609,7 +610,11 @@ impl Hub {
         }
         let (grant, title) = self.grant(code, meeting)?;
         if grant.site.is_none() {
-            let account = session.client.account.as_ref();
+            // Checked now, not at the upgrade: the login may have ended since.
+            let account = session.client.login.as_ref().and_then(|(_, token_sha256)| {
+                crate::auth::http::account_of_session(self.store(), token_sha256)
+            });
+            let account = account.as_ref();
             crate::meeting::may_chair(account.map(|a| a.role)).map_err(|e| {
                 let code = match e {
                     ChairError::LoginRequired => ErrorCode::LoginRequired,
@@ -789,7 +794,11 @@ impl Hub {
             // The console follows the `joined` reply in the session's outbox.
             self.send_consoles();
         }
-        let username = session.client.account.as_ref().map(|a| a.username.as_str());
+        let username = session
+            .client
+            .login
+            .as_ref()
+            .map(|(a, _)| a.username.as_str());
         tracing::info!(meeting = grant.meeting_id, participant = %id, ?role, ?username, "joined");
         Ok(ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,

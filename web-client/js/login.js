@@ -26,8 +26,9 @@ function nextPage() {
   if (next) {
     try {
       const url = new URL(next, window.location.origin);
+      // The whole address, not its path: a path such as `//other.example` would leave the hub.
       if (url.origin === window.location.origin && !url.pathname.endsWith('/login.html')) {
-        return url.pathname + url.search + url.hash;
+        return url.href;
       }
     } catch {
       // Not an address: the default below.
