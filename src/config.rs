@@ -145,6 +145,12 @@ pub struct Config {
     )]
     pub max_connections_per_address: usize,
 
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the real client, for the
+    /// per-address limits and the attendance log. Their pages are served over HTTPS by the
+    /// proxy, so login cookies are marked `Secure` even with `--plain-http`.
+    #[arg(long, env = "DIEMCAU_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
+
     /// A signalling connection silent this long is closed (pages ping every 20 s).
     #[arg(long, env = "DIEMCAU_IDLE_TIMEOUT_SECONDS", default_value_t = 90)]
     pub idle_timeout_seconds: u64,
@@ -187,6 +193,7 @@ impl Config {
             plain_http: true,
             max_messages_per_second: 20,
             max_connections_per_address: 50,
+            trusted_proxy: Vec::new(),
             idle_timeout_seconds: 90,
             seed_sites: false,
             bootstrap_accounts: vec![

@@ -112,7 +112,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         connections: Arc::new(web::ConnectionCounter::new(
             config.max_connections_per_address,
         )),
-        auth: auth::Auth::new(!config.plain_http),
+        auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty()),
+        trusted_proxies: config.trusted_proxy.clone(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -29,6 +29,31 @@ pub struct AppState {
     pub limits: diemcau_signaling::Limits,
     pub connections: Arc<ConnectionCounter>,
     pub auth: crate::auth::Auth,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client_address`]).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// The address a request really comes from: the connection's peer, unless that peer is a
+/// trusted reverse proxy, in which case the last address in `X-Forwarded-For` that is not
+/// itself a trusted proxy (what a client writes further left can be forged, what the proxies
+/// append cannot). A header that does not parse leaves the peer's address.
+pub fn client_address(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
+    if !app.trusted_proxies.contains(&peer.ip()) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|part| part.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !app.trusted_proxies.contains(ip))
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
 }
 
 /// Open signalling connections per IP address, to refuse a flood from one address.
@@ -124,10 +149,11 @@ async fn security_headers(
 async fn signaling(
     ws: WebSocketUpgrade,
     State(app): State<Arc<AppState>>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let address = client_address(&app, peer, &headers);
     // A page of another site must not open a session with this browser's login
     // (cross-site WebSocket hijacking): browsers always send `Origin` on a WebSocket.
     if !crate::auth::http::same_origin(&headers, &uri) {

@@ -396,6 +396,59 @@ async fn failed_logins_are_rate_limited_per_address() {
     let limited = http::try_login(addr, username, password).await;
     assert_eq!(limited.status, 429, "{}", limited.text());
     assert_eq!(limited.error_code(), "rate_limited");
+    // A client cannot escape the limit by naming another address: the hub trusts no proxy.
+    let forged = login_via_proxy(addr, "198.51.100.7", username, password).await;
+    assert_eq!(forged.status, 429, "{}", forged.text());
+    hub.shutdown().await;
+}
+
+/// `POST /api/login` carrying `X-Forwarded-For: <client>`, as a reverse proxy would send it.
+async fn login_via_proxy(
+    addr: SocketAddr,
+    client: &str,
+    username: &str,
+    password: &str,
+) -> http::Reply {
+    let body = json!({"username": username, "password": password}).to_string();
+    http::send(
+        addr,
+        "POST",
+        "/api/login",
+        body.as_bytes(),
+        None,
+        &[
+            ("content-type", "application/json"),
+            ("x-forwarded-for", client),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
+    let mut config = diemcau::Config::for_tests();
+    config.trusted_proxy = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let addr = hub.http_addr();
+    let (username, password) = TEST_STAFF;
+    for attempt in 1..=10 {
+        let r = login_via_proxy(addr, "203.0.113.5", username, &format!("guess-{attempt}")).await;
+        assert_eq!(r.status, 401, "attempt {attempt}");
+    }
+    let limited = login_via_proxy(addr, "203.0.113.5", username, password).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    // Another client behind the same proxy is not locked out by the first one's guesses; what
+    // a client writes left of the proxy's own entry does not count.
+    let other = login_via_proxy(addr, "203.0.113.5, 203.0.113.9", username, password).await;
+    assert_eq!(other.status, 200, "{}", other.text());
+    // Logins made through the proxy carry Secure cookies: its public side is HTTPS.
+    assert!(
+        other
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("; Secure")),
+        "{:?}",
+        other.header("set-cookie")
+    );
     hub.shutdown().await;
 }
 

@@ -205,7 +205,7 @@ async fn login(
             "send {\"username\": \"...\", \"password\": \"...\"}",
         )
     })?;
-    let ip = address.ip();
+    let ip = crate::web::client_address(&app, address, &headers).ip();
     let now = std::time::Instant::now();
     if !app.auth.begin_attempt(ip, now) {
         tracing::warn!(%ip, "login refused: too many failed logins from this address");
