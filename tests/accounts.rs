@@ -352,7 +352,7 @@ async fn roles_sessions_and_csrf_guard_every_endpoint() {
 
     // A WebSocket opened while logged in does not keep the login: after a logout, its join
     // with the studio's code is refused.
-    let second = http::organizer(addr).await;
+    let second = http::login(addr, TEST_ORGANIZER.0, TEST_ORGANIZER.1).await;
     let (mut socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, Some(&second)))
         .await
         .expect("WebSocket connects");
@@ -377,6 +377,46 @@ async fn roles_sessions_and_csrf_guard_every_endpoint() {
         }
     };
     assert_eq!(reply["code"], "login_required", "{reply}");
+
+    // A chair already in the meeting loses the chair when its login ends.
+    let third = http::login(addr, TEST_ORGANIZER.0, TEST_ORGANIZER.1).await;
+    let (mut chair, _) = tokio_tungstenite::connect_async(http::ws_request(addr, Some(&third)))
+        .await
+        .expect("WebSocket connects");
+    chair
+        .send(Message::Text(
+            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send join");
+    let mut joined = false;
+    let mut ended = None;
+    let mut logged_out = false;
+    while ended.is_none() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), chair.next())
+            .await
+            .expect("a message within 10 s");
+        let Some(Ok(Message::Text(text))) = frame else {
+            break;
+        };
+        let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+        if value["type"] == "joined" {
+            joined = true;
+        }
+        if joined && !logged_out {
+            logged_out = true;
+            let out = http::send(addr, "POST", "/api/logout", b"", Some(&third), &[]).await;
+            assert_eq!(out.status, 204);
+        }
+        if value["type"] == "error" {
+            ended = Some(value);
+        }
+    }
+    assert!(joined, "the chair joined before its logout: {ended:?}");
+    let ended = ended.expect("the hub ends the chair's session after the logout");
+    assert_eq!(ended["code"], "login_required", "{ended}");
 
     hub.shutdown().await;
 }

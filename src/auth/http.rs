@@ -270,6 +270,7 @@ async fn logout(
 ) -> Result<Response, AppError> {
     if let Some(caller) = caller {
         app.hub.store().delete_login_session(&caller.token_sha256)?;
+        app.hub.end_login(&caller.token_sha256).await;
         tracing::info!(username = ?caller.account.username, "logged out");
     }
     let cookie = format!(

@@ -91,6 +91,9 @@ struct Participant {
     producers: Vec<ProducerInfo>,
     /// For sites: the attendance session.
     attendance: Option<SiteSession>,
+    /// For the studio: the token hash of the organizer's login it chairs with; its logout ends
+    /// the studio's session.
+    login: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +310,32 @@ impl Hub {
         }
         tracing::info!(meeting = id, "meeting ended");
         Ok(())
+    }
+
+    /// Ends the studio sessions chairing with a login that has just ended (its logout): a
+    /// chair's rights last no longer than the login they came from.
+    pub async fn end_login(&self, token_sha256: &str) {
+        let at = now_millis();
+        let peers: Vec<PeerId> = self
+            .lock()
+            .participants
+            .iter()
+            .filter(|(_, p)| p.login.as_deref() == Some(token_sha256))
+            .map(|(id, _)| *id)
+            .collect();
+        let closing = error_message(
+            ErrorCode::LoginRequired,
+            "this login has ended; log in again to chair the meeting",
+        );
+        for peer in peers {
+            if let Some((outbox, logged)) = self.remove(peer, LeaveReason::Closed, at) {
+                outbox.close_with(closing.clone());
+                if let Some(logged) = logged {
+                    let _ = logged.future.await;
+                }
+            }
+            tracing::info!(participant = %peer, "studio session ended with its login");
+        }
     }
 
     /// Ends every session before the hub stops, recording each site as left by shutdown.
@@ -716,6 +745,10 @@ impl Hub {
                     worker: None,
                     producers: Vec::new(),
                     attendance: attendance.clone(),
+                    login: match role {
+                        Role::Studio => session.client.login.as_ref().map(|(_, t)| t.clone()),
+                        Role::Site => None,
+                    },
                 },
             );
             break;
