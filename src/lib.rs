@@ -153,7 +153,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         events_task.abort();
         liveness_task.abort();
         console_task.abort();
-        server_hub.media().broadcast(|| media::Command::Stop);
+        server_hub.media().stop();
     });
     Ok(RunningHub {
         scheme,

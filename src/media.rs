@@ -16,7 +16,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -98,12 +97,11 @@ pub struct MediaConfig {
 /// Events from the workers, tagged with the worker's index.
 pub type MediaEvents = mpsc::UnboundedReceiver<(usize, Event)>;
 
-/// Handle to the worker threads. Dropping it without [`MediaPlane::stop`] leaves them running
-/// until the process ends.
+/// Handle to the worker threads. They run until [`MediaPlane::stop`] or the end of the process;
+/// nothing waits for them, since the hub shares this handle with every session.
 #[derive(Debug)]
 pub struct MediaPlane {
     workers: Vec<WorkerHandle>,
-    threads: Vec<JoinHandle<()>>,
     next: AtomicUsize,
 }
 
@@ -168,7 +166,6 @@ impl MediaPlane {
             worker_config.dtls_cert = dtls_cert.clone();
             pending.push((socket, poll, inbox, worker_config, destination));
         }
-        let mut threads = Vec::with_capacity(count);
         for (index, (socket, poll, inbox, worker_config, destination)) in
             pending.into_iter().enumerate()
         {
@@ -199,15 +196,13 @@ impl MediaPlane {
                 worker: Worker::new(worker_config),
                 destination,
             };
-            let thread = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("media-{index}"))
                 .spawn(move || driver.run())?;
-            threads.push(thread);
         }
         Ok((
             MediaPlane {
                 workers: handles,
-                threads,
                 next: AtomicUsize::new(0),
             },
             events_rx,
@@ -260,14 +255,9 @@ impl MediaPlane {
         }
     }
 
-    /// Stops every worker thread and waits for them.
-    pub fn stop(&mut self) {
+    /// Tells every worker thread to end its loop.
+    pub fn stop(&self) {
         self.broadcast(|| Command::Stop);
-        for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                tracing::error!("a media worker panicked");
-            }
-        }
     }
 }
 

@@ -580,29 +580,32 @@ impl Store {
 
     /// Sets a new password and ends the account's login sessions.
     pub fn set_password(&self, username: &str, password_hash: &str) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
+        self.change_account_ending_logins(
+            username,
             "UPDATE accounts SET password_hash = ?1 WHERE username = ?2",
             params![password_hash, username],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("account {username}")));
-        }
-        tx.execute("DELETE FROM login_sessions WHERE username = ?1", [username])?;
-        tx.commit()?;
-        Ok(())
+        )
     }
 
     /// Disables an account (it can no longer log in) and ends its login sessions.
     pub fn disable_account(&self, username: &str) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
+        self.change_account_ending_logins(
+            username,
             "UPDATE accounts SET disabled = 1 WHERE username = ?1",
             [username],
-        )?;
-        if changed == 0 {
+        )
+    }
+
+    /// Runs `update` on the account's row and ends its login sessions, in one transaction.
+    fn change_account_ending_logins(
+        &self,
+        username: &str,
+        update: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        if tx.execute(update, params)? == 0 {
             return Err(StoreError::NotFound(format!("account {username}")));
         }
         tx.execute("DELETE FROM login_sessions WHERE username = ?1", [username])?;
@@ -1001,13 +1004,19 @@ fn meeting_view(conn: &Connection, id: i64) -> Result<MeetingView, StoreError> {
     })
 }
 
-/// An unguessable join code: 100 random bits in 20 base32 characters (no 0/1/l/o look-alikes).
+/// An unguessable join code: 100 random bits in 20 characters of [`random_text`].
 /// Without an entropy source no code is made at all.
 fn new_code() -> Result<String, StoreError> {
+    random_text(20)
+        .map_err(|e| StoreError::Internal(format!("no random bytes for a join code: {e}")))
+}
+
+/// `length` characters of a 32-letter alphabet without look-alikes (no 0/1/l/o; 5 random bits
+/// each): join codes and generated passwords.
+pub fn random_text(length: usize) -> Result<String, getrandom::Error> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StoreError::Internal(format!("no random bytes for a join code: {e}")))?;
+    let mut bytes = vec![0u8; length];
+    getrandom::fill(&mut bytes)?;
     Ok(bytes
         .iter()
         .filter_map(|b| ALPHABET.get(usize::from(b & 31)).copied().map(char::from))

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::store::{Store, StoreError, now_millis};
+use crate::store::{Store, StoreError, now_millis, random_text};
 
 /// A login session ends this long after its last use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
@@ -153,18 +153,6 @@ fn dummy_hash() -> &'static str {
         let password = random_text(32).unwrap_or_else(|_| "x".repeat(32));
         hash_password(&password).unwrap_or_default()
     })
-}
-
-/// `length` characters of a 32-letter alphabet without look-alikes (5 random bits each).
-pub fn random_text(length: usize) -> Result<String, StoreError> {
-    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut bytes = vec![0u8; length];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StoreError::Internal(format!("no random bytes: {e}")))?;
-    Ok(bytes
-        .iter()
-        .filter_map(|b| ALPHABET.get(usize::from(b & 31)).copied().map(char::from))
-        .collect())
 }
 
 /// 256 random bits as 64 hex digits: a session token or a CSRF token.
@@ -311,7 +299,8 @@ pub fn ensure_accounts(
     if store.account_count()? > 0 {
         return Ok(());
     }
-    let password = random_text(20)?;
+    let password =
+        random_text(20).map_err(|e| StoreError::Internal(format!("no random bytes: {e}")))?;
     let hash = hash_password(&password).map_err(|e| StoreError::Internal(e.to_string()))?;
     store.add_account(FIRST_ACCOUNT, Role::Organizer, &hash, now_millis())?;
     eprintln!(

@@ -59,9 +59,7 @@ impl Hub {
                 let asking = matches!(message, ClientMessage::RequestFloor);
                 let mut state = self.lock();
                 let (meeting, site) = site_of(&state, id)?;
-                let Some(live) = state.meetings.get_mut(&meeting) else {
-                    return Err(internal("meeting vanished"));
-                };
+                let live = live_meeting_mut(&mut state, meeting)?;
                 let changed = if asking {
                     live.rules.request_floor(id)
                 } else {
@@ -82,10 +80,7 @@ impl Hub {
                 let meeting = meeting_of(&state, id)?;
                 require_chair(&state, meeting, id)?;
                 let target = participant_of_site(&state, meeting, &site)?;
-                let live = state
-                    .meetings
-                    .get_mut(&meeting)
-                    .ok_or_else(|| internal("meeting vanished"))?;
+                let live = live_meeting_mut(&mut state, meeting)?;
                 let change = live.rules.give_floor(id, target).map_err(rule_error)?;
                 self.apply_floor_change(&state, meeting, change);
                 drop(state);
@@ -94,10 +89,7 @@ impl Hub {
             ClientMessage::TakeFloor => {
                 let mut state = self.lock();
                 let meeting = meeting_of(&state, id)?;
-                let live = state
-                    .meetings
-                    .get_mut(&meeting)
-                    .ok_or_else(|| internal("meeting vanished"))?;
+                let live = live_meeting_mut(&mut state, meeting)?;
                 let change = live.rules.take_floor(id).map_err(rule_error)?;
                 self.apply_floor_change(&state, meeting, change);
                 drop(state);
@@ -108,10 +100,7 @@ impl Hub {
                 let meeting = meeting_of(&state, id)?;
                 require_chair(&state, meeting, id)?;
                 let target = participant_of_site(&state, meeting, &site)?;
-                let live = state
-                    .meetings
-                    .get_mut(&meeting)
-                    .ok_or_else(|| internal("meeting vanished"))?;
+                let live = live_meeting_mut(&mut state, meeting)?;
                 if live
                     .rules
                     .set_muted(id, target, muted)
@@ -125,10 +114,7 @@ impl Hub {
             ClientMessage::MuteAll { muted } => {
                 let mut state = self.lock();
                 let meeting = meeting_of(&state, id)?;
-                let live = state
-                    .meetings
-                    .get_mut(&meeting)
-                    .ok_or_else(|| internal("meeting vanished"))?;
+                let live = live_meeting_mut(&mut state, meeting)?;
                 let changed = live.rules.set_all_muted(id, muted).map_err(rule_error)?;
                 for target in changed {
                     self.apply_mute(&state, meeting, target, muted);
@@ -140,11 +126,7 @@ impl Hub {
                 let (meeting, number) = {
                     let mut state = self.lock();
                     let meeting = meeting_of(&state, id)?;
-                    let live = state
-                        .meetings
-                        .get_mut(&meeting)
-                        .ok_or_else(|| internal("meeting vanished"))?;
-                    live.rules.require_chair(id).map_err(rule_error)?;
+                    let live = live_meeting_mut(&mut state, meeting)?;
                     let number = live.roll_calls + 1;
                     live.rules.start_roll_call(id, number).map_err(rule_error)?;
                     live.roll_calls = number;
@@ -160,10 +142,7 @@ impl Hub {
                 let (meeting, number) = {
                     let mut state = self.lock();
                     let meeting = meeting_of(&state, id)?;
-                    let live = state
-                        .meetings
-                        .get_mut(&meeting)
-                        .ok_or_else(|| internal("meeting vanished"))?;
+                    let live = live_meeting_mut(&mut state, meeting)?;
                     (meeting, live.rules.end_roll_call(id).map_err(rule_error)?)
                 };
                 self.announce_roll_call(meeting, number, false).await?;
@@ -178,10 +157,7 @@ impl Hub {
                 let (meeting, site, name) = {
                     let state = self.lock();
                     let (meeting, site) = site_of(&state, id)?;
-                    let live = state
-                        .meetings
-                        .get(&meeting)
-                        .ok_or_else(|| internal("meeting vanished"))?;
+                    let live = live_meeting(&state, meeting)?;
                     live.rules
                         .check_roll_call_answer(id, roll_call)
                         .map_err(rule_error)?;
@@ -231,10 +207,7 @@ impl Hub {
             ClientMessage::CallSite { site } => {
                 let state = self.lock();
                 let meeting = meeting_of(&state, id)?;
-                let live = state
-                    .meetings
-                    .get(&meeting)
-                    .ok_or_else(|| internal("meeting vanished"))?;
+                let live = live_meeting(&state, meeting)?;
                 live.rules.require_chair(id).map_err(rule_error)?;
                 let by = state
                     .participants
@@ -400,14 +373,7 @@ impl Hub {
 
     /// Sends a message to everyone joined in a meeting.
     fn broadcast(&self, meeting: i64, message: ServerMessage) {
-        let state = self.lock();
-        if let Some(live) = state.meetings.get(&meeting) {
-            for (id, _) in live.rules.members() {
-                if let Some(p) = state.participants.get(&id) {
-                    p.outbox.send(message.clone());
-                }
-            }
-        }
+        send_to_members(&self.lock(), meeting, &message);
     }
 
     fn own_site(&self, id: PeerId) -> Result<(i64, String), ProtocolError> {
@@ -441,15 +407,33 @@ pub(super) fn floor_message(state: &State, live: &Live) -> ServerMessage {
 }
 
 fn broadcast_floor(state: &State, meeting: i64) {
-    let Some(live) = state.meetings.get(&meeting) else {
-        return;
-    };
-    let message = floor_message(state, live);
-    for (id, _) in live.rules.members() {
-        if let Some(p) = state.participants.get(&id) {
-            p.outbox.send(message.clone());
+    if let Some(live) = state.meetings.get(&meeting) {
+        send_to_members(state, meeting, &floor_message(state, live));
+    }
+}
+
+fn send_to_members(state: &State, meeting: i64, message: &ServerMessage) {
+    if let Some(live) = state.meetings.get(&meeting) {
+        for (id, _) in live.rules.members() {
+            if let Some(p) = state.participants.get(&id) {
+                p.outbox.send(message.clone());
+            }
         }
     }
+}
+
+fn live_meeting_mut(state: &mut State, meeting: i64) -> Result<&mut Live, ProtocolError> {
+    state
+        .meetings
+        .get_mut(&meeting)
+        .ok_or_else(|| internal("meeting vanished"))
+}
+
+fn live_meeting(state: &State, meeting: i64) -> Result<&Live, ProtocolError> {
+    state
+        .meetings
+        .get(&meeting)
+        .ok_or_else(|| internal("meeting vanished"))
 }
 
 fn meeting_of(state: &State, id: PeerId) -> Result<i64, ProtocolError> {
@@ -490,10 +474,7 @@ fn participant_of_site(state: &State, meeting: i64, site: &str) -> Result<PeerId
 /// Authorisation first: a site asking for a chair action learns it is forbidden, whatever
 /// the rest of its request.
 fn require_chair(state: &State, meeting: i64, id: PeerId) -> Result<(), ProtocolError> {
-    state
-        .meetings
-        .get(&meeting)
-        .ok_or_else(|| internal("meeting vanished"))?
+    live_meeting(state, meeting)?
         .rules
         .require_chair(id)
         .map_err(rule_error)

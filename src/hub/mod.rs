@@ -278,15 +278,10 @@ impl Hub {
                 .filter(|(_, p)| p.meeting == id)
                 .map(|(peer, _)| *peer)
                 .collect();
-            let keys: Vec<u64> = state
+            let standby = state
                 .standby
-                .iter()
-                .filter(|(_, s)| s.meeting == id)
-                .map(|(k, _)| *k)
-                .collect();
-            let standby = keys
-                .into_iter()
-                .filter_map(|k| state.standby.remove(&k).map(|s| s.outbox))
+                .extract_if(|_, s| s.meeting == id)
+                .map(|(_, s)| s.outbox)
                 .collect();
             (members, standby)
         };
@@ -294,16 +289,7 @@ impl Hub {
             ErrorCode::MeetingEnded,
             "the organizer has ended the meeting",
         );
-        for outbox in standby {
-            outbox.close_with(closing.clone());
-        }
-        let mut pending = Vec::new();
-        for peer in members {
-            if let Some((outbox, logged)) = self.remove(peer, LeaveReason::MeetingEnded, at) {
-                outbox.close_with(closing.clone());
-                pending.extend(logged.map(|l| l.future));
-            }
-        }
+        let pending = self.close_sessions(standby, members, LeaveReason::MeetingEnded, at, closing);
         ended.await?;
         for logged in pending {
             logged.await?;
@@ -327,13 +313,12 @@ impl Hub {
             ErrorCode::LoginRequired,
             "this login has ended; log in again to chair the meeting",
         );
+        let pending =
+            self.close_sessions(Vec::new(), peers.clone(), LeaveReason::Closed, at, closing);
+        for logged in pending {
+            let _ = logged.await;
+        }
         for peer in peers {
-            if let Some((outbox, logged)) = self.remove(peer, LeaveReason::Closed, at) {
-                outbox.close_with(closing.clone());
-                if let Some(logged) = logged {
-                    let _ = logged.future.await;
-                }
-            }
             tracing::info!(participant = %peer, "studio session ended with its login");
         }
     }
@@ -351,21 +336,34 @@ impl Hub {
             ErrorCode::Internal,
             "the hub is shutting down; the page will reconnect when it is back",
         );
+        for logged in self.close_sessions(standby, peers, LeaveReason::HubShutdown, at, closing) {
+            if let Err(e) = logged.await {
+                tracing::error!("recording a shutdown leave failed: {e}");
+            }
+        }
+    }
+
+    /// Closes standby pages and takes participants out with `reason`, each session closed with
+    /// `closing`. Returns the pending writes of the sites' `site_left` events.
+    fn close_sessions(
+        &self,
+        standby: Vec<Outbox>,
+        peers: Vec<PeerId>,
+        reason: LeaveReason,
+        at: Millis,
+        closing: ServerMessage,
+    ) -> Vec<PendingEvent> {
         for outbox in standby {
             outbox.close_with(closing.clone());
         }
         let mut pending = Vec::new();
         for peer in peers {
-            if let Some((outbox, logged)) = self.remove(peer, LeaveReason::HubShutdown, at) {
+            if let Some((outbox, logged)) = self.remove(peer, reason, at) {
                 outbox.close_with(closing.clone());
                 pending.extend(logged.map(|l| l.future));
             }
         }
-        for logged in pending {
-            if let Err(e) = logged.await {
-                tracing::error!("recording a shutdown leave failed: {e}");
-            }
-        }
+        pending
     }
 
     fn meeting_view(&self, id: i64) -> Result<crate::store::MeetingView, MeetingError> {
