@@ -374,7 +374,7 @@ fn relay_media(producer: u8, codec: u8, sequence: u8, value: u64, marker: bool) 
 }
 
 fn relay_advance(ticks: u8) -> RelayOp {
-    RelayOp::Advance(relay::Advance { ticks })
+    RelayOp::Advance(datagram::Advance { ticks })
 }
 
 fn relay_seeds(dir: &Path) {
@@ -501,7 +501,7 @@ fn relay_seeds(dir: &Path) {
         })
     };
     let client_keyframe = |client: u8, mid: u8, full: bool| {
-        RelayOp::ClientKeyframe(relay::ClientKeyframe { client, mid, full })
+        RelayOp::ClientKeyframe(datagram::Keyframe { client, mid, full })
     };
     let keyframes = vec![
         keyframe(None, LOCAL_VIDEO, 0),

@@ -154,15 +154,7 @@ impl DatagramOp {
 
     /// Reads up to `max` operations from an input.
     pub fn read_all(data: &[u8], max: usize) -> Vec<DatagramOp> {
-        let mut u = Unstructured::new(data);
-        let mut ops = Vec::new();
-        while ops.len() < max && !u.is_empty() {
-            match DatagramOp::read(&mut u) {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
-        ops
+        crate::read_ops(data, max, DatagramOp::read)
     }
 
     /// Writes the operation as [`DatagramOp::read`] reads it.
@@ -202,26 +194,15 @@ impl DatagramOp {
             }
             DatagramOp::Media(m) => {
                 out.push(3);
-                m.client.encode(out);
-                m.video.encode(out);
-                m.layer.encode(out);
-                m.payload_type.encode(out);
-                m.sequence.encode(out);
-                m.value.encode(out);
-                m.timestamp_step.encode(out);
-                m.marker.encode(out);
-                m.length.encode(out);
-                m.head.encode(out);
+                m.encode(out);
             }
             DatagramOp::Keyframe(k) => {
                 out.push(4);
-                k.client.encode(out);
-                k.mid.encode(out);
-                k.full.encode(out);
+                k.encode(out);
             }
             DatagramOp::Advance(a) => {
                 out.push(5);
-                a.ticks.encode(out);
+                a.encode(out);
             }
         }
     }
@@ -272,18 +253,63 @@ impl DatagramOp {
                 let source = address(meeting, replay.source);
                 meeting.deliver(source, &bytes);
             }
-            DatagramOp::Media(media) => {
-                write_media(meeting, media);
-                meeting.run(STEP, |_| {});
-            }
-            DatagramOp::Keyframe(keyframe) => {
-                meeting.request_keyframe(keyframe.client, keyframe.mid, keyframe.full);
-                meeting.run(STEP, |_| {});
-            }
-            DatagramOp::Advance(advance) => {
-                meeting.run(STEP * (u32::from(advance.ticks % 64) + 1), |_| {});
-            }
+            DatagramOp::Media(media) => media.apply(meeting),
+            DatagramOp::Keyframe(keyframe) => keyframe.apply(meeting),
+            DatagramOp::Advance(advance) => advance.apply(meeting),
         }
+    }
+}
+
+// `Media`, `Keyframe` and `Advance` are operations of the `router_relay` target too.
+
+impl Media {
+    /// Writes the RTP through the client's own str0m, as its browser would (but with any
+    /// values), and lets a tick pass.
+    pub fn apply(&self, meeting: &mut Meeting) {
+        write_media(meeting, self);
+        meeting.run(STEP, |_| {});
+    }
+}
+
+impl Keyframe {
+    pub fn apply(&self, meeting: &mut Meeting) {
+        meeting.request_keyframe(self.client, self.mid, self.full);
+        meeting.run(STEP, |_| {});
+    }
+}
+
+impl Advance {
+    pub fn apply(&self, meeting: &mut Meeting) {
+        meeting.run(STEP * (u32::from(self.ticks % 64) + 1), |_| {});
+    }
+}
+
+impl Encode for Media {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.client.encode(out);
+        self.video.encode(out);
+        self.layer.encode(out);
+        self.payload_type.encode(out);
+        self.sequence.encode(out);
+        self.value.encode(out);
+        self.timestamp_step.encode(out);
+        self.marker.encode(out);
+        self.length.encode(out);
+        self.head.encode(out);
+    }
+}
+
+impl Encode for Keyframe {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.client.encode(out);
+        self.mid.encode(out);
+        self.full.encode(out);
+    }
+}
+
+impl Encode for Advance {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.ticks.encode(out);
     }
 }
 
@@ -341,7 +367,7 @@ fn stun_bytes(meeting: &Meeting, stun: &Stun, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Writes RTP through the client's own str0m, as its browser would (but with any values).
-pub fn write_media(meeting: &mut Meeting, media: &Media) {
+fn write_media(meeting: &mut Meeting, media: &Media) {
     let now = meeting.now;
     let index = usize::from(media.client) % meeting.clients.len();
     let c = &mut meeting.clients[index];
@@ -378,19 +404,11 @@ pub fn write_media(meeting: &mut Meeting, media: &Media) {
         Some((_, seq, time)) => (*seq, *time),
         None => (0, 0),
     };
-    let seq = match media.sequence {
-        0 => seq.wrapping_add(1),
-        1 => seq.wrapping_add(media.value),
-        2 => seq.wrapping_sub(media.value),
-        _ => media.value,
-    } & CLIENT_SEQUENCE_MASK;
+    let seq = crate::next_sequence(seq, media.sequence, media.value) & CLIENT_SEQUENCE_MASK;
     let time = time.wrapping_add(media.timestamp_step);
     c.last_written.retain(|(m, _, _)| *m != mid);
     c.last_written.push((mid, seq, time));
-    let mut payload = vec![0u8; usize::from(media.length) % 1501];
-    for (p, h) in payload.iter_mut().zip(media.head) {
-        *p = h;
-    }
+    let payload = crate::payload(media.length, &media.head);
     let mut direct = c.rtc.direct_api();
     let rid = (c.simulcast && media.video).then(|| RIDS[usize::from(media.layer) % 3].into());
     let Some(stream) = direct.stream_tx_by_mid(mid, rid) else {

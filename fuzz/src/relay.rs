@@ -15,8 +15,9 @@ use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::str0m::rtp::{ExtensionValues, VideoOrientation};
 use diemcau_sfu::{MediaPacket, ProducerId, Relay, RouterId};
 
+use crate::datagram::{Advance, Keyframe};
 use crate::encode::Encode;
-use crate::meeting::{Meeting, STEP, STUDIO};
+use crate::meeting::{Meeting, STUDIO};
 
 /// Extended sequence numbers the target makes are masked with this: below 2^48 by default.
 /// str0m extends a 16-bit wire number by at most 2^15 per packet, so 2^48 is years of packets;
@@ -60,11 +61,11 @@ pub enum RelayOp {
     Media(Media),
     /// Kind 1.
     KeyframeRequest(KeyframeRequest),
-    /// Kind 2.
-    ClientKeyframe(ClientKeyframe),
+    /// Kind 2: a client asks for a keyframe on a track it receives.
+    ClientKeyframe(Keyframe),
     /// Kind 3.
     Advance(Advance),
-    /// Kind 4.
+    /// Kind 4: the studio writes RTP.
     StudioMedia(crate::datagram::Media),
     /// Kind 5.
     Republish(Republish),
@@ -113,20 +114,6 @@ pub struct KeyframeRequest {
     pub producer: u8,
     pub producer_raw: u64,
     pub layer: u8,
-}
-
-/// A client asks for a keyframe on a track it receives.
-#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
-pub struct ClientKeyframe {
-    pub client: u8,
-    pub mid: u8,
-    pub full: bool,
-}
-
-/// The clock moves on by `ticks % 64 + 1` ticks.
-#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
-pub struct Advance {
-    pub ticks: u8,
 }
 
 /// One of the packets this worker itself relayed (with the VP8 descriptor it parsed from a
@@ -182,15 +169,7 @@ impl RelayOp {
 
     /// Reads up to `max` operations from an input.
     pub fn read_all(data: &[u8], max: usize) -> Vec<RelayOp> {
-        let mut u = Unstructured::new(data);
-        let mut ops = Vec::new();
-        while ops.len() < max && !u.is_empty() {
-            match RelayOp::read(&mut u) {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
-        ops
+        crate::read_ops(data, max, RelayOp::read)
     }
 
     /// Writes the operation as [`RelayOp::read`] reads it.
@@ -224,19 +203,15 @@ impl RelayOp {
             }
             RelayOp::ClientKeyframe(k) => {
                 out.push(2);
-                k.client.encode(out);
-                k.mid.encode(out);
-                k.full.encode(out);
+                k.encode(out);
             }
             RelayOp::Advance(a) => {
                 out.push(3);
-                a.ticks.encode(out);
+                a.encode(out);
             }
             RelayOp::StudioMedia(m) => {
-                let mut bytes = Vec::new();
-                crate::DatagramOp::Media(m.clone()).encode(&mut bytes);
-                bytes[0] = 4;
-                out.extend_from_slice(&bytes);
+                out.push(4);
+                m.encode(out);
             }
             RelayOp::Republish(r) => {
                 out.push(5);
@@ -279,17 +254,9 @@ impl RelayOp {
                 meeting.worker.handle_relay(now, relay);
                 meeting.pump();
             }
-            RelayOp::ClientKeyframe(request) => {
-                meeting.request_keyframe(request.client, request.mid, request.full);
-                meeting.run(STEP, |_| {});
-            }
-            RelayOp::Advance(advance) => {
-                meeting.run(STEP * (u32::from(advance.ticks % 64) + 1), |_| {});
-            }
-            RelayOp::StudioMedia(media) => {
-                crate::datagram::write_media(meeting, media);
-                meeting.run(STEP, |_| {});
-            }
+            RelayOp::ClientKeyframe(request) => request.apply(meeting),
+            RelayOp::Advance(advance) => advance.apply(meeting),
+            RelayOp::StudioMedia(media) => media.apply(meeting),
             RelayOp::Republish(republish) => {
                 let packets: Vec<&Arc<MediaPacket>> = meeting
                     .relays
@@ -360,12 +327,7 @@ impl RelayOp {
 fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> MediaPacket {
     let producer = producer_id(meeting, media.producer, media.producer_raw);
     let (seq, time) = state.last.get(&producer).copied().unwrap_or((0, 0));
-    let seq = match media.sequence {
-        0 => seq.wrapping_add(1),
-        1 => seq.wrapping_add(media.value),
-        2 => seq.wrapping_sub(media.value),
-        _ => media.value,
-    } & SEQUENCE_MASK;
+    let seq = crate::next_sequence(seq, media.sequence, media.value) & SEQUENCE_MASK;
     let time = media.timestamp.unwrap_or(time.wrapping_add(960));
     state.last.insert(producer, (seq, time));
     let offset = Duration::from_millis(u64::from(media.received_offset_ms.unsigned_abs()));
@@ -374,10 +336,7 @@ fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> Med
     } else {
         meeting.now + offset
     };
-    let mut payload = vec![0u8; usize::from(media.length) % 1501];
-    for (p, h) in payload.iter_mut().zip(media.head) {
-        *p = h;
-    }
+    let payload = crate::payload(media.length, &media.head);
     MediaPacket {
         router: router_id(meeting, media.router),
         producer,
@@ -493,7 +452,7 @@ mod tests {
                 producer_raw: 0,
                 value: 1,
             }),
-            RelayOp::ClientKeyframe(ClientKeyframe {
+            RelayOp::ClientKeyframe(Keyframe {
                 client: 1,
                 mid: 3,
                 full: false,

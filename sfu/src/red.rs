@@ -13,9 +13,17 @@ use std::sync::Arc;
 /// Where the blocks of a RED payload lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
-    /// Offset of each block header's payload-type byte, the primary's last.
-    type_bytes: Vec<usize>,
+    /// How many redundant blocks precede the primary.
+    redundant: usize,
     primary: Range<usize>,
+}
+
+impl Layout {
+    /// Offset of each block header's payload-type byte, the primary's last: the redundant
+    /// headers are 4 bytes each, so they sit every 4 bytes from the start.
+    fn type_bytes(&self) -> impl Iterator<Item = usize> {
+        (0..=self.redundant).map(|block| block * 4)
+    }
 }
 
 /// Whether `payload` is a well-formed RED payload whose every block (redundant and primary) is
@@ -24,9 +32,8 @@ struct Layout {
 pub fn carries_only(payload: &[u8], inner: u8) -> bool {
     layout(payload).is_some_and(|l| {
         !l.primary.is_empty()
-            && l.type_bytes
-                .iter()
-                .all(|at| payload.get(*at).is_some_and(|b| b & 0x7f == inner))
+            && l.type_bytes()
+                .all(|at| payload.get(at).is_some_and(|b| b & 0x7f == inner))
     })
 }
 
@@ -36,14 +43,13 @@ pub fn carries_only(payload: &[u8], inner: u8) -> bool {
 pub fn with_inner_type(payload: &Arc<[u8]>, inner: u8) -> Option<Arc<[u8]>> {
     let layout = layout(payload)?;
     let same = layout
-        .type_bytes
-        .iter()
-        .all(|at| payload.get(*at).is_some_and(|b| b & 0x7f == inner));
+        .type_bytes()
+        .all(|at| payload.get(at).is_some_and(|b| b & 0x7f == inner));
     if same {
         return Some(payload.clone());
     }
     let mut copy = payload.to_vec();
-    for at in layout.type_bytes {
+    for at in layout.type_bytes() {
         let byte = copy.get_mut(at)?;
         *byte = (*byte & 0x80) | (inner & 0x7f);
     }
@@ -86,12 +92,11 @@ pub fn wrap(inner: u8, previous: Option<(u32, &[u8])>, primary: &[u8]) -> Arc<[u
 }
 
 fn layout(payload: &[u8]) -> Option<Layout> {
-    let mut type_bytes = Vec::with_capacity(2);
+    let mut redundant = 0;
     let mut at = 0;
     let mut redundant_len = 0usize;
     loop {
         let first = *payload.get(at)?;
-        type_bytes.push(at);
         if first & 0x80 == 0 {
             at += 1;
             break;
@@ -101,6 +106,7 @@ fn layout(payload: &[u8]) -> Option<Layout> {
             return None;
         };
         redundant_len += (usize::from(*high & 0x03) << 8) | usize::from(*low);
+        redundant += 1;
         at += 4;
     }
     let start = at.checked_add(redundant_len)?;
@@ -108,7 +114,7 @@ fn layout(payload: &[u8]) -> Option<Layout> {
         return None;
     }
     Some(Layout {
-        type_bytes,
+        redundant,
         primary: start..payload.len(),
     })
 }

@@ -702,6 +702,8 @@ impl Worker {
         let Some(consumers) = router.consumers_of.get(&packet.producer) else {
             return;
         };
+        // str0m's VP8 descriptor, parsed once for every consumer that patches picture ids.
+        let mut vp8_descriptor = None;
         for consumer_id in consumers {
             let Some(consumer) = router.consumers.get_mut(consumer_id) else {
                 continue;
@@ -764,7 +766,8 @@ impl Worker {
             if let Some(info) = &packet.vp8
                 && let (picture, tl0) = consumer.pictures.rewrite(info)
                 && (picture.is_some() || tl0.is_some())
-                && let Ok(descriptor) = str0m::rtp::Vp8Descriptor::parse(&packet.payload)
+                && let Ok(descriptor) = *vp8_descriptor
+                    .get_or_insert_with(|| str0m::rtp::Vp8Descriptor::parse(&packet.payload))
             {
                 let mut patch = descriptor.patch();
                 if let Some(picture) = picture {

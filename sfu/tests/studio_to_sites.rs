@@ -42,7 +42,7 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
             "{site} offered the studio only"
         );
         for kind in [MediaKind::Audio, MediaKind::Video] {
-            let got = c.received.get(&kind).copied().unwrap_or(0);
+            let got = c.received_count(kind);
             let sent = studio_sent.get(&kind).copied().unwrap_or(0);
             assert!(sent > 100, "studio sent {sent} {kind} packets");
             assert!(
@@ -52,7 +52,7 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
         }
     }
     let studio = net.client(STUDIO);
-    let video = studio.received.get(&MediaKind::Video).copied().unwrap_or(0);
+    let video = studio.received_count(MediaKind::Video);
     assert!(video > 3 * 50, "studio received {video} site video packets");
     assert_eq!(studio.offered_streams.len(), 3);
 
@@ -66,12 +66,7 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
         after > before,
         "late joiner triggered a keyframe request ({before} -> {after})"
     );
-    let late_video = net
-        .client(late)
-        .received
-        .get(&MediaKind::Video)
-        .copied()
-        .unwrap_or(0);
+    let late_video = net.client(late).received_count(MediaKind::Video);
     assert!(
         late_video > 100,
         "late joiner received {late_video} video packets"

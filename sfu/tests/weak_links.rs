@@ -79,12 +79,7 @@ fn each_site_gets_the_layer_its_link_carries() {
         "unconstrained site: {fast_layers:?}"
     );
     for site in [slow, middle, fast] {
-        let audio = net
-            .client(site)
-            .received
-            .get(&MediaKind::Audio)
-            .copied()
-            .unwrap_or(0);
+        let audio = net.client(site).received_count(MediaKind::Audio);
         assert!(
             audio > 1000,
             "{site} hears the studio: {audio} audio packets"
@@ -113,19 +108,9 @@ fn a_collapsed_link_falls_to_audio_only_and_comes_back() {
         "the hub reports audio only: {:?}",
         net.receptions
     );
-    let audio_before = net
-        .client(site)
-        .received
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0);
+    let audio_before = net.client(site).received_count(MediaKind::Audio);
     let video = layers_during(&mut net, site, Duration::from_secs(3));
-    let audio_after = net
-        .client(site)
-        .received
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0);
+    let audio_after = net.client(site).received_count(MediaKind::Audio);
     assert!(
         video.iter().sum::<u64>() <= 5,
         "no video on a collapsed link: {video:?}"
@@ -158,33 +143,11 @@ fn twenty_percent_loss_keeps_audio_flowing() {
     net.subscribe_existing(site);
     net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 0));
     net.client(site).downlink.loss_percent = 20;
-    let sent_before = net
-        .client(STUDIO)
-        .sent
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0);
-    let got_before = net
-        .client(site)
-        .received
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0);
+    let sent_before = net.client(STUDIO).sent_count(MediaKind::Audio);
+    let got_before = net.client(site).received_count(MediaKind::Audio);
     net.run(Duration::from_secs(10), |net| net.send_media(STUDIO, 0));
-    let sent = net
-        .client(STUDIO)
-        .sent
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0)
-        - sent_before;
-    let got = net
-        .client(site)
-        .received
-        .get(&MediaKind::Audio)
-        .copied()
-        .unwrap_or(0)
-        - got_before;
+    let sent = net.client(STUDIO).sent_count(MediaKind::Audio) - sent_before;
+    let got = net.client(site).received_count(MediaKind::Audio) - got_before;
     assert!(sent >= 450, "studio kept speaking: {sent}");
     assert!(
         got * 100 >= sent * 70,

@@ -51,6 +51,18 @@ pub struct Client {
     last_audio: Option<Vec<u8>>,
 }
 
+impl Client {
+    /// RTP packets of `kind` it received.
+    pub fn received_count(&self, kind: MediaKind) -> u64 {
+        self.received.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// RTP packets of `kind` it wrote.
+    pub fn sent_count(&self, kind: MediaKind) -> u64 {
+        self.sent.get(&kind).copied().unwrap_or(0)
+    }
+}
+
 /// A one-way link: a rate cap with a drop-tail queue, a fixed delay and random loss.
 #[derive(Debug, Default)]
 pub struct Link {
