@@ -248,9 +248,7 @@ impl Engine {
                 poll,
                 inbox,
                 peers: Vec::new(),
-                free_slots: Vec::new(),
                 slot_of: HashMap::new(),
-                timers: BinaryHeap::new(),
                 ctx: Ctx {
                     clock: config.clock,
                     window: config.window.clone(),
@@ -258,6 +256,7 @@ impl Engine {
                     cert: cert.clone(),
                     local_ip: config.local_ip,
                     report: ThreadReport::default(),
+                    timers: Timers::new(),
                 },
             };
             let join = std::thread::Builder::new()
@@ -296,71 +295,72 @@ impl Engine {
             .map_err(|e| EngineError::Io(e.to_string()))
     }
 
-    fn send(&self, id: u32, command: Command) -> Result<(), EngineError> {
-        self.send_to_thread(self.thread_of(id), command)
+    /// Sends a command to the thread of peer `id` and waits for its reply.
+    async fn ask<T>(
+        &self,
+        id: u32,
+        command: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send_to_thread(self.thread_of(id), command(reply))?;
+        answer.await.map_err(|_| EngineError::Gone)?
+    }
+
+    /// Sends a command to every thread in turn; the replies of those that answer.
+    async fn ask_every_thread<T>(&self, command: impl Fn(oneshot::Sender<T>) -> Command) -> Vec<T> {
+        let mut replies = Vec::new();
+        for index in 0..self.threads.len() {
+            let (reply, answer) = oneshot::channel();
+            if self.send_to_thread(index, command(reply)).is_ok()
+                && let Ok(reply) = answer.await
+            {
+                replies.push(reply);
+            }
+        }
+        replies
     }
 
     /// Creates a peer and returns its first offer (its published tracks).
     pub async fn create(&self, spec: PeerSpec) -> Result<String, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(
-            spec.id,
-            Command::Create {
-                spec: Box::new(spec),
-                reply,
-            },
-        )?;
-        answer.await.map_err(|_| EngineError::Gone)?
+        let id = spec.id;
+        self.ask(id, |reply| Command::Create {
+            spec: Box::new(spec),
+            reply,
+        })
+        .await
     }
 
     /// Applies the hub's answer to the peer's offer.
     pub async fn accept_answer(&self, id: u32, sdp: String) -> Result<(), EngineError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(id, Command::Answer { id, sdp, reply })?;
-        answer.await.map_err(|_| EngineError::Gone)?
+        self.ask(id, |reply| Command::Answer { id, sdp, reply })
+            .await
     }
 
     /// Answers a hub offer.
     pub async fn accept_offer(&self, id: u32, sdp: String) -> Result<String, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(id, Command::Offer { id, sdp, reply })?;
-        answer.await.map_err(|_| EngineError::Gone)?
+        self.ask(id, |reply| Command::Offer { id, sdp, reply })
+            .await
     }
 
     /// Closes a peer (its participant left).
     pub fn close(&self, id: u32) {
-        let _ = self.send(id, Command::Close { id });
+        let _ = self.send_to_thread(self.thread_of(id), Command::Close { id });
     }
 
     /// Every peer's status.
     pub async fn status(&self) -> Vec<PeerStatus> {
-        let mut all = Vec::new();
-        for (index, _) in self.threads.iter().enumerate() {
-            let (reply, answer) = oneshot::channel();
-            if self
-                .send_to_thread(index, Command::Status { reply })
-                .is_ok()
-                && let Ok(mut statuses) = answer.await
-            {
-                all.append(&mut statuses);
-            }
-        }
-        all
+        self.ask_every_thread(|reply| Command::Status { reply })
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Ends every thread and returns what each measured.
     pub async fn finish(&self) -> Vec<ThreadReport> {
-        let mut reports = Vec::new();
-        for (index, _) in self.threads.iter().enumerate() {
-            let (reply, answer) = oneshot::channel();
-            if self
-                .send_to_thread(index, Command::Finish { reply })
-                .is_ok()
-                && let Ok(report) = answer.await
-            {
-                reports.push(report);
-            }
-        }
+        let reports = self
+            .ask_every_thread(|reply| Command::Finish { reply })
+            .await;
         let joins = std::mem::take(&mut *self.joins.lock().unwrap_or_else(|e| e.into_inner()));
         for join in joins {
             let _ = join.join();
@@ -383,10 +383,9 @@ enum Timer {
 struct EngineThread {
     poll: Poll,
     inbox: Receiver<Command>,
-    peers: Vec<Option<Peer>>,
-    free_slots: Vec<usize>,
+    /// Indexed by slot (the peer's socket token); a closed peer keeps its slot.
+    peers: Vec<Peer>,
     slot_of: HashMap<u32, usize>,
-    timers: BinaryHeap<Reverse<(Instant, usize, Timer)>>,
     ctx: Ctx,
 }
 
@@ -398,6 +397,15 @@ struct Ctx {
     cert: DtlsCert,
     local_ip: IpAddr,
     report: ThreadReport,
+    /// Every peer's wake-ups: (due, slot, what). An entry whose peer has since asked for
+    /// another time is stale and skipped.
+    timers: Timers,
+}
+
+impl Ctx {
+    fn schedule(&mut self, at: Instant, slot: usize, timer: Timer) {
+        self.timers.push(Reverse((at, slot, timer)));
+    }
 }
 
 struct Peer {
@@ -405,6 +413,8 @@ struct Peer {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    /// Index in the thread's peers and the socket's token.
+    slot: usize,
     pending: Option<SdpPendingOffer>,
     next_rtc: Option<Instant>,
     status: PeerStatus,
@@ -414,11 +424,9 @@ struct Peer {
     video_runs: HashMap<u32, LayerRuns>,
     kinds_by_pt: HashMap<Pt, Option<Kind>>,
     /// Datagrams from the hub on their way through the emulated link: (source, bytes).
-    downlink: Option<Link<(SocketAddr, Vec<u8>)>>,
-    next_downlink: Option<Instant>,
+    downlink: Option<HeldLink>,
     /// Datagrams to the hub on their way: (destination, bytes).
-    uplink: Option<Link<(SocketAddr, Vec<u8>)>>,
-    next_uplink: Option<Instant>,
+    uplink: Option<HeldLink>,
     drop_rng: Xorshift,
     dropped_injected: u64,
     rtp_datagrams_sent: u64,
@@ -453,6 +461,52 @@ struct VideoLayer {
     stats: SentStream,
 }
 
+/// One direction of a peer's emulated link, holding datagrams (address, bytes) until due,
+/// with the wake-up it has pushed to the thread's heap.
+struct HeldLink {
+    link: Link<(SocketAddr, Vec<u8>)>,
+    /// When the datagram at the head is due, as pushed; `None` while nothing is pushed.
+    next: Option<Instant>,
+}
+
+impl HeldLink {
+    /// `None` for a link that changes nothing: its datagrams go straight through.
+    fn new(profile: &LinkProfile, seed: u64) -> Option<HeldLink> {
+        (!profile.is_transparent()).then(|| HeldLink {
+            link: Link::new(profile, seed),
+            next: None,
+        })
+    }
+
+    /// Holds a datagram; returns the wake-up to push when none is pushed yet.
+    fn hold(&mut self, now: Instant, address: SocketAddr, datagram: &[u8]) -> Option<Instant> {
+        let admitted = self
+            .link
+            .send(now, datagram.len(), (address, datagram.to_vec()));
+        if admitted == Admission::Queued && self.next.is_none() {
+            self.next = self.link.next_delivery();
+            return self.next;
+        }
+        None
+    }
+
+    /// Whether `at` is the wake-up this link pushed last (an older one is stale); it is then
+    /// no longer pending.
+    fn wake(&mut self, at: Instant) -> bool {
+        let current = self.next == Some(at);
+        if current {
+            self.next = None;
+        }
+        current
+    }
+
+    /// After the due datagrams are out: the wake-up to push for the next one, if any.
+    fn rearm(&mut self) -> Option<Instant> {
+        self.next = self.link.next_delivery();
+        self.next
+    }
+}
+
 impl EngineThread {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
@@ -460,6 +514,7 @@ impl EngineThread {
         loop {
             let now = Instant::now();
             let timeout = self
+                .ctx
                 .timers
                 .peek()
                 .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
@@ -489,7 +544,7 @@ impl EngineThread {
     }
 
     fn read_socket(&mut self, slot: usize, buf: &mut [u8]) {
-        let Some(Some(peer)) = self.peers.get_mut(slot) else {
+        let Some(peer) = self.peers.get_mut(slot) else {
             return;
         };
         loop {
@@ -499,7 +554,7 @@ impl EngineThread {
                     let Some(datagram) = buf.get(..n) else {
                         continue;
                     };
-                    peer.receive(now, source, datagram, &mut self.ctx, &mut self.timers, slot);
+                    peer.receive(now, source, datagram, &mut self.ctx);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {} // ICMP errors from the hub going away: keep reading
@@ -509,12 +564,12 @@ impl EngineThread {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, slot, timer))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, slot, timer))) = self.ctx.timers.peek().copied() {
             if at > now {
                 break;
             }
-            self.timers.pop();
-            let Some(Some(peer)) = self.peers.get_mut(slot) else {
+            self.ctx.timers.pop();
+            let Some(peer) = self.peers.get_mut(slot) else {
                 continue;
             };
             match timer {
@@ -524,16 +579,12 @@ impl EngineThread {
                     }
                     peer.next_rtc = None;
                     let _ = peer.rtc.handle_input(Input::Timeout(now));
-                    peer.drive(now, &mut self.ctx, &mut self.timers, slot);
+                    peer.drive(now, &mut self.ctx);
                 }
-                Timer::Audio => peer.send_audio(at, now, &mut self.ctx, &mut self.timers, slot),
-                Timer::Video => peer.send_video(at, now, &mut self.ctx, &mut self.timers, slot),
-                Timer::Downlink => {
-                    peer.deliver_downlink(at, now, &mut self.ctx, &mut self.timers, slot)
-                }
-                Timer::Uplink => {
-                    peer.deliver_uplink(at, now, &mut self.ctx, &mut self.timers, slot)
-                }
+                Timer::Audio => peer.send_audio(at, now, &mut self.ctx),
+                Timer::Video => peer.send_video(at, now, &mut self.ctx),
+                Timer::Downlink => peer.deliver_downlink(at, now, &mut self.ctx),
+                Timer::Uplink => peer.deliver_uplink(at, now, &mut self.ctx),
             }
         }
     }
@@ -544,7 +595,7 @@ impl EngineThread {
                 let _ = reply.send(self.create(*spec));
             }
             Command::Answer { id, sdp, reply } => {
-                let result = self.with_peer(id, |peer, ctx, timers, slot| {
+                let result = self.with_peer(id, |peer, ctx| {
                     let pending = peer.pending.take().ok_or(EngineError::Sdp(
                         "no offer of ours awaits an answer".to_owned(),
                     ))?;
@@ -554,13 +605,13 @@ impl EngineThread {
                         .sdp_api()
                         .accept_answer(pending, answer)
                         .map_err(|e| EngineError::Sdp(e.to_string()))?;
-                    peer.drive(Instant::now(), ctx, timers, slot);
+                    peer.drive(Instant::now(), ctx);
                     Ok(())
                 });
                 let _ = reply.send(result);
             }
             Command::Offer { id, sdp, reply } => {
-                let result = self.with_peer(id, |peer, ctx, timers, slot| {
+                let result = self.with_peer(id, |peer, ctx| {
                     let offer = SdpOffer::from_sdp_string(&sdp)
                         .map_err(|e| EngineError::Sdp(e.to_string()))?;
                     let answer = peer
@@ -569,29 +620,25 @@ impl EngineThread {
                         .accept_offer(offer)
                         .map_err(|e| EngineError::Sdp(e.to_string()))?;
                     peer.kinds_by_pt.clear();
-                    peer.drive(Instant::now(), ctx, timers, slot);
+                    peer.drive(Instant::now(), ctx);
                     Ok(answer.to_sdp_string())
                 });
                 let _ = reply.send(result);
             }
             Command::Close { id } => {
-                if let Some(slot) = self.slot_of.get(&id).copied()
-                    && let Some(entry) = self.peers.get_mut(slot)
-                    && let Some(peer) = entry.as_mut()
+                if let Some(peer) = self
+                    .slot_of
+                    .get(&id)
+                    .and_then(|slot| self.peers.get_mut(*slot))
                 {
                     peer.rtc.disconnect();
-                    peer.drive(Instant::now(), &mut self.ctx, &mut self.timers, slot);
+                    peer.drive(Instant::now(), &mut self.ctx);
                     peer.dead = true;
                     let _ = self.poll.registry().deregister(&mut peer.socket);
                 }
             }
             Command::Status { reply } => {
-                let statuses = self
-                    .peers
-                    .iter()
-                    .flatten()
-                    .map(|p| p.status.clone())
-                    .collect();
+                let statuses = self.peers.iter().map(|p| p.status.clone()).collect();
                 let _ = reply.send(statuses);
             }
             Command::Finish { .. } => {}
@@ -601,20 +648,14 @@ impl EngineThread {
     fn with_peer<T>(
         &mut self,
         id: u32,
-        f: impl FnOnce(
-            &mut Peer,
-            &mut Ctx,
-            &mut BinaryHeap<Reverse<(Instant, usize, Timer)>>,
-            usize,
-        ) -> Result<T, EngineError>,
+        f: impl FnOnce(&mut Peer, &mut Ctx) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let slot = *self.slot_of.get(&id).ok_or(EngineError::Gone)?;
         let peer = self
-            .peers
-            .get_mut(slot)
-            .and_then(Option::as_mut)
+            .slot_of
+            .get(&id)
+            .and_then(|slot| self.peers.get_mut(*slot))
             .ok_or(EngineError::Gone)?;
-        f(peer, &mut self.ctx, &mut self.timers, slot)
+        f(peer, &mut self.ctx)
     }
 
     fn create(&mut self, spec: PeerSpec) -> Result<String, EngineError> {
@@ -631,7 +672,7 @@ impl EngineThread {
         let _ = sock.set_send_buffer_size(1 << 20);
         let local = std_socket.local_addr().map_err(io)?;
         let mut socket = UdpSocket::from_std(std_socket);
-        let slot = self.free_slots.pop().unwrap_or(self.peers.len());
+        let slot = self.peers.len();
         self.poll
             .registry()
             .register(&mut socket, Token(slot), Interest::READABLE)
@@ -737,6 +778,7 @@ impl EngineThread {
             rtc,
             socket,
             local,
+            slot,
             pending: Some(pending),
             next_rtc: None,
             received: HashMap::new(),
@@ -744,14 +786,10 @@ impl EngineThread {
             kinds_by_pt: HashMap::new(),
             downlink: link
                 .as_ref()
-                .filter(|l| !l.down.is_transparent())
-                .map(|l| Link::new(&l.down, seed ^ 0xD0)),
-            next_downlink: None,
+                .and_then(|l| HeldLink::new(&l.down, seed ^ 0xD0)),
             uplink: link
                 .as_ref()
-                .filter(|l| !l.up.is_transparent())
-                .map(|l| Link::new(&l.up, seed ^ 0x0F)),
-            next_uplink: None,
+                .and_then(|l| HeldLink::new(&l.up, seed ^ 0x0F)),
             dropped_injected: 0,
             rtp_datagrams_sent: 0,
             keyframe_requests: 0,
@@ -759,21 +797,17 @@ impl EngineThread {
             dead: false,
         };
         self.slot_of.insert(peer.spec.id, slot);
-        if slot == self.peers.len() {
-            self.peers.push(Some(peer));
-        } else if let Some(entry) = self.peers.get_mut(slot) {
-            *entry = Some(peer);
-        }
+        self.peers.push(peer);
         self.ctx.progress.created.fetch_add(1, Ordering::Relaxed);
-        if let Some(Some(peer)) = self.peers.get_mut(slot) {
-            peer.drive(now, &mut self.ctx, &mut self.timers, slot);
+        if let Some(peer) = self.peers.last_mut() {
+            peer.drive(now, &mut self.ctx);
         }
         Ok(offer.to_sdp_string())
     }
 
     fn finish(&mut self) -> ThreadReport {
         let mut report = std::mem::take(&mut self.ctx.report);
-        for peer in self.peers.iter_mut().flatten() {
+        for peer in &mut self.peers {
             let mut sent = Vec::new();
             if let Some(a) = &peer.audio {
                 sent.push(a.stats.clone());
@@ -808,8 +842,8 @@ impl EngineThread {
                 unstamped: peer.unstamped,
                 video_runs,
                 link_class: peer.spec.link.as_ref().map(|l| l.class),
-                downlink: peer.downlink.as_ref().map(|l| l.stats().clone()),
-                uplink: peer.uplink.as_ref().map(|l| l.stats().clone()),
+                downlink: peer.downlink.as_ref().map(|l| l.link.stats().clone()),
+                uplink: peer.uplink.as_ref().map(|l| l.link.stats().clone()),
             });
             peer.rtc.disconnect();
         }
@@ -836,86 +870,51 @@ impl SentStream {
 type Timers = BinaryHeap<Reverse<(Instant, usize, Timer)>>;
 
 impl Peer {
-    fn receive(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        datagram: &[u8],
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8], ctx: &mut Ctx) {
         if self.dead {
             return;
         }
         if let Some(downlink) = &mut self.downlink {
-            let admitted = downlink.send(now, datagram.len(), (source, datagram.to_vec()));
-            if admitted == Admission::Queued && self.next_downlink.is_none() {
-                self.next_downlink = downlink.next_delivery();
-                if let Some(at) = self.next_downlink {
-                    timers.push(Reverse((at, slot, Timer::Downlink)));
-                }
+            if let Some(at) = downlink.hold(now, source, datagram) {
+                ctx.schedule(at, self.slot, Timer::Downlink);
             }
             return;
         }
-        self.feed(now, source, datagram, ctx, timers, slot);
+        self.feed(now, source, datagram, ctx);
     }
 
     /// Hands the datagrams of the downlink that are due to the `Rtc`.
-    fn deliver_downlink(
-        &mut self,
-        at: Instant,
-        now: Instant,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
-        if self.next_downlink != Some(at) {
+    fn deliver_downlink(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
+        if !self.downlink.as_mut().is_some_and(|l| l.wake(at)) {
             return;
         }
-        self.next_downlink = None;
-        while let Some((source, datagram)) = self.downlink.as_mut().and_then(|l| l.deliver(now)) {
-            self.feed(now, source, &datagram, ctx, timers, slot);
+        while let Some((source, datagram)) =
+            self.downlink.as_mut().and_then(|l| l.link.deliver(now))
+        {
+            self.feed(now, source, &datagram, ctx);
         }
-        self.next_downlink = self.downlink.as_ref().and_then(Link::next_delivery);
-        if let Some(at) = self.next_downlink {
-            timers.push(Reverse((at, slot, Timer::Downlink)));
+        if let Some(next) = self.downlink.as_mut().and_then(HeldLink::rearm) {
+            ctx.schedule(next, self.slot, Timer::Downlink);
         }
     }
 
     /// Sends the datagrams of the uplink that are due.
-    fn deliver_uplink(
-        &mut self,
-        at: Instant,
-        now: Instant,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
-        if self.next_uplink != Some(at) {
+    fn deliver_uplink(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
+        if !self.uplink.as_mut().is_some_and(|l| l.wake(at)) {
             return;
         }
-        self.next_uplink = None;
-        while let Some((destination, datagram)) = self.uplink.as_mut().and_then(|l| l.deliver(now))
+        while let Some((destination, datagram)) =
+            self.uplink.as_mut().and_then(|l| l.link.deliver(now))
         {
             self.send_datagram(&datagram, destination, ctx);
         }
-        self.next_uplink = self.uplink.as_ref().and_then(Link::next_delivery);
-        if let Some(at) = self.next_uplink {
-            timers.push(Reverse((at, slot, Timer::Uplink)));
+        if let Some(next) = self.uplink.as_mut().and_then(HeldLink::rearm) {
+            ctx.schedule(next, self.slot, Timer::Uplink);
         }
     }
 
     /// A datagram from the hub reaches the `Rtc`.
-    fn feed(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        datagram: &[u8],
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn feed(&mut self, now: Instant, source: SocketAddr, datagram: &[u8], ctx: &mut Ctx) {
         if self.dead {
             return;
         }
@@ -934,20 +933,18 @@ impl Peer {
         if let Err(e) = self.rtc.handle_input(input) {
             tracing::debug!(peer = self.spec.id, "datagram refused: {e}");
         }
-        self.drive(now, ctx, timers, slot);
+        self.drive(now, ctx);
     }
 
     /// Polls the `Rtc` until it has nothing more to say.
-    fn drive(&mut self, now: Instant, ctx: &mut Ctx, timers: &mut Timers, slot: usize) {
+    fn drive(&mut self, now: Instant, ctx: &mut Ctx) {
         if self.dead {
             return;
         }
         for _ in 0..100_000 {
             match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    self.transmit(now, &t.contents, t.destination, ctx, timers, slot)
-                }
-                Ok(Output::Event(event)) => self.handle_event(now, event, ctx, timers, slot),
+                Ok(Output::Transmit(t)) => self.transmit(now, &t.contents, t.destination, ctx),
+                Ok(Output::Event(event)) => self.handle_event(now, event, ctx),
                 Ok(Output::Timeout(at)) => {
                     if at <= now {
                         let _ = self.rtc.handle_input(Input::Timeout(now));
@@ -955,7 +952,7 @@ impl Peer {
                     }
                     if self.next_rtc != Some(at) {
                         self.next_rtc = Some(at);
-                        timers.push(Reverse((at, slot, Timer::Rtc)));
+                        ctx.schedule(at, self.slot, Timer::Rtc);
                     }
                     break;
                 }
@@ -977,15 +974,7 @@ impl Peer {
         }
     }
 
-    fn transmit(
-        &mut self,
-        now: Instant,
-        contents: &[u8],
-        destination: SocketAddr,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn transmit(&mut self, now: Instant, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
         if is_rtp(contents) {
             if self.spec.drop_percent > 0.0 && self.drop_rng.unit() * 100.0 < self.spec.drop_percent
             {
@@ -995,12 +984,8 @@ impl Peer {
             self.rtp_datagrams_sent += 1;
         }
         if let Some(uplink) = &mut self.uplink {
-            let admitted = uplink.send(now, contents.len(), (destination, contents.to_vec()));
-            if admitted == Admission::Queued && self.next_uplink.is_none() {
-                self.next_uplink = uplink.next_delivery();
-                if let Some(at) = self.next_uplink {
-                    timers.push(Reverse((at, slot, Timer::Uplink)));
-                }
+            if let Some(at) = uplink.hold(now, destination, contents) {
+                ctx.schedule(at, self.slot, Timer::Uplink);
             }
             return;
         }
@@ -1015,14 +1000,7 @@ impl Peer {
         }
     }
 
-    fn handle_event(
-        &mut self,
-        now: Instant,
-        event: Event,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn handle_event(&mut self, now: Instant, event: Event, ctx: &mut Ctx) {
         match event {
             Event::IceConnectionStateChange(
                 IceConnectionState::Connected | IceConnectionState::Completed,
@@ -1044,13 +1022,13 @@ impl Peer {
                     && a.next.is_none()
                 {
                     a.next = Some(now);
-                    timers.push(Reverse((now, slot, Timer::Audio)));
+                    ctx.schedule(now, self.slot, Timer::Audio);
                 }
                 if let Some(v) = &mut self.video
                     && v.next.is_none()
                 {
                     v.next = Some(now);
-                    timers.push(Reverse((now, slot, Timer::Video)));
+                    ctx.schedule(now, self.slot, Timer::Video);
                 }
             }
             Event::RtpPacket(packet) => {
@@ -1129,50 +1107,24 @@ impl Peer {
         kind
     }
 
-    /// The payload type negotiated for `codec` on `mid`.
-    fn payload_type(&self, mid: Mid, codec: Codec) -> Option<Pt> {
-        let remote = self.rtc.media(mid).map(|m| m.remote_pts().to_vec())?;
-        self.rtc
-            .codec_config()
-            .find(|p| p.spec().codec == codec && (remote.is_empty() || remote.contains(&p.pt())))
-            .map(|p| p.pt())
-    }
-
-    fn send_audio(
-        &mut self,
-        at: Instant,
-        now: Instant,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn send_audio(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
         if self.dead {
             return;
         }
-        let Some(mid) = self
-            .audio
-            .as_ref()
-            .filter(|a| a.next == Some(at))
-            .map(|a| a.mid)
-        else {
+        let Some(a) = self.audio.as_mut().filter(|a| a.next == Some(at)) else {
             return;
         };
-        let pt = match self.audio.as_ref().and_then(|a| a.pt) {
-            Some(pt) => Some(pt),
-            None => self.payload_type(mid, Codec::Opus),
+        let next = next_tick(at, AudioEncoder::INTERVAL, now, &mut ctx.report);
+        a.next = Some(next);
+        ctx.schedule(next, self.slot, Timer::Audio);
+        if a.pt.is_none() {
+            a.pt = payload_type(&self.rtc, a.mid, Codec::Opus);
+        }
+        let Some(pt) = a.pt else {
+            return;
         };
         let sent_ns = ctx.clock.ns(now);
         let in_window = ctx.window.contains(sent_ns);
-        let Some(a) = self.audio.as_mut() else {
-            return;
-        };
-        a.pt = pt;
-        let next = next_tick(at, AudioEncoder::INTERVAL, now, &mut ctx.report);
-        a.next = Some(next);
-        timers.push(Reverse((next, slot, Timer::Audio)));
-        let Some(pt) = pt else {
-            return;
-        };
         let (size, rtp_time) = a.encoder.next_packet();
         let payload = media::audio_payload(
             size,
@@ -1190,70 +1142,43 @@ impl Peer {
         if in_window {
             a.stats.sent_window += 1;
         }
-        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(a.mid, None) {
             stream.write_rtp(
                 RtpWrite::new(pt, seq.into(), rtp_time, now, payload)
                     .marker(false)
                     .nackable(false),
             );
         }
-        self.drive(now, ctx, timers, slot);
+        self.drive(now, ctx);
     }
 
-    fn send_video(
-        &mut self,
-        at: Instant,
-        now: Instant,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn send_video(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
         if self.dead {
             return;
         }
-        let Some(mid) = self
-            .video
-            .as_ref()
-            .filter(|v| v.next == Some(at))
-            .map(|v| v.mid)
-        else {
+        let Some(v) = self.video.as_mut().filter(|v| v.next == Some(at)) else {
             return;
         };
-        let pt = match self.video.as_ref().and_then(|v| v.pt) {
-            Some(pt) => Some(pt),
-            None => self.payload_type(mid, Codec::Vp8),
-        };
-        let Some(v) = self.video.as_mut() else {
-            return;
-        };
-        v.pt = pt;
         let interval = v.layers.first().map_or(Duration::from_millis(33), |l| {
             l.encoder.profile().frame_interval()
         });
         let next = next_tick(at, interval, now, &mut ctx.report);
         v.next = Some(next);
-        let layers = v.layers.len();
-        timers.push(Reverse((next, slot, Timer::Video)));
-        let Some(pt) = pt else {
+        ctx.schedule(next, self.slot, Timer::Video);
+        if v.pt.is_none() {
+            v.pt = payload_type(&self.rtc, v.mid, Codec::Vp8);
+        }
+        let Some(pt) = v.pt else {
             return;
         };
+        let (mid, layers) = (v.mid, v.layers.len());
         for layer in 0..layers {
-            self.send_frame(layer, mid, pt, now, ctx, timers, slot);
+            self.send_frame(layer, mid, pt, now, ctx);
         }
     }
 
     /// Encodes and writes the next frame of one video layer.
-    #[allow(clippy::too_many_arguments)]
-    fn send_frame(
-        &mut self,
-        layer: usize,
-        mid: Mid,
-        pt: Pt,
-        now: Instant,
-        ctx: &mut Ctx,
-        timers: &mut Timers,
-        slot: usize,
-    ) {
+    fn send_frame(&mut self, layer: usize, mid: Mid, pt: Pt, now: Instant, ctx: &mut Ctx) {
         let publisher = self.spec.id;
         let Some(l) = self.video.as_mut().and_then(|v| v.layers.get_mut(layer)) else {
             return;
@@ -1304,7 +1229,7 @@ impl Peer {
                     .nackable(true),
                 );
             }
-            self.drive(at, ctx, timers, slot);
+            self.drive(at, ctx);
         }
     }
 }
@@ -1319,6 +1244,14 @@ fn next_tick(at: Instant, interval: Duration, now: Instant, report: &mut ThreadR
     } else {
         next
     }
+}
+
+/// The payload type negotiated for `codec` on `mid`.
+fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
+    let remote = rtc.media(mid)?.remote_pts();
+    rtc.codec_config()
+        .find(|p| p.spec().codec == codec && (remote.is_empty() || remote.contains(&p.pt())))
+        .map(|p| p.pt())
 }
 
 /// An RTP (not RTCP, STUN or DTLS) datagram, by RFC 5761/7983 demultiplexing.

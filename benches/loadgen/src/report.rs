@@ -249,29 +249,58 @@ pub struct HubView {
 
 impl HubView {
     pub fn from_console(console: &serde_json::Value) -> Option<HubView> {
-        let sites = console.get("sites")?.as_array()?;
+        let sites = ConsoleSite::all(console)?;
         let mut view = HubView::default();
         let (mut loss, mut rtt) = (0.0, 0.0);
-        for site in sites {
-            let state = site
-                .get("state")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("unknown");
-            *view.sites_by_state.entry(state.to_owned()).or_default() += 1;
-            let number = |key: &str| {
-                site.get(key)
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(0.0)
-            };
-            view.bitrate_out_kbps_total += number("bitrate_out_kbps") as u64;
-            loss += number("loss_permille");
-            rtt += number("rtt_ms");
+        for site in &sites {
+            *view
+                .sites_by_state
+                .entry(site.state.to_owned())
+                .or_default() += 1;
+            view.bitrate_out_kbps_total += site.bitrate_out_kbps as u64;
+            loss += site.loss_permille;
+            rtt += site.rtt_ms;
         }
         if !sites.is_empty() {
             view.mean_loss_permille = loss / sites.len() as f64;
             view.mean_rtt_ms = rtt / sites.len() as f64;
         }
         Some(view)
+    }
+}
+
+/// One site of the hub's `console` message (protocol.md), the fields the report reads; a
+/// missing state reads `unknown`, a missing figure 0.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleSite<'a> {
+    pub participant: Option<&'a str>,
+    pub state: &'a str,
+    pub bitrate_out_kbps: f64,
+    pub loss_permille: f64,
+    pub rtt_ms: f64,
+}
+
+impl<'a> ConsoleSite<'a> {
+    /// The sites of a `console` message; `None` when it has no `sites` list.
+    pub fn all(console: &'a serde_json::Value) -> Option<Vec<ConsoleSite<'a>>> {
+        let sites = console.get("sites")?.as_array()?;
+        Some(sites.iter().map(ConsoleSite::read).collect())
+    }
+
+    fn read(site: &'a serde_json::Value) -> ConsoleSite<'a> {
+        let text = |key: &str| site.get(key).and_then(serde_json::Value::as_str);
+        let number = |key: &str| {
+            site.get(key)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        ConsoleSite {
+            participant: text("participant"),
+            state: text("state").unwrap_or("unknown"),
+            bitrate_out_kbps: number("bitrate_out_kbps"),
+            loss_permille: number("loss_permille"),
+            rtt_ms: number("rtt_ms"),
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use crate::measure::{Histogram, Window};
 use crate::media::{Clock, Kind, VideoProfile};
 use crate::procfs::{self, MachineCpu, ProcessSample, UdpCounters};
 use crate::report::{
-    FailedJoin, Flow, Forwarding, Generator, HubCost, HubInfo, HubView, Joins, LinkClassReport,
-    Machine, ReceiverSummary, Report, Settings, Spread,
+    ConsoleSite, FailedJoin, Flow, Forwarding, Generator, HubCost, HubInfo, HubView, Joins,
+    LinkClassReport, Machine, ReceiverSummary, Report, Settings, Spread,
 };
 use crate::setup::{self, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
@@ -166,21 +166,24 @@ impl Run {
         }
     }
 
-    fn site_spec(&self, id: u32) -> PeerSpec {
-        let wall = self.options.scenario == Scenario::Wall;
-        let link = self
-            .site_class
+    /// The link class of site `id`; `None` for the studio and sites without a link.
+    fn class_of_site(&self, id: u32) -> Option<usize> {
+        self.site_class
             .get((id as usize).wrapping_sub(1))
             .copied()
             .flatten()
-            .and_then(|class| {
-                let c = self.classes.get(class)?;
-                Some(PeerLink {
-                    class,
-                    down: c.down.clone(),
-                    up: c.up.clone(),
-                })
-            });
+    }
+
+    fn site_spec(&self, id: u32) -> PeerSpec {
+        let wall = self.options.scenario == Scenario::Wall;
+        let link = self.class_of_site(id).and_then(|class| {
+            let c = self.classes.get(class)?;
+            Some(PeerLink {
+                class,
+                down: c.down.clone(),
+                up: c.up.clone(),
+            })
+        });
         PeerSpec {
             id,
             audio: wall && self.options.site_audio,
@@ -634,9 +637,9 @@ impl Run {
             .filter(|p| p.status.disconnected || p.status.closed && p.status.error.is_some())
             .count()
             + records.iter().filter(|r| r.closed_by_hub).count();
-        if let Some(audio_only) = console
+        let hub_view = console.as_ref().and_then(HubView::from_console);
+        if let Some(audio_only) = hub_view
             .as_ref()
-            .and_then(HubView::from_console)
             .and_then(|v| v.sites_by_state.get("audio_only").copied())
             .filter(|n| *n > 0)
         {
@@ -701,7 +704,7 @@ impl Run {
             upstream,
             link_classes,
             forwarding,
-            hub_view: console.as_ref().and_then(HubView::from_console),
+            hub_view,
             hub_cost,
             floor,
             floor_ratio,
@@ -752,21 +755,9 @@ impl Run {
         let participant_class: HashMap<&str, usize> = i
             .records
             .iter()
-            .filter_map(|r| {
-                let class = self
-                    .site_class
-                    .get((r.id as usize).wrapping_sub(1))
-                    .copied()
-                    .flatten()?;
-                Some((r.participant.as_deref()?, class))
-            })
+            .filter_map(|r| Some((r.participant.as_deref()?, self.class_of_site(r.id)?)))
             .collect();
-        let console_sites: Vec<&serde_json::Value> = i
-            .console
-            .and_then(|c| c.get("sites"))
-            .and_then(serde_json::Value::as_array)
-            .map(|sites| sites.iter().collect())
-            .unwrap_or_default();
+        let console_sites = i.console.and_then(ConsoleSite::all).unwrap_or_default();
         let mut out = Vec::new();
         for (index, class) in self.classes.iter().enumerate() {
             let members: Vec<&PeerReport> = i
@@ -863,38 +854,17 @@ impl Run {
             report.hub_said_audio_only = i
                 .records
                 .iter()
-                .filter(|r| {
-                    r.audio_only == Some(true)
-                        && self
-                            .site_class
-                            .get((r.id as usize).wrapping_sub(1))
-                            .copied()
-                            .flatten()
-                            == Some(index)
-                })
+                .filter(|r| r.audio_only == Some(true) && self.class_of_site(r.id) == Some(index))
                 .count();
             let (mut out_kbps, mut loss, mut rtt, mut n) = (0.0, 0.0, 0.0, 0usize);
             for site in &console_sites {
-                let class_of = site
-                    .get("participant")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(|p| participant_class.get(p));
-                if class_of != Some(&index) {
+                if site.participant.and_then(|p| participant_class.get(p)) != Some(&index) {
                     continue;
                 }
-                let state = site
-                    .get("state")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("unknown");
-                *report.hub_states.entry(state.to_owned()).or_default() += 1;
-                let number = |key: &str| {
-                    site.get(key)
-                        .and_then(serde_json::Value::as_f64)
-                        .unwrap_or(0.0)
-                };
-                out_kbps += number("bitrate_out_kbps");
-                loss += number("loss_permille");
-                rtt += number("rtt_ms");
+                *report.hub_states.entry(site.state.to_owned()).or_default() += 1;
+                out_kbps += site.bitrate_out_kbps;
+                loss += site.loss_permille;
+                rtt += site.rtt_ms;
                 n += 1;
             }
             if n > 0 {

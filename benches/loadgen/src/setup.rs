@@ -153,23 +153,15 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
         )?;
     let login = http::login(hub, &credentials).await?;
     let csv = sites_csv(sites);
-    let imported = http::request_as(
+    post(
         hub,
-        Some(&login),
-        "POST",
+        &login,
         "/api/sites/import",
         Some("text/csv; charset=utf-8"),
         csv.as_bytes(),
+        "importing sites",
     )
-    .await
-    .map_err(|e| format!("importing sites: {e}"))?;
-    if !(200..300).contains(&imported.status) {
-        return Err(format!(
-            "importing sites: status {}: {}",
-            imported.status,
-            imported.text()
-        ));
-    }
+    .await?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -183,24 +175,16 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
         "scheduled_end": now_ms + 3 * 3600 * 1000,
         "sites": roster,
     });
-    let created = http::request_as(
+    let meeting = post(
         hub,
-        Some(&login),
-        "POST",
+        &login,
         "/api/meetings",
         Some("application/json"),
         body.to_string().as_bytes(),
+        "creating the meeting",
     )
-    .await
-    .map_err(|e| format!("creating the meeting: {e}"))?;
-    if !(200..300).contains(&created.status) {
-        return Err(format!(
-            "creating the meeting: status {}: {}",
-            created.status,
-            created.text()
-        ));
-    }
-    let meeting = created.json()?;
+    .await?
+    .json()?;
     let id = meeting
         .get("id")
         .and_then(Value::as_u64)
@@ -224,16 +208,15 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
         site_joins.push(JoinRequest::Code(code.to_owned()));
     }
     let start = format!("/api/meetings/{id}/start");
-    let started = http::request_as(hub, Some(&login), "POST", &start, None, b"")
-        .await
-        .map_err(|e| format!("starting meeting {id}: {e}"))?;
-    if !(200..300).contains(&started.status) {
-        return Err(format!(
-            "starting meeting {id}: status {}: {}",
-            started.status,
-            started.text()
-        ));
-    }
+    post(
+        hub,
+        &login,
+        &start,
+        None,
+        b"",
+        &format!("starting meeting {id}"),
+    )
+    .await?;
     Ok(Meeting {
         mode: JoinMode::Codes,
         id: Some(id),
@@ -244,6 +227,28 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
         sites: site_joins,
         login: Some(login),
     })
+}
+
+/// A `POST` as `login` that must succeed (2xx); errors start with `what` was being done.
+async fn post(
+    hub: &HubUrl,
+    login: &Login,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    what: &str,
+) -> Result<http::Response, String> {
+    let response = http::request_as(hub, Some(login), "POST", path, content_type, body)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !(200..300).contains(&response.status) {
+        return Err(format!(
+            "{what}: status {}: {}",
+            response.status,
+            response.text()
+        ));
+    }
+    Ok(response)
 }
 
 fn prepare_legacy(sites: usize, tag: &str) -> Meeting {
