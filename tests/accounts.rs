@@ -7,6 +7,10 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/hub_binary.rs"]
+mod hub_binary;
+#[path = "common/signaling.rs"]
+mod signaling;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use diemcau::config::{TEST_ORGANIZER, TEST_STAFF};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use http::Login;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,30 +33,13 @@ fn data_dir(name: &str) -> std::path::PathBuf {
 
 /// Opens `/ws` with `login`'s cookie and sends a join with `code`; returns the first reply.
 async fn studio_join(addr: SocketAddr, login: Option<&Login>, meeting: i64, code: &str) -> Value {
-    let (mut socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, login))
-        .await
-        .expect("WebSocket connects");
-    socket
-        .send(Message::Text(
-            json!({"type": "join", "code": code, "meeting": meeting})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("send join");
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a reply within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            if value["type"] != "floor" && value["type"] != "console" {
-                return value;
-            }
-        }
-    }
+    let mut socket = signaling::connect(http::ws_request(addr, login)).await;
+    signaling::send(
+        &mut socket,
+        &json!({"type": "join", "code": code, "meeting": meeting}),
+    )
+    .await;
+    signaling::next_reply(&mut socket).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,44 +340,25 @@ async fn roles_sessions_and_csrf_guard_every_endpoint() {
     // A WebSocket opened while logged in does not keep the login: after a logout, its join
     // with the studio's code is refused.
     let second = http::login(addr, TEST_ORGANIZER.0, TEST_ORGANIZER.1).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, Some(&second)))
-        .await
-        .expect("WebSocket connects");
+    let mut socket = signaling::connect(http::ws_request(addr, Some(&second))).await;
     let out = http::send(addr, "POST", "/api/logout", b"", Some(&second), &[]).await;
     assert_eq!(out.status, 204);
-    socket
-        .send(Message::Text(
-            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("send join");
-    let reply = loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a reply within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            break serde_json::from_str::<Value>(text.as_str()).expect("JSON");
-        }
-    };
+    signaling::send(
+        &mut socket,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
+    let reply = signaling::next_message(&mut socket).await;
     assert_eq!(reply["code"], "login_required", "{reply}");
 
     // A chair already in the meeting loses the chair when its login ends.
     let third = http::login(addr, TEST_ORGANIZER.0, TEST_ORGANIZER.1).await;
-    let (mut chair, _) = tokio_tungstenite::connect_async(http::ws_request(addr, Some(&third)))
-        .await
-        .expect("WebSocket connects");
-    chair
-        .send(Message::Text(
-            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("send join");
+    let mut chair = signaling::connect(http::ws_request(addr, Some(&third))).await;
+    signaling::send(
+        &mut chair,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
     let mut joined = false;
     let mut ended = None;
     let mut logged_out = false;
@@ -645,24 +613,7 @@ async fn the_account_command_adds_an_account_that_logs_in() {
 #[test]
 fn first_start_makes_an_admin_and_prints_its_password_once() {
     let dir = data_dir("first-start");
-    let mut hub = Command::new(BINARY)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--media-bind",
-            "127.0.0.1",
-            "--media-port",
-            "0",
-        ])
-        .args([
-            "--announce-ip",
-            "127.0.0.1",
-            "--workers",
-            "1",
-            "--plain-http",
-        ])
-        .args(["--seed-sites", "false", "--data-dir"])
-        .arg(&dir)
+    let mut hub = hub_binary::command(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -6,66 +6,26 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/hub_binary.rs"]
+mod hub_binary;
+#[path = "common/signaling.rs"]
+mod signaling;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-/// Starts the hub binary on free ports with its data in `data_dir`.
-fn spawn_hub(data_dir: &Path) -> (Child, SocketAddr) {
-    // The API needs a login: the test organizer's account, added as an operator would.
-    http::add_test_organizer(data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args(["--listen", "127.0.0.1:0", "--media-bind", "127.0.0.1"])
-        .args([
-            "--media-port",
-            "0",
-            "--announce-ip",
-            "127.0.0.1",
-            "--workers",
-            "1",
-        ])
-        .args(["--seed-sites", "false", "--plain-http", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hub binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the hub prints its address")
-            .expect("readable stdout");
-        if let Some(url) = line.strip_prefix("diemcau: listening on http://") {
-            break url.trim().parse().expect("an address");
-        }
-    };
-    // Keep draining stdout so the hub never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
+use signaling::Socket;
 
 struct Site {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: Socket,
 }
 
 impl Site {
     async fn join(addr: SocketAddr, meeting: i64, code: &str) -> (Site, Value) {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("WebSocket connects");
-        let mut site = Site { socket };
+        let mut site = Site {
+            socket: signaling::connect(format!("ws://{addr}/ws")).await,
+        };
         let joined = site
             .request(json!({"type": "join", "code": code, "meeting": meeting}))
             .await;
@@ -74,28 +34,18 @@ impl Site {
     }
 
     async fn request(&mut self, message: Value) -> Value {
-        self.socket
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .expect("send");
+        signaling::send(&mut self.socket, &message).await;
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
-                .await
-                .expect("a reply within 10 s")
-                .expect("socket open")
-                .expect("frame");
-            if let Message::Text(text) = frame {
-                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                // Skip what the hub sends every participant; keep the reply.
-                let broadcast = [
-                    "participant_joined",
-                    "participant_left",
-                    "floor",
-                    "media_state",
-                ];
-                if !broadcast.iter().any(|t| value["type"] == *t) {
-                    return value;
-                }
+            let value = signaling::next_message(&mut self.socket).await;
+            // Skip what the hub sends every participant; keep the reply.
+            let broadcast = [
+                "participant_joined",
+                "participant_left",
+                "floor",
+                "media_state",
+            ];
+            if !broadcast.iter().any(|t| value["type"] == *t) {
+                return value;
             }
         }
     }
@@ -118,7 +68,7 @@ fn site_row<'a>(report: &'a Value, code: &str) -> &'a Value {
 async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     let data = std::env::temp_dir().join(format!("diemcau-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut hub, addr) = spawn_hub(&data);
+    let (mut hub, addr) = hub_binary::spawn(&data);
 
     let m = http::meeting(
         addr,
@@ -166,7 +116,7 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     drop(thuong_lam);
 
     // Restart on the same data.
-    let (mut hub, addr) = spawn_hub(&data);
+    let (mut hub, addr) = hub_binary::spawn(&data);
     let after = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();

@@ -27,18 +27,5 @@ async fn studio_and_four_sites_decode_each_other_in_chromium() {
     let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
         .await
         .expect("hub starts");
-    let base_url = format!("http://{}", hub.http_addr());
-    println!("hub listening on {base_url}; running tests/e2e/studio_sites.mjs");
-
-    let outcome = tokio::spawn({
-        let base_url = base_url.clone();
-        async move {
-            node_script::run_and_expect_success("studio_sites.mjs", &base_url, SCRIPT_TIMEOUT).await
-        }
-    })
-    .await;
-    hub.shutdown().await;
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
-    }
+    node_script::run_against_hub(hub, "studio_sites.mjs", SCRIPT_TIMEOUT, &[]).await;
 }

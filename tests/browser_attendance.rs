@@ -29,18 +29,5 @@ async fn organizer_creates_a_meeting_and_the_report_shows_who_came_in_chromium()
     let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
         .await
         .expect("hub starts");
-    let base_url = format!("http://{}", hub.http_addr());
-    println!("hub listening on {base_url}; running tests/e2e/attendance.mjs");
-
-    let outcome = tokio::spawn({
-        let base_url = base_url.clone();
-        async move {
-            node_script::run_and_expect_success("attendance.mjs", &base_url, SCRIPT_TIMEOUT).await
-        }
-    })
-    .await;
-    hub.shutdown().await;
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
-    }
+    node_script::run_against_hub(hub, "attendance.mjs", SCRIPT_TIMEOUT, &[]).await;
 }

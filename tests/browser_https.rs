@@ -25,15 +25,5 @@ async fn studio_and_sites_over_https_with_a_self_signed_certificate() {
             .exists(),
         "the hub made its self-signed certificate"
     );
-    let outcome = tokio::spawn({
-        let base_url = base_url.clone();
-        async move {
-            node_script::run_and_expect_success("studio_sites.mjs", &base_url, SCRIPT_TIMEOUT).await
-        }
-    })
-    .await;
-    hub.shutdown().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    node_script::run_against_hub(hub, "studio_sites.mjs", SCRIPT_TIMEOUT, &[]).await;
 }

@@ -15,7 +15,6 @@
 //! shown: `cargo test --test browser_weak_links -- --nocapture`.
 
 #[path = "e2e/node_script.rs"]
-#[allow(dead_code)] // shared by the browser tests; this one runs its script with extra variables
 mod node_script;
 
 #[path = "common/impair.rs"]
@@ -34,7 +33,6 @@ async fn sites_behind_weak_links_get_the_layer_their_link_carries_in_chromium() 
     let mut config = diemcau::Config::for_tests_in(data.path());
     config.workers = Some(1);
     let hub = diemcau::start(config).await.expect("hub starts");
-    let base_url = format!("http://{}", hub.http_addr());
     let media = *hub
         .media_addresses()
         .first()
@@ -45,9 +43,7 @@ async fn sites_behind_weak_links_get_the_layer_their_link_carries_in_chromium() 
         .filter_map(|name| relay.address(name).map(|a| format!("{name}={}", a.port())))
         .collect::<Vec<_>>()
         .join(",");
-    let (user, password) = diemcau::config::TEST_ORGANIZER;
     let env = [
-        ("E2E_ORGANIZER", format!("{user}:{password}")),
         ("E2E_HUB_MEDIA_PORT", media.port().to_string()),
         ("E2E_RELAYS", relays),
         (
@@ -55,24 +51,7 @@ async fn sites_behind_weak_links_get_the_layer_their_link_carries_in_chromium() 
             relay.control_address().port().to_string(),
         ),
     ];
-    println!("hub {base_url}, media {media}; relays {env:?}; running tests/e2e/weak_links.mjs");
-
-    let outcome = tokio::spawn({
-        let base_url = base_url.clone();
-        async move {
-            node_script::run_with_env_and_expect_success(
-                "weak_links.mjs",
-                &base_url,
-                SCRIPT_TIMEOUT,
-                &env,
-            )
-            .await
-        }
-    })
-    .await;
+    println!("hub media {media}; relays {env:?}");
+    node_script::run_against_hub(hub, "weak_links.mjs", SCRIPT_TIMEOUT, &env).await;
     drop(relay);
-    hub.shutdown().await;
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
-    }
 }

@@ -6,40 +6,28 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
 #[path = "common/webrtc_client.rs"]
 mod webrtc_client;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use signaling::Socket;
 use webrtc_client::{ClientOptions, WebrtcClient};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The chair, on signalling only: it runs the meeting without media of its own.
 struct Chair(Socket);
 
 impl Chair {
     async fn act(&mut self, action: Value) {
-        self.0
-            .send(Message::Text(action.to_string().into()))
-            .await
-            .expect("send");
+        signaling::send(&mut self.0, &action).await;
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.0.next())
-                .await
-                .expect("a reply")
-                .expect("open")
-                .expect("frame");
-            if let Message::Text(text) = frame {
-                let reply: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                assert_ne!(reply["type"], "error", "{action} refused: {reply}");
-                if reply["type"] == "done" {
-                    return;
-                }
+            let reply = signaling::next_message(&mut self.0).await;
+            assert_ne!(reply["type"], "error", "{action} refused: {reply}");
+            if reply["type"] == "done" {
+                return;
             }
         }
     }
@@ -70,19 +58,12 @@ async fn floor_and_mute_act_on_the_media() {
         true,
     )
     .await;
-    let (socket, _) = tokio_tungstenite::connect_async(http::organizer_ws_request(addr).await)
-        .await
-        .expect("connect");
-    let mut chair = Chair(socket);
-    chair
-        .0
-        .send(Message::Text(
-            json!({"type": "join", "code": m.studio_code, "meeting": m.id})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("join");
+    let mut chair = Chair(signaling::connect(http::organizer_ws_request(addr).await).await);
+    signaling::send(
+        &mut chair.0,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
 
     let mut sites = Vec::new();
     for (code, name) in [("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")] {

@@ -7,16 +7,14 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use signaling::{REPLY_TIMEOUT, Socket};
 
 struct Client {
     socket: Socket,
@@ -26,20 +24,14 @@ struct Client {
 
 impl Client {
     async fn connect(addr: SocketAddr, login: Option<&http::Login>) -> Client {
-        let (socket, _) = tokio_tungstenite::connect_async(http::ws_request(addr, login))
-            .await
-            .expect("WebSocket connects");
         Client {
-            socket,
+            socket: signaling::connect(http::ws_request(addr, login)).await,
             seen: Vec::new(),
         }
     }
 
     async fn send(&mut self, message: Value) {
-        self.socket
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .expect("send");
+        signaling::send(&mut self.socket, &message).await;
     }
 
     /// The next message of type `kind` (others are kept in `seen`).
@@ -48,18 +40,15 @@ impl Client {
             return self.seen.remove(i);
         }
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            let value = signaling::next_message_within(&mut self.socket, REPLY_TIMEOUT)
                 .await
-                .unwrap_or_else(|_| panic!("no `{kind}` within 10 s; saw {:?}", self.seen))
-                .expect("socket open")
-                .expect("frame");
-            if let Message::Text(text) = frame {
-                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                if value["type"] == kind {
-                    return value;
-                }
-                self.seen.push(value);
+                .unwrap_or_else(|| {
+                    panic!("no `{kind}` within {REPLY_TIMEOUT:?}; saw {:?}", self.seen)
+                });
+            if value["type"] == kind {
+                return value;
             }
+            self.seen.push(value);
         }
     }
 

@@ -4,55 +4,23 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/hub_binary.rs"]
+mod hub_binary;
+#[path = "common/signaling.rs"]
+mod signaling;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-fn spawn_hub(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    http::add_test_organizer(data);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--media-bind",
-            "127.0.0.1",
-            "--media-port",
-            "0",
-        ])
-        .args([
-            "--announce-ip",
-            "127.0.0.1",
-            "--workers",
-            "1",
-            "--plain-http",
-        ])
-        .args(["--seed-sites", "false", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("hub binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("address line").expect("stdout");
-        if let Some(url) = line.strip_prefix("diemcau: listening on http://") {
-            break url.trim().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_tells_every_site_and_records_the_shutdown() {
     let data = std::env::temp_dir().join(format!("diemcau-term-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut hub, addr) = spawn_hub(&data);
+    let (mut hub, addr) = hub_binary::spawn(&data);
     let m = http::meeting(
         addr,
         "Họp",
@@ -62,16 +30,8 @@ async fn sigterm_tells_every_site_and_records_the_shutdown() {
     .await;
     let mut sockets = Vec::new();
     for site in ["2269", "2266"] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("connect");
-        ws.send(Message::Text(
-            json!({"type": "join", "code": m.code(site)})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .expect("join");
+        let mut ws = signaling::connect(format!("ws://{addr}/ws")).await;
+        signaling::send(&mut ws, &json!({"type": "join", "code": m.code(site)})).await;
         sockets.push(ws);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -105,7 +65,7 @@ async fn sigterm_tells_every_site_and_records_the_shutdown() {
         .expect("wait");
     assert!(exit.success(), "clean exit: {exit}");
 
-    let (mut hub, addr) = spawn_hub(&data);
+    let (mut hub, addr) = hub_binary::spawn(&data);
     let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();

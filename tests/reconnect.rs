@@ -5,38 +5,24 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
+use signaling::Socket;
 
-async fn join(
-    addr: std::net::SocketAddr,
-    code: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .expect("connect");
-    ws.send(Message::Text(
-        json!({"type": "join", "code": code}).to_string().into(),
-    ))
-    .await
-    .expect("join");
+/// Opens `/ws` and joins with `code`; panics on an error before `joined`.
+async fn join(addr: std::net::SocketAddr, code: &str) -> Socket {
+    let mut socket = signaling::connect(format!("ws://{addr}/ws")).await;
+    signaling::send(&mut socket, &json!({"type": "join", "code": code})).await;
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("reply")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let v: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            if v["type"] == "joined" {
-                return ws;
-            }
-            assert_ne!(v["type"], "error", "{v}");
+        let message = signaling::next_message(&mut socket).await;
+        if message["type"] == "joined" {
+            return socket;
         }
+        assert_ne!(message["type"], "error", "{message}");
     }
 }
 
@@ -57,9 +43,7 @@ async fn a_site_cut_off_for_ten_seconds_keeps_its_attendance_row() {
 
     // The page reconnects with its link.
     let mut back = join(addr, &m.code("2269")).await;
-    back.send(Message::Text(json!({"type": "leave"}).to_string().into()))
-        .await
-        .expect("leave");
+    signaling::send(&mut back, &json!({"type": "leave"})).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))

@@ -5,47 +5,21 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use signaling::{Socket, next_reply};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr) -> Socket {
-    let (socket, _) = connect_async(format!("ws://{addr}/ws"))
-        .await
-        .expect("WebSocket connects");
-    socket
+    signaling::connect(format!("ws://{addr}/ws")).await
 }
 
 /// A connection with the test organizer's session cookie, as the studio page has.
 async fn connect_as_organizer(addr: std::net::SocketAddr) -> Socket {
-    let (socket, _) = connect_async(http::organizer_ws_request(addr).await)
-        .await
-        .expect("WebSocket connects");
-    socket
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a reply within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(text.as_str()).expect("hub sends JSON");
-            // Meeting state pushed to everyone is not a reply.
-            if value["type"] != "floor" && value["type"] != "console" {
-                return value;
-            }
-        }
-    }
+    signaling::connect(http::organizer_ws_request(addr).await).await
 }
 
 async fn send_text(socket: &mut Socket, text: impl Into<String>) {
@@ -56,7 +30,7 @@ async fn send_text(socket: &mut Socket, text: impl Into<String>) {
 }
 
 async fn expect_error(socket: &mut Socket, code: &str) -> Value {
-    let reply = next_json(socket).await;
+    let reply = next_reply(socket).await;
     assert_eq!(reply["type"], "error", "reply {reply}");
     assert_eq!(reply["code"], code, "reply {reply}");
     assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -66,7 +40,7 @@ async fn expect_error(socket: &mut Socket, code: &str) -> Value {
 async fn ping_pong(socket: &mut Socket) {
     send_text(socket, json!({"type": "ping"}).to_string()).await;
     assert_eq!(
-        next_json(socket).await["type"],
+        next_reply(socket).await["type"],
         "pong",
         "session still serves"
     );
@@ -95,7 +69,7 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
         json!({"type": "join", "code": m.code("2269"), "meeting": m.id}).to_string(),
     )
     .await;
-    let joined = next_json(&mut good).await;
+    let joined = next_reply(&mut good).await;
     assert_eq!(joined["type"], "joined", "{joined}");
     assert_eq!(joined["participant"]["name"], "Xã Lâm Bình");
     assert_eq!(joined["participant"]["site"], "2269");
@@ -184,12 +158,12 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
         json!({"type": "join", "code": m.studio_code, "meeting": m.id}).to_string(),
     )
     .await;
-    let studio = next_json(&mut bad).await;
+    let studio = next_reply(&mut bad).await;
     assert_eq!(studio["type"], "joined", "{studio}");
     assert_eq!(studio["participant"]["role"], "studio");
     assert_eq!(studio["participants"][0]["name"], "Xã Lâm Bình");
     // The good site hears about the studio.
-    let notice = next_json(&mut good).await;
+    let notice = next_reply(&mut good).await;
     assert_eq!(notice["type"], "participant_joined");
     assert_eq!(notice["participant"]["role"], "studio");
 
@@ -246,7 +220,7 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
             .to_string(),
     )
     .await;
-    let recorded = next_json(&mut good).await;
+    let recorded = next_reply(&mut good).await;
     assert_eq!(recorded["type"], "head_count_recorded", "{recorded}");
     assert_eq!(recorded["count"], 45);
 
@@ -254,8 +228,8 @@ async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
     ping_pong(&mut bad).await;
     ping_pong(&mut good).await;
     send_text(&mut bad, json!({"type": "leave"}).to_string()).await;
-    assert_eq!(next_json(&mut bad).await["type"], "left");
-    let left = next_json(&mut good).await;
+    assert_eq!(next_reply(&mut bad).await["type"], "left");
+    let left = next_reply(&mut good).await;
     assert_eq!(left["type"], "participant_left");
 
     hub.shutdown().await;

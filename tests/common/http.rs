@@ -112,39 +112,6 @@ pub async fn organizer(addr: SocketAddr) -> Login {
     login
 }
 
-/// Adds the test organizer's account to a hub binary's data directory with
-/// `diemcau account add --password-stdin`, unless it is there already (a restart).
-pub fn add_test_organizer(data_dir: &std::path::Path) {
-    use std::io::Write;
-    let (username, password) = diemcau::config::TEST_ORGANIZER;
-    let known = diemcau::store::Store::open(data_dir)
-        .and_then(|store| store.account(username))
-        .expect("the data directory opens");
-    if known.is_some() {
-        return;
-    }
-    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "account",
-            "add",
-            username,
-            "--role",
-            "organizer",
-            "--password-stdin",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("diemcau account add runs");
-    add.stdin
-        .take()
-        .expect("stdin")
-        .write_all(password.as_bytes())
-        .expect("write the password");
-    assert!(add.wait().expect("account add ends").success());
-}
-
 /// The test staff account logged in on the hub at `addr`.
 pub async fn staff(addr: SocketAddr) -> Login {
     let (username, password) = diemcau::config::TEST_STAFF;

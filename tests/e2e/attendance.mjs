@@ -18,12 +18,12 @@
 import {
   Failure,
   PageWatch,
-  SetupError,
   directoryCsv,
   joinSitePage,
   log,
   parseBaseUrl,
   runInChromium,
+  runScript,
   screenshot,
 } from './harness.mjs';
 
@@ -377,8 +377,4 @@ function vietnamInput(millis) {
   return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
 }
 
-main().catch((error) => {
-  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
-  process.exitCode = error instanceof SetupError ? 2 : 1;
-});
+runScript(main);

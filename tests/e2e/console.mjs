@@ -32,14 +32,13 @@ import net from 'node:net';
 import {
   Failure,
   PageWatch,
-  SetupError,
-  directoryCsv,
-  hubApi,
   joinSitePage,
   log,
   parseBaseUrl,
   runInChromium,
+  runScript,
   screenshot,
+  startMeeting,
 } from './harness.mjs';
 
 /** Real communes of Tuyên Quang (GSO codes). */
@@ -62,7 +61,11 @@ const watches = [];
 
 async function main() {
   const base = parseBaseUrl(process.argv[2], 'console.mjs');
-  const meeting = await setUpMeeting(base);
+  const meeting = await startMeeting(base, {
+    title: 'Kiểm thử bàn điều khiển chủ trì',
+    studioName: STUDIO_NAME,
+    sites: SITES,
+  });
   const relay = await TcpRelay.start(new URL(base));
   log(`hub ${base}, meeting ${meeting.id}; ${RELAYED.name} goes through the relay on ${relay.base}`);
   try {
@@ -232,29 +235,6 @@ async function walkThrough(context, base, meeting, relay) {
     if (watch.errors.length > 0) throw new Failure(`${watch.label} had script errors: ${watch.errors.join(' | ')}`);
   }
   log('PASS: console states, call, floor with media, hub mute, roll call, drop and return');
-}
-
-/** What an organizer does first: the sites in the directory, a meeting with them, started. */
-async function setUpMeeting(base) {
-  const directory = await hubApi(base, 'GET', '/api/sites');
-  const known = new Set(directory.map((site) => site.code));
-  const missing = SITES.filter((site) => !known.has(site.code));
-  if (missing.length > 0) {
-    const csv = directoryCsv(missing.map((site) => [site.code, site.name, 'xã', '8', 'Tuyên Quang', site.delegates]));
-    await hubApi(base, 'POST', '/api/sites/import', { csv });
-  }
-  const now = Date.now();
-  const meeting = await hubApi(base, 'POST', '/api/meetings', {
-    json: {
-      title: 'Kiểm thử bàn điều khiển chủ trì',
-      studio_name: STUDIO_NAME,
-      scheduled_start: now,
-      scheduled_end: now + 2 * 3_600_000,
-      sites: SITES.map((site) => ({ code: site.code, expected_delegates: site.delegates })),
-    },
-  });
-  await hubApi(base, 'POST', `/api/meetings/${meeting.id}/start`);
-  return meeting;
 }
 
 async function openPage(context, label, url) {
@@ -499,8 +479,4 @@ class TcpRelay {
   }
 }
 
-main().catch((error) => {
-  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
-  process.exitCode = error instanceof SetupError ? 2 : 1;
-});
+runScript(main);

@@ -25,7 +25,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { Failure, SetupError, hubApi, log, parseBaseUrl, runInChromium } from './harness.mjs';
+import { SetupError, hubApi, log, parseBaseUrl, runInChromium, runScript } from './harness.mjs';
 
 const DATA = fileURLToPath(new URL('../../../shared/data/sites-vietnam.csv', import.meta.url));
 const HUB_REFRESHES = 8;
@@ -215,8 +215,4 @@ async function setUpMeeting(base, count) {
   return meeting;
 }
 
-main().catch((error) => {
-  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
-  process.exitCode = error instanceof SetupError ? 2 : 1;
-});
+runScript(main);

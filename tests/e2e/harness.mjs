@@ -46,6 +46,18 @@ export class SetupError extends Error {}
 /** The hub or the pages did not do what the test asserts: exit code 1, no stack trace. */
 export class Failure extends Error {}
 
+/** Runs a script's `main`, ending it as the harness says: exit 0 pass, 1 failure, 2 setup. */
+export function runScript(main) {
+  main().catch(reportError);
+}
+
+/** Logs why the script failed (a stack only for what is neither) and sets the exit code. */
+function reportError(error) {
+  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
+  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
+  process.exitCode = error instanceof SetupError ? 2 : 1;
+}
+
 /** The hub's base URL from the command line, without a trailing slash. */
 export function parseBaseUrl(argument, script) {
   if (!argument) throw new SetupError(`usage: node ${script} http://HOST:PORT`);
@@ -91,9 +103,7 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true, logInT
     if (logInTo) await logInInBrowser(context, logInTo);
     await body(context);
   } catch (error) {
-    log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-    if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
-    process.exitCode = error instanceof SetupError ? 2 : 1;
+    reportError(error);
   } finally {
     clearTimeout(watchdog);
     if (context) await context.close().catch(() => {});
@@ -180,6 +190,34 @@ export function directoryCsv(rows) {
   const quote = (value) => (/[",\n]/.test(String(value)) ? `"${String(value).replace(/"/g, '""')}"` : String(value));
   const lines = ['admin_code,name,level,parent_code,parent_name,delegates', ...rows.map((row) => row.map(quote).join(','))];
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What an organizer does before a meeting: `sites` (`{code, name, delegates}`, communes of
+ * Tuyên Quang) in the directory, imported when the hub does not know them, then a meeting with
+ * them on its roster, started. Returns the meeting as the API gives it.
+ */
+export async function startMeeting(base, { title, studioName, sites }) {
+  const directory = await hubApi(base, 'GET', '/api/sites');
+  const known = new Set(directory.map((site) => site.code));
+  const missing = sites.filter((site) => !known.has(site.code));
+  if (missing.length > 0) {
+    const csv = directoryCsv(missing.map((site) => [site.code, site.name, 'xã', '8', 'Tuyên Quang', site.delegates]));
+    const { imported } = await hubApi(base, 'POST', '/api/sites/import', { csv });
+    log(`imported ${imported} sites into the directory`);
+  }
+  const now = Date.now();
+  const meeting = await hubApi(base, 'POST', '/api/meetings', {
+    json: {
+      title,
+      studio_name: studioName,
+      scheduled_start: now,
+      scheduled_end: now + 2 * 3_600_000,
+      sites: sites.map((site) => ({ code: site.code, expected_delegates: site.delegates })),
+    },
+  });
+  await hubApi(base, 'POST', `/api/meetings/${meeting.id}/start`);
+  return meeting;
 }
 
 /** Saves a screenshot of `page` as `file` in E2E_SCREENSHOT_DIR, when that is set. */

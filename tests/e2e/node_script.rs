@@ -48,22 +48,21 @@ impl Drop for DataDir {
     }
 }
 
-/// Runs `node tests/e2e/<script> <base_url>` and panics with a reason unless it exits 0
-/// within `timeout`. The wait polls, so the hub's tasks on the test's runtime keep running.
-pub async fn run_and_expect_success(script: &str, base_url: &str, timeout: Duration) {
-    run_with_env_and_expect_success(script, base_url, timeout, &[]).await
-}
-
-/// Like [`run_and_expect_success`], with extra environment variables for the script (what the
-/// test set up for it, such as relay ports).
-pub async fn run_with_env_and_expect_success(
+/// Runs `node tests/e2e/<script> <hub's base URL>`, with `env` added (what the test set up for
+/// the script, such as relay ports), then shuts the hub down; panics with a reason unless the
+/// script exited 0 within `timeout`. The wait polls, so the hub's tasks keep running.
+pub async fn run_against_hub(
+    hub: diemcau::RunningHub,
     script: &str,
-    base_url: &str,
     timeout: Duration,
     env: &[(&str, String)],
 ) {
+    let base_url = hub.base_url();
     let path = format!("tests/e2e/{script}");
-    match run(&path, base_url, timeout, env).await {
+    println!("hub listening on {base_url}; running {path}");
+    let outcome = run(&path, &base_url, timeout, env).await;
+    hub.shutdown().await;
+    match outcome {
         Ok(Some(status)) => assert!(
             status.success(),
             "{path} failed ({status}); its output above says why"

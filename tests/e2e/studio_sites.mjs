@@ -12,14 +12,14 @@
 
 import {
   Failure,
-  SetupError,
-  directoryCsv,
-  hubApi,
+  PageWatch,
   joinSitePage,
   log,
   parseBaseUrl,
   runInChromium,
+  runScript,
   screenshot,
+  startMeeting,
 } from './harness.mjs';
 
 /** The four sites: real communes of Tuyên Quang (GSO codes), with the delegates they expect. */
@@ -36,29 +36,18 @@ const SAMPLE_INTERVAL_MS = 1_500;
 const PROGRESS_EVERY_MS = 5_000;
 const WATCHDOG_MS = 150_000;
 
-/** One browser page and what it printed. */
+/** One browser page, what it printed, and its latest sample and verdict. */
 class Participant {
   constructor(label, role, name, page) {
     this.label = label;
     this.role = role;
     this.name = name;
     this.page = page;
-    this.console = [];
+    this.watch = new PageWatch(label, page);
     this.previous = null;
     this.verdict = { ok: false, detail: 'no sample yet' };
     this.lastPrinted = '';
     this.lastPrintedAt = 0;
-    page.on('console', (message) => this.remember(`console.${message.type()}: ${message.text()}`));
-    page.on('pageerror', (error) => {
-      this.remember(`pageerror: ${error.message}`);
-      log(`${this.label}: page error: ${error.message}`);
-    });
-    page.on('crash', () => log(`${this.label}: page crashed`));
-  }
-
-  remember(line) {
-    this.console.push(line);
-    if (this.console.length > 60) this.console.shift();
   }
 }
 
@@ -96,30 +85,13 @@ async function main() {
   });
 }
 
-/**
- * What an organizer does before a meeting: the four sites in the directory (imported when the
- * hub does not know them), a meeting with them on its roster, started. Returns the meeting.
- */
+/** The meeting of the four sites, started, with a join link for each page. */
 async function setUpMeeting(base) {
-  const directory = await hubApi(base, 'GET', '/api/sites');
-  const known = new Set(directory.map((site) => site.code));
-  const missing = SITES.filter((site) => !known.has(site.code));
-  if (missing.length > 0) {
-    const csv = directoryCsv(missing.map((site) => [site.code, site.name, 'xã', '8', 'Tuyên Quang', site.delegates]));
-    const { imported } = await hubApi(base, 'POST', '/api/sites/import', { csv });
-    log(`imported ${imported} sites into the directory`);
-  }
-  const now = Date.now();
-  const meeting = await hubApi(base, 'POST', '/api/meetings', {
-    json: {
-      title: 'Kiểm thử đầu cuối: điểm cầu trung tâm và 4 điểm cầu',
-      studio_name: STUDIO_NAME,
-      scheduled_start: now,
-      scheduled_end: now + 2 * 3_600_000,
-      sites: SITES.map((site) => ({ code: site.code, expected_delegates: site.delegates })),
-    },
+  const meeting = await startMeeting(base, {
+    title: 'Kiểm thử đầu cuối: điểm cầu trung tâm và 4 điểm cầu',
+    studioName: STUDIO_NAME,
+    sites: SITES,
   });
-  await hubApi(base, 'POST', `/api/meetings/${meeting.id}/start`);
   for (const site of SITES) {
     if (!meeting.links.sites[site.code]) throw new Failure(`meeting ${meeting.id} has no join link for ${site.code}`);
   }
@@ -137,14 +109,18 @@ async function openParticipant(context, base, link, label, role, name) {
   }
   try {
     // A site page opens on its device check; the hall joins with its button.
-    if (role === 'site') await joinSitePage(page, JOIN_TIMEOUT_MS);
-    await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
-      timeout: JOIN_TIMEOUT_MS,
-      polling: 200,
-    });
-  } catch {
+    if (role === 'site') {
+      await joinSitePage(page, JOIN_TIMEOUT_MS);
+    } else {
+      await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
+        timeout: JOIN_TIMEOUT_MS,
+        polling: 200,
+      });
+    }
+  } catch (error) {
+    participant.watch.printRecent(15);
+    if (error instanceof Failure) throw error;
     const state = await page.evaluate(() => (window.diemcau ? window.diemcau.state() : null)).catch(() => null);
-    participant.console.slice(-15).forEach((line) => log(`  ${label} | ${line}`));
     throw new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s; state: ${JSON.stringify(state)}`);
   }
   participant.joined = await page.evaluate(() => window.diemcau.state());
@@ -318,12 +294,8 @@ function reportFailure(everyone) {
     const state = participant.previous?.state;
     log(`  ${participant.label} (${participant.name}): ${participant.verdict.ok ? 'OK' : 'FAILED'}: ${participant.verdict.detail}`);
     if (state?.error) log(`    last error: ${JSON.stringify(state.error)}`);
-    for (const line of participant.console.slice(-20)) log(`    | ${line}`);
+    participant.watch.printRecent(20);
   }
 }
 
-main().catch((error) => {
-  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-  if (!(error instanceof SetupError || error instanceof Failure) && error.stack) console.log(error.stack);
-  process.exitCode = error instanceof SetupError ? 2 : 1;
-});
+runScript(main);

@@ -25,19 +25,20 @@ import {
   Failure,
   PageWatch,
   SetupError,
-  directoryCsv,
   joinSitePage,
   log,
   parseBaseUrl,
   runInChromium,
+  runScript,
   screenshot,
+  startMeeting,
 } from './harness.mjs';
 
 /** The three sites (communes of Tuyên Quang) and the link each has from the hub. */
 const SITES = [
-  { code: '2269', name: 'Xã Thượng Lâm', path: 'fast', layer: 'high', height: 720 },
-  { code: '2266', name: 'Xã Lâm Bình', path: 'middle', layer: 'middle', height: 360 },
-  { code: '2302', name: 'Xã Minh Quang', path: 'slow', layer: 'low', height: 180 },
+  { code: '2269', name: 'Xã Thượng Lâm', delegates: 50, path: 'fast', layer: 'high', height: 720 },
+  { code: '2266', name: 'Xã Lâm Bình', delegates: 50, path: 'middle', layer: 'middle', height: 360 },
+  { code: '2302', name: 'Xã Minh Quang', delegates: 50, path: 'slow', layer: 'low', height: 180 },
 ];
 const LINKS = {
   fast: { down: 'delay=10', up: 'delay=10' },
@@ -75,8 +76,11 @@ async function main() {
     throw new SetupError('E2E_HUB_MEDIA_PORT, E2E_RELAY_CONTROL and E2E_RELAYS (fast, middle, slow) are needed');
   }
   const relay = new RelayControl(controlPort);
-  const organizer = await logIn(base, process.env.E2E_ORGANIZER || '');
-  const meeting = await setUpMeeting(base, organizer);
+  const meeting = await startMeeting(base, {
+    title: 'Kiểm thử đường truyền yếu',
+    studioName: STUDIO_NAME,
+    sites: SITES,
+  });
   log(`hub ${base} (media port ${hubPort}), meeting ${meeting.id}; relays ${JSON.stringify(relays)}`);
   for (const [path, link] of Object.entries(LINKS)) {
     await relay.set(path, 'down', link.down);
@@ -84,10 +88,10 @@ async function main() {
   }
 
   await runInChromium({
+    // The studio's page is the organizer's.
+    logInTo: base,
     watchdogMs: WATCHDOG_MS,
     body: async (context) => {
-      // The studio's page is the organizer's: the browser carries the organizer's session.
-      await context.addCookies([{ ...organizer.cookie, url: base }]);
       const studio = await openPage(context, `${base}${meeting.links.studio}`, 'studio');
       const sites = [];
       for (const site of SITES) {
@@ -349,15 +353,19 @@ async function openPage(context, url, label, relay = null) {
   }
   const response = await page.goto(url, { waitUntil: 'load', timeout: JOIN_TIMEOUT_MS });
   if (!response || !response.ok()) throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
-  if (relay) await joinSitePage(page, JOIN_TIMEOUT_MS);
   try {
-    await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
-      timeout: JOIN_TIMEOUT_MS,
-      polling: 200,
-    });
-  } catch {
+    // A site's page opens on its device check; the studio's goes straight in.
+    if (relay) {
+      await joinSitePage(page, JOIN_TIMEOUT_MS);
+    } else {
+      await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
+        timeout: JOIN_TIMEOUT_MS,
+        polling: 200,
+      });
+    }
+  } catch (error) {
     watch.printRecent(15);
-    throw new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s`);
+    throw error instanceof Failure ? error : new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s`);
   }
   log(`${label} joined`);
   return { page, watch };
@@ -401,73 +409,4 @@ class RelayControl {
   }
 }
 
-/** Logs in with `user:password`; returns the session cookie and CSRF token. */
-async function logIn(base, credentials) {
-  const [username, ...rest] = credentials.split(':');
-  const response = await fetch(`${base}/api/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username, password: rest.join(':') }),
-  }).catch((error) => {
-    throw new Failure(`POST /api/login: ${error.message}`);
-  });
-  const text = await response.text();
-  if (!response.ok) throw new SetupError(`POST /api/login answered ${response.status}: ${text.slice(0, 300)}`);
-  const [pair] = (response.headers.get('set-cookie') || '').split(';');
-  const at = pair.indexOf('=');
-  if (at < 0) throw new SetupError('the login set no session cookie');
-  return {
-    cookie: { name: pair.slice(0, at), value: pair.slice(at + 1) },
-    csrfToken: JSON.parse(text).csrf_token,
-  };
-}
-
-/** The hub's HTTP API as the logged-in organizer; a refusal fails the test. */
-async function hubApi(base, organizer, method, path, { json, csv } = {}) {
-  const headers = {
-    Cookie: `${organizer.cookie.name}=${organizer.cookie.value}`,
-    'X-CSRF-Token': organizer.csrfToken,
-  };
-  let body;
-  if (json !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    body = JSON.stringify(json);
-  } else if (csv !== undefined) {
-    headers['Content-Type'] = 'text/csv; charset=utf-8';
-    body = csv;
-  }
-  const response = await fetch(`${base}${path}`, { method, headers, body }).catch((error) => {
-    throw new Failure(`${method} ${path}: ${error.message}`);
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Failure(`${method} ${path} answered ${response.status}: ${text.slice(0, 500)}`);
-  return text ? JSON.parse(text) : null;
-}
-
-/** The three sites in the directory (imported when missing), a meeting with them, started. */
-async function setUpMeeting(base, organizer) {
-  const directory = await hubApi(base, organizer, 'GET', '/api/sites');
-  const known = new Set(directory.map((site) => site.code));
-  const missing = SITES.filter((site) => !known.has(site.code));
-  if (missing.length > 0) {
-    const csv = directoryCsv(missing.map((site) => [site.code, site.name, 'xã', '8', 'Tuyên Quang', 50]));
-    await hubApi(base, organizer, 'POST', '/api/sites/import', { csv });
-  }
-  const now = Date.now();
-  const meeting = await hubApi(base, organizer, 'POST', '/api/meetings', {
-    json: {
-      title: 'Kiểm thử đường truyền yếu',
-      studio_name: STUDIO_NAME,
-      scheduled_start: now,
-      scheduled_end: now + 2 * 3_600_000,
-      sites: SITES.map((site) => ({ code: site.code, expected_delegates: 50 })),
-    },
-  });
-  await hubApi(base, organizer, 'POST', `/api/meetings/${meeting.id}/start`);
-  return meeting;
-}
-
-main().catch((error) => {
-  log(`FAIL: ${error instanceof SetupError ? 'setup: ' : ''}${error.message}`);
-  process.exitCode = error instanceof SetupError ? 2 : 1;
-});
+runScript(main);

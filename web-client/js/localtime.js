@@ -78,16 +78,7 @@ export function formatPercent(value) {
 
 // ---- <input type="datetime-local"> in the hub's time zone ----
 
-const PARTS = new Intl.DateTimeFormat('en-US', {
-  timeZone: HUB_TIME_ZONE,
-  year: 'numeric',
-  month: '2-digit',
-  day: '2-digit',
-  hour: '2-digit',
-  minute: '2-digit',
-  second: '2-digit',
-  hourCycle: 'h23',
-});
+const PARTS = new Intl.DateTimeFormat('en-US', { timeZone: HUB_TIME_ZONE, ...FORMATS.dateTimeSeconds });
 
 /** `millis` as `YYYY-MM-DDTHH:MM:SS` wall-clock time in the hub's time zone. */
 function wallClock(millis) {

@@ -440,9 +440,8 @@ async function meetingAction(action) {
   const buttons = [$('m-start'), $('m-end')];
   for (const button of buttons) button.disabled = true;
   try {
-    const answer = action === 'start' ? await startMeeting(meeting.id) : await endMeeting(meeting.id);
-    // The answer is the meeting when the hub sends it; ask again otherwise.
-    const updated = answer && answer.id === meeting.id && answer.state ? answer : await fetchMeeting(meeting.id);
+    // The hub answers with the meeting as it now stands.
+    const updated = action === 'start' ? await startMeeting(meeting.id) : await endMeeting(meeting.id);
     state.meetingMessage = { key: action === 'start' ? 'meeting.started' : 'meeting.ended', level: 'good' };
     showMeeting(updated);
   } catch (error) {

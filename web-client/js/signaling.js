@@ -205,14 +205,7 @@ export class MeetingSession extends EventTarget {
     this.wantJoined = false;
     this.wantStandby = false;
     clearTimeout(this.reconnectTimer);
-    this.generation += 1;
-    this.stopPing();
-    if (this.ws) {
-      this.ws.onclose = null;
-      this.ws.close();
-      this.ws = null;
-    }
-    this.resetMedia();
+    this.dropConnection();
     this.setSignalingState(finalState);
   }
 
@@ -329,6 +322,16 @@ export class MeetingSession extends EventTarget {
 
   /** Tears the connection down and joins again after a short wait. */
   restart() {
+    this.dropConnection();
+    this.resetMeetingState();
+    if (this.wantJoined || this.wantStandby) this.scheduleReconnect();
+  }
+
+  /**
+   * Closes the WebSocket and the peer connection; the close starts no reconnection, and
+   * nothing the old WebSocket still delivers is handled.
+   */
+  dropConnection() {
     this.generation += 1;
     this.stopPing();
     if (this.ws) {
@@ -337,8 +340,6 @@ export class MeetingSession extends EventTarget {
       this.ws = null;
     }
     this.resetMedia();
-    this.resetMeetingState();
-    if (this.wantJoined || this.wantStandby) this.scheduleReconnect();
   }
 
   scheduleReconnect() {

@@ -1,0 +1,81 @@
+//! The built `diemcau` binary as a child process on free ports of 127.0.0.1, for tests that
+//! need a real process to signal, kill or restart on the same data directory.
+//!
+//! Include it with `#[path = "common/hub_binary.rs"] mod hub_binary;`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The hub binary on free ports, one media worker, plain HTTP, no seeded sites, its data in
+/// `data_dir`; stdio is left for the caller to set.
+pub fn command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_diemcau"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--media-bind", "127.0.0.1", "--media-port", "0"])
+        .args(["--announce-ip", "127.0.0.1", "--workers", "1"])
+        .args(["--plain-http", "--seed-sites", "false", "--data-dir"])
+        .arg(data_dir);
+    command
+}
+
+/// Starts the hub binary with the test organizer's account in `data_dir` (added as an operator
+/// would, unless there already) and returns it with its HTTP address, once it listens.
+pub fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
+    add_test_organizer(data_dir);
+    let mut child = command(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hub binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the hub prints its address")
+            .expect("readable stdout");
+        if let Some(url) = line.strip_prefix("diemcau: listening on http://") {
+            break url.trim().parse().expect("an address");
+        }
+    };
+    // Keep draining stdout so the hub never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Adds the test organizer's account to a hub binary's data directory with
+/// `diemcau account add --password-stdin`, unless it is there already (a restart).
+pub fn add_test_organizer(data_dir: &Path) {
+    let (username, password) = diemcau::config::TEST_ORGANIZER;
+    let known = diemcau::store::Store::open(data_dir)
+        .and_then(|store| store.account(username))
+        .expect("the data directory opens");
+    if known.is_some() {
+        return;
+    }
+    let mut add = Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args([
+            "account",
+            "add",
+            username,
+            "--role",
+            "organizer",
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("diemcau account add runs");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write the password");
+    assert!(add.wait().expect("account add ends").success());
+}

@@ -1,0 +1,68 @@
+//! The signalling WebSocket (`/ws`) seen from a test: connect, send a JSON message, read the
+//! next JSON message the hub sends.
+//!
+//! Include it with `#[path = "common/signaling.rs"] mod signaling;`; a connection with a login
+//! starts from `http::ws_request`.
+
+#![allow(dead_code, clippy::indexing_slicing)] // test helpers: JSON lookups
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// How long a test waits for the hub's next message.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket `request` names (`ws://ADDR/ws`, or `http::ws_request` with a cookie).
+pub async fn connect(request: impl IntoClientRequest + Unpin) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket connects");
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: &Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next text message, parsed; panics unless one comes within [`REPLY_TIMEOUT`].
+pub async fn next_message(socket: &mut Socket) -> Value {
+    next_message_within(socket, REPLY_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("a message within {REPLY_TIMEOUT:?}"))
+}
+
+/// The next text message, parsed, or `None` when no frame comes within `limit`. Panics when
+/// the socket closes or the message is not JSON.
+pub async fn next_message_within(socket: &mut Socket, limit: Duration) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(limit, socket.next())
+            .await
+            .ok()?
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return Some(serde_json::from_str(text.as_str()).expect("the hub sends JSON"));
+        }
+    }
+}
+
+/// The next message that answers this connection: meeting state pushed to everyone (`floor`,
+/// `console`) is skipped.
+pub async fn next_reply(socket: &mut Socket) -> Value {
+    loop {
+        let message = next_message(socket).await;
+        if message["type"] != "floor" && message["type"] != "console" {
+            return message;
+        }
+    }
+}
