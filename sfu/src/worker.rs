@@ -213,9 +213,9 @@ impl Worker {
             .enable_vp8(true)
             .set_stats_interval(config.quality_interval)
             .enable_bwe(Some(config.initial_bitrate))
-            // Every consumer's stream keeps its recent packets for retransmission: about a
-            // second of 2.5 Mbit/s video (str0m's default of 1,000 was most of a site's memory)
-            // and a second of audio.
+            // Every consumer's stream keeps its recent packets for retransmission: over half a
+            // second of 2.5 Mbit/s video, longer on the lower layers (str0m's default of 1,000
+            // was most of a site's memory), and a second of audio.
             .set_send_buffer_video(SEND_BUFFER_VIDEO)
             .set_send_buffer_audio(SEND_BUFFER_AUDIO);
         let cert = config.dtls_cert.clone().or_else(|| {
@@ -1028,12 +1028,22 @@ const UPGRADE_AFTER: Duration = Duration::from_secs(3);
 /// (numerator, denominator): above the 1× that keeps a layer, so the state does not flap.
 const COME_BACK_MARGIN: (u64, u64) = (11, 10);
 const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
-/// Packets each consumer stream keeps for NACK repair (and str0m's probing resends).
-const SEND_BUFFER_VIDEO: usize = 300;
+/// Packets each consumer stream keeps for NACK repair (and str0m's probing resends): 600 ms
+/// of the 2.5 Mbit/s layer, enough for a repair across a 300 ms round trip; 300 cost a site
+/// about 90 KiB more.
+const SEND_BUFFER_VIDEO: usize = 150;
 const SEND_BUFFER_AUDIO: usize = 50;
 /// Most timeouts one [`Core::drive`] feeds a peer: a keyframe burst within the pacer's budget
 /// goes out together, and one peer cannot hold the worker for long.
 const DRIVE_ROUNDS: u32 = 64;
+/// How far past the loop turn's `now` a peer's clock may be moved in one [`Core::drive`].
+///
+/// After each packet str0m's pacer asks for a timeout 1 µs later, even within the burst its
+/// budget allows at once. Feeding those up to this far ahead releases up to about eight
+/// packets per site and loop turn, which leave in one GSO send, instead of one packet per
+/// site and turn; larger bursts are still spread over turns, interleaved with the other
+/// sites. By the time a turn reaches a peer, real time is usually already past this.
+const PACER_AHEAD: Duration = Duration::from_micros(8);
 
 impl Core {
     fn allocate_id(&mut self) -> u64 {
@@ -1049,13 +1059,14 @@ impl Core {
         }
     }
 
-    /// Polls a peer's `Rtc` until it has nothing more to say before `now`, turning its events
-    /// into work.
+    /// Polls a peer's `Rtc` until it has nothing more to say before `now` (plus
+    /// [`PACER_AHEAD`]), turning its events into work.
     ///
     /// str0m's pacer hands out one packet per `Input::Timeout` and then asks for another
-    /// timeout at once. Those are fed here, while each round still produces something, rather
-    /// than through the timer heap and one loop turn of the driver per packet; what the pacer
-    /// holds back for later comes out as a future timeout and ends the loop.
+    /// timeout 1 µs later. Those are fed here, while each round still produces something,
+    /// rather than through the timer heap and one loop turn of the driver per packet; what the
+    /// pacer holds back for later comes out as a future timeout and ends the loop. str0m
+    /// ignores a later input dated before its clock, so the peer's clock never goes back.
     fn drive(&mut self, now: Instant, peer: &mut Peer) {
         let mut rounds = 0;
         let mut produced = true;
@@ -1074,10 +1085,12 @@ impl Core {
                     produced = true;
                     self.outputs.push_back(Output::Transmit(t));
                 }
-                RtcOutput::Timeout(at) if at <= now && produced && rounds < DRIVE_ROUNDS => {
+                RtcOutput::Timeout(at)
+                    if at <= now + PACER_AHEAD && produced && rounds < DRIVE_ROUNDS =>
+                {
                     rounds += 1;
                     produced = false;
-                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(at.max(now))) {
                         tracing::debug!(peer = %peer.id, "timeout refused: {e}");
                     }
                 }
