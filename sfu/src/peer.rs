@@ -27,6 +27,8 @@ pub(crate) struct Peer {
     pub rtc: Rtc,
     pub ufrag: String,
     pub connected: bool,
+    /// When ICE and DTLS completed.
+    pub connected_at: Option<Instant>,
     /// Remote addresses this peer was seen at, to clean the worker's address map.
     pub addresses: Vec<SocketAddr>,
     /// The instant its `Rtc` last asked to be woken at.
@@ -86,6 +88,7 @@ impl Peer {
             rtc,
             ufrag,
             connected: false,
+            connected_at: None,
             addresses: Vec::new(),
             next_timeout: None,
             touched: false,

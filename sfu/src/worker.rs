@@ -1001,7 +1001,11 @@ impl Worker {
                 audio_only,
             }));
         }
-        if desired > 0 {
+        // No probing in a connection's first second (see PROBE_AFTER).
+        let probing = peer
+            .connected_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= PROBE_AFTER);
+        if desired > 0 && probing {
             // Probe up to what the next layer's test needs (the estimate is used at 90 %), so
             // a site whose link recovers, audio-only ones included, can climb back.
             let minimum = match next_step {
@@ -1028,6 +1032,14 @@ const UPGRADE_AFTER: Duration = Duration::from_secs(3);
 /// (numerator, denominator): above the 1× that keeps a layer, so the state does not flap.
 const COME_BACK_MARGIN: (u64, u64) = (11, 10);
 const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
+/// str0m probes as soon as it is first given a desired bitrate. Probes sent in a connection's
+/// first few hundred milliseconds, before the site's video has started, measured tens of
+/// kbit/s and str0m adopts a probe's result outright: every new site's estimate fell from
+/// 3 Mbit/s to about 300 kbit/s and took 3–4 s to climb back, while the pacer held its video
+/// back (seconds of delay, and queues that keep their memory). So a connection is given its
+/// desired bitrate, and probes, only after this long; until then the estimate comes from its
+/// media alone, starting at the configured initial bitrate.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Packets each consumer stream keeps for NACK repair (and str0m's probing resends): 600 ms
 /// of the 2.5 Mbit/s layer, enough for a repair across a 300 ms round trip; 300 cost a site
 /// about 90 KiB more.
@@ -1113,6 +1125,7 @@ impl Core {
         match event {
             RtcEvent::Connected => {
                 peer.connected = true;
+                peer.connected_at = Some(now);
                 self.outputs
                     .push_back(Output::Event(Event::PeerConnected(peer.id)));
             }
@@ -1212,6 +1225,7 @@ impl Core {
             }
             RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 peer.estimate = Some(estimate.as_u64());
+                tracing::debug!(peer = %peer.id, kbps = estimate.as_u64() / 1000, "bandwidth estimate");
                 if !self.estimates_changed.contains(&peer.id) {
                     self.estimates_changed.push(peer.id);
                 }

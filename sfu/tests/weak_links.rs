@@ -154,3 +154,19 @@ fn twenty_percent_loss_keeps_audio_flowing() {
         "site heard {got} of {sent} audio packets through 20 % loss"
     );
 }
+
+#[test]
+fn a_new_site_on_a_good_link_climbs_at_once() {
+    // A site that has just connected starts on the lowest layer and climbs one layer per
+    // upgrade period (3 s) while its estimate allows: the top layer within about 8 s. Probes
+    // sent in the first moments once made every new site's estimate collapse to a few hundred
+    // kbit/s, and the climb then started 3 s later.
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let site = PeerId(2);
+    net.join(site);
+    net.subscribe_existing(site);
+    net.run(Duration::from_secs(9), |net| net.send_media(STUDIO, 0));
+    let layers = layers_during(&mut net, site, Duration::from_secs(1));
+    assert_eq!(main_layer(layers), Some(2), "9 s after joining: {layers:?}");
+}
