@@ -1,6 +1,6 @@
 //! One WebRTC connection to a participant, with the hub as offerer for every renegotiation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +50,10 @@ pub(crate) struct Peer {
     pub codecs: HashMap<Pt, Codec>,
     /// The RED payload type this peer negotiated and the Opus payload type it wraps.
     red: Option<(Pt, Pt)>,
+    /// Audio m-lines whose last SDP from the client listed RED. The codec configuration is
+    /// shared by all m-lines and keeps the hub's RED when the client's first offer had no
+    /// audio, so it cannot tell whether the client accepted RED on an m-line the hub added.
+    red_mids: HashSet<Mid>,
     /// Per outgoing audio m-line, the previous Opus frame sent (publisher's sequence number,
     /// timestamp, payload): repeated in the next packet when the hub adds redundancy itself.
     previous_audio: HashMap<Mid, (SeqNo, u32, Arc<[u8]>)>,
@@ -100,6 +104,7 @@ impl Peer {
             consumers_by_mid: HashMap::new(),
             codecs: HashMap::new(),
             red: None,
+            red_mids: HashSet::new(),
             previous_audio: HashMap::new(),
             last_stats: None,
             negotiation: Negotiation::default(),
@@ -114,24 +119,25 @@ impl Peer {
         // A client publishes on the m-lines it offers; the hub sends on m-lines it offers
         // itself. A `sendrecv` line is taken as `sendonly`, so the hub never sends (padding
         // probes included) on a client's own track.
-        let offer = offer.replace("a=sendrecv", "a=sendonly");
+        let text = offer.replace("a=sendrecv", "a=sendonly");
         let offer =
-            SdpOffer::from_sdp_string(&offer).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+            SdpOffer::from_sdp_string(&text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let answer = self
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.refresh_codecs();
+        self.note_red(&text);
         Ok(answer)
     }
 
     /// Accepts the client's answer to the pending hub offer; returns the consumers now open.
-    pub fn accept_answer(&mut self, answer: &str) -> Result<Vec<(ConsumerId, Mid)>, SfuError> {
+    pub fn accept_answer(&mut self, text: &str) -> Result<Vec<(ConsumerId, Mid)>, SfuError> {
         let Some((pending, added, removed)) = self.negotiation.pending.take() else {
             return Err(SfuError::NoPendingOffer);
         };
-        let answer = match SdpAnswer::from_sdp_string(answer) {
+        let answer = match SdpAnswer::from_sdp_string(text) {
             Ok(answer) => answer,
             Err(e) => {
                 self.negotiation.pending = Some((pending, added, removed));
@@ -142,6 +148,7 @@ impl Peer {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        self.note_red(text);
         for mid in removed {
             self.consumers_by_mid.remove(&mid);
             self.previous_audio.remove(&mid);
@@ -264,19 +271,51 @@ impl Peer {
         Some(codec)
     }
 
-    /// The payload type this peer negotiated for `codec`. For `Codec::Red` without RED
-    /// negotiated, the Opus payload type: the peer then gets the primary block alone.
-    pub fn payload_type_for(&self, codec: Codec) -> Option<Pt> {
+    /// The payload type this peer accepted for `codec` on its m-line `mid`. For `Codec::Red`
+    /// without RED accepted there, the Opus payload type: the peer then gets the primary block
+    /// alone.
+    ///
+    /// The codec configuration alone is not enough: a client whose first offer had no audio
+    /// m-line leaves the hub's own audio payload types (RED among them) in it, while the
+    /// answer for an m-line the hub added later accepts only what the client supports.
+    pub fn payload_type_for(&self, codec: Codec, mid: Mid) -> Option<Pt> {
         if codec == Codec::Red {
-            if let Some((red, _)) = self.red {
+            if let Some(red) = self.red_on(mid) {
                 return Some(red);
             }
-            return self.payload_type_for(Codec::Opus);
+            return self.payload_type_for(Codec::Opus, mid);
         }
         self.rtc
             .codec_config()
-            .find(|p| p.spec().codec == codec)
+            .find(|p| p.spec().codec == codec && self.accepts(mid, p.pt()))
             .map(|p| p.pt())
+    }
+
+    /// Whether the m-line `mid` accepted payload type `pt` (any configured type while the
+    /// m-line has no negotiated list).
+    fn accepts(&self, mid: Mid, pt: Pt) -> bool {
+        self.rtc
+            .media(mid)
+            .map(|m| m.remote_pts())
+            .is_none_or(|pts| pts.is_empty() || pts.contains(&pt))
+    }
+
+    /// The RED payload type, when this peer negotiated RED and accepted it on `mid`.
+    fn red_on(&self, mid: Mid) -> Option<Pt> {
+        self.red
+            .map(|(red, _)| red)
+            .filter(|_| self.red_mids.contains(&mid))
+    }
+
+    /// Records which audio m-lines of a client's offer or answer list RED.
+    fn note_red(&mut self, sdp: &str) {
+        for (mid, red) in red_by_audio_mid(sdp) {
+            if red {
+                self.red_mids.insert(mid);
+            } else {
+                self.red_mids.remove(&mid);
+            }
+        }
     }
 
     /// An audio packet as this peer receives it on its m-line `mid`, given the payload type
@@ -289,14 +328,14 @@ impl Peer {
     pub fn audio_for(&mut self, mid: Mid, packet: &MediaPacket, pt: Pt) -> Option<(Pt, Arc<[u8]>)> {
         if packet.codec == Codec::Red {
             let payload = match self.red {
-                Some((red, opus)) if red == pt => {
+                Some((red, opus)) if red == pt && self.red_on(mid).is_some() => {
                     crate::red::with_inner_type(&packet.payload, *opus)
                 }
                 _ => crate::red::primary(&packet.payload),
             }?;
             return Some((pt, payload));
         }
-        let Some((red, opus)) = self.red else {
+        let (Some((_, opus)), Some(red)) = (self.red, self.red_on(mid)) else {
             return Some((pt, packet.payload.clone()));
         };
         if pt != opus || self.estimate.is_none_or(|e| e < RED_MIN_ESTIMATE_BPS) {
@@ -334,3 +373,60 @@ impl Peer {
 /// Below this bandwidth estimate the hub adds no redundancy of its own: doubling the audio
 /// would cost more than it saves on a link that cannot carry it.
 const RED_MIN_ESTIMATE_BPS: u64 = 150_000;
+
+/// Each audio m-line of an SDP (by its mid), and whether it lists RFC 2198 RED
+/// (`a=rtpmap:<pt> red/...`).
+fn red_by_audio_mid(sdp: &str) -> Vec<(Mid, bool)> {
+    let mut found = Vec::new();
+    // The audio section being read: its mid once seen, and whether it lists RED.
+    let mut audio: Option<(Option<Mid>, bool)> = None;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            if let Some((Some(mid), red)) = audio.take() {
+                found.push((mid, red));
+            }
+            audio = media.starts_with("audio ").then_some((None, false));
+        } else if let Some((mid, red)) = audio.as_mut() {
+            if let Some(value) = line.strip_prefix("a=mid:") {
+                *mid = Some(Mid::from(value));
+            } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
+                let encoding = map.split_once(' ').map_or("", |(_, e)| e);
+                *red |= encoding
+                    .get(..4)
+                    .is_some_and(|e| e.eq_ignore_ascii_case("red/"));
+            }
+        }
+    }
+    if let Some((Some(mid), red)) = audio {
+        found.push((mid, red));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn red_is_read_per_audio_m_line() {
+        let sdp = "v=0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\n\
+                   a=mid:0\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n\
+                   a=rtpmap:63 red/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n\
+                   a=mid:1\r\n\
+                   a=rtpmap:96 VP8/90000\r\n\
+                   a=rtpmap:97 RED/90000\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n\
+                   a=mid:2\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(
+            red_by_audio_mid(sdp),
+            vec![(Mid::from("0"), true), (Mid::from("2"), false)],
+            "video sections and an audio section without a mid are skipped"
+        );
+    }
+}

@@ -733,7 +733,7 @@ impl Worker {
             {
                 Some((_, pt)) => *pt,
                 None => {
-                    let Some(pt) = peer.payload_type_for(packet.codec) else {
+                    let Some(pt) = peer.payload_type_for(packet.codec, mid) else {
                         continue;
                     };
                     consumer.payload_types.push((packet.codec, pt));

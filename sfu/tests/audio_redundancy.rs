@@ -158,6 +158,35 @@ fn the_hub_adds_redundancy_for_sites_that_negotiated_red() {
     );
 }
 
+#[test]
+fn a_site_without_a_microphone_gets_what_its_answer_accepted() {
+    // Its first offer has video alone, so the hub's own audio payload types, RED among them,
+    // stay in its codec configuration. The studio's audio reaches it on an m-line the hub
+    // offers later, which the site answers with plain Opus alone: that is what it must get,
+    // not RED it never accepted (which its stack would drop, leaving the hall in silence).
+    let mut net = Net::new(studio_and_sites);
+    let site = PeerId(2);
+    net.red = vec![STUDIO];
+    net.video_only = vec![site];
+    net.join(STUDIO);
+    net.join(site);
+    net.subscribe_existing(site);
+    net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 1));
+
+    let site = net.client(site);
+    assert!(
+        site.received_count(MediaKind::Audio) > 100,
+        "the hall hears the studio: {:?}",
+        site.received
+    );
+    assert!(
+        site.audio_packets
+            .iter()
+            .all(|(pt, payload)| *pt == 111 && payload.len() == 120),
+        "plain Opus, the studio's primary frames"
+    );
+}
+
 /// What Chromium 156 offers for a microphone (`addTransceiver('audio')`), candidates removed.
 const CHROMIUM_AUDIO_OFFER: &str = "v=0\r\n\
 o=- 3040416644171747271 2 IN IP4 127.0.0.1\r\n\

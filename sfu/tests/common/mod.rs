@@ -127,6 +127,9 @@ pub struct Net {
     /// Clients that offer RFC 2198 RED for Opus (and send their audio as RED when the hub
     /// accepts it), as browsers do.
     pub red: Vec<PeerId>,
+    /// Clients whose first offer has video alone (a hall without a microphone): every audio
+    /// m-line they get is one the hub offers.
+    pub video_only: Vec<PeerId>,
 }
 
 impl Net {
@@ -145,6 +148,7 @@ impl Net {
             receptions: Vec::new(),
             step: STEP,
             red: Vec::new(),
+            video_only: Vec::new(),
         }
     }
 
@@ -166,7 +170,8 @@ impl Net {
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let audio = (!self.video_only.contains(&peer))
+            .then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         let layers = simulcast.then(|| {
             let mut s = diemcau_sfu::str0m::media::Simulcast::new();
             for rid in RIDS {
@@ -188,7 +193,11 @@ impl Net {
             peer,
             addr,
             rtc,
-            send_mids: vec![(MediaKind::Audio, audio), (MediaKind::Video, video)],
+            send_mids: audio
+                .map(|audio| (MediaKind::Audio, audio))
+                .into_iter()
+                .chain([(MediaKind::Video, video)])
+                .collect(),
             connected: false,
             received: HashMap::new(),
             offered_streams: Vec::new(),
