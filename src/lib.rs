@@ -54,6 +54,9 @@ const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5)
 /// How often the chair's console is refreshed.
 const CONSOLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often the logins of the chairing sessions are checked against the account store.
+const LOGIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A hub serving HTTP and media. States: running → shut down.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -101,6 +104,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));
     let console_task = tokio::spawn(hub.clone().run_console(CONSOLE_INTERVAL));
+    let login_task = tokio::spawn(hub.clone().run_login_checks(LOGIN_CHECK_INTERVAL));
     let state = Arc::new(AppState {
         hub: hub.clone(),
         offset: config.utc_offset,
@@ -152,6 +156,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
         events_task.abort();
         liveness_task.abort();
+        login_task.abort();
         console_task.abort();
         server_hub.media().stop();
     });

@@ -530,28 +530,89 @@ async fn sessions_survive_a_restart_and_only_hashes_are_stored() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `diemcau account ARGS --data-dir DIR` with `stdin` as its standard input.
+fn account_command(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(BINARY)
+        .arg("account")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("diemcau runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write the password");
+    child.wait_with_output().expect("diemcau ends")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chair_disabled_from_the_command_line_loses_the_chair() {
+    // `diemcau account` runs in another process: the hub learns of the change from the
+    // account store within seconds, and ends the studio session of that login.
+    let dir = data_dir("cli-chair");
+    let added = account_command(
+        &dir,
+        &["add", "chair", "--role", "organizer", "--password-stdin"],
+        "chair-password-2026\n",
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let hub = diemcau::start(diemcau::Config::for_tests_in(dir.clone()))
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp giao ban", &[("2269", "Xã Thượng Lâm")], false).await;
+    let login = http::login(addr, "chair", "chair-password-2026").await;
+    let mut chair = signaling::connect(http::ws_request(addr, Some(&login))).await;
+    signaling::send(
+        &mut chair,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
+    // Messages keep coming (the console every 2 s): the whole wait has one deadline.
+    let mut disabled = false;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let Some(Ok(Message::Text(text))) = chair.next().await else {
+                return None;
+            };
+            let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+            if value["type"] == "error" {
+                return Some(value);
+            }
+            if value["type"] == "joined" && !disabled {
+                disabled = true;
+                let out = account_command(&dir, &["disable", "chair"], "");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    })
+    .await
+    .expect("the chair's session ends within 20 s of the account being disabled")
+    .expect("an error message before the socket closes");
+    assert!(disabled, "the chair joined before it was disabled: {ended}");
+    assert_eq!(ended["code"], "login_required", "{ended}");
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_account_command_adds_an_account_that_logs_in() {
     let dir = data_dir("cli");
-    let account = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(BINARY)
-            .arg("account")
-            .args(args)
-            .arg("--data-dir")
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("diemcau runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write the password");
-        child.wait_with_output().expect("diemcau ends")
-    };
+    let account = |args: &[&str], stdin: &str| account_command(&dir, args, stdin);
     let added = account(
         &["add", "Clerk", "--role", "staff", "--password-stdin"],
         "clerk-password-2026\n",

@@ -323,6 +323,42 @@ impl Hub {
         }
     }
 
+    /// Checks, every `every`, that the login of each session chairing a meeting is still
+    /// valid, and ends the sessions whose login has ended outside this process: a password
+    /// changed or an account disabled with `diemcau account`, or a session expired. A logout
+    /// through this hub ends them at once ([`Hub::end_login`]).
+    pub async fn run_login_checks(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut logins: Vec<String> = self
+                .lock()
+                .participants
+                .values()
+                .filter_map(|p| p.login.clone())
+                .collect();
+            logins.sort_unstable();
+            logins.dedup();
+            if logins.is_empty() {
+                continue;
+            }
+            let store = self.store.clone();
+            let ended = tokio::task::spawn_blocking(move || {
+                let now = now_millis();
+                logins
+                    .into_iter()
+                    .filter(|login| matches!(store.login_session(login, now), Ok(None)))
+                    .collect::<Vec<String>>()
+            })
+            .await
+            .unwrap_or_default();
+            for login in ended {
+                self.end_login(&login).await;
+            }
+        }
+    }
+
     /// Ends every session before the hub stops, recording each site as left by shutdown.
     pub async fn shutdown_sessions(&self) {
         let at = now_millis();
