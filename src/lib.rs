@@ -82,7 +82,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             "closed sessions left open by an unclean stop, at their last sign of life"
         );
     }
-    auth::ensure_accounts(&store, &config.bootstrap_accounts).map_err(std::io::Error::other)?;
+    auth::ensure_accounts(&store, &config.data_dir, &config.bootstrap_accounts)
+        .map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
         let sites = directory::parse_csv(SEED_SITES).map_err(std::io::Error::other)?;
         store.import_sites(&sites).map_err(std::io::Error::other)?;

@@ -672,7 +672,8 @@ async fn the_account_command_adds_an_account_that_logs_in() {
 }
 
 #[test]
-fn first_start_makes_an_admin_and_prints_its_password_once() {
+fn first_start_makes_an_admin_with_its_password_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = data_dir("first-start");
     let mut hub = hub_binary::command(&dir)
         .stdout(Stdio::piped())
@@ -680,44 +681,62 @@ fn first_start_makes_an_admin_and_prints_its_password_once() {
         .spawn()
         .expect("diemcau runs");
     // Both outputs are drained for the hub's whole life: a closed pipe would fail its prints.
-    let (found, wait) = std::sync::mpsc::channel::<(bool, String)>();
+    let (found, wait) = std::sync::mpsc::channel::<String>();
     let stderr = hub.stderr.take().expect("stderr");
-    let found_password = found.clone();
+    let (logged, log) = std::sync::mpsc::channel::<String>();
+    let logged_err = logged.clone();
     std::thread::spawn(move || {
-        let mut after_notice = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            after_notice |= line.contains("created organizer account admin");
-            let line = line.trim();
-            if after_notice && line.len() == 20 && line.chars().all(|c| c.is_ascii_alphanumeric()) {
-                let _ = found_password.send((true, line.to_owned()));
-            }
+            let _ = logged_err.send(line);
         }
     });
     let stdout = hub.stdout.take().expect("stdout");
+    let logged_out = logged.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("diemcau: listening on ") {
-                let _ = found.send((false, url.to_owned()));
+                let _ = found.send(url.to_owned());
             }
+            let _ = logged_out.send(line);
         }
     });
-    let (mut password, mut url) = (None, None);
-    while password.is_none() || url.is_none() {
-        match wait.recv_timeout(Duration::from_secs(60)) {
-            Ok((true, text)) => password = Some(text),
-            Ok((false, text)) => url = Some(text),
-            Err(_) => break,
-        }
-    }
+    let url = wait.recv_timeout(Duration::from_secs(60));
+    let file = dir.join(diemcau::auth::FIRST_PASSWORD_FILE);
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let outcome = runtime.block_on(async {
-        let password = password.ok_or("no 20-character password on stderr")?;
-        let url = url.ok_or("no listening line")?;
+        let url = url.map_err(|_| "no listening line".to_owned())?;
+        let password =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let password = password.trim_end();
+        if password.len() != 20 {
+            return Err(format!("a 20-character password, not {password:?}"));
+        }
+        let mode = std::fs::metadata(&file)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o777 != 0o600 {
+            return Err(format!("the file is private to its owner, not {mode:o}"));
+        }
         let port = url.rsplit(':').next().unwrap_or_default();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().map_err(|_| "bad url")?;
-        let login = http::try_login(addr, "admin", &password).await;
+        let addr: SocketAddr = format!("127.0.0.1:{port}")
+            .parse()
+            .map_err(|_| "bad url".to_owned())?;
+        let login = http::try_login(addr, "admin", password).await;
         if login.status != 200 || login.json()["role"] != "organizer" {
-            return Err("the printed password does not log in as organizer admin");
+            return Err("the file's password does not log in as organizer admin".to_owned());
+        }
+        // Standard error is a pipe here, as under a service manager: the output names the
+        // file and never holds the password.
+        let lines: Vec<String> = log.try_iter().collect();
+        if !lines
+            .iter()
+            .any(|l| l.contains(diemcau::auth::FIRST_PASSWORD_FILE))
+        {
+            return Err(format!("the log names the file: {lines:?}"));
+        }
+        if lines.iter().any(|l| l.contains(password)) {
+            return Err("the password is in the log".to_owned());
         }
         Ok(())
     });
@@ -726,6 +745,19 @@ fn first_start_makes_an_admin_and_prints_its_password_once() {
     let store = diemcau::store::Store::open(&dir).expect("store");
     assert_eq!(store.account_count().expect("count"), 1, "admin only");
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     outcome.expect("first start");
+
+    // Changing the password removes the file.
+    let changed = account_command(
+        &dir,
+        &["passwd", "admin", "--password-stdin"],
+        "a-new-admin-password\n",
+    );
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    assert!(!file.exists(), "the first-start password file is gone");
+    let _ = std::fs::remove_dir_all(&dir);
 }

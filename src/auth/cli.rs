@@ -51,6 +51,18 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             store
                 .set_password(&username, &hash)
                 .map_err(|e| e.to_string())?;
+            if username == super::FIRST_ACCOUNT {
+                // The first-start password is no longer the password.
+                let file = data.data_dir.join(super::FIRST_PASSWORD_FILE);
+                if let Err(e) = std::fs::remove_file(&file)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(format!(
+                        "password changed, but {} could not be removed: {e}",
+                        file.display()
+                    ));
+                }
+            }
             Ok(format!(
                 "password of {username} changed; its login sessions have ended"
             ))

@@ -17,7 +17,9 @@ pub mod cli;
 pub mod http;
 
 use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,24 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 
 /// Longest password accepted, in bytes (hashing a huge one would cost the hub for nothing).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The file, in the data directory, holding the first-start password of [`FIRST_ACCOUNT`]
+/// until that password is changed.
+pub const FIRST_PASSWORD_FILE: &str = "first-admin-password.txt";
+
+/// Creates `path` with `contents`, readable and writable by its owner alone.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
 
 /// Name of the organizer account made on first start.
 pub const FIRST_ACCOUNT: &str = "admin";
@@ -272,9 +292,12 @@ fn forget_old(recent: &mut VecDeque<Instant>, now: Instant) {
 
 /// Makes sure the hub can be logged into: creates the configured accounts that do not exist
 /// yet, or, on a first start with no account at all, an organizer `admin` with a random
-/// password, printed once on standard error.
+/// password, kept in [`FIRST_PASSWORD_FILE`] in `data_dir` (readable by the hub's user alone)
+/// until it is changed, and shown on standard error when that is a terminal. Under a service
+/// manager standard error goes to a log that keeps it, so it is not written there.
 pub fn ensure_accounts(
     store: &Store,
+    data_dir: &Path,
     configured: &[(String, String, Role)],
 ) -> Result<(), StoreError> {
     // Made now, so the first refused login costs what every other one does; without it an
@@ -302,18 +325,24 @@ pub fn ensure_accounts(
     let password =
         random_text(20).map_err(|e| StoreError::Internal(format!("no random bytes: {e}")))?;
     let hash = hash_password(&password).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let file = data_dir.join(FIRST_PASSWORD_FILE);
+    write_private(&file, &format!("{password}\n"))
+        .map_err(|e| StoreError::Internal(format!("cannot write {}: {e}", file.display())))?;
     store.add_account(FIRST_ACCOUNT, Role::Organizer, &hash, now_millis())?;
-    eprintln!(
-        "\n==========================================================================\n\
-         diemcau: first start: created organizer account {FIRST_ACCOUNT} with password\n\n    \
-         {password}\n\n\
-         This is shown once. Log in at /login.html and change it with\n    \
-         diemcau account passwd {FIRST_ACCOUNT}\n\
-         ==========================================================================\n"
-    );
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n==========================================================================\n\
+             diemcau: first start: created organizer account {FIRST_ACCOUNT} with password\n\n    \
+             {password}\n\n\
+             Log in at /login.html and change it with\n    \
+             diemcau account passwd {FIRST_ACCOUNT}\n\
+             ==========================================================================\n"
+        );
+    }
     tracing::warn!(
-        "first start: created organizer account {FIRST_ACCOUNT}; its password was printed once \
-         on standard error (change it with `diemcau account passwd {FIRST_ACCOUNT}`)"
+        "first start: created organizer account {FIRST_ACCOUNT}; its password is in {} until \
+         it is changed with `diemcau account passwd {FIRST_ACCOUNT}`",
+        file.display()
     );
     Ok(())
 }
