@@ -68,6 +68,12 @@ pub enum AccountCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Enables a disabled account again, with its password unchanged.
+    Enable {
+        username: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 /// The hub's data directory, for the account commands.

@@ -596,6 +596,18 @@ impl Store {
         )
     }
 
+    /// Lets a disabled account log in again.
+    pub fn enable_account(&self, username: &str) -> Result<(), StoreError> {
+        let updated = self.lock().execute(
+            "UPDATE accounts SET disabled = 0 WHERE username = ?1",
+            [username],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("account {username}")));
+        }
+        Ok(())
+    }
+
     /// Runs `update` on the account's row and ends its login sessions, in one transaction.
     fn change_account_ending_logins(
         &self,

@@ -667,6 +667,22 @@ async fn the_account_command_adds_an_account_that_logs_in() {
     );
     let again = http::try_login(hub.http_addr(), "clerk", "clerk-password-2026").await;
     assert_eq!(again.status, 401, "a disabled account cannot log in");
+    let enabled = account(&["enable", "clerk"], "");
+    assert!(
+        enabled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enabled.stderr)
+    );
+    let back = http::try_login(hub.http_addr(), "clerk", "clerk-password-2026").await;
+    assert_eq!(
+        back.status, 200,
+        "an enabled account logs in with its password"
+    );
+    let unknown = account(&["enable", "nobody"], "");
+    assert!(
+        !unknown.status.success(),
+        "enabling an unknown account fails"
+    );
     hub.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

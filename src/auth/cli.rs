@@ -1,5 +1,6 @@
-//! `diemcau account ...`: adding accounts, changing a password, listing and disabling
-//! accounts, on the data directory the hub uses (stop nothing: SQLite lets the hub run meanwhile).
+//! `diemcau account ...`: adding accounts, changing a password, listing, disabling and
+//! enabling accounts, on the data directory the hub uses (stop nothing: SQLite lets the hub
+//! run meanwhile).
 
 use std::io::Read;
 
@@ -104,6 +105,12 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             Ok(format!(
                 "account {username} disabled; its login sessions have ended"
             ))
+        }
+        AccountCommand::Enable { username, data } => {
+            let store = open(&data)?;
+            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            store.enable_account(&username).map_err(|e| e.to_string())?;
+            Ok(format!("account {username} enabled"))
         }
     }
 }
