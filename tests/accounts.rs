@@ -449,13 +449,24 @@ async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
     // a client writes left of the proxy's own entry does not count.
     let other = login_via_proxy(addr, "203.0.113.5, 203.0.113.9", username, password).await;
     assert_eq!(other.status, 200, "{}", other.text());
-    // Logins made through the proxy carry Secure cookies: its public side is HTTPS.
+    // Logins made through the proxy carry Secure cookies, named with the `__Host-` prefix:
+    // its public side is HTTPS. The hub then reads that cookie alone.
+    let set_cookie = other.header("set-cookie").unwrap_or_default().to_owned();
     assert!(
-        other
-            .header("set-cookie")
-            .is_some_and(|c| c.contains("; Secure")),
-        "{:?}",
-        other.header("set-cookie")
+        set_cookie.starts_with("__Host-diemcau_session=") && set_cookie.contains("; Secure"),
+        "{set_cookie}"
+    );
+    let login = http::login_from(&other);
+    let session = http::send(addr, "GET", "/api/session", b"", Some(&login), &[]).await;
+    assert_eq!(session.status, 200, "{}", session.text());
+    let plain = Login {
+        cookie: login.cookie.replacen("__Host-", "", 1),
+        ..login
+    };
+    let refused = http::send(addr, "GET", "/api/session", b"", Some(&plain), &[]).await;
+    assert_eq!(
+        refused.status, 401,
+        "the plain name is not read on a secure hub"
     );
     hub.shutdown().await;
 }

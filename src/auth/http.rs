@@ -28,8 +28,22 @@ use crate::api::AppError;
 use crate::store::{StoreError, now_millis};
 use crate::web::AppState;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "diemcau_session";
+
+/// The session cookie's name when cookies are `Secure` (HTTPS, or a TLS-terminating proxy).
+/// Browsers accept a `__Host-` cookie only from a secure origin, for the whole host, with no
+/// `Domain`: a neighbouring subdomain cannot plant one for the hub.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-diemcau_session";
+
+/// The session cookie's name for a hub whose cookies are `Secure` or not.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// The header a state-changing API request carries its session's CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -240,7 +254,7 @@ async fn login(
     app.auth.succeeded(ip, now);
     let store = app.hub.store();
     // A session the browser still held is replaced, not left behind.
-    if let Some(old) = session_token(&headers) {
+    if let Some(old) = session_token(&headers, app.auth.secure_cookies) {
         store.delete_login_session(&token_hash(old))?;
     }
     let token = new_token()?;
@@ -253,7 +267,8 @@ async fn login(
     )?;
     tracing::info!(%ip, username = ?account.username, role = account.role.as_str(), "logged in");
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        session_cookie_name(app.auth.secure_cookies),
         SESSION_LIFETIME.as_secs(),
         if app.auth.secure_cookies {
             "; Secure"
@@ -274,7 +289,8 @@ async fn logout(
         tracing::info!(username = ?caller.account.username, "logged out");
     }
     let cookie = format!(
-        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        session_cookie_name(app.auth.secure_cookies),
         if app.auth.secure_cookies {
             "; Secure"
         } else {
@@ -316,7 +332,7 @@ fn session_reply(account: &Account, csrf_token: &str, cookie: Option<String>) ->
 }
 
 fn caller_from_headers(app: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
-    let Some(token) = session_token(headers) else {
+    let Some(token) = session_token(headers, app.auth.secure_cookies) else {
         return Ok(None);
     };
     let token_sha256 = token_hash(token);
@@ -331,15 +347,17 @@ fn caller_from_headers(app: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         }))
 }
 
-/// The session token from the `Cookie` headers, when it has the form of one.
-fn session_token(headers: &HeaderMap) -> Option<&str> {
+/// The session token from the `Cookie` headers, under the cookie name of a hub whose cookies
+/// are `Secure` or not, when it has the form of one.
+fn session_token(headers: &HeaderMap, secure: bool) -> Option<&str> {
+    let name = session_cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(cookie, _)| *cookie == name)
         .map(|(_, token)| token.trim())
         .filter(|token| token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -437,11 +455,22 @@ mod tests {
             HeaderValue::from_str(&format!("lang=vi; {SESSION_COOKIE}={token}; x=y"))
                 .expect("header"),
         );
-        assert_eq!(session_token(&headers), Some(token.as_str()));
+        assert_eq!(session_token(&headers, false), Some(token.as_str()));
+        assert_eq!(
+            session_token(&headers, true),
+            None,
+            "a secure hub reads only its __Host- cookie"
+        );
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).expect("header"),
+        );
+        assert_eq!(session_token(&headers, true), Some(token.as_str()));
+        assert_eq!(session_token(&headers, false), None);
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("diemcau_session=not-a-token"),
         );
-        assert_eq!(session_token(&headers), None);
+        assert_eq!(session_token(&headers, false), None);
     }
 }

@@ -54,7 +54,8 @@ impl Reply {
 /// A logged-in session: the cookie to send and its CSRF token.
 #[derive(Debug, Clone)]
 pub struct Login {
-    /// `diemcau_session=...`, as a `Cookie` header's value.
+    /// `diemcau_session=...` (`__Host-diemcau_session=...` from a hub with Secure cookies), as
+    /// a `Cookie` header's value.
     pub cookie: String,
     pub csrf_token: String,
     pub role: String,

@@ -1180,7 +1180,7 @@ fn record_participant(known: &mut BTreeMap<String, (String, String)>, p: &Value)
 }
 
 /// Logs in as the test organizer (`Config::for_tests`) and returns the session cookie
-/// (`diemcau_session=...`).
+/// (`diemcau_session=...`, or `__Host-diemcau_session=...` from a hub with Secure cookies).
 async fn organizer_cookie(http_addr: SocketAddr) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (username, password) = diemcau::config::TEST_ORGANIZER;
@@ -1215,6 +1215,10 @@ async fn organizer_cookie(http_addr: SocketAddr) -> Result<String, String> {
                     .to_owned()
             })
         })
-        .filter(|cookie| cookie.starts_with("diemcau_session="))
+        .filter(|cookie| {
+            cookie
+                .trim_start_matches("__Host-")
+                .starts_with("diemcau_session=")
+        })
         .ok_or_else(|| format!("no session cookie in the login reply: {text}"))
 }

@@ -152,7 +152,7 @@ async function apiLogin(base) {
   const cookie = response.headers
     .getSetCookie()
     .map((header) => header.split(';')[0])
-    .find((pair) => pair.startsWith('diemcau_session='));
+    .find((pair) => /^(__Host-)?diemcau_session=/.test(pair));
   if (!cookie) throw new Failure('POST /api/login set no session cookie');
   const login = { cookie, csrf: JSON.parse(text).csrf_token };
   apiLogins.set(base, login);
