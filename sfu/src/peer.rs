@@ -328,7 +328,7 @@ impl Peer {
     pub fn audio_for(&mut self, mid: Mid, packet: &MediaPacket, pt: Pt) -> Option<(Pt, Arc<[u8]>)> {
         if packet.codec == Codec::Red {
             let payload = match self.red {
-                Some((red, opus)) if red == pt && self.red_on(mid).is_some() => {
+                Some((red, opus)) if red == pt => {
                     crate::red::with_inner_type(&packet.payload, *opus)
                 }
                 _ => crate::red::primary(&packet.payload),
