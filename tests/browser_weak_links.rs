@@ -1,10 +1,10 @@
 //! End-to-end in real headless Chromium behind impaired links: a studio publishing simulcast
 //! (the fake camera at 1280x720: three layers) and three sites, each reaching the hub through a
-//! userspace UDP relay of its own: unconstrained, 1 Mbit/s, and 450 kbit/s with 1 % loss.
+//! userspace UDP relay of its own: unconstrained, 1 Mbit/s, and 300 kbit/s with 1 % loss.
 //! Each site must decode the layer its link carries (high, middle, low), hear the studio, and
 //! receive its audio as RED; the weak site's link then collapses to 50 kbit/s: it must fall to
 //! audio only (the page and the studio's console say so) with sound still arriving, and get
-//! its picture back when the link recovers.
+//! its picture back when the link recovers (to 500 kbit/s).
 //!
 //! The browser side is `tests/e2e/weak_links.mjs`; the relay is `tests/common/impair.rs` (no
 //! `netem` in this kernel, and a relay on loopback needs no root). The hub runs one media worker
