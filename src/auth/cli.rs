@@ -17,17 +17,11 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             password_stdin,
             data,
         } => {
-            let store = open(&data)?;
-            let username = normalize_username(&username).map_err(|e| e.to_string())?;
-            if store
-                .account(&username)
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
+            let (store, username, exists) = open_for(&data, &username)?;
+            if exists {
                 return Err(format!("account {username} exists already"));
             }
-            let password = read_new_password(password_stdin)?;
-            let hash = hash_password(&password).map_err(|e| e.to_string())?;
+            let hash = new_password_hash(password_stdin)?;
             store
                 .add_account(&username, role, &hash, now_millis())
                 .map_err(|e| e.to_string())?;
@@ -38,17 +32,11 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             password_stdin,
             data,
         } => {
-            let store = open(&data)?;
-            let username = normalize_username(&username).map_err(|e| e.to_string())?;
-            if store
-                .account(&username)
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
+            let (store, username, exists) = open_for(&data, &username)?;
+            if !exists {
                 return Err(format!("no account {username}"));
             }
-            let password = read_new_password(password_stdin)?;
-            let hash = hash_password(&password).map_err(|e| e.to_string())?;
+            let hash = new_password_hash(password_stdin)?;
             store
                 .set_password(&username, &hash)
                 .map_err(|e| e.to_string())?;
@@ -97,8 +85,7 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             Ok(out)
         }
         AccountCommand::Disable { username, data } => {
-            let store = open(&data)?;
-            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            let (store, username, _) = open_for(&data, &username)?;
             store
                 .disable_account(&username)
                 .map_err(|e| e.to_string())?;
@@ -107,8 +94,7 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
             ))
         }
         AccountCommand::Enable { username, data } => {
-            let store = open(&data)?;
-            let username = normalize_username(&username).map_err(|e| e.to_string())?;
+            let (store, username, _) = open_for(&data, &username)?;
             store.enable_account(&username).map_err(|e| e.to_string())?;
             Ok(format!("account {username} enabled"))
         }
@@ -118,6 +104,23 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
 fn open(data: &DataDir) -> Result<Store, String> {
     Store::open(&data.data_dir)
         .map_err(|e| format!("cannot open the data in {}: {e}", data.data_dir.display()))
+}
+
+/// The store, the account name as stored, and whether that account exists.
+fn open_for(data: &DataDir, username: &str) -> Result<(Store, String, bool), String> {
+    let store = open(data)?;
+    let username = normalize_username(username).map_err(|e| e.to_string())?;
+    let exists = store
+        .account(&username)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    Ok((store, username, exists))
+}
+
+/// The hash of a new password read as [`read_new_password`] reads it.
+fn new_password_hash(from_stdin: bool) -> Result<String, String> {
+    let password = read_new_password(from_stdin)?;
+    hash_password(&password).map_err(|e| e.to_string())
 }
 
 /// The new password: standard input's text without its final line break, or typed twice on
