@@ -12,9 +12,9 @@ mod hub_binary;
 #[path = "common/signaling.rs"]
 mod signaling;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use diemcau::config::{TEST_ORGANIZER, TEST_STAFF};
@@ -22,8 +22,6 @@ use futures_util::StreamExt;
 use http::Login;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_diemcau");
 
 fn data_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("diemcau-accounts-{name}-{}", std::process::id()));
@@ -541,33 +539,12 @@ async fn sessions_survive_a_restart_and_only_hashes_are_stored() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `diemcau account ARGS --data-dir DIR` with `stdin` as its standard input.
-fn account_command(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(BINARY)
-        .arg("account")
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("diemcau runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write the password");
-    child.wait_with_output().expect("diemcau ends")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chair_disabled_from_the_command_line_loses_the_chair() {
     // `diemcau account` runs in another process: the hub learns of the change from the
     // account store within seconds, and ends the studio session of that login.
     let dir = data_dir("cli-chair");
-    let added = account_command(
+    let added = hub_binary::account(
         &dir,
         &["add", "chair", "--role", "organizer", "--password-stdin"],
         "chair-password-2026\n",
@@ -602,7 +579,7 @@ async fn a_chair_disabled_from_the_command_line_loses_the_chair() {
             }
             if value["type"] == "joined" && !disabled {
                 disabled = true;
-                let out = account_command(&dir, &["disable", "chair"], "");
+                let out = hub_binary::account(&dir, &["disable", "chair"], "");
                 assert!(
                     out.status.success(),
                     "{}",
@@ -623,7 +600,7 @@ async fn a_chair_disabled_from_the_command_line_loses_the_chair() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_account_command_adds_an_account_that_logs_in() {
     let dir = data_dir("cli");
-    let account = |args: &[&str], stdin: &str| account_command(&dir, args, stdin);
+    let account = |args: &[&str], stdin: &str| hub_binary::account(&dir, args, stdin);
     let added = account(
         &["add", "Clerk", "--role", "staff", "--password-stdin"],
         "clerk-password-2026\n",
@@ -775,7 +752,7 @@ fn first_start_makes_an_admin_with_its_password_in_a_private_file() {
     outcome.expect("first start");
 
     // Changing the password removes the file.
-    let changed = account_command(
+    let changed = hub_binary::account(
         &dir,
         &["passwd", "admin", "--password-stdin"],
         "a-new-admin-password\n",

@@ -58,24 +58,36 @@ pub fn add_test_organizer(data_dir: &Path) {
     if known.is_some() {
         return;
     }
-    let mut add = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "account",
-            "add",
-            username,
-            "--role",
-            "organizer",
-            "--password-stdin",
-        ])
+    let added = account(
+        data_dir,
+        &["add", username, "--role", "organizer", "--password-stdin"],
+        password,
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
+
+/// Runs `diemcau account ARGS --data-dir DATA_DIR` with `stdin` as its standard input; returns
+/// its exit status and outputs.
+pub fn account(data_dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .arg("account")
+        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("diemcau account add runs");
-    add.stdin
+        .expect("diemcau account runs");
+    child
+        .stdin
         .take()
         .expect("stdin")
-        .write_all(password.as_bytes())
-        .expect("write the password");
-    assert!(add.wait().expect("account add ends").success());
+        .write_all(stdin.as_bytes())
+        .expect("write to diemcau account");
+    child.wait_with_output().expect("diemcau account ends")
 }
