@@ -37,6 +37,24 @@ fn split_red(payload: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     Some((Some(payload.get(5..5 + len)?), payload.get(5 + len..)?))
 }
 
+/// The Opus payload type a client negotiated, and the RED type wrapping it if any.
+fn opus_and_red(net: &mut Net, peer: PeerId) -> Option<(u8, Option<u8>)> {
+    net.client(peer)
+        .rtc
+        .codec_config()
+        .find(|p| p.spec().codec == diemcau_sfu::str0m::format::Codec::Opus)
+        .map(|p| (*p.pt(), p.red().map(|r| *r)))
+}
+
+/// Whether every audio packet a client kept is the studio's 120-byte frame as plain Opus
+/// (payload type 111).
+fn only_plain_opus_frames(net: &mut Net, peer: PeerId) -> bool {
+    net.client(peer)
+        .audio_packets
+        .iter()
+        .all(|(pt, payload)| *pt == 111 && payload.len() == 120)
+}
+
 #[test]
 fn red_reaches_the_sites_that_negotiated_it_and_plain_opus_the_others() {
     let mut net = Net::new(studio_and_sites);
@@ -49,16 +67,9 @@ fn red_reaches_the_sites_that_negotiated_it_and_plain_opus_the_others() {
     net.subscribe_existing(without_red);
     net.run(Duration::from_secs(4), |net| net.send_media(STUDIO, 1));
 
-    let red_pt = |net: &mut Net, peer| {
-        net.client(peer)
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == diemcau_sfu::str0m::format::Codec::Opus)
-            .map(|p| (*p.pt(), p.red().map(|r| *r)))
-    };
-    let (opus, red) = red_pt(&mut net, with_red).expect("opus negotiated");
+    let (opus, red) = opus_and_red(&mut net, with_red).expect("opus negotiated");
     let red = red.expect("the hub accepted RED from a client that offers it");
-    let (plain_opus, no_red) = red_pt(&mut net, without_red).expect("opus negotiated");
+    let (plain_opus, no_red) = opus_and_red(&mut net, without_red).expect("opus negotiated");
     assert_eq!(no_red, None, "no RED for a client that does not offer it");
 
     let site = net.client(with_red);
@@ -119,13 +130,8 @@ fn the_hub_adds_redundancy_for_sites_that_negotiated_red() {
     net.subscribe_existing(without_red);
     net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 1));
 
-    let red = net
-        .client(with_red)
-        .rtc
-        .codec_config()
-        .find(|p| p.spec().codec == diemcau_sfu::str0m::format::Codec::Opus)
-        .and_then(|p| p.red())
-        .map(|r| *r)
+    let red = opus_and_red(&mut net, with_red)
+        .and_then(|(_, red)| red)
         .expect("RED negotiated");
     let site = net.client(with_red);
     assert!(
@@ -149,11 +155,8 @@ fn the_hub_adds_redundancy_for_sites_that_negotiated_red() {
         "{with_redundancy} packets with redundancy"
     );
 
-    let site = net.client(without_red);
     assert!(
-        site.audio_packets
-            .iter()
-            .all(|(pt, payload)| *pt == 111 && payload.len() == 120),
+        only_plain_opus_frames(&mut net, without_red),
         "plain Opus as the studio sent it"
     );
 }
@@ -173,16 +176,14 @@ fn a_site_without_a_microphone_gets_what_its_answer_accepted() {
     net.subscribe_existing(site);
     net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 1));
 
-    let site = net.client(site);
+    let hall = net.client(site);
     assert!(
-        site.received_count(MediaKind::Audio) > 100,
+        hall.received_count(MediaKind::Audio) > 100,
         "the hall hears the studio: {:?}",
-        site.received
+        hall.received
     );
     assert!(
-        site.audio_packets
-            .iter()
-            .all(|(pt, payload)| *pt == 111 && payload.len() == 120),
+        only_plain_opus_frames(&mut net, site),
         "plain Opus, the studio's primary frames"
     );
 }
