@@ -18,6 +18,7 @@
 import {
   Failure,
   PageWatch,
+  gotoPage,
   directoryCsv,
   joinSitePage,
   log,
@@ -328,8 +329,7 @@ async function expectCsv(page, href, names, what) {
 async function openPage(context, label, url) {
   const page = await context.newPage();
   watches.push(new PageWatch(label, page));
-  const response = await page.goto(url, { waitUntil: 'load', timeout: STEP_TIMEOUT_MS });
-  if (!response || !response.ok()) throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  await gotoPage(page, label, url, STEP_TIMEOUT_MS);
   return page;
 }
 

@@ -32,6 +32,7 @@ import net from 'node:net';
 import {
   Failure,
   PageWatch,
+  gotoPage,
   joinSitePage,
   log,
   parseBaseUrl,
@@ -240,8 +241,7 @@ async function walkThrough(context, base, meeting, relay) {
 async function openPage(context, label, url) {
   const page = await context.newPage();
   watches.push(new PageWatch(label, page));
-  const response = await page.goto(url, { waitUntil: 'load', timeout: STEP_MS });
-  if (!response || !response.ok()) throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  await gotoPage(page, label, url, STEP_MS);
   return page;
 }
 

@@ -258,6 +258,30 @@ export class PageWatch {
   }
 }
 
+/** Loads `url` in `page`; an answer other than 2xx, or none, fails the test. */
+export async function gotoPage(page, label, url, timeout) {
+  const response = await page.goto(url, { waitUntil: 'load', timeout });
+  if (!response || !response.ok()) throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  return response;
+}
+
+/**
+ * Waits until the page at `label` has joined its meeting: a site page through its device check
+ * (`joinSitePage`), the studio's page straight in.
+ */
+export async function joinPage(page, label, { site, timeout }) {
+  if (site) return joinSitePage(page, timeout);
+  try {
+    await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
+      timeout,
+      polling: 200,
+    });
+  } catch {
+    const state = await page.evaluate(() => (window.diemcau ? window.diemcau.state() : null)).catch(() => null);
+    throw new Failure(`${label} did not join within ${timeout / 1000} s; state: ${JSON.stringify(state)}`);
+  }
+}
+
 /**
  * Joins from a site page's device check (the "join" button), then waits until the page has
  * joined the meeting. A page that went straight in (a reload after joining) is left as it is.

@@ -13,7 +13,8 @@
 import {
   Failure,
   PageWatch,
-  joinSitePage,
+  gotoPage,
+  joinPage,
   log,
   parseBaseUrl,
   runInChromium,
@@ -103,25 +104,13 @@ async function openParticipant(context, base, link, label, role, name) {
   const page = await context.newPage();
   const participant = new Participant(label, role, name, page);
   const url = `${base}${link}`;
-  const response = await page.goto(url, { waitUntil: 'load', timeout: JOIN_TIMEOUT_MS });
-  if (!response || !response.ok()) {
-    throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
-  }
+  await gotoPage(page, label, url, JOIN_TIMEOUT_MS);
   try {
     // A site page opens on its device check; the hall joins with its button.
-    if (role === 'site') {
-      await joinSitePage(page, JOIN_TIMEOUT_MS);
-    } else {
-      await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
-        timeout: JOIN_TIMEOUT_MS,
-        polling: 200,
-      });
-    }
+    await joinPage(page, label, { site: role === 'site', timeout: JOIN_TIMEOUT_MS });
   } catch (error) {
     participant.watch.printRecent(15);
-    if (error instanceof Failure) throw error;
-    const state = await page.evaluate(() => (window.diemcau ? window.diemcau.state() : null)).catch(() => null);
-    throw new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s; state: ${JSON.stringify(state)}`);
+    throw error;
   }
   participant.joined = await page.evaluate(() => window.diemcau.state());
   // The code decides who the page is: the hub's name and role must be the roster's.

@@ -25,7 +25,8 @@ import {
   Failure,
   PageWatch,
   SetupError,
-  joinSitePage,
+  gotoPage,
+  joinPage,
   log,
   parseBaseUrl,
   runInChromium,
@@ -352,21 +353,13 @@ async function openPage(context, url, label, relay = null) {
       };
     }, relay);
   }
-  const response = await page.goto(url, { waitUntil: 'load', timeout: JOIN_TIMEOUT_MS });
-  if (!response || !response.ok()) throw new Failure(`${label}: GET ${url} answered ${response ? response.status() : 'nothing'}`);
+  await gotoPage(page, label, url, JOIN_TIMEOUT_MS);
   try {
     // A site's page opens on its device check; the studio's goes straight in.
-    if (relay) {
-      await joinSitePage(page, JOIN_TIMEOUT_MS);
-    } else {
-      await page.waitForFunction(() => window.diemcau && window.diemcau.state().signaling === 'joined', null, {
-        timeout: JOIN_TIMEOUT_MS,
-        polling: 200,
-      });
-    }
+    await joinPage(page, label, { site: Boolean(relay), timeout: JOIN_TIMEOUT_MS });
   } catch (error) {
     watch.printRecent(15);
-    throw error instanceof Failure ? error : new Failure(`${label} did not join within ${JOIN_TIMEOUT_MS / 1000} s`);
+    throw error;
   }
   log(`${label} joined`);
   return { page, watch };
