@@ -24,6 +24,16 @@ fn studio_and_sites(subscriber: PeerId, publisher: PeerId) -> bool {
     (publisher == STUDIO) != (subscriber == STUDIO)
 }
 
+/// The simulcast studio and one site on an unconstrained link, receiving it.
+fn studio_and_one_site() -> (Net, PeerId) {
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let site = PeerId(2);
+    net.join(site);
+    net.subscribe_existing(site);
+    (net, site)
+}
+
 /// Video packets each layer delivered to `peer` during `run`.
 fn layers_during(net: &mut Net, peer: PeerId, duration: Duration) -> [u64; 3] {
     let before = net.client(peer).layers_received;
@@ -89,11 +99,7 @@ fn each_site_gets_the_layer_its_link_carries() {
 
 #[test]
 fn a_collapsed_link_falls_to_audio_only_and_comes_back() {
-    let mut net = net();
-    net.join_with(STUDIO, true);
-    let site = PeerId(2);
-    net.join(site);
-    net.subscribe_existing(site);
+    let (mut net, site) = studio_and_one_site();
     net.run(Duration::from_secs(6), |net| net.send_media(STUDIO, 0));
     assert!(
         net.client(site).layers_received.iter().sum::<u64>() > 100,
@@ -136,11 +142,7 @@ fn a_collapsed_link_falls_to_audio_only_and_comes_back() {
 
 #[test]
 fn twenty_percent_loss_keeps_audio_flowing() {
-    let mut net = net();
-    net.join_with(STUDIO, true);
-    let site = PeerId(2);
-    net.join(site);
-    net.subscribe_existing(site);
+    let (mut net, site) = studio_and_one_site();
     net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 0));
     net.client(site).downlink.loss_percent = 20;
     let sent_before = net.client(STUDIO).sent_count(MediaKind::Audio);
@@ -161,11 +163,7 @@ fn a_new_site_on_a_good_link_climbs_at_once() {
     // upgrade period (3 s) while its estimate allows: the top layer within about 8 s. Probes
     // sent in the first moments once made every new site's estimate collapse to a few hundred
     // kbit/s, and the climb then started 3 s later.
-    let mut net = net();
-    net.join_with(STUDIO, true);
-    let site = PeerId(2);
-    net.join(site);
-    net.subscribe_existing(site);
+    let (mut net, site) = studio_and_one_site();
     net.run(Duration::from_secs(9), |net| net.send_media(STUDIO, 0));
     let layers = layers_during(&mut net, site, Duration::from_secs(1));
     assert_eq!(main_layer(layers), Some(2), "9 s after joining: {layers:?}");
