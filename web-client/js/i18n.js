@@ -1136,6 +1136,23 @@ export function applyTranslations(root = document) {
 }
 
 /** Makes `button` switch between Vietnamese and English. */
+/**
+ * A line of `element` that shows one translated message or none, kept in the page's language:
+ * returns `show(key)`, which shows the text of `key`, or hides the line for `null`.
+ */
+export function installMessageLine(element) {
+  let key = null;
+  const render = () => {
+    element.textContent = key ? t(key) : '';
+    element.hidden = !key;
+  };
+  window.addEventListener('languagechange', render);
+  return (next) => {
+    key = next;
+    render();
+  };
+}
+
 export function installLanguageToggle(button) {
   button.dataset.i18n = 'lang.toggle';
   button.dataset.i18nTitle = 'lang.toggleTitle';

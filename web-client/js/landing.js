@@ -1,7 +1,7 @@
 // The start page: paste the join link (or code) the organizer sent and open the meeting;
 // links to the organizer's and the staff's pages.
 
-import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { applyTranslations, installLanguageToggle, installMessageLine } from './i18n.js';
 import { joinAddress, parseJoinInput } from './page.js';
 
 installLanguageToggle(document.getElementById('lang'));
@@ -9,26 +9,17 @@ applyTranslations();
 
 const form = document.getElementById('join-form');
 const linkInput = document.getElementById('join-link');
-const formError = document.getElementById('form-error');
-let errorKey = null;
-
-const renderError = () => {
-  formError.textContent = errorKey ? t(errorKey) : '';
-  formError.hidden = !errorKey;
-};
-window.addEventListener('languagechange', renderError);
+const showError = installMessageLine(document.getElementById('form-error'));
 
 form.addEventListener('submit', (event) => {
   event.preventDefault();
   const join = parseJoinInput(linkInput.value);
   if (!join) {
-    errorKey = linkInput.value.trim() ? 'landing.invalidLink' : 'landing.emptyLink';
-    renderError();
+    showError(linkInput.value.trim() ? 'landing.invalidLink' : 'landing.emptyLink');
     linkInput.focus();
     return;
   }
-  errorKey = null;
-  renderError();
+  showError(null);
   // Always this hub: a pasted link to another host opens here with the same code.
   window.location.href = joinAddress(join.page, join.code, join.meeting);
 });

@@ -1,7 +1,7 @@
 // The login page: username and password, then back to the page that sent the person here
 // (`login.html?next=/organizer.html`), or to the organizer's page.
 
-import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { applyTranslations, installLanguageToggle, installMessageLine } from './i18n.js';
 import { ApiError, logIn } from './api.js';
 
 installLanguageToggle(document.getElementById('lang'));
@@ -11,14 +11,7 @@ const form = document.getElementById('login-form');
 const username = document.getElementById('username');
 const password = document.getElementById('password');
 const submit = document.getElementById('submit');
-const formError = document.getElementById('form-error');
-let errorKey = null;
-
-const renderError = () => {
-  formError.textContent = errorKey ? t(errorKey) : '';
-  formError.hidden = !errorKey;
-};
-window.addEventListener('languagechange', renderError);
+const showError = installMessageLine(document.getElementById('form-error'));
 
 /** Where to go after the login: a page of this hub only, never another site. */
 function nextPage() {
@@ -40,8 +33,7 @@ function nextPage() {
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   if (!username.value.trim() || !password.value) {
-    errorKey = 'login.empty';
-    renderError();
+    showError('login.empty');
     return;
   }
   submit.disabled = true;
@@ -50,8 +42,7 @@ form.addEventListener('submit', async (event) => {
     window.location.assign(nextPage());
   } catch (error) {
     const code = error instanceof ApiError ? error.code : 'network';
-    errorKey = { bad_credentials: 'login.bad', rate_limited: 'login.limited', network: 'api.error.network' }[code] || 'login.failed';
-    renderError();
+    showError({ bad_credentials: 'login.bad', rate_limited: 'login.limited', network: 'api.error.network' }[code] || 'login.failed');
     password.value = '';
     password.focus();
   } finally {
