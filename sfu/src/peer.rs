@@ -26,8 +26,7 @@ pub(crate) struct Peer {
     pub router: RouterId,
     pub rtc: Rtc,
     pub ufrag: String,
-    pub connected: bool,
-    /// When ICE and DTLS completed.
+    /// When ICE and DTLS completed; `None` until then.
     pub connected_at: Option<Instant>,
     /// Remote addresses this peer was seen at, to clean the worker's address map.
     pub addresses: Vec<SocketAddr>,
@@ -91,7 +90,6 @@ impl Peer {
             router,
             rtc,
             ufrag,
-            connected: false,
             connected_at: None,
             addresses: Vec::new(),
             next_timeout: None,

@@ -650,7 +650,7 @@ impl Worker {
             }
             if let Some(id) = self.core.closed.pop() {
                 if let Some(peer) = self.peers.remove(&id) {
-                    if !peer.connected {
+                    if peer.connected_at.is_none() {
                         self.core.stats.handshake_failures += 1;
                     }
                     self.forget(&peer);
@@ -1124,7 +1124,6 @@ impl Core {
     fn handle_event(&mut self, now: Instant, peer: &mut Peer, event: RtcEvent) {
         match event {
             RtcEvent::Connected => {
-                peer.connected = true;
                 peer.connected_at = Some(now);
                 self.outputs
                     .push_back(Output::Event(Event::PeerConnected(peer.id)));
