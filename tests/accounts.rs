@@ -662,13 +662,12 @@ fn first_start_makes_an_admin_with_its_password_in_a_private_file() {
         }
     });
     let stdout = hub.stdout.take().expect("stdout");
-    let logged_out = logged.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(url) = line.strip_prefix("diemcau: listening on ") {
                 let _ = found.send(url.to_owned());
             }
-            let _ = logged_out.send(line);
+            let _ = logged.send(line);
         }
     });
     let url = wait.recv_timeout(Duration::from_secs(60));
@@ -699,12 +698,16 @@ fn first_start_makes_an_admin_with_its_password_in_a_private_file() {
         }
         // Standard error is a pipe here, as under a service manager: the output names the
         // file and never holds the password.
-        let lines: Vec<String> = log.try_iter().collect();
-        if !lines
+        // The log is on standard error, read by its own thread: wait for the line.
+        let mut lines = Vec::new();
+        while !lines
             .iter()
-            .any(|l| l.contains(diemcau::auth::FIRST_PASSWORD_FILE))
+            .any(|l: &String| l.contains(diemcau::auth::FIRST_PASSWORD_FILE))
         {
-            return Err(format!("the log names the file: {lines:?}"));
+            match log.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => lines.push(line),
+                Err(_) => return Err(format!("the log names the file: {lines:?}")),
+            }
         }
         if lines.iter().any(|l| l.contains(password)) {
             return Err("the password is in the log".to_owned());
