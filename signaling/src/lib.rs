@@ -23,8 +23,10 @@
 //! }
 //! ```
 
+pub mod ids;
 pub mod protocol;
 pub mod session;
 
+pub use ids::{JoinCode, MeetingId, SessionId, SiteCode};
 pub use protocol::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
 pub use session::{CloseReason, Limits, Outbox, SessionHandler};

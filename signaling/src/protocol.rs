@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::ids::{JoinCode, MeetingId, SiteCode};
+
 /// Protocol version spoken by this hub, announced in [`ServerMessage::Joined`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -43,10 +45,10 @@ pub struct ParticipantInfo {
 pub enum ClientMessage {
     /// Enter a meeting with a join code. Must be the first message of a session.
     Join {
-        code: String,
+        code: JoinCode,
         /// The meeting the page was opened for; a code of another meeting is refused.
         #[serde(default)]
-        meeting: Option<i64>,
+        meeting: Option<MeetingId>,
     },
     /// An SDP offer from the client: its first offer publishes its tracks.
     Offer { sdp: String },
@@ -60,20 +62,20 @@ pub enum ClientMessage {
     },
     /// A site page open but not joined yet (device check...): the chair sees it and can call it.
     Standby {
-        code: String,
+        code: JoinCode,
         #[serde(default)]
-        meeting: Option<i64>,
+        meeting: Option<MeetingId>,
     },
     /// A site asks for the floor.
     RequestFloor,
     /// A site withdraws its request for the floor.
     CancelFloorRequest,
     /// The chair gives the floor to a site (by administrative code).
-    GiveFloor { site: String },
+    GiveFloor { site: SiteCode },
     /// The chair takes the floor back.
     TakeFloor,
     /// The chair mutes or unmutes a site's microphone (enforced by the hub).
-    Mute { site: String, muted: bool },
+    Mute { site: SiteCode, muted: bool },
     /// The chair mutes or unmutes every site.
     MuteAll { muted: bool },
     /// The chair starts a roll call.
@@ -88,7 +90,7 @@ pub enum ClientMessage {
         position: String,
     },
     /// The chair calls a site whose page is open but not joined.
-    CallSite { site: String },
+    CallSite { site: SiteCode },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -451,28 +453,6 @@ impl ClientMessage {
 
     fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            ClientMessage::Join { code, .. } | ClientMessage::Standby { code, .. }
-                if code.is_empty()
-                    || code.len() > 64
-                    || !code.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-            {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidField,
-                    "field `code` must be 1 to 64 ASCII letters and digits",
-                ));
-            }
-            ClientMessage::GiveFloor { site }
-            | ClientMessage::Mute { site, .. }
-            | ClientMessage::CallSite { site }
-                if site.is_empty()
-                    || site.len() > 12
-                    || !site.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidField,
-                    "field `site` must be an administrative code (digits)",
-                ));
-            }
             ClientMessage::HeadCount {
                 count,
                 confirmed_by,
@@ -540,8 +520,8 @@ mod tests {
         assert_eq!(
             m,
             ClientMessage::Join {
-                code: "abc23".into(),
-                meeting: Some(12)
+                code: JoinCode::try_from("abc23").expect("a join code"),
+                meeting: Some(MeetingId(12))
             }
         );
         let m = ClientMessage::parse(

@@ -79,7 +79,7 @@ impl Hub {
                 let mut state = self.lock();
                 let meeting = meeting_of(&state, id)?;
                 require_chair(&state, meeting, id)?;
-                let target = participant_of_site(&state, meeting, &site)?;
+                let target = participant_of_site(&state, meeting, site.as_str())?;
                 let live = live_meeting_mut(&mut state, meeting)?;
                 let change = live.rules.give_floor(id, target).map_err(rule_error)?;
                 self.apply_floor_change(&state, meeting, change);
@@ -99,7 +99,7 @@ impl Hub {
                 let mut state = self.lock();
                 let meeting = meeting_of(&state, id)?;
                 require_chair(&state, meeting, id)?;
-                let target = participant_of_site(&state, meeting, &site)?;
+                let target = participant_of_site(&state, meeting, site.as_str())?;
                 let live = live_meeting_mut(&mut state, meeting)?;
                 if live
                     .rules
@@ -217,7 +217,7 @@ impl Hub {
                 let pages: Vec<_> = state
                     .standby
                     .values()
-                    .filter(|s| s.meeting == meeting && s.site == site)
+                    .filter(|s| s.meeting == meeting && s.site == site.as_str())
                     .map(|s| s.outbox.clone())
                     .collect();
                 if pages.is_empty() {
@@ -229,7 +229,7 @@ impl Hub {
                 for page in pages {
                     page.send(ServerMessage::Called { by: by.clone() });
                 }
-                self.log(meeting, EventKind::SiteCalled { site });
+                self.log(meeting, EventKind::SiteCalled { site: site.into() });
                 drop(state);
                 done()
             }

@@ -1107,10 +1107,16 @@ impl SessionHandler for Hub {
         match &message {
             ClientMessage::Ping => return Ok(Some(ServerMessage::Pong)),
             ClientMessage::Join { code, meeting } => {
-                return self.join(session, code, *meeting).await.map(Some);
+                return self
+                    .join(session, code.as_str(), meeting.map(|m| m.0))
+                    .await
+                    .map(Some);
             }
             ClientMessage::Standby { code, meeting } => {
-                return self.standby(session, code, *meeting).await.map(Some);
+                return self
+                    .standby(session, code.as_str(), meeting.map(|m| m.0))
+                    .await
+                    .map(Some);
             }
             _ => {}
         }
