@@ -24,6 +24,7 @@ use crate::directory::{self, ImportProblem};
 use crate::hub::MeetingError;
 use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
 use crate::web::AppState;
+use diemcau_signaling::MeetingId;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -106,6 +107,9 @@ impl From<MeetingError> for AppError {
             }
             MeetingError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
             MeetingError::Store(s) => s.into(),
+            MeetingError::Internal(m) => {
+                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
         }
     }
 }
@@ -264,7 +268,7 @@ async fn start_meeting(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    app.hub.start_meeting(id).await?;
+    app.hub.start_meeting(MeetingId(id)).await?;
     tracing::info!(meeting = id, username = ?caller.account.username, "meeting started by");
     show_meeting(caller, State(app), Path(id)).await
 }
@@ -274,7 +278,7 @@ async fn end_meeting(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    app.hub.end_meeting(id).await?;
+    app.hub.end_meeting(MeetingId(id)).await?;
     tracing::info!(meeting = id, username = ?caller.account.username, "meeting ended by");
     show_meeting(caller, State(app), Path(id)).await
 }

@@ -99,8 +99,11 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         media,
         store,
         recorder,
-        config.max_participants,
-        grace,
+        meeting::MeetingConfig {
+            max_participants: config.max_participants,
+            grace,
+            console_interval: i64::try_from(CONSOLE_INTERVAL.as_millis()).unwrap_or(i64::MAX),
+        },
     ));
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));

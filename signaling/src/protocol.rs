@@ -39,9 +39,14 @@ pub struct ParticipantInfo {
     pub site: Option<String>,
 }
 
-/// A message from a client (browser or any other WebRTC endpoint) to the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A message from a client (browser or any other WebRTC endpoint) to the hub. The enum is the
+/// one list of message types: its `"type"` values ([`CLIENT_MESSAGE_TYPES`],
+/// [`ClientMessage::kind`]) are derived from it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum ClientMessage {
     /// Enter a meeting with a join code. Must be the first message of a session.
     Join {
@@ -98,25 +103,7 @@ pub enum ClientMessage {
 }
 
 /// Every value of `"type"` a client may send, in the order of [`ClientMessage`].
-pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
-    "join",
-    "offer",
-    "answer",
-    "head_count",
-    "standby",
-    "request_floor",
-    "cancel_floor_request",
-    "give_floor",
-    "take_floor",
-    "mute",
-    "mute_all",
-    "start_roll_call",
-    "end_roll_call",
-    "answer_roll_call",
-    "call_site",
-    "leave",
-    "ping",
-];
+pub const CLIENT_MESSAGE_TYPES: &[&str] = <ClientMessage as strum::VariantNames>::VARIANTS;
 
 /// A message from the hub to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,10 +200,26 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
+        /// Who is at fault: the client's message, the meeting's rules, or the hub.
+        fault: Fault,
+        /// Whether the same request, sent again later, can succeed.
+        retry: bool,
         /// The `"type"` of the message that caused the error, when it could be read.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request: Option<String>,
     },
+}
+
+/// Who is at fault for an error, sent with every error so a client needs no table of codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The client sent something malformed, out of order, or that it may not send.
+    Client,
+    /// The meeting's rules refused it (the meeting ended, the seat is taken...): nobody erred.
+    Rules,
+    /// The hub failed, or is stopping.
+    Hub,
 }
 
 /// A site in floor messages.
@@ -238,8 +241,7 @@ pub struct ConsoleSite {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub participant: Option<String>,
     pub muted: bool,
-    /// `holder`, `requested` or `none`.
-    pub floor: String,
+    pub floor: FloorState,
     pub bitrate_in_kbps: u32,
     pub bitrate_out_kbps: u32,
     pub loss_permille: u32,
@@ -250,6 +252,17 @@ pub struct ConsoleSite {
     pub head_count: Option<u32>,
     /// Answered the running roll call.
     pub answered_roll_call: bool,
+}
+
+/// Where a site stands with the floor, on the chair's console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloorState {
+    /// It holds the floor.
+    Holder,
+    /// It asked for the floor and waits.
+    Requested,
+    None,
 }
 
 /// A site's state as the chair sees it.
@@ -282,8 +295,20 @@ pub enum MediaState {
 
 /// Stable error codes. The first group is the client's fault (a malformed or out-of-order
 /// message), the second a refusal by the meeting rules, the last the hub's own failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     MalformedJson,
     BinaryNotSupported,
@@ -312,37 +337,64 @@ pub enum ErrorCode {
     MeetingFull,
 
     Internal,
+    /// The hub is stopping; the client may reconnect when it is back.
+    HubShuttingDown,
 }
 
 impl ErrorCode {
+    /// Who is at fault when this code is sent.
+    pub fn fault(self) -> Fault {
+        use ErrorCode::*;
+        match self {
+            MalformedJson
+            | BinaryNotSupported
+            | RateLimited
+            | Timeout
+            | UnknownType
+            | InvalidField
+            | MessageTooLarge
+            | NotJoined
+            | AlreadyJoined
+            | NoPendingOffer
+            | NegotiationInProgress
+            | InvalidSdp
+            | CodeUnknown
+            | CodeRevoked
+            | CodeOtherMeeting
+            | LoginRequired
+            | Forbidden => Fault::Client,
+            MeetingEnded | Replaced | SiteUnavailable | NoRollCall | StudioTaken | MeetingFull => {
+                Fault::Rules
+            }
+            Internal | HubShuttingDown => Fault::Hub,
+        }
+    }
+
+    /// Whether the same request, sent again later, can succeed: after a pause (a flood, a
+    /// negotiation still running, a hub failure or restart), once the seat is free or the site
+    /// has connected. A join refused with `retry: false`, or such an error the hub sends on its
+    /// own, ends the session for good.
+    pub fn retry(self) -> bool {
+        use ErrorCode::*;
+        match self {
+            RateLimited
+            | Timeout
+            | NegotiationInProgress
+            | SiteUnavailable
+            | StudioTaken
+            | MeetingFull
+            | Internal
+            | HubShuttingDown => true,
+            MalformedJson | BinaryNotSupported | UnknownType | InvalidField | MessageTooLarge
+            | NotJoined | AlreadyJoined | NoPendingOffer | InvalidSdp | CodeUnknown
+            | CodeRevoked | CodeOtherMeeting | MeetingEnded | LoginRequired | Forbidden
+            | Replaced | NoRollCall => false,
+        }
+    }
+
     /// The code as written on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::BinaryNotSupported => "binary_not_supported",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::InvalidField => "invalid_field",
-            ErrorCode::MessageTooLarge => "message_too_large",
-            ErrorCode::NotJoined => "not_joined",
-            ErrorCode::AlreadyJoined => "already_joined",
-            ErrorCode::NoPendingOffer => "no_pending_offer",
-            ErrorCode::NegotiationInProgress => "negotiation_in_progress",
-            ErrorCode::InvalidSdp => "invalid_sdp",
-            ErrorCode::CodeUnknown => "code_unknown",
-            ErrorCode::CodeRevoked => "code_revoked",
-            ErrorCode::CodeOtherMeeting => "code_other_meeting",
-            ErrorCode::MeetingEnded => "meeting_ended",
-            ErrorCode::LoginRequired => "login_required",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::Replaced => "replaced",
-            ErrorCode::SiteUnavailable => "site_unavailable",
-            ErrorCode::NoRollCall => "no_roll_call",
-            ErrorCode::StudioTaken => "studio_taken",
-            ErrorCode::MeetingFull => "meeting_full",
-            ErrorCode::Internal => "internal",
-        }
+        self.into()
     }
 }
 
@@ -374,6 +426,8 @@ impl ProtocolError {
         ServerMessage::Error {
             code: self.code,
             message: self.message.clone(),
+            fault: self.code.fault(),
+            retry: self.code.retry(),
             request: self.request.clone(),
         }
     }
@@ -430,25 +484,7 @@ impl ClientMessage {
 
     /// The `"type"` of this message.
     pub fn kind(&self) -> &'static str {
-        match self {
-            ClientMessage::Join { .. } => "join",
-            ClientMessage::Offer { .. } => "offer",
-            ClientMessage::Answer { .. } => "answer",
-            ClientMessage::HeadCount { .. } => "head_count",
-            ClientMessage::Standby { .. } => "standby",
-            ClientMessage::RequestFloor => "request_floor",
-            ClientMessage::CancelFloorRequest => "cancel_floor_request",
-            ClientMessage::GiveFloor { .. } => "give_floor",
-            ClientMessage::TakeFloor => "take_floor",
-            ClientMessage::Mute { .. } => "mute",
-            ClientMessage::MuteAll { .. } => "mute_all",
-            ClientMessage::StartRollCall => "start_roll_call",
-            ClientMessage::EndRollCall => "end_roll_call",
-            ClientMessage::AnswerRollCall { .. } => "answer_roll_call",
-            ClientMessage::CallSite { .. } => "call_site",
-            ClientMessage::Leave => "leave",
-            ClientMessage::Ping => "ping",
-        }
+        self.into()
     }
 
     fn validate(&self) -> Result<(), ProtocolError> {
@@ -497,7 +533,7 @@ impl ServerMessage {
     pub fn to_json(&self) -> String {
         // Serialising these plain types cannot fail; fall back to a fixed error just in case.
         serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","code":"internal","message":"serialisation failed"}"#.to_owned()
+            r#"{"type":"error","code":"internal","message":"serialisation failed","fault":"hub","retry":true}"#.to_owned()
         })
     }
 }
@@ -576,13 +612,42 @@ mod tests {
 
     #[test]
     fn error_codes_serialise_as_documented() {
-        for code in [
-            ErrorCode::MalformedJson,
-            ErrorCode::NoPendingOffer,
-            ErrorCode::Internal,
-        ] {
-            let json = serde_json::to_string(&code).expect("serialise");
+        for code in <ErrorCode as strum::VariantArray>::VARIANTS {
+            let json = serde_json::to_string(code).expect("serialise");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn every_error_says_whose_fault_it_is_and_whether_to_retry() {
+        let message = ProtocolError::new(ErrorCode::MeetingFull, "full").to_message();
+        let json = serde_json::to_value(&message).expect("serialise");
+        assert_eq!(json["fault"], "rules");
+        assert_eq!(json["retry"], true);
+        let message = ProtocolError::new(ErrorCode::CodeRevoked, "revoked").to_message();
+        let json = serde_json::to_value(&message).expect("serialise");
+        assert_eq!(
+            (json["fault"].as_str(), json["retry"].as_bool()),
+            (Some("client"), Some(false))
+        );
+        assert_eq!(ErrorCode::Internal.fault(), Fault::Hub);
+    }
+
+    #[test]
+    fn the_type_names_are_the_serialised_ones() {
+        let samples = [
+            r#"{"type":"join","code":"a"}"#,
+            r#"{"type":"offer","sdp":"v=0"}"#,
+            r#"{"type":"cancel_floor_request"}"#,
+            r#"{"type":"answer_roll_call","roll_call":1,"count":2,"confirmed_by":"a","position":"b"}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        for text in samples {
+            let message = ClientMessage::parse(text).expect("valid");
+            let json = serde_json::to_value(&message).expect("serialise");
+            assert_eq!(json["type"], message.kind());
+            assert!(CLIENT_MESSAGE_TYPES.contains(&message.kind()));
+        }
+        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 17);
     }
 }

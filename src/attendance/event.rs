@@ -111,8 +111,11 @@ pub enum LeaveReason {
     Closed,
     /// The site's connection was lost.
     NetworkTimeout,
-    /// The chair removed it.
+    /// The chair removed it, or its join code was reissued.
     Removed,
+    /// The site joined again from another page, which took over; the new session continues
+    /// the attendance row.
+    Replaced,
     /// The hub was shut down.
     HubShutdown,
     /// The hub stopped without warning; the session ended at the last moment the hub knew it
@@ -195,6 +198,7 @@ impl LeaveReason {
             LeaveReason::Closed => "closed",
             LeaveReason::NetworkTimeout => "network_timeout",
             LeaveReason::Removed => "removed",
+            LeaveReason::Replaced => "replaced",
             LeaveReason::HubShutdown => "hub_shutdown",
             LeaveReason::HubCrash => "hub_crash",
             LeaveReason::MeetingEnded => "meeting_ended",

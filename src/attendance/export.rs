@@ -168,6 +168,7 @@ fn reason_vi(reason: LeaveReason) -> &'static str {
         LeaveReason::Closed => "tự rời",
         LeaveReason::NetworkTimeout => "mất kết nối",
         LeaveReason::Removed => "bị mời ra",
+        LeaveReason::Replaced => "vào lại từ trang khác",
         LeaveReason::HubShutdown => "máy chủ dừng",
         LeaveReason::HubCrash => "máy chủ gặp sự cố",
         LeaveReason::MeetingEnded => "kết thúc họp",

@@ -1,0 +1,163 @@
+//! Carries a live meeting's outputs out, in order: messages to sessions, commands to the media
+//! workers, events to the attendance log.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use diemcau_signaling::MeetingId;
+
+use super::{Hub, HubState};
+use crate::attendance::Event;
+use crate::media::Command;
+use crate::meeting::{Output, Recipient, Route};
+use crate::store::StoreError;
+
+/// An attendance event on its way to disk.
+pub(super) type PendingEvent = Pin<Box<dyn Future<Output = Result<Event, StoreError>> + Send>>;
+
+impl Hub {
+    /// Carries out everything meeting `meeting` has queued. Events are handed to the log in
+    /// order now; the returned writes complete when each is on disk.
+    pub(super) fn carry(&self, state: &mut HubState, meeting: MeetingId) -> Vec<PendingEvent> {
+        let HubState {
+            meetings,
+            participants,
+            pages,
+        } = state;
+        let Some(live) = meetings.get_mut(&meeting) else {
+            return Vec::new();
+        };
+        let mut pending: Vec<PendingEvent> = Vec::new();
+        while let Some(output) = live.poll_output() {
+            match output {
+                Output::Send { to, message } => {
+                    let outbox = match to {
+                        Recipient::Participant(id) => participants.get(&id).map(|c| &c.outbox),
+                        Recipient::Page(key) => pages.get(&key).map(|p| &p.outbox),
+                    };
+                    if let Some(outbox) = outbox {
+                        outbox.send(message);
+                    }
+                }
+                Output::Close { to, message } => {
+                    let outbox = match to {
+                        Recipient::Participant(id) => {
+                            participants.get(&id).map(|c| c.outbox.clone())
+                        }
+                        Recipient::Page(key) => pages.remove(&key).map(|p| p.outbox),
+                    };
+                    if let Some(outbox) = outbox {
+                        outbox.close_with(message);
+                    }
+                }
+                Output::Log { at, kind } => {
+                    pending.push(Box::pin(self.recorder.append(meeting.0, at, kind)));
+                }
+                Output::Route(route) => self.route(participants, route),
+                Output::Removed(id) => {
+                    if let Some(connection) = participants.remove(&id)
+                        && let Some(worker) = connection.worker
+                    {
+                        self.media.send(worker, Command::RemovePeer { peer: id });
+                    }
+                    tracing::info!(meeting = %meeting, participant = %id, "left");
+                }
+            }
+        }
+        pending
+    }
+
+    /// Like [`Hub::carry`], for inputs nobody waits on: a failed write is logged.
+    pub(super) fn carry_in_background(&self, state: &mut HubState, meeting: MeetingId) {
+        for logged in self.carry(state, meeting) {
+            tokio::spawn(async move {
+                if let Err(e) = logged.await {
+                    tracing::error!("attendance event not recorded: {e}");
+                }
+            });
+        }
+    }
+
+    fn route(
+        &self,
+        participants: &std::collections::HashMap<diemcau_sfu::PeerId, super::Connection>,
+        route: Route,
+    ) {
+        let worker_of = |peer| {
+            participants
+                .get(&peer)
+                .and_then(|c: &super::Connection| c.worker)
+        };
+        match route {
+            Route::AddConsumer {
+                subscriber,
+                consumer: _,
+                producer,
+                max_layer,
+            } => {
+                if let Some(worker) = worker_of(subscriber) {
+                    self.media.send(
+                        worker,
+                        Command::AddConsumer {
+                            peer: subscriber,
+                            producer,
+                            max_layer,
+                        },
+                    );
+                }
+            }
+            Route::SetMaxLayer {
+                subscriber,
+                consumer: _,
+                producer,
+                max_layer,
+            } => {
+                if let Some(worker) = worker_of(subscriber) {
+                    self.media.send(
+                        worker,
+                        Command::SetMaxLayer {
+                            peer: subscriber,
+                            producer,
+                            max_layer,
+                        },
+                    );
+                }
+            }
+            Route::RemoveConsumer {
+                subscriber,
+                consumer: _,
+                producer,
+            } => {
+                if let Some(worker) = worker_of(subscriber) {
+                    self.media.send(
+                        worker,
+                        Command::RemoveConsumer {
+                            peer: subscriber,
+                            producer,
+                        },
+                    );
+                }
+            }
+            Route::PauseProducer {
+                router,
+                producer,
+                paused,
+            } => self.media.broadcast(|| Command::SetProducerPaused {
+                router,
+                producer,
+                paused,
+            }),
+            Route::RemoveProducer { router, producer } => self
+                .media
+                .broadcast(|| Command::RemoveProducer { router, producer }),
+        }
+    }
+}
+
+/// Waits for events to be on disk; the first failure is returned.
+pub(super) async fn recorded(pending: Vec<PendingEvent>) -> Result<(), StoreError> {
+    for logged in pending {
+        logged.await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Join codes, opening a meeting, joining, standby pages and leaving.
+
+use diemcau_sfu::{PeerId, RouterId};
+use diemcau_signaling::{ErrorCode, JoinCode, MeetingId, ProtocolError, ServerMessage};
+use diemcau_signaling::{SessionId, SiteCode};
+
+use super::carry::recorded;
+use super::{Connection, Hub, Page, Session, internal};
+use crate::attendance::LeaveReason;
+use crate::meeting::{ChairError, JoinError, LiveMeeting, MeetingSetup, PageKey, Seat};
+use crate::store::{CodeError, Grant, now_millis};
+
+impl Hub {
+    pub(super) async fn join(
+        &self,
+        session: &mut Session,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
+    ) -> Result<ServerMessage, ProtocolError> {
+        if session.participant.is_some() {
+            return Err(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                "this session has joined already; send leave first",
+            ));
+        }
+        let grant = self.grant(code, meeting).await?;
+        let meeting = MeetingId(grant.meeting_id);
+        if grant.site.is_none() {
+            self.check_chair(session, meeting).await?;
+        }
+        self.open_meeting(meeting).await?;
+
+        let id = PeerId(self.ids.next());
+        let seat = match &grant.site {
+            Some(site) => Seat::Site {
+                code: site_code(&site.code)?,
+                name: site.name.clone(),
+                session: SessionId(format!("{}-{}", self.boot, id)),
+            },
+            None => Seat::Studio {
+                name: grant.studio_name.clone(),
+            },
+        };
+        let is_studio = matches!(seat, Seat::Studio { .. });
+        let client = &session.client;
+        let address = client
+            .address
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let now = now_millis();
+        let (reply, pending) = {
+            let mut state = self.lock();
+            if let Some(page) = state.pages.remove(&session.key)
+                && let Some(live) = state.meetings.get_mut(&page.meeting)
+            {
+                live.close_page(session.key);
+            }
+            let live = state
+                .meetings
+                .get_mut(&meeting)
+                .ok_or_else(|| internal("the meeting is not open"))?;
+            let reply = live
+                .join(now, id, seat, &client.user_agent, &address)
+                .map_err(join_error)?;
+            state.participants.insert(
+                id,
+                Connection {
+                    meeting,
+                    outbox: session.outbox.clone(),
+                    worker: None,
+                    login: is_studio
+                        .then(|| client.login.as_ref().map(|(_, t)| t.clone()))
+                        .flatten(),
+                },
+            );
+            (reply, self.carry(&mut state, meeting))
+        };
+        // The join is acknowledged only once it is in the log.
+        if let Err(e) = recorded(pending).await {
+            self.leave(id, LeaveReason::Closed).await;
+            return Err(internal(&format!("the join could not be recorded: {e}")));
+        }
+        session.participant = Some(id);
+        let username = client.login.as_ref().map(|(a, _)| a.username.as_str());
+        tracing::info!(meeting = %meeting, participant = %id, studio = is_studio, ?username, "joined");
+        Ok(reply)
+    }
+
+    pub(super) async fn standby(
+        &self,
+        session: &mut Session,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
+    ) -> Result<ServerMessage, ProtocolError> {
+        if session.participant.is_some() {
+            return Err(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                "this session has joined already",
+            ));
+        }
+        let grant = self.grant(code, meeting).await?;
+        let Some(site) = grant.site else {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "only a site page waits on standby",
+            ));
+        };
+        let meeting = MeetingId(grant.meeting_id);
+        let code = site_code(&site.code)?;
+        let title = self.open_meeting(meeting).await?;
+        self.close_page(session.key);
+        let mut state = self.lock();
+        let live = state
+            .meetings
+            .get_mut(&meeting)
+            .ok_or_else(|| internal("the meeting is not open"))?;
+        live.open_page(session.key, code).map_err(join_error)?;
+        state.pages.insert(
+            session.key,
+            Page {
+                meeting,
+                outbox: session.outbox.clone(),
+            },
+        );
+        Ok(ServerMessage::StandbyAccepted {
+            meeting: meeting.to_string(),
+            title,
+            site: site.code,
+            name: site.name,
+        })
+    }
+
+    /// A standby page closed (or joined, or went on standby for another meeting).
+    pub(super) fn close_page(&self, key: PageKey) {
+        let mut state = self.lock();
+        if let Some(page) = state.pages.remove(&key)
+            && let Some(live) = state.meetings.get_mut(&page.meeting)
+        {
+            live.close_page(key);
+        }
+    }
+
+    /// Takes a participant out of its meeting; waits until its leave is on disk.
+    pub(super) async fn leave(&self, id: PeerId, reason: LeaveReason) {
+        let pending = {
+            let mut state = self.lock();
+            let Some(meeting) = state.participants.get(&id).map(|c| c.meeting) else {
+                return;
+            };
+            if let Some(live) = state.meetings.get_mut(&meeting) {
+                live.leave(now_millis(), id, reason, None);
+            }
+            self.carry(&mut state, meeting)
+        };
+        if let Err(e) = recorded(pending).await {
+            tracing::error!(participant = %id, "recording a leave failed: {e}");
+        }
+    }
+
+    /// Checks a join code against the store.
+    async fn grant(
+        &self,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
+    ) -> Result<Grant, ProtocolError> {
+        let store = self.store.clone();
+        let code = code.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            store.resolve_code(code.as_str(), meeting.map(|m| m.0))
+        })
+        .await
+        .map_err(|e| internal(&format!("the join code could not be checked: {e}")))?;
+        resolved.map_err(|e| {
+            let code = match e {
+                CodeError::Unknown => ErrorCode::CodeUnknown,
+                CodeError::Revoked => ErrorCode::CodeRevoked,
+                CodeError::OtherMeeting => ErrorCode::CodeOtherMeeting,
+                CodeError::MeetingEnded => ErrorCode::MeetingEnded,
+            };
+            ProtocolError::new(code, e.to_string())
+        })
+    }
+
+    /// The studio's code makes a chair only with an organizer logged in: checked now, not at the
+    /// upgrade, since the login may have ended since.
+    async fn check_chair(
+        &self,
+        session: &Session,
+        meeting: MeetingId,
+    ) -> Result<(), ProtocolError> {
+        let account = match &session.client.login {
+            None => None,
+            Some((_, token_sha256)) => {
+                let store = self.store.clone();
+                let token_sha256 = token_sha256.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::auth::http::account_of_session(&store, &token_sha256)
+                })
+                .await
+                .map_err(|e| internal(&format!("the login could not be checked: {e}")))?
+            }
+        };
+        crate::meeting::may_chair(account.as_ref().map(|a| a.role)).map_err(|e| {
+            let code = match e {
+                ChairError::LoginRequired => ErrorCode::LoginRequired,
+                ChairError::NotOrganizer => ErrorCode::Forbidden,
+            };
+            tracing::warn!(
+                meeting = %meeting,
+                username = ?account.as_ref().map(|a| &a.username),
+                "studio join refused: {e}"
+            );
+            ProtocolError::new(code, e.to_string())
+        })
+    }
+
+    /// Makes sure a meeting is open in memory, reading its roster and log outside the lock the
+    /// first time. Returns its title. An open meeting stays open until the hub stops, so a
+    /// join never finds it gone.
+    async fn open_meeting(&self, id: MeetingId) -> Result<String, ProtocolError> {
+        if let Some(live) = self.lock().meetings.get(&id) {
+            return Ok(live.title().to_owned());
+        }
+        let store = self.store.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let view = store.meeting(id.0)?;
+            let history = store.events(id.0)?;
+            Ok::<_, crate::store::StoreError>((view, history))
+        })
+        .await
+        .map_err(|e| internal(&format!("the meeting could not be read: {e}")))?;
+        let (view, history) = loaded.map_err(|e| {
+            tracing::error!(meeting = %id, "the meeting could not be read: {e}");
+            internal(&format!("the meeting could not be read: {e}"))
+        })?;
+        let setup = MeetingSetup {
+            id,
+            title: view.plan.title,
+            roster: view.plan.roster,
+            history,
+        };
+        let mut state = self.lock();
+        let live = state.meetings.entry(id).or_insert_with(|| {
+            LiveMeeting::new(
+                setup,
+                RouterId(self.ids.next()),
+                self.config,
+                self.ids.clone(),
+            )
+        });
+        Ok(live.title().to_owned())
+    }
+}
+
+fn site_code(code: &str) -> Result<SiteCode, ProtocolError> {
+    SiteCode::try_from(code).map_err(|_| {
+        internal(&format!(
+            "site code {code} in the store is not an administrative code"
+        ))
+    })
+}
+
+fn join_error(e: JoinError) -> ProtocolError {
+    let code = match e {
+        JoinError::StudioTaken => ErrorCode::StudioTaken,
+        JoinError::Full => ErrorCode::MeetingFull,
+        JoinError::Ended => ErrorCode::MeetingEnded,
+    };
+    ProtocolError::new(code, e.to_string())
+}

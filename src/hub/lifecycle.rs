@@ -1,0 +1,132 @@
+//! Starting and ending meetings, logins that end, and the hub's shutdown.
+
+use diemcau_sfu::PeerId;
+use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError};
+
+use super::Hub;
+use super::carry::{PendingEvent, recorded};
+use crate::attendance::{EventKind, LeaveReason};
+use crate::store::{MeetingState, MeetingView, StoreError, now_millis};
+
+/// Why an organizer's request about a meeting is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MeetingError {
+    #[error("meeting {0} does not exist")]
+    NotFound(MeetingId),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Hub {
+    /// Opens a meeting: its time counts in reports from now.
+    pub async fn start_meeting(&self, id: MeetingId) -> Result<(), MeetingError> {
+        let view = self.meeting_view(id).await?;
+        if view.state != MeetingState::Scheduled {
+            return Err(MeetingError::Conflict(format!(
+                "meeting {id} has already been started"
+            )));
+        }
+        self.recorder
+            .append(id.0, now_millis(), EventKind::MeetingStarted)
+            .await?;
+        tracing::info!(meeting = %id, "meeting started");
+        Ok(())
+    }
+
+    /// Closes a meeting: every connected participant's session ends.
+    pub async fn end_meeting(&self, id: MeetingId) -> Result<(), MeetingError> {
+        let view = self.meeting_view(id).await?;
+        if view.state != MeetingState::InProgress {
+            return Err(MeetingError::Conflict(format!(
+                "meeting {id} is not in progress"
+            )));
+        }
+        let now = now_millis();
+        let pending: Vec<PendingEvent> = {
+            let mut state = self.lock();
+            match state.meetings.get_mut(&id) {
+                Some(live) => {
+                    live.end(now);
+                    self.carry(&mut state, id)
+                }
+                None => vec![Box::pin(self.recorder.append(
+                    id.0,
+                    now,
+                    EventKind::MeetingEnded,
+                ))],
+            }
+        };
+        recorded(pending).await?;
+        tracing::info!(meeting = %id, "meeting ended");
+        Ok(())
+    }
+
+    /// Ends the studio sessions chairing with a login that has just ended (its logout): a
+    /// chair's rights last no longer than the login they came from.
+    pub async fn end_login(&self, token_sha256: &str) {
+        let now = now_millis();
+        let notice = ProtocolError::new(
+            ErrorCode::LoginRequired,
+            "this login has ended; log in again to chair the meeting",
+        )
+        .to_message();
+        let (ended, pending) = {
+            let mut state = self.lock();
+            let ended: Vec<(PeerId, MeetingId)> = state
+                .participants
+                .iter()
+                .filter(|(_, c)| c.login.as_deref() == Some(token_sha256))
+                .map(|(id, c)| (*id, c.meeting))
+                .collect();
+            let mut pending = Vec::new();
+            for (id, meeting) in &ended {
+                if let Some(live) = state.meetings.get_mut(meeting) {
+                    live.leave(now, *id, LeaveReason::Closed, Some(notice.clone()));
+                }
+                pending.extend(self.carry(&mut state, *meeting));
+            }
+            (ended, pending)
+        };
+        if let Err(e) = recorded(pending).await {
+            tracing::error!("recording the end of a chair's login failed: {e}");
+        }
+        for (peer, _) in ended {
+            tracing::info!(participant = %peer, "studio session ended with its login");
+        }
+    }
+
+    /// Ends every session before the hub stops, recording each site as left by shutdown.
+    pub async fn shutdown_sessions(&self) {
+        let now = now_millis();
+        let pending = {
+            let mut state = self.lock();
+            let meetings: Vec<MeetingId> = state.meetings.keys().copied().collect();
+            let mut pending = Vec::new();
+            for id in meetings {
+                if let Some(live) = state.meetings.get_mut(&id) {
+                    live.shut_down(now);
+                }
+                pending.extend(self.carry(&mut state, id));
+            }
+            pending
+        };
+        if let Err(e) = recorded(pending).await {
+            tracing::error!("recording a shutdown leave failed: {e}");
+        }
+    }
+
+    async fn meeting_view(&self, id: MeetingId) -> Result<MeetingView, MeetingError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.meeting(id.0))
+            .await
+            .map_err(|e| MeetingError::Internal(format!("the meeting could not be read: {e}")))?
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => MeetingError::NotFound(id),
+                other => MeetingError::Store(other),
+            })
+    }
+}

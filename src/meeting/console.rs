@@ -1,0 +1,119 @@
+//! What the meeting knows of each expected site right now, and the chair's console built from
+//! it: every expected site with its state and live health.
+
+use std::collections::HashMap;
+
+use diemcau_sfu::{PeerId, Quality};
+use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
+use diemcau_signaling::{SessionId, SiteCode};
+
+use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, Millis};
+
+/// One expected site of a live meeting. States: not joined → joined (connecting → live or
+/// audio only) → left (within the grace time: expected back) → joined again...
+#[derive(Debug, Default, Clone)]
+pub(super) struct SiteStatus {
+    /// Its participant while joined.
+    pub participant: Option<PeerId>,
+    /// Its media connection is up.
+    pub connected: bool,
+    pub audio_only: bool,
+    pub quality: Quality,
+    /// How, when and which session last left, for the console and to continue the attendance
+    /// row of a site back within the grace time.
+    pub last_leave: Option<LastLeave>,
+    pub head_count: Option<u32>,
+    pub answered_roll_call: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct LastLeave {
+    pub reason: LeaveReason,
+    pub at: Millis,
+    pub session: SessionId,
+}
+
+/// The expected sites of a meeting as its log tells them: who left last how and when, and the
+/// head counts declared, for a meeting the hub opens again (after a restart, or after everyone
+/// had left).
+pub(super) fn sites_from_history(
+    roster: &[ExpectedSite],
+    history: &[Event],
+) -> HashMap<SiteCode, SiteStatus> {
+    let mut sites: HashMap<SiteCode, SiteStatus> = roster
+        .iter()
+        .filter_map(|s| SiteCode::try_from(s.code.as_str()).ok())
+        .map(|code| (code, SiteStatus::default()))
+        .collect();
+    for event in history {
+        let Some(site) = event.kind.site().and_then(|code| sites.get_mut(code)) else {
+            continue;
+        };
+        match &event.kind {
+            EventKind::SiteLeft {
+                reason, session, ..
+            } => {
+                site.last_leave = Some(LastLeave {
+                    reason: *reason,
+                    at: event.at,
+                    session: SessionId(session.clone()),
+                });
+            }
+            EventKind::HeadCount { count, .. } | EventKind::RollCallAnswered { count, .. } => {
+                site.head_count = Some(*count);
+            }
+            _ => {}
+        }
+    }
+    sites
+}
+
+/// The inputs of one console row that are not in [`SiteStatus`].
+pub(super) struct RowContext {
+    pub page_open: bool,
+    pub floor: FloorState,
+    pub muted: bool,
+    pub now: Millis,
+    pub grace: Millis,
+}
+
+/// One row of the chair's console.
+pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowContext) -> ConsoleSite {
+    ConsoleSite {
+        site: expected.code.clone(),
+        name: expected.name.clone(),
+        state: site_state(s, cx.page_open, cx.now, cx.grace),
+        participant: s.participant.map(|p| p.to_string()),
+        muted: cx.muted,
+        floor: cx.floor,
+        bitrate_in_kbps: s.quality.bitrate_in_kbps,
+        bitrate_out_kbps: s.quality.bitrate_out_kbps,
+        loss_permille: s.quality.loss_permille,
+        rtt_ms: s.quality.rtt_ms,
+        expected_delegates: expected.expected_delegates,
+        head_count: s.head_count,
+        answered_roll_call: s.answered_roll_call,
+    }
+}
+
+fn site_state(s: &SiteStatus, page_open: bool, now: Millis, grace: Millis) -> SiteState {
+    if s.participant.is_some() {
+        return match (s.connected, s.audio_only) {
+            (false, _) => SiteState::Connecting,
+            (true, true) => SiteState::AudioOnly,
+            (true, false) => SiteState::Live,
+        };
+    }
+    if page_open {
+        return SiteState::PageOpen;
+    }
+    match &s.last_leave {
+        None => SiteState::NotJoined,
+        Some(LastLeave {
+            reason: LeaveReason::NetworkTimeout | LeaveReason::HubCrash,
+            at,
+            ..
+        }) if now - at <= grace => SiteState::Reconnecting,
+        Some(_) => SiteState::Left,
+    }
+}

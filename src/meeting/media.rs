@@ -1,0 +1,232 @@
+//! Media events of a live meeting, and the routes they change: every route is the difference
+//! between what [`LiveMeeting::route`] decides and the consumers that exist.
+
+use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::{ConsumerId, PeerId, ProducerInfo, Quality};
+use diemcau_signaling::ServerMessage;
+use diemcau_signaling::protocol::MediaState;
+
+use super::{Consumer, LiveMeeting, Output, Route};
+use crate::attendance::{EventKind, Millis, Reception};
+
+impl LiveMeeting {
+    /// The participant's media connection now lives on a worker: it receives what it should.
+    pub fn attached(&mut self, id: PeerId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.attached = true;
+        self.reconcile_subscriber(id);
+    }
+
+    /// A participant publishes a track.
+    pub fn producer_added(&mut self, producer: ProducerInfo) {
+        let Some(p) = self.participants.get_mut(&producer.peer) else {
+            // Left meanwhile: its worker drops the producer with the peer.
+            return;
+        };
+        p.producers.push(producer.clone());
+        if producer.kind == MediaKind::Audio && self.muted.contains(&producer.peer) {
+            self.outputs.push_back(Output::Route(Route::PauseProducer {
+                router: producer.router,
+                producer: producer.id,
+                paused: true,
+            }));
+        }
+        let subscribers: Vec<PeerId> = self.participants.keys().copied().collect();
+        for subscriber in subscribers {
+            self.reconcile(subscriber, &producer);
+        }
+    }
+
+    /// A participant's media connection is up.
+    pub fn peer_connected(&mut self, now: Millis, id: PeerId) {
+        if !self.participants.contains_key(&id) {
+            return;
+        }
+        self.send(
+            id,
+            ServerMessage::MediaState {
+                state: MediaState::Connected,
+            },
+        );
+        self.log_reception(now, id, Reception::Video);
+        if let Some(status) = self.status_of(id) {
+            status.connected = true;
+        }
+    }
+
+    /// A participant's media connection closed (its worker dropped the peer, its tracks and
+    /// what it received); it stays in the meeting and may offer again.
+    pub fn peer_closed(&mut self, now: Millis, id: PeerId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.attached = false;
+        let producers = std::mem::take(&mut p.producers);
+        self.consumers
+            .retain(|(subscriber, _), _| *subscriber != id);
+        self.send(
+            id,
+            ServerMessage::MediaState {
+                state: MediaState::Disconnected,
+            },
+        );
+        self.log_reception(now, id, Reception::Nothing);
+        if let Some(status) = self.status_of(id) {
+            status.connected = false;
+        }
+        self.drop_producers(&producers);
+    }
+
+    /// What a participant's link carries changed (video, or audio only on a weak link).
+    pub fn reception_changed(&mut self, now: Millis, id: PeerId, audio_only: bool) {
+        if !self.participants.contains_key(&id) {
+            return;
+        }
+        self.send(id, ServerMessage::Reception { audio_only });
+        let reception = if audio_only {
+            Reception::AudioOnly
+        } else {
+            Reception::Video
+        };
+        self.log_reception(now, id, reception);
+        if let Some(status) = self.status_of(id) {
+            status.audio_only = audio_only;
+        }
+    }
+
+    /// A periodic sample of a participant's link; a site's goes to the log and the console.
+    pub fn quality_sampled(&mut self, now: Millis, id: PeerId, quality: Quality) {
+        let Some((site, session)) = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.attendance.clone())
+        else {
+            return;
+        };
+        self.log(
+            now,
+            EventKind::QualitySample {
+                site: site.to_string(),
+                session: session.0,
+                bitrate_in_kbps: quality.bitrate_in_kbps,
+                bitrate_out_kbps: quality.bitrate_out_kbps,
+                loss_permille: quality.loss_permille,
+                rtt_ms: quality.rtt_ms,
+            },
+        );
+        if let Some(status) = self.status_of(id) {
+            status.quality = quality;
+        }
+    }
+
+    /// Brings what `subscriber` receives in line with the rules.
+    pub(super) fn reconcile_subscriber(&mut self, subscriber: PeerId) {
+        let producers: Vec<ProducerInfo> = self
+            .participants
+            .values()
+            .flat_map(|p| p.producers.iter().cloned())
+            .collect();
+        for producer in &producers {
+            self.reconcile(subscriber, producer);
+        }
+    }
+
+    /// Brings who receives `publisher`'s tracks in line with the rules.
+    pub(super) fn reconcile_publisher(&mut self, publisher: PeerId) {
+        let Some(p) = self.participants.get(&publisher) else {
+            return;
+        };
+        let producers = p.producers.clone();
+        let subscribers: Vec<PeerId> = self.participants.keys().copied().collect();
+        for producer in &producers {
+            for subscriber in &subscribers {
+                self.reconcile(*subscriber, producer);
+            }
+        }
+    }
+
+    /// Adds, caps or removes the consumer of `producer` at `subscriber` so that it matches
+    /// [`LiveMeeting::route`]. A subscriber without a media connection has no consumers: it
+    /// gets them when it is attached.
+    fn reconcile(&mut self, subscriber: PeerId, producer: &ProducerInfo) {
+        let attached = self
+            .participants
+            .get(&subscriber)
+            .is_some_and(|p| p.attached);
+        let wanted = if attached {
+            self.route(subscriber, producer.peer)
+        } else {
+            None
+        };
+        let key = (subscriber, producer.id);
+        let route = match (wanted, self.consumers.get(&key).copied()) {
+            (None, None) => return,
+            (Some(max_layer), None) => {
+                let consumer = ConsumerId(self.ids.next());
+                self.consumers.insert(
+                    key,
+                    Consumer {
+                        id: consumer,
+                        max_layer,
+                    },
+                );
+                Route::AddConsumer {
+                    subscriber,
+                    consumer,
+                    producer: producer.clone(),
+                    max_layer,
+                }
+            }
+            (None, Some(existing)) => {
+                self.consumers.remove(&key);
+                Route::RemoveConsumer {
+                    subscriber,
+                    consumer: existing.id,
+                    producer: producer.id,
+                }
+            }
+            (Some(max_layer), Some(existing)) if existing.max_layer != max_layer => {
+                self.consumers.insert(
+                    key,
+                    Consumer {
+                        id: existing.id,
+                        max_layer,
+                    },
+                );
+                Route::SetMaxLayer {
+                    subscriber,
+                    consumer: existing.id,
+                    producer: producer.id,
+                    max_layer,
+                }
+            }
+            (Some(_), Some(_)) => return,
+        };
+        self.outputs.push_back(Output::Route(route));
+    }
+
+    fn log_reception(&mut self, now: Millis, id: PeerId, media: Reception) {
+        let Some((site, session)) = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.attendance.clone())
+        else {
+            return;
+        };
+        self.log(
+            now,
+            EventKind::MediaChanged {
+                site: site.to_string(),
+                session: session.0,
+                media,
+            },
+        );
+    }
+
+    fn status_of(&mut self, id: PeerId) -> Option<&mut super::SiteStatus> {
+        let site = self.site_of(id)?.clone();
+        self.sites.get_mut(&site)
+    }
+}

@@ -1,0 +1,820 @@
+//! The meeting core: one [`LiveMeeting`] per meeting that someone is connected to, a state
+//! machine with no IO in the manner of str0m's `Rtc` and quinn-proto's `Connection`.
+//!
+//! It takes inputs (a participant joined, left or was replaced; a chair action; a media event;
+//! time passing, as a `now` argument) and queues outputs ([`Output`]): route changes for the
+//! media plane, messages to participants and standby pages, attendance events to append. It
+//! reads no clock, opens no socket and touches no database. Every decision of who may join,
+//! who holds the floor and who receives whom at which layer is made here and nowhere else; the
+//! hub ([`crate::hub`]) is its driver: it feeds inputs and carries the outputs out.
+//!
+//! ```
+//! use diemcau::meeting::{IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Seat, Output};
+//! use diemcau_sfu::{PeerId, RouterId};
+//! use diemcau_signaling::MeetingId;
+//!
+//! let setup = MeetingSetup { id: MeetingId(1), title: "Họp".into(), roster: vec![], history: vec![] };
+//! let mut meeting = LiveMeeting::new(setup, RouterId(1), MeetingConfig::default(), IdAllocator::default());
+//! let now = 1_000;
+//! let joined = meeting.join(now, PeerId(7), Seat::Studio { name: "Studio".into() }, "", "");
+//! assert!(joined.is_ok());
+//! while let Some(output) = meeting.poll_output() {
+//!     // The driver sends messages, appends events, tells the media plane...
+//!     let _ = output;
+//! }
+//! ```
+
+mod chair;
+mod console;
+mod media;
+mod output;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
+use diemcau_signaling::protocol::{FloorSite, PROTOCOL_VERSION, ParticipantInfo};
+use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
+use diemcau_signaling::{SessionId, SiteCode};
+
+pub use chair::Declaration;
+pub use output::{Output, PageKey, Recipient, Route};
+
+use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, Millis};
+use console::{LastLeave, SiteStatus};
+
+/// Hands out ids unique across the hub's meetings (consumers of the media plane). Cheap to
+/// clone; every clone draws from the same counter.
+#[derive(Debug, Clone)]
+pub struct IdAllocator(Arc<AtomicU64>);
+
+impl Default for IdAllocator {
+    fn default() -> Self {
+        IdAllocator(Arc::new(AtomicU64::new(1)))
+    }
+}
+
+impl IdAllocator {
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What the store says of a meeting when the hub opens it.
+#[derive(Debug, Clone)]
+pub struct MeetingSetup {
+    pub id: MeetingId,
+    pub title: String,
+    /// The expected sites, in the order the console lists them.
+    pub roster: Vec<ExpectedSite>,
+    /// The meeting's log so far (empty for a meeting nobody joined yet).
+    pub history: Vec<Event>,
+}
+
+/// The rules' numbers, from the hub's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct MeetingConfig {
+    /// Most participants (studio and sites).
+    pub max_participants: usize,
+    /// A site back within this time continues its attendance row.
+    pub grace: Millis,
+    /// How often the chair's console is refreshed.
+    pub console_interval: Millis,
+}
+
+impl Default for MeetingConfig {
+    fn default() -> Self {
+        MeetingConfig {
+            max_participants: 1500,
+            grace: 120_000,
+            console_interval: 2_000,
+        }
+    }
+}
+
+/// Who joins: the studio (the chair's seat) or a site with its attendance session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seat {
+    Studio {
+        name: String,
+    },
+    Site {
+        code: SiteCode,
+        name: String,
+        session: SessionId,
+    },
+}
+
+/// Why a join is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("this meeting already has a studio")]
+    StudioTaken,
+    #[error("this meeting is full")]
+    Full,
+    #[error("this meeting has ended")]
+    Ended,
+}
+
+/// Why a chair action or a site request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("only the chair (the studio) may do this")]
+    ChairOnly,
+    #[error("only a site may do this")]
+    SiteOnly,
+    #[error("site {0} is not connected to this meeting")]
+    SiteNotConnected(SiteCode),
+    #[error("site {0} has no page open waiting to join")]
+    NoPageOpen(SiteCode),
+    #[error("no roll call is running")]
+    NoRollCall,
+    #[error("this roll call is over")]
+    WrongRollCall,
+    #[error("this participant is not in the meeting")]
+    NotJoined,
+}
+
+/// Why a person may not take a meeting's chair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChairError {
+    #[error("the studio's code needs an organizer logged in on this browser; log in first")]
+    LoginRequired,
+    #[error("only an organizer account may chair a meeting")]
+    NotOrganizer,
+}
+
+/// The studio's join code alone does not make a chair: whoever uses it must also be logged in
+/// with an organizer account (`account` is the role logged in, if any). A code that leaks with
+/// a forwarded link then gives nobody the chair.
+pub fn may_chair(account: Option<crate::auth::Role>) -> Result<(), ChairError> {
+    match account {
+        None => Err(ChairError::LoginRequired),
+        Some(crate::auth::Role::Organizer) => Ok(()),
+        Some(crate::auth::Role::Staff) => Err(ChairError::NotOrganizer),
+    }
+}
+
+/// Forward any layer the subscriber's bandwidth allows.
+const ANY_LAYER: u8 = u8::MAX;
+/// The lowest simulcast layer: the chair's wall of small pictures.
+const LOWEST_LAYER: u8 = 0;
+
+/// A meeting while anyone is connected to it, or was since the hub opened it. States:
+/// open (participants and standby pages come and go; when the last one goes, the running roll
+/// call ends with it) → ended (everyone sent away, joins refused).
+#[derive(Debug)]
+pub struct LiveMeeting {
+    id: MeetingId,
+    router: RouterId,
+    title: String,
+    config: MeetingConfig,
+    ids: IdAllocator,
+    roster: Vec<ExpectedSite>,
+    sites: HashMap<SiteCode, SiteStatus>,
+    participants: BTreeMap<PeerId, Participant>,
+    studio: Option<PeerId>,
+    floor: Option<PeerId>,
+    /// Sites that asked for the floor, oldest first.
+    queue: Vec<PeerId>,
+    muted: BTreeSet<PeerId>,
+    roll_call: Option<u32>,
+    /// Roll calls held so far (the next one is numbered one more).
+    roll_calls: u32,
+    pages: BTreeMap<PageKey, SiteCode>,
+    consumers: HashMap<(PeerId, ProducerId), Consumer>,
+    next_console: Option<Millis>,
+    ended: bool,
+    outputs: VecDeque<Output>,
+}
+
+/// One participant of a live meeting. States: joined → attached (its media connection is on a
+/// worker; it publishes and receives) → detached (the connection closed; it may offer again)
+/// → removed.
+#[derive(Debug)]
+struct Participant {
+    info: ParticipantInfo,
+    /// For sites: the site and its attendance session.
+    attendance: Option<(SiteCode, SessionId)>,
+    attached: bool,
+    producers: Vec<ProducerInfo>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Consumer {
+    id: ConsumerId,
+    max_layer: u8,
+}
+
+impl LiveMeeting {
+    pub fn new(
+        setup: MeetingSetup,
+        router: RouterId,
+        config: MeetingConfig,
+        ids: IdAllocator,
+    ) -> LiveMeeting {
+        let roll_calls = setup
+            .history
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::RollCallStarted { .. }))
+            .count();
+        LiveMeeting {
+            id: setup.id,
+            router,
+            title: setup.title,
+            config,
+            ids,
+            sites: console::sites_from_history(&setup.roster, &setup.history),
+            roster: setup.roster,
+            participants: BTreeMap::new(),
+            studio: None,
+            floor: None,
+            queue: Vec::new(),
+            muted: BTreeSet::new(),
+            roll_call: None,
+            roll_calls: u32::try_from(roll_calls).unwrap_or(u32::MAX),
+            pages: BTreeMap::new(),
+            consumers: HashMap::new(),
+            next_console: None,
+            ended: false,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> MeetingId {
+        self.id
+    }
+
+    pub fn router(&self) -> RouterId {
+        self.router
+    }
+
+    /// The next output for the driver, in the order they were made.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`LiveMeeting::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.next_console
+    }
+
+    /// Time passed: refreshes the chair's console when it is due.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let Some(due) = self.next_console.filter(|at| now >= *at) else {
+            return;
+        };
+        self.send_console(now);
+        // Keep to the schedule, so a driver ticking at the interval sends at every tick.
+        let next = due + self.config.console_interval;
+        if next > now {
+            self.next_console = self.next_console.map(|_| next);
+        }
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// A participant joins. A site already joined from another page is replaced: that session
+    /// ends (`replaced`), and the new one continues its attendance row. Returns the `joined`
+    /// reply; what others must learn is queued.
+    pub fn join(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        seat: Seat,
+        client: &str,
+        address: &str,
+    ) -> Result<ServerMessage, JoinError> {
+        if self.ended {
+            return Err(JoinError::Ended);
+        }
+        let replaced = match &seat {
+            Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
+            Seat::Studio { .. } => None,
+        };
+        if matches!(seat, Seat::Studio { .. }) && self.studio.is_some() {
+            return Err(JoinError::StudioTaken);
+        }
+        if self.participants.len() - usize::from(replaced.is_some()) >= self.config.max_participants
+        {
+            return Err(JoinError::Full);
+        }
+        let previous = match (&seat, replaced) {
+            (_, Some(old)) => {
+                let session = self.session_of(old);
+                self.remove(
+                    now,
+                    old,
+                    LeaveReason::Replaced,
+                    Some(error_message(
+                        ErrorCode::Replaced,
+                        "this site joined again from another page, which took over",
+                    )),
+                );
+                session
+            }
+            (Seat::Site { code, .. }, None) => self
+                .sites
+                .get(code)
+                .and_then(|s| s.last_leave.as_ref())
+                .filter(|leave| now - leave.at <= self.config.grace)
+                .map(|leave| leave.session.clone()),
+            (Seat::Studio { .. }, None) => None,
+        };
+
+        let info = match &seat {
+            Seat::Studio { name } => ParticipantInfo {
+                id: id.to_string(),
+                name: name.clone(),
+                role: Role::Studio,
+                site: None,
+            },
+            Seat::Site { code, name, .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: name.clone(),
+                role: Role::Site,
+                site: Some(code.to_string()),
+            },
+        };
+        let attendance = match seat {
+            Seat::Studio { .. } => {
+                self.studio = Some(id);
+                None
+            }
+            Seat::Site { code, session, .. } => {
+                let status = self.sites.entry(code.clone()).or_default();
+                status.participant = Some(id);
+                status.connected = false;
+                status.audio_only = false;
+                status.quality = Default::default();
+                let kind = match previous {
+                    Some(previous_session) => EventKind::SiteReconnected {
+                        site: code.to_string(),
+                        session: session.0.clone(),
+                        previous_session: previous_session.0,
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                    None => EventKind::SiteJoined {
+                        site: code.to_string(),
+                        session: session.0.clone(),
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                };
+                self.log(now, kind);
+                Some((code, session))
+            }
+        };
+        let others: Vec<ParticipantInfo> =
+            self.participants.values().map(|p| p.info.clone()).collect();
+        for other in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(
+                other,
+                ServerMessage::ParticipantJoined {
+                    participant: info.clone(),
+                },
+            );
+        }
+        let is_site = attendance.is_some();
+        self.participants.insert(
+            id,
+            Participant {
+                info: info.clone(),
+                attendance,
+                attached: false,
+                producers: Vec::new(),
+            },
+        );
+        // What a newcomer must know at once: the floor, and a roll call waiting for it.
+        self.send(id, self.floor_message());
+        if let (Some(roll_call), true) = (self.roll_call, is_site) {
+            self.send(
+                id,
+                ServerMessage::RollCall {
+                    roll_call,
+                    active: true,
+                },
+            );
+        }
+        if !is_site {
+            self.send_console(now);
+        }
+        Ok(ServerMessage::Joined {
+            protocol: PROTOCOL_VERSION,
+            meeting: self.id.to_string(),
+            title: self.title.clone(),
+            participant: info,
+            participants: others,
+        })
+    }
+
+    /// A participant leaves (its `leave`, a lost connection, an ended login...). With a
+    /// `notice`, its session is sent that message and closed. Returns whether it was here.
+    pub fn leave(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        reason: LeaveReason,
+        notice: Option<ServerMessage>,
+    ) -> bool {
+        self.remove(now, id, reason, notice)
+    }
+
+    /// A site's page is open on standby (before joining), so the chair sees it and can call it.
+    pub fn open_page(&mut self, page: PageKey, site: SiteCode) -> Result<(), JoinError> {
+        if self.ended {
+            return Err(JoinError::Ended);
+        }
+        self.pages.insert(page, site);
+        Ok(())
+    }
+
+    /// A standby page closed or joined.
+    pub fn close_page(&mut self, page: PageKey) {
+        if self.pages.remove(&page).is_some() {
+            self.rest_if_empty();
+        }
+    }
+
+    /// The organizer ended the meeting: the end is logged, every session ends with
+    /// `meeting_ended`, and later joins are refused.
+    pub fn end(&mut self, now: Millis) {
+        self.log(now, EventKind::MeetingEnded);
+        let notice = error_message(
+            ErrorCode::MeetingEnded,
+            "the organizer has ended the meeting",
+        );
+        self.close_everyone(now, LeaveReason::MeetingEnded, &notice);
+        self.ended = true;
+    }
+
+    /// The hub is stopping: every session ends, recorded as left by shutdown.
+    pub fn shut_down(&mut self, now: Millis) {
+        let notice = error_message(
+            ErrorCode::HubShuttingDown,
+            "the hub is shutting down; the page will reconnect when it is back",
+        );
+        self.close_everyone(now, LeaveReason::HubShutdown, &notice);
+    }
+
+    /// Nobody is connected: the driver may forget the meeting once it has ended.
+    pub fn is_idle(&self) -> bool {
+        self.participants.is_empty() && self.pages.is_empty()
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn site_count(&self) -> usize {
+        self.participants
+            .values()
+            .filter(|p| p.attendance.is_some())
+            .count()
+    }
+
+    pub fn contains(&self, id: PeerId) -> bool {
+        self.participants.contains_key(&id)
+    }
+
+    /// The attendance sessions of the sites joined now (for the liveness marks).
+    pub fn site_sessions(&self) -> impl Iterator<Item = &SessionId> {
+        self.participants
+            .values()
+            .filter_map(|p| p.attendance.as_ref().map(|(_, session)| session))
+    }
+
+    /// The worst loss among joined sites in their latest quality sample.
+    pub fn worst_loss_permille(&self) -> u32 {
+        self.sites
+            .values()
+            .filter(|s| s.participant.is_some())
+            .map(|s| s.quality.loss_permille)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The floor holder, if any.
+    pub fn floor(&self) -> Option<PeerId> {
+        self.floor
+    }
+
+    /// Whether `subscriber` receives `publisher`'s media, and at most at which simulcast layer.
+    /// The one rule of routing: sites receive the studio; the studio receives every site, the
+    /// one holding the floor at full quality and the others at the lowest layer (its wall of
+    /// small pictures); every site receives the site holding the floor.
+    pub fn route(&self, subscriber: PeerId, publisher: PeerId) -> Option<u8> {
+        if subscriber == publisher {
+            return None;
+        }
+        let (s, p) = (self.role(subscriber)?, self.role(publisher)?);
+        let holds_floor = self.floor == Some(publisher);
+        match (s, p) {
+            (Role::Site, Role::Studio) => Some(ANY_LAYER),
+            (Role::Studio, Role::Site) if holds_floor => Some(ANY_LAYER),
+            (Role::Studio, Role::Site) => Some(LOWEST_LAYER),
+            (Role::Site, Role::Site) => holds_floor.then_some(ANY_LAYER),
+            (Role::Studio, Role::Studio) => None,
+        }
+    }
+
+    /// Whether the chair has muted this participant.
+    pub fn is_muted(&self, id: PeerId) -> bool {
+        self.muted.contains(&id)
+    }
+
+    /// Checks what must always hold, for tests and fuzzing: one studio at most and it is the
+    /// one joined as studio; the floor holder is a joined site and not queued; the queue and the
+    /// muted are joined sites; every consumer's subscriber is attached, its producer is
+    /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
+    /// every route the rules want for an attached subscriber exists.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let studios = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.info.role == Role::Studio)
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>();
+        if studios.len() > 1 || studios.first().copied() != self.studio {
+            return Err(format!(
+                "studio {:?} but joined as studio {studios:?}",
+                self.studio
+            ));
+        }
+        let is_site = |id: &PeerId| self.role(*id) == Some(Role::Site);
+        if let Some(holder) = self.floor
+            && (!is_site(&holder) || self.queue.contains(&holder))
+        {
+            return Err(format!(
+                "floor holder {holder} is not a joined site, or is queued"
+            ));
+        }
+        if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
+            return Err(format!("{id} is queued or muted but is not a joined site"));
+        }
+        let producers: HashMap<ProducerId, PeerId> = self
+            .participants
+            .values()
+            .flat_map(|p| p.producers.iter().map(|pr| (pr.id, pr.peer)))
+            .collect();
+        for ((subscriber, producer), consumer) in &self.consumers {
+            let attached = self
+                .participants
+                .get(subscriber)
+                .is_some_and(|p| p.attached);
+            let Some(publisher) = producers.get(producer) else {
+                return Err(format!(
+                    "consumer of {producer} at {subscriber}: no such producer"
+                ));
+            };
+            if !attached || self.route(*subscriber, *publisher) != Some(consumer.max_layer) {
+                return Err(format!(
+                    "{subscriber} receives {producer} of {publisher} at layer {} against the rules",
+                    consumer.max_layer
+                ));
+            }
+        }
+        for (subscriber, p) in &self.participants {
+            if !p.attached {
+                continue;
+            }
+            for (producer, publisher) in &producers {
+                if self.route(*subscriber, *publisher).is_some()
+                    && !self.consumers.contains_key(&(*subscriber, *producer))
+                {
+                    return Err(format!(
+                        "{subscriber} should receive {producer} of {publisher}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn role(&self, id: PeerId) -> Option<Role> {
+        self.participants.get(&id).map(|p| p.info.role)
+    }
+
+    fn session_of(&self, id: PeerId) -> Option<SessionId> {
+        let (_, session) = self.participants.get(&id)?.attendance.as_ref()?;
+        Some(session.clone())
+    }
+
+    fn site_of(&self, id: PeerId) -> Option<&SiteCode> {
+        let (site, _) = self.participants.get(&id)?.attendance.as_ref()?;
+        Some(site)
+    }
+
+    fn close_everyone(&mut self, now: Millis, reason: LeaveReason, notice: &ServerMessage) {
+        for page in std::mem::take(&mut self.pages).into_keys() {
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Page(page),
+                message: notice.clone(),
+            });
+        }
+        let everyone: Vec<PeerId> = self.participants.keys().copied().collect();
+        for id in everyone {
+            self.remove(now, id, reason, Some(notice.clone()));
+        }
+    }
+
+    fn remove(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        reason: LeaveReason,
+        notice: Option<ServerMessage>,
+    ) -> bool {
+        let Some(p) = self.participants.remove(&id) else {
+            return false;
+        };
+        if self.studio == Some(id) {
+            self.studio = None;
+            self.next_console = None;
+        }
+        self.queue.retain(|q| *q != id);
+        self.muted.remove(&id);
+        let floor_returned = self.floor == Some(id);
+        if floor_returned {
+            self.floor = None;
+        }
+        self.drop_producers(&p.producers);
+        // The worker drops the consumers of a peer with the peer.
+        self.consumers
+            .retain(|(subscriber, _), _| *subscriber != id);
+        if let Some((site, session)) = &p.attendance {
+            if let Some(status) = self.sites.get_mut(site)
+                && status.participant == Some(id)
+            {
+                status.participant = None;
+                status.connected = false;
+                status.last_leave = Some(LastLeave {
+                    reason,
+                    at: now,
+                    session: session.clone(),
+                });
+            }
+            // The floor-returned fact goes before the site-left fact.
+            if floor_returned {
+                self.log(
+                    now,
+                    EventKind::FloorReturned {
+                        site: site.to_string(),
+                    },
+                );
+            }
+        }
+        let floor = floor_returned.then(|| self.floor_message());
+        for other in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(
+                other,
+                ServerMessage::ParticipantLeft {
+                    participant: id.to_string(),
+                },
+            );
+            if let Some(floor) = &floor {
+                self.send(other, floor.clone());
+            }
+        }
+        if let Some((site, session)) = p.attendance {
+            self.log(
+                now,
+                EventKind::SiteLeft {
+                    site: site.to_string(),
+                    session: session.0,
+                    reason,
+                },
+            );
+        }
+        if let Some(message) = notice {
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Participant(id),
+                message,
+            });
+        }
+        self.outputs.push_back(Output::Removed(id));
+        self.rest_if_empty();
+        true
+    }
+
+    /// With nobody left, the meeting rests as the hub would open it again from its log: no roll
+    /// call running, no live figures.
+    fn rest_if_empty(&mut self) {
+        if !self.is_idle() {
+            return;
+        }
+        self.roll_call = None;
+        for status in self.sites.values_mut() {
+            *status = SiteStatus {
+                last_leave: status.last_leave.take(),
+                head_count: status.head_count,
+                ..SiteStatus::default()
+            };
+        }
+    }
+
+    /// Producers gone with their participant or its connection: every worker drops them.
+    fn drop_producers(&mut self, producers: &[ProducerInfo]) {
+        for producer in producers {
+            self.consumers.retain(|(_, p), _| *p != producer.id);
+            self.outputs.push_back(Output::Route(Route::RemoveProducer {
+                router: producer.router,
+                producer: producer.id,
+            }));
+        }
+    }
+
+    /// The floor as participants see it.
+    fn floor_message(&self) -> ServerMessage {
+        let describe = |id: &PeerId| {
+            let p = self.participants.get(id)?;
+            Some(FloorSite {
+                site: p.info.site.clone().unwrap_or_default(),
+                name: p.info.name.clone(),
+                participant: p.info.id.clone(),
+            })
+        };
+        ServerMessage::Floor {
+            holder: self.floor.as_ref().and_then(describe),
+            queue: self.queue.iter().filter_map(describe).collect(),
+        }
+    }
+
+    fn send(&mut self, to: PeerId, message: ServerMessage) {
+        self.outputs.push_back(Output::Send {
+            to: Recipient::Participant(to),
+            message,
+        });
+    }
+
+    fn send_to_everyone(&mut self, message: &ServerMessage) {
+        for id in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(id, message.clone());
+        }
+    }
+
+    fn log(&mut self, at: Millis, kind: EventKind) {
+        self.outputs.push_back(Output::Log { at, kind });
+    }
+
+    /// Sends the chair its console now and schedules the next.
+    fn send_console(&mut self, now: Millis) {
+        let Some(chair) = self.studio else {
+            self.next_console = None;
+            return;
+        };
+        let message = self.console(now);
+        self.send(chair, message);
+        self.next_console = Some(now + self.config.console_interval);
+    }
+
+    /// The console: every expected site in roster order.
+    fn console(&self, now: Millis) -> ServerMessage {
+        use diemcau_signaling::protocol::FloorState;
+        let empty = SiteStatus::default();
+        let sites = self
+            .roster
+            .iter()
+            .map(|expected| {
+                let code = SiteCode::try_from(expected.code.as_str()).ok();
+                let status = code
+                    .as_ref()
+                    .and_then(|c| self.sites.get(c))
+                    .unwrap_or(&empty);
+                let floor = match status.participant {
+                    Some(p) if self.floor == Some(p) => FloorState::Holder,
+                    Some(p) if self.queue.contains(&p) => FloorState::Requested,
+                    _ => FloorState::None,
+                };
+                let context = console::RowContext {
+                    page_open: code
+                        .as_ref()
+                        .is_some_and(|c| self.pages.values().any(|site| site == c)),
+                    floor,
+                    muted: status.participant.is_some_and(|p| self.muted.contains(&p)),
+                    now,
+                    grace: self.config.grace,
+                };
+                console::console_row(expected, status, &context)
+            })
+            .collect();
+        ServerMessage::Console {
+            roll_call: self.roll_call,
+            sites,
+        }
+    }
+}
+
+fn error_message(code: ErrorCode, message: &str) -> ServerMessage {
+    ProtocolError::new(code, message).to_message()
+}
