@@ -200,7 +200,7 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
-        /// Who is at fault: the client's message, the meeting's rules, or the hub.
+        /// Whose fault it is: the client's message, a refusal by the rules, or the hub.
         fault: Fault,
         /// Whether the same request, sent again later, can succeed.
         retry: bool,
@@ -216,8 +216,9 @@ pub enum ServerMessage {
 pub enum Fault {
     /// The client sent something malformed, out of order, or that it may not send.
     Client,
-    /// The meeting's rules refused it (the meeting ended, the seat is taken...): nobody erred.
-    Rules,
+    /// The hub refused it by the meeting's rules or the code's validity (the code is unknown,
+    /// the meeting ended, the seat is taken, this role may not do this...).
+    Refused,
     /// The hub failed, or is stopping.
     Hub,
 }
@@ -357,14 +358,10 @@ impl ErrorCode {
             | AlreadyJoined
             | NoPendingOffer
             | NegotiationInProgress
-            | InvalidSdp
-            | CodeUnknown
-            | CodeRevoked
-            | CodeOtherMeeting
-            | LoginRequired
-            | Forbidden => Fault::Client,
-            MeetingEnded | Replaced | SiteUnavailable | NoRollCall | StudioTaken | MeetingFull => {
-                Fault::Rules
+            | InvalidSdp => Fault::Client,
+            CodeUnknown | CodeRevoked | CodeOtherMeeting | MeetingEnded | LoginRequired
+            | Forbidden | Replaced | SiteUnavailable | NoRollCall | StudioTaken | MeetingFull => {
+                Fault::Refused
             }
             Internal | HubShuttingDown => Fault::Hub,
         }
@@ -622,14 +619,17 @@ mod tests {
     fn every_error_says_whose_fault_it_is_and_whether_to_retry() {
         let message = ProtocolError::new(ErrorCode::MeetingFull, "full").to_message();
         let json = serde_json::to_value(&message).expect("serialise");
-        assert_eq!(json["fault"], "rules");
+        assert_eq!(json["fault"], "refused");
         assert_eq!(json["retry"], true);
         let message = ProtocolError::new(ErrorCode::CodeRevoked, "revoked").to_message();
         let json = serde_json::to_value(&message).expect("serialise");
         assert_eq!(
             (json["fault"].as_str(), json["retry"].as_bool()),
-            (Some("client"), Some(false))
+            (Some("refused"), Some(false))
         );
+        let message = ProtocolError::new(ErrorCode::InvalidSdp, "bad").to_message();
+        let json = serde_json::to_value(&message).expect("serialise");
+        assert_eq!(json["fault"], "client");
         assert_eq!(ErrorCode::Internal.fault(), Fault::Hub);
     }
 

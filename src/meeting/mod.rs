@@ -28,6 +28,8 @@ mod chair;
 mod console;
 mod media;
 mod output;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 #[cfg(test)]
 mod tests;
 

@@ -958,3 +958,20 @@ fn the_chair_may_only_be_an_organizer_logged_in() {
     );
     assert_eq!(may_chair(Some(Account::Organizer)), Ok(()));
 }
+
+#[test]
+fn random_input_sequences_keep_the_rules() {
+    // A fixed xorshift stream: the same sequences on every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        let len = 30 + (next() % 600) as usize;
+        let data: Vec<u8> = (0..len).map(|_| (next() >> 24) as u8).collect();
+        super::testkit::run(&data);
+    }
+}

@@ -131,6 +131,7 @@ const STRINGS = {
     'error.replaced':
       'Điểm cầu này vừa được mở ở một cửa sổ hoặc máy khác, nên phiên ở đây đã dừng. Bấm “Vào lại” nếu muốn họp trên máy này.',
     'error.internal': 'Máy chủ gặp lỗi; đang thử lại.',
+    'error.hub_shutting_down': 'Máy chủ đang tắt; trang sẽ tự nối lại khi máy chủ chạy lại.',
     'error.unknown': 'Lỗi không rõ ({code}).',
     'error.websocket': 'Không kết nối được tới máy chủ.',
     'error.media': 'Không mở được camera hoặc micro: {message}',
@@ -676,6 +677,7 @@ const STRINGS = {
     'error.replaced':
       'This site was just opened in another window or on another computer, so this session stopped. Click “Join again” to meet from this computer.',
     'error.internal': 'The server failed; retrying.',
+    'error.hub_shutting_down': 'The server is shutting down; the page reconnects when it is back.',
     'error.unknown': 'Unknown error ({code}).',
     'error.websocket': 'Cannot reach the server.',
     'error.media': 'Cannot open the camera or microphone: {message}',

@@ -18,24 +18,19 @@ const ICE_GATHERING_CAP_MS = 2_000;
 const RECONNECT_DELAYS_S = [1, 2, 4, 8, 15];
 
 /**
- * Errors after which the session stops for good (docs/protocol.md): the code is not valid for
- * this meeting, the meeting is over, the same site joined elsewhere, or the studio's code was
- * used without an organizer logged in (the page then goes to the login page).
+ * Whether a hub error ends the session for good (docs/protocol.md, "Errors"): the hub says a
+ * retry cannot help (`retry: false`) of the join itself or of an error it sent on its own (the
+ * code is not valid for this meeting, the meeting is over, the same site joined elsewhere, the
+ * studio's code was used without an organizer logged in: the page then goes to the login page).
+ * A standby refused as `forbidden` is not final: a studio's code on a site page simply does not
+ * wait, and the page joins instead.
  */
-export const FINAL_ERRORS = new Set([
-  'code_unknown',
-  'code_revoked',
-  'code_other_meeting',
-  'meeting_ended',
-  'replaced',
-  'login_required',
-]);
-
-/**
- * Errors of a refused join that are worth retrying later: a stale studio session, a full
- * meeting, a hub failure ("the message may be retried", docs/protocol.md).
- */
-const RETRIED_JOIN_ERRORS = new Set(['studio_taken', 'meeting_full', 'internal']);
+export function isFinal(message) {
+  if (message.type !== 'error' || message.retry !== false) return false;
+  const request = message.request ?? null;
+  if (request === 'standby') return message.code !== 'forbidden';
+  return request === null || request === 'join';
+}
 
 /**
  * Requests answered with `done` (or an error naming them): a site's floor request and the
@@ -287,7 +282,7 @@ export class MeetingSession extends EventTarget {
         return;
       }
       if (message.type !== 'pong') console.info('[diemcau] hub →', message.type, message.code || '');
-      if (message.type === 'error' && FINAL_ERRORS.has(message.code)) {
+      if (isFinal(message)) {
         // Handled now, not in the chain: the hub closes the WebSocket right after, and neither
         // that close nor a negotiation still in the chain may start a reconnection.
         this.onHubError(message);
@@ -505,7 +500,7 @@ export class MeetingSession extends EventTarget {
       return;
     }
     this.reportError(message.code, message.message, message.request);
-    if (FINAL_ERRORS.has(message.code)) {
+    if (isFinal(message)) {
       this.close('refused');
       if (message.code === 'login_required') {
         // Log in, then come back to the studio page with the same link.
@@ -516,10 +511,10 @@ export class MeetingSession extends EventTarget {
       }
       return;
     }
-    // A refused join (the meeting has a studio, or is full, or the hub failed) is retried
-    // later: the other studio may be a stale session of this one that the hub has not
-    // dropped yet.
-    if (message.request === 'join' && RETRIED_JOIN_ERRORS.has(message.code)) this.restart();
+    // A refused join that the hub says may succeed later (the meeting has a studio, or is
+    // full, or the hub failed) is retried: the other studio may be a stale session of this one
+    // that the hub has not dropped yet.
+    if (message.request === 'join' && message.retry) this.restart();
     // A studio code on a site page: standby is for sites only; the page moves on its own.
     if (message.request === 'standby' && message.code === 'forbidden') this.wantStandby = false;
   }

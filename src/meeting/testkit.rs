@@ -1,0 +1,222 @@
+//! Random input sequences for the meeting core, for the fuzz target `meeting_core` and the unit
+//! tests: every three bytes are one input (joins, leaves, media events, chair actions from
+//! anyone, time passing); after each input the outputs are carried as a driver would, and what
+//! must always hold is checked: the core's own invariants ([`LiveMeeting::check_invariants`]),
+//! a muted site's audio paused on every worker, a removed participant gone for good, every
+//! event at the time of its input.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::{PeerId, ProducerId, ProducerInfo, RouterId};
+use diemcau_signaling::{MeetingId, SessionId, SiteCode};
+
+use super::{
+    Declaration, IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Output, PageKey, Route,
+    Seat,
+};
+use crate::attendance::{ExpectedSite, LeaveReason, Millis};
+
+/// Participant slots the inputs name; each join in a slot is a new participant.
+const SLOTS: u8 = 6;
+/// Site codes the inputs name: the roster's four and one that is not invited.
+const SITES: [&str; 5] = ["001", "002", "003", "004", "099"];
+
+/// Plays `data` as inputs to one meeting; panics when something that must hold does not.
+pub fn run(data: &[u8]) {
+    let roster = SITES
+        .iter()
+        .take(4)
+        .map(|code| ExpectedSite {
+            code: (*code).into(),
+            name: format!("Xã {code}"),
+            expected_delegates: 30,
+        })
+        .collect();
+    let setup = MeetingSetup {
+        id: MeetingId(1),
+        title: "fuzz".into(),
+        roster,
+        history: Vec::new(),
+    };
+    let config = MeetingConfig {
+        max_participants: 5,
+        grace: 10_000,
+        console_interval: 2_000,
+    };
+    let mut player = Player {
+        meeting: LiveMeeting::new(setup, RouterId(1), config, IdAllocator::default()),
+        slots: BTreeMap::new(),
+        next_peer: 1,
+        next_producer: 1,
+        paused: HashMap::new(),
+        removed: Vec::new(),
+        now: 1_000_000,
+    };
+    for input in data.chunks(3) {
+        let (op, a, b) = match *input {
+            [op, a, b] => (op, a, b),
+            _ => return,
+        };
+        player.now += Millis::from(b) * 40;
+        player.play(op, a, b);
+        player.carry();
+        player.check();
+    }
+}
+
+struct Player {
+    meeting: LiveMeeting,
+    /// The participant in each slot now.
+    slots: BTreeMap<u8, PeerId>,
+    next_peer: u64,
+    next_producer: u64,
+    /// Each live producer's pause state on the workers, as the outputs set it.
+    paused: HashMap<ProducerId, (PeerId, MediaKind, bool)>,
+    removed: Vec<PeerId>,
+    now: Millis,
+}
+
+impl Player {
+    fn play(&mut self, op: u8, a: u8, b: u8) {
+        let now = self.now;
+        let slot = a % SLOTS;
+        let peer = self.slots.get(&slot).copied().unwrap_or(PeerId(999));
+        let site = SiteCode::try_from(SITES[usize::from(b) % SITES.len()])
+            .unwrap_or_else(|_| unreachable!("the fixed site codes are administrative codes"));
+        let declaration = Declaration {
+            count: u32::from(b),
+            confirmed_by: "Nguyễn Văn An".into(),
+            position: "Chủ tịch".into(),
+        };
+        let m = &mut self.meeting;
+        // Refusals are part of the game: only what the outputs and state say is checked.
+        match op % 18 {
+            0 | 1 => {
+                let id = PeerId(self.next_peer);
+                self.next_peer += 1;
+                let seat = if op % 18 == 0 && b % 4 == 0 {
+                    Seat::Studio {
+                        name: "Studio".into(),
+                    }
+                } else {
+                    Seat::Site {
+                        code: site,
+                        name: "Xã".into(),
+                        session: SessionId(format!("s{}", id.0)),
+                    }
+                };
+                if m.join(now, id, seat, "fuzz", "127.0.0.1").is_ok() {
+                    self.slots.insert(slot, id);
+                }
+            }
+            2 => {
+                let reason = match b % 4 {
+                    0 => LeaveReason::Closed,
+                    1 => LeaveReason::NetworkTimeout,
+                    2 => LeaveReason::HubShutdown,
+                    _ => LeaveReason::Removed,
+                };
+                m.leave(now, peer, reason, None);
+            }
+            3 => m.attached(peer),
+            4 => {
+                let kind = if b % 2 == 0 {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                let id = ProducerId(self.next_producer);
+                self.next_producer += 1;
+                if m.contains(peer) {
+                    self.paused.insert(id, (peer, kind, false));
+                }
+                m.producer_added(ProducerInfo {
+                    id,
+                    router: RouterId(1),
+                    peer,
+                    kind,
+                });
+            }
+            5 => m.peer_closed(now, peer),
+            6 => {
+                let _ = m.request_floor(now, peer, b % 2 == 0);
+            }
+            7 => {
+                let _ = m.give_floor(now, peer, &site);
+            }
+            8 => {
+                let _ = m.take_floor(now, peer);
+            }
+            9 => {
+                let _ = m.mute(now, peer, &site, b % 3 != 0);
+            }
+            10 => {
+                let _ = m.mute_all(now, peer, b % 2 == 0);
+            }
+            11 if b % 2 == 0 => {
+                let _ = m.start_roll_call(now, peer);
+            }
+            11 => {
+                let _ = m.end_roll_call(now, peer);
+            }
+            12 => {
+                let _ = m.answer_roll_call(now, peer, u32::from(b % 3), declaration);
+            }
+            13 => {
+                let _ = m.declare_head_count(now, peer, declaration);
+            }
+            14 if b % 2 == 0 => {
+                let _ = m.open_page(PageKey(u64::from(a)), site);
+            }
+            14 => m.close_page(PageKey(u64::from(a))),
+            15 => {
+                let _ = m.call_site(now, peer, &site);
+            }
+            16 => m.handle_timeout(now),
+            _ if b == 255 => m.end(now),
+            _ => m.reception_changed(now, peer, b % 2 == 0),
+        }
+    }
+
+    /// Drains the outputs as a driver carries them.
+    fn carry(&mut self) {
+        while let Some(output) = self.meeting.poll_output() {
+            match output {
+                Output::Route(Route::PauseProducer {
+                    producer, paused, ..
+                }) => {
+                    if let Some(state) = self.paused.get_mut(&producer) {
+                        state.2 = paused;
+                    }
+                }
+                Output::Route(Route::RemoveProducer { producer, .. }) => {
+                    self.paused.remove(&producer);
+                }
+                Output::Log { at, .. } => assert_eq!(at, self.now, "an event at its input's time"),
+                Output::Removed(id) => {
+                    assert!(!self.meeting.contains(id), "{id} removed but still joined");
+                    self.removed.push(id);
+                }
+                Output::Route(_) | Output::Send { .. } | Output::Close { .. } => {}
+            }
+        }
+    }
+
+    fn check(&self) {
+        if let Err(broken) = self.meeting.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
+        for (producer, (peer, kind, paused)) in &self.paused {
+            if *kind == MediaKind::Audio && self.meeting.is_muted(*peer) {
+                assert!(paused, "muted {peer}'s audio {producer} still forwarded");
+            }
+        }
+        for id in &self.removed {
+            assert!(
+                !self.meeting.contains(*id),
+                "{id} came back after its removal"
+            );
+        }
+    }
+}
