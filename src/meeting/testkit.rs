@@ -82,8 +82,10 @@ impl Player {
         let now = self.now;
         let slot = a % SLOTS;
         let peer = self.slots.get(&slot).copied().unwrap_or(PeerId(999));
-        let site = SiteCode::try_from(SITES[usize::from(b) % SITES.len()])
-            .unwrap_or_else(|_| unreachable!("the fixed site codes are administrative codes"));
+        let code = SITES.get(usize::from(b) % SITES.len()).copied().unwrap_or("001");
+        let Ok(site) = SiteCode::try_from(code) else {
+            unreachable!("the fixed site codes are administrative codes")
+        };
         let declaration = Declaration {
             count: u32::from(b),
             confirmed_by: "Nguyễn Văn An".into(),
@@ -95,7 +97,7 @@ impl Player {
             0 | 1 => {
                 let id = PeerId(self.next_peer);
                 self.next_peer += 1;
-                let seat = if op % 18 == 0 && b % 4 == 0 {
+                let seat = if op.is_multiple_of(18) && b.is_multiple_of(4) {
                     Seat::Studio {
                         name: "Studio".into(),
                     }
@@ -121,7 +123,7 @@ impl Player {
             }
             3 => m.attached(peer),
             4 => {
-                let kind = if b % 2 == 0 {
+                let kind = if b.is_multiple_of(2) {
                     MediaKind::Audio
                 } else {
                     MediaKind::Video
@@ -140,7 +142,7 @@ impl Player {
             }
             5 => m.peer_closed(now, peer),
             6 => {
-                let _ = m.request_floor(now, peer, b % 2 == 0);
+                let _ = m.request_floor(now, peer, b.is_multiple_of(2));
             }
             7 => {
                 let _ = m.give_floor(now, peer, &site);
@@ -149,12 +151,12 @@ impl Player {
                 let _ = m.take_floor(now, peer);
             }
             9 => {
-                let _ = m.mute(now, peer, &site, b % 3 != 0);
+                let _ = m.mute(now, peer, &site, !b.is_multiple_of(3));
             }
             10 => {
-                let _ = m.mute_all(now, peer, b % 2 == 0);
+                let _ = m.mute_all(now, peer, b.is_multiple_of(2));
             }
-            11 if b % 2 == 0 => {
+            11 if b.is_multiple_of(2) => {
                 let _ = m.start_roll_call(now, peer);
             }
             11 => {
@@ -166,7 +168,7 @@ impl Player {
             13 => {
                 let _ = m.declare_head_count(now, peer, declaration);
             }
-            14 if b % 2 == 0 => {
+            14 if b.is_multiple_of(2) => {
                 let _ = m.open_page(PageKey(u64::from(a)), site);
             }
             14 => m.close_page(PageKey(u64::from(a))),
@@ -175,7 +177,7 @@ impl Player {
             }
             16 => m.handle_timeout(now),
             _ if b == 255 => m.end(now),
-            _ => m.reception_changed(now, peer, b % 2 == 0),
+            _ => m.reception_changed(now, peer, b.is_multiple_of(2)),
         }
     }
 
