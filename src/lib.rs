@@ -6,8 +6,10 @@
 //! - [`store`]: SQLite: directory, meeting plans and join codes, the append-only attendance log;
 //! - [`attendance`]: the log's events and the reports computed from them;
 //! - [`auth`]: accounts (organizer, staff), argon2id passwords, login sessions, CSRF checks;
-//! - [`meeting`]: the meeting rules (who joins, who receives whom), no IO;
-//! - [`hub`]: signalling sessions turned into meeting, attendance and media-plane calls;
+//! - [`meeting`]: the meeting core, one sans-IO state machine per meeting: who joins, who
+//!   holds the floor, who receives whom at which layer, what is logged and told;
+//! - [`hub`]: its driver: signalling sessions and media events in, the core's outputs carried
+//!   to sessions, media workers and the attendance log;
 //! - [`media`]: the media driver, worker threads with UDP sockets around the sans-IO
 //!   `diemcau_sfu::Worker`;
 //! - [`web`], [`api`]: HTTP: embedded pages, `/ws` signalling, the JSON/CSV API.
