@@ -290,6 +290,9 @@ async fn reissue_code(
 ) -> ApiResult<Response> {
     let code = app.hub.store().reissue_code(id, &site)?;
     tracing::info!(meeting = id, site = ?site, username = ?caller.account.username, "join code reissued");
+    if let Ok(site) = diemcau_signaling::SiteCode::try_from(site.as_str()) {
+        app.hub.code_reissued(MeetingId(id), &site).await;
+    }
     let link = site_link(id, &code);
     Ok(Json(json!({ "code": code, "link": link })).into_response())
 }

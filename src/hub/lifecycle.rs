@@ -1,7 +1,7 @@
 //! Starting and ending meetings, logins that end, and the hub's shutdown.
 
 use diemcau_sfu::PeerId;
-use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError};
+use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, SiteCode};
 
 use super::Hub;
 use super::carry::{PendingEvent, recorded};
@@ -96,6 +96,22 @@ impl Hub {
         }
         for (peer, _) in ended {
             tracing::info!(participant = %peer, "studio session ended with its login");
+        }
+    }
+
+    /// A site's join code was reissued: whoever joined or waits with the old one is sent away
+    /// now, recorded as removed.
+    pub async fn code_reissued(&self, meeting: MeetingId, site: &SiteCode) {
+        let pending = {
+            let mut state = self.lock();
+            let Some(live) = state.meetings.get_mut(&meeting) else {
+                return;
+            };
+            live.code_reissued(now_millis(), site);
+            self.carry(&mut state, meeting)
+        };
+        if let Err(e) = recorded(pending).await {
+            tracing::error!("recording the end of a reissued code's session failed: {e}");
         }
     }
 

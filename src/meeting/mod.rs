@@ -444,6 +444,32 @@ impl LiveMeeting {
         }
     }
 
+    /// A site's join code was reissued: the session joined with the old code, and any page
+    /// waiting with it, end at once (`code_revoked`); the site comes back with its new link.
+    pub fn code_reissued(&mut self, now: Millis, site: &SiteCode) {
+        let notice = error_message(
+            ErrorCode::CodeRevoked,
+            "this site's join code was reissued; open the new link to join",
+        );
+        let waiting: Vec<PageKey> = self
+            .pages
+            .iter()
+            .filter(|(_, s)| *s == site)
+            .map(|(page, _)| *page)
+            .collect();
+        for page in waiting {
+            self.pages.remove(&page);
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Page(page),
+                message: notice.clone(),
+            });
+        }
+        if let Some(joined) = self.sites.get(site).and_then(|s| s.participant) {
+            self.remove(now, joined, LeaveReason::Removed, Some(notice));
+        }
+        self.rest_if_empty();
+    }
+
     /// The organizer ended the meeting: the end is logged, every session ends with
     /// `meeting_ended`, and later joins are refused.
     pub fn end(&mut self, now: Millis) {

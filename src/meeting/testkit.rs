@@ -82,7 +82,10 @@ impl Player {
         let now = self.now;
         let slot = a % SLOTS;
         let peer = self.slots.get(&slot).copied().unwrap_or(PeerId(999));
-        let code = SITES.get(usize::from(b) % SITES.len()).copied().unwrap_or("001");
+        let code = SITES
+            .get(usize::from(b) % SITES.len())
+            .copied()
+            .unwrap_or("001");
         let Ok(site) = SiteCode::try_from(code) else {
             unreachable!("the fixed site codes are administrative codes")
         };

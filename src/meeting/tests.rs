@@ -685,6 +685,42 @@ fn a_site_joining_again_from_another_page_replaces_its_session() {
 }
 
 #[test]
+fn a_reissued_code_ends_the_session_and_the_page_that_used_the_old_one() {
+    let mut m = meeting_in_session();
+    m.open_page(PageKey(3), code("001"))
+        .expect("a second page of A waits");
+    m.code_reissued(T0 + 50, &code("001"));
+    let outputs = drain(&mut m);
+    let revoked = ProtocolError::new(
+        ErrorCode::CodeRevoked,
+        "this site's join code was reissued; open the new link to join",
+    )
+    .to_message();
+    assert_eq!(
+        outputs.first(),
+        Some(&Output::Close {
+            to: Recipient::Page(PageKey(3)),
+            message: revoked.clone()
+        })
+    );
+    assert!(outputs.contains(&Output::Close {
+        to: Recipient::Participant(A),
+        message: revoked
+    }));
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::SiteLeft {
+            site: "001".into(),
+            session: "s-a".into(),
+            reason: LeaveReason::Removed,
+        }]
+    );
+    assert!(!m.contains(A) && m.contains(B));
+    m.code_reissued(T0 + 60, &code("003"));
+    assert_eq!(drain(&mut m), vec![], "nobody used C's code");
+}
+
+#[test]
 fn the_floor_holder_leaving_returns_the_floor_before_it_leaves() {
     let mut m = meeting_in_session();
     m.give_floor(T0, STUDIO, &code("001")).expect("give");

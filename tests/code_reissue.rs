@@ -1,0 +1,102 @@
+//! Reissuing a site's join code ends, at once, the session joined with the old code and any
+//! page waiting with it: they are told `code_revoked` (a final error) and closed, the log
+//! records the site as removed, and the new code joins.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use signaling::REPLY_TIMEOUT;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn open(addr: std::net::SocketAddr, first: Value, reply: &str) -> signaling::Socket {
+    let mut socket = signaling::connect(http::ws_request(addr, None)).await;
+    signaling::send(&mut socket, &first).await;
+    let answer = signaling::next_reply(&mut socket).await;
+    assert_eq!(answer["type"], reply, "{first} → {answer}");
+    socket
+}
+
+/// Reads until the hub closes the socket; returns the error it sent last.
+async fn closing_error(socket: &mut signaling::Socket) -> Value {
+    let mut last = Value::Null;
+    loop {
+        let frame = tokio::time::timeout(REPLY_TIMEOUT, socket.next())
+            .await
+            .expect("the hub closes the session");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if message["type"] == "error" {
+                    last = message;
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return last,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reissued_code_ends_its_session_at_once() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp", &[("2269", "Xã Thượng Lâm")], true).await;
+    let old = m.code("2269");
+    let mut joined = open(
+        addr,
+        json!({"type": "join", "code": old, "meeting": m.id}),
+        "joined",
+    )
+    .await;
+    let mut waiting = open(
+        addr,
+        json!({"type": "standby", "code": old, "meeting": m.id}),
+        "standby_accepted",
+    )
+    .await;
+
+    let reissued = http::post(
+        addr,
+        &format!("/api/meetings/{}/sites/2269/reissue", m.id),
+        b"",
+    )
+    .await;
+    assert_eq!(reissued.status, 200, "{}", reissued.text());
+    let new = reissued.json()["code"]
+        .as_str()
+        .expect("new code")
+        .to_owned();
+
+    for socket in [&mut joined, &mut waiting] {
+        let error = closing_error(socket).await;
+        assert_eq!(error["code"], "code_revoked", "{error}");
+        assert_eq!(error["retry"], false, "a final error: the page stops");
+    }
+    let report = http::get(addr, &format!("/api/meetings/{}/report", m.id)).await;
+    let report = report.json();
+    let left = report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "site_left")
+        .cloned()
+        .expect("the old session left");
+    assert_eq!(left["reason"], "removed");
+
+    let mut again = open(
+        addr,
+        json!({"type": "join", "code": new, "meeting": m.id}),
+        "joined",
+    )
+    .await;
+    signaling::send(&mut again, &json!({"type": "leave"})).await;
+    hub.shutdown().await;
+}
