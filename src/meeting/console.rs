@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use diemcau_sfu::{PeerId, Quality};
 use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
-use diemcau_signaling::{SessionId, SiteCode};
+use diemcau_signaling::{ServerMessage, SessionId, SiteCode};
 
+use super::LiveMeeting;
 use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, Millis};
 
 /// One expected site of a live meeting. States: not joined → joined (connecting → live or
@@ -66,6 +67,54 @@ pub(super) fn sites_from_history(
         }
     }
     sites
+}
+
+impl LiveMeeting {
+    /// Sends the chair its console now and schedules the next.
+    pub(super) fn send_console(&mut self, now: Millis) {
+        let Some(chair) = self.studio else {
+            self.next_console = None;
+            return;
+        };
+        let message = self.console(now);
+        self.send(chair, message);
+        self.next_console = Some(now + self.config.console_interval);
+    }
+
+    /// The console: every expected site in roster order.
+    fn console(&self, now: Millis) -> ServerMessage {
+        let empty = SiteStatus::default();
+        let sites = self
+            .roster
+            .iter()
+            .map(|expected| {
+                let code = SiteCode::try_from(expected.code.as_str()).ok();
+                let status = code
+                    .as_ref()
+                    .and_then(|c| self.sites.get(c))
+                    .unwrap_or(&empty);
+                let floor = match status.participant {
+                    Some(p) if self.floor == Some(p) => FloorState::Holder,
+                    Some(p) if self.queue.contains(&p) => FloorState::Requested,
+                    _ => FloorState::None,
+                };
+                let context = RowContext {
+                    page_open: code
+                        .as_ref()
+                        .is_some_and(|c| self.pages.values().any(|site| site == c)),
+                    floor,
+                    muted: status.participant.is_some_and(|p| self.muted.contains(&p)),
+                    now,
+                    grace: self.config.grace,
+                };
+                console_row(expected, status, &context)
+            })
+            .collect();
+        ServerMessage::Console {
+            roll_call: self.roll_call,
+            sites,
+        }
+    }
 }
 
 /// The inputs of one console row that are not in [`SiteStatus`].

@@ -26,8 +26,10 @@
 
 mod chair;
 mod console;
+mod invariants;
 mod media;
 mod output;
+mod presence;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 #[cfg(test)]
@@ -38,15 +40,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
-use diemcau_signaling::protocol::{FloorSite, PROTOCOL_VERSION, ParticipantInfo};
+use diemcau_signaling::protocol::{FloorSite, ParticipantInfo};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 use diemcau_signaling::{SessionId, SiteCode};
 
 pub use chair::Declaration;
 pub use output::{Output, PageKey, Recipient, Route};
 
-use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, Millis};
-use console::{LastLeave, SiteStatus};
+use crate::attendance::{Event, EventKind, ExpectedSite, Millis};
+use console::SiteStatus;
 
 /// Hands out ids unique across the hub's meetings (consumers of the media plane). Cheap to
 /// clone; every clone draws from the same counter.
@@ -281,216 +283,6 @@ impl LiveMeeting {
         &self.title
     }
 
-    /// A participant joins. A site already joined from another page is replaced: that session
-    /// ends (`replaced`), and the new one continues its attendance row. Returns the `joined`
-    /// reply; what others must learn is queued.
-    pub fn join(
-        &mut self,
-        now: Millis,
-        id: PeerId,
-        seat: Seat,
-        client: &str,
-        address: &str,
-    ) -> Result<ServerMessage, JoinError> {
-        if self.ended {
-            return Err(JoinError::Ended);
-        }
-        let replaced = match &seat {
-            Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
-            Seat::Studio { .. } => None,
-        };
-        if matches!(seat, Seat::Studio { .. }) && self.studio.is_some() {
-            return Err(JoinError::StudioTaken);
-        }
-        if self.participants.len() - usize::from(replaced.is_some()) >= self.config.max_participants
-        {
-            return Err(JoinError::Full);
-        }
-        let previous = match (&seat, replaced) {
-            (_, Some(old)) => {
-                let session = self.session_of(old);
-                self.remove(
-                    now,
-                    old,
-                    LeaveReason::Replaced,
-                    Some(error_message(
-                        ErrorCode::Replaced,
-                        "this site joined again from another page, which took over",
-                    )),
-                );
-                session
-            }
-            (Seat::Site { code, .. }, None) => self
-                .sites
-                .get(code)
-                .and_then(|s| s.last_leave.as_ref())
-                .filter(|leave| now - leave.at <= self.config.grace)
-                .map(|leave| leave.session.clone()),
-            (Seat::Studio { .. }, None) => None,
-        };
-
-        let info = match &seat {
-            Seat::Studio { name } => ParticipantInfo {
-                id: id.to_string(),
-                name: name.clone(),
-                role: Role::Studio,
-                site: None,
-            },
-            Seat::Site { code, name, .. } => ParticipantInfo {
-                id: id.to_string(),
-                name: name.clone(),
-                role: Role::Site,
-                site: Some(code.to_string()),
-            },
-        };
-        let attendance = match seat {
-            Seat::Studio { .. } => {
-                self.studio = Some(id);
-                None
-            }
-            Seat::Site { code, session, .. } => {
-                let status = self.sites.entry(code.clone()).or_default();
-                status.participant = Some(id);
-                status.connected = false;
-                status.audio_only = false;
-                status.quality = Default::default();
-                let kind = match previous {
-                    Some(previous_session) => EventKind::SiteReconnected {
-                        site: code.to_string(),
-                        session: session.0.clone(),
-                        previous_session: previous_session.0,
-                        client: client.to_owned(),
-                        address: address.to_owned(),
-                    },
-                    None => EventKind::SiteJoined {
-                        site: code.to_string(),
-                        session: session.0.clone(),
-                        client: client.to_owned(),
-                        address: address.to_owned(),
-                    },
-                };
-                self.log(now, kind);
-                Some((code, session))
-            }
-        };
-        let others: Vec<ParticipantInfo> =
-            self.participants.values().map(|p| p.info.clone()).collect();
-        for other in self.participants.keys().copied().collect::<Vec<_>>() {
-            self.send(
-                other,
-                ServerMessage::ParticipantJoined {
-                    participant: info.clone(),
-                },
-            );
-        }
-        let is_site = attendance.is_some();
-        self.participants.insert(
-            id,
-            Participant {
-                info: info.clone(),
-                attendance,
-                attached: false,
-                producers: Vec::new(),
-            },
-        );
-        // What a newcomer must know at once: the floor, and a roll call waiting for it.
-        self.send(id, self.floor_message());
-        if let (Some(roll_call), true) = (self.roll_call, is_site) {
-            self.send(
-                id,
-                ServerMessage::RollCall {
-                    roll_call,
-                    active: true,
-                },
-            );
-        }
-        if !is_site {
-            self.send_console(now);
-        }
-        Ok(ServerMessage::Joined {
-            protocol: PROTOCOL_VERSION,
-            meeting: self.id.to_string(),
-            title: self.title.clone(),
-            participant: info,
-            participants: others,
-        })
-    }
-
-    /// A participant leaves (its `leave`, a lost connection, an ended login...). With a
-    /// `notice`, its session is sent that message and closed. Returns whether it was here.
-    pub fn leave(
-        &mut self,
-        now: Millis,
-        id: PeerId,
-        reason: LeaveReason,
-        notice: Option<ServerMessage>,
-    ) -> bool {
-        self.remove(now, id, reason, notice)
-    }
-
-    /// A site's page is open on standby (before joining), so the chair sees it and can call it.
-    pub fn open_page(&mut self, page: PageKey, site: SiteCode) -> Result<(), JoinError> {
-        if self.ended {
-            return Err(JoinError::Ended);
-        }
-        self.pages.insert(page, site);
-        Ok(())
-    }
-
-    /// A standby page closed or joined.
-    pub fn close_page(&mut self, page: PageKey) {
-        if self.pages.remove(&page).is_some() {
-            self.rest_if_empty();
-        }
-    }
-
-    /// A site's join code was reissued: the session joined with the old code, and any page
-    /// waiting with it, end at once (`code_revoked`); the site comes back with its new link.
-    pub fn code_reissued(&mut self, now: Millis, site: &SiteCode) {
-        let notice = error_message(
-            ErrorCode::CodeRevoked,
-            "this site's join code was reissued; open the new link to join",
-        );
-        let waiting: Vec<PageKey> = self
-            .pages
-            .iter()
-            .filter(|(_, s)| *s == site)
-            .map(|(page, _)| *page)
-            .collect();
-        for page in waiting {
-            self.pages.remove(&page);
-            self.outputs.push_back(Output::Close {
-                to: Recipient::Page(page),
-                message: notice.clone(),
-            });
-        }
-        if let Some(joined) = self.sites.get(site).and_then(|s| s.participant) {
-            self.remove(now, joined, LeaveReason::Removed, Some(notice));
-        }
-        self.rest_if_empty();
-    }
-
-    /// The organizer ended the meeting: the end is logged, every session ends with
-    /// `meeting_ended`, and later joins are refused.
-    pub fn end(&mut self, now: Millis) {
-        self.log(now, EventKind::MeetingEnded);
-        let notice = error_message(
-            ErrorCode::MeetingEnded,
-            "the organizer has ended the meeting",
-        );
-        self.close_everyone(now, LeaveReason::MeetingEnded, &notice);
-        self.ended = true;
-    }
-
-    /// The hub is stopping: every session ends, recorded as left by shutdown.
-    pub fn shut_down(&mut self, now: Millis) {
-        let notice = error_message(
-            ErrorCode::HubShuttingDown,
-            "the hub is shutting down; the page will reconnect when it is back",
-        );
-        self.close_everyone(now, LeaveReason::HubShutdown, &notice);
-    }
-
     /// Nobody is connected: the driver may forget the meeting once it has ended.
     pub fn is_idle(&self) -> bool {
         self.participants.is_empty() && self.pages.is_empty()
@@ -561,74 +353,6 @@ impl LiveMeeting {
         self.muted.contains(&id)
     }
 
-    /// Checks what must always hold, for tests and fuzzing: one studio at most and it is the
-    /// one joined as studio; the floor holder is a joined site and not queued; the queue and the
-    /// muted are joined sites; every consumer's subscriber is attached, its producer is
-    /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
-    /// every route the rules want for an attached subscriber exists.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let studios = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.info.role == Role::Studio)
-            .map(|(id, _)| *id)
-            .collect::<Vec<_>>();
-        if studios.len() > 1 || studios.first().copied() != self.studio {
-            return Err(format!(
-                "studio {:?} but joined as studio {studios:?}",
-                self.studio
-            ));
-        }
-        let is_site = |id: &PeerId| self.role(*id) == Some(Role::Site);
-        if let Some(holder) = self.floor
-            && (!is_site(&holder) || self.queue.contains(&holder))
-        {
-            return Err(format!(
-                "floor holder {holder} is not a joined site, or is queued"
-            ));
-        }
-        if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
-            return Err(format!("{id} is queued or muted but is not a joined site"));
-        }
-        let producers: HashMap<ProducerId, PeerId> = self
-            .participants
-            .values()
-            .flat_map(|p| p.producers.iter().map(|pr| (pr.id, pr.peer)))
-            .collect();
-        for ((subscriber, producer), consumer) in &self.consumers {
-            let attached = self
-                .participants
-                .get(subscriber)
-                .is_some_and(|p| p.attached);
-            let Some(publisher) = producers.get(producer) else {
-                return Err(format!(
-                    "consumer of {producer} at {subscriber}: no such producer"
-                ));
-            };
-            if !attached || self.route(*subscriber, *publisher) != Some(consumer.max_layer) {
-                return Err(format!(
-                    "{subscriber} receives {producer} of {publisher} at layer {} against the rules",
-                    consumer.max_layer
-                ));
-            }
-        }
-        for (subscriber, p) in &self.participants {
-            if !p.attached {
-                continue;
-            }
-            for (producer, publisher) in &producers {
-                if self.route(*subscriber, *publisher).is_some()
-                    && !self.consumers.contains_key(&(*subscriber, *producer))
-                {
-                    return Err(format!(
-                        "{subscriber} should receive {producer} of {publisher}"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn role(&self, id: PeerId) -> Option<Role> {
         self.participants.get(&id).map(|p| p.info.role)
     }
@@ -641,114 +365,6 @@ impl LiveMeeting {
     fn site_of(&self, id: PeerId) -> Option<&SiteCode> {
         let (site, _) = self.participants.get(&id)?.attendance.as_ref()?;
         Some(site)
-    }
-
-    fn close_everyone(&mut self, now: Millis, reason: LeaveReason, notice: &ServerMessage) {
-        for page in std::mem::take(&mut self.pages).into_keys() {
-            self.outputs.push_back(Output::Close {
-                to: Recipient::Page(page),
-                message: notice.clone(),
-            });
-        }
-        let everyone: Vec<PeerId> = self.participants.keys().copied().collect();
-        for id in everyone {
-            self.remove(now, id, reason, Some(notice.clone()));
-        }
-    }
-
-    fn remove(
-        &mut self,
-        now: Millis,
-        id: PeerId,
-        reason: LeaveReason,
-        notice: Option<ServerMessage>,
-    ) -> bool {
-        let Some(p) = self.participants.remove(&id) else {
-            return false;
-        };
-        if self.studio == Some(id) {
-            self.studio = None;
-            self.next_console = None;
-        }
-        self.queue.retain(|q| *q != id);
-        self.muted.remove(&id);
-        let floor_returned = self.floor == Some(id);
-        if floor_returned {
-            self.floor = None;
-        }
-        self.drop_producers(&p.producers);
-        // The worker drops the consumers of a peer with the peer.
-        self.consumers
-            .retain(|(subscriber, _), _| *subscriber != id);
-        if let Some((site, session)) = &p.attendance {
-            if let Some(status) = self.sites.get_mut(site)
-                && status.participant == Some(id)
-            {
-                status.participant = None;
-                status.connected = false;
-                status.last_leave = Some(LastLeave {
-                    reason,
-                    at: now,
-                    session: session.clone(),
-                });
-            }
-            // The floor-returned fact goes before the site-left fact.
-            if floor_returned {
-                self.log(
-                    now,
-                    EventKind::FloorReturned {
-                        site: site.to_string(),
-                    },
-                );
-            }
-        }
-        let floor = floor_returned.then(|| self.floor_message());
-        for other in self.participants.keys().copied().collect::<Vec<_>>() {
-            self.send(
-                other,
-                ServerMessage::ParticipantLeft {
-                    participant: id.to_string(),
-                },
-            );
-            if let Some(floor) = &floor {
-                self.send(other, floor.clone());
-            }
-        }
-        if let Some((site, session)) = p.attendance {
-            self.log(
-                now,
-                EventKind::SiteLeft {
-                    site: site.to_string(),
-                    session: session.0,
-                    reason,
-                },
-            );
-        }
-        if let Some(message) = notice {
-            self.outputs.push_back(Output::Close {
-                to: Recipient::Participant(id),
-                message,
-            });
-        }
-        self.outputs.push_back(Output::Removed(id));
-        self.rest_if_empty();
-        true
-    }
-
-    /// With nobody left, the meeting rests as the hub would open it again from its log: no roll
-    /// call running, no live figures.
-    fn rest_if_empty(&mut self) {
-        if !self.is_idle() {
-            return;
-        }
-        self.roll_call = None;
-        for status in self.sites.values_mut() {
-            *status = SiteStatus {
-                last_leave: status.last_leave.take(),
-                head_count: status.head_count,
-                ..SiteStatus::default()
-            };
-        }
     }
 
     /// Producers gone with their participant or its connection: every worker drops them.
@@ -793,53 +409,6 @@ impl LiveMeeting {
 
     fn log(&mut self, at: Millis, kind: EventKind) {
         self.outputs.push_back(Output::Log { at, kind });
-    }
-
-    /// Sends the chair its console now and schedules the next.
-    fn send_console(&mut self, now: Millis) {
-        let Some(chair) = self.studio else {
-            self.next_console = None;
-            return;
-        };
-        let message = self.console(now);
-        self.send(chair, message);
-        self.next_console = Some(now + self.config.console_interval);
-    }
-
-    /// The console: every expected site in roster order.
-    fn console(&self, now: Millis) -> ServerMessage {
-        use diemcau_signaling::protocol::FloorState;
-        let empty = SiteStatus::default();
-        let sites = self
-            .roster
-            .iter()
-            .map(|expected| {
-                let code = SiteCode::try_from(expected.code.as_str()).ok();
-                let status = code
-                    .as_ref()
-                    .and_then(|c| self.sites.get(c))
-                    .unwrap_or(&empty);
-                let floor = match status.participant {
-                    Some(p) if self.floor == Some(p) => FloorState::Holder,
-                    Some(p) if self.queue.contains(&p) => FloorState::Requested,
-                    _ => FloorState::None,
-                };
-                let context = console::RowContext {
-                    page_open: code
-                        .as_ref()
-                        .is_some_and(|c| self.pages.values().any(|site| site == c)),
-                    floor,
-                    muted: status.participant.is_some_and(|p| self.muted.contains(&p)),
-                    now,
-                    grace: self.config.grace,
-                };
-                console::console_row(expected, status, &context)
-            })
-            .collect();
-        ServerMessage::Console {
-            roll_call: self.roll_call,
-            sites,
-        }
     }
 }
 

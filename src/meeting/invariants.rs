@@ -1,0 +1,78 @@
+//! What must always hold in a live meeting, checked by the tests and the fuzz target.
+
+use std::collections::HashMap;
+
+use diemcau_sfu::{PeerId, ProducerId};
+use diemcau_signaling::Role;
+
+use super::LiveMeeting;
+
+impl LiveMeeting {
+    /// Checks what must always hold, for tests and fuzzing: one studio at most and it is the
+    /// one joined as studio; the floor holder is a joined site and not queued; the queue and the
+    /// muted are joined sites; every consumer's subscriber is attached, its producer is
+    /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
+    /// every route the rules want for an attached subscriber exists.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let studios = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.info.role == Role::Studio)
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>();
+        if studios.len() > 1 || studios.first().copied() != self.studio {
+            return Err(format!(
+                "studio {:?} but joined as studio {studios:?}",
+                self.studio
+            ));
+        }
+        let is_site = |id: &PeerId| self.role(*id) == Some(Role::Site);
+        if let Some(holder) = self.floor
+            && (!is_site(&holder) || self.queue.contains(&holder))
+        {
+            return Err(format!(
+                "floor holder {holder} is not a joined site, or is queued"
+            ));
+        }
+        if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
+            return Err(format!("{id} is queued or muted but is not a joined site"));
+        }
+        let producers: HashMap<ProducerId, PeerId> = self
+            .participants
+            .values()
+            .flat_map(|p| p.producers.iter().map(|pr| (pr.id, pr.peer)))
+            .collect();
+        for ((subscriber, producer), consumer) in &self.consumers {
+            let attached = self
+                .participants
+                .get(subscriber)
+                .is_some_and(|p| p.attached);
+            let Some(publisher) = producers.get(producer) else {
+                return Err(format!(
+                    "consumer of {producer} at {subscriber}: no such producer"
+                ));
+            };
+            if !attached || self.route(*subscriber, *publisher) != Some(consumer.max_layer) {
+                return Err(format!(
+                    "{subscriber} receives {producer} of {publisher} at layer {} against the rules",
+                    consumer.max_layer
+                ));
+            }
+        }
+        for (subscriber, p) in &self.participants {
+            if !p.attached {
+                continue;
+            }
+            for (producer, publisher) in &producers {
+                if self.route(*subscriber, *publisher).is_some()
+                    && !self.consumers.contains_key(&(*subscriber, *producer))
+                {
+                    return Err(format!(
+                        "{subscriber} should receive {producer} of {publisher}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,336 @@
+//! Who is in the meeting: joins (a site's attendance row continued within the grace time, a
+//! session replaced by a new one of the same site), leaves, standby pages, a reissued code, the
+//! end of the meeting and the hub's shutdown.
+
+use diemcau_sfu::PeerId;
+use diemcau_signaling::protocol::{PROTOCOL_VERSION, ParticipantInfo};
+use diemcau_signaling::{ErrorCode, Role, ServerMessage, SiteCode};
+
+use super::console::{LastLeave, SiteStatus};
+use super::{JoinError, LiveMeeting, Output, PageKey, Participant, Recipient, Seat, error_message};
+use crate::attendance::{EventKind, LeaveReason, Millis};
+
+impl LiveMeeting {
+    /// A participant joins. A site already joined from another page is replaced: that session
+    /// ends (`replaced`), and the new one continues its attendance row. Returns the `joined`
+    /// reply; what others must learn is queued.
+    pub fn join(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        seat: Seat,
+        client: &str,
+        address: &str,
+    ) -> Result<ServerMessage, JoinError> {
+        if self.ended {
+            return Err(JoinError::Ended);
+        }
+        let replaced = match &seat {
+            Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
+            Seat::Studio { .. } => None,
+        };
+        if matches!(seat, Seat::Studio { .. }) && self.studio.is_some() {
+            return Err(JoinError::StudioTaken);
+        }
+        if self.participants.len() - usize::from(replaced.is_some()) >= self.config.max_participants
+        {
+            return Err(JoinError::Full);
+        }
+        let previous = match (&seat, replaced) {
+            (_, Some(old)) => {
+                let session = self.session_of(old);
+                self.remove(
+                    now,
+                    old,
+                    LeaveReason::Replaced,
+                    Some(error_message(
+                        ErrorCode::Replaced,
+                        "this site joined again from another page, which took over",
+                    )),
+                );
+                session
+            }
+            (Seat::Site { code, .. }, None) => self
+                .sites
+                .get(code)
+                .and_then(|s| s.last_leave.as_ref())
+                .filter(|leave| now - leave.at <= self.config.grace)
+                .map(|leave| leave.session.clone()),
+            (Seat::Studio { .. }, None) => None,
+        };
+
+        let info = match &seat {
+            Seat::Studio { name } => ParticipantInfo {
+                id: id.to_string(),
+                name: name.clone(),
+                role: Role::Studio,
+                site: None,
+            },
+            Seat::Site { code, name, .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: name.clone(),
+                role: Role::Site,
+                site: Some(code.to_string()),
+            },
+        };
+        let attendance = match seat {
+            Seat::Studio { .. } => {
+                self.studio = Some(id);
+                None
+            }
+            Seat::Site { code, session, .. } => {
+                let status = self.sites.entry(code.clone()).or_default();
+                status.participant = Some(id);
+                status.connected = false;
+                status.audio_only = false;
+                status.quality = Default::default();
+                let kind = match previous {
+                    Some(previous_session) => EventKind::SiteReconnected {
+                        site: code.to_string(),
+                        session: session.0.clone(),
+                        previous_session: previous_session.0,
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                    None => EventKind::SiteJoined {
+                        site: code.to_string(),
+                        session: session.0.clone(),
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                };
+                self.log(now, kind);
+                Some((code, session))
+            }
+        };
+        let others: Vec<ParticipantInfo> =
+            self.participants.values().map(|p| p.info.clone()).collect();
+        for other in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(
+                other,
+                ServerMessage::ParticipantJoined {
+                    participant: info.clone(),
+                },
+            );
+        }
+        let is_site = attendance.is_some();
+        self.participants.insert(
+            id,
+            Participant {
+                info: info.clone(),
+                attendance,
+                attached: false,
+                producers: Vec::new(),
+            },
+        );
+        // What a newcomer must know at once: the floor, and a roll call waiting for it.
+        self.send(id, self.floor_message());
+        if let (Some(roll_call), true) = (self.roll_call, is_site) {
+            self.send(
+                id,
+                ServerMessage::RollCall {
+                    roll_call,
+                    active: true,
+                },
+            );
+        }
+        if !is_site {
+            self.send_console(now);
+        }
+        Ok(ServerMessage::Joined {
+            protocol: PROTOCOL_VERSION,
+            meeting: self.id.to_string(),
+            title: self.title.clone(),
+            participant: info,
+            participants: others,
+        })
+    }
+
+    /// A participant leaves (its `leave`, a lost connection, an ended login...). With a
+    /// `notice`, its session is sent that message and closed. Returns whether it was here.
+    pub fn leave(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        reason: LeaveReason,
+        notice: Option<ServerMessage>,
+    ) -> bool {
+        self.remove(now, id, reason, notice)
+    }
+
+    /// A site's page is open on standby (before joining), so the chair sees it and can call it.
+    pub fn open_page(&mut self, page: PageKey, site: SiteCode) -> Result<(), JoinError> {
+        if self.ended {
+            return Err(JoinError::Ended);
+        }
+        self.pages.insert(page, site);
+        Ok(())
+    }
+
+    /// A standby page closed or joined.
+    pub fn close_page(&mut self, page: PageKey) {
+        if self.pages.remove(&page).is_some() {
+            self.rest_if_empty();
+        }
+    }
+
+    /// A site's join code was reissued: the session joined with the old code, and any page
+    /// waiting with it, end at once (`code_revoked`); the site comes back with its new link.
+    pub fn code_reissued(&mut self, now: Millis, site: &SiteCode) {
+        let notice = error_message(
+            ErrorCode::CodeRevoked,
+            "this site's join code was reissued; open the new link to join",
+        );
+        let waiting: Vec<PageKey> = self
+            .pages
+            .iter()
+            .filter(|(_, s)| *s == site)
+            .map(|(page, _)| *page)
+            .collect();
+        for page in waiting {
+            self.pages.remove(&page);
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Page(page),
+                message: notice.clone(),
+            });
+        }
+        if let Some(joined) = self.sites.get(site).and_then(|s| s.participant) {
+            self.remove(now, joined, LeaveReason::Removed, Some(notice));
+        }
+        self.rest_if_empty();
+    }
+
+    /// The organizer ended the meeting: the end is logged, every session ends with
+    /// `meeting_ended`, and later joins are refused.
+    pub fn end(&mut self, now: Millis) {
+        self.log(now, EventKind::MeetingEnded);
+        let notice = error_message(
+            ErrorCode::MeetingEnded,
+            "the organizer has ended the meeting",
+        );
+        self.close_everyone(now, LeaveReason::MeetingEnded, &notice);
+        self.ended = true;
+    }
+
+    /// The hub is stopping: every session ends, recorded as left by shutdown.
+    pub fn shut_down(&mut self, now: Millis) {
+        let notice = error_message(
+            ErrorCode::HubShuttingDown,
+            "the hub is shutting down; the page will reconnect when it is back",
+        );
+        self.close_everyone(now, LeaveReason::HubShutdown, &notice);
+    }
+
+    pub(super) fn close_everyone(
+        &mut self,
+        now: Millis,
+        reason: LeaveReason,
+        notice: &ServerMessage,
+    ) {
+        for page in std::mem::take(&mut self.pages).into_keys() {
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Page(page),
+                message: notice.clone(),
+            });
+        }
+        let everyone: Vec<PeerId> = self.participants.keys().copied().collect();
+        for id in everyone {
+            self.remove(now, id, reason, Some(notice.clone()));
+        }
+    }
+
+    pub(super) fn remove(
+        &mut self,
+        now: Millis,
+        id: PeerId,
+        reason: LeaveReason,
+        notice: Option<ServerMessage>,
+    ) -> bool {
+        let Some(p) = self.participants.remove(&id) else {
+            return false;
+        };
+        if self.studio == Some(id) {
+            self.studio = None;
+            self.next_console = None;
+        }
+        self.queue.retain(|q| *q != id);
+        self.muted.remove(&id);
+        let floor_returned = self.floor == Some(id);
+        if floor_returned {
+            self.floor = None;
+        }
+        self.drop_producers(&p.producers);
+        // The worker drops the consumers of a peer with the peer.
+        self.consumers
+            .retain(|(subscriber, _), _| *subscriber != id);
+        if let Some((site, session)) = &p.attendance {
+            if let Some(status) = self.sites.get_mut(site)
+                && status.participant == Some(id)
+            {
+                status.participant = None;
+                status.connected = false;
+                status.last_leave = Some(LastLeave {
+                    reason,
+                    at: now,
+                    session: session.clone(),
+                });
+            }
+            // The floor-returned fact goes before the site-left fact.
+            if floor_returned {
+                self.log(
+                    now,
+                    EventKind::FloorReturned {
+                        site: site.to_string(),
+                    },
+                );
+            }
+        }
+        let floor = floor_returned.then(|| self.floor_message());
+        for other in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(
+                other,
+                ServerMessage::ParticipantLeft {
+                    participant: id.to_string(),
+                },
+            );
+            if let Some(floor) = &floor {
+                self.send(other, floor.clone());
+            }
+        }
+        if let Some((site, session)) = p.attendance {
+            self.log(
+                now,
+                EventKind::SiteLeft {
+                    site: site.to_string(),
+                    session: session.0,
+                    reason,
+                },
+            );
+        }
+        if let Some(message) = notice {
+            self.outputs.push_back(Output::Close {
+                to: Recipient::Participant(id),
+                message,
+            });
+        }
+        self.outputs.push_back(Output::Removed(id));
+        self.rest_if_empty();
+        true
+    }
+
+    /// With nobody left, the meeting rests as the hub would open it again from its log: no roll
+    /// call running, no live figures.
+    pub(super) fn rest_if_empty(&mut self) {
+        if !self.is_idle() {
+            return;
+        }
+        self.roll_call = None;
+        for status in self.sites.values_mut() {
+            *status = SiteStatus {
+                last_leave: status.last_leave.take(),
+                head_count: status.head_count,
+                ..SiteStatus::default()
+            };
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The chair's actions: the floor, mute, roll call, calling an absent site, the console.
+
+use super::*;
+
+#[test]
+fn the_floor_is_asked_for_given_and_taken_back() {
+    let mut m = meeting_in_session();
+    let (a, b) = (floor_site("001", "Xã A", A), floor_site("002", "Xã B", B));
+    m.request_floor(T0 + 10, A, true).expect("A asks");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            log(T0 + 10, EventKind::FloorRequested { site: "001".into() }),
+            send(STUDIO, floor(None, vec![a.clone()])),
+            send(A, floor(None, vec![a.clone()])),
+            send(B, floor(None, vec![a.clone()])),
+        ]
+    );
+    m.request_floor(T0 + 11, A, true).expect("asking twice");
+    assert_eq!(drain(&mut m), vec![], "already queued: nothing new");
+
+    m.give_floor(T0 + 20, STUDIO, &code("001"))
+        .expect("chair gives");
+    let outputs = drain(&mut m);
+    let studio_sees = |p: &ProducerInfo| {
+        m.consumers
+            .get(&(STUDIO, p.id))
+            .map(|c| (c.id, c.max_layer))
+    };
+    assert_eq!(studio_sees(&video(A)).map(|c| c.1), Some(ANY_LAYER));
+    let added_at_b: Vec<ProducerId> = routes(&outputs)
+        .into_iter()
+        .filter_map(|r| match r {
+            Route::AddConsumer {
+                subscriber,
+                producer,
+                max_layer,
+                ..
+            } if subscriber == B && max_layer == ANY_LAYER => Some(producer.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        added_at_b,
+        vec![audio(A).id, video(A).id],
+        "B hears and sees A"
+    );
+    assert_eq!(
+        routes(&outputs)
+            .iter()
+            .filter(|r| matches!(r, Route::SetMaxLayer { subscriber, max_layer, .. } if *subscriber == STUDIO && *max_layer == ANY_LAYER))
+            .count(),
+        2,
+        "the chair sees the speaker at full quality"
+    );
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorGiven { site: "001".into() }]
+    );
+    assert_eq!(
+        outputs.last(),
+        Some(&send(B, floor(Some(a.clone()), vec![])))
+    );
+    m.check_invariants().expect("consumers match the rules");
+
+    m.request_floor(T0 + 25, B, true).expect("B asks");
+    drain(&mut m);
+    m.give_floor(T0 + 30, STUDIO, &code("002"))
+        .expect("chair passes the floor on");
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![
+            EventKind::FloorReturned { site: "001".into() },
+            EventKind::FloorGiven { site: "002".into() },
+        ]
+    );
+    assert!(
+        routes(&outputs).iter().any(|r| matches!(r, Route::RemoveConsumer { subscriber, producer, .. } if *subscriber == B && *producer == video(A).id)),
+        "B no longer receives A"
+    );
+    assert_eq!(outputs.last(), Some(&send(B, floor(Some(b), vec![]))));
+    m.check_invariants().expect("consumers match the rules");
+
+    m.take_floor(T0 + 40, STUDIO).expect("chair takes it back");
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorReturned { site: "002".into() }]
+    );
+    assert_eq!(m.floor(), None);
+    assert_eq!(m.route(STUDIO, B), Some(LOWEST_LAYER), "back on the wall");
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn only_the_chair_runs_the_meeting_and_a_refusal_changes_nothing() {
+    let mut m = meeting_in_session();
+    assert_eq!(
+        m.give_floor(T0, A, &code("002")),
+        Err(ActionError::ChairOnly)
+    );
+    assert_eq!(m.take_floor(T0, A), Err(ActionError::ChairOnly));
+    assert_eq!(
+        m.mute(T0, A, &code("002"), true),
+        Err(ActionError::ChairOnly)
+    );
+    assert_eq!(m.mute_all(T0, B, true), Err(ActionError::ChairOnly));
+    assert_eq!(m.start_roll_call(T0, A), Err(ActionError::ChairOnly));
+    assert_eq!(m.end_roll_call(T0, A), Err(ActionError::ChairOnly));
+    assert_eq!(
+        m.call_site(T0, A, &code("003")),
+        Err(ActionError::ChairOnly)
+    );
+    assert_eq!(
+        m.request_floor(T0, STUDIO, true),
+        Err(ActionError::SiteOnly)
+    );
+    assert_eq!(
+        m.give_floor(T0, STUDIO, &code("003")),
+        Err(ActionError::SiteNotConnected(code("003")))
+    );
+    assert_eq!(drain(&mut m), vec![]);
+}
+
+#[test]
+fn a_muted_site_is_heard_by_nobody_even_with_a_new_microphone() {
+    let mut m = meeting_in_session();
+    m.mute(T0 + 1, STUDIO, &code("001"), true).expect("mute");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            Output::Route(Route::PauseProducer {
+                router: RouterId(1),
+                producer: audio(A).id,
+                paused: true,
+            }),
+            send(A, ServerMessage::Muted { muted: true }),
+            log(
+                T0 + 1,
+                EventKind::SiteMuted {
+                    site: "001".into(),
+                    muted: true
+                }
+            ),
+        ]
+    );
+    m.mute(T0 + 2, STUDIO, &code("001"), true)
+        .expect("mute again");
+    assert_eq!(drain(&mut m), vec![], "no change, nothing said");
+    // Its page reconnects its media with a new microphone track: paused at once.
+    m.peer_closed(T0 + 3, A);
+    m.attached(A);
+    drain(&mut m);
+    let new_microphone = producer(555, A, MediaKind::Audio);
+    m.producer_added(new_microphone.clone());
+    assert_eq!(
+        routes(&drain(&mut m))[0],
+        Route::PauseProducer {
+            router: RouterId(1),
+            producer: new_microphone.id,
+            paused: true,
+        }
+    );
+
+    m.mute_all(T0 + 4, STUDIO, true).expect("mute all");
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::SiteMuted {
+            site: "002".into(),
+            muted: true
+        }],
+        "only B changed"
+    );
+    m.mute_all(T0 + 5, STUDIO, false).expect("unmute all");
+    assert_eq!(logs(&drain(&mut m)).len(), 2);
+}
+
+#[test]
+fn a_roll_call_with_answers_late_answers_and_a_site_joining_during_it() {
+    let mut m = meeting_in_session();
+    m.start_roll_call(T0 + 100, STUDIO).expect("start");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            log(T0 + 100, EventKind::RollCallStarted { roll_call: 1 }),
+            send(
+                STUDIO,
+                ServerMessage::RollCall {
+                    roll_call: 1,
+                    active: true
+                }
+            ),
+            send(
+                A,
+                ServerMessage::RollCall {
+                    roll_call: 1,
+                    active: true
+                }
+            ),
+            send(
+                B,
+                ServerMessage::RollCall {
+                    roll_call: 1,
+                    active: true
+                }
+            ),
+        ]
+    );
+    let declaration = Declaration {
+        count: 35,
+        confirmed_by: "Nguyễn Văn An".into(),
+        position: "Chủ tịch".into(),
+    };
+    let reply = m
+        .answer_roll_call(T0 + 110, A, 1, declaration.clone())
+        .expect("A answers");
+    assert_eq!(
+        reply,
+        ServerMessage::RollCallAnswerRecorded {
+            roll_call: 1,
+            at: T0 + 110
+        }
+    );
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            log(
+                T0 + 110,
+                EventKind::RollCallAnswered {
+                    roll_call: 1,
+                    site: "001".into(),
+                    count: 35,
+                    confirmed_by: "Nguyễn Văn An".into(),
+                    position: "Chủ tịch".into(),
+                }
+            ),
+            send(
+                STUDIO,
+                ServerMessage::RollCallAnswer {
+                    roll_call: 1,
+                    site: "001".into(),
+                    name: "Xã A".into(),
+                    count: 35,
+                    confirmed_by: "Nguyễn Văn An".into(),
+                    position: "Chủ tịch".into(),
+                    at: T0 + 110,
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        m.answer_roll_call(T0, A, 9, declaration.clone()),
+        Err(ActionError::WrongRollCall)
+    );
+    assert_eq!(
+        m.answer_roll_call(T0, STUDIO, 1, declaration.clone()),
+        Err(ActionError::SiteOnly)
+    );
+    // Site C joins during the roll call and is asked at once.
+    let c = PeerId(103);
+    m.join(T0 + 120, c, site_seat("003", "Xã C", "s-c"), "", "")
+        .expect("C joins");
+    assert_eq!(
+        drain(&mut m).last(),
+        Some(&send(
+            c,
+            ServerMessage::RollCall {
+                roll_call: 1,
+                active: true
+            }
+        ))
+    );
+    let console = console_of(&mut m, T0 + 121);
+    let answered: Vec<bool> = console.iter().map(|s| s.answered_roll_call).collect();
+    assert_eq!(answered, vec![true, false, false]);
+    assert_eq!(console[0].head_count, Some(35));
+
+    m.end_roll_call(T0 + 200, STUDIO).expect("end");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::RollCallEnded { roll_call: 1 }]
+    );
+    assert_eq!(
+        m.answer_roll_call(T0 + 201, B, 1, declaration.clone()),
+        Err(ActionError::NoRollCall),
+        "a late answer is refused"
+    );
+    assert_eq!(drain(&mut m), vec![]);
+    assert_eq!(m.end_roll_call(T0, STUDIO), Err(ActionError::NoRollCall));
+    m.start_roll_call(T0 + 300, STUDIO).expect("a second one");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::RollCallStarted { roll_call: 2 }]
+    );
+}
+
+#[test]
+fn an_absent_site_with_its_page_open_is_called() {
+    let mut m = meeting_in_session();
+    assert_eq!(
+        m.call_site(T0, STUDIO, &code("003")),
+        Err(ActionError::NoPageOpen(code("003")))
+    );
+    m.open_page(PageKey(55), code("003")).expect("page opens");
+    assert_eq!(console_of(&mut m, T0)[2].state, SiteState::PageOpen);
+    m.call_site(T0 + 1, STUDIO, &code("003")).expect("call");
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            Output::Send {
+                to: Recipient::Page(PageKey(55)),
+                message: ServerMessage::Called {
+                    by: "Studio".into()
+                },
+            },
+            log(T0 + 1, EventKind::SiteCalled { site: "003".into() }),
+        ]
+    );
+    m.close_page(PageKey(55));
+    assert_eq!(console_of(&mut m, T0)[2].state, SiteState::NotJoined);
+}
+
+#[test]
+fn the_floor_holder_leaving_returns_the_floor_before_it_leaves() {
+    let mut m = meeting_in_session();
+    m.give_floor(T0, STUDIO, &code("001")).expect("give");
+    drain(&mut m);
+    m.leave(T0 + 9, A, LeaveReason::Closed, None);
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![
+            EventKind::FloorReturned { site: "001".into() },
+            EventKind::SiteLeft {
+                site: "001".into(),
+                session: "s-a".into(),
+                reason: LeaveReason::Closed,
+            },
+        ]
+    );
+    assert!(outputs.contains(&send(B, floor(None, vec![]))));
+    assert_eq!(m.floor(), None);
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn the_console_is_sent_at_its_interval_while_a_chair_is_there() {
+    let mut m = meeting();
+    assert_eq!(m.poll_timeout(), None, "no chair, no console");
+    m.join(
+        T0,
+        STUDIO,
+        Seat::Studio {
+            name: "Studio".into(),
+        },
+        "",
+        "",
+    )
+    .expect("studio");
+    assert!(matches!(
+        drain(&mut m).last(),
+        Some(Output::Send {
+            message: ServerMessage::Console { .. },
+            ..
+        })
+    ));
+    assert_eq!(m.poll_timeout(), Some(T0 + 2_000));
+    m.handle_timeout(T0 + 1_999);
+    assert_eq!(drain(&mut m), vec![]);
+    m.handle_timeout(T0 + 2_010);
+    assert_eq!(drain(&mut m).len(), 1);
+    assert_eq!(m.poll_timeout(), Some(T0 + 4_000), "keeps to its schedule");
+    let rows = console_of(&mut m, T0 + 2_020);
+    let codes: Vec<&str> = rows.iter().map(|r| r.site.as_str()).collect();
+    assert_eq!(codes, vec!["001", "002", "003"], "roster order");
+    assert!(rows.iter().all(|r| r.floor == FloorState::None));
+    m.leave(T0 + 3_000, STUDIO, LeaveReason::Closed, None);
+    assert_eq!(m.poll_timeout(), None);
+}

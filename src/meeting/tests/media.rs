@@ -1,0 +1,119 @@
+//! Routes and media events: who receives whom, attachments, reception and quality, random input sequences.
+
+use super::*;
+
+#[test]
+fn sites_receive_the_studio_and_the_studio_sees_a_wall_of_small_pictures() {
+    let m = meeting_in_session();
+    assert_eq!(m.route(A, STUDIO), Some(ANY_LAYER));
+    assert_eq!(m.route(STUDIO, A), Some(LOWEST_LAYER));
+    assert_eq!(m.route(A, B), None, "sites do not receive each other");
+    assert_eq!(m.route(STUDIO, STUDIO), None);
+    assert_eq!(
+        m.route(PeerId(9), STUDIO),
+        None,
+        "strangers receive nothing"
+    );
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn a_subscriber_gets_its_consumers_when_attached_not_before() {
+    let mut m = meeting();
+    m.join(
+        T0,
+        STUDIO,
+        Seat::Studio {
+            name: "Studio".into(),
+        },
+        "",
+        "",
+    )
+    .expect("studio joins");
+    m.attached(STUDIO);
+    m.producer_added(video(STUDIO));
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "", "")
+        .expect("A joins");
+    drain(&mut m);
+    m.attached(A);
+    assert_eq!(
+        drain(&mut m),
+        vec![Output::Route(Route::AddConsumer {
+            subscriber: A,
+            consumer: ConsumerId(1000),
+            producer: video(STUDIO),
+            max_layer: ANY_LAYER,
+        })]
+    );
+}
+
+#[test]
+fn media_events_of_a_site_are_told_logged_and_shown() {
+    let mut m = meeting_in_session();
+    m.peer_connected(T0 + 1, A);
+    m.reception_changed(T0 + 2, A, true);
+    m.quality_sampled(
+        T0 + 3,
+        A,
+        diemcau_sfu::Quality {
+            bitrate_in_kbps: 500,
+            bitrate_out_kbps: 900,
+            loss_permille: 12,
+            rtt_ms: 80,
+        },
+    );
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![
+            EventKind::MediaChanged {
+                site: "001".into(),
+                session: "s-a".into(),
+                media: crate::attendance::Reception::Video
+            },
+            EventKind::MediaChanged {
+                site: "001".into(),
+                session: "s-a".into(),
+                media: crate::attendance::Reception::AudioOnly
+            },
+            EventKind::QualitySample {
+                site: "001".into(),
+                session: "s-a".into(),
+                bitrate_in_kbps: 500,
+                bitrate_out_kbps: 900,
+                loss_permille: 12,
+                rtt_ms: 80,
+            },
+        ]
+    );
+    assert!(outputs.contains(&send(A, ServerMessage::Reception { audio_only: true })));
+    let row = &console_of(&mut m, T0 + 4)[0];
+    assert_eq!((row.state, row.loss_permille), (SiteState::AudioOnly, 12));
+    assert_eq!(m.worst_loss_permille(), 12);
+
+    m.peer_closed(T0 + 5, A);
+    let outputs = drain(&mut m);
+    assert!(routes(&outputs).contains(&Route::RemoveProducer {
+        router: RouterId(1),
+        producer: audio(A).id,
+    }));
+    assert_eq!(console_of(&mut m, T0 + 6)[0].state, SiteState::Connecting);
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn random_input_sequences_keep_the_rules() {
+    // A fixed xorshift stream: the same sequences on every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        let len = 30 + (next() % 600) as usize;
+        let data: Vec<u8> = (0..len).map(|_| (next() >> 24) as u8).collect();
+        super::testkit::run(&data);
+    }
+}
