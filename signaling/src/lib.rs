@@ -26,6 +26,7 @@
 pub mod ids;
 pub mod protocol;
 pub mod session;
+pub mod text;
 
 pub use ids::{JoinCode, MeetingId, SessionId, SiteCode};
 pub use protocol::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};

@@ -475,8 +475,7 @@ impl ClientMessage {
         let message: ClientMessage = serde_json::from_value(value).map_err(|e| {
             ProtocolError::new(ErrorCode::InvalidField, e.to_string()).in_reply_to(&kind)
         })?;
-        message.validate().map_err(|e| e.in_reply_to(&kind))?;
-        Ok(message)
+        message.checked().map_err(|e| e.in_reply_to(&kind))
     }
 
     /// The `"type"` of this message.
@@ -484,46 +483,40 @@ impl ClientMessage {
         self.into()
     }
 
-    fn validate(&self) -> Result<(), ProtocolError> {
-        match self {
-            ClientMessage::HeadCount {
-                count,
-                confirmed_by,
-                position,
-            }
-            | ClientMessage::AnswerRollCall {
-                count,
-                confirmed_by,
-                position,
-                ..
-            } => {
-                if *count > MAX_HEAD_COUNT {
-                    return Err(ProtocolError::new(
-                        ErrorCode::InvalidField,
-                        format!("field `count` must be 0 to {MAX_HEAD_COUNT}"),
-                    ));
-                }
-                check_text("confirmed_by", confirmed_by, 128)?;
-                check_text("position", position, 128)?;
-            }
-            _ => {}
+    /// The field rules a type cannot say: a head count's range, and declarations through the
+    /// one text check (normalised to NFC on the way).
+    fn checked(mut self) -> Result<Self, ProtocolError> {
+        if let ClientMessage::HeadCount {
+            count,
+            confirmed_by,
+            position,
         }
-        Ok(())
+        | ClientMessage::AnswerRollCall {
+            count,
+            confirmed_by,
+            position,
+            ..
+        } = &mut self
+        {
+            if *count > MAX_HEAD_COUNT {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidField,
+                    format!("field `count` must be 0 to {MAX_HEAD_COUNT}"),
+                ));
+            }
+            *confirmed_by = checked_text("confirmed_by", confirmed_by, 128)?;
+            *position = checked_text("position", position, 128)?;
+        }
+        Ok(self)
     }
 }
 
 /// Most delegates a hall may declare.
 pub const MAX_HEAD_COUNT: u32 = 10_000;
 
-fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ProtocolError> {
-    let count = value.chars().count();
-    if value.trim().is_empty() || count > max_chars || value.chars().any(char::is_control) {
-        return Err(ProtocolError::new(
-            ErrorCode::InvalidField,
-            format!("field `{field}` must be 1 to {max_chars} printable characters"),
-        ));
-    }
-    Ok(())
+fn checked_text(field: &str, value: &str, max_chars: usize) -> Result<String, ProtocolError> {
+    crate::text::human_text(value, max_chars)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidField, format!("field `{field}` {e}")))
 }
 
 impl ServerMessage {
@@ -544,6 +537,26 @@ mod tests {
             Ok(m) => panic!("expected an error, parsed {m:?}"),
             Err(e) => e.code,
         }
+    }
+
+    #[test]
+    fn declarations_are_checked_and_normalised() {
+        let m = ClientMessage::parse(
+            r#"{"type":"head_count","count":4,"confirmed_by":"Nguye\u0302\u0303n","position":"Chủ tịch"}"#,
+        )
+        .expect("valid");
+        let ClientMessage::HeadCount { confirmed_by, .. } = m else {
+            panic!("a head count");
+        };
+        assert_eq!(confirmed_by, "Nguyễn");
+        let spoofed =
+            r#"{"type":"head_count","count":4,"confirmed_by":"An\u202Enỗd","position":"B"}"#;
+        let e = ClientMessage::parse(spoofed).expect_err("a right-to-left override");
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        assert!(e.message.contains("U+202E"), "{}", e.message);
+        let blank =
+            r#"{"type":"head_count","count":4,"confirmed_by":"\u200B\u200B","position":"B"}"#;
+        assert_eq!(code(blank), ErrorCode::InvalidField);
     }
 
     #[test]
