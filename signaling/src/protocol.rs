@@ -253,6 +253,9 @@ pub struct ConsoleSite {
     pub head_count: Option<u32>,
     /// Answered the running roll call.
     pub answered_roll_call: bool,
+    /// Its join code was tried too often (a leaked link?): reissue it.
+    #[serde(default)]
+    pub code_leak_suspected: bool,
 }
 
 /// Where a site stands with the floor, on the chair's console.

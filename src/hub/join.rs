@@ -61,7 +61,12 @@ impl Hub {
                 .ok_or_else(|| internal("the meeting is not open"))?;
             let reply = live
                 .join(now, id, seat, &client.user_agent, &address)
-                .map_err(join_error)?;
+                .map_err(|e| {
+                    if e == JoinError::CodeFlooded {
+                        tracing::warn!(meeting = %meeting, %address, "join refused: {e} (a leaked link?)");
+                    }
+                    join_error(e)
+                })?;
             state.participants.insert(
                 id,
                 Connection {
@@ -265,6 +270,7 @@ fn join_error(e: JoinError) -> ProtocolError {
         JoinError::StudioTaken => ErrorCode::StudioTaken,
         JoinError::Full => ErrorCode::MeetingFull,
         JoinError::Ended => ErrorCode::MeetingEnded,
+        JoinError::CodeFlooded | JoinError::TooSoon => ErrorCode::RateLimited,
     };
     ProtocolError::new(code, e.to_string())
 }

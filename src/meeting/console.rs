@@ -8,6 +8,7 @@ use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
 use diemcau_signaling::{ServerMessage, SessionId, SiteCode};
 
 use super::LiveMeeting;
+use super::join_limit::JoinLimit;
 use crate::attendance::{Event, EventKind, ExpectedSite, LeaveReason, Millis};
 
 /// One expected site of a live meeting. States: not joined → joined (connecting → live or
@@ -25,6 +26,8 @@ pub(super) struct SiteStatus {
     pub last_leave: Option<LastLeave>,
     pub head_count: Option<u32>,
     pub answered_roll_call: bool,
+    /// How often its join code is used.
+    pub joins: JoinLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +145,7 @@ pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowConte
         expected_delegates: expected.expected_delegates,
         head_count: s.head_count,
         answered_roll_call: s.answered_roll_call,
+        code_leak_suspected: s.joins.leak_suspected(),
     }
 }
 

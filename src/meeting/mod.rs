@@ -27,6 +27,7 @@
 mod chair;
 mod console;
 mod invariants;
+mod join_limit;
 mod media;
 mod output;
 mod presence;
@@ -121,6 +122,12 @@ pub enum JoinError {
     Full,
     #[error("this meeting has ended")]
     Ended,
+    #[error(
+        "this site's join code is being tried too often; wait, or ask the organizer for a new link"
+    )]
+    CodeFlooded,
+    #[error("this site joined moments ago; try again in a few seconds")]
+    TooSoon,
 }
 
 /// Why a chair action or a site request is refused.

@@ -7,6 +7,7 @@ use diemcau_signaling::protocol::{PROTOCOL_VERSION, ParticipantInfo};
 use diemcau_signaling::{ErrorCode, Role, ServerMessage, SiteCode};
 
 use super::console::{LastLeave, SiteStatus};
+use super::join_limit::Refusal;
 use super::{JoinError, LiveMeeting, Output, PageKey, Participant, Recipient, Seat, error_message};
 use crate::attendance::{EventKind, LeaveReason, Millis};
 
@@ -29,6 +30,16 @@ impl LiveMeeting {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
             Seat::Studio { .. } => None,
         };
+        if let Seat::Site { code, .. } = &seat {
+            let status = self.sites.entry(code.clone()).or_default();
+            status
+                .joins
+                .attempt(now, replaced.is_some())
+                .map_err(|refusal| match refusal {
+                    Refusal::Flooded => JoinError::CodeFlooded,
+                    Refusal::TooSoon => JoinError::TooSoon,
+                })?;
+        }
         if matches!(seat, Seat::Studio { .. }) && self.studio.is_some() {
             return Err(JoinError::StudioTaken);
         }
@@ -80,6 +91,7 @@ impl LiveMeeting {
             }
             Seat::Site { code, session, .. } => {
                 let status = self.sites.entry(code.clone()).or_default();
+                status.joins.joined(now);
                 status.participant = Some(id);
                 status.connected = false;
                 status.audio_only = false;
@@ -196,6 +208,9 @@ impl LiveMeeting {
         }
         if let Some(joined) = self.sites.get(site).and_then(|s| s.participant) {
             self.remove(now, joined, LeaveReason::Removed, Some(notice));
+        }
+        if let Some(status) = self.sites.get_mut(site) {
+            status.joins.reset();
         }
         self.rest_if_empty();
     }

@@ -72,6 +72,7 @@ const EMPTY_ENTRY = Object.freeze({
   expected_delegates: 0,
   head_count: null,
   answered_roll_call: false,
+  code_leak_suspected: false,
 });
 
 /** One site's tile: states not joined → (page open) → connecting → live ↔ reconnecting → left. */
@@ -116,7 +117,8 @@ class SiteTile {
     this.floorButton = button('floor');
     this.muteButton = button('mute');
     this.callButton = button('call');
-    this.actions.append(this.floorButton, this.muteButton, this.callButton);
+    this.reissueButton = button('reissue');
+    this.actions.append(this.floorButton, this.muteButton, this.callButton, this.reissueButton);
 
     root.append(this.media, this.health, this.meta, this.actions);
   }
@@ -185,6 +187,9 @@ class SiteTile {
     this.text(this.callButton, t('tile.call'));
     this.set(this.callButton, 'data-action', 'call_site');
     this.show(this.callButton, e.state === 'page_open');
+    this.text(this.reissueButton, t('tile.reissue'));
+    this.set(this.reissueButton, 'data-action', 'reissue');
+    this.show(this.reissueButton, Boolean(e.code_leak_suspected));
   }
 
   /** The participant now joined for this site (null when none): its tracks show here. */
@@ -430,6 +435,7 @@ export class SiteGrid extends EventTarget {
 /** Why a site needs attention, most urgent first (keys of `attention.*` texts). */
 export function attentionOf(entry, connectingSince, now) {
   const reasons = [];
+  if (entry.code_leak_suspected) reasons.push('leak');
   if (entry.state === 'reconnecting') reasons.push('reconnecting');
   if (entry.state === 'connecting' && connectingSince !== null && now - connectingSince >= ATTENTION.connectingMs) {
     reasons.push('connecting');

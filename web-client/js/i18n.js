@@ -396,12 +396,17 @@ const STRINGS = {
     'tile.mute': 'Tắt micro',
     'tile.unmute': 'Bật micro',
     'tile.call': 'Gọi vào họp',
+    'tile.reissue': 'Cấp đường liên kết mới',
+    'tile.reissueConfirm':
+      'Mã vào họp của {name} bị dùng quá nhiều lần, có thể đã lộ. Thu hồi mã cũ và cấp đường liên kết mới? Phiên đang dùng mã cũ sẽ bị ngắt.',
+    'tile.reissued': 'Đã cấp đường liên kết mới cho {name}: {link} — hãy gửi cho điểm cầu.',
 
     'attention.reconnecting': 'Mất kết nối, đang chờ nối lại',
     'attention.connecting': 'Kết nối quá lâu',
     'attention.loss': 'Mất gói {loss}%',
     'attention.rtt': 'Trễ {rtt} ms',
     'attention.floor': 'Đang xin phát biểu',
+    'attention.leak': 'Mã vào họp bị dùng quá nhiều lần (có thể đã lộ)',
 
     'console.filter': 'Lọc theo tên hoặc mã',
     'console.filterPlaceholder': 'Tìm điểm cầu theo tên hoặc mã…',
@@ -942,12 +947,17 @@ const STRINGS = {
     'tile.mute': 'Mute',
     'tile.unmute': 'Unmute',
     'tile.call': 'Call',
+    'tile.reissue': 'Issue a new link',
+    'tile.reissueConfirm':
+      'The join code of {name} was tried too often and may have leaked. Revoke it and issue a new link? The session using the old code ends.',
+    'tile.reissued': 'New link for {name}: {link} — send it to the site.',
 
     'attention.reconnecting': 'Dropped, expected back',
     'attention.connecting': 'Connecting for too long',
     'attention.loss': 'Loss {loss}%',
     'attention.rtt': 'Delay {rtt} ms',
     'attention.floor': 'Asks for the floor',
+    'attention.leak': 'Join code tried too often (leaked?)',
 
     'console.filter': 'Filter by name or code',
     'console.filterPlaceholder': 'Find a site by name or code…',

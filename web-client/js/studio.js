@@ -5,6 +5,7 @@
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
+import { describeApiError, reissueSiteCode } from './api.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
 import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
@@ -58,9 +59,23 @@ async function main() {
       if (action === 'take_floor') act({ type: 'take_floor' }, name);
       if (action === 'mute' || action === 'unmute') act({ type: 'mute', site, muted: action === 'mute' }, name);
       if (action === 'call_site') act({ type: 'call_site', site }, name);
+      if (action === 'reissue') reissue(site, name);
     },
   });
-  const act = installActions(session, installNotice(document.getElementById('notice')), (message) => {
+  const notice = installNotice(document.getElementById('notice'));
+  // A code tried too often has leaked: a new one ends the copies' sessions; the chair sends
+  // the new link to the real site.
+  const reissue = async (site, name) => {
+    if (!window.confirm(t('tile.reissueConfirm', { name }))) return;
+    try {
+      const { link } = await reissueSiteCode(session.meeting ?? meeting, site);
+      const address = new URL(link, window.location.origin).href;
+      notice.show(t('tile.reissued', { name, link: address }), 'good');
+    } catch (error) {
+      notice.show(describeApiError(error), 'bad');
+    }
+  };
+  const act = installActions(session, notice, (message) => {
     // Shown at once; the next console (within 2 s) confirms it.
     if (message.type === 'mute') grid.patch(message.site, { muted: message.muted });
   });

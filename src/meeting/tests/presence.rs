@@ -124,8 +124,25 @@ fn a_site_back_within_the_grace_time_continues_its_row_and_after_it_starts_a_new
 fn a_site_joining_again_from_another_page_replaces_its_session() {
     let mut m = meeting_in_session();
     let new = PeerId(300);
-    m.join(T0 + 5, new, site_seat("001", "Xã A", "s-a2"), "ua", "ip")
-        .expect("the new page joins");
+    assert_eq!(
+        m.join(
+            T0 + 4_000,
+            new,
+            site_seat("001", "Xã A", "s-a2"),
+            "ua",
+            "ip"
+        ),
+        Err(JoinError::TooSoon),
+        "not moments after the site joined"
+    );
+    m.join(
+        T0 + 5_000,
+        new,
+        site_seat("001", "Xã A", "s-a2"),
+        "ua",
+        "ip",
+    )
+    .expect("the new page joins");
     let outputs = drain(&mut m);
     let replaced = ProtocolError::new(
         ErrorCode::Replaced,
@@ -283,7 +300,13 @@ fn one_studio_and_a_participant_limit() {
         Err(JoinError::Full)
     );
     small
-        .join(T0, PeerId(5), site_seat("001", "Xã A", "s3"), "", "")
+        .join(
+            T0 + 5_000,
+            PeerId(5),
+            site_seat("001", "Xã A", "s3"),
+            "",
+            "",
+        )
         .expect("replacing a session needs no free seat");
 }
 
@@ -360,4 +383,62 @@ fn the_chair_may_only_be_an_organizer_logged_in() {
         Err(ChairError::NotOrganizer)
     );
     assert_eq!(may_chair(Some(Account::Organizer)), Ok(()));
+}
+
+#[test]
+fn a_leaked_code_joining_in_a_loop_is_refused_and_the_real_site_stays() {
+    let mut m = meeting_in_session();
+    // A script shares A's code: it joins and leaves as fast as it can. A, joined at T0, stays.
+    let mut refused = 0;
+    let mut at = T0 + 10;
+    for n in 0..200u64 {
+        at += 50;
+        let copy = PeerId(1_000 + n);
+        match m.join(
+            at,
+            copy,
+            site_seat("001", "Xã A", &format!("x{n}")),
+            "curl",
+            "ip",
+        ) {
+            Ok(_) => {
+                m.leave(at, copy, LeaveReason::Closed, None);
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, JoinError::TooSoon | JoinError::CodeFlooded),
+                    "{e:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        refused, 200,
+        "every copy is refused: A was joined moments ago, then the code is flooded"
+    );
+    assert!(m.contains(A), "the real site is kept");
+    let logged = logs(&drain(&mut m));
+    assert!(
+        logged.is_empty(),
+        "nothing written for refused copies: {logged:?}"
+    );
+    let rows = console_of(&mut m, at);
+    assert!(
+        rows[0].code_leak_suspected,
+        "the chair sees the suspected leak"
+    );
+    assert!(!rows[1].code_leak_suspected);
+
+    m.code_reissued(at + 1, &code("001"));
+    drain(&mut m);
+    m.join(
+        at + 2,
+        PeerId(77),
+        site_seat("001", "Xã A", "new"),
+        "ua",
+        "ip",
+    )
+    .expect("the new code joins at once");
+    assert!(!console_of(&mut m, at + 3)[0].code_leak_suspected);
 }

@@ -1,4 +1,5 @@
-//! Reissuing a site's join code ends, at once, the session joined with the old code and any
+//! A site's join code that leaks: copies joining in a loop are refused while the real site stays
+//! joined, and reissuing the code ends, at once, the session joined with the old code and any
 //! page waiting with it: they are told `code_revoked` (a final error) and closed, the log
 //! records the site as removed, and the new code joins.
 
@@ -98,5 +99,59 @@ async fn a_reissued_code_ends_its_session_at_once() {
     )
     .await;
     signaling::send(&mut again, &json!({"type": "leave"})).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_code_joining_in_a_loop_are_refused_and_the_real_site_stays() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp", &[("2269", "Xã Thượng Lâm")], true).await;
+    let code = m.code("2269");
+    let join = json!({"type": "join", "code": code, "meeting": m.id});
+    let mut real = open(addr, join.clone(), "joined").await;
+
+    // Ten copies of the link, each joining and leaving over and over.
+    let mut copies = Vec::new();
+    for _ in 0..10 {
+        copies.push(signaling::connect(http::ws_request(addr, None)).await);
+    }
+    let (mut joined, mut limited) = (0, 0);
+    for _ in 0..6 {
+        for copy in &mut copies {
+            signaling::send(copy, &join).await;
+            let reply = signaling::next_reply(copy).await;
+            match reply["type"].as_str() {
+                Some("joined") => {
+                    joined += 1;
+                    signaling::send(copy, &json!({"type": "leave"})).await;
+                    assert_eq!(signaling::next_reply(copy).await["type"], "left");
+                }
+                _ => {
+                    assert_eq!(reply["code"], "rate_limited", "{reply}");
+                    assert_eq!(reply["retry"], true);
+                    limited += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(joined, 0, "no copy replaced the site joined moments ago");
+    assert_eq!(limited, 60);
+
+    // The real site is still joined: it answers, and nothing told it to go.
+    signaling::send(&mut real, &json!({"type": "ping"})).await;
+    assert_eq!(signaling::next_reply(&mut real).await["type"], "pong");
+    let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
+        .await
+        .json();
+    let joins = report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "site_joined" || e["kind"] == "site_left")
+        .count();
+    assert_eq!(joins, 1, "the refused copies wrote nothing");
     hub.shutdown().await;
 }
