@@ -26,17 +26,23 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::store::{Store, StoreError, now_millis, random_text};
+pub use crate::store::{Account, Role};
+use crate::store::{AccountChangeError, SessionLimits, Store, StoreError, now_millis, random_text};
 
 /// A login session ends this long after its last use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 
 /// A login session ends this long after the login, however much it is used.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// [`SESSION_IDLE`] and [`SESSION_LIFETIME`], as the store takes them.
+pub const SESSION_LIMITS: SessionLimits = SessionLimits {
+    idle: SESSION_IDLE,
+    lifetime: SESSION_LIFETIME,
+};
 
 /// Failed logins one client address may make in [`FAILED_LOGIN_WINDOW`] before it is refused.
 pub const MAX_FAILED_LOGINS: usize = 10;
@@ -68,40 +74,6 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Name of the organizer account made on first start.
 pub const FIRST_ACCOUNT: &str = "admin";
-
-/// What an account may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything: the sites directory, meetings and their join codes, the chair in the studio.
-    Organizer,
-    /// Reads only: meetings without their join codes, attendance reports, the sites directory.
-    Staff,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Organizer => "organizer",
-            Role::Staff => "staff",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "organizer" => Some(Role::Organizer),
-            "staff" => Some(Role::Staff),
-            _ => None,
-        }
-    }
-}
-
-/// A logged-in account, as a request or a signalling session carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub username: String,
-    pub role: Role,
-}
 
 /// Why an account or password is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,7 +227,7 @@ impl Auth {
         password: &str,
     ) -> Result<Option<Account>, StoreError> {
         let found = match normalize_username(username) {
-            Ok(name) => store.account(&name)?,
+            Ok(name) => store.blocking(move |s| s.account(&name)).await?,
             Err(_) => None,
         };
         let (hash, account) = match &found {
@@ -290,6 +262,21 @@ fn forget_old(recent: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
+/// Why the accounts could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// An account given in the configuration is not valid.
+    #[error("configured account {username:?}: {reason}")]
+    Configured {
+        username: String,
+        reason: AccountError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] AccountChangeError),
+}
+
 /// Makes sure the hub can be logged into: creates the configured accounts that do not exist
 /// yet, or, on a first start with no account at all, an organizer `admin` with a random
 /// password, kept in [`FIRST_PASSWORD_FILE`] in `data_dir` (readable by the hub's user alone)
@@ -299,18 +286,21 @@ pub fn ensure_accounts(
     store: &Store,
     data_dir: &Path,
     configured: &[(String, String, Role)],
-) -> Result<(), StoreError> {
+) -> Result<(), SetupError> {
     // Made now, so the first refused login costs what every other one does; without it an
     // unknown user name would be refused at once, which tells it apart from a known one.
     if dummy_hash().is_empty() {
-        return Err(StoreError::Internal(
-            "cannot hash passwords: no random bytes".to_owned(),
-        ));
+        return Err(
+            StoreError::Internal("cannot hash passwords: no random bytes".to_owned()).into(),
+        );
     }
     if !configured.is_empty() {
         for (username, password, role) in configured {
             let username =
-                normalize_username(username).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                normalize_username(username).map_err(|reason| SetupError::Configured {
+                    username: username.clone(),
+                    reason,
+                })?;
             if store.account(&username)?.is_none() {
                 let hash =
                     hash_password(password).map_err(|e| StoreError::Internal(e.to_string()))?;

@@ -5,7 +5,7 @@
 use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_signaling::protocol::FloorSite;
-use diemcau_signaling::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
+use diemcau_signaling::{ClientMessage, ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 
 use super::{Hub, Live, State, internal};
 use crate::attendance::EventKind;
@@ -36,7 +36,7 @@ impl Hub {
                 let event = self
                     .recorder
                     .append(
-                        meeting,
+                        MeetingId(meeting),
                         now_millis(),
                         EventKind::HeadCount {
                             site: site.clone(),
@@ -171,7 +171,7 @@ impl Hub {
                 let event = self
                     .recorder
                     .append(
-                        meeting,
+                        MeetingId(meeting),
                         now_millis(),
                         EventKind::RollCallAnswered {
                             roll_call,
@@ -253,7 +253,7 @@ impl Hub {
             EventKind::RollCallEnded { roll_call: number }
         };
         self.recorder
-            .append(meeting, now_millis(), kind)
+            .append(MeetingId(meeting), now_millis(), kind)
             .await
             .map_err(|e| internal(&e.to_string()))?;
         self.broadcast(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use diemcau_sfu::{Event, PeerId, ProducerInfo, Quality, RouterId, SfuError};
 use diemcau_signaling::protocol::{MediaState, PROTOCOL_VERSION, ParticipantInfo};
 use diemcau_signaling::{ClientMessage, CloseReason, ErrorCode, Outbox, ProtocolError, Role};
-use diemcau_signaling::{ServerMessage, SessionHandler};
+use diemcau_signaling::{JoinCode, MeetingId, ServerMessage, SessionHandler, SessionId, SiteCode};
 use tokio::sync::oneshot;
 
 use crate::attendance::Reception;
@@ -222,14 +222,14 @@ impl Hub {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let sessions: Vec<(i64, String)> = self
+            let sessions: Vec<(MeetingId, SessionId)> = self
                 .lock()
                 .participants
                 .values()
                 .filter_map(|p| {
                     p.attendance
                         .as_ref()
-                        .map(|a| (p.meeting, a.session.clone()))
+                        .map(|a| (MeetingId(p.meeting), SessionId(a.session.clone())))
                 })
                 .collect();
             if sessions.is_empty() {
@@ -254,7 +254,7 @@ impl Hub {
             )));
         }
         self.recorder
-            .append(id, now_millis(), EventKind::MeetingStarted)
+            .append(MeetingId(id), now_millis(), EventKind::MeetingStarted)
             .await?;
         tracing::info!(meeting = id, "meeting started");
         Ok(())
@@ -269,7 +269,9 @@ impl Hub {
             )));
         }
         let at = now_millis();
-        let ended = self.recorder.append(id, at, EventKind::MeetingEnded);
+        let ended = self
+            .recorder
+            .append(MeetingId(id), at, EventKind::MeetingEnded);
         let (members, standby): (Vec<PeerId>, Vec<Outbox>) = {
             let mut state = self.lock();
             let members = state
@@ -348,7 +350,12 @@ impl Hub {
                 let now = now_millis();
                 logins
                     .into_iter()
-                    .filter(|login| matches!(store.login_session(login, now), Ok(None)))
+                    .filter(|login| {
+                        matches!(
+                            store.login_session(login, now, crate::auth::SESSION_LIMITS),
+                            Ok(None)
+                        )
+                    })
                     .collect::<Vec<String>>()
             })
             .await
@@ -403,7 +410,7 @@ impl Hub {
     }
 
     fn meeting_view(&self, id: i64) -> Result<crate::store::MeetingView, MeetingError> {
-        self.store.meeting(id).map_err(|e| match e {
+        self.store.meeting(MeetingId(id)).map_err(|e| match e {
             StoreError::NotFound(_) => MeetingError::NotFound(id),
             other => MeetingError::Store(other),
         })
@@ -499,7 +506,7 @@ impl Hub {
                 };
                 let meeting = p.meeting;
                 let logged = self.recorder.append(
-                    meeting,
+                    MeetingId(meeting),
                     now_millis(),
                     EventKind::QualitySample {
                         site: a.site.clone(),
@@ -543,7 +550,7 @@ impl Hub {
     fn log_media(&self, p: &Participant, media: Reception) {
         if let Some(a) = &p.attendance {
             let logged = self.recorder.append(
-                p.meeting,
+                MeetingId(p.meeting),
                 now_millis(),
                 EventKind::MediaChanged {
                     site: a.site.clone(),
@@ -559,7 +566,7 @@ impl Hub {
     /// does not wait for them).
     fn log(&self, meeting: i64, kind: EventKind) {
         tokio::spawn(report_failure(self.recorder.append(
-            meeting,
+            MeetingId(meeting),
             now_millis(),
             kind,
         )));
@@ -575,13 +582,18 @@ impl Hub {
     }
 
     /// Checks a join code and makes sure the meeting is live (loading its roster once).
-    fn grant(&self, code: &str, meeting: Option<i64>) -> Result<(Grant, String), ProtocolError> {
+    fn grant(
+        &self,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
+    ) -> Result<(Grant, String), ProtocolError> {
         let grant = self.store.resolve_code(code, meeting).map_err(|e| {
             let code = match e {
                 CodeError::Unknown => ErrorCode::CodeUnknown,
                 CodeError::Revoked => ErrorCode::CodeRevoked,
                 CodeError::OtherMeeting => ErrorCode::CodeOtherMeeting,
                 CodeError::MeetingEnded => ErrorCode::MeetingEnded,
+                CodeError::Database(_) => ErrorCode::Internal,
             };
             ProtocolError::new(code, e.to_string())
         })?;
@@ -589,7 +601,7 @@ impl Hub {
             .store
             .meeting(grant.meeting_id)
             .map_err(|e| internal(&e.to_string()))?;
-        self.ensure_live(grant.meeting_id)?;
+        self.ensure_live(grant.meeting_id.0)?;
         Ok((grant, view.plan.title))
     }
 
@@ -601,11 +613,11 @@ impl Hub {
         }
         let view = self
             .store
-            .meeting(meeting)
+            .meeting(MeetingId(meeting))
             .map_err(|e| internal(&e.to_string()))?;
         let history = self
             .store
-            .events(meeting)
+            .events(MeetingId(meeting))
             .map_err(|e| internal(&e.to_string()))?;
         let live = Live {
             rules: Meeting::new(
@@ -627,8 +639,8 @@ impl Hub {
     async fn standby(
         &self,
         session: &mut Session,
-        code: &str,
-        meeting: Option<i64>,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
         if session.participant.is_some() {
             return Err(ProtocolError::new(
@@ -646,7 +658,7 @@ impl Hub {
         self.lock().standby.insert(
             session.key,
             Standby {
-                meeting: grant.meeting_id,
+                meeting: grant.meeting_id.0,
                 site: site.code.clone(),
                 outbox: session.outbox.clone(),
             },
@@ -662,8 +674,8 @@ impl Hub {
     async fn join(
         &self,
         session: &mut Session,
-        code: &str,
-        meeting: Option<i64>,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
         if session.participant.is_some() {
             return Err(ProtocolError::new(
@@ -674,9 +686,19 @@ impl Hub {
         let (grant, title) = self.grant(code, meeting)?;
         if grant.site.is_none() {
             // Checked now, not at the upgrade: the login may have ended since.
-            let account = session.client.login.as_ref().and_then(|(_, token_sha256)| {
-                crate::auth::http::account_of_session(self.store(), token_sha256)
-            });
+            let account = session
+                .client
+                .login
+                .as_ref()
+                .map(|(_, token_sha256)| {
+                    crate::auth::http::account_of_session(self.store(), token_sha256)
+                })
+                .transpose()
+                .map_err(|e| {
+                    tracing::error!("login check failed: {e}");
+                    internal("the login could not be checked; try again")
+                })?
+                .flatten();
             let account = account.as_ref();
             crate::meeting::may_chair(account.map(|a| a.role)).map_err(|e| {
                 let code = match e {
@@ -684,7 +706,7 @@ impl Hub {
                     ChairError::NotOrganizer => ErrorCode::Forbidden,
                 };
                 tracing::warn!(
-                    meeting = grant.meeting_id,
+                    meeting = grant.meeting_id.0,
                     username = ?account.map(|a| &a.username),
                     "studio join refused: {e}"
                 );
@@ -713,7 +735,7 @@ impl Hub {
                 .participants
                 .iter()
                 .find(|(_, p)| {
-                    p.meeting == grant.meeting_id
+                    p.meeting == grant.meeting_id.0
                         && p.attendance.as_ref().is_some_and(|a| &a.site == code)
                 })
                 .map(|(peer, _)| *peer)
@@ -738,9 +760,9 @@ impl Hub {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            self.ensure_live(grant.meeting_id)?;
+            self.ensure_live(grant.meeting_id.0)?;
             let mut state = self.lock();
-            if !state.meetings.contains_key(&grant.meeting_id) {
+            if !state.meetings.contains_key(&grant.meeting_id.0) {
                 if attempts < 5 {
                     continue;
                 }
@@ -752,7 +774,7 @@ impl Hub {
                 participants,
                 ..
             } = &mut *state;
-            let Some(live) = meetings.get_mut(&grant.meeting_id) else {
+            let Some(live) = meetings.get_mut(&grant.meeting_id.0) else {
                 return Err(internal("the meeting closed while joining"));
             };
             if let Err(e) = live.rules.join(id, role, name) {
@@ -772,7 +794,7 @@ impl Hub {
             participants.insert(
                 id,
                 Participant {
-                    meeting: grant.meeting_id,
+                    meeting: grant.meeting_id.0,
                     router: live.rules.router,
                     info: info.clone(),
                     outbox: session.outbox.clone(),
@@ -793,10 +815,14 @@ impl Hub {
             if previous.is_none() {
                 previous = self
                     .store
-                    .last_leave(grant.meeting_id, &a.site)
+                    .last_leave(
+                        grant.meeting_id,
+                        &SiteCode::try_from(a.site.as_str())
+                            .map_err(|e| internal(&e.to_string()))?,
+                    )
                     .map_err(|e| internal(&e.to_string()))?
                     .filter(|(_, at)| now - at <= self.grace)
-                    .map(|(session, _)| session);
+                    .map(|(session, _)| session.0);
             }
             let client = session.client.user_agent.clone();
             let address = session
@@ -829,7 +855,7 @@ impl Hub {
             let state = self.lock();
             let mut others = Vec::new();
             let (mut floor, mut roll_call) = (None, None);
-            if let Some(live) = state.meetings.get(&grant.meeting_id) {
+            if let Some(live) = state.meetings.get(&grant.meeting_id.0) {
                 for (other, _) in live.rules.members() {
                     if other == id {
                         continue;
@@ -866,7 +892,7 @@ impl Hub {
             .login
             .as_ref()
             .map(|(a, _)| a.username.as_str());
-        tracing::info!(meeting = grant.meeting_id, participant = %id, ?role, ?username, "joined");
+        tracing::info!(meeting = grant.meeting_id.0, participant = %id, ?role, ?username, "joined");
         Ok(ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,
             meeting: grant.meeting_id.to_string(),
@@ -1022,7 +1048,7 @@ impl Hub {
         let logged = p.attendance.map(|a| LoggedLeave {
             session: a.session.clone(),
             future: Box::pin(self.recorder.append(
-                p.meeting,
+                MeetingId(p.meeting),
                 at,
                 EventKind::SiteLeft {
                     site: a.site,
@@ -1107,16 +1133,10 @@ impl SessionHandler for Hub {
         match &message {
             ClientMessage::Ping => return Ok(Some(ServerMessage::Pong)),
             ClientMessage::Join { code, meeting } => {
-                return self
-                    .join(session, code.as_str(), meeting.map(|m| m.0))
-                    .await
-                    .map(Some);
+                return self.join(session, code, *meeting).await.map(Some);
             }
             ClientMessage::Standby { code, meeting } => {
-                return self
-                    .standby(session, code.as_str(), meeting.map(|m| m.0))
-                    .await
-                    .map(Some);
+                return self.standby(session, code, *meeting).await.map(Some);
             }
             _ => {}
         }
