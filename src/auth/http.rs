@@ -479,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_cannot_be_read_is_a_failure_not_a_logout() {
+        let store = crate::store::testing::temp_store("account-of-session");
+        store
+            .add_account("organizer", Role::Organizer, "$hash", now_millis())
+            .expect("added");
+        store
+            .create_login_session("token", "organizer", "csrf", now_millis(), SESSION_LIMITS)
+            .expect("logged in");
+        let account = account_of_session(&store, "token").expect("read");
+        assert_eq!(account.map(|a| a.role), Some(Role::Organizer));
+        assert!(matches!(account_of_session(&store, "other"), Ok(None)));
+        crate::store::testing::drop_table(&store, "login_sessions");
+        assert!(
+            account_of_session(&store, "token").is_err(),
+            "a database failure is not \"not logged in\""
+        );
+    }
+
+    #[test]
     fn reads_the_session_cookie_among_others() {
         let token = "ab".repeat(32);
         let mut headers = HeaderMap::new();

@@ -303,3 +303,109 @@ fn delete_expired_sessions(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{drop_table, temp_store};
+    use super::*;
+
+    const LIMITS: SessionLimits = SessionLimits {
+        idle: Duration::from_secs(60 * 60),
+        lifetime: Duration::from_secs(24 * 60 * 60),
+    };
+
+    const HOUR: Millis = 60 * 60 * 1000;
+
+    #[test]
+    fn account_changes_say_what_was_wrong() {
+        let store = temp_store("accounts");
+        store
+            .add_account("organizer", Role::Organizer, "$hash", 1)
+            .expect("added");
+        assert!(matches!(
+            store.add_account("organizer", Role::Staff, "$other", 2),
+            Err(AccountChangeError::Exists(name)) if name == "organizer"
+        ));
+        assert!(matches!(
+            store.set_password("nobody", "$hash"),
+            Err(AccountChangeError::NotFound(name)) if name == "nobody"
+        ));
+        assert!(matches!(
+            store.enable_account("nobody"),
+            Err(AccountChangeError::NotFound(_))
+        ));
+        let stored = store.account("organizer").expect("read").expect("there");
+        assert_eq!(
+            (stored.role, stored.password_hash.as_str()),
+            (Role::Organizer, "$hash")
+        );
+        drop_table(&store, "accounts");
+        assert!(matches!(
+            store.add_account("staff", Role::Staff, "$hash", 3),
+            Err(AccountChangeError::Store(StoreError::Database(_)))
+        ));
+    }
+
+    #[test]
+    fn a_login_lasts_as_long_as_the_limits_passed_in() {
+        let store = temp_store("logins");
+        store
+            .add_account("organizer", Role::Organizer, "$hash", 0)
+            .expect("added");
+        let start = 1_000 * HOUR;
+        store
+            .create_login_session("token", "organizer", "csrf", start, LIMITS)
+            .expect("logged in");
+        let session = store
+            .login_session("token", start + HOUR / 2, LIMITS)
+            .expect("read")
+            .expect("live");
+        assert_eq!(session.account.role, Role::Organizer);
+        assert_eq!(session.csrf_token, "csrf");
+        // Used every half hour: alive until its lifetime ends.
+        let mut now = start + HOUR / 2;
+        while now + HOUR / 2 < start + 24 * HOUR {
+            now += HOUR / 2;
+            assert!(
+                store
+                    .login_session("token", now, LIMITS)
+                    .expect("read")
+                    .is_some(),
+                "alive at {}",
+                now - start
+            );
+        }
+        assert!(
+            store
+                .login_session("token", start + 24 * HOUR, LIMITS)
+                .expect("read")
+                .is_none(),
+            "over its lifetime"
+        );
+
+        store
+            .create_login_session("idle", "organizer", "csrf", start, LIMITS)
+            .expect("logged in");
+        assert!(
+            store
+                .login_session("idle", start + HOUR, LIMITS)
+                .expect("read")
+                .is_none(),
+            "idle for an hour"
+        );
+        let longer = SessionLimits {
+            idle: Duration::from_secs(2 * 60 * 60),
+            ..LIMITS
+        };
+        store
+            .create_login_session("patient", "organizer", "csrf", start, longer)
+            .expect("logged in");
+        assert!(
+            store
+                .login_session("patient", start + HOUR, longer)
+                .expect("read")
+                .is_some(),
+            "other limits, other lifetimes"
+        );
+    }
+}

@@ -296,3 +296,92 @@ fn read_events(conn: &Connection, meeting: MeetingId) -> Result<Vec<Event>, Stor
     }
     Ok(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{meeting as new_meeting, temp_store};
+    use super::*;
+
+    fn joined(site: &str, session: &str) -> EventKind {
+        EventKind::SiteJoined {
+            site: site.to_owned(),
+            session: session.to_owned(),
+            client: String::new(),
+            address: String::new(),
+        }
+    }
+
+    fn left(site: &str, session: &str) -> EventKind {
+        EventKind::SiteLeft {
+            site: site.to_owned(),
+            session: session.to_owned(),
+            reason: LeaveReason::Closed,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_acknowledged_in_order_and_never_rewritten() {
+        let store = temp_store("log");
+        let recorder = store.recorder().expect("recorder");
+        let meeting = new_meeting(&store, &["2269"]);
+        let pending: Vec<_> = (0..20)
+            .map(|i| recorder.append(meeting, i, joined("2269", &format!("s{i}"))))
+            .collect();
+        let mut seqs = Vec::new();
+        for logged in pending {
+            seqs.push(logged.await.expect("acknowledged").seq);
+        }
+        assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+        let events = store.events(meeting).expect("read");
+        assert_eq!(
+            events.iter().map(|e| e.at).collect::<Vec<_>>(),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert!(
+            store
+                .events(MeetingId(meeting.0 + 1))
+                .expect("read")
+                .is_empty()
+        );
+        let conn = Connection::open(store.path()).expect("a second connection");
+        assert!(conn.execute("UPDATE events SET at = 0", []).is_err());
+        assert!(conn.execute("DELETE FROM events", []).is_err());
+    }
+
+    #[test]
+    fn the_last_leave_and_the_sessions_a_crash_left_open() {
+        let store = temp_store("crash");
+        let recorder = store.recorder().expect("recorder");
+        let meeting = new_meeting(&store, &["2269"]);
+        let site = SiteCode::try_from("2269").expect("site code");
+        recorder
+            .append_blocking(meeting, 10, joined("2269", "a"))
+            .expect("joined");
+        recorder
+            .append_blocking(meeting, 20, left("2269", "a"))
+            .expect("left");
+        recorder
+            .append_blocking(meeting, 30, joined("2269", "b"))
+            .expect("joined again");
+        assert_eq!(
+            store.last_leave(meeting, &site).expect("read"),
+            Some((SessionId("a".to_owned()), 20))
+        );
+        store
+            .touch_sessions(&[(meeting, SessionId("b".to_owned()))], 45)
+            .expect("alive");
+        assert_eq!(
+            store.close_interrupted_sessions(&recorder).expect("closed"),
+            1
+        );
+        assert_eq!(
+            store.last_leave(meeting, &site).expect("read"),
+            Some((SessionId("b".to_owned()), 45)),
+            "closed at its last sign of life"
+        );
+        assert_eq!(
+            store.close_interrupted_sessions(&recorder).expect("none"),
+            0
+        );
+    }
+}

@@ -435,3 +435,196 @@ fn insert_code(
     )?;
     stored_code(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{drop_table, site, temp_store};
+    use super::*;
+    use crate::attendance::EventKind;
+
+    /// A store with three sites in its directory and a meeting inviting the first two.
+    fn store_with_meeting() -> (Store, MeetingView) {
+        let store = temp_store("meetings");
+        store
+            .import_sites(&[
+                site("2269", "Xã Thượng Lâm", 40),
+                site("2317", "Phường Minh Xuân", 60),
+                site("2302", "Xã Minh Quang", 30),
+            ])
+            .expect("imported");
+        let view = store
+            .create_meeting(&new_meeting(&["2317", "2269"]))
+            .expect("created");
+        (store, view)
+    }
+
+    fn new_meeting(codes: &[&str]) -> NewMeeting {
+        NewMeeting {
+            title: "Họp sáng".to_owned(),
+            scheduled_start: 1_796_086_800_000,
+            scheduled_end: 1_796_094_000_000,
+            studio_name: "Studio tỉnh".to_owned(),
+            sites: codes
+                .iter()
+                .map(|code| InvitedSite {
+                    code: (*code).to_owned(),
+                    expected_delegates: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn code_of(view: &MeetingView, site: &str) -> JoinCode {
+        view.site_codes
+            .get(site)
+            .cloned()
+            .expect("the site has a code")
+    }
+
+    #[test]
+    fn a_refused_meeting_says_why_and_leaves_nothing() {
+        let (store, _) = store_with_meeting();
+        let refused = |new: NewMeeting| store.create_meeting(&new).expect_err("refused");
+        assert!(matches!(
+            refused(new_meeting(&["2269", "9999"])),
+            CreateMeetingError::UnknownSite(code) if code == "9999"
+        ));
+        assert!(matches!(
+            refused(new_meeting(&["2269", "2269"])),
+            CreateMeetingError::InvitedTwice(code) if code == "2269"
+        ));
+        assert!(matches!(
+            refused(new_meeting(&[])),
+            CreateMeetingError::NoSites
+        ));
+        let mut backwards = new_meeting(&["2269"]);
+        backwards.scheduled_end = backwards.scheduled_start;
+        assert!(matches!(
+            refused(backwards),
+            CreateMeetingError::EndNotAfterStart
+        ));
+        let mut crowded = new_meeting(&["2269"]);
+        if let Some(invited) = crowded.sites.first_mut() {
+            invited.expected_delegates = Some(MAX_DELEGATES + 1);
+        }
+        assert!(matches!(
+            refused(crowded),
+            CreateMeetingError::TooManyDelegates { expected, .. } if expected == MAX_DELEGATES + 1
+        ));
+        assert_eq!(store.meetings().expect("listed").len(), 1, "only the first");
+    }
+
+    #[test]
+    fn the_roster_is_what_a_join_needs_and_follows_the_log() {
+        let (store, view) = store_with_meeting();
+        let id = MeetingId(view.plan.id);
+        let roster = store.meeting_roster(id).expect("roster");
+        assert_eq!(roster.id, id);
+        assert_eq!(roster.title, "Họp sáng");
+        assert_eq!(roster.studio_name, "Studio tỉnh");
+        assert_eq!(roster.state, MeetingState::Scheduled);
+        let sites: Vec<(&str, &str, u32)> = roster
+            .sites
+            .iter()
+            .map(|s| (s.code.as_str(), s.name.as_str(), s.expected_delegates))
+            .collect();
+        assert_eq!(
+            sites,
+            [
+                ("2317", "Phường Minh Xuân", 60),
+                ("2269", "Xã Thượng Lâm", 40)
+            ],
+            "in the order invited, with the directory's delegates"
+        );
+        assert_eq!(roster.sites, view.plan.roster);
+
+        let recorder = store.recorder().expect("recorder");
+        recorder
+            .append_blocking(id, 1, EventKind::MeetingStarted)
+            .expect("started");
+        assert_eq!(
+            store.meeting_roster(id).expect("roster").state,
+            MeetingState::InProgress
+        );
+        recorder
+            .append_blocking(id, 2, EventKind::MeetingEnded)
+            .expect("ended");
+        assert_eq!(
+            store.meeting_roster(id).expect("roster").state,
+            MeetingState::Ended
+        );
+        assert_eq!(store.meeting(id).expect("view").state, MeetingState::Ended);
+        assert!(matches!(
+            store.meeting_roster(MeetingId(id.0 + 100)),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn codes_grant_their_site_until_reissued() {
+        let (store, view) = store_with_meeting();
+        let id = MeetingId(view.plan.id);
+        let old = code_of(&view, "2269");
+        let grant = store.resolve_code(&old, Some(id)).expect("granted");
+        assert_eq!(grant.meeting_id, id);
+        assert_eq!(grant.studio_name, "Studio tỉnh");
+        assert_eq!(grant.site.map(|s| s.name), Some("Xã Thượng Lâm".to_owned()));
+        let studio = view.studio_code.clone().expect("studio code");
+        assert_eq!(
+            store.resolve_code(&studio, None).expect("studio").site,
+            None
+        );
+        assert!(matches!(
+            store.resolve_code(&old, Some(MeetingId(id.0 + 1))),
+            Err(CodeError::OtherMeeting)
+        ));
+        let unknown = JoinCode::try_from("nosuchcode").expect("well-formed");
+        assert!(matches!(
+            store.resolve_code(&unknown, None),
+            Err(CodeError::Unknown)
+        ));
+
+        let site = SiteCode::try_from("2269").expect("site code");
+        let new = store.reissue_code(id, &site).expect("reissued");
+        assert_ne!(new, old);
+        assert!(matches!(
+            store.resolve_code(&old, None),
+            Err(CodeError::Revoked)
+        ));
+        assert!(store.resolve_code(&new, Some(id)).is_ok());
+        assert_eq!(code_of(&store.meeting(id).expect("view"), "2269"), new);
+
+        let not_invited = SiteCode::try_from("2302").expect("site code");
+        assert!(matches!(
+            store.reissue_code(id, &not_invited),
+            Err(ReissueError::NotInvited { .. })
+        ));
+    }
+
+    #[test]
+    fn a_code_that_cannot_be_checked_is_a_database_failure_not_an_unknown_code() {
+        let (store, view) = store_with_meeting();
+        let code = code_of(&view, "2269");
+        drop_table(&store, "join_codes");
+        let failed = store.resolve_code(&code, None);
+        assert!(
+            matches!(failed, Err(CodeError::Database(StoreError::Database(_)))),
+            "{failed:?}"
+        );
+        let message = failed.map(|_| ()).expect_err("failed").to_string();
+        assert!(
+            !message.contains("join_codes"),
+            "no detail for the client: {message}"
+        );
+    }
+
+    #[test]
+    fn a_meeting_that_cannot_be_created_for_the_database_is_the_stores_failure() {
+        let (store, _) = store_with_meeting();
+        drop_table(&store, "roster");
+        assert!(matches!(
+            store.create_meeting(&new_meeting(&["2269"])),
+            Err(CreateMeetingError::Store(StoreError::Database(_)))
+        ));
+    }
+}

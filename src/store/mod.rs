@@ -285,6 +285,28 @@ pub(crate) mod testing {
         }
     }
 
+    /// A meeting inviting the sites `codes`, which are added to the directory first.
+    pub fn meeting(store: &Store, codes: &[&str]) -> diemcau_signaling::MeetingId {
+        let sites: Vec<_> = codes.iter().map(|code| site(code, "Xã", 10)).collect();
+        store.import_sites(&sites).expect("imported");
+        let view = store
+            .create_meeting(&super::NewMeeting {
+                title: "Họp".to_owned(),
+                scheduled_start: 1,
+                scheduled_end: 2,
+                studio_name: "Studio".to_owned(),
+                sites: codes
+                    .iter()
+                    .map(|code| super::InvitedSite {
+                        code: (*code).to_owned(),
+                        expected_delegates: None,
+                    })
+                    .collect(),
+            })
+            .expect("created");
+        diemcau_signaling::MeetingId(view.plan.id)
+    }
+
     /// Drops `table` through a connection of its own, as a failing disk or a careless
     /// administrator would: the store's next use of it is a database failure.
     pub fn drop_table(store: &Store, table: &str) {
