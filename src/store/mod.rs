@@ -38,78 +38,6 @@ pub use meetings::{
     NewMeeting, ReissueError,
 };
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS sites (
-    code TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    level TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    parent_code TEXT,
-    parent_name TEXT,
-    delegates INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meetings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL,
-    scheduled_start INTEGER NOT NULL,
-    scheduled_end INTEGER NOT NULL,
-    studio_name TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS roster (
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    site_code TEXT NOT NULL REFERENCES sites(code),
-    site_name TEXT NOT NULL,
-    expected_delegates INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    PRIMARY KEY (meeting_id, site_code)
-);
-CREATE TABLE IF NOT EXISTS join_codes (
-    code TEXT PRIMARY KEY,
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    site_code TEXT,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS join_codes_by_meeting ON join_codes(meeting_id);
-CREATE TABLE IF NOT EXISTS events (
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    site_code TEXT,
-    session TEXT,
-    body TEXT NOT NULL,
-    PRIMARY KEY (meeting_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_by_session ON events(session);
-CREATE TABLE IF NOT EXISTS liveness (
-    session TEXT PRIMARY KEY,
-    meeting_id INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
-CREATE TABLE IF NOT EXISTS accounts (
-    username TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('organizer', 'staff')),
-    password_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS login_sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    username TEXT NOT NULL REFERENCES accounts(username),
-    csrf_token TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
-"#;
-
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";
 
@@ -237,6 +165,81 @@ struct Connections {
     path: PathBuf,
 }
 
+/// The tables, created when missing at every open.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS sites (
+    code TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    level TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    parent_code TEXT,
+    parent_name TEXT,
+    delegates INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meetings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    scheduled_start INTEGER NOT NULL,
+    scheduled_end INTEGER NOT NULL,
+    studio_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roster (
+    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
+    site_code TEXT NOT NULL REFERENCES sites(code),
+    site_name TEXT NOT NULL,
+    expected_delegates INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (meeting_id, site_code)
+);
+CREATE TABLE IF NOT EXISTS join_codes (
+    code TEXT PRIMARY KEY,
+    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
+    site_code TEXT,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS join_codes_by_meeting ON join_codes(meeting_id);
+CREATE TABLE IF NOT EXISTS events (
+    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    site_code TEXT,
+    session TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (meeting_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_session ON events(session);
+CREATE TABLE IF NOT EXISTS liveness (
+    session TEXT PRIMARY KEY,
+    meeting_id INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('organizer', 'staff')),
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS login_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES accounts(username),
+    csrf_token TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
+"#;
+
+/// A connection as every part of the store uses it: WAL, a write on disk before its commit
+/// returns, foreign keys checked, and a wait rather than a failure while another writes.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
