@@ -227,12 +227,20 @@ async fn login(
     })?;
     let ip = crate::web::client_address(&app, address, &headers).ip();
     let now = std::time::Instant::now();
-    if !app.auth.begin_attempt(ip, now) {
-        tracing::warn!(%ip, "login refused: too many failed logins from this address");
+    // Only a well-formed user name is logged, as people type passwords into the wrong box;
+    // malformed ones are counted together.
+    let username = super::normalize_username(&credentials.username).unwrap_or_default();
+    let logged_name = if username.is_empty() {
+        "<not a user name>"
+    } else {
+        username.as_str()
+    };
+    if let Err(limited) = app.auth.begin_attempt(&username, ip, now) {
+        tracing::warn!(%ip, username = ?logged_name, "login refused: {limited}");
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many failed logins from this address; wait a minute",
+            limited.to_string(),
         ));
     }
     let account = if credentials.password.len() > MAX_PASSWORD_BYTES {
@@ -247,17 +255,14 @@ async fn login(
             .await?
     };
     let Some(account) = account else {
-        // Only a well-formed user name is logged: people type passwords into the wrong box.
-        let username = super::normalize_username(&credentials.username)
-            .unwrap_or_else(|_| "<not a user name>".to_owned());
-        tracing::warn!(%ip, username = ?username, "login failed");
+        tracing::warn!(%ip, username = ?logged_name, "login failed");
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",
             "wrong username or password",
         ));
     };
-    app.auth.succeeded(ip, now);
+    app.auth.succeeded(&username, ip, now);
     // A session the browser still held is replaced, not left behind.
     let old = session_token(&headers, app.auth.secure_cookies).map(token_hash);
     let token = new_token()?;

@@ -44,8 +44,15 @@ pub const SESSION_LIMITS: SessionLimits = SessionLimits {
     lifetime: SESSION_LIFETIME,
 };
 
-/// Failed logins one client address may make in [`FAILED_LOGIN_WINDOW`] before it is refused.
+/// Failed logins to one account from one client address in [`FAILED_LOGIN_WINDOW`] before
+/// that account is refused to that address: a guesser is slowed, while the other people behind
+/// the same address (a commune office's NAT) still log in to theirs.
 pub const MAX_FAILED_LOGINS: usize = 10;
+
+/// Failed logins from one client address, whatever the accounts, in [`FAILED_LOGIN_WINDOW`]
+/// before every login from it is refused: a guesser cannot try every user name instead.
+pub const MAX_FAILED_LOGINS_PER_ADDRESS: usize = 50;
+
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// Shortest password accepted, in characters.
@@ -164,14 +171,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The login guard shared by the HTTP handlers: failed logins per address, and a bound on
-/// password hashing running at once so that a flood of logins cannot take every core.
+/// The login guard shared by the HTTP handlers: failed logins per account and address and per
+/// address, and a bound on password hashing running at once so that a flood of logins cannot
+/// take every core.
 #[derive(Debug)]
 pub struct Auth {
     /// Whether the hub serves HTTPS (the session cookie is then `Secure`).
     pub secure_cookies: bool,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<Failures>,
     hashing: Semaphore,
+}
+
+/// Why a login was refused before its password was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginLimited {
+    #[error("too many failed logins to this account from this address; wait a minute")]
+    Account,
+    #[error("too many failed logins from this address; wait a minute")]
+    Address,
+}
+
+/// Recent failed logins (their times), by account and address and by address alone.
+#[derive(Debug, Default)]
+struct Failures {
+    by_account: HashMap<(String, IpAddr), VecDeque<Instant>>,
+    by_address: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
 impl Auth {
@@ -179,41 +203,68 @@ impl Auth {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Auth {
             secure_cookies,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures::default()),
             hashing: Semaphore::new(cores.clamp(1, 4)),
         }
     }
 
-    /// Counts a login attempt from `address` as failed until [`Auth::succeeded`] says
-    /// otherwise; `false` when the address has used up its failures for now. Counting before
-    /// the password is checked keeps a burst of parallel guesses within the limit too.
-    fn begin_attempt(&self, address: IpAddr, now: Instant) -> bool {
+    /// Counts a login attempt to `account` (its normalized name, or empty when the name is
+    /// not valid) from `address` as failed until [`Auth::succeeded`] says otherwise; refused
+    /// when the pair or the address has used up its failures for now. Counting before the
+    /// password is checked keeps a burst of parallel guesses within the limits too.
+    fn begin_attempt(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<(), LoginLimited> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Addresses that stopped trying are forgotten, so the map stays small.
-        if failures.len() > 10_000 {
-            failures.retain(|_, recent| {
+        let Failures {
+            by_account,
+            by_address,
+        } = &mut *failures;
+        // Clients that stopped trying are forgotten, so the maps stay small.
+        if by_account.len() > 10_000 {
+            by_account.retain(|_, recent| {
                 forget_old(recent, now);
                 !recent.is_empty()
             });
         }
-        let recent = failures.entry(address).or_default();
-        forget_old(recent, now);
-        if recent.len() >= MAX_FAILED_LOGINS {
-            return false;
+        if by_address.len() > 10_000 {
+            by_address.retain(|_, recent| {
+                forget_old(recent, now);
+                !recent.is_empty()
+            });
         }
-        recent.push_back(now);
-        true
+        let from_address = by_address.entry(address).or_default();
+        forget_old(from_address, now);
+        if from_address.len() >= MAX_FAILED_LOGINS_PER_ADDRESS {
+            return Err(LoginLimited::Address);
+        }
+        let to_account = by_account.entry((account.to_owned(), address)).or_default();
+        forget_old(to_account, now);
+        if to_account.len() >= MAX_FAILED_LOGINS {
+            return Err(LoginLimited::Account);
+        }
+        to_account.push_back(now);
+        from_address.push_back(now);
+        Ok(())
     }
 
-    /// The attempt begun at `at` succeeded: it is not a failure.
-    fn succeeded(&self, address: IpAddr, at: Instant) {
+    /// The attempt to `account` begun at `at` succeeded: it is not a failure.
+    fn succeeded(&self, account: &str, address: IpAddr, at: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(recent) = failures.get_mut(&address) {
-            if let Some(position) = recent.iter().rposition(|t| *t == at) {
-                recent.remove(position);
-            }
+        let key = (account.to_owned(), address);
+        if let Some(recent) = failures.by_account.get_mut(&key) {
+            forget_attempt(recent, at);
             if recent.is_empty() {
-                failures.remove(&address);
+                failures.by_account.remove(&key);
+            }
+        }
+        if let Some(recent) = failures.by_address.get_mut(&address) {
+            forget_attempt(recent, at);
+            if recent.is_empty() {
+                failures.by_address.remove(&address);
             }
         }
     }
@@ -250,6 +301,12 @@ impl Auth {
             .await
             .map_err(|e| StoreError::Internal(format!("password check failed: {e}")))?;
         Ok(if matches { account } else { None })
+    }
+}
+
+fn forget_attempt(recent: &mut VecDeque<Instant>, at: Instant) {
+    if let Some(position) = recent.iter().rposition(|t| *t == at) {
+        recent.remove(position);
     }
 }
 
@@ -380,19 +437,53 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_limited_per_address() {
+    fn failed_logins_are_limited_per_account_and_address() {
         let auth = Auth::new(false);
         let now = Instant::now();
         let one: IpAddr = [10, 0, 0, 1].into();
         let other: IpAddr = [10, 0, 0, 2].into();
         let success = now + Duration::from_millis(1);
-        assert!(auth.begin_attempt(one, success));
-        auth.succeeded(one, success);
+        assert!(auth.begin_attempt("staff", one, success).is_ok());
+        auth.succeeded("staff", one, success);
         for _ in 0..MAX_FAILED_LOGINS {
-            assert!(auth.begin_attempt(one, now));
+            assert!(auth.begin_attempt("staff", one, now).is_ok());
         }
-        assert!(!auth.begin_attempt(one, now));
-        assert!(auth.begin_attempt(other, now));
-        assert!(auth.begin_attempt(one, now + FAILED_LOGIN_WINDOW));
+        assert_eq!(
+            auth.begin_attempt("staff", one, now),
+            Err(LoginLimited::Account)
+        );
+        assert!(auth.begin_attempt("staff", other, now).is_ok());
+        assert!(
+            auth.begin_attempt("organizer", one, now).is_ok(),
+            "another account behind the same address still logs in"
+        );
+        assert!(
+            auth.begin_attempt("staff", one, now + FAILED_LOGIN_WINDOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_address_trying_many_accounts_is_refused_for_all() {
+        let auth = Auth::new(false);
+        let now = Instant::now();
+        let guesser: IpAddr = [10, 0, 0, 1].into();
+        let neighbour: IpAddr = [10, 0, 0, 2].into();
+        // Failures spread so thin that no account reaches its own limit.
+        for n in 0..MAX_FAILED_LOGINS_PER_ADDRESS {
+            assert!(
+                auth.begin_attempt(&format!("user{n}"), guesser, now)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            auth.begin_attempt("organizer", guesser, now),
+            Err(LoginLimited::Address)
+        );
+        assert!(auth.begin_attempt("organizer", neighbour, now).is_ok());
+        assert!(
+            auth.begin_attempt("organizer", guesser, now + FAILED_LOGIN_WINDOW)
+                .is_ok()
+        );
     }
 }
