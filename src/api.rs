@@ -13,10 +13,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use diemcau_signaling::{MeetingId, SiteCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-use diemcau_signaling::{MeetingId, SiteCode};
 
 use crate::attendance::export::{self, Table};
 use crate::attendance::report;
