@@ -41,9 +41,9 @@ pub use meetings::{
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";
 
-/// A failure of the store itself, never the caller's: SQLite failed, the recorder thread is
-/// gone, or the machine refused something (randomness, a file). What a caller may have got
-/// wrong is told by the error of each operation ([`CreateMeetingError`], [`ReissueError`],
+/// A failure of the store itself (SQLite failed, the recorder thread is gone, the machine
+/// refused randomness or a file), or a lookup of what does not exist. What a caller may have
+/// got wrong is told by the error of each operation ([`CreateMeetingError`], [`ReissueError`],
 /// [`CodeError`], [`AccountChangeError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -348,6 +348,23 @@ mod tests {
             store.reader().execute("DELETE FROM sites", []).is_err(),
             "the read connection is read-only"
         );
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_a_write_in_progress() {
+        let store = testing::temp_store("no-wait");
+        store
+            .import_sites(&[testing::site("2269", "Xã Thượng Lâm", 40)])
+            .expect("imported");
+        let mut writer = store.writer();
+        let tx = writer.transaction().expect("a write begins");
+        tx.execute("DELETE FROM sites", []).expect("deleted, not committed");
+        // The writer is held, mid-transaction: a read still answers, from the last commit.
+        assert_eq!(store.site_count().expect("read"), 1);
+        assert_eq!(store.sites().expect("read").len(), 1);
+        tx.commit().expect("committed");
+        drop(writer);
+        assert_eq!(store.site_count().expect("read"), 0);
     }
 
     #[tokio::test]
