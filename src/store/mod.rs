@@ -358,7 +358,8 @@ mod tests {
             .expect("imported");
         let mut writer = store.writer();
         let tx = writer.transaction().expect("a write begins");
-        tx.execute("DELETE FROM sites", []).expect("deleted, not committed");
+        tx.execute("DELETE FROM sites", [])
+            .expect("deleted, not committed");
         // The writer is held, mid-transaction: a read still answers, from the last commit.
         assert_eq!(store.site_count().expect("read"), 1);
         assert_eq!(store.sites().expect("read").len(), 1);
