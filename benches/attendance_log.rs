@@ -50,7 +50,7 @@ fn main() {
                 .collect(),
         })
         .expect("meeting");
-    let id = meeting.plan.id;
+    let id = diemcau_signaling::MeetingId(meeting.plan.id);
 
     // 1. Latency of one acknowledged append when nothing else is written (one fsync each).
     let sequential = 500;

@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use diemcau_signaling::{MeetingId, SiteCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -22,9 +23,10 @@ use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
 use crate::directory::{self, ImportProblem};
 use crate::hub::MeetingError;
-use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
+use crate::store::{
+    CreateMeetingError, MeetingView, NewMeeting, ReissueError, StoreError, now_millis,
+};
 use crate::web::AppState;
-use diemcau_signaling::MeetingId;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -85,16 +87,40 @@ impl IntoResponse for AppError {
     }
 }
 
+/// A failure of the store is the hub's: the client hears `internal` and nothing of the
+/// database, the log hears the whole error.
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> AppError {
         match e {
-            StoreError::Invalid(m) => AppError::invalid(m),
             StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, "not_found", m),
-            other => AppError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                other.to_string(),
-            ),
+            other => {
+                tracing::error!("store failed: {other}");
+                AppError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the hub could not complete this request; try again later",
+                )
+            }
+        }
+    }
+}
+
+impl From<CreateMeetingError> for AppError {
+    fn from(e: CreateMeetingError) -> AppError {
+        match e {
+            CreateMeetingError::Store(e) => e.into(),
+            refused => AppError::invalid(refused.to_string()),
+        }
+    }
+}
+
+impl From<ReissueError> for AppError {
+    fn from(e: ReissueError) -> AppError {
+        match e {
+            ReissueError::Store(e) => e.into(),
+            refused @ ReissueError::NotInvited { .. } => {
+                AppError::new(StatusCode::NOT_FOUND, "not_found", refused.to_string())
+            }
         }
     }
 }
@@ -107,9 +133,6 @@ impl From<MeetingError> for AppError {
             }
             MeetingError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
             MeetingError::Store(s) => s.into(),
-            MeetingError::Internal(m) => {
-                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
-            }
         }
     }
 }
@@ -117,11 +140,12 @@ impl From<MeetingError> for AppError {
 type ApiResult<T> = Result<T, AppError>;
 
 async fn list_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
-    Ok(Json(app.hub.store().sites()?).into_response())
+    let sites = app.hub.store().blocking(|store| store.sites()).await?;
+    Ok(Json(sites).into_response())
 }
 
 async fn export_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
-    let sites = app.hub.store().sites()?;
+    let sites = app.hub.store().blocking(|store| store.sites()).await?;
     Ok(csv_response(directory::write_csv(&sites), "diem-cau.csv"))
 }
 
@@ -136,7 +160,11 @@ async fn import_sites(
         message: e.to_string(),
         problems: e.problems,
     })?;
-    let imported = app.hub.store().import_sites(&sites)?;
+    let imported = app
+        .hub
+        .store()
+        .blocking(move |store| store.import_sites(&sites))
+        .await?;
     tracing::info!(imported, username = ?caller.account.username, "sites imported");
     Ok(Json(json!({ "imported": imported })).into_response())
 }
@@ -169,7 +197,7 @@ fn with_links(mut view: MeetingView, role: Role) -> MeetingWithLinks {
     let sites = view
         .site_codes
         .iter()
-        .map(|(site, code)| (site.clone(), site_link(id, code)))
+        .map(|(site, code)| (site.to_string(), site_link(MeetingId(id), code.as_str())))
         .collect();
     MeetingWithLinks {
         view,
@@ -177,7 +205,7 @@ fn with_links(mut view: MeetingView, role: Role) -> MeetingWithLinks {
     }
 }
 
-fn site_link(meeting: i64, code: &str) -> String {
+fn site_link(meeting: MeetingId, code: &str) -> String {
     format!("/site.html?meeting={meeting}&code={code}")
 }
 
@@ -185,7 +213,8 @@ async fn list_meetings(caller: Caller, State(app): State<Arc<AppState>>) -> ApiR
     let meetings: Vec<MeetingWithLinks> = app
         .hub
         .store()
-        .meetings()?
+        .blocking(|store| store.meetings())
+        .await?
         .into_iter()
         .map(|view| with_links(view, caller.account.role))
         .collect();
@@ -237,7 +266,11 @@ async fn create_meeting(
         scheduled_end: request.scheduled_end.millis("scheduled_end")?,
         sites: request.sites,
     };
-    let view = app.hub.store().create_meeting(&new)?;
+    let view = app
+        .hub
+        .store()
+        .blocking(move |store| store.create_meeting(&new))
+        .await?;
     tracing::info!(
         meeting = view.plan.id,
         sites = view.plan.roster.len(),
@@ -256,11 +289,12 @@ async fn show_meeting(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    Ok(Json(with_links(
-        app.hub.store().meeting(id)?,
-        caller.account.role,
-    ))
-    .into_response())
+    let view = app
+        .hub
+        .store()
+        .blocking(move |store| store.meeting(MeetingId(id)))
+        .await?;
+    Ok(Json(with_links(view, caller.account.role)).into_response())
 }
 
 async fn start_meeting(
@@ -288,19 +322,37 @@ async fn reissue_code(
     State(app): State<Arc<AppState>>,
     Path((id, site)): Path<(i64, String)>,
 ) -> ApiResult<Response> {
-    let code = app.hub.store().reissue_code(id, &site)?;
+    let meeting = MeetingId(id);
+    // A path that is not a site code names no invited site.
+    let site_code = SiteCode::try_from(site.as_str()).map_err(|_| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("site {site} is not invited to meeting {id}"),
+        )
+    })?;
+    let code = app
+        .hub
+        .store()
+        .blocking(move |store| store.reissue_code(meeting, &site_code))
+        .await?;
     tracing::info!(meeting = id, site = ?site, username = ?caller.account.username, "join code reissued");
-    if let Ok(site) = diemcau_signaling::SiteCode::try_from(site.as_str()) {
-        app.hub.code_reissued(MeetingId(id), &site).await;
+    if let Ok(site) = SiteCode::try_from(site.as_str()) {
+        app.hub.code_reissued(meeting, &site).await;
     }
-    let link = site_link(id, &code);
+    let link = site_link(meeting, code.as_str());
     Ok(Json(json!({ "code": code, "link": link })).into_response())
 }
 
-fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {
-    let store = app.hub.store();
-    let view = store.meeting(id)?;
-    let events = store.events(id)?;
+async fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {
+    let meeting = MeetingId(id);
+    let (view, events) = app
+        .hub
+        .store()
+        .blocking(move |store| {
+            Ok::<_, StoreError>((store.meeting(meeting)?, store.events(meeting)?))
+        })
+        .await?;
     Ok(report::compute(
         &view.plan,
         &events,
@@ -314,7 +366,7 @@ async fn report_json(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    Ok(Json(compute_report(&app, id)?).into_response())
+    Ok(Json(compute_report(&app, id).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,7 +386,7 @@ async fn report_csv(
             AppError::invalid(format!("unknown table `{name}`: sites, sessions or events"))
         })?,
     };
-    let report = compute_report(&app, id)?;
+    let report = compute_report(&app, id).await?;
     let bytes = export::csv(&report, table, app.offset);
     Ok(csv_response(
         bytes,

@@ -5,6 +5,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attendance::export::{cell, cell_text};
+
 /// Administrative level of a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +145,8 @@ pub fn parse_csv(input: &[u8]) -> Result<Vec<Site>, ImportError> {
 }
 
 /// Writes the directory as CSV in UTF-8 with a BOM (so Excel shows Vietnamese correctly).
+/// Names that start like a formula are written as the report CSVs write them
+/// ([`cell`]), and [`parse_csv`] reads them back as they were.
 pub fn write_csv(sites: &[Site]) -> Vec<u8> {
     let mut out = Vec::from(&b"\xEF\xBB\xBF"[..]);
     {
@@ -152,10 +156,10 @@ pub fn write_csv(sites: &[Site]) -> Vec<u8> {
             let delegates = s.delegates.to_string();
             let _ = writer.write_record([
                 s.code.as_str(),
-                s.name.as_str(),
+                &cell(&s.name),
                 s.kind.as_str(),
                 s.parent_code.as_deref().unwrap_or(""),
-                s.parent_name.as_deref().unwrap_or(""),
+                &cell(s.parent_name.as_deref().unwrap_or("")),
                 delegates.as_str(),
             ]);
         }
@@ -193,8 +197,8 @@ impl Columns {
         if code.is_empty() || code.len() > 12 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("admin_code `{code}` must be 1 to 12 digits"));
         }
-        let name = field(self.name);
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        let name = cell_text(field(self.name));
+        if !printable_name(name) {
             return Err(format!(
                 "name of {code} must be 1 to 200 printable characters"
             ));
@@ -212,7 +216,14 @@ impl Columns {
                 return Err(format!("{code} cannot be its own parent"));
             }
         }
-        let parent_name = Some(field(self.parent_name)).filter(|p| !p.is_empty());
+        let parent_name = Some(cell_text(field(self.parent_name))).filter(|p| !p.is_empty());
+        if let Some(p) = parent_name
+            && !printable_name(p)
+        {
+            return Err(format!(
+                "parent_name of {code} must be 1 to 200 printable characters"
+            ));
+        }
         let delegates_text = field(self.delegates);
         let delegates = if delegates_text.is_empty() {
             0
@@ -229,6 +240,11 @@ impl Columns {
             delegates,
         })
     }
+}
+
+/// A name of the directory: 1 to 200 characters, none of them a control character.
+fn printable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 200 && !name.chars().any(char::is_control)
 }
 
 /// A number of delegates: a whole number from 0 to [`MAX_DELEGATES`].
@@ -293,6 +309,60 @@ mod tests {
         assert!(parse_csv("admin_code,name,level\n".as_bytes()).is_err());
         assert!(parse_csv("".as_bytes()).is_err());
         assert!(parse_csv("admin_code,name,level\n1,x,xã,extra\n".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn names_that_start_like_a_formula_are_exported_as_text_and_read_back() {
+        let mut sites = parse_csv(SAMPLE.as_bytes()).expect("valid");
+        for (site, name) in sites
+            .iter_mut()
+            .zip(["=HYPERLINK(\"x\")", "+1", "@SUM(A1)"])
+        {
+            site.name = name.to_owned();
+            site.parent_name = Some(format!("-{name}"));
+        }
+        let csv = write_csv(&sites);
+        let text = String::from_utf8(csv.clone()).expect("UTF-8");
+        for line in text.lines().skip(1) {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(line.as_bytes());
+            let record = reader.records().next().expect("a row").expect("readable");
+            for column in [1, 4] {
+                let cell = record.get(column).unwrap_or("");
+                assert!(
+                    cell.is_empty() || cell.starts_with('\''),
+                    "{cell:?} would run as a formula"
+                );
+            }
+        }
+        assert_eq!(parse_csv(&csv[..]).expect("re-imports"), sites);
+    }
+
+    #[test]
+    fn parent_names_are_checked_like_names() {
+        for bad in [
+            "Tuyên\nQuang",
+            "Tuyên\u{0}Quang",
+            "Tuyên\u{7}Quang",
+            &"x".repeat(100_000),
+        ] {
+            let csv = format!(
+                "admin_code,name,level,parent_code,parent_name\n2269,Xã Thượng Lâm,xã,8,\"{bad}\"\n"
+            );
+            let err = parse_csv(csv.as_bytes()).expect_err("refused");
+            assert_eq!(err.problems.len(), 1, "{bad:?}");
+            assert!(
+                err.problems[0].message.contains("parent_name"),
+                "{}",
+                err.problems[0].message
+            );
+        }
+        let without = "admin_code,name,level,parent_code,parent_name\n2269,Xã Thượng Lâm,xã,8,\n";
+        assert_eq!(
+            parse_csv(without.as_bytes()).expect("no parent name is fine")[0].parent_name,
+            None
+        );
     }
 
     #[test]

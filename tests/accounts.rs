@@ -375,6 +375,40 @@ async fn failed_logins_are_rate_limited_per_address() {
     hub.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessed_account_does_not_lock_out_the_others_behind_the_same_address() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let (guessed, _) = TEST_STAFF;
+    for attempt in 1..=10 {
+        let r = http::try_login(addr, guessed, &format!("guess-number-{attempt}")).await;
+        assert_eq!(r.status, 401, "attempt {attempt}");
+    }
+    assert_eq!(http::try_login(addr, guessed, "guess-11").await.status, 429);
+    // A colleague behind the same office NAT logs in to their own account.
+    let (username, password) = TEST_ORGANIZER;
+    let colleague = http::try_login(addr, username, password).await;
+    assert_eq!(colleague.status, 200, "{}", colleague.text());
+
+    // Guessing many accounts from one address reaches the address's own ceiling.
+    let mut limited = None;
+    for attempt in 1..=diemcau::auth::MAX_FAILED_LOGINS_PER_ADDRESS {
+        let r = http::try_login(addr, &format!("nobody{attempt}"), "guess-number-1").await;
+        if r.status == 429 {
+            limited = Some(attempt);
+            break;
+        }
+        assert_eq!(r.status, 401, "attempt {attempt}");
+    }
+    assert!(limited.is_some(), "the address is refused at its ceiling");
+    let refused = http::try_login(addr, username, password).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.error_code(), "rate_limited");
+    hub.shutdown().await;
+}
+
 /// `POST /api/login` carrying `X-Forwarded-For: <client>`, as a reverse proxy would send it.
 async fn login_via_proxy(
     addr: SocketAddr,

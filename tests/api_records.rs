@@ -216,3 +216,44 @@ async fn bad_input_is_refused_and_nothing_is_half_written() {
     assert!(text.contains("2269,Xã Thượng Lâm,vắng mặt"), "{text}");
     hub.shutdown().await;
 }
+
+/// Drops `table` of the hub's database behind its back, as a failing disk would.
+fn break_table(data_dir: &std::path::Path, table: &str) {
+    let conn = rusqlite::Connection::open(data_dir.join(diemcau::store::DATABASE_FILE))
+        .expect("a second connection");
+    conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; DROP TABLE {table};"))
+        .expect("the table is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_failure_is_internal_and_tells_the_client_nothing_of_it() {
+    let dir = std::env::temp_dir().join(format!("diemcau-api-db-failure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hub = diemcau::start(diemcau::Config::for_tests_in(dir.clone()))
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let login = http::organizer(addr).await;
+    assert_eq!(http::get(addr, "/api/sites").await.status, 200);
+
+    break_table(&dir, "sites");
+    let r = http::get(addr, "/api/sites").await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "internal");
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        !message.contains("sites") && !message.contains("no such table"),
+        "the client hears nothing of the database: {message:?}"
+    );
+
+    // A login that cannot be checked is the hub's failure, not the caller's: not 401.
+    break_table(&dir, "login_sessions");
+    let r = http::send(addr, "GET", "/api/session", b"", Some(&login), &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "internal");
+    hub.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

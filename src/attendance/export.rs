@@ -145,14 +145,25 @@ pub fn local_time(at: Millis, offset: UtcOffset) -> String {
 
 /// Free text as a cell Excel will not run: text a site typed (who confirmed a head count, a
 /// browser's name) that starts like a formula gets a leading apostrophe, which Excel shows as
-/// text and hides.
-fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+/// text and hides. Every CSV the hub writes uses it; [`cell_text`] undoes it.
+pub fn cell(text: &str) -> String {
+    if text.starts_with(FORMULA_STARTS) {
         format!("'{text}")
     } else {
         text.to_owned()
     }
 }
+
+/// The text a [`cell`] was made from: a CSV the hub wrote reads back as it was.
+pub fn cell_text(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(text) if text.starts_with(FORMULA_STARTS) => text,
+        _ => cell,
+    }
+}
+
+/// What a spreadsheet takes for the start of a formula (or, for tab and CR, hides before one).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 fn status_vi(status: Status) -> &'static str {
     match status {

@@ -23,9 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{Account, MAX_PASSWORD_BYTES, Role, SESSION_LIFETIME, new_token, token_hash};
+use super::{
+    Account, MAX_PASSWORD_BYTES, Role, SESSION_LIFETIME, SESSION_LIMITS, new_token, token_hash,
+};
 use crate::api::AppError;
-use crate::store::{StoreError, now_millis};
+use crate::store::{Store, StoreError, now_millis};
 use crate::web::AppState;
 
 /// The session cookie's name over plain HTTP.
@@ -124,7 +126,7 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
     if !path.starts_with("/api/") {
         return next.run(request).await;
     }
-    let caller = match caller_from_headers(&app, request.headers()) {
+    let caller = match caller_from_headers(&app, request.headers()).await {
         Ok(caller) => caller,
         Err(e) => return AppError::from(e).into_response(),
     };
@@ -159,9 +161,12 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
 
 /// The login behind the request's session cookie, if any (for the signalling WebSocket, whose
 /// upgrade is a `GET` the guard lets through): the account as it was at the upgrade, and the
-/// session's token hash, by which [`account_of_session`] checks it again later.
+/// session's token hash, by which [`account_of_session`] checks it again later. It reads the
+/// database on the calling thread, once per upgrade; a failure is logged and reads as no
+/// login, so the join that needs one is checked again by [`account_of_session`].
 pub fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(Account, String)> {
-    match caller_from_headers(app, headers) {
+    let token_sha256 = token_hash(session_token(headers, app.auth.secure_cookies)?);
+    match caller_of_session(app.hub.store(), token_sha256) {
         Ok(caller) => caller.map(|c| (c.account, c.token_sha256)),
         Err(e) => {
             tracing::error!("session lookup failed: {e}");
@@ -172,14 +177,15 @@ pub fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(Accoun
 
 /// The account of a login session that is still valid now: a long-lived WebSocket asks again
 /// before acting on a login (logout, a password change or a disabled account end it).
-pub fn account_of_session(store: &crate::store::Store, token_sha256: &str) -> Option<Account> {
-    match store.login_session(token_sha256, now_millis()) {
-        Ok(session) => session.map(|s| s.account),
-        Err(e) => {
-            tracing::error!("session lookup failed: {e}");
-            None
-        }
-    }
+/// `Ok(None)` when the login has ended; an `Err` is the database's failure, not the client's,
+/// and is to be answered as internal.
+pub fn account_of_session(
+    store: &Store,
+    token_sha256: &str,
+) -> Result<Option<Account>, StoreError> {
+    Ok(store
+        .login_session(token_sha256, now_millis(), SESSION_LIMITS)?
+        .map(|session| session.account))
 }
 
 /// Whether a request's `Origin`, when it has one, names the host it was sent to. Browsers send
@@ -221,12 +227,20 @@ async fn login(
     })?;
     let ip = crate::web::client_address(&app, address, &headers).ip();
     let now = std::time::Instant::now();
-    if !app.auth.begin_attempt(ip, now) {
-        tracing::warn!(%ip, "login refused: too many failed logins from this address");
+    // Only a well-formed user name is logged, as people type passwords into the wrong box;
+    // malformed ones are counted together.
+    let username = super::normalize_username(&credentials.username).unwrap_or_default();
+    let logged_name = if username.is_empty() {
+        "<not a user name>"
+    } else {
+        username.as_str()
+    };
+    if let Err(limited) = app.auth.begin_attempt(&username, ip, now) {
+        tracing::warn!(%ip, username = ?logged_name, "login refused: {limited}");
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many failed logins from this address; wait a minute",
+            limited.to_string(),
         ));
     }
     let account = if credentials.password.len() > MAX_PASSWORD_BYTES {
@@ -241,30 +255,39 @@ async fn login(
             .await?
     };
     let Some(account) = account else {
-        // Only a well-formed user name is logged: people type passwords into the wrong box.
-        let username = super::normalize_username(&credentials.username)
-            .unwrap_or_else(|_| "<not a user name>".to_owned());
-        tracing::warn!(%ip, username = ?username, "login failed");
+        tracing::warn!(%ip, username = ?logged_name, "login failed");
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",
             "wrong username or password",
         ));
     };
-    app.auth.succeeded(ip, now);
-    let store = app.hub.store();
+    app.auth.succeeded(&username, ip, now);
     // A session the browser still held is replaced, not left behind.
-    if let Some(old) = session_token(&headers, app.auth.secure_cookies) {
-        store.delete_login_session(&token_hash(old))?;
-    }
+    let old = session_token(&headers, app.auth.secure_cookies).map(token_hash);
     let token = new_token()?;
     let csrf_token = new_token()?;
-    store.create_login_session(
-        &token_hash(&token),
-        &account.username,
-        &csrf_token,
-        now_millis(),
-    )?;
+    let new = (
+        token_hash(&token),
+        account.username.clone(),
+        csrf_token.clone(),
+    );
+    app.hub
+        .store()
+        .blocking(move |store| {
+            if let Some(old) = old {
+                store.delete_login_session(&old)?;
+            }
+            let (token_sha256, username, csrf_token) = new;
+            store.create_login_session(
+                &token_sha256,
+                &username,
+                &csrf_token,
+                now_millis(),
+                SESSION_LIMITS,
+            )
+        })
+        .await?;
     tracing::info!(%ip, username = ?account.username, role = account.role.as_str(), "logged in");
     let cookie = format!(
         "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
@@ -284,7 +307,11 @@ async fn logout(
     caller: Option<Caller>,
 ) -> Result<Response, AppError> {
     if let Some(caller) = caller {
-        app.hub.store().delete_login_session(&caller.token_sha256)?;
+        let token_sha256 = caller.token_sha256.clone();
+        app.hub
+            .store()
+            .blocking(move |store| store.delete_login_session(&token_sha256))
+            .await?;
         app.hub.end_login(&caller.token_sha256).await;
         tracing::info!(username = ?caller.account.username, "logged out");
     }
@@ -331,15 +358,25 @@ fn session_reply(account: &Account, csrf_token: &str, cookie: Option<String>) ->
     response
 }
 
-fn caller_from_headers(app: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
+/// The caller behind a request's session cookie, looked up off the async threads.
+async fn caller_from_headers(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, StoreError> {
     let Some(token) = session_token(headers, app.auth.secure_cookies) else {
         return Ok(None);
     };
     let token_sha256 = token_hash(token);
-    Ok(app
-        .hub
+    app.hub
         .store()
-        .login_session(&token_sha256, now_millis())?
+        .blocking(move |store| caller_of_session(store, token_sha256))
+        .await
+}
+
+/// The caller whose session token hashes to `token_sha256`, if that login is still valid.
+fn caller_of_session(store: &Store, token_sha256: String) -> Result<Option<Caller>, StoreError> {
+    Ok(store
+        .login_session(&token_sha256, now_millis(), SESSION_LIMITS)?
         .map(|session| Caller {
             account: session.account,
             csrf_token: session.csrf_token,
@@ -444,6 +481,25 @@ mod tests {
         assert!(!origin_matches_host("null", "hub.example"));
         assert!(!origin_matches_host("http://a@hub.example", "hub.example"));
         assert!(!origin_matches_host("ftp://hub.example", "hub.example"));
+    }
+
+    #[test]
+    fn a_session_that_cannot_be_read_is_a_failure_not_a_logout() {
+        let store = crate::store::testing::temp_store("account-of-session");
+        store
+            .add_account("organizer", Role::Organizer, "$hash", now_millis())
+            .expect("added");
+        store
+            .create_login_session("token", "organizer", "csrf", now_millis(), SESSION_LIMITS)
+            .expect("logged in");
+        let account = account_of_session(&store, "token").expect("read");
+        assert_eq!(account.map(|a| a.role), Some(Role::Organizer));
+        assert!(matches!(account_of_session(&store, "other"), Ok(None)));
+        crate::store::testing::drop_table(&store, "login_sessions");
+        assert!(
+            account_of_session(&store, "token").is_err(),
+            "a database failure is not \"not logged in\""
+        );
     }
 
     #[test]

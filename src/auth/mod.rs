@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::store::{Store, StoreError, now_millis, random_text};
+pub use crate::store::{Account, Role};
+use crate::store::{AccountChangeError, SessionLimits, Store, StoreError, now_millis, random_text};
 
 /// A login session ends this long after its last use.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
@@ -38,8 +38,21 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// A login session ends this long after the login, however much it is used.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Failed logins one client address may make in [`FAILED_LOGIN_WINDOW`] before it is refused.
+/// [`SESSION_IDLE`] and [`SESSION_LIFETIME`], as the store takes them.
+pub const SESSION_LIMITS: SessionLimits = SessionLimits {
+    idle: SESSION_IDLE,
+    lifetime: SESSION_LIFETIME,
+};
+
+/// Failed logins to one account from one client address in [`FAILED_LOGIN_WINDOW`] before
+/// that account is refused to that address: a guesser is slowed, while the other people behind
+/// the same address (a commune office's NAT) still log in to theirs.
 pub const MAX_FAILED_LOGINS: usize = 10;
+
+/// Failed logins from one client address, whatever the accounts, in [`FAILED_LOGIN_WINDOW`]
+/// before every login from it is refused: a guesser cannot try every user name instead.
+pub const MAX_FAILED_LOGINS_PER_ADDRESS: usize = 50;
+
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// Shortest password accepted, in characters.
@@ -68,40 +81,6 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Name of the organizer account made on first start.
 pub const FIRST_ACCOUNT: &str = "admin";
-
-/// What an account may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything: the sites directory, meetings and their join codes, the chair in the studio.
-    Organizer,
-    /// Reads only: meetings without their join codes, attendance reports, the sites directory.
-    Staff,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Organizer => "organizer",
-            Role::Staff => "staff",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "organizer" => Some(Role::Organizer),
-            "staff" => Some(Role::Staff),
-            _ => None,
-        }
-    }
-}
-
-/// A logged-in account, as a request or a signalling session carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub username: String,
-    pub role: Role,
-}
 
 /// Why an account or password is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,14 +171,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The login guard shared by the HTTP handlers: failed logins per address, and a bound on
-/// password hashing running at once so that a flood of logins cannot take every core.
+/// The login guard shared by the HTTP handlers: failed logins per account and address and per
+/// address, and a bound on password hashing running at once so that a flood of logins cannot
+/// take every core.
 #[derive(Debug)]
 pub struct Auth {
     /// Whether the hub serves HTTPS (the session cookie is then `Secure`).
     pub secure_cookies: bool,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<Failures>,
     hashing: Semaphore,
+}
+
+/// Why a login was refused before its password was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LoginLimited {
+    #[error("too many failed logins to this account from this address; wait a minute")]
+    Account,
+    #[error("too many failed logins from this address; wait a minute")]
+    Address,
+}
+
+/// Recent failed logins (their times), by account and address and by address alone.
+#[derive(Debug, Default)]
+struct Failures {
+    by_account: HashMap<(String, IpAddr), VecDeque<Instant>>,
+    by_address: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
 impl Auth {
@@ -207,41 +203,68 @@ impl Auth {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Auth {
             secure_cookies,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures::default()),
             hashing: Semaphore::new(cores.clamp(1, 4)),
         }
     }
 
-    /// Counts a login attempt from `address` as failed until [`Auth::succeeded`] says
-    /// otherwise; `false` when the address has used up its failures for now. Counting before
-    /// the password is checked keeps a burst of parallel guesses within the limit too.
-    fn begin_attempt(&self, address: IpAddr, now: Instant) -> bool {
+    /// Counts a login attempt to `account` (its normalized name, or empty when the name is
+    /// not valid) from `address` as failed until [`Auth::succeeded`] says otherwise; refused
+    /// when the pair or the address has used up its failures for now. Counting before the
+    /// password is checked keeps a burst of parallel guesses within the limits too.
+    fn begin_attempt(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<(), LoginLimited> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Addresses that stopped trying are forgotten, so the map stays small.
-        if failures.len() > 10_000 {
-            failures.retain(|_, recent| {
+        let Failures {
+            by_account,
+            by_address,
+        } = &mut *failures;
+        // Clients that stopped trying are forgotten, so the maps stay small.
+        if by_account.len() > 10_000 {
+            by_account.retain(|_, recent| {
                 forget_old(recent, now);
                 !recent.is_empty()
             });
         }
-        let recent = failures.entry(address).or_default();
-        forget_old(recent, now);
-        if recent.len() >= MAX_FAILED_LOGINS {
-            return false;
+        if by_address.len() > 10_000 {
+            by_address.retain(|_, recent| {
+                forget_old(recent, now);
+                !recent.is_empty()
+            });
         }
-        recent.push_back(now);
-        true
+        let from_address = by_address.entry(address).or_default();
+        forget_old(from_address, now);
+        if from_address.len() >= MAX_FAILED_LOGINS_PER_ADDRESS {
+            return Err(LoginLimited::Address);
+        }
+        let to_account = by_account.entry((account.to_owned(), address)).or_default();
+        forget_old(to_account, now);
+        if to_account.len() >= MAX_FAILED_LOGINS {
+            return Err(LoginLimited::Account);
+        }
+        to_account.push_back(now);
+        from_address.push_back(now);
+        Ok(())
     }
 
-    /// The attempt begun at `at` succeeded: it is not a failure.
-    fn succeeded(&self, address: IpAddr, at: Instant) {
+    /// The attempt to `account` begun at `at` succeeded: it is not a failure.
+    fn succeeded(&self, account: &str, address: IpAddr, at: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(recent) = failures.get_mut(&address) {
-            if let Some(position) = recent.iter().rposition(|t| *t == at) {
-                recent.remove(position);
-            }
+        let key = (account.to_owned(), address);
+        if let Some(recent) = failures.by_account.get_mut(&key) {
+            forget_attempt(recent, at);
             if recent.is_empty() {
-                failures.remove(&address);
+                failures.by_account.remove(&key);
+            }
+        }
+        if let Some(recent) = failures.by_address.get_mut(&address) {
+            forget_attempt(recent, at);
+            if recent.is_empty() {
+                failures.by_address.remove(&address);
             }
         }
     }
@@ -255,7 +278,7 @@ impl Auth {
         password: &str,
     ) -> Result<Option<Account>, StoreError> {
         let found = match normalize_username(username) {
-            Ok(name) => store.account(&name)?,
+            Ok(name) => store.blocking(move |s| s.account(&name)).await?,
             Err(_) => None,
         };
         let (hash, account) = match &found {
@@ -281,6 +304,12 @@ impl Auth {
     }
 }
 
+fn forget_attempt(recent: &mut VecDeque<Instant>, at: Instant) {
+    if let Some(position) = recent.iter().rposition(|t| *t == at) {
+        recent.remove(position);
+    }
+}
+
 fn forget_old(recent: &mut VecDeque<Instant>, now: Instant) {
     while recent
         .front()
@@ -288,6 +317,21 @@ fn forget_old(recent: &mut VecDeque<Instant>, now: Instant) {
     {
         recent.pop_front();
     }
+}
+
+/// Why the accounts could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// An account given in the configuration is not valid.
+    #[error("configured account {username:?}: {reason}")]
+    Configured {
+        username: String,
+        reason: AccountError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Account(#[from] AccountChangeError),
 }
 
 /// Makes sure the hub can be logged into: creates the configured accounts that do not exist
@@ -299,18 +343,21 @@ pub fn ensure_accounts(
     store: &Store,
     data_dir: &Path,
     configured: &[(String, String, Role)],
-) -> Result<(), StoreError> {
+) -> Result<(), SetupError> {
     // Made now, so the first refused login costs what every other one does; without it an
     // unknown user name would be refused at once, which tells it apart from a known one.
     if dummy_hash().is_empty() {
-        return Err(StoreError::Internal(
-            "cannot hash passwords: no random bytes".to_owned(),
-        ));
+        return Err(
+            StoreError::Internal("cannot hash passwords: no random bytes".to_owned()).into(),
+        );
     }
     if !configured.is_empty() {
         for (username, password, role) in configured {
             let username =
-                normalize_username(username).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                normalize_username(username).map_err(|reason| SetupError::Configured {
+                    username: username.clone(),
+                    reason,
+                })?;
             if store.account(&username)?.is_none() {
                 let hash =
                     hash_password(password).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -390,19 +437,53 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_limited_per_address() {
+    fn failed_logins_are_limited_per_account_and_address() {
         let auth = Auth::new(false);
         let now = Instant::now();
         let one: IpAddr = [10, 0, 0, 1].into();
         let other: IpAddr = [10, 0, 0, 2].into();
         let success = now + Duration::from_millis(1);
-        assert!(auth.begin_attempt(one, success));
-        auth.succeeded(one, success);
+        assert!(auth.begin_attempt("staff", one, success).is_ok());
+        auth.succeeded("staff", one, success);
         for _ in 0..MAX_FAILED_LOGINS {
-            assert!(auth.begin_attempt(one, now));
+            assert!(auth.begin_attempt("staff", one, now).is_ok());
         }
-        assert!(!auth.begin_attempt(one, now));
-        assert!(auth.begin_attempt(other, now));
-        assert!(auth.begin_attempt(one, now + FAILED_LOGIN_WINDOW));
+        assert_eq!(
+            auth.begin_attempt("staff", one, now),
+            Err(LoginLimited::Account)
+        );
+        assert!(auth.begin_attempt("staff", other, now).is_ok());
+        assert!(
+            auth.begin_attempt("organizer", one, now).is_ok(),
+            "another account behind the same address still logs in"
+        );
+        assert!(
+            auth.begin_attempt("staff", one, now + FAILED_LOGIN_WINDOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_address_trying_many_accounts_is_refused_for_all() {
+        let auth = Auth::new(false);
+        let now = Instant::now();
+        let guesser: IpAddr = [10, 0, 0, 1].into();
+        let neighbour: IpAddr = [10, 0, 0, 2].into();
+        // Failures spread so thin that no account reaches its own limit.
+        for n in 0..MAX_FAILED_LOGINS_PER_ADDRESS {
+            assert!(
+                auth.begin_attempt(&format!("user{n}"), guesser, now)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            auth.begin_attempt("organizer", guesser, now),
+            Err(LoginLimited::Address)
+        );
+        assert!(auth.begin_attempt("organizer", neighbour, now).is_ok());
+        assert!(
+            auth.begin_attempt("organizer", guesser, now + FAILED_LOGIN_WINDOW)
+                .is_ok()
+        );
     }
 }

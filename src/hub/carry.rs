@@ -51,7 +51,7 @@ impl Hub {
                     }
                 }
                 Output::Log { at, kind } => {
-                    pending.push(Box::pin(self.recorder.append(meeting.0, at, kind)));
+                    pending.push(Box::pin(self.recorder.append(meeting, at, kind)));
                 }
                 Output::Route(route) => self.route(participants, route),
                 Output::Removed(id) => {

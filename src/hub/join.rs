@@ -8,7 +8,7 @@ use super::carry::recorded;
 use super::{Connection, Hub, Page, Session, internal};
 use crate::attendance::LeaveReason;
 use crate::meeting::{ChairError, JoinError, LiveMeeting, MeetingSetup, PageKey, Seat};
-use crate::store::{CodeError, Grant, now_millis};
+use crate::store::{CodeError, Grant, StoreError, now_millis};
 
 impl Hub {
     pub(super) async fn join(
@@ -24,7 +24,7 @@ impl Hub {
             ));
         }
         let grant = self.grant(code, meeting).await?;
-        let meeting = MeetingId(grant.meeting_id);
+        let meeting = grant.meeting_id;
         if grant.site.is_none() {
             self.check_chair(session, meeting).await?;
         }
@@ -110,7 +110,7 @@ impl Hub {
                 "only a site page waits on standby",
             ));
         };
-        let meeting = MeetingId(grant.meeting_id);
+        let meeting = grant.meeting_id;
         let code = site_code(&site.code)?;
         let title = self.open_meeting(meeting).await?;
         self.close_page(session.key);
@@ -168,19 +168,22 @@ impl Hub {
         code: &JoinCode,
         meeting: Option<MeetingId>,
     ) -> Result<Grant, ProtocolError> {
-        let store = self.store.clone();
         let code = code.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            store.resolve_code(code.as_str(), meeting.map(|m| m.0))
-        })
-        .await
-        .map_err(|e| internal(&format!("the join code could not be checked: {e}")))?;
+        let resolved = self
+            .store
+            .blocking(move |store| Ok::<_, StoreError>(store.resolve_code(&code, meeting)))
+            .await
+            .map_err(|e| internal(&format!("the join code could not be checked: {e}")))?;
         resolved.map_err(|e| {
-            let code = match e {
+            let code = match &e {
                 CodeError::Unknown => ErrorCode::CodeUnknown,
                 CodeError::Revoked => ErrorCode::CodeRevoked,
                 CodeError::OtherMeeting => ErrorCode::CodeOtherMeeting,
                 CodeError::MeetingEnded => ErrorCode::MeetingEnded,
+                CodeError::Database(source) => {
+                    tracing::error!("a join code could not be checked: {source}");
+                    ErrorCode::Internal
+                }
             };
             ProtocolError::new(code, e.to_string())
         })
@@ -196,13 +199,21 @@ impl Hub {
         let account = match &session.client.login {
             None => None,
             Some((_, token_sha256)) => {
-                let store = self.store.clone();
                 let token_sha256 = token_sha256.clone();
-                tokio::task::spawn_blocking(move || {
-                    crate::auth::http::account_of_session(&store, &token_sha256)
-                })
-                .await
-                .map_err(|e| internal(&format!("the login could not be checked: {e}")))?
+                self.store
+                    .blocking(move |store| {
+                        store.login_session(
+                            &token_sha256,
+                            now_millis(),
+                            crate::auth::SESSION_LIMITS,
+                        )
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(meeting = %meeting, "a login could not be checked: {e}");
+                        internal("the login could not be checked; try again")
+                    })?
+                    .map(|login| login.account)
             }
         };
         crate::meeting::may_chair(account.as_ref().map(|a| a.role)).map_err(|e| {
@@ -226,22 +237,20 @@ impl Hub {
         if let Some(live) = self.lock().meetings.get(&id) {
             return Ok(live.title().to_owned());
         }
-        let store = self.store.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let view = store.meeting(id.0)?;
-            let history = store.events(id.0)?;
-            Ok::<_, crate::store::StoreError>((view, history))
-        })
-        .await
-        .map_err(|e| internal(&format!("the meeting could not be read: {e}")))?;
-        let (view, history) = loaded.map_err(|e| {
-            tracing::error!(meeting = %id, "the meeting could not be read: {e}");
-            internal(&format!("the meeting could not be read: {e}"))
-        })?;
+        let (roster, history) = self
+            .store
+            .blocking(move |store| {
+                Ok::<_, StoreError>((store.meeting_roster(id)?, store.events(id)?))
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(meeting = %id, "the meeting could not be read: {e}");
+                internal("the meeting could not be read; try again")
+            })?;
         let setup = MeetingSetup {
             id,
-            title: view.plan.title,
-            roster: view.plan.roster,
+            title: roster.title,
+            roster: roster.sites,
             history,
         };
         let mut state = self.lock();

@@ -6,7 +6,7 @@ use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, SiteCode};
 use super::Hub;
 use super::carry::{PendingEvent, recorded};
 use crate::attendance::{EventKind, LeaveReason};
-use crate::store::{MeetingState, MeetingView, StoreError, now_millis};
+use crate::store::{MeetingRoster, MeetingState, StoreError, now_millis};
 
 /// Why an organizer's request about a meeting is refused.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +17,6 @@ pub enum MeetingError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Internal(String),
 }
 
 impl Hub {
@@ -31,7 +29,7 @@ impl Hub {
             )));
         }
         self.recorder
-            .append(id.0, now_millis(), EventKind::MeetingStarted)
+            .append(id, now_millis(), EventKind::MeetingStarted)
             .await?;
         tracing::info!(meeting = %id, "meeting started");
         Ok(())
@@ -54,7 +52,7 @@ impl Hub {
                     self.carry(&mut state, id)
                 }
                 None => vec![Box::pin(self.recorder.append(
-                    id.0,
+                    id,
                     now,
                     EventKind::MeetingEnded,
                 ))],
@@ -135,11 +133,10 @@ impl Hub {
         }
     }
 
-    async fn meeting_view(&self, id: MeetingId) -> Result<MeetingView, MeetingError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.meeting(id.0))
+    async fn meeting_view(&self, id: MeetingId) -> Result<MeetingRoster, MeetingError> {
+        self.store
+            .blocking(move |store| store.meeting_roster(id))
             .await
-            .map_err(|e| MeetingError::Internal(format!("the meeting could not be read: {e}")))?
             .map_err(|e| match e {
                 StoreError::NotFound(_) => MeetingError::NotFound(id),
                 other => MeetingError::Store(other),

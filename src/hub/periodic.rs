@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diemcau_signaling::MeetingId;
+use diemcau_signaling::{MeetingId, SessionId};
 
 use super::Hub;
 use crate::store::now_millis;
@@ -15,14 +15,14 @@ impl Hub {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let sessions: Vec<(i64, String)> = {
+            let sessions: Vec<(MeetingId, SessionId)> = {
                 let state = self.lock();
                 state
                     .meetings
                     .values()
                     .flat_map(|live| {
                         live.site_sessions()
-                            .map(move |session| (live.id().0, session.0.clone()))
+                            .map(move |session| (live.id(), session.clone()))
                     })
                     .collect()
             };
@@ -86,7 +86,12 @@ impl Hub {
                 let now = now_millis();
                 logins
                     .into_iter()
-                    .filter(|login| matches!(store.login_session(login, now), Ok(None)))
+                    .filter(|login| {
+                        matches!(
+                            store.login_session(login, now, crate::auth::SESSION_LIMITS),
+                            Ok(None)
+                        )
+                    })
                     .collect::<Vec<String>>()
             })
             .await

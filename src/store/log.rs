@@ -1,0 +1,387 @@
+//! The attendance log: the [`Recorder`] that appends to it from its own thread, the liveness
+//! marks of open sessions, and the closing of sessions a crash left open. The log itself is
+//! append-only: triggers refuse any `UPDATE` or `DELETE`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+
+use diemcau_signaling::{MeetingId, SessionId, SiteCode};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{Store, StoreError, connect, now_millis};
+use crate::attendance::{Event, EventKind, LeaveReason, Millis};
+
+/// Appends to the attendance log from a dedicated thread, committing in groups. It runs from
+/// [`Store::recorder`] until its last clone is dropped, then its thread ends.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    requests: crossbeam_channel::Sender<Append>,
+}
+
+impl Recorder {
+    pub(super) fn start(path: &Path) -> Result<Recorder, StoreError> {
+        let conn = connect(path)?;
+        let (requests, inbox) = crossbeam_channel::unbounded::<Append>();
+        std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || record(conn, inbox))
+            .map_err(|e| StoreError::Internal(format!("cannot start the recorder: {e}")))?;
+        Ok(Recorder { requests })
+    }
+
+    /// Appends an event; the returned future resolves once it is on disk. The event takes its
+    /// place in the log when this is called, not when the future is polled, so events keep
+    /// the order of the calls.
+    pub fn append(
+        &self,
+        meeting: MeetingId,
+        at: Millis,
+        kind: EventKind,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let sent = self
+            .requests
+            .send(Append {
+                meeting,
+                at,
+                kind,
+                done: Done::Async(done),
+            })
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::RecorderStopped);
+            }
+            wait.await
+                .map_err(|_| StoreError::RecorderStopped)?
+                .map_err(StoreError::Internal)
+        }
+    }
+
+    /// [`Recorder::append`] for callers outside async code.
+    pub fn append_blocking(
+        &self,
+        meeting: MeetingId,
+        at: Millis,
+        kind: EventKind,
+    ) -> Result<Event, StoreError> {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        self.requests
+            .send(Append {
+                meeting,
+                at,
+                kind,
+                done: Done::Blocking(done),
+            })
+            .map_err(|_| StoreError::RecorderStopped)?;
+        wait.recv()
+            .map_err(|_| StoreError::RecorderStopped)?
+            .map_err(StoreError::Internal)
+    }
+}
+
+impl Store {
+    /// Notes that these sessions are alive now: after a crash, they are closed at the last
+    /// such moment rather than at their last event.
+    pub fn touch_sessions(
+        &self,
+        sessions: &[(MeetingId, SessionId)],
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO liveness (session, meeting_id, last_seen) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(session) DO UPDATE SET last_seen = excluded.last_seen",
+            )?;
+            for (meeting, session) in sessions {
+                upsert.execute(params![session.0, meeting.0, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last time a site left a meeting: its session and when.
+    pub fn last_leave(
+        &self,
+        meeting: MeetingId,
+        site: &SiteCode,
+    ) -> Result<Option<(SessionId, Millis)>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached(
+                "SELECT session, at FROM events
+                 WHERE meeting_id = ?1 AND site_code = ?2 AND kind = 'site_left'
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![meeting.0, site.as_str()], |r| {
+                Ok((SessionId(r.get(0)?), r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// The whole log of a meeting, in order.
+    pub fn events(&self, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
+        read_events(&self.reader(), meeting)
+    }
+
+    /// Closes every session the log shows open in a meeting that has not ended, at the last
+    /// moment the hub knew it alive (its last event). Run at start-up, before serving: after a
+    /// crash these sessions were cut off without a `site_left`. Returns how many were closed.
+    pub fn close_interrupted_sessions(&self, recorder: &Recorder) -> Result<usize, StoreError> {
+        let open: Vec<(i64, String, String, Millis)> = {
+            let conn = self.reader();
+            let mut stmt = conn.prepare(
+                "SELECT e.meeting_id, e.site_code, e.session,
+                        MAX(MAX(e.at), COALESCE(MAX(l.last_seen), 0))
+                 FROM events e LEFT JOIN liveness l ON l.session = e.session
+                 WHERE e.session IS NOT NULL
+                 GROUP BY e.meeting_id, e.session
+                 HAVING SUM(e.kind = 'site_left') = 0",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let count = open.len();
+        for (meeting_id, site, session, last_alive) in open {
+            recorder.append_blocking(
+                MeetingId(meeting_id),
+                last_alive,
+                EventKind::SiteLeft {
+                    site,
+                    session,
+                    reason: LeaveReason::HubCrash,
+                },
+            )?;
+        }
+        Ok(count)
+    }
+}
+
+struct Append {
+    meeting: MeetingId,
+    at: Millis,
+    kind: EventKind,
+    done: Done,
+}
+
+enum Done {
+    Async(oneshot::Sender<Result<Event, String>>),
+    Blocking(crossbeam_channel::Sender<Result<Event, String>>),
+}
+
+/// The recorder thread: take everything queued, write it in one transaction, then acknowledge.
+fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Append>) {
+    let mut next_seq: HashMap<MeetingId, u64> = HashMap::new();
+    while let Ok(first) = inbox.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match inbox.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let recorded_at = now_millis();
+        let result = write_batch(&mut conn, &mut next_seq, &batch, recorded_at);
+        match result {
+            Ok(events) => {
+                for (append, event) in batch.into_iter().zip(events) {
+                    reply(append.done, Ok(event));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was written: the sequence cache may be ahead.
+                next_seq.clear();
+                tracing::error!("attendance log write failed: {e}");
+                for append in batch {
+                    reply(append.done, Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn reply(done: Done, result: Result<Event, String>) {
+    match done {
+        Done::Async(tx) => {
+            let _ = tx.send(result);
+        }
+        Done::Blocking(tx) => {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    next_seq: &mut HashMap<MeetingId, u64>,
+    batch: &[Append],
+    recorded_at: Millis,
+) -> Result<Vec<Event>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let mut events = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for append in batch {
+            let seq = match next_seq.get(&append.meeting) {
+                Some(seq) => *seq,
+                None => {
+                    let max: Option<i64> = tx.query_row(
+                        "SELECT MAX(seq) FROM events WHERE meeting_id = ?1",
+                        [append.meeting.0],
+                        |r| r.get(0),
+                    )?;
+                    max.map_or(1, |m| m as u64 + 1)
+                }
+            };
+            let event = Event {
+                seq,
+                at: append.at,
+                recorded_at,
+                kind: append.kind.clone(),
+            };
+            let body = serde_json::to_string(&event.kind)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            insert.execute(params![
+                append.meeting.0,
+                seq as i64,
+                event.at,
+                recorded_at,
+                event.kind.name(),
+                event.kind.site(),
+                event.kind.session(),
+                body
+            ])?;
+            next_seq.insert(append.meeting, seq + 1);
+            events.push(event);
+        }
+    }
+    tx.commit()?;
+    Ok(events)
+}
+
+fn read_events(conn: &Connection, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, at, recorded_at, body FROM events WHERE meeting_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([meeting.0], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, at, recorded_at, body) = row?;
+        let kind: EventKind = serde_json::from_str(&body).map_err(|e| {
+            StoreError::Internal(format!(
+                "event {seq} of meeting {meeting} is unreadable: {e}"
+            ))
+        })?;
+        events.push(Event {
+            seq: seq as u64,
+            at,
+            recorded_at,
+            kind,
+        });
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{meeting as new_meeting, temp_store};
+    use super::*;
+
+    fn joined(site: &str, session: &str) -> EventKind {
+        EventKind::SiteJoined {
+            site: site.to_owned(),
+            session: session.to_owned(),
+            client: String::new(),
+            address: String::new(),
+        }
+    }
+
+    fn left(site: &str, session: &str) -> EventKind {
+        EventKind::SiteLeft {
+            site: site.to_owned(),
+            session: session.to_owned(),
+            reason: LeaveReason::Closed,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_acknowledged_in_order_and_never_rewritten() {
+        let store = temp_store("log");
+        let recorder = store.recorder().expect("recorder");
+        let meeting = new_meeting(&store, &["2269"]);
+        let pending: Vec<_> = (0..20)
+            .map(|i| recorder.append(meeting, i, joined("2269", &format!("s{i}"))))
+            .collect();
+        let mut seqs = Vec::new();
+        for logged in pending {
+            seqs.push(logged.await.expect("acknowledged").seq);
+        }
+        assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+        let events = store.events(meeting).expect("read");
+        assert_eq!(
+            events.iter().map(|e| e.at).collect::<Vec<_>>(),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert!(
+            store
+                .events(MeetingId(meeting.0 + 1))
+                .expect("read")
+                .is_empty()
+        );
+        let conn = Connection::open(store.path()).expect("a second connection");
+        assert!(conn.execute("UPDATE events SET at = 0", []).is_err());
+        assert!(conn.execute("DELETE FROM events", []).is_err());
+    }
+
+    #[test]
+    fn the_last_leave_and_the_sessions_a_crash_left_open() {
+        let store = temp_store("crash");
+        let recorder = store.recorder().expect("recorder");
+        let meeting = new_meeting(&store, &["2269"]);
+        let site = SiteCode::try_from("2269").expect("site code");
+        recorder
+            .append_blocking(meeting, 10, joined("2269", "a"))
+            .expect("joined");
+        recorder
+            .append_blocking(meeting, 20, left("2269", "a"))
+            .expect("left");
+        recorder
+            .append_blocking(meeting, 30, joined("2269", "b"))
+            .expect("joined again");
+        assert_eq!(
+            store.last_leave(meeting, &site).expect("read"),
+            Some((SessionId("a".to_owned()), 20))
+        );
+        store
+            .touch_sessions(&[(meeting, SessionId("b".to_owned()))], 45)
+            .expect("alive");
+        assert_eq!(
+            store.close_interrupted_sessions(&recorder).expect("closed"),
+            1
+        );
+        assert_eq!(
+            store.last_leave(meeting, &site).expect("read"),
+            Some((SessionId("b".to_owned()), 45)),
+            "closed at its last sign of life"
+        );
+        assert_eq!(
+            store.close_interrupted_sessions(&recorder).expect("none"),
+            0
+        );
+    }
+}

@@ -1,0 +1,630 @@
+//! Meeting plans, their join codes and what a code grants: creating a meeting, reissuing a
+//! site's code, checking a code at a join, and the views of a meeting (the full one for the
+//! API, the light roster for a join).
+
+use std::collections::{HashMap, HashSet};
+
+use diemcau_signaling::{JoinCode, MeetingId, SiteCode};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, now_millis, random_text};
+use crate::attendance::{ExpectedSite, MeetingPlan, Millis};
+use crate::directory::MAX_DELEGATES;
+
+/// A new meeting as the organizer describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NewMeeting {
+    pub title: String,
+    pub scheduled_start: Millis,
+    pub scheduled_end: Millis,
+    pub studio_name: String,
+    pub sites: Vec<InvitedSite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InvitedSite {
+    /// As the organizer typed it: checked against the directory by [`Store::create_meeting`].
+    pub code: String,
+    /// Defaults to the directory's usual number.
+    pub expected_delegates: Option<u32>,
+}
+
+/// A meeting with its plan, codes and state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeetingView {
+    #[serde(flatten)]
+    pub plan: MeetingPlan,
+    pub studio_name: String,
+    pub studio_code: Option<JoinCode>,
+    /// Current join code per site (absent while revoked and not reissued).
+    pub site_codes: HashMap<SiteCode, JoinCode>,
+    pub state: MeetingState,
+}
+
+/// Where a meeting is in its life: scheduled → in progress (started) → ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeetingState {
+    Scheduled,
+    InProgress,
+    Ended,
+}
+
+/// What a join needs of a meeting, without its join codes or its log: read in one short
+/// transaction instead of a whole [`MeetingView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingRoster {
+    pub id: MeetingId,
+    pub title: String,
+    pub state: MeetingState,
+    pub studio_name: String,
+    /// The expected sites, in roster order.
+    pub sites: Vec<ExpectedSite>,
+}
+
+/// What a valid join code grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub meeting_id: MeetingId,
+    /// The site, or `None` for the studio's code.
+    pub site: Option<ExpectedSite>,
+    pub studio_name: String,
+}
+
+/// Why a join code is refused: the first four are the client's to hear; [`CodeError::Database`]
+/// is the hub's failure (answer `internal`, log the source).
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    #[error("this join code does not exist")]
+    Unknown,
+    #[error("this join code has been revoked; ask the organizer for a new link")]
+    Revoked,
+    #[error("this meeting has ended")]
+    MeetingEnded,
+    #[error("this join code belongs to another meeting")]
+    OtherMeeting,
+    /// The code could not be checked; a retry may work. The message shown to a client names no
+    /// detail of the database; the source does.
+    #[error("the hub could not check this join code; try again")]
+    Database(#[from] StoreError),
+}
+
+/// Why a meeting was not created: the organizer's request (every variant but
+/// [`CreateMeetingError::Store`]), or the store's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateMeetingError {
+    #[error("the title must be 1 to 200 characters")]
+    BadTitle,
+    #[error("the studio name must be 1 to 200 characters")]
+    BadStudioName,
+    #[error("the scheduled end must be after the start")]
+    EndNotAfterStart,
+    #[error("invite at least one site")]
+    NoSites,
+    #[error("site {0} is invited twice")]
+    InvitedTwice(String),
+    #[error("unknown site code {0}")]
+    UnknownSite(String),
+    #[error("{expected} expected delegates for {name} is more than {MAX_DELEGATES}")]
+    TooManyDelegates { name: String, expected: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a site's join code was not reissued.
+#[derive(Debug, thiserror::Error)]
+pub enum ReissueError {
+    /// No such meeting, or the site is not on its roster.
+    #[error("site {site} is not invited to meeting {meeting}")]
+    NotInvited { meeting: MeetingId, site: SiteCode },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// Creates a meeting with a join code for the studio and for each invited site; nothing is
+    /// written unless all of it is valid.
+    pub fn create_meeting(&self, new: &NewMeeting) -> Result<MeetingView, CreateMeetingError> {
+        let title = new.title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(CreateMeetingError::BadTitle);
+        }
+        let studio = new.studio_name.trim();
+        if studio.is_empty() || studio.chars().count() > 200 {
+            return Err(CreateMeetingError::BadStudioName);
+        }
+        if new.scheduled_end <= new.scheduled_start {
+            return Err(CreateMeetingError::EndNotAfterStart);
+        }
+        if new.sites.is_empty() {
+            return Err(CreateMeetingError::NoSites);
+        }
+        let now = now_millis();
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let id = create_in(&tx, new, title, studio, now)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(meeting_view(&conn, id)?)
+    }
+
+    /// A meeting with its current join codes and state; [`StoreError::NotFound`] if there is
+    /// none.
+    pub fn meeting(&self, id: MeetingId) -> Result<MeetingView, StoreError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        meeting_view(&tx, id)
+    }
+
+    /// The meeting as a join needs it: title, state, studio and expected sites.
+    pub fn meeting_roster(&self, id: MeetingId) -> Result<MeetingRoster, StoreError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let Some((plan, studio_name)) = plan(&tx, id)? else {
+            return Err(StoreError::NotFound(format!("meeting {id}")));
+        };
+        Ok(MeetingRoster {
+            id,
+            title: plan.title,
+            state: meeting_state(&tx, id)?,
+            studio_name,
+            sites: plan.roster,
+        })
+    }
+
+    /// Every meeting, newest first.
+    pub fn meetings(&self) -> Result<Vec<MeetingView>, StoreError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let ids: Vec<i64> = tx
+            .prepare_cached("SELECT id FROM meetings ORDER BY scheduled_start DESC, id DESC")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.into_iter()
+            .map(|id| meeting_view(&tx, MeetingId(id)))
+            .collect()
+    }
+
+    /// Revokes a site's join code and issues a new one; returns the new code.
+    pub fn reissue_code(
+        &self,
+        meeting: MeetingId,
+        site: &SiteCode,
+    ) -> Result<JoinCode, ReissueError> {
+        let now = now_millis();
+        let mut conn = self.writer();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let on_roster: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM roster WHERE meeting_id = ?1 AND site_code = ?2)",
+                params![meeting.0, site.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(StoreError::from)?;
+        if !on_roster {
+            return Err(ReissueError::NotInvited {
+                meeting,
+                site: site.clone(),
+            });
+        }
+        tx.execute(
+            "UPDATE join_codes SET revoked_at = ?1
+             WHERE meeting_id = ?2 AND site_code = ?3 AND revoked_at IS NULL",
+            params![now, meeting.0, site.as_str()],
+        )
+        .map_err(StoreError::from)?;
+        let code = insert_code(&tx, meeting, Some(site.as_str()), now)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(code)
+    }
+
+    /// Checks a join code, optionally against the meeting the page was opened for.
+    pub fn resolve_code(
+        &self,
+        code: &JoinCode,
+        expected_meeting: Option<MeetingId>,
+    ) -> Result<Grant, CodeError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let row: Option<(i64, Option<String>, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT meeting_id, site_code, revoked_at FROM join_codes WHERE code = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([code.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(StoreError::from)?;
+        let Some((meeting, site_code, revoked_at)) = row else {
+            return Err(CodeError::Unknown);
+        };
+        let meeting = MeetingId(meeting);
+        if expected_meeting.is_some_and(|m| m != meeting) {
+            return Err(CodeError::OtherMeeting);
+        }
+        if revoked_at.is_some() {
+            return Err(CodeError::Revoked);
+        }
+        let studio_name: Option<String> = tx
+            .query_row(
+                "SELECT studio_name FROM meetings WHERE id = ?1",
+                [meeting.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::from)?;
+        let Some(studio_name) = studio_name else {
+            return Err(CodeError::Unknown);
+        };
+        if meeting_state(&tx, meeting)? == MeetingState::Ended {
+            return Err(CodeError::MeetingEnded);
+        }
+        let site = match site_code {
+            Some(code) => Some(
+                tx.query_row(
+                    "SELECT site_code, site_name, expected_delegates FROM roster
+                     WHERE meeting_id = ?1 AND site_code = ?2",
+                    params![meeting.0, code],
+                    expected_site,
+                )
+                .optional()
+                .map_err(StoreError::from)?
+                .ok_or(CodeError::Unknown)?,
+            ),
+            None => None,
+        };
+        Ok(Grant {
+            meeting_id: meeting,
+            site,
+            studio_name,
+        })
+    }
+}
+
+/// Writes a valid meeting, its roster and its codes in `tx`; returns its id.
+fn create_in(
+    tx: &Transaction<'_>,
+    new: &NewMeeting,
+    title: &str,
+    studio: &str,
+    now: Millis,
+) -> Result<MeetingId, CreateMeetingError> {
+    tx.execute(
+        "INSERT INTO meetings (title, scheduled_start, scheduled_end, studio_name, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![title, new.scheduled_start, new.scheduled_end, studio, now],
+    )
+    .map_err(StoreError::from)?;
+    let id = MeetingId(tx.last_insert_rowid());
+    let mut seen = HashSet::new();
+    for (position, invited) in new.sites.iter().enumerate() {
+        if !seen.insert(invited.code.as_str()) {
+            return Err(CreateMeetingError::InvitedTwice(invited.code.clone()));
+        }
+        let site: Option<(String, u32)> = tx
+            .query_row(
+                "SELECT name, delegates FROM sites WHERE code = ?1",
+                [&invited.code],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(StoreError::from)?;
+        let Some((name, usual)) = site else {
+            return Err(CreateMeetingError::UnknownSite(invited.code.clone()));
+        };
+        let expected = invited.expected_delegates.unwrap_or(usual);
+        if expected > MAX_DELEGATES {
+            return Err(CreateMeetingError::TooManyDelegates { name, expected });
+        }
+        tx.execute(
+            "INSERT INTO roster (meeting_id, site_code, site_name, expected_delegates, position)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id.0, invited.code, name, expected, position as i64],
+        )
+        .map_err(StoreError::from)?;
+        insert_code(tx, id, Some(&invited.code), now)?;
+    }
+    insert_code(tx, id, None, now)?;
+    Ok(id)
+}
+
+/// The plan of a meeting and its studio's name, if the meeting exists.
+fn plan(conn: &Connection, id: MeetingId) -> Result<Option<(MeetingPlan, String)>, StoreError> {
+    let meeting: Option<(String, i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT title, scheduled_start, scheduled_end, studio_name FROM meetings WHERE id = ?1",
+        )?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((title, scheduled_start, scheduled_end, studio_name)) = meeting else {
+        return Ok(None);
+    };
+    let roster: Vec<ExpectedSite> = conn
+        .prepare_cached(
+            "SELECT site_code, site_name, expected_delegates FROM roster
+             WHERE meeting_id = ?1 ORDER BY position",
+        )?
+        .query_map([id.0], expected_site)?
+        .collect::<Result<_, _>>()?;
+    let plan = MeetingPlan {
+        id: id.0,
+        title,
+        scheduled_start,
+        scheduled_end,
+        roster,
+    };
+    Ok(Some((plan, studio_name)))
+}
+
+fn meeting_view(conn: &Connection, id: MeetingId) -> Result<MeetingView, StoreError> {
+    let Some((plan, studio_name)) = plan(conn, id)? else {
+        return Err(StoreError::NotFound(format!("meeting {id}")));
+    };
+    let mut studio_code = None;
+    let mut site_codes = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT code, site_code FROM join_codes WHERE meeting_id = ?1 AND revoked_at IS NULL",
+    )?;
+    for row in stmt.query_map([id.0], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })? {
+        let (code, site) = row?;
+        let code = stored_code(code)?;
+        match site {
+            Some(site) => {
+                let site = SiteCode::try_from(site).map_err(|e| {
+                    StoreError::Internal(format!("a roster site of meeting {id}: {e}"))
+                })?;
+                site_codes.insert(site, code);
+            }
+            None => studio_code = Some(code),
+        }
+    }
+    Ok(MeetingView {
+        plan,
+        studio_name,
+        studio_code,
+        site_codes,
+        state: meeting_state(conn, id)?,
+    })
+}
+
+/// The state the log shows: a meeting has started once `meeting_started` is in it, ended
+/// once `meeting_ended` is.
+fn meeting_state(conn: &Connection, id: MeetingId) -> Result<MeetingState, StoreError> {
+    let (started, ended): (bool, bool) = conn
+        .prepare_cached(
+            "SELECT
+               EXISTS (SELECT 1 FROM events WHERE meeting_id = ?1 AND kind = 'meeting_started'),
+               EXISTS (SELECT 1 FROM events WHERE meeting_id = ?1 AND kind = 'meeting_ended')",
+        )?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(match (started, ended) {
+        (_, true) => MeetingState::Ended,
+        (true, false) => MeetingState::InProgress,
+        (false, false) => MeetingState::Scheduled,
+    })
+}
+
+fn expected_site(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExpectedSite> {
+    Ok(ExpectedSite {
+        code: r.get(0)?,
+        name: r.get(1)?,
+        expected_delegates: r.get(2)?,
+    })
+}
+
+/// A join code read back from the database, where only the hub writes them.
+fn stored_code(code: String) -> Result<JoinCode, StoreError> {
+    JoinCode::try_from(code).map_err(|e| StoreError::Internal(format!("a stored join code: {e}")))
+}
+
+/// Issues an unguessable join code: 100 random bits in 20 characters of [`random_text`].
+/// Without an entropy source no code is made at all.
+fn insert_code(
+    tx: &Transaction<'_>,
+    meeting: MeetingId,
+    site_code: Option<&str>,
+    now: Millis,
+) -> Result<JoinCode, StoreError> {
+    let code = random_text(20)
+        .map_err(|e| StoreError::Internal(format!("no random bytes for a join code: {e}")))?;
+    tx.execute(
+        "INSERT INTO join_codes (code, meeting_id, site_code, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![code, meeting.0, site_code, now],
+    )?;
+    stored_code(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{drop_table, site, temp_store};
+    use super::*;
+    use crate::attendance::EventKind;
+
+    /// A store with three sites in its directory and a meeting inviting the first two.
+    fn store_with_meeting() -> (Store, MeetingView) {
+        let store = temp_store("meetings");
+        store
+            .import_sites(&[
+                site("2269", "Xã Thượng Lâm", 40),
+                site("2317", "Phường Minh Xuân", 60),
+                site("2302", "Xã Minh Quang", 30),
+            ])
+            .expect("imported");
+        let view = store
+            .create_meeting(&new_meeting(&["2317", "2269"]))
+            .expect("created");
+        (store, view)
+    }
+
+    fn new_meeting(codes: &[&str]) -> NewMeeting {
+        NewMeeting {
+            title: "Họp sáng".to_owned(),
+            scheduled_start: 1_796_086_800_000,
+            scheduled_end: 1_796_094_000_000,
+            studio_name: "Studio tỉnh".to_owned(),
+            sites: codes
+                .iter()
+                .map(|code| InvitedSite {
+                    code: (*code).to_owned(),
+                    expected_delegates: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn code_of(view: &MeetingView, site: &str) -> JoinCode {
+        view.site_codes
+            .get(site)
+            .cloned()
+            .expect("the site has a code")
+    }
+
+    #[test]
+    fn a_refused_meeting_says_why_and_leaves_nothing() {
+        let (store, _) = store_with_meeting();
+        let refused = |new: NewMeeting| store.create_meeting(&new).expect_err("refused");
+        assert!(matches!(
+            refused(new_meeting(&["2269", "9999"])),
+            CreateMeetingError::UnknownSite(code) if code == "9999"
+        ));
+        assert!(matches!(
+            refused(new_meeting(&["2269", "2269"])),
+            CreateMeetingError::InvitedTwice(code) if code == "2269"
+        ));
+        assert!(matches!(
+            refused(new_meeting(&[])),
+            CreateMeetingError::NoSites
+        ));
+        let mut backwards = new_meeting(&["2269"]);
+        backwards.scheduled_end = backwards.scheduled_start;
+        assert!(matches!(
+            refused(backwards),
+            CreateMeetingError::EndNotAfterStart
+        ));
+        let mut crowded = new_meeting(&["2269"]);
+        if let Some(invited) = crowded.sites.first_mut() {
+            invited.expected_delegates = Some(MAX_DELEGATES + 1);
+        }
+        assert!(matches!(
+            refused(crowded),
+            CreateMeetingError::TooManyDelegates { expected, .. } if expected == MAX_DELEGATES + 1
+        ));
+        assert_eq!(store.meetings().expect("listed").len(), 1, "only the first");
+    }
+
+    #[test]
+    fn the_roster_is_what_a_join_needs_and_follows_the_log() {
+        let (store, view) = store_with_meeting();
+        let id = MeetingId(view.plan.id);
+        let roster = store.meeting_roster(id).expect("roster");
+        assert_eq!(roster.id, id);
+        assert_eq!(roster.title, "Họp sáng");
+        assert_eq!(roster.studio_name, "Studio tỉnh");
+        assert_eq!(roster.state, MeetingState::Scheduled);
+        let sites: Vec<(&str, &str, u32)> = roster
+            .sites
+            .iter()
+            .map(|s| (s.code.as_str(), s.name.as_str(), s.expected_delegates))
+            .collect();
+        assert_eq!(
+            sites,
+            [
+                ("2317", "Phường Minh Xuân", 60),
+                ("2269", "Xã Thượng Lâm", 40)
+            ],
+            "in the order invited, with the directory's delegates"
+        );
+        assert_eq!(roster.sites, view.plan.roster);
+
+        let recorder = store.recorder().expect("recorder");
+        recorder
+            .append_blocking(id, 1, EventKind::MeetingStarted)
+            .expect("started");
+        assert_eq!(
+            store.meeting_roster(id).expect("roster").state,
+            MeetingState::InProgress
+        );
+        recorder
+            .append_blocking(id, 2, EventKind::MeetingEnded)
+            .expect("ended");
+        assert_eq!(
+            store.meeting_roster(id).expect("roster").state,
+            MeetingState::Ended
+        );
+        assert_eq!(store.meeting(id).expect("view").state, MeetingState::Ended);
+        assert!(matches!(
+            store.meeting_roster(MeetingId(id.0 + 100)),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn codes_grant_their_site_until_reissued() {
+        let (store, view) = store_with_meeting();
+        let id = MeetingId(view.plan.id);
+        let old = code_of(&view, "2269");
+        let grant = store.resolve_code(&old, Some(id)).expect("granted");
+        assert_eq!(grant.meeting_id, id);
+        assert_eq!(grant.studio_name, "Studio tỉnh");
+        assert_eq!(grant.site.map(|s| s.name), Some("Xã Thượng Lâm".to_owned()));
+        let studio = view.studio_code.clone().expect("studio code");
+        assert_eq!(
+            store.resolve_code(&studio, None).expect("studio").site,
+            None
+        );
+        assert!(matches!(
+            store.resolve_code(&old, Some(MeetingId(id.0 + 1))),
+            Err(CodeError::OtherMeeting)
+        ));
+        let unknown = JoinCode::try_from("nosuchcode").expect("well-formed");
+        assert!(matches!(
+            store.resolve_code(&unknown, None),
+            Err(CodeError::Unknown)
+        ));
+
+        let site = SiteCode::try_from("2269").expect("site code");
+        let new = store.reissue_code(id, &site).expect("reissued");
+        assert_ne!(new, old);
+        assert!(matches!(
+            store.resolve_code(&old, None),
+            Err(CodeError::Revoked)
+        ));
+        assert!(store.resolve_code(&new, Some(id)).is_ok());
+        assert_eq!(code_of(&store.meeting(id).expect("view"), "2269"), new);
+
+        let not_invited = SiteCode::try_from("2302").expect("site code");
+        assert!(matches!(
+            store.reissue_code(id, &not_invited),
+            Err(ReissueError::NotInvited { .. })
+        ));
+    }
+
+    #[test]
+    fn a_code_that_cannot_be_checked_is_a_database_failure_not_an_unknown_code() {
+        let (store, view) = store_with_meeting();
+        let code = code_of(&view, "2269");
+        drop_table(&store, "join_codes");
+        let failed = store.resolve_code(&code, None);
+        assert!(
+            matches!(failed, Err(CodeError::Database(StoreError::Database(_)))),
+            "{failed:?}"
+        );
+        let message = failed.map(|_| ()).expect_err("failed").to_string();
+        assert!(
+            !message.contains("join_codes"),
+            "no detail for the client: {message}"
+        );
+    }
+
+    #[test]
+    fn a_meeting_that_cannot_be_created_for_the_database_is_the_stores_failure() {
+        let (store, _) = store_with_meeting();
+        drop_table(&store, "roster");
+        assert!(matches!(
+            store.create_meeting(&new_meeting(&["2269"])),
+            Err(CreateMeetingError::Store(StoreError::Database(_)))
+        ));
+    }
+}
