@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use diemcau_signaling::text::human_text;
 use serde::{Deserialize, Serialize};
 
 use crate::attendance::export::{cell, cell_text};
@@ -197,12 +198,8 @@ impl Columns {
         if code.is_empty() || code.len() > 12 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("admin_code `{code}` must be 1 to 12 digits"));
         }
-        let name = cell_text(field(self.name));
-        if !printable_name(name) {
-            return Err(format!(
-                "name of {code} must be 1 to 200 printable characters"
-            ));
-        }
+        let name = human_text(cell_text(field(self.name)), MAX_NAME_CHARS)
+            .map_err(|e| format!("name of {code} {e}"))?;
         let kind = field(self.level);
         let level = level_of(kind).ok_or_else(|| {
             format!("level `{kind}` of {code} is not one of tỉnh, thành phố trung ương, huyện, quận, thị xã, thành phố, xã, phường, thị trấn, đặc khu")
@@ -216,14 +213,11 @@ impl Columns {
                 return Err(format!("{code} cannot be its own parent"));
             }
         }
-        let parent_name = Some(cell_text(field(self.parent_name))).filter(|p| !p.is_empty());
-        if let Some(p) = parent_name
-            && !printable_name(p)
-        {
-            return Err(format!(
-                "parent_name of {code} must be 1 to 200 printable characters"
-            ));
-        }
+        let parent_name = Some(cell_text(field(self.parent_name)))
+            .filter(|p| !p.is_empty())
+            .map(|p| human_text(p, MAX_NAME_CHARS))
+            .transpose()
+            .map_err(|e| format!("parent_name of {code} {e}"))?;
         let delegates_text = field(self.delegates);
         let delegates = if delegates_text.is_empty() {
             0
@@ -232,20 +226,18 @@ impl Columns {
         };
         Ok(Site {
             code: code.to_owned(),
-            name: name.to_owned(),
+            name,
             level,
             kind: kind.to_owned(),
             parent_code: parent_code.map(str::to_owned),
-            parent_name: parent_name.map(str::to_owned),
+            parent_name,
             delegates,
         })
     }
 }
 
-/// A name of the directory: 1 to 200 characters, none of them a control character.
-fn printable_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().count() <= 200 && !name.chars().any(char::is_control)
-}
+/// Longest name in the directory, in characters.
+const MAX_NAME_CHARS: usize = 200;
 
 /// A number of delegates: a whole number from 0 to [`MAX_DELEGATES`].
 pub fn parse_delegates(text: &str) -> Result<u32, String> {
@@ -345,6 +337,8 @@ mod tests {
             "Tuyên\nQuang",
             "Tuyên\u{0}Quang",
             "Tuyên\u{7}Quang",
+            "Tuyên\u{202E}Quang",
+            "\u{200B}\u{200B}",
             &"x".repeat(100_000),
         ] {
             let csv = format!(
@@ -358,6 +352,16 @@ mod tests {
                 err.problems[0].message
             );
         }
+        let spoofed = "admin_code,name,level\n2269,Xã \u{2066}Thượng Lâm,xã\n";
+        let err = parse_csv(spoofed.as_bytes()).expect_err("an isolate in a name");
+        assert!(
+            err.problems[0].message.contains("U+2066"),
+            "{}",
+            err.problems[0].message
+        );
+        let decomposed = "admin_code,name,level\n2269,Xã Thu\u{31B}o\u{31B}\u{323}ng Lâm,xã\n";
+        let sites = parse_csv(decomposed.as_bytes()).expect("combining marks are fine");
+        assert_eq!(sites[0].name, "Xã Thượng Lâm", "stored NFC");
         let without = "admin_code,name,level,parent_code,parent_name\n2269,Xã Thượng Lâm,xã,8,\n";
         assert_eq!(
             parse_csv(without.as_bytes()).expect("no parent name is fine")[0].parent_name,

@@ -2,6 +2,7 @@
 //! site's code, checking a code at a join, and the views of a meeting (the full one for the
 //! API, the light roster for a join).
 
+use diemcau_signaling::text::{TextError, human_text};
 use std::collections::{HashMap, HashSet};
 
 use diemcau_signaling::{JoinCode, MeetingId, SiteCode};
@@ -94,10 +95,10 @@ pub enum CodeError {
 /// [`CreateMeetingError::Store`]), or the store's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateMeetingError {
-    #[error("the title must be 1 to 200 characters")]
-    BadTitle,
-    #[error("the studio name must be 1 to 200 characters")]
-    BadStudioName,
+    #[error("the title {0}")]
+    BadTitle(TextError),
+    #[error("the studio name {0}")]
+    BadStudioName(TextError),
     #[error("the scheduled end must be after the start")]
     EndNotAfterStart,
     #[error("invite at least one site")]
@@ -126,14 +127,10 @@ impl Store {
     /// Creates a meeting with a join code for the studio and for each invited site; nothing is
     /// written unless all of it is valid.
     pub fn create_meeting(&self, new: &NewMeeting) -> Result<MeetingView, CreateMeetingError> {
-        let title = new.title.trim();
-        if title.is_empty() || title.chars().count() > 200 {
-            return Err(CreateMeetingError::BadTitle);
-        }
-        let studio = new.studio_name.trim();
-        if studio.is_empty() || studio.chars().count() > 200 {
-            return Err(CreateMeetingError::BadStudioName);
-        }
+        let title = human_text(new.title.trim(), 200).map_err(CreateMeetingError::BadTitle)?;
+        let studio =
+            human_text(new.studio_name.trim(), 200).map_err(CreateMeetingError::BadStudioName)?;
+        let (title, studio) = (title.as_str(), studio.as_str());
         if new.scheduled_end <= new.scheduled_start {
             return Err(CreateMeetingError::EndNotAfterStart);
         }
