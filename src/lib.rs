@@ -75,15 +75,8 @@ pub struct RunningHub {
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let store = Store::open(&config.data_dir).map_err(std::io::Error::other)?;
     let recorder = store.recorder().map_err(std::io::Error::other)?;
-    let closed = store
-        .close_interrupted_sessions(&recorder)
-        .map_err(std::io::Error::other)?;
-    if closed > 0 {
-        tracing::warn!(
-            sessions = closed,
-            "closed sessions left open by an unclean stop, at their last sign of life"
-        );
-    }
+    let started_at = store::now_millis();
+    recover_from_crash(&store, &recorder, started_at).map_err(std::io::Error::other)?;
     auth::ensure_accounts(&store, &config.data_dir, &config.bootstrap_accounts)
         .map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
@@ -106,6 +99,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             grace,
             console_interval: i64::try_from(CONSOLE_INTERVAL.as_millis()).unwrap_or(i64::MAX),
         },
+        started_at,
     ));
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));
@@ -174,6 +168,41 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         stop,
         server,
     })
+}
+
+/// After a stop without warning: every session the hub cut off is closed at its last sign of
+/// life, and each meeting in progress records how long the hub was down.
+fn recover_from_crash(
+    store: &Store,
+    recorder: &store::Recorder,
+    started_at: attendance::Millis,
+) -> Result<(), store::StoreError> {
+    let crashed = store.begin_run(started_at)?;
+    let closed = store.close_interrupted_sessions(recorder)?;
+    if closed > 0 {
+        tracing::warn!(
+            sessions = closed,
+            "closed sessions left open by an unclean stop, at their last sign of life"
+        );
+    }
+    let Some(last_seen) = crashed else {
+        return Ok(());
+    };
+    for meeting in store.meetings_in_progress()? {
+        let last_event = store.events(meeting)?.last().map_or(0, |e| e.at);
+        let down_since = last_seen.max(last_event).min(started_at);
+        recorder.append_blocking(
+            meeting,
+            started_at,
+            attendance::EventKind::HubRestarted { down_since },
+        )?;
+        tracing::warn!(
+            meeting = %meeting,
+            down_seconds = (started_at - down_since) / 1000,
+            "the hub had stopped without warning during this meeting"
+        );
+    }
+    Ok(())
 }
 
 impl RunningHub {

@@ -101,6 +101,22 @@ pub enum EventKind {
     SiteCalled {
         site: String,
     },
+    /// The studio's session began: the chair's page joined.
+    StudioJoined {
+        session: String,
+        client: String,
+        address: String,
+    },
+    /// The studio's session ended.
+    StudioLeft {
+        session: String,
+        reason: LeaveReason,
+    },
+    /// The hub started again after it had stopped without warning; it was down from
+    /// `down_since` (the last moment it was known alive) until this event's time.
+    HubRestarted {
+        down_since: Millis,
+    },
 }
 
 /// Why a session ended.
@@ -154,6 +170,9 @@ impl EventKind {
             EventKind::RollCallAnswered { .. } => "roll_call_answered",
             EventKind::RollCallEnded { .. } => "roll_call_ended",
             EventKind::SiteCalled { .. } => "site_called",
+            EventKind::StudioJoined { .. } => "studio_joined",
+            EventKind::StudioLeft { .. } => "studio_left",
+            EventKind::HubRestarted { .. } => "hub_restarted",
         }
     }
 
@@ -163,7 +182,10 @@ impl EventKind {
             EventKind::MeetingStarted
             | EventKind::MeetingEnded
             | EventKind::RollCallStarted { .. }
-            | EventKind::RollCallEnded { .. } => None,
+            | EventKind::RollCallEnded { .. }
+            | EventKind::StudioJoined { .. }
+            | EventKind::StudioLeft { .. }
+            | EventKind::HubRestarted { .. } => None,
             EventKind::SiteJoined { site, .. }
             | EventKind::SiteReconnected { site, .. }
             | EventKind::SiteLeft { site, .. }
@@ -186,7 +208,9 @@ impl EventKind {
             | EventKind::SiteReconnected { session, .. }
             | EventKind::SiteLeft { session, .. }
             | EventKind::MediaChanged { session, .. }
-            | EventKind::QualitySample { session, .. } => Some(session),
+            | EventKind::QualitySample { session, .. }
+            | EventKind::StudioJoined { session, .. }
+            | EventKind::StudioLeft { session, .. } => Some(session),
             _ => None,
         }
     }

@@ -35,10 +35,11 @@ impl Hub {
             Some(site) => Seat::Site {
                 code: site_code(&site.code)?,
                 name: site.name.clone(),
-                session: SessionId(format!("{}-{}", self.boot, id)),
+                session: self.session_id(id),
             },
             None => Seat::Studio {
                 name: grant.studio_name.clone(),
+                session: self.session_id(id),
             },
         };
         let is_studio = matches!(seat, Seat::Studio { .. });
@@ -133,6 +134,11 @@ impl Hub {
             site: site.code,
             name: site.name,
         })
+    }
+
+    /// An attendance session id unique across runs of the hub.
+    fn session_id(&self, id: PeerId) -> SessionId {
+        SessionId(format!("{:x}-{id}", self.started_at))
     }
 
     /// A standby page closed (or joined, or went on standby for another meeting).

@@ -131,6 +131,14 @@ impl Hub {
         if let Err(e) = recorded(pending).await {
             tracing::error!("recording a shutdown leave failed: {e}");
         }
+        let started_at = self.started_at;
+        let noted = self
+            .store
+            .blocking(move |store| store.end_run(started_at, now_millis()))
+            .await;
+        if let Err(e) = noted {
+            tracing::error!("the clean stop was not noted; the next start will count a crash: {e}");
+        }
     }
 
     async fn meeting_view(&self, id: MeetingId) -> Result<MeetingRoster, MeetingError> {

@@ -32,7 +32,7 @@ pub use lifecycle::MeetingError;
 use crate::attendance::LeaveReason;
 use crate::media::MediaPlane;
 use crate::meeting::{IdAllocator, LiveMeeting, MeetingConfig, PageKey};
-use crate::store::{Recorder, Store, now_millis};
+use crate::store::{Recorder, Store};
 
 /// The running hub's meetings and sessions.
 #[derive(Debug)]
@@ -43,8 +43,9 @@ pub struct Hub {
     recorder: Recorder,
     /// Participants, routers, consumers and session keys, unique in this process.
     ids: IdAllocator,
-    /// Prefix that makes attendance session ids unique across restarts of the hub.
-    boot: String,
+    /// When this run of the hub started: the store notes the run's liveness and clean stop
+    /// under it, and attendance session ids start with it (unique across restarts).
+    started_at: crate::attendance::Millis,
     config: MeetingConfig,
 }
 
@@ -100,14 +101,20 @@ pub struct Session {
 }
 
 impl Hub {
-    pub fn new(media: MediaPlane, store: Store, recorder: Recorder, config: MeetingConfig) -> Hub {
+    pub fn new(
+        media: MediaPlane,
+        store: Store,
+        recorder: Recorder,
+        config: MeetingConfig,
+        started_at: crate::attendance::Millis,
+    ) -> Hub {
         Hub {
             state: Mutex::new(HubState::default()),
             media,
             store,
             recorder,
             ids: IdAllocator::default(),
-            boot: format!("{:x}", now_millis()),
+            started_at,
             config,
         }
     }

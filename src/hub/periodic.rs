@@ -10,18 +10,28 @@ use super::Hub;
 use crate::store::now_millis;
 
 impl Hub {
-    /// Every `every`, notes which site sessions are alive (see [`crate::store::Store::touch_sessions`]).
+    /// Every `every`, notes that this run of the hub is alive and which sessions are (see
+    /// [`crate::store::Store::touch_sessions`]): after a crash, the hub's downtime and the
+    /// sessions it cut off are dated from these marks.
     pub async fn run_liveness(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            let started_at = self.started_at;
+            let touched = self
+                .store
+                .blocking(move |store| store.touch_run(started_at, now_millis()))
+                .await;
+            if let Err(e) = touched {
+                tracing::warn!("the hub's liveness not recorded: {e}");
+            }
             let sessions: Vec<(MeetingId, SessionId)> = {
                 let state = self.lock();
                 state
                     .meetings
                     .values()
                     .flat_map(|live| {
-                        live.site_sessions()
+                        live.sessions()
                             .map(move |session| (live.id(), session.clone()))
                     })
                     .collect()

@@ -98,11 +98,7 @@ impl LiveMeeting {
 
     /// A periodic sample of a participant's link; a site's goes to the log and the console.
     pub fn quality_sampled(&mut self, now: Millis, id: PeerId, quality: Quality) {
-        let Some((site, session)) = self
-            .participants
-            .get(&id)
-            .and_then(|p| p.attendance.clone())
-        else {
+        let Some((site, session)) = self.site_session(id) else {
             return;
         };
         self.log(
@@ -208,11 +204,7 @@ impl LiveMeeting {
     }
 
     fn log_reception(&mut self, now: Millis, id: PeerId, media: Reception) {
-        let Some((site, session)) = self
-            .participants
-            .get(&id)
-            .and_then(|p| p.attendance.clone())
-        else {
+        let Some((site, session)) = self.site_session(id) else {
             return;
         };
         self.log(
@@ -223,6 +215,15 @@ impl LiveMeeting {
                 media,
             },
         );
+    }
+
+    /// The site a participant is and its session, for a site.
+    fn site_session(
+        &self,
+        id: PeerId,
+    ) -> Option<(diemcau_signaling::SiteCode, diemcau_signaling::SessionId)> {
+        let p = self.participants.get(&id)?;
+        Some((p.site.clone()?, p.session.clone()))
     }
 
     fn status_of(&mut self, id: PeerId) -> Option<&mut super::SiteStatus> {

@@ -11,12 +11,13 @@
 //! ```
 //! use diemcau::meeting::{IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Seat, Output};
 //! use diemcau_sfu::{PeerId, RouterId};
-//! use diemcau_signaling::MeetingId;
+//! use diemcau_signaling::{MeetingId, SessionId};
 //!
 //! let setup = MeetingSetup { id: MeetingId(1), title: "Họp".into(), roster: vec![], history: vec![] };
 //! let mut meeting = LiveMeeting::new(setup, RouterId(1), MeetingConfig::default(), IdAllocator::default());
 //! let now = 1_000;
-//! let joined = meeting.join(now, PeerId(7), Seat::Studio { name: "Studio".into() }, "", "");
+//! let studio = Seat::Studio { name: "Studio".into(), session: SessionId("s1".into()) };
+//! let joined = meeting.join(now, PeerId(7), studio, "", "");
 //! assert!(joined.is_ok());
 //! while let Some(output) = meeting.poll_output() {
 //!     // The driver sends messages, appends events, tells the media plane...
@@ -105,6 +106,7 @@ impl Default for MeetingConfig {
 pub enum Seat {
     Studio {
         name: String,
+        session: SessionId,
     },
     Site {
         code: SiteCode,
@@ -208,8 +210,10 @@ pub struct LiveMeeting {
 #[derive(Debug)]
 struct Participant {
     info: ParticipantInfo,
-    /// For sites: the site and its attendance session.
-    attendance: Option<(SiteCode, SessionId)>,
+    /// For sites: the site it is.
+    site: Option<SiteCode>,
+    /// Its session in the attendance log: from its join to its leave.
+    session: SessionId,
     attached: bool,
     producers: Vec<ProducerInfo>,
 }
@@ -306,7 +310,7 @@ impl LiveMeeting {
     pub fn site_count(&self) -> usize {
         self.participants
             .values()
-            .filter(|p| p.attendance.is_some())
+            .filter(|p| p.site.is_some())
             .count()
     }
 
@@ -314,11 +318,10 @@ impl LiveMeeting {
         self.participants.contains_key(&id)
     }
 
-    /// The attendance sessions of the sites joined now (for the liveness marks).
-    pub fn site_sessions(&self) -> impl Iterator<Item = &SessionId> {
-        self.participants
-            .values()
-            .filter_map(|p| p.attendance.as_ref().map(|(_, session)| session))
+    /// The attendance sessions of everyone joined now, studio and sites (for the liveness
+    /// marks).
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionId> {
+        self.participants.values().map(|p| &p.session)
     }
 
     /// The worst loss among joined sites in their latest quality sample.
@@ -365,13 +368,11 @@ impl LiveMeeting {
     }
 
     fn session_of(&self, id: PeerId) -> Option<SessionId> {
-        let (_, session) = self.participants.get(&id)?.attendance.as_ref()?;
-        Some(session.clone())
+        Some(self.participants.get(&id)?.session.clone())
     }
 
     fn site_of(&self, id: PeerId) -> Option<&SiteCode> {
-        let (site, _) = self.participants.get(&id)?.attendance.as_ref()?;
-        Some(site)
+        self.participants.get(&id)?.site.as_ref()
     }
 
     /// Producers gone with their participant or its connection: every worker drops them.

@@ -71,7 +71,7 @@ impl LiveMeeting {
         };
 
         let info = match &seat {
-            Seat::Studio { name } => ParticipantInfo {
+            Seat::Studio { name, .. } => ParticipantInfo {
                 id: id.to_string(),
                 name: name.clone(),
                 role: Role::Studio,
@@ -84,10 +84,18 @@ impl LiveMeeting {
                 site: Some(code.to_string()),
             },
         };
-        let attendance = match seat {
-            Seat::Studio { .. } => {
+        let (site, session) = match seat {
+            Seat::Studio { session, .. } => {
                 self.studio = Some(id);
-                None
+                self.log(
+                    now,
+                    EventKind::StudioJoined {
+                        session: session.0.clone(),
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                );
+                (None, session)
             }
             Seat::Site { code, session, .. } => {
                 let status = self.sites.entry(code.clone()).or_default();
@@ -112,7 +120,7 @@ impl LiveMeeting {
                     },
                 };
                 self.log(now, kind);
-                Some((code, session))
+                (Some(code), session)
             }
         };
         let others: Vec<ParticipantInfo> =
@@ -125,12 +133,13 @@ impl LiveMeeting {
                 },
             );
         }
-        let is_site = attendance.is_some();
+        let is_site = site.is_some();
         self.participants.insert(
             id,
             Participant {
                 info: info.clone(),
-                attendance,
+                site,
+                session,
                 attached: false,
                 producers: Vec::new(),
             },
@@ -278,7 +287,7 @@ impl LiveMeeting {
         // The worker drops the consumers of a peer with the peer.
         self.consumers
             .retain(|(subscriber, _), _| *subscriber != id);
-        if let Some((site, session)) = &p.attendance {
+        if let Some(site) = &p.site {
             if let Some(status) = self.sites.get_mut(site)
                 && status.participant == Some(id)
             {
@@ -287,7 +296,7 @@ impl LiveMeeting {
                 status.last_leave = Some(LastLeave {
                     reason,
                     at: now,
-                    session: session.clone(),
+                    session: p.session.clone(),
                 });
             }
             // The floor-returned fact goes before the site-left fact.
@@ -312,16 +321,18 @@ impl LiveMeeting {
                 self.send(other, floor.clone());
             }
         }
-        if let Some((site, session)) = p.attendance {
-            self.log(
-                now,
-                EventKind::SiteLeft {
-                    site: site.to_string(),
-                    session: session.0,
-                    reason,
-                },
-            );
-        }
+        let kind = match p.site {
+            Some(site) => EventKind::SiteLeft {
+                site: site.to_string(),
+                session: p.session.0,
+                reason,
+            },
+            None => EventKind::StudioLeft {
+                session: p.session.0,
+                reason,
+            },
+        };
+        self.log(now, kind);
         if let Some(message) = notice {
             self.outputs.push_back(Output::Close {
                 to: Recipient::Participant(id),

@@ -103,6 +103,7 @@ impl Player {
                 let seat = if op.is_multiple_of(18) && b.is_multiple_of(4) {
                     Seat::Studio {
                         name: "Studio".into(),
+                        session: SessionId(format!("s{}", id.0)),
                     }
                 } else {
                     Seat::Site {

@@ -129,36 +129,91 @@ impl Store {
         read_events(&self.reader(), meeting)
     }
 
-    /// Closes every session the log shows open in a meeting that has not ended, at the last
-    /// moment the hub knew it alive (its last event). Run at start-up, before serving: after a
-    /// crash these sessions were cut off without a `site_left`. Returns how many were closed.
+    /// Closes every session, the studio's and the sites', that the log shows open in a meeting
+    /// that has not ended, at the last moment the hub knew it alive (its last event or liveness
+    /// mark). Run at start-up, before serving: after a crash these sessions were cut off without
+    /// their leave. Returns how many were closed.
     pub fn close_interrupted_sessions(&self, recorder: &Recorder) -> Result<usize, StoreError> {
-        let open: Vec<(i64, String, String, Millis)> = {
+        let open: Vec<(i64, Option<String>, String, Millis)> = {
             let conn = self.reader();
             let mut stmt = conn.prepare(
-                "SELECT e.meeting_id, e.site_code, e.session,
+                "SELECT e.meeting_id, MAX(e.site_code), e.session,
                         MAX(MAX(e.at), COALESCE(MAX(l.last_seen), 0))
                  FROM events e LEFT JOIN liveness l ON l.session = e.session
                  WHERE e.session IS NOT NULL
                  GROUP BY e.meeting_id, e.session
-                 HAVING SUM(e.kind = 'site_left') = 0",
+                 HAVING SUM(e.kind IN ('site_left', 'studio_left')) = 0",
             )?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<_, _>>()?
         };
         let count = open.len();
         for (meeting_id, site, session, last_alive) in open {
-            recorder.append_blocking(
-                MeetingId(meeting_id),
-                last_alive,
-                EventKind::SiteLeft {
+            let reason = LeaveReason::HubCrash;
+            let kind = match site {
+                Some(site) => EventKind::SiteLeft {
                     site,
                     session,
-                    reason: LeaveReason::HubCrash,
+                    reason,
                 },
-            )?;
+                None => EventKind::StudioLeft { session, reason },
+            };
+            recorder.append_blocking(MeetingId(meeting_id), last_alive, kind)?;
         }
         Ok(count)
+    }
+
+    /// Notes that this run of the hub (started at `started_at`) begins, and returns when the
+    /// previous run was last known alive if it stopped without warning (it never noted its
+    /// stop). Run at start-up, before [`Store::close_interrupted_sessions`] writes anything.
+    pub fn begin_run(&self, started_at: Millis) -> Result<Option<Millis>, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction()?;
+        let previous: Option<(Millis, Option<Millis>)> = tx
+            .query_row(
+                "SELECT last_seen, stopped_at FROM hub_runs ORDER BY started_at DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO hub_runs (started_at, last_seen, stopped_at)
+             VALUES (?1, ?1, NULL)",
+            params![started_at],
+        )?;
+        tx.commit()?;
+        Ok(previous.and_then(|(last_seen, stopped)| stopped.is_none().then_some(last_seen)))
+    }
+
+    /// This run is alive at `at` (with the liveness marks).
+    pub fn touch_run(&self, started_at: Millis, at: Millis) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE hub_runs SET last_seen = ?2 WHERE started_at = ?1",
+            params![started_at, at],
+        )?;
+        Ok(())
+    }
+
+    /// This run stops cleanly at `at`.
+    pub fn end_run(&self, started_at: Millis, at: Millis) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE hub_runs SET last_seen = ?2, stopped_at = ?2 WHERE started_at = ?1",
+            params![started_at, at],
+        )?;
+        Ok(())
+    }
+
+    /// Meetings started and not ended: those a stop of the hub interrupts.
+    pub fn meetings_in_progress(&self) -> Result<Vec<MeetingId>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT meeting_id FROM events GROUP BY meeting_id
+             HAVING SUM(kind = 'meeting_started') > 0 AND SUM(kind = 'meeting_ended') = 0",
+        )?;
+        let ids = stmt
+            .query_map([], |r| r.get(0).map(MeetingId))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 }
 
@@ -383,5 +438,68 @@ mod tests {
             store.close_interrupted_sessions(&recorder).expect("none"),
             0
         );
+    }
+
+    #[test]
+    fn a_run_that_never_noted_its_stop_is_a_crash_and_the_studio_session_is_closed_too() {
+        let store = temp_store("runs");
+        let recorder = store.recorder().expect("recorder");
+        assert_eq!(store.begin_run(1_000).expect("first run"), None);
+        store.touch_run(1_000, 1_500).expect("alive");
+        store.end_run(1_000, 2_000).expect("clean stop");
+        assert_eq!(
+            store.begin_run(3_000).expect("second run"),
+            None,
+            "a clean stop"
+        );
+        store.touch_run(3_000, 3_700).expect("alive");
+        assert_eq!(
+            store.begin_run(9_000).expect("third run"),
+            Some(3_700),
+            "the second run crashed: last known alive at its last mark"
+        );
+
+        let meeting = new_meeting(&store, &["2269"]);
+        recorder
+            .append_blocking(meeting, 10, EventKind::MeetingStarted)
+            .expect("started");
+        recorder
+            .append_blocking(
+                meeting,
+                11,
+                EventKind::StudioJoined {
+                    session: "studio".into(),
+                    client: String::new(),
+                    address: String::new(),
+                },
+            )
+            .expect("studio joined");
+        assert_eq!(store.meetings_in_progress().expect("read"), vec![meeting]);
+        store
+            .touch_sessions(&[(meeting, SessionId("studio".to_owned()))], 40)
+            .expect("alive");
+        assert_eq!(
+            store.close_interrupted_sessions(&recorder).expect("closed"),
+            1
+        );
+        let last = store
+            .events(meeting)
+            .expect("read")
+            .pop()
+            .expect("an event");
+        assert_eq!(
+            (last.at, last.kind),
+            (
+                40,
+                EventKind::StudioLeft {
+                    session: "studio".into(),
+                    reason: LeaveReason::HubCrash
+                }
+            )
+        );
+        recorder
+            .append_blocking(meeting, 50, EventKind::MeetingEnded)
+            .expect("ended");
+        assert!(store.meetings_in_progress().expect("read").is_empty());
     }
 }

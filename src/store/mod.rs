@@ -217,6 +217,11 @@ CREATE TABLE IF NOT EXISTS liveness (
     meeting_id INTEGER NOT NULL,
     last_seen INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hub_runs (
+    started_at INTEGER PRIMARY KEY,
+    last_seen INTEGER NOT NULL,
+    stopped_at INTEGER
+);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events

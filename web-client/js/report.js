@@ -244,7 +244,14 @@ function eventDetails(event) {
     case 'site_reconnected':
       return t('event.reconnectedDetails', { client: shortClient(event.client), address: event.address || '' });
     case 'site_left':
+    case 'studio_left':
       return leaveReason(event.reason);
+    case 'studio_joined':
+      return [shortClient(event.client), event.address].filter(Boolean).join(' · ');
+    case 'hub_restarted':
+      return t('event.hubRestartedDetails', {
+        minutes: formatNumber(Math.max(0, event.at - event.down_since) / 60_000),
+      });
     case 'media_changed':
       return hasText(`reception.${event.media}`) ? t(`reception.${event.media}`) : String(event.media);
     case 'quality_sample':

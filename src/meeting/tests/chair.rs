@@ -349,16 +349,8 @@ fn the_floor_holder_leaving_returns_the_floor_before_it_leaves() {
 fn the_console_is_sent_at_its_interval_while_a_chair_is_there() {
     let mut m = meeting();
     assert_eq!(m.poll_timeout(), None, "no chair, no console");
-    m.join(
-        T0,
-        STUDIO,
-        Seat::Studio {
-            name: "Studio".into(),
-        },
-        "",
-        "",
-    )
-    .expect("studio");
+    m.join(T0, STUDIO, studio_seat("Studio"), "", "")
+        .expect("studio");
     assert!(matches!(
         drain(&mut m).last(),
         Some(Output::Send {

@@ -20,16 +20,8 @@ fn sites_receive_the_studio_and_the_studio_sees_a_wall_of_small_pictures() {
 #[test]
 fn a_subscriber_gets_its_consumers_when_attached_not_before() {
     let mut m = meeting();
-    m.join(
-        T0,
-        STUDIO,
-        Seat::Studio {
-            name: "Studio".into(),
-        },
-        "",
-        "",
-    )
-    .expect("studio joins");
+    m.join(T0, STUDIO, studio_seat("Studio"), "", "")
+        .expect("studio joins");
     m.attached(STUDIO);
     m.producer_added(video(STUDIO));
     m.join(T0, A, site_seat("001", "Xã A", "s-a"), "", "")

@@ -52,6 +52,13 @@ pub(super) fn meeting() -> LiveMeeting {
     LiveMeeting::new(setup, RouterId(1), config, ids)
 }
 
+pub(super) fn studio_seat(name: &str) -> Seat {
+    Seat::Studio {
+        name: name.into(),
+        session: SessionId("s-studio".into()),
+    }
+}
+
 pub(super) fn site_seat(site: &str, name: &str, session: &str) -> Seat {
     Seat::Site {
         code: code(site),
@@ -128,16 +135,8 @@ pub(super) fn routes(outputs: &[Output]) -> Vec<Route> {
 /// the outputs so far are drained.
 pub(super) fn meeting_in_session() -> LiveMeeting {
     let mut m = meeting();
-    m.join(
-        T0,
-        STUDIO,
-        Seat::Studio {
-            name: "Studio".into(),
-        },
-        "",
-        "",
-    )
-    .expect("studio joins");
+    m.join(T0, STUDIO, studio_seat("Studio"), "", "")
+        .expect("studio joins");
     m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
         .expect("A joins");
     m.join(T0, B, site_seat("002", "Xã B", "s-b"), "ua", "10.0.0.2")

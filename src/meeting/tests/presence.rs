@@ -5,16 +5,8 @@ use super::*;
 #[test]
 fn a_site_joins_and_everyone_learns_it_in_order() {
     let mut m = meeting();
-    m.join(
-        T0,
-        STUDIO,
-        Seat::Studio {
-            name: "Studio".into(),
-        },
-        "",
-        "",
-    )
-    .expect("studio joins");
+    m.join(T0, STUDIO, studio_seat("Studio"), "", "")
+        .expect("studio joins");
     drain(&mut m);
     let reply = m
         .join(
@@ -267,28 +259,12 @@ fn the_end_of_the_meeting_sends_everyone_away_and_refuses_joins() {
 fn one_studio_and_a_participant_limit() {
     let mut m = meeting_in_session();
     assert_eq!(
-        m.join(
-            T0,
-            PeerId(9),
-            Seat::Studio {
-                name: "Other".into()
-            },
-            "",
-            ""
-        ),
+        m.join(T0, PeerId(9), studio_seat("Other"), "", ""),
         Err(JoinError::StudioTaken)
     );
     m.leave(T0, STUDIO, LeaveReason::Closed, None);
-    m.join(
-        T0,
-        PeerId(9),
-        Seat::Studio {
-            name: "Other".into(),
-        },
-        "",
-        "",
-    )
-    .expect("the studio's seat is free again");
+    m.join(T0, PeerId(9), studio_seat("Other"), "", "")
+        .expect("the studio's seat is free again");
 
     let mut small = meeting();
     small.config.max_participants = 1;
@@ -353,7 +329,7 @@ fn a_meeting_reopened_from_its_log_knows_head_counts_roll_calls_and_who_left() {
         MeetingConfig::default(),
         IdAllocator::default(),
     );
-    m.join(T0 + 10, STUDIO, Seat::Studio { name: "S".into() }, "", "")
+    m.join(T0 + 10, STUDIO, studio_seat("S"), "", "")
         .expect("studio");
     m.join(T0 + 10, A, site_seat("001", "Xã A", "new"), "", "")
         .expect("A back after the crash");
@@ -441,4 +417,28 @@ fn a_leaked_code_joining_in_a_loop_is_refused_and_the_real_site_stays() {
     )
     .expect("the new code joins at once");
     assert!(!console_of(&mut m, at + 3)[0].code_leak_suspected);
+}
+
+#[test]
+fn the_studio_has_sessions_in_the_log_like_the_sites() {
+    let mut m = meeting();
+    m.join(T0, STUDIO, studio_seat("Studio"), "Chrome", "10.0.0.9")
+        .expect("studio joins");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::StudioJoined {
+            session: "s-studio".into(),
+            client: "Chrome".into(),
+            address: "10.0.0.9".into(),
+        }]
+    );
+    m.leave(T0 + 9, STUDIO, LeaveReason::NetworkTimeout, None);
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::StudioLeft {
+            session: "s-studio".into(),
+            reason: LeaveReason::NetworkTimeout,
+        }]
+    );
+    assert_eq!(m.sessions().count(), 0);
 }
