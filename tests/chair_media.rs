@@ -61,17 +61,13 @@ async fn wait_stopped(what: &str, client: &WebrtcClient, stream: &str, kind: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_and_mute_act_on_the_media() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Họp phát biểu",
         &[("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")],
         true,
     )
     .await;
+    let addr = hub.http_addr();
     let mut chair = Chair(signaling::connect(http::organizer_ws_request(addr).await).await);
     signaling::send(
         &mut chair.0,

@@ -102,12 +102,7 @@ fn site_entry<'a>(console: &'a Value, code: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_chair_runs_the_meeting() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Họp điều hành",
         &[
             ("2269", "Xã Thượng Lâm"),
@@ -117,6 +112,7 @@ async fn only_the_chair_runs_the_meeting() {
         true,
     )
     .await;
+    let addr = hub.http_addr();
 
     let organizer = http::organizer(addr).await;
     let mut chair = join(addr, m.id, &m.studio_code, Some(&organizer)).await;

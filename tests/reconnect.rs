@@ -19,11 +19,8 @@ const OUTAGE: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_cut_off_for_ten_seconds_keeps_its_attendance_row() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
+    let (hub, m) = http::hub_with_meeting("Họp", &[("2269", "Xã Thượng Lâm")], true).await;
     let addr = hub.http_addr();
-    let m = http::meeting(addr, "Họp", &[("2269", "Xã Thượng Lâm")], true).await;
     let report_path = format!("/api/meetings/{}/report", m.id);
     let ws = signaling::join(addr, &m.code("2269"), None).await;
 

@@ -62,17 +62,9 @@ async fn webrtc_rs_site_first_then_studio_then_second_site() {
 }
 
 async fn studio_then_site() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr: std::net::SocketAddr = hub.http_addr();
-    let m = http::meeting(
-        addr,
-        "Interop webrtc-rs",
-        &[("2269", "Xã Thượng Lâm")],
-        true,
-    )
-    .await;
+    let (hub, m) =
+        http::hub_with_meeting("Interop webrtc-rs", &[("2269", "Xã Thượng Lâm")], true).await;
+    let addr = hub.http_addr();
 
     let mut studio = join(addr, &m, None, "Studio UBND tỉnh", &[]).await;
     let mut site = join(addr, &m, Some("2269"), "Xã Thượng Lâm", &[&studio]).await;
@@ -134,17 +126,13 @@ async fn studio_then_site() {
 }
 
 async fn site_studio_site() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr: std::net::SocketAddr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Interop webrtc-rs, order",
         &[("2317", "Phường Minh Xuân"), ("2266", "Xã Lâm Bình")],
         true,
     )
     .await;
+    let addr = hub.http_addr();
 
     let mut site_a = join(addr, &m, Some("2317"), "Phường Minh Xuân", &[]).await;
     connect_and_send(&mut [&mut site_a]).await;

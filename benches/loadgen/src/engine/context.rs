@@ -29,6 +29,25 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A thread's state before it has peers: nothing scheduled, nothing measured.
+    pub fn new(
+        clock: Clock,
+        window: Arc<Window>,
+        progress: Arc<Progress>,
+        cert: DtlsCert,
+        local_ip: IpAddr,
+    ) -> Ctx {
+        Ctx {
+            clock,
+            window,
+            progress,
+            cert,
+            local_ip,
+            report: ThreadReport::default(),
+            timers: Timers::new(),
+        }
+    }
+
     pub fn schedule(&mut self, at: Instant, slot: usize, timer: Timer) {
         self.timers.push(Reverse((at, slot, timer)));
     }

@@ -32,11 +32,12 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use context::Ctx;
 pub use reports::{
     EngineError, PeerLink, PeerReport, PeerSpec, PeerStatus, Progress, ReceivedStream, STUDIO,
     SentStream, ThreadReport,
 };
-use thread::{Command, ThreadHandle, ThreadSetup};
+use thread::{Command, ThreadHandle};
 
 use crate::measure::Window;
 use crate::media::Clock;
@@ -70,14 +71,14 @@ impl Engine {
         let mut threads = Vec::new();
         let mut joins = Vec::new();
         for index in 0..config.threads.max(1) {
-            let setup = ThreadSetup {
-                clock: config.clock,
-                window: config.window.clone(),
-                progress: progress.clone(),
-                cert: cert.clone(),
-                local_ip: config.local_ip,
-            };
-            let (thread, join) = thread::spawn(index, setup)?;
+            let ctx = Ctx::new(
+                config.clock,
+                config.window.clone(),
+                progress.clone(),
+                cert.clone(),
+                config.local_ip,
+            );
+            let (thread, join) = thread::spawn(index, ctx)?;
             threads.push(thread);
             joins.push(join);
         }

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -15,14 +15,11 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use str0m::Input;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::config::DtlsCert;
 use tokio::sync::oneshot;
 
-use super::context::{Ctx, Timer, Timers};
+use super::context::{Ctx, Timer};
 use super::peer::Peer;
-use super::reports::{EngineError, PeerSpec, PeerStatus, Progress, ThreadReport};
-use crate::measure::Window;
-use crate::media::Clock;
+use super::reports::{EngineError, PeerSpec, PeerStatus, ThreadReport};
 
 /// What a signalling task asks of a thread; each reply comes back on its channel.
 pub enum Command {
@@ -68,17 +65,8 @@ impl ThreadHandle {
     }
 }
 
-/// What every thread of an engine shares.
-pub struct ThreadSetup {
-    pub clock: Clock,
-    pub window: Arc<Window>,
-    pub progress: Arc<Progress>,
-    pub cert: DtlsCert,
-    pub local_ip: IpAddr,
-}
-
 /// Starts thread `index`; it runs until [`Command::Finish`].
-pub fn spawn(index: usize, setup: ThreadSetup) -> io::Result<(ThreadHandle, JoinHandle<()>)> {
+pub fn spawn(index: usize, ctx: Ctx) -> io::Result<(ThreadHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (commands, inbox) = crossbeam_channel::unbounded();
@@ -87,15 +75,7 @@ pub fn spawn(index: usize, setup: ThreadSetup) -> io::Result<(ThreadHandle, Join
         inbox,
         peers: Vec::new(),
         slot_of: HashMap::new(),
-        ctx: Ctx {
-            clock: setup.clock,
-            window: setup.window,
-            progress: setup.progress,
-            cert: setup.cert,
-            local_ip: setup.local_ip,
-            report: ThreadReport::default(),
-            timers: Timers::new(),
-        },
+        ctx,
     };
     let join = std::thread::Builder::new()
         .name(format!("loadgen-{index}"))
