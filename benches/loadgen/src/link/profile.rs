@@ -49,8 +49,6 @@ impl LinkProfile {
     }
 }
 
-/// A group of sites behind the same kind of link: a name, a share of the sites, and what each
-
 /// Serializes a duration as milliseconds (JSON reports).
 fn milliseconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
