@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
@@ -161,6 +162,21 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_IDLE_TIMEOUT_SECONDS", default_value_t = 90)]
     pub idle_timeout_seconds: u64,
 
+    /// How often, in milliseconds, the hub notes which site sessions are alive: after a crash,
+    /// their sessions are closed at the last such note, so this is the precision of crash
+    /// recovery (one small write per interval).
+    #[arg(long, env = "DIEMCAU_LIVENESS_INTERVAL_MS", default_value_t = 5000)]
+    pub liveness_interval_ms: u64,
+
+    /// How often, in milliseconds, the chair's console is refreshed.
+    #[arg(long, env = "DIEMCAU_CONSOLE_INTERVAL_MS", default_value_t = 2000)]
+    pub console_interval_ms: u64,
+
+    /// How often, in milliseconds, the logins of the chairing sessions are checked, so that a
+    /// password changed or an account disabled with `diemcau account` ends them.
+    #[arg(long, env = "DIEMCAU_LOGIN_CHECK_INTERVAL_MS", default_value_t = 5000)]
+    pub login_check_interval_ms: u64,
+
     /// On first start (empty directory), load the communes of Tuyên Quang as example sites.
     #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_sites: bool,
@@ -172,8 +188,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Everything on loopback with free ports and two workers, and the accounts
-    /// [`TEST_ORGANIZER`] and [`TEST_STAFF`]: for tests.
+    /// Everything on loopback with free ports and two workers, the hub's intervals shortened to
+    /// [`TEST_INTERVAL_MS`], and the accounts [`TEST_ORGANIZER`] and [`TEST_STAFF`]: for tests.
     pub fn for_tests() -> Config {
         Config::for_tests_in(std::env::temp_dir().join(format!(
             "diemcau-test-{}-{}",
@@ -201,6 +217,9 @@ impl Config {
             max_connections_per_address: 50,
             trusted_proxy: Vec::new(),
             idle_timeout_seconds: 90,
+            liveness_interval_ms: TEST_INTERVAL_MS,
+            console_interval_ms: TEST_INTERVAL_MS,
+            login_check_interval_ms: TEST_INTERVAL_MS,
             seed_sites: false,
             bootstrap_accounts: vec![
                 (
@@ -225,6 +244,21 @@ impl Config {
             first_message_timeout: std::time::Duration::from_secs(30),
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds.max(1)),
         }
+    }
+
+    /// How often the hub notes which sessions are alive.
+    pub fn liveness_interval(&self) -> Duration {
+        interval(self.liveness_interval_ms)
+    }
+
+    /// How often the chair's console is refreshed.
+    pub fn console_interval(&self) -> Duration {
+        interval(self.console_interval_ms)
+    }
+
+    /// How often the logins of the chairing sessions are checked.
+    pub fn login_check_interval(&self) -> Duration {
+        interval(self.login_check_interval_ms)
     }
 
     pub fn media(&self) -> MediaConfig {
@@ -271,10 +305,20 @@ pub const TEST_ORGANIZER: (&str, &str) = ("organizer", "organizer-password-for-t
 /// The staff account of [`Config::for_tests`] (username, password). Tests only.
 pub const TEST_STAFF: (&str, &str) = ("staff", "staff-password-for-tests");
 
+/// The liveness, console and login-check intervals of [`Config::for_tests`], in milliseconds:
+/// short, so that tests wait for what these timers do in a fraction of a second. Tests of the
+/// binary pass it as `--liveness-interval-ms` and the like.
+pub const TEST_INTERVAL_MS: u64 = 100;
+
 /// Asia/Ho_Chi_Minh: UTC+7 all year.
 pub const VIETNAM: UtcOffset = time::macros::offset!(+7);
 
 static TEST_DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A timer's period from a flag; 0 would make a timer spin, so it means 1 ms.
+fn interval(milliseconds: u64) -> Duration {
+    Duration::from_millis(milliseconds.max(1))
+}
 
 fn parse_offset(text: &str) -> Result<UtcOffset, String> {
     let format = time::macros::format_description!("[offset_hour]:[offset_minute]");

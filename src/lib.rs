@@ -50,15 +50,6 @@ use crate::web::AppState;
 /// The example directory loaded on first start: Tuyên Quang province and its 124 communes.
 const SEED_SITES: &[u8] = include_bytes!("../fixtures/sites-tuyen-quang.csv");
 
-/// How often the hub notes which sessions are alive (the precision of crash recovery).
-const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// How often the chair's console is refreshed.
-const CONSOLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How often the logins of the chairing sessions are checked against the account store.
-const LOGIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A hub serving HTTP and media. States: running → shut down.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -102,9 +93,9 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         started_at,
     ));
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
-    let liveness_task = tokio::spawn(hub.clone().run_liveness(LIVENESS_INTERVAL));
-    let console_task = tokio::spawn(hub.clone().run_console(CONSOLE_INTERVAL));
-    let login_task = tokio::spawn(hub.clone().run_login_checks(LOGIN_CHECK_INTERVAL));
+    let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
+    let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
+    let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
     let state = Arc::new(AppState {
         hub: hub.clone(),
         offset: config.utc_offset,

@@ -42,11 +42,9 @@ async fn studio_join(addr: SocketAddr, login: Option<&Login>, meeting: i64, code
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_sessions_and_csrf_guard_every_endpoint() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
+    let (hub, m) =
+        http::hub_with_meeting("Họp giao ban", &[("2269", "Xã Thượng Lâm")], false).await;
     let addr = hub.http_addr();
-    let m = http::meeting(addr, "Họp giao ban", &[("2269", "Xã Thượng Lâm")], false).await;
 
     // Logging in: the cookie is HttpOnly, SameSite=Strict, for the whole site; the reply
     // carries the CSRF token.

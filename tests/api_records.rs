@@ -55,11 +55,8 @@ async fn directory_csv_round_trips_with_bom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_nothing_is_half_written() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
+    let (hub, good) = http::hub_with_meeting("Họp", &[("2269", "Xã Thượng Lâm")], false).await;
     let addr = hub.http_addr();
-    let good = http::meeting(addr, "Họp", &[("2269", "Xã Thượng Lâm")], false).await;
 
     // A file with one bad row among good ones imports nothing.
     let bad_csv = "admin_code,name,level,parent_code,parent_name,delegates\n\

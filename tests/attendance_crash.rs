@@ -10,8 +10,11 @@ mod http;
 mod hub_binary;
 #[path = "common/signaling.rs"]
 mod signaling;
+#[path = "common/wait.rs"]
+mod wait;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,15 +25,10 @@ struct Site {
 }
 
 impl Site {
-    async fn join(addr: SocketAddr, meeting: i64, code: &str) -> (Site, Value) {
-        let mut site = Site {
-            socket: signaling::connect(format!("ws://{addr}/ws")).await,
-        };
-        let joined = site
-            .request(json!({"type": "join", "code": code, "meeting": meeting}))
-            .await;
-        assert_eq!(joined["type"], "joined", "{joined}");
-        (site, joined)
+    async fn join(addr: SocketAddr, meeting: i64, code: &str) -> Site {
+        Site {
+            socket: signaling::join(addr, code, Some(meeting)).await,
+        }
     }
 
     async fn request(&mut self, message: Value) -> Value {
@@ -49,6 +47,22 @@ impl Site {
             }
         }
     }
+}
+
+/// How many site sessions the hub has noted alive at `since` or later. Read from the database
+/// as the restarted hub will, since the liveness notes are not shown anywhere else.
+fn sessions_alive_since(data_dir: &Path, since: i64) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        data_dir.join(diemcau::store::DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the hub's database opens");
+    db.query_row(
+        "SELECT COUNT(*) FROM liveness WHERE last_seen >= ?1",
+        [since],
+        |row| row.get(0),
+    )
+    .expect("the liveness notes read")
 }
 
 fn events_of(report: &Value) -> Vec<Value> {
@@ -81,17 +95,23 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
         true,
     )
     .await;
-    let (mut thuong_lam, _) = Site::join(addr, m.id, &m.code("2269")).await;
-    let (_lam_binh, _) = Site::join(addr, m.id, &m.code("2266")).await;
+    let mut thuong_lam = Site::join(addr, m.id, &m.code("2269")).await;
+    let _lam_binh = Site::join(addr, m.id, &m.code("2266")).await;
     let recorded = thuong_lam
         .request(json!({"type": "head_count", "count": 48,
             "confirmed_by": "Hoàng Văn Đức", "position": "Chủ tịch UBND xã"}))
         .await;
     assert_eq!(recorded["type"], "head_count_recorded", "{recorded}");
 
-    // Everything above was acknowledged. Let the hub note the sessions alive once more, then
+    // Everything above was acknowledged. Let the hub note both sessions alive once more, then
     // kill it without warning.
-    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let acknowledged_at = diemcau::store::now_millis();
+    wait::until(
+        "the hub to note both sessions alive",
+        Duration::from_secs(10),
+        || sessions_alive_since(&data, acknowledged_at) == 2,
+    )
+    .await;
     let before = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();
@@ -152,8 +172,7 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     assert_eq!(after["summary"]["in_progress"], true, "the meeting goes on");
 
     // Thượng Lâm comes back within the grace period: same attendance row, one interruption.
-    let (mut thuong_lam, _) = Site::join(addr, m.id, &m.code("2269")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut thuong_lam = Site::join(addr, m.id, &m.code("2269")).await;
     let left = thuong_lam.request(json!({"type": "leave"})).await;
     assert_eq!(left["type"], "left");
     let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;

@@ -22,10 +22,5 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studio_and_four_sites_decode_each_other_in_chromium() {
-    node_script::require_playwright();
-    let data = node_script::DataDir::new("browser");
-    let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
-        .await
-        .expect("hub starts");
-    node_script::run_against_hub(hub, "studio_sites.mjs", SCRIPT_TIMEOUT, &[]).await;
+    node_script::run_on_test_hub("browser", "studio_sites.mjs", SCRIPT_TIMEOUT).await;
 }

@@ -24,10 +24,5 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organizer_creates_a_meeting_and_the_report_shows_who_came_in_chromium() {
-    node_script::require_playwright();
-    let data = node_script::DataDir::new("browser-attendance");
-    let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
-        .await
-        .expect("hub starts");
-    node_script::run_against_hub(hub, "attendance.mjs", SCRIPT_TIMEOUT, &[]).await;
+    node_script::run_on_test_hub("browser-attendance", "attendance.mjs", SCRIPT_TIMEOUT).await;
 }

@@ -24,10 +24,5 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(140);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chair_console_floor_mute_roll_call_and_site_states_in_chromium() {
-    node_script::require_playwright();
-    let data = node_script::DataDir::new("browser-console");
-    let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
-        .await
-        .expect("hub starts");
-    node_script::run_against_hub(hub, "console.mjs", SCRIPT_TIMEOUT, &[]).await;
+    node_script::run_on_test_hub("browser-console", "console.mjs", SCRIPT_TIMEOUT).await;
 }

@@ -8,10 +8,12 @@
 mod http;
 #[path = "common/signaling.rs"]
 mod signaling;
-#[path = "common/webrtc_client.rs"]
+#[path = "common/wait.rs"]
+mod wait;
+#[path = "common/webrtc_client/mod.rs"]
 mod webrtc_client;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use signaling::Socket;
@@ -33,31 +35,39 @@ impl Chair {
     }
 }
 
-async fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// A second of the fake camera's video (30 frames a second).
+const VIDEO_SECOND: u64 = 30;
+
+/// Two seconds of the fake microphone's audio (a frame each 20 ms).
+const AUDIO_TWO_SECONDS: u64 = 100;
+
+/// How long a track must have been silent to count as stopped: ten audio frames' time.
+const STOPPED: Duration = Duration::from_millis(200);
 
 fn packets(client: &WebrtcClient, stream: &str, kind: &str) -> u64 {
     client.remote_track(stream, kind).map_or(0, |t| t.packets())
 }
 
+/// Waits until `client` has received nothing of `stream`'s `kind` for [`STOPPED`]: packets
+/// already on their way when the chair acted still arrive.
+async fn wait_stopped(what: &str, client: &WebrtcClient, stream: &str, kind: &str) {
+    wait::until(what, Duration::from_secs(5), || {
+        client
+            .remote_track(stream, kind)
+            .is_none_or(|t| t.quiet_for() >= STOPPED)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floor_and_mute_act_on_the_media() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Họp phát biểu",
         &[("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")],
         true,
     )
     .await;
+    let addr = hub.http_addr();
     let mut chair = Chair(signaling::connect(http::organizer_ws_request(addr).await).await);
     signaling::send(
         &mut chair.0,
@@ -91,7 +101,12 @@ async fn floor_and_mute_act_on_the_media() {
     let (speaker, listener) = (&sites[0], &sites[1]);
     let a = speaker.participant_id.clone();
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait::until(
+        "the speaker to send a second of video",
+        Duration::from_secs(10),
+        || speaker.video_frames_sent() >= VIDEO_SECOND,
+    )
+    .await;
     assert_eq!(
         packets(listener, &a, "video"),
         0,
@@ -101,7 +116,7 @@ async fn floor_and_mute_act_on_the_media() {
     chair
         .act(json!({"type": "give_floor", "site": "2269"}))
         .await;
-    wait_until(
+    wait::until(
         "the listener receives the speaker's video and audio",
         Duration::from_secs(15),
         || packets(listener, &a, "video") > 50 && packets(listener, &a, "audio") > 50,
@@ -111,12 +126,18 @@ async fn floor_and_mute_act_on_the_media() {
     chair
         .act(json!({"type": "mute", "site": "2269", "muted": true}))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_stopped("the muted audio to stop", listener, &a, "audio").await;
     let (audio_before, video_before) = (
         packets(listener, &a, "audio"),
         packets(listener, &a, "video"),
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = speaker.audio_frames_sent();
+    wait::until(
+        "the speaker to send two more seconds of audio",
+        Duration::from_secs(10),
+        || speaker.audio_frames_sent() >= sent + AUDIO_TWO_SECONDS,
+    )
+    .await;
     let (audio_after, video_after) = (
         packets(listener, &a, "audio"),
         packets(listener, &a, "video"),
@@ -133,15 +154,21 @@ async fn floor_and_mute_act_on_the_media() {
     chair
         .act(json!({"type": "mute", "site": "2269", "muted": false}))
         .await;
-    wait_until("unmuted audio flows again", Duration::from_secs(5), || {
+    wait::until("unmuted audio flows again", Duration::from_secs(5), || {
         packets(listener, &a, "audio") > audio_after + 25
     })
     .await;
 
     chair.act(json!({"type": "take_floor"})).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_stopped("the speaker's video to stop", listener, &a, "video").await;
     let video = packets(listener, &a, "video");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = speaker.video_frames_sent();
+    wait::until(
+        "the speaker to send another second of video",
+        Duration::from_secs(10),
+        || speaker.video_frames_sent() >= sent + VIDEO_SECOND,
+    )
+    .await;
     assert!(
         packets(listener, &a, "video") <= video + 2,
         "the floor taken back stops the speaker's video"

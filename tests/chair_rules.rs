@@ -11,7 +11,6 @@ mod http;
 mod signaling;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use signaling::{REPLY_TIMEOUT, Socket};
@@ -52,14 +51,20 @@ impl Client {
         }
     }
 
-    /// The next message of type `kind` for which `accept` holds (earlier ones are dropped).
+    /// The next message of type `kind` for which `accept` holds (earlier ones are dropped);
+    /// panics unless one comes within [`REPLY_TIMEOUT`] in all, as messages such as the
+    /// console keep coming.
     async fn expect_where(&mut self, kind: &str, accept: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let m = self.expect(kind).await;
-            if accept(&m) {
-                return m;
+        let accepted = tokio::time::timeout(REPLY_TIMEOUT, async {
+            loop {
+                let m = self.expect(kind).await;
+                if accept(&m) {
+                    return m;
+                }
             }
-        }
+        })
+        .await;
+        accepted.unwrap_or_else(|_| panic!("no `{kind}` as expected within {REPLY_TIMEOUT:?}"))
     }
 
     async fn request(&mut self, message: Value, reply: &str) -> Value {
@@ -97,12 +102,7 @@ fn site_entry<'a>(console: &'a Value, code: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_chair_runs_the_meeting() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Họp điều hành",
         &[
             ("2269", "Xã Thượng Lâm"),
@@ -112,6 +112,7 @@ async fn only_the_chair_runs_the_meeting() {
         true,
     )
     .await;
+    let addr = hub.http_addr();
 
     let organizer = http::organizer(addr).await;
     let mut chair = join(addr, m.id, &m.studio_code, Some(&organizer)).await;
@@ -255,13 +256,13 @@ async fn only_the_chair_runs_the_meeting() {
 
     // The console tells the states apart.
     drop(b);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let console = loop {
-        let console = chair.expect("console").await;
-        if site_entry(&console, "2266")["state"] != "connecting" {
-            break console;
-        }
-    };
+    // Consoles sent before the drop are stale: wait for the first that shows it.
+    chair.seen.retain(|m| m["type"] != "console");
+    let console = chair
+        .expect_where("console", |console| {
+            site_entry(console, "2266")["state"] != "connecting"
+        })
+        .await;
     let tl = site_entry(&console, "2269");
     assert_eq!(tl["state"], "connecting", "joined without media yet: {tl}");
     assert_eq!(tl["head_count"], 52);

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,11 +30,8 @@ async fn sigterm_tells_every_site_and_records_the_shutdown() {
     .await;
     let mut sockets = Vec::new();
     for site in ["2269", "2266"] {
-        let mut ws = signaling::connect(format!("ws://{addr}/ws")).await;
-        signaling::send(&mut ws, &json!({"type": "join", "code": m.code(site)})).await;
-        sockets.push(ws);
+        sockets.push(signaling::join(addr, &m.code(site), None).await);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let status = Command::new("kill")
         .args(["-TERM", &hub.id().to_string()])

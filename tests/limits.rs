@@ -6,6 +6,8 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/wait.rs"]
+mod wait;
 
 use std::time::Duration;
 
@@ -66,12 +68,15 @@ async fn limits_are_enforced_with_clear_errors() {
     // A silent session is closed with `timeout` (the flooding one has been silent since).
     let after = replies(&mut flood, Duration::from_secs(3)).await;
     assert!(after.iter().any(|m| m["code"] == "timeout"), "{after:?}");
-    // Its slot is free again.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // A connection that keeps flooding is closed (it takes the slot the closed session freed).
-    let (mut storm, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("a slot freed by the closed session");
+    // Its slot is free again, once the hub has let go of it; a connection that keeps flooding
+    // there is closed.
+    let mut storm = wait::until_some(
+        "a slot freed by the closed session",
+        Duration::from_secs(5),
+        || async { tokio_tungstenite::connect_async(&url).await.ok() },
+    )
+    .await
+    .0;
     for _ in 0..120 {
         if storm
             .send(Message::Text(json!({"type": "ping"}).to_string().into()))

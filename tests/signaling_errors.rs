@@ -48,18 +48,13 @@ async fn ping_pong(socket: &mut Socket) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_errors_and_the_hub_keeps_serving() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr = hub.http_addr();
-
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Họp thử lỗi",
         &[("2269", "Xã Lâm Bình"), ("2266", "Xã Thượng Lâm")],
         true,
     )
     .await;
+    let addr = hub.http_addr();
     let other = http::meeting(addr, "Họp khác", &[("2269", "Xã Lâm Bình")], true).await;
 
     // A well-behaved site, joined before the abuse starts.

@@ -8,7 +8,9 @@
 
 #[path = "common/http.rs"]
 mod http;
-#[path = "common/webrtc_client.rs"]
+#[path = "common/wait.rs"]
+mod wait;
+#[path = "common/webrtc_client/mod.rs"]
 mod webrtc_client;
 
 use std::time::{Duration, Instant};
@@ -60,17 +62,9 @@ async fn webrtc_rs_site_first_then_studio_then_second_site() {
 }
 
 async fn studio_then_site() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr: std::net::SocketAddr = hub.http_addr();
-    let m = http::meeting(
-        addr,
-        "Interop webrtc-rs",
-        &[("2269", "Xã Thượng Lâm")],
-        true,
-    )
-    .await;
+    let (hub, m) =
+        http::hub_with_meeting("Interop webrtc-rs", &[("2269", "Xã Thượng Lâm")], true).await;
+    let addr = hub.http_addr();
 
     let mut studio = join(addr, &m, None, "Studio UBND tỉnh", &[]).await;
     let mut site = join(addr, &m, Some("2269"), "Xã Thượng Lâm", &[&studio]).await;
@@ -132,17 +126,13 @@ async fn studio_then_site() {
 }
 
 async fn site_studio_site() {
-    let hub = diemcau::start(diemcau::Config::for_tests())
-        .await
-        .expect("hub starts");
-    let addr: std::net::SocketAddr = hub.http_addr();
-    let m = http::meeting(
-        addr,
+    let (hub, m) = http::hub_with_meeting(
         "Interop webrtc-rs, order",
         &[("2317", "Phường Minh Xuân"), ("2266", "Xã Lâm Bình")],
         true,
     )
     .await;
+    let addr = hub.http_addr();
 
     let mut site_a = join(addr, &m, Some("2317"), "Phường Minh Xuân", &[]).await;
     connect_and_send(&mut [&mut site_a]).await;
@@ -253,53 +243,48 @@ async fn connect_and_send(clients: &mut [&mut WebrtcClient]) {
 /// and audio flowing, with stream id = publisher id. Returns how long that took.
 async fn wait_media(pairs: &[(&WebrtcClient, &String)], all: &[&WebrtcClient]) -> Duration {
     let started = Instant::now();
-    loop {
-        let mut missing = Vec::new();
-        for (client, publisher) in pairs {
-            for kind in ["video", "audio"] {
-                let who = client.label();
-                match client.remote_track(publisher, kind) {
-                    None => missing.push(format!(
-                        "{who}: no {kind} track with stream id {publisher:?}"
-                    )),
-                    Some(t) if t.packets() < MIN_PACKETS => missing.push(format!(
-                        "{who}: {kind} of {publisher:?}: {} of {MIN_PACKETS} packets",
-                        t.packets()
-                    )),
-                    Some(t) if kind == "video" && t.keyframes() == 0 => {
-                        missing.push(format!("{who}: video of {publisher:?}: no keyframe yet"))
-                    }
-                    Some(_) => {}
+    let flowing = wait::poll(MEDIA_TIMEOUT, || std::future::ready(missing_media(pairs))).await;
+    if let Err(missing) = flowing {
+        panic!(
+            "media did not flow within {MEDIA_TIMEOUT:?}:\n  {}\n\n{}",
+            missing.join("\n  "),
+            reports(all)
+        );
+    }
+    started.elapsed()
+}
+
+/// What of `pairs`' media has not come yet: `Err` with a line per track missing.
+fn missing_media(pairs: &[(&WebrtcClient, &String)]) -> Result<(), Vec<String>> {
+    let mut missing = Vec::new();
+    for (client, publisher) in pairs {
+        for kind in ["video", "audio"] {
+            let who = client.label();
+            match client.remote_track(publisher, kind) {
+                None => missing.push(format!(
+                    "{who}: no {kind} track with stream id {publisher:?}"
+                )),
+                Some(t) if t.packets() < MIN_PACKETS => missing.push(format!(
+                    "{who}: {kind} of {publisher:?}: {} of {MIN_PACKETS} packets",
+                    t.packets()
+                )),
+                Some(t) if kind == "video" && t.keyframes() == 0 => {
+                    missing.push(format!("{who}: video of {publisher:?}: no keyframe yet"))
                 }
+                Some(_) => {}
             }
         }
-        if missing.is_empty() {
-            return started.elapsed();
-        }
-        if started.elapsed() > MEDIA_TIMEOUT {
-            panic!(
-                "media did not flow within {MEDIA_TIMEOUT:?}:\n  {}\n\n{}",
-                missing.join("\n  "),
-                reports(all)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
     }
 }
 
-/// Polls `done` every 50 ms for up to 10 s; panics with the clients' reports if it stays false.
+/// Waits up to 10 s for `done`; panics with the clients' reports if it stays false.
 async fn wait_until(what: &str, clients: &[&WebrtcClient], done: impl Fn() -> bool) {
-    let limit = Duration::from_secs(10);
-    let started = Instant::now();
-    while !done() {
-        if started.elapsed() > limit {
-            panic!(
-                "timed out after {limit:?} waiting for {what}\n{}",
-                reports(clients)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_explained(what, Duration::from_secs(10), done, || reports(clients)).await;
 }
 
 fn assert_knows(client: &WebrtcClient, id: &str, role: &str, source: &str) {

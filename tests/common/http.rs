@@ -302,3 +302,17 @@ pub async fn meeting(
         codes,
     }
 }
+
+/// A hub of `Config::for_tests` with a meeting made by [`meeting`] (and started when `start`
+/// is set); the hub stops when the test calls its `shutdown` or ends.
+pub async fn hub_with_meeting(
+    title: &str,
+    sites: &[(&str, &str)],
+    start: bool,
+) -> (diemcau::RunningHub, TestMeeting) {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let meeting = meeting(hub.http_addr(), title, sites, start).await;
+    (hub, meeting)
+}

@@ -10,12 +10,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// The hub binary on free ports, one media worker, plain HTTP, no seeded sites, its data in
-/// `data_dir`; stdio is left for the caller to set.
+/// The hub binary on free ports, one media worker, plain HTTP, no seeded sites, the short
+/// intervals of `Config::for_tests`, its data in `data_dir`; stdio is left for the caller to
+/// set.
 pub fn command(data_dir: &Path) -> Command {
+    let interval = diemcau::config::TEST_INTERVAL_MS.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_diemcau"));
     command
         .args(["--listen", "127.0.0.1:0"])
+        .args(["--liveness-interval-ms", &interval])
+        .args(["--console-interval-ms", &interval])
+        .args(["--login-check-interval-ms", &interval])
         .args(["--media-bind", "127.0.0.1", "--media-port", "0"])
         .args(["--announce-ip", "127.0.0.1", "--workers", "1"])
         .args(["--plain-http", "--seed-sites", "false", "--data-dir"])

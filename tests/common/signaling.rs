@@ -66,3 +66,32 @@ pub async fn next_reply(socket: &mut Socket) -> Value {
         }
     }
 }
+
+/// The next message of type `kind`, others skipped; panics on an `error` unless that is the
+/// kind awaited, and unless it comes within [`REPLY_TIMEOUT`] in all.
+pub async fn next_of_type(socket: &mut Socket, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let message = next_message_within(socket, left)
+            .await
+            .unwrap_or_else(|| panic!("no `{kind}` within {REPLY_TIMEOUT:?}"));
+        if message["type"] == kind {
+            return message;
+        }
+        assert_ne!(message["type"], "error", "waiting for `{kind}`: {message}");
+    }
+}
+
+/// Opens `/ws` on `addr` without a login, sends `join` with `code` (and `meeting` when given)
+/// and returns the socket once `joined` arrives; panics on an error before it.
+pub async fn join(addr: std::net::SocketAddr, code: &str, meeting: Option<i64>) -> Socket {
+    let mut socket = connect(format!("ws://{addr}/ws")).await;
+    let mut message = serde_json::json!({"type": "join", "code": code});
+    if let Some(meeting) = meeting {
+        message["meeting"] = meeting.into();
+    }
+    send(&mut socket, &message).await;
+    next_of_type(&mut socket, "joined").await;
+    socket
+}

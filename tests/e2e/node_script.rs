@@ -4,6 +4,8 @@
 //!
 //! Shared by the browser tests through `#[path = "e2e/node_script.rs"] mod node_script;`.
 
+#![allow(dead_code)] // each browser test uses part of it
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -46,6 +48,17 @@ impl Drop for DataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Runs `script` against a hub of `Config::for_tests` on a data directory of its own (named
+/// after `name`), as [`run_against_hub`] does; first checks that playwright-core is installed.
+pub async fn run_on_test_hub(name: &str, script: &str, timeout: Duration) {
+    require_playwright();
+    let data = DataDir::new(name);
+    let hub = diemcau::start(diemcau::Config::for_tests_in(data.path()))
+        .await
+        .expect("hub starts");
+    run_against_hub(hub, script, timeout, &[]).await;
 }
 
 /// Runs `node tests/e2e/<script> <hub's base URL>`, with `env` added (what the test set up for
@@ -110,6 +123,7 @@ async fn run(
             kill(&mut child);
             break None;
         }
+        // A polling period: the loop ends as soon as the script exits.
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for echo in echoes.into_iter().flatten() {

@@ -1,0 +1,478 @@
+//! A signalling + media test client built on **webrtc-rs** (crate `webrtc` 0.21.1 over the
+//! sans-IO `rtc` crate): a WebRTC stack we did not write, speaking `docs/protocol.md` over a
+//! tokio-tungstenite WebSocket.
+//!
+//! Include it from an integration test, beside `common/http.rs` (the studio logs in with it),
+//! with `#[path = "common/http.rs"] mod http;` and
+//! `#[path = "common/webrtc_client/mod.rs"] mod webrtc_client;`.
+//!
+//! What a [`WebrtcClient`] does:
+//! - opens `ws://ADDR/ws`, sends `join`, waits for `joined`;
+//! - builds one `PeerConnection` bound to 127.0.0.1, adds a VP8 video and an Opus audio track
+//!   (when publishing), sends one `offer` after ICE gathering, applies the hub's `answer`;
+//! - answers every hub `offer` (the hub renegotiates to add tracks to receive);
+//! - counts RTP packets, bytes and VP8 keyframes per remote track, keyed by the track's stream id
+//!   (which the hub sets to the publisher's participant id);
+//! - on [`WebrtcClient::start_media`], sends ~30 fps VP8-shaped samples (a keyframe-looking
+//!   frame each second) and 20 ms Opus-shaped samples.
+//!
+//! Everything that can wait has a timeout, and [`WebrtcClient::report`] renders the client's
+//! whole view (signalling transcript, errors, tracks, counters) for failure messages.
+
+#![allow(dead_code)]
+
+mod media;
+mod peer_events;
+mod signalling;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCPeerConnectionState, Registry, register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+// What a test may name; not every test does.
+#[allow(unused_imports)]
+pub use media::{fake_vp8_frame, vp8_packet_starts_keyframe};
+#[allow(unused_imports)]
+pub use signalling::STEP_TIMEOUT;
+#[allow(unused_imports)]
+pub use state::{RemoteTrackStats, SendStats};
+
+use media::{local_track, media_engine, opus_codec, vp8_codec};
+use peer_events::Handler;
+use signalling::{handle_hub_message, step, summarize, wait_watch};
+use state::{Shared, Watches, lock};
+
+/// What a client is in the meeting.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `"studio"` or `"site"`.
+    pub role: &'static str,
+    pub name: String,
+    /// The meeting id and the join code (the studio's or a site's).
+    pub meeting: i64,
+    pub code: String,
+    /// Add a VP8 video and an Opus audio track to the first offer.
+    pub publish: bool,
+}
+
+/// A peer connection plus its signalling session with the hub.
+pub struct WebrtcClient {
+    pub opts: ClientOptions,
+    /// Our participant id, from `joined`.
+    pub participant_id: String,
+    /// The whole `joined` message.
+    pub joined: Value,
+    pc: Arc<dyn PeerConnection>,
+    shared: Arc<Shared>,
+    watches: Arc<Watches>,
+    outbox: mpsc::UnboundedSender<Message>,
+    video: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>)>,
+    audio: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WebrtcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebrtcClient")
+            .field("role", &self.opts.role)
+            .field("participant_id", &self.participant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebrtcClient {
+    /// Connects, joins, publishes (if asked) and completes the first offer/answer.
+    ///
+    /// Returns once the hub's answer is applied; ICE/DTLS then proceed in the background
+    /// (see [`WebrtcClient::wait_connected`]). On failure the error carries the transcript.
+    pub async fn connect(http_addr: SocketAddr, opts: ClientOptions) -> Result<Self, String> {
+        let label = format!("{}:{}", opts.role, opts.name);
+        let shared = Arc::new(Shared::new(label.clone()));
+        let watches = Arc::new(Watches::new());
+
+        let fail = |e: String| -> String { format!("{label}: {e}\n{}", shared.transcript()) };
+
+        // 1. The peer connection (before join, so the signalling task can own a handle to it).
+        let mut me = media_engine().map_err(&fail)?;
+        let registry = register_default_interceptors(Registry::new(), &mut me)
+            .map_err(|e| fail(format!("register_default_interceptors: {e}")))?;
+        let handler = Arc::new(Handler {
+            shared: Arc::clone(&shared),
+            watches: Arc::clone(&watches),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .map_err(|e| fail(format!("PeerConnectionBuilder::build: {e}")))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        // 2. The WebSocket: a writer task fed by `outbox`, a reader task that handles every
+        //    hub message.
+        let url = format!("ws://{http_addr}/ws");
+        let mut request = {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            url.as_str()
+                .into_client_request()
+                .map_err(|e| fail(format!("WebSocket request for {url}: {e}")))?
+        };
+        if opts.role == "studio" {
+            // The studio's code needs an organizer logged in, as in the studio's browser.
+            let cookie = crate::http::organizer(http_addr).await.cookie;
+            let value = cookie
+                .parse()
+                .map_err(|e| fail(format!("cookie header: {e}")))?;
+            request.headers_mut().insert("cookie", value);
+        }
+        let (ws, _response) = step(
+            &format!("WebSocket connect to {url}"),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(&fail)?;
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let (outbox, mut outbox_rx) = mpsc::unbounded_channel::<Message>();
+        let mut tasks = Vec::new();
+        {
+            let shared = Arc::clone(&shared);
+            tasks.push(tokio::spawn(async move {
+                while let Some(msg) = outbox_rx.recv().await {
+                    let closing = matches!(msg, Message::Close(_));
+                    if let Err(e) = ws_tx.send(msg).await {
+                        shared.fail(format!("WebSocket send: {e}"));
+                        break;
+                    }
+                    if closing {
+                        break;
+                    }
+                }
+            }));
+        }
+        {
+            let shared = Arc::clone(&shared);
+            let watches = Arc::clone(&watches);
+            let pc = Arc::clone(&pc);
+            let outbox = outbox.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(frame) = ws_rx.next().await {
+                    match frame {
+                        Ok(Message::Text(text)) => {
+                            handle_hub_message(&shared, &watches, &pc, &outbox, text.as_str())
+                                .await;
+                        }
+                        Ok(Message::Close(frame)) => {
+                            shared.note(format!("WebSocket closed: {frame:?}"));
+                            break;
+                        }
+                        Ok(Message::Binary(b)) => {
+                            shared.fail(format!("unexpected binary frame ({} bytes)", b.len()))
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            shared.note(format!("WebSocket read error: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+
+        let send = |shared: &Shared, v: Value| -> Result<(), String> {
+            shared.note(format!("-> {}", summarize(&v)));
+            outbox
+                .send(Message::text(v.to_string()))
+                .map_err(|_| "WebSocket writer is gone".to_string())
+        };
+
+        // 3. join -> joined.
+        send(
+            &shared,
+            json!({"type": "join", "code": opts.code, "meeting": opts.meeting}),
+        )
+        .map_err(&fail)?;
+        let joined = wait_watch(&watches.joined, &shared, "joined", |j| j.clone())
+            .await
+            .map_err(&fail)?;
+        let participant_id = joined
+            .pointer("/participant/id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(format!("`joined` has no participant.id: {joined}")))?
+            .to_string();
+
+        // 4. Our tracks. The stream id is our participant id, like a browser's MediaStream id
+        //    would be arbitrary; the hub must not rely on it (it rewrites msid for receivers).
+        let mut video = None;
+        let mut audio = None;
+        if opts.publish {
+            let v =
+                local_track(&participant_id, RtpCodecKind::Video, vp8_codec()).map_err(&fail)?;
+            let vs = pc
+                .add_track(Arc::clone(&v) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(|e| fail(format!("add_track(video): {e}")))?;
+            video = Some((v, vs));
+            let a =
+                local_track(&participant_id, RtpCodecKind::Audio, opus_codec()).map_err(&fail)?;
+            let asx = pc
+                .add_track(Arc::clone(&a) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(|e| fail(format!("add_track(audio): {e}")))?;
+            audio = Some((a, asx));
+        }
+
+        // 5. offer -> answer. Wait for ICE gathering so our host candidate is in the SDP.
+        let offer = step("create_offer", pc.create_offer(None))
+            .await
+            .map_err(&fail)?;
+        step(
+            "set_local_description(offer)",
+            pc.set_local_description(offer.clone()),
+        )
+        .await
+        .map_err(&fail)?;
+        if wait_watch(&watches.gathering, &shared, "ICE gathering complete", |s| {
+            (*s == RTCIceGatheringState::Complete).then_some(())
+        })
+        .await
+        .is_err()
+        {
+            shared.note("ICE gathering not complete; sending the offer as it is");
+        }
+        let sdp = pc.local_description().await.unwrap_or(offer).sdp;
+        shared.note(format!("our offer SDP:\n{sdp}"));
+        let answers_before = *watches.answers.borrow();
+        send(&shared, json!({"type": "offer", "sdp": sdp})).map_err(&fail)?;
+        wait_watch(&watches.answers, &shared, "hub answer", |n| {
+            (*n > answers_before).then_some(())
+        })
+        .await
+        .map_err(&fail)?;
+
+        Ok(Self {
+            opts,
+            participant_id,
+            joined,
+            pc,
+            shared,
+            watches,
+            outbox,
+            video,
+            audio,
+            tasks,
+        })
+    }
+
+    /// Waits until webrtc-rs reports the peer connection `connected` (ICE + DTLS up).
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), String> {
+        let mut rx = self.watches.pc_state.subscribe();
+        let res = tokio::time::timeout(limit, async {
+            loop {
+                let state = *rx.borrow_and_update();
+                match state {
+                    RTCPeerConnectionState::Connected => return Ok(()),
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        return Err(format!("peer connection went {state}"));
+                    }
+                    _ => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err("peer connection state channel closed".to_string());
+                }
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{}: {e}\n{}", self.label(), self.report())),
+            Err(_) => Err(format!(
+                "{}: peer connection not connected after {limit:?}\n{}",
+                self.label(),
+                self.report()
+            )),
+        }
+    }
+
+    /// Starts sending media on the published tracks: VP8-shaped frames at 30 fps (a keyframe
+    /// each second, so a late subscriber can start) and 20 ms Opus-shaped frames.
+    pub async fn start_media(&mut self) -> Result<(), String> {
+        let published = [
+            (&self.video, &media::CAMERA),
+            (&self.audio, &media::MICROPHONE),
+        ];
+        let mut spawned = Vec::new();
+        for (track, source) in published {
+            if let Some((track, sender)) = track {
+                let shared = Arc::clone(&self.shared);
+                let task = media::start_sending(shared, track, sender, source)
+                    .await
+                    .map_err(|e| format!("{}: {}: {e}", self.label(), source.kind))?;
+                spawned.push(task);
+            }
+        }
+        self.tasks.extend(spawned);
+        Ok(())
+    }
+
+    /// Video frames this client has sent since [`WebrtcClient::start_media`].
+    pub fn video_frames_sent(&self) -> u64 {
+        self.shared.sent.video_frames.load(Ordering::Relaxed)
+    }
+
+    /// Audio frames this client has sent since [`WebrtcClient::start_media`].
+    pub fn audio_frames_sent(&self) -> u64 {
+        self.shared.sent.audio_frames.load(Ordering::Relaxed)
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{} {:?} ({})",
+            self.opts.role, self.opts.name, self.participant_id
+        )
+    }
+
+    /// Remote tracks seen so far.
+    pub fn remote_tracks(&self) -> Vec<Arc<RemoteTrackStats>> {
+        lock(&self.shared.tracks).clone()
+    }
+
+    /// The remote track of `kind` (`"video"`/`"audio"`) whose stream id is `stream_id`.
+    pub fn remote_track(&self, stream_id: &str, kind: &str) -> Option<Arc<RemoteTrackStats>> {
+        lock(&self.shared.tracks)
+            .iter()
+            .rev()
+            .find(|t| t.stream_id == stream_id && t.kind == kind)
+            .cloned()
+    }
+
+    /// Participants this client learnt of (`joined.participants` and `participant_joined`).
+    pub fn known_participants(&self) -> BTreeMap<String, (String, String)> {
+        lock(&self.shared.participants).clone()
+    }
+
+    pub fn hub_errors(&self) -> Vec<Value> {
+        lock(&self.shared.hub_errors).clone()
+    }
+
+    pub fn failures(&self) -> Vec<String> {
+        lock(&self.shared.failures).clone()
+    }
+
+    pub fn media_state(&self) -> Option<String> {
+        self.watches.media_state.borrow().clone()
+    }
+
+    pub fn hub_offers_answered(&self) -> u64 {
+        self.shared.hub_offers_answered.load(Ordering::Relaxed)
+    }
+
+    pub fn hub_offers_received(&self) -> u64 {
+        self.shared.hub_offers_received.load(Ordering::Relaxed)
+    }
+
+    /// Participant ids announced by `participant_left`, in order.
+    pub fn departed(&self) -> Vec<String> {
+        lock(&self.shared.departed).clone()
+    }
+
+    /// Sends `leave` and waits for the hub's `left`. The WebSocket stays open.
+    pub async fn leave(&self) -> Result<(), String> {
+        let before = *self.watches.lefts.borrow();
+        let v = json!({"type": "leave"});
+        self.shared.note(format!("-> {}", summarize(&v)));
+        self.outbox
+            .send(Message::text(v.to_string()))
+            .map_err(|_| format!("{}: WebSocket writer is gone", self.label()))?;
+        wait_watch(&self.watches.lefts, &self.shared, "left", |n| {
+            (*n > before).then_some(())
+        })
+        .await
+        .map_err(|e| format!("{}: {e}\n{}", self.label(), self.report()))
+    }
+
+    /// Everything this client saw, for failure messages.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let s = &self.shared;
+        let _ = writeln!(out, "=== {} ===", self.label());
+        let _ = writeln!(
+            out,
+            "pc={} ice={} gathering={} media_state={:?} hub offers received={} answered={}",
+            *self.watches.pc_state.borrow(),
+            *self.watches.ice_state.borrow(),
+            *self.watches.gathering.borrow(),
+            self.media_state(),
+            self.hub_offers_received(),
+            self.hub_offers_answered()
+        );
+        let _ = writeln!(
+            out,
+            "sent: video frames={} audio frames={} write errors={} last error={:?}",
+            s.sent.video_frames.load(Ordering::Relaxed),
+            s.sent.audio_frames.load(Ordering::Relaxed),
+            s.sent.write_errors.load(Ordering::Relaxed),
+            lock(&s.sent.last_write_error)
+        );
+        let _ = writeln!(out, "known participants: {:?}", lock(&s.participants));
+        let _ = writeln!(out, "departed participants: {:?}", lock(&s.departed));
+        let _ = writeln!(out, "hub errors: {:?}", lock(&s.hub_errors));
+        let _ = writeln!(out, "local failures: {:?}", lock(&s.failures));
+        let tracks = lock(&s.tracks);
+        if tracks.is_empty() {
+            let _ = writeln!(out, "remote tracks: none");
+        }
+        for t in tracks.iter() {
+            let _ = writeln!(
+                out,
+                "remote track: kind={} stream_id={:?} track_id={:?} mime={:?} ssrcs={:?} packets={} bytes={} keyframes={} ended={} opened at {:.3}s",
+                t.kind,
+                t.stream_id,
+                t.track_id,
+                lock(&t.mime),
+                t.ssrcs,
+                t.packets(),
+                t.payload_bytes.load(Ordering::Relaxed),
+                t.keyframes(),
+                t.ended.load(Ordering::Relaxed),
+                t.opened_at.as_secs_f64()
+            );
+        }
+        drop(tracks);
+        out.push_str(&s.transcript());
+        out
+    }
+
+    /// Sends `leave`, closes the WebSocket and the peer connection, stops the tasks.
+    pub async fn close(self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        let _ = self
+            .outbox
+            .send(Message::text(json!({"type": "leave"}).to_string()));
+        let _ = self.outbox.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.pc.close()).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
