@@ -88,7 +88,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         meeting::MeetingConfig {
             max_participants: config.max_participants,
             grace,
-            console_interval: i64::try_from(CONSOLE_INTERVAL.as_millis()).unwrap_or(i64::MAX),
+            console_interval: i64::try_from(config.console_interval().as_millis())
+                .unwrap_or(i64::MAX),
         },
         started_at,
     ));

@@ -95,6 +95,14 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
         true,
     )
     .await;
+    // The studio chairs with an organizer's login; its session is in the log like the sites'.
+    let mut studio = signaling::connect(http::organizer_ws_request(addr).await).await;
+    signaling::send(
+        &mut studio,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
+    assert_eq!(signaling::next_reply(&mut studio).await["type"], "joined");
     let mut thuong_lam = Site::join(addr, m.id, &m.code("2269")).await;
     let _lam_binh = Site::join(addr, m.id, &m.code("2266")).await;
     let recorded = thuong_lam
@@ -103,13 +111,13 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
         .await;
     assert_eq!(recorded["type"], "head_count_recorded", "{recorded}");
 
-    // Everything above was acknowledged. Let the hub note both sessions alive once more, then
-    // kill it without warning.
+    // Everything above was acknowledged. Let the hub note the three sessions alive once more,
+    // then kill it without warning.
     let acknowledged_at = diemcau::store::now_millis();
     wait::until(
-        "the hub to note both sessions alive",
+        "the hub to note the studio and both sites alive",
         Duration::from_secs(10),
-        || sessions_alive_since(&data, acknowledged_at) == 2,
+        || sessions_alive_since(&data, acknowledged_at) == 3,
     )
     .await;
     let before = http::get(addr, &format!("/api/meetings/{}/report", m.id))
@@ -124,6 +132,7 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
         kinds,
         [
             "meeting_started",
+            "studio_joined",
             "site_joined",
             "site_joined",
             "head_count"
@@ -134,6 +143,7 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     hub.kill().expect("SIGKILL");
     hub.wait().expect("the hub is gone");
     drop(thuong_lam);
+    drop(studio);
 
     // Restart on the same data.
     let (mut hub, addr) = hub_binary::spawn(&data);
@@ -148,13 +158,26 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     );
     let crash_leaves: Vec<&Value> = events
         .iter()
-        .filter(|e| e["kind"] == "site_left" && e["reason"] == "hub_crash")
+        .filter(|e| {
+            (e["kind"] == "site_left" || e["kind"] == "studio_left") && e["reason"] == "hub_crash"
+        })
         .collect();
     assert_eq!(
         crash_leaves.len(),
-        2,
-        "both open sessions closed: {events:?}"
+        3,
+        "the studio's and both sites' open sessions closed: {events:?}"
     );
+    // The hub's own downtime is in the meeting's record, from its last sign of life.
+    let restarted = events
+        .iter()
+        .find(|e| e["kind"] == "hub_restarted")
+        .unwrap_or_else(|| panic!("the restart is recorded: {events:?}"));
+    let down_since = restarted["down_since"].as_i64().expect("down_since");
+    assert!(
+        down_since >= acknowledged_at && down_since <= killed_at,
+        "down since its last sign of life: {down_since}, killed at {killed_at}"
+    );
+    assert!(restarted["at"].as_i64().expect("at") >= killed_at);
     for leave in &crash_leaves {
         let at = leave["at"].as_i64().expect("at");
         let recorded_at = leave["recorded_at"].as_i64().expect("recorded_at");
