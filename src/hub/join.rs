@@ -17,12 +17,7 @@ impl Hub {
         code: &JoinCode,
         meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
-        if session.participant.is_some() {
-            return Err(ProtocolError::new(
-                ErrorCode::AlreadyJoined,
-                "this session has joined already; send leave first",
-            ));
-        }
+        not_joined_yet(session)?;
         let grant = self.grant(code, meeting).await?;
         let meeting = grant.meeting_id;
         if grant.site.is_none() {
@@ -98,12 +93,7 @@ impl Hub {
         code: &JoinCode,
         meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
-        if session.participant.is_some() {
-            return Err(ProtocolError::new(
-                ErrorCode::AlreadyJoined,
-                "this session has joined already",
-            ));
-        }
+        not_joined_yet(session)?;
         let grant = self.grant(code, meeting).await?;
         let Some(site) = grant.site else {
             return Err(ProtocolError::new(
@@ -269,6 +259,17 @@ impl Hub {
             )
         });
         Ok(live.title().to_owned())
+    }
+}
+
+/// A session joins, or waits on standby, once: `leave` first to join again.
+fn not_joined_yet(session: &Session) -> Result<(), ProtocolError> {
+    match session.participant {
+        Some(_) => Err(ProtocolError::new(
+            ErrorCode::AlreadyJoined,
+            "this session has joined already; send leave first",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -50,7 +50,7 @@ impl LiveMeeting {
         let previous = match (&seat, replaced) {
             (_, Some(old)) => {
                 let session = self.session_of(old);
-                self.remove(
+                self.leave(
                     now,
                     old,
                     LeaveReason::Replaced,
@@ -167,18 +167,6 @@ impl LiveMeeting {
         })
     }
 
-    /// A participant leaves (its `leave`, a lost connection, an ended login...). With a
-    /// `notice`, its session is sent that message and closed. Returns whether it was here.
-    pub fn leave(
-        &mut self,
-        now: Millis,
-        id: PeerId,
-        reason: LeaveReason,
-        notice: Option<ServerMessage>,
-    ) -> bool {
-        self.remove(now, id, reason, notice)
-    }
-
     /// A site's page is open on standby (before joining), so the chair sees it and can call it.
     pub fn open_page(&mut self, page: PageKey, site: SiteCode) -> Result<(), JoinError> {
         if self.ended {
@@ -216,7 +204,7 @@ impl LiveMeeting {
             });
         }
         if let Some(joined) = self.sites.get(site).and_then(|s| s.participant) {
-            self.remove(now, joined, LeaveReason::Removed, Some(notice));
+            self.leave(now, joined, LeaveReason::Removed, Some(notice));
         }
         if let Some(status) = self.sites.get_mut(site) {
             status.joins.reset();
@@ -259,11 +247,14 @@ impl LiveMeeting {
         }
         let everyone: Vec<PeerId> = self.participants.keys().copied().collect();
         for id in everyone {
-            self.remove(now, id, reason, Some(notice.clone()));
+            self.leave(now, id, reason, Some(notice.clone()));
         }
     }
 
-    pub(super) fn remove(
+    /// A participant leaves (its `leave`, a lost connection, an ended login, a replaced
+    /// session...). With a `notice`, its session is sent that message and closed. Returns whether
+    /// it was here.
+    pub fn leave(
         &mut self,
         now: Millis,
         id: PeerId,
