@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
 
-use crate::auth::Role;
 use crate::media::MediaConfig;
+use crate::store::Role;
 
 /// The command line: with no subcommand the hub runs with [`Config`]'s flags.
 #[derive(Debug, Parser)]

@@ -88,7 +88,7 @@ pub struct ClientInfo {
     pub slot: Option<crate::web::ConnectionSlot>,
     /// The account logged in with the upgrade request's session cookie, if any, and that
     /// session's token hash (the login is checked again before it grants anything).
-    pub login: Option<(crate::auth::Account, String)>,
+    pub login: Option<(crate::store::Account, String)>,
 }
 
 /// One WebSocket session: neither joined nor on standby → on standby → joined → left.

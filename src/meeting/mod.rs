@@ -163,11 +163,11 @@ pub enum ChairError {
 /// The studio's join code alone does not make a chair: whoever uses it must also be logged in
 /// with an organizer account (`account` is the role logged in, if any). A code that leaks with
 /// a forwarded link then gives nobody the chair.
-pub fn may_chair(account: Option<crate::auth::Role>) -> Result<(), ChairError> {
+pub fn may_chair(account: Option<crate::store::Role>) -> Result<(), ChairError> {
     match account {
         None => Err(ChairError::LoginRequired),
-        Some(crate::auth::Role::Organizer) => Ok(()),
-        Some(crate::auth::Role::Staff) => Err(ChairError::NotOrganizer),
+        Some(crate::store::Role::Organizer) => Ok(()),
+        Some(crate::store::Role::Staff) => Err(ChairError::NotOrganizer),
     }
 }
 
