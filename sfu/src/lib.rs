@@ -42,17 +42,37 @@
 //! }
 //! ```
 
-mod ids;
-mod peer;
-mod red;
-mod router;
-mod stun;
-mod vp8;
+// Top-down: each module uses only modules listed below it.
 mod worker;
 
+mod core;
+mod forward;
+
+mod output;
+mod peer;
+mod quality;
+mod red;
+
+mod router;
+
+mod allocate;
+mod config;
+mod keyframes;
+mod rewrite;
+
+mod ids;
+mod stun;
+mod vp8;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::WorkerConfig;
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
+pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+pub use quality::Quality;
 pub use router::MediaPacket;
-pub use worker::{Event, Output, ProducerInfo, Quality, Relay, Worker, WorkerConfig, WorkerStats};
+pub use worker::Worker;
 
 /// Re-exported so drivers and tests use the same str0m as the core.
 pub use str0m;
@@ -71,6 +91,8 @@ pub enum SfuError {
     UnknownPeer(PeerId),
     #[error("peer {0} exists already")]
     PeerExists(PeerId),
+    #[error("consumer {0} exists already")]
+    ConsumerExists(ConsumerId),
     #[error("configuration: {0}")]
     Config(String),
 }
