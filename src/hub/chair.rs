@@ -291,11 +291,15 @@ impl Hub {
                 && let Some(p) = state.participants.get(&site)
             {
                 for producer in &p.producers {
+                    let Some(consumer) = self.consumers().get(&(chair, producer.id)).copied()
+                    else {
+                        continue;
+                    };
                     self.media.send(
                         w,
                         Command::SetMaxLayer {
                             peer: chair,
-                            producer: producer.id,
+                            consumer,
                             max_layer,
                         },
                     );
@@ -308,11 +312,15 @@ impl Hub {
             for subscriber in sites.iter().filter(|s| **s != old) {
                 if let Some(w) = state.participants.get(subscriber).and_then(|s| s.worker) {
                     for producer in &p.producers {
+                        let Some(consumer) = self.consumers().remove(&(*subscriber, producer.id))
+                        else {
+                            continue;
+                        };
                         self.media.send(
                             w,
                             Command::RemoveConsumer {
                                 peer: *subscriber,
-                                producer: producer.id,
+                                consumer,
                             },
                         );
                     }

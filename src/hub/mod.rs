@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use diemcau_sfu::{Event, PeerId, ProducerInfo, Quality, RouterId, SfuError};
+use diemcau_sfu::{ConsumerId, Event, PeerId, ProducerId, ProducerInfo, Quality, RouterId, SfuError};
 use diemcau_signaling::protocol::{MediaState, PROTOCOL_VERSION, ParticipantInfo};
 use diemcau_signaling::{ClientMessage, CloseReason, ErrorCode, Outbox, ProtocolError, Role};
 use diemcau_signaling::{ServerMessage, SessionHandler};
@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::attendance::Reception;
 use crate::attendance::{Event as LogEvent, EventKind, ExpectedSite, LeaveReason, Millis};
-use crate::media::{Command, MediaEvents, MediaPlane};
+use crate::media::{Command, MediaEvents, MediaPlane, WorkerIndex};
 use crate::meeting::{ChairError, JoinError, Meeting};
 use crate::store::{CodeError, Grant, MeetingState, Recorder, Store, StoreError, now_millis};
 
@@ -35,6 +35,8 @@ pub struct Hub {
     store: Store,
     recorder: Recorder,
     next_id: AtomicU64,
+    /// The consumer id each subscriber's worker knows each producer by.
+    consumers: Mutex<HashMap<(PeerId, ProducerId), ConsumerId>>,
     /// Prefix that makes session ids unique across restarts of the hub.
     boot: String,
     max_participants: usize,
@@ -87,7 +89,7 @@ struct Participant {
     info: ParticipantInfo,
     outbox: Outbox,
     /// The media worker holding this participant's peer, once its first offer is answered.
-    worker: Option<usize>,
+    worker: Option<WorkerIndex>,
     producers: Vec<ProducerInfo>,
     /// For sites: the attendance session.
     attendance: Option<SiteSession>,
@@ -157,6 +159,7 @@ impl Hub {
             store,
             recorder,
             next_id: AtomicU64::new(1),
+            consumers: Mutex::default(),
             boot: format!("{:x}", now_millis()),
             max_participants,
             grace,
@@ -208,6 +211,11 @@ impl Hub {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The consumers the hub asked the workers for: `(subscriber, producer)` → id.
+    fn consumers(&self) -> std::sync::MutexGuard<'_, HashMap<(PeerId, ProducerId), ConsumerId>> {
+        self.consumers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Handles the media workers' events until they stop.
@@ -409,7 +417,7 @@ impl Hub {
         })
     }
 
-    fn on_media_event(&self, worker: usize, event: Event) {
+    fn on_media_event(&self, worker: WorkerIndex, event: Event) {
         let mut state = self.lock();
         match event {
             Event::ProducerAdded(info) => {
@@ -456,7 +464,7 @@ impl Hub {
                 }
             }
             Event::PeerClosed(peer) => {
-                tracing::info!(%peer, worker, "media connection closed");
+                tracing::info!(%peer, %worker, "media connection closed");
                 let Some(p) = state.participants.get_mut(&peer) else {
                     return;
                 };
@@ -528,10 +536,14 @@ impl Hub {
                 .meetings
                 .get(&p.meeting)
                 .map_or(0, |live| max_layer(live, subscriber, producer.peer));
+            let consumer = ConsumerId(self.next_id());
+            self.consumers()
+                .insert((subscriber, producer.id), consumer);
             self.media.send(
                 w,
                 Command::AddConsumer {
                     peer: subscriber,
+                    consumer,
                     producer: producer.clone(),
                     max_layer,
                 },
@@ -566,6 +578,8 @@ impl Hub {
     }
 
     fn remove_producers(&self, producers: &[ProducerInfo]) {
+        self.consumers()
+            .retain(|(_, producer), _| !producers.iter().any(|p| p.id == *producer));
         for p in producers {
             self.media.broadcast(|| Command::RemoveProducer {
                 router: p.router,
@@ -923,7 +937,7 @@ impl Hub {
     }
 
     /// The participant's peer now lives on worker `w`: subscribe it to what it should receive.
-    fn attach(&self, id: PeerId, w: usize) {
+    fn attach(&self, id: PeerId, w: WorkerIndex) {
         let mut state = self.lock();
         let Some(p) = state.participants.get_mut(&id) else {
             // Left while the worker answered.
@@ -980,6 +994,7 @@ impl Hub {
     ) -> Option<(Outbox, Option<LoggedLeave>)> {
         let mut state = self.lock();
         let p = state.participants.remove(&id)?;
+        self.consumers().retain(|(subscriber, _), _| *subscriber != id);
         if let Some(w) = p.worker {
             self.media.send(w, Command::RemovePeer { peer: id });
         }
@@ -1173,7 +1188,10 @@ fn sfu_error(e: SfuError) -> ProtocolError {
         SfuError::InvalidSdp(_) => ErrorCode::InvalidSdp,
         SfuError::NegotiationInProgress => ErrorCode::NegotiationInProgress,
         SfuError::NoPendingOffer => ErrorCode::NoPendingOffer,
-        SfuError::UnknownPeer(_) | SfuError::PeerExists(_) | SfuError::Config(_) => {
+        SfuError::UnknownPeer(_)
+        | SfuError::PeerExists(_)
+        | SfuError::ConsumerExists(_)
+        | SfuError::Config(_) => {
             ErrorCode::Internal
         }
     };
