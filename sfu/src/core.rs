@@ -313,7 +313,11 @@ pub(crate) fn layer_rates(
     })
 }
 
-pub(crate) fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>, peer: &mut Peer, at: Instant) {
+pub(crate) fn schedule(
+    timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>,
+    peer: &mut Peer,
+    at: Instant,
+) {
     if peer.next_timeout != Some(at) {
         peer.next_timeout = Some(at);
         timers.push(Reverse((at, Timer::Peer(peer.id))));

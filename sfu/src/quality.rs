@@ -27,9 +27,9 @@ pub(crate) struct QualityMeter {
 impl QualityMeter {
     /// Link quality since the previous statistics report (`None` for the first one).
     pub fn update(&mut self, stats: &PeerStats) -> Option<Quality> {
-        let previous = self
-            .last
-            .replace((stats.peer_bytes_rx, stats.peer_bytes_tx, stats.timestamp));
+        let previous =
+            self.last
+                .replace((stats.peer_bytes_rx, stats.peer_bytes_tx, stats.timestamp));
         let (rx, tx, at) = previous?;
         let seconds = stats.timestamp.saturating_duration_since(at).as_secs_f64();
         if seconds <= 0.0 {

@@ -233,7 +233,10 @@ impl Worker {
         let Some(router) = self.core.routers.get_mut(&peer.router) else {
             return;
         };
-        if router.consumers.get(&consumer).is_some_and(|c| c.peer == id)
+        if router
+            .consumers
+            .get(&consumer)
+            .is_some_and(|c| c.peer == id)
             && let Some(removed) = router.remove_consumer(consumer)
         {
             peer.queue_consumer_removal(consumer, removed.mid);

@@ -2,13 +2,11 @@
 //! every site's packets reach the studio, and a late joiner makes the hub ask the studio for a
 //! keyframe.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Net;
 use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::testkit::Net;
 
 const STUDIO: PeerId = PeerId(1);
 
@@ -71,5 +69,5 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
         late_video > 100,
         "late joiner received {late_video} video packets"
     );
-    assert!(net.worker.stats().keyframe_requests_sent >= 2);
+    assert!(net.workers[0].stats().keyframe_requests_sent >= 2);
 }
