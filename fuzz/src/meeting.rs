@@ -192,21 +192,9 @@ mod tests {
                     RtpWrite::new(pt, seq.into(), seq as u32 * 3000, now, payload).marker(true),
                 );
             }
-            let before: Vec<u64> = meeting
-                .net
-                .clients
-                .iter()
-                .map(|c| c.rtp_received())
-                .collect();
+            let before = meeting.net.rtp_received();
             meeting.net.run(Duration::from_millis(100), |_| {});
-            for (c, before) in meeting.net.clients.iter().zip(before).skip(1) {
-                assert!(
-                    c.rtp_received() >= before + 10,
-                    "{} got its packets (simulcast: {simulcast})",
-                    c.peer
-                );
-            }
-            assert!(meeting.net.closed.is_empty());
+            assert_sites_got_ten(&meeting, &before);
         }
     }
 
@@ -218,12 +206,7 @@ mod tests {
             simulcast: true,
         });
         let video = meeting.remote_producers[1].clone();
-        let before: Vec<u64> = meeting
-            .net
-            .clients
-            .iter()
-            .map(|c| c.rtp_received())
-            .collect();
+        let before = meeting.net.rtp_received();
         for seq in 1..=10u64 {
             let packet = MediaPacket {
                 router: meeting.net.router,
@@ -246,12 +229,14 @@ mod tests {
             meeting.net.pump();
         }
         meeting.net.run(Duration::from_millis(100), |_| {});
-        for (c, before) in meeting.net.clients.iter().zip(before).skip(1) {
-            assert!(
-                c.rtp_received() >= before + 10,
-                "{} got its packets",
-                c.peer
-            );
+        assert_sites_got_ten(&meeting, &before);
+    }
+
+    /// Every site received ten more packets than `before`, and no peer was closed.
+    fn assert_sites_got_ten(meeting: &Meeting, before: &[u64]) {
+        let after = meeting.net.rtp_received();
+        for ((c, before), after) in meeting.net.clients.iter().zip(before).zip(after).skip(1) {
+            assert!(after >= before + 10, "{} got its packets", c.peer);
         }
         assert!(meeting.net.closed.is_empty());
     }

@@ -246,7 +246,11 @@ mod tests {
                 connected_at: Some(self.start - Duration::from_secs(60)),
                 audio_tracks: 0,
             };
-            let allocation = allocate(self.start + secs(at), link, &[self.consumer.clone()]);
+            let allocation = allocate(
+                self.start + secs(at),
+                link,
+                std::slice::from_ref(&self.consumer),
+            );
             self.consumer.state = allocation.states[0];
             allocation
         }

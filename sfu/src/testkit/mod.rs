@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::MediaKind;
 
 pub use client::{Client, ClientConfig, RIDS, red_payload};
 pub use link::Link;
@@ -183,6 +184,28 @@ impl Net {
             .iter_mut()
             .find(|c| c.peer == peer)
             .expect("known client")
+    }
+
+    /// Asserts that `subscriber` received at least 95 % of the audio and the video packets
+    /// `publisher` sent, and that it sent over a hundred of each.
+    pub fn assert_receives(&mut self, subscriber: PeerId, publisher: PeerId) {
+        let sent = self.client(publisher).sent.clone();
+        let c = self.client(subscriber);
+        assert!(c.connected, "{subscriber} connected");
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let got = c.received_count(kind);
+            let sent = sent.get(&kind).copied().unwrap_or(0);
+            assert!(sent > 100, "{publisher} sent {sent} {kind} packets");
+            assert!(
+                got * 100 >= sent * 95,
+                "{subscriber} received {got} of {sent} {kind} packets"
+            );
+        }
+    }
+
+    /// RTP packets each client received so far, in [`Net::clients`] order.
+    pub fn rtp_received(&self) -> Vec<u64> {
+        self.clients.iter().map(Client::rtp_received).collect()
     }
 
     /// The worker `peer` is connected to.
