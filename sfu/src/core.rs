@@ -28,7 +28,8 @@ pub(crate) enum Timer {
     Allocate,
 }
 
-/// Everything but the peers, so a peer can be driven while the rest is updated.
+/// Everything but the peers, so a peer can be driven while the rest is updated. It lives as
+/// long as its worker; routers come and go with their meetings' peers.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub routers: HashMap<RouterId, Router>,

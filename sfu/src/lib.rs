@@ -14,6 +14,14 @@
 //! buffer (RTX when negotiated), and a new consumer triggers a keyframe request to its producer,
 //! merged and throttled so that many joiners cost the publisher's encoder one keyframe.
 //!
+//! Layout, top-down: [`Worker`] (`worker.rs`) owns the peers and drives the parts below it:
+//! `core.rs` (driving one peer's `Rtc`, timers, queued work), `forward.rs` (a packet to its
+//! consumers), `peer.rs` (one connection and its negotiation), `router.rs` (the routing maps),
+//! `allocate.rs` (which layer each consumer gets), `keyframes.rs` (merging and throttling
+//! keyframe requests), `rewrite.rs` (sequence numbers, timestamps, VP8 picture ids). With the
+//! feature `testkit`, `testkit` is the virtual network the scenario tests, the benchmark and
+//! the fuzz targets drive workers with.
+//!
 //! ```no_run
 //! use std::time::Instant;
 //! use diemcau_sfu::{Output, PeerId, RouterId, Worker, WorkerConfig};

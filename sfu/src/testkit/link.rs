@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A one-way link: a rate cap with a drop-tail queue, a fixed delay and random loss. With its
-/// defaults it delivers every datagram at once.
+/// defaults it delivers every datagram at once. Datagrams wait in it from `push` until `due`.
 #[derive(Debug, Default)]
 pub struct Link {
     pub rate_bps: Option<u64>,
