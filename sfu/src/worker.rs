@@ -26,7 +26,8 @@ use crate::router::{Consumer, MediaPacket};
 use crate::stun;
 
 /// A media worker's peers and routing, driven from outside: datagrams and relays come in
-/// through `handle_*`, everything to do comes out of [`Worker::poll_output`].
+/// through `handle_*`, everything to do comes out of [`Worker::poll_output`]. It serves from
+/// `new` until dropped; peers, routers and consumers come and go meanwhile.
 ///
 /// ```no_run
 /// # use diemcau_sfu::{Worker, WorkerConfig, Output};
