@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use diemcau_sfu::SfuError;
 use diemcau_sfu::str0m::net::Transmit;
 use diemcau_sfu::{ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId};
-use diemcau_sfu::SfuError;
 use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -492,7 +492,10 @@ impl Driver {
                 producer,
                 max_layer,
             } => {
-                if let Err(e) = self.worker.add_consumer(peer, consumer, &producer, max_layer) {
+                if let Err(e) = self
+                    .worker
+                    .add_consumer(peer, consumer, &producer, max_layer)
+                {
                     tracing::debug!(worker = self.index, "consumer not added: {e}");
                 }
             }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use diemcau_sfu::{ConsumerId, Event, PeerId, ProducerId, ProducerInfo, Quality, RouterId, SfuError};
+use diemcau_sfu::{
+    ConsumerId, Event, PeerId, ProducerId, ProducerInfo, Quality, RouterId, SfuError,
+};
 use diemcau_signaling::protocol::{MediaState, PROTOCOL_VERSION, ParticipantInfo};
 use diemcau_signaling::{ClientMessage, CloseReason, ErrorCode, Outbox, ProtocolError, Role};
 use diemcau_signaling::{ServerMessage, SessionHandler};
@@ -537,8 +539,7 @@ impl Hub {
                 .get(&p.meeting)
                 .map_or(0, |live| max_layer(live, subscriber, producer.peer));
             let consumer = ConsumerId(self.next_id());
-            self.consumers()
-                .insert((subscriber, producer.id), consumer);
+            self.consumers().insert((subscriber, producer.id), consumer);
             self.media.send(
                 w,
                 Command::AddConsumer {
@@ -994,7 +995,8 @@ impl Hub {
     ) -> Option<(Outbox, Option<LoggedLeave>)> {
         let mut state = self.lock();
         let p = state.participants.remove(&id)?;
-        self.consumers().retain(|(subscriber, _), _| *subscriber != id);
+        self.consumers()
+            .retain(|(subscriber, _), _| *subscriber != id);
         if let Some(w) = p.worker {
             self.media.send(w, Command::RemovePeer { peer: id });
         }
@@ -1191,9 +1193,7 @@ fn sfu_error(e: SfuError) -> ProtocolError {
         SfuError::UnknownPeer(_)
         | SfuError::PeerExists(_)
         | SfuError::ConsumerExists(_)
-        | SfuError::Config(_) => {
-            ErrorCode::Internal
-        }
+        | SfuError::Config(_) => ErrorCode::Internal,
     };
     ProtocolError::new(code, e.to_string())
 }
