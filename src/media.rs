@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use diemcau_sfu::SfuError;
 use diemcau_sfu::str0m::net::Transmit;
-use diemcau_sfu::{Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId, SfuError};
+use diemcau_sfu::{ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId};
 use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -52,15 +53,18 @@ pub enum Command {
         answer: String,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    /// Forward `producer` to `peer` as `consumer`: an id the hub chose, by which it names the
+    /// consumer from then on.
     AddConsumer {
         peer: PeerId,
+        consumer: ConsumerId,
         producer: ProducerInfo,
         /// Highest simulcast layer to forward.
         max_layer: u8,
     },
     SetMaxLayer {
         peer: PeerId,
-        producer: ProducerId,
+        consumer: ConsumerId,
         max_layer: u8,
     },
     RemoveProducer {
@@ -69,7 +73,7 @@ pub enum Command {
     },
     RemoveConsumer {
         peer: PeerId,
-        producer: ProducerId,
+        consumer: ConsumerId,
     },
     SetProducerPaused {
         router: RouterId,
@@ -94,8 +98,18 @@ pub struct MediaConfig {
     pub announce: Vec<IpAddr>,
 }
 
-/// Events from the workers, tagged with the worker's index.
-pub type MediaEvents = mpsc::UnboundedReceiver<(usize, Event)>;
+/// One worker thread of the [`MediaPlane`], by its place in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerIndex(pub usize);
+
+impl std::fmt::Display for WorkerIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Events from the workers, tagged with the worker they come from.
+pub type MediaEvents = mpsc::UnboundedReceiver<(WorkerIndex, Event)>;
 
 /// Handle to the worker threads. They run until [`MediaPlane::stop`] or the end of the process;
 /// nothing waits for them, since the hub shares this handle with every session.
@@ -239,12 +253,12 @@ impl MediaPlane {
     }
 
     /// The worker a new peer goes to (round robin).
-    pub fn pick_worker(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len()
+    pub fn pick_worker(&self) -> WorkerIndex {
+        WorkerIndex(self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len())
     }
 
-    pub fn send(&self, worker: usize, command: Command) {
-        if let Some(handle) = self.workers.get(worker) {
+    pub fn send(&self, worker: WorkerIndex, command: Command) {
+        if let Some(handle) = self.workers.get(worker.0) {
             handle.send(command);
         }
     }
@@ -275,7 +289,7 @@ struct Driver {
     poll: Poll,
     inbox: Receiver<Command>,
     others: Vec<WorkerHandle>,
-    events: mpsc::UnboundedSender<(usize, Event)>,
+    events: mpsc::UnboundedSender<(WorkerIndex, Event)>,
     worker: Worker,
     /// Datagrams are handed to str0m with the first announced address as destination: the
     /// address the client sent to, as its ICE candidate pair names it.
@@ -353,7 +367,7 @@ impl Driver {
                 Output::Transmit(t) => self.outgoing.push(t),
                 Output::Relay(relay) => relays.push(relay),
                 Output::Event(event) => {
-                    let _ = self.events.send((self.index, event));
+                    let _ = self.events.send((WorkerIndex(self.index), event));
                 }
                 Output::Timeout(at) => break at,
             }
@@ -469,23 +483,27 @@ impl Driver {
             }
             Command::SetMaxLayer {
                 peer,
-                producer,
+                consumer,
                 max_layer,
-            } => self.worker.set_max_layer(now, peer, producer, max_layer),
+            } => self.worker.set_max_layer(now, peer, consumer, max_layer),
             Command::AddConsumer {
                 peer,
+                consumer,
                 producer,
                 max_layer,
             } => {
-                if let Err(e) = self.worker.add_consumer(peer, &producer, max_layer) {
+                if let Err(e) = self
+                    .worker
+                    .add_consumer(peer, consumer, &producer, max_layer)
+                {
                     tracing::debug!(worker = self.index, "consumer not added: {e}");
                 }
             }
             Command::RemoveProducer { router, producer } => {
                 self.worker.remove_producer(now, router, producer)
             }
-            Command::RemoveConsumer { peer, producer } => {
-                self.worker.remove_consumer(now, peer, producer)
+            Command::RemoveConsumer { peer, consumer } => {
+                self.worker.remove_consumer(now, peer, consumer)
             }
             Command::SetProducerPaused {
                 router,

@@ -162,7 +162,7 @@ fn datagram_seeds(dir: &Path) {
         remote_producers: false,
         simulcast: true,
     });
-    let first = &meeting.clients[0].first_sent;
+    let first = &meeting.net.clients[0].first_datagrams_sent;
     let client_hello = first
         .iter()
         .find(|d| matches!(d.first(), Some(20..=63)))
@@ -384,6 +384,7 @@ fn relay_seeds(dir: &Path) {
         simulcast: true,
     });
     let studio: Vec<_> = meeting
+        .net
         .producers
         .iter()
         .filter(|p| p.peer == STUDIO)

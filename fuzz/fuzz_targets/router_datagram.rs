@@ -42,12 +42,12 @@ fuzz_target!(|data: &[u8]| {
     for op in &ops {
         op.apply(&mut meeting);
     }
-    meeting.run(Duration::from_millis(100), |_| {});
+    meeting.net.run(Duration::from_millis(100), |_| {});
     if ops.iter().all(DatagramOp::forgeable) {
         assert!(
-            meeting.closed.is_empty(),
+            meeting.net.closed.is_empty(),
             "forgeable datagrams closed {:?}",
-            meeting.closed
+            meeting.net.closed
         );
     }
 });

@@ -47,5 +47,5 @@ fuzz_target!(|data: &[u8]| {
     for op in &ops {
         op.apply(&mut meeting, &mut state);
     }
-    meeting.run(Duration::from_millis(100), |_| {});
+    meeting.net.run(Duration::from_millis(100), |_| {});
 });

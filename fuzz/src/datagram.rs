@@ -221,25 +221,31 @@ impl DatagramOp {
         match self {
             DatagramOp::Raw(raw, bytes) => {
                 let source = address(meeting, raw.source);
-                meeting.deliver(source, bytes);
+                meeting.net.deliver(source, bytes);
             }
             DatagramOp::Stun(stun, bytes) => {
                 let message = stun_bytes(meeting, stun, bytes);
                 let source = address(meeting, stun.source);
-                meeting.deliver(source, &message);
+                meeting.net.deliver(source, &message);
             }
             DatagramOp::Replay(replay) => {
-                let c = &meeting.clients[usize::from(replay.client) % meeting.clients.len()];
+                let c =
+                    &meeting.net.clients[usize::from(replay.client) % meeting.net.clients.len()];
                 let mut bytes = if replay.back < 128 {
-                    if c.sent.is_empty() {
+                    if c.datagrams_sent.is_empty() {
                         return;
                     }
-                    c.sent[c.sent.len() - 1 - usize::from(replay.back) % c.sent.len()].clone()
+                    c.datagrams_sent[c.datagrams_sent.len()
+                        - 1
+                        - usize::from(replay.back) % c.datagrams_sent.len()]
+                    .clone()
                 } else {
-                    if c.first_sent.is_empty() {
+                    if c.first_datagrams_sent.is_empty() {
                         return;
                     }
-                    c.first_sent[usize::from(replay.back - 128) % c.first_sent.len()].clone()
+                    c.first_datagrams_sent
+                        [usize::from(replay.back - 128) % c.first_datagrams_sent.len()]
+                    .clone()
                 };
                 if !bytes.is_empty() {
                     for (at, xor) in replay.flips {
@@ -251,7 +257,7 @@ impl DatagramOp {
                     bytes.truncate(usize::from(cut));
                 }
                 let source = address(meeting, replay.source);
-                meeting.deliver(source, &bytes);
+                meeting.net.deliver(source, &bytes);
             }
             DatagramOp::Media(media) => media.apply(meeting),
             DatagramOp::Keyframe(keyframe) => keyframe.apply(meeting),
@@ -267,20 +273,22 @@ impl Media {
     /// values), and lets a tick pass.
     pub fn apply(&self, meeting: &mut Meeting) {
         write_media(meeting, self);
-        meeting.run(STEP, |_| {});
+        meeting.net.run(STEP, |_| {});
     }
 }
 
 impl Keyframe {
     pub fn apply(&self, meeting: &mut Meeting) {
         meeting.request_keyframe(self.client, self.mid, self.full);
-        meeting.run(STEP, |_| {});
+        meeting.net.run(STEP, |_| {});
     }
 }
 
 impl Advance {
     pub fn apply(&self, meeting: &mut Meeting) {
-        meeting.run(STEP * (u32::from(self.ticks % 64) + 1), |_| {});
+        meeting
+            .net
+            .run(STEP * (u32::from(self.ticks % 64) + 1), |_| {});
     }
 }
 
@@ -315,7 +323,7 @@ impl Encode for Advance {
 
 /// The STUN message a [`Stun`] operation describes, with the meeting's real credentials.
 fn stun_bytes(meeting: &Meeting, stun: &Stun, bytes: &[u8]) -> Vec<u8> {
-    let c = &meeting.clients[usize::from(stun.client) % meeting.clients.len()];
+    let c = &meeting.net.clients[usize::from(stun.client) % meeting.net.clients.len()];
     let (given, raw_attributes) = bytes.split_at(usize::from(stun.username_len).min(bytes.len()));
     let hub_ufrag = c.hub_ice.ufrag.as_bytes();
     let username: Option<Vec<u8>> = match stun.username {
@@ -368,9 +376,9 @@ fn stun_bytes(meeting: &Meeting, stun: &Stun, bytes: &[u8]) -> Vec<u8> {
 
 /// Writes RTP through the client's own str0m, as its browser would (but with any values).
 fn write_media(meeting: &mut Meeting, media: &Media) {
-    let now = meeting.now;
-    let index = usize::from(media.client) % meeting.clients.len();
-    let c = &mut meeting.clients[index];
+    let now = meeting.net.now;
+    let index = usize::from(media.client) % meeting.net.clients.len();
+    let c = &mut meeting.net.clients[index];
     if !c.connected {
         return;
     }
@@ -400,17 +408,22 @@ fn write_media(meeting: &mut Meeting, media: &Media) {
     }
     let pt = pts[usize::from(media.payload_type) % pts.len()];
     // One sequence per m-line: layers share it, which a real simulcast sender would not do.
-    let (seq, time) = match c.last_written.iter().find(|(m, _, _)| *m == mid) {
-        Some((_, seq, time)) => (*seq, *time),
+    let written = &mut meeting.last_written;
+    let (seq, time) = match written
+        .iter()
+        .find(|(p, m, _, _)| *p == c.peer && *m == mid)
+    {
+        Some((_, _, seq, time)) => (*seq, *time),
         None => (0, 0),
     };
     let seq = crate::next_sequence(seq, media.sequence, media.value) & CLIENT_SEQUENCE_MASK;
     let time = time.wrapping_add(media.timestamp_step);
-    c.last_written.retain(|(m, _, _)| *m != mid);
-    c.last_written.push((mid, seq, time));
+    written.retain(|(p, m, _, _)| !(*p == c.peer && *m == mid));
+    written.push((c.peer, mid, seq, time));
     let payload = crate::payload(media.length, &media.head);
     let mut direct = c.rtc.direct_api();
-    let rid = (c.simulcast && media.video).then(|| RIDS[usize::from(media.layer) % 3].into());
+    let rid =
+        (c.config.simulcast && media.video).then(|| RIDS[usize::from(media.layer) % 3].into());
     let Some(stream) = direct.stream_tx_by_mid(mid, rid) else {
         return;
     };
@@ -424,11 +437,11 @@ fn write_media(meeting: &mut Meeting, media: &Media) {
 /// The address a datagram claims to come from (see [`Raw::source`]).
 fn address(meeting: &Meeting, source: u8) -> SocketAddr {
     match source % 8 {
-        i @ 0..=1 => meeting.clients[usize::from(i) % meeting.clients.len()].addr,
+        i @ 0..=1 => meeting.net.clients[usize::from(i) % meeting.net.clients.len()].addr,
         i @ 2..=6 => STRANGERS[usize::from(i - 2)]
             .parse()
             .expect("stranger address"),
-        _ => meeting.hub,
+        _ => meeting.net.hubs[0],
     }
 }
 

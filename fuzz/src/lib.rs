@@ -1,5 +1,5 @@
 //! What the router fuzz targets share: a [`Meeting`] (one sans-IO `Worker` and str0m clients
-//! connected to it in memory under a virtual clock, as in `sfu/tests/common/mod.rs`) and a
+//! connected to it in memory under a virtual clock, on `diemcau_sfu::testkit`) and a
 //! builder of STUN messages with a correct or broken MESSAGE-INTEGRITY and FINGERPRINT.
 //!
 //! Each fuzz input gets a fresh meeting, so that an input's outcome does not depend on the

@@ -13,7 +13,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use diemcau_sfu::str0m::format::Codec;
 use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::str0m::rtp::{ExtensionValues, VideoOrientation};
-use diemcau_sfu::{MediaPacket, ProducerId, Relay, RouterId};
+use diemcau_sfu::{ConsumerId, MediaPacket, ProducerId, Relay, RouterId};
 
 use crate::datagram::{Advance, Keyframe};
 use crate::encode::Encode;
@@ -238,11 +238,11 @@ impl RelayOp {
         match self {
             RelayOp::Media(media) => {
                 let packet = media_packet(meeting, state, media);
-                let now = meeting.now;
+                let now = meeting.net.now;
                 meeting
-                    .worker
+                    .worker()
                     .handle_relay(now, Relay::Media(Arc::new(packet)));
-                meeting.pump();
+                meeting.net.pump();
             }
             RelayOp::KeyframeRequest(request) => {
                 let relay = Relay::KeyframeRequest {
@@ -250,15 +250,16 @@ impl RelayOp {
                     producer: producer_id(meeting, request.producer, request.producer_raw),
                     layer: request.layer,
                 };
-                let now = meeting.now;
-                meeting.worker.handle_relay(now, relay);
-                meeting.pump();
+                let now = meeting.net.now;
+                meeting.worker().handle_relay(now, relay);
+                meeting.net.pump();
             }
             RelayOp::ClientKeyframe(request) => request.apply(meeting),
             RelayOp::Advance(advance) => advance.apply(meeting),
             RelayOp::StudioMedia(media) => media.apply(meeting),
             RelayOp::Republish(republish) => {
                 let packets: Vec<&Arc<MediaPacket>> = meeting
+                    .net
                     .relays
                     .iter()
                     .filter_map(|r| match r {
@@ -283,42 +284,55 @@ impl RelayOp {
                 if let Some(marker) = republish.marker {
                     packet.marker = marker;
                 }
-                let now = meeting.now;
+                let now = meeting.net.now;
                 meeting
-                    .worker
+                    .worker()
                     .handle_relay(now, Relay::Media(Arc::new(packet)));
-                meeting.pump();
+                meeting.net.pump();
             }
             RelayOp::Control(control) => {
-                let now = meeting.now;
-                let router = meeting.router;
-                let peer =
-                    meeting.clients[usize::from(control.client) % meeting.clients.len()].peer;
+                let now = meeting.net.now;
+                let router = meeting.net.router;
+                let peer = meeting.net.clients
+                    [usize::from(control.client) % meeting.net.clients.len()]
+                .peer;
                 let producer = producer_id(meeting, control.producer, control.producer_raw);
+                // The consumer the hub knows for this pair, else an id nobody chose.
+                let consumer = meeting
+                    .net
+                    .consumers
+                    .get(&(peer, producer))
+                    .copied()
+                    .unwrap_or(ConsumerId(control.producer_raw));
                 match control.action % 5 {
                     0 => meeting
-                        .worker
-                        .set_max_layer(now, peer, producer, control.value),
-                    1 => {
-                        meeting
-                            .worker
-                            .set_producer_paused(router, producer, control.value & 1 == 1)
+                        .worker()
+                        .set_max_layer(now, peer, consumer, control.value),
+                    1 => meeting.worker().set_producer_paused(
+                        router,
+                        producer,
+                        control.value & 1 == 1,
+                    ),
+                    2 => {
+                        meeting.worker().remove_consumer(now, peer, consumer);
+                        meeting.net.consumers.remove(&(peer, producer));
                     }
-                    2 => meeting.worker.remove_consumer(now, peer, producer),
                     3 => {
                         let info = meeting
+                            .net
                             .producers
                             .iter()
                             .chain(&meeting.remote_producers)
                             .find(|p| p.id == producer)
                             .cloned();
+                        // A pair the hub already consumes adds its id again: refused.
                         if let Some(info) = info {
-                            let _ = meeting.worker.add_consumer(peer, &info, control.value);
+                            let _ = meeting.net.add_consumer(peer, &info, control.value);
                         }
                     }
-                    _ => meeting.worker.remove_producer(now, router, producer),
+                    _ => meeting.worker().remove_producer(now, router, producer),
                 }
-                meeting.pump();
+                meeting.net.pump();
             }
         }
     }
@@ -332,9 +346,13 @@ fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> Med
     state.last.insert(producer, (seq, time));
     let offset = Duration::from_millis(u64::from(media.received_offset_ms.unsigned_abs()));
     let received_at = if media.received_offset_ms < 0 {
-        meeting.now.checked_sub(offset).unwrap_or(meeting.now)
+        meeting
+            .net
+            .now
+            .checked_sub(offset)
+            .unwrap_or(meeting.net.now)
     } else {
-        meeting.now + offset
+        meeting.net.now + offset
     };
     let payload = crate::payload(media.length, &media.head);
     MediaPacket {
@@ -369,7 +387,7 @@ fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> Med
 }
 
 fn router_id(meeting: &Meeting, router: Option<u64>) -> RouterId {
-    router.map_or(meeting.router, RouterId)
+    router.map_or(meeting.net.router, RouterId)
 }
 
 /// See [`Media::producer`].
@@ -383,6 +401,7 @@ fn producer_id(meeting: &Meeting, producer: u8, raw: u64) -> ProducerId {
     match producer % 3 {
         0 => pick(
             meeting
+                .net
                 .producers
                 .iter()
                 .filter(|p| p.peer == STUDIO)

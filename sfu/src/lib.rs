@@ -14,6 +14,14 @@
 //! buffer (RTX when negotiated), and a new consumer triggers a keyframe request to its producer,
 //! merged and throttled so that many joiners cost the publisher's encoder one keyframe.
 //!
+//! Layout, top-down: [`Worker`] (`worker.rs`) owns the peers and drives the parts below it:
+//! `core.rs` (driving one peer's `Rtc`, timers, queued work), `forward.rs` (a packet to its
+//! consumers), `peer.rs` (one connection and its negotiation), `router.rs` (the routing maps),
+//! `allocate.rs` (which layer each consumer gets), `keyframes.rs` (merging and throttling
+//! keyframe requests), `rewrite.rs` (sequence numbers, timestamps, VP8 picture ids). With the
+//! feature `testkit`, `testkit` is the virtual network the scenario tests, the benchmark and
+//! the fuzz targets drive workers with.
+//!
 //! ```no_run
 //! use std::time::Instant;
 //! use diemcau_sfu::{Output, PeerId, RouterId, Worker, WorkerConfig};
@@ -42,17 +50,37 @@
 //! }
 //! ```
 
-mod ids;
-mod peer;
-mod red;
-mod router;
-mod stun;
-mod vp8;
+// Top-down: each module uses only modules listed below it.
 mod worker;
 
+mod core;
+mod forward;
+
+mod output;
+mod peer;
+mod quality;
+mod red;
+
+mod router;
+
+mod allocate;
+mod config;
+mod keyframes;
+mod rewrite;
+
+mod ids;
+mod stun;
+mod vp8;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use config::WorkerConfig;
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
+pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+pub use quality::Quality;
 pub use router::MediaPacket;
-pub use worker::{Event, Output, ProducerInfo, Quality, Relay, Worker, WorkerConfig, WorkerStats};
+pub use worker::Worker;
 
 /// Re-exported so drivers and tests use the same str0m as the core.
 pub use str0m;
@@ -71,6 +99,8 @@ pub enum SfuError {
     UnknownPeer(PeerId),
     #[error("peer {0} exists already")]
     PeerExists(PeerId),
+    #[error("consumer {0} exists already")]
+    ConsumerExists(ConsumerId),
     #[error("configuration: {0}")]
     Config(String),
 }

@@ -11,12 +11,10 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{SeqNo, Ssrc};
 
-use str0m::stats::PeerStats;
-
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::quality::QualityMeter;
 use crate::router::MediaPacket;
-use crate::worker::Quality;
 
 /// A participant's connection. States: awaiting its first offer's answer → ready (the hub may
 /// offer) → connected (ICE and DTLS up) → closed (dropped by the worker).
@@ -56,8 +54,8 @@ pub(crate) struct Peer {
     /// Per outgoing audio m-line, the previous Opus frame sent (publisher's sequence number,
     /// timestamp, payload): repeated in the next packet when the hub adds redundancy itself.
     previous_audio: HashMap<Mid, (SeqNo, u32, Arc<[u8]>)>,
-    /// Byte counters at the last statistics report, to turn the next into bitrates.
-    last_stats: Option<(u64, u64, Instant)>,
+    /// Its link quality, from str0m's periodic statistics.
+    pub quality: QualityMeter,
     negotiation: Negotiation,
 }
 
@@ -104,7 +102,7 @@ impl Peer {
             red: None,
             red_mids: HashSet::new(),
             previous_audio: HashMap::new(),
-            last_stats: None,
+            quality: QualityMeter::default(),
             negotiation: Negotiation::default(),
         }
     }
@@ -230,32 +228,6 @@ impl Peer {
         let found = (producer, u8::try_from(layer).ok()?);
         self.producers_by_ssrc.insert(ssrc, found);
         Some(found)
-    }
-
-    /// Link quality since the previous statistics report (`None` for the first one).
-    pub fn quality(&mut self, stats: &PeerStats) -> Option<Quality> {
-        let previous =
-            self.last_stats
-                .replace((stats.peer_bytes_rx, stats.peer_bytes_tx, stats.timestamp));
-        let (rx, tx, at) = previous?;
-        let seconds = stats.timestamp.saturating_duration_since(at).as_secs_f64();
-        if seconds <= 0.0 {
-            return None;
-        }
-        let kbps = |now: u64, before: u64| {
-            (now.saturating_sub(before) as f64 * 8.0 / seconds / 1000.0).round() as u32
-        };
-        let loss = stats
-            .ingress_loss_fraction
-            .unwrap_or(0.0)
-            .max(stats.egress_loss_fraction.unwrap_or(0.0))
-            .clamp(0.0, 1.0);
-        Some(Quality {
-            bitrate_in_kbps: kbps(stats.peer_bytes_rx, rx),
-            bitrate_out_kbps: kbps(stats.peer_bytes_tx, tx),
-            loss_permille: (loss * 1000.0).round() as u32,
-            rtt_ms: stats.rtt.map_or(0, |d| d.as_millis() as u32),
-        })
     }
 
     /// The codec of a packet this peer published. A RED packet counts only when every block

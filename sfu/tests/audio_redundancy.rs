@@ -3,14 +3,12 @@
 //! sites that negotiated RED and as plain Opus (the primary block) to those that did not; plain
 //! Opus from a publisher reaches the RED sites wrapped in RED by the hub.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::Net;
 use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::testkit::Net;
 use diemcau_sfu::{
-    Event, Output, PeerId, ProducerId, ProducerInfo, RouterId, Worker, WorkerConfig,
+    ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, RouterId, Worker, WorkerConfig,
 };
 
 const STUDIO: PeerId = PeerId(1);
@@ -287,7 +285,7 @@ fn the_hub_negotiates_opus_fec_and_red_with_chromium() {
         .add_peer(now, site, router, &site_offer)
         .expect("the hub answers the site");
     worker
-        .add_consumer(site, &producer, u8::MAX)
+        .add_consumer(site, ConsumerId(1), &producer, u8::MAX)
         .expect("consumer added");
     let mut offer = None;
     loop {

@@ -2,13 +2,11 @@
 //! link carries; a link that collapses falls to audio only and comes back by itself; heavy loss
 //! keeps the audio flowing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Net;
 use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::testkit::Net;
 
 const STUDIO: PeerId = PeerId(1);
 

@@ -4,9 +4,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::collections::HashMap;
+
+use diemcau_sfu::PeerId;
 use diemcau_signaling::MeetingId;
 
-use super::{Hub, HubState};
+use super::{Connection, Hub, HubState};
 use crate::attendance::Event;
 use crate::media::Command;
 use crate::meeting::{Output, Recipient, Route};
@@ -78,78 +81,65 @@ impl Hub {
         }
     }
 
-    fn route(
-        &self,
-        participants: &std::collections::HashMap<diemcau_sfu::PeerId, super::Connection>,
-        route: Route,
-    ) {
-        let worker_of = |peer| {
-            participants
-                .get(&peer)
-                .and_then(|c: &super::Connection| c.worker)
-        };
-        match route {
+    fn route(&self, participants: &HashMap<PeerId, Connection>, route: Route) {
+        let worker_of = |peer: PeerId| participants.get(&peer).and_then(|c| c.worker);
+        // A consumer change goes to its subscriber's worker; a producer change to every worker.
+        let (subscriber, command) = match route {
             Route::AddConsumer {
                 subscriber,
-                consumer: _,
+                consumer,
                 producer,
                 max_layer,
-            } => {
-                if let Some(worker) = worker_of(subscriber) {
-                    self.media.send(
-                        worker,
-                        Command::AddConsumer {
-                            peer: subscriber,
-                            producer,
-                            max_layer,
-                        },
-                    );
-                }
-            }
+            } => (
+                subscriber,
+                Command::AddConsumer {
+                    peer: subscriber,
+                    consumer,
+                    producer,
+                    max_layer,
+                },
+            ),
             Route::SetMaxLayer {
                 subscriber,
-                consumer: _,
-                producer,
+                consumer,
                 max_layer,
-            } => {
-                if let Some(worker) = worker_of(subscriber) {
-                    self.media.send(
-                        worker,
-                        Command::SetMaxLayer {
-                            peer: subscriber,
-                            producer,
-                            max_layer,
-                        },
-                    );
-                }
-            }
+            } => (
+                subscriber,
+                Command::SetMaxLayer {
+                    peer: subscriber,
+                    consumer,
+                    max_layer,
+                },
+            ),
             Route::RemoveConsumer {
                 subscriber,
-                consumer: _,
-                producer,
-            } => {
-                if let Some(worker) = worker_of(subscriber) {
-                    self.media.send(
-                        worker,
-                        Command::RemoveConsumer {
-                            peer: subscriber,
-                            producer,
-                        },
-                    );
-                }
-            }
+                consumer,
+            } => (
+                subscriber,
+                Command::RemoveConsumer {
+                    peer: subscriber,
+                    consumer,
+                },
+            ),
             Route::PauseProducer {
                 router,
                 producer,
                 paused,
-            } => self.media.broadcast(|| Command::SetProducerPaused {
-                router,
-                producer,
-                paused,
-            }),
-            Route::RemoveProducer { router, producer } => self
-                .media
-                .broadcast(|| Command::RemoveProducer { router, producer }),
+            } => {
+                return self.media.broadcast(|| Command::SetProducerPaused {
+                    router,
+                    producer,
+                    paused,
+                });
+            }
+            Route::RemoveProducer { router, producer } => {
+                return self
+                    .media
+                    .broadcast(|| Command::RemoveProducer { router, producer });
+            }
+        };
+        if let Some(worker) = worker_of(subscriber) {
+            self.media.send(worker, command);
         }
     }
 }

@@ -67,7 +67,7 @@ struct Connection {
     meeting: MeetingId,
     outbox: Outbox,
     /// The media worker holding its peer.
-    worker: Option<usize>,
+    worker: Option<crate::media::WorkerIndex>,
     /// For the studio: the token hash of the organizer's login it chairs with; its end ends the
     /// studio's session.
     login: Option<String>,
@@ -229,9 +229,10 @@ fn sfu_error(e: SfuError) -> ProtocolError {
         SfuError::InvalidSdp(_) => ErrorCode::InvalidSdp,
         SfuError::NegotiationInProgress => ErrorCode::NegotiationInProgress,
         SfuError::NoPendingOffer => ErrorCode::NoPendingOffer,
-        SfuError::UnknownPeer(_) | SfuError::PeerExists(_) | SfuError::Config(_) => {
-            ErrorCode::Internal
-        }
+        SfuError::UnknownPeer(_)
+        | SfuError::PeerExists(_)
+        | SfuError::ConsumerExists(_)
+        | SfuError::Config(_) => ErrorCode::Internal,
     };
     ProtocolError::new(code, e.to_string())
 }

@@ -8,7 +8,7 @@ use diemcau_signaling::{ErrorCode, ProtocolError, ServerMessage};
 use tokio::sync::oneshot;
 
 use super::{Hub, internal, sfu_error};
-use crate::media::{Command, MediaEvents};
+use crate::media::{Command, MediaEvents, WorkerIndex};
 use crate::store::now_millis;
 
 impl Hub {
@@ -19,7 +19,7 @@ impl Hub {
         }
     }
 
-    fn on_media_event(&self, worker: usize, event: Event) {
+    fn on_media_event(&self, worker: WorkerIndex, event: Event) {
         let now = now_millis();
         let mut state = self.lock();
         let peer = match &event {
@@ -36,7 +36,7 @@ impl Hub {
         };
         let meeting = connection.meeting;
         if let Event::PeerClosed(_) = event {
-            tracing::info!(%peer, worker, "media connection closed");
+            tracing::info!(%peer, %worker, "media connection closed");
             connection.worker = None;
         }
         if let Event::Offer { sdp, .. } = event {
@@ -114,7 +114,7 @@ impl Hub {
     }
 
     /// The participant's peer now lives on worker `w`: it receives what the rules say.
-    fn attach(&self, id: PeerId, w: usize) {
+    fn attach(&self, id: PeerId, w: WorkerIndex) {
         let mut state = self.lock();
         let Some(connection) = state.participants.get_mut(&id) else {
             // Left while the worker answered.

@@ -180,7 +180,6 @@ impl LiveMeeting {
                 Route::RemoveConsumer {
                     subscriber,
                     consumer: existing.id,
-                    producer: producer.id,
                 }
             }
             (Some(max_layer), Some(existing)) if existing.max_layer != max_layer => {
@@ -194,7 +193,6 @@ impl LiveMeeting {
                 Route::SetMaxLayer {
                     subscriber,
                     consumer: existing.id,
-                    producer: producer.id,
                     max_layer,
                 }
             }

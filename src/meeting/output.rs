@@ -54,13 +54,11 @@ pub enum Route {
     SetMaxLayer {
         subscriber: PeerId,
         consumer: ConsumerId,
-        producer: ProducerId,
         max_layer: u8,
     },
     RemoveConsumer {
         subscriber: PeerId,
         consumer: ConsumerId,
-        producer: ProducerId,
     },
     /// Pause or resume a producer on every worker (the chair's mute).
     PauseProducer {

@@ -1,0 +1,418 @@
+//! The bandwidth allocator: which simulcast layer each video consumer of one peer gets from
+//! that peer's bandwidth estimate, and the bitrate str0m should probe toward so the estimate
+//! can grow. A pure function over plain values (the estimate, each layer's bitrate, each
+//! consumer's state, `now`), so its hysteresis is tested without a connection.
+
+use std::time::{Duration, Instant};
+
+/// A video consumer's layer choice and its hysteresis clocks. States: on a layer (`target`
+/// is `Some`, possibly waiting to go up or down) → audio only (`target` is `None`) → on a
+/// layer again once the link carries the lowest one with a margin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LayerState {
+    /// The layer the link carries; `None`: audio only.
+    pub target: Option<u8>,
+    /// Since when the target has not fitted the budget.
+    pub over_since: Option<Instant>,
+    /// Since when the next layer up (or, audio only, the lowest) has fitted with its margin.
+    pub under_since: Option<Instant>,
+    /// When the consumer opened: no fall to audio only while the estimate is still young.
+    pub opened_at: Option<Instant>,
+}
+
+impl Default for LayerState {
+    /// A new consumer starts on the lowest layer.
+    fn default() -> LayerState {
+        LayerState {
+            target: Some(0),
+            over_since: None,
+            under_since: None,
+            opened_at: None,
+        }
+    }
+}
+
+/// One open video consumer, as the allocator sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct VideoConsumer {
+    /// Highest layer it may take.
+    pub max_layer: u8,
+    /// Measured bitrate (bits per second) of its producer's layers, lowest first; a missing
+    /// or zero entry is a layer that sends nothing.
+    pub rates: Vec<u64>,
+    pub state: LayerState,
+}
+
+/// The peer's link, as the allocator sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    /// The bandwidth estimate toward the peer, bits per second.
+    pub estimate: u64,
+    /// When its connection came up; `None` while it has not.
+    pub connected_at: Option<Instant>,
+    /// Audio tracks it receives: each is set aside [`AUDIO_BUDGET_BPS`] first.
+    pub audio_tracks: u64,
+}
+
+/// What the allocator decided for one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Allocation {
+    /// The new state of each consumer, in the order given.
+    pub states: Vec<LayerState>,
+    /// The link carries none of the video the peer should receive.
+    pub audio_only: bool,
+    /// The bitrates to hand str0m's estimator, `None` when it must not probe yet.
+    pub probe: Option<Probe>,
+}
+
+/// Bitrates for str0m's estimator (`Bwe::set_bitrate`), bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Probe {
+    pub current: u64,
+    pub desired: u64,
+}
+
+/// Bandwidth set aside per audio track when choosing video layers.
+pub(crate) const AUDIO_BUDGET_BPS: u64 = 64_000;
+const DOWNGRADE_AFTER: Duration = Duration::from_secs(1);
+/// Below the lowest layer for this long, the consumer falls to audio only.
+const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(3);
+/// A new consumer's estimate is still ramping up: no audio-only fall before this.
+const STARTUP_GRACE: Duration = Duration::from_secs(8);
+const UPGRADE_AFTER: Duration = Duration::from_secs(3);
+/// Back from audio only once the estimate carries the lowest layer with this margin
+/// (numerator, denominator): above the 1× that keeps a layer, so the state does not flap.
+const COME_BACK_MARGIN: (u64, u64) = (11, 10);
+/// str0m probes as soon as it is first given a desired bitrate. Probes sent in a connection's
+/// first few hundred milliseconds, before the site's video has started, measured tens of
+/// kbit/s and str0m adopts a probe's result outright: every new site's estimate fell from
+/// 3 Mbit/s to about 300 kbit/s and took 3–4 s to climb back, while the pacer held its video
+/// back (seconds of delay, and queues that keep their memory). So a connection is given its
+/// desired bitrate, and probes, only after this long; until then the estimate comes from its
+/// media alone, starting at the configured initial bitrate.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Chooses each video consumer's layer: down when the layer has not fitted for a second, up
+/// one layer when the next has fitted with a quarter to spare for three seconds, and no video
+/// at all (audio only) below the lowest layer for three seconds once the consumer is eight
+/// seconds old. Consumers are served in the order given, each from what the ones before left.
+/// The probe asks for what it would take to receive everything, and at least for what the
+/// next step up needs, so the estimate can grow toward it.
+pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) -> Allocation {
+    let audio = link.audio_tracks * AUDIO_BUDGET_BPS;
+    let mut budget = (link.estimate * 9 / 10).saturating_sub(audio);
+    // The lowest layer may use the whole estimate: below it there is only audio, and on a
+    // weak link the estimate already reads well under the link's capacity.
+    let slack = link.estimate / 10;
+    let (mut allocated, mut desired) = (audio, audio);
+    let mut receiving_video = false;
+    // The extra rate the next layer up would need: padded toward so the estimate can grow.
+    let mut next_step = 0;
+    let mut states = Vec::with_capacity(consumers.len());
+    for consumer in consumers {
+        let rate = |layer: u8| consumer.rates.get(usize::from(layer)).copied().unwrap_or(0);
+        let max_layer = consumer.max_layer;
+        let top = (0..=max_layer).rev().find(|l| rate(*l) > 0).unwrap_or(0);
+        let mut state = consumer.state;
+        let target = match state.target {
+            Some(t) if t > max_layer => Some(max_layer),
+            Some(t) => {
+                let limit = if t == 0 { budget + slack } else { budget };
+                if rate(t) > limit {
+                    state.under_since = None;
+                    let over = now.saturating_duration_since(*state.over_since.get_or_insert(now));
+                    let settled = state
+                        .opened_at
+                        .is_some_and(|at| now.saturating_duration_since(at) >= STARTUP_GRACE);
+                    if over >= DOWNGRADE_AFTER && t > 0 {
+                        let lower = (0..t).rev().find(|l| rate(*l) <= budget && rate(*l) > 0);
+                        Some(lower.unwrap_or(0))
+                    } else if over >= AUDIO_ONLY_AFTER && t == 0 && settled {
+                        None
+                    } else {
+                        Some(t)
+                    }
+                } else {
+                    state.over_since = None;
+                    let up = t + 1;
+                    let fits = up <= max_layer && rate(up) > 0 && rate(up) * 5 / 4 <= budget;
+                    climb(now, &mut state, fits, up).or(Some(t))
+                }
+            }
+            None => {
+                let fits = rate(0) * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1 <= budget + slack;
+                climb(now, &mut state, fits, 0)
+            }
+        };
+        if target != state.target {
+            state = LayerState {
+                target,
+                over_since: None,
+                under_since: None,
+                opened_at: state.opened_at,
+            };
+        }
+        if let Some(t) = state.target {
+            receiving_video = true;
+            budget = budget.saturating_sub(rate(t));
+            allocated += rate(t);
+        }
+        // What the estimate must grow by to pass the tests above for one more layer.
+        match state.target {
+            Some(t) if t < top => {
+                let need = rate(t + 1) * 5 / 4;
+                next_step = next_step.max(need.saturating_sub(rate(t)));
+            }
+            None => {
+                let need = rate(0) * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1;
+                next_step = next_step.max(need);
+            }
+            Some(_) => {}
+        }
+        desired += rate(top);
+        states.push(state);
+    }
+    let probing = link
+        .connected_at
+        .is_some_and(|at| now.saturating_duration_since(at) >= PROBE_AFTER);
+    let probe = (desired > 0 && probing).then(|| {
+        // Probe up to what the next layer's test needs (the estimate is used at 90 %), so a
+        // site whose link recovers, audio-only ones included, can climb back.
+        let current = match next_step {
+            0 => allocated,
+            step => (allocated + step) * 10 / 9,
+        };
+        Probe {
+            current,
+            desired: (desired.max(allocated) * 5 / 4).max(current),
+        }
+    });
+    Allocation {
+        audio_only: !consumers.is_empty() && !receiving_video,
+        states,
+        probe,
+    }
+}
+
+/// `to` once the link has carried it (`fits`) for [`UPGRADE_AFTER`]; `None` until then.
+fn climb(now: Instant, state: &mut LayerState, fits: bool, to: u8) -> Option<u8> {
+    if !fits {
+        state.under_since = None;
+        return None;
+    }
+    let since = *state.under_since.get_or_insert(now);
+    (now.saturating_duration_since(since) >= UPGRADE_AFTER).then_some(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three simulcast layers of about 150 kbit/s, 500 kbit/s and 1.5 Mbit/s.
+    const RATES: [u64; 3] = [150_000, 500_000, 1_500_000];
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// One video consumer and no audio, on a link connected long before `start`.
+    struct One {
+        start: Instant,
+        consumer: VideoConsumer,
+    }
+
+    impl One {
+        fn new(target: Option<u8>, max_layer: u8) -> One {
+            let start = Instant::now() + Duration::from_secs(100);
+            let state = LayerState {
+                target,
+                opened_at: Some(start - Duration::from_secs(60)),
+                ..LayerState::default()
+            };
+            One {
+                start,
+                consumer: VideoConsumer {
+                    max_layer,
+                    rates: RATES.to_vec(),
+                    state,
+                },
+            }
+        }
+
+        /// Runs the allocator at `start + at` with `estimate`, keeping the new state.
+        fn at(&mut self, at: f64, estimate: u64) -> Allocation {
+            let link = Link {
+                estimate,
+                connected_at: Some(self.start - Duration::from_secs(60)),
+                audio_tracks: 0,
+            };
+            let allocation = allocate(
+                self.start + secs(at),
+                link,
+                std::slice::from_ref(&self.consumer),
+            );
+            self.consumer.state = allocation.states[0];
+            allocation
+        }
+
+        fn target(&self) -> Option<u8> {
+            self.consumer.state.target
+        }
+    }
+
+    #[test]
+    fn climbs_one_layer_after_the_next_has_fitted_for_the_up_delay() {
+        let mut one = One::new(Some(0), 2);
+        // 5 Mbit/s: every layer fits with room to spare.
+        one.at(0.0, 5_000_000);
+        one.at(2.9, 5_000_000);
+        assert_eq!(one.target(), Some(0), "not before three seconds");
+        one.at(3.0, 5_000_000);
+        assert_eq!(one.target(), Some(1), "one layer after three seconds");
+        // The next climb waits again, from the first look after the switch.
+        one.at(3.5, 5_000_000);
+        one.at(6.4, 5_000_000);
+        assert_eq!(one.target(), Some(1), "the next climb waits again");
+        one.at(6.5, 5_000_000);
+        assert_eq!(one.target(), Some(2));
+    }
+
+    #[test]
+    fn a_dip_restarts_the_up_delay() {
+        let mut one = One::new(Some(0), 2);
+        one.at(0.0, 5_000_000);
+        // 600 kbit/s: 540 kbit/s of budget carries layer 0 but not 1.25 × layer 1.
+        one.at(2.0, 600_000);
+        one.at(4.0, 5_000_000);
+        one.at(6.9, 5_000_000);
+        assert_eq!(one.target(), Some(0));
+        one.at(7.0, 5_000_000);
+        assert_eq!(one.target(), Some(1));
+    }
+
+    #[test]
+    fn goes_down_after_the_down_delay_to_the_best_layer_that_fits() {
+        let mut one = One::new(Some(2), 2);
+        // 1 Mbit/s: 900 kbit/s of budget, under layer 2, over layer 1.
+        one.at(0.0, 1_000_000);
+        one.at(0.9, 1_000_000);
+        assert_eq!(one.target(), Some(2), "not before a second");
+        let allocation = one.at(1.0, 1_000_000);
+        assert_eq!(one.target(), Some(1));
+        assert!(!allocation.audio_only);
+        // 300 kbit/s: straight to the lowest layer, skipping none that would fit.
+        one.at(2.0, 300_000);
+        one.at(3.0, 300_000);
+        assert_eq!(one.target(), Some(0));
+    }
+
+    #[test]
+    fn falls_to_audio_only_after_its_delay_and_comes_back() {
+        let mut one = One::new(Some(0), 2);
+        // 100 kbit/s: the lowest layer (150 kbit/s) does not fit even with the slack.
+        assert!(!one.at(0.0, 100_000).audio_only);
+        assert!(!one.at(2.9, 100_000).audio_only, "not before three seconds");
+        let allocation = one.at(3.0, 100_000);
+        assert_eq!(one.target(), None);
+        assert!(allocation.audio_only);
+        // 160 kbit/s carries the lowest layer (1×) but not its margin (1.1×): stays off.
+        one.at(4.0, 160_000);
+        assert!(one.at(8.0, 160_000).audio_only);
+        // 200 kbit/s carries 165 kbit/s: back to video after the up delay.
+        one.at(9.0, 200_000);
+        assert!(one.at(11.9, 200_000).audio_only);
+        let allocation = one.at(12.0, 200_000);
+        assert_eq!(one.target(), Some(0));
+        assert!(!allocation.audio_only);
+    }
+
+    #[test]
+    fn a_young_consumer_does_not_fall_to_audio_only() {
+        let mut one = One::new(Some(0), 2);
+        one.consumer.state.opened_at = Some(one.start);
+        one.at(0.0, 100_000);
+        one.at(7.9, 100_000);
+        assert_eq!(one.target(), Some(0), "estimate still ramping up");
+        one.at(8.0, 100_000);
+        assert_eq!(one.target(), None);
+    }
+
+    #[test]
+    fn respects_the_consumers_max_layer() {
+        let mut one = One::new(Some(0), 1);
+        for at in 0..20 {
+            one.at(f64::from(at), 50_000_000);
+        }
+        assert_eq!(one.target(), Some(1), "never above max_layer");
+        // A lower cap takes effect at once.
+        one.consumer.max_layer = 0;
+        one.at(20.0, 50_000_000);
+        assert_eq!(one.target(), Some(0));
+    }
+
+    #[test]
+    fn consumers_share_the_budget_in_order() {
+        let start = Instant::now();
+        let consumer = VideoConsumer {
+            max_layer: 2,
+            rates: RATES.to_vec(),
+            state: LayerState {
+                target: Some(1),
+                ..LayerState::default()
+            },
+        };
+        let link = Link {
+            // 1.2 Mbit/s less two audio tracks: 952 kbit/s, one layer 1 and one layer 0.
+            estimate: 1_200_000,
+            connected_at: Some(start),
+            audio_tracks: 2,
+        };
+        let mut states = vec![consumer.state; 2];
+        for at in [0.0, 1.0] {
+            let consumers: Vec<VideoConsumer> = states
+                .iter()
+                .map(|state| VideoConsumer {
+                    state: *state,
+                    ..consumer.clone()
+                })
+                .collect();
+            states = allocate(start + secs(at), link, &consumers).states;
+        }
+        assert_eq!(states[0].target, Some(1));
+        assert_eq!(states[1].target, Some(0));
+    }
+
+    #[test]
+    fn no_probe_in_a_connections_first_second() {
+        let connected = Instant::now();
+        let consumer = VideoConsumer {
+            max_layer: 2,
+            rates: RATES.to_vec(),
+            state: LayerState::default(),
+        };
+        let link = |connected_at| Link {
+            estimate: 3_000_000,
+            connected_at,
+            audio_tracks: 1,
+        };
+        let at = |s| connected + secs(s);
+        let consumers = [consumer];
+        assert_eq!(allocate(at(0.5), link(None), &consumers).probe, None);
+        assert_eq!(
+            allocate(at(0.0), link(Some(connected)), &consumers).probe,
+            None
+        );
+        assert_eq!(
+            allocate(at(0.99), link(Some(connected)), &consumers).probe,
+            None
+        );
+        let probe = allocate(at(1.0), link(Some(connected)), &consumers)
+            .probe
+            .expect("probing after a second");
+        // Everything at 1.25×: the audio track and the top layer.
+        assert_eq!(probe.desired, (AUDIO_BUDGET_BPS + 1_500_000) * 5 / 4);
+        // At least what the next layer's test needs: 1.25 × layer 1 over layer 0, at 90 %.
+        let step = 500_000 * 5 / 4 - 150_000;
+        assert_eq!(probe.current, (AUDIO_BUDGET_BPS + 150_000 + step) * 10 / 9);
+    }
+}

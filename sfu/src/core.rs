@@ -1,0 +1,326 @@
+//! The part of a worker that is not its peers: routing maps, timers, queued work and outputs.
+//! A peer is driven here ([`Core::drive`]) while it is borrowed out of the worker's peer map,
+//! and what its `Rtc` reports becomes work and outputs.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::BweKind;
+use str0m::media::MediaKind;
+use str0m::rtp::ExtensionValues;
+use str0m::{Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
+
+use crate::config::WorkerConfig;
+use crate::ids::{PeerId, ProducerId, RouterId};
+use crate::keyframes::KeyframeThrottle;
+use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+use crate::peer::Peer;
+use crate::router::{LocalProducer, MediaPacket, Meter, Router};
+
+/// What a timer of the worker's heap wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    Peer(PeerId),
+    Keyframe(RouterId, ProducerId, u8),
+    /// Re-check every peer's layers against its bandwidth.
+    Allocate,
+}
+
+/// Everything but the peers, so a peer can be driven while the rest is updated. It lives as
+/// long as its worker; routers come and go with their meetings' peers.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub routers: HashMap<RouterId, Router>,
+    pub timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    pub outputs: VecDeque<Output>,
+    pub work: VecDeque<Work>,
+    pub closed: Vec<PeerId>,
+    /// The next producer id this worker gives out, and the step to the one after (ids are
+    /// unique across workers: worker `index` of `workers` gives `index + 1 + k × workers`).
+    pub next_producer: u64,
+    pub stride: u64,
+    pub relay: bool,
+    pub keyframe_interval: Duration,
+    pub stats: WorkerStats,
+    /// Bitrate of each producer's layers, as seen by this worker.
+    pub meters: HashMap<ProducerId, Vec<Meter>>,
+    pub allocate_scheduled: bool,
+    /// Peers with a new bandwidth estimate, to re-allocate.
+    pub estimates_changed: Vec<PeerId>,
+}
+
+/// Work queued while a peer was driven, run once it is back in the worker's map.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Forward(Arc<MediaPacket>),
+    Keyframe(RouterId, ProducerId, u8),
+}
+
+/// Most timeouts one [`Core::drive`] feeds a peer: a keyframe burst within the pacer's budget
+/// goes out together, and one peer cannot hold the worker for long.
+const DRIVE_ROUNDS: u32 = 64;
+/// How far past the loop turn's `now` a peer's clock may be moved in one [`Core::drive`].
+///
+/// After each packet str0m's pacer asks for a timeout 1 µs later, even within the burst its
+/// budget allows at once. Feeding those up to this far ahead releases up to about eight
+/// packets per site and loop turn, which leave in one GSO send, instead of one packet per
+/// site and turn; larger bursts are still spread over turns, interleaved with the other
+/// sites. By the time a turn reaches a peer, real time is usually already past this.
+const PACER_AHEAD: Duration = Duration::from_micros(8);
+
+impl Core {
+    pub fn new(config: &WorkerConfig) -> Core {
+        Core {
+            routers: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            work: VecDeque::new(),
+            closed: Vec::new(),
+            next_producer: u64::from(config.index) + 1,
+            stride: u64::from(config.workers.max(1)),
+            relay: config.workers > 1,
+            keyframe_interval: config.keyframe_interval,
+            stats: WorkerStats::default(),
+            meters: HashMap::new(),
+            allocate_scheduled: false,
+            estimates_changed: Vec::new(),
+        }
+    }
+
+    fn allocate_producer_id(&mut self) -> ProducerId {
+        let id = ProducerId(self.next_producer);
+        self.next_producer += self.stride;
+        id
+    }
+
+    /// Counts a packet of `producer`'s `layer` toward that layer's bitrate.
+    pub fn meter(&mut self, producer: ProducerId, layer: u8, at: Instant, bytes: usize) {
+        let meters = self.meters.entry(producer).or_default();
+        let layer = usize::from(layer);
+        if meters.len() <= layer {
+            meters.resize(layer + 1, Meter::default());
+        }
+        if let Some(meter) = meters.get_mut(layer) {
+            meter.add(at, bytes);
+        }
+    }
+
+    pub fn renegotiate(&mut self, peer: &mut Peer) {
+        if let Some((sdp, _)) = peer.renegotiate() {
+            self.outputs
+                .push_back(Output::Event(Event::Offer { peer: peer.id, sdp }));
+        }
+    }
+
+    /// Polls a peer's `Rtc` until it has nothing more to say before `now` (plus
+    /// [`PACER_AHEAD`]), turning its events into work.
+    ///
+    /// str0m's pacer hands out one packet per `Input::Timeout` and then asks for another
+    /// timeout 1 µs later. Those are fed here, while each round still produces something,
+    /// rather than through the timer heap and one loop turn of the driver per packet; what the
+    /// pacer holds back for later comes out as a future timeout and ends the loop. str0m
+    /// ignores a later input dated before its clock, so the peer's clock never goes back.
+    pub fn drive(&mut self, now: Instant, peer: &mut Peer) {
+        let mut rounds = 0;
+        let mut produced = true;
+        loop {
+            let output = match peer.rtc.poll_output() {
+                Ok(output) => output,
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, "closing after error: {e}");
+                    peer.rtc.disconnect();
+                    self.closed.push(peer.id);
+                    return;
+                }
+            };
+            match output {
+                RtcOutput::Transmit(t) => {
+                    produced = true;
+                    self.outputs.push_back(Output::Transmit(t));
+                }
+                RtcOutput::Timeout(at)
+                    if at <= now + PACER_AHEAD && produced && rounds < DRIVE_ROUNDS =>
+                {
+                    rounds += 1;
+                    produced = false;
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(at.max(now))) {
+                        tracing::debug!(peer = %peer.id, "timeout refused: {e}");
+                    }
+                }
+                RtcOutput::Timeout(at) => {
+                    schedule(&mut self.timers, peer, at);
+                    break;
+                }
+                RtcOutput::Event(event) => {
+                    produced = true;
+                    self.handle_event(now, peer, event);
+                }
+            }
+        }
+        if !peer.rtc.is_alive() && !self.closed.contains(&peer.id) {
+            self.closed.push(peer.id);
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, peer: &mut Peer, event: RtcEvent) {
+        match event {
+            RtcEvent::Connected => {
+                peer.connected_at = Some(now);
+                self.outputs
+                    .push_back(Output::Event(Event::PeerConnected(peer.id)));
+            }
+            RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                peer.rtc.disconnect();
+            }
+            RtcEvent::MediaAdded(added) => {
+                let receiving = matches!(
+                    added.direction,
+                    str0m::media::Direction::RecvOnly | str0m::media::Direction::SendRecv
+                );
+                if !receiving || peer.producers_by_mid.contains_key(&added.mid) {
+                    return;
+                }
+                let id = self.allocate_producer_id();
+                // Simulcast layers as the client lists them: lowest first (docs/protocol.md).
+                let rids: Vec<str0m::media::Rid> = added
+                    .simulcast
+                    .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| l.rid)
+                    .take(usize::from(u8::MAX))
+                    .collect();
+                peer.producers_by_mid.insert(added.mid, id);
+                peer.layers.insert(added.mid, rids.clone());
+                let router = self.routers.entry(peer.router).or_default();
+                router.producers.insert(
+                    id,
+                    LocalProducer {
+                        peer: peer.id,
+                        mid: added.mid,
+                        keyframes: (0..rids.len().max(1))
+                            .map(|_| KeyframeThrottle::default())
+                            .collect(),
+                        rids,
+                        paused: false,
+                    },
+                );
+                self.outputs
+                    .push_back(Output::Event(Event::ProducerAdded(ProducerInfo {
+                        id,
+                        router: peer.router,
+                        peer: peer.id,
+                        kind: added.kind,
+                    })));
+            }
+            RtcEvent::RtpPacket(packet) => {
+                self.stats.packets_received += 1;
+                let Some((producer, layer)) = peer.producer_for(packet.header.ssrc) else {
+                    return;
+                };
+                let paused = self
+                    .routers
+                    .get(&peer.router)
+                    .and_then(|r| r.producers.get(&producer))
+                    .is_none_or(|p| p.paused);
+                if paused {
+                    self.stats.packets_dropped_paused += 1;
+                    return;
+                }
+                let Some(codec) = peer.codec_of(packet.header.payload_type, &packet.payload) else {
+                    return;
+                };
+                let kind = if codec.is_audio() || codec == str0m::format::Codec::Red {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                let ext = &packet.header.ext_vals;
+                let media = Arc::new(MediaPacket {
+                    router: peer.router,
+                    producer,
+                    kind,
+                    codec,
+                    seq_no: packet.seq_no,
+                    timestamp: packet.header.timestamp,
+                    marker: packet.header.marker,
+                    extensions: ExtensionValues {
+                        audio_level: ext.audio_level,
+                        voice_activity: ext.voice_activity,
+                        video_orientation: ext.video_orientation,
+                        ..Default::default()
+                    },
+                    layer,
+                    vp8: (codec == str0m::format::Codec::Vp8)
+                        .then(|| crate::vp8::parse(&packet.payload))
+                        .flatten(),
+                    payload: packet.payload,
+                    received_at: now,
+                });
+                if self.relay {
+                    self.outputs
+                        .push_back(Output::Relay(Relay::Media(media.clone())));
+                }
+                self.work.push_back(Work::Forward(media));
+            }
+            RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                peer.estimate = Some(estimate.as_u64());
+                tracing::debug!(peer = %peer.id, kbps = estimate.as_u64() / 1000, "bandwidth estimate");
+                if !self.estimates_changed.contains(&peer.id) {
+                    self.estimates_changed.push(peer.id);
+                }
+            }
+            RtcEvent::PeerStats(stats) => {
+                if let Some(quality) = peer.quality.update(&stats) {
+                    self.outputs.push_back(Output::Event(Event::Quality {
+                        peer: peer.id,
+                        quality,
+                    }));
+                }
+            }
+            RtcEvent::KeyframeRequest(request) => {
+                let Some(consumer) = peer.consumers_by_mid.get(&request.mid) else {
+                    return;
+                };
+                let producer = self
+                    .routers
+                    .get(&peer.router)
+                    .and_then(|r| r.consumers.get(consumer))
+                    .and_then(|c| c.current.or(c.allocation.target).map(|l| (c.producer, l)));
+                if let Some((producer, layer)) = producer {
+                    self.work
+                        .push_back(Work::Keyframe(peer.router, producer, layer));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The measured bitrate of `producer`'s layers up to `max_layer`, lowest first.
+pub(crate) fn layer_rates(
+    meters: &HashMap<ProducerId, Vec<Meter>>,
+    producer: ProducerId,
+    max_layer: u8,
+) -> Vec<u64> {
+    meters.get(&producer).map_or_else(Vec::new, |meters| {
+        meters
+            .iter()
+            .take(usize::from(max_layer) + 1)
+            .map(|m| m.rate)
+            .collect()
+    })
+}
+
+pub(crate) fn schedule(
+    timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>,
+    peer: &mut Peer,
+    at: Instant,
+) {
+    if peer.next_timeout != Some(at) {
+        peer.next_timeout = Some(at);
+        timers.push(Reverse((at, Timer::Peer(peer.id))));
+    }
+}

@@ -1,0 +1,79 @@
+//! What a worker hands back to its driver: [`Output`]s (datagrams, relays, events, wake-ups),
+//! the [`Event`]s for the hub's meeting logic, and its counters.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::MediaKind;
+use str0m::net::Transmit;
+
+use crate::ids::{PeerId, ProducerId, RouterId};
+use crate::quality::Quality;
+use crate::router::MediaPacket;
+
+/// A producer as the rest of the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub id: ProducerId,
+    pub router: RouterId,
+    pub peer: PeerId,
+    pub kind: MediaKind,
+}
+
+/// Something that must reach the other workers: each gets it once.
+#[derive(Debug, Clone)]
+pub enum Relay {
+    Media(Arc<MediaPacket>),
+    KeyframeRequest {
+        router: RouterId,
+        producer: ProducerId,
+        layer: u8,
+    },
+}
+
+/// What happened, for the hub's meeting logic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// ICE and DTLS are up.
+    PeerConnected(PeerId),
+    /// The connection is gone (ICE timeout or DTLS close); the worker has dropped the peer.
+    PeerClosed(PeerId),
+    /// A peer started publishing a track.
+    ProducerAdded(ProducerInfo),
+    /// The hub renegotiates with a peer: send this offer to its client and feed back the answer.
+    Offer { peer: PeerId, sdp: String },
+    /// Periodic link quality of a connected peer.
+    Quality { peer: PeerId, quality: Quality },
+    /// The peer's link no longer carries any video it should receive (`audio_only`), or
+    /// carries it again.
+    Reception { peer: PeerId, audio_only: bool },
+}
+
+/// Output of [`crate::Worker::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram from the worker's socket.
+    Transmit(Transmit),
+    Relay(Relay),
+    Event(Event),
+    /// Nothing more to do until this instant (or until new input).
+    Timeout(Instant),
+}
+
+/// Counters, for the hub's statistics and for benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub datagrams_received: u64,
+    /// Datagrams no peer claimed.
+    pub datagrams_unrouted: u64,
+    pub packets_received: u64,
+    /// RTP packets written to consumers.
+    pub packets_forwarded: u64,
+    /// Payload bytes of those packets.
+    pub bytes_forwarded: u64,
+    /// Peers closed before ICE and DTLS came up.
+    pub handshake_failures: u64,
+    /// RTP packets of muted producers, dropped on arrival.
+    pub packets_dropped_paused: u64,
+    pub keyframe_requests_sent: u64,
+}
