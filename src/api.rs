@@ -252,20 +252,26 @@ struct CreateMeeting {
     sites: Vec<crate::store::InvitedSite>,
 }
 
-async fn create_meeting(
-    Organizer(caller): Organizer,
-    State(app): State<Arc<AppState>>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let request: CreateMeeting = serde_json::from_slice(&body)
+/// The body of `POST /api/meetings` read into a meeting plan, or why it cannot be (the store
+/// checks the plan itself: [`crate::store::Store::create_meeting`]).
+pub fn new_meeting_from_json(body: &[u8]) -> Result<NewMeeting, AppError> {
+    let request: CreateMeeting = serde_json::from_slice(body)
         .map_err(|e| AppError::invalid(format!("the meeting is not valid JSON: {e}")))?;
-    let new = NewMeeting {
+    Ok(NewMeeting {
         title: request.title,
         studio_name: request.studio_name,
         scheduled_start: request.scheduled_start.millis("scheduled_start")?,
         scheduled_end: request.scheduled_end.millis("scheduled_end")?,
         sites: request.sites,
-    };
+    })
+}
+
+async fn create_meeting(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let new = new_meeting_from_json(&body)?;
     let view = app
         .hub
         .store()
