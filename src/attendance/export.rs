@@ -147,7 +147,8 @@ pub fn local_time(at: Millis, offset: UtcOffset) -> String {
 /// browser's name) that starts like a formula gets a leading apostrophe, which Excel shows as
 /// text and hides. Every CSV the hub writes uses it; [`cell_text`] undoes it.
 pub fn cell(text: &str) -> String {
-    if text.starts_with(FORMULA_STARTS) {
+    // A text that already looks escaped is escaped once more, so it reads back as it was.
+    if text.starts_with(FORMULA_STARTS) || cell_text(text).len() != text.len() {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -157,7 +158,7 @@ pub fn cell(text: &str) -> String {
 /// The text a [`cell`] was made from: a CSV the hub wrote reads back as it was.
 pub fn cell_text(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
-        Some(text) if text.starts_with(FORMULA_STARTS) => text,
+        Some(text) if text.starts_with(FORMULA_STARTS) || text.starts_with('\'') => text,
         _ => cell,
     }
 }
@@ -189,6 +190,25 @@ fn reason_vi(reason: LeaveReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_text_reads_back_as_it_was_written() {
+        for text in [
+            "=cmd|' /C calc'!A0",
+            "'=x",
+            "''",
+            "'",
+            "'abc",
+            "-5",
+            "Xã A",
+            "",
+            "''=y",
+        ] {
+            assert_eq!(cell_text(&cell(text)), text, "{text:?} as {:?}", cell(text));
+        }
+        assert_eq!(cell("=1+1"), "'=1+1");
+        assert_eq!(cell("'abc"), "'abc", "nothing to escape");
+    }
     use crate::config::VIETNAM;
 
     #[test]
