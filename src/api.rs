@@ -20,10 +20,11 @@ use crate::attendance::export::{self, Table};
 use crate::attendance::report;
 use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
-use crate::directory::{self, ImportProblem};
+use crate::directory;
 use crate::hub::MeetingError;
-use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
-use crate::web::AppState;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{MeetingView, NewMeeting, now_millis};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -40,62 +41,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
-}
-
-/// An API error: a status, a stable code and a message (plus the lines of a refused CSV).
-#[derive(Debug)]
-pub struct AppError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    problems: Vec<ImportProblem>,
-}
-
-impl AppError {
-    pub(crate) fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> AppError {
-        AppError {
-            status,
-            code,
-            message: message.into(),
-            problems: Vec::new(),
-        }
-    }
-
-    fn invalid(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!("{}: {}", self.code, self.message);
-        }
-        let error = if self.problems.is_empty() {
-            json!({"code": self.code, "message": self.message})
-        } else {
-            json!({"code": self.code, "message": self.message, "problems": self.problems})
-        };
-        (self.status, Json(json!({ "error": error }))).into_response()
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> AppError {
-        match e {
-            StoreError::Invalid(m) => AppError::invalid(m),
-            StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, "not_found", m),
-            other => AppError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                other.to_string(),
-            ),
-        }
-    }
 }
 
 impl From<MeetingError> for AppError {

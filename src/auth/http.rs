@@ -24,9 +24,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{Account, MAX_PASSWORD_BYTES, Role, SESSION_LIFETIME, new_token, token_hash};
-use crate::api::AppError;
+use crate::error::AppError;
+use crate::state::{AppState, client_address};
 use crate::store::{StoreError, now_millis};
-use crate::web::AppState;
 
 /// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "diemcau_session";
@@ -219,7 +219,7 @@ async fn login(
             "send {\"username\": \"...\", \"password\": \"...\"}",
         )
     })?;
-    let ip = crate::web::client_address(&app, address, &headers).ip();
+    let ip = client_address(&app, address, &headers).ip();
     let now = std::time::Instant::now();
     if !app.auth.begin_attempt(ip, now) {
         tracing::warn!(%ip, "login refused: too many failed logins from this address");

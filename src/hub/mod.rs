@@ -108,7 +108,7 @@ pub struct ClientInfo {
     pub address: Option<SocketAddr>,
     pub user_agent: String,
     /// The connection's place in the per-address limit, freed with the session.
-    pub slot: Option<crate::web::ConnectionSlot>,
+    pub slot: Option<crate::connections::ConnectionSlot>,
     /// The account logged in with the upgrade request's session cookie, if any, and that
     /// session's token hash (the login is checked again before it grants anything).
     pub login: Option<(crate::auth::Account, String)>,
