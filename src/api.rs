@@ -21,8 +21,8 @@ use crate::attendance::report;
 use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
 use crate::directory;
-use crate::hub::MeetingError;
 use crate::error::AppError;
+use crate::hub::MeetingError;
 use crate::state::AppState;
 use crate::store::{MeetingView, NewMeeting, now_millis};
 

@@ -168,12 +168,20 @@ pub struct Config {
     pub max_connections: usize,
 
     /// A TLS handshake not finished this long after the connection opened is cut.
-    #[arg(long, env = "DIEMCAU_TLS_HANDSHAKE_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "DIEMCAU_TLS_HANDSHAKE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
     pub tls_handshake_timeout_seconds: u64,
 
     /// A request head (request line and headers) not complete this long after its first byte
     /// is cut.
-    #[arg(long, env = "DIEMCAU_REQUEST_HEADER_TIMEOUT_SECONDS", default_value_t = 15)]
+    #[arg(
+        long,
+        env = "DIEMCAU_REQUEST_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 15
+    )]
     pub request_header_timeout_seconds: u64,
 
     /// A request whose body has not arrived, or that is not answered, this long after its head

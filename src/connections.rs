@@ -75,7 +75,11 @@ impl ConnectionCounter {
         self.max_total
     }
 
-    fn admit_capped(self: &Arc<Self>, ip: IpAddr, per_address: bool) -> Result<ConnectionSlot, Refusal> {
+    fn admit_capped(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        per_address: bool,
+    ) -> Result<ConnectionSlot, Refusal> {
         let mut open = self.lock();
         if open.total >= self.max_total {
             return Err(Refusal::Total);
@@ -308,7 +312,11 @@ mod tests {
     fn a_trusted_proxy_is_held_to_the_cap_in_all_only() {
         let counter = Arc::new(ConnectionCounter::with_total(1, 3));
         let slots: Vec<_> = (0..3)
-            .map(|_| counter.admit_uncapped_address(A).expect("under the cap in all"))
+            .map(|_| {
+                counter
+                    .admit_uncapped_address(A)
+                    .expect("under the cap in all")
+            })
             .collect();
         assert_eq!(
             counter.admit_uncapped_address(A).err(),

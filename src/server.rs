@@ -262,13 +262,13 @@ impl Exchange<'_> {
         let busy = self.activity.request_started();
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let opens_tunnel = request.method() == Method::CONNECT;
-        let answered = tokio::time::timeout(self.timeout, app.oneshot(request.map(Body::new))).await;
+        let answered =
+            tokio::time::timeout(self.timeout, app.oneshot(request.map(Body::new))).await;
         let response = match answered {
             Ok(Ok(response)) => response,
             Ok(Err(never)) => match never {},
             Err(_) => {
-                self.stats
-                    .timed_out(TimeoutStage::Request, self.peer.ip());
+                self.stats.timed_out(TimeoutStage::Request, self.peer.ip());
                 (
                     StatusCode::REQUEST_TIMEOUT,
                     "the request did not arrive in time",
@@ -518,7 +518,11 @@ mod tests {
             "the next head has not begun"
         );
         activity.upgraded();
-        assert_eq!(activity.deadline(&limits()), None, "a WebSocket has its own");
+        assert_eq!(
+            activity.deadline(&limits()),
+            None,
+            "a WebSocket has its own"
+        );
     }
 
     #[test]
