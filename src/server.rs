@@ -37,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use crate::connections::{ConnectionCounter, ConnectionSlot, ConnectionStats, TimeoutStage};
+use crate::error::AppError;
 
 /// How long in-flight requests may run on once shutdown is asked.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -269,11 +270,12 @@ impl Exchange<'_> {
             Ok(Err(never)) => match never {},
             Err(_) => {
                 self.stats.timed_out(TimeoutStage::Request, self.peer.ip());
-                (
+                AppError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "the request did not arrive in time",
+                    "request_timeout",
+                    "the request did not arrive, or was not answered, in time",
                 )
-                    .into_response()
+                .into_response()
             }
         };
         let status = response.status();

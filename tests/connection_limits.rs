@@ -33,10 +33,12 @@ const IDLE_CONNECTIONS: usize = 1200;
 const SLOW_HEADERS: usize = 10;
 
 /// The timeouts shortened for the test, in seconds.
-const TIMEOUT_ARGS: [&str; 6] = [
+const TIMEOUT_ARGS: [&str; 8] = [
     "--tls-handshake-timeout-seconds",
     "2",
     "--request-header-timeout-seconds",
+    "2",
+    "--request-timeout-seconds",
     "2",
     "--http-idle-timeout-seconds",
     "3",
@@ -102,6 +104,8 @@ async fn outlasts_idle_and_slow_connections(plain_http: bool, idle_stage: &str) 
         let io = hub.connect_from(FLOODER).await.expect("connect");
         drips.push(tokio::spawn(drip_a_request_head(io)));
     }
+    let io = hub.connect_from(FLOODER).await.expect("connect");
+    let slow_body = tokio::spawn(drip_a_request_body(io));
     let idle = open_idle(&hub, IDLE_CONNECTIONS).await;
 
     // The flood is open: the neighbour is still served, promptly.
@@ -136,10 +140,22 @@ async fn outlasts_idle_and_slow_connections(plain_http: bool, idle_stage: &str) 
             "a slow request head is cut before it is complete: {sent:?}"
         );
     }
+    let answer = slow_body.await.expect("the body drip ends");
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"),
+        "a slow request body is answered 408: {answer}"
+    );
     let closed = count_closed(idle, Instant::now() + CLOSE_BOUND).await;
     assert_eq!(closed, IDLE_CONNECTIONS, "every idle connection is closed");
 
     let metrics = metrics(&hub).await;
+    assert!(
+        counter(
+            &metrics,
+            "diemcau_connections_timed_out_total{stage=\"request\"}"
+        ) >= 1,
+        "{metrics}"
+    );
     assert!(
         counter(
             &metrics,
@@ -209,6 +225,43 @@ async fn drip_a_request_head(io: Box<dyn limited_hub::Io>) -> Drip {
             }
         }
     }
+}
+
+/// Sends a login whose 60-byte body comes one byte every 250 ms (15 s in all); returns what
+/// the hub answers meanwhile.
+async fn drip_a_request_body(io: Box<dyn limited_hub::Io>) -> String {
+    let body = [b'x'; 60];
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (mut reader, mut writer) = tokio::io::split(io);
+    writer
+        .write_all(head.as_bytes())
+        .await
+        .expect("write the head");
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut sent = 0;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + CLOSE_BOUND;
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            },
+            _ = tick.tick(), if sent < body.len() => {
+                if writer.write_all(&body[sent..=sent]).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// `count` TCP connections from the flooder that send nothing.
