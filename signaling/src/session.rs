@@ -4,15 +4,27 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError, ServerMessage};
 
-/// Frames above this size close the WebSocket (1009). Between [`MAX_MESSAGE_BYTES`] and this
-/// size a frame is read and refused with `message_too_large`, so a client learns what it did.
+/// Frames above this size are refused with `message_too_large` and close the WebSocket with
+/// code 1009 ([`TOO_BIG`]). Between [`MAX_MESSAGE_BYTES`] and this size a frame is read and
+/// refused with `message_too_large`, and the session stays open.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// The close code after a flood (`rate_limited`): policy violation (RFC 6455 §7.4.1).
+pub const POLICY_VIOLATION: u16 = close_code::POLICY;
+
+/// The close code after a frame over [`MAX_FRAME_BYTES`] (`message_too_large`).
+pub const TOO_BIG: u16 = close_code::SIZE;
+
+/// How long a closing session keeps reading for the client's answering close frame: closing
+/// a socket with unread data resets the connection, and the client would lose the last
+/// messages.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the hub sends messages to one client at any time (offers, participants joining...).
 #[derive(Debug, Clone)]
@@ -157,17 +169,31 @@ pub async fn run<H: SessionHandler>(
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
+                    Some(Err(e)) if is_too_large(&e) => {
+                        tracing::warn!("signalling frame over {MAX_FRAME_BYTES} bytes: {e}");
+                        let refusal = ProtocolError::new(
+                            ErrorCode::MessageTooLarge,
+                            format!("frame over {MAX_FRAME_BYTES} bytes; the session is closed"),
+                        );
+                        // The frame stays unread: no answering close frame can be read.
+                        let _ = send(&mut socket, &refusal.to_message()).await;
+                        let _ = socket.send(close_frame(TOO_BIG, "message too large")).await;
+                        break CloseReason::LimitExceeded;
+                    }
                     Some(Err(_)) | None => break CloseReason::ConnectionLost,
                 };
                 last_heard = Instant::now();
-                if !matches!(frame, Message::Ping(_) | Message::Pong(_)) && !bucket.take(last_heard) {
+                // Ping frames count too: each one costs the hub a pong.
+                if !bucket.take(last_heard) {
                     refused_in_a_row += 1;
                     tracing::warn!("signalling flood: message refused ({refused_in_a_row} in a row)");
                     if refused_in_a_row > limits.burst {
-                        let _ = send(&mut socket, &ProtocolError::new(
+                        let refusal = ProtocolError::new(
                             ErrorCode::RateLimited,
                             "too many messages; the session is closed",
-                        ).to_message()).await;
+                        );
+                        let close = close_frame(POLICY_VIOLATION, "too many messages");
+                        close_after(&mut socket, &refusal.to_message(), close).await;
                         break CloseReason::LimitExceeded;
                     }
                     let reply = ProtocolError::new(
@@ -218,8 +244,8 @@ pub async fn run<H: SessionHandler>(
                     "no valid message after opening the connection; the session is closed"
                 };
                 tracing::info!("{message}");
-                let _ = send(&mut socket, &ProtocolError::new(ErrorCode::Timeout, message).to_message()).await;
-                let _ = socket.send(Message::Close(None)).await;
+                let refusal = ProtocolError::new(ErrorCode::Timeout, message);
+                close_after(&mut socket, &refusal.to_message(), Message::Close(None)).await;
                 break CloseReason::LimitExceeded;
             }
         }
@@ -284,6 +310,34 @@ async fn dispatch<H: SessionHandler>(
 
 async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
     socket.send(Message::Text(message.to_json().into())).await
+}
+
+/// Sends `message` and then `close`, and reads (dropping) what the client still sends until
+/// its answering close frame, for [`CLOSE_GRACE`] at most.
+async fn close_after(socket: &mut WebSocket, message: &ServerMessage, close: Message) {
+    if send(socket, message).await.is_err() || socket.send(close).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.recv()).await {
+        if matches!(frame, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Whether a read failed on a frame or message over the size limits.
+fn is_too_large(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 const _: () = assert!(MAX_MESSAGE_BYTES < MAX_FRAME_BYTES);
