@@ -2,6 +2,8 @@
 //! frame with the documented code: 1008 after a flood of messages or of WebSocket pings, 1009
 //! after a frame over 16 MiB (docs/protocol.md, "Close codes").
 
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
