@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -12,7 +13,8 @@ use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError
 
 /// Frames above this size are refused with `message_too_large` and close the WebSocket with
 /// code 1009 ([`TOO_BIG`]). Between [`MAX_MESSAGE_BYTES`] and this size a frame is read and
-/// refused with `message_too_large`, and the session stays open.
+/// refused with `message_too_large`, and the session stays open within
+/// [`LARGE_MESSAGE_BUDGET`].
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// The close code after a flood (`rate_limited`): policy violation (RFC 6455 §7.4.1).
@@ -20,6 +22,15 @@ pub const POLICY_VIOLATION: u16 = close_code::POLICY;
 
 /// The close code after a frame over [`MAX_FRAME_BYTES`] (`message_too_large`).
 pub const TOO_BIG: u16 = close_code::SIZE;
+
+/// Bytes of messages over [`MAX_MESSAGE_BYTES`] the sessions of this process may have read
+/// and still be open. Such a message grows its connection's read buffer to its size for the
+/// connection's life; a session whose large message does not fit is closed (1009), which
+/// frees its buffer.
+pub const LARGE_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The part of [`LARGE_MESSAGE_BUDGET`] in use.
+static LARGE_MESSAGE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// How long a closing session keeps reading for the client's answering close frame: closing
 /// a socket with unread data resets the connection, and the client would lose the last
@@ -157,6 +168,7 @@ pub async fn run<H: SessionHandler>(
     let mut bucket = TokenBucket::new(limits);
     let mut spoken = false;
     let mut refused_in_a_row = 0u32;
+    let mut large = LargeMessageShare::default();
     let opened = Instant::now();
     let mut last_heard = Instant::now();
     let reason = loop {
@@ -206,6 +218,23 @@ pub async fn run<H: SessionHandler>(
                     continue;
                 }
                 refused_in_a_row = 0;
+                let length = match &frame {
+                    Message::Text(text) => text.len(),
+                    Message::Binary(bytes) => bytes.len(),
+                    _ => 0,
+                };
+                if length > MAX_MESSAGE_BYTES && !large.grow_to(length) {
+                    tracing::warn!(length, "signalling: large message over the hub's budget; session closed");
+                    let refusal = ProtocolError::new(
+                        ErrorCode::MessageTooLarge,
+                        format!(
+                            "message of {length} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes, \
+                             and the hub holds as many large messages as it may; the session is closed"
+                        ),
+                    );
+                    close_after(&mut socket, &refusal.to_message(), close_frame(TOO_BIG, "message too large")).await;
+                    break CloseReason::LimitExceeded;
+                }
                 let reply = match frame {
                     Message::Text(text) => {
                         let reply = dispatch(&*handler, &mut session, text.as_str()).await;
@@ -251,6 +280,36 @@ pub async fn run<H: SessionHandler>(
         }
     };
     handler.close(session, reason).await;
+}
+
+/// A session's part of [`LARGE_MESSAGE_BUDGET`]: the largest message over
+/// [`MAX_MESSAGE_BYTES`] it has read, given back when the session ends.
+#[derive(Debug, Default)]
+struct LargeMessageShare {
+    held: usize,
+}
+
+impl LargeMessageShare {
+    /// Takes budget for a message of `length`; false when the budget has no room for it.
+    fn grow_to(&mut self, length: usize) -> bool {
+        let Some(more) = length.checked_sub(self.held).filter(|&more| more > 0) else {
+            return true;
+        };
+        let taken = LARGE_MESSAGE_BYTES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            used.checked_add(more)
+                .filter(|&total| total <= LARGE_MESSAGE_BUDGET)
+        });
+        if taken.is_ok() {
+            self.held = length;
+        }
+        taken.is_ok()
+    }
+}
+
+impl Drop for LargeMessageShare {
+    fn drop(&mut self) {
+        LARGE_MESSAGE_BYTES.fetch_sub(self.held, Ordering::SeqCst);
+    }
 }
 
 /// Allows `messages_per_second` on average and bursts of `burst`.
@@ -341,3 +400,22 @@ fn is_too_large(error: &axum::Error) -> bool {
 }
 
 const _: () = assert!(MAX_MESSAGE_BYTES < MAX_FRAME_BYTES);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_share_one_budget_given_back_when_a_session_ends() {
+        let mut first = LargeMessageShare::default();
+        assert!(first.grow_to(LARGE_MESSAGE_BUDGET / 2));
+        assert!(
+            first.grow_to(LARGE_MESSAGE_BUDGET / 4),
+            "a smaller one is held already"
+        );
+        let mut second = LargeMessageShare::default();
+        assert!(!second.grow_to(LARGE_MESSAGE_BUDGET), "no room");
+        drop(first);
+        assert!(second.grow_to(LARGE_MESSAGE_BUDGET), "room again");
+    }
+}
