@@ -182,58 +182,57 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(5);
 impl ConnectionStats {
     /// Counts a connection from `ip` refused for `reason`.
     pub fn refused(&self, reason: Refusal, ip: IpAddr) {
-        let tally = match reason {
-            Refusal::PerAddress => &self.refused_per_address,
-            Refusal::Total => &self.refused_total,
-        };
-        if let Some(count) = tally.add() {
-            match reason {
-                Refusal::PerAddress => tracing::warn!(
-                    %ip,
-                    refused = count,
-                    "connections refused: too many from one address (count since the last such line)"
-                ),
-                Refusal::Total => tracing::warn!(
-                    %ip,
-                    refused = count,
-                    "connections refused: the hub holds as many connections as it may \
-                     (count since the last such line)"
-                ),
-            }
+        if let Some((count, ip)) = self.refusal_tally(reason).add(ip) {
+            log_refused(reason, count, ip);
         }
     }
 
     /// Counts a connection from `ip` closed by a timeout at `stage`.
     pub fn timed_out(&self, stage: TimeoutStage, ip: IpAddr) {
-        if let Some(count) = self.timeout_tally(stage).add() {
-            tracing::info!(
-                %ip,
-                stage = stage.label(),
-                closed = count,
-                "connections closed by a timeout (count since the last such line)"
-            );
+        if let Some((count, ip)) = self.timeout_tally(stage).add(ip) {
+            log_timed_out(stage, count, ip);
         }
     }
 
     /// Counts a failed `accept` (the process out of descriptors, or the network stack out of
     /// memory).
     pub fn accept_failed(&self, error: &std::io::Error) {
-        if let Some(count) = self.accept_failed.add() {
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        if let Some((count, _)) = self.accept_failed.add(unspecified) {
             tracing::error!(failed = count, "cannot accept connections: {error}");
+        }
+    }
+
+    /// Logs the counts held back since their kind's last line once [`LOG_INTERVAL`] has
+    /// passed, so that the end of a burst is logged too; call it every [`LOG_INTERVAL`].
+    pub fn log_held_back(&self) {
+        for reason in Refusal::ALL {
+            if let Some((count, ip)) = self.refusal_tally(reason).take_due() {
+                log_refused(reason, count, ip);
+            }
+        }
+        for stage in TimeoutStage::ALL {
+            if let Some((count, ip)) = self.timeout_tally(stage).take_due() {
+                log_timed_out(stage, count, ip);
+            }
         }
     }
 
     /// Connections refused for `reason` since start.
     pub fn refused_count(&self, reason: Refusal) -> u64 {
-        match reason {
-            Refusal::PerAddress => self.refused_per_address.total(),
-            Refusal::Total => self.refused_total.total(),
-        }
+        self.refusal_tally(reason).total()
     }
 
     /// Connections closed by a timeout at `stage` since start.
     pub fn timed_out_count(&self, stage: TimeoutStage) -> u64 {
         self.timeout_tally(stage).total()
+    }
+
+    fn refusal_tally(&self, reason: Refusal) -> &Tally {
+        match reason {
+            Refusal::PerAddress => &self.refused_per_address,
+            Refusal::Total => &self.refused_total,
+        }
     }
 
     fn timeout_tally(&self, stage: TimeoutStage) -> &Tally {
@@ -246,6 +245,31 @@ impl ConnectionStats {
     }
 }
 
+fn log_refused(reason: Refusal, count: u64, last_ip: IpAddr) {
+    match reason {
+        Refusal::PerAddress => tracing::warn!(
+            %last_ip,
+            refused = count,
+            "connections refused: too many from one address (count since the last such line)"
+        ),
+        Refusal::Total => tracing::warn!(
+            %last_ip,
+            refused = count,
+            "connections refused: the hub holds as many connections as it may \
+             (count since the last such line)"
+        ),
+    }
+}
+
+fn log_timed_out(stage: TimeoutStage, count: u64, last_ip: IpAddr) {
+    tracing::info!(
+        %last_ip,
+        stage = stage.label(),
+        closed = count,
+        "connections closed by a timeout (count since the last such line)"
+    );
+}
+
 /// A count since start, and the count since the last log line.
 #[derive(Debug, Default)]
 struct Tally {
@@ -256,28 +280,46 @@ struct Tally {
 #[derive(Debug, Default)]
 struct Unlogged {
     count: u64,
+    last_ip: Option<IpAddr>,
     last_line: Option<Instant>,
 }
 
 impl Tally {
-    /// Adds one; returns the count to log when a line is due.
-    fn add(&self) -> Option<u64> {
+    /// Adds one from `ip`; returns the count to log and the last address when a line is due.
+    fn add(&self, ip: IpAddr) -> Option<(u64, IpAddr)> {
         self.total.fetch_add(1, Ordering::Relaxed);
-        let mut unlogged = self.unlogged.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unlogged = self.lock();
         unlogged.count += 1;
-        let now = Instant::now();
-        if unlogged
-            .last_line
-            .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
-        {
-            return None;
-        }
-        unlogged.last_line = Some(now);
-        Some(std::mem::take(&mut unlogged.count))
+        unlogged.last_ip = Some(ip);
+        unlogged.take_due(Instant::now())
+    }
+
+    /// The count held back and the last address, when a line is due.
+    fn take_due(&self) -> Option<(u64, IpAddr)> {
+        self.lock().take_due(Instant::now())
     }
 
     fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Unlogged> {
+        self.unlogged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Unlogged {
+    fn take_due(&mut self, now: Instant) -> Option<(u64, IpAddr)> {
+        if self.count == 0
+            || self
+                .last_line
+                .is_some_and(|last| now.duration_since(last) < LOG_INTERVAL)
+        {
+            return None;
+        }
+        self.last_line = Some(now);
+        let ip = self.last_ip?;
+        Some((std::mem::take(&mut self.count), ip))
     }
 }
 
@@ -329,11 +371,22 @@ mod tests {
     #[test]
     fn counts_every_refusal_and_logs_a_burst_once() {
         let stats = ConnectionStats::default();
-        assert_eq!(stats.refused_per_address.add(), Some(1));
+        assert_eq!(stats.refused_per_address.add(A), Some((1, A)));
         for _ in 0..9 {
-            assert_eq!(stats.refused_per_address.add(), None, "within the interval");
+            assert_eq!(
+                stats.refused_per_address.add(B),
+                None,
+                "within the interval"
+            );
         }
         assert_eq!(stats.refused_count(Refusal::PerAddress), 10);
+        assert_eq!(stats.refused_per_address.take_due(), None, "not due yet");
+        let later = Instant::now() + LOG_INTERVAL;
+        assert_eq!(
+            stats.refused_per_address.lock().take_due(later),
+            Some((9, B)),
+            "the rest of the burst, once due"
+        );
         stats.timed_out(TimeoutStage::Idle, A);
         assert_eq!(stats.timed_out_count(TimeoutStage::Idle), 1);
         assert_eq!(stats.timed_out_count(TimeoutStage::TlsHandshake), 0);

@@ -36,7 +36,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use crate::connections::{ConnectionCounter, ConnectionSlot, ConnectionStats, TimeoutStage};
+use crate::connections::{
+    ConnectionCounter, ConnectionSlot, ConnectionStats, LOG_INTERVAL, TimeoutStage,
+};
 use crate::error::AppError;
 
 /// How long in-flight requests may run on once shutdown is asked.
@@ -82,8 +84,13 @@ impl Server {
         let server = Arc::new(self);
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut held_back = tokio::time::interval(LOG_INTERVAL);
         loop {
             let (stream, peer) = tokio::select! {
+                _ = held_back.tick() => {
+                    server.stats.log_held_back();
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
