@@ -104,6 +104,28 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let open_file_limit = server::raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let http_addr = listener.local_addr()?;
+    let tls = if config.plain_http {
+        None
+    } else {
+        let files = tls::load_or_create(
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+            &config.data_dir,
+            &config.announce_addresses(),
+        )?;
+        if let tls::TlsOrigin::Generated(path) = &files.origin {
+            tracing::warn!(
+                "no TLS certificate configured: made a self-signed one at {}; browsers will ask \
+                 to accept it once (set --tls-cert and --tls-key for a real one)",
+                path.display()
+            );
+        }
+        Some(
+            server::tls_config(&files.cert_pem, &files.key_pem)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        )
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (media, events) = MediaPlane::start(&config.media())?;
     let media_addresses = media.addresses();
     let grace = i64::from(config.grace_seconds) * 1000;
@@ -145,28 +167,6 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server_hub = hub.clone();
-    let tls = if config.plain_http {
-        None
-    } else {
-        let files = tls::load_or_create(
-            config.tls_cert.as_deref(),
-            config.tls_key.as_deref(),
-            &config.data_dir,
-            &config.announce_addresses(),
-        )?;
-        if let tls::TlsOrigin::Generated(path) = &files.origin {
-            tracing::warn!(
-                "no TLS certificate configured: made a self-signed one at {}; browsers will ask \
-                 to accept it once (set --tls-cert and --tls-key for a real one)",
-                path.display()
-            );
-        }
-        Some(
-            server::tls_config(&files.cert_pem, &files.key_pem)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-        )
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let web_server = Server {
         app: web::app(state),
         tls,
