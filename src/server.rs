@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, Response, StatusCode};
+use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -176,9 +176,9 @@ impl Server {
                 Ok::<_, Infallible>(exchange.answer(app, request).await)
             }
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // WebSockets over HTTP/2 (RFC 8441), as `axum::serve` allows them.
-        builder.http2().enable_connect_protocol();
+        // No WebSockets over HTTP/2 (RFC 8441): browsers then open them over HTTP/1.1, where the
+        // upgraded stream leaves this connection's timers and its slot goes with the socket.
+        let builder = auto::Builder::new(TokioExecutor::new());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -269,7 +269,6 @@ impl Exchange<'_> {
     async fn answer(self, app: Router, mut request: Request<Incoming>) -> Response<Body> {
         let busy = self.activity.request_started();
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        let opens_tunnel = request.method() == Method::CONNECT;
         let answered =
             tokio::time::timeout(self.timeout, app.oneshot(request.map(Body::new))).await;
         let response = match answered {
@@ -285,8 +284,7 @@ impl Exchange<'_> {
                 .into_response()
             }
         };
-        let status = response.status();
-        if status == StatusCode::SWITCHING_PROTOCOLS || (opens_tunnel && status.is_success()) {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             self.activity.upgraded();
         }
         response.map(|body| Body::new(BusyBody { body, _busy: busy }))
