@@ -230,14 +230,23 @@ pub fn raise_open_file_limit() -> Option<u64> {
             return None;
         }
     };
-    if soft >= hard {
+    // An unlimited hard limit still stops at the kernel's `nr_open`.
+    let target = if hard == nix::sys::resource::RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(soft)
+    } else {
+        hard
+    };
+    if soft >= target {
         tracing::info!(soft, hard, "open-file limit");
         return Some(soft);
     }
-    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
         Ok(()) => {
-            tracing::info!(soft = hard, hard, was = soft, "open-file limit raised");
-            Some(hard)
+            tracing::info!(soft = target, hard, was = soft, "open-file limit raised");
+            Some(target)
         }
         Err(e) => {
             tracing::warn!(soft, hard, "cannot raise the open-file limit: {e}");
