@@ -21,12 +21,11 @@ use crate::attendance::export::{self, Table};
 use crate::attendance::report;
 use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
-use crate::directory::{self, ImportProblem};
+use crate::directory;
+use crate::error::AppError;
 use crate::hub::MeetingError;
-use crate::store::{
-    CreateMeetingError, MeetingView, NewMeeting, ReissueError, StoreError, now_millis,
-};
-use crate::web::AppState;
+use crate::state::AppState;
+use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -43,86 +42,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
-}
-
-/// An API error: a status, a stable code and a message (plus the lines of a refused CSV).
-#[derive(Debug)]
-pub struct AppError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    problems: Vec<ImportProblem>,
-}
-
-impl AppError {
-    pub(crate) fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> AppError {
-        AppError {
-            status,
-            code,
-            message: message.into(),
-            problems: Vec::new(),
-        }
-    }
-
-    fn invalid(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!("{}: {}", self.code, self.message);
-        }
-        let error = if self.problems.is_empty() {
-            json!({"code": self.code, "message": self.message})
-        } else {
-            json!({"code": self.code, "message": self.message, "problems": self.problems})
-        };
-        (self.status, Json(json!({ "error": error }))).into_response()
-    }
-}
-
-/// A failure of the store is the hub's: the client hears `internal` and nothing of the
-/// database, the log hears the whole error.
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> AppError {
-        match e {
-            StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, "not_found", m),
-            other => {
-                tracing::error!("store failed: {other}");
-                AppError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the hub could not complete this request; try again later",
-                )
-            }
-        }
-    }
-}
-
-impl From<CreateMeetingError> for AppError {
-    fn from(e: CreateMeetingError) -> AppError {
-        match e {
-            CreateMeetingError::Store(e) => e.into(),
-            refused => AppError::invalid(refused.to_string()),
-        }
-    }
-}
-
-impl From<ReissueError> for AppError {
-    fn from(e: ReissueError) -> AppError {
-        match e {
-            ReissueError::Store(e) => e.into(),
-            refused @ ReissueError::NotInvited { .. } => {
-                AppError::new(StatusCode::NOT_FOUND, "not_found", refused.to_string())
-            }
-        }
-    }
 }
 
 impl From<MeetingError> for AppError {

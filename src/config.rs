@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
 
 use crate::media::MediaConfig;
+use crate::server::ServerLimits;
 use crate::store::Role;
 
 /// The command line: with no subcommand the hub runs with [`Config`]'s flags.
@@ -152,6 +153,47 @@ pub struct Config {
     )]
     pub max_connections_per_address: usize,
 
+    /// TCP connections (pages, API, WebSockets) from one IP address at once; connections over
+    /// it are closed at once. Never below `--max-connections-per-address`. A commune hall behind
+    /// one NAT opens a WebSocket and a few HTTP connections per page.
+    #[arg(
+        long,
+        env = "DIEMCAU_MAX_HTTP_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_http_connections_per_address: usize,
+
+    /// TCP connections the web server holds in all; kept below the open-file limit (less 256
+    /// descriptors for the database, media sockets and logs) whatever is set here.
+    #[arg(long, env = "DIEMCAU_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// A TLS handshake not finished this long after the connection opened is cut.
+    #[arg(
+        long,
+        env = "DIEMCAU_TLS_HANDSHAKE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub tls_handshake_timeout_seconds: u64,
+
+    /// A request head (request line and headers) not complete this long after its first byte
+    /// is cut.
+    #[arg(
+        long,
+        env = "DIEMCAU_REQUEST_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 15
+    )]
+    pub request_header_timeout_seconds: u64,
+
+    /// A request whose body has not arrived, or that is not answered, this long after its head
+    /// is answered 408 and its connection closed.
+    #[arg(long, env = "DIEMCAU_REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub request_timeout_seconds: u64,
+
+    /// An HTTP connection with no request this long is closed (browsers open a new one).
+    #[arg(long, env = "DIEMCAU_HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub http_idle_timeout_seconds: u64,
+
     /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the real client, for the
     /// per-address limits and the attendance log. Their pages are served over HTTPS by the
     /// proxy, so login cookies are marked `Secure` even with `--plain-http`.
@@ -215,6 +257,12 @@ impl Config {
             plain_http: true,
             max_messages_per_second: 20,
             max_connections_per_address: 50,
+            max_http_connections_per_address: 256,
+            max_connections: 10_000,
+            tls_handshake_timeout_seconds: 10,
+            request_header_timeout_seconds: 15,
+            request_timeout_seconds: 60,
+            http_idle_timeout_seconds: 30,
             trusted_proxy: Vec::new(),
             idle_timeout_seconds: 90,
             liveness_interval_ms: TEST_INTERVAL_MS,
@@ -259,6 +307,25 @@ impl Config {
     /// How often the logins of the chairing sessions are checked.
     pub fn login_check_interval(&self) -> Duration {
         interval(self.login_check_interval_ms)
+    }
+
+    /// Timeouts of the web server's connections.
+    pub fn server_limits(&self) -> ServerLimits {
+        let seconds = |s: u64| std::time::Duration::from_secs(s.max(1));
+        ServerLimits {
+            tls_handshake_timeout: seconds(self.tls_handshake_timeout_seconds),
+            request_header_timeout: seconds(self.request_header_timeout_seconds),
+            request_timeout: seconds(self.request_timeout_seconds),
+            idle_timeout: seconds(self.http_idle_timeout_seconds),
+            trusted_proxies: self.trusted_proxy.clone(),
+        }
+    }
+
+    /// TCP connections one address may hold: a cap below the WebSocket cap would override it.
+    pub fn tcp_connections_per_address(&self) -> usize {
+        self.max_http_connections_per_address
+            .max(self.max_connections_per_address)
+            .max(1)
     }
 
     pub fn media(&self) -> MediaConfig {

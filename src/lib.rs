@@ -12,7 +12,11 @@
 //!   to sessions, media workers and the attendance log;
 //! - [`media`]: the media driver, worker threads with UDP sockets around the sans-IO
 //!   `diemcau_sfu::Worker`;
-//! - [`web`], [`api`]: HTTP: embedded pages, `/ws` signalling, the JSON/CSV API.
+//! - [`connections`]: per-address and total connection caps, refusal and timeout counts;
+//! - [`server`]: the web server's accept loop: TLS, timeouts at every stage, the caps;
+//! - [`state`], [`error`]: what HTTP handlers share, and the error they answer with;
+//! - [`web`], [`api`], [`metrics`]: HTTP routes: embedded pages and `/ws` signalling, the
+//!   JSON/CSV API, `/metrics`.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -26,10 +30,15 @@ pub mod api;
 pub mod attendance;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod directory;
+pub mod error;
 pub mod hub;
 pub mod media;
 pub mod meeting;
+pub mod metrics;
+pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod web;
@@ -44,8 +53,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::attendance::ReportRules;
+use crate::connections::{ConnectionCounter, ConnectionStats};
+use crate::server::Server;
+use crate::state::AppState;
 use crate::store::Store;
-use crate::web::AppState;
 
 /// The example directory loaded on first start: Tuyên Quang province and its 124 communes.
 const SEED_SITES: &[u8] = include_bytes!("../fixtures/sites-tuyen-quang.csv");
@@ -76,8 +87,31 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         tracing::info!(sites = sites.len(), "loaded the example sites directory");
     }
 
+    let open_file_limit = server::raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let http_addr = listener.local_addr()?;
+    let tls = if config.plain_http {
+        None
+    } else {
+        let files = tls::load_or_create(
+            config.tls_cert.as_deref(),
+            config.tls_key.as_deref(),
+            &config.data_dir,
+            &config.announce_addresses(),
+        )?;
+        if let tls::TlsOrigin::Generated(path) = &files.origin {
+            tracing::warn!(
+                "no TLS certificate configured: made a self-signed one at {}; browsers will ask \
+                 to accept it once (set --tls-cert and --tls-key for a real one)",
+                path.display()
+            );
+        }
+        Some(
+            server::tls_config(&files.cert_pem, &files.key_pem)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        )
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (media, events) = MediaPlane::start(&config.media())?;
     let media_addresses = media.addresses();
     let grace = i64::from(config.grace_seconds) * 1000;
@@ -97,6 +131,17 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
     let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
+    let max_connections = server::connection_cap(config.max_connections, open_file_limit);
+    tracing::info!(
+        max_connections,
+        per_address = config.tcp_connections_per_address(),
+        "web server connection caps"
+    );
+    let tcp_connections = Arc::new(ConnectionCounter::with_total(
+        config.tcp_connections_per_address(),
+        max_connections,
+    ));
+    let connection_stats = Arc::new(ConnectionStats::default());
     let state = Arc::new(AppState {
         hub: hub.clone(),
         offset: config.utc_offset,
@@ -105,47 +150,27 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             ..ReportRules::default()
         },
         limits: config.session_limits(),
-        connections: Arc::new(web::ConnectionCounter::new(
-            config.max_connections_per_address,
-        )),
+        connections: Arc::new(ConnectionCounter::new(config.max_connections_per_address)),
+        tcp_connections: tcp_connections.clone(),
+        connection_stats: connection_stats.clone(),
         auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty()),
         trusted_proxies: config.trusted_proxy.clone(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = web::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let server_hub = hub.clone();
-    let tls = if config.plain_http {
-        None
-    } else {
-        let files = tls::load_or_create(
-            config.tls_cert.as_deref(),
-            config.tls_key.as_deref(),
-            &config.data_dir,
-            &config.announce_addresses(),
-        )?;
-        if let tls::TlsOrigin::Generated(path) = &files.origin {
-            tracing::warn!(
-                "no TLS certificate configured: made a self-signed one at {}; browsers will ask \
-                 to accept it once (set --tls-cert and --tls-key for a real one)",
-                path.display()
-            );
-        }
-        Some(files)
+    let web_server = Server {
+        app: web::app(state),
+        tls,
+        limits: config.server_limits(),
+        connections: tcp_connections,
+        stats: connection_stats,
     };
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = tokio::spawn(async move {
-        let served = match tls {
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .map_err(|e| e.to_string()),
-            Some(files) => serve_tls(listener, app, files, stopped).await,
-        };
-        if let Err(e) = served {
-            tracing::error!("web server failed: {e}");
-        }
+        web_server
+            .run(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
         events_task.abort();
         liveness_task.abort();
         login_task.abort();
@@ -226,33 +251,6 @@ impl RunningHub {
         tracing::info!("shutting down");
         self.shutdown().await;
     }
-}
-
-/// Serves HTTPS on an already bound listener until `stopped`, then lets requests finish.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
-    files: tls::TlsFiles,
-    stopped: oneshot::Receiver<()>,
-) -> Result<(), String> {
-    // Several crates in the build could each bring a rustls crypto provider: name ours.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(files.cert_pem, files.key_pem)
-        .await
-        .map_err(|e| format!("TLS certificate or key unusable: {e}"))?;
-    let listener = listener.into_std().map_err(|e| e.to_string())?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        let _ = stopped.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-    });
-    axum_server::from_tcp_rustls(listener, config)
-        .map_err(|e| e.to_string())?
-        .handle(handle)
-        .serve(app)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

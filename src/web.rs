@@ -1,8 +1,9 @@
-//! The HTTP side: static pages embedded in the binary, the signalling WebSocket, the API.
+//! The hub's HTTP routes: the pages embedded in the binary, the signalling WebSocket (`/ws`),
+//! `/api/health`, and the routes of [`crate::api`], [`crate::auth::http`] and
+//! [`crate::metrics`] merged into one router. [`crate::server`] serves it.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -10,107 +11,21 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::Embed;
-use time::UtcOffset;
 
-use crate::attendance::ReportRules;
-use crate::hub::{ClientInfo, Hub};
+use crate::hub::ClientInfo;
+use crate::state::{AppState, client_address};
 
 #[derive(Embed)]
 #[folder = "web-client/"]
 struct Pages;
 
-/// What the HTTP handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    /// Time zone of CSV reports.
-    pub offset: UtcOffset,
-    pub rules: ReportRules,
-    pub limits: diemcau_signaling::Limits,
-    pub connections: Arc<ConnectionCounter>,
-    pub auth: crate::auth::Auth,
-    /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client_address`]).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
-}
-
-/// The address a request really comes from: the connection's peer, unless that peer is a
-/// trusted reverse proxy, in which case the last address in `X-Forwarded-For` that is not
-/// itself a trusted proxy (what a client writes further left can be forged, what the proxies
-/// append cannot). A header that does not parse leaves the peer's address.
-pub fn client_address(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
-    if !app.trusted_proxies.contains(&peer.ip()) {
-        return peer;
-    }
-    let forwarded: Vec<std::net::IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|part| part.trim().parse())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !app.trusted_proxies.contains(ip))
-        .map_or(peer, |ip| SocketAddr::new(ip, 0))
-}
-
-/// Open signalling connections per IP address, to refuse a flood from one address.
-#[derive(Debug)]
-pub struct ConnectionCounter {
-    max_per_address: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl ConnectionCounter {
-    pub fn new(max_per_address: usize) -> ConnectionCounter {
-        ConnectionCounter {
-            max_per_address,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A slot for one more connection from `ip`, released when dropped.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.max_per_address {
-            return None;
-        }
-        *count += 1;
-        Some(ConnectionSlot {
-            counter: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// One admitted connection; dropping it frees the slot.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    counter: Arc<ConnectionCounter>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut open = self.counter.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// The hub's HTTP routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+/// The hub's HTTP routes. Handlers read the peer as `ConnectInfo<SocketAddr>`: serve with
+/// [`crate::server::run`] (or `into_make_service_with_connect_info::<SocketAddr>()`).
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(signaling))
         .route("/api/health", get(health))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::api::routes())
         .merge(crate::auth::http::routes())
         .fallback(get(page))
@@ -160,7 +75,7 @@ async fn signaling(
         tracing::warn!(%address, origin = ?headers.get(header::ORIGIN), "signalling connection refused: cross-site origin");
         return (StatusCode::FORBIDDEN, "cross-site WebSocket refused").into_response();
     }
-    let Some(slot) = app.connections.admit(address.ip()) else {
+    let Ok(slot) = app.connections.admit(address.ip()) else {
         tracing::warn!(%address, "signalling connection refused: too many from this address");
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -194,119 +109,6 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         "media_workers": app.hub.media().worker_count(),
     });
     axum::Json(body).into_response()
-}
-
-/// Prometheus text format.
-async fn metrics(State(app): State<Arc<AppState>>) -> Response {
-    let media = app.hub.media().stats();
-    let (participants, sites) = app.hub.counts();
-    let cpu = process_cpu_seconds().unwrap_or(0.0);
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
-    metric(
-        "diemcau_participants",
-        "gauge",
-        "Participants joined in all meetings.",
-        participants.to_string(),
-    );
-    metric(
-        "diemcau_sites_connected",
-        "gauge",
-        "Sites joined in all meetings.",
-        sites.to_string(),
-    );
-    metric(
-        "diemcau_media_workers",
-        "gauge",
-        "Media worker threads.",
-        app.hub.media().worker_count().to_string(),
-    );
-    metric(
-        "diemcau_packets_received_total",
-        "counter",
-        "RTP packets received from publishers.",
-        media.packets_received.to_string(),
-    );
-    metric(
-        "diemcau_packets_forwarded_total",
-        "counter",
-        "RTP packets written to receivers.",
-        media.packets_forwarded.to_string(),
-    );
-    metric(
-        "diemcau_bytes_forwarded_total",
-        "counter",
-        "RTP payload bytes written to receivers.",
-        media.bytes_forwarded.to_string(),
-    );
-    metric(
-        "diemcau_packets_muted_total",
-        "counter",
-        "RTP packets of muted sites dropped at the hub.",
-        media.packets_dropped_paused.to_string(),
-    );
-    metric(
-        "diemcau_datagrams_received_total",
-        "counter",
-        "UDP datagrams received.",
-        media.datagrams_received.to_string(),
-    );
-    metric(
-        "diemcau_datagrams_unrouted_total",
-        "counter",
-        "UDP datagrams no peer claimed.",
-        media.datagrams_unrouted.to_string(),
-    );
-    metric(
-        "diemcau_keyframe_requests_total",
-        "counter",
-        "Keyframe requests sent to publishers.",
-        media.keyframe_requests_sent.to_string(),
-    );
-    metric(
-        "diemcau_handshake_failures_total",
-        "counter",
-        "Peers whose ICE or DTLS setup failed before connecting.",
-        media.handshake_failures.to_string(),
-    );
-    metric(
-        "diemcau_loss_permille",
-        "gauge",
-        "Worst packet loss of a connected site over the last sample, in tenths of a percent.",
-        app.hub.worst_loss_permille().to_string(),
-    );
-    metric(
-        "process_cpu_seconds_total",
-        "counter",
-        "CPU time of the hub process.",
-        format!("{cpu:.3}"),
-    );
-    let per_packet = if media.packets_forwarded > 0 {
-        cpu * 1e6 / media.packets_forwarded as f64
-    } else {
-        0.0
-    };
-    metric(
-        "diemcau_cpu_microseconds_per_forwarded_packet",
-        "gauge",
-        "Hub CPU time since start divided by packets forwarded.",
-        format!("{per_packet:.2}"),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-/// utime + stime of this process, from /proc (Linux).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 async fn page(uri: Uri) -> Response {

@@ -2,17 +2,40 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ProtocolError, ServerMessage};
 
-/// Frames above this size close the WebSocket (1009). Between [`MAX_MESSAGE_BYTES`] and this
-/// size a frame is read and refused with `message_too_large`, so a client learns what it did.
+/// Frames above this size are refused with `message_too_large` and close the WebSocket with
+/// code 1009 ([`TOO_BIG`]). Between [`MAX_MESSAGE_BYTES`] and this size a frame is read and
+/// refused with `message_too_large`, and the session stays open within
+/// [`LARGE_MESSAGE_BUDGET`].
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// The close code after a flood (`rate_limited`): policy violation (RFC 6455 §7.4.1).
+pub const POLICY_VIOLATION: u16 = close_code::POLICY;
+
+/// The close code after a frame over [`MAX_FRAME_BYTES`] (`message_too_large`).
+pub const TOO_BIG: u16 = close_code::SIZE;
+
+/// Bytes of messages over [`MAX_MESSAGE_BYTES`] the sessions of this process may have read
+/// and still be open. Such a message grows its connection's read buffer to its size for the
+/// connection's life; a session whose large message does not fit is closed (1009), which
+/// frees its buffer.
+pub const LARGE_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The part of [`LARGE_MESSAGE_BUDGET`] in use.
+static LARGE_MESSAGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a closing session keeps reading for the client's answering close frame: closing
+/// a socket with unread data resets the connection, and the client would lose the last
+/// messages.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the hub sends messages to one client at any time (offers, participants joining...).
 #[derive(Debug, Clone)]
@@ -145,6 +168,7 @@ pub async fn run<H: SessionHandler>(
     let mut bucket = TokenBucket::new(limits);
     let mut spoken = false;
     let mut refused_in_a_row = 0u32;
+    let mut large = LargeMessageShare::default();
     let opened = Instant::now();
     let mut last_heard = Instant::now();
     let reason = loop {
@@ -157,17 +181,31 @@ pub async fn run<H: SessionHandler>(
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
+                    Some(Err(e)) if is_too_large(&e) => {
+                        tracing::warn!("signalling frame over {MAX_FRAME_BYTES} bytes: {e}");
+                        let refusal = ProtocolError::new(
+                            ErrorCode::MessageTooLarge,
+                            format!("frame over {MAX_FRAME_BYTES} bytes; the session is closed"),
+                        );
+                        // The frame stays unread: no answering close frame can be read.
+                        let _ = send(&mut socket, &refusal.to_message()).await;
+                        let _ = socket.send(close_frame(TOO_BIG, "message too large")).await;
+                        break CloseReason::LimitExceeded;
+                    }
                     Some(Err(_)) | None => break CloseReason::ConnectionLost,
                 };
                 last_heard = Instant::now();
-                if !matches!(frame, Message::Ping(_) | Message::Pong(_)) && !bucket.take(last_heard) {
+                // Ping frames count too: each one costs the hub a pong.
+                if !bucket.take(last_heard) {
                     refused_in_a_row += 1;
                     tracing::warn!("signalling flood: message refused ({refused_in_a_row} in a row)");
                     if refused_in_a_row > limits.burst {
-                        let _ = send(&mut socket, &ProtocolError::new(
+                        let refusal = ProtocolError::new(
                             ErrorCode::RateLimited,
                             "too many messages; the session is closed",
-                        ).to_message()).await;
+                        );
+                        let close = close_frame(POLICY_VIOLATION, "too many messages");
+                        close_after(&mut socket, &refusal.to_message(), close).await;
                         break CloseReason::LimitExceeded;
                     }
                     let reply = ProtocolError::new(
@@ -180,6 +218,23 @@ pub async fn run<H: SessionHandler>(
                     continue;
                 }
                 refused_in_a_row = 0;
+                let length = match &frame {
+                    Message::Text(text) => text.len(),
+                    Message::Binary(bytes) => bytes.len(),
+                    _ => 0,
+                };
+                if length > MAX_MESSAGE_BYTES && !large.grow_to(length) {
+                    tracing::warn!(length, "signalling: large message over the hub's budget; session closed");
+                    let refusal = ProtocolError::new(
+                        ErrorCode::MessageTooLarge,
+                        format!(
+                            "message of {length} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes, \
+                             and the hub holds as many large messages as it may; the session is closed"
+                        ),
+                    );
+                    close_after(&mut socket, &refusal.to_message(), close_frame(TOO_BIG, "message too large")).await;
+                    break CloseReason::LimitExceeded;
+                }
                 let reply = match frame {
                     Message::Text(text) => {
                         let reply = dispatch(&*handler, &mut session, text.as_str()).await;
@@ -203,12 +258,22 @@ pub async fn run<H: SessionHandler>(
                 }
             }
             Some((message, last)) = inbox.recv() => {
+                if last {
+                    // A hub that stops says it is going away (1001): the client comes back later.
+                    let stopping = matches!(
+                        message,
+                        ServerMessage::Error { code: ErrorCode::HubShuttingDown, .. }
+                    );
+                    let close = if stopping {
+                        close_frame(close_code::AWAY, "the hub is shutting down")
+                    } else {
+                        close_frame(close_code::NORMAL, "the session ended")
+                    };
+                    close_after(&mut socket, &message, close).await;
+                    break CloseReason::HubClosed;
+                }
                 if send(&mut socket, &message).await.is_err() {
                     break CloseReason::ConnectionLost;
-                }
-                if last {
-                    let _ = socket.send(Message::Close(None)).await;
-                    break CloseReason::HubClosed;
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => {
@@ -218,13 +283,43 @@ pub async fn run<H: SessionHandler>(
                     "no valid message after opening the connection; the session is closed"
                 };
                 tracing::info!("{message}");
-                let _ = send(&mut socket, &ProtocolError::new(ErrorCode::Timeout, message).to_message()).await;
-                let _ = socket.send(Message::Close(None)).await;
+                let refusal = ProtocolError::new(ErrorCode::Timeout, message);
+                close_after(&mut socket, &refusal.to_message(), Message::Close(None)).await;
                 break CloseReason::LimitExceeded;
             }
         }
     };
     handler.close(session, reason).await;
+}
+
+/// A session's part of [`LARGE_MESSAGE_BUDGET`]: the largest message over
+/// [`MAX_MESSAGE_BYTES`] it has read, given back when the session ends.
+#[derive(Debug, Default)]
+struct LargeMessageShare {
+    held: usize,
+}
+
+impl LargeMessageShare {
+    /// Takes budget for a message of `length`; false when the budget has no room for it.
+    fn grow_to(&mut self, length: usize) -> bool {
+        let Some(more) = length.checked_sub(self.held).filter(|&more| more > 0) else {
+            return true;
+        };
+        let taken = LARGE_MESSAGE_BYTES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            used.checked_add(more)
+                .filter(|&total| total <= LARGE_MESSAGE_BUDGET)
+        });
+        if taken.is_ok() {
+            self.held = length;
+        }
+        taken.is_ok()
+    }
+}
+
+impl Drop for LargeMessageShare {
+    fn drop(&mut self) {
+        LARGE_MESSAGE_BYTES.fetch_sub(self.held, Ordering::SeqCst);
+    }
 }
 
 /// Allows `messages_per_second` on average and bursts of `burst`.
@@ -286,4 +381,51 @@ async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axu
     socket.send(Message::Text(message.to_json().into())).await
 }
 
+/// Sends `message` and then `close`, and reads (dropping) what the client still sends until
+/// its answering close frame, for [`CLOSE_GRACE`] at most.
+async fn close_after(socket: &mut WebSocket, message: &ServerMessage, close: Message) {
+    if send(socket, message).await.is_err() || socket.send(close).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.recv()).await {
+        if matches!(frame, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Whether a read failed on a frame or message over the size limits.
+fn is_too_large(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
 const _: () = assert!(MAX_MESSAGE_BYTES < MAX_FRAME_BYTES);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_share_one_budget_given_back_when_a_session_ends() {
+        let mut first = LargeMessageShare::default();
+        assert!(first.grow_to(LARGE_MESSAGE_BUDGET / 2));
+        assert!(
+            first.grow_to(LARGE_MESSAGE_BUDGET / 4),
+            "a smaller one is held already"
+        );
+        let mut second = LargeMessageShare::default();
+        assert!(!second.grow_to(LARGE_MESSAGE_BUDGET), "no room");
+        drop(first);
+        assert!(second.grow_to(LARGE_MESSAGE_BUDGET), "room again");
+    }
+}

@@ -26,9 +26,9 @@ use subtle::ConstantTimeEq;
 use super::{
     Account, MAX_PASSWORD_BYTES, Role, SESSION_LIFETIME, SESSION_LIMITS, new_token, token_hash,
 };
-use crate::api::AppError;
+use crate::error::AppError;
+use crate::state::{AppState, client_address};
 use crate::store::{Store, StoreError, now_millis};
-use crate::web::AppState;
 
 /// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "diemcau_session";
@@ -225,7 +225,7 @@ async fn login(
             "send {\"username\": \"...\", \"password\": \"...\"}",
         )
     })?;
-    let ip = crate::web::client_address(&app, address, &headers).ip();
+    let ip = client_address(&app, address, &headers).ip();
     let now = std::time::Instant::now();
     // Only a well-formed user name is logged, as people type passwords into the wrong box;
     // malformed ones are counted together.

@@ -46,6 +46,7 @@ impl Hub {
         let now = now_millis();
         let (reply, pending) = {
             let mut state = self.lock();
+            self.refuse_if_stopping()?;
             if let Some(page) = state.pages.remove(&session.key)
                 && let Some(live) = state.meetings.get_mut(&page.meeting)
             {
@@ -106,6 +107,7 @@ impl Hub {
         let title = self.open_meeting(meeting).await?;
         self.close_page(session.key);
         let mut state = self.lock();
+        self.refuse_if_stopping()?;
         let live = state
             .meetings
             .get_mut(&meeting)
@@ -124,6 +126,17 @@ impl Hub {
             site: site.code,
             name: site.name,
         })
+    }
+
+    /// Once the hub stops, nobody joins: checked under the lock, as the shutdown sets it.
+    fn refuse_if_stopping(&self) -> Result<(), ProtocolError> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProtocolError::new(
+                ErrorCode::HubShuttingDown,
+                "the hub is shutting down; the page will reconnect when it is back",
+            ));
+        }
+        Ok(())
     }
 
     /// An attendance session id unique across runs of the hub.

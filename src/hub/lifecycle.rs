@@ -118,6 +118,8 @@ impl Hub {
         let now = now_millis();
         let pending = {
             let mut state = self.lock();
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let meetings: Vec<MeetingId> = state.meetings.keys().copied().collect();
             let mut pending = Vec::new();
             for id in meetings {

@@ -47,6 +47,8 @@ pub struct Hub {
     /// under it, and attendance session ids start with it (unique across restarts).
     started_at: crate::attendance::Millis,
     config: MeetingConfig,
+    /// Set when the hub begins to stop: no join or standby is taken after it.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Everything behind the hub's one lock, which is never held across an await.
@@ -85,7 +87,7 @@ pub struct ClientInfo {
     pub address: Option<SocketAddr>,
     pub user_agent: String,
     /// The connection's place in the per-address limit, freed with the session.
-    pub slot: Option<crate::web::ConnectionSlot>,
+    pub slot: Option<crate::connections::ConnectionSlot>,
     /// The account logged in with the upgrade request's session cookie, if any, and that
     /// session's token hash (the login is checked again before it grants anything).
     pub login: Option<(crate::store::Account, String)>,
@@ -116,6 +118,7 @@ impl Hub {
             ids: IdAllocator::default(),
             started_at,
             config,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

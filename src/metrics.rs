@@ -1,0 +1,166 @@
+//! `/metrics`: the hub's counters and gauges in the Prometheus text format.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::connections::{Refusal, TimeoutStage};
+use crate::state::AppState;
+
+/// `GET /metrics`: the hub's counters in the Prometheus text format.
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let media = app.hub.media().stats();
+    let (participants, sites) = app.hub.counts();
+    let cpu = process_cpu_seconds().unwrap_or(0.0);
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "diemcau_participants",
+        "gauge",
+        "Participants joined in all meetings.",
+        participants.to_string(),
+    );
+    metric(
+        "diemcau_sites_connected",
+        "gauge",
+        "Sites joined in all meetings.",
+        sites.to_string(),
+    );
+    metric(
+        "diemcau_media_workers",
+        "gauge",
+        "Media worker threads.",
+        app.hub.media().worker_count().to_string(),
+    );
+    metric(
+        "diemcau_packets_received_total",
+        "counter",
+        "RTP packets received from publishers.",
+        media.packets_received.to_string(),
+    );
+    metric(
+        "diemcau_packets_forwarded_total",
+        "counter",
+        "RTP packets written to receivers.",
+        media.packets_forwarded.to_string(),
+    );
+    metric(
+        "diemcau_bytes_forwarded_total",
+        "counter",
+        "RTP payload bytes written to receivers.",
+        media.bytes_forwarded.to_string(),
+    );
+    metric(
+        "diemcau_packets_muted_total",
+        "counter",
+        "RTP packets of muted sites dropped at the hub.",
+        media.packets_dropped_paused.to_string(),
+    );
+    metric(
+        "diemcau_datagrams_received_total",
+        "counter",
+        "UDP datagrams received.",
+        media.datagrams_received.to_string(),
+    );
+    metric(
+        "diemcau_datagrams_unrouted_total",
+        "counter",
+        "UDP datagrams no peer claimed.",
+        media.datagrams_unrouted.to_string(),
+    );
+    metric(
+        "diemcau_keyframe_requests_total",
+        "counter",
+        "Keyframe requests sent to publishers.",
+        media.keyframe_requests_sent.to_string(),
+    );
+    metric(
+        "diemcau_handshake_failures_total",
+        "counter",
+        "Peers whose ICE or DTLS setup failed before connecting.",
+        media.handshake_failures.to_string(),
+    );
+    metric(
+        "diemcau_loss_permille",
+        "gauge",
+        "Worst packet loss of a connected site over the last sample, in tenths of a percent.",
+        app.hub.worst_loss_permille().to_string(),
+    );
+    metric(
+        "process_cpu_seconds_total",
+        "counter",
+        "CPU time of the hub process.",
+        format!("{cpu:.3}"),
+    );
+    let per_packet = if media.packets_forwarded > 0 {
+        cpu * 1e6 / media.packets_forwarded as f64
+    } else {
+        0.0
+    };
+    metric(
+        "diemcau_cpu_microseconds_per_forwarded_packet",
+        "gauge",
+        "Hub CPU time since start divided by packets forwarded.",
+        format!("{per_packet:.2}"),
+    );
+    metric(
+        "diemcau_connections_open",
+        "gauge",
+        "TCP connections the web server holds, WebSockets included.",
+        app.tcp_connections.open().to_string(),
+    );
+    labelled(
+        &mut out,
+        "diemcau_connections_refused_total",
+        "Connections closed at once after accept: too many from one address, or in all.",
+        Refusal::ALL.map(|reason| {
+            (
+                "reason",
+                reason.label(),
+                app.connection_stats.refused_count(reason),
+            )
+        }),
+    );
+    labelled(
+        &mut out,
+        "diemcau_connections_timed_out_total",
+        "Connections closed by a timeout, by the stage they were at.",
+        TimeoutStage::ALL.map(|stage| {
+            (
+                "stage",
+                stage.label(),
+                app.connection_stats.timed_out_count(stage),
+            )
+        }),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A counter with one label, one line per label value.
+fn labelled<const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: [(&str, &str, u64); N],
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+    for (label, value, count) in values {
+        out.push_str(&format!("{name}{{{label}=\"{value}\"}} {count}\n"));
+    }
+}
+
+/// utime + stime of this process, from /proc (Linux).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}

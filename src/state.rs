@@ -1,0 +1,54 @@
+//! What the HTTP handlers share ([`AppState`]) and the address a request really comes from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use time::UtcOffset;
+
+use crate::attendance::ReportRules;
+use crate::auth::Auth;
+use crate::connections::{ConnectionCounter, ConnectionStats};
+use crate::hub::Hub;
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    /// Time zone of CSV reports.
+    pub offset: UtcOffset,
+    pub rules: ReportRules,
+    pub limits: diemcau_signaling::Limits,
+    /// Signalling WebSockets per client address.
+    pub connections: Arc<ConnectionCounter>,
+    /// Every TCP connection the web server holds (WebSockets included), per peer address.
+    pub tcp_connections: Arc<ConnectionCounter>,
+    /// Connections the web server refused or timed out, for `/metrics`.
+    pub connection_stats: Arc<ConnectionStats>,
+    pub auth: Auth,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client_address`]).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// The address a request really comes from: the connection's peer, unless that peer is a
+/// trusted reverse proxy, in which case the last address in `X-Forwarded-For` that is not
+/// itself a trusted proxy (what a client writes further left can be forged, what the proxies
+/// append cannot). A header that does not parse leaves the peer's address.
+pub fn client_address(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
+    if !app.trusted_proxies.contains(&peer.ip()) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|part| part.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !app.trusted_proxies.contains(ip))
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
