@@ -155,6 +155,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         connection_stats: connection_stats.clone(),
         auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty()),
         trusted_proxies: config.trusted_proxy.clone(),
+        https: !config.plain_http,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server_hub = hub.clone();

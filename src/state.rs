@@ -28,6 +28,20 @@ pub struct AppState {
     pub auth: Auth,
     /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client_address`]).
     pub trusted_proxies: Vec<IpAddr>,
+    /// The hub serves HTTPS itself (not `--plain-http`).
+    pub https: bool,
+}
+
+impl AppState {
+    /// The schemes a same-site `Origin` may have: `https` on an HTTPS hub; `http` on a plain
+    /// one, and `https` too behind a trusted reverse proxy that terminates TLS.
+    pub fn origin_schemes(&self) -> &'static [&'static str] {
+        match (self.https, self.trusted_proxies.is_empty()) {
+            (true, _) => &["https"],
+            (false, true) => &["http"],
+            (false, false) => &["http", "https"],
+        }
+    }
 }
 
 /// The address a request really comes from: the connection's peer, unless that peer is a

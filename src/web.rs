@@ -33,13 +33,25 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::auth::http::guard,
         ))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
-/// Headers every reply carries: no framing by other pages, no type sniffing, no `Referer`
-/// (page addresses hold join codes), and API replies (join codes, reports) kept out of caches.
+/// What a page may load and run: only the hub's own scripts, styles and connections (the pages
+/// have no inline script or style, and must keep it so), pictures and media also from the
+/// page's own `blob:` and `data:` URLs, no plugins, no framing, forms only to the hub.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every reply carries: the content security policy, no framing by other pages, no
+/// type sniffing, no `Referer` (page addresses hold join codes), API replies (join codes,
+/// reports) kept out of caches, and on an HTTPS hub, HTTPS only for a year (HSTS).
 async fn security_headers(
+    State(app): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -51,6 +63,16 @@ async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    if app.https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -71,7 +93,7 @@ async fn signaling(
     let address = client_address(&app, peer, &headers);
     // A page of another site must not open a session with this browser's login
     // (cross-site WebSocket hijacking): browsers always send `Origin` on a WebSocket.
-    if !crate::auth::http::same_origin(&headers, &uri) {
+    if !crate::auth::http::same_origin(&headers, &uri, app.origin_schemes()) {
         tracing::warn!(%address, origin = ?headers.get(header::ORIGIN), "signalling connection refused: cross-site origin");
         return (StatusCode::FORBIDDEN, "cross-site WebSocket refused").into_response();
     }

@@ -299,6 +299,17 @@ async fn roles_sessions_and_csrf_guard_every_endpoint() {
     assert_eq!(still.header("cache-control"), Some("no-store"));
     assert_eq!(still.header("x-frame-options"), Some("DENY"));
     assert_eq!(still.header("referrer-policy"), Some("no-referrer"));
+    assert!(
+        still
+            .header("content-security-policy")
+            .is_some_and(|csp| csp.contains("script-src 'self'")),
+        "a strict content security policy"
+    );
+    assert_eq!(
+        still.header("strict-transport-security"),
+        None,
+        "no HSTS on a plain-HTTP hub"
+    );
 
     // A WebSocket opened while logged in does not keep the login: after a logout, its join
     // with the studio's code is refused.

@@ -8,6 +8,12 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
 
 async fn get_over_tls(addr: std::net::SocketAddr, roots: RootCertStore, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    send_over_tls(addr, roots, &request).await
+}
+
+/// Sends one raw HTTP/1.1 request over TLS and reads the whole response.
+async fn send_over_tls(addr: std::net::SocketAddr, roots: RootCertStore, request: &str) -> String {
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -20,7 +26,6 @@ async fn get_over_tls(addr: std::net::SocketAddr, roots: RootCertStore, path: &s
         .connect(name, tcp)
         .await
         .expect("TLS handshake with the hub's certificate");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
@@ -46,6 +51,40 @@ async fn https_with_a_self_signed_certificate() {
     assert!(health.contains("\"status\":\"ok\""), "{health}");
     let page = get_over_tls(hub.http_addr(), roots.clone(), "/site.html").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.contains("strict-transport-security: max-age=31536000"),
+        "HSTS over HTTPS: {page}"
+    );
+    assert!(
+        lower.contains("content-security-policy: default-src 'self'; script-src 'self';"),
+        "a strict CSP: {page}"
+    );
+
+    // A state change whose Origin names this host over plain HTTP is another site's page.
+    let port = hub.http_addr().port();
+    let login = |origin: String| {
+        let body = r#"{"username":"organizer","password":"organizer-password-for-tests"}"#;
+        format!(
+            "POST /api/login HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: {origin}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let plain = send_over_tls(
+        hub.http_addr(),
+        roots.clone(),
+        &login(format!("http://localhost:{port}")),
+    )
+    .await;
+    assert!(plain.starts_with("HTTP/1.1 403"), "http:// origin refused: {plain}");
+    let same = send_over_tls(
+        hub.http_addr(),
+        roots.clone(),
+        &login(format!("https://localhost:{port}")),
+    )
+    .await;
+    assert!(same.starts_with("HTTP/1.1 200"), "https:// origin accepted: {same}");
 
     // A plain-HTTP request to the HTTPS port gets no page.
     let mut tcp = tokio::net::TcpStream::connect(hub.http_addr())

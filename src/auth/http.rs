@@ -114,7 +114,7 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if changes_state && !same_origin(request.headers(), request.uri()) {
+    if changes_state && !same_origin(request.headers(), request.uri(), app.origin_schemes()) {
         tracing::warn!(
             path = request.uri().path(),
             origin = ?request.headers().get(header::ORIGIN),
@@ -188,10 +188,11 @@ pub fn account_of_session(
         .map(|session| session.account))
 }
 
-/// Whether a request's `Origin`, when it has one, names the host it was sent to. Browsers send
+/// Whether a request's `Origin`, when it has one, names the host it was sent to, with one of
+/// the hub's `schemes` (a page served over plain HTTP is not the HTTPS hub's own). Browsers send
 /// `Origin` with every cross-site `POST` and WebSocket; a missing one is a same-site request or
 /// a client that is not a browser.
-pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+pub fn same_origin(headers: &HeaderMap, uri: &Uri, schemes: &[&str]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -200,7 +201,11 @@ pub fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()));
     match (origin.to_str(), host) {
-        (Ok(origin), Some(host)) => origin_matches_host(origin, host),
+        (Ok(origin), Some(host)) => {
+            let scheme = origin.split_once("://").map(|(scheme, _)| scheme);
+            scheme.is_some_and(|s| schemes.iter().any(|ours| s.eq_ignore_ascii_case(ours)))
+                && origin_matches_host(origin, host)
+        }
         _ => false,
     }
 }
