@@ -116,7 +116,7 @@ async fn signaling(
         address: Some(address),
         user_agent,
         slot: Some(slot),
-        login: crate::auth::http::login_from_headers(&app, &headers),
+        login: crate::auth::http::login_from_headers(&app, &headers).await,
     };
     // Signalling messages are small and rare: 16 KiB buffers instead of axum's 128 KiB each way
     // (a quarter of a site's memory at the defaults); larger messages still grow them.

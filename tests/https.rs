@@ -77,14 +77,20 @@ async fn https_with_a_self_signed_certificate() {
         &login(format!("http://localhost:{port}")),
     )
     .await;
-    assert!(plain.starts_with("HTTP/1.1 403"), "http:// origin refused: {plain}");
+    assert!(
+        plain.starts_with("HTTP/1.1 403"),
+        "http:// origin refused: {plain}"
+    );
     let same = send_over_tls(
         hub.http_addr(),
         roots.clone(),
         &login(format!("https://localhost:{port}")),
     )
     .await;
-    assert!(same.starts_with("HTTP/1.1 200"), "https:// origin accepted: {same}");
+    assert!(
+        same.starts_with("HTTP/1.1 200"),
+        "https:// origin accepted: {same}"
+    );
 
     // A plain-HTTP request to the HTTPS port gets no page.
     let mut tcp = tokio::net::TcpStream::connect(hub.http_addr())

@@ -161,12 +161,12 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
 
 /// The login behind the request's session cookie, if any (for the signalling WebSocket, whose
 /// upgrade is a `GET` the guard lets through): the account as it was at the upgrade, and the
-/// session's token hash, by which [`account_of_session`] checks it again later. It reads the
-/// database on the calling thread, once per upgrade; a failure is logged and reads as no
-/// login, so the join that needs one is checked again by [`account_of_session`].
-pub fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(Account, String)> {
-    let token_sha256 = token_hash(session_token(headers, app.auth.secure_cookies)?);
-    match caller_of_session(app.hub.store(), token_sha256) {
+/// session's token hash, by which the login is checked again when it is used. The database
+/// is read off the async threads, once per upgrade; a failure is logged and reads as no login,
+/// and a studio's join, which needs one, checks it again (and answers `internal` if the
+/// database still fails).
+pub async fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(Account, String)> {
+    match caller_from_headers(app, headers).await {
         Ok(caller) => caller.map(|c| (c.account, c.token_sha256)),
         Err(e) => {
             tracing::error!("session lookup failed: {e}");
