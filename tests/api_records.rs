@@ -3,6 +3,8 @@
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
+#[path = "common/faults.rs"]
+mod faults;
 #[path = "common/http.rs"]
 mod http;
 
@@ -214,14 +216,6 @@ async fn bad_input_is_refused_and_nothing_is_half_written() {
     hub.shutdown().await;
 }
 
-/// Drops `table` of the hub's database behind its back, as a failing disk would.
-fn break_table(data_dir: &std::path::Path, table: &str) {
-    let conn = rusqlite::Connection::open(data_dir.join(diemcau::store::DATABASE_FILE))
-        .expect("a second connection");
-    conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; DROP TABLE {table};"))
-        .expect("the table is dropped");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_failure_is_internal_and_tells_the_client_nothing_of_it() {
     let dir = std::env::temp_dir().join(format!("diemcau-api-db-failure-{}", std::process::id()));
@@ -233,7 +227,7 @@ async fn a_database_failure_is_internal_and_tells_the_client_nothing_of_it() {
     let login = http::organizer(addr).await;
     assert_eq!(http::get(addr, "/api/sites").await.status, 200);
 
-    break_table(&dir, "sites");
+    faults::break_table(&dir, "sites");
     let r = http::get(addr, "/api/sites").await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "internal");
@@ -247,7 +241,7 @@ async fn a_database_failure_is_internal_and_tells_the_client_nothing_of_it() {
     );
 
     // A login that cannot be checked is the hub's failure, not the caller's: not 401.
-    break_table(&dir, "login_sessions");
+    faults::break_table(&dir, "login_sessions");
     let r = http::send(addr, "GET", "/api/session", b"", Some(&login), &[]).await;
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "internal");

@@ -4,6 +4,8 @@
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
+#[path = "common/faults.rs"]
+mod faults;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/signaling.rs"]
@@ -11,14 +13,6 @@ mod signaling;
 
 use serde_json::json;
 use signaling::next_reply;
-
-/// Drops `table` of the hub's database behind its back, as a failing disk would.
-fn break_table(data_dir: &std::path::Path, table: &str) {
-    let conn = rusqlite::Connection::open(data_dir.join(diemcau::store::DATABASE_FILE))
-        .expect("a second connection");
-    conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; DROP TABLE {table};"))
-        .expect("the table is dropped");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_the_database_cannot_check_is_internal() {
@@ -32,7 +26,7 @@ async fn a_join_the_database_cannot_check_is_internal() {
 
     // The chair's login is read at the upgrade, then checked again at the join.
     let mut studio = signaling::connect(http::organizer_ws_request(addr).await).await;
-    break_table(&dir, "login_sessions");
+    faults::break_table(&dir, "login_sessions");
     signaling::send(
         &mut studio,
         &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
@@ -42,7 +36,7 @@ async fn a_join_the_database_cannot_check_is_internal() {
     assert_eq!(reply["type"], "error", "{reply}");
     assert_eq!(reply["code"], "internal", "not the chair's fault: {reply}");
 
-    break_table(&dir, "join_codes");
+    faults::break_table(&dir, "join_codes");
     let mut site = signaling::connect(format!("ws://{addr}/ws")).await;
     signaling::send(
         &mut site,

@@ -17,8 +17,7 @@ impl Hub {
         code: &JoinCode,
         meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
-        not_joined_yet(session)?;
-        let grant = self.grant(code, meeting).await?;
+        let grant = self.admit(session, code, meeting).await?;
         let meeting = grant.meeting_id;
         if grant.site.is_none() {
             self.check_chair(session, meeting).await?;
@@ -94,8 +93,7 @@ impl Hub {
         code: &JoinCode,
         meeting: Option<MeetingId>,
     ) -> Result<ServerMessage, ProtocolError> {
-        not_joined_yet(session)?;
-        let grant = self.grant(code, meeting).await?;
+        let grant = self.admit(session, code, meeting).await?;
         let Some(site) = grant.site else {
             return Err(ProtocolError::new(
                 ErrorCode::Forbidden,
@@ -169,6 +167,17 @@ impl Hub {
         if let Err(e) = recorded(pending).await {
             tracing::error!(participant = %id, "recording a leave failed: {e}");
         }
+    }
+
+    /// A session that has not joined yet, with a valid code: what the code grants.
+    async fn admit(
+        &self,
+        session: &Session,
+        code: &JoinCode,
+        meeting: Option<MeetingId>,
+    ) -> Result<Grant, ProtocolError> {
+        not_joined_yet(session)?;
+        self.grant(code, meeting).await
     }
 
     /// Checks a join code against the store.
