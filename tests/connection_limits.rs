@@ -9,12 +9,14 @@
 
 #[path = "common/limited_hub.rs"]
 mod limited_hub;
+#[path = "common/signaling.rs"]
+mod signaling;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -287,21 +289,17 @@ async fn count_closed(connections: Vec<TcpStream>, deadline: Instant) -> usize {
     closed
 }
 
+/// The hub's next reply: meeting state pushed to everyone (`floor`, `console`) is skipped.
 async fn next_json<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        let message = signaling::next_text(ws, signaling::REPLY_TIMEOUT)
             .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
-            if message["type"] != "floor" && message["type"] != "console" {
-                return message;
-            }
+            .expect("a message within 10 s");
+        if message["type"] != "floor" && message["type"] != "console" {
+            return message;
         }
     }
 }

@@ -7,11 +7,13 @@
 
 #[path = "common/hub_binary.rs"]
 mod hub_binary;
+#[path = "common/signaling.rs"]
+mod signaling;
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -41,7 +43,9 @@ async fn forty_oversized_frames_leave_the_hub_memory_bounded() {
         ws.send(Message::Text(huge.clone().into()))
             .await
             .expect("send");
-        let reply = next_json(&mut ws).await;
+        let reply = signaling::next_text(&mut ws, signaling::REPLY_TIMEOUT)
+            .await
+            .expect("a message within 10 s");
         assert_eq!(reply["code"], "message_too_large", "{reply}");
         if reply["message"]
             .as_str()
@@ -80,22 +84,6 @@ impl Drop for Stopped {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn next_json<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(text.as_str()).expect("JSON");
-        }
     }
 }
 

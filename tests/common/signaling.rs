@@ -44,6 +44,17 @@ pub async fn next_message(socket: &mut Socket) -> Value {
 /// The next text message, parsed, or `None` when no frame comes within `limit`. Panics when
 /// the socket closes or the message is not JSON.
 pub async fn next_message_within(socket: &mut Socket, limit: Duration) -> Option<Value> {
+    next_text(socket, limit).await
+}
+
+/// [`next_message_within`] on a WebSocket over any stream (TLS of the test's own making...).
+pub async fn next_text<S>(
+    socket: &mut tokio_tungstenite::WebSocketStream<S>,
+    limit: Duration,
+) -> Option<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let frame = tokio::time::timeout(limit, socket.next())
             .await
