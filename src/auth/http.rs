@@ -175,19 +175,6 @@ pub async fn login_from_headers(app: &AppState, headers: &HeaderMap) -> Option<(
     }
 }
 
-/// The account of a login session that is still valid now: a long-lived WebSocket asks again
-/// before acting on a login (logout, a password change or a disabled account end it).
-/// `Ok(None)` when the login has ended; an `Err` is the database's failure, not the client's,
-/// and is to be answered as internal.
-pub fn account_of_session(
-    store: &Store,
-    token_sha256: &str,
-) -> Result<Option<Account>, StoreError> {
-    Ok(store
-        .login_session(token_sha256, now_millis(), SESSION_LIMITS)?
-        .map(|session| session.account))
-}
-
 /// Whether a request's `Origin`, when it has one, names the host it was sent to, with one of
 /// the hub's `schemes` (a page served over plain HTTP is not the HTTPS hub's own). Browsers send
 /// `Origin` with every cross-site `POST` and WebSocket; a missing one is a same-site request or
@@ -486,6 +473,13 @@ mod tests {
         assert!(!origin_matches_host("null", "hub.example"));
         assert!(!origin_matches_host("http://a@hub.example", "hub.example"));
         assert!(!origin_matches_host("ftp://hub.example", "hub.example"));
+    }
+
+    /// The account of a login still valid now, as the hub checks a chair's login again.
+    fn account_of_session(store: &Store, token: &str) -> Result<Option<Account>, StoreError> {
+        Ok(store
+            .login_session(token, now_millis(), SESSION_LIMITS)?
+            .map(|session| session.account))
     }
 
     #[test]
