@@ -177,3 +177,28 @@ async fn a_hub_that_stops_says_hub_shutting_down_then_close_1001() {
     assert_eq!(end.close, Some(CloseCode::Away), "{end:?}");
     stopping.await.expect("the hub stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_gets_the_close_answered() {
+    let (hub, mut socket) = hub_and_socket().await;
+    socket
+        .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .expect("send");
+    socket
+        .send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .expect("close sent");
+    let end = ending(&mut socket).await;
+    assert_eq!(
+        end.close,
+        Some(CloseCode::Normal),
+        "the hub answers the close: {end:?}"
+    );
+    hub.shutdown().await;
+}

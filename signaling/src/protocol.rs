@@ -475,9 +475,20 @@ impl ClientMessage {
             )
             .in_reply_to(&kind));
         }
+        let fields: Vec<String> = object.keys().cloned().collect();
         let message: ClientMessage = serde_json::from_value(value).map_err(|e| {
             ProtocolError::new(ErrorCode::InvalidField, e.to_string()).in_reply_to(&kind)
         })?;
+        // serde refuses unknown fields of messages with fields, not of those without (`ping`,
+        // `leave`...): every field sent must be one the message has.
+        let known = serde_json::to_value(&message).unwrap_or_default();
+        if let Some(unknown) = fields.iter().find(|f| known.get(f.as_str()).is_none()) {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidField,
+                format!("unknown field `{unknown}` in `{kind}`"),
+            )
+            .in_reply_to(&kind));
+        }
         message.checked().map_err(|e| e.in_reply_to(&kind))
     }
 
@@ -603,6 +614,17 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"join","code":"ab","role":"site"}"#),
             ErrorCode::InvalidField
+        );
+        for unknown in [
+            r#"{"type":"ping","x":1}"#,
+            r#"{"type":"leave","reason":"bye"}"#,
+            r#"{"type":"take_floor","site":"2269"}"#,
+        ] {
+            assert_eq!(code(unknown), ErrorCode::InvalidField, "{unknown}");
+        }
+        assert!(
+            ClientMessage::parse(r#"{"type":"join","code":"ab"}"#).is_ok(),
+            "optional fields may be left out"
         );
         let head = |count: &str| {
             code(&format!(

@@ -248,7 +248,12 @@ pub async fn run<H: SessionHandler>(
                         )
                         .to_message(),
                     ),
-                    Message::Close(_) => break CloseReason::ClientClosed,
+                    Message::Close(_) => {
+                        // The reply to the client's close (RFC 6455 §5.5.1) is queued by the
+                        // WebSocket layer; writing it out completes the handshake.
+                        let _ = futures_util::SinkExt::flush(&mut socket).await;
+                        break CloseReason::ClientClosed;
+                    }
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(reply) = reply
