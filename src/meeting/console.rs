@@ -1,7 +1,7 @@
 //! What the meeting knows of each expected site right now, and the chair's console built from
 //! it: every expected site with its state and live health.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use diemcau_sfu::{PeerId, Quality};
 use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
@@ -41,13 +41,12 @@ pub(super) struct LastLeave {
 /// head counts declared, for a meeting the hub opens again (after a restart, or after everyone
 /// had left).
 pub(super) fn sites_from_history(
-    roster: &[ExpectedSite],
+    roster: &[(SiteCode, ExpectedSite)],
     history: &[Event],
 ) -> HashMap<SiteCode, SiteStatus> {
     let mut sites: HashMap<SiteCode, SiteStatus> = roster
         .iter()
-        .filter_map(|s| SiteCode::try_from(s.code.as_str()).ok())
-        .map(|code| (code, SiteStatus::default()))
+        .map(|(code, _)| (code.clone(), SiteStatus::default()))
         .collect();
     for event in history {
         let Some(site) = event.kind.site().and_then(|code| sites.get_mut(code)) else {
@@ -87,24 +86,19 @@ impl LiveMeeting {
     /// The console: every expected site in roster order.
     fn console(&self, now: Millis) -> ServerMessage {
         let empty = SiteStatus::default();
+        let open: HashSet<&SiteCode> = self.pages.values().collect();
         let sites = self
             .roster
             .iter()
-            .map(|expected| {
-                let code = SiteCode::try_from(expected.code.as_str()).ok();
-                let status = code
-                    .as_ref()
-                    .and_then(|c| self.sites.get(c))
-                    .unwrap_or(&empty);
+            .map(|(code, expected)| {
+                let status = self.sites.get(code).unwrap_or(&empty);
                 let floor = match status.participant {
                     Some(p) if self.floor == Some(p) => FloorState::Holder,
                     Some(p) if self.queue.contains(&p) => FloorState::Requested,
                     _ => FloorState::None,
                 };
                 let context = RowContext {
-                    page_open: code
-                        .as_ref()
-                        .is_some_and(|c| self.pages.values().any(|site| site == c)),
+                    page_open: open.contains(code),
                     floor,
                     muted: status.participant.is_some_and(|p| self.muted.contains(&p)),
                     now,

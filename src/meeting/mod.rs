@@ -186,7 +186,8 @@ pub struct LiveMeeting {
     title: String,
     config: MeetingConfig,
     ids: IdAllocator,
-    roster: Vec<ExpectedSite>,
+    /// The expected sites in console order, each with its code parsed once.
+    roster: Vec<(SiteCode, ExpectedSite)>,
     sites: HashMap<SiteCode, SiteStatus>,
     participants: BTreeMap<PeerId, Participant>,
     studio: Option<PeerId>,
@@ -236,14 +237,20 @@ impl LiveMeeting {
             .iter()
             .filter(|e| matches!(e.kind, EventKind::RollCallStarted { .. }))
             .count();
+        // The store checked every code on import: one that does not parse is not listed.
+        let roster: Vec<(SiteCode, ExpectedSite)> = setup
+            .roster
+            .into_iter()
+            .filter_map(|site| Some((SiteCode::try_from(site.code.as_str()).ok()?, site)))
+            .collect();
         LiveMeeting {
             id: setup.id,
             router,
             title: setup.title,
             config,
             ids,
-            sites: console::sites_from_history(&setup.roster, &setup.history),
-            roster: setup.roster,
+            sites: console::sites_from_history(&roster, &setup.history),
+            roster,
             participants: BTreeMap::new(),
             studio: None,
             floor: None,
