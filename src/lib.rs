@@ -206,8 +206,7 @@ fn recover_from_crash(
     let Some(last_seen) = crashed else {
         return Ok(());
     };
-    for meeting in store.meetings_in_progress()? {
-        let last_event = store.events(meeting)?.last().map_or(0, |e| e.at);
+    for (meeting, last_event) in store.meetings_in_progress()? {
         let down_since = last_seen.max(last_event).min(started_at);
         recorder.append_blocking(
             meeting,

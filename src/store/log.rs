@@ -203,17 +203,18 @@ impl Store {
         Ok(())
     }
 
-    /// Meetings started and not ended: those a stop of the hub interrupts.
-    pub fn meetings_in_progress(&self) -> Result<Vec<MeetingId>, StoreError> {
+    /// Meetings started and not ended, those a stop of the hub interrupts, each with the time
+    /// of its latest event.
+    pub fn meetings_in_progress(&self) -> Result<Vec<(MeetingId, Millis)>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare(
-            "SELECT meeting_id FROM events GROUP BY meeting_id
+            "SELECT meeting_id, MAX(at) FROM events GROUP BY meeting_id
              HAVING SUM(kind = 'meeting_started') > 0 AND SUM(kind = 'meeting_ended') = 0",
         )?;
-        let ids = stmt
-            .query_map([], |r| r.get(0).map(MeetingId))?
+        let meetings = stmt
+            .query_map([], |r| Ok((MeetingId(r.get(0)?), r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        Ok(ids)
+        Ok(meetings)
     }
 }
 
@@ -474,7 +475,10 @@ mod tests {
                 },
             )
             .expect("studio joined");
-        assert_eq!(store.meetings_in_progress().expect("read"), vec![meeting]);
+        assert_eq!(
+            store.meetings_in_progress().expect("read"),
+            vec![(meeting, 11)]
+        );
         store
             .touch_sessions(&[(meeting, SessionId("studio".to_owned()))], 40)
             .expect("alive");
