@@ -188,11 +188,7 @@ pub fn same_origin(headers: &HeaderMap, uri: &Uri, schemes: &[&str]) -> bool {
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()));
     match (origin.to_str(), host) {
-        (Ok(origin), Some(host)) => {
-            let scheme = origin.split_once("://").map(|(scheme, _)| scheme);
-            scheme.is_some_and(|s| schemes.iter().any(|ours| s.eq_ignore_ascii_case(ours)))
-                && origin_matches_host(origin, host)
-        }
+        (Ok(origin), Some(host)) => origin_matches_host(origin, host, schemes),
         _ => false,
     }
 }
@@ -401,10 +397,13 @@ fn csrf_failed(message: &str) -> AppError {
 
 /// `https://hub.example:8443` against `hub.example:8443`: same host (any case) and port, the
 /// port defaulting to the origin scheme's.
-fn origin_matches_host(origin: &str, host: &str) -> bool {
+fn origin_matches_host(origin: &str, host: &str, schemes: &[&str]) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
+    if !schemes.iter().any(|ours| scheme.eq_ignore_ascii_case(ours)) {
+        return false;
+    }
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "http" => 80,
         "https" => 443,
@@ -446,33 +445,33 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
 mod tests {
     use super::*;
 
+    /// A hub that takes either scheme (plain HTTP behind a TLS proxy).
+    fn either(origin: &str, host: &str) -> bool {
+        origin_matches_host(origin, host, &["http", "https"])
+    }
+
     #[test]
     fn origins_match_only_their_own_host() {
+        assert!(either("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(either("https://Hub.Example", "hub.example"));
+        assert!(either("https://hub.example", "hub.example:443"));
+        assert!(either("http://[::1]:8080", "[::1]:8080"));
+        assert!(!either("http://evil.example:8080", "127.0.0.1:8080"));
+        assert!(!either("http://127.0.0.1:9090", "127.0.0.1:8080"));
+        assert!(!either("https://hub.example", "hub.example:80"));
+        assert!(!either("null", "hub.example"));
+        assert!(!either("http://a@hub.example", "hub.example"));
+        assert!(!either("ftp://hub.example", "hub.example"));
+        assert!(!origin_matches_host(
+            "http://hub.example",
+            "hub.example",
+            &["https"]
+        ));
         assert!(origin_matches_host(
-            "http://127.0.0.1:8080",
-            "127.0.0.1:8080"
+            "HTTPS://hub.example",
+            "hub.example",
+            &["https"]
         ));
-        assert!(origin_matches_host("https://Hub.Example", "hub.example"));
-        assert!(origin_matches_host(
-            "https://hub.example",
-            "hub.example:443"
-        ));
-        assert!(origin_matches_host("http://[::1]:8080", "[::1]:8080"));
-        assert!(!origin_matches_host(
-            "http://evil.example:8080",
-            "127.0.0.1:8080"
-        ));
-        assert!(!origin_matches_host(
-            "http://127.0.0.1:9090",
-            "127.0.0.1:8080"
-        ));
-        assert!(!origin_matches_host(
-            "https://hub.example",
-            "hub.example:80"
-        ));
-        assert!(!origin_matches_host("null", "hub.example"));
-        assert!(!origin_matches_host("http://a@hub.example", "hub.example"));
-        assert!(!origin_matches_host("ftp://hub.example", "hub.example"));
     }
 
     /// The account of a login still valid now, as the hub checks a chair's login again.
