@@ -328,6 +328,31 @@ fn meeting_in_progress_counts_open_sessions_until_now() {
 }
 
 #[test]
+fn a_session_shorter_than_a_millisecond_still_splits_the_outage_around_it() {
+    let mut log = Log(Vec::new());
+    log.push(0, EventKind::MeetingStarted);
+    // Thượng Lâm joins and drops within the same millisecond, then returns ten minutes later
+    // and leaves as quickly: two visits, one interruption between them.
+    log.join(10, "2269", "s1");
+    log.leave(10, "2269", "s1", LeaveReason::NetworkTimeout);
+    log.reconnect(20, "2269", "s2", "s1");
+    log.leave(20, "2269", "s2", LeaveReason::Closed);
+    // Lâm Bình's only session ended before the meeting started: it does not count.
+    log.join(-5, "2266", "s3");
+    log.leave(-1, "2266", "s3", LeaveReason::Closed);
+    let report = compute(&plan(), &log.0, at(60), &ReportRules::default());
+    let tl = &report.sites[0];
+    assert_eq!(
+        (tl.interruptions, tl.longest_outage_minutes, tl.connected_minutes),
+        (1, 10.0, 0.0)
+    );
+    assert_eq!(tl.first_join, Some(at(10)));
+    assert_eq!(tl.last_leave, Some(at(20)));
+    assert_ne!(tl.status, Status::Absent);
+    assert_eq!(report.sites[1].status, Status::Absent);
+}
+
+#[test]
 fn meeting_never_started_reports_everyone_absent() {
     let report = compute(&plan(), &[], at(-60), &ReportRules::default());
     assert_eq!(report.summary.sites_joined, 0);

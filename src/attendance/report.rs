@@ -328,11 +328,13 @@ fn site_row(
     rules: &ReportRules,
 ) -> SiteRow {
     // Connected time inside the meeting, as a union of intervals (a reconnect may overlap the
-    // session it replaces until that one times out).
+    // session it replaces until that one times out). A session that began and ended within the
+    // same millisecond inside the meeting still counts: it adds no time, but the site was there
+    // and the gaps on either side of it are interruptions.
     let clipped: Vec<(Millis, Millis)> = sessions
         .iter()
         .map(|s| (s.start.max(window_start), s.end.min(window_end)))
-        .filter(|(a, b)| b > a)
+        .filter(|(a, b)| b > a || (a == b && window_start <= *a && *b <= window_end))
         .collect();
     let connected = union(clipped);
     let connected_ms: Millis = connected.iter().map(|(a, b)| b - a).sum();
