@@ -343,13 +343,74 @@ fn a_session_shorter_than_a_millisecond_still_splits_the_outage_around_it() {
     let report = compute(&plan(), &log.0, at(60), &ReportRules::default());
     let tl = &report.sites[0];
     assert_eq!(
-        (tl.interruptions, tl.longest_outage_minutes, tl.connected_minutes),
+        (
+            tl.interruptions,
+            tl.longest_outage_minutes,
+            tl.connected_minutes
+        ),
         (1, 10.0, 0.0)
     );
     assert_eq!(tl.first_join, Some(at(10)));
     assert_eq!(tl.last_leave, Some(at(20)));
     assert_ne!(tl.status, Status::Absent);
     assert_eq!(report.sites[1].status, Status::Absent);
+}
+
+#[test]
+fn roll_calls_are_reported_with_their_answers_and_the_sites_that_did_not_answer() {
+    let mut log = Log(Vec::new());
+    log.push(0, EventKind::MeetingStarted);
+    log.push(10, EventKind::RollCallStarted { roll_call: 1 });
+    let answer = |count: u32| EventKind::RollCallAnswered {
+        roll_call: 1,
+        site: "2269".into(),
+        count,
+        confirmed_by: "Nguyễn Văn An".into(),
+        position: "Chủ tịch".into(),
+    };
+    log.push(11, answer(48));
+    // The site corrects its count: the last answer counts, once.
+    log.push(12, answer(50));
+    log.push(
+        15,
+        EventKind::RollCallEnded {
+            roll_call: 1,
+            not_answered: vec!["2266".into(), "2302".into()],
+        },
+    );
+    log.push(30, EventKind::RollCallStarted { roll_call: 2 });
+    let report = compute(&plan(), &log.0, at(60), &ReportRules::default());
+    let [first, second] = &report.roll_calls[..] else {
+        panic!("two roll calls: {:?}", report.roll_calls);
+    };
+    assert_eq!(
+        (
+            first.number,
+            first.started_at,
+            first.ended_at,
+            first.delegates
+        ),
+        (1, at(10), Some(at(15)), 50)
+    );
+    assert_eq!(first.answers.len(), 1);
+    assert_eq!(
+        (
+            first.answers[0].name.as_str(),
+            first.answers[0].count,
+            first.answers[0].at
+        ),
+        ("Xã Thượng Lâm", 50, at(12))
+    );
+    let missing: Vec<(&str, &str)> = first
+        .not_answered
+        .iter()
+        .map(|s| (s.code.as_str(), s.name.as_str()))
+        .collect();
+    assert_eq!(
+        missing,
+        [("2266", "Xã Lâm Bình"), ("2302", "Xã Minh Quang")]
+    );
+    assert_eq!((second.number, second.ended_at), (2, None), "still running");
 }
 
 #[test]

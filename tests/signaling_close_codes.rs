@@ -1,7 +1,7 @@
 //! A session the hub ends ends with a message that says why and a close frame with the
 //! documented code: 1008 after a flood of messages or of WebSocket pings, 1009 after a frame
-//! over 16 MiB, 1001 with `hub_shutting_down` when the hub stops (docs/protocol.md, "Close
-//! codes").
+//! over 16 MiB, 1001 with `hub_shutting_down` when the hub stops, 1000 after `timeout`,
+//! `replaced` and `meeting_ended` (docs/protocol.md, "Close codes").
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -200,5 +200,72 @@ async fn a_client_that_closes_gets_the_close_answered() {
         Some(CloseCode::Normal),
         "the hub answers the close: {end:?}"
     );
+    hub.shutdown().await;
+}
+
+/// Joins `code` on a new connection to `addr` and reads up to `joined`.
+async fn joined_socket(addr: std::net::SocketAddr, code: &str, meeting: i64) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("connect");
+    let join = json!({"type": "join", "code": code, "meeting": meeting});
+    socket
+        .send(Message::Text(join.to_string().into()))
+        .await
+        .expect("send");
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("joined within 10 s");
+        match frame {
+            Some(Ok(Message::Text(text))) if text.as_str().contains(r#""type":"joined""#) => {
+                return socket;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("no joined: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_and_an_ended_meeting_close_with_1000() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp", &[("2269", "Xã Thượng Lâm")], true).await;
+    let mut first = joined_socket(addr, &m.code("2269"), m.id).await;
+    // A joined site may be replaced 5 s after it joined, not sooner (docs/protocol.md, `join`).
+    tokio::time::sleep(Duration::from_millis(5_100)).await;
+    let mut second = joined_socket(addr, &m.code("2269"), m.id).await;
+    let end = ending(&mut first).await;
+    assert_eq!(end.errors, ["replaced"], "{end:?}");
+    assert_eq!(end.close, Some(CloseCode::Normal), "{end:?}");
+
+    let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    let end = ending(&mut second).await;
+    assert_eq!(end.errors, ["meeting_ended"], "{end:?}");
+    assert_eq!(end.close, Some(CloseCode::Normal), "{end:?}");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_session_sees_timeout_then_close_1000() {
+    let config = diemcau::Config {
+        idle_timeout_seconds: 1,
+        ..diemcau::Config::for_tests()
+    };
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", hub.http_addr()))
+        .await
+        .expect("connect");
+    socket
+        .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .expect("send");
+    let end = ending(&mut socket).await;
+    assert_eq!(end.errors, ["timeout"], "{end:?}");
+    assert_eq!(end.close, Some(CloseCode::Normal), "{end:?}");
     hub.shutdown().await;
 }

@@ -112,7 +112,7 @@ pub enum ServerMessage {
     /// The join succeeded.
     Joined {
         protocol: u32,
-        meeting: String,
+        meeting: MeetingId,
         title: String,
         participant: ParticipantInfo,
         /// Everyone else already in the meeting.
@@ -143,7 +143,7 @@ pub enum ServerMessage {
     },
     /// Reply to `standby`: the page is known to the chair, who may call it.
     StandbyAccepted {
-        meeting: String,
+        meeting: MeetingId,
         title: String,
         site: String,
         name: String,
@@ -166,10 +166,13 @@ pub enum ServerMessage {
     Muted {
         muted: bool,
     },
-    /// A roll call started (`active`) or ended.
+    /// A roll call started (`active`) or ended. When it ends, the chair's copy carries its
+    /// `result`, frozen: later leaves and joins do not change it.
     RollCall {
         roll_call: u32,
         active: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<RollCallResult>,
     },
     /// Reply to `answer_roll_call`: the answer is in the attendance log.
     RollCallAnswerRecorded {
@@ -221,6 +224,36 @@ pub enum Fault {
     Refused,
     /// The hub failed, or is stopping.
     Hub,
+}
+
+/// What a roll call found, fixed when it ended: every site that was in the meeting while it
+/// ran, answered or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollCallResult {
+    pub started_at: i64,
+    pub ended_at: i64,
+    /// The sites that answered, in the order they answered, each with its head count.
+    pub answered: Vec<RollCallAnswered>,
+    /// The sites that were in the meeting at some time while it ran and did not answer, in
+    /// the console's order.
+    pub not_answered: Vec<SiteName>,
+    /// The delegates the answers declared, in all.
+    pub delegates: u32,
+}
+
+/// A site's answer in a roll call's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollCallAnswered {
+    pub site: String,
+    pub name: String,
+    pub count: u32,
+}
+
+/// A site by its code and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteName {
+    pub site: String,
+    pub name: String,
 }
 
 /// A site in floor messages.

@@ -289,7 +289,8 @@ pub async fn run<H: SessionHandler>(
                 };
                 tracing::info!("{message}");
                 let refusal = ProtocolError::new(ErrorCode::Timeout, message);
-                close_after(&mut socket, &refusal.to_message(), Message::Close(None)).await;
+                let close = close_frame(close_code::NORMAL, "no message for too long");
+                close_after(&mut socket, &refusal.to_message(), close).await;
                 break CloseReason::LimitExceeded;
             }
         }

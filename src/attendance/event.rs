@@ -94,8 +94,12 @@ pub enum EventKind {
         confirmed_by: String,
         position: String,
     },
+    /// The roll call ended; with the sites that were in the meeting while it ran and did not
+    /// answer (empty in logs written before the hub recorded them).
     RollCallEnded {
         roll_call: u32,
+        #[serde(default)]
+        not_answered: Vec<String>,
     },
     /// The chair called a site whose page was open.
     SiteCalled {

@@ -63,7 +63,42 @@ pub struct Report {
     pub summary: Summary,
     pub sites: Vec<SiteRow>,
     pub sessions: Vec<SessionRow>,
+    /// Every roll call, in order, as it ended.
+    pub roll_calls: Vec<RollCallRow>,
     pub events: Vec<Event>,
+}
+
+/// One roll call: who answered with how many delegates, and who was there and did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollCallRow {
+    pub number: u32,
+    pub started_at: Millis,
+    /// `None` while it runs (or when the hub stopped without warning during it).
+    pub ended_at: Option<Millis>,
+    /// One answer per site, the last it gave, in the order the sites first answered.
+    pub answers: Vec<RollCallAnswerRow>,
+    /// The sites that were in the meeting while it ran and did not answer (known once it
+    /// ended).
+    pub not_answered: Vec<SiteRef>,
+    /// The delegates the answers declared, in all.
+    pub delegates: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollCallAnswerRow {
+    pub site: String,
+    pub name: String,
+    pub count: u32,
+    pub confirmed_by: String,
+    pub position: String,
+    pub at: Millis,
+}
+
+/// A site by its code and its name in the meeting's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteRef {
+    pub code: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -216,8 +251,68 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
         summary,
         sites,
         sessions: session_rows,
+        roll_calls: roll_calls(events, &names),
         events: events.to_vec(),
     }
+}
+
+/// The roll calls of the log, each with its answers and the sites that did not answer.
+fn roll_calls(events: &[Event], names: &HashMap<&str, &str>) -> Vec<RollCallRow> {
+    let name_of = |code: &str| names.get(code).copied().unwrap_or("").to_owned();
+    let mut rows: Vec<RollCallRow> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::RollCallStarted { roll_call } => rows.push(RollCallRow {
+                number: *roll_call,
+                started_at: event.at,
+                ended_at: None,
+                answers: Vec::new(),
+                not_answered: Vec::new(),
+                delegates: 0,
+            }),
+            EventKind::RollCallAnswered {
+                roll_call,
+                site,
+                count,
+                confirmed_by,
+                position,
+            } => {
+                let Some(row) = rows.iter_mut().rev().find(|r| r.number == *roll_call) else {
+                    continue;
+                };
+                let answer = RollCallAnswerRow {
+                    site: site.clone(),
+                    name: name_of(site),
+                    count: *count,
+                    confirmed_by: confirmed_by.clone(),
+                    position: position.clone(),
+                    at: event.at,
+                };
+                match row.answers.iter_mut().find(|a| a.site == *site) {
+                    Some(earlier) => *earlier = answer,
+                    None => row.answers.push(answer),
+                }
+                row.delegates = row.answers.iter().map(|a| a.count).sum();
+            }
+            EventKind::RollCallEnded {
+                roll_call,
+                not_answered,
+            } => {
+                if let Some(row) = rows.iter_mut().rev().find(|r| r.number == *roll_call) {
+                    row.ended_at = Some(event.at);
+                    row.not_answered = not_answered
+                        .iter()
+                        .map(|code| SiteRef {
+                            code: code.clone(),
+                            name: name_of(code),
+                        })
+                        .collect();
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
 }
 
 /// One session of one site, as the log tells it.

@@ -119,7 +119,7 @@ impl Hub {
             },
         );
         Ok(ServerMessage::StandbyAccepted {
-            meeting: meeting.to_string(),
+            meeting,
             title,
             site: site.code,
             name: site.name,

@@ -3,10 +3,24 @@
 
 use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
+use std::collections::BTreeSet;
+
+use diemcau_signaling::protocol::{RollCallAnswered, RollCallResult, SiteName};
 use diemcau_signaling::{Role, ServerMessage, SiteCode};
 
 use super::{ActionError, LiveMeeting, Output, Recipient, Route};
 use crate::attendance::{EventKind, Millis};
+
+/// A roll call while it runs.
+#[derive(Debug)]
+pub(super) struct RunningRollCall {
+    pub(super) number: u32,
+    started_at: Millis,
+    /// Every site in the meeting at some time since it started.
+    pub(super) present: BTreeSet<SiteCode>,
+    /// The answers so far, in order, one per site.
+    pub(super) answers: Vec<(SiteCode, u32)>,
+}
 
 /// A head count as a site declares it, alone or answering a roll call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +142,20 @@ impl LiveMeeting {
     /// The chair starts a roll call (numbered one more than the last, ending any running one).
     pub fn start_roll_call(&mut self, now: Millis, chair: PeerId) -> Result<(), ActionError> {
         self.require_chair(chair)?;
+        self.finish_roll_call(now);
         let number = self.roll_calls + 1;
         self.roll_calls = number;
-        self.roll_call = Some(number);
+        let present = self
+            .participants
+            .values()
+            .filter_map(|p| p.site.clone())
+            .collect();
+        self.roll_call = Some(RunningRollCall {
+            number,
+            started_at: now,
+            present,
+            answers: Vec::new(),
+        });
         for status in self.sites.values_mut() {
             status.answered_roll_call = false;
         }
@@ -138,6 +163,7 @@ impl LiveMeeting {
         self.send_to_everyone(&ServerMessage::RollCall {
             roll_call: number,
             active: true,
+            result: None,
         });
         Ok(())
     }
@@ -145,13 +171,92 @@ impl LiveMeeting {
     /// The chair ends the running roll call.
     pub fn end_roll_call(&mut self, now: Millis, chair: PeerId) -> Result<(), ActionError> {
         self.require_chair(chair)?;
-        let number = self.roll_call.take().ok_or(ActionError::NoRollCall)?;
-        self.log(now, EventKind::RollCallEnded { roll_call: number });
-        self.send_to_everyone(&ServerMessage::RollCall {
-            roll_call: number,
-            active: false,
-        });
+        if self.roll_call.is_none() {
+            return Err(ActionError::NoRollCall);
+        }
+        self.finish_roll_call(now);
         Ok(())
+    }
+
+    /// Ends the running roll call, if any: its result is fixed now, logged with the sites that
+    /// did not answer, sent to the chair with it and to the sites without it.
+    pub(super) fn finish_roll_call(&mut self, now: Millis) {
+        let Some(running) = self.roll_call.take() else {
+            return;
+        };
+        let number = running.number;
+        let result = self.roll_call_result(running, now);
+        self.log(
+            now,
+            EventKind::RollCallEnded {
+                roll_call: number,
+                not_answered: result.not_answered.iter().map(|s| s.site.clone()).collect(),
+            },
+        );
+        for id in self.participants.keys().copied().collect::<Vec<_>>() {
+            let for_chair = Some(id) == self.studio;
+            self.send(
+                id,
+                ServerMessage::RollCall {
+                    roll_call: number,
+                    active: false,
+                    result: for_chair.then(|| result.clone()),
+                },
+            );
+        }
+        self.last_roll_call = Some((number, result));
+    }
+
+    fn roll_call_result(&self, running: RunningRollCall, now: Millis) -> RollCallResult {
+        let name = |code: &SiteCode| {
+            self.roster
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, site)| site.name.clone())
+                .unwrap_or_default()
+        };
+        let answered_codes: BTreeSet<&SiteCode> = running.answers.iter().map(|(c, _)| c).collect();
+        let not_answered = self
+            .roster
+            .iter()
+            .filter(|(code, _)| running.present.contains(code) && !answered_codes.contains(code))
+            .map(|(code, site)| SiteName {
+                site: code.to_string(),
+                name: site.name.clone(),
+            })
+            .collect();
+        RollCallResult {
+            started_at: running.started_at,
+            ended_at: now,
+            delegates: running.answers.iter().map(|(_, count)| *count).sum(),
+            answered: running
+                .answers
+                .iter()
+                .map(|(code, count)| RollCallAnswered {
+                    site: code.to_string(),
+                    name: name(code),
+                    count: *count,
+                })
+                .collect(),
+            not_answered,
+        }
+    }
+
+    /// A site joined while a roll call runs: it is expected to answer.
+    pub(super) fn roll_call_sees(&mut self, site: &SiteCode) {
+        if let Some(running) = &mut self.roll_call {
+            running.present.insert(site.clone());
+        }
+    }
+
+    /// The last roll call's result, for a chair who joins after it ended.
+    pub(super) fn last_roll_call_message(&self) -> Option<ServerMessage> {
+        let (number, result) = self.last_roll_call.as_ref()?;
+        Some(ServerMessage::RollCall {
+            roll_call: *number,
+            active: false,
+            result: Some(result.clone()),
+        })
     }
 
     /// A site answers roll call `roll_call` while it runs: present, with its head count. The
@@ -164,11 +269,17 @@ impl LiveMeeting {
         declaration: Declaration,
     ) -> Result<ServerMessage, ActionError> {
         let site = self.require_site(id)?;
-        match self.roll_call {
+        let running = match &mut self.roll_call {
             None => return Err(ActionError::NoRollCall),
-            Some(n) if n != roll_call => return Err(ActionError::WrongRollCall),
-            Some(_) => {}
-        }
+            Some(running) if running.number != roll_call => {
+                return Err(ActionError::WrongRollCall);
+            }
+            Some(running) => running,
+        };
+        // A site that answers again corrects its count: one answer per site.
+        running.answers.retain(|(code, _)| *code != site);
+        running.answers.push((site.clone(), declaration.count));
+        running.present.insert(site.clone());
         self.log(
             now,
             EventKind::RollCallAnswered {

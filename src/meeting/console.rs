@@ -108,7 +108,7 @@ impl LiveMeeting {
             })
             .collect();
         ServerMessage::Console {
-            roll_call: self.roll_call,
+            roll_call: self.roll_call.as_ref().map(|r| r.number),
             sites,
         }
     }

@@ -12,7 +12,8 @@ impl LiveMeeting {
     /// one joined as studio; the floor holder is a joined site and not queued; the queue and the
     /// muted are joined sites; every consumer's subscriber is attached, its producer is
     /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
-    /// every route the rules want for an attached subscriber exists.
+    /// every route the rules want for an attached subscriber exists; a roll call runs only
+    /// while someone is in the meeting, and every site that answered it was seen by it.
     pub fn check_invariants(&self) -> Result<(), String> {
         let studios = self
             .participants
@@ -36,6 +37,24 @@ impl LiveMeeting {
         }
         if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
             return Err(format!("{id} is queued or muted but is not a joined site"));
+        }
+        if let Some(running) = &self.roll_call {
+            if self.participants.is_empty() {
+                return Err(format!(
+                    "roll call {} runs with nobody in the meeting",
+                    running.number
+                ));
+            }
+            if let Some((site, _)) = running
+                .answers
+                .iter()
+                .find(|(site, _)| !running.present.contains(site))
+            {
+                return Err(format!(
+                    "{site} answered roll call {} but is not counted present",
+                    running.number
+                ));
+            }
         }
         let producers: HashMap<ProducerId, PeerId> = self
             .participants

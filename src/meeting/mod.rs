@@ -42,11 +42,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
-use diemcau_signaling::protocol::{FloorSite, ParticipantInfo};
+use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 use diemcau_signaling::{SessionId, SiteCode};
 
 pub use chair::Declaration;
+use chair::RunningRollCall;
 pub use output::{Output, PageKey, Recipient, Route};
 
 use crate::attendance::{Event, EventKind, ExpectedSite, Millis};
@@ -195,9 +196,12 @@ pub struct LiveMeeting {
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
     muted: BTreeSet<PeerId>,
-    roll_call: Option<u32>,
+    roll_call: Option<RunningRollCall>,
     /// Roll calls held so far (the next one is numbered one more).
     roll_calls: u32,
+    /// The last roll call that ended since the hub opened the meeting, as it ended: shown to a
+    /// chair who joins afterwards.
+    last_roll_call: Option<(u32, RollCallResult)>,
     pages: BTreeMap<PageKey, SiteCode>,
     consumers: HashMap<(PeerId, ProducerId), Consumer>,
     next_console: Option<Millis>,
@@ -258,6 +262,7 @@ impl LiveMeeting {
             muted: BTreeSet::new(),
             roll_call: None,
             roll_calls: u32::try_from(roll_calls).unwrap_or(u32::MAX),
+            last_roll_call: None,
             pages: BTreeMap::new(),
             consumers: HashMap::new(),
             next_console: None,

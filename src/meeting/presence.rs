@@ -133,7 +133,7 @@ impl LiveMeeting {
                 },
             );
         }
-        let is_site = site.is_some();
+        let newcomer_site = site.clone();
         self.participants.insert(
             id,
             Participant {
@@ -144,23 +144,33 @@ impl LiveMeeting {
                 producers: Vec::new(),
             },
         );
-        // What a newcomer must know at once: the floor, and a roll call waiting for it.
+        // What a newcomer must know at once: the floor, a roll call waiting for it (a site), the
+        // last roll call's result and the console (the chair).
         self.send(id, self.floor_message());
-        if let (Some(roll_call), true) = (self.roll_call, is_site) {
-            self.send(
-                id,
-                ServerMessage::RollCall {
-                    roll_call,
-                    active: true,
-                },
-            );
-        }
-        if !is_site {
-            self.send_console(now);
+        let running = self.roll_call.as_ref().map(|r| r.number);
+        match (newcomer_site, running) {
+            (Some(site), Some(roll_call)) => {
+                self.roll_call_sees(&site);
+                self.send(
+                    id,
+                    ServerMessage::RollCall {
+                        roll_call,
+                        active: true,
+                        result: None,
+                    },
+                );
+            }
+            (Some(_), None) => {}
+            (None, _) => {
+                if let Some(last) = self.last_roll_call_message() {
+                    self.send(id, last);
+                }
+                self.send_console(now);
+            }
         }
         Ok(ServerMessage::Joined {
             protocol: PROTOCOL_VERSION,
-            meeting: self.id.to_string(),
+            meeting: self.id,
             title: self.title.clone(),
             participant: info,
             participants: others,
@@ -215,6 +225,7 @@ impl LiveMeeting {
     /// The organizer ended the meeting: the end is logged, every session ends with
     /// `meeting_ended`, and later joins are refused.
     pub fn end(&mut self, now: Millis) {
+        self.finish_roll_call(now);
         self.log(now, EventKind::MeetingEnded);
         let notice = error_message(
             ErrorCode::MeetingEnded,
@@ -331,17 +342,20 @@ impl LiveMeeting {
             });
         }
         self.outputs.push_back(Output::Removed(id));
+        if self.participants.is_empty() {
+            // Nobody is left to answer or to see it: the roll call ends here.
+            self.finish_roll_call(now);
+        }
         self.rest_if_empty();
         true
     }
 
-    /// With nobody left, the meeting rests as the hub would open it again from its log: no roll
-    /// call running, no live figures.
+    /// With nobody left, the meeting rests as the hub would open it again from its log: no live
+    /// figures (the roll call ended with the last participant).
     pub(super) fn rest_if_empty(&mut self) {
         if !self.is_idle() {
             return;
         }
-        self.roll_call = None;
         for status in self.sites.values_mut() {
             *status = SiteStatus {
                 last_leave: status.last_leave.take(),

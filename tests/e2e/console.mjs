@@ -207,6 +207,8 @@ async function walkThrough(context, base, meeting, relay) {
   await screenshot(chair, 'console-roll-call.png');
   await tap(chair, '#roll-call-end');
   await waitFor(pages[RELAYED.code], () => !document.getElementById('roll-call-dialog').open, null, 'the dialog closes when the roll call ends');
+  await expectText(chair, '.answer-missing', RELAYED.name, 'the ended roll call still names the site that did not answer');
+  await expectText(chair, '#rc-sites', '2/3', 'the ended roll call keeps its result');
   log('roll call: two answers listed with their totals');
 
   // ---- a network drop and the return ----
@@ -227,6 +229,8 @@ async function walkThrough(context, base, meeting, relay) {
   // ---- a page closed; the chair takes the floor back ----
   await listener.close();
   await expectTileState(chair, LISTENER, 'left');
+  await expectText(chair, '#rc-sites', '2/3', 'a site leaving after the roll call does not change its result');
+  await expectText(chair, '.answer-missing', RELAYED.name, 'nor the list of sites that did not answer');
   await tap(chair, '#take-floor');
   await waitFor(relayed, () => document.getElementById('floor-banner').hidden, null, 'the floor banner goes');
   await waitFor(relayed, () => document.getElementById('stage').dataset.layout === 'studio', null, 'the studio is the big picture again');

@@ -92,7 +92,8 @@ export function installRollCallPanel(session, act) {
   const delegatesFigure = document.getElementById('rc-delegates');
   const list = document.getElementById('roll-call-answers');
 
-  /** The roll call shown: `{ number, active }`, or null before the first. */
+  /** The roll call shown: `{ number, active, result }`, or null before the first. Once ended,
+   * `result` is the hub's record of it, which later leaves and joins do not change. */
   let current = null;
   /** Answers of `current` by site code, in arrival order. */
   let answers = new Map();
@@ -100,13 +101,67 @@ export function installRollCallPanel(session, act) {
   start.addEventListener('click', () => act({ type: 'start_roll_call' }, ''));
   end.addEventListener('click', () => act({ type: 'end_roll_call' }, ''));
 
-  const follow = (number, active) => {
+  const follow = (number, active, result = null) => {
     if (number === null || number === undefined) {
       if (current && current.active) current = { ...current, active: false };
       return;
     }
     if (!current || current.number !== number) answers = new Map();
-    current = { number, active };
+    const kept = current && current.number === number ? current.result : null;
+    current = { number, active, result: active ? null : result || kept };
+  };
+
+  /** An ended roll call as the hub recorded it: answers, totals and who did not answer. */
+  const renderResult = (result) => {
+    const sites = session.console ? session.console.sites : [];
+    const expected = sites.reduce((sum, s) => sum + (s.expected_delegates || 0), 0);
+    const present = result.answered.length + result.not_answered.length;
+    totals.hidden = false;
+    sitesFigure.textContent = t('rollCall.resultSitesFigure', {
+      answered: result.answered.length,
+      present,
+    });
+    delegatesFigure.textContent = t('rollCall.delegatesFigure', {
+      count: formatNumber(result.delegates),
+      expected: formatNumber(expected),
+    });
+    const items = result.answered.map((entry) => {
+      const item = document.createElement('li');
+      item.dataset.site = entry.site;
+      const head = document.createElement('div');
+      head.className = 'answer-head';
+      const name = document.createElement('span');
+      name.className = 'answer-name';
+      name.textContent = entry.name;
+      const count = document.createElement('span');
+      count.className = 'answer-count';
+      count.textContent = t('rollCall.count', { count: formatNumber(entry.count) });
+      head.append(name, count);
+      item.append(head);
+      const answer = answers.get(entry.site);
+      if (answer) {
+        const who = document.createElement('div');
+        who.className = 'answer-who small';
+        who.textContent = t('rollCall.confirmedBy', {
+          name: answer.confirmed_by,
+          position: answer.position,
+          at: formatTime(answer.at, 'timeSeconds'),
+        });
+        item.append(who);
+      }
+      return item;
+    });
+    if (result.not_answered.length > 0) {
+      const item = document.createElement('li');
+      item.className = 'answer-missing small';
+      item.dataset.missing = String(result.not_answered.length);
+      item.textContent = t('rollCall.notAnswered', {
+        count: result.not_answered.length,
+        names: result.not_answered.map((s) => s.name).join(', '),
+      });
+      items.push(item);
+    }
+    list.replaceChildren(...items);
   };
 
   const render = () => {
@@ -125,6 +180,10 @@ export function installRollCallPanel(session, act) {
     }
     stateLine.textContent = t(active ? 'rollCall.running' : 'rollCall.ended', { number: current.number });
     stateLine.dataset.level = active ? 'wait' : 'good';
+    if (current.result) {
+      renderResult(current.result);
+      return;
+    }
 
     const sites = session.console ? session.console.sites : [];
     const answeredCodes = new Set(answers.keys());
@@ -187,7 +246,7 @@ export function installRollCallPanel(session, act) {
   };
 
   session.addEventListener('rollcall', () => {
-    follow(session.rollCall.number, session.rollCall.active);
+    follow(session.rollCall.number, session.rollCall.active, session.rollCall.result);
     render();
   });
   session.addEventListener('rollcallanswer', (event) => {

@@ -72,7 +72,8 @@ export function hubWebSocketUrl(location = window.location) {
  * - `reset`: the connection was torn down (media elements should be cleared);
  * - `floor`: who holds the floor and who asked for it changed (`session.floor`);
  * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
- * - `rollcall`: a roll call started or ended (`session.rollCall`);
+ * - `rollcall`: a roll call started or ended (`session.rollCall`: `{ number, active, result }`,
+ *   `result` being the hub's frozen result of an ended roll call, sent to the chair only);
  * - `rollcallanswer` (detail: the hub's `roll_call_answer`): a site answered (chair only);
  * - `console` (detail: the hub's `console` message): every expected site (chair only);
  * - `called` (detail `{ by }`): the chair calls this site's open page to join;
@@ -411,7 +412,11 @@ export class MeetingSession extends EventTarget {
         this.emit('statechange');
         return undefined;
       case 'roll_call':
-        this.rollCall = { number: message.roll_call, active: Boolean(message.active) };
+        this.rollCall = {
+          number: message.roll_call,
+          active: Boolean(message.active),
+          result: message.result || null,
+        };
         this.emit('rollcall');
         return undefined;
       case 'roll_call_answer':

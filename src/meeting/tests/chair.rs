@@ -1,6 +1,7 @@
 //! The chair's actions: the floor, mute, roll call, calling an absent site, the console.
 
 use super::*;
+use diemcau_signaling::protocol::{RollCallAnswered, RollCallResult, SiteName};
 
 #[test]
 fn the_floor_is_asked_for_given_and_taken_back() {
@@ -197,21 +198,24 @@ fn a_roll_call_with_answers_late_answers_and_a_site_joining_during_it() {
                 STUDIO,
                 ServerMessage::RollCall {
                     roll_call: 1,
-                    active: true
+                    active: true,
+                    result: None,
                 }
             ),
             send(
                 A,
                 ServerMessage::RollCall {
                     roll_call: 1,
-                    active: true
+                    active: true,
+                    result: None,
                 }
             ),
             send(
                 B,
                 ServerMessage::RollCall {
                     roll_call: 1,
-                    active: true
+                    active: true,
+                    result: None,
                 }
             ),
         ]
@@ -276,7 +280,8 @@ fn a_roll_call_with_answers_late_answers_and_a_site_joining_during_it() {
             c,
             ServerMessage::RollCall {
                 roll_call: 1,
-                active: true
+                active: true,
+                result: None,
             }
         ))
     );
@@ -286,9 +291,59 @@ fn a_roll_call_with_answers_late_answers_and_a_site_joining_during_it() {
     assert_eq!(console[0].head_count, Some(35));
 
     m.end_roll_call(T0 + 200, STUDIO).expect("end");
+    // The result is fixed now: A answered; B, there from the start, and C, who came during it,
+    // did not.
+    let result = RollCallResult {
+        started_at: T0 + 100,
+        ended_at: T0 + 200,
+        answered: vec![RollCallAnswered {
+            site: "001".into(),
+            name: "Xã A".into(),
+            count: 35,
+        }],
+        not_answered: vec![
+            SiteName {
+                site: "002".into(),
+                name: "Xã B".into(),
+            },
+            SiteName {
+                site: "003".into(),
+                name: "Xã C".into(),
+            },
+        ],
+        delegates: 35,
+    };
+    let ended = |result| ServerMessage::RollCall {
+        roll_call: 1,
+        active: false,
+        result,
+    };
     assert_eq!(
-        logs(&drain(&mut m)),
-        vec![EventKind::RollCallEnded { roll_call: 1 }]
+        drain(&mut m),
+        vec![
+            log(
+                T0 + 200,
+                EventKind::RollCallEnded {
+                    roll_call: 1,
+                    not_answered: vec!["002".into(), "003".into()],
+                }
+            ),
+            send(STUDIO, ended(Some(result.clone()))),
+            send(A, ended(None)),
+            send(B, ended(None)),
+            send(c, ended(None)),
+        ],
+        "the chair gets the result, the sites the end"
+    );
+    // Sites leaving afterwards change nothing: a chair that comes back sees the same result.
+    m.leave(T0 + 210, c, LeaveReason::Closed, None);
+    m.leave(T0 + 211, STUDIO, LeaveReason::Closed, None);
+    drain(&mut m);
+    m.join(T0 + 220, STUDIO, studio_seat("Studio"), "", "")
+        .expect("the chair is back");
+    assert!(
+        drain(&mut m).contains(&send(STUDIO, ended(Some(result)))),
+        "the last result, unchanged"
     );
     assert_eq!(
         m.answer_roll_call(T0 + 201, B, 1, declaration.clone()),
@@ -302,6 +357,40 @@ fn a_roll_call_with_answers_late_answers_and_a_site_joining_during_it() {
         logs(&drain(&mut m)),
         vec![EventKind::RollCallStarted { roll_call: 2 }]
     );
+}
+
+#[test]
+fn a_roll_call_ends_with_the_meeting_and_with_its_last_participant() {
+    let mut m = meeting_in_session();
+    m.start_roll_call(T0 + 100, STUDIO).expect("start");
+    drain(&mut m);
+    m.end(T0 + 150);
+    let events = logs(&drain(&mut m));
+    assert_eq!(
+        events[..2],
+        [
+            EventKind::RollCallEnded {
+                roll_call: 1,
+                not_answered: vec!["001".into(), "002".into()],
+            },
+            EventKind::MeetingEnded,
+        ],
+        "ended and recorded before the meeting's end"
+    );
+
+    let mut m = meeting_in_session();
+    m.start_roll_call(T0 + 100, STUDIO).expect("start");
+    for id in [A, B, STUDIO] {
+        m.leave(T0 + 150, id, LeaveReason::Closed, None);
+    }
+    assert!(
+        logs(&drain(&mut m)).contains(&EventKind::RollCallEnded {
+            roll_call: 1,
+            not_answered: vec!["001".into(), "002".into()],
+        }),
+        "the last one out ends it"
+    );
+    m.check_invariants().expect("invariants");
 }
 
 #[test]
