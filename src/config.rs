@@ -33,6 +33,20 @@ pub enum Command {
     /// Accounts that log in to the organizer's pages, the reports and the studio.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Copies the database to FILE, consistent as of one moment, while the hub runs (SQLite's
+    /// online backup); the copy is checked before it takes FILE's name.
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Puts the database copy FILE in place; the hub must be stopped. The database it replaces
+    /// is kept beside it, named `diemcau.sqlite3.before-restore-<time>`.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 /// `diemcau account ...`. Roles: `organizer` may do everything; `staff` reads meetings

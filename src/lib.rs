@@ -70,11 +70,15 @@ pub struct RunningHub {
     hub: Arc<Hub>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    /// Held until the hub has stopped: no second hub, and no restore, on its data directory.
+    _data_dir_lock: store::backup::DataDirLock,
 }
 
 /// Opens the data directory, closes sessions a crash left open, binds the web server and the
 /// media sockets and starts serving.
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
+    let data_dir_lock =
+        store::backup::DataDirLock::acquire(&config.data_dir).map_err(std::io::Error::other)?;
     let store = Store::open(&config.data_dir).map_err(std::io::Error::other)?;
     let recorder = store.recorder().map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
@@ -185,6 +189,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         hub,
         stop,
         server,
+        _data_dir_lock: data_dir_lock,
     })
 }
 

@@ -25,6 +25,25 @@ async fn main() -> std::process::ExitCode {
                 }
             };
         }
+        Some(diemcau::config::Command::Backup { file, data }) => {
+            return report(
+                diemcau::store::backup::backup(&data.data_dir, &file)
+                    .map(|copy| format!("diemcau: backup written to {copy}")),
+            );
+        }
+        Some(diemcau::config::Command::Restore { file, data }) => {
+            return report(diemcau::store::backup::restore(&data.data_dir, &file).map(
+                |(copy, kept)| {
+                    let kept = kept.map_or(String::new(), |k| {
+                        format!(
+                            "\ndiemcau: the database it replaced is kept as {}",
+                            k.display()
+                        )
+                    });
+                    format!("diemcau: restored {copy}{kept}")
+                },
+            ));
+        }
     };
     println!("diemcau: data in {}", config.data_dir.display());
     let hub = match diemcau::start(config).await {
@@ -59,4 +78,18 @@ async fn main() -> std::process::ExitCode {
     println!("  media UDP (open in the firewall): {}", media.join(", "));
     hub.run_until_signal().await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Prints what a command did, or why it failed, and gives its exit status.
+fn report(outcome: Result<String, diemcau::store::StoreError>) -> std::process::ExitCode {
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("diemcau: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

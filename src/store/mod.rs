@@ -19,6 +19,7 @@
 //! the writer.
 
 mod accounts;
+pub mod backup;
 mod log;
 mod meetings;
 mod sites;
