@@ -1,7 +1,7 @@
 //! diemcau: a video conference hub for province-to-commune online meetings.
 //!
 //! Layout:
-//! - [`config`]: flags and defaults;
+//! - [`config`]: flags and defaults; [`logging`]: the log, for a terminal or systemd's journal;
 //! - [`directory`]: the sites directory and its CSV form;
 //! - [`store`]: SQLite: directory, meeting plans and join codes, the append-only attendance log;
 //! - [`attendance`]: the log's events and the reports computed from them;
@@ -34,6 +34,7 @@ pub mod connections;
 pub mod directory;
 pub mod error;
 pub mod hub;
+pub mod logging;
 pub mod media;
 pub mod meeting;
 pub mod metrics;
@@ -94,6 +95,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let open_file_limit = server::raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let http_addr = listener.local_addr()?;
+    let mut certificate_expires_at = None;
     let tls = if config.plain_http {
         None
     } else {
@@ -109,6 +111,10 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                  to accept it once (set --tls-cert and --tls-key for a real one)",
                 path.display()
             );
+        }
+        certificate_expires_at = tls::expires_at(&files.cert_pem);
+        if certificate_expires_at.is_none() {
+            tracing::warn!("the TLS certificate's end of validity cannot be read");
         }
         Some(
             server::tls_config(&files.cert_pem, &files.key_pem)
@@ -135,6 +141,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
     let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
+    let expiry_task = certificate_expires_at.map(|at| tokio::spawn(tls::watch_expiry(at)));
     let max_connections = server::connection_cap(config.max_connections, open_file_limit);
     tracing::info!(
         max_connections,
@@ -160,6 +167,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty()),
         trusted_proxies: config.trusted_proxy.clone(),
         https: !config.plain_http,
+        certificate_expires_at,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server_hub = hub.clone();
@@ -180,8 +188,25 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         liveness_task.abort();
         login_task.abort();
         console_task.abort();
+        if let Some(task) = expiry_task {
+            task.abort();
+        }
         server_hub.media().stop();
     });
+    let expires = certificate_expires_at
+        .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
+        .map_or_else(
+            || "none (plain HTTP)".to_owned(),
+            |at| at.date().to_string(),
+        );
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        data_dir = %config.data_dir.display(),
+        web = %format!("{scheme}://{http_addr}"),
+        media_udp = %media_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        certificate_expires = %expires,
+        "diemcau started"
+    );
     Ok(RunningHub {
         scheme,
         http_addr,

@@ -1,15 +1,9 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs on standard error; standard output carries the addresses printed at start.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    diemcau::logging::init();
     let command_line = diemcau::config::CommandLine::parse();
     let config = match command_line.command {
         None => command_line.hub,

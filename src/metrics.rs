@@ -32,6 +32,21 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         "Sites joined in all meetings.",
         sites.to_string(),
     );
+    if let Some(expires_at) = app.certificate_expires_at {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        metric(
+            "diemcau_tls_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the hub's TLS certificate stops being valid (Unix time).",
+            expires_at.to_string(),
+        );
+        metric(
+            "diemcau_tls_certificate_expires_soon",
+            "gauge",
+            "1 when the hub's TLS certificate expires within 30 days or has expired.",
+            u8::from(crate::tls::expires_soon(expires_at, now)).to_string(),
+        );
+    }
     metric(
         "diemcau_media_workers",
         "gauge",

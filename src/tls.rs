@@ -75,6 +75,42 @@ pub fn load_or_create(
     })
 }
 
+/// How long before its end the hub warns that its certificate expires.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// When the first certificate of a PEM chain (the hub's own) stops being valid, in seconds
+/// since the Unix epoch; `None` when it cannot be read.
+pub fn expires_at(cert_pem: &[u8]) -> Option<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Whether a certificate ending at `expires_at` ends within [`EXPIRY_WARNING_DAYS`] of `now`
+/// (both in seconds since the Unix epoch), or has ended.
+pub fn expires_soon(expires_at: i64, now: i64) -> bool {
+    expires_at - now < EXPIRY_WARNING_DAYS * 86_400
+}
+
+/// Logs when the certificate ends, as a warning once it is within [`EXPIRY_WARNING_DAYS`], and
+/// again every day while the hub runs.
+pub async fn watch_expiry(expires_at: i64) {
+    let mut day = tokio::time::interval(std::time::Duration::from_secs(86_400));
+    loop {
+        day.tick().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let days_left = (expires_at - now).div_euclid(86_400);
+        let date = time::OffsetDateTime::from_unix_timestamp(expires_at)
+            .map(|d| d.date().to_string())
+            .unwrap_or_default();
+        if expires_at <= now {
+            tracing::error!(expired = %date, "the TLS certificate has expired: browsers refuse the hub; renew it and restart the hub");
+        } else if expires_soon(expires_at, now) {
+            tracing::warn!(expires = %date, days_left, "the TLS certificate expires soon: renew it and restart the hub");
+        }
+    }
+}
+
 /// Writes a file readable by its owner only (the private key).
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -103,6 +139,13 @@ mod tests {
         assert!(matches!(again.origin, TlsOrigin::SelfSigned(_)));
         assert_eq!(again.cert_pem, first.cert_pem);
         assert!(load_or_create(Some(Path::new("/nonexistent")), None, &dir, &[]).is_err());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ends = expires_at(&first.cert_pem).expect("the certificate's end is read");
+        assert!(ends > now, "a new certificate is valid");
+        assert!(!expires_soon(ends, now), "rcgen's certificates last years");
+        assert!(expires_soon(now + 29 * 86_400, now));
+        assert!(!expires_soon(now + 31 * 86_400, now));
+        assert_eq!(expires_at(b"not a certificate"), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

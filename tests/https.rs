@@ -127,3 +127,64 @@ fn rustls_pemfile_certs(
         .filter_map(Result::ok)
         .collect()
 }
+
+/// A certificate for `localhost` that ends `days` days from now, written to `dir` as PEM files.
+fn certificate_ending_in(
+    days: i64,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = params.self_signed(&key).expect("a certificate");
+    std::fs::create_dir_all(dir).expect("dir");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write the certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+    (cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_when_the_certificate_ends_and_flag_one_ending_within_30_days() {
+    for (days, soon) in [(10, "1"), (90, "0")] {
+        let data = std::env::temp_dir().join(format!(
+            "diemcau-https-expiry-{days}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&data);
+        let (cert, key) = certificate_ending_in(days, &data.join("given"));
+        let mut config = diemcau::Config::for_tests_in(data.clone());
+        config.plain_http = false;
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key);
+        let hub = diemcau::start(config).await.expect("hub starts");
+        let mut roots = RootCertStore::empty();
+        for c in rustls_pemfile_certs(&std::fs::read(&cert).expect("read")) {
+            roots.add(c).expect("a certificate");
+        }
+        let metrics = get_over_tls(hub.http_addr(), roots, "/metrics").await;
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{name} ")))
+                .map(str::to_owned)
+        };
+        let ends: i64 = value("diemcau_tls_certificate_expiry_timestamp_seconds")
+            .expect("the expiry is on /metrics")
+            .parse()
+            .expect("a number");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            (ends - now - days * 86_400).abs() < 120,
+            "ends {ends}, expected about {days} days after {now}"
+        );
+        assert_eq!(
+            value("diemcau_tls_certificate_expires_soon").as_deref(),
+            Some(soon),
+            "{days} days left"
+        );
+        hub.shutdown().await;
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
