@@ -299,6 +299,8 @@ const STRINGS = {
     'csv.sites': 'Điểm cầu',
     'csv.sessions': 'Phiên kết nối',
     'csv.events': 'Sự kiện',
+    'report.xlsx': 'Tải về Excel (.xlsx)',
+    'report.xlsxTitle': 'Cả báo cáo trong một tệp Excel: tổng hợp, điểm cầu, phiên kết nối, sự kiện',
 
     'report.title': 'Báo cáo điểm danh — Điểm cầu',
     'report.heading': 'Báo cáo điểm danh',
@@ -854,6 +856,8 @@ const STRINGS = {
     'csv.sites': 'Sites',
     'csv.sessions': 'Sessions',
     'csv.events': 'Events',
+    'report.xlsx': 'Download Excel (.xlsx)',
+    'report.xlsxTitle': 'The whole report in one Excel workbook: summary, sites, sessions, events',
 
     'report.title': 'Attendance report — diemcau',
     'report.heading': 'Attendance report',
