@@ -1,7 +1,7 @@
 //! The HTTP API (`docs/api.md`): the sites directory, meetings with their join links, and
-//! attendance reports in JSON and CSV. Every handler names who may call it: [`Organizer`] for
-//! anything that changes state or shows join codes, [`Caller`] (any logged-in account) for
-//! reading; staff see meetings without their join codes.
+//! attendance reports in JSON, CSV and Excel. Every handler names who may call it:
+//! [`Organizer`] for anything that changes state or shows join codes, [`Caller`] (any logged-in
+//! account) for reading; staff see meetings without their join codes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::attendance::export::{self, Table};
-use crate::attendance::report;
+use crate::attendance::{report, xlsx};
 use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
 use crate::directory;
@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
+        .route("/api/meetings/{id}/report.xlsx", get(report_xlsx))
 }
 
 impl From<MeetingError> for AppError {
@@ -317,6 +318,105 @@ async fn report_csv(
         bytes,
         &format!("bao-cao-hop-{id}-{}.csv", table.name()),
     ))
+}
+
+async fn report_xlsx(
+    _: Caller,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let report = compute_report(&app, id).await?;
+    let title = report.summary.title.clone();
+    let offset = app.offset;
+    let bytes = tokio::task::spawn_blocking(move || xlsx::workbook(&report, offset))
+        .await
+        .map_err(workbook_failed)?
+        .map_err(workbook_failed)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, XLSX_TYPE.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                report_attachment(id, &title, "xlsx"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// The workbook could not be written: the hub's failure, told to its log, not to the client.
+fn workbook_failed(e: impl std::fmt::Display) -> AppError {
+    tracing::error!("report workbook not written: {e}");
+    AppError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the hub could not complete this request; try again later",
+    )
+}
+
+const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// `Content-Disposition` for a download named after the meeting: an ASCII `filename` for old
+/// clients (`bao-cao-hop-7-hoi-nghi-thang-12.xlsx`) and the title as it is in `filename*`
+/// (RFC 6266), so a browser saves `Báo cáo họp 7 - Hội nghị tháng 12.xlsx`.
+fn report_attachment(id: i64, title: &str, extension: &str) -> String {
+    let ascii = ascii_slug(title);
+    let plain = if ascii.is_empty() {
+        format!("bao-cao-hop-{id}.{extension}")
+    } else {
+        format!("bao-cao-hop-{id}-{ascii}.{extension}")
+    };
+    let readable: String = format!("Báo cáo họp {id} - {title}")
+        .chars()
+        .map(|c| {
+            if c.is_control() || "/\\:*?\"<>|".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(150)
+        .collect();
+    format!(
+        "attachment; filename=\"{plain}\"; filename*=UTF-8''{}.{extension}",
+        percent_encode(readable.trim())
+    )
+}
+
+/// The title in lower-case ASCII words joined by `-`: Vietnamese letters lose their marks
+/// (`đ` becomes `d`), anything else is dropped; at most 60 characters.
+fn ascii_slug(title: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let mut slug = String::new();
+    for c in title.nfd() {
+        let c = match c {
+            'đ' => 'd',
+            'Đ' => 'D',
+            c => c,
+        };
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if c.is_ascii() && !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        // Combining marks and other letters are dropped.
+    }
+    let slug: String = slug.chars().take(60).collect();
+    slug.trim_end_matches('-').to_owned()
+}
+
+/// RFC 5987 `value-chars`: UTF-8 bytes, percent-encoded but for letters, digits and a few marks.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn csv_response(bytes: Vec<u8>, filename: &str) -> Response {

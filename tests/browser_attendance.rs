@@ -7,8 +7,9 @@
 //! declares the hall's head count there, checks that a revoked link is refused for good, ends
 //! the meeting (the studio page, open meanwhile, must be told and must not rejoin), and reads
 //! `report.html`: the site that came is present (or partial) with its
-//! head count and who confirmed it, the other is absent, and every CSV download begins with
-//! the UTF-8 BOM and keeps the Vietnamese names intact.
+//! head count and who confirmed it, the other is absent, every CSV download begins with the
+//! UTF-8 BOM and keeps the Vietnamese names intact, and the Excel button (worded in both
+//! languages) downloads a workbook named after the meeting.
 //!
 //! Needs `node` and `tests/e2e/node_modules` (`scripts/test` installs them). Run alone with
 //! the browser's progress shown: `cargo test --test browser_attendance -- --nocapture`. Set

@@ -1,9 +1,14 @@
-//! Reports as CSV files for Excel: UTF-8 with a BOM, local times, Vietnamese headers.
+//! The report's tables as the files give them (the sites, the sessions, the event log and a
+//! summary), in the report page's wording, and as CSV files for machines: UTF-8 with a BOM,
+//! commas, a decimal point, local times. The Excel workbook (`xlsx`) writes the same tables.
+
+use std::collections::HashMap;
 
 use time::{OffsetDateTime, UtcOffset};
 
-use super::event::{LeaveReason, Millis};
+use super::event::Millis;
 use super::report::{Report, Status};
+use super::wording::{self, header};
 
 /// The tables of a report that can be downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,105 +37,284 @@ impl Table {
     }
 }
 
-/// One table of the report as CSV bytes, UTF-8 with BOM.
+/// One cell of a report table, typed, so that each file format writes it its own way: the
+/// CSV as text, the workbook as a number or a date.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Words or free text (a site's name, a code, a sentence).
+    Text(String),
+    /// A count or a number that names something (a sequence number, a meeting's number).
+    Integer(i64),
+    /// Minutes, with one decimal.
+    Minutes(f64),
+    /// A percentage from 0 to 100, with one decimal.
+    Percent(f64),
+    /// An instant, shown in the hub's time zone.
+    Time(Millis),
+    Blank,
+}
+
+/// A report table: its headers and rows, each row as long as the headers. `intro` rows, if
+/// any, come before the header row (the summary's title lines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sheet {
+    pub name: &'static str,
+    pub intro: Vec<Vec<Value>>,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// One table of the report, with the page's wording.
+pub fn sheet(report: &Report, table: Table) -> Sheet {
+    match table {
+        Table::Sites => sites(report),
+        Table::Sessions => sessions(report),
+        Table::Events => events(report),
+    }
+}
+
+/// The summary: the meeting, its times as planned and as they were, how many sites and
+/// delegates came, how many sites had each status.
+pub fn summary(report: &Report) -> Sheet {
+    let s = &report.summary;
+    let text = |t: &str| Value::Text(t.to_owned());
+    let count = |n: u32| Value::Integer(i64::from(n));
+    let actual_end = match (s.actual_end, s.in_progress) {
+        (Some(end), _) => Value::Time(end),
+        (None, true) => text(wording::STILL_RUNNING),
+        (None, false) => text(wording::NOT_YET),
+    };
+    let mut rows = vec![
+        vec![
+            text(header::START),
+            Value::Time(s.scheduled_start),
+            s.actual_start
+                .map_or_else(|| text(wording::NOT_YET), Value::Time),
+            Value::Blank,
+        ],
+        vec![
+            text(header::END),
+            Value::Time(s.scheduled_end),
+            actual_end,
+            Value::Blank,
+        ],
+        vec![
+            text(header::SITES_JOINED),
+            count(s.sites_expected),
+            count(s.sites_joined),
+            Value::Percent(s.sites_joined_percent),
+        ],
+        vec![
+            text(header::DELEGATES_DECLARED),
+            count(s.delegates_expected),
+            count(s.delegates_declared),
+            Value::Percent(s.delegates_declared_percent),
+        ],
+    ];
+    for status in [
+        Status::Present,
+        Status::Late,
+        Status::Partial,
+        Status::Absent,
+    ] {
+        let sites = report
+            .sites
+            .iter()
+            .filter(|site| site.status == status)
+            .count();
+        rows.push(vec![
+            text(wording::status(status)),
+            Value::Blank,
+            Value::Integer(sites as i64),
+            Value::Blank,
+        ]);
+    }
+    Sheet {
+        name: wording::sheet::SUMMARY,
+        intro: vec![
+            vec![text(&wording::kicker(s.meeting_id))],
+            vec![text(header::MEETING), text(&s.title)],
+            vec![
+                text(header::COMPUTED_AT),
+                Value::Time(s.computed_at),
+                text(wording::meeting_state(
+                    s.in_progress,
+                    s.actual_end.is_some(),
+                )),
+            ],
+            vec![],
+        ],
+        headers: vec!["", header::SCHEDULED, header::ACTUAL, "%"],
+        rows,
+    }
+}
+
+fn sites(report: &Report) -> Sheet {
+    let rows = report
+        .sites
+        .iter()
+        .map(|s| {
+            let head = s.head_count.as_ref();
+            vec![
+                Value::Text(s.code.clone()),
+                Value::Text(s.name.clone()),
+                Value::Text(wording::status(s.status).to_owned()),
+                time(s.first_join),
+                time(s.last_leave),
+                Value::Minutes(s.connected_minutes),
+                Value::Percent(s.coverage_percent),
+                Value::Integer(i64::from(s.interruptions)),
+                Value::Minutes(s.longest_outage_minutes),
+                Value::Minutes(s.audio_only_minutes),
+                Value::Integer(i64::from(s.expected_delegates)),
+                head.map_or(Value::Blank, |h| Value::Integer(i64::from(h.count))),
+                head.map_or(Value::Blank, |h| Value::Text(h.confirmed_by.clone())),
+                head.map_or(Value::Blank, |h| Value::Text(h.position.clone())),
+                time(head.map(|h| h.at)),
+            ]
+        })
+        .collect();
+    Sheet {
+        name: wording::sheet::SITES,
+        intro: Vec::new(),
+        headers: vec![
+            header::SITE_CODE,
+            header::SITE,
+            header::STATUS,
+            header::FIRST_JOIN,
+            header::LAST_LEAVE,
+            header::CONNECTED_MINUTES,
+            header::COVERAGE,
+            header::INTERRUPTIONS,
+            header::LONGEST_OUTAGE,
+            header::AUDIO_ONLY,
+            header::EXPECTED_DELEGATES,
+            header::DELEGATES_DECLARED,
+            header::CONFIRMED_BY,
+            header::POSITION,
+            header::DECLARED_AT,
+        ],
+        rows,
+    }
+}
+
+fn sessions(report: &Report) -> Sheet {
+    let rows = report
+        .sessions
+        .iter()
+        .map(|s| {
+            vec![
+                Value::Text(s.site.clone()),
+                Value::Text(s.site_name.clone()),
+                Value::Text(s.session.clone()),
+                Value::Time(s.joined_at),
+                time(s.left_at),
+                Value::Text(
+                    s.reason
+                        .map_or(wording::STILL_CONNECTED, wording::leave_reason)
+                        .to_owned(),
+                ),
+                Value::Text(
+                    if s.reconnected {
+                        wording::YES
+                    } else {
+                        wording::NO
+                    }
+                    .to_owned(),
+                ),
+                Value::Minutes(s.minutes),
+                Value::Text(s.client.clone()),
+                Value::Text(s.address.clone()),
+            ]
+        })
+        .collect();
+    Sheet {
+        name: wording::sheet::SESSIONS,
+        intro: Vec::new(),
+        headers: vec![
+            header::SITE_CODE,
+            header::SITE,
+            header::SESSION,
+            header::JOINED_AT,
+            header::LEFT_AT,
+            header::REASON,
+            header::RECONNECTED,
+            header::MINUTES,
+            header::CLIENT,
+            header::ADDRESS,
+        ],
+        rows,
+    }
+}
+
+fn events(report: &Report) -> Sheet {
+    let names: HashMap<&str, &str> = report
+        .sites
+        .iter()
+        .map(|s| (s.code.as_str(), s.name.as_str()))
+        .collect();
+    let rows = report
+        .events
+        .iter()
+        .map(|e| {
+            let site = e.kind.site().unwrap_or("");
+            vec![
+                Value::Integer(i64::try_from(e.seq).unwrap_or(i64::MAX)),
+                Value::Time(e.at),
+                Value::Time(e.recorded_at),
+                Value::Text(wording::event_name(&e.kind).to_owned()),
+                Value::Text(e.kind.name().to_owned()),
+                Value::Text(site.to_owned()),
+                Value::Text(names.get(site).copied().unwrap_or(site).to_owned()),
+                Value::Text(wording::event_details(e)),
+            ]
+        })
+        .collect();
+    Sheet {
+        name: wording::sheet::EVENTS,
+        intro: Vec::new(),
+        headers: vec![
+            header::SEQ,
+            header::AT,
+            header::RECORDED_AT,
+            header::EVENT,
+            header::EVENT_CODE,
+            header::SITE_CODE,
+            header::SITE,
+            header::DETAILS,
+        ],
+        rows,
+    }
+}
+
+fn time(at: Option<Millis>) -> Value {
+    at.map_or(Value::Blank, Value::Time)
+}
+
+/// One table of the report as CSV bytes: UTF-8 with a BOM, comma-separated, a decimal point,
+/// local times as `2026-12-01 08:02:00`, text that looks like a formula escaped ([`cell`]).
 pub fn csv(report: &Report, table: Table, offset: UtcOffset) -> Vec<u8> {
+    let sheet = sheet(report, table);
     let mut out = Vec::from(&b"\xEF\xBB\xBF"[..]);
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        let time = |at: Option<Millis>| at.map(|t| local_time(t, offset)).unwrap_or_default();
-        match table {
-            Table::Sites => {
-                let _ = w.write_record([
-                    "Mã đơn vị",
-                    "Điểm cầu",
-                    "Trạng thái",
-                    "Vào lần đầu",
-                    "Rời lần cuối",
-                    "Số phút kết nối",
-                    "% thời lượng họp",
-                    "Số lần gián đoạn",
-                    "Gián đoạn dài nhất (phút)",
-                    "Số phút chỉ có âm thanh",
-                    "Đại biểu dự kiến",
-                    "Đại biểu báo cáo",
-                    "Người xác nhận",
-                    "Chức vụ",
-                    "Thời điểm báo cáo",
-                ]);
-                for s in &report.sites {
-                    let head = s.head_count.as_ref();
-                    let _ = w.write_record([
-                        s.code.clone(),
-                        cell(&s.name),
-                        status_vi(s.status).to_owned(),
-                        time(s.first_join),
-                        time(s.last_leave),
-                        s.connected_minutes.to_string(),
-                        s.coverage_percent.to_string(),
-                        s.interruptions.to_string(),
-                        s.longest_outage_minutes.to_string(),
-                        s.audio_only_minutes.to_string(),
-                        s.expected_delegates.to_string(),
-                        head.map(|h| h.count.to_string()).unwrap_or_default(),
-                        head.map(|h| cell(&h.confirmed_by)).unwrap_or_default(),
-                        head.map(|h| cell(&h.position)).unwrap_or_default(),
-                        time(head.map(|h| h.at)),
-                    ]);
-                }
-            }
-            Table::Sessions => {
-                let _ = w.write_record([
-                    "Mã đơn vị",
-                    "Điểm cầu",
-                    "Phiên",
-                    "Vào",
-                    "Rời",
-                    "Lý do rời",
-                    "Nối lại trong thời gian chờ",
-                    "Số phút",
-                    "Trình duyệt",
-                    "Địa chỉ",
-                ]);
-                for s in &report.sessions {
-                    let _ = w.write_record([
-                        s.site.clone(),
-                        cell(&s.site_name),
-                        s.session.clone(),
-                        time(Some(s.joined_at)),
-                        time(s.left_at),
-                        s.reason.map(reason_vi).unwrap_or("đang kết nối").to_owned(),
-                        if s.reconnected { "có" } else { "không" }.to_owned(),
-                        s.minutes.to_string(),
-                        cell(&s.client),
-                        s.address.clone(),
-                    ]);
-                }
-            }
-            Table::Events => {
-                let _ = w.write_record([
-                    "STT",
-                    "Thời điểm",
-                    "Ghi lúc",
-                    "Sự kiện",
-                    "Mã đơn vị",
-                    "Chi tiết",
-                ]);
-                for e in &report.events {
-                    let detail = serde_json::to_string(&e.kind).unwrap_or_default();
-                    let _ = w.write_record([
-                        e.seq.to_string(),
-                        time(Some(e.at)),
-                        time(Some(e.recorded_at)),
-                        e.kind.name().to_owned(),
-                        e.kind.site().unwrap_or("").to_owned(),
-                        detail,
-                    ]);
-                }
-            }
+        let _ = w.write_record(&sheet.headers);
+        for row in &sheet.rows {
+            let _ = w.write_record(row.iter().map(|value| csv_field(value, offset)));
         }
         let _ = w.flush();
     }
     out
+}
+
+fn csv_field(value: &Value, offset: UtcOffset) -> String {
+    match value {
+        Value::Text(text) => cell(text),
+        Value::Integer(n) => n.to_string(),
+        Value::Minutes(x) | Value::Percent(x) => x.to_string(),
+        Value::Time(at) => local_time(*at, offset),
+        Value::Blank => String::new(),
+    }
 }
 
 /// `2026-12-01 08:02:00` in the given offset.
@@ -165,27 +349,6 @@ pub fn cell_text(cell: &str) -> &str {
 
 /// What a spreadsheet takes for the start of a formula (or, for tab and CR, hides before one).
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
-
-fn status_vi(status: Status) -> &'static str {
-    match status {
-        Status::Present => "có mặt",
-        Status::Late => "đến muộn",
-        Status::Partial => "dự một phần",
-        Status::Absent => "vắng mặt",
-    }
-}
-
-fn reason_vi(reason: LeaveReason) -> &'static str {
-    match reason {
-        LeaveReason::Closed => "tự rời",
-        LeaveReason::NetworkTimeout => "mất kết nối",
-        LeaveReason::Removed => "bị mời ra",
-        LeaveReason::Replaced => "vào lại từ trang khác",
-        LeaveReason::HubShutdown => "máy chủ dừng",
-        LeaveReason::HubCrash => "máy chủ gặp sự cố",
-        LeaveReason::MeetingEnded => "kết thúc họp",
-    }
-}
 
 #[cfg(test)]
 mod tests {

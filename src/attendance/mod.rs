@@ -4,6 +4,8 @@
 pub mod event;
 pub mod export;
 pub mod report;
+pub mod wording;
+pub mod xlsx;
 
 pub use event::{Event, EventKind, LeaveReason, Millis, Reception};
 pub use report::{ExpectedSite, MeetingPlan, Report, ReportRules, Status};

@@ -224,7 +224,11 @@ async function walkThrough(context, base) {
     await expectCsv(report, href, names, `report CSV (${table})`);
   }
 
+  await expectText(report, '#xlsx', 'Tải về Excel (.xlsx)', 'the Excel button is worded in Vietnamese');
+  await expectXlsx(report, await report.getAttribute('#xlsx', 'href'), TITLE);
+
   await report.click('#lang');
+  await expectText(report, '#xlsx', 'Download Excel (.xlsx)', 'the Excel button is worded in English');
   const english = await siteRow(report, PRESENT.code);
   if (!['Present', 'Partial'].includes(english.status)) {
     throw new Failure(`in English the present site's status reads "${english.status}"`);
@@ -324,6 +328,32 @@ async function expectCsv(page, href, names, what) {
     if (!text.includes(name)) throw new Failure(`${what}: ${href} lacks "${name}" (starts: ${text.slice(0, 300)})`);
   }
   log(`${what}: ${href}: BOM, ${buffer.length} bytes, ${names.length ? `names intact (${names.join(', ')})` : 'read'}`);
+}
+
+/** The report's workbook: a zip file (`PK`), typed as a workbook, named after the meeting. */
+async function expectXlsx(page, href, title) {
+  if (!href) throw new Failure('the Excel button has no link');
+  const reply = await page.evaluate(async (url) => {
+    const response = await fetch(url);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return {
+      status: response.status,
+      type: response.headers.get('content-type'),
+      disposition: response.headers.get('content-disposition'),
+      head: [...bytes.subarray(0, 2)],
+      length: bytes.length,
+    };
+  }, href);
+  if (reply.status !== 200) throw new Failure(`the workbook: GET ${href} answered ${reply.status}`);
+  if (reply.type !== 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet') {
+    throw new Failure(`the workbook comes as ${reply.type}`);
+  }
+  if (reply.head[0] !== 0x50 || reply.head[1] !== 0x4b) throw new Failure(`the workbook is not a zip file (${reply.head})`);
+  const name = /filename\*=UTF-8''([^;]+)/.exec(reply.disposition || '');
+  if (!name || !decodeURIComponent(name[1]).includes(title)) {
+    throw new Failure(`the workbook's name does not carry the title: ${reply.disposition}`);
+  }
+  log(`the workbook: ${href}: ${reply.length} bytes, saved as "${decodeURIComponent(name[1])}"`);
 }
 
 async function openPage(context, label, url) {

@@ -154,6 +154,9 @@ export const fetchReport = (id) => request('GET', `${meetingPath(id)}/report`);
 /** Where a report table downloads as CSV; `table` is `sites`, `sessions` or `events`. */
 export const reportCsvPath = (id, table) => `${meetingPath(id)}/report.csv?table=${encodeURIComponent(table)}`;
 
+/** Where the whole report of meeting `id` downloads as an Excel workbook. */
+export const reportXlsxPath = (id) => `${meetingPath(id)}/report.xlsx`;
+
 /** Where the directory downloads as CSV. */
 export const SITES_CSV_PATH = '/api/sites.csv';
 

@@ -1,10 +1,12 @@
 // The printable attendance report of one meeting (`report.html?meeting=ID`): the summary, one
 // row per expected site, every session and the event log, all from `GET .../report`, which
-// the hub computes from the append-only log. Times in the hub's time zone.
+// the hub computes from the append-only log. Times in the hub's time zone. The same tables
+// download as CSV and, all four in one workbook, as Excel; the hub words them as this page does
+// (`src/attendance/wording.rs`).
 
 import { applyTranslations, hasText, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
-import { describeApiError, fetchMeeting, fetchReport, reportCsvPath } from './api.js';
+import { describeApiError, fetchMeeting, fetchReport, reportCsvPath, reportXlsxPath } from './api.js';
 import { formatNumber, formatPercent, formatTime, formatTimeNear } from './localtime.js';
 
 const STATUSES = ['present', 'late', 'partial', 'absent'];
@@ -34,6 +36,9 @@ if (meetingId === null) {
     link.href = reportCsvPath(meetingId, link.dataset.table);
     link.download = `diemcau-${meetingId}-${link.dataset.table}.csv`;
   }
+  // The hub names the workbook after the meeting (Content-Disposition), so no name here.
+  $('xlsx').href = reportXlsxPath(meetingId);
+  $('xlsx').download = '';
   load();
 }
 
