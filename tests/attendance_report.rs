@@ -343,7 +343,11 @@ fn a_session_shorter_than_a_millisecond_still_splits_the_outage_around_it() {
     let report = compute(&plan(), &log.0, at(60), &ReportRules::default());
     let tl = &report.sites[0];
     assert_eq!(
-        (tl.interruptions, tl.longest_outage_minutes, tl.connected_minutes),
+        (
+            tl.interruptions,
+            tl.longest_outage_minutes,
+            tl.connected_minutes
+        ),
         (1, 10.0, 0.0)
     );
     assert_eq!(tl.first_join, Some(at(10)));
