@@ -62,6 +62,7 @@ mod quality;
 mod red;
 
 mod router;
+mod sdp;
 
 mod allocate;
 mod config;

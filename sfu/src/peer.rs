@@ -15,6 +15,7 @@ use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::quality::QualityMeter;
 use crate::router::MediaPacket;
+use crate::sdp;
 
 /// A participant's connection. States: awaiting its first offer's answer → ready (the hub may
 /// offer) → connected (ICE and DTLS up) → closed (dropped by the worker).
@@ -57,6 +58,13 @@ pub(crate) struct Peer {
     /// Its link quality, from str0m's periodic statistics.
     pub quality: QualityMeter,
     negotiation: Negotiation,
+    /// Every m-line the hub offered this peer, by mid: its kind, and the stream and track ids
+    /// it announces (those of its latest consumer).
+    hub_lines: HashMap<Mid, (MediaKind, (String, String))>,
+    /// Hub m-lines left inactive by an answered offer, oldest first: a new consumer of the
+    /// same kind takes one before the hub adds an m-line, so the SDP does not grow with every
+    /// track that ever came and went.
+    idle: Vec<Mid>,
 }
 
 /// The hub's offer awaiting the client's answer, with the consumers it adds and the m-lines it
@@ -104,18 +112,21 @@ impl Peer {
             previous_audio: HashMap::new(),
             quality: QualityMeter::default(),
             negotiation: Negotiation::default(),
+            hub_lines: HashMap::new(),
+            idle: Vec::new(),
         }
     }
 
-    /// Accepts a client offer. Refused while a hub offer awaits its answer.
-    pub fn accept_offer(&mut self, offer: &str) -> Result<SdpAnswer, SfuError> {
+    /// Accepts a client offer and returns the hub's answer. Refused while a hub offer awaits
+    /// its answer.
+    pub fn accept_offer(&mut self, offer: &str) -> Result<String, SfuError> {
         if self.negotiation.pending.is_some() {
             return Err(SfuError::NegotiationInProgress);
         }
         // A client publishes on the m-lines it offers; the hub sends on m-lines it offers
         // itself. A `sendrecv` line is taken as `sendonly`, so the hub never sends (padding
-        // probes included) on a client's own track.
-        let text = offer.replace("a=sendrecv", "a=sendonly");
+        // probes included) on a client's own track, and a `recvonly` one as `inactive`.
+        let text = sdp::client_offer(offer, |mid| self.hub_lines.contains_key(&mid));
         let offer =
             SdpOffer::from_sdp_string(&text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let answer = self
@@ -125,7 +136,7 @@ impl Peer {
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.refresh_codecs();
         self.note_red(&text);
-        Ok(answer)
+        Ok(self.outgoing(&answer.to_sdp_string()))
     }
 
     /// Accepts the client's answer to the pending hub offer; returns the consumers now open.
@@ -148,9 +159,13 @@ impl Peer {
         for mid in removed {
             self.consumers_by_mid.remove(&mid);
             self.previous_audio.remove(&mid);
+            if !self.idle.contains(&mid) {
+                self.idle.push(mid);
+            }
         }
         for (consumer, mid) in &added {
             self.consumers_by_mid.insert(*mid, *consumer);
+            self.previous_audio.remove(mid);
         }
         Ok(added)
     }
@@ -182,6 +197,11 @@ impl Peer {
 
     /// Makes the next hub offer when changes are queued and no offer is pending. Returns the
     /// SDP and the mids given to newly offered consumers.
+    ///
+    /// A removed consumer's m-line is set `inactive`, not stopped: str0m cannot offer a
+    /// stopped m-line's slot to a new mid (RFC 8829 recycling), but it can make an inactive
+    /// one send again. A new consumer takes an idle m-line of its kind, under a new SSRC and
+    /// with its own stream and track ids; only when none is idle does the SDP gain an m-line.
     pub fn renegotiate(&mut self) -> Option<(String, Vec<(ConsumerId, Mid)>)> {
         let n = &mut self.negotiation;
         if n.pending.is_some() || (n.queued_adds.is_empty() && n.queued_removes.is_empty()) {
@@ -189,24 +209,76 @@ impl Peer {
         }
         let adds = std::mem::take(&mut n.queued_adds);
         let removes = std::mem::take(&mut n.queued_removes);
+        let slots: Vec<(QueuedConsumer, Option<Mid>)> = adds
+            .into_iter()
+            .map(|q| {
+                let kind = q.kind;
+                let slot = self
+                    .idle
+                    .iter()
+                    .position(|mid| self.hub_lines.get(mid).is_some_and(|(k, _)| *k == kind))
+                    .map(|i| self.idle.remove(i));
+                (q, slot)
+            })
+            .collect();
+        {
+            // The new track gets its own SSRC: a receiver must not take it for the old one.
+            let mut direct = self.rtc.direct_api();
+            for mid in slots.iter().filter_map(|(_, slot)| *slot) {
+                let Some(has_rtx) = direct
+                    .stream_tx_by_mid(mid, None)
+                    .map(|s| s.rtx().is_some())
+                else {
+                    continue;
+                };
+                let ssrc = direct.new_ssrc();
+                let rtx = has_rtx.then(|| direct.new_ssrc());
+                direct.reset_stream_tx(mid, None, ssrc, rtx);
+            }
+        }
         let mut api = self.rtc.sdp_api();
-        let mut added = Vec::with_capacity(adds.len());
-        for q in adds {
-            let mid = api.add_media(
-                q.kind,
-                Direction::SendOnly,
-                Some(q.stream_id),
-                Some(q.track_id),
-                None,
-            );
+        let mut added = Vec::with_capacity(slots.len());
+        let mut lines = Vec::with_capacity(slots.len());
+        for (q, slot) in slots {
+            let mid = match slot {
+                Some(mid) => {
+                    api.set_direction(mid, Direction::SendOnly);
+                    mid
+                }
+                None => api.add_media(
+                    q.kind,
+                    Direction::SendOnly,
+                    Some(q.stream_id.clone()),
+                    Some(q.track_id.clone()),
+                    None,
+                ),
+            };
             added.push((q.consumer, mid));
+            lines.push((mid, (q.kind, (q.stream_id, q.track_id))));
         }
         for mid in &removes {
-            api.stop_media(*mid);
+            api.set_direction(*mid, Direction::Inactive);
         }
-        let (offer, pending) = api.apply()?;
+        let applied = api.apply();
+        self.hub_lines.extend(lines);
+        let Some((offer, pending)) = applied else {
+            // Nothing to negotiate: the m-lines to remove were inactive already.
+            for mid in removes {
+                self.consumers_by_mid.remove(&mid);
+                self.previous_audio.remove(&mid);
+                if !self.idle.contains(&mid) {
+                    self.idle.push(mid);
+                }
+            }
+            return None;
+        };
         self.negotiation.pending = Some((pending, added.clone(), removes));
-        Some((offer.to_sdp_string(), added))
+        Some((self.outgoing(&offer.to_sdp_string()), added))
+    }
+
+    /// An SDP of the hub as this peer gets it ([`sdp::hub_sdp`]).
+    fn outgoing(&self, sdp: &str) -> String {
+        sdp::hub_sdp(sdp, |mid| self.hub_lines.get(&mid).map(|(_, msid)| msid))
     }
 
     /// The producer and simulcast layer a received packet belongs to, by SSRC (cached) or by

@@ -113,7 +113,7 @@ impl Worker {
         self.core.drive(now, &mut peer);
         self.peers.insert(id, peer);
         self.settle(now);
-        Ok(answer.to_sdp_string())
+        Ok(answer)
     }
 
     /// A later offer from the client (for example to publish another track).
@@ -127,7 +127,7 @@ impl Worker {
         let answer = peer.accept_offer(offer)?;
         self.core.drive(now, peer);
         self.settle(now);
-        Ok(answer.to_sdp_string())
+        Ok(answer)
     }
 
     /// The client's answer to the hub's last offer.
@@ -141,18 +141,21 @@ impl Worker {
         let opened = peer.accept_answer(answer)?;
         if let Some(router) = self.core.routers.get_mut(&peer.router) {
             for (consumer_id, mid) in opened {
-                if let Some(consumer) = router.consumers.get_mut(&consumer_id) {
-                    consumer.mid = Some(mid);
-                    consumer.open = true;
-                    consumer.allocation.opened_at = Some(now);
-                    if consumer.kind == MediaKind::Video {
-                        let layer = consumer.allocation.target.unwrap_or(0);
-                        self.core.work.push_back(Work::Keyframe(
-                            peer.router,
-                            consumer.producer,
-                            layer,
-                        ));
-                    }
+                let Some(consumer) = router.consumers.get_mut(&consumer_id) else {
+                    // Removed while its offer awaited this answer: its m-line goes idle.
+                    peer.consumers_by_mid.remove(&mid);
+                    peer.queue_consumer_removal(consumer_id, Some(mid));
+                    continue;
+                };
+                consumer.mid = Some(mid);
+                consumer.open = true;
+                consumer.allocation.opened_at = Some(now);
+                // Its first packets must be decodable, on a new m-line as on a reused one.
+                if consumer.kind == MediaKind::Video {
+                    let layer = consumer.allocation.target.unwrap_or(0);
+                    self.core
+                        .work
+                        .push_back(Work::Keyframe(peer.router, consumer.producer, layer));
                 }
             }
         }

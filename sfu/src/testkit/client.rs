@@ -76,6 +76,10 @@ pub struct Client {
     pub sent: HashMap<MediaKind, u64>,
     /// Stream ids (publisher peers) of the tracks it was offered.
     pub offered_streams: Vec<String>,
+    /// The hub's answer to its first offer.
+    pub first_answer: String,
+    /// The hub's latest offer to it.
+    pub last_offer: String,
     /// Keyframe requests (PLI, FIR) the hub sent it.
     pub keyframe_requests: u64,
     /// Video packets received per simulcast layer (read from the test payload).
@@ -150,6 +154,8 @@ impl Client {
             received: HashMap::new(),
             sent: HashMap::new(),
             offered_streams: Vec::new(),
+            first_answer: String::new(),
+            last_offer: String::new(),
             keyframe_requests: 0,
             layers_received: [0; 3],
             audio_packets: VecDeque::new(),
@@ -181,6 +187,7 @@ impl Client {
 
     /// Notes the streams a hub offer sends it (its `sendonly` m-lines' msid).
     pub(crate) fn note_offer(&mut self, sdp: &str) {
+        sdp.clone_into(&mut self.last_offer);
         for section in sdp.split("\r\nm=").skip(1) {
             if !section.contains("a=sendonly") {
                 continue;

@@ -167,6 +167,7 @@ impl Net {
             .add_peer(self.now, peer, self.router, &offer)
             .expect("hub accepts the offer");
         client.hub_ice = client::ice_credentials(&answer);
+        answer.clone_into(&mut client.first_answer);
         let answer = SdpAnswer::from_sdp_string(&answer).expect("hub answer parses");
         client
             .rtc
@@ -255,6 +256,26 @@ impl Net {
         worker.add_consumer(subscriber, consumer, producer, max_layer)?;
         self.consumers.insert((subscriber, producer.id), consumer);
         Ok(consumer)
+    }
+
+    /// `peer` leaves: its worker drops it, every worker its producers, and the network its
+    /// client.
+    pub fn leave(&mut self, peer: PeerId) {
+        let now = self.now;
+        self.worker_of(peer).remove_peer(now, peer);
+        let gone: Vec<ProducerId> = self
+            .producers
+            .iter()
+            .filter(|p| p.peer == peer)
+            .map(|p| p.id)
+            .collect();
+        for producer in gone {
+            self.remove_producer(producer);
+        }
+        self.consumers
+            .retain(|(subscriber, _), _| *subscriber != peer);
+        self.clients.retain(|c| c.peer != peer);
+        self.pump();
     }
 
     /// A producer is gone: every worker drops it and its consumers.

@@ -391,6 +391,11 @@ impl WebrtcClient {
         self.shared.hub_offers_received.load(Ordering::Relaxed)
     }
 
+    /// The SDP of the hub's latest offer to this client (empty before the first).
+    pub fn last_hub_offer(&self) -> String {
+        lock(&self.shared.last_hub_offer).clone()
+    }
+
     /// Participant ids announced by `participant_left`, in order.
     pub fn departed(&self) -> Vec<String> {
         lock(&self.shared.departed).clone()

@@ -87,6 +87,7 @@ pub async fn handle_hub_message(
             };
             shared.hub_offers_received.fetch_add(1, Ordering::Relaxed);
             shared.note(format!("hub offer SDP:\n{sdp}"));
+            sdp.clone_into(&mut lock(&shared.last_hub_offer));
             let result = async {
                 let desc = RTCSessionDescription::offer(sdp).map_err(|e| format!("parse: {e}"))?;
                 pc.set_remote_description(desc)

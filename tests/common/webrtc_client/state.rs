@@ -73,6 +73,8 @@ pub struct Shared {
     pub sent: SendStats,
     pub hub_offers_received: AtomicU64,
     pub hub_offers_answered: AtomicU64,
+    /// The SDP of the hub's latest offer.
+    pub last_hub_offer: Mutex<String>,
     /// Set by `WebrtcClient::close`: failures after it are expected and only noted.
     pub closing: AtomicBool,
 }
@@ -91,6 +93,7 @@ impl Shared {
             sent: SendStats::default(),
             hub_offers_received: AtomicU64::new(0),
             hub_offers_answered: AtomicU64::new(0),
+            last_hub_offer: Mutex::new(String::new()),
             closing: AtomicBool::new(false),
         }
     }
