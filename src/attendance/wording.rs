@@ -123,7 +123,7 @@ pub fn event_details(event: &Event) -> String {
             roll_call_number(*roll_call),
             head_count(*count, confirmed_by, position)
         ),
-        EventKind::RollCallStarted { roll_call } | EventKind::RollCallEnded { roll_call } => {
+        EventKind::RollCallStarted { roll_call } | EventKind::RollCallEnded { roll_call, .. } => {
             roll_call_number(*roll_call)
         }
         EventKind::SiteMuted { muted, .. } => if *muted {
@@ -582,7 +582,10 @@ mod tests {
                 ),
             ),
             (
-                EventKind::RollCallEnded { roll_call: 2 },
+                EventKind::RollCallEnded {
+                    roll_call: 2,
+                    not_answered: vec!["2266".into()],
+                },
                 filled("event.rollCall", &[("number", "2")]),
             ),
             (EventKind::SiteCalled { site: site() }, String::new()),
