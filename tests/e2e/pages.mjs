@@ -109,11 +109,10 @@ async function walkThrough(context, base, meeting) {
     const label = `${size.width}x${size.height}`;
     for (const page of [chair, site, standby]) await page.setViewportSize(size);
     // As the hub shows it now (a page open, a site live), then with the widest figures.
-    const problems = [
-      ...(await chair.evaluate(consoleLayoutProblems, null)),
-      ...(await chair.evaluate(consoleLayoutProblems, busyConsole())),
-    ];
+    const problems = await chair.evaluate(consoleLayoutProblems, null);
     await screenshot(chair, `pages-console-${label}.png`);
+    problems.push(...(await chair.evaluate(consoleLayoutProblems, busyConsole())));
+    await screenshot(chair, `pages-console-busy-${label}.png`);
     if (problems.length > 0) throw new Failure(`the console at ${label}: ${problems.slice(0, 12).join(' | ')}`);
     const form = await site.evaluate(() => {
       const r = document.getElementById('head-count').getBoundingClientRect();

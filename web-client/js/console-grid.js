@@ -177,10 +177,14 @@ class SiteTile {
     this.text(this.meta, joined && measured ? t('tile.loss', health) : '');
     this.set(this.meta, 'title', joined && measured ? t('tile.healthTitle', health) : '');
     this.text(this.delegates, this.delegatesText());
-    // The floor request has its own badge, and a drop shows in the state badge.
-    const alerts = this.attention.filter((reason) => reason !== 'floor' && reason !== 'reconnecting');
+    // The floor request has its own badge, a drop shows in the state badge, and loss or delay
+    // turn their own line red: the badge says only what no other place of the tile says.
+    const alerts = this.attention.filter((reason) => !['floor', 'reconnecting', 'loss', 'rtt'].includes(reason));
     this.text(this.alertBadge, alerts.map((reason) => t(`attention.${reason}`, alertParams(e))).join(' · '));
+    this.set(this.alertBadge, 'title', alerts.includes('leak') ? t('attention.leakLong') : '');
     this.show(this.alertBadge, alerts.length > 0);
+    const poorLink = this.attention.includes('loss') || this.attention.includes('rtt');
+    this.set(this.meta, 'data-level', poorLink ? 'bad' : '');
 
     this.text(this.floorButton, e.floor === 'holder' ? t('tile.takeFloor') : t('tile.giveFloor'));
     this.set(this.floorButton, 'data-action', e.floor === 'holder' ? 'take_floor' : 'give_floor');

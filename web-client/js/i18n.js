@@ -410,7 +410,8 @@ const STRINGS = {
     'attention.loss': 'Mất gói {loss}%',
     'attention.rtt': 'Trễ {rtt} ms',
     'attention.floor': 'Đang xin phát biểu',
-    'attention.leak': 'Mã vào họp bị dùng quá nhiều lần (có thể đã lộ)',
+    'attention.leak': 'Mã có thể đã lộ',
+    'attention.leakLong': 'Mã vào họp bị dùng quá nhiều lần (có thể đã lộ)',
 
     'console.filter': 'Lọc theo tên hoặc mã',
     'console.filterPlaceholder': 'Tìm tên hoặc mã…',
@@ -988,7 +989,8 @@ const STRINGS = {
     'attention.loss': 'Loss {loss}%',
     'attention.rtt': 'Delay {rtt} ms',
     'attention.floor': 'Asks for the floor',
-    'attention.leak': 'Join code tried too often (leaked?)',
+    'attention.leak': 'Code may have leaked',
+    'attention.leakLong': 'Join code tried too often (leaked?)',
 
     'console.filter': 'Filter by name or code',
     'console.filterPlaceholder': 'Name or code…',
