@@ -13,7 +13,7 @@
 // messages are handled one at a time, in arrival order, through a promise chain, so an offer
 // is never applied while the previous one is still being answered.
 
-import { hasText, t } from './i18n.js';
+import { currentLanguage, hasText, t } from './i18n.js';
 
 const PING_INTERVAL_MS = 20_000;
 const ICE_GATHERING_CAP_MS = 2_000;
@@ -683,7 +683,8 @@ export function installErrorDisplay(element, session, { ignore = () => false } =
     }
     const text = document.createElement('span');
     text.textContent = describeError(current);
-    if (current.message && current.code !== 'webrtc') text.title = current.message;
+    // The hub explains in English: a tooltip on an English page only.
+    if (current.message && current.code !== 'webrtc' && currentLanguage() === 'en') text.title = current.message;
     const dismiss = document.createElement('button');
     dismiss.type = 'button';
     dismiss.className = 'link';
