@@ -6,8 +6,8 @@
 //! It checks that no text on the console is cut or overflows its box at 1366×768 and at
 //! 1280×720 (with worst-case figures on every tile), that badges do not cover a tile's
 //! placeholder, that the chair's call does not cover the site page's heading, that a joined
-//! site's head count form is on screen at both sizes, and that dates read `dd/mm/yyyy HH:mm`
-//! in Vietnamese. Then the meeting is ended through the API: the console shows the meeting as
+//! site's head count form is on screen at both sizes, that dates read `dd/mm/yyyy HH:mm` in
+//! Vietnamese, and that the links copied for the communes are theirs, without the studio's. Then the meeting is ended through the API: the console shows the meeting as
 //! ended with its end time and a link to its report, with grey tiles and no control left
 //! enabled; the site pages show the end, with camera and microphone stopped, nothing to fill
 //! in and no reconnection. Last, a staff account logs in through the login page: it lands on

@@ -10,7 +10,7 @@
 //   tile filled with the widest figures a `console` message can bring), no placeholder is cut,
 //   no badge covers a tile's "waiting for picture"; the joined site's head count form is on
 //   screen; the chair's call does not cover the site page's heading; dates on the organizer's
-//   page read dd/mm/yyyy HH:mm;
+//   page read dd/mm/yyyy HH:mm; "copy the communes' links" copies theirs and not the studio's;
 // - the meeting is ended through the API: the console says so with the end time and a link to
 //   the report, its tiles show nothing live, and none of its controls is enabled; both site
 //   pages say the meeting has ended, their camera and microphone are stopped and said so, no
@@ -142,6 +142,15 @@ async function walkThrough(context, base, meeting) {
   const organizer = await openPage(context, 'organizer', `${base}/organizer.html#meeting-${meeting.id}`);
   await waitFor(organizer, () => window.diemcauOrganizer?.ready, null, 'the organizer page loads');
   await expectText(organizer, '#m-details', /\d{2}\/\d{2}\/\d{4} \d{2}:\d{2}/, 'the meeting details date the meeting dd/mm/yyyy HH:mm');
+  // "Copy the communes' links": the text meant for communes holds theirs, not the studio's.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await organizer.click('#m-copy-all');
+  await waitFor(organizer, () => document.getElementById('m-message').dataset.level === 'good', null, 'the links are copied');
+  const copied = await organizer.evaluate(() => navigator.clipboard.readText());
+  const missing = SITES.filter((s) => !copied.includes(meeting.links.sites[s.code])).map((s) => s.name);
+  if (missing.length > 0 || copied.includes(meeting.links.studio) || copied.includes('studio.html')) {
+    throw new Failure(`the copied links should be the ${SITES.length} communes' only: ${JSON.stringify(copied)}`);
+  }
   await organizer.goto(`${base}/organizer.html#new`);
   await waitFor(organizer, () => window.diemcauOrganizer?.ready, null, 'the organizer page loads again');
   const startField = await organizer.inputValue('#start');
