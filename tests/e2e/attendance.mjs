@@ -202,7 +202,7 @@ async function walkThrough(context, base) {
   await organizer.click('#m-end');
   await organizer.waitForSelector('#m-state[data-state="ended"]', { timeout: STEP_TIMEOUT_MS });
   await studio.waitForFunction(() => window.diemcau?.state().signaling === 'refused', null, { timeout: STEP_TIMEOUT_MS });
-  await expectText(studio, '#error', 'Cuộc họp đã kết thúc', 'the studio is told the meeting ended');
+  await expectText(studio, '#ended', 'Cuộc họp đã kết thúc', 'the studio is told the meeting ended');
   await studio.waitForTimeout(2_500);
   const studioAfter = await studio.evaluate(() => window.diemcau.state().signaling);
   if (studioAfter !== 'refused') throw new Failure(`after meeting_ended the studio went on to "${studioAfter}"`);

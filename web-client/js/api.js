@@ -2,7 +2,7 @@
 // attendance reports. Every call carries the session cookie, and every POST the session's CSRF
 // token; a call refused for want of a login (401) sends the page to the login page.
 
-import { hasText, t } from './i18n.js';
+import { currentLanguage, hasText, t } from './i18n.js';
 
 /** A request the hub refused, or that did not reach it. */
 export class ApiError extends Error {
@@ -26,7 +26,9 @@ export function describeApiError(error) {
   if (!(error instanceof ApiError)) return t('api.error.unexpected', { message: error.message || String(error) });
   const key = `api.error.${error.code}`;
   const text = hasText(key) ? t(key) : t('api.error.other', { status: error.status, code: error.code });
-  return error.detail && error.code !== 'network' ? `${text} (${error.detail})` : text;
+  // The hub explains in English: added to an English page only, never to a Vietnamese one.
+  const english = currentLanguage() === 'en';
+  return english && error.detail && error.code !== 'network' ? `${text} (${error.detail})` : text;
 }
 
 /** Where the login page is, coming back to the current page after the login. */

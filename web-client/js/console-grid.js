@@ -90,6 +90,8 @@ class SiteTile {
     this.tracks = { video: null, audio: null };
     this.video = null;
     this.audio = null;
+    /** The meeting has ended: the tile keeps the site's name and head count, nothing live. */
+    this.ended = false;
 
     const root = document.createElement('article');
     root.className = 'site-tile';
@@ -112,6 +114,7 @@ class SiteTile {
 
     this.health = el('div', 'tile-health');
     this.meta = el('div', 'tile-meta');
+    this.delegates = el('div', 'tile-delegates');
 
     this.actions = el('div', 'tile-actions');
     this.floorButton = button('floor');
@@ -120,7 +123,7 @@ class SiteTile {
     this.reissueButton = button('reissue');
     this.actions.append(this.floorButton, this.muteButton, this.callButton, this.reissueButton);
 
-    root.append(this.media, this.health, this.meta, this.actions);
+    root.append(this.media, this.health, this.meta, this.delegates, this.actions);
   }
 
   /** Takes a console entry; `now` dates the start of a connection that takes long. */
@@ -139,6 +142,10 @@ class SiteTile {
   /** Writes what changed since the last render (everything after a language change). */
   render() {
     const e = this.entry;
+    if (this.ended) {
+      this.renderEnded();
+      return;
+    }
     const joined = JOINED_STATES.has(e.state);
     this.set(this.root, 'data-state', e.state);
     this.set(this.root, 'data-floor', e.floor);
@@ -166,21 +173,23 @@ class SiteTile {
     const health = healthParams(e);
     this.text(this.health, joined ? (measured ? t('tile.rates', health) : t('tile.notMeasured')) : '');
     this.set(this.health, 'title', joined && measured ? t('tile.healthTitle', health) : '');
-    const declared = e.head_count === null || e.head_count === undefined ? '—' : formatNumber(e.head_count);
-    const delegates =
-      e.expected_delegates > 0
-        ? t('tile.delegates', { count: declared, expected: formatNumber(e.expected_delegates) })
-        : t('tile.delegatesDeclared', { count: declared });
-    this.text(this.meta, joined && measured ? `${t('tile.loss', health)} · ${delegates}` : delegates);
+    // One figure per line: the tile is narrow, and a cut figure reads wrong.
+    this.text(this.meta, joined && measured ? t('tile.loss', health) : '');
     this.set(this.meta, 'title', joined && measured ? t('tile.healthTitle', health) : '');
-    // The floor request has its own badge, and a drop shows in the state badge.
-    const alerts = this.attention.filter((reason) => reason !== 'floor' && reason !== 'reconnecting');
+    this.text(this.delegates, this.delegatesText());
+    // The floor request has its own badge, a drop shows in the state badge, and loss or delay
+    // turn their own line red: the badge says only what no other place of the tile says.
+    const alerts = this.attention.filter((reason) => !['floor', 'reconnecting', 'loss', 'rtt'].includes(reason));
     this.text(this.alertBadge, alerts.map((reason) => t(`attention.${reason}`, alertParams(e))).join(' · '));
+    this.set(this.alertBadge, 'title', alerts.includes('leak') ? t('attention.leakLong') : '');
     this.show(this.alertBadge, alerts.length > 0);
+    const poorLink = this.attention.includes('loss') || this.attention.includes('rtt');
+    this.set(this.meta, 'data-level', poorLink ? 'bad' : '');
 
     this.text(this.floorButton, e.floor === 'holder' ? t('tile.takeFloor') : t('tile.giveFloor'));
     this.set(this.floorButton, 'data-action', e.floor === 'holder' ? 'take_floor' : 'give_floor');
-    this.show(this.floorButton, joined);
+    // A suspected leaked code: the new code first (the session may be a copy's), not the floor.
+    this.show(this.floorButton, joined && !e.code_leak_suspected);
     this.text(this.muteButton, e.muted ? t('tile.unmute') : t('tile.mute'));
     this.set(this.muteButton, 'data-action', e.muted ? 'unmute' : 'mute');
     this.show(this.muteButton, joined);
@@ -190,6 +199,37 @@ class SiteTile {
     this.text(this.reissueButton, t('tile.reissue'));
     this.set(this.reissueButton, 'data-action', 'reissue');
     this.show(this.reissueButton, Boolean(e.code_leak_suspected));
+  }
+
+  /** After the end: grey, no state badge, no figures, no buttons; the declared head count stays. */
+  renderEnded() {
+    const e = this.entry;
+    this.set(this.root, 'data-ended', 'true');
+    this.set(this.root, 'data-attention', '');
+    this.text(this.name, e.name);
+    this.set(this.name, 'title', `${e.name} (${e.site})`);
+    for (const badge of [this.stateBadge, this.floorBadge, this.mutedBadge, this.rollCallBadge, this.alertBadge]) {
+      this.show(badge, false);
+    }
+    this.show(this.placeholder, true);
+    this.text(this.placeholder, t('tile.ended'));
+    this.text(this.health, '');
+    this.set(this.health, 'title', '');
+    this.text(this.meta, '');
+    this.set(this.meta, 'title', '');
+    this.text(this.delegates, this.delegatesText());
+    for (const action of [this.floorButton, this.muteButton, this.callButton, this.reissueButton]) {
+      this.show(action, false);
+      action.disabled = true;
+    }
+  }
+
+  delegatesText() {
+    const e = this.entry;
+    const declared = e.head_count === null || e.head_count === undefined ? '—' : formatNumber(e.head_count);
+    return e.expected_delegates > 0
+      ? t('tile.delegates', { count: declared, expected: formatNumber(e.expected_delegates) })
+      : t('tile.delegatesDeclared', { count: declared });
   }
 
   /** The participant now joined for this site (null when none): its tracks show here. */
@@ -369,6 +409,15 @@ export class SiteGrid extends EventTarget {
     this.tracks.delete(participant);
     for (const tile of this.tiles.values()) {
       if (tile.participant === participant) tile.setParticipant(null, null);
+    }
+  }
+
+  /** The meeting has ended: every tile loses its picture, figures and buttons. */
+  end() {
+    this.clearTracks();
+    for (const tile of this.tiles.values()) {
+      tile.ended = true;
+      tile.render();
     }
   }
 

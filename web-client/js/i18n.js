@@ -242,7 +242,7 @@ const STRINGS = {
     'meeting.end': 'Kết thúc cuộc họp',
     'meeting.openStudio': 'Mở trang điểm cầu trung tâm',
     'meeting.openReport': 'Báo cáo điểm danh',
-    'meeting.copyAll': 'Sao chép tất cả đường liên kết',
+    'meeting.copyAll': 'Sao chép đường liên kết các xã, phường',
     'meeting.links': 'Đường liên kết tham gia',
     'meeting.linksHint':
       'Gửi cho mỗi điểm cầu đúng đường liên kết của mình. Ai có đường liên kết đều vào được dưới tên điểm cầu đó; nếu bị lộ, bấm “Thu hồi và cấp mới”.',
@@ -251,7 +251,7 @@ const STRINGS = {
     'meeting.ended': 'Cuộc họp đã kết thúc; mọi điểm cầu đã được ngắt.',
     'meeting.actionFailed': 'Không thực hiện được: {reason}',
     'meeting.confirmEnd': 'Kết thúc cuộc họp “{title}”? Mọi điểm cầu đang kết nối sẽ bị ngắt.',
-    'meeting.copiedAll': 'Đã sao chép tất cả đường liên kết.',
+    'meeting.copiedAll': 'Đã sao chép đường liên kết của {count} điểm cầu xã, phường. Đường liên kết của điểm cầu trung tâm sao chép riêng ở dòng đầu bảng.',
     'meeting.copyFailed': 'Không sao chép được; hãy chọn và sao chép từng đường liên kết.',
     'meeting.studioLabel': 'Điểm cầu trung tâm: {name}',
     'meeting.details':
@@ -390,8 +390,8 @@ const STRINGS = {
     'tile.asking': 'Xin phát biểu',
     'tile.muted': 'Đã tắt micro',
     'tile.answered': 'Đã điểm danh',
-    'tile.rates': '↑{up} ↓{down} kbit/s · trễ {rtt} ms',
-    'tile.loss': 'mất gói {loss}%',
+    'tile.rates': '↑{up} ↓{down} kbit/s',
+    'tile.loss': 'trễ {rtt} ms · mất {loss}%',
     'tile.healthTitle':
       'Điểm cầu gửi lên {up} kbit/s, nhận về {down} kbit/s; mất gói {loss}%; trễ khứ hồi {rtt} ms (10 giây gần nhất, theo máy chủ)',
     'tile.delegates': '{count}/{expected} đại biểu',
@@ -402,7 +402,7 @@ const STRINGS = {
     'tile.mute': 'Tắt micro',
     'tile.unmute': 'Bật micro',
     'tile.call': 'Gọi vào họp',
-    'tile.reissue': 'Cấp đường liên kết mới',
+    'tile.reissue': 'Cấp mã mới',
     'tile.reissueConfirm':
       'Mã vào họp của {name} bị dùng quá nhiều lần, có thể đã lộ. Thu hồi mã cũ và cấp đường liên kết mới? Phiên đang dùng mã cũ sẽ bị ngắt.',
     'tile.reissued': 'Đã cấp đường liên kết mới cho {name}: {link} — hãy gửi cho điểm cầu.',
@@ -412,10 +412,11 @@ const STRINGS = {
     'attention.loss': 'Mất gói {loss}%',
     'attention.rtt': 'Trễ {rtt} ms',
     'attention.floor': 'Đang xin phát biểu',
-    'attention.leak': 'Mã vào họp bị dùng quá nhiều lần (có thể đã lộ)',
+    'attention.leak': 'Mã có thể đã lộ',
+    'attention.leakLong': 'Mã vào họp bị dùng quá nhiều lần (có thể đã lộ)',
 
     'console.filter': 'Lọc theo tên hoặc mã',
-    'console.filterPlaceholder': 'Tìm điểm cầu theo tên hoặc mã…',
+    'console.filterPlaceholder': 'Tìm tên hoặc mã…',
     'console.stateFilter': 'Hiện',
     'console.sort': 'Xếp theo',
     'console.noMatch': 'Không có điểm cầu nào khớp với bộ lọc.',
@@ -521,7 +522,7 @@ const STRINGS = {
     'site.requestFloor': 'Xin phát biểu',
     'site.cancelFloor': 'Rút lại yêu cầu phát biểu',
     'site.floorNotJoined': 'Vào họp để xin phát biểu.',
-    'site.floorYours': 'Điểm cầu đang được phát biểu.',
+    'site.floorYours': 'Điểm cầu của bạn đang phát biểu.',
     'site.floorWaiting': 'Đã xin phát biểu: thứ {place}/{total} trong hàng chờ.',
     'site.floorHint': 'Bấm để xin điểm cầu trung tâm cho phát biểu.',
     'site.speaking': 'Đang phát biểu: {name}',
@@ -554,6 +555,29 @@ const STRINGS = {
     'quality.loss': 'mất gói {percent}%',
     'quality.jitter': 'dao động trễ {ms} ms',
     'quality.rtt': 'trễ khứ hồi {ms} ms',
+
+    // After the meeting's end, on the studio and site pages.
+    'signaling.ended': 'cuộc họp đã kết thúc',
+    'pc.ended': 'đã đóng',
+    'media.ended': 'đã dừng',
+    'ended.heading': 'Cuộc họp đã kết thúc',
+    'ended.at': 'Kết thúc lúc {at} (giờ Việt Nam).',
+    'ended.report': 'Xem báo cáo điểm danh',
+    'ended.devicesOff': 'Camera và micro của điểm cầu đã tắt.',
+    'ended.closePage': 'Có thể đóng trang này. Cảm ơn điểm cầu đã tham dự.',
+    'tile.ended': 'Đã kết thúc',
+    'console.endedSummary': 'Cuộc họp đã kết thúc · Đại biểu khai báo: {count}/{expected}',
+    'mic.stopped': 'Micro: đã tắt',
+
+    // What a staff account sees on the organizer's pages.
+    'staff.codesForOrganizers': 'Đường liên kết và mã tham gia chỉ hiện với tài khoản ban tổ chức.',
+    'staff.readOnly':
+      'Tài khoản cán bộ theo dõi xem được các cuộc họp, danh bạ và báo cáo điểm danh. Tạo cuộc họp, bắt đầu, kết thúc và gửi đường liên kết do ban tổ chức làm.',
+
+    // Dates typed as people in Vietnam write them.
+    'create.datePlaceholder': 'ngày/tháng/năm giờ:phút',
+    'create.badStart': 'Giờ bắt đầu phải viết dạng ngày/tháng/năm giờ:phút, ví dụ 12/03/2026 14:00.',
+    'create.badEnd': 'Giờ kết thúc phải viết dạng ngày/tháng/năm giờ:phút, ví dụ 12/03/2026 16:00.',
   },
   en: {
     'quality.unknown': 'Link: measuring…',
@@ -588,7 +612,7 @@ const STRINGS = {
     'landing.organizer': 'Organize a meeting: sites directory, new meeting, join links',
     'landing.meetings': 'Meetings and attendance reports',
 
-    'login.title': 'Log in — Điểm cầu',
+    'login.title': 'Log in — diemcau',
     'login.heading': 'Organizers’ login',
     'login.intro':
       'Organizing meetings, attendance reports and the chair’s console need a login. Commune sites join with their link and need none.',
@@ -801,7 +825,7 @@ const STRINGS = {
     'meeting.end': 'End meeting',
     'meeting.openStudio': 'Open the studio page',
     'meeting.openReport': 'Attendance report',
-    'meeting.copyAll': 'Copy all links',
+    'meeting.copyAll': 'Copy the communes’ links',
     'meeting.links': 'Join links',
     'meeting.linksHint':
       'Send each site its own link. Anyone with a link joins as that site; if one leaks, click “Revoke and reissue”.',
@@ -810,7 +834,7 @@ const STRINGS = {
     'meeting.ended': 'The meeting has ended; every site was disconnected.',
     'meeting.actionFailed': 'Could not do it: {reason}',
     'meeting.confirmEnd': 'End the meeting “{title}”? Every connected site will be disconnected.',
-    'meeting.copiedAll': 'All links copied.',
+    'meeting.copiedAll': 'Copied the links of {count} communes and wards. The studio’s link is copied on its own, from the first row of the table.',
     'meeting.copyFailed': 'Could not copy; select and copy each link.',
     'meeting.studioLabel': 'Studio: {name}',
     'meeting.details':
@@ -949,8 +973,8 @@ const STRINGS = {
     'tile.asking': 'Asks for the floor',
     'tile.muted': 'Muted',
     'tile.answered': 'Answered',
-    'tile.rates': '↑{up} ↓{down} kbit/s · RTT {rtt} ms',
-    'tile.loss': 'loss {loss}%',
+    'tile.rates': '↑{up} ↓{down} kbit/s',
+    'tile.loss': 'RTT {rtt} ms · loss {loss}%',
     'tile.healthTitle':
       'The site sends {up} kbit/s and receives {down} kbit/s; packet loss {loss}%; round trip {rtt} ms (last 10 s, as the hub sees it)',
     'tile.delegates': '{count}/{expected} delegates',
@@ -961,7 +985,7 @@ const STRINGS = {
     'tile.mute': 'Mute',
     'tile.unmute': 'Unmute',
     'tile.call': 'Call',
-    'tile.reissue': 'Issue a new link',
+    'tile.reissue': 'New code',
     'tile.reissueConfirm':
       'The join code of {name} was tried too often and may have leaked. Revoke it and issue a new link? The session using the old code ends.',
     'tile.reissued': 'New link for {name}: {link} — send it to the site.',
@@ -971,10 +995,11 @@ const STRINGS = {
     'attention.loss': 'Loss {loss}%',
     'attention.rtt': 'Delay {rtt} ms',
     'attention.floor': 'Asks for the floor',
-    'attention.leak': 'Join code tried too often (leaked?)',
+    'attention.leak': 'Code may have leaked',
+    'attention.leakLong': 'Join code tried too often (leaked?)',
 
     'console.filter': 'Filter by name or code',
-    'console.filterPlaceholder': 'Find a site by name or code…',
+    'console.filterPlaceholder': 'Name or code…',
     'console.stateFilter': 'Show',
     'console.sort': 'Sort by',
     'console.noMatch': 'No site matches the filter.',
@@ -1080,7 +1105,7 @@ const STRINGS = {
     'site.requestFloor': 'Ask for the floor',
     'site.cancelFloor': 'Withdraw the request',
     'site.floorNotJoined': 'Join the meeting to ask for the floor.',
-    'site.floorYours': 'This site has the floor.',
+    'site.floorYours': 'Your site has the floor.',
     'site.floorWaiting': 'Asked for the floor: {place} of {total} in the queue.',
     'site.floorHint': 'Ask the chair to let this site speak.',
     'site.speaking': 'Has the floor: {name}',
@@ -1098,6 +1123,29 @@ const STRINGS = {
     'banner.mediaDown': 'Picture and sound interrupted — restoring…',
     'banner.audioOnly':
       'This site’s link is weak: the hub has paused the picture and keeps the sound. The picture comes back by itself when the link improves.',
+
+    // After the meeting's end, on the studio and site pages.
+    'signaling.ended': 'the meeting has ended',
+    'pc.ended': 'closed',
+    'media.ended': 'stopped',
+    'ended.heading': 'The meeting has ended',
+    'ended.at': 'Ended at {at} (Vietnam time).',
+    'ended.report': 'Open the attendance report',
+    'ended.devicesOff': 'This site’s camera and microphone are off.',
+    'ended.closePage': 'You may close this page. Thank you for taking part.',
+    'tile.ended': 'Ended',
+    'console.endedSummary': 'The meeting has ended · Delegates declared: {count}/{expected}',
+    'mic.stopped': 'Microphone: off',
+
+    // What a staff account sees on the organizer's pages.
+    'staff.codesForOrganizers': 'Join links and codes are shown to organizer accounts only.',
+    'staff.readOnly':
+      'A staff account sees the meetings, the directory and the attendance reports. Organizers create, start and end meetings and send the links.',
+
+    // Dates typed as people in Vietnam write them.
+    'create.datePlaceholder': 'dd/mm/yyyy hh:mm',
+    'create.badStart': 'Write the start as day/month/year hour:minute, for example 12/03/2026 14:00.',
+    'create.badEnd': 'Write the end as day/month/year hour:minute, for example 12/03/2026 16:00.',
   },
 };
 

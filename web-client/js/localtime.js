@@ -46,6 +46,13 @@ function formatter(kind) {
  */
 export function formatTime(millis, kind = 'dateTime') {
   if (millis === null || millis === undefined || !Number.isFinite(millis)) return '';
+  if (locale() === 'vi-VN' && (kind === 'dateTime' || kind === 'dateTimeSeconds')) {
+    // Intl's Vietnamese puts the time first ("10:00 12/03/2026"); people here write the date
+    // first, then the time on a 24-hour clock.
+    const parts = Object.fromEntries(formatter(kind).formatToParts(new Date(millis)).map((p) => [p.type, p.value]));
+    const time = kind === 'dateTimeSeconds' ? `${parts.hour}:${parts.minute}:${parts.second}` : `${parts.hour}:${parts.minute}`;
+    return `${parts.day}/${parts.month}/${parts.year} ${time}`;
+  }
   return formatter(kind).format(new Date(millis));
 }
 
@@ -76,7 +83,10 @@ export function formatPercent(value) {
   return new Intl.NumberFormat(locale(), { style: 'percent', maximumFractionDigits: 1 }).format(value / 100);
 }
 
-// ---- <input type="datetime-local"> in the hub's time zone ----
+// ---- date and time fields in the hub's time zone ----
+//
+// Typed as `dd/mm/yyyy HH:mm` (24 h), as people in Vietnam write them, whatever the browser's
+// own locale: a `datetime-local` input would show the computer's format ("12/03/2026, 10:00 AM").
 
 const PARTS = new Intl.DateTimeFormat('en-US', { timeZone: HUB_TIME_ZONE, ...FORMATS.dateTimeSeconds });
 
@@ -94,21 +104,30 @@ function zoneOffset(millis) {
   return Date.UTC(y, mo - 1, d, h, mi, s) - Math.floor(millis / 1000) * 1000;
 }
 
-/** The value for a `datetime-local` input showing `millis` in the hub's time zone. */
+/** The text of a date and time field showing `millis` in the hub's time zone: `dd/mm/yyyy HH:mm`. */
 export function toLocalInput(millis) {
-  return wallClock(millis).slice(0, 16);
+  const [date, time] = wallClock(millis).split('T');
+  const [y, mo, d] = date.split('-');
+  return `${d}/${mo}/${y} ${time.slice(0, 5)}`;
 }
 
 /**
- * The instant a `datetime-local` value (`YYYY-MM-DDTHH:MM`) means in the hub's time zone, or
- * null when the value is not a date and time.
+ * The instant a date and time field means in the hub's time zone: `dd/mm/yyyy HH:mm` (one-digit
+ * day, month and hour allowed; `-` or `.` between the date's parts), or the ISO form
+ * `YYYY-MM-DDTHH:MM`. Null when the text is not a real date and time.
  */
 export function fromLocalInput(value) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(value || '');
-  if (!match) return null;
-  const [y, mo, d, h, mi, s] = match.slice(1).map((part) => Number(part || 0));
+  const text = (value || '').trim();
+  const written = /^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})[ ,T]+(\d{1,2})[:h.](\d{2})$/.exec(text);
+  const iso = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$/.exec(text);
+  if (!written && !iso) return null;
+  const [y, mo, d, h, mi, s] = written
+    ? [written[3], written[2], written[1], written[4], written[5], 0].map(Number)
+    : iso.slice(1).map((part) => Number(part || 0));
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return null;
   const asUtc = Date.UTC(y, mo - 1, d, h, mi, s);
-  if (!Number.isFinite(asUtc)) return null;
+  // 31/02 would roll over into March: not a date.
+  if (!Number.isFinite(asUtc) || new Date(asUtc).getUTCDate() !== d) return null;
   // Two passes find the offset in force at that wall-clock time (zones that change it).
   const first = asUtc - zoneOffset(asUtc);
   const second = asUtc - zoneOffset(first);

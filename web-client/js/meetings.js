@@ -1,5 +1,6 @@
-// The staff's list of meetings, past and current: state, date, how many sites and delegates
-// attended (from each meeting's report), and links to the printable report and the CSV files.
+// The meetings and reports page, where staff land after logging in (organizers use it too):
+// every meeting, past and current, with its state, date, how many sites and delegates attended
+// (from each meeting's report), and links to the printable report and the CSV files.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
@@ -17,7 +18,12 @@ const summaries = new Map();
 let loadRound = 0;
 
 installLanguageToggle($('lang'));
-installAccountBar($('account'), $('logout')).catch((error) => console.warn('[diemcau] session', error));
+installAccountBar($('account'), $('logout'))
+  .then((account) => {
+    // Organizing meetings is for organizers; staff have this page and the reports.
+    $('nav-organizer').hidden = account.role !== 'organizer';
+  })
+  .catch((error) => console.warn('[diemcau] session', error));
 applyTranslations();
 window.addEventListener('languagechange', render);
 $('refresh').addEventListener('click', load);

@@ -28,6 +28,11 @@ const HOUR_MS = 3_600_000;
 const FILTER_DELAY_MS = 120;
 
 const state = {
+  /**
+   * Whether the account may organize. Staff see the meetings, rosters and directory only: no
+   * control they may not use, and no request the hub would refuse.
+   */
+  organizer: false,
   /** @type {object[]|null} the directory, once loaded */
   sites: null,
   /** Per site code: `{ selected, expected, row, checkbox, input, searchText }`. */
@@ -51,7 +56,11 @@ let createProblem = null;
 let pageError = null;
 
 installLanguageToggle($('lang'));
-installAccountBar($('account'), $('logout')).catch((error) => console.warn('[diemcau] session', error));
+/** The logged-in account (`{username, role}`), or null when it could not be read. */
+const accountReady = installAccountBar($('account'), $('logout')).catch((error) => {
+  console.warn('[diemcau] session', error);
+  return null;
+});
 applyTranslations();
 $('export-link').href = SITES_CSV_PATH;
 
@@ -72,17 +81,30 @@ installDirectoryView();
 start();
 
 async function start() {
+  const account = await accountReady;
+  state.organizer = account !== null && account.role === 'organizer';
+  for (const element of document.querySelectorAll('.organizer-only')) element.hidden = !state.organizer;
+  for (const element of document.querySelectorAll('.staff-only')) element.hidden = state.organizer;
   await Promise.all([loadMeetings(), loadSites()]).catch(showPageError);
-  if (!window.location.hash) {
-    window.location.replace(state.meetings.length > 0 ? `#meeting-${state.meetings[0].id}` : '#new');
-  }
+  if (!window.location.hash) window.location.replace(defaultView());
   showView();
   window.diemcauOrganizer = { ready: true };
 }
 
 // ---- views ----
 
+/** The view a bare address opens: the newest meeting, else the form (the directory for staff). */
+function defaultView() {
+  if (state.meetings.length > 0) return `#meeting-${state.meetings[0].id}`;
+  return state.organizer ? '#new' : '#directory';
+}
+
 function showView() {
+  if (!state.organizer && window.location.hash !== '' && !/^#(meeting-\d+|directory)$/.test(window.location.hash)) {
+    // The new meeting form is the organizers' alone.
+    window.location.replace(defaultView());
+    return;
+  }
   const hash = window.location.hash.slice(1);
   const meetingMatch = /^meeting-(\d+)$/.exec(hash);
   const view = meetingMatch ? 'meeting' : hash === 'directory' ? 'directory' : 'create';
@@ -180,11 +202,14 @@ function installCreateForm() {
   startInput.value = toLocalInput(next);
   endInput.value = toLocalInput(next + 2 * HOUR_MS);
   let lastStart = fromLocalInput(startInput.value);
-  startInput.addEventListener('change', () => {
-    // Moving the start moves the end with it, keeping the duration.
+  startInput.addEventListener('input', () => {
+    // Moving the start moves the end with it, keeping the duration: as soon as the start reads
+    // as a date and time, while the start is the field being typed in (on `change` the end
+    // could already be the field typed in, and its text would change under the typing).
     const newStart = fromLocalInput(startInput.value);
+    if (newStart === null) return;
     const end = fromLocalInput(endInput.value);
-    if (newStart !== null && lastStart !== null && end !== null) {
+    if (lastStart !== null && end !== null && newStart !== lastStart) {
       endInput.value = toLocalInput(end + (newStart - lastStart));
     }
     lastStart = newStart;
@@ -343,9 +368,9 @@ function readPlan() {
   const studioName = $('studio-name').value.trim();
   if (!studioName) return { problem: 'create.needStudioName', field: $('studio-name') };
   const start = fromLocalInput($('start').value);
-  if (start === null) return { problem: 'create.needStart', field: $('start') };
+  if (start === null) return { problem: $('start').value.trim() ? 'create.badStart' : 'create.needStart', field: $('start') };
   const end = fromLocalInput($('end').value);
-  if (end === null) return { problem: 'create.needEnd', field: $('end') };
+  if (end === null) return { problem: $('end').value.trim() ? 'create.badEnd' : 'create.needEnd', field: $('end') };
   if (end <= start) return { problem: 'create.endBeforeStart', field: $('end') };
   const sites = [];
   for (const pick of state.picks.values()) {
@@ -417,12 +442,12 @@ function installMeetingView() {
   $('m-copy-all').addEventListener('click', async () => {
     const meeting = state.meeting;
     if (!meeting) return;
-    const lines = [`${meeting.title}`];
-    for (const entry of linkEntries(meeting)) {
-      if (entry.link) lines.push(`${entry.label}: ${entry.link}`);
-    }
+    // The text goes to the communes: their links only. The studio's link, which needs an
+    // organizer's login, is copied on its own from its row.
+    const sites = linkEntries(meeting).filter((entry) => entry.kind === 'site' && entry.link);
+    const lines = [`${meeting.title}`, ...sites.map((entry) => `${entry.label}: ${entry.link}`)];
     const ok = await copyText(lines.join('\n'));
-    setMeetingMessage(ok ? 'meeting.copiedAll' : 'meeting.copyFailed', {}, ok ? 'good' : 'bad');
+    setMeetingMessage(ok ? 'meeting.copiedAll' : 'meeting.copyFailed', { count: sites.length }, ok ? 'good' : 'bad');
   });
 }
 
@@ -519,9 +544,13 @@ function renderMeeting() {
   $('m-report').href = `report.html?meeting=${encodeURIComponent(meeting.id)}`;
   renderMeetingMessage();
 
+  const heading = $('m-links-heading');
+  heading.dataset.i18n = state.organizer ? 'meeting.links' : 'create.sites';
+  heading.textContent = t(heading.dataset.i18n);
   const body = $('m-links');
   body.replaceChildren();
   for (const entry of linkEntries(meeting)) {
+    if (!state.organizer && entry.kind === 'studio') continue;
     const row = document.createElement('tr');
     row.dataset.kind = entry.kind;
     if (entry.code) row.dataset.site = entry.code;
@@ -535,6 +564,12 @@ function renderMeeting() {
       nameCell.append(code);
     }
     const delegates = cell(entry.delegates === null ? '' : String(entry.delegates), 'num');
+    if (!state.organizer) {
+      // Staff see the roster; join codes are the organizers' (one note above the table).
+      row.append(nameCell, delegates);
+      body.append(row);
+      continue;
+    }
 
     const linkCell = document.createElement('td');
     linkCell.className = 'link-cell';

@@ -168,6 +168,14 @@ export function installStatusDisplay(element, session) {
     const state = session.state();
     for (const r of [signaling, connection, media]) r.label.textContent = `${t(r.labelKey)}:`;
 
+    if (state.ended) {
+      // A normal end, not a failure: said plainly, in neutral colours.
+      signaling.value.textContent = t('signaling.ended');
+      connection.value.textContent = t('pc.ended');
+      media.value.textContent = t('media.ended');
+      for (const r of [signaling, connection, media]) r.item.dataset.level = 'ended';
+      return;
+    }
     signaling.value.textContent = t(`signaling.${state.signaling}`, { seconds: session.reconnectSeconds });
     signaling.item.dataset.level = levelOfSignaling(state.signaling);
 

@@ -4,14 +4,16 @@
 // A `MeetingSession` goes: idle → connecting → open → (standby →) joined → (left | reconnecting →
 // connecting …) and ends in closed, or in refused when the hub turns the join code down, the
 // meeting ends or another session of the same site takes over (then it never retries on its
-// own: a retry would be refused again, or would push the other session out). A site page that
+// own: a retry would be refused again, or would push the other session out). A meeting that has
+// ended is a refusal of its own kind: `meetingEnded` says so, and pages show it as the normal
+// end it is rather than as a failure. A site page that
 // has not joined yet waits in standby, so the chair sees its page open. After `joined` it sends
 // one offer with the local tracks (video in simulcast layers); from then on the hub is the
 // offerer and the session answers. Hub
 // messages are handled one at a time, in arrival order, through a promise chain, so an offer
 // is never applied while the previous one is still being answered.
 
-import { hasText, t } from './i18n.js';
+import { currentLanguage, hasText, t } from './i18n.js';
 
 const PING_INTERVAL_MS = 20_000;
 const ICE_GATHERING_CAP_MS = 2_000;
@@ -130,6 +132,11 @@ export class MeetingSession extends EventTarget {
     this.rollCall = null;
     /** The latest `console` message (chair only). */
     this.console = null;
+    /** The hub said the meeting has ended (`meeting_ended`); `endedSeenAt` is when this page learned it. */
+    this.meetingEnded = false;
+    this.endedSeenAt = null;
+    /** The meeting's id as the hub named it in `joined` or `standby_accepted`. */
+    this.hubMeeting = null;
     /** Participant id (stream id) of every remote track of the current peer connection, by track id. */
     this.trackOwners = new Map();
   }
@@ -228,7 +235,14 @@ export class MeetingSession extends EventTarget {
       mutedByChair: this.mutedByChair,
       audioOnly: this.audioOnly,
       rollCall: this.rollCall,
+      ended: this.meetingEnded,
     };
+  }
+
+  /** The meeting's id: from the page's link, else as the hub named it; null when unknown. */
+  meetingId() {
+    if (this.meeting !== null && this.meeting !== undefined) return this.meeting;
+    return this.hubMeeting ?? null;
   }
 
   send(message) {
@@ -392,6 +406,7 @@ export class MeetingSession extends EventTarget {
         this.lastError = null;
         this.reconnectAttempt = 0;
         this.title = message.title || this.title;
+        this.hubMeeting = message.meeting ?? this.hubMeeting;
         this.standbyInfo = { meeting: message.meeting, title: message.title, site: message.site, name: message.name };
         // A join sent meanwhile wins: its `joined` follows.
         if (this.signalingState !== 'joined' && !this.wantJoined) this.setSignalingState('standby');
@@ -459,6 +474,7 @@ export class MeetingSession extends EventTarget {
     this.mutedByChair = false;
     this.emit('muted');
     this.title = message.title || null;
+    this.hubMeeting = message.meeting ?? this.hubMeeting;
     this.self = message.participant;
     this.joinedAs = message.participant;
     this.participants = new Map((message.participants || []).map((p) => [p.id, p]));
@@ -503,6 +519,10 @@ export class MeetingSession extends EventTarget {
       const error = { code: message.code, message: message.message || '', request: message.request };
       this.dispatchEvent(new CustomEvent('action', { detail: { ok: false, request: message.request, error } }));
       return;
+    }
+    if (isFinal(message) && message.code === 'meeting_ended') {
+      this.meetingEnded = true;
+      this.endedSeenAt = Date.now();
     }
     this.reportError(message.code, message.message, message.request);
     if (isFinal(message)) {
@@ -668,7 +688,8 @@ export function installErrorDisplay(element, session, { ignore = () => false } =
     }
     const text = document.createElement('span');
     text.textContent = describeError(current);
-    if (current.message && current.code !== 'webrtc') text.title = current.message;
+    // The hub explains in English: a tooltip on an English page only.
+    if (current.message && current.code !== 'webrtc' && currentLanguage() === 'en') text.title = current.message;
     const dismiss = document.createElement('button');
     dismiss.type = 'button';
     dismiss.className = 'link';
@@ -686,8 +707,10 @@ export function installErrorDisplay(element, session, { ignore = () => false } =
     render();
   });
   session.addEventListener('statechange', () => {
-    // A successful join clears the previous trouble.
-    if (current && session.signalingState === 'joined' && session.lastError === null) {
+    // A successful join clears the previous trouble, and so does the end of the meeting (the
+    // page says so in its own place).
+    const cleared = session.signalingState === 'joined' && session.lastError === null;
+    if (current && (cleared || session.meetingEnded)) {
       current = null;
       render();
     }

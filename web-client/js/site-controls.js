@@ -89,11 +89,16 @@ export function installChairMute(session, stream) {
     for (const track of stream.getAudioTracks()) track.enabled = !muted;
     banner.hidden = !muted;
     banner.textContent = t('banner.muted');
-    const hasMic = stream.getAudioTracks().some((track) => track.readyState === 'live');
-    line.textContent = !hasMic ? t('mic.none') : muted ? t('mic.mutedByChair') : t('mic.on');
-    line.dataset.level = muted || !hasMic ? 'bad' : 'good';
+    const tracks = stream.getAudioTracks();
+    const hasMic = tracks.some((track) => track.readyState === 'live');
+    // Stopped by the page (the meeting ended, the code was refused): off, not missing.
+    const stopped = tracks.length > 0 && !hasMic;
+    line.textContent = stopped ? t('mic.stopped') : !hasMic ? t('mic.none') : muted ? t('mic.mutedByChair') : t('mic.on');
+    line.dataset.level = stopped ? '' : muted || !hasMic ? 'bad' : 'good';
   };
   session.addEventListener('muted', render);
+  // After the other listeners: the page may stop its tracks on the same change.
+  session.addEventListener('statechange', () => queueMicrotask(render));
   window.addEventListener('languagechange', render);
   render();
 }

@@ -50,7 +50,10 @@ async function main() {
   installMeetingLabel(document.getElementById('meeting-label'), session);
   // In the meeting, a lost hub shows as the reconnecting banner rather than as an error.
   let inMeeting = false;
-  installErrorDisplay(errorBox, session, { ignore: (error) => inMeeting && error.code === 'websocket' });
+  // The end of the meeting has a screen of its own: it is not an error.
+  installErrorDisplay(errorBox, session, {
+    ignore: (error) => (inMeeting && error.code === 'websocket') || error.code === 'meeting_ended',
+  });
   installStatusDisplay(document.getElementById('status'), session);
   if (local.error) {
     session.reportError('webrtc', t('error.media', { message: local.error.message || local.error.name }));
@@ -76,22 +79,44 @@ async function main() {
   const called = installCalledPrompt(session, () => join());
   const banner = installReconnectBanner(session, () => inMeeting);
 
+  const endedScreen = document.getElementById('ended');
   const showScreen = () => {
-    checkScreen.hidden = inMeeting;
-    meetingScreen.hidden = !inMeeting;
-    if (inMeeting) check.stop();
+    const ended = session.meetingEnded;
+    checkScreen.hidden = ended || inMeeting;
+    meetingScreen.hidden = ended || !inMeeting;
+    endedScreen.hidden = !ended;
+    if (inMeeting || ended) check.stop();
     else check.start();
     renderLeave();
     banner.render();
   };
+  // The end of the meeting replaces both screens: nothing is left to fill in or to press.
+  let endShown = false;
+  session.addEventListener('statechange', () => {
+    if (endShown || !session.meetingEnded) return;
+    endShown = true;
+    inMeeting = false;
+    called.hide();
+    const dialog = document.getElementById('roll-call-dialog');
+    if (dialog.open) dialog.close();
+    try {
+      sessionStorage.removeItem(joinedKey);
+    } catch {
+      // Nothing kept, nothing to forget.
+    }
+    const { title, name } = session.state();
+    document.getElementById('ended-meeting').textContent = name ? `${title || t('meeting.untitled')} · ${name}` : title || '';
+    showScreen();
+  });
   const renderLeave = () => {
     const state = session.signalingState;
-    leave.hidden = !inMeeting || (state === 'refused' && session.lastError?.code !== 'replaced');
+    leave.hidden = !inMeeting || session.meetingEnded || (state === 'refused' && session.lastError?.code !== 'replaced');
     const out = ['closed', 'refused'].includes(state);
     leave.dataset.i18n = out ? 'action.rejoin' : 'action.leave';
     leave.textContent = t(leave.dataset.i18n);
   };
   const join = () => {
+    if (session.meetingEnded) return;
     if (session.signalingState === 'refused' && session.lastError?.code !== 'replaced') return;
     inMeeting = true;
     called.hide();

@@ -5,7 +5,8 @@
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
-import { describeApiError, reissueSiteCode } from './api.js';
+import { describeApiError, fetchReport, reissueSiteCode } from './api.js';
+import { formatTime } from './localtime.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
 import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
@@ -44,7 +45,8 @@ async function main() {
   const session = new MeetingSession({ code, meeting, localStream: local.stream });
   followRole(session, 'studio');
   installMeetingLabel(document.getElementById('meeting-label'), session);
-  installErrorDisplay(errorBox, session);
+  // The end of the meeting has a panel of its own: it is not an error.
+  installErrorDisplay(errorBox, session, { ignore: (error) => error.code === 'meeting_ended' });
   installStatusDisplay(document.getElementById('status'), session);
   if (local.error) {
     session.reportError('webrtc', t('error.media', { message: local.error.message || local.error.name }));
@@ -112,6 +114,7 @@ async function main() {
   installAbsentPanel(session, act);
   installLeaveButton(document.getElementById('leave'), session);
   releaseCameraWhenRefused(session, local.stream, localNote);
+  installEndedView(session, grid, summary, notice);
 
   exposeForTests(session, {
     grid,
@@ -124,6 +127,55 @@ async function main() {
     },
   });
   session.start();
+}
+
+/**
+ * Once the hub says the meeting has ended: a panel says so with the end time and a link to the
+ * report, the tiles go grey without figures, and every control of the meeting is disabled (the
+ * language toggle and the logout stay).
+ */
+function installEndedView(session, grid, summary, notice) {
+  const panel = document.getElementById('ended');
+  const at = document.getElementById('ended-at');
+  const report = document.getElementById('ended-report');
+  /** The actual end from the report, or null while unknown. */
+  let endedAt = null;
+  let shown = false;
+
+  const render = () => {
+    if (!shown) return;
+    at.textContent = endedAt === null ? '' : t('ended.at', { at: formatTime(endedAt, 'dateTime') });
+    at.hidden = endedAt === null;
+  };
+  const show = () => {
+    if (shown || !session.meetingEnded) return;
+    shown = true;
+    const wasLive = session.joinedAs !== null;
+    document.body.dataset.ended = 'true';
+    panel.hidden = false;
+    notice.hide();
+    const id = session.meetingId();
+    report.hidden = id === null;
+    if (id !== null) report.href = `report.html?meeting=${encodeURIComponent(String(id))}`;
+    grid.end();
+    summary.render();
+    for (const control of document.querySelectorAll('main button, main input, main select')) control.disabled = true;
+    document.getElementById('preview').srcObject = null;
+    // A page that was in the meeting saw the end happen; the report has the recorded time.
+    if (wasLive) endedAt = session.endedSeenAt;
+    render();
+    if (id !== null) {
+      fetchReport(id)
+        .then((answer) => {
+          const end = answer && answer.summary ? answer.summary.actual_end : null;
+          if (Number.isFinite(end)) endedAt = end;
+          render();
+        })
+        .catch((error) => console.warn('[diemcau] the end time could not be read from the report', error));
+    }
+  };
+  session.addEventListener('statechange', show);
+  window.addEventListener('languagechange', render);
 }
 
 /**
@@ -183,6 +235,10 @@ function installNotice(element) {
       timer = setTimeout(() => {
         element.hidden = true;
       }, NOTICE_MS);
+    },
+    hide() {
+      clearTimeout(timer);
+      element.hidden = true;
     },
   };
 }
@@ -251,6 +307,17 @@ function installSummary(element, grid, session, tools) {
       if (tile.attention.length > 0) attention += 1;
       declared += tile.entry.head_count || 0;
       expected += tile.entry.expected_delegates || 0;
+    }
+    if (session.meetingEnded) {
+      // No live counts after the end: what was declared stays, as plain text.
+      const line = document.createElement('span');
+      line.className = 'summary-ended';
+      line.textContent = t('console.endedSummary', {
+        count: formatNumber(declared),
+        expected: formatNumber(expected),
+      });
+      element.replaceChildren(line);
+      return;
     }
     const chips = [];
     const chip = (key, label, level) => {
