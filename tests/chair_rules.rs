@@ -278,7 +278,25 @@ async fn only_the_chair_runs_the_meeting() {
     chair
         .request(json!({"type": "end_roll_call"}), "done")
         .await;
-    assert_eq!(a.expect("roll_call").await["active"], false);
+    let ended = a.expect("roll_call").await;
+    assert_eq!(ended["active"], false);
+    assert!(
+        ended.get("result").is_none(),
+        "sites get no result: {ended}"
+    );
+    // The chair gets the result, fixed: Thượng Lâm answered; Lâm Bình was there (it dropped
+    // since) and did not. The standby page never joined and is not counted.
+    let result = chair
+        .expect_where("roll_call", |m| m["active"] == false)
+        .await["result"]
+        .clone();
+    assert_eq!(result["delegates"], 52, "{result}");
+    assert_eq!(result["answered"][0]["site"], "2269", "{result}");
+    assert_eq!(
+        result["not_answered"],
+        json!([{"site": "2266", "name": "Xã Lâm Bình"}]),
+        "{result}"
+    );
 
     // Every chair action is in the log.
     let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
@@ -314,6 +332,15 @@ async fn only_the_chair_runs_the_meeting() {
     assert_eq!(
         row["head_count"]["count"], 52,
         "a roll-call answer counts as the head count"
+    );
+    let roll_call = &report["roll_calls"][0];
+    assert_eq!(roll_call["number"], number);
+    assert_eq!(roll_call["delegates"], 52);
+    assert_eq!(roll_call["answers"][0]["confirmed_by"], "Nguyễn Văn An");
+    assert_eq!(
+        roll_call["not_answered"],
+        json!([{"code": "2266", "name": "Xã Lâm Bình"}]),
+        "the report keeps who did not answer"
     );
     hub.shutdown().await;
 }

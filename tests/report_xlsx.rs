@@ -1,7 +1,7 @@
-//! A small real meeting (two sites join, one leaves, the organizer ends it, a third never
-//! comes), then its report as an Excel workbook, read back as Excel would: four sheets with the
-//! page's Vietnamese wording, times as date cells on the Vietnam clock, figures as numbers, and
-//! a site name that looks like a formula kept as plain text. The CSVs of the same meeting say
+//! A small real meeting (two sites join, a roll call, one leaves, the organizer ends it, a
+//! third never comes), then its report as an Excel workbook, read back as Excel would: five
+//! sheets with the page's Vietnamese wording, times as date cells on the Vietnam clock, figures
+//! as numbers, and a site name that looks like a formula kept as plain text. The CSVs of the same meeting say
 //! the same words, with no raw JSON.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups and cell positions in assertions
@@ -40,6 +40,25 @@ async fn the_report_workbook_has_typed_cells_in_the_pages_words() {
 
     let mut thuong_lam = signaling::join(addr, &m.code("2269"), Some(m.id)).await;
     let _formula_site = signaling::join(addr, &m.code("2270"), Some(m.id)).await;
+    // A roll call: Thượng Lâm answers, the other site there does not.
+    let mut studio = signaling::connect(http::organizer_ws_request(addr).await).await;
+    signaling::send(
+        &mut studio,
+        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
+    signaling::next_of_type(&mut studio, "joined").await;
+    signaling::send(&mut studio, &json!({"type": "start_roll_call"})).await;
+    let asked = signaling::next_of_type(&mut thuong_lam, "roll_call").await;
+    signaling::send(
+        &mut thuong_lam,
+        &json!({"type": "answer_roll_call", "roll_call": asked["roll_call"], "count": 44,
+            "confirmed_by": "Nguyễn Văn An", "position": "Chủ tịch UBND xã"}),
+    )
+    .await;
+    signaling::next_of_type(&mut thuong_lam, "roll_call_answer_recorded").await;
+    signaling::send(&mut studio, &json!({"type": "end_roll_call"})).await;
+    signaling::next_of_type(&mut thuong_lam, "roll_call").await;
     signaling::send(&mut thuong_lam, &json!({"type": "leave"})).await;
     wait::until_some(
         "Thượng Lâm's leave in the log",
@@ -84,7 +103,37 @@ async fn the_report_workbook_has_typed_cells_in_the_pages_words() {
     let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(reply.body)).expect("a workbook");
     assert_eq!(
         book.sheet_names(),
-        ["Tổng hợp", "Điểm cầu", "Phiên kết nối", "Sự kiện"]
+        [
+            "Tổng hợp",
+            "Điểm cầu",
+            "Phiên kết nối",
+            "Điểm danh",
+            "Sự kiện"
+        ]
+    );
+    // The roll call: one row per site it counted, the answer first, then who did not answer.
+    let roll_calls = book.worksheet_range("Điểm danh").expect("roll-call sheet");
+    let rows: Vec<Vec<Data>> = roll_calls.rows().map(<[Data]>::to_vec).collect();
+    assert_eq!(rows.len(), 3, "a header and two sites: {rows:?}");
+    assert_eq!(rows[0][5], Data::String("Trả lời".into()));
+    assert_eq!(
+        rows[1][3..8],
+        [
+            Data::String("2269".into()),
+            Data::String("Xã Thượng Lâm".into()),
+            Data::String("có".into()),
+            Data::Float(44.0),
+            Data::String("Nguyễn Văn An".into()),
+        ]
+    );
+    assert!(matches!(rows[1][1], Data::DateTime(_)), "{:?}", rows[1][1]);
+    assert_eq!(
+        rows[2][3..6],
+        [
+            Data::String("2270".into()),
+            Data::String(FORMULA_NAME.into()),
+            Data::String("không".into()),
+        ]
     );
     for sheet in book.sheet_names() {
         let formulas = book.worksheet_formula(&sheet).expect("formulas");

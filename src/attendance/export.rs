@@ -198,6 +198,65 @@ fn sites(report: &Report) -> Sheet {
     }
 }
 
+/// The roll calls, one row per site each one counted: those that answered (with their count,
+/// who confirmed it and when), then those that were there and did not.
+pub fn roll_calls(report: &Report) -> Sheet {
+    let text = |t: &str| Value::Text(t.to_owned());
+    let mut rows = Vec::new();
+    for roll_call in &report.roll_calls {
+        let when = [
+            Value::Integer(i64::from(roll_call.number)),
+            Value::Time(roll_call.started_at),
+            roll_call
+                .ended_at
+                .map_or_else(|| text(wording::STILL_RUNNING), Value::Time),
+        ];
+        for answer in &roll_call.answers {
+            let mut row = when.to_vec();
+            row.extend([
+                text(&answer.site),
+                text(&answer.name),
+                text(wording::YES),
+                Value::Integer(i64::from(answer.count)),
+                text(&answer.confirmed_by),
+                text(&answer.position),
+                Value::Time(answer.at),
+            ]);
+            rows.push(row);
+        }
+        for site in &roll_call.not_answered {
+            let mut row = when.to_vec();
+            row.extend([
+                text(&site.code),
+                text(&site.name),
+                text(wording::NO),
+                Value::Blank,
+                Value::Blank,
+                Value::Blank,
+                Value::Blank,
+            ]);
+            rows.push(row);
+        }
+    }
+    Sheet {
+        name: wording::sheet::ROLL_CALLS,
+        intro: Vec::new(),
+        headers: vec![
+            header::ROLL_CALL,
+            header::START,
+            header::END,
+            header::SITE_CODE,
+            header::SITE,
+            header::ANSWERED,
+            header::DELEGATES_DECLARED,
+            header::CONFIRMED_BY,
+            header::POSITION,
+            header::ANSWERED_AT,
+        ],
+        rows,
+    }
+}
+
 fn sessions(report: &Report) -> Sheet {
     let rows = report
         .sessions

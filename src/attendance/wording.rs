@@ -231,6 +231,11 @@ pub mod header {
     pub const COMPUTED_AT: &str = "Lập lúc";
     /// `report.summary`
     pub const SUMMARY: &str = "Tóm tắt";
+    /// `col.rollCall`
+    pub const ROLL_CALL: &str = "Lần";
+    /// `col.answers`
+    pub const ANSWERED: &str = "Trả lời";
+    pub const ANSWERED_AT: &str = "Trả lời lúc";
 }
 
 /// The names of the workbook's sheets (`csv.sites`, `csv.sessions`, `csv.events`).
@@ -239,6 +244,8 @@ pub mod sheet {
     pub const SITES: &str = "Điểm cầu";
     pub const SESSIONS: &str = "Phiên kết nối";
     pub const EVENTS: &str = "Sự kiện";
+    /// `report.rollCallsHeading`
+    pub const ROLL_CALLS: &str = "Điểm danh";
 }
 
 /// A browser's name and major version out of a user agent (`Chrome 156 · Linux`), else the text
@@ -439,6 +446,9 @@ mod tests {
             ("col.client", header::CLIENT.into()),
             ("col.address", header::ADDRESS.into()),
             ("col.at", header::AT.into()),
+            ("col.rollCall", header::ROLL_CALL.into()),
+            ("col.answers", header::ANSWERED.into()),
+            ("report.rollCallsHeading", sheet::ROLL_CALLS.into()),
             ("col.event", header::EVENT.into()),
             ("col.details", header::DETAILS.into()),
             ("col.sitesJoined", header::SITES_JOINED.into()),

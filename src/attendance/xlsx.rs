@@ -1,7 +1,7 @@
-//! The report as one Excel workbook: a summary, the sites, the sessions and the event log, each
-//! a sheet with the report page's wording. Times are real date cells in the hub's time zone,
-//! figures real numbers; every text is a string cell, never a formula, so text a site typed that
-//! looks like one (`=cmd|...`) stays text. Each sheet prints landscape, one page wide, with its
+//! The report as one Excel workbook: a summary, the sites, the sessions, the roll calls and the
+//! event log, each a sheet with the report page's wording. Times are real date cells in the
+//! hub's time zone, figures real numbers; every text is a string cell, never a formula, so text
+//! a site typed that looks like one (`=cmd|...`) stays text. Each sheet prints landscape, one page wide, with its
 //! header row on every page and the meeting's title above.
 
 use rust_xlsxwriter::{Format, FormatBorder, Workbook, Worksheet, XlsxError};
@@ -19,6 +19,7 @@ pub fn workbook(report: &Report, offset: UtcOffset) -> Result<Vec<u8>, XlsxError
         export::summary(report),
         export::sheet(report, Table::Sites),
         export::sheet(report, Table::Sessions),
+        export::roll_calls(report),
         export::sheet(report, Table::Events),
     ];
     for sheet in &sheets {

@@ -72,6 +72,7 @@ function render() {
   renderSummary();
   renderSites();
   renderSessions();
+  renderRollCalls();
   renderEvents();
 }
 
@@ -203,6 +204,35 @@ function renderSessions() {
       cell(formatNumber(session.minutes), 'num'),
       client,
       cell(session.address || '', 'small'),
+    );
+    body.append(row);
+  }
+}
+
+/** Each roll call as it ended: answers with their counts, and the sites that did not answer. */
+function renderRollCalls() {
+  const body = $('r-roll-call-rows');
+  body.replaceChildren();
+  const rollCalls = report.roll_calls || [];
+  $('r-no-roll-calls').hidden = rollCalls.length > 0;
+  $('r-roll-calls').hidden = rollCalls.length === 0;
+  for (const rollCall of rollCalls) {
+    const row = document.createElement('tr');
+    row.dataset.rollCall = String(rollCall.number);
+    const started = formatTimeNear(rollCall.started_at, reference());
+    const ended = rollCall.ended_at ? formatTimeNear(rollCall.ended_at, reference()) : t('report.stillRunning');
+    const present = rollCall.answers.length + rollCall.not_answered.length;
+    const answers = rollCall.answers
+      .map((a) => t('report.rollCallAnswer', { name: a.name || a.site, count: formatNumber(a.count) }))
+      .join('; ');
+    const missing = cell(rollCall.not_answered.map((s) => s.name || s.code).join(', '), 'not-answered');
+    row.append(
+      cell(String(rollCall.number), 'num'),
+      cell(`${started} – ${ended}`),
+      cell(rollCall.ended_at ? `${rollCall.answers.length}/${present}` : String(rollCall.answers.length), 'num'),
+      cell(formatNumber(rollCall.delegates), 'num'),
+      cell(answers, 'small'),
+      missing,
     );
     body.append(row);
   }
