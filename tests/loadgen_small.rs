@@ -244,10 +244,13 @@ fn a_refused_join_is_counted_with_its_reason() {
         "refused by the hub's join rules: {reason}"
     );
     assert_eq!(u(&joins["failures"][reason]), 1);
-    // Loss is computed over the sites that joined.
+    // Loss is computed over the sites that joined: counting the refused site as a receiver that
+    // got nothing would make it a third of everything (33 %). A second's window on a busy
+    // machine may lose a few packets at its edges; that is not what this test is about.
     let down = &report["downstream"];
     assert_eq!(u(&down["receivers"]), 2);
-    assert!(f(&down["loss_percent"]) < 1.0);
+    let loss = f(&down["loss_percent"]);
+    assert!(loss < 10.0, "the refused site is not counted as a receiver: {loss} % lost");
 }
 
 #[test]
