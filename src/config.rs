@@ -40,10 +40,39 @@ pub enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// The hubs below this one in a national tree (provincial hubs) and their credentials.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Puts the database copy FILE in place; the hub must be stopped. The database it replaces
     /// is kept beside it, named `diemcau.sqlite3.before-restore-<time>`.
     Restore {
         file: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `diemcau node ...`: on a parent hub, the child hubs that may link to it.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Adds a child hub and prints its credential, once (the hub keeps only a hash).
+    Add {
+        /// A short name: lower-case letters, digits and dashes (e.g. tuyen-quang).
+        name: String,
+        /// A province it serves (official code, e.g. 08); repeat for several.
+        #[arg(long)]
+        province: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Lists the child hubs.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revokes a child hub's credential: its link is refused, and a live one dropped.
+    Revoke {
+        name: String,
         #[command(flatten)]
         data: DataDir,
     },
@@ -237,6 +266,23 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_SEED_SITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub seed_sites: bool,
 
+    /// The parent hub in a national tree, for a provincial hub: `https://HOST:PORT` (or
+    /// `http://` for a parent run with `--plain-http` on a closed network). The hub keeps a link
+    /// to it, with this hub's node credential (`--node-token-file`, or the environment
+    /// variable DIEMCAU_NODE_TOKEN; never on the command line).
+    #[arg(long, env = "DIEMCAU_PARENT")]
+    pub parent: Option<String>,
+
+    /// File holding this hub's node credential, as the parent's `diemcau node add` printed it.
+    #[arg(long, env = "DIEMCAU_NODE_TOKEN_FILE")]
+    pub node_token_file: Option<PathBuf>,
+
+    /// SHA-256 fingerprint of the parent's certificate, for a parent with a self-signed one
+    /// (`openssl x509 -noout -fingerprint -sha256 -in cert.pem`); without it the system's
+    /// certificate authorities must vouch for the parent.
+    #[arg(long, env = "DIEMCAU_PARENT_CERT_SHA256")]
+    pub parent_cert_sha256: Option<String>,
+
     /// Accounts (username, password, role) made at start when missing; when there are any, no
     /// first-start `admin` is made. Not a flag: tests set it.
     #[arg(skip)]
@@ -283,6 +329,9 @@ impl Config {
             console_interval_ms: TEST_INTERVAL_MS,
             login_check_interval_ms: TEST_INTERVAL_MS,
             seed_sites: false,
+            parent: None,
+            node_token_file: None,
+            parent_cert_sha256: None,
             bootstrap_accounts: vec![
                 (
                     TEST_ORGANIZER.0.to_owned(),

@@ -6,6 +6,7 @@
 //! - [`store`]: SQLite: directory, meeting plans and join codes, the append-only attendance log;
 //! - [`attendance`]: the log's events and the reports computed from them;
 //! - [`auth`]: accounts (organizer, staff), argon2id passwords, login sessions, CSRF checks;
+//! - [`cascade`]: the links between hubs in a national tree (a child hub and its parent);
 //! - [`meeting`]: the meeting core, one sans-IO state machine per meeting: who joins, who
 //!   holds the floor, who receives whom at which layer, what is logged and told;
 //! - [`hub`]: its driver: signalling sessions and media events in, the core's outputs carried
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod attendance;
 pub mod auth;
+pub mod cascade;
 pub mod config;
 pub mod connections;
 pub mod directory;
@@ -71,6 +73,8 @@ pub struct RunningHub {
     hub: Arc<Hub>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    /// The links of child hubs, closed when the hub stops.
+    node_links: Arc<cascade::parent::NodeLinks>,
     /// Held until the hub has stopped: no second hub, and no restore, on its data directory.
     _data_dir_lock: store::backup::DataDirLock,
 }
@@ -80,6 +84,18 @@ pub struct RunningHub {
 pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let data_dir_lock =
         store::backup::DataDirLock::acquire(&config.data_dir).map_err(std::io::Error::other)?;
+    let parent = config
+        .parent
+        .as_deref()
+        .map(|url| {
+            cascade::link::ParentConfig::new(
+                url,
+                config.node_token_file.as_deref(),
+                config.parent_cert_sha256.as_deref(),
+            )
+        })
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let store = Store::open(&config.data_dir).map_err(std::io::Error::other)?;
     let recorder = store.recorder().map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
@@ -142,6 +158,10 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
     let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
     let expiry_task = certificate_expires_at.map(|at| tokio::spawn(tls::watch_expiry(at)));
+    let parent_link = cascade::link::ParentLink::default();
+    let node_links = Arc::new(cascade::parent::NodeLinks::default());
+    let parent_task =
+        parent.map(|parent| tokio::spawn(cascade::link::run(parent, parent_link.clone())));
     let max_connections = server::connection_cap(config.max_connections, open_file_limit);
     tracing::info!(
         max_connections,
@@ -168,6 +188,9 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         trusted_proxies: config.trusted_proxy.clone(),
         https: !config.plain_http,
         certificate_expires_at,
+        node_links: node_links.clone(),
+        node_recheck_interval: config.login_check_interval(),
+        parent_link,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server_hub = hub.clone();
@@ -188,7 +211,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         liveness_task.abort();
         login_task.abort();
         console_task.abort();
-        if let Some(task) = expiry_task {
+        for task in [expiry_task, parent_task].into_iter().flatten() {
             task.abort();
         }
         server_hub.media().stop();
@@ -214,6 +237,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         hub,
         stop,
         server,
+        node_links,
         _data_dir_lock: data_dir_lock,
     })
 }
@@ -270,6 +294,7 @@ impl RunningHub {
 
     /// Ends every session (recorded as left by shutdown), stops serving, stops the workers.
     pub async fn shutdown(self) {
+        self.node_links.close_all();
         self.hub.shutdown_sessions().await;
         let _ = self.stop.send(());
         let _ = self.server.await;

@@ -19,6 +19,11 @@ async fn main() -> std::process::ExitCode {
                 }
             };
         }
+        Some(diemcau::config::Command::Node(command)) => {
+            return report(
+                diemcau::cascade::cli::run(command).map_err(diemcau::store::StoreError::Internal),
+            );
+        }
         Some(diemcau::config::Command::Backup { file, data }) => {
             return report(
                 diemcau::store::backup::backup(&data.data_dir, &file)

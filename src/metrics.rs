@@ -32,6 +32,39 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         "Sites joined in all meetings.",
         sites.to_string(),
     );
+    if let Some(parent) = app.parent_link.status() {
+        let up = parent.state == crate::cascade::link::LinkState::Connected;
+        metric(
+            "diemcau_parent_link_up",
+            "gauge",
+            "1 while the link to the parent hub is up.",
+            u8::from(up).to_string(),
+        );
+        metric(
+            "diemcau_parent_link_rtt_milliseconds",
+            "gauge",
+            "Round-trip time of the link to the parent hub (last ping).",
+            parent.rtt_ms.unwrap_or(0).to_string(),
+        );
+        metric(
+            "diemcau_parent_link_attempts_total",
+            "counter",
+            "Connection attempts to the parent hub since start.",
+            parent.attempts.to_string(),
+        );
+    }
+    metric(
+        "diemcau_node_links_connected",
+        "gauge",
+        "Child hubs linked to this hub now.",
+        app.node_links.connected().to_string(),
+    );
+    metric(
+        "diemcau_node_links_refused_total",
+        "counter",
+        "Child hub links refused (unknown or revoked credential, another protocol).",
+        app.node_links.refused().to_string(),
+    );
     if let Some(expires_at) = app.certificate_expires_at {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         metric(
@@ -154,6 +187,18 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             )
         }),
     );
+    let round_trips = app.node_links.round_trips();
+    if !round_trips.is_empty() {
+        out.push_str(
+            "# HELP diemcau_node_link_rtt_milliseconds Round-trip time of each child hub's link.\n",
+        );
+        out.push_str("# TYPE diemcau_node_link_rtt_milliseconds gauge\n");
+        for (node, rtt) in round_trips {
+            out.push_str(&format!(
+                "diemcau_node_link_rtt_milliseconds{{node=\"{node}\"}} {rtt}\n"
+            ));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -32,6 +32,12 @@ pub struct AppState {
     pub https: bool,
     /// When the hub's TLS certificate stops being valid (seconds since the Unix epoch).
     pub certificate_expires_at: Option<i64>,
+    /// The links of child hubs to this one.
+    pub node_links: Arc<crate::cascade::parent::NodeLinks>,
+    /// How often a live node link's credential is checked again (a revoked one is dropped).
+    pub node_recheck_interval: std::time::Duration,
+    /// This hub's link to its parent, when it has one.
+    pub parent_link: crate::cascade::link::ParentLink,
 }
 
 impl AppState {

@@ -25,6 +25,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(signaling))
         .route("/api/health", get(health))
+        .route("/node", get(crate::cascade::parent::node_link))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::api::routes())
         .merge(crate::auth::http::routes())
@@ -125,12 +126,28 @@ async fn signaling(
 }
 
 async fn health(State(app): State<Arc<AppState>>) -> Response {
-    let body = serde_json::json!({
-        "status": "ok",
-        "participants": app.hub.participant_count(),
-        "media_workers": app.hub.media().worker_count(),
-    });
-    axum::Json(body).into_response()
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), "ok".into());
+    body.insert("participants".into(), app.hub.participant_count().into());
+    body.insert(
+        "media_workers".into(),
+        app.hub.media().worker_count().into(),
+    );
+    if let Some(parent) = app.parent_link.status() {
+        body.insert("parent".into(), serde_json::json!(parent));
+    }
+    // Child hubs, when this hub has any: each with its link's state.
+    match app.hub.store().blocking(|store| store.nodes()).await {
+        Ok(nodes) if !nodes.is_empty() => {
+            body.insert(
+                "nodes".into(),
+                serde_json::json!(app.node_links.status(&nodes)),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("health: the nodes not read: {e}"),
+    }
+    axum::Json(serde_json::Value::Object(body)).into_response()
 }
 
 async fn page(uri: Uri) -> Response {

@@ -250,7 +250,10 @@ fn a_refused_join_is_counted_with_its_reason() {
     let down = &report["downstream"];
     assert_eq!(u(&down["receivers"]), 2);
     let loss = f(&down["loss_percent"]);
-    assert!(loss < 10.0, "the refused site is not counted as a receiver: {loss} % lost");
+    assert!(
+        loss < 10.0,
+        "the refused site is not counted as a receiver: {loss} % lost"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod accounts;
 pub mod backup;
 mod log;
 mod meetings;
+mod nodes;
 mod sites;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use meetings::{
     CodeError, CreateMeetingError, Grant, InvitedSite, MeetingRoster, MeetingState, MeetingView,
     NewMeeting, ReissueError,
 };
+pub use nodes::{NodeChangeError, NodeRecord};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";
@@ -242,6 +244,13 @@ CREATE TABLE IF NOT EXISTS login_sessions (
     last_seen INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
+CREATE TABLE IF NOT EXISTS nodes (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    provinces TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
 "#;
 
 /// A connection as every part of the store uses it: WAL, a write on disk before its commit

@@ -1,0 +1,115 @@
+//! Hubs in a tree: a national hub at the root, provincial hubs below it (nodes), each with its
+//! own communes. This module holds the link between a child hub and its parent:
+//!
+//! - the parent issues each child a **node credential** (`diemcau node add`), keeps only its
+//!   SHA-256 ([`crate::store::NodeRecord`]), and accepts the child's link on `GET /node`
+//!   ([`parent`]): a WebSocket whose upgrade carries the credential as a bearer token and the
+//!   node protocol's version;
+//! - the child (`--parent URL` with its credential) keeps that link up by itself ([`link`]):
+//!   it reconnects with a growing backoff after a drop, and after a refusal of its credential it
+//!   waits minutes, never retrying in a tight loop; over HTTPS it checks the parent's
+//!   certificate against the system's roots, or against a pinned SHA-256 for a parent with a
+//!   self-signed certificate ([`pinning`]);
+//! - both ends measure the link's round-trip time and show its state on `/api/health` and
+//!   `/metrics`.
+//!
+//! What crosses the link today is the link's own keep-alive. Meetings spanning the tree (media
+//! relayed down once per link, attendance replicated up) are built on it and are not there
+//! yet; `docs/cascade.md` says what is.
+
+pub mod cli;
+pub mod link;
+pub mod parent;
+pub mod pinning;
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the node protocol this hub speaks; a link of another version is refused.
+pub const NODE_PROTOCOL: u32 = 1;
+
+/// The upgrade header that carries the child's node protocol version.
+pub const PROTOCOL_HEADER: &str = "x-diemcau-node-protocol";
+
+/// How often the child pings its parent; the parent drops a link silent for four times that.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A message on the node link (JSON text frames, like the signalling protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NodeMessage {
+    /// Parent → child, first: the link is accepted, for this node and these provinces.
+    Welcome {
+        protocol: u32,
+        node: String,
+        provinces: Vec<String>,
+    },
+    /// Child → parent, every [`PING_INTERVAL`]; `at` is the child's clock, echoed back.
+    Ping { at: i64 },
+    /// Parent → child: the answer to `ping`.
+    Pong { at: i64 },
+    /// Parent → child, last: the credential no longer holds (revoked); the link closes.
+    Refused { code: String, message: String },
+}
+
+impl NodeMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a node name or province code is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    #[error("a node name is 1 to 64 lower-case letters, digits and dashes: {0:?}")]
+    Name(String),
+    #[error("a province code is 1 to 5 digits, as in the official list (Tuyên Quang: 08): {0:?}")]
+    Province(String),
+}
+
+/// Checks a node's name (it appears in logs, metrics labels and the console).
+pub fn check_name(name: &str) -> Result<(), NodeNameError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(NodeNameError::Name(name.to_owned()))
+    }
+}
+
+/// Checks a province code.
+pub fn check_province(code: &str) -> Result<(), NodeNameError> {
+    if (1..=5).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(NodeNameError::Province(code.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_provinces_are_checked() {
+        assert!(check_name("tuyen-quang").is_ok());
+        for bad in ["", "Tuyên Quang", "a b", "x".repeat(65).as_str(), "a_b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_province("08").is_ok());
+        for bad in ["", "8a", "123456", "-1"] {
+            assert!(check_province(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn messages_refuse_unknown_fields() {
+        assert_eq!(
+            serde_json::from_str::<NodeMessage>(r#"{"type":"ping","at":5}"#).ok(),
+            Some(NodeMessage::Ping { at: 5 })
+        );
+        assert!(serde_json::from_str::<NodeMessage>(r#"{"type":"ping","at":5,"x":1}"#).is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! A provincial hub linked to its parent: the parent's operator issues a node credential with
+//! `diemcau node add` (shown once), the child runs with `--parent` and the credential in a file,
+//! and both hubs show the link on `/api/health` and `/metrics`. The link comes back by itself
+//! after the parent restarts; a wrong credential is refused with its error at both ends and
+//! not retried in a loop; a revoked credential drops the live link.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/wait.rs"]
+mod wait;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn diemcau(args: &[&str], data_dir: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("the diemcau binary runs");
+    assert!(
+        output.status.success(),
+        "diemcau {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn health(addr: SocketAddr) -> Value {
+    http::get(addr, "/api/health").await.json()
+}
+
+async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
+    let text = http::get(addr, "/metrics").await.text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .map(str::to_owned)
+}
+
+/// Waits until the child's `/api/health` shows its parent link in `state`; returns it.
+async fn parent_link_in(child: SocketAddr, state: &str, limit: Duration) -> Value {
+    wait::until_some(
+        &format!("the child's parent link to be {state}"),
+        limit,
+        || async {
+            let parent = health(child).await["parent"].clone();
+            (parent["state"] == state).then_some(parent)
+        },
+    )
+    .await
+}
+
+fn child_config(dir: &Path, parent: SocketAddr, token: &str) -> diemcau::Config {
+    let token_file = dir.join("node-token");
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(&token_file, format!("{token}\n")).expect("the credential file");
+    let mut config = diemcau::Config::for_tests_in(dir.join("data"));
+    config.parent = Some(format!("http://{parent}"));
+    config.node_token_file = Some(token_file);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_hub_links_to_its_parent_and_a_bad_credential_is_refused() {
+    let root = std::env::temp_dir().join(format!("diemcau-cascade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let parent_dir = root.join("parent");
+    let parent = diemcau::start(diemcau::Config::for_tests_in(parent_dir.clone()))
+        .await
+        .expect("the parent starts");
+    let parent_addr = parent.http_addr();
+
+    // The parent's operator adds the node; its credential is shown once.
+    let added = diemcau(
+        &["node", "add", "tuyen-quang", "--province", "08"],
+        &parent_dir,
+    );
+    let token = added
+        .lines()
+        .find_map(|line| line.strip_prefix("    "))
+        .expect("the credential on its own line")
+        .trim()
+        .to_owned();
+    assert_eq!(token.len(), 64, "{added}");
+    let listed = diemcau(&["node", "list"], &parent_dir);
+    assert!(listed.contains("tuyen-quang") && listed.contains("08") && listed.contains("active"));
+    assert!(
+        !listed.contains(&token),
+        "the credential is never shown again"
+    );
+
+    // The child links.
+    let child = diemcau::start(child_config(&root.join("child"), parent_addr, &token))
+        .await
+        .expect("the child starts");
+    let child_addr = child.http_addr();
+    let link = parent_link_in(child_addr, "connected", Duration::from_secs(10)).await;
+    assert_eq!(link["node"], "tuyen-quang", "{link}");
+    assert_eq!(link["url"], format!("http://{parent_addr}"));
+    let with_rtt = wait::until_some("a round trip measured", Duration::from_secs(10), || async {
+        let parent = health(child_addr).await["parent"].clone();
+        parent["rtt_ms"].as_u64().map(|_| parent)
+    })
+    .await;
+    assert!(with_rtt["rtt_ms"].as_u64() < Some(1_000), "{with_rtt}");
+    let nodes = wait::until_some(
+        "the parent to measure the link",
+        Duration::from_secs(10),
+        || async {
+            let nodes = health(parent_addr).await["nodes"].clone();
+            nodes[0]["rtt_ms"].as_u64().map(|_| nodes)
+        },
+    )
+    .await;
+    assert_eq!(nodes[0]["name"], "tuyen-quang", "{nodes}");
+    assert_eq!(nodes[0]["state"], "connected", "{nodes}");
+    assert_eq!(nodes[0]["provinces"], serde_json::json!(["08"]));
+    assert_eq!(
+        metric(child_addr, "diemcau_parent_link_up")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(parent_addr, "diemcau_node_links_connected")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert!(
+        http::get(parent_addr, "/metrics")
+            .await
+            .text()
+            .contains("diemcau_node_link_rtt_milliseconds{node=\"tuyen-quang\"}")
+    );
+
+    // The parent stops: the child says so, and links again by itself when it is back.
+    parent.shutdown().await;
+    let lost = parent_link_in(child_addr, "unreachable", Duration::from_secs(20)).await;
+    assert!(lost["error"].is_string(), "{lost}");
+    let mut again = diemcau::Config::for_tests_in(parent_dir.clone());
+    again.listen = parent_addr;
+    let parent = diemcau::start(again)
+        .await
+        .expect("the parent starts again");
+    parent_link_in(child_addr, "connected", Duration::from_secs(20)).await;
+
+    // A hub with a wrong credential is refused, says why, and does not retry in a loop.
+    let stranger = diemcau::start(child_config(
+        &root.join("stranger"),
+        parent_addr,
+        &"x".repeat(64),
+    ))
+    .await
+    .expect("the stranger starts");
+    let refused = parent_link_in(stranger.http_addr(), "refused", Duration::from_secs(10)).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("node_credential_unknown")),
+        "{refused}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = health(stranger.http_addr()).await["parent"]["attempts"].clone();
+    assert_eq!(attempts, 1, "one attempt, then a long wait");
+    assert_eq!(
+        metric(parent_addr, "diemcau_node_links_refused_total")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+
+    // Revoking the credential drops the live link, for good.
+    let revoked = diemcau(&["node", "revoke", "tuyen-quang"], &parent_dir);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let dropped = parent_link_in(child_addr, "refused", Duration::from_secs(10)).await;
+    assert!(
+        dropped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("node_credential_revoked")),
+        "{dropped}"
+    );
+    let nodes = health(parent_addr).await["nodes"].clone();
+    assert_eq!(nodes[0]["state"], "revoked", "{nodes}");
+
+    for hub in [stranger, child, parent] {
+        hub.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_child_accepts_only_the_pinned_certificate() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let root = std::env::temp_dir().join(format!("diemcau-cascade-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let parent_dir = root.join("parent");
+    let mut config = diemcau::Config::for_tests_in(parent_dir.clone());
+    config.plain_http = false;
+    let parent = diemcau::start(config).await.expect("the parent starts");
+    let added = diemcau(
+        &["node", "add", "tuyen-quang", "--province", "08"],
+        &parent_dir,
+    );
+    let token = added
+        .lines()
+        .find_map(|line| line.strip_prefix("    "))
+        .expect("the credential")
+        .trim()
+        .to_owned();
+    let pem = std::fs::read(parent_dir.join("tls/self-signed-cert.pem")).expect("certificate");
+    let der = CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
+    let pin = diemcau::cascade::pinning::fingerprint(der.as_ref());
+
+    let child_with = |name: &str, pin: String| {
+        let mut config = child_config(&root.join(name), parent.http_addr(), &token);
+        config.parent = Some(format!("https://localhost:{}", parent.http_addr().port()));
+        config.parent_cert_sha256 = Some(pin);
+        config
+    };
+    let pinned = diemcau::start(child_with("pinned", pin.clone()))
+        .await
+        .expect("the child starts");
+    parent_link_in(pinned.http_addr(), "connected", Duration::from_secs(10)).await;
+
+    // Another certificate than the pinned one is not the parent: no link.
+    let mut wrong = pin.into_bytes();
+    wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+    let impostor = diemcau::start(child_with(
+        "wrong-pin",
+        String::from_utf8(wrong).expect("text"),
+    ))
+    .await
+    .expect("the child starts");
+    let failed = parent_link_in(impostor.http_addr(), "unreachable", Duration::from_secs(10)).await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not the one pinned")),
+        "{failed}"
+    );
+    for hub in [impostor, pinned, parent] {
+        hub.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
