@@ -203,6 +203,7 @@ async fn create_meeting(
         username = ?caller.account.username,
         "meeting created"
     );
+    app.node_links.meetings_changed();
     Ok((
         StatusCode::CREATED,
         Json(with_links(view, caller.account.role)),
@@ -229,6 +230,7 @@ async fn start_meeting(
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     app.hub.start_meeting(MeetingId(id)).await?;
+    app.node_links.meetings_changed();
     tracing::info!(meeting = id, username = ?caller.account.username, "meeting started by");
     show_meeting(caller, State(app), Path(id)).await
 }
@@ -239,6 +241,7 @@ async fn end_meeting(
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     app.hub.end_meeting(MeetingId(id)).await?;
+    app.node_links.meetings_changed();
     tracing::info!(meeting = id, username = ?caller.account.username, "meeting ended by");
     show_meeting(caller, State(app), Path(id)).await
 }

@@ -160,8 +160,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let expiry_task = certificate_expires_at.map(|at| tokio::spawn(tls::watch_expiry(at)));
     let parent_link = cascade::link::ParentLink::default();
     let node_links = Arc::new(cascade::parent::NodeLinks::default());
-    let parent_task =
-        parent.map(|parent| tokio::spawn(cascade::link::run(parent, parent_link.clone())));
+    let parent_task = parent
+        .map(|parent| tokio::spawn(cascade::link::run(parent, parent_link.clone(), hub.clone())));
     let max_connections = server::connection_cap(config.max_connections, open_file_limit);
     tracing::info!(
         max_connections,

@@ -253,3 +253,127 @@ async fn over_https_the_child_accepts_only_the_pinned_certificate() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
+    let root = std::env::temp_dir().join(format!("diemcau-cascade-meeting-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let parent_dir = root.join("parent");
+    let parent = diemcau::start(diemcau::Config::for_tests_in(parent_dir.clone()))
+        .await
+        .expect("the parent starts");
+    let parent_addr = parent.http_addr();
+    // The national directory: two provinces, with their communes.
+    let csv = "admin_code,name,level,parent_code,parent_name,delegates\n\
+               08,Tuyên Quang,tỉnh,,,0\n\
+               02269,Xã Thượng Lâm,xã,08,Tuyên Quang,40\n\
+               02266,Xã Lâm Bình,xã,08,Tuyên Quang,35\n\
+               02,Hà Giang,tỉnh,,,0\n\
+               00694,Xã Lũng Cú,xã,02,Hà Giang,30\n";
+    let imported = http::post(parent_addr, "/api/sites/import", csv.as_bytes()).await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let added = diemcau(
+        &["node", "add", "tuyen-quang", "--province", "08"],
+        &parent_dir,
+    );
+    let token = added
+        .lines()
+        .find_map(|line| line.strip_prefix("    "))
+        .expect("the credential")
+        .trim()
+        .to_owned();
+    let child = diemcau::start(child_config(&root.join("child"), parent_addr, &token))
+        .await
+        .expect("the child starts");
+    let child_addr = child.http_addr();
+    parent_link_in(child_addr, "connected", Duration::from_secs(10)).await;
+
+    // The root invites communes of both provinces.
+    let now = diemcau::store::now_millis();
+    let body = serde_json::json!({
+        "title": "Hội nghị toàn quốc",
+        "studio_name": "Trường quay Chính phủ",
+        "scheduled_start": now,
+        "scheduled_end": now + 3_600_000,
+        "sites": [{"code": "02269"}, {"code": "02266", "expected_delegates": 50}, {"code": "00694"}],
+    });
+    let created = http::post(parent_addr, "/api/meetings", body.to_string().as_bytes()).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let national = created.json()["id"].as_i64().expect("an id");
+
+    // Tuyên Quang's hub has its part: its two communes, with join links of its own.
+    let part = wait::until_some(
+        "the province's part of the meeting",
+        Duration::from_secs(10),
+        || async {
+            let meetings = http::get(child_addr, "/api/meetings").await.json();
+            meetings
+                .as_array()?
+                .iter()
+                .find(|m| m["parent_meeting"] == national)
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(part["title"], "Hội nghị toàn quốc");
+    assert_eq!(part["studio_name"], "Trường quay Chính phủ");
+    let roster: Vec<(&str, u64)> = part["roster"]
+        .as_array()
+        .expect("roster")
+        .iter()
+        .map(|s| {
+            (
+                s["code"].as_str().unwrap_or(""),
+                s["expected_delegates"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roster,
+        [("02269", 40), ("02266", 50)],
+        "Hà Giang's commune stays at the root"
+    );
+    assert!(part["site_codes"]["02269"].is_string(), "{part}");
+    assert!(part["links"]["sites"]["02266"].is_string(), "{part}");
+    let local = part["id"].as_i64().expect("the local id");
+
+    // It starts and ends with the national meeting.
+    let state = |expected: &'static str| {
+        let path = format!("/api/meetings/{local}");
+        async move {
+            wait::until_some(
+                &format!("the province's part to be {expected}"),
+                Duration::from_secs(10),
+                || {
+                    let path = path.clone();
+                    async move {
+                        let meeting = http::get(child_addr, &path).await.json();
+                        (meeting["state"] == expected).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    let started = http::post(parent_addr, &format!("/api/meetings/{national}/start"), b"").await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    state("in_progress").await;
+    let ended = http::post(parent_addr, &format!("/api/meetings/{national}/end"), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    state("ended").await;
+
+    // Linking again does not make it twice.
+    child.shutdown().await;
+    let child = diemcau::start(child_config(&root.join("child"), parent_addr, &token))
+        .await
+        .expect("the child starts again");
+    parent_link_in(child.http_addr(), "connected", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let meetings = http::get(child.http_addr(), "/api/meetings").await.json();
+    assert_eq!(meetings.as_array().map(Vec::len), Some(1), "{meetings}");
+
+    for hub in [child, parent] {
+        hub.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

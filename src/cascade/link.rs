@@ -180,7 +180,7 @@ enum Failure {
 }
 
 /// Keeps the link to the parent up for as long as the hub runs.
-pub async fn run(config: ParentConfig, link: ParentLink) {
+pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hub>) {
     *link.lock() = Some(ParentStatus {
         url: config.url.clone(),
         state: LinkState::Connecting,
@@ -198,7 +198,7 @@ pub async fn run(config: ParentConfig, link: ParentLink) {
             Ok(Err(failure)) => failure,
             Ok(Ok(socket)) => {
                 backoff = MIN_BACKOFF;
-                serve(socket, &config, &link).await
+                serve(socket, &config, &link, &hub).await
             }
         };
         let wait = match failure {
@@ -296,7 +296,12 @@ async fn open(config: &ParentConfig) -> Result<Socket, Failure> {
 }
 
 /// Runs an open link until it drops; says why.
-async fn serve(mut socket: Socket, config: &ParentConfig, link: &ParentLink) -> Failure {
+async fn serve(
+    mut socket: Socket,
+    config: &ParentConfig,
+    link: &ParentLink,
+    hub: &Arc<crate::hub::Hub>,
+) -> Failure {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
     loop {
@@ -326,6 +331,11 @@ async fn serve(mut socket: Socket, config: &ParentConfig, link: &ParentLink) -> 
                         let pong = NodeMessage::Pong { at };
                         if socket.send(Message::Text(pong.to_json().into())).await.is_err() {
                             return Failure::Unreachable("the link dropped".to_owned());
+                        }
+                    }
+                    Ok(NodeMessage::Meetings { meetings }) => {
+                        if let Err(e) = super::mirror::apply(hub, meetings).await {
+                            tracing::error!(parent = %config.url, "the national meetings not followed: {e}");
                         }
                     }
                     Ok(NodeMessage::Refused { code, message }) => {

@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod link;
+pub mod mirror;
 pub mod parent;
 pub mod pinning;
 
@@ -49,6 +50,37 @@ pub enum NodeMessage {
     Pong { at: i64 },
     /// Parent → child, last: the credential no longer holds (revoked); the link closes.
     Refused { code: String, message: String },
+    /// Parent → child, after `welcome` and at every change: the parent's meetings that invite
+    /// sites of the child's provinces, each with those sites only.
+    Meetings { meetings: Vec<NodeMeeting> },
+}
+
+/// A meeting of the parent as a child hub gets it: the part that concerns the child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMeeting {
+    /// The meeting's id on the parent.
+    pub id: i64,
+    pub title: String,
+    pub studio_name: String,
+    pub scheduled_start: i64,
+    pub scheduled_end: i64,
+    /// `scheduled`, `in_progress` or `ended`.
+    pub state: String,
+    /// The invited sites of the child's provinces.
+    pub sites: Vec<NodeSite>,
+}
+
+/// An invited site as the parent's directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSite {
+    pub code: String,
+    pub name: String,
+    pub kind: String,
+    pub parent_code: Option<String>,
+    pub parent_name: Option<String>,
+    pub expected_delegates: u32,
 }
 
 impl NodeMessage {

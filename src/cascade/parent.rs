@@ -23,12 +23,26 @@ use crate::state::AppState;
 use crate::store::{NodeRecord, Store, StoreError, now_millis};
 
 /// The node links this hub holds, by node name, and the refusals it made.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeLinks {
     links: Mutex<HashMap<String, LinkEntry>>,
     refused: AtomicU64,
     /// The hub is stopping: every link closes (going away), and none is accepted.
     stopping: AtomicBool,
+    /// Bumped when a meeting is created, started or ended: every link sends its node's
+    /// meetings again.
+    meetings: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for NodeLinks {
+    fn default() -> Self {
+        NodeLinks {
+            links: Mutex::default(),
+            refused: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            meetings: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +81,11 @@ impl NodeLinks {
 
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A meeting was created, started or ended: the linked nodes get their meetings again.
+    pub fn meetings_changed(&self) {
+        self.meetings.send_modify(|version| *version += 1);
     }
 
     /// Links refused since the hub started.
@@ -269,6 +288,8 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
         app.node_links.closed(&name, generation);
         return;
     }
+    let mut meetings = app.node_links.meetings.subscribe();
+    meetings.mark_changed();
     let silence = PING_INTERVAL * 4;
     let mut last_heard = tokio::time::Instant::now();
     let recheck = app.node_recheck_interval;
@@ -297,6 +318,23 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
                     },
                     Message::Close(_) => break End::Closed,
                     _ => {}
+                }
+            }
+            Ok(()) = meetings.changed() => {
+                let provinces = node.provinces.clone();
+                let found = app
+                    .hub
+                    .store()
+                    .blocking(move |store: &Store| super::mirror::for_node(store, &provinces))
+                    .await;
+                match found {
+                    Ok(meetings) => {
+                        let message = NodeMessage::Meetings { meetings };
+                        if socket.send(Message::Text(message.to_json().into())).await.is_err() {
+                            break End::Closed;
+                        }
+                    }
+                    Err(e) => tracing::error!(node = %name, "the node's meetings not read: {e}"),
                 }
             }
             _ = tick.tick() => {

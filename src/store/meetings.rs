@@ -41,6 +41,10 @@ pub struct MeetingView {
     /// Current join code per site (absent while revoked and not reissued).
     pub site_codes: HashMap<SiteCode, JoinCode>,
     pub state: MeetingState,
+    /// On a provincial hub: the national meeting (its id on the parent hub) this meeting is
+    /// this province's part of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_meeting: Option<i64>,
 }
 
 /// Where a meeting is in its life: scheduled → in progress (started) → ended.
@@ -383,6 +387,10 @@ fn meeting_view(conn: &Connection, id: MeetingId) -> Result<MeetingView, StoreEr
         studio_code,
         site_codes,
         state: meeting_state(conn, id)?,
+        parent_meeting: conn
+            .prepare_cached("SELECT parent_meeting_id FROM parent_meetings WHERE meeting_id = ?1")?
+            .query_row([id.0], |r| r.get(0))
+            .optional()?,
     })
 }
 

@@ -244,6 +244,10 @@ CREATE TABLE IF NOT EXISTS login_sessions (
     last_seen INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
+CREATE TABLE IF NOT EXISTS parent_meetings (
+    parent_meeting_id INTEGER PRIMARY KEY,
+    meeting_id INTEGER NOT NULL UNIQUE REFERENCES meetings(id)
+);
 CREATE TABLE IF NOT EXISTS nodes (
     name TEXT PRIMARY KEY,
     token_sha256 TEXT NOT NULL UNIQUE,

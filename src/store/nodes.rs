@@ -105,6 +105,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// This hub's meeting that is its part of the parent's meeting `parent_meeting`, if made.
+    pub fn mirrored_meeting(
+        &self,
+        parent_meeting: i64,
+    ) -> Result<Option<diemcau_signaling::MeetingId>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT meeting_id FROM parent_meetings WHERE parent_meeting_id = ?1")?
+            .query_row([parent_meeting], |r| r.get(0))
+            .optional()?
+            .map(diemcau_signaling::MeetingId))
+    }
+
+    /// Notes that `meeting` is this hub's part of the parent's `parent_meeting`.
+    pub fn record_mirror(
+        &self,
+        parent_meeting: i64,
+        meeting: diemcau_signaling::MeetingId,
+    ) -> Result<(), StoreError> {
+        self.writer().execute(
+            "INSERT INTO parent_meetings (parent_meeting_id, meeting_id) VALUES (?1, ?2)",
+            params![parent_meeting, meeting.0],
+        )?;
+        Ok(())
+    }
+}
+
 fn node_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
     let provinces: String = row.get(1)?;
     Ok(NodeRecord {

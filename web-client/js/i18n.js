@@ -293,6 +293,7 @@ const STRINGS = {
     'meetings.title': 'Các cuộc họp — Điểm cầu',
     'meetings.heading': 'Các cuộc họp và báo cáo điểm danh',
     'meetings.idAndStudio': 'Số {id} · {studio}',
+    'meetings.national': 'Thuộc cuộc họp toàn quốc số {id} (do máy chủ cấp trên chuyển xuống)',
     'meetings.ofWithPercent': '{part}/{whole} ({percent})',
     'meetings.openReport': 'Xem báo cáo',
 
@@ -885,6 +886,7 @@ const STRINGS = {
     'meetings.title': 'Meetings — diemcau',
     'meetings.heading': 'Meetings and attendance reports',
     'meetings.idAndStudio': 'No. {id} · {studio}',
+    'meetings.national': 'Part of national meeting no. {id} (from the parent hub)',
     'meetings.ofWithPercent': '{part}/{whole} ({percent})',
     'meetings.openReport': 'Open report',
 

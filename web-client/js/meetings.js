@@ -83,6 +83,13 @@ function buildRow(meeting) {
   id.className = 'muted small';
   id.textContent = t('meetings.idAndStudio', { id: meeting.id, studio: meeting.studio_name || '' });
   title.append(titleText, id);
+  if (meeting.parent_meeting !== undefined && meeting.parent_meeting !== null) {
+    // This province's part of a national meeting, passed down by the parent hub.
+    const national = document.createElement('div');
+    national.className = 'muted small national';
+    national.textContent = t('meetings.national', { id: meeting.parent_meeting });
+    title.append(national);
+  }
 
   const stateCell = document.createElement('td');
   const badge = document.createElement('span');
