@@ -8,6 +8,8 @@
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/signaling.rs"]
+mod signaling;
 #[path = "common/wait.rs"]
 mod wait;
 
@@ -358,6 +360,109 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
     let started = http::post(parent_addr, &format!("/api/meetings/{national}/start"), b"").await;
     assert_eq!(started.status, 200, "{}", started.text());
     state("in_progress").await;
+
+    // A commune joins its provincial hub, declares its head count and leaves: the root's report
+    // has it, with the session named after the province's hub.
+    let code = |site: &str| {
+        part["site_codes"][site]
+            .as_str()
+            .expect("a code")
+            .to_owned()
+    };
+    let visit = |site: &'static str, count: u32| {
+        let code = code(site);
+        async move {
+            let mut commune = signaling::join(child_addr, &code, Some(local)).await;
+            signaling::send(
+                &mut commune,
+                &serde_json::json!({"type": "head_count", "count": count,
+                    "confirmed_by": "Nguyễn Văn An", "position": "Chủ tịch UBND xã"}),
+            )
+            .await;
+            signaling::next_of_type(&mut commune, "head_count_recorded").await;
+            signaling::send(&mut commune, &serde_json::json!({"type": "leave"})).await;
+            signaling::next_of_type(&mut commune, "left").await;
+        }
+    };
+    let root_report = format!("/api/meetings/{national}/report");
+    let row_of = |report: &Value, site: &str| {
+        report["sites"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["code"] == site))
+            .cloned()
+            .unwrap_or_default()
+    };
+    visit("02269", 38).await;
+    let report = wait::until_some(
+        "Thượng Lâm's visit at the root",
+        Duration::from_secs(10),
+        || async {
+            let report = http::get(parent_addr, &root_report).await.json();
+            let row = row_of(&report, "02269");
+            (row["head_count"]["count"] == 38 && row["last_leave"].is_i64()).then_some(report)
+        },
+    )
+    .await;
+    let sessions = report["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert!(
+        sessions[0]["session"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("tuyen-quang/")),
+        "{sessions:?}"
+    );
+    assert_eq!(sessions[0]["reason"], "closed");
+    assert_ne!(row_of(&report, "02269")["status"], "absent");
+
+    // The root is away while Lâm Bình comes and goes: the backlog goes up once it is back.
+    parent.shutdown().await;
+    parent_link_in(child_addr, "unreachable", Duration::from_secs(20)).await;
+    visit("02266", 47).await;
+    let mut again = diemcau::Config::for_tests_in(parent_dir.clone());
+    again.listen = parent_addr;
+    let parent = diemcau::start(again)
+        .await
+        .expect("the parent starts again");
+    let report = wait::until_some(
+        "Lâm Bình's visit at the root",
+        Duration::from_secs(20),
+        || async {
+            let report = http::get(parent_addr, &root_report).await.json();
+            (row_of(&report, "02266")["head_count"]["count"] == 47).then_some(report)
+        },
+    )
+    .await;
+    // Every event that went up is there once: the child's site events, no more, no fewer.
+    let child_report = http::get(child_addr, &format!("/api/meetings/{local}/report"))
+        .await
+        .json();
+    let site_events = |report: &Value| -> Vec<(i64, String, String)> {
+        report["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| {
+                [
+                    "site_joined",
+                    "site_reconnected",
+                    "site_left",
+                    "media_changed",
+                    "head_count",
+                ]
+                .contains(&e["kind"].as_str().unwrap_or(""))
+            })
+            .map(|e| {
+                (
+                    e["at"].as_i64().unwrap_or(0),
+                    e["kind"].as_str().unwrap_or("").to_owned(),
+                    e["site"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(site_events(&report), site_events(&child_report));
+    assert_eq!(report["sessions"].as_array().map(Vec::len), Some(2));
+
     let ended = http::post(parent_addr, &format!("/api/meetings/{national}/end"), b"").await;
     assert_eq!(ended.status, 200, "{}", ended.text());
     state("ended").await;

@@ -22,6 +22,8 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The wait after the parent refused the credential or the protocol.
 pub const AFTER_REFUSAL: Duration = Duration::from_secs(300);
+/// How often the child looks for attendance to send up while nothing is in flight.
+const UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// A connection attempt (TCP, TLS and upgrade) that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -304,8 +306,26 @@ async fn serve(
 ) -> Failure {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
+    // Attendance goes up one batch at a time; the next leaves when the parent stored this one.
+    let mut upload = tokio::time::interval(UPLOAD_INTERVAL);
+    let mut in_flight: Option<(i64, u64)> = None;
     loop {
         tokio::select! {
+            _ = upload.tick(), if in_flight.is_none() => {
+                let store = hub.store().clone();
+                match store.blocking(|s: &crate::store::Store| super::mirror::next_batch(s)).await {
+                    Ok(Some((meeting, message))) => {
+                        if let NodeMessage::Events { through, .. } = &message {
+                            in_flight = Some((meeting, *through));
+                        }
+                        if socket.send(Message::Text(message.to_json().into())).await.is_err() {
+                            return Failure::Unreachable("the link dropped".to_owned());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("attendance to send up not read: {e}"),
+                }
+            }
             frame = socket.next() => {
                 let Some(Ok(frame)) = frame else {
                     return Failure::Unreachable("the link dropped".to_owned());
@@ -338,9 +358,23 @@ async fn serve(
                             tracing::error!(parent = %config.url, "the national meetings not followed: {e}");
                         }
                     }
+                    Ok(NodeMessage::Stored { meeting, through }) => {
+                        if in_flight == Some((meeting, through)) {
+                            in_flight = None;
+                            upload.reset_immediately();
+                        }
+                        let store = hub.store().clone();
+                        let noted = store
+                            .blocking(move |s: &crate::store::Store| s.set_acked(meeting, through))
+                            .await;
+                        if let Err(e) = noted {
+                            tracing::error!("the parent's mark not noted: {e}");
+                        }
+                    }
                     Ok(NodeMessage::Refused { code, message }) => {
                         return Failure::Refused(format!("{message} ({code})"));
                     }
+                    Ok(other) => tracing::debug!(parent = %config.url, ?other, "unexpected message from the parent"),
                     Err(e) => tracing::warn!(parent = %config.url, "malformed message from the parent: {e}"),
                 }
             }

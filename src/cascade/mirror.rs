@@ -3,16 +3,145 @@
 //! directory knows them, so a child cannot take another province's communes. The child makes its
 //! own meeting for that part ([`apply`]), with its own join links, so each commune connects to
 //! its own provincial hub; it follows the parent's meeting as it starts and ends.
+//!
+//! Attendance goes the other way: the child writes its sites' events to its own log first, as
+//! any hub, then sends them up in order ([`next_batch`]), numbered in its log; the parent
+//! stores each once whatever is sent again, and says how far it has stored ([`accept`]); the
+//! child keeps that mark, so after an outage the backlog flows up by itself.
+
+/// Events sent up in one batch at most.
+const BATCH: usize = 500;
+
+/// What a child sends up of its sites' attendance: their sessions, reception and head counts.
+/// The rest (its own studio, its own chair's actions, link samples) stays in its own log.
+fn goes_up(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::SiteJoined { .. }
+            | EventKind::SiteReconnected { .. }
+            | EventKind::SiteLeft { .. }
+            | EventKind::MediaChanged { .. }
+            | EventKind::HeadCount { .. }
+    )
+}
+
+/// On the child: the next batch to send up, if any, as `(parent meeting, message)`. Meetings
+/// whose new events all stay here have their mark moved on the spot.
+pub fn next_batch(store: &Store) -> Result<Option<(i64, NodeMessage)>, StoreError> {
+    for (parent_meeting, local, acked) in store.mirrors()? {
+        loop {
+            let events =
+                store.events_after(local, acked_now(store, parent_meeting, acked)?, BATCH)?;
+            let Some(through) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let events: Vec<Event> = events.into_iter().filter(|e| goes_up(&e.kind)).collect();
+            if events.is_empty() {
+                store.set_acked(parent_meeting, through)?;
+                continue;
+            }
+            let message = NodeMessage::Events {
+                meeting: parent_meeting,
+                through,
+                events,
+            };
+            return Ok(Some((parent_meeting, message)));
+        }
+    }
+    Ok(None)
+}
+
+/// The mark of `parent_meeting` as stored now (it may have moved since `mirrors` was read).
+fn acked_now(store: &Store, parent_meeting: i64, read: u64) -> Result<u64, StoreError> {
+    Ok(store
+        .mirrors()?
+        .into_iter()
+        .find(|(p, _, _)| *p == parent_meeting)
+        .map_or(read, |(_, _, acked)| acked.max(read)))
+}
+
+/// On the parent: stores what `node` sent of its part of `meeting`, each event once. Only the
+/// sites of the meeting the node serves are taken; their sessions are named after the node, so
+/// they never mix with sessions of this hub. Returns the node's mark.
+pub async fn accept(
+    store: &Store,
+    recorder: &Recorder,
+    node: &NodeRecord,
+    meeting: i64,
+    through: u64,
+    events: Vec<Event>,
+) -> Result<u64, String> {
+    let provinces = node.provinces.clone();
+    let served: HashSet<String> = store
+        .blocking(move |s: &Store| {
+            let part = for_node(s, &provinces)?;
+            Ok::<_, StoreError>(
+                part.into_iter()
+                    .find(|m| m.id == meeting)
+                    .map(|m| m.sites.into_iter().map(|site| site.code).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if served.is_empty() {
+        return Err(format!(
+            "meeting {meeting} invites none of the sites of node {}",
+            node.name
+        ));
+    }
+    let mut taken = Vec::with_capacity(events.len());
+    for event in events {
+        let site_ok = event.kind.site().is_some_and(|site| served.contains(site));
+        if !goes_up(&event.kind) || !site_ok {
+            tracing::warn!(node = %node.name, meeting, seq = event.seq, kind = event.kind.name(), "an event of another site or kind from a node: not stored");
+            continue;
+        }
+        taken.push((event.seq, event.at, named_after(&node.name, event.kind)));
+    }
+    recorder
+        .append_from_node(NodeBatch {
+            node: node.name.clone(),
+            meeting: MeetingId(meeting),
+            events: taken,
+            through,
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The event with its session (and the one it continues) named `node/session`.
+fn named_after(node: &str, mut kind: EventKind) -> EventKind {
+    let rename = |session: &mut String| *session = format!("{node}/{session}");
+    match &mut kind {
+        EventKind::SiteJoined { session, .. }
+        | EventKind::SiteLeft { session, .. }
+        | EventKind::MediaChanged { session, .. } => rename(session),
+        EventKind::SiteReconnected {
+            session,
+            previous_session,
+            ..
+        } => {
+            rename(session);
+            rename(previous_session);
+        }
+        _ => {}
+    }
+    kind
+}
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diemcau_signaling::MeetingId;
 
-use super::{NodeMeeting, NodeSite};
+use super::{NodeMeeting, NodeMessage, NodeSite};
+use crate::attendance::{Event, EventKind};
 use crate::directory::{Level, Site};
 use crate::hub::Hub;
-use crate::store::{InvitedSite, MeetingState, NewMeeting, Store, StoreError};
+use crate::store::{
+    InvitedSite, MeetingState, NewMeeting, NodeBatch, NodeRecord, Recorder, Store, StoreError,
+};
 
 /// The parent's meetings as the node serving `provinces` gets them (meetings inviting none of
 /// its sites left out).

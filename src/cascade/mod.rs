@@ -35,7 +35,7 @@ pub const PROTOCOL_HEADER: &str = "x-diemcau-node-protocol";
 pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A message on the node link (JSON text frames, like the signalling protocol).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NodeMessage {
     /// Parent → child, first: the link is accepted, for this node and these provinces.
@@ -53,6 +53,15 @@ pub enum NodeMessage {
     /// Parent → child, after `welcome` and at every change: the parent's meetings that invite
     /// sites of the child's provinces, each with those sites only.
     Meetings { meetings: Vec<NodeMeeting> },
+    /// Child → parent: events of the child's part of the parent's meeting `meeting`, numbered
+    /// in the child's log, which this batch covers up to `through`.
+    Events {
+        meeting: i64,
+        through: u64,
+        events: Vec<crate::attendance::Event>,
+    },
+    /// Parent → child: the child's log of `meeting`'s part is stored up to `through`.
+    Stored { meeting: i64, through: u64 },
 }
 
 /// A meeting of the parent as a child hub gets it: the part that concerns the child.

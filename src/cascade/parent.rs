@@ -313,6 +313,27 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
                             let rtt = u64::try_from(now_millis() - at).unwrap_or(0);
                             app.node_links.measured(&name, generation, rtt);
                         }
+                        Ok(NodeMessage::Events { meeting, through, events }) => {
+                            let stored = super::mirror::accept(
+                                app.hub.store(),
+                                app.hub.recorder(),
+                                &node,
+                                meeting,
+                                through,
+                                events,
+                            )
+                            .await;
+                            match stored {
+                                Ok(through) => {
+                                    let reply = NodeMessage::Stored { meeting, through };
+                                    if socket.send(Message::Text(reply.to_json().into())).await.is_err() {
+                                        break End::Closed;
+                                    }
+                                }
+                                // Not acknowledged: the node sends it again later.
+                                Err(e) => tracing::warn!(node = %name, meeting, "attendance from the node not stored: {e}"),
+                            }
+                        }
                         Ok(other) => tracing::debug!(node = %name, ?other, "unexpected node message"),
                         Err(e) => tracing::warn!(node = %name, "malformed node message: {e}"),
                     },

@@ -126,6 +126,11 @@ impl Hub {
         &self.media
     }
 
+    /// The attendance log's writer.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -17,13 +17,26 @@ use crate::attendance::{Event, EventKind, LeaveReason, Millis};
 /// [`Store::recorder`] until its last clone is dropped, then its thread ends.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    requests: crossbeam_channel::Sender<Append>,
+    requests: crossbeam_channel::Sender<Request>,
+}
+
+/// Events a child hub sent up for one meeting, numbered in its own log: stored once each,
+/// whatever is sent again (see [`Recorder::append_from_node`]).
+#[derive(Debug, Clone)]
+pub struct NodeBatch {
+    pub node: String,
+    pub meeting: MeetingId,
+    /// The events, each with its number in the node's log, in order.
+    pub events: Vec<(u64, Millis, EventKind)>,
+    /// The node's log is covered up to this number by this batch (events it did not send up
+    /// included).
+    pub through: u64,
 }
 
 impl Recorder {
     pub(super) fn start(path: &Path) -> Result<Recorder, StoreError> {
         let conn = connect(path)?;
-        let (requests, inbox) = crossbeam_channel::unbounded::<Append>();
+        let (requests, inbox) = crossbeam_channel::unbounded::<Request>();
         std::thread::Builder::new()
             .name("recorder".into())
             .spawn(move || record(conn, inbox))
@@ -43,12 +56,12 @@ impl Recorder {
         let (done, wait) = oneshot::channel();
         let sent = self
             .requests
-            .send(Append {
+            .send(Request::Append(Append {
                 meeting,
                 at,
                 kind,
                 done: Done::Async(done),
-            })
+            }))
             .is_ok();
         async move {
             if !sent {
@@ -69,12 +82,12 @@ impl Recorder {
     ) -> Result<Event, StoreError> {
         let (done, wait) = crossbeam_channel::bounded(1);
         self.requests
-            .send(Append {
+            .send(Request::Append(Append {
                 meeting,
                 at,
                 kind,
                 done: Done::Blocking(done),
-            })
+            }))
             .map_err(|_| StoreError::RecorderStopped)?;
         wait.recv()
             .map_err(|_| StoreError::RecorderStopped)?
@@ -82,7 +95,44 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Stores a child hub's events in `batch.meeting`'s log, each once: those numbered at or
+    /// below what the node already covered are skipped, in the same transaction that appends
+    /// the rest and moves the node's mark to `batch.through`. Resolves, once on disk, to the
+    /// node's mark: the number up to which its log is stored here.
+    pub fn append_from_node(
+        &self,
+        batch: NodeBatch,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
+        let (done, wait) = oneshot::channel();
+        let sent = self.requests.send(Request::FromNode(batch, done)).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::RecorderStopped);
+            }
+            wait.await
+                .map_err(|_| StoreError::RecorderStopped)?
+                .map_err(StoreError::Internal)
+        }
+    }
+}
+
 impl Store {
+    /// The events of `meeting` numbered after `after`, at most `limit`, in order.
+    pub fn events_after(
+        &self,
+        meeting: MeetingId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let events = read_events(&self.reader(), meeting)?;
+        Ok(events
+            .into_iter()
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .collect())
+    }
+
     /// Notes that these sessions are alive now: after a crash, they are closed at the last
     /// such moment rather than at their last event.
     pub fn touch_sessions(
@@ -218,6 +268,11 @@ impl Store {
     }
 }
 
+enum Request {
+    Append(Append),
+    FromNode(NodeBatch, oneshot::Sender<Result<u64, String>>),
+}
+
 struct Append {
     meeting: MeetingId,
     at: Millis,
@@ -231,13 +286,26 @@ enum Done {
 }
 
 /// The recorder thread: take everything queued, write it in one transaction, then acknowledge.
-fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Append>) {
+fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Request>) {
     let mut next_seq: HashMap<MeetingId, u64> = HashMap::new();
+    let mut from_node = None;
     while let Ok(first) = inbox.recv() {
+        let first = match first {
+            Request::Append(append) => append,
+            Request::FromNode(batch, done) => {
+                let _ = done.send(store_node_batch(&mut conn, &mut next_seq, &batch));
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < 1024 {
             match inbox.try_recv() {
-                Ok(more) => batch.push(more),
+                Ok(Request::Append(more)) => batch.push(more),
+                Ok(Request::FromNode(node_batch, done)) => {
+                    // After the appends queued before it, in order.
+                    from_node = Some((node_batch, done));
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -258,7 +326,79 @@ fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Append>) {
                 }
             }
         }
+        if let Some((node_batch, done)) = from_node.take() {
+            let _ = done.send(store_node_batch(&mut conn, &mut next_seq, &node_batch));
+        }
     }
+}
+
+/// One transaction: the node's mark read, its new events appended, the mark moved.
+fn store_node_batch(
+    conn: &mut Connection,
+    next_seq: &mut HashMap<MeetingId, u64>,
+    batch: &NodeBatch,
+) -> Result<u64, String> {
+    let recorded_at = now_millis();
+    let result = (|| -> Result<u64, rusqlite::Error> {
+        let tx = conn.transaction()?;
+        let mark: u64 = tx
+            .query_row(
+                "SELECT through FROM node_streams WHERE node = ?1 AND meeting_id = ?2",
+                params![batch.node, batch.meeting.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map_or(0, |m| u64::try_from(m).unwrap_or(0));
+        let mut seq = match next_seq.get(&batch.meeting) {
+            Some(seq) => *seq,
+            None => {
+                let max: Option<i64> = tx.query_row(
+                    "SELECT MAX(seq) FROM events WHERE meeting_id = ?1",
+                    [batch.meeting.0],
+                    |r| r.get(0),
+                )?;
+                max.map_or(1, |m| m as u64 + 1)
+            }
+        };
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (node_seq, at, kind) in &batch.events {
+                if *node_seq <= mark {
+                    continue;
+                }
+                let body = serde_json::to_string(kind)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                insert.execute(params![
+                    batch.meeting.0,
+                    seq as i64,
+                    at,
+                    recorded_at,
+                    kind.name(),
+                    kind.site(),
+                    kind.session(),
+                    body
+                ])?;
+                seq += 1;
+            }
+        }
+        let through = mark.max(batch.through);
+        tx.execute(
+            "INSERT INTO node_streams (node, meeting_id, through) VALUES (?1, ?2, ?3)
+             ON CONFLICT(node, meeting_id) DO UPDATE SET through = excluded.through",
+            params![batch.node, batch.meeting.0, through as i64],
+        )?;
+        tx.commit()?;
+        next_seq.insert(batch.meeting, seq);
+        Ok(through)
+    })();
+    result.map_err(|e| {
+        next_seq.clear();
+        tracing::error!(node = %batch.node, "events of a node not stored: {e}");
+        e.to_string()
+    })
 }
 
 fn reply(done: Done, result: Result<Event, String>) {

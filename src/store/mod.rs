@@ -34,7 +34,7 @@ use rusqlite::Connection;
 use crate::attendance::Millis;
 
 pub use accounts::{Account, AccountChangeError, LoginSession, Role, SessionLimits, StoredAccount};
-pub use log::Recorder;
+pub use log::{NodeBatch, Recorder};
 pub use meetings::{
     CodeError, CreateMeetingError, Grant, InvitedSite, MeetingRoster, MeetingState, MeetingView,
     NewMeeting, ReissueError,
@@ -246,7 +246,16 @@ CREATE TABLE IF NOT EXISTS login_sessions (
 CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
 CREATE TABLE IF NOT EXISTS parent_meetings (
     parent_meeting_id INTEGER PRIMARY KEY,
-    meeting_id INTEGER NOT NULL UNIQUE REFERENCES meetings(id)
+    meeting_id INTEGER NOT NULL UNIQUE REFERENCES meetings(id),
+    -- This meeting's log is stored at the parent up to this event.
+    acked_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS node_streams (
+    node TEXT NOT NULL,
+    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
+    -- The node's log of this meeting is stored here up to this event of it.
+    through INTEGER NOT NULL,
+    PRIMARY KEY (node, meeting_id)
 );
 CREATE TABLE IF NOT EXISTS nodes (
     name TEXT PRIMARY KEY,

@@ -119,6 +119,32 @@ impl Store {
             .map(diemcau_signaling::MeetingId))
     }
 
+    /// Every meeting of this hub that is its part of a parent's meeting: `(parent meeting, this
+    /// hub's meeting, how far its log is stored at the parent)`.
+    pub fn mirrors(&self) -> Result<Vec<(i64, diemcau_signaling::MeetingId, u64)>, StoreError> {
+        let conn = self.reader();
+        let mut statement = conn.prepare_cached(
+            "SELECT parent_meeting_id, meeting_id, acked_seq FROM parent_meetings ORDER BY meeting_id",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                diemcau_signaling::MeetingId(r.get(1)?),
+                u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The parent stored the log of its `parent_meeting`'s part here up to `through`.
+    pub fn set_acked(&self, parent_meeting: i64, through: u64) -> Result<(), StoreError> {
+        self.writer().execute(
+            "UPDATE parent_meetings SET acked_seq = MAX(acked_seq, ?2) WHERE parent_meeting_id = ?1",
+            params![parent_meeting, i64::try_from(through).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
     /// Notes that `meeting` is this hub's part of the parent's `parent_meeting`.
     pub fn record_mirror(
         &self,
