@@ -29,6 +29,7 @@ use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/connectivity", get(connectivity))
         .route("/api/sites", get(list_sites))
         .route("/api/sites.csv", get(export_sites))
         .route("/api/sites/import", post(import_sites))
@@ -58,6 +59,24 @@ impl From<MeetingError> for AppError {
 }
 
 type ApiResult<T> = Result<T, AppError>;
+
+/// Where media reaches the hub: the announced UDP addresses and TCP listener addresses. Open
+/// to anyone (a hall checks its network before it has logged in); it names only what every
+/// ICE candidate already announces.
+async fn connectivity(State(app): State<Arc<AppState>>) -> Response {
+    let media = app.hub.media();
+    let list = |addresses: &[std::net::SocketAddr]| {
+        addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    Json(json!({
+        "udp": list(&media.addresses()),
+        "tcp": list(media.tcp_addresses()),
+    }))
+    .into_response()
+}
 
 async fn list_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     let sites = app.hub.store().blocking(|store| store.sites()).await?;

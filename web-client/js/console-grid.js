@@ -69,6 +69,7 @@ const EMPTY_ENTRY = Object.freeze({
   bitrate_out_kbps: 0,
   loss_permille: 0,
   rtt_ms: 0,
+  transport: null,
   expected_delegates: 0,
   head_count: null,
   answered_roll_call: false,
@@ -171,8 +172,14 @@ class SiteTile {
 
     const measured = e.bitrate_in_kbps + e.bitrate_out_kbps + e.loss_permille + e.rtt_ms > 0;
     const health = healthParams(e);
-    this.text(this.health, joined ? (measured ? t('tile.rates', health) : t('tile.notMeasured')) : '');
-    this.set(this.health, 'title', joined && measured ? t('tile.healthTitle', health) : '');
+    // The transport beside the rates: TCP means a network that blocks UDP, worth a word to the hall.
+    const transport = joined && e.transport ? e.transport : '';
+    const rates = measured ? t('tile.rates', health) : t('tile.notMeasured');
+    this.text(this.health, joined ? [rates, transport && t(`tile.transport.${transport}`)].filter(Boolean).join(' · ') : '');
+    this.set(this.health, 'title', joined && measured
+      ? [t('tile.healthTitle', health), transport && t(`tile.transportTitle.${transport}`)].filter(Boolean).join(' ')
+      : '');
+    this.set(this.root, 'data-transport', transport);
     // One figure per line: the tile is narrow, and a cut figure reads wrong.
     this.text(this.meta, joined && measured ? t('tile.loss', health) : '');
     this.set(this.meta, 'title', joined && measured ? t('tile.healthTitle', health) : '');
@@ -215,6 +222,7 @@ class SiteTile {
     this.text(this.placeholder, t('tile.ended'));
     this.text(this.health, '');
     this.set(this.health, 'title', '');
+    this.set(this.root, 'data-transport', '');
     this.text(this.meta, '');
     this.set(this.meta, 'title', '');
     this.text(this.delegates, this.delegatesText());
