@@ -133,6 +133,11 @@ pub struct Config {
     )]
     pub media_tcp_port: MediaTcpPort,
 
+    /// Port announced in the TCP candidates when a redirect in front of the hub changes it
+    /// (443 on an address of its own, redirected to `--media-tcp-port`). Default: that port.
+    #[arg(long, env = "DIEMCAU_MEDIA_TCP_ANNOUNCE_PORT")]
+    pub media_tcp_announce_port: Option<u16>,
+
     /// TCP media connections open at once, in all (a browser also opens one when UDP works).
     #[arg(
         long,
@@ -293,6 +298,7 @@ impl Config {
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             media_port: 0,
             media_tcp_port: MediaTcpPort(Some(0)),
+            media_tcp_announce_port: None,
             media_tcp_max_connections: 2048,
             media_tcp_max_per_address: 128,
             media_tcp_ice_timeout_seconds: 10,
@@ -389,6 +395,7 @@ impl Config {
             announce: self.announce_addresses(),
             tcp: self.media_tcp_port.0.map(|port| TcpConfig {
                 port,
+                announce_port: self.media_tcp_announce_port,
                 max_connections: self.media_tcp_max_connections,
                 max_per_address: self.media_tcp_max_per_address,
                 ice_timeout: Duration::from_secs(self.media_tcp_ice_timeout_seconds.max(1)),

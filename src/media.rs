@@ -171,7 +171,8 @@ impl MediaPlane {
                 let listener =
                     std::net::TcpListener::bind(SocketAddr::new(config.bind_ip, tcp.port))?;
                 let port = listener.local_addr()?.port();
-                Some((listener, tcp, tcp::announced(&config.announce, port)))
+                let announced = tcp::announced(&config.announce, tcp.announce_port.unwrap_or(port));
+                Some((listener, tcp, announced))
             }
             None => None,
         };

@@ -42,6 +42,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub struct TcpConfig {
     /// Port of the listener (0: any free port).
     pub port: u16,
+    /// Port put in the TCP candidates when a redirect in front of the hub (443 to `port`)
+    /// changes it; `None`: the listener's port.
+    pub announce_port: Option<u16>,
     /// TCP media connections open at once, in all.
     pub max_connections: usize,
     /// TCP media connections open at once from one IP address.
@@ -56,6 +59,7 @@ impl Default for TcpConfig {
     fn default() -> TcpConfig {
         TcpConfig {
             port: 40443,
+            announce_port: None,
             max_connections: 2048,
             max_per_address: 128,
             ice_timeout: Duration::from_secs(10),
