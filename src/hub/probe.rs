@@ -90,22 +90,28 @@ impl Hub {
                 reply,
             },
         );
-        let answer = answer.await;
+        let answer = match answer.await {
+            Ok(Ok(sdp)) => sdp,
+            // No peer was made: its place is free at once.
+            refused => {
+                self.lock().probes.release(ip);
+                return Err(match refused {
+                    Ok(Err(diemcau_sfu::SfuError::InvalidSdp(e))) => ProbeError::InvalidOffer(e),
+                    Ok(Err(e)) => {
+                        tracing::error!("connection check refused: {e}");
+                        ProbeError::Internal
+                    }
+                    _ => ProbeError::Internal,
+                });
+            }
+        };
         let hub = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(PROBE_LIFETIME).await;
             hub.media.send(worker, Command::RemovePeer { peer });
             hub.lock().probes.release(ip);
         });
-        match answer {
-            Ok(Ok(sdp)) => Ok(sdp),
-            Ok(Err(diemcau_sfu::SfuError::InvalidSdp(e))) => Err(ProbeError::InvalidOffer(e)),
-            Ok(Err(e)) => {
-                tracing::error!("connection check refused: {e}");
-                Err(ProbeError::Internal)
-            }
-            Err(_) => Err(ProbeError::Internal),
-        }
+        Ok(answer)
     }
 }
 

@@ -407,7 +407,6 @@ const STRINGS = {
     'tile.delegates': '{count}/{expected} đại biểu',
     'tile.delegatesDeclared': '{count} đại biểu',
     'tile.notMeasured': 'chưa có số đo đường truyền',
-    'tile.transport.udp': 'UDP',
     'tile.transport.tcp': 'TCP',
     'tile.transportTitle.udp': 'Hình và tiếng đi qua UDP (bình thường).',
     'tile.transportTitle.tcp':
@@ -1017,7 +1016,6 @@ const STRINGS = {
     'tile.delegates': '{count}/{expected} delegates',
     'tile.delegatesDeclared': '{count} delegates',
     'tile.notMeasured': 'no link figures yet',
-    'tile.transport.udp': 'UDP',
     'tile.transport.tcp': 'TCP',
     'tile.transportTitle.udp': 'Media travels over UDP (normal).',
     'tile.transportTitle.tcp':
