@@ -59,6 +59,25 @@ fn connect_from(source: std::net::IpAddr, tcp: SocketAddr) -> std::io::Result<Tc
     Ok(socket.into())
 }
 
+/// A STUN binding request whose USERNAME is `username`, framed (RFC 4571); no integrity, so
+/// no peer's ICE ever takes it.
+fn framed_binding_request(username: &str) -> Vec<u8> {
+    let mut attribute = vec![0x00, 0x06];
+    attribute.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attribute.extend_from_slice(username.as_bytes());
+    while attribute.len() % 4 != 0 {
+        attribute.push(0);
+    }
+    let mut message = vec![0x00, 0x01];
+    message.extend_from_slice(&(attribute.len() as u16).to_be_bytes());
+    message.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    message.extend_from_slice(&[7; 12]);
+    message.extend_from_slice(&attribute);
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&message);
+    framed
+}
+
 fn packets(client: &WebrtcClient, stream: &str, kind: &str) -> u64 {
     client.remote_track(stream, kind).map_or(0, |t| t.packets())
 }
@@ -112,8 +131,20 @@ async fn bad_and_idle_tcp_connections_are_closed_while_udp_media_flows() {
     )
     .await;
 
+    // The hub's ufrag for the site, from its offers: a connection naming it goes to the site's
+    // worker, which then judges its frames.
+    let offer = site.last_hub_offer();
+    let ufrag = offer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_else(|| panic!("no ufrag in the hub's offer:\n{offer}"))
+        .to_owned();
+
     // Each abuse on its own connection, checked off the async runtime (blocking sockets).
     let abuse = tokio::task::spawn_blocking(move || {
+        let named = framed_binding_request(&format!("{ufrag}:intruder"));
+        let mut named_then_empty = named.clone();
+        named_then_empty.extend_from_slice(&[0, 0]);
         let limit = ICE_TIMEOUT + Duration::from_secs(3);
         let mut oversized = ((diemcau::media::MAX_FRAME + 1) as u16)
             .to_be_bytes()
@@ -143,6 +174,15 @@ async fn bad_and_idle_tcp_connections_are_closed_while_udp_media_flows() {
                 "a connection that never speaks",
                 closes_after(tcp, &[], limit),
             ),
+            // Handed to the site's worker, which closes it on its own.
+            (
+                "an empty frame after a request naming a peer",
+                closes_after(tcp, &named_then_empty, AT_ONCE),
+            ),
+            (
+                "a request naming a peer that its ICE never takes",
+                closes_after(tcp, &named, limit),
+            ),
             (
                 "half a frame, then silence",
                 closes_after(tcp, &[0, 100, 1], limit),
@@ -156,20 +196,27 @@ async fn bad_and_idle_tcp_connections_are_closed_while_udp_media_flows() {
         let mut held: Vec<TcpStream> = (0..FLOOD)
             .filter_map(|_| TcpStream::connect(tcp).ok())
             .collect();
-        // The hub holds at most its per-address cap from one address: it has closed the rest.
-        let closed_by_hub = held
-            .iter()
-            .filter(|s| {
-                s.set_nonblocking(true).expect("nonblocking");
+        // The hub holds at most its per-address cap from one address: it has closed the rest
+        // (the last ones a moment after their connect returned, once its listener took them;
+        // well before the ICE timeout would close the others).
+        let mut closed = vec![false; held.len()];
+        for _ in 0..20 {
+            for (stream, closed) in held.iter().zip(closed.iter_mut()).filter(|(_, c)| !**c) {
+                stream.set_nonblocking(true).expect("nonblocking");
                 let mut byte = [0u8; 1];
-                let mut stream: &TcpStream = s;
-                match stream.read(&mut byte) {
+                let mut stream: &TcpStream = stream;
+                *closed = match stream.read(&mut byte) {
                     Ok(0) => true,
                     Ok(_) => false,
                     Err(e) => e.kind() != ErrorKind::WouldBlock,
-                }
-            })
-            .count();
+                };
+            }
+            if closed.iter().filter(|c| **c).count() >= FLOOD - PER_ADDRESS {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let closed_by_hub = closed.iter().filter(|c| **c).count();
         let second: std::net::IpAddr = "127.0.0.2".parse().expect("address");
         held.extend((0..PER_ADDRESS).filter_map(|_| connect_from(second, tcp).ok()));
         (held, closed_by_hub)

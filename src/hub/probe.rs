@@ -21,8 +21,9 @@ use crate::media::Command;
 pub const PROBE_LIFETIME: Duration = Duration::from_secs(20);
 /// Probes alive at once, in all.
 pub const MAX_PROBES: usize = 64;
-/// Probes alive at once from one address (a hall checks once, maybe twice).
-pub const MAX_PROBES_PER_ADDRESS: usize = 4;
+/// Probes alive at once from one address (a hall checks once or twice; a few halls may share
+/// one address behind NAT).
+pub const MAX_PROBES_PER_ADDRESS: usize = 8;
 
 /// Why a probe was refused.
 #[derive(Debug, thiserror::Error)]

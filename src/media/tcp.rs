@@ -235,6 +235,7 @@ pub(super) fn start_listener(
         ice_timeout: config.ice_timeout,
         pending: HashMap::new(),
         next_token: 1,
+        accept_again: false,
     };
     std::thread::Builder::new()
         .name("media-tcp".into())
@@ -255,6 +256,9 @@ struct Acceptor {
     ice_timeout: Duration,
     pending: HashMap<Token, Pending>,
     next_token: usize,
+    /// The last accept failed (out of descriptors): try again each turn, since the listener's
+    /// readiness will not be reported again for connections already waiting.
+    accept_again: bool,
 }
 
 struct Pending {
@@ -280,12 +284,16 @@ impl Acceptor {
                 tracing::error!("media TCP poll failed: {e}");
                 return;
             }
+            let mut accept = self.accept_again;
             for event in events.iter() {
                 if event.token() == LISTENER {
-                    self.accept();
+                    accept = true;
                 } else {
                     self.read(event.token(), &mut buf);
                 }
+            }
+            if accept {
+                self.accept();
             }
             let now = Instant::now();
             let ice_timeout = self.ice_timeout;
@@ -341,10 +349,14 @@ impl Acceptor {
                         },
                     );
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_again = false;
+                    return;
+                }
                 Err(e) => {
                     // Out of descriptors, or a connection reset before it was taken.
                     tracing::warn!("media TCP accept failed: {e}");
+                    self.accept_again = true;
                     return;
                 }
             }
