@@ -95,6 +95,7 @@ fn main() {
                             bitrate_out_kbps: 2500,
                             loss_permille: 3,
                             rtt_ms: 40,
+                            transport: None,
                         },
                     };
                     recorder.append_blocking(id, at, kind).expect("append");

@@ -23,12 +23,14 @@ use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
 use crate::directory;
 use crate::error::AppError;
-use crate::hub::MeetingError;
+use crate::hub::{MeetingError, ProbeError};
 use crate::state::AppState;
 use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/api/connectivity", get(connectivity))
+        .route("/api/connectivity/probe", post(connectivity_probe))
         .route("/api/sites", get(list_sites))
         .route("/api/sites.csv", get(export_sites))
         .route("/api/sites/import", post(import_sites))
@@ -58,6 +60,57 @@ impl From<MeetingError> for AppError {
 }
 
 type ApiResult<T> = Result<T, AppError>;
+
+/// Where media reaches the hub: the announced UDP addresses and TCP listener addresses. Open
+/// to anyone (a hall checks its network before it has logged in); it names only what every
+/// ICE candidate already announces.
+async fn connectivity(State(app): State<Arc<AppState>>) -> Response {
+    let media = app.hub.media();
+    let list = |addresses: &[std::net::SocketAddr]| {
+        addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    Json(json!({
+        "udp": list(&media.addresses()),
+        "tcp": list(media.tcp_addresses()),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeOffer {
+    sdp: String,
+}
+
+/// A connection check: the page's offer answered by a media worker, never joined to a
+/// meeting; the page then reads which path ICE chose (UDP, TCP) or sees none connect.
+async fn connectivity_probe(
+    State(app): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let offer: ProbeOffer = serde_json::from_slice(&body)
+        .map_err(|_| AppError::invalid("send {\"sdp\": \"<an SDP offer>\"}"))?;
+    let ip = crate::state::client_address(&app, peer, &headers).ip();
+    match app.hub.probe(ip, offer.sdp).await {
+        Ok(sdp) => Ok(Json(json!({ "sdp": sdp })).into_response()),
+        Err(e @ ProbeError::InvalidOffer(_)) => Err(AppError::invalid(e.to_string())),
+        Err(e @ ProbeError::Busy) => Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            e.to_string(),
+        )),
+        Err(e @ ProbeError::Internal) => Err(AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
+    }
+}
 
 async fn list_sites(_: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
     let sites = app.hub.store().blocking(|store| store.sites()).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
 
-use crate::media::MediaConfig;
+use crate::media::{MediaConfig, TcpConfig};
 use crate::server::ServerLimits;
 use crate::store::Role;
 
@@ -150,6 +150,43 @@ pub struct Config {
     /// bind address, or when it is 0.0.0.0 the machine's main address and 127.0.0.1.
     #[arg(long, env = "DIEMCAU_ANNOUNCE_IP", value_delimiter = ',')]
     pub announce_ip: Vec<IpAddr>,
+
+    /// TCP port for media of halls whose network passes only TCP (ICE-TCP, RFC 6544), shared
+    /// by all workers: `off` to serve UDP only, 0 for any free port. Open it in the firewall;
+    /// 443 works through most firewalls when the hub has an address of its own for media.
+    #[arg(
+        long,
+        env = "DIEMCAU_MEDIA_TCP_PORT",
+        default_value = "40443",
+        value_parser = parse_tcp_port
+    )]
+    pub media_tcp_port: MediaTcpPort,
+
+    /// Port announced in the TCP candidates when a redirect in front of the hub changes it
+    /// (443 on an address of its own, redirected to `--media-tcp-port`). Default: that port.
+    #[arg(long, env = "DIEMCAU_MEDIA_TCP_ANNOUNCE_PORT")]
+    pub media_tcp_announce_port: Option<u16>,
+
+    /// TCP media connections open at once, in all (a browser also opens one when UDP works).
+    #[arg(
+        long,
+        env = "DIEMCAU_MEDIA_TCP_MAX_CONNECTIONS",
+        default_value_t = 2048
+    )]
+    pub media_tcp_max_connections: usize,
+
+    /// TCP media connections open at once from one IP address (halls behind one NAT share it).
+    #[arg(long, env = "DIEMCAU_MEDIA_TCP_MAX_PER_ADDRESS", default_value_t = 128)]
+    pub media_tcp_max_per_address: usize,
+
+    /// A TCP media connection that carries no valid ICE request this long after it opened is
+    /// closed.
+    #[arg(
+        long,
+        env = "DIEMCAU_MEDIA_TCP_ICE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub media_tcp_ice_timeout_seconds: u64,
 
     /// Number of media workers (threads, one UDP socket each). Default: one per CPU core.
     #[arg(long, env = "DIEMCAU_WORKERS")]
@@ -306,6 +343,11 @@ impl Config {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             media_port: 0,
+            media_tcp_port: MediaTcpPort(Some(0)),
+            media_tcp_announce_port: None,
+            media_tcp_max_connections: 2048,
+            media_tcp_max_per_address: 128,
+            media_tcp_ice_timeout_seconds: 10,
             announce_ip: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             workers: Some(2),
             max_participants: 1500,
@@ -400,6 +442,14 @@ impl Config {
             bind_ip: self.media_bind,
             port: self.media_port,
             announce: self.announce_addresses(),
+            tcp: self.media_tcp_port.0.map(|port| TcpConfig {
+                port,
+                announce_port: self.media_tcp_announce_port,
+                max_connections: self.media_tcp_max_connections,
+                max_per_address: self.media_tcp_max_per_address,
+                ice_timeout: Duration::from_secs(self.media_tcp_ice_timeout_seconds.max(1)),
+                ..TcpConfig::default()
+            }),
         }
     }
 
@@ -448,6 +498,19 @@ static TEST_DIRS: AtomicU64 = AtomicU64::new(0);
 /// A timer's period from a flag; 0 would make a timer spin, so it means 1 ms.
 fn interval(milliseconds: u64) -> Duration {
     Duration::from_millis(milliseconds.max(1))
+}
+
+/// The `--media-tcp-port` setting: a port, or `None` for `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaTcpPort(pub Option<u16>);
+
+fn parse_tcp_port(text: &str) -> Result<MediaTcpPort, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(MediaTcpPort(None));
+    }
+    text.parse::<u16>()
+        .map(|port| MediaTcpPort(Some(port)))
+        .map_err(|_| format!("expected a port (0 to 65535) or `off`, not `{text}`"))
 }
 
 fn parse_offset(text: &str) -> Result<UtcOffset, String> {

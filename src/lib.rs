@@ -70,6 +70,7 @@ pub struct RunningHub {
     scheme: &'static str,
     http_addr: SocketAddr,
     media_addresses: Vec<SocketAddr>,
+    media_tcp_addresses: Vec<SocketAddr>,
     hub: Arc<Hub>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
@@ -140,6 +141,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (media, events) = MediaPlane::start(&config.media())?;
     let media_addresses = media.addresses();
+    let media_tcp_addresses = media.tcp_addresses().to_vec();
     let grace = i64::from(config.grace_seconds) * 1000;
     let hub = Arc::new(Hub::new(
         media,
@@ -227,6 +229,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         data_dir = %config.data_dir.display(),
         web = %format!("{scheme}://{http_addr}"),
         media_udp = %media_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        media_tcp = %media_tcp_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
         certificate_expires = %expires,
         "diemcau started"
     );
@@ -234,6 +237,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         scheme,
         http_addr,
         media_addresses,
+        media_tcp_addresses,
         hub,
         stop,
         server,
@@ -290,6 +294,17 @@ impl RunningHub {
     /// The UDP addresses announced in ICE candidates.
     pub fn media_addresses(&self) -> &[SocketAddr] {
         &self.media_addresses
+    }
+
+    /// The TCP addresses announced in ICE candidates (passive, RFC 6544); empty with
+    /// `--media-tcp-port off`.
+    pub fn media_tcp_addresses(&self) -> &[SocketAddr] {
+        &self.media_tcp_addresses
+    }
+
+    /// TCP media connections open now.
+    pub fn media_tcp_connections(&self) -> usize {
+        self.hub.media().tcp_connections()
     }
 
     /// Ends every session (recorded as left by shutdown), stops serving, stops the workers.

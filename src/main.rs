@@ -75,6 +75,17 @@ async fn main() -> std::process::ExitCode {
         .map(|a| a.to_string())
         .collect();
     println!("  media UDP (open in the firewall): {}", media.join(", "));
+    let media_tcp: Vec<String> = hub
+        .media_tcp_addresses()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if !media_tcp.is_empty() {
+        println!(
+            "  media TCP (open in the firewall): {}",
+            media_tcp.join(", ")
+        );
+    }
     hub.run_until_signal().await;
     std::process::ExitCode::SUCCESS
 }

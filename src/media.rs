@@ -11,16 +11,24 @@
 //! of equal-size datagrams to one site (the last may be shorter) leaves as one UDP GSO send
 //! (`UDP_SEGMENT`, through quinn-udp), one `sendto` each where the kernel refuses GSO. Each
 //! destination's datagrams keep their order.
+//!
+//! Beside UDP, [`tcp`] serves ICE over TCP for halls whose network passes only TCP: one
+//! listener hands each connection to the worker of the peer its first STUN request names, and
+//! that worker's loop reads and writes it with its UDP socket.
+
+mod tcp;
+
+pub use tcp::{FrameError, FrameReader, MAX_FRAME, TcpConfig};
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use diemcau_sfu::SfuError;
-use diemcau_sfu::str0m::net::Transmit;
+use diemcau_sfu::str0m::net::{Protocol, Transmit};
 use diemcau_sfu::{ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId};
 use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
@@ -29,6 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Tokens from here up are the worker's TCP connections.
+const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
 /// Most bytes in one GSO send (the kernel's limit is a 64 KiB IP datagram).
@@ -84,6 +94,8 @@ pub enum Command {
         peer: PeerId,
     },
     Relay(Vec<Relay>),
+    /// A TCP connection whose first packet names one of this worker's peers.
+    TcpConnection(tcp::Handoff),
     Stop,
 }
 
@@ -96,6 +108,8 @@ pub struct MediaConfig {
     pub port: u16,
     /// Addresses put in ICE candidates (with each worker's port).
     pub announce: Vec<IpAddr>,
+    /// ICE over TCP on one shared port (with `bind_ip` and `announce`); `None`: UDP only.
+    pub tcp: Option<TcpConfig>,
 }
 
 /// One worker thread of the [`MediaPlane`], by its place in the pool.
@@ -117,6 +131,10 @@ pub type MediaEvents = mpsc::UnboundedReceiver<(WorkerIndex, Event)>;
 pub struct MediaPlane {
     workers: Vec<WorkerHandle>,
     next: AtomicUsize,
+    /// The TCP listener's announced addresses; empty without one.
+    tcp_addresses: Vec<SocketAddr>,
+    tcp_limits: Option<Arc<tcp::ConnectionLimits>>,
+    stopped: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +166,25 @@ impl MediaPlane {
             .generate_certificate();
         let mut handles = Vec::with_capacity(count);
         let mut pending = Vec::with_capacity(count);
+        let tcp_listener = match &config.tcp {
+            Some(tcp) => {
+                let listener =
+                    std::net::TcpListener::bind(SocketAddr::new(config.bind_ip, tcp.port))?;
+                let port = listener.local_addr()?.port();
+                let announced = tcp::announced(&config.announce, tcp.announce_port.unwrap_or(port));
+                Some((listener, tcp, announced))
+            }
+            None => None,
+        };
+        let tcp_addresses = tcp_listener
+            .as_ref()
+            .map(|(_, _, a)| a.clone())
+            .unwrap_or_default();
+        if let Some((listener, _, announced)) = &tcp_listener {
+            tracing::info!(local = ?listener.local_addr().ok(), announce = ?announced, "media TCP listener bound");
+        }
+        let ufrags = tcp::UfragMap::default();
+        let stopped = Arc::new(AtomicBool::new(false));
         for index in 0..count {
             let port = if config.port == 0 {
                 0
@@ -178,6 +215,7 @@ impl MediaPlane {
             worker_config.index = index as u32;
             worker_config.workers = count as u32;
             worker_config.dtls_cert = dtls_cert.clone();
+            worker_config.tcp_candidates = tcp_addresses.clone();
             pending.push((socket, poll, inbox, worker_config, destination));
         }
         for (index, (socket, poll, inbox, worker_config, destination)) in
@@ -197,6 +235,12 @@ impl MediaPlane {
                 .inspect_err(|e| tracing::warn!(worker = index, "no batched sends: {e}"))
                 .ok();
             let driver = Driver {
+                tcp: config
+                    .tcp
+                    .as_ref()
+                    .map(|c| tcp::Connections::new(c, tcp_addresses.clone(), FIRST_TCP)),
+                ufrags: tcp::Ufrags::new(ufrags.clone(), index),
+                tcp_buf: vec![0u8; 16 * 1024],
                 stats,
                 index,
                 gso,
@@ -214,10 +258,27 @@ impl MediaPlane {
                 .name(format!("media-{index}"))
                 .spawn(move || driver.run())?;
         }
+        let mut tcp_limits = None;
+        if let Some((listener, tcp_config, _)) = tcp_listener {
+            let limits =
+                tcp::ConnectionLimits::new(tcp_config.max_connections, tcp_config.max_per_address);
+            tcp::start_listener(
+                listener,
+                tcp_config,
+                limits.clone(),
+                ufrags,
+                handles.clone(),
+                stopped.clone(),
+            )?;
+            tcp_limits = Some(limits);
+        }
         Ok((
             MediaPlane {
                 workers: handles,
                 next: AtomicUsize::new(0),
+                tcp_addresses,
+                tcp_limits,
+                stopped,
             },
             events_rx,
         ))
@@ -252,6 +313,17 @@ impl MediaPlane {
             .collect()
     }
 
+    /// The announced addresses of the TCP listener (for the operator: open this port); empty
+    /// when media goes over UDP only.
+    pub fn tcp_addresses(&self) -> &[SocketAddr] {
+        &self.tcp_addresses
+    }
+
+    /// TCP media connections open now.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp_limits.as_ref().map_or(0, |l| l.open())
+    }
+
     /// The worker a new peer goes to (round robin).
     pub fn pick_worker(&self) -> WorkerIndex {
         WorkerIndex(self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len())
@@ -271,12 +343,17 @@ impl MediaPlane {
 
     /// Tells every worker thread to end its loop.
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         self.broadcast(|| Command::Stop);
     }
 }
 
 /// One worker thread's loop.
 struct Driver {
+    /// This worker's TCP connections; `None` when media goes over UDP only.
+    tcp: Option<tcp::Connections>,
+    ufrags: tcp::Ufrags,
+    tcp_buf: Vec<u8>,
     stats: Arc<Mutex<WorkerStats>>,
     index: usize,
     socket: UdpSocket,
@@ -310,16 +387,28 @@ impl Driver {
         let mut events = Events::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut relays = Vec::new();
+        let mut tcp_ready = Vec::new();
         loop {
             let deadline = self.flush(&mut relays);
             let timeout = deadline.saturating_duration_since(Instant::now());
-            let timeout = timeout.min(Duration::from_secs(1));
+            let mut timeout = timeout.min(Duration::from_secs(1));
+            if self.tcp.as_ref().is_some_and(|t| t.has_pending_reads()) {
+                timeout = Duration::ZERO;
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 tracing::error!(worker = self.index, "poll failed: {e}");
             }
-            let readable = events.iter().any(|e| e.token() == SOCKET);
+            let mut readable = false;
+            for event in events.iter() {
+                match event.token() {
+                    SOCKET => readable = true,
+                    WAKER => {}
+                    token => tcp_ready.push((token, event.is_readable(), event.is_writable())),
+                }
+            }
+            self.serve_tcp(&mut tcp_ready);
             if readable {
                 let mut read = 0;
                 loop {
@@ -353,7 +442,11 @@ impl Driver {
                     return;
                 }
             }
-            self.worker.handle_timeout(Instant::now());
+            let now = Instant::now();
+            self.worker.handle_timeout(now);
+            if let Some(tcp) = self.tcp.as_mut() {
+                tcp.sweep(self.poll.registry(), now);
+            }
             if let Ok(mut stats) = self.stats.lock() {
                 *stats = self.worker.stats();
             }
@@ -367,6 +460,9 @@ impl Driver {
                 Output::Transmit(t) => self.outgoing.push(t),
                 Output::Relay(relay) => relays.push(relay),
                 Output::Event(event) => {
+                    if let Event::PeerClosed(peer) = event {
+                        self.ufrags.set(peer, None);
+                    }
                     let _ = self.events.send((WorkerIndex(self.index), event));
                 }
                 Output::Timeout(at) => break at,
@@ -390,6 +486,16 @@ impl Driver {
     /// equal-size ones (the last may be shorter) per GSO send.
     fn send_outgoing(&mut self) {
         let mut outgoing = std::mem::take(&mut self.outgoing);
+        if let Some(tcp) = self.tcp.as_mut() {
+            outgoing.retain(|t| {
+                if t.proto == Protocol::Udp {
+                    return true;
+                }
+                tcp.enqueue(t.destination, &t.contents);
+                false
+            });
+            tcp.flush(self.poll.registry());
+        }
         // A stable sort: each destination's datagrams stay in the order str0m produced them.
         outgoing.sort_by_key(|t| t.destination);
         let max_segments = self.gso.as_ref().map_or(1, |g| g.max_gso_segments()).max(1);
@@ -469,10 +575,14 @@ impl Driver {
                 offer,
                 reply,
             } => {
-                let _ = reply.send(self.worker.add_peer(now, peer, router, &offer));
+                let answer = self.worker.add_peer(now, peer, router, &offer);
+                self.ufrags.set(peer, self.worker.ufrag(peer));
+                let _ = reply.send(answer);
             }
             Command::Offer { peer, offer, reply } => {
-                let _ = reply.send(self.worker.accept_offer(now, peer, &offer));
+                let answer = self.worker.accept_offer(now, peer, &offer);
+                self.ufrags.set(peer, self.worker.ufrag(peer));
+                let _ = reply.send(answer);
             }
             Command::Answer {
                 peer,
@@ -510,14 +620,67 @@ impl Driver {
                 producer,
                 paused,
             } => self.worker.set_producer_paused(router, producer, paused),
-            Command::RemovePeer { peer } => self.worker.remove_peer(now, peer),
+            Command::RemovePeer { peer } => {
+                self.worker.remove_peer(now, peer);
+                self.ufrags.set(peer, None);
+            }
             Command::Relay(relays) => {
                 for relay in relays {
                     self.worker.handle_relay(now, relay);
                 }
             }
+            Command::TcpConnection(handoff) => {
+                if let Some(tcp) = self.tcp.as_mut()
+                    && let Some(remote) = tcp.adopt(self.poll.registry(), handoff)
+                {
+                    // Its first packets were read by the listener: take them now.
+                    self.read_tcp(remote);
+                }
+            }
             Command::Stop => return false,
         }
         true
+    }
+
+    /// Reads and writes the TCP connections that are ready, and those left with unread data.
+    fn serve_tcp(&mut self, ready: &mut Vec<(Token, bool, bool)>) {
+        let Some(tcp) = self.tcp.as_mut() else {
+            ready.clear();
+            return;
+        };
+        let mut to_read = tcp.take_pending_reads();
+        for (token, readable, writable) in ready.drain(..) {
+            if !tcp.owns(token) {
+                continue;
+            }
+            let Some(remote) = tcp.remote_of(token) else {
+                continue;
+            };
+            if writable {
+                tcp.write(self.poll.registry(), remote);
+            }
+            if readable && !to_read.contains(&remote) {
+                to_read.push(remote);
+            }
+        }
+        for remote in to_read {
+            self.read_tcp(remote);
+        }
+    }
+
+    /// Hands the complete frames of one TCP connection to the worker.
+    fn read_tcp(&mut self, remote: SocketAddr) {
+        let Some(tcp) = self.tcp.as_mut() else {
+            return;
+        };
+        let worker = &mut self.worker;
+        tcp.read(
+            self.poll.registry(),
+            remote,
+            &mut self.tcp_buf,
+            |local, frame| {
+                worker.handle_packet(Instant::now(), Protocol::Tcp, remote, local, frame)
+            },
+        );
     }
 }

@@ -17,6 +17,10 @@ pub struct WorkerConfig {
     /// Host candidates announced to peers: the address(es) of this worker's UDP socket as the
     /// clients must reach it.
     pub candidates: Vec<SocketAddr>,
+    /// Passive TCP host candidates (RFC 6544) announced beside the UDP ones: where clients
+    /// whose network passes only TCP connect. ICE ranks them below UDP host candidates, so a
+    /// client uses them only when UDP fails.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// At most one keyframe request per producer per this interval reaches its publisher.
     pub keyframe_interval: Duration,
     /// Shared DTLS certificate; one is generated when `None`.
@@ -33,6 +37,7 @@ impl WorkerConfig {
             index: 0,
             workers: 1,
             candidates,
+            tcp_candidates: Vec::new(),
             keyframe_interval: Duration::from_millis(500),
             dtls_cert: None,
             quality_interval: Some(Duration::from_secs(10)),

@@ -17,7 +17,9 @@ use crate::ids::{PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeThrottle;
 use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::peer::Peer;
+use crate::quality::Transport;
 use crate::router::{LocalProducer, MediaPacket, Meter, Router};
+use crate::stun;
 
 /// What a timer of the worker's heap wakes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,6 +140,16 @@ impl Core {
             match output {
                 RtcOutput::Transmit(t) => {
                     produced = true;
+                    // ICE answers checks on every path; the first packet past ICE tells the
+                    // path it chose.
+                    let transport = Transport::of(t.proto);
+                    if peer.transport != Some(transport) && !stun::is_stun(&t.contents) {
+                        peer.transport = Some(transport);
+                        self.outputs.push_back(Output::Event(Event::Transport {
+                            peer: peer.id,
+                            transport,
+                        }));
+                    }
                     self.outputs.push_back(Output::Transmit(t));
                 }
                 RtcOutput::Timeout(at)
@@ -273,7 +285,8 @@ impl Core {
                 }
             }
             RtcEvent::PeerStats(stats) => {
-                if let Some(quality) = peer.quality.update(&stats) {
+                if let Some(mut quality) = peer.quality.update(&stats) {
+                    quality.transport = peer.transport.or(quality.transport);
                     self.outputs.push_back(Output::Event(Event::Quality {
                         peer: peer.id,
                         quality,

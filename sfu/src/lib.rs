@@ -70,7 +70,7 @@ mod keyframes;
 mod rewrite;
 
 mod ids;
-mod stun;
+pub mod stun;
 mod vp8;
 
 #[cfg(feature = "testkit")]
@@ -79,7 +79,7 @@ pub mod testkit;
 pub use config::WorkerConfig;
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
-pub use quality::Quality;
+pub use quality::{Quality, Transport};
 pub use router::MediaPacket;
 pub use worker::Worker;
 

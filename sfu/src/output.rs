@@ -8,7 +8,7 @@ use str0m::media::MediaKind;
 use str0m::net::Transmit;
 
 use crate::ids::{PeerId, ProducerId, RouterId};
-use crate::quality::Quality;
+use crate::quality::{Quality, Transport};
 use crate::router::MediaPacket;
 
 /// A producer as the rest of the hub knows it.
@@ -42,6 +42,9 @@ pub enum Event {
     ProducerAdded(ProducerInfo),
     /// The hub renegotiates with a peer: send this offer to its client and feed back the answer.
     Offer { peer: PeerId, sdp: String },
+    /// The peer's media goes over `transport` (first reported once ICE has chosen a path, then
+    /// on every change).
+    Transport { peer: PeerId, transport: Transport },
     /// Periodic link quality of a connected peer.
     Quality { peer: PeerId, quality: Quality },
     /// The peer's link no longer carries any video it should receive (`audio_only`), or

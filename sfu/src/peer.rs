@@ -9,11 +9,12 @@ use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid};
+use str0m::net::Protocol;
 use str0m::rtp::{SeqNo, Ssrc};
 
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
-use crate::quality::QualityMeter;
+use crate::quality::{QualityMeter, Transport};
 use crate::router::MediaPacket;
 use crate::sdp;
 
@@ -28,7 +29,9 @@ pub(crate) struct Peer {
     /// When ICE and DTLS completed; `None` until then.
     pub connected_at: Option<Instant>,
     /// Remote addresses this peer was seen at, to clean the worker's address map.
-    pub addresses: Vec<SocketAddr>,
+    pub addresses: Vec<(Protocol, SocketAddr)>,
+    /// What its media goes over, once ICE has chosen.
+    pub transport: Option<Transport>,
     /// The instant its `Rtc` last asked to be woken at.
     pub next_timeout: Option<Instant>,
     /// Packets were written to it that its `Rtc` has not been driven to send yet.
@@ -98,6 +101,7 @@ impl Peer {
             ufrag,
             connected_at: None,
             addresses: Vec::new(),
+            transport: None,
             next_timeout: None,
             touched: false,
             producers_by_mid: HashMap::new(),

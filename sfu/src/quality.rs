@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use str0m::net::Protocol;
 use str0m::stats::PeerStats;
 
 /// A peer's link quality over the last interval, seen from the hub.
@@ -14,6 +15,35 @@ pub struct Quality {
     /// Packet loss in tenths of a percent: the worse of the two directions.
     pub loss_permille: u32,
     pub rtt_ms: u32,
+    /// What the peer's media travels over (its selected ICE candidate pair); `None` before
+    /// ICE has chosen one.
+    pub transport: Option<Transport>,
+}
+
+/// The transport of a peer's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    /// ICE over TCP (RFC 6544), each packet framed by its length (RFC 4571): for halls whose
+    /// network passes only TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// The name on the wire and in reports: `udp` or `tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    pub(crate) fn of(protocol: Protocol) -> Transport {
+        match protocol {
+            Protocol::Udp => Transport::Udp,
+            Protocol::Tcp | Protocol::SslTcp | Protocol::Tls => Transport::Tcp,
+        }
+    }
 }
 
 /// Turns str0m's cumulative statistics into per-interval [`Quality`]. States: waiting for a
@@ -48,6 +78,10 @@ impl QualityMeter {
             bitrate_out_kbps: kbps(stats.peer_bytes_tx, tx),
             loss_permille: (loss * 1000.0).round() as u32,
             rtt_ms: stats.rtt.map_or(0, |d| d.as_millis() as u32),
+            transport: stats
+                .selected_candidate_pair
+                .as_ref()
+                .map(|pair| Transport::of(pair.protocol)),
         })
     }
 }

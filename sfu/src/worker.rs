@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 use str0m::media::{KeyframeRequestKind, MediaKind};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Input, RtcConfig};
 
 use crate::SfuError;
@@ -48,7 +48,7 @@ pub struct Worker {
     config: WorkerConfig,
     rtc_config: RtcConfig,
     peers: HashMap<PeerId, Peer>,
-    by_address: HashMap<SocketAddr, PeerId>,
+    by_address: HashMap<(Protocol, SocketAddr), PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     /// Peers written to since they were last driven, and the time of that input: each is
     /// driven once at the next [`Worker::poll_output`], however many packets it was given, so
@@ -102,6 +102,15 @@ impl Worker {
         for addr in &self.config.candidates {
             let candidate = Candidate::host(*addr, "udp")
                 .map_err(|e| SfuError::Config(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        for addr in &self.config.tcp_candidates {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::Config(format!("TCP candidate {addr}: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
         let mut peer = Peer::new(id, router, rtc);
@@ -308,21 +317,35 @@ impl Worker {
         destination: SocketAddr,
         contents: &[u8],
     ) {
+        self.handle_packet(now, Protocol::Udp, source, destination, contents);
+    }
+
+    /// A packet arrived over `proto`: a UDP datagram, or one RFC 4571 frame of a TCP
+    /// connection from `source`. Returns whether a peer took it, so that a driver can close a
+    /// TCP connection that never carries anything of a peer's.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> bool {
         self.core.stats.datagrams_received += 1;
-        let Some(id) = self.route(source, contents) else {
+        let Some(id) = self.route(proto, source, contents) else {
             self.core.stats.datagrams_unrouted += 1;
-            return;
+            return false;
         };
         let Some(peer) = self.peers.get_mut(&id) else {
-            return;
+            return false;
         };
         let Ok(contents) = contents.try_into() else {
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -330,17 +353,24 @@ impl Worker {
         );
         if !peer.rtc.accepts(&input) {
             self.core.stats.datagrams_unrouted += 1;
-            return;
+            return false;
         }
-        if !peer.addresses.contains(&source) {
-            peer.addresses.push(source);
-            self.by_address.insert(source, id);
+        if !peer.addresses.contains(&(proto, source)) {
+            peer.addresses.push((proto, source));
+            self.by_address.insert((proto, source), id);
         }
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(peer = %id, "datagram refused: {e}");
         }
         self.core.drive(now, peer);
         self.settle(now);
+        true
+    }
+
+    /// The ICE username fragment peer `id` answers to: the first part of the USERNAME of the
+    /// STUN requests meant for it (how a driver finds the worker of a new TCP connection).
+    pub fn ufrag(&self, id: PeerId) -> Option<&str> {
+        self.peers.get(&id).map(|p| p.ufrag.as_str())
     }
 
     /// Something another worker relayed.
@@ -459,8 +489,8 @@ impl Worker {
     }
 
     /// Finds the peer a datagram belongs to: by source address, else by STUN ufrag.
-    fn route(&self, source: SocketAddr, contents: &[u8]) -> Option<PeerId> {
-        if let Some(id) = self.by_address.get(&source) {
+    fn route(&self, proto: Protocol, source: SocketAddr, contents: &[u8]) -> Option<PeerId> {
+        if let Some(id) = self.by_address.get(&(proto, source)) {
             return Some(*id);
         }
         let ufrag = stun::local_ufrag(contents)?;

@@ -29,5 +29,5 @@ pub mod session;
 pub mod text;
 
 pub use ids::{JoinCode, MeetingId, SessionId, SiteCode};
-pub use protocol::{ClientMessage, ErrorCode, ProtocolError, Role, ServerMessage};
+pub use protocol::{ClientMessage, ErrorCode, MediaTransport, ProtocolError, Role, ServerMessage};
 pub use session::{CloseReason, Limits, Outbox, SessionHandler};

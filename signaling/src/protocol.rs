@@ -280,6 +280,10 @@ pub struct ConsoleSite {
     pub bitrate_out_kbps: u32,
     pub loss_permille: u32,
     pub rtt_ms: u32,
+    /// What its media travels over: `udp`, or `tcp` when its network passes only TCP (less
+    /// smooth under loss); `null` until the hub has seen it connected.
+    #[serde(default)]
+    pub transport: Option<MediaTransport>,
     pub expected_delegates: u32,
     /// The latest declared head count.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -289,6 +293,25 @@ pub struct ConsoleSite {
     /// Its join code was tried too often (a leaked link?): reissue it.
     #[serde(default)]
     pub code_leak_suspected: bool,
+}
+
+/// The transport of a site's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaTransport {
+    Udp,
+    /// ICE over TCP (RFC 6544): the hall's network passes only TCP.
+    Tcp,
+}
+
+impl MediaTransport {
+    /// `udp` or `tcp`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaTransport::Udp => "udp",
+            MediaTransport::Tcp => "tcp",
+        }
+    }
 }
 
 /// Where a site stands with the floor, on the chair's console.

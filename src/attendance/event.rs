@@ -1,5 +1,6 @@
 //! The facts of the attendance log. Each event is appended once and never changed.
 
+use diemcau_signaling::MediaTransport;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -59,6 +60,10 @@ pub enum EventKind {
         /// Packet loss in tenths of a percent (0–1000).
         loss_permille: u32,
         rtt_ms: u32,
+        /// What the site's media travelled over; absent in logs from before it was recorded
+        /// and while ICE had chosen no path.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transport: Option<MediaTransport>,
     },
     /// The hall declared how many delegates are present.
     HeadCount {

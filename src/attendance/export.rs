@@ -284,6 +284,7 @@ fn sessions(report: &Report) -> Sheet {
                 Value::Minutes(s.minutes),
                 Value::Text(s.client.clone()),
                 Value::Text(s.address.clone()),
+                Value::Text(wording::transport(s.transport).to_owned()),
             ]
         })
         .collect();
@@ -301,6 +302,7 @@ fn sessions(report: &Report) -> Sheet {
             header::MINUTES,
             header::CLIENT,
             header::ADDRESS,
+            header::TRANSPORT,
         ],
         rows,
     }

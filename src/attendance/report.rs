@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::event::{Event, EventKind, LeaveReason, Millis, Reception};
+use diemcau_signaling::MediaTransport;
 
 /// What the organizer planned: the yardstick the log is measured against.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -163,6 +164,9 @@ pub struct SessionRow {
     pub minutes: f64,
     pub client: String,
     pub address: String,
+    /// What its media travelled over, from its latest quality sample that says so: `udp`, or
+    /// `tcp` when the hall's network passed only TCP; `None` when no sample said.
+    pub transport: Option<MediaTransport>,
 }
 
 /// Computes the report of `plan` from `events` (in log order) as of `now`.
@@ -244,6 +248,7 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
             minutes: minutes(s.end - s.start),
             client: s.client.clone(),
             address: s.address.clone(),
+            transport: s.transport,
         })
         .collect();
 
@@ -329,6 +334,7 @@ struct Session {
     address: String,
     /// `(from, reception)` changes, in order.
     reception: Vec<(Millis, Reception)>,
+    transport: Option<MediaTransport>,
 }
 
 fn collect_sessions(events: &[Event], open_end: Millis) -> Vec<Session> {
@@ -360,6 +366,7 @@ fn collect_sessions(events: &[Event], open_end: Millis) -> Vec<Session> {
                     client: client.clone(),
                     address: address.clone(),
                     reception: Vec::new(),
+                    transport: None,
                 });
             }
             EventKind::SiteLeft {
@@ -375,6 +382,15 @@ fn collect_sessions(events: &[Event], open_end: Millis) -> Vec<Session> {
             EventKind::MediaChanged { session, media, .. } => {
                 if let Some(s) = index.get(session).and_then(|i| sessions.get_mut(*i)) {
                     s.reception.push((event.at, *media));
+                }
+            }
+            EventKind::QualitySample {
+                session,
+                transport: Some(transport),
+                ..
+            } => {
+                if let Some(s) = index.get(session).and_then(|i| sessions.get_mut(*i)) {
+                    s.transport = Some(*transport);
                 }
             }
             _ => {}

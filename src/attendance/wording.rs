@@ -5,6 +5,7 @@
 
 use super::event::{Event, EventKind, LeaveReason, Reception};
 use super::report::Status;
+use diemcau_signaling::MediaTransport;
 
 /// A site's status, as the page's badge shows it (`status.*`).
 pub fn status(status: Status) -> &'static str {
@@ -164,6 +165,15 @@ pub fn kicker(meeting_id: i64) -> String {
 
 /// Column headers the files share with the page (`col.*`, `report.*`), and the few the page
 /// has no column for.
+/// A session's media transport as the files write it: `UDP`, `TCP`, or nothing when unknown.
+pub fn transport(transport: Option<MediaTransport>) -> &'static str {
+    match transport {
+        Some(MediaTransport::Udp) => "UDP",
+        Some(MediaTransport::Tcp) => "TCP",
+        None => "",
+    }
+}
+
 pub mod header {
     pub const SITE_CODE: &str = "Mã đơn vị";
     /// `col.site`
@@ -207,6 +217,8 @@ pub mod header {
     pub const CLIENT: &str = "Trình duyệt";
     /// `col.address`
     pub const ADDRESS: &str = "Địa chỉ mạng";
+    /// `col.transport`
+    pub const TRANSPORT: &str = "Giao thức";
     pub const SEQ: &str = "STT";
     /// `col.at`
     pub const AT: &str = "Thời điểm";
@@ -445,6 +457,7 @@ mod tests {
             ("col.minutes", header::MINUTES.into()),
             ("col.client", header::CLIENT.into()),
             ("col.address", header::ADDRESS.into()),
+            ("col.transport", header::TRANSPORT.into()),
             ("col.at", header::AT.into()),
             ("col.rollCall", header::ROLL_CALL.into()),
             ("col.answers", header::ANSWERED.into()),
@@ -529,6 +542,7 @@ mod tests {
                     bitrate_out_kbps: 1200,
                     loss_permille: 25,
                     rtt_ms: 80,
+                    transport: None,
                 },
                 filled(
                     "event.qualityDetails",

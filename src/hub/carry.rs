@@ -26,6 +26,7 @@ impl Hub {
             meetings,
             participants,
             pages,
+            ..
         } = state;
         let Some(live) = meetings.get_mut(&meeting) else {
             return Vec::new();

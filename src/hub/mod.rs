@@ -18,6 +18,9 @@ mod join;
 mod lifecycle;
 mod negotiation;
 mod periodic;
+mod probe;
+
+pub use probe::ProbeError;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +63,8 @@ struct HubState {
     participants: HashMap<PeerId, Connection>,
     /// Site pages open on standby, by session key.
     pages: HashMap<PageKey, Page>,
+    /// Connection checks alive.
+    probes: probe::Probes,
 }
 
 /// What the driver holds for a participant: where to reach it. States: joined → on a media

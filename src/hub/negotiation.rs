@@ -28,7 +28,8 @@ impl Hub {
             | Event::PeerConnected(peer)
             | Event::PeerClosed(peer)
             | Event::Reception { peer, .. }
-            | Event::Quality { peer, .. } => *peer,
+            | Event::Quality { peer, .. }
+            | Event::Transport { peer, .. } => *peer,
         };
         let Some(connection) = state.participants.get_mut(&peer) else {
             // Left meanwhile: its worker drops what it had with the peer.
@@ -52,6 +53,7 @@ impl Hub {
             Event::PeerClosed(peer) => live.peer_closed(now, peer),
             Event::Reception { peer, audio_only } => live.reception_changed(now, peer, audio_only),
             Event::Quality { peer, quality } => live.quality_sampled(now, peer, quality),
+            Event::Transport { peer, transport } => live.transport_chosen(peer, transport),
             Event::Offer { .. } => {}
         }
         self.carry_in_background(&mut state, meeting);

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use diemcau_sfu::{PeerId, Quality};
-use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
+use diemcau_signaling::protocol::{ConsoleSite, FloorState, MediaTransport, SiteState};
 use diemcau_signaling::{ServerMessage, SessionId, SiteCode};
 
 use super::LiveMeeting;
@@ -136,6 +136,7 @@ pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowConte
         bitrate_out_kbps: s.quality.bitrate_out_kbps,
         loss_permille: s.quality.loss_permille,
         rtt_ms: s.quality.rtt_ms,
+        transport: s.quality.transport.map(media_transport),
         expected_delegates: expected.expected_delegates,
         head_count: s.head_count,
         answered_roll_call: s.answered_roll_call,
@@ -162,5 +163,13 @@ fn site_state(s: &SiteStatus, page_open: bool, now: Millis, grace: Millis) -> Si
             ..
         }) if now - at <= grace => SiteState::Reconnecting,
         Some(_) => SiteState::Left,
+    }
+}
+
+/// The wire's name for a transport.
+pub(super) fn media_transport(transport: diemcau_sfu::Transport) -> MediaTransport {
+    match transport {
+        diemcau_sfu::Transport::Udp => MediaTransport::Udp,
+        diemcau_sfu::Transport::Tcp => MediaTransport::Tcp,
     }
 }

@@ -110,10 +110,19 @@ impl LiveMeeting {
                 bitrate_out_kbps: quality.bitrate_out_kbps,
                 loss_permille: quality.loss_permille,
                 rtt_ms: quality.rtt_ms,
+                transport: quality.transport.map(super::console::media_transport),
             },
         );
         if let Some(status) = self.status_of(id) {
             status.quality = quality;
+        }
+    }
+
+    /// A participant's media found its path (UDP, or TCP where its network allows only that):
+    /// shown on the console at once; the log has it with each quality sample.
+    pub fn transport_chosen(&mut self, id: PeerId, transport: diemcau_sfu::Transport) {
+        if let Some(status) = self.status_of(id) {
+            status.quality.transport = Some(transport);
         }
     }
 

@@ -21,7 +21,14 @@ pub fn command(data_dir: &Path) -> Command {
         .args(["--liveness-interval-ms", &interval])
         .args(["--console-interval-ms", &interval])
         .args(["--login-check-interval-ms", &interval])
-        .args(["--media-bind", "127.0.0.1", "--media-port", "0"])
+        .args([
+            "--media-bind",
+            "127.0.0.1",
+            "--media-port",
+            "0",
+            "--media-tcp-port",
+            "0",
+        ])
         .args(["--announce-ip", "127.0.0.1", "--workers", "1"])
         .args(["--plain-http", "--seed-sites", "false", "--data-dir"])
         .arg(data_dir);

@@ -48,7 +48,14 @@ pub fn spawn(data_dir: &Path, open_files: u64, plain_http: bool, args: &[&str]) 
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_diemcau"))
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--media-bind", "127.0.0.1", "--media-port", "0"])
+        .args([
+            "--media-bind",
+            "127.0.0.1",
+            "--media-port",
+            "0",
+            "--media-tcp-port",
+            "0",
+        ])
         .args(["--announce-ip", "127.0.0.1", "--workers", "1"])
         .args(["--seed-sites", "false", "--data-dir"])
         .arg(data_dir)

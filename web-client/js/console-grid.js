@@ -69,6 +69,7 @@ const EMPTY_ENTRY = Object.freeze({
   bitrate_out_kbps: 0,
   loss_permille: 0,
   rtt_ms: 0,
+  transport: null,
   expected_delegates: 0,
   head_count: null,
   answered_roll_call: false,
@@ -105,7 +106,8 @@ class SiteTile {
     this.mutedBadge = el('span', 'tile-badge muted-badge');
     this.rollCallBadge = el('span', 'tile-badge roll-call-badge');
     this.alertBadge = el('span', 'tile-badge alert-badge');
-    this.badges.append(this.alertBadge, this.floorBadge, this.mutedBadge, this.rollCallBadge);
+    this.transportBadge = el('span', 'tile-badge transport-badge');
+    this.badges.append(this.alertBadge, this.floorBadge, this.mutedBadge, this.rollCallBadge, this.transportBadge);
     this.stateBadge = el('span', 'tile-state');
     this.caption = el('div', 'tile-caption');
     this.name = el('span', 'tile-name');
@@ -172,7 +174,15 @@ class SiteTile {
     const measured = e.bitrate_in_kbps + e.bitrate_out_kbps + e.loss_permille + e.rtt_ms > 0;
     const health = healthParams(e);
     this.text(this.health, joined ? (measured ? t('tile.rates', health) : t('tile.notMeasured')) : '');
-    this.set(this.health, 'title', joined && measured ? t('tile.healthTitle', health) : '');
+    // The transport: a badge when TCP (a network that drops UDP, worth a word to the hall), in
+    // the figures' tooltip either way; the tile is too narrow for it on the figures' line.
+    const transport = joined && e.transport ? e.transport : '';
+    const transportTitle = transport ? t(`tile.transportTitle.${transport}`) : '';
+    this.set(this.health, 'title', [joined && measured ? t('tile.healthTitle', health) : '', transportTitle].filter(Boolean).join(' '));
+    this.set(this.root, 'data-transport', transport);
+    this.text(this.transportBadge, t('tile.transport.tcp'));
+    this.set(this.transportBadge, 'title', transportTitle);
+    this.show(this.transportBadge, transport === 'tcp');
     // One figure per line: the tile is narrow, and a cut figure reads wrong.
     this.text(this.meta, joined && measured ? t('tile.loss', health) : '');
     this.set(this.meta, 'title', joined && measured ? t('tile.healthTitle', health) : '');
@@ -208,13 +218,14 @@ class SiteTile {
     this.set(this.root, 'data-attention', '');
     this.text(this.name, e.name);
     this.set(this.name, 'title', `${e.name} (${e.site})`);
-    for (const badge of [this.stateBadge, this.floorBadge, this.mutedBadge, this.rollCallBadge, this.alertBadge]) {
+    for (const badge of [this.stateBadge, this.floorBadge, this.mutedBadge, this.rollCallBadge, this.alertBadge, this.transportBadge]) {
       this.show(badge, false);
     }
     this.show(this.placeholder, true);
     this.text(this.placeholder, t('tile.ended'));
     this.text(this.health, '');
     this.set(this.health, 'title', '');
+    this.set(this.root, 'data-transport', '');
     this.text(this.meta, '');
     this.set(this.meta, 'title', '');
     this.text(this.delegates, this.delegatesText());

@@ -4,6 +4,7 @@
 
 import { t } from './i18n.js';
 import { describeError } from './signaling.js';
+import { installNetworkCheck } from './network-check.js';
 
 const RING_EVERY_MS = 3_000;
 const RING_TIMES = 10;
@@ -25,6 +26,7 @@ export function installDeviceCheck({ session, stream, outcome, onJoin }) {
 
   preview.srcObject = stream;
   join.addEventListener('click', onJoin);
+  installNetworkCheck();
 
   const render = () => {
     cameraNote.textContent = t(`local.${outcome}`);

@@ -234,6 +234,7 @@ const STRINGS = {
     'col.minutes': 'Phút',
     'col.client': 'Trình duyệt',
     'col.address': 'Địa chỉ mạng',
+    'col.transport': 'Giao thức',
     'col.at': 'Thời điểm',
     'col.event': 'Sự kiện',
     'col.details': 'Chi tiết',
@@ -407,6 +408,10 @@ const STRINGS = {
     'tile.delegates': '{count}/{expected} đại biểu',
     'tile.delegatesDeclared': '{count} đại biểu',
     'tile.notMeasured': 'chưa có số đo đường truyền',
+    'tile.transport.tcp': 'TCP',
+    'tile.transportTitle.udp': 'Hình và tiếng đi qua UDP (bình thường).',
+    'tile.transportTitle.tcp':
+      'Mạng của điểm cầu chỉ cho đi qua TCP: hình và tiếng vẫn đến nhưng có thể kém mượt hơn. Đề nghị quản trị mạng mở cổng UDP đến máy chủ.',
     'tile.giveFloor': 'Trao lời',
     'tile.takeFloor': 'Lấy lại lời',
     'tile.mute': 'Tắt micro',
@@ -525,6 +530,18 @@ const STRINGS = {
     'check.reconnecting': 'Mất kết nối tới máy chủ, thử lại sau {seconds} giây…',
     'check.closed': 'Đã ngắt kết nối tới máy chủ.',
     'check.join': 'Vào họp',
+    'check.network': 'Đường truyền hình và tiếng',
+    'check.network.testing': 'Đang kiểm tra đường truyền hình và tiếng tới máy chủ…',
+    'check.network.udp': 'Tốt: hình và tiếng tới được máy chủ qua UDP.',
+    'check.network.connected': 'Hình và tiếng tới được máy chủ.',
+    'check.network.tcp': 'Hình và tiếng chỉ tới được máy chủ qua TCP: vẫn họp được nhưng có thể kém mượt hơn.',
+    'check.network.none': 'Hình và tiếng không tới được máy chủ: vào họp, điểm cầu sẽ không thấy, không nghe được.',
+    'check.network.unavailable': 'Chưa kiểm tra được đường truyền lúc này ({message}).',
+    'check.network.askUdp':
+      'Để hình và tiếng mượt hơn, đề nghị quản trị mạng của điểm cầu cho phép kết nối UDP đi tới máy chủ: {udp}.',
+    'check.network.askAll':
+      'Đề nghị quản trị mạng của điểm cầu cho phép kết nối đi tới máy chủ: UDP {udp}; nếu không được, ít nhất TCP {tcp}.',
+    'check.network.again': 'Kiểm tra lại',
     'check.joinHint':
       'Bấm “Vào họp” khi hội trường đã sẵn sàng. Điểm cầu trung tâm thấy trang này đang mở và có thể gọi điểm cầu vào họp.',
 
@@ -827,6 +844,7 @@ const STRINGS = {
     'col.minutes': 'Minutes',
     'col.client': 'Browser',
     'col.address': 'Network address',
+    'col.transport': 'Transport',
     'col.at': 'Time',
     'col.event': 'Event',
     'col.details': 'Details',
@@ -1000,6 +1018,10 @@ const STRINGS = {
     'tile.delegates': '{count}/{expected} delegates',
     'tile.delegatesDeclared': '{count} delegates',
     'tile.notMeasured': 'no link figures yet',
+    'tile.transport.tcp': 'TCP',
+    'tile.transportTitle.udp': 'Media travels over UDP (normal).',
+    'tile.transportTitle.tcp':
+      "The hall's network passes only TCP: media arrives but may be less smooth. Ask its network administrator to open UDP to the hub.",
     'tile.giveFloor': 'Give floor',
     'tile.takeFloor': 'Take back',
     'tile.mute': 'Mute',
@@ -1118,6 +1140,18 @@ const STRINGS = {
     'check.reconnecting': 'Lost the hub; trying again in {seconds} s…',
     'check.closed': 'Disconnected from the hub.',
     'check.join': 'Join the meeting',
+    'check.network': 'Media path',
+    'check.network.testing': 'Checking the path of pictures and sound to the hub…',
+    'check.network.udp': 'Good: media reaches the hub over UDP.',
+    'check.network.connected': 'Media reaches the hub.',
+    'check.network.tcp': 'Media reaches the hub over TCP only: the meeting works, but may be less smooth.',
+    'check.network.none': 'Media cannot reach the hub: once joined, this hall would neither see nor hear the meeting.',
+    'check.network.unavailable': 'The media path could not be checked now ({message}).',
+    'check.network.askUdp':
+      'For smoother media, ask the hall’s network administrator to allow outgoing UDP to the hub: {udp}.',
+    'check.network.askAll':
+      'Ask the hall’s network administrator to allow outgoing connections to the hub: UDP {udp}; failing that, at least TCP {tcp}.',
+    'check.network.again': 'Check again',
     'check.joinHint':
       'Click “Join the meeting” when the hall is ready. The chair sees this page open and can call the site in.',
 

@@ -204,6 +204,7 @@ function renderSessions() {
       cell(formatNumber(session.minutes), 'num'),
       client,
       cell(session.address || '', 'small'),
+      cell(session.transport ? session.transport.toUpperCase() : '', 'small'),
     );
     body.append(row);
   }

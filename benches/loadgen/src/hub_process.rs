@@ -68,6 +68,10 @@ impl SpawnedHub {
                 "100000".to_owned(),
             ]);
         }
+        // Any free TCP media port: several hubs may run at once.
+        if supports("--media-tcp-port") {
+            args.extend(["--media-tcp-port".to_owned(), "0".to_owned()]);
+        }
         if supports("--seed-sites") {
             args.extend(["--seed-sites".to_owned(), "false".to_owned()]);
         }

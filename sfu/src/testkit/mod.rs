@@ -439,7 +439,7 @@ impl Net {
             }
             Event::Reception { peer, audio_only } => self.receptions.push((peer, audio_only)),
             Event::PeerClosed(peer) => self.closed.push(peer),
-            Event::PeerConnected(_) | Event::Quality { .. } => {}
+            Event::PeerConnected(_) | Event::Quality { .. } | Event::Transport { .. } => {}
         }
     }
 

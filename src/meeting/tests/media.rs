@@ -52,6 +52,7 @@ fn media_events_of_a_site_are_told_logged_and_shown() {
             bitrate_out_kbps: 900,
             loss_permille: 12,
             rtt_ms: 80,
+            transport: Some(diemcau_sfu::Transport::Tcp),
         },
     );
     let outputs = drain(&mut m);
@@ -75,6 +76,7 @@ fn media_events_of_a_site_are_told_logged_and_shown() {
                 bitrate_out_kbps: 900,
                 loss_permille: 12,
                 rtt_ms: 80,
+                transport: Some(diemcau_signaling::MediaTransport::Tcp),
             },
         ]
     );

@@ -72,6 +72,16 @@ pub struct ClientOptions {
     pub publish: bool,
 }
 
+/// What the client's network lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// UDP, as on most links.
+    Udp,
+    /// TCP only (a hall behind a firewall that drops UDP): no UDP socket at all, ICE over TCP
+    /// to the hub's passive candidates.
+    TcpOnly,
+}
+
 /// A peer connection plus its signalling session with the hub.
 pub struct WebrtcClient {
     pub opts: ClientOptions,
@@ -103,6 +113,15 @@ impl WebrtcClient {
     /// Returns once the hub's answer is applied; ICE/DTLS then proceed in the background
     /// (see [`WebrtcClient::wait_connected`]). On failure the error carries the transcript.
     pub async fn connect(http_addr: SocketAddr, opts: ClientOptions) -> Result<Self, String> {
+        Self::connect_over(http_addr, opts, Network::Udp).await
+    }
+
+    /// Like [`WebrtcClient::connect`], over the given network.
+    pub async fn connect_over(
+        http_addr: SocketAddr,
+        opts: ClientOptions,
+        network: Network,
+    ) -> Result<Self, String> {
         let label = format!("{}:{}", opts.role, opts.name);
         let shared = Arc::new(Shared::new(label.clone()));
         let watches = Arc::new(Watches::new());
@@ -123,7 +142,14 @@ impl WebrtcClient {
             .with_media_engine(me)
             .with_interceptor_registry(registry)
             .with_handler(handler)
-            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .with_udp_addrs(match network {
+                Network::Udp => vec!["127.0.0.1:0"],
+                Network::TcpOnly => vec![],
+            })
+            .with_tcp_addrs(match network {
+                Network::Udp => vec![],
+                Network::TcpOnly => vec!["127.0.0.1:0"],
+            })
             .build()
             .await
             .map_err(|e| fail(format!("PeerConnectionBuilder::build: {e}")))?;
@@ -269,6 +295,39 @@ impl WebrtcClient {
         })
         .await
         .map_err(&fail)?;
+        if network == Network::TcpOnly {
+            // webrtc-rs dials a passive TCP candidate only when it is added on its own, not
+            // when it comes in the answer's SDP: add the hub's.
+            let answer = pc
+                .remote_description()
+                .await
+                .map(|d| d.sdp)
+                .unwrap_or_default();
+            let mut dialled = 0;
+            for line in answer.lines() {
+                let Some(candidate) = line.trim().strip_prefix("a=") else {
+                    continue;
+                };
+                if candidate.starts_with("candidate:")
+                    && candidate.contains(" tcp ")
+                    && candidate.contains("tcptype passive")
+                {
+                    shared.note(format!("dialling the hub's {candidate}"));
+                    pc.add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+                        candidate: candidate.to_owned(),
+                        sdp_mid: Some("0".into()),
+                        sdp_mline_index: Some(0),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| fail(format!("add_ice_candidate({candidate}): {e}")))?;
+                    dialled += 1;
+                }
+            }
+            if dialled == 0 {
+                return Err(fail("the hub's answer has no passive TCP candidate".into()));
+            }
+        }
 
         Ok(Self {
             opts,
@@ -392,6 +451,11 @@ impl WebrtcClient {
     }
 
     /// The SDP of the hub's latest offer to this client (empty before the first).
+    /// The latest `console` message the hub sent (to the studio).
+    pub fn console(&self) -> Option<Value> {
+        lock(&self.shared.last_console).clone()
+    }
+
     pub fn last_hub_offer(&self) -> String {
         lock(&self.shared.last_hub_offer).clone()
     }

@@ -124,7 +124,10 @@ pub async fn handle_hub_message(
             watches.lefts.send_modify(|n| *n += 1);
         }
         // Meeting state this client does not act on.
-        "pong" | "floor" | "console" | "muted" | "roll_call" | "roll_call_answer" | "done" => {}
+        "console" => {
+            *lock(&shared.last_console) = Some(msg.clone());
+        }
+        "pong" | "floor" | "muted" | "roll_call" | "roll_call_answer" | "done" => {}
         other => shared.fail(format!("unexpected message type {other:?}: {text}")),
     }
 }

@@ -75,6 +75,8 @@ pub struct Shared {
     pub hub_offers_answered: AtomicU64,
     /// The SDP of the hub's latest offer.
     pub last_hub_offer: Mutex<String>,
+    /// The latest `console` message (the studio's).
+    pub last_console: Mutex<Option<Value>>,
     /// Set by `WebrtcClient::close`: failures after it are expected and only noted.
     pub closing: AtomicBool,
 }
@@ -94,6 +96,7 @@ impl Shared {
             hub_offers_received: AtomicU64::new(0),
             hub_offers_answered: AtomicU64::new(0),
             last_hub_offer: Mutex::new(String::new()),
+            last_console: Mutex::new(None),
             closing: AtomicBool::new(false),
         }
     }
