@@ -330,7 +330,8 @@ function describeSample(sample) {
 
 /**
  * Opens a page. For a site behind a relay, the page's `setRemoteDescription` first rewrites
- * the hub's ICE candidate (127.0.0.1 and the hub's media port) to the relay's port.
+ * the hub's UDP ICE candidate (127.0.0.1 and the hub's media port) to the relay's port, and
+ * drops its TCP candidate.
  */
 async function openPage(context, url, label, relay = null) {
   const page = await context.newPage();
@@ -343,9 +344,11 @@ async function openPage(context, url, label, relay = null) {
     await page.addInitScript(({ hubPort, relayPort }) => {
       const original = RTCPeerConnection.prototype.setRemoteDescription;
       const candidate = new RegExp(`^(a=candidate:\\S+ \\d+ udp \\d+ 127\\.0\\.0\\.1 )${hubPort}( typ)`, 'gim');
+      // The relay carries UDP only: the hub's TCP candidate would be a way around the weak link.
+      const tcpCandidate = /^a=candidate:\S+ \d+ tcp .*\r?\n/gim;
       RTCPeerConnection.prototype.setRemoteDescription = function setRemoteDescription(description, ...rest) {
         if (description && typeof description.sdp === 'string') {
-          const sdp = description.sdp.replace(candidate, `$1${relayPort}$2`);
+          const sdp = description.sdp.replace(tcpCandidate, '').replace(candidate, `$1${relayPort}$2`);
           if (sdp === description.sdp) console.warn('[weak-links] no hub candidate to send through the relay');
           return original.call(this, { type: description.type, sdp }, ...rest);
         }
