@@ -28,16 +28,16 @@ fn goes_up(kind: &EventKind) -> bool {
 /// On the child: the next batch to send up, if any, as `(parent meeting, message)`. Meetings
 /// whose new events all stay here have their mark moved on the spot.
 pub fn next_batch(store: &Store) -> Result<Option<(i64, NodeMessage)>, StoreError> {
-    for (parent_meeting, local, acked) in store.mirrors()? {
+    for (parent_meeting, local, mut acked) in store.mirrors()? {
         loop {
-            let events =
-                store.events_after(local, acked_now(store, parent_meeting, acked)?, BATCH)?;
+            let events = store.events_after(local, acked, BATCH)?;
             let Some(through) = events.last().map(|e| e.seq) else {
                 break;
             };
             let events: Vec<Event> = events.into_iter().filter(|e| goes_up(&e.kind)).collect();
             if events.is_empty() {
                 store.set_acked(parent_meeting, through)?;
+                acked = through;
                 continue;
             }
             let message = NodeMessage::Events {
@@ -49,15 +49,6 @@ pub fn next_batch(store: &Store) -> Result<Option<(i64, NodeMessage)>, StoreErro
         }
     }
     Ok(None)
-}
-
-/// The mark of `parent_meeting` as stored now (it may have moved since `mirrors` was read).
-fn acked_now(store: &Store, parent_meeting: i64, read: u64) -> Result<u64, StoreError> {
-    Ok(store
-        .mirrors()?
-        .into_iter()
-        .find(|(p, _, _)| *p == parent_meeting)
-        .map_or(read, |(_, _, acked)| acked.max(read)))
 }
 
 /// On the parent: stores what `node` sent of its part of `meeting`, each event once. Only the

@@ -125,12 +125,12 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let events = read_events(&self.reader(), meeting)?;
-        Ok(events
-            .into_iter()
-            .filter(|e| e.seq > after)
-            .take(limit)
-            .collect())
+        read_events_after(
+            &self.reader(),
+            meeting,
+            after,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
     }
 
     /// Notes that these sessions are alive now: after a crash, they are closed at the last
@@ -464,10 +464,22 @@ fn write_batch(
 }
 
 fn read_events(conn: &Connection, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
+    read_events_after(conn, meeting, 0, i64::MAX)
+}
+
+/// The events of `meeting` numbered after `after`, `limit` at most, in order.
+fn read_events_after(
+    conn: &Connection,
+    meeting: MeetingId,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, at, recorded_at, body FROM events WHERE meeting_id = ?1 ORDER BY seq",
+        "SELECT seq, at, recorded_at, body FROM events WHERE meeting_id = ?1 AND seq > ?2
+         ORDER BY seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map([meeting.0], |r| {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![meeting.0, after, limit], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
