@@ -403,7 +403,10 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
     assert_eq!(sessions[0]["reason"], "closed");
     assert_ne!(row_of(&report, "02269")["status"], "absent");
 
-    // The root is away while Lâm Bình comes and goes: the backlog goes up once it is back.
+    // The root is away while Lâm Bình comes and goes, and Thượng Lâm stays connected to its
+    // province: the backlog goes up once the root is back, and Thượng Lâm is reported
+    // connected, with the centre out of reach for that time.
+    let mut staying = signaling::join(child_addr, &code("02269"), Some(local)).await;
     parent.shutdown().await;
     parent_link_in(child_addr, "unreachable", Duration::from_secs(20)).await;
     visit("02266", 47).await;
@@ -412,15 +415,40 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
     let parent = diemcau::start(again)
         .await
         .expect("the parent starts again");
-    let report = wait::until_some(
+    wait::until_some(
         "Lâm Bình's visit at the root",
         Duration::from_secs(20),
         || async {
             let report = http::get(parent_addr, &root_report).await.json();
-            (row_of(&report, "02266")["head_count"]["count"] == 47).then_some(report)
+            (row_of(&report, "02266")["head_count"]["count"] == 47).then_some(())
         },
     )
     .await;
+    signaling::send(&mut staying, &serde_json::json!({"type": "leave"})).await;
+    signaling::next_of_type(&mut staying, "left").await;
+    let report = wait::until_some(
+        "Thượng Lâm's leave at the root",
+        Duration::from_secs(10),
+        || async {
+            let report = http::get(parent_addr, &root_report).await.json();
+            let left = report["sessions"]
+                .as_array()
+                .is_some_and(|s| s.len() == 3 && s.iter().all(|s| s["left_at"].is_i64()));
+            left.then_some(report)
+        },
+    )
+    .await;
+    let staying_row = row_of(&report, "02269");
+    assert_eq!(staying_row["centre_outages"], 1, "{staying_row}");
+    assert_eq!(
+        staying_row["interruptions"], 1,
+        "only its own leave and return: {staying_row}"
+    );
+    assert_eq!(
+        row_of(&report, "02266")["centre_outages"],
+        1,
+        "it came while the centre was away"
+    );
     // Every event that went up is there once: the child's site events, no more, no fewer.
     let child_report = http::get(child_addr, &format!("/api/meetings/{local}/report"))
         .await
@@ -450,7 +478,11 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
             .collect()
     };
     assert_eq!(site_events(&report), site_events(&child_report));
-    assert_eq!(report["sessions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        row_of(&child_report, "02269")["centre_outages"],
+        1,
+        "the province's own report says it too"
+    );
 
     let ended = http::post(parent_addr, &format!("/api/meetings/{national}/end"), b"").await;
     assert_eq!(ended.status, 200, "{}", ended.text());

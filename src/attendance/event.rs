@@ -121,6 +121,18 @@ pub enum EventKind {
         session: String,
         reason: LeaveReason,
     },
+    /// A provincial hub lost its link to the centre (its parent hub) during this national
+    /// meeting: its communes stayed connected to it, the centre out of reach. `node`: the
+    /// provincial hub, as the centre names it (empty in the provincial hub's own log).
+    CentreUnreachable {
+        #[serde(default)]
+        node: String,
+    },
+    /// The provincial hub's link to the centre is back.
+    CentreReachable {
+        #[serde(default)]
+        node: String,
+    },
     /// The hub started again after it had stopped without warning; it was down from
     /// `down_since` (the last moment it was known alive) until this event's time.
     HubRestarted {
@@ -182,6 +194,8 @@ impl EventKind {
             EventKind::StudioJoined { .. } => "studio_joined",
             EventKind::StudioLeft { .. } => "studio_left",
             EventKind::HubRestarted { .. } => "hub_restarted",
+            EventKind::CentreUnreachable { .. } => "centre_unreachable",
+            EventKind::CentreReachable { .. } => "centre_reachable",
         }
     }
 
@@ -194,7 +208,9 @@ impl EventKind {
             | EventKind::RollCallEnded { .. }
             | EventKind::StudioJoined { .. }
             | EventKind::StudioLeft { .. }
-            | EventKind::HubRestarted { .. } => None,
+            | EventKind::HubRestarted { .. }
+            | EventKind::CentreUnreachable { .. }
+            | EventKind::CentreReachable { .. } => None,
             EventKind::SiteJoined { site, .. }
             | EventKind::SiteReconnected { site, .. }
             | EventKind::SiteLeft { site, .. }

@@ -138,6 +138,12 @@ pub struct SiteRow {
     pub audio_only_minutes: f64,
     /// Attendance rows: sessions joined up when the gap between them is within the grace.
     pub attendance_rows: u32,
+    /// Time, inside the meeting, the site was connected to its provincial hub while that hub
+    /// had lost the centre (a national meeting across hubs): connected, but the centre out of
+    /// reach. Not counted in `interruptions`.
+    pub centre_unreachable_minutes: f64,
+    /// How many times the centre was out of reach while the site was connected.
+    pub centre_outages: u32,
     pub expected_delegates: u32,
     pub head_count: Option<HeadCount>,
 }
@@ -193,19 +199,23 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
         .collect();
     let head_counts = latest_head_counts(events);
 
+    let centre = centre_outages(events, open_end);
     let mut sites = Vec::with_capacity(plan.roster.len());
     for expected in &plan.roster {
         let own: Vec<&Session> = sessions
             .iter()
             .filter(|s| s.site == expected.code)
             .collect();
-        sites.push(site_row(
+        let mut row = site_row(
             expected,
             &own,
             (window_start, window_end),
             head_counts.get(expected.code.as_str()).cloned(),
             rules,
-        ));
+        );
+        (row.centre_unreachable_minutes, row.centre_outages) =
+            centre_unreachable(&own, &centre, (window_start, window_end));
+        sites.push(row);
     }
 
     let sites_expected = plan.roster.len() as u32;
@@ -503,9 +513,72 @@ fn site_row(
         longest_outage_minutes: minutes(longest_outage),
         audio_only_minutes: minutes(audio_only_ms),
         attendance_rows,
+        centre_unreachable_minutes: 0.0,
+        centre_outages: 0,
         expected_delegates: expected.expected_delegates,
         head_count,
     }
+}
+
+/// The times each provincial hub had lost the centre, by its node name ("" in the provincial
+/// hub's own log), from the log's `centre_unreachable` and `centre_reachable`; one still open
+/// runs to `open_end`.
+fn centre_outages(events: &[Event], open_end: Millis) -> HashMap<&str, Vec<(Millis, Millis)>> {
+    let mut out: HashMap<&str, Vec<(Millis, Millis)>> = HashMap::new();
+    let mut open: HashMap<&str, Millis> = HashMap::new();
+    for event in events {
+        match &event.kind {
+            EventKind::CentreUnreachable { node } => {
+                open.entry(node.as_str()).or_insert(event.at);
+            }
+            EventKind::CentreReachable { node } => {
+                if let Some(since) = open.remove(node.as_str()) {
+                    out.entry(node.as_str())
+                        .or_default()
+                        .push((since, event.at.max(since)));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (node, since) in open {
+        out.entry(node)
+            .or_default()
+            .push((since, open_end.max(since)));
+    }
+    out
+}
+
+/// The time (minutes) and number of times the centre was out of reach while the site was
+/// connected to its hub inside the window. A session's hub is named before the `/` of its
+/// session name at the centre (`tuyen-quang/...`); a session named without one is of this
+/// hub, whose own outages are logged under the empty name.
+fn centre_unreachable(
+    sessions: &[&Session],
+    centre: &HashMap<&str, Vec<(Millis, Millis)>>,
+    (window_start, window_end): (Millis, Millis),
+) -> (f64, u32) {
+    if centre.is_empty() {
+        return (0.0, 0);
+    }
+    let mut pieces = Vec::new();
+    let mut outages = std::collections::HashSet::new();
+    for session in sessions {
+        let node = session.session.split_once('/').map_or("", |(node, _)| node);
+        let Some(outs) = centre.get(node) else {
+            continue;
+        };
+        let (a, b) = (session.start.max(window_start), session.end.min(window_end));
+        for (i, (from, until)) in outs.iter().enumerate() {
+            let (x, y) = ((*from).max(a), (*until).min(b));
+            if y > x {
+                pieces.push((x, y));
+                outages.insert((node, i));
+            }
+        }
+    }
+    let total: Millis = union(pieces).iter().map(|(a, b)| b - a).sum();
+    (minutes(total), outages.len() as u32)
 }
 
 /// Time a session spent receiving audio only, inside the window.

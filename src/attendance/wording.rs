@@ -61,6 +61,8 @@ pub fn event_name(kind: &EventKind) -> &'static str {
         EventKind::StudioJoined { .. } => "Điểm cầu trung tâm vào họp",
         EventKind::StudioLeft { .. } => "Điểm cầu trung tâm rời họp",
         EventKind::HubRestarted { .. } => "Máy chủ chạy lại sau khi dừng đột ngột",
+        EventKind::CentreUnreachable { .. } => "Mất kết nối với máy chủ cấp trên",
+        EventKind::CentreReachable { .. } => "Nối lại với máy chủ cấp trên",
     }
 }
 
@@ -73,6 +75,8 @@ pub fn event_details(event: &Event) -> String {
         | EventKind::FloorGiven { .. }
         | EventKind::FloorReturned { .. }
         | EventKind::SiteCalled { .. } => String::new(),
+        // The provincial hub, by its node name.
+        EventKind::CentreUnreachable { node } | EventKind::CentreReachable { node } => node.clone(),
         EventKind::SiteJoined {
             client, address, ..
         }
@@ -194,6 +198,8 @@ pub mod header {
     pub const LONGEST_OUTAGE: &str = "Gián đoạn dài nhất (phút)";
     /// `col.audioOnly`
     pub const AUDIO_ONLY: &str = "Chỉ có tiếng (phút)";
+    /// `col.centreUnreachable`
+    pub const CENTRE_UNREACHABLE: &str = "Mất kết nối trung ương (phút)";
     /// `col.expectedDelegates`
     pub const EXPECTED_DELEGATES: &str = "Đại biểu dự kiến";
     /// `col.delegatesDeclared`
@@ -447,6 +453,7 @@ mod tests {
             ("col.interruptions", header::INTERRUPTIONS.into()),
             ("col.longestOutage", header::LONGEST_OUTAGE.into()),
             ("col.audioOnly", header::AUDIO_ONLY.into()),
+            ("col.centreUnreachable", header::CENTRE_UNREACHABLE.into()),
             ("col.expectedDelegates", header::EXPECTED_DELEGATES.into()),
             ("col.delegatesDeclared", header::DELEGATES_DECLARED.into()),
             ("col.confirmedBy", header::CONFIRMED_BY.into()),
@@ -627,6 +634,18 @@ mod tests {
                     reason: LeaveReason::Closed,
                 },
                 page_text("reason.closed"),
+            ),
+            (
+                EventKind::CentreUnreachable {
+                    node: "tuyen-quang".into(),
+                },
+                "tuyen-quang".into(),
+            ),
+            (
+                EventKind::CentreReachable {
+                    node: "tuyen-quang".into(),
+                },
+                "tuyen-quang".into(),
             ),
             (
                 EventKind::HubRestarted {

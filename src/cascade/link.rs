@@ -24,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const AFTER_REFUSAL: Duration = Duration::from_secs(300);
 /// How often the child looks for attendance to send up while nothing is in flight.
 const UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// A batch not acknowledged within this time is sent again.
+const UPLOAD_PATIENCE: Duration = Duration::from_secs(15);
 /// A connection attempt (TCP, TLS and upgrade) that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -203,6 +205,7 @@ pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hu
                 serve(socket, &config, &link, &hub).await
             }
         };
+        super::mirror::note_centre(&hub, false).await;
         let wait = match failure {
             Failure::Refused(why) => {
                 tracing::error!(parent = %config.url, "the parent refused this hub's node link: {why}; trying again in {AFTER_REFUSAL:?}");
@@ -308,15 +311,17 @@ async fn serve(
     let mut last_heard = tokio::time::Instant::now();
     // Attendance goes up one batch at a time; the next leaves when the parent stored this one.
     let mut upload = tokio::time::interval(UPLOAD_INTERVAL);
-    let mut in_flight: Option<(i64, u64)> = None;
+    // The batch sent and not yet stored: its meeting, how far it covers, when it left. Without
+    // an answer within UPLOAD_PATIENCE it is sent again (the parent stores each event once).
+    let mut in_flight: Option<(i64, u64, tokio::time::Instant)> = None;
     loop {
         tokio::select! {
-            _ = upload.tick(), if in_flight.is_none() => {
+            _ = upload.tick(), if in_flight.is_none_or(|(_, _, sent)| sent.elapsed() > UPLOAD_PATIENCE) => {
                 let store = hub.store().clone();
                 match store.blocking(|s: &crate::store::Store| super::mirror::next_batch(s)).await {
                     Ok(Some((meeting, message))) => {
                         if let NodeMessage::Events { through, .. } = &message {
-                            in_flight = Some((meeting, *through));
+                            in_flight = Some((meeting, *through, tokio::time::Instant::now()));
                         }
                         if socket.send(Message::Text(message.to_json().into())).await.is_err() {
                             return Failure::Unreachable("the link dropped".to_owned());
@@ -342,6 +347,7 @@ async fn serve(
                         tracing::info!(parent = %config.url, %node, ?provinces, protocol, "linked to the parent");
                         link.update(|s| s.node = Some(node));
                         link.set(LinkState::Connected, None);
+                        super::mirror::note_centre(hub, true).await;
                     }
                     Ok(NodeMessage::Pong { at }) => {
                         let rtt = u64::try_from(now_millis() - at).unwrap_or(0);
@@ -359,7 +365,7 @@ async fn serve(
                         }
                     }
                     Ok(NodeMessage::Stored { meeting, through }) => {
-                        if in_flight == Some((meeting, through)) {
+                        if in_flight.is_some_and(|(m, covers, _)| m == meeting && through >= covers) {
                             in_flight = None;
                             upload.reset_immediately();
                         }

@@ -22,7 +22,54 @@ fn goes_up(kind: &EventKind) -> bool {
             | EventKind::SiteLeft { .. }
             | EventKind::MediaChanged { .. }
             | EventKind::HeadCount { .. }
+            | EventKind::CentreUnreachable { .. }
+            | EventKind::CentreReachable { .. }
     )
+}
+
+/// On the child: notes in each national meeting in progress here that the centre is out of
+/// reach (or back), once per change: its communes stay connected, and the reports say the
+/// centre was away for that time.
+pub async fn note_centre(hub: &Arc<Hub>, reachable: bool) {
+    let store = hub.store().clone();
+    let due = store
+        .blocking(move |s: &Store| {
+            let mut due = Vec::new();
+            for (_, local, _) in s.mirrors()? {
+                if s.meeting(local)?.state != MeetingState::InProgress {
+                    continue;
+                }
+                let last = s.last_event_kind(local, &["centre_unreachable", "centre_reachable"])?;
+                let was_reachable = last.as_deref() != Some("centre_unreachable");
+                if was_reachable != reachable {
+                    due.push(local);
+                }
+            }
+            Ok::<_, StoreError>(due)
+        })
+        .await;
+    let due = match due {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::error!("the national meetings in progress not read: {e}");
+            return;
+        }
+    };
+    for local in due {
+        let kind = if reachable {
+            EventKind::CentreReachable {
+                node: String::new(),
+            }
+        } else {
+            EventKind::CentreUnreachable {
+                node: String::new(),
+            }
+        };
+        let now = crate::store::now_millis();
+        if let Err(e) = hub.recorder().append(local, now, kind).await {
+            tracing::error!(meeting = %local, "the centre's state not logged: {e}");
+        }
+    }
 }
 
 /// On the child: the next batch to send up, if any, as `(parent meeting, message)`. Meetings
@@ -83,7 +130,11 @@ pub async fn accept(
     }
     let mut taken = Vec::with_capacity(events.len());
     for event in events {
-        let site_ok = event.kind.site().is_some_and(|site| served.contains(site));
+        let centre = matches!(
+            event.kind,
+            EventKind::CentreUnreachable { .. } | EventKind::CentreReachable { .. }
+        );
+        let site_ok = centre || event.kind.site().is_some_and(|site| served.contains(site));
         if !goes_up(&event.kind) || !site_ok {
             tracing::warn!(node = %node.name, meeting, seq = event.seq, kind = event.kind.name(), "an event of another site or kind from a node: not stored");
             continue;
@@ -101,10 +152,14 @@ pub async fn accept(
         .map_err(|e| e.to_string())
 }
 
-/// The event with its session (and the one it continues) named `node/session`.
+/// The event with its session (and the one it continues) named `node/session`, and the
+/// centre's outages named after the node.
 fn named_after(node: &str, mut kind: EventKind) -> EventKind {
     let rename = |session: &mut String| *session = format!("{node}/{session}");
     match &mut kind {
+        EventKind::CentreUnreachable { node: name } | EventKind::CentreReachable { node: name } => {
+            *name = node.to_owned();
+        }
         EventKind::SiteJoined { session, .. }
         | EventKind::SiteLeft { session, .. }
         | EventKind::MediaChanged { session, .. } => rename(session),

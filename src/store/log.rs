@@ -118,6 +118,25 @@ impl Recorder {
 }
 
 impl Store {
+    /// The kind of the last event of `meeting` among `kinds` (as [`EventKind::name`] gives
+    /// them), if any.
+    pub fn last_event_kind(
+        &self,
+        meeting: MeetingId,
+        kinds: &[&str],
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind FROM events WHERE meeting_id = ?1 AND kind IN (SELECT value FROM json_each(?2))
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        let kinds = serde_json::to_string(kinds)
+            .map_err(|e| StoreError::Internal(format!("event kinds: {e}")))?;
+        Ok(stmt
+            .query_row(params![meeting.0, kinds], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The events of `meeting` numbered after `after`, at most `limit`, in order.
     pub fn events_after(
         &self,

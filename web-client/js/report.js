@@ -176,6 +176,7 @@ function renderSites() {
       cell(String(site.interruptions), 'num'),
       cell(site.interruptions > 0 ? formatNumber(site.longest_outage_minutes) : '—', 'num'),
       cell(site.audio_only_minutes > 0 ? formatNumber(site.audio_only_minutes) : '—', 'num'),
+      cell(site.centre_outages > 0 ? formatNumber(site.centre_unreachable_minutes) : '—', 'num'),
       headCount,
       confirmer,
     );
@@ -288,6 +289,9 @@ function eventDetails(event) {
       return t('event.hubRestartedDetails', {
         minutes: formatNumber(Math.max(0, event.at - event.down_since) / 60_000),
       });
+    case 'centre_unreachable':
+    case 'centre_reachable':
+      return event.node || '';
     case 'media_changed':
       return hasText(`reception.${event.media}`) ? t(`reception.${event.media}`) : String(event.media);
     case 'quality_sample':
