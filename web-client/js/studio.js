@@ -10,6 +10,7 @@ import { formatTime } from './localtime.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
 import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
+import { installHubLinksPanel } from './hub-links.js';
 import {
   SoundPlayer,
   exposeForTests,
@@ -112,6 +113,7 @@ async function main() {
   installMicPanel(session, act);
   installRollCallPanel(session, act);
   installAbsentPanel(session, act);
+  installHubLinksPanel();
   installLeaveButton(document.getElementById('leave'), session);
   releaseCameraWhenRefused(session, local.stream, localNote);
   installEndedView(session, grid, summary, notice);
