@@ -249,7 +249,7 @@ impl Store {
         params: impl rusqlite::Params,
     ) -> Result<(), AccountChangeError> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if tx.execute(update, params)? == 0 {
             return Err(AccountChangeError::NotFound(username.to_owned()));
         }

@@ -160,7 +160,7 @@ impl Store {
         at: Millis,
     ) -> Result<(), StoreError> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO liveness (session, meeting_id, last_seen) VALUES (?1, ?2, ?3)
@@ -237,7 +237,7 @@ impl Store {
     /// stop). Run at start-up, before [`Store::close_interrupted_sessions`] writes anything.
     pub fn begin_run(&self, started_at: Millis) -> Result<Option<Millis>, StoreError> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let previous: Option<(Millis, Option<Millis>)> = tx
             .query_row(
                 "SELECT last_seen, stopped_at FROM hub_runs ORDER BY started_at DESC LIMIT 1",
@@ -359,7 +359,7 @@ fn store_node_batch(
 ) -> Result<u64, String> {
     let recorded_at = now_millis();
     let result = (|| -> Result<u64, rusqlite::Error> {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mark: u64 = tx
             .query_row(
                 "SELECT through FROM node_streams WHERE node = ?1 AND meeting_id = ?2",
@@ -437,7 +437,7 @@ fn write_batch(
     batch: &[Append],
     recorded_at: Millis,
 ) -> Result<Vec<Event>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut events = Vec::with_capacity(batch.len());
     {
         let mut insert = tx.prepare_cached(
@@ -544,6 +544,37 @@ mod tests {
             session: session.to_owned(),
             reason: LeaveReason::Closed,
         }
+    }
+
+    #[test]
+    fn the_first_event_of_a_meeting_is_written_while_the_writer_commits_beside_it() {
+        // The recorder reads the meeting's last number, then inserts; the hub's writer
+        // connection commits every few milliseconds meanwhile (liveness marks). Neither may
+        // fail the other.
+        let store = temp_store("log-beside");
+        let recorder = store.recorder().expect("recorder");
+        let meetings: Vec<MeetingId> = (0..40)
+            .map(|i| new_meeting(&store, &[&format!("{}", 3000 + i)]))
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                store.begin_run(1).expect("a run");
+                let mut at = 1;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    at += 1;
+                    store.touch_run(1, at).expect("the writer's commit");
+                }
+            })
+        };
+        for meeting in &meetings {
+            recorder
+                .append_blocking(*meeting, 1, EventKind::MeetingStarted)
+                .expect("the first event of a meeting, written beside the writer");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().expect("the writer");
     }
 
     #[tokio::test]

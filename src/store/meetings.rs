@@ -143,7 +143,9 @@ impl Store {
         }
         let now = now_millis();
         let mut conn = self.writer();
-        let tx = conn.transaction().map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let id = create_in(&tx, new, title, studio, now)?;
         tx.commit().map_err(StoreError::from)?;
         Ok(meeting_view(&conn, id)?)
@@ -194,7 +196,9 @@ impl Store {
     ) -> Result<JoinCode, ReissueError> {
         let now = now_millis();
         let mut conn = self.writer();
-        let tx = conn.transaction().map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let on_roster: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM roster WHERE meeting_id = ?1 AND site_code = ?2)",

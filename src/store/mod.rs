@@ -268,6 +268,11 @@ CREATE TABLE IF NOT EXISTS nodes (
 
 /// A connection as every part of the store uses it: WAL, a write on disk before its commit
 /// returns, foreign keys checked, and a wait rather than a failure while another writes.
+///
+/// The writer and the recorder are two connections: every transaction that writes begins
+/// `IMMEDIATE`, taking the write lock first (waiting for it as long as the busy timeout
+/// allows). A deferred one that read first would fail at once with `SQLITE_BUSY` if the other
+/// connection committed in between, since WAL cannot move its snapshot forward.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

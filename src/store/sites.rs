@@ -9,7 +9,7 @@ impl Store {
     /// Adds or updates every site, in one transaction.
     pub fn import_sites(&self, sites: &[Site]) -> Result<usize, StoreError> {
         let mut conn = self.writer();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare(
                 "INSERT INTO sites (code, name, level, kind, parent_code, parent_name, delegates)
