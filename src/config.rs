@@ -524,3 +524,21 @@ fn parse_offset(text: &str) -> Result<UtcOffset, String> {
     let format = time::macros::format_description!("[offset_hour]:[offset_minute]");
     UtcOffset::parse(text, format).map_err(|e| format!("expected an offset like +07:00: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn single_port_is_off_unless_asked() {
+        let config = Config::try_parse_from(["diemcau", "--media-port", "41000"]).expect("parse");
+        assert!(!config.media().single_port);
+        let config = Config::try_parse_from(["diemcau", "--single-port", "--media-port", "41000"])
+            .expect("parse");
+        let media = config.media();
+        assert!(media.single_port);
+        assert_eq!(media.port, 41000);
+    }
+}

@@ -482,24 +482,24 @@ impl Driver {
                             let Some(datagram) = buf.get(..n) else {
                                 continue;
                             };
-                            if let Some(steering) = self.steering.as_mut() {
-                                let owner = steering.owner(source, datagram);
-                                if owner != self.index
-                                    && let Some(queue) = self.handing.get_mut(owner)
-                                {
+                            let owner = self
+                                .steering
+                                .as_mut()
+                                .map_or(self.index, |s| s.owner(source, datagram));
+                            match self.handing.get_mut(owner) {
+                                Some(queue) if owner != self.index => {
                                     queue.push(single_port::Datagram {
                                         source,
                                         contents: datagram.to_vec(),
                                     });
-                                    continue;
                                 }
+                                _ => self.worker.handle_datagram(
+                                    Instant::now(),
+                                    source,
+                                    destination,
+                                    datagram,
+                                ),
                             }
-                            self.worker.handle_datagram(
-                                Instant::now(),
-                                source,
-                                destination,
-                                datagram,
-                            );
                             read += 1;
                             if read == RECV_BATCH {
                                 read = 0;
@@ -516,8 +516,12 @@ impl Driver {
                 }
             }
             self.hand_over();
+            // At most a queue's worth per turn, so that commands and timers are not starved.
             let mut read = 0;
-            while let Ok(datagram) = self.handed.try_recv() {
+            for _ in 0..single_port::HANDOFF_CAPACITY {
+                let Ok(datagram) = self.handed.try_recv() else {
+                    break;
+                };
                 self.worker.handle_datagram(
                     Instant::now(),
                     datagram.source,
