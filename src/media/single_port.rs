@@ -30,10 +30,18 @@ const MAX_ROUTES: usize = 65_536;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// Binds `count` UDP sockets to one address and port (`port` 0: one free port), all in one
-/// `SO_REUSEPORT` group, non-blocking.
+/// `SO_REUSEPORT` group, non-blocking. A port already in use is an error, even when its holder
+/// (another hub of the same user) would let this one join its group and take part of its
+/// datagrams.
 pub fn bind(ip: IpAddr, port: u16, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
     let mut sockets = Vec::with_capacity(count);
     let mut address = SocketAddr::new(ip, port);
+    if port != 0 {
+        // A plain bind fails on a port held by anyone, SO_REUSEPORT group or not.
+        drop(std::net::UdpSocket::bind(address).map_err(|e| {
+            io::Error::new(e.kind(), format!("media UDP port {address} is in use: {e}"))
+        })?);
+    }
     for _ in 0..count.max(1) {
         let socket = Socket::new(
             Domain::for_address(address),
@@ -201,6 +209,14 @@ mod tests {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let port = taken.local_addr().expect("address").port();
         assert!(bind(IpAddr::from([127, 0, 0, 1]), port, 2).is_err());
+    }
+
+    #[test]
+    fn a_port_another_hub_shares_is_an_error() {
+        let first = bind(IpAddr::from([127, 0, 0, 1]), 0, 2).expect("bind");
+        let port = first[0].local_addr().expect("address").port();
+        let second = bind(IpAddr::from([127, 0, 0, 1]), port, 2);
+        assert!(second.is_err(), "a second group joined port {port}");
     }
 
     #[test]
