@@ -142,9 +142,14 @@ pub struct Config {
     pub media_bind: IpAddr,
 
     /// First media UDP port; worker N uses this port + N (0: any free ports).
-    /// Open these ports in the firewall.
+    /// Open these ports in the firewall (only this one with `--single-port`).
     #[arg(long, env = "DIEMCAU_MEDIA_PORT", default_value_t = 40000)]
     pub media_port: u16,
+
+    /// Every media worker receives on the same UDP port, `--media-port` (SO_REUSEPORT), so
+    /// the firewall needs one UDP port whatever the number of workers.
+    #[arg(long, env = "DIEMCAU_SINGLE_PORT")]
+    pub single_port: bool,
 
     /// IP address(es) announced to clients in ICE candidates, comma separated. Default: the
     /// bind address, or when it is 0.0.0.0 the machine's main address and 127.0.0.1.
@@ -343,6 +348,7 @@ impl Config {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             media_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             media_port: 0,
+            single_port: false,
             media_tcp_port: MediaTcpPort(Some(0)),
             media_tcp_announce_port: None,
             media_tcp_max_connections: 2048,
@@ -441,6 +447,7 @@ impl Config {
             workers,
             bind_ip: self.media_bind,
             port: self.media_port,
+            single_port: self.single_port,
             announce: self.announce_addresses(),
             tcp: self.media_tcp_port.0.map(|port| TcpConfig {
                 port,
@@ -516,4 +523,22 @@ fn parse_tcp_port(text: &str) -> Result<MediaTcpPort, String> {
 fn parse_offset(text: &str) -> Result<UtcOffset, String> {
     let format = time::macros::format_description!("[offset_hour]:[offset_minute]");
     UtcOffset::parse(text, format).map_err(|e| format!("expected an offset like +07:00: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn single_port_is_off_unless_asked() {
+        let config = Config::try_parse_from(["diemcau", "--media-port", "41000"]).expect("parse");
+        assert!(!config.media().single_port);
+        let config = Config::try_parse_from(["diemcau", "--single-port", "--media-port", "41000"])
+            .expect("parse");
+        let media = config.media();
+        assert!(media.single_port);
+        assert_eq!(media.port, 41000);
+    }
 }

@@ -15,7 +15,12 @@
 //! Beside UDP, [`tcp`] serves ICE over TCP for halls whose network passes only TCP: one
 //! listener hands each connection to the worker of the peer its first STUN request names, and
 //! that worker's loop reads and writes it with its UDP socket.
+//!
+//! With [`MediaConfig::single_port`] every worker's socket binds the same port
+//! ([`single_port`]): a datagram read by a worker that does not own its peer is handed to the
+//! one that does, and every worker announces the same candidates.
 
+mod single_port;
 mod tcp;
 
 pub use tcp::{FrameError, FrameReader, MAX_FRAME, TcpConfig};
@@ -104,8 +109,11 @@ pub enum Command {
 pub struct MediaConfig {
     pub workers: usize,
     pub bind_ip: IpAddr,
-    /// First UDP port: worker `i` binds `port + i`. Zero picks free ports.
+    /// First UDP port: worker `i` binds `port + i`, or every worker binds `port` with
+    /// [`MediaConfig::single_port`]. Zero picks free ports.
     pub port: u16,
+    /// One UDP port for all workers (`SO_REUSEPORT`), instead of one port per worker.
+    pub single_port: bool,
     /// Addresses put in ICE candidates (with each worker's port).
     pub announce: Vec<IpAddr>,
     /// ICE over TCP on one shared port (with `bind_ip` and `announce`); `None`: UDP only.
@@ -134,13 +142,17 @@ pub struct MediaPlane {
     /// The TCP listener's announced addresses; empty without one.
     tcp_addresses: Vec<SocketAddr>,
     tcp_limits: Option<Arc<tcp::ConnectionLimits>>,
+    handoffs: Arc<single_port::HandoffCounters>,
     stopped: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
 struct WorkerHandle {
+    index: usize,
     commands: Sender<Command>,
     waker: Arc<Waker>,
+    /// Datagrams other workers read for this worker's peers (with one UDP port for all).
+    handoff: Sender<single_port::Datagram>,
     addresses: Vec<SocketAddr>,
     /// The worker's counters, published after each turn of its loop.
     stats: Arc<Mutex<WorkerStats>>,
@@ -185,19 +197,45 @@ impl MediaPlane {
         }
         let ufrags = tcp::UfragMap::default();
         let stopped = Arc::new(AtomicBool::new(false));
+        let handoffs = Arc::new(single_port::HandoffCounters::default());
+        let mut shared_sockets = if config.single_port {
+            single_port::bind(config.bind_ip, config.port, count)?
+        } else {
+            Vec::new()
+        }
+        .into_iter();
         for index in 0..count {
-            let port = if config.port == 0 {
-                0
-            } else {
-                config.port + index as u16
+            let std_socket = match shared_sockets.next() {
+                Some(socket) => socket,
+                None => {
+                    let port = if config.port == 0 {
+                        0
+                    } else {
+                        config.port.checked_add(index as u16).ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidInput,
+                                format!(
+                                    "media port {} + {count} workers passes 65535",
+                                    config.port
+                                ),
+                            )
+                        })?
+                    };
+                    let socket = std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
+                    socket.set_nonblocking(true)?;
+                    socket
+                }
             };
-            let std_socket = std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port))?;
-            std_socket.set_nonblocking(true)?;
             let local = std_socket.local_addr()?;
             let socket = UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (commands, inbox) = crossbeam_channel::unbounded();
+            let (handoff, handed) = crossbeam_channel::bounded(if config.single_port {
+                single_port::HANDOFF_CAPACITY
+            } else {
+                0
+            });
             let addresses: Vec<SocketAddr> = config
                 .announce
                 .iter()
@@ -205,8 +243,10 @@ impl MediaPlane {
                 .collect();
             tracing::info!(worker = index, %local, announce = ?addresses, "media worker bound");
             handles.push(WorkerHandle {
+                index,
                 commands,
                 waker,
+                handoff,
                 addresses: addresses.clone(),
                 stats: Arc::default(),
             });
@@ -216,9 +256,9 @@ impl MediaPlane {
             worker_config.workers = count as u32;
             worker_config.dtls_cert = dtls_cert.clone();
             worker_config.tcp_candidates = tcp_addresses.clone();
-            pending.push((socket, poll, inbox, worker_config, destination));
+            pending.push((socket, poll, inbox, handed, worker_config, destination));
         }
-        for (index, (socket, poll, inbox, worker_config, destination)) in
+        for (index, (socket, poll, inbox, handed, worker_config, destination)) in
             pending.into_iter().enumerate()
         {
             let others: Vec<WorkerHandle> = handles
@@ -240,6 +280,12 @@ impl MediaPlane {
                     .as_ref()
                     .map(|c| tcp::Connections::new(c, tcp_addresses.clone(), FIRST_TCP)),
                 ufrags: tcp::Ufrags::new(ufrags.clone(), index),
+                steering: config
+                    .single_port
+                    .then(|| single_port::Steering::new(index, ufrags.clone(), Instant::now())),
+                handed,
+                handing: (0..count).map(|_| Vec::new()).collect(),
+                handoffs: handoffs.clone(),
                 tcp_buf: vec![0u8; 16 * 1024],
                 stats,
                 index,
@@ -278,6 +324,7 @@ impl MediaPlane {
                 next: AtomicUsize::new(0),
                 tcp_addresses,
                 tcp_limits,
+                handoffs,
                 stopped,
             },
             events_rx,
@@ -301,16 +348,26 @@ impl MediaPlane {
         total
     }
 
+    /// Datagrams handed from the worker that read them to the worker owning their peer, and
+    /// those dropped because that worker's queue was full (with one UDP port for all).
+    pub fn handoffs(&self) -> (u64, u64) {
+        (self.handoffs.handed_over(), self.handoffs.dropped())
+    }
+
     pub fn worker_count(&self) -> usize {
         self.workers.len()
     }
 
-    /// The UDP addresses announced by every worker (for the operator: open these ports).
+    /// The UDP addresses announced by the workers, each once (for the operator: open these
+    /// ports; one with a single port for all workers).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.workers
-            .iter()
-            .flat_map(|w| w.addresses.clone())
-            .collect()
+        let mut addresses: Vec<SocketAddr> = Vec::new();
+        for address in self.workers.iter().flat_map(|w| w.addresses.iter()) {
+            if !addresses.contains(address) {
+                addresses.push(*address);
+            }
+        }
+        addresses
     }
 
     /// The announced addresses of the TCP listener (for the operator: open this port); empty
@@ -353,6 +410,14 @@ struct Driver {
     /// This worker's TCP connections; `None` when media goes over UDP only.
     tcp: Option<tcp::Connections>,
     ufrags: tcp::Ufrags,
+    /// Finds the worker of each datagram's peer when all workers share one port; `None`
+    /// with a port per worker (every datagram on a worker's socket is its own).
+    steering: Option<single_port::Steering>,
+    /// Datagrams other workers read for this worker's peers.
+    handed: Receiver<single_port::Datagram>,
+    /// This turn's datagrams for other workers, by worker index.
+    handing: Vec<Vec<single_port::Datagram>>,
+    handoffs: Arc<single_port::HandoffCounters>,
     tcp_buf: Vec<u8>,
     stats: Arc<Mutex<WorkerStats>>,
     index: usize,
@@ -417,15 +482,28 @@ impl Driver {
                             let Some(datagram) = buf.get(..n) else {
                                 continue;
                             };
-                            self.worker.handle_datagram(
-                                Instant::now(),
-                                source,
-                                destination,
-                                datagram,
-                            );
+                            let owner = self
+                                .steering
+                                .as_mut()
+                                .map_or(self.index, |s| s.owner(source, datagram));
+                            match self.handing.get_mut(owner) {
+                                Some(queue) if owner != self.index => {
+                                    queue.push(single_port::Datagram {
+                                        source,
+                                        contents: datagram.to_vec(),
+                                    });
+                                }
+                                _ => self.worker.handle_datagram(
+                                    Instant::now(),
+                                    source,
+                                    destination,
+                                    datagram,
+                                ),
+                            }
                             read += 1;
                             if read == RECV_BATCH {
                                 read = 0;
+                                self.hand_over();
                                 self.flush(&mut relays);
                             }
                         }
@@ -437,12 +515,34 @@ impl Driver {
                     }
                 }
             }
+            self.hand_over();
+            // At most a queue's worth per turn, so that commands and timers are not starved.
+            let mut read = 0;
+            for _ in 0..single_port::HANDOFF_CAPACITY {
+                let Ok(datagram) = self.handed.try_recv() else {
+                    break;
+                };
+                self.worker.handle_datagram(
+                    Instant::now(),
+                    datagram.source,
+                    destination,
+                    &datagram.contents,
+                );
+                read += 1;
+                if read == RECV_BATCH {
+                    read = 0;
+                    self.flush(&mut relays);
+                }
+            }
             while let Ok(command) = self.inbox.try_recv() {
                 if !self.handle_command(command) {
                     return;
                 }
             }
             let now = Instant::now();
+            if let Some(steering) = self.steering.as_mut() {
+                steering.prune(now);
+            }
             self.worker.handle_timeout(now);
             if let Some(tcp) = self.tcp.as_mut() {
                 tcp.sweep(self.poll.registry(), now);
@@ -451,6 +551,35 @@ impl Driver {
                 *stats = self.worker.stats();
             }
         }
+    }
+
+    /// Queues the datagrams read for other workers' peers on their handoff queues, waking each
+    /// of them once; a full queue drops the rest, never waits.
+    fn hand_over(&mut self) {
+        let (mut handed_over, mut dropped) = (0, 0);
+        for (owner, queue) in self.handing.iter_mut().enumerate() {
+            if queue.is_empty() {
+                continue;
+            }
+            let Some(handle) = self.others.iter().find(|h| h.index == owner) else {
+                dropped += queue.len() as u64;
+                queue.clear();
+                continue;
+            };
+            let mut sent = false;
+            for datagram in queue.drain(..) {
+                if handle.handoff.try_send(datagram).is_ok() {
+                    handed_over += 1;
+                    sent = true;
+                } else {
+                    dropped += 1;
+                }
+            }
+            if sent && let Err(e) = handle.waker.wake() {
+                tracing::error!("waking a media worker failed: {e}");
+            }
+        }
+        self.handoffs.count(handed_over, dropped);
     }
 
     /// Sends what the worker produced; returns when it next wants to be woken.

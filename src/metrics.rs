@@ -122,6 +122,19 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         "UDP datagrams no peer claimed.",
         media.datagrams_unrouted.to_string(),
     );
+    let (handed_over, handoffs_dropped) = app.hub.media().handoffs();
+    metric(
+        "diemcau_datagrams_handed_over_total",
+        "counter",
+        "UDP datagrams read by one worker and handed to the worker owning their peer (--single-port).",
+        handed_over.to_string(),
+    );
+    metric(
+        "diemcau_datagrams_handoff_dropped_total",
+        "counter",
+        "UDP datagrams dropped because the owning worker's handoff queue was full (--single-port).",
+        handoffs_dropped.to_string(),
+    );
     metric(
         "diemcau_keyframe_requests_total",
         "counter",
