@@ -9,6 +9,20 @@
 //! stores each once whatever is sent again, and says how far it has stored ([`accept`]); the
 //! child keeps that mark, so after an outage the backlog flows up by itself.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use diemcau_signaling::MeetingId;
+
+use super::{NodeMeeting, NodeMessage, NodeSite};
+use crate::attendance::{Event, EventKind};
+use crate::directory::{Level, Site};
+use crate::hub::Hub;
+use crate::store::{
+    InvitedSite, MeetingState, MeetingView, NewMeeting, NodeBatch, NodeRecord, Recorder, Store,
+    StoreError,
+};
+
 /// Events sent up in one batch at most.
 const BATCH: usize = 500;
 
@@ -112,11 +126,11 @@ pub async fn accept(
     let provinces = node.provinces.clone();
     let served: HashSet<String> = store
         .blocking(move |s: &Store| {
-            let part = for_node(s, &provinces)?;
+            // This meeting only: every batch of every node passes here.
+            let view = s.meeting(MeetingId(meeting))?;
             Ok::<_, StoreError>(
-                part.into_iter()
-                    .find(|m| m.id == meeting)
-                    .map(|m| m.sites.into_iter().map(|site| site.code).collect())
+                part_of(&view, &directory(s)?, &provinces)
+                    .map(|part| part.sites.into_iter().map(|site| site.code).collect())
                     .unwrap_or_default(),
             )
         })
@@ -176,27 +190,34 @@ fn named_after(node: &str, mut kind: EventKind) -> EventKind {
     kind
 }
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
-use diemcau_signaling::MeetingId;
-
-use super::{NodeMeeting, NodeMessage, NodeSite};
-use crate::attendance::{Event, EventKind};
-use crate::directory::{Level, Site};
-use crate::hub::Hub;
-use crate::store::{
-    InvitedSite, MeetingState, NewMeeting, NodeBatch, NodeRecord, Recorder, Store, StoreError,
-};
-
 /// The parent's meetings as the node serving `provinces` gets them (meetings inviting none of
 /// its sites left out).
 pub fn for_node(store: &Store, provinces: &[String]) -> Result<Vec<NodeMeeting>, StoreError> {
-    let directory: HashMap<String, Site> = store
+    let directory = directory(store)?;
+    Ok(store
+        .meetings()?
+        .iter()
+        .filter_map(|meeting| part_of(meeting, &directory, provinces))
+        .collect())
+}
+
+/// The parent's directory by site code.
+fn directory(store: &Store) -> Result<HashMap<String, Site>, StoreError> {
+    Ok(store
         .sites()?
         .into_iter()
         .map(|site| (site.code.clone(), site))
-        .collect();
+        .collect())
+}
+
+/// The part of `meeting` the node serving `provinces` gets: the invited sites that `directory`
+/// places in those provinces (a province itself, or one of its communes); `None` when there
+/// are none.
+fn part_of(
+    meeting: &MeetingView,
+    directory: &HashMap<String, Site>,
+    provinces: &[String],
+) -> Option<NodeMeeting> {
     let serves = |site: &Site| {
         provinces.contains(&site.code)
             || site
@@ -204,38 +225,31 @@ pub fn for_node(store: &Store, provinces: &[String]) -> Result<Vec<NodeMeeting>,
                 .as_ref()
                 .is_some_and(|parent| provinces.contains(parent))
     };
-    let mut out = Vec::new();
-    for meeting in store.meetings()? {
-        let sites: Vec<NodeSite> = meeting
-            .plan
-            .roster
-            .iter()
-            .filter_map(|expected| {
-                let site = directory.get(&expected.code).filter(|s| serves(s))?;
-                Some(NodeSite {
-                    code: site.code.clone(),
-                    name: expected.name.clone(),
-                    kind: site.kind.clone(),
-                    parent_code: site.parent_code.clone(),
-                    parent_name: site.parent_name.clone(),
-                    expected_delegates: expected.expected_delegates,
-                })
+    let sites: Vec<NodeSite> = meeting
+        .plan
+        .roster
+        .iter()
+        .filter_map(|expected| {
+            let site = directory.get(&expected.code).filter(|s| serves(s))?;
+            Some(NodeSite {
+                code: site.code.clone(),
+                name: expected.name.clone(),
+                kind: site.kind.clone(),
+                parent_code: site.parent_code.clone(),
+                parent_name: site.parent_name.clone(),
+                expected_delegates: expected.expected_delegates,
             })
-            .collect();
-        if sites.is_empty() {
-            continue;
-        }
-        out.push(NodeMeeting {
-            id: meeting.plan.id,
-            title: meeting.plan.title.clone(),
-            studio_name: meeting.studio_name.clone(),
-            scheduled_start: meeting.plan.scheduled_start,
-            scheduled_end: meeting.plan.scheduled_end,
-            state: state_name(meeting.state).to_owned(),
-            sites,
-        });
-    }
-    Ok(out)
+        })
+        .collect();
+    (!sites.is_empty()).then(|| NodeMeeting {
+        id: meeting.plan.id,
+        title: meeting.plan.title.clone(),
+        studio_name: meeting.studio_name.clone(),
+        scheduled_start: meeting.plan.scheduled_start,
+        scheduled_end: meeting.plan.scheduled_end,
+        state: state_name(meeting.state).to_owned(),
+        sites,
+    })
 }
 
 fn state_name(state: MeetingState) -> &'static str {
