@@ -381,6 +381,11 @@ impl MediaPlane {
         self.tcp_limits.as_ref().map_or(0, |l| l.open())
     }
 
+    /// TCP media connections refused for being over a cap, since start.
+    pub fn tcp_refused(&self) -> u64 {
+        self.tcp_limits.as_ref().map_or(0, |l| l.refused())
+    }
+
     /// The worker a new peer goes to (round robin).
     pub fn pick_worker(&self) -> WorkerIndex {
         WorkerIndex(self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len())

@@ -87,6 +87,18 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         app.hub.media().worker_count().to_string(),
     );
     metric(
+        "diemcau_media_tcp_connections",
+        "gauge",
+        "ICE-TCP media connections open (halls whose UDP does not get through).",
+        app.hub.media().tcp_connections().to_string(),
+    );
+    metric(
+        "diemcau_media_tcp_refused_total",
+        "counter",
+        "ICE-TCP media connections refused for being over a cap.",
+        app.hub.media().tcp_refused().to_string(),
+    );
+    metric(
         "diemcau_packets_received_total",
         "counter",
         "RTP packets received from publishers.",

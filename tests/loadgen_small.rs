@@ -333,3 +333,41 @@ fn weak_sites_get_the_low_layer_and_their_loss_shows() {
     assert!(f(&weak["downstream"]["delay"]["p50_ms"]) >= 60.0);
     assert!(f(&good["downstream"]["delay"]["p50_ms"]) < 60.0);
 }
+
+#[test]
+fn sites_whose_udp_is_blocked_receive_the_studio_over_tcp() {
+    let report = run_loadgen(&[
+        "fanout",
+        "--sites",
+        "3",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--floor-seconds",
+        "0",
+        "--link",
+        "tcp=67%,transport=tcp",
+    ]);
+    let joins = &report["joins"];
+    assert_eq!(u(&joins["succeeded"]), 3, "{joins}");
+    let sent = studio_sent(&report);
+    let receivers = report["downstream"]["per_receiver"]
+        .as_array()
+        .expect("per receiver");
+    assert_eq!(receivers.len(), 3);
+    for r in receivers {
+        let got = u(&r["received_packets"]);
+        assert!(
+            got * 100 >= sent * 99,
+            "site {} got {got} of {sent}",
+            r["id"]
+        );
+    }
+    assert_eq!(
+        u(&report["hub_cost"]["tcp_connections"]),
+        2,
+        "two of the three sites reach the hub over ICE-TCP: {}",
+        report["hub_cost"]
+    );
+}

@@ -242,6 +242,21 @@ async fn bad_and_idle_tcp_connections_are_closed_while_udp_media_flows() {
         open_now <= IN_ALL,
         "after the flood: {open_now} open, over the cap of {IN_ALL}"
     );
+    // The operator sees the refusals on /metrics.
+    let metrics = http::get(addr, "/metrics").await.text();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("diemcau_media_tcp_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no diemcau_media_tcp_refused_total in /metrics:\n{metrics}"));
+    assert!(
+        refused > 0,
+        "/metrics counts no refused TCP media connection after {FLOOD} from one address"
+    );
+    assert!(
+        metrics.contains("diemcau_media_tcp_connections "),
+        "/metrics shows the TCP media connections open"
+    );
 
     // Idle connections go at the ICE timeout; the UDP site never stopped receiving.
     let video_before = packets(&site, &studio_id, "video");

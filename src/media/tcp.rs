@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,8 @@ pub struct ConnectionLimits {
     max_total: usize,
     max_per_address: usize,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Connections closed at once for being over a cap, since start.
+    refused: AtomicU64,
 }
 
 impl ConnectionLimits {
@@ -148,6 +150,7 @@ impl ConnectionLimits {
             max_total: max_total.max(1),
             max_per_address: max_per_address.max(1),
             open: Mutex::default(),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -160,6 +163,7 @@ impl ConnectionLimits {
             if *from_address == 0 {
                 by_address.remove(&ip);
             }
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         *total += 1;
@@ -173,6 +177,11 @@ impl ConnectionLimits {
     /// Connections open now, in all.
     pub fn open(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Connections refused for being over a cap, since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 

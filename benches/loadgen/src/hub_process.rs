@@ -72,6 +72,13 @@ impl SpawnedHub {
         if supports("--media-tcp-port") {
             args.extend(["--media-tcp-port".to_owned(), "0".to_owned()]);
         }
+        // Every simulated hall comes from one address.
+        if supports("--media-tcp-max-per-address") {
+            args.extend([
+                "--media-tcp-max-per-address".to_owned(),
+                "100000".to_owned(),
+            ]);
+        }
         if supports("--seed-sites") {
             args.extend(["--seed-sites".to_owned(), "false".to_owned()]);
         }

@@ -26,6 +26,8 @@ pub struct Ctx {
     /// Every peer's wake-ups: (due, slot, what). An entry whose peer has since asked for
     /// another time is stale and skipped.
     pub timers: Timers,
+    /// The thread's poll, for the TCP connections its peers open (set when the thread starts).
+    pub registry: Option<mio::Registry>,
 }
 
 impl Ctx {
@@ -45,6 +47,7 @@ impl Ctx {
             local_ip,
             report: ThreadReport::default(),
             timers: Timers::new(),
+            registry: None,
         }
     }
 

@@ -23,6 +23,7 @@
 mod context;
 mod peer;
 mod reports;
+mod tcp;
 mod thread;
 
 use std::io;

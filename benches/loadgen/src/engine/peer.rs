@@ -1,4 +1,5 @@
-//! One simulated endpoint: a str0m `Rtc` in RTP mode with its own UDP socket, what it
+//! One simulated endpoint: a str0m `Rtc` in RTP mode with its own UDP socket (or a TCP
+//! connection, [`super::tcp`]), what it
 //! publishes (paced audio and video, simulcast layers), and what it measures of what it
 //! receives.
 
@@ -12,7 +13,7 @@ use mio::net::UdpSocket;
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -20,6 +21,7 @@ use super::context::{Ctx, HeldLink, Timer};
 use super::reports::{
     EngineError, PeerReport, PeerSpec, PeerStatus, ReceivedStream, STUDIO, SentStream, ThreadReport,
 };
+use super::tcp::{Sent, TcpPath};
 use crate::measure::{LayerRuns, StreamReception};
 use crate::media::{self, AudioEncoder, Kind, Stamp, VideoEncoder, VideoProfile, Xorshift};
 
@@ -29,6 +31,8 @@ pub struct Peer {
     pub spec: PeerSpec,
     pub rtc: Rtc,
     pub socket: UdpSocket,
+    /// The way to the hub when this peer reaches it over TCP only.
+    pub tcp: Option<TcpPath>,
     pub local: SocketAddr,
     /// Index in the thread's peers and the socket's token.
     pub slot: usize,
@@ -70,8 +74,18 @@ impl Peer {
             .enable_vp8(true)
             .set_dtls_cert(ctx.cert.clone())
             .build(now);
-        let candidate =
-            Candidate::host(local, "udp").map_err(|e| EngineError::Io(e.to_string()))?;
+        // Over TCP, the one candidate is an active one (RFC 6544): it pairs only with the
+        // hub's passive TCP candidate, whatever UDP the hub offers.
+        let candidate = if spec.tcp {
+            Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(TcpType::Active)
+                .build()
+        } else {
+            Candidate::host(local, "udp")
+        }
+        .map_err(|e| EngineError::Io(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
         let stream_id = format!("loadgen-{}", spec.id);
@@ -158,6 +172,7 @@ impl Peer {
                 created_ns: Some(ctx.clock.ns(now)),
                 ..PeerStatus::default()
             },
+            tcp: spec.tcp.then(TcpPath::default),
             spec,
             rtc,
             socket,
@@ -278,7 +293,11 @@ impl Peer {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: if self.tcp.is_some() {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                },
                 source,
                 destination: self.local,
                 contents,
@@ -347,6 +366,18 @@ impl Peer {
     }
 
     fn send_datagram(&mut self, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
+        if let Some(path) = &mut self.tcp {
+            let Some(registry) = &ctx.registry else {
+                ctx.report.send_errors += 1;
+                return;
+            };
+            match path.send(registry, self.slot, destination, contents) {
+                Sent::Queued => {}
+                Sent::Dropped => ctx.report.send_would_block += 1,
+                Sent::Failed => ctx.report.send_errors += 1,
+            }
+            return;
+        }
         match self.socket.send_to(contents, destination) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ctx.report.send_would_block += 1,

@@ -27,6 +27,9 @@ pub struct PeerSpec {
     pub drop_percent: f64,
     /// The emulated link this peer sits behind.
     pub link: Option<PeerLink>,
+    /// Reach the hub over ICE-TCP only (its passive TCP candidate), as a hall whose firewall
+    /// drops UDP.
+    pub tcp: bool,
 }
 
 /// A peer's emulated link: its class (an index into the run's `--link` classes) and what each

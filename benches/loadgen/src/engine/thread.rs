@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::context::{Ctx, Timer};
 use super::peer::Peer;
 use super::reports::{EngineError, PeerSpec, PeerStatus, ThreadReport};
+use super::tcp;
 
 /// What a signalling task asks of a thread; each reply comes back on its channel.
 pub enum Command {
@@ -66,8 +67,9 @@ impl ThreadHandle {
 }
 
 /// Starts thread `index`; it runs until [`Command::Finish`].
-pub fn spawn(index: usize, ctx: Ctx) -> io::Result<(ThreadHandle, JoinHandle<()>)> {
+pub fn spawn(index: usize, mut ctx: Ctx) -> io::Result<(ThreadHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
+    ctx.registry = Some(poll.registry().try_clone()?);
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (commands, inbox) = crossbeam_channel::unbounded();
     let worker = EngineThread {
@@ -120,7 +122,10 @@ impl EngineThread {
                 if event.token() == WAKER {
                     continue;
                 }
-                self.read_socket(event.token().0, &mut buf);
+                match tcp::slot_of(event.token()) {
+                    Some(slot) => self.read_tcp(slot, &mut buf),
+                    None => self.read_socket(event.token().0, &mut buf),
+                }
             }
             while let Ok(command) = self.inbox.try_recv() {
                 if let Command::Finish { reply } = command {
@@ -149,6 +154,24 @@ impl EngineThread {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {} // ICMP errors from the hub going away: keep reading
             }
+        }
+    }
+
+    /// Writes what waits on a peer's TCP connection and hands the frames that arrived to it.
+    fn read_tcp(&mut self, slot: usize, buf: &mut [u8]) {
+        let Some(peer) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let Some(path) = &mut peer.tcp else {
+            return;
+        };
+        let frames = path.ready(self.poll.registry(), buf);
+        let Some(source) = path.remote() else {
+            return;
+        };
+        let now = Instant::now();
+        for frame in frames {
+            peer.receive(now, source, &frame, &mut self.ctx);
         }
     }
 
@@ -225,6 +248,9 @@ impl EngineThread {
                     peer.drive(Instant::now(), &mut self.ctx);
                     peer.dead = true;
                     let _ = self.poll.registry().deregister(&mut peer.socket);
+                    if let Some(path) = &mut peer.tcp {
+                        path.fail(self.poll.registry());
+                    }
                 }
             }
             Command::Status { reply } => {

@@ -20,6 +20,8 @@ pub struct LinkClass {
     pub down: LinkProfile,
     /// Site → hub.
     pub up: LinkProfile,
+    /// The sites reach the hub over ICE-TCP only, as behind a firewall that drops UDP.
+    pub tcp: bool,
 }
 
 impl LinkClass {
@@ -29,9 +31,11 @@ impl LinkClass {
 queue (rate-limit queue: 250ms of the rate by default, or e.g. 64kB), delay (one-way, each \
 direction, e.g. 40ms), jitter (extra delay from 0 to this, drawn every 20 ms, e.g. 10ms), loss (each direction, e.g. 2%), \
 burst (mean loss burst length in packets: Gilbert-Elliott instead of independent losses), \
-up-rate (site → hub rate; none by default). Example, 70 % good, 20 % at 1 Mbit/s, 10 % at \
+up-rate (site → hub rate; none by default), transport (udp, or tcp: the sites reach the hub \
+over ICE-TCP only). Example, 70 % good, 20 % at 1 Mbit/s, 10 % at \
 300 kbit/s with 2 % loss: --link good=70% --link 1mbit=20%,rate=1mbit,delay=30ms \
---link weak=10%,rate=300kbit,delay=80ms,jitter=10ms,loss=2%. Sites not covered by the shares \
+--link weak=10%,rate=300kbit,delay=80ms,jitter=10ms,loss=2%; a third over TCP: \
+--link tcp=33%,transport=tcp. Sites not covered by the shares \
 (when they add up to less than 100 %) have no emulated link.";
 
     /// A class with no emulation: the remainder of the sites when the shares leave some.
@@ -41,6 +45,7 @@ up-rate (site → hub rate; none by default). Example, 70 % good, 20 % at 1 Mbit
             share_percent,
             down: LinkProfile::transparent(),
             up: LinkProfile::transparent(),
+            tcp: false,
         }
     }
 
@@ -71,6 +76,9 @@ up-rate (site → hub rate; none by default). Example, 70 % good, 20 % at 1 Mbit
                 loss.push_str(&format!(" in bursts of {} packets", trim(burst)));
             }
             parts.push(loss);
+        }
+        if self.tcp {
+            parts.push("over TCP".to_owned());
         }
         if parts.is_empty() {
             "no emulation".to_owned()
@@ -114,6 +122,7 @@ impl FromStr for LinkClass {
         let mut down = LinkProfile::transparent();
         let mut up = LinkProfile::transparent();
         let mut queue = None;
+        let mut tcp = false;
         for part in parts.filter(|p| !p.is_empty()) {
             let (key, v) = part
                 .split_once('=')
@@ -133,9 +142,17 @@ impl FromStr for LinkClass {
                         .ok_or_else(|| fail(format!("burst `{v}`: a packet count ≥ 1")))?;
                     down.burst = Some(packets);
                 }
+                "transport" => {
+                    tcp = match v {
+                        "udp" => false,
+                        "tcp" => true,
+                        _ => return Err(fail(format!("transport `{v}`: udp or tcp"))),
+                    }
+                }
                 _ => {
                     return Err(fail(format!(
-                        "unknown key `{key}` (rate, up-rate, queue, delay, jitter, loss, burst)"
+                        "unknown key `{key}` (rate, up-rate, queue, delay, jitter, loss, burst, \
+                         transport)"
                     )));
                 }
             }
@@ -163,6 +180,7 @@ impl FromStr for LinkClass {
             share_percent,
             down,
             up,
+            tcp,
         })
     }
 }

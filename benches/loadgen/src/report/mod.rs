@@ -323,6 +323,8 @@ pub struct HubCost {
     /// (RSS at the window's end - RSS before the joins) / connected sites.
     pub rss_per_site_bytes: Option<f64>,
     pub threads: Option<u64>,
+    /// ICE-TCP media connections the hub held at the window's end (its `/metrics`).
+    pub tcp_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

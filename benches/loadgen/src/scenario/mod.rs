@@ -96,6 +96,8 @@ struct Readings {
     health: Option<serde_json::Value>,
     /// The hub's own count of forwarded packets (`/metrics`), when it has one.
     forwarded: Option<u64>,
+    /// ICE-TCP media connections the hub holds (`/metrics`), when it says.
+    tcp_connections: Option<u64>,
 }
 
 impl Run {
@@ -151,15 +153,16 @@ impl Run {
             Ok(r) if r.status == 200 => r.json().ok(),
             _ => None,
         };
-        let forwarded = match http::request(&self.hub, "GET", "/metrics", None, b"").await {
-            Ok(r) if r.status == 200 => {
-                prometheus_counter(&r.text(), "diemcau_packets_forwarded_total")
-            }
-            _ => None,
+        let metrics = match http::request(&self.hub, "GET", "/metrics", None, b"").await {
+            Ok(r) if r.status == 200 => r.text(),
+            _ => String::new(),
         };
+        let forwarded = prometheus_counter(&metrics, "diemcau_packets_forwarded_total");
+        let tcp_connections = prometheus_counter(&metrics, "diemcau_media_tcp_connections");
         Readings {
             at: Instant::now(),
             forwarded,
+            tcp_connections,
             hub: self.hub_pid.and_then(|pid| procfs::sample(pid).ok()),
             generator: procfs::sample(std::process::id()).ok(),
             udp: UdpCounters::read(),
@@ -197,6 +200,10 @@ impl Run {
             }),
             simulcast: false,
             drop_percent: 0.0,
+            tcp: self
+                .class_of_site(id)
+                .and_then(|class| self.classes.get(class))
+                .is_some_and(|c| c.tcp),
             link,
         }
     }
@@ -250,6 +257,7 @@ impl Run {
                 simulcast: o.simulcast,
                 drop_percent: o.drop_percent,
                 link: None,
+                tcp: false,
             },
         );
         sessions.spawn(studio.run(stop_rx.clone()));

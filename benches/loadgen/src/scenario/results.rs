@@ -130,7 +130,10 @@ impl Run {
             },
             hub_reported_packets_per_second: hub_reported,
         };
-        let mut hub_cost = HubCost::default();
+        let mut hub_cost = HubCost {
+            tcp_connections: end.tcp_connections,
+            ..HubCost::default()
+        };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
             let cpu = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e9;
             hub_cost.measured = true;
