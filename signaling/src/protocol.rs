@@ -25,6 +25,10 @@ pub enum Role {
     Studio,
     /// A commune hall (a *điểm cầu*).
     Site,
+    /// A provincial hub relaying the meeting to its own communes (docs/cascade.md). It
+    /// receives what a site receives, joins over the node link (never with a code), and is
+    /// never announced to other participants.
+    Node,
 }
 
 /// A participant as other participants see it.

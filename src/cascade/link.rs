@@ -314,8 +314,18 @@ async fn serve(
     // The batch sent and not yet stored: its meeting, how far it covers, when it left. Without
     // an answer within UPLOAD_PATIENCE it is sent again (the parent stores each event once).
     let mut in_flight: Option<(i64, u64, tokio::time::Instant)> = None;
+    // The national meetings in progress, and the relay of each that runs.
+    let mut relays = Relays::new(config).await;
     loop {
         tokio::select! {
+            Some(message) = relays.up.recv() => {
+                if let NodeMessage::RelayLeave { meeting } = &message {
+                    relays.ended(*meeting);
+                }
+                if socket.send(Message::Text(message.to_json().into())).await.is_err() {
+                    return Failure::Unreachable("the link dropped".to_owned());
+                }
+            }
             _ = upload.tick(), if in_flight.is_none_or(|(_, _, sent)| sent.elapsed() > UPLOAD_PATIENCE) => {
                 let store = hub.store().clone();
                 match store.blocking(|s: &crate::store::Store| super::mirror::next_batch(s)).await {
@@ -360,10 +370,12 @@ async fn serve(
                         }
                     }
                     Ok(NodeMessage::Meetings { meetings }) => {
-                        if let Err(e) = super::mirror::apply(hub, meetings).await {
-                            tracing::error!(parent = %config.url, "the national meetings not followed: {e}");
+                        match super::mirror::apply(hub, meetings).await {
+                            Ok(in_progress) => relays.follow(hub, in_progress),
+                            Err(e) => tracing::error!(parent = %config.url, "the national meetings not followed: {e}"),
                         }
                     }
+                    Ok(NodeMessage::RelayDown { meeting, message }) => relays.deliver(meeting, *message),
                     Ok(NodeMessage::Stored { meeting, through }) => {
                         if in_flight.is_some_and(|(m, covers, _)| m == meeting && through >= covers) {
                             in_flight = None;
@@ -385,6 +397,8 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
+                // A relay that stopped (its media failed) is started again.
+                relays.restart(hub);
                 if last_heard.elapsed() > PING_INTERVAL * 3 {
                     return Failure::Unreachable(format!(
                         "no word from the parent for {:?}",
@@ -397,5 +411,75 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// The relays of the national meetings in progress, while the link is up (dropped with it).
+struct Relays {
+    parent_ip: Option<std::net::IpAddr>,
+    wanted: Vec<super::mirror::InProgress>,
+    running: std::collections::HashMap<i64, super::relay::RelayHandle>,
+    up_tx: tokio::sync::mpsc::UnboundedSender<NodeMessage>,
+    /// What the relays say to the parent.
+    up: tokio::sync::mpsc::UnboundedReceiver<NodeMessage>,
+}
+
+impl Relays {
+    async fn new(config: &ParentConfig) -> Relays {
+        let parent_ip = match tokio::net::lookup_host((config.host.as_str(), config.port)).await {
+            Ok(mut addresses) => addresses.next().map(|a| a.ip()),
+            Err(e) => {
+                tracing::warn!(parent = %config.url, "the parent's address not resolved: {e}; no media relay");
+                None
+            }
+        };
+        let (up_tx, up) = tokio::sync::mpsc::unbounded_channel();
+        Relays {
+            parent_ip,
+            wanted: Vec::new(),
+            running: std::collections::HashMap::new(),
+            up_tx,
+            up,
+        }
+    }
+
+    /// The meetings in progress are these: relays start for new ones and stop for the others.
+    fn follow(&mut self, hub: &Arc<crate::hub::Hub>, in_progress: Vec<super::mirror::InProgress>) {
+        self.running
+            .retain(|meeting, _| in_progress.iter().any(|m| m.parent == *meeting));
+        self.wanted = in_progress;
+        self.restart(hub);
+    }
+
+    /// Starts the relay of every meeting in progress that has none.
+    fn restart(&mut self, hub: &Arc<crate::hub::Hub>) {
+        let Some(parent_ip) = self.parent_ip else {
+            return;
+        };
+        for meeting in &self.wanted {
+            if self.running.contains_key(&meeting.parent) {
+                continue;
+            }
+            let spec = super::relay::RelaySpec {
+                parent_meeting: meeting.parent,
+                local_meeting: meeting.local,
+                studio_name: meeting.studio_name.clone(),
+                parent_ip,
+            };
+            tracing::info!(parent_meeting = meeting.parent, meeting = %meeting.local, "relaying the national meeting to this province's communes");
+            let handle = super::relay::start(hub.clone(), spec, self.up_tx.clone());
+            self.running.insert(meeting.parent, handle);
+        }
+    }
+
+    fn deliver(&self, meeting: i64, message: diemcau_signaling::ServerMessage) {
+        if let Some(relay) = self.running.get(&meeting) {
+            relay.deliver(message);
+        }
+    }
+
+    /// A relay stopped by itself.
+    fn ended(&mut self, meeting: i64) {
+        self.running.remove(&meeting);
     }
 }

@@ -260,10 +260,20 @@ fn state_name(state: MeetingState) -> &'static str {
     }
 }
 
+/// A national meeting in progress and this hub's part of it: what a relay carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgress {
+    pub parent: i64,
+    pub local: MeetingId,
+    pub studio_name: String,
+}
+
 /// On the child: makes this hub's part of each of the parent's meetings it does not have yet
 /// (adding the invited sites its directory lacks), and starts or ends it as the parent's did.
-/// A meeting that ended before this hub heard of it is not made.
-pub async fn apply(hub: &Arc<Hub>, meetings: Vec<NodeMeeting>) -> Result<(), String> {
+/// A meeting that ended before this hub heard of it is not made. Returns the meetings in
+/// progress.
+pub async fn apply(hub: &Arc<Hub>, meetings: Vec<NodeMeeting>) -> Result<Vec<InProgress>, String> {
+    let mut in_progress = Vec::new();
     for meeting in meetings {
         let parent_id = meeting.id;
         let store = hub.store().clone();
@@ -277,8 +287,15 @@ pub async fn apply(hub: &Arc<Hub>, meetings: Vec<NodeMeeting>) -> Result<(), Str
             None => create(hub, &meeting).await?,
         };
         follow(hub, local, &meeting.state).await?;
+        if meeting.state == "in_progress" {
+            in_progress.push(InProgress {
+                parent: parent_id,
+                local,
+                studio_name: meeting.studio_name.clone(),
+            });
+        }
     }
-    Ok(())
+    Ok(in_progress)
 }
 
 async fn create(hub: &Arc<Hub>, meeting: &NodeMeeting) -> Result<MeetingId, String> {

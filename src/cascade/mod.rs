@@ -13,15 +13,20 @@
 //! - both ends measure the link's round-trip time and show its state on `/api/health` and
 //!   `/metrics`.
 //!
-//! What crosses the link today is the link's own keep-alive. Meetings spanning the tree (media
-//! relayed down once per link, attendance replicated up) are built on it and are not there
-//! yet; `docs/cascade.md` says what is.
+//! Over the link, national meetings come down ([`mirror`]: each province's part, with its own
+//! join links), attendance goes up exactly once ([`mirror`]), and the national studio's media
+//! comes down once per province: the child's [`relay`] joins the parent's meeting as a `node`
+//! participant ([`seats`] on the parent) and publishes what it receives as the studio of its
+//! own part ([`bridge`]). `docs/cascade.md` says what is built and what is not.
 
+mod bridge;
 pub mod cli;
 pub mod link;
 pub mod mirror;
 pub mod parent;
 pub mod pinning;
+pub mod relay;
+pub mod seats;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +67,24 @@ pub enum NodeMessage {
     },
     /// Parent → child: the child's log of `meeting`'s part is stored up to `through`.
     Stored { meeting: i64, through: u64 },
+    /// Child → parent: relay meeting `meeting` (in progress, concerning the child) to the
+    /// child's communes: the parent seats the child as a `node` participant, which receives
+    /// what a site receives. Answered with `relay_down` carrying `joined` or `error`.
+    RelayJoin { meeting: i64 },
+    /// Child → parent: a signalling message (docs/protocol.md: `offer`, `answer`, `leave`) of
+    /// the child's relay of `meeting`, handled as the participant's own.
+    RelayUp {
+        meeting: i64,
+        message: Box<diemcau_signaling::ClientMessage>,
+    },
+    /// Parent → child: a message of the hub to the child's relay of `meeting` (`joined`,
+    /// `answer`, `offer`, `error`...), as a participant receives it.
+    RelayDown {
+        meeting: i64,
+        message: Box<diemcau_signaling::ServerMessage>,
+    },
+    /// Child → parent: the relay of `meeting` ends (the link's end ends every relay too).
+    RelayLeave { meeting: i64 },
 }
 
 /// A meeting of the parent as a child hub gets it: the part that concerns the child.

@@ -288,6 +288,8 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
         app.node_links.closed(&name, generation);
         return;
     }
+    let (mut seats, mut relay_outputs) =
+        super::seats::NodeSeats::new(app.hub.clone(), node.clone(), address.parse().ok());
     let mut meetings = app.node_links.meetings.subscribe();
     meetings.mark_changed();
     let silence = PING_INTERVAL * 4;
@@ -334,11 +336,27 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
                                 Err(e) => tracing::warn!(node = %name, meeting, "attendance from the node not stored: {e}"),
                             }
                         }
+                        Ok(relay @ (NodeMessage::RelayJoin { .. } | NodeMessage::RelayUp { .. } | NodeMessage::RelayLeave { .. })) => {
+                            if let Some(reply) = seats.handle(relay).await
+                                && socket.send(Message::Text(reply.to_json().into())).await.is_err()
+                            {
+                                break End::Closed;
+                            }
+                        }
                         Ok(other) => tracing::debug!(node = %name, ?other, "unexpected node message"),
                         Err(e) => tracing::warn!(node = %name, "malformed node message: {e}"),
                     },
                     Message::Close(_) => break End::Closed,
                     _ => {}
+                }
+            }
+            Some((meeting, message, last)) = relay_outputs.recv() => {
+                let message = super::seats::down(meeting, message);
+                if socket.send(Message::Text(message.to_json().into())).await.is_err() {
+                    break End::Closed;
+                }
+                if last {
+                    seats.ended(meeting).await;
                 }
             }
             Ok(()) = meetings.changed() => {
@@ -385,6 +403,7 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
             }
         }
     };
+    seats.close_all().await;
     match end {
         End::Closed => tracing::warn!(node = %name, %address, "node link closed"),
         End::Silent => {

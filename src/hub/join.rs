@@ -36,6 +36,51 @@ impl Hub {
                 session: self.session_id(id),
             },
         };
+        self.take_seat(session, meeting, id, seat).await
+    }
+
+    /// A child hub's relay joins `meeting` over its node link (the caller checked that the
+    /// meeting concerns the node): it receives the programme for the node's communes.
+    pub async fn join_node(
+        &self,
+        session: &mut Session,
+        meeting: MeetingId,
+        node: &str,
+    ) -> Result<ServerMessage, ProtocolError> {
+        self.open_meeting(meeting).await?;
+        let id = PeerId(self.ids.next());
+        let seat = Seat::Node {
+            node: node.to_owned(),
+            session: self.session_id(id),
+        };
+        self.take_seat(session, meeting, id, seat).await
+    }
+
+    /// This hub's relay of a national meeting takes the studio's seat of its local copy
+    /// (`meeting`): it publishes the programme it receives from the parent. No code: the
+    /// relay runs inside the hub.
+    pub async fn join_relayed_studio(
+        &self,
+        session: &mut Session,
+        meeting: MeetingId,
+        name: &str,
+    ) -> Result<ServerMessage, ProtocolError> {
+        self.open_meeting(meeting).await?;
+        let id = PeerId(self.ids.next());
+        let seat = Seat::Studio {
+            name: name.to_owned(),
+            session: self.session_id(id),
+        };
+        self.take_seat(session, meeting, id, seat).await
+    }
+
+    async fn take_seat(
+        &self,
+        session: &mut Session,
+        meeting: MeetingId,
+        id: PeerId,
+        seat: Seat,
+    ) -> Result<ServerMessage, ProtocolError> {
         let is_studio = matches!(seat, Seat::Studio { .. });
         let client = &session.client;
         let address = client

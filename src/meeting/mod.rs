@@ -114,6 +114,12 @@ pub enum Seat {
         name: String,
         session: SessionId,
     },
+    /// A child hub relaying the meeting to its own communes: it receives the programme (what
+    /// a site receives) and is not part of the attendance (its communes are, from its log).
+    Node {
+        node: String,
+        session: SessionId,
+    },
 }
 
 /// Why a join is refused.
@@ -367,6 +373,11 @@ impl LiveMeeting {
             (Role::Studio, Role::Site) => Some(LOWEST_LAYER),
             (Role::Site, Role::Site) => holds_floor.then_some(ANY_LAYER),
             (Role::Studio, Role::Studio) => None,
+            // A child hub takes the programme once for all its communes, and chooses their
+            // layers itself.
+            (Role::Node, Role::Studio) => Some(ANY_LAYER),
+            (Role::Node, Role::Site) => holds_floor.then_some(ANY_LAYER),
+            (Role::Node, Role::Node) | (_, Role::Node) => None,
         }
     }
 

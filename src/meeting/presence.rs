@@ -28,7 +28,7 @@ impl LiveMeeting {
         }
         let replaced = match &seat {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
-            Seat::Studio { .. } => None,
+            Seat::Studio { .. } | Seat::Node { .. } => None,
         };
         if let Seat::Site { code, .. } = &seat {
             let status = self.sites.entry(code.clone()).or_default();
@@ -67,7 +67,7 @@ impl LiveMeeting {
                 .and_then(|s| s.last_leave.as_ref())
                 .filter(|leave| now - leave.at <= self.config.grace)
                 .map(|leave| leave.session.clone()),
-            (Seat::Studio { .. }, None) => None,
+            (Seat::Studio { .. } | Seat::Node { .. }, None) => None,
         };
 
         let info = match &seat {
@@ -83,7 +83,14 @@ impl LiveMeeting {
                 role: Role::Site,
                 site: Some(code.to_string()),
             },
+            Seat::Node { node, .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: node.clone(),
+                role: Role::Node,
+                site: None,
+            },
         };
+        let is_node = info.role == Role::Node;
         let (site, session) = match seat {
             Seat::Studio { session, .. } => {
                 self.studio = Some(id);
@@ -122,10 +129,20 @@ impl LiveMeeting {
                 self.log(now, kind);
                 (Some(code), session)
             }
+            Seat::Node { session, .. } => (None, session),
         };
-        let others: Vec<ParticipantInfo> =
-            self.participants.values().map(|p| p.info.clone()).collect();
-        for other in self.participants.keys().copied().collect::<Vec<_>>() {
+        let others: Vec<ParticipantInfo> = self
+            .participants
+            .values()
+            .filter(|p| p.info.role != Role::Node)
+            .map(|p| p.info.clone())
+            .collect();
+        let announced = if is_node {
+            Vec::new()
+        } else {
+            self.participants.keys().copied().collect::<Vec<_>>()
+        };
+        for other in announced {
             self.send(
                 other,
                 ServerMessage::ParticipantJoined {
@@ -161,6 +178,7 @@ impl LiveMeeting {
                 );
             }
             (Some(_), None) => {}
+            (None, _) if is_node => {}
             (None, _) => {
                 if let Some(last) = self.last_roll_call_message() {
                     self.send(id, last);
@@ -312,29 +330,35 @@ impl LiveMeeting {
             }
         }
         let floor = floor_returned.then(|| self.floor_message());
+        let announced = p.info.role != Role::Node;
         for other in self.participants.keys().copied().collect::<Vec<_>>() {
-            self.send(
-                other,
-                ServerMessage::ParticipantLeft {
-                    participant: id.to_string(),
-                },
-            );
+            if announced {
+                self.send(
+                    other,
+                    ServerMessage::ParticipantLeft {
+                        participant: id.to_string(),
+                    },
+                );
+            }
             if let Some(floor) = &floor {
                 self.send(other, floor.clone());
             }
         }
-        let kind = match p.site {
-            Some(site) => EventKind::SiteLeft {
+        let kind = match (p.site, p.info.role) {
+            (Some(site), _) => Some(EventKind::SiteLeft {
                 site: site.to_string(),
                 session: p.session.0,
                 reason,
-            },
-            None => EventKind::StudioLeft {
+            }),
+            (None, Role::Node) => None,
+            (None, _) => Some(EventKind::StudioLeft {
                 session: p.session.0,
                 reason,
-            },
+            }),
         };
-        self.log(now, kind);
+        if let Some(kind) = kind {
+            self.log(now, kind);
+        }
         if let Some(message) = notice {
             self.outputs.push_back(Output::Close {
                 to: Recipient::Participant(id),

@@ -105,6 +105,11 @@ impl Player {
                         name: "Studio".into(),
                         session: SessionId(format!("s{}", id.0)),
                     }
+                } else if b % 16 == 1 {
+                    Seat::Node {
+                        node: "tuyen-quang".into(),
+                        session: SessionId(format!("s{}", id.0)),
+                    }
                 } else {
                     Seat::Site {
                         code: site,

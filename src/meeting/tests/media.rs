@@ -18,6 +18,82 @@ fn sites_receive_the_studio_and_the_studio_sees_a_wall_of_small_pictures() {
 }
 
 #[test]
+fn a_provincial_relay_receives_the_programme_unseen_and_unlogged() {
+    let mut m = meeting_in_session();
+    let relay = PeerId(40);
+    let seat = Seat::Node {
+        node: "tuyen-quang".into(),
+        session: SessionId("s-node".into()),
+    };
+    let joined = m
+        .join(T0 + 1, relay, seat, "", "")
+        .expect("the relay joins");
+    let ServerMessage::Joined { participants, .. } = joined else {
+        panic!("joined: {joined:?}");
+    };
+    assert_eq!(
+        participants.len(),
+        3,
+        "the relay sees the studio and the sites"
+    );
+    let outputs = drain(&mut m);
+    assert!(
+        logs(&outputs).is_empty(),
+        "a relay is no attendance: {outputs:?}"
+    );
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::ParticipantJoined { .. },
+                ..
+            }
+        )),
+        "nobody is told of the relay: {outputs:?}"
+    );
+    assert_eq!(
+        m.route(relay, STUDIO),
+        Some(ANY_LAYER),
+        "the programme, any layer"
+    );
+    assert_eq!(m.route(relay, A), None);
+    assert_eq!(
+        m.route(STUDIO, relay),
+        None,
+        "a relay publishes nothing upward yet"
+    );
+    assert_eq!(m.route(A, relay), None);
+    m.attached(relay);
+    assert_eq!(
+        routes(&drain(&mut m)).len(),
+        2,
+        "the studio's audio and video go to the relay"
+    );
+    assert_eq!(
+        m.request_floor(T0 + 2, relay, true),
+        Err(ActionError::SiteOnly),
+        "a relay is no site"
+    );
+    m.check_invariants().expect("consumers match the rules");
+    assert!(m.leave(T0 + 3, relay, LeaveReason::Closed, None));
+    let outputs = drain(&mut m);
+    assert!(
+        logs(&outputs).is_empty(),
+        "its leave is not logged: {outputs:?}"
+    );
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::ParticipantLeft { .. },
+                ..
+            }
+        )),
+        "nor told: {outputs:?}"
+    );
+}
+
+#[test]
 fn a_subscriber_gets_its_consumers_when_attached_not_before() {
     let mut m = meeting();
     m.join(T0, STUDIO, studio_seat("Studio"), "", "")

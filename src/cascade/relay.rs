@@ -1,0 +1,220 @@
+//! The child's relay of one national meeting in progress: it joins the parent's meeting over
+//! the node link (a `node` participant, docs/protocol.md), receives the national studio's
+//! audio and video once for all of this hub's communes, and publishes them here as the studio
+//! of this hub's part of the meeting, so that each commune receives them from its own
+//! provincial hub, with this hub's own layer choice and audio-only fallback. The media path is
+//! [`super::bridge`]; this task carries its datagrams and its two signalling sessions.
+//!
+//! The relay lives while the node link is up and the meeting is in progress; when it ends, the
+//! local studio seat is left (the communes see the studio go) and a new relay takes it when
+//! the link is back.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use diemcau_signaling::{
+    ClientMessage, CloseReason, MeetingId, Outbox, ServerMessage, SessionHandler,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::NodeMessage;
+use super::bridge::{Bridge, Side};
+use crate::hub::{ClientInfo, Hub};
+
+/// A running relay, held by the link; dropping it ends the relay (its task leaves both
+/// meetings on its way out).
+#[derive(Debug)]
+pub struct RelayHandle {
+    down: mpsc::UnboundedSender<ServerMessage>,
+}
+
+impl RelayHandle {
+    /// A message of the parent hub to this relay.
+    pub fn deliver(&self, message: ServerMessage) {
+        let _ = self.down.send(message);
+    }
+}
+
+/// What a relay needs to start.
+#[derive(Debug, Clone)]
+pub struct RelaySpec {
+    /// The meeting's id on the parent.
+    pub parent_meeting: i64,
+    /// This hub's part of it.
+    pub local_meeting: MeetingId,
+    /// The name the national studio has (shown to the communes).
+    pub studio_name: String,
+    /// The parent hub's address as this hub reaches it (for the source address to use).
+    pub parent_ip: IpAddr,
+}
+
+/// Starts the relay of `spec`; what it says to the parent goes to `up`.
+pub fn start(
+    hub: Arc<Hub>,
+    spec: RelaySpec,
+    up: mpsc::UnboundedSender<NodeMessage>,
+) -> RelayHandle {
+    let (down, down_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let meeting = spec.parent_meeting;
+        if let Err(e) = run(&hub, &spec, &up, down_rx).await {
+            tracing::warn!(
+                parent_meeting = meeting,
+                "the relay of the national meeting stopped: {e}"
+            );
+        }
+        let _ = up.send(NodeMessage::RelayLeave { meeting });
+    });
+    RelayHandle { down }
+}
+
+async fn run(
+    hub: &Arc<Hub>,
+    spec: &RelaySpec,
+    up: &mpsc::UnboundedSender<NodeMessage>,
+    mut down: mpsc::UnboundedReceiver<ServerMessage>,
+) -> Result<(), String> {
+    let meeting = spec.parent_meeting;
+    let local_target = hub
+        .media()
+        .addresses()
+        .first()
+        .copied()
+        .ok_or("this hub has no media address")?;
+    let parent_socket = bind_towards(spec.parent_ip).await?;
+    let local_socket = bind_towards(local_target.ip()).await?;
+    let (mut bridge, parent_offer, local_offer) = Bridge::new(
+        Instant::now(),
+        parent_socket.local_addr().map_err(|e| e.to_string())?,
+        local_socket.local_addr().map_err(|e| e.to_string())?,
+        &format!("relay-{meeting}"),
+    )
+    .map_err(|e| e.to_string())?;
+
+    // This hub's side: the studio's seat of the local meeting.
+    let (outbox, mut local_rx) = Outbox::channel();
+    let mut session = hub.open(
+        outbox,
+        ClientInfo {
+            user_agent: format!("diemcau relay of national meeting {meeting}"),
+            ..ClientInfo::default()
+        },
+    );
+    let result = async {
+        hub.join_relayed_studio(&mut session, spec.local_meeting, &spec.studio_name)
+            .await
+            .map_err(|e| format!("the local studio seat: {}", e.message))?;
+        match hub
+            .handle(&mut session, ClientMessage::Offer { sdp: local_offer })
+            .await
+        {
+            Ok(Some(ServerMessage::Answer { sdp })) => bridge
+                .accept_answer(Side::Local, &sdp)
+                .map_err(|e| e.to_string())?,
+            Ok(other) => return Err(format!("the local hub answered {other:?}")),
+            Err(e) => return Err(format!("the local hub refused the offer: {}", e.message)),
+        }
+        // The parent's side: join, then offer once joined.
+        up.send(NodeMessage::RelayJoin { meeting })
+            .map_err(|_| "the link is gone".to_owned())?;
+        let mut parent_offer = Some(parent_offer);
+        let mut buf = vec![0u8; 2048];
+        let mut local_buf = vec![0u8; 2048];
+        let mut wake = Instant::now();
+        loop {
+            let sleep = tokio::time::sleep_until(wake.into());
+            tokio::select! {
+                message = down.recv() => {
+                    let Some(message) = message else { return Ok(()) };
+                    match message {
+                        ServerMessage::Joined { .. } => {
+                            if let Some(sdp) = parent_offer.take() {
+                                send_up(up, meeting, ClientMessage::Offer { sdp })?;
+                            }
+                        }
+                        ServerMessage::Answer { sdp } => {
+                            bridge.accept_answer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
+                        }
+                        ServerMessage::Offer { sdp } => {
+                            let sdp = bridge.accept_offer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
+                            send_up(up, meeting, ClientMessage::Answer { sdp })?;
+                        }
+                        ServerMessage::Error { code, message, .. } => {
+                            return Err(format!("the parent refused the relay: {message} ({code:?})"));
+                        }
+                        _ => {}
+                    }
+                }
+                message = local_rx.recv() => {
+                    let Some((message, last)) = message else { return Ok(()) };
+                    if let ServerMessage::Offer { sdp } = message {
+                        let sdp = bridge.accept_offer(Side::Local, &sdp).map_err(|e| e.to_string())?;
+                        if let Err(e) = hub.handle(&mut session, ClientMessage::Answer { sdp }).await {
+                            tracing::warn!(parent_meeting = meeting, "the local hub refused the relay's answer: {}", e.message);
+                        }
+                    }
+                    if last {
+                        return Ok(());
+                    }
+                }
+                received = parent_socket.recv_from(&mut buf) => {
+                    if let Ok((n, source)) = received {
+                        bridge.receive(Instant::now(), Side::Parent, source, buf.get(..n).unwrap_or_default());
+                    }
+                }
+                received = local_socket.recv_from(&mut local_buf) => {
+                    if let Ok((n, source)) = received {
+                        bridge.receive(Instant::now(), Side::Local, source, local_buf.get(..n).unwrap_or_default());
+                    }
+                }
+                () = sleep => {}
+            }
+            wake = bridge.drive(Instant::now()).map_err(|e| e.to_string())?;
+            while let Some(datagram) = bridge.poll_datagram() {
+                let socket = match datagram.side {
+                    Side::Parent => &parent_socket,
+                    Side::Local => &local_socket,
+                };
+                let _ = socket.try_send_to(&datagram.contents, datagram.destination);
+            }
+        }
+    }
+    .await;
+    bridge.close();
+    hub.close(session, CloseReason::ClientClosed).await;
+    result
+}
+
+fn send_up(
+    up: &mpsc::UnboundedSender<NodeMessage>,
+    meeting: i64,
+    message: ClientMessage,
+) -> Result<(), String> {
+    up.send(NodeMessage::RelayUp {
+        meeting,
+        message: Box::new(message),
+    })
+    .map_err(|_| "the link is gone".to_owned())
+}
+
+/// A UDP socket on the address this machine uses to reach `target`.
+async fn bind_towards(target: IpAddr) -> Result<UdpSocket, String> {
+    let any: IpAddr = if target.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let probe = UdpSocket::bind(SocketAddr::new(any, 0))
+        .await
+        .map_err(|e| format!("a UDP socket: {e}"))?;
+    probe
+        .connect(SocketAddr::new(target, 9))
+        .await
+        .map_err(|e| format!("no route to {target}: {e}"))?;
+    let source = probe.local_addr().map_err(|e| e.to_string())?.ip();
+    UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .map_err(|e| format!("a UDP socket on {source}: {e}"))
+}
