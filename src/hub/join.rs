@@ -34,6 +34,7 @@ impl Hub {
             None => Seat::Studio {
                 name: grant.studio_name.clone(),
                 session: self.session_id(id),
+                relayed: false,
             },
         };
         self.take_seat(session, meeting, id, seat).await
@@ -70,6 +71,7 @@ impl Hub {
         let seat = Seat::Studio {
             name: name.to_owned(),
             session: self.session_id(id),
+            relayed: true,
         };
         self.take_seat(session, meeting, id, seat).await
     }

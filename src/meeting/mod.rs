@@ -16,7 +16,7 @@
 //! let setup = MeetingSetup { id: MeetingId(1), title: "Họp".into(), roster: vec![], history: vec![] };
 //! let mut meeting = LiveMeeting::new(setup, RouterId(1), MeetingConfig::default(), IdAllocator::default());
 //! let now = 1_000;
-//! let studio = Seat::Studio { name: "Studio".into(), session: SessionId("s1".into()) };
+//! let studio = Seat::Studio { name: "Studio".into(), session: SessionId("s1".into()), relayed: false };
 //! let joined = meeting.join(now, PeerId(7), studio, "", "");
 //! assert!(joined.is_ok());
 //! while let Some(output) = meeting.poll_output() {
@@ -108,6 +108,9 @@ pub enum Seat {
     Studio {
         name: String,
         session: SessionId,
+        /// The national studio as a provincial hub relays it (docs/cascade.md): sites
+        /// receive it as their studio; it receives nothing of theirs (nothing goes up yet).
+        relayed: bool,
     },
     Site {
         code: SiteCode,
@@ -116,10 +119,7 @@ pub enum Seat {
     },
     /// A child hub relaying the meeting to its own communes: it receives the programme (what
     /// a site receives) and is not part of the attendance (its communes are, from its log).
-    Node {
-        node: String,
-        session: SessionId,
-    },
+    Node { node: String, session: SessionId },
 }
 
 /// Why a join is refused.
@@ -198,6 +198,8 @@ pub struct LiveMeeting {
     sites: HashMap<SiteCode, SiteStatus>,
     participants: BTreeMap<PeerId, Participant>,
     studio: Option<PeerId>,
+    /// The studio is the national one, relayed by this provincial hub.
+    studio_relayed: bool,
     floor: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
@@ -263,6 +265,7 @@ impl LiveMeeting {
             roster,
             participants: BTreeMap::new(),
             studio: None,
+            studio_relayed: false,
             floor: None,
             queue: Vec::new(),
             muted: BTreeSet::new(),
@@ -369,6 +372,7 @@ impl LiveMeeting {
         let holds_floor = self.floor == Some(publisher);
         match (s, p) {
             (Role::Site, Role::Studio) => Some(ANY_LAYER),
+            (Role::Studio, Role::Site) if self.studio_relayed => None,
             (Role::Studio, Role::Site) if holds_floor => Some(ANY_LAYER),
             (Role::Studio, Role::Site) => Some(LOWEST_LAYER),
             (Role::Site, Role::Site) => holds_floor.then_some(ANY_LAYER),

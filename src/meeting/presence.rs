@@ -92,8 +92,11 @@ impl LiveMeeting {
         };
         let is_node = info.role == Role::Node;
         let (site, session) = match seat {
-            Seat::Studio { session, .. } => {
+            Seat::Studio {
+                session, relayed, ..
+            } => {
                 self.studio = Some(id);
+                self.studio_relayed = relayed;
                 self.log(
                     now,
                     EventKind::StudioJoined {
@@ -295,6 +298,7 @@ impl LiveMeeting {
         };
         if self.studio == Some(id) {
             self.studio = None;
+            self.studio_relayed = false;
             self.next_console = None;
         }
         self.queue.retain(|q| *q != id);

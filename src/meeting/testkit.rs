@@ -104,6 +104,7 @@ impl Player {
                     Seat::Studio {
                         name: "Studio".into(),
                         session: SessionId(format!("s{}", id.0)),
+                        relayed: b % 8 == 4,
                     }
                 } else if b % 16 == 1 {
                     Seat::Node {

@@ -94,6 +94,27 @@ fn a_provincial_relay_receives_the_programme_unseen_and_unlogged() {
 }
 
 #[test]
+fn a_relayed_national_studio_is_received_and_receives_nothing() {
+    let mut m = meeting();
+    let seat = Seat::Studio {
+        name: "Trường quay Chính phủ".into(),
+        session: SessionId("s-relay".into()),
+        relayed: true,
+    };
+    m.join(T0, STUDIO, seat, "", "")
+        .expect("the relay takes the studio seat");
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "", "")
+        .expect("A joins");
+    assert_eq!(
+        m.route(A, STUDIO),
+        Some(ANY_LAYER),
+        "the commune receives the programme"
+    );
+    assert_eq!(m.route(STUDIO, A), None, "no wall for a relayed studio");
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
 fn a_subscriber_gets_its_consumers_when_attached_not_before() {
     let mut m = meeting();
     m.join(T0, STUDIO, studio_seat("Studio"), "", "")

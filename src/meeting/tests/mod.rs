@@ -56,6 +56,7 @@ pub(super) fn studio_seat(name: &str) -> Seat {
     Seat::Studio {
         name: name.into(),
         session: SessionId("s-studio".into()),
+        relayed: false,
     }
 }
 
