@@ -6,6 +6,8 @@
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
+#[path = "common/cascade.rs"]
+mod cascade;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/signaling.rs"]
@@ -59,23 +61,6 @@ async fn parent_link_in(child: SocketAddr, state: &str, limit: Duration) -> Valu
     .await
 }
 
-/// `diemcau node add tuyen-quang --province 08` on the parent's data directory, as its operator
-/// runs it; returns the credential it shows once.
-fn add_node(parent_dir: &Path) -> String {
-    let added = diemcau(
-        &["node", "add", "tuyen-quang", "--province", "08"],
-        parent_dir,
-    );
-    let token = added
-        .lines()
-        .find_map(|line| line.strip_prefix("    "))
-        .expect("the credential on its own line")
-        .trim()
-        .to_owned();
-    assert_eq!(token.len(), 64, "{added}");
-    token
-}
-
 fn child_config(dir: &Path, parent: SocketAddr, token: &str) -> diemcau::Config {
     let token_file = dir.join("node-token");
     std::fs::create_dir_all(dir).expect("dir");
@@ -97,7 +82,7 @@ async fn a_child_hub_links_to_its_parent_and_a_bad_credential_is_refused() {
     let parent_addr = parent.http_addr();
 
     // The parent's operator adds the node; its credential is shown once.
-    let token = add_node(&parent_dir);
+    let token = cascade::add_node(&parent_dir);
     let listed = diemcau(&["node", "list"], &parent_dir);
     assert!(listed.contains("tuyen-quang") && listed.contains("08") && listed.contains("active"));
     assert!(
@@ -216,7 +201,7 @@ async fn over_https_the_child_accepts_only_the_pinned_certificate() {
     let mut config = diemcau::Config::for_tests_in(parent_dir.clone());
     config.plain_http = false;
     let parent = diemcau::start(config).await.expect("the parent starts");
-    let token = add_node(&parent_dir);
+    let token = cascade::add_node(&parent_dir);
     let pem = std::fs::read(parent_dir.join("tls/self-signed-cert.pem")).expect("certificate");
     let der = CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
     let pin = diemcau::cascade::pinning::fingerprint(der.as_ref());
@@ -272,7 +257,7 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
                00694,Xã Lũng Cú,xã,02,Hà Giang,30\n";
     let imported = http::post(parent_addr, "/api/sites/import", csv.as_bytes()).await;
     assert_eq!(imported.status, 200, "{}", imported.text());
-    let token = add_node(&parent_dir);
+    let token = cascade::add_node(&parent_dir);
     let child = diemcau::start(child_config(&root.join("child"), parent_addr, &token))
         .await
         .expect("the child starts");

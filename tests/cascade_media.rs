@@ -7,6 +7,8 @@
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
+#[path = "common/cascade.rs"]
+mod cascade;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/wait.rs"]
@@ -15,38 +17,10 @@ mod wait;
 mod webrtc_client;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use webrtc_client::{ClientOptions, WebrtcClient};
-
-fn add_node(parent_dir: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "node",
-            "add",
-            "tuyen-quang",
-            "--province",
-            "08",
-            "--data-dir",
-        ])
-        .arg(parent_dir)
-        .output()
-        .expect("the diemcau binary runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("    "))
-        .expect("the credential on its own line")
-        .trim()
-        .to_owned()
-}
 
 /// Video packets and keyframes `client` received from anyone.
 fn video(client: &WebrtcClient) -> (u64, u64) {
@@ -74,49 +48,11 @@ async fn participants(addr: SocketAddr) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
-    let root = std::env::temp_dir().join(format!("diemcau-cascade-media-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let parent_dir = root.join("parent");
-    let parent = diemcau::start(diemcau::Config::for_tests_in(parent_dir.clone()))
-        .await
-        .expect("the root starts");
-    let parent_addr = parent.http_addr();
-    let csv = "admin_code,name,level,parent_code,parent_name,delegates\n\
-               08,Tuyên Quang,tỉnh,,,0\n\
-               02269,Xã Thượng Lâm,xã,08,Tuyên Quang,40\n";
-    let imported = http::post(parent_addr, "/api/sites/import", csv.as_bytes()).await;
-    assert_eq!(imported.status, 200, "{}", imported.text());
-    let token = add_node(&parent_dir);
-    let child_dir = root.join("child");
-    std::fs::create_dir_all(&child_dir).expect("dir");
-    let token_file = child_dir.join("node-token");
-    std::fs::write(&token_file, format!("{token}\n")).expect("the credential file");
-    let mut config = diemcau::Config::for_tests_in(child_dir.join("data"));
-    config.parent = Some(format!("http://{parent_addr}"));
-    config.node_token_file = Some(token_file);
-    let child = diemcau::start(config).await.expect("the province starts");
-    let child_addr = child.http_addr();
-
-    // The national meeting, started at the root.
-    let now = diemcau::store::now_millis();
-    let body = serde_json::json!({
-        "title": "Hội nghị toàn quốc",
-        "studio_name": "Trường quay Chính phủ",
-        "scheduled_start": now,
-        "scheduled_end": now + 3_600_000,
-        "sites": [{"code": "02269"}],
-    });
-    let created = http::post(parent_addr, "/api/meetings", body.to_string().as_bytes()).await;
-    assert_eq!(created.status, 201, "{}", created.text());
-    let national = created.json();
+    let tree = cascade::Tree::start("cascade-media").await;
+    let parent_addr = tree.root.http_addr();
+    let child_addr = tree.province.http_addr();
+    let national = tree.national_meeting(&["02269"]).await;
     let national_id = national["id"].as_i64().expect("an id");
-    let started = http::post(
-        parent_addr,
-        &format!("/api/meetings/{national_id}/start"),
-        b"",
-    )
-    .await;
-    assert_eq!(started.status, 200, "{}", started.text());
 
     let mut studio = WebrtcClient::connect(
         parent_addr,
@@ -143,19 +79,7 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
         .expect("the studio's media starts");
 
     // The province's part, in progress, with the commune's own join code.
-    let part = wait::until_some(
-        "the province's part of the meeting in progress",
-        Duration::from_secs(15),
-        || async {
-            let meetings = http::get(child_addr, "/api/meetings").await.json();
-            meetings
-                .as_array()?
-                .iter()
-                .find(|m| m["parent_meeting"] == national_id && m["state"] == "in_progress")
-                .cloned()
-        },
-    )
-    .await;
+    let part = tree.part(national_id).await;
     let local_id = part["id"].as_i64().expect("the local id");
     let commune = WebrtcClient::connect(
         child_addr,
@@ -218,7 +142,12 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     // The root goes away and comes back on the same port: the studio joins again and its
     // picture is back at the commune without anything done on the province.
     drop(studio);
-    parent.shutdown().await;
+    let cascade::Tree {
+        dir,
+        root,
+        province: child,
+    } = tree;
+    root.shutdown().await;
     wait::until(
         "the commune to stop receiving video",
         Duration::from_secs(15),
@@ -231,7 +160,7 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
         },
     )
     .await;
-    let mut config = diemcau::Config::for_tests_in(parent_dir.clone());
+    let mut config = diemcau::Config::for_tests_in(dir.join("root"));
     config.listen = parent_addr;
     let parent = diemcau::start(config).await.expect("the root starts again");
     let mut studio = WebrtcClient::connect(
@@ -272,5 +201,5 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     studio.close().await;
     child.shutdown().await;
     parent.shutdown().await;
-    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&dir);
 }

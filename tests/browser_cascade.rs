@@ -1,0 +1,65 @@
+//! End-to-end in real headless Chromium across two hubs: the national studio's page on the
+//! root hub, a commune's page on its provincial hub; the commune decodes the national studio's
+//! video, relayed by its province (docs/cascade.md).
+//!
+//! The browser side is `tests/e2e/cascade.mjs`. Needs `node` and `tests/e2e/node_modules`
+//! (run `scripts/test`). Run alone with the browser's progress shown:
+//! `cargo test --test browser_cascade -- --nocapture`.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups
+
+#[path = "common/cascade.rs"]
+mod cascade;
+#[path = "common/http.rs"]
+mod http;
+#[path = "e2e/node_script.rs"]
+mod node_script;
+#[path = "common/wait.rs"]
+mod wait;
+
+use std::time::Duration;
+
+/// The script has its own 150 s watchdog; this is the last resort if node itself hangs.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commune_page_on_its_provincial_hub_decodes_the_national_studio_in_chromium() {
+    node_script::require_playwright();
+    let tree = cascade::Tree::start("browser-cascade").await;
+    let national = tree.national_meeting(&["02269"]).await;
+    let part = tree.part(national["id"].as_i64().expect("an id")).await;
+    let env = [
+        ("ROOT_URL", tree.root.base_url()),
+        (
+            "STUDIO_PATH",
+            national["links"]["studio"]
+                .as_str()
+                .expect("the studio's link")
+                .to_owned(),
+        ),
+        (
+            "SITE_PATH",
+            part["links"]["sites"]["02269"]
+                .as_str()
+                .expect("the commune's link on its provincial hub")
+                .to_owned(),
+        ),
+    ];
+    let province_ports: Vec<String> = tree
+        .province
+        .media_addresses()
+        .iter()
+        .chain(tree.province.media_tcp_addresses())
+        .map(|a| a.port().to_string())
+        .collect();
+    let mut env = env.to_vec();
+    env.push(("PROVINCE_MEDIA_PORTS", province_ports.join(",")));
+    let cascade::Tree {
+        dir,
+        root,
+        province,
+    } = tree;
+    node_script::run_against_hub(province, "cascade.mjs", SCRIPT_TIMEOUT, &env).await;
+    root.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,89 @@
+// End-to-end: a national meeting across two hubs, in headless Chromium.
+//
+//   ROOT_URL=http://127.0.0.1:P STUDIO_PATH=/studio.html?... SITE_PATH=/site.html?... \
+//     node tests/e2e/cascade.mjs http://127.0.0.1:PROVINCE_PORT
+//
+// The national studio's page is open on the root hub (logged in there as the organizer) and
+// publishes its fake camera; a commune's page is open on its provincial hub, which relays the
+// root's meeting. The commune's page must decode the national studio's video, received from
+// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). Exit code 0 on success, 1 on failure, 2 on setup.
+
+import {
+  Failure,
+  PageWatch,
+  SetupError,
+  gotoPage,
+  joinPage,
+  log,
+  parseBaseUrl,
+  runInChromium,
+  runScript,
+} from './harness.mjs';
+
+const TIMEOUT_MS = 30_000;
+const WATCHDOG_MS = 150_000;
+
+async function main() {
+  const province = parseBaseUrl(process.argv[2], 'cascade.mjs');
+  const { ROOT_URL: root, STUDIO_PATH: studioPath, SITE_PATH: sitePath } = process.env;
+  if (!root || !studioPath || !sitePath) throw new SetupError('ROOT_URL, STUDIO_PATH and SITE_PATH must be set');
+  await runInChromium({
+    logInTo: root,
+    watchdogMs: WATCHDOG_MS,
+    body: async (context) => {
+      const studio = await context.newPage();
+      const studioWatch = new PageWatch('national studio', studio);
+      await gotoPage(studio, 'national studio', `${root}${studioPath}`, TIMEOUT_MS);
+      await joinPage(studio, 'national studio', { site: false, timeout: TIMEOUT_MS });
+      log('the national studio joined the root hub');
+
+      const commune = await context.newPage();
+      const communeWatch = new PageWatch('commune', commune);
+      await gotoPage(commune, 'commune', `${province}${sitePath}`, TIMEOUT_MS);
+      await joinPage(commune, 'commune', { site: true, timeout: TIMEOUT_MS });
+      log('the commune joined its provincial hub');
+
+      const deadline = Date.now() + TIMEOUT_MS;
+      let last = null;
+      while (Date.now() < deadline) {
+        last = await commune.evaluate(decodedVideo);
+        if (last.frames > 30 && last.width > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      if (!last || last.frames <= 30 || last.width === 0) {
+        communeWatch.printRecent(20);
+        studioWatch.printRecent(20);
+        throw new Failure(`the commune does not decode the national studio's video: ${JSON.stringify(last)}`);
+      }
+      const ports = (process.env.PROVINCE_MEDIA_PORTS ?? '').split(',').filter(Boolean).map(Number);
+      if (!ports.includes(last.remotePort)) {
+        throw new Failure(`the commune's media comes from port ${last.remotePort}, not its provincial hub's (${ports.join(', ')})`);
+      }
+      log(`PASS: the commune decodes the national studio through its province: ${last.frames} frames, ${last.width}x${last.height}`);
+    },
+  });
+}
+
+/** Runs inside the commune's page: frames of video decoded, and their size. */
+async function decodedVideo() {
+  const pc = window.diemcau.pc;
+  if (!pc) return { frames: 0, width: 0, height: 0 };
+  const stats = await pc.getStats();
+  let frames = 0;
+  let width = 0;
+  let height = 0;
+  let pairId = null;
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      frames += s.framesDecoded ?? 0;
+      width = Math.max(width, s.frameWidth ?? 0);
+      height = Math.max(height, s.frameHeight ?? 0);
+    }
+    if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+  });
+  const pair = pairId ? stats.get(pairId) : null;
+  const remote = pair ? stats.get(pair.remoteCandidateId) : null;
+  return { frames, width, height, remotePort: remote?.port ?? null };
+}
+
+runScript(main);
