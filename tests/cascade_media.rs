@@ -2,8 +2,9 @@
 //! national meeting inviting a commune of the province. The studio publishes at the root;
 //! the commune, connected to its own provincial hub only, receives the studio's audio and
 //! video (keyframes included) through the province's relay, which the root sees as one `node`
-//! participant however many communes are below. When the relay's link drops, the commune
-//! loses the studio; when it is back, the studio's picture comes back by itself.
+//! participant however many communes are below. When the root goes away, the commune is told
+//! its province lost the centre (`centre`), stays connected and loses the studio; when the
+//! root is back, it is told so and the studio's picture comes back by itself.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -149,6 +150,17 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     } = tree;
     root.shutdown().await;
     wait::until(
+        "the commune to be told its province lost the centre",
+        Duration::from_secs(30),
+        || {
+            commune
+                .received("centre")
+                .last()
+                .is_some_and(|m| m["reachable"] == false)
+        },
+    )
+    .await;
+    wait::until(
         "the commune to stop receiving video",
         Duration::from_secs(15),
         || {
@@ -186,6 +198,17 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
         .start_media()
         .await
         .expect("the studio's media starts again");
+    wait::until(
+        "the commune to be told the centre is back",
+        Duration::from_secs(30),
+        || {
+            commune
+                .received("centre")
+                .last()
+                .is_some_and(|m| m["reachable"] == true)
+        },
+    )
+    .await;
     let (before, keyframes_before) = video(&commune);
     wait::until(
         "the studio's video back at the commune after the root returned",

@@ -170,6 +170,12 @@ pub enum ServerMessage {
     Muted {
         muted: bool,
     },
+    /// In a province's part of a national meeting (docs/cascade.md): whether this provincial
+    /// hub reaches the national centre. Sent when it changes, and at join while it is out of
+    /// reach; the meeting goes on meanwhile without the national studio.
+    Centre {
+        reachable: bool,
+    },
     /// A roll call started (`active`) or ended. When it ends, the chair's copy carries its
     /// `result`, frozen: later leaves and joins do not change it.
     RollCall {

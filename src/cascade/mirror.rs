@@ -55,9 +55,7 @@ pub async fn note_centre(hub: &Arc<Hub>, reachable: bool) {
                 }
                 let last = s.last_event_kind(local, &["centre_unreachable", "centre_reachable"])?;
                 let was_reachable = last.as_deref() != Some("centre_unreachable");
-                if was_reachable != reachable {
-                    due.push(local);
-                }
+                due.push((local, was_reachable != reachable));
             }
             Ok::<_, StoreError>(due)
         })
@@ -69,7 +67,13 @@ pub async fn note_centre(hub: &Arc<Hub>, reachable: bool) {
             return;
         }
     };
-    for local in due {
+    for (local, changed) in due {
+        // The communes are told even when the log had it already (a live meeting opened from
+        // an older log would otherwise lag).
+        hub.centre_changed(local, reachable);
+        if !changed {
+            continue;
+        }
         let kind = if reachable {
             EventKind::CentreReachable {
                 node: String::new(),

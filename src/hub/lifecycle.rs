@@ -35,6 +35,16 @@ impl Hub {
         Ok(())
     }
 
+    /// This hub, a province's, lost or found again the national centre of `meeting` (its part
+    /// of a national meeting): its participants are told, if it is open.
+    pub fn centre_changed(&self, meeting: MeetingId, reachable: bool) {
+        let mut state = self.lock();
+        if let Some(live) = state.meetings.get_mut(&meeting) {
+            live.centre_changed(reachable);
+            self.carry_in_background(&mut state, meeting);
+        }
+    }
+
     /// Closes a meeting: every connected participant's session ends.
     pub async fn end_meeting(&self, id: MeetingId) -> Result<(), MeetingError> {
         let view = self.meeting_view(id).await?;

@@ -200,6 +200,8 @@ pub struct LiveMeeting {
     studio: Option<PeerId>,
     /// The studio is the national one, relayed by this provincial hub.
     studio_relayed: bool,
+    /// For a province's part of a national meeting: the centre is out of reach now.
+    centre_unreachable: bool,
     floor: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
@@ -266,6 +268,16 @@ impl LiveMeeting {
             participants: BTreeMap::new(),
             studio: None,
             studio_relayed: false,
+            centre_unreachable: setup
+                .history
+                .iter()
+                .rev()
+                .find_map(|e| match e.kind {
+                    EventKind::CentreUnreachable { .. } => Some(true),
+                    EventKind::CentreReachable { .. } => Some(false),
+                    _ => None,
+                })
+                .unwrap_or(false),
             floor: None,
             queue: Vec::new(),
             muted: BTreeSet::new(),
@@ -382,6 +394,18 @@ impl LiveMeeting {
             (Role::Node, Role::Studio) => Some(ANY_LAYER),
             (Role::Node, Role::Site) => holds_floor.then_some(ANY_LAYER),
             (Role::Node, Role::Node) | (_, Role::Node) => None,
+        }
+    }
+
+    /// This hub lost (or found again) the national centre of this meeting: everyone here is
+    /// told, and whoever joins while it is away.
+    pub fn centre_changed(&mut self, reachable: bool) {
+        if self.centre_unreachable != reachable {
+            return;
+        }
+        self.centre_unreachable = !reachable;
+        for id in self.participants.keys().copied().collect::<Vec<_>>() {
+            self.send(id, ServerMessage::Centre { reachable });
         }
     }
 

@@ -164,9 +164,12 @@ impl LiveMeeting {
                 producers: Vec::new(),
             },
         );
-        // What a newcomer must know at once: the floor, a roll call waiting for it (a site), the
-        // last roll call's result and the console (the chair).
+        // What a newcomer must know at once: the floor, the centre out of reach, a roll call
+        // waiting for it (a site), the last roll call's result and the console (the chair).
         self.send(id, self.floor_message());
+        if self.centre_unreachable {
+            self.send(id, ServerMessage::Centre { reachable: false });
+        }
         let running = self.roll_call.as_ref().map(|r| r.number);
         match (newcomer_site, running) {
             (Some(site), Some(roll_call)) => {

@@ -575,6 +575,8 @@ const STRINGS = {
     'banner.floorOther': '{name} đang phát biểu.',
     'banner.floorQueued': 'Điểm cầu của bạn đang chờ phát biểu (thứ {place}).',
     'banner.floorAsked': 'Đã xin phát biểu, đang chờ điểm cầu trung tâm (thứ {place}/{total}).',
+    'banner.centreLost':
+      'Điểm cầu tỉnh tạm mất kết nối với điểm cầu Trung ương. Cuộc họp vẫn tiếp tục tại tỉnh; hình ảnh và âm thanh của Trung ương sẽ tự trở lại khi kết nối được khôi phục.',
     'banner.muted':
       'Điểm cầu trung tâm đã tắt micro của điểm cầu này: tiếng của hội trường không được truyền đi. Hội trường vẫn nghe và xem cuộc họp bình thường.',
     'banner.reconnecting': 'Mất kết nối tới máy chủ — đang kết nối lại (thử lại sau {seconds} giây)…',
@@ -1198,6 +1200,8 @@ const STRINGS = {
     'banner.floorOther': '{name} has the floor.',
     'banner.floorQueued': 'Your site is waiting to speak ({place} in the queue).',
     'banner.floorAsked': 'Asked for the floor; waiting for the chair ({place} of {total}).',
+    'banner.centreLost':
+      'The provincial hub has lost its link to the national centre for now. The meeting goes on in the province; the national picture and sound will come back by themselves when the link is restored.',
     'banner.muted':
       'The chair has muted this site: the hall’s sound is not sent. The hall still sees and hears the meeting.',
     'banner.reconnecting': 'Lost the connection to the hub — reconnecting (next try in {seconds} s)…',

@@ -74,6 +74,8 @@ export function hubWebSocketUrl(location = window.location) {
  * - `reset`: the connection was torn down (media elements should be cleared);
  * - `floor`: who holds the floor and who asked for it changed (`session.floor`);
  * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
+ * - `centre`: in a province's part of a national meeting, the provincial hub lost or found
+ *   again the national centre (`session.centreReachable`);
  * - `rollcall`: a roll call started or ended (`session.rollCall`: `{ number, active, result }`,
  *   `result` being the hub's frozen result of an ended roll call, sent to the chair only);
  * - `rollcallanswer` (detail: the hub's `roll_call_answer`): a site answered (chair only);
@@ -126,6 +128,8 @@ export class MeetingSession extends EventTarget {
     /** `{ holder, queue }` as in the hub's `floor` message (sites as `{ site, name, participant }`). */
     this.floor = NO_FLOOR;
     this.mutedByChair = false;
+    /** The provincial hub reaches the national centre (always true outside national meetings). */
+    this.centreReachable = true;
     /** The hub sends this client audio only: its link cannot carry even the lowest video. */
     this.audioOnly = false;
     /** The latest roll call: `{ number, active }`, or null. */
@@ -233,6 +237,7 @@ export class MeetingSession extends EventTarget {
       standby: this.standbyInfo,
       floor: this.floor,
       mutedByChair: this.mutedByChair,
+      centreReachable: this.centreReachable,
       audioOnly: this.audioOnly,
       rollCall: this.rollCall,
       ended: this.meetingEnded,
@@ -422,6 +427,10 @@ export class MeetingSession extends EventTarget {
         this.mutedByChair = Boolean(message.muted);
         this.emit('muted');
         return undefined;
+      case 'centre':
+        this.centreReachable = Boolean(message.reachable);
+        this.emit('centre');
+        return undefined;
       case 'reception':
         this.audioOnly = Boolean(message.audio_only);
         this.emit('statechange');
@@ -473,6 +482,9 @@ export class MeetingSession extends EventTarget {
     // A new participant: the chair's mute of an earlier session does not carry over.
     this.mutedByChair = false;
     this.emit('muted');
+    // The hub says right after `joined` if the centre is away.
+    this.centreReachable = true;
+    this.emit('centre');
     this.title = message.title || null;
     this.hubMeeting = message.meeting ?? this.hubMeeting;
     this.self = message.participant;

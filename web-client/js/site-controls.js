@@ -104,6 +104,22 @@ export function installChairMute(session, stream) {
 }
 
 /**
+ * In a province's part of a national meeting: a banner while the provincial hub has lost the
+ * national centre (the meeting goes on here; the national studio comes back by itself).
+ */
+export function installCentreBanner(session) {
+  const banner = document.getElementById('centre-banner');
+  const render = () => {
+    banner.hidden = session.centreReachable || session.state().ended;
+    banner.textContent = t('banner.centreLost');
+  };
+  session.addEventListener('centre', render);
+  session.addEventListener('statechange', render);
+  window.addEventListener('languagechange', render);
+  render();
+}
+
+/**
  * A banner while the link to the hub is being restored: the WebSocket reconnecting, or the
  * media connection disconnected or failed. Shown only after this page had been connected, and
  * hidden once signalling and media are both back.

@@ -10,6 +10,7 @@ import { installCalledPrompt, installDeviceCheck } from './device-check.js';
 import { installHeadCountForm, installRollCall, prefillFromLastDeclaration } from './head-count.js';
 import { installQualityIndicator } from './quality.js';
 import {
+  installCentreBanner,
   installChairMute,
   installFloorRequest,
   installReceptionBanner,
@@ -150,6 +151,7 @@ async function main() {
 
   installFloorRequest(session);
   installChairMute(session, local.stream);
+  installCentreBanner(session);
   installReceptionBanner(session);
   const quality = installQualityIndicator(document.getElementById('quality'), session);
   const headCount = installHeadCountForm(document.getElementById('head-count'), session);

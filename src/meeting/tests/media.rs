@@ -115,6 +115,45 @@ fn a_relayed_national_studio_is_received_and_receives_nothing() {
 }
 
 #[test]
+fn everyone_is_told_when_the_province_loses_the_centre_and_so_is_a_late_joiner() {
+    let mut m = meeting_in_session();
+    drain(&mut m);
+    m.centre_changed(true);
+    assert!(drain(&mut m).is_empty(), "no change, no message");
+    m.centre_changed(false);
+    let lost = ServerMessage::Centre { reachable: false };
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            send(STUDIO, lost.clone()),
+            send(A, lost.clone()),
+            send(B, lost.clone())
+        ]
+    );
+    m.centre_changed(false);
+    assert!(drain(&mut m).is_empty(), "told once");
+    let c = PeerId(30);
+    m.join(T0 + 5, c, site_seat("003", "Xã C", "s-c"), "", "")
+        .expect("C joins");
+    assert!(
+        drain(&mut m).contains(&send(c, lost)),
+        "a site joining meanwhile is told at once"
+    );
+    m.centre_changed(true);
+    let back = ServerMessage::Centre { reachable: true };
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            send(c, back.clone()),
+            send(STUDIO, back.clone()),
+            send(A, back.clone()),
+            send(B, back)
+        ],
+        "in the order of participant ids"
+    );
+}
+
+#[test]
 fn a_subscriber_gets_its_consumers_when_attached_not_before() {
     let mut m = meeting();
     m.join(T0, STUDIO, studio_seat("Studio"), "", "")

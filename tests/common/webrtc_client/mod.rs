@@ -430,6 +430,16 @@ impl WebrtcClient {
         lock(&self.shared.participants).clone()
     }
 
+    /// The hub's messages of type `kind` so far, in order (from the transcript).
+    pub fn received(&self, kind: &str) -> Vec<Value> {
+        lock(&self.shared.transcript)
+            .iter()
+            .filter_map(|line| line.split_once("] <- ").map(|(_, json)| json))
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .filter(|message| message["type"] == kind)
+            .collect()
+    }
+
     pub fn hub_errors(&self) -> Vec<Value> {
         lock(&self.shared.hub_errors).clone()
     }
