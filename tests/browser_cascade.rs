@@ -1,6 +1,7 @@
 //! End-to-end in real headless Chromium across two hubs: the national studio's page on the
 //! root hub, a commune's page on its provincial hub; the commune decodes the national studio's
-//! video, relayed by its province (docs/cascade.md).
+//! video, relayed by its province (docs/cascade.md). Then the root stops: the commune stays
+//! joined to its provincial hub and its page says the province has lost the centre.
 //!
 //! The browser side is `tests/e2e/cascade.mjs`. Needs `node` and `tests/e2e/node_modules`
 //! (run `scripts/test`). Run alone with the browser's progress shown:
@@ -54,12 +55,21 @@ async fn a_commune_page_on_its_provincial_hub_decodes_the_national_studio_in_chr
         .collect();
     let mut env = env.to_vec();
     env.push(("PROVINCE_MEDIA_PORTS", province_ports.join(",")));
+    let mark = tree.dir.join("decoded");
+    env.push(("DECODED_MARK", mark.display().to_string()));
     let cascade::Tree {
         dir,
         root,
         province,
     } = tree;
+    // Once the commune decodes the studio, the root goes away.
+    let stopper = tokio::spawn(async move {
+        while !mark.exists() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        root.shutdown().await;
+    });
     node_script::run_against_hub(province, "cascade.mjs", SCRIPT_TIMEOUT, &env).await;
-    root.shutdown().await;
+    stopper.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

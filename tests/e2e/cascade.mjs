@@ -6,7 +6,11 @@
 // The national studio's page is open on the root hub (logged in there as the organizer) and
 // publishes its fake camera; a commune's page is open on its provincial hub, which relays the
 // root's meeting. The commune's page must decode the national studio's video, received from
-// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). Exit code 0 on success, 1 on failure, 2 on setup.
+// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). Then it writes
+// DECODED_MARK, the test stops the root, and the commune's page must stay joined and show the
+// banner saying its province has lost the centre. Exit code 0 on success, 1 on failure, 2 on setup.
+
+import { writeFile } from 'node:fs/promises';
 
 import {
   Failure,
@@ -59,7 +63,25 @@ async function main() {
       if (!ports.includes(last.remotePort)) {
         throw new Failure(`the commune's media comes from port ${last.remotePort}, not its provincial hub's (${ports.join(', ')})`);
       }
-      log(`PASS: the commune decodes the national studio through its province: ${last.frames} frames, ${last.width}x${last.height}`);
+      log(`the commune decodes the national studio through its province: ${last.frames} frames, ${last.width}x${last.height}`);
+
+      // The test stops the root once this file exists: the commune stays, with a banner.
+      if (process.env.DECODED_MARK) {
+        await writeFile(process.env.DECODED_MARK, 'decoded\n');
+        try {
+          await commune.waitForFunction(() => {
+            const banner = document.getElementById('centre-banner');
+            return banner && !banner.hidden && banner.textContent.includes('Trung ương');
+          }, null, { timeout: TIMEOUT_MS, polling: 200 });
+        } catch {
+          communeWatch.printRecent(20);
+          throw new Failure('the commune page shows no banner while its province has lost the centre');
+        }
+        const state = await commune.evaluate(() => window.diemcau.state());
+        if (state.signaling !== 'joined') throw new Failure(`the commune left its provincial hub: ${JSON.stringify(state)}`);
+        log(`the commune is told its province lost the centre: ${await commune.textContent('#centre-banner')}`);
+      }
+      log('PASS: the commune decodes the national studio through its province, and is told when the centre is lost');
     },
   });
 }
