@@ -38,8 +38,14 @@ pub fn command(data_dir: &Path) -> Command {
 /// Starts the hub binary with the test organizer's account in `data_dir` (added as an operator
 /// would, unless there already) and returns it with its HTTP address, once it listens.
 pub fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
+    spawn_with(data_dir, &[])
+}
+
+/// [`spawn`] with more arguments (a parent to link to, say).
+pub fn spawn_with(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
     add_test_organizer(data_dir);
     let mut child = command(data_dir)
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

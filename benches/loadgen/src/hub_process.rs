@@ -162,6 +162,11 @@ impl SpawnedHub {
         Ok(hub)
     }
 
+    /// The data directory the generator made for it, if it did.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
     /// Asks the hub to stop (SIGTERM, as an operator would) and waits; kills it after 10 s.
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {

@@ -36,6 +36,7 @@ pub mod report;
 pub mod scenario;
 pub mod setup;
 pub mod signaling;
+pub mod tree;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -190,4 +191,12 @@ pub struct Options {
 
     #[arg(long, value_enum, default_value_t = JoinModeOption::Auto)]
     pub join_mode: JoinModeOption,
+
+    /// A national tree (needs --spawn-hub): the spawned hub is the root, with this many
+    /// provincial hubs linked to it (same --hub-cpus and --hub-workers); the sites are their
+    /// communes, spread evenly, and join their own province's hub while the studio publishes
+    /// at the root (docs/cascade.md). The hub figures are the root's; each province's CPU is
+    /// reported beside them.
+    #[arg(long, default_value_t = 0)]
+    pub provinces: usize,
 }

@@ -98,13 +98,14 @@ pub async fn prepare(
     bad_joins: usize,
     tag: &str,
     mode: Option<JoinMode>,
+    provinces: usize,
 ) -> Result<Meeting, String> {
     let mode = match mode {
         Some(mode) => mode,
         None => detect_mode(hub).await?,
     };
     let meeting = match mode {
-        JoinMode::Codes => prepare_with_codes(hub, sites, tag).await?,
+        JoinMode::Codes => prepare_with_codes(hub, sites, tag, provinces).await?,
         JoinMode::Legacy => prepare_legacy(sites, tag),
     };
     Ok(spoil_last(meeting, bad_joins))
@@ -142,7 +143,12 @@ async fn detect_mode(hub: &HubUrl) -> Result<JoinMode, String> {
     })
 }
 
-async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Meeting, String> {
+async fn prepare_with_codes(
+    hub: &HubUrl,
+    sites: usize,
+    tag: &str,
+    provinces: usize,
+) -> Result<Meeting, String> {
     let credentials = hub
         .credentials
         .clone()
@@ -152,7 +158,11 @@ async fn prepare_with_codes(hub: &HubUrl, sites: usize, tag: &str) -> Result<Mee
          DIEMCAU_LOADGEN_PASSWORD (a hub started with --spawn-hub gets an account of its own)",
         )?;
     let login = http::login(hub, &credentials).await?;
-    let csv = sites_csv(sites);
+    let csv = if provinces > 0 {
+        crate::tree::sites_csv(sites, provinces)
+    } else {
+        sites_csv(sites)
+    };
     post(
         hub,
         &login,

@@ -150,10 +150,7 @@ impl TcpPath {
             return Vec::new();
         }
         let mut frames = Vec::new();
-        loop {
-            let Some(stream) = &mut self.stream else {
-                break;
-            };
+        while let Some(stream) = &mut self.stream {
             match stream.read(buf) {
                 Ok(0) => {
                     self.fail(registry);
@@ -184,8 +181,8 @@ impl TcpPath {
 
     fn cut_frames(&mut self, frames: &mut Vec<Vec<u8>>) {
         let mut start = 0;
-        while let Some(header) = self.partial.get(start..start + 2) {
-            let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+        while let Some(&[high, low]) = self.partial.get(start..start + 2) {
+            let len = usize::from(u16::from_be_bytes([high, low]));
             let Some(frame) = self.partial.get(start + 2..start + 2 + len) else {
                 break;
             };

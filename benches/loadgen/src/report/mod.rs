@@ -46,6 +46,9 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// Things that make the figures doubtful, in words.
     pub warnings: Vec<String>,
+    /// With `--provinces`: what each provincial hub cost over the window (the hub figures
+    /// above are the root's).
+    pub provinces: Vec<crate::tree::ProvinceCost>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -285,6 +285,26 @@ impl Report {
                 "not measured (no --hub-pid)".to_owned(),
             );
         }
+        if !self.provinces.is_empty() {
+            let _ = writeln!(t);
+            let _ = writeln!(
+                t,
+                "tree: the hub above is the root; its {} provincial hubs:",
+                self.provinces.len()
+            );
+            for p in &self.provinces {
+                row(
+                    &mut t,
+                    &format!("  {} ({} communes)", p.name, p.sites),
+                    format!(
+                        "{:.2} s CPU ({:.2} cores busy), RSS {:.1} MiB",
+                        p.cpu_seconds,
+                        p.cores_busy,
+                        p.rss_bytes.unwrap_or(0) as f64 / 1048576.0
+                    ),
+                );
+            }
+        }
         if let Some(floor) = &self.floor {
             let _ = writeln!(t);
             let _ = writeln!(

@@ -27,6 +27,7 @@ use crate::procfs::{self, MachineCpu, ProcessSample, UdpCounters};
 use crate::report::{FailedJoin, Joins, Report};
 use crate::setup::{self, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
+use crate::tree::Tree;
 use crate::{JoinModeOption, Options, Scenario};
 use classify::classify;
 
@@ -58,9 +59,31 @@ pub async fn run(options: Options) -> Result<Report, String> {
         None => HubUrl::parse(&options.hub)?,
     };
     let hub_pid = spawned.as_ref().map(|s| s.pid).or(options.hub_pid);
-    let result = Run::new(options, hub, hub_pid, spawned.is_some(), started_unix_ms)
-        .execute()
-        .await;
+    let tree = match (&spawned, options.provinces) {
+        (_, 0) => None,
+        (None, _) => return Err("--provinces needs --spawn-hub".to_owned()),
+        (Some(root), count) => {
+            let config = SpawnConfig {
+                binary: options.spawn_hub.clone().unwrap_or_default(),
+                cpus: options.hub_cpus.clone(),
+                workers: options.hub_workers,
+                log: options.hub_log.clone(),
+                extra_args: options.hub_args.clone(),
+            };
+            let root_url = root.url.clone();
+            let root_dir = root.data_dir().map(std::path::Path::to_path_buf);
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    Tree::start(&root_url, root_dir.as_deref(), &config, count)
+                })
+                .await
+                .map_err(|e| e.to_string())??,
+            )
+        }
+    };
+    let mut run = Run::new(options, hub, hub_pid, spawned.is_some(), started_unix_ms);
+    run.tree = tree;
+    let result = run.execute().await;
     if let Some(mut hub) = spawned.take() {
         let _ = tokio::task::spawn_blocking(move || hub.stop()).await;
     }
@@ -83,6 +106,8 @@ struct Run {
     warnings: Vec<String>,
     /// When the joins were judged (run clock, ns).
     join_deadline_ns: u64,
+    /// The provincial hubs of `--provinces`.
+    tree: Option<Tree>,
 }
 
 /// Hub and generator readings at one instant.
@@ -98,6 +123,8 @@ struct Readings {
     forwarded: Option<u64>,
     /// ICE-TCP media connections the hub holds (`/metrics`), when it says.
     tcp_connections: Option<u64>,
+    /// Each provincial hub of `--provinces`.
+    provinces: Vec<Option<ProcessSample>>,
 }
 
 impl Run {
@@ -145,6 +172,7 @@ impl Run {
             site_class,
             warnings,
             join_deadline_ns: 0,
+            tree: None,
         }
     }
 
@@ -165,6 +193,16 @@ impl Run {
             tcp_connections,
             hub: self.hub_pid.and_then(|pid| procfs::sample(pid).ok()),
             generator: procfs::sample(std::process::id()).ok(),
+            provinces: self
+                .tree
+                .as_ref()
+                .map(|t| {
+                    t.pids()
+                        .into_iter()
+                        .map(|pid| procfs::sample(pid).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
             udp: UdpCounters::read(),
             machine: MachineCpu::read(),
             load: procfs::load_average(),
@@ -224,21 +262,43 @@ impl Run {
             JoinModeOption::Codes => Some(JoinMode::Codes),
             JoinModeOption::Legacy => Some(JoinMode::Legacy),
         };
-        let meeting =
-            match setup::prepare(&self.hub, o.sites, o.bad_joins, o.scenario.name(), mode).await {
-                Ok(meeting) => meeting,
-                Err(e) => {
-                    engine.finish().await;
-                    return Err(e);
-                }
-            };
+        let mut meeting = match setup::prepare(
+            &self.hub,
+            o.sites,
+            o.bad_joins,
+            o.scenario.name(),
+            mode,
+            o.provinces,
+        )
+        .await
+        {
+            Ok(meeting) => meeting,
+            Err(e) => {
+                engine.finish().await;
+                return Err(e);
+            }
+        };
         let before_joins = self.read().await;
         let records = Arc::new(Records::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut sessions = JoinSet::new();
         let setup_timeout = Duration::from_secs_f64(o.join_timeout.max(1.0));
-        let session = |join, spec| Session {
-            hub: self.hub.clone(),
+        // In a tree, each site joins its own province's hub.
+        let site_hubs: Vec<HubUrl> = match (&self.tree, meeting.id) {
+            (Some(tree), Some(id)) => match tree.joins(id, o.sites, setup_timeout).await {
+                Ok(joins) => {
+                    meeting.sites = joins.iter().map(|(join, _)| join.clone()).collect();
+                    joins.into_iter().map(|(_, hub)| hub).collect()
+                }
+                Err(e) => {
+                    engine.finish().await;
+                    return Err(e);
+                }
+            },
+            _ => Vec::new(),
+        };
+        let session = |hub: HubUrl, join, spec| Session {
+            hub,
             join,
             spec,
             engine: engine.clone(),
@@ -249,6 +309,7 @@ impl Run {
 
         // The studio first: it publishes before anyone watches.
         let studio = session(
+            self.hub.clone(),
             meeting.studio.clone(),
             PeerSpec {
                 id: STUDIO,
@@ -293,7 +354,11 @@ impl Run {
         };
         for (i, join) in meeting.sites.iter().enumerate() {
             let id = i as u32 + 1;
-            sessions.spawn(session(join.clone(), self.site_spec(id)).run(stop_rx.clone()));
+            let hub = site_hubs
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| self.hub.clone());
+            sessions.spawn(session(hub, join.clone(), self.site_spec(id)).run(stop_rx.clone()));
             if !interval.is_zero() {
                 tokio::time::sleep_until((joins_started + interval * (i as u32 + 1)).into()).await;
             }

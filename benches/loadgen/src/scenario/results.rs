@@ -225,13 +225,43 @@ impl Run {
             (Some(a), Some(b)) => Some(b.since(a)),
             _ => None,
         };
+        let provinces: Vec<crate::tree::ProvinceCost> = self
+            .tree
+            .as_ref()
+            .map(|tree| {
+                tree.provinces
+                    .iter()
+                    .enumerate()
+                    .map(|(p, province)| {
+                        let sample = |r: &Readings| r.provinces.get(p).copied().flatten();
+                        let cpu = match (sample(start), sample(end)) {
+                            (Some(a), Some(b)) => b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e9,
+                            _ => 0.0,
+                        };
+                        crate::tree::ProvinceCost {
+                            name: province.name.clone(),
+                            sites: (1..=o.sites)
+                                .filter(|i| {
+                                    crate::tree::province_of_site(*i, tree.provinces.len()) == p + 1
+                                })
+                                .count(),
+                            cpu_seconds: cpu,
+                            cores_busy: if window_s > 0.0 { cpu / window_s } else { 0.0 },
+                            rss_bytes: sample(end).map(|s| s.rss_bytes),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let provinces_cpu: f64 = provinces.iter().map(|p| p.cpu_seconds).sum();
         let mut machine = machine();
         machine.load_average = start.load;
         if let (Some(a), Some(b)) = (&start.machine, &end.machine)
             && window_s > 0.0
         {
             let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64 / 1e9 / window_s;
-            let ours = hub_cost.cpu_seconds / window_s + generator.cpu_seconds_window / window_s;
+            let ours =
+                (hub_cost.cpu_seconds + provinces_cpu + generator.cpu_seconds_window) / window_s;
             machine.busy_cores_window = Some(busy);
             machine.other_busy_cores_window = Some((busy - ours).max(0.0));
             if busy - ours > 0.25 {
@@ -286,6 +316,7 @@ impl Run {
             kernel_udp,
             targets: Vec::new(),
             warnings: std::mem::take(&mut self.warnings),
+            provinces,
         };
         report.check_targets();
         report
