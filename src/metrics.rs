@@ -52,6 +52,34 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             "Connection attempts to the parent hub since start.",
             parent.attempts.to_string(),
         );
+        metric(
+            "diemcau_parent_relays",
+            "gauge",
+            "National meetings relayed from the parent hub now.",
+            parent.relays.len().to_string(),
+        );
+        metric(
+            "diemcau_parent_relay_bitrate_kbps",
+            "gauge",
+            "The national studio's media coming down the link, all relays, kbit/s (payload).",
+            parent
+                .relays
+                .iter()
+                .map(|r| r.bitrate_kbps)
+                .sum::<u64>()
+                .to_string(),
+        );
+        metric(
+            "diemcau_parent_relay_packets_total",
+            "counter",
+            "Packets of the national studio received and published here by the running relays.",
+            parent
+                .relays
+                .iter()
+                .map(|r| r.packets)
+                .sum::<u64>()
+                .to_string(),
+        );
     }
     metric(
         "diemcau_node_links_connected",
@@ -221,6 +249,30 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         for (node, rtt) in round_trips {
             out.push_str(&format!(
                 "diemcau_node_link_rtt_milliseconds{{node=\"{node}\"}} {rtt}\n"
+            ));
+        }
+    }
+    let media: Vec<(String, diemcau_sfu::Quality)> = app
+        .node_links
+        .round_trips()
+        .into_iter()
+        .filter_map(|(node, _)| Some((node.clone(), app.hub.node_media(&node)?)))
+        .collect();
+    if !media.is_empty() {
+        out.push_str("# HELP diemcau_node_link_bitrate_kbps Media sent down each child hub's link (its relays), kbit/s.\n");
+        out.push_str("# TYPE diemcau_node_link_bitrate_kbps gauge\n");
+        for (node, q) in &media {
+            out.push_str(&format!(
+                "diemcau_node_link_bitrate_kbps{{node=\"{node}\"}} {}\n",
+                q.bitrate_out_kbps
+            ));
+        }
+        out.push_str("# HELP diemcau_node_link_loss_permille Loss reported by each child hub's relays, per mille.\n");
+        out.push_str("# TYPE diemcau_node_link_loss_permille gauge\n");
+        for (node, q) in &media {
+            out.push_str(&format!(
+                "diemcau_node_link_loss_permille{{node=\"{node}\"}} {}\n",
+                q.loss_permille
             ));
         }
     }

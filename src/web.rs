@@ -141,7 +141,19 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         Ok(nodes) if !nodes.is_empty() => {
             body.insert(
                 "nodes".into(),
-                serde_json::json!(app.node_links.status(&nodes)),
+                serde_json::json!(
+                    app.node_links
+                        .status(&nodes)
+                        .into_iter()
+                        .map(|mut node| {
+                            node.media = app
+                                .hub
+                                .node_media(&node.name)
+                                .map(crate::cascade::parent::NodeMedia::of);
+                            node
+                        })
+                        .collect::<Vec<_>>()
+                ),
             );
         }
         Ok(_) => {}

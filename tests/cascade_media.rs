@@ -140,6 +140,37 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
         "the relay is never announced to the studio"
     );
 
+    // Both hubs show what crosses the link: the province its relay's packets and bitrate,
+    // the root what it sends down to the node.
+    let relay = wait::until_some(
+        "the province's health to show its relay",
+        Duration::from_secs(20),
+        || async {
+            let health = http::get(child_addr, "/api/health").await.json();
+            let relay = health["parent"]["relays"][0].clone();
+            (relay["meeting"] == national_id && relay["bitrate_kbps"].as_u64() > Some(100))
+                .then_some(relay)
+        },
+    )
+    .await;
+    assert!(relay["packets"].as_u64() > Some(100), "{relay}");
+    let down = wait::until_some(
+        "the root's health to show the media down the node's link",
+        Duration::from_secs(30),
+        || async {
+            let health = http::get(parent_addr, "/api/health").await.json();
+            let media = health["nodes"][0]["media"].clone();
+            (media["bitrate_kbps"].as_u64() > Some(100)).then_some(media)
+        },
+    )
+    .await;
+    assert!(down["loss_permille"].as_u64().is_some(), "{down}");
+    let metrics = http::get(parent_addr, "/metrics").await.text();
+    assert!(
+        metrics.contains("diemcau_node_link_bitrate_kbps{node=\"tuyen-quang\"}"),
+        "{metrics}"
+    );
+
     // The root goes away and comes back on the same port: the studio joins again and its
     // picture is back at the commune without anything done on the province.
     drop(studio);

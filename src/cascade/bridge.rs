@@ -22,6 +22,17 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 /// merges them again with every other province's.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 
+/// What the relay received from the parent, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RelayFigures {
+    /// RTP packets of the programme published here.
+    pub packets: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Loss of the programme's video on the link, as this hub last reported it (0–1).
+    pub loss: Option<f32>,
+}
+
 /// Which endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -79,8 +90,9 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(now: Instant, local: SocketAddr) -> Result<Endpoint, BridgeError> {
+    fn new(now: Instant, local: SocketAddr, stats: bool) -> Result<Endpoint, BridgeError> {
         let mut rtc = Rtc::builder()
+            .set_stats_interval(stats.then_some(Duration::from_secs(2)))
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
@@ -109,8 +121,15 @@ pub struct Bridge {
     last_keyframe_request: Option<Instant>,
     keyframe_wanted: bool,
     out: VecDeque<Datagram>,
-    /// Packets taken from the parent and published locally.
-    pub forwarded: u64,
+    pub figures: RelayFigures,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("figures", &self.figures)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Bridge {
@@ -122,8 +141,8 @@ impl Bridge {
         local_addr: SocketAddr,
         stream: &str,
     ) -> Result<(Bridge, String, String), BridgeError> {
-        let mut parent = Endpoint::new(now, parent_addr)?;
-        let mut local = Endpoint::new(now, local_addr)?;
+        let mut parent = Endpoint::new(now, parent_addr, true)?;
+        let mut local = Endpoint::new(now, local_addr, false)?;
         // The parent side publishes nothing: one receive-only section, as a hall without a
         // camera offers; the parent then offers the programme's tracks.
         let mut api = parent.rtc.sdp_api();
@@ -162,7 +181,7 @@ impl Bridge {
             last_keyframe_request: None,
             keyframe_wanted: false,
             out: VecDeque::new(),
-            forwarded: 0,
+            figures: RelayFigures::default(),
         };
         Ok((
             bridge,
@@ -269,6 +288,11 @@ impl Bridge {
                 self.parent_video = Some(added.mid);
             }
             (Side::Parent, Event::RtpPacket(packet)) => self.forward(now, packet),
+            (Side::Parent, Event::MediaIngressStats(stats))
+                if Some(stats.mid) == self.parent_video =>
+            {
+                self.figures.loss = stats.loss;
+            }
             (Side::Local, Event::KeyframeRequest(request)) if request.mid == self.local_video => {
                 self.keyframe_wanted = true;
             }
@@ -301,6 +325,8 @@ impl Bridge {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
+        self.figures.packets += 1;
+        self.figures.bytes += packet.payload.len() as u64;
         stream.write_rtp(
             RtpWrite::new(
                 pt,
@@ -312,7 +338,6 @@ impl Bridge {
             .marker(packet.header.marker)
             .nackable(codec == Codec::Vp8),
         );
-        self.forwarded += 1;
     }
 
     fn ask_keyframe(&mut self, now: Instant) {

@@ -141,6 +141,21 @@ pub struct ParentStatus {
     pub error: Option<String>,
     /// Connection attempts since the hub started.
     pub attempts: u64,
+    /// The national meetings this hub relays now, with what comes down the link for each.
+    pub relays: Vec<RelayStatus>,
+}
+
+/// One relay as `/api/health` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayStatus {
+    /// The meeting's id on the parent.
+    pub meeting: i64,
+    /// Packets of the national studio received and published here since the relay started.
+    pub packets: u64,
+    /// Their rate over the last few seconds, in kbit/s (payload).
+    pub bitrate_kbps: u64,
+    /// Loss of the studio's video on the link, in percent, as this hub last reported it.
+    pub loss_percent: Option<f32>,
 }
 
 /// The link's state, shared with the web handlers.
@@ -193,6 +208,7 @@ pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hu
         rtt_ms: None,
         error: None,
         attempts: 0,
+        relays: Vec::new(),
     });
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -206,6 +222,7 @@ pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hu
             }
         };
         super::mirror::note_centre(&hub, false).await;
+        link.update(|s| s.relays.clear());
         let wait = match failure {
             Failure::Refused(why) => {
                 tracing::error!(parent = %config.url, "the parent refused this hub's node link: {why}; trying again in {AFTER_REFUSAL:?}");
@@ -399,6 +416,8 @@ async fn serve(
             _ = ping.tick() => {
                 // A relay that stopped (its media failed) is started again.
                 relays.restart(hub);
+                let statuses = relays.statuses();
+                link.update(|s| s.relays = statuses);
                 if last_heard.elapsed() > PING_INTERVAL * 3 {
                     return Failure::Unreachable(format!(
                         "no word from the parent for {:?}",
@@ -419,6 +438,8 @@ struct Relays {
     parent_ip: Option<std::net::IpAddr>,
     wanted: Vec<super::mirror::InProgress>,
     running: std::collections::HashMap<i64, super::relay::RelayHandle>,
+    /// Each relay's bytes at the last look, and when: for its bitrate.
+    last_seen: std::collections::HashMap<i64, (u64, tokio::time::Instant)>,
     up_tx: tokio::sync::mpsc::UnboundedSender<NodeMessage>,
     /// What the relays say to the parent.
     up: tokio::sync::mpsc::UnboundedReceiver<NodeMessage>,
@@ -438,6 +459,7 @@ impl Relays {
             parent_ip,
             wanted: Vec::new(),
             running: std::collections::HashMap::new(),
+            last_seen: std::collections::HashMap::new(),
             up_tx,
             up,
         }
@@ -476,6 +498,37 @@ impl Relays {
         if let Some(relay) = self.running.get(&meeting) {
             relay.deliver(message);
         }
+    }
+
+    /// Each running relay's figures, with its bitrate since the last call.
+    fn statuses(&mut self) -> Vec<RelayStatus> {
+        let now = tokio::time::Instant::now();
+        let mut out: Vec<RelayStatus> = self
+            .running
+            .iter()
+            .map(|(meeting, relay)| {
+                let figures = relay.figures();
+                let bitrate_kbps = match self.last_seen.get(meeting) {
+                    Some((bytes, at)) if now > *at => {
+                        let seconds = now.duration_since(*at).as_secs_f64();
+                        (figures.bytes.saturating_sub(*bytes) as f64 * 8.0 / 1000.0 / seconds)
+                            as u64
+                    }
+                    _ => 0,
+                };
+                self.last_seen.insert(*meeting, (figures.bytes, now));
+                RelayStatus {
+                    meeting: *meeting,
+                    packets: figures.packets,
+                    bitrate_kbps,
+                    loss_percent: figures.loss.map(|l| (l * 1000.0).round() / 10.0),
+                }
+            })
+            .collect();
+        self.last_seen
+            .retain(|meeting, _| self.running.contains_key(meeting));
+        out.sort_by_key(|r| r.meeting);
+        out
     }
 
     /// A relay stopped by itself.

@@ -19,7 +19,7 @@
 //! participant ([`seats`] on the parent) and publishes what it receives as the studio of its
 //! own part ([`bridge`]). `docs/cascade.md` says what is built and what is not.
 
-mod bridge;
+pub mod bridge;
 pub mod cli;
 pub mod link;
 pub mod mirror;

@@ -66,6 +66,30 @@ pub struct NodeStatus {
     pub since: Option<i64>,
     pub rtt_ms: Option<u64>,
     pub address: Option<String>,
+    /// What its relays receive from this hub (the national meetings' media), from the latest
+    /// quality sample; absent while it relays nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<NodeMedia>,
+}
+
+/// The media down one node link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NodeMedia {
+    /// Sent to the node's relays, in kbit/s.
+    pub bitrate_kbps: u32,
+    /// Loss the node's relays report, in ‰.
+    pub loss_permille: u32,
+    pub rtt_ms: u32,
+}
+
+impl NodeMedia {
+    pub fn of(quality: diemcau_sfu::Quality) -> NodeMedia {
+        NodeMedia {
+            bitrate_kbps: quality.bitrate_out_kbps,
+            loss_permille: quality.loss_permille,
+            rtt_ms: quality.rtt_ms,
+        }
+    }
 }
 
 impl NodeLinks {
@@ -118,6 +142,7 @@ impl NodeLinks {
                     since: link.map(|l| l.since),
                     rtt_ms: link.and_then(|l| l.rtt_ms),
                     address: link.map(|l| l.address.clone()),
+                    media: None,
                 }
             })
             .collect()

@@ -10,7 +10,7 @@
 //! the link is back.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use diemcau_signaling::{
@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::NodeMessage;
-use super::bridge::{Bridge, Side};
+use super::bridge::{Bridge, RelayFigures, Side};
 use crate::hub::{ClientInfo, Hub};
 
 /// A running relay, held by the link; dropping it ends the relay (its task leaves both
@@ -28,9 +28,15 @@ use crate::hub::{ClientInfo, Hub};
 #[derive(Debug)]
 pub struct RelayHandle {
     down: mpsc::UnboundedSender<ServerMessage>,
+    figures: Arc<Mutex<RelayFigures>>,
 }
 
 impl RelayHandle {
+    /// What it received from the parent so far.
+    pub fn figures(&self) -> RelayFigures {
+        *self.figures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A message of the parent hub to this relay.
     pub fn deliver(&self, message: ServerMessage) {
         let _ = self.down.send(message);
@@ -57,9 +63,11 @@ pub fn start(
     up: mpsc::UnboundedSender<NodeMessage>,
 ) -> RelayHandle {
     let (down, down_rx) = mpsc::unbounded_channel();
+    let figures = Arc::new(Mutex::new(RelayFigures::default()));
+    let shared = figures.clone();
     tokio::spawn(async move {
         let meeting = spec.parent_meeting;
-        if let Err(e) = run(&hub, &spec, &up, down_rx).await {
+        if let Err(e) = run(&hub, &spec, &up, down_rx, &shared).await {
             tracing::warn!(
                 parent_meeting = meeting,
                 "the relay of the national meeting stopped: {e}"
@@ -67,7 +75,7 @@ pub fn start(
         }
         let _ = up.send(NodeMessage::RelayLeave { meeting });
     });
-    RelayHandle { down }
+    RelayHandle { down, figures }
 }
 
 async fn run(
@@ -75,6 +83,7 @@ async fn run(
     spec: &RelaySpec,
     up: &mpsc::UnboundedSender<NodeMessage>,
     mut down: mpsc::UnboundedReceiver<ServerMessage>,
+    figures: &Mutex<RelayFigures>,
 ) -> Result<(), String> {
     let meeting = spec.parent_meeting;
     let local_target = hub
@@ -172,6 +181,7 @@ async fn run(
                 () = sleep => {}
             }
             wake = bridge.drive(Instant::now()).map_err(|e| e.to_string())?;
+            *figures.lock().unwrap_or_else(|e| e.into_inner()) = bridge.figures;
             while let Some(datagram) = bridge.poll_datagram() {
                 let socket = match datagram.side {
                     Side::Parent => &parent_socket,

@@ -152,6 +152,23 @@ impl Hub {
         (state.participants.len(), sites)
     }
 
+    /// What child hub `node`'s relays receive from this hub, summed over the meetings they
+    /// relay (loss and round trip: the worst): `None` while it relays nothing.
+    pub fn node_media(&self, node: &str) -> Option<diemcau_sfu::Quality> {
+        let state = self.lock();
+        state
+            .meetings
+            .values()
+            .filter_map(|m| m.node_quality(node))
+            .reduce(|a, b| diemcau_sfu::Quality {
+                bitrate_in_kbps: a.bitrate_in_kbps + b.bitrate_in_kbps,
+                bitrate_out_kbps: a.bitrate_out_kbps + b.bitrate_out_kbps,
+                loss_permille: a.loss_permille.max(b.loss_permille),
+                rtt_ms: a.rtt_ms.max(b.rtt_ms),
+                transport: a.transport.or(b.transport),
+            })
+    }
+
     /// The worst loss among connected sites in their latest quality sample.
     pub fn worst_loss_permille(&self) -> u32 {
         let state = self.lock();

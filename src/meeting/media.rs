@@ -98,6 +98,12 @@ impl LiveMeeting {
 
     /// A periodic sample of a participant's link; a site's goes to the log and the console.
     pub fn quality_sampled(&mut self, now: Millis, id: PeerId, quality: Quality) {
+        if let Some(p) = self.participants.get(&id)
+            && p.info.role == diemcau_signaling::Role::Node
+        {
+            self.node_quality.insert(p.info.name.clone(), quality);
+            return;
+        }
         let Some((site, session)) = self.site_session(id) else {
             return;
         };

@@ -202,6 +202,8 @@ pub struct LiveMeeting {
     studio_relayed: bool,
     /// For a province's part of a national meeting: the centre is out of reach now.
     centre_unreachable: bool,
+    /// The latest media figures of each child hub's relay here, by node name.
+    node_quality: BTreeMap<String, diemcau_sfu::Quality>,
     floor: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
@@ -278,6 +280,7 @@ impl LiveMeeting {
                     _ => None,
                 })
                 .unwrap_or(false),
+            node_quality: BTreeMap::new(),
             floor: None,
             queue: Vec::new(),
             muted: BTreeSet::new(),
@@ -407,6 +410,15 @@ impl LiveMeeting {
         for id in self.participants.keys().copied().collect::<Vec<_>>() {
             self.send(id, ServerMessage::Centre { reachable });
         }
+    }
+
+    /// The media figures of node `node`'s relay in this meeting, while it is here.
+    pub fn node_quality(&self, node: &str) -> Option<diemcau_sfu::Quality> {
+        let here = self
+            .participants
+            .values()
+            .any(|p| p.info.role == Role::Node && p.info.name == node);
+        here.then(|| self.node_quality.get(node).copied()).flatten()
     }
 
     /// Whether the chair has muted this participant.

@@ -20,11 +20,19 @@ export function installHubLinksPanel() {
     if (panel.hidden) return;
     const items = [];
     if (parent) {
-      items.push(row(t('links.centre'), parent.state, parent.rtt_ms, parent.error));
+      const relays = Array.isArray(parent.relays) ? parent.relays : [];
+      const media = relays.length
+        ? {
+            kbps: relays.reduce((sum, r) => sum + (r.bitrate_kbps || 0), 0),
+            lossPercent: Math.max(0, ...relays.map((r) => r.loss_percent || 0)),
+          }
+        : null;
+      items.push(row(t('links.centre'), parent.state, parent.rtt_ms, parent.error, media));
     }
     for (const node of nodes) {
       const provinces = node.provinces && node.provinces.length ? ` (${node.provinces.join(', ')})` : '';
-      items.push(row(`${node.name}${provinces}`, node.state, node.rtt_ms, null));
+      const media = node.media ? { kbps: node.media.bitrate_kbps, lossPercent: node.media.loss_permille / 10 } : null;
+      items.push(row(`${node.name}${provinces}`, node.state, node.rtt_ms, null, media));
     }
     list.replaceChildren(...items);
     const up = nodes.filter((n) => n.state === 'connected').length;
@@ -46,7 +54,8 @@ export function installHubLinksPanel() {
   setInterval(refresh, REFRESH_MS);
 }
 
-function row(name, state, rttMs, error) {
+/** One link: its name, state and round trip, and the media crossing it (`{kbps, lossPercent}`) if any. */
+function row(name, state, rttMs, error, media) {
   const item = document.createElement('li');
   item.dataset.state = state;
   const label = document.createElement('span');
@@ -55,7 +64,10 @@ function row(name, state, rttMs, error) {
   const status = document.createElement('span');
   status.className = 'link-state';
   const stateText = t(`links.state.${state}`);
-  status.textContent = typeof rttMs === 'number' ? `${stateText} · ${t('links.rtt', { ms: rttMs })}` : stateText;
+  const parts = [stateText];
+  if (typeof rttMs === 'number') parts.push(t('links.rtt', { ms: rttMs }));
+  if (media) parts.push(t('links.media', { kbps: media.kbps, loss: media.lossPercent.toFixed(1) }));
+  status.textContent = parts.join(' · ');
   if (error) status.title = error;
   item.append(label, status);
   return item;
