@@ -1,6 +1,7 @@
 //! The child's end of the node link: connect to the parent's `GET /node` with the node
 //! credential, keep the link up with pings (which measure its round trip), and come back by
-//! itself after a drop, with a growing backoff (1 s doubling to 30 s, with jitter, so that 34
+//! itself after a drop, with a growing backoff (1 s doubling to 30 s; 1 s while a
+//! national meeting is in progress here, with jitter, so that 34
 //! provinces do not all knock at once when the root returns). A refused credential (unknown,
 //! revoked) or another protocol version is logged as an error and tried again only after
 //! [`AFTER_REFUSAL`]: an operator has to act, and a tight loop would only fill both logs.
@@ -20,6 +21,9 @@ use crate::store::now_millis;
 /// The first wait after a drop; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest wait while a national meeting is in progress here: its communes wait for the
+/// national studio, which comes back within seconds of the link.
+const MAX_BACKOFF_IN_MEETING: Duration = Duration::from_secs(1);
 /// The wait after the parent refused the credential or the protocol.
 pub const AFTER_REFUSAL: Duration = Duration::from_secs(300);
 /// How often the child looks for attendance to send up while nothing is in flight.
@@ -232,14 +236,36 @@ pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hu
             Failure::Unreachable(why) => {
                 tracing::warn!(parent = %config.url, "the parent is not reachable: {why}; trying again in about {backoff:?}");
                 link.set(LinkState::Unreachable, Some(why));
+                let cap = if in_meeting(&hub).await {
+                    MAX_BACKOFF_IN_MEETING
+                } else {
+                    MAX_BACKOFF
+                };
+                backoff = backoff.min(cap);
                 let wait = jittered(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = (backoff * 2).min(cap);
                 wait
             }
         };
         tokio::time::sleep(wait).await;
         link.set(LinkState::Connecting, None);
     }
+}
+
+/// Whether a national meeting is in progress on this hub (its part of one).
+async fn in_meeting(hub: &Arc<crate::hub::Hub>) -> bool {
+    let store = hub.store().clone();
+    store
+        .blocking(|s: &crate::store::Store| {
+            for (_, local, _) in s.mirrors()? {
+                if s.meeting(local)?.state == crate::store::MeetingState::InProgress {
+                    return Ok(true);
+                }
+            }
+            Ok::<_, crate::store::StoreError>(false)
+        })
+        .await
+        .unwrap_or(false)
 }
 
 /// `wait` give or take a fifth, at random.

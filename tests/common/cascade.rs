@@ -35,6 +35,16 @@ impl Tree {
     /// Starts the root with [`DIRECTORY`], adds the province's node, starts the provincial
     /// hub with its credential and waits until it is linked.
     pub async fn start(name: &str) -> Tree {
+        Tree::start_through(name, |root| async move { root }).await
+    }
+
+    /// [`Tree::start`], the province reaching the root at the address `through` gives for the
+    /// root's (a relay the test controls, say).
+    pub async fn start_through<F, Fut>(name: &str, through: F) -> Tree
+    where
+        F: FnOnce(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = SocketAddr>,
+    {
         let dir = std::env::temp_dir().join(format!("diemcau-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = diemcau::start(diemcau::Config::for_tests_in(dir.join("root")))
@@ -49,7 +59,8 @@ impl Tree {
         let token_file = province_dir.join("node-token");
         std::fs::write(&token_file, format!("{token}\n")).expect("the credential file");
         let mut config = diemcau::Config::for_tests_in(province_dir.join("data"));
-        config.parent = Some(format!("http://{}", root.http_addr()));
+        let parent = through(root.http_addr()).await;
+        config.parent = Some(format!("http://{parent}"));
         config.node_token_file = Some(token_file);
         let province = diemcau::start(config).await.expect("the province starts");
         let province_addr = province.http_addr();
