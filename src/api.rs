@@ -21,6 +21,7 @@ use crate::attendance::export::{self, Table};
 use crate::attendance::{report, xlsx};
 use crate::auth::Role;
 use crate::auth::http::{Caller, Organizer};
+use crate::cascade::mirror::served_by;
 use crate::directory;
 use crate::error::AppError;
 use crate::hub::{MeetingError, ProbeError};
@@ -148,6 +149,11 @@ struct MeetingWithLinks {
     #[serde(flatten)]
     view: MeetingView,
     links: Links,
+    /// In a national meeting at the root: the invited sites that join through their own
+    /// provincial hub (docs/cascade.md), with that hub's node name. They have no code or link
+    /// here: their hub issues them.
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    served_by: HashMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,12 +162,25 @@ struct Links {
     sites: HashMap<String, String>,
 }
 
-/// The meeting as `role` may see it: staff get neither join codes nor links.
-fn with_links(mut view: MeetingView, role: Role) -> MeetingWithLinks {
+/// The meeting as `role` may see it: staff get neither join codes nor links; sites that a
+/// provincial hub serves (`served`) get none either.
+fn with_links(
+    mut view: MeetingView,
+    role: Role,
+    served: &HashMap<String, String>,
+) -> MeetingWithLinks {
     if role != Role::Organizer {
         view.studio_code = None;
         view.site_codes.clear();
     }
+    let served_by: HashMap<String, String> = view
+        .plan
+        .roster
+        .iter()
+        .filter_map(|site| Some((site.code.clone(), served.get(&site.code)?.clone())))
+        .collect();
+    view.site_codes
+        .retain(|site, _| !served_by.contains_key(site.as_str()));
     let id = view.plan.id;
     let studio = view
         .studio_code
@@ -175,6 +194,7 @@ fn with_links(mut view: MeetingView, role: Role) -> MeetingWithLinks {
     MeetingWithLinks {
         view,
         links: Links { studio, sites },
+        served_by,
     }
 }
 
@@ -183,13 +203,14 @@ fn site_link(meeting: MeetingId, code: &str) -> String {
 }
 
 async fn list_meetings(caller: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
-    let meetings: Vec<MeetingWithLinks> = app
+    let (meetings, served) = app
         .hub
         .store()
-        .blocking(|store| store.meetings())
-        .await?
+        .blocking(|store| Ok::<_, StoreError>((store.meetings()?, served_by(store)?)))
+        .await?;
+    let meetings: Vec<MeetingWithLinks> = meetings
         .into_iter()
-        .map(|view| with_links(view, caller.account.role))
+        .map(|view| with_links(view, caller.account.role, &served))
         .collect();
     Ok(Json(meetings).into_response())
 }
@@ -250,6 +271,7 @@ async fn create_meeting(
         .store()
         .blocking(move |store| store.create_meeting(&new))
         .await?;
+    let served = app.hub.store().blocking(served_by).await?;
     tracing::info!(
         meeting = view.plan.id,
         sites = view.plan.roster.len(),
@@ -259,7 +281,7 @@ async fn create_meeting(
     app.node_links.meetings_changed();
     Ok((
         StatusCode::CREATED,
-        Json(with_links(view, caller.account.role)),
+        Json(with_links(view, caller.account.role, &served)),
     )
         .into_response())
 }
@@ -269,12 +291,14 @@ async fn show_meeting(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    let view = app
+    let (view, served) = app
         .hub
         .store()
-        .blocking(move |store| store.meeting(MeetingId(id)))
+        .blocking(move |store| {
+            Ok::<_, StoreError>((store.meeting(MeetingId(id))?, served_by(store)?))
+        })
         .await?;
-    Ok(Json(with_links(view, caller.account.role)).into_response())
+    Ok(Json(with_links(view, caller.account.role, &served)).into_response())
 }
 
 async fn start_meeting(

@@ -275,7 +275,19 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
     });
     let created = http::post(parent_addr, "/api/meetings", body.to_string().as_bytes()).await;
     assert_eq!(created.status, 201, "{}", created.text());
-    let national = created.json()["id"].as_i64().expect("an id");
+    let view = created.json();
+    let national = view["id"].as_i64().expect("an id");
+    // The root hands out no link for Tuyên Quang's communes: their province's hub does.
+    assert_eq!(
+        view["served_by"],
+        serde_json::json!({"02269": "tuyen-quang", "02266": "tuyen-quang"}),
+        "{view}"
+    );
+    assert!(view["site_codes"]["02269"].is_null() && view["links"]["sites"]["02266"].is_null());
+    assert!(
+        view["links"]["sites"]["00694"].is_string(),
+        "Hà Giang has no hub of its own: its commune joins the root"
+    );
 
     // Tuyên Quang's hub has its part: its two communes, with join links of its own.
     let part = wait::until_some(

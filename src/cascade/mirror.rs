@@ -205,6 +205,34 @@ pub fn for_node(store: &Store, provinces: &[String]) -> Result<Vec<NodeMeeting>,
         .collect())
 }
 
+/// On the parent: which child hub serves each site of the directory, by site code (a province
+/// a node serves, or one of its communes). Revoked nodes serve nothing. Those sites join
+/// through their provincial hub, with its links; this hub does not hand out its own.
+pub fn served_by(store: &Store) -> Result<HashMap<String, String>, StoreError> {
+    let nodes: Vec<_> = store
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.revoked_at.is_none())
+        .collect();
+    if nodes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store
+        .sites()?
+        .into_iter()
+        .filter_map(|site| {
+            let node = nodes.iter().find(|n| {
+                n.provinces.contains(&site.code)
+                    || site
+                        .parent_code
+                        .as_ref()
+                        .is_some_and(|parent| n.provinces.contains(parent))
+            })?;
+            Some((site.code, node.name.clone()))
+        })
+        .collect())
+}
+
 /// The parent's directory by site code.
 fn directory(store: &Store) -> Result<HashMap<String, Site>, StoreError> {
     Ok(store

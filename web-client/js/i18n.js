@@ -259,6 +259,7 @@ const STRINGS = {
     'meeting.details':
       'Cuộc họp số {id} · {start} – {end} (giờ Việt Nam) · Điểm cầu trung tâm: {studio} · {sites} điểm cầu, {delegates} đại biểu dự kiến',
     'meeting.noLink': 'Mã đã thu hồi, chưa cấp mới',
+    'meeting.servedBy': 'Tham gia qua máy chủ của tỉnh ({node}): đường dẫn do tỉnh cấp',
     'meeting.reissue': 'Thu hồi và cấp mới',
     'meeting.confirmReissue': 'Thu hồi đường liên kết của {name} và cấp đường liên kết mới? Đường liên kết cũ sẽ không dùng được nữa.',
     'meeting.reissued': 'Đã cấp đường liên kết mới cho {name}; đường liên kết cũ không còn dùng được. Hãy gửi lại cho điểm cầu.',
@@ -886,6 +887,7 @@ const STRINGS = {
     'meeting.details':
       'Meeting {id} · {start} – {end} (Vietnam time) · Studio: {studio} · {sites} sites, {delegates} delegates expected',
     'meeting.noLink': 'Code revoked, none reissued',
+    'meeting.servedBy': 'Joins through its province’s hub ({node}): the province gives its link',
     'meeting.reissue': 'Revoke and reissue',
     'meeting.confirmReissue': 'Revoke the link of {name} and issue a new one? The old link will stop working.',
     'meeting.reissued': 'New link issued for {name}; the old one no longer works. Send the new one to the site.',

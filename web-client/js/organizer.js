@@ -496,6 +496,7 @@ function renderMeetingMessage() {
 function linkEntries(meeting) {
   const links = meeting.links || {};
   const siteLinks = links.sites || {};
+  const servedBy = meeting.served_by || {};
   const entries = [
     {
       kind: 'studio',
@@ -512,6 +513,7 @@ function linkEntries(meeting) {
       label: site.name,
       delegates: site.expected_delegates,
       link: siteLinks[site.code] ? absoluteLink(siteLinks[site.code]) : null,
+      servedBy: servedBy[site.code] || null,
     });
   }
   return entries;
@@ -580,6 +582,11 @@ function renderMeeting() {
       field.className = 'link-field';
       field.textContent = entry.link;
       linkCell.append(field);
+    } else if (entry.servedBy) {
+      // A commune of a province with its own hub: that hub gives it its link.
+      linkCell.textContent = t('meeting.servedBy', { node: entry.servedBy });
+      linkCell.classList.add('muted');
+      row.dataset.servedBy = entry.servedBy;
     } else {
       linkCell.textContent = t('meeting.noLink');
       linkCell.classList.add('muted');
@@ -601,7 +608,7 @@ function renderMeeting() {
       });
       actions.append(copy);
     }
-    if (entry.kind === 'site') {
+    if (entry.kind === 'site' && !entry.servedBy) {
       const reissue = document.createElement('button');
       reissue.type = 'button';
       reissue.className = 'reissue';
