@@ -303,6 +303,10 @@ pub struct ConsoleSite {
     /// Its join code was tried too often (a leaked link?): reissue it.
     #[serde(default)]
     pub code_leak_suspected: bool,
+    /// In a national meeting at the root: the provincial hub the site is joined to, whose
+    /// figures these are (docs/cascade.md); absent for a site of this hub.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub node: Option<String>,
 }
 
 /// The transport of a site's media.

@@ -85,6 +85,23 @@ pub enum NodeMessage {
     },
     /// Child → parent: the relay of `meeting` ends (the link's end ends every relay too).
     RelayLeave { meeting: i64 },
+    /// Child → parent: the child's console rows of its sites in `meeting` (as its own
+    /// `console` message has them), every few seconds while the relay runs: the parent's chair
+    /// sees them.
+    RelayConsole {
+        meeting: i64,
+        sites: Vec<diemcau_signaling::protocol::ConsoleSite>,
+    },
+    /// Child → parent: a site of the child answered the parent's roll call `roll_call` on its
+    /// own hub.
+    RelayRollCallAnswer {
+        meeting: i64,
+        roll_call: u32,
+        site: String,
+        count: u32,
+        confirmed_by: String,
+        position: String,
+    },
 }
 
 /// A meeting of the parent as a child hub gets it: the part that concerns the child.

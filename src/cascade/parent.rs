@@ -361,7 +361,11 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
                                 Err(e) => tracing::warn!(node = %name, meeting, "attendance from the node not stored: {e}"),
                             }
                         }
-                        Ok(relay @ (NodeMessage::RelayJoin { .. } | NodeMessage::RelayUp { .. } | NodeMessage::RelayLeave { .. })) => {
+                        Ok(relay @ (NodeMessage::RelayJoin { .. }
+                            | NodeMessage::RelayUp { .. }
+                            | NodeMessage::RelayLeave { .. }
+                            | NodeMessage::RelayConsole { .. }
+                            | NodeMessage::RelayRollCallAnswer { .. })) => {
                             if let Some(reply) = seats.handle(relay).await
                                 && socket.send(Message::Text(reply.to_json().into())).await.is_err()
                             {

@@ -129,6 +129,9 @@ async fn run(
         up.send(NodeMessage::RelayJoin { meeting })
             .map_err(|_| "the link is gone".to_owned())?;
         let mut parent_offer = Some(parent_offer);
+        // The parent's roll call running now: this hub runs one of its own meanwhile, and
+        // its communes' answers go up under the parent's number.
+        let mut parent_roll_call: Option<u32> = None;
         let mut buf = vec![0u8; 2048];
         let mut local_buf = vec![0u8; 2048];
         let mut wake = Instant::now();
@@ -150,6 +153,19 @@ async fn run(
                             let sdp = bridge.accept_offer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
                             send_up(up, meeting, ClientMessage::Answer { sdp })?;
                         }
+                        ServerMessage::RollCall { roll_call, active, .. } => {
+                            let local = if active {
+                                parent_roll_call = Some(roll_call);
+                                Some(ClientMessage::StartRollCall)
+                            } else {
+                                parent_roll_call.take().map(|_| ClientMessage::EndRollCall)
+                            };
+                            if let Some(action) = local
+                                && let Err(e) = hub.handle(&mut session, action).await
+                            {
+                                tracing::warn!(parent_meeting = meeting, "the national roll call not run here: {}", e.message);
+                            }
+                        }
                         ServerMessage::Error { code, message, .. } => {
                             return Err(format!("the parent refused the relay: {message} ({code:?})"));
                         }
@@ -158,11 +174,30 @@ async fn run(
                 }
                 message = local_rx.recv() => {
                     let Some((message, last)) = message else { return Ok(()) };
-                    if let ServerMessage::Offer { sdp } = message {
-                        let sdp = bridge.accept_offer(Side::Local, &sdp).map_err(|e| e.to_string())?;
-                        if let Err(e) = hub.handle(&mut session, ClientMessage::Answer { sdp }).await {
-                            tracing::warn!(parent_meeting = meeting, "the local hub refused the relay's answer: {}", e.message);
+                    match message {
+                        ServerMessage::Offer { sdp } => {
+                            let sdp = bridge.accept_offer(Side::Local, &sdp).map_err(|e| e.to_string())?;
+                            if let Err(e) = hub.handle(&mut session, ClientMessage::Answer { sdp }).await {
+                                tracing::warn!(parent_meeting = meeting, "the local hub refused the relay's answer: {}", e.message);
+                            }
                         }
+                        // What this hub's console shows of its communes goes up to the chair.
+                        ServerMessage::Console { sites, .. } => {
+                            let _ = up.send(NodeMessage::RelayConsole { meeting, sites });
+                        }
+                        ServerMessage::RollCallAnswer { site, count, confirmed_by, position, .. } => {
+                            if let Some(roll_call) = parent_roll_call {
+                                let _ = up.send(NodeMessage::RelayRollCallAnswer {
+                                    meeting,
+                                    roll_call,
+                                    site,
+                                    count,
+                                    confirmed_by,
+                                    position,
+                                });
+                            }
+                        }
+                        _ => {}
                     }
                     if last {
                         return Ok(());

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use diemcau_signaling::{
     ClientMessage, CloseReason, ErrorCode, MeetingId, Outbox, ProtocolError, ServerMessage,
-    SessionHandler,
+    SessionHandler, SiteCode,
 };
 use tokio::sync::mpsc;
 
 use super::NodeMessage;
 use crate::hub::{ClientInfo, Hub, Session};
+use crate::meeting::Declaration;
 use crate::store::{NodeRecord, Store};
 
 /// A message of the hub to one of the link's relays: (meeting, message, whether it is the
@@ -72,6 +73,37 @@ impl NodeSeats {
                     Err(e) => Some(e.to_message()),
                 };
                 (meeting, reply)
+            }
+            NodeMessage::RelayConsole { meeting, sites } => {
+                let session = self.sessions.get(&meeting)?;
+                if let Err(e) = self.hub.relay_console(session, sites).await {
+                    tracing::debug!(node = %self.node.name, meeting, "the relay's console not taken: {}", e.message);
+                }
+                (meeting, None)
+            }
+            NodeMessage::RelayRollCallAnswer {
+                meeting,
+                roll_call,
+                site,
+                count,
+                confirmed_by,
+                position,
+            } => {
+                let session = self.sessions.get(&meeting)?;
+                let answer = match SiteCode::try_from(site.as_str()) {
+                    Ok(site) => {
+                        let declaration = Declaration {
+                            count,
+                            confirmed_by,
+                            position,
+                        };
+                        self.hub
+                            .relay_roll_call_answer(session, roll_call, &site, declaration)
+                            .await
+                    }
+                    Err(e) => Err(ProtocolError::new(ErrorCode::InvalidField, e.to_string())),
+                };
+                (meeting, answer.err().map(|e| e.to_message()))
             }
             NodeMessage::RelayLeave { meeting } => {
                 if let Some(session) = self.sessions.remove(&meeting) {

@@ -88,7 +88,7 @@ impl Hub {
     }
 }
 
-fn action_error(e: ActionError) -> ProtocolError {
+pub(super) fn action_error(e: ActionError) -> ProtocolError {
     let code = match e {
         ActionError::ChairOnly | ActionError::SiteOnly => ErrorCode::Forbidden,
         ActionError::SiteNotConnected(_) | ActionError::NoPageOpen(_) => ErrorCode::SiteUnavailable,

@@ -19,6 +19,7 @@ mod lifecycle;
 mod negotiation;
 mod periodic;
 mod probe;
+mod relays;
 
 pub use probe::ProbeError;
 

@@ -269,6 +269,25 @@ impl LiveMeeting {
         declaration: Declaration,
     ) -> Result<ServerMessage, ActionError> {
         let site = self.require_site(id)?;
+        let name = self
+            .participants
+            .get(&id)
+            .map(|p| p.info.name.clone())
+            .unwrap_or_default();
+        self.record_answer(now, site, name, roll_call, declaration)?;
+        Ok(ServerMessage::RollCallAnswerRecorded { roll_call, at: now })
+    }
+
+    /// An answer of `site` (named `name`) to roll call `roll_call`: counted, logged, and told to
+    /// the chair at once.
+    pub(super) fn record_answer(
+        &mut self,
+        now: Millis,
+        site: SiteCode,
+        name: String,
+        roll_call: u32,
+        declaration: Declaration,
+    ) -> Result<(), ActionError> {
         let running = match &mut self.roll_call {
             None => return Err(ActionError::NoRollCall),
             Some(running) if running.number != roll_call => {
@@ -295,13 +314,12 @@ impl LiveMeeting {
             status.answered_roll_call = true;
         }
         if let Some(chair) = self.studio {
-            let name = self.participants.get(&id).map(|p| p.info.name.clone());
             self.send(
                 chair,
                 ServerMessage::RollCallAnswer {
                     roll_call,
                     site: site.to_string(),
-                    name: name.unwrap_or_default(),
+                    name,
                     count: declaration.count,
                     confirmed_by: declaration.confirmed_by,
                     position: declaration.position,
@@ -309,7 +327,7 @@ impl LiveMeeting {
                 },
             );
         }
-        Ok(ServerMessage::RollCallAnswerRecorded { roll_call, at: now })
+        Ok(())
     }
 
     /// The chair calls a site whose page is open on standby.

@@ -92,6 +92,21 @@ impl LiveMeeting {
             .iter()
             .map(|(code, expected)| {
                 let status = self.sites.get(code).unwrap_or(&empty);
+                // A site joined to its provincial hub: that hub's row, with this meeting's
+                // roll call.
+                if status.participant.is_none()
+                    && let Some((node, row)) = self.remote_sites.get(code)
+                {
+                    return ConsoleSite {
+                        participant: None,
+                        muted: false,
+                        floor: FloorState::None,
+                        answered_roll_call: status.answered_roll_call,
+                        code_leak_suspected: false,
+                        node: Some(node.clone()),
+                        ..row.clone()
+                    };
+                }
                 let floor = match status.participant {
                     Some(p) if self.floor == Some(p) => FloorState::Holder,
                     Some(p) if self.queue.contains(&p) => FloorState::Requested,
@@ -141,6 +156,7 @@ pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowConte
         head_count: s.head_count,
         answered_roll_call: s.answered_roll_call,
         code_leak_suspected: s.joins.leak_suspected(),
+        node: None,
     }
 }
 

@@ -32,6 +32,7 @@ mod join_limit;
 mod media;
 mod output;
 mod presence;
+mod remote;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 #[cfg(test)]
@@ -204,6 +205,8 @@ pub struct LiveMeeting {
     centre_unreachable: bool,
     /// The latest media figures of each child hub's relay here, by node name.
     node_quality: BTreeMap<String, diemcau_sfu::Quality>,
+    /// Sites joined to a child hub, as that hub's console last showed them: (node, row).
+    remote_sites: BTreeMap<SiteCode, (String, diemcau_signaling::protocol::ConsoleSite)>,
     floor: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
@@ -281,6 +284,7 @@ impl LiveMeeting {
                 })
                 .unwrap_or(false),
             node_quality: BTreeMap::new(),
+            remote_sites: BTreeMap::new(),
             floor: None,
             queue: Vec::new(),
             muted: BTreeSet::new(),

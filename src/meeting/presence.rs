@@ -338,6 +338,11 @@ impl LiveMeeting {
         }
         let floor = floor_returned.then(|| self.floor_message());
         let announced = p.info.role != Role::Node;
+        if !announced {
+            // Its sites' rows go with its relay: this hub no longer knows them.
+            let node = p.info.name.clone();
+            self.remote_sites.retain(|_, (n, _)| *n != node);
+        }
         for other in self.participants.keys().copied().collect::<Vec<_>>() {
             if announced {
                 self.send(

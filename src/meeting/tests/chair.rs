@@ -468,3 +468,91 @@ fn the_console_is_sent_at_its_interval_while_a_chair_is_there() {
     m.leave(T0 + 3_000, STUDIO, LeaveReason::Closed, None);
     assert_eq!(m.poll_timeout(), None);
 }
+
+#[test]
+fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
+    let mut m = meeting_in_session();
+    let relay = PeerId(40);
+    m.join(
+        T0,
+        relay,
+        Seat::Node {
+            node: "tuyen-quang".into(),
+            session: SessionId("s-node".into()),
+        },
+        "",
+        "",
+    )
+    .expect("the relay joins");
+    // Site 003 is on the roster and joined to the province; 999 is not invited here.
+    let row = |site: &str, state: diemcau_signaling::protocol::SiteState| {
+        diemcau_signaling::protocol::ConsoleSite {
+            site: site.into(),
+            name: format!("Xã {site}"),
+            state,
+            participant: Some("p3".into()),
+            muted: false,
+            floor: FloorState::None,
+            bitrate_in_kbps: 0,
+            bitrate_out_kbps: 2400,
+            loss_permille: 3,
+            rtt_ms: 20,
+            transport: None,
+            expected_delegates: 30,
+            head_count: None,
+            answered_roll_call: false,
+            code_leak_suspected: false,
+            node: None,
+        }
+    };
+    m.start_roll_call(T0 + 1, STUDIO).expect("a roll call");
+    m.remote_console(
+        relay,
+        vec![row("003", SiteState::Live), row("999", SiteState::Live)],
+    );
+    drain(&mut m);
+    let declaration = Declaration {
+        count: 31,
+        confirmed_by: "Nguyễn Văn An".into(),
+        position: "Chủ tịch".into(),
+    };
+    assert_eq!(
+        m.remote_roll_call_answer(T0 + 2, relay, 1, &code("999"), declaration.clone()),
+        Err(ActionError::SiteNotConnected(code("999"))),
+        "only sites of the roster the relay showed"
+    );
+    assert_eq!(
+        m.remote_roll_call_answer(T0 + 2, STUDIO, 1, &code("003"), declaration.clone()),
+        Err(ActionError::NotJoined),
+        "only a relay answers for its sites"
+    );
+    m.remote_roll_call_answer(T0 + 2, relay, 1, &code("003"), declaration)
+        .expect("the province's site answers");
+    let outputs = drain(&mut m);
+    assert!(
+        logs(&outputs).iter().any(|k| matches!(k,
+            EventKind::RollCallAnswered { site, count: 31, .. } if site == "003")),
+        "{outputs:?}"
+    );
+    m.end_roll_call(T0 + 3, STUDIO).expect("ends");
+    let ended = drain(&mut m);
+    let result = ended.iter().find_map(|o| match o {
+        Output::Send {
+            message: ServerMessage::RollCall {
+                result: Some(r), ..
+            },
+            ..
+        } => Some(r.clone()),
+        _ => None,
+    });
+    let result = result.expect("the chair's result");
+    assert_eq!(result.delegates, 31);
+    assert!(
+        result.not_answered.iter().any(|s| s.site == "001"),
+        "local sites that did not answer are counted as such: {result:?}"
+    );
+    assert!(!result.not_answered.iter().any(|s| s.site == "003"));
+    // The relay leaves: its rows go with it.
+    m.leave(T0 + 4, relay, LeaveReason::Closed, None);
+    m.check_invariants().expect("rules hold");
+}

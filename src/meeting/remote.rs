@@ -1,0 +1,60 @@
+//! Sites joined to a child hub, in a national meeting at its parent (docs/cascade.md): the
+//! child's relay tells what its own console shows of them, and relays their answers to this
+//! meeting's roll call. The chair here then sees every site of the tree and counts them all.
+
+use diemcau_sfu::PeerId;
+use diemcau_signaling::protocol::{ConsoleSite, SiteState};
+use diemcau_signaling::{Role, SiteCode};
+
+use super::chair::Declaration;
+use super::{ActionError, LiveMeeting};
+use crate::attendance::Millis;
+
+impl LiveMeeting {
+    /// Node `relay`'s console rows of its sites: the rows of this meeting's roster replace what
+    /// it said before. A site it shows joined while a roll call runs is seen by the roll call.
+    pub fn remote_console(&mut self, relay: PeerId, rows: Vec<ConsoleSite>) {
+        let Some(node) = self.node_name(relay) else {
+            return;
+        };
+        self.remote_sites.retain(|_, (n, _)| *n != node);
+        for row in rows {
+            let Ok(code) = SiteCode::try_from(row.site.as_str()) else {
+                continue;
+            };
+            if !self.roster.iter().any(|(c, _)| *c == code) {
+                continue;
+            }
+            let joined = matches!(
+                row.state,
+                SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
+            );
+            if joined {
+                self.roll_call_sees(&code);
+            }
+            self.remote_sites.insert(code, (node.clone(), row));
+        }
+    }
+
+    /// A site of node `relay` answered roll call `roll_call` on its own hub.
+    pub fn remote_roll_call_answer(
+        &mut self,
+        now: Millis,
+        relay: PeerId,
+        roll_call: u32,
+        site: &SiteCode,
+        declaration: Declaration,
+    ) -> Result<(), ActionError> {
+        let node = self.node_name(relay).ok_or(ActionError::NotJoined)?;
+        let name = match self.remote_sites.get(site) {
+            Some((n, row)) if *n == node => row.name.clone(),
+            _ => return Err(ActionError::SiteNotConnected(site.clone())),
+        };
+        self.record_answer(now, site.clone(), name, roll_call, declaration)
+    }
+
+    fn node_name(&self, relay: PeerId) -> Option<String> {
+        let p = self.participants.get(&relay)?;
+        (p.info.role == Role::Node).then(|| p.info.name.clone())
+    }
+}
