@@ -1,7 +1,8 @@
 //! One chair for a national meeting across hubs: the chair at the root sees the commune joined
 //! to its provincial hub on its console (with the hub's name), and a roll call started at the
 //! root is answered by that commune on its own hub and by a commune joined to the root itself,
-//! both counted at the root, in its live result and in its report.
+//! both counted at the root, in its live result and in its report. The chair's mute of that
+//! commune is done by its own hub.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -117,6 +118,22 @@ async fn the_root_chair_sees_and_roll_calls_communes_of_a_provincial_hub() {
     // The province's own roll call ended with the root's.
     let over = next(&mut thuong_lam, "roll_call").await;
     assert_eq!(over["active"], false, "{over}");
+
+    // The chair mutes the province's commune: its own hub mutes it.
+    signaling::send(
+        &mut chair,
+        &json!({"type": "mute", "site": "02269", "muted": true}),
+    )
+    .await;
+    let muted = next(&mut thuong_lam, "muted").await;
+    assert_eq!(muted["muted"], true, "{muted}");
+    let row = loop {
+        let row = console_row_from_province(&mut chair, "02269").await;
+        if row["muted"] == true {
+            break row;
+        }
+    };
+    assert_eq!(row["node"], "tuyen-quang", "{row}");
 
     let report = http::get(root, &format!("/api/meetings/{id}/report"))
         .await

@@ -170,6 +170,12 @@ pub enum ServerMessage {
     Muted {
         muted: bool,
     },
+    /// To a provincial hub's relay only (docs/cascade.md): the chair here did this to sites of
+    /// that hub (`mute`, `mute_all`, `call_site`); the relay does it on its own hub, as its
+    /// chair.
+    RelayChair {
+        action: Box<ClientMessage>,
+    },
     /// In a province's part of a national meeting (docs/cascade.md): whether this provincial
     /// hub reaches the national centre. Sent when it changes, and at join while it is out of
     /// reach; the meeting goes on meanwhile without the national studio.

@@ -166,6 +166,16 @@ async fn run(
                                 tracing::warn!(parent_meeting = meeting, "the national roll call not run here: {}", e.message);
                             }
                         }
+                        // The national chair acted on this hub's communes: done here as its chair.
+                        ServerMessage::RelayChair { action } => {
+                            let allowed = matches!(
+                                *action,
+                                ClientMessage::Mute { .. } | ClientMessage::MuteAll { .. } | ClientMessage::CallSite { .. }
+                            );
+                            if allowed && let Err(e) = hub.handle(&mut session, *action).await {
+                                tracing::info!(parent_meeting = meeting, "the national chair's action not done here: {}", e.message);
+                            }
+                        }
                         ServerMessage::Error { code, message, .. } => {
                             return Err(format!("the parent refused the relay: {message} ({code:?})"));
                         }

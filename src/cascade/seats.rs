@@ -3,7 +3,7 @@
 //! hub like a browser's, whose messages travel inside the link (`relay_up`, `relay_down`)
 //! instead of a WebSocket of their own. The link's end ends its relays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diemcau_signaling::{
@@ -28,6 +28,8 @@ pub struct NodeSeats {
     node: NodeRecord,
     address: Option<std::net::SocketAddr>,
     sessions: HashMap<i64, Session>,
+    /// The sites of each relayed meeting that the node serves: it speaks for those only.
+    parts: HashMap<i64, HashSet<String>>,
     outputs: mpsc::UnboundedSender<RelayOutput>,
 }
 
@@ -44,6 +46,7 @@ impl NodeSeats {
             node,
             address,
             sessions: HashMap::new(),
+            parts: HashMap::new(),
             outputs,
         };
         (seats, rx)
@@ -74,7 +77,9 @@ impl NodeSeats {
                 };
                 (meeting, reply)
             }
-            NodeMessage::RelayConsole { meeting, sites } => {
+            NodeMessage::RelayConsole { meeting, mut sites } => {
+                let part = self.parts.get(&meeting)?;
+                sites.retain(|row| part.contains(&row.site));
                 let session = self.sessions.get(&meeting)?;
                 if let Err(e) = self.hub.relay_console(session, sites).await {
                     tracing::debug!(node = %self.node.name, meeting, "the relay's console not taken: {}", e.message);
@@ -90,7 +95,12 @@ impl NodeSeats {
                 position,
             } => {
                 let session = self.sessions.get(&meeting)?;
+                let part = self.parts.get(&meeting)?;
                 let answer = match SiteCode::try_from(site.as_str()) {
+                    Ok(_) if !part.contains(&site) => Err(ProtocolError::new(
+                        ErrorCode::Forbidden,
+                        "this site is not one of the node's provinces",
+                    )),
                     Ok(site) => {
                         let declaration = Declaration {
                             count,
@@ -106,6 +116,7 @@ impl NodeSeats {
                 (meeting, answer.err().map(|e| e.to_message()))
             }
             NodeMessage::RelayLeave { meeting } => {
+                self.parts.remove(&meeting);
                 if let Some(session) = self.sessions.remove(&meeting) {
                     self.hub.close(session, CloseReason::ClientClosed).await;
                 }
@@ -118,6 +129,7 @@ impl NodeSeats {
 
     /// The hub ended a relay's session (the meeting ended, the hub stops).
     pub async fn ended(&mut self, meeting: i64) {
+        self.parts.remove(&meeting);
         if let Some(session) = self.sessions.remove(&meeting) {
             self.hub.close(session, CloseReason::HubClosed).await;
         }
@@ -131,9 +143,10 @@ impl NodeSeats {
     }
 
     async fn join(&mut self, meeting: i64) -> Option<ServerMessage> {
-        if let Err(e) = self.concerns_node(meeting).await {
-            return Some(e.to_message());
-        }
+        let part = match self.concerns_node(meeting).await {
+            Ok(part) => part,
+            Err(e) => return Some(e.to_message()),
+        };
         if let Some(old) = self.sessions.remove(&meeting) {
             self.hub.close(old, CloseReason::ClientClosed).await;
         }
@@ -161,6 +174,7 @@ impl NodeSeats {
                     }
                 });
                 self.sessions.insert(meeting, session);
+                self.parts.insert(meeting, part);
                 tracing::info!(node = %self.node.name, meeting, "node relays the meeting");
                 Some(joined)
             }
@@ -171,8 +185,9 @@ impl NodeSeats {
         }
     }
 
-    /// A node relays only a meeting in progress that invites sites of its provinces.
-    async fn concerns_node(&self, meeting: i64) -> Result<(), ProtocolError> {
+    /// A node relays only a meeting in progress that invites sites of its provinces; those
+    /// sites.
+    async fn concerns_node(&self, meeting: i64) -> Result<HashSet<String>, ProtocolError> {
         let provinces = self.node.provinces.clone();
         let meetings = self
             .hub
@@ -181,7 +196,9 @@ impl NodeSeats {
             .await
             .map_err(|e| ProtocolError::new(ErrorCode::Internal, e.to_string()))?;
         match meetings.iter().find(|m| m.id == meeting) {
-            Some(m) if m.state == "in_progress" => Ok(()),
+            Some(m) if m.state == "in_progress" => {
+                Ok(m.sites.iter().map(|s| s.code.clone()).collect())
+            }
             Some(_) => Err(ProtocolError::new(
                 ErrorCode::Forbidden,
                 "this meeting is not in progress",

@@ -5,8 +5,8 @@ use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
 use std::collections::BTreeSet;
 
-use diemcau_signaling::protocol::{RollCallAnswered, RollCallResult, SiteName};
-use diemcau_signaling::{Role, ServerMessage, SiteCode};
+use diemcau_signaling::protocol::{RollCallAnswered, RollCallResult, SiteName, SiteState};
+use diemcau_signaling::{ClientMessage, Role, ServerMessage, SiteCode};
 
 use super::{ActionError, LiveMeeting, Output, Recipient, Route};
 use crate::attendance::{EventKind, Millis};
@@ -119,6 +119,26 @@ impl LiveMeeting {
         muted: bool,
     ) -> Result<(), ActionError> {
         self.require_chair(chair)?;
+        if let Some(relay) = self.remote_relay_of(site) {
+            let action = ClientMessage::Mute {
+                site: site.clone(),
+                muted,
+            };
+            self.send(
+                relay,
+                ServerMessage::RelayChair {
+                    action: Box::new(action),
+                },
+            );
+            self.log(
+                now,
+                EventKind::SiteMuted {
+                    site: site.to_string(),
+                    muted,
+                },
+            );
+            return Ok(());
+        }
         let target = self.connected_site(site)?;
         self.set_muted(now, target, muted);
         Ok(())
@@ -135,6 +155,16 @@ impl LiveMeeting {
             .collect();
         for site in sites {
             self.set_muted(now, site, muted);
+        }
+        // And every provincial hub's sites, by their hub.
+        let action = ClientMessage::MuteAll { muted };
+        for relay in self.relays() {
+            self.send(
+                relay,
+                ServerMessage::RelayChair {
+                    action: Box::new(action.clone()),
+                },
+            );
         }
         Ok(())
     }
@@ -345,7 +375,27 @@ impl LiveMeeting {
             .map(|(page, _)| *page)
             .collect();
         if pages.is_empty() {
-            return Err(ActionError::NoPageOpen(site.clone()));
+            let remote_page = self
+                .remote_sites
+                .get(site)
+                .is_some_and(|(_, row)| row.state == SiteState::PageOpen);
+            let Some(relay) = self.remote_relay_of(site).filter(|_| remote_page) else {
+                return Err(ActionError::NoPageOpen(site.clone()));
+            };
+            let action = ClientMessage::CallSite { site: site.clone() };
+            self.send(
+                relay,
+                ServerMessage::RelayChair {
+                    action: Box::new(action),
+                },
+            );
+            self.log(
+                now,
+                EventKind::SiteCalled {
+                    site: site.to_string(),
+                },
+            );
+            return Ok(());
         }
         let by = self
             .participants

@@ -99,7 +99,6 @@ impl LiveMeeting {
                 {
                     return ConsoleSite {
                         participant: None,
-                        muted: false,
                         floor: FloorState::None,
                         answered_roll_call: status.answered_roll_call,
                         code_leak_suspected: false,

@@ -53,6 +53,31 @@ impl LiveMeeting {
         self.record_answer(now, site.clone(), name, roll_call, declaration)
     }
 
+    /// The relay of the child hub `site` is joined to, when it is not joined here.
+    pub(super) fn remote_relay_of(&self, site: &SiteCode) -> Option<PeerId> {
+        if self
+            .sites
+            .get(site)
+            .is_some_and(|s| s.participant.is_some())
+        {
+            return None;
+        }
+        let (node, _) = self.remote_sites.get(site)?;
+        self.participants
+            .iter()
+            .find(|(_, p)| p.info.role == Role::Node && p.info.name == *node)
+            .map(|(id, _)| *id)
+    }
+
+    /// Every child hub's relay here.
+    pub(super) fn relays(&self) -> Vec<PeerId> {
+        self.participants
+            .iter()
+            .filter(|(_, p)| p.info.role == Role::Node)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn node_name(&self, relay: PeerId) -> Option<String> {
         let p = self.participants.get(&relay)?;
         (p.info.role == Role::Node).then(|| p.info.name.clone())

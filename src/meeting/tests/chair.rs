@@ -552,7 +552,31 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
         "local sites that did not answer are counted as such: {result:?}"
     );
     assert!(!result.not_answered.iter().any(|s| s.site == "003"));
+    // The chair mutes the province's site: the relay is asked to, and the log has it.
+    m.mute(T0 + 4, STUDIO, &code("003"), true).expect("mutes");
+    let outputs = drain(&mut m);
+    assert!(
+        outputs.contains(&send(
+            relay,
+            ServerMessage::RelayChair {
+                action: Box::new(diemcau_signaling::ClientMessage::Mute {
+                    site: code("003"),
+                    muted: true
+                })
+            }
+        )),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        m.mute(T0 + 4, STUDIO, &code("999"), true),
+        Err(ActionError::SiteNotConnected(code("999")))
+    );
     // The relay leaves: its rows go with it.
-    m.leave(T0 + 4, relay, LeaveReason::Closed, None);
+    m.leave(T0 + 5, relay, LeaveReason::Closed, None);
+    assert_eq!(
+        m.mute(T0 + 6, STUDIO, &code("003"), false),
+        Err(ActionError::SiteNotConnected(code("003"))),
+        "nobody to ask any more"
+    );
     m.check_invariants().expect("rules hold");
 }
