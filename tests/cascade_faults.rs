@@ -21,6 +21,7 @@ use std::process::Child;
 
 use std::time::Duration;
 
+use cascade::{row, site_events};
 use serde_json::Value;
 
 /// A hub process killed when the test ends, whatever happens.
@@ -49,34 +50,6 @@ fn start_province(
         ],
     );
     (Killed(child), addr)
-}
-
-/// The sessions, joins, leaves and head counts of communes in a report, in order.
-fn site_events(report: &Value) -> Vec<(i64, String, String, String)> {
-    report["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| {
-            ["site_joined", "site_reconnected", "site_left", "head_count"]
-                .contains(&e["kind"].as_str().unwrap_or(""))
-        })
-        .map(|e| {
-            (
-                e["at"].as_i64().unwrap_or(0),
-                e["kind"].as_str().unwrap_or("").to_owned(),
-                e["site"].as_str().unwrap_or("").to_owned(),
-                e["reason"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn row<'a>(report: &'a Value, site: &str) -> &'a Value {
-    report["sites"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["code"] == site))
-        .unwrap_or(&Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

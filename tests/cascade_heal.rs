@@ -8,6 +8,8 @@
 
 #[path = "common/cascade.rs"]
 mod cascade;
+#[path = "common/cascade_webrtc.rs"]
+mod cascade_webrtc;
 #[path = "common/cut_proxy.rs"]
 mod cut_proxy;
 #[path = "common/http.rs"]
@@ -20,49 +22,8 @@ mod webrtc_client;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use webrtc_client::{ClientOptions, WebrtcClient};
-
-/// Video packets and keyframes `client` received from anyone.
-fn video(client: &WebrtcClient) -> (u64, u64) {
-    client
-        .remote_tracks()
-        .iter()
-        .filter(|t| t.kind == "video")
-        .fold((0, 0), |(p, k), t| (p + t.packets(), k + t.keyframes()))
-}
-
-/// The communes' facts in a report, in order.
-fn site_events(report: &Value) -> Vec<(i64, String, String)> {
-    report["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| {
-            [
-                "site_joined",
-                "site_reconnected",
-                "site_left",
-                "media_changed",
-            ]
-            .contains(&e["kind"].as_str().unwrap_or(""))
-        })
-        .map(|e| {
-            (
-                e["at"].as_i64().unwrap_or(0),
-                e["kind"].as_str().unwrap_or("").to_owned(),
-                e["site"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn row<'a>(report: &'a Value, site: &str) -> &'a Value {
-    report["sites"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["code"] == site))
-        .unwrap_or(&Value::Null)
-}
+use cascade::{row, site_events};
+use cascade_webrtc::video;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_for_20_seconds_heals_by_itself_and_the_reports_agree() {
@@ -85,48 +46,8 @@ async fn a_link_cut_for_20_seconds_heals_by_itself_and_the_reports_agree() {
     let part = tree.part(national_id).await;
     let local = part["id"].as_i64().expect("the local id");
 
-    let mut studio = WebrtcClient::connect(
-        root_addr,
-        ClientOptions {
-            role: "studio",
-            name: "Trường quay Chính phủ".into(),
-            meeting: national_id,
-            code: national["studio_code"]
-                .as_str()
-                .expect("studio code")
-                .to_owned(),
-            publish: true,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the studio joins the root: {e}"));
-    studio
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the studio connects: {e}"));
-    studio
-        .start_media()
-        .await
-        .expect("the studio's media starts");
-    let commune = WebrtcClient::connect(
-        province_addr,
-        ClientOptions {
-            role: "site",
-            name: "Xã Thượng Lâm".into(),
-            meeting: local,
-            code: part["site_codes"]["02269"]
-                .as_str()
-                .expect("a code")
-                .to_owned(),
-            publish: true,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the commune joins its province: {e}"));
-    commune
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the commune connects: {e}"));
+    let studio = cascade_webrtc::studio(root_addr, &national).await;
+    let commune = cascade_webrtc::commune(province_addr, &part).await;
     wait::until(
         "the studio's video at the commune",
         Duration::from_secs(20),

@@ -450,31 +450,10 @@ async fn a_national_meeting_reaches_each_province_with_its_own_communes() {
     let child_report = http::get(child_addr, &format!("/api/meetings/{local}/report"))
         .await
         .json();
-    let site_events = |report: &Value| -> Vec<(i64, String, String)> {
-        report["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .filter(|e| {
-                [
-                    "site_joined",
-                    "site_reconnected",
-                    "site_left",
-                    "media_changed",
-                    "head_count",
-                ]
-                .contains(&e["kind"].as_str().unwrap_or(""))
-            })
-            .map(|e| {
-                (
-                    e["at"].as_i64().unwrap_or(0),
-                    e["kind"].as_str().unwrap_or("").to_owned(),
-                    e["site"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(site_events(&report), site_events(&child_report));
+    assert_eq!(
+        cascade::site_events(&report),
+        cascade::site_events(&child_report)
+    );
     assert_eq!(
         row_of(&child_report, "02269")["centre_outages"],
         1,

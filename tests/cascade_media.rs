@@ -10,6 +10,8 @@
 
 #[path = "common/cascade.rs"]
 mod cascade;
+#[path = "common/cascade_webrtc.rs"]
+mod cascade_webrtc;
 #[path = "common/http.rs"]
 mod http;
 #[path = "common/wait.rs"]
@@ -20,26 +22,8 @@ mod webrtc_client;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use cascade_webrtc::{audio, video};
 use serde_json::Value;
-use webrtc_client::{ClientOptions, WebrtcClient};
-
-/// Video packets and keyframes `client` received from anyone.
-fn video(client: &WebrtcClient) -> (u64, u64) {
-    client
-        .remote_tracks()
-        .iter()
-        .filter(|t| t.kind == "video")
-        .fold((0, 0), |(p, k), t| (p + t.packets(), k + t.keyframes()))
-}
-
-fn audio(client: &WebrtcClient) -> u64 {
-    client
-        .remote_tracks()
-        .iter()
-        .filter(|t| t.kind == "audio")
-        .map(|t| t.packets())
-        .sum()
-}
 
 async fn participants(addr: SocketAddr) -> u64 {
     http::get(addr, "/api/health").await.json()["participants"]
@@ -55,52 +39,11 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     let national = tree.national_meeting(&["02269"]).await;
     let national_id = national["id"].as_i64().expect("an id");
 
-    let mut studio = WebrtcClient::connect(
-        parent_addr,
-        ClientOptions {
-            role: "studio",
-            name: "Trường quay Chính phủ".into(),
-            meeting: national_id,
-            code: national["studio_code"]
-                .as_str()
-                .expect("studio code")
-                .to_owned(),
-            publish: true,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the studio joins the root: {e}"));
-    studio
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the studio connects: {e}"));
-    studio
-        .start_media()
-        .await
-        .expect("the studio's media starts");
+    let studio = cascade_webrtc::studio(parent_addr, &national).await;
 
     // The province's part, in progress, with the commune's own join code.
     let part = tree.part(national_id).await;
-    let local_id = part["id"].as_i64().expect("the local id");
-    let commune = WebrtcClient::connect(
-        child_addr,
-        ClientOptions {
-            role: "site",
-            name: "Xã Thượng Lâm".into(),
-            meeting: local_id,
-            code: part["site_codes"]["02269"]
-                .as_str()
-                .expect("the commune's code on its province's hub")
-                .to_owned(),
-            publish: true,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the commune joins its provincial hub: {e}"));
-    commune
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the commune connects: {e}"));
+    let commune = cascade_webrtc::commune(child_addr, &part).await;
 
     // The studio's picture and sound reach the commune through the province.
     wait::until(
@@ -206,29 +149,7 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     let mut config = diemcau::Config::for_tests_in(dir.join("root"));
     config.listen = parent_addr;
     let parent = diemcau::start(config).await.expect("the root starts again");
-    let mut studio = WebrtcClient::connect(
-        parent_addr,
-        ClientOptions {
-            role: "studio",
-            name: "Trường quay Chính phủ".into(),
-            meeting: national_id,
-            code: national["studio_code"]
-                .as_str()
-                .expect("studio code")
-                .to_owned(),
-            publish: true,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the studio joins the root again: {e}"));
-    studio
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the studio connects again: {e}"));
-    studio
-        .start_media()
-        .await
-        .expect("the studio's media starts again");
+    let studio = cascade_webrtc::studio(parent_addr, &national).await;
     wait::until(
         "the commune to be told the centre is back",
         Duration::from_secs(30),

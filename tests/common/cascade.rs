@@ -165,3 +165,39 @@ pub fn add_node(root_dir: &Path) -> String {
     assert_eq!(token.len(), 64, "a credential of 64 characters");
     token
 }
+
+/// The row of `site` in a report's `sites` (null when absent).
+pub fn row<'a>(report: &'a Value, site: &str) -> &'a Value {
+    report["sites"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["code"] == site))
+        .unwrap_or(&Value::Null)
+}
+
+/// The communes' facts of a report, in order, as (at, kind, site, reason): what a provincial
+/// hub sends up, to compare the root's report with the province's event for event.
+pub fn site_events(report: &Value) -> Vec<(i64, String, String, String)> {
+    report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            [
+                "site_joined",
+                "site_reconnected",
+                "site_left",
+                "media_changed",
+                "head_count",
+            ]
+            .contains(&e["kind"].as_str().unwrap_or(""))
+        })
+        .map(|e| {
+            (
+                e["at"].as_i64().unwrap_or(0),
+                e["kind"].as_str().unwrap_or("").to_owned(),
+                e["site"].as_str().unwrap_or("").to_owned(),
+                e["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
