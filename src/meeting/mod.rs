@@ -157,6 +157,8 @@ pub enum ActionError {
     WrongRollCall,
     #[error("this participant is not in the meeting")]
     NotJoined,
+    #[error("this message is not a chair action or a site request")]
+    NotAnAction,
 }
 
 /// Why a person may not take a meeting's chair.
