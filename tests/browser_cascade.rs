@@ -1,7 +1,8 @@
 //! End-to-end in real headless Chromium across two hubs: the national studio's page on the
 //! root hub, a commune's page on its provincial hub; the commune decodes the national studio's
 //! video, relayed by its province (docs/cascade.md). Then the root stops: the commune stays
-//! joined to its provincial hub and its page says the province has lost the centre.
+//! joined to its provincial hub and its page says the province has lost the centre. The
+//! national chair's console shows the commune live, marked with its hub, with no floor button.
 //!
 //! The browser side is `tests/e2e/cascade.mjs`. Needs `node` and `tests/e2e/node_modules`
 //! (run `scripts/test`). Run alone with the browser's progress shown:

@@ -65,6 +65,26 @@ async function main() {
       }
       log(`the commune decodes the national studio through its province: ${last.frames} frames, ${last.width}x${last.height}`);
 
+      // The national chair's console shows the commune as its provincial hub sees it, marked
+      // with that hub, without a floor button (the floor does not cross hubs yet).
+      const tile = await waitForValue(
+        () => studio.evaluate(() => {
+          const el = document.querySelector('[data-site="02269"]');
+          if (!el) return null;
+          const floor = el.querySelector('[data-action="give_floor"], [data-action="take_floor"]');
+          return { node: el.dataset.node, state: el.dataset.state, floorButton: Boolean(floor), floorShown: Boolean(floor && !floor.hidden) };
+        }),
+        (t) => t && t.node === 'tuyen-quang' && t.state === 'live',
+      );
+      if (!tile.ok) {
+        studioWatch.printRecent(20);
+        throw new Failure(`the national console does not show the commune through its hub: ${JSON.stringify(tile.last)}`);
+      }
+      if (!tile.last.floorButton || tile.last.floorShown) {
+        throw new Failure(`the console offers the floor to a commune of another hub: ${JSON.stringify(tile.last)}`);
+      }
+      log(`the national console shows the commune live through ${tile.last.node}`);
+
       // The test stops the root once this file exists: the commune stays, with a banner.
       if (process.env.DECODED_MARK) {
         await writeFile(process.env.DECODED_MARK, 'decoded\n');
@@ -84,6 +104,18 @@ async function main() {
       log('PASS: the commune decodes the national studio through its province, and is told when the centre is lost');
     },
   });
+}
+
+/** Polls `read` until `ok` holds of its value or the timeout passes: `{ ok, last }`. */
+async function waitForValue(read, ok) {
+  const deadline = Date.now() + TIMEOUT_MS;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await read();
+    if (ok(last)) return { ok: true, last };
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { ok: false, last };
 }
 
 /** Runs inside the commune's page: frames of video decoded, and their size. */

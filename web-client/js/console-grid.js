@@ -133,9 +133,12 @@ class SiteTile {
     this.entry = entry;
     if (entry.state === 'connecting') this.connectingSince ??= now;
     else this.connectingSince = null;
-    if (this.sortName !== entry.name) {
+    // A commune joined to its provincial hub (a national meeting) is found by that hub's name too.
+    const searchKey = `${entry.name} ${entry.site} ${entry.node || ''}`;
+    if (this.searchKey !== searchKey) {
       this.sortName = entry.name;
-      this.searchText = searchable(`${entry.name} ${entry.site}`);
+      this.searchKey = searchKey;
+      this.searchText = searchable(searchKey);
     }
     this.attention = attentionOf(entry, this.connectingSince, now);
     this.render();
@@ -154,9 +157,10 @@ class SiteTile {
     this.set(this.root, 'data-muted', String(e.muted));
     this.set(this.root, 'data-attention', this.attention.join(' '));
     this.set(this.root, 'data-participant', e.participant || '');
+    this.set(this.root, 'data-node', e.node || '');
 
     this.text(this.name, e.name);
-    this.set(this.name, 'title', `${e.name} (${e.site})`);
+    this.set(this.name, 'title', e.node ? `${e.name} (${e.site}) · ${t('tile.viaNode', { node: e.node })}` : `${e.name} (${e.site})`);
     this.text(this.stateBadge, t(`siteState.${e.state}`));
     // Without a picture the state is written large in its place.
     this.show(this.stateBadge, joined);
@@ -199,7 +203,8 @@ class SiteTile {
     this.text(this.floorButton, e.floor === 'holder' ? t('tile.takeFloor') : t('tile.giveFloor'));
     this.set(this.floorButton, 'data-action', e.floor === 'holder' ? 'take_floor' : 'give_floor');
     // A suspected leaked code: the new code first (the session may be a copy's), not the floor.
-    this.show(this.floorButton, joined && !e.code_leak_suspected);
+    // The floor of a commune joined to its provincial hub is not given from here yet.
+    this.show(this.floorButton, joined && !e.code_leak_suspected && !e.node);
     this.text(this.muteButton, e.muted ? t('tile.unmute') : t('tile.mute'));
     this.set(this.muteButton, 'data-action', e.muted ? 'unmute' : 'mute');
     this.show(this.muteButton, joined);

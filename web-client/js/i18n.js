@@ -421,6 +421,7 @@ const STRINGS = {
     'tile.mute': 'Tắt micro',
     'tile.unmute': 'Bật micro',
     'tile.call': 'Gọi vào họp',
+    'tile.viaNode': 'qua máy chủ tỉnh {node}',
     'tile.reissue': 'Cấp mã mới',
     'tile.reissueConfirm':
       'Mã vào họp của {name} bị dùng quá nhiều lần, có thể đã lộ. Thu hồi mã cũ và cấp đường liên kết mới? Phiên đang dùng mã cũ sẽ bị ngắt.',
@@ -1049,6 +1050,7 @@ const STRINGS = {
     'tile.mute': 'Mute',
     'tile.unmute': 'Unmute',
     'tile.call': 'Call',
+    'tile.viaNode': 'through the {node} hub',
     'tile.reissue': 'New code',
     'tile.reissueConfirm':
       'The join code of {name} was tried too often and may have leaked. Revoke it and issue a new link? The session using the old code ends.',
