@@ -57,17 +57,7 @@ async fn a_link_cut_for_20_seconds_heals_by_itself_and_the_reports_agree() {
 
     // The link is cut for 20 s: the commune stays with its province and is told.
     proxy.cut();
-    wait::until(
-        "the commune to be told the centre is out of reach",
-        Duration::from_secs(15),
-        || {
-            commune
-                .received("centre")
-                .last()
-                .is_some_and(|m| m["reachable"] == false)
-        },
-    )
-    .await;
+    cascade_webrtc::told_centre(&commune, false, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert_eq!(
         commune.media_state().as_deref(),

@@ -17,25 +17,9 @@ mod wait;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-
-fn diemcau(args: &[&str], data_dir: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("the diemcau binary runs");
-    assert!(
-        output.status.success(),
-        "diemcau {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn health(addr: SocketAddr) -> Value {
     http::get(addr, "/api/health").await.json()
@@ -83,7 +67,7 @@ async fn a_child_hub_links_to_its_parent_and_a_bad_credential_is_refused() {
 
     // The parent's operator adds the node; its credential is shown once.
     let token = cascade::add_node(&parent_dir);
-    let listed = diemcau(&["node", "list"], &parent_dir);
+    let listed = cascade::diemcau(&["node", "list"], &parent_dir);
     assert!(listed.contains("tuyen-quang") && listed.contains("08") && listed.contains("active"));
     assert!(
         !listed.contains(&token),
@@ -172,7 +156,7 @@ async fn a_child_hub_links_to_its_parent_and_a_bad_credential_is_refused() {
     );
 
     // Revoking the credential drops the live link, for good.
-    let revoked = diemcau(&["node", "revoke", "tuyen-quang"], &parent_dir);
+    let revoked = cascade::diemcau(&["node", "revoke", "tuyen-quang"], &parent_dir);
     assert!(revoked.contains("revoked"), "{revoked}");
     let dropped = parent_link_in(child_addr, "refused", Duration::from_secs(10)).await;
     assert!(

@@ -123,17 +123,7 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
         province: child,
     } = tree;
     root.shutdown().await;
-    wait::until(
-        "the commune to be told its province lost the centre",
-        Duration::from_secs(30),
-        || {
-            commune
-                .received("centre")
-                .last()
-                .is_some_and(|m| m["reachable"] == false)
-        },
-    )
-    .await;
+    cascade_webrtc::told_centre(&commune, false, Duration::from_secs(30)).await;
     wait::until(
         "the commune to stop receiving video",
         Duration::from_secs(15),
@@ -150,17 +140,7 @@ async fn a_commune_on_its_provincial_hub_receives_the_national_studio() {
     config.listen = parent_addr;
     let parent = diemcau::start(config).await.expect("the root starts again");
     let studio = cascade_webrtc::studio(parent_addr, &national).await;
-    wait::until(
-        "the commune to be told the centre is back",
-        Duration::from_secs(30),
-        || {
-            commune
-                .received("centre")
-                .last()
-                .is_some_and(|m| m["reachable"] == true)
-        },
-    )
-    .await;
+    cascade_webrtc::told_centre(&commune, true, Duration::from_secs(30)).await;
     let (before, keyframes_before) = video(&commune);
     wait::until(
         "the studio's video back at the commune after the root returned",

@@ -256,16 +256,9 @@ pub async fn run(config: ParentConfig, link: ParentLink, hub: Arc<crate::hub::Hu
 async fn in_meeting(hub: &Arc<crate::hub::Hub>) -> bool {
     let store = hub.store().clone();
     store
-        .blocking(|s: &crate::store::Store| {
-            for (_, local, _) in s.mirrors()? {
-                if s.meeting(local)?.state == crate::store::MeetingState::InProgress {
-                    return Ok(true);
-                }
-            }
-            Ok::<_, crate::store::StoreError>(false)
-        })
+        .blocking(|s: &crate::store::Store| super::mirror::in_progress(s))
         .await
-        .unwrap_or(false)
+        .is_ok_and(|meetings| !meetings.is_empty())
 }
 
 /// `wait` give or take a fifth, at random.

@@ -41,6 +41,17 @@ fn goes_up(kind: &EventKind) -> bool {
     )
 }
 
+/// On the child: this hub's parts of national meetings that are in progress.
+pub fn in_progress(store: &Store) -> Result<Vec<MeetingId>, StoreError> {
+    let mut found = Vec::new();
+    for (_, local, _) in store.mirrors()? {
+        if store.meeting(local)?.state == MeetingState::InProgress {
+            found.push(local);
+        }
+    }
+    Ok(found)
+}
+
 /// On the child: notes in each national meeting in progress here that the centre is out of
 /// reach (or back), once per change: its communes stay connected, and the reports say the
 /// centre was away for that time.
@@ -49,10 +60,7 @@ pub async fn note_centre(hub: &Arc<Hub>, reachable: bool) {
     let due = store
         .blocking(move |s: &Store| {
             let mut due = Vec::new();
-            for (_, local, _) in s.mirrors()? {
-                if s.meeting(local)?.state != MeetingState::InProgress {
-                    continue;
-                }
+            for local in in_progress(s)? {
                 let last = s.last_event_kind(local, &["centre_unreachable", "centre_reachable"])?;
                 let was_reachable = last.as_deref() != Some("centre_unreachable");
                 due.push((local, was_reachable != reachable));
@@ -221,16 +229,20 @@ pub fn served_by(store: &Store) -> Result<HashMap<String, String>, StoreError> {
         .sites()?
         .into_iter()
         .filter_map(|site| {
-            let node = nodes.iter().find(|n| {
-                n.provinces.contains(&site.code)
-                    || site
-                        .parent_code
-                        .as_ref()
-                        .is_some_and(|parent| n.provinces.contains(parent))
-            })?;
+            let node = nodes.iter().find(|n| serves(&n.provinces, &site))?;
             Some((site.code, node.name.clone()))
         })
         .collect())
+}
+
+/// Whether the node serving `provinces` serves `site`: one of those provinces itself, or one of
+/// their communes (by the directory's parent code).
+fn serves(provinces: &[String], site: &Site) -> bool {
+    provinces.contains(&site.code)
+        || site
+            .parent_code
+            .as_ref()
+            .is_some_and(|parent| provinces.contains(parent))
 }
 
 /// The parent's directory by site code.
@@ -250,19 +262,14 @@ fn part_of(
     directory: &HashMap<String, Site>,
     provinces: &[String],
 ) -> Option<NodeMeeting> {
-    let serves = |site: &Site| {
-        provinces.contains(&site.code)
-            || site
-                .parent_code
-                .as_ref()
-                .is_some_and(|parent| provinces.contains(parent))
-    };
     let sites: Vec<NodeSite> = meeting
         .plan
         .roster
         .iter()
         .filter_map(|expected| {
-            let site = directory.get(&expected.code).filter(|s| serves(s))?;
+            let site = directory
+                .get(&expected.code)
+                .filter(|s| serves(provinces, s))?;
             Some(NodeSite {
                 code: site.code.clone(),
                 name: expected.name.clone(),

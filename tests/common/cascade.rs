@@ -136,32 +136,34 @@ pub async fn province_part(province: SocketAddr, national: i64) -> Value {
     .await
 }
 
-/// `diemcau node add tuyen-quang --province 08` on the root's data directory, as its operator
-/// runs it; the credential it shows once.
-pub fn add_node(root_dir: &Path) -> String {
+/// `diemcau ARGS --data-dir DATA_DIR`, as an operator runs it; its output, once it succeeded.
+pub fn diemcau(args: &[&str], data_dir: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "node",
-            "add",
-            "tuyen-quang",
-            "--province",
-            "08",
-            "--data-dir",
-        ])
-        .arg(root_dir)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
         .output()
         .expect("the diemcau binary runs");
     assert!(
         output.status.success(),
-        "{}",
+        "diemcau {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let token = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("    "))
-        .expect("the credential on its own line")
-        .trim()
-        .to_owned();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `diemcau node add tuyen-quang --province 08` on the root's data directory, as its operator
+/// runs it; the credential it shows once.
+pub fn add_node(root_dir: &Path) -> String {
+    let token = diemcau(
+        &["node", "add", "tuyen-quang", "--province", "08"],
+        root_dir,
+    )
+    .lines()
+    .find_map(|line| line.strip_prefix("    "))
+    .expect("the credential on its own line")
+    .trim()
+    .to_owned();
     assert_eq!(token.len(), 64, "a credential of 64 characters");
     token
 }

@@ -66,6 +66,22 @@ pub async fn commune(province: SocketAddr, part: &Value) -> WebrtcClient {
     commune
 }
 
+/// Waits until the hub's latest `centre` message to `commune` says `reachable`.
+pub async fn told_centre(commune: &WebrtcClient, reachable: bool, limit: Duration) {
+    let what = if reachable {
+        "the commune to be told the centre is back"
+    } else {
+        "the commune to be told its province lost the centre"
+    };
+    super::wait::until(what, limit, || {
+        commune
+            .received("centre")
+            .last()
+            .is_some_and(|m| m["reachable"] == reachable)
+    })
+    .await;
+}
+
 /// Video packets and keyframes `client` received from anyone.
 pub fn video(client: &WebrtcClient) -> (u64, u64) {
     client
