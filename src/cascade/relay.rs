@@ -23,6 +23,9 @@ use super::NodeMessage;
 use super::bridge::{Bridge, RelayFigures, Side};
 use crate::hub::{ClientInfo, Hub};
 
+/// How often a relay shares its figures with the link's status.
+const FIGURES_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A running relay, held by the link; dropping it ends the relay (its task leaves both
 /// meetings on its way out).
 #[derive(Debug)]
@@ -135,6 +138,9 @@ async fn run(
         let mut buf = vec![0u8; 2048];
         let mut local_buf = vec![0u8; 2048];
         let mut wake = Instant::now();
+        // The figures are shared at most this often, not on every packet: they are read
+        // every few seconds.
+        let mut shared_at = Instant::now();
         loop {
             let sleep = tokio::time::sleep_until(wake.into());
             tokio::select! {
@@ -225,8 +231,12 @@ async fn run(
                 }
                 () = sleep => {}
             }
-            wake = bridge.drive(Instant::now()).map_err(|e| e.to_string())?;
-            *figures.lock().unwrap_or_else(|e| e.into_inner()) = bridge.figures;
+            let now = Instant::now();
+            wake = bridge.drive(now).map_err(|e| e.to_string())?;
+            if now.duration_since(shared_at) >= FIGURES_EVERY {
+                shared_at = now;
+                *figures.lock().unwrap_or_else(|e| e.into_inner()) = bridge.figures;
+            }
             while let Some(datagram) = bridge.poll_datagram() {
                 let socket = match datagram.side {
                     Side::Parent => &parent_socket,
