@@ -2,7 +2,9 @@
 //! root hub, a commune's page on its provincial hub; the commune decodes the national studio's
 //! video, relayed by its province (docs/cascade.md). Then the root stops: the commune stays
 //! joined to its provincial hub and its page says the province has lost the centre. The
-//! national chair's console shows the commune live, marked with its hub, with no floor button.
+//! national chair's console shows the commune live, marked with its hub; the chair gives it
+//! the floor there, and the studio's page decodes the commune's camera, come up through its
+//! provincial hub.
 //!
 //! The browser side is `tests/e2e/cascade.mjs`. Needs `node` and `tests/e2e/node_modules`
 //! (run `scripts/test`). Run alone with the browser's progress shown:

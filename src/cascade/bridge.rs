@@ -1,12 +1,15 @@
-//! The media half of a relay: two WebRTC endpoints (str0m in RTP mode), one facing the
-//! parent hub, where this hub receives the national studio's programme like a site would, and
-//! one facing this hub's own media workers, where it publishes that programme as the local
-//! meeting's studio. RTP packets cross from one to the other as they are (no decoding), with
-//! their sequence numbers kept continuous when the parent's stream changes (a studio that
-//! joins again); keyframe requests go the other way, merged. Sans-IO: datagrams and the time
-//! come in, datagrams and signalling needs go out; [`super::relay`] drives it.
+//! The media half of a relay: three WebRTC endpoints (str0m in RTP mode). One faces the
+//! parent hub, where this hub receives the national studio's programme like a site would (and
+//! the floor when a site elsewhere in the tree holds it), and publishes this hub's own site
+//! holding the floor. One faces this hub's media workers as the local meeting's studio: it
+//! publishes the programme and receives the local site holding the floor. One faces them as
+//! the floor held elsewhere ([`crate::meeting::Seat::Above`]): it publishes that site.
+//! RTP packets cross as they are (no decoding), with their sequence numbers kept continuous
+//! when the source changes (a studio that joins again, the floor moving from site to site);
+//! keyframe requests go the other way, merged. Sans-IO: datagrams and the time come in,
+//! datagrams and signalling needs go out; [`super::relay`] drives it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,8 +21,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-/// Keyframe requests from this hub's sites reach the parent at most this often: the parent
-/// merges them again with every other province's.
+/// Keyframe requests reach the source at most this often: a hub merges them again with every
+/// other request it gets.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 
 /// What the relay received from the parent, since it started.
@@ -31,15 +34,21 @@ pub struct RelayFigures {
     pub bytes: u64,
     /// Loss of the programme's video on the link, as this hub last reported it (0–1).
     pub loss: Option<f32>,
+    /// RTP packets of this hub's site holding the floor, sent up.
+    pub floor_up_packets: u64,
+    /// RTP packets of the floor held elsewhere, published here.
+    pub floor_down_packets: u64,
 }
 
 /// Which endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// Faces the parent hub: receives.
+    /// Faces the parent hub.
     Parent,
-    /// Faces this hub's media workers: publishes.
+    /// Faces this hub's media workers as the studio.
     Local,
+    /// Faces this hub's media workers as the floor held elsewhere.
+    Floor,
 }
 
 /// A datagram to send from one side's socket.
@@ -83,14 +92,22 @@ impl Renumber {
     }
 }
 
-/// One endpoint: its `Rtc` and the candidate address its socket has.
+/// One endpoint: its `Rtc`, the candidate address its socket has, its first offer's pending
+/// state until the answer comes.
 struct Endpoint {
     rtc: Rtc,
     local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
 }
 
 impl Endpoint {
-    fn new(now: Instant, local: SocketAddr, stats: bool) -> Result<Endpoint, BridgeError> {
+    /// An endpoint publishing one audio and one video track, with its first offer.
+    fn publishing(
+        now: Instant,
+        local: SocketAddr,
+        stats: bool,
+        stream: &str,
+    ) -> Result<(Endpoint, Mid, Mid, String), BridgeError> {
         let mut rtc = Rtc::builder()
             .set_stats_interval(stats.then_some(Duration::from_secs(2)))
             .set_rtp_mode(true)
@@ -101,25 +118,105 @@ impl Endpoint {
         let candidate =
             Candidate::host(local, "udp").map_err(|e| BridgeError::Rtc(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        Ok(Endpoint { rtc, local })
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream.to_owned()),
+            Some(format!("{stream}-audio")),
+            None,
+        );
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream.to_owned()),
+            Some(format!("{stream}-video")),
+            None,
+        );
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| BridgeError::Sdp("no offer".to_owned()))?;
+        let endpoint = Endpoint {
+            rtc,
+            local,
+            pending: Some(pending),
+        };
+        Ok((endpoint, audio, video, offer.to_sdp_string()))
+    }
+
+    /// The m-line an incoming packet of `ssrc` arrives on.
+    fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
+        self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())
     }
 }
 
-/// The two endpoints and what crosses between them. States: offered (each side's first offer
-/// awaits its answer) → connected → closed (either `Rtc` failed or was closed).
+/// One way packets cross: from what arrives at one endpoint to the audio and video tracks
+/// another publishes, renumbered; keyframe requests the other way, merged.
+#[derive(Debug)]
+struct Leg {
+    from: Side,
+    to: Side,
+    audio: Mid,
+    video: Mid,
+    audio_seq: Renumber,
+    video_seq: Renumber,
+    /// The m-line its video arrives on now: keyframe requests go there.
+    source_video: Option<Mid>,
+    keyframe_wanted: bool,
+    last_keyframe_request: Option<Instant>,
+}
+
+impl Leg {
+    fn new(from: Side, to: Side, audio: Mid, video: Mid) -> Leg {
+        Leg {
+            from,
+            to,
+            audio,
+            video,
+            audio_seq: Renumber::default(),
+            video_seq: Renumber::default(),
+            source_video: None,
+            keyframe_wanted: false,
+            last_keyframe_request: None,
+        }
+    }
+
+    /// A keyframe request is to be sent now.
+    fn keyframe_due(&self, now: Instant) -> Option<Mid> {
+        let due = self.keyframe_wanted
+            && self
+                .last_keyframe_request
+                .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_REQUEST_GAP);
+        self.source_video.filter(|_| due)
+    }
+}
+
+/// The legs of a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// The national studio, from the parent to the local studio seat.
+    Programme,
+    /// This hub's site holding the floor, from the local studio seat to the parent.
+    FloorUp,
+    /// The floor held elsewhere, from the parent to the local floor seat.
+    FloorDown,
+}
+
+const WAYS: [Way; 3] = [Way::Programme, Way::FloorUp, Way::FloorDown];
+
+/// The three endpoints and what crosses between them. States: offered (each side's first
+/// offer awaits its answer) → connected → closed (an `Rtc` failed or was closed).
 pub struct Bridge {
     parent: Endpoint,
     local: Endpoint,
-    parent_pending: Option<SdpPendingOffer>,
-    local_pending: Option<SdpPendingOffer>,
-    local_audio: Mid,
-    local_video: Mid,
-    /// The parent's video m-line the programme arrives on (for keyframe requests).
-    parent_video: Option<Mid>,
-    audio_seq: Renumber,
-    video_seq: Renumber,
-    last_keyframe_request: Option<Instant>,
-    keyframe_wanted: bool,
+    floor: Endpoint,
+    legs: [Leg; 3],
+    /// The stream id (the publisher's participant id at the parent) of each m-line the
+    /// parent sends on, from its offers.
+    parent_streams: HashMap<Mid, String>,
+    /// The national studio's participant id at the parent: its tracks are the programme;
+    /// any other track the parent sends is the floor held elsewhere.
+    programme_stream: Option<String>,
     out: VecDeque<Datagram>,
     pub figures: RelayFigures,
 }
@@ -132,81 +229,81 @@ impl std::fmt::Debug for Bridge {
     }
 }
 
+/// The first offers of a new bridge, one per side.
+#[derive(Debug)]
+pub struct Offers {
+    pub parent: String,
+    pub local: String,
+    pub floor: String,
+}
+
 impl Bridge {
-    /// A bridge whose parent side sends from `parent_addr` and local side from `local_addr`,
-    /// with each side's first offer: (parent offer, local offer).
+    /// A bridge whose sides send from `parent_addr`, `local_addr` and `floor_addr`, with each
+    /// side's first offer.
     pub fn new(
         now: Instant,
         parent_addr: SocketAddr,
         local_addr: SocketAddr,
+        floor_addr: SocketAddr,
         stream: &str,
-    ) -> Result<(Bridge, String, String), BridgeError> {
-        let mut parent = Endpoint::new(now, parent_addr, true)?;
-        let mut local = Endpoint::new(now, local_addr, false)?;
-        // The parent side publishes nothing: one receive-only section, as a hall without a
-        // camera offers; the parent then offers the programme's tracks.
-        let mut api = parent.rtc.sdp_api();
-        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        let (parent_offer, parent_pending) = api
-            .apply()
-            .ok_or_else(|| BridgeError::Sdp("no parent offer".to_owned()))?;
-        let mut api = local.rtc.sdp_api();
-        let local_audio = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream.to_owned()),
-            Some(format!("{stream}-audio")),
-            None,
-        );
-        let local_video = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some(stream.to_owned()),
-            Some(format!("{stream}-video")),
-            None,
-        );
-        let (local_offer, local_pending) = api
-            .apply()
-            .ok_or_else(|| BridgeError::Sdp("no local offer".to_owned()))?;
+    ) -> Result<(Bridge, Offers), BridgeError> {
+        let (parent, up_audio, up_video, parent_offer) =
+            Endpoint::publishing(now, parent_addr, true, &format!("{stream}-floor-up"))?;
+        let (local, audio, video, local_offer) =
+            Endpoint::publishing(now, local_addr, false, stream)?;
+        let (floor, down_audio, down_video, floor_offer) =
+            Endpoint::publishing(now, floor_addr, false, &format!("{stream}-floor"))?;
         let bridge = Bridge {
             parent,
             local,
-            parent_pending: Some(parent_pending),
-            local_pending: Some(local_pending),
-            local_audio,
-            local_video,
-            parent_video: None,
-            audio_seq: Renumber::default(),
-            video_seq: Renumber::default(),
-            last_keyframe_request: None,
-            keyframe_wanted: false,
+            floor,
+            legs: [
+                Leg::new(Side::Parent, Side::Local, audio, video),
+                Leg::new(Side::Local, Side::Parent, up_audio, up_video),
+                Leg::new(Side::Parent, Side::Floor, down_audio, down_video),
+            ],
+            parent_streams: HashMap::new(),
+            programme_stream: None,
             out: VecDeque::new(),
             figures: RelayFigures::default(),
         };
-        Ok((
-            bridge,
-            parent_offer.to_sdp_string(),
-            local_offer.to_sdp_string(),
-        ))
+        let offers = Offers {
+            parent: parent_offer,
+            local: local_offer,
+            floor: floor_offer,
+        };
+        Ok((bridge, offers))
     }
 
     fn endpoint(&mut self, side: Side) -> &mut Endpoint {
         match side {
             Side::Parent => &mut self.parent,
             Side::Local => &mut self.local,
+            Side::Floor => &mut self.floor,
         }
+    }
+
+    fn leg(&mut self, way: Way) -> &mut Leg {
+        let index = WAYS.iter().position(|w| *w == way).unwrap_or(0);
+        &mut self.legs[index]
+    }
+
+    /// The national studio's participant id at the parent (from `joined` and
+    /// `participant_joined`): its tracks are the programme.
+    pub fn set_programme_stream(&mut self, participant: &str) {
+        self.programme_stream = Some(participant.to_owned());
     }
 
     /// The hub's answer to our first offer on `side`.
     pub fn accept_answer(&mut self, side: Side, sdp: &str) -> Result<(), BridgeError> {
-        let pending = match side {
-            Side::Parent => self.parent_pending.take(),
-            Side::Local => self.local_pending.take(),
-        }
-        .ok_or_else(|| BridgeError::Sdp("no offer of ours awaits an answer".to_owned()))?;
+        let endpoint = self.endpoint(side);
+        let pending = endpoint
+            .pending
+            .take()
+            .ok_or_else(|| BridgeError::Sdp("no offer of ours awaits an answer".to_owned()))?;
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| BridgeError::Sdp(e.to_string()))?;
-        self.endpoint(side)
+        endpoint
             .rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -215,6 +312,11 @@ impl Bridge {
 
     /// A hub's offer on `side` (tracks come or go): our answer.
     pub fn accept_offer(&mut self, side: Side, sdp: &str) -> Result<String, BridgeError> {
+        if side == Side::Parent {
+            for (mid, stream) in stream_ids(sdp) {
+                self.parent_streams.insert(Mid::from(mid.as_str()), stream);
+            }
+        }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| BridgeError::Sdp(e.to_string()))?;
         let answer = self
             .endpoint(side)
@@ -245,11 +347,11 @@ impl Bridge {
         }
     }
 
-    /// Runs both endpoints up to `now`: what they send is queued ([`Bridge::poll_datagram`]),
-    /// the programme's packets cross. Returns when to be called again.
+    /// Runs the endpoints up to `now`: what they send is queued ([`Bridge::poll_datagram`]),
+    /// the packets cross. Returns when to be called again.
     pub fn drive(&mut self, now: Instant) -> Result<Instant, BridgeError> {
         let mut next = now + Duration::from_millis(100);
-        for side in [Side::Parent, Side::Local] {
+        for side in [Side::Parent, Side::Local, Side::Floor] {
             for _ in 0..10_000 {
                 let output = self.endpoint(side).rtc.poll_output();
                 match output.map_err(|e| BridgeError::Rtc(e.to_string()))? {
@@ -273,7 +375,9 @@ impl Bridge {
                 return Err(BridgeError::Rtc(format!("the {side:?} connection closed")));
             }
         }
-        self.ask_keyframe(now);
+        for way in WAYS {
+            self.ask_keyframe(now, way);
+        }
         Ok(next)
     }
 
@@ -284,49 +388,68 @@ impl Bridge {
 
     fn handle(&mut self, now: Instant, side: Side, event: Event) {
         match (side, event) {
-            (Side::Parent, Event::MediaAdded(added)) if added.kind == MediaKind::Video => {
-                self.parent_video = Some(added.mid);
+            (Side::Parent | Side::Local, Event::RtpPacket(packet)) => {
+                self.receive_rtp(now, side, packet);
             }
-            (Side::Parent, Event::RtpPacket(packet)) => self.forward(now, packet),
             (Side::Parent, Event::MediaIngressStats(stats))
-                if Some(stats.mid) == self.parent_video =>
+                if Some(stats.mid) == self.legs[0].source_video =>
             {
                 self.figures.loss = stats.loss;
             }
-            (Side::Local, Event::KeyframeRequest(request)) if request.mid == self.local_video => {
-                self.keyframe_wanted = true;
+            (side, Event::KeyframeRequest(request)) => {
+                for leg in &mut self.legs {
+                    if leg.to == side && leg.video == request.mid {
+                        leg.keyframe_wanted = true;
+                    }
+                }
             }
             _ => {}
         }
     }
 
-    /// One packet of the programme, published locally as it came.
-    fn forward(&mut self, now: Instant, packet: str0m::rtp::RtpPacket) {
-        let Some(codec) = self
-            .parent
-            .rtc
+    /// A packet that arrived at `side`: which way it goes, then across.
+    fn receive_rtp(&mut self, now: Instant, side: Side, packet: str0m::rtp::RtpPacket) {
+        let Some(mid) = self.endpoint(side).mid_of(packet.header.ssrc) else {
+            return;
+        };
+        let way = match side {
+            Side::Local => Way::FloorUp,
+            _ => {
+                let stream = self.parent_streams.get(&mid);
+                if stream.is_some() && stream == self.programme_stream.as_ref() {
+                    Way::Programme
+                } else {
+                    Way::FloorDown
+                }
+            }
+        };
+        let from = match side {
+            Side::Local => &self.local.rtc,
+            _ => &self.parent.rtc,
+        };
+        let Some(codec) = from
             .codec_config()
             .find(|p| p.pt() == packet.header.payload_type)
             .map(|p| p.spec().codec)
         else {
             return;
         };
-        let (mid, seq) = if codec.is_audio() {
-            let seq = self.audio_seq.map(packet.header.ssrc, packet.seq_no);
-            (self.local_audio, seq)
+        let leg = self.leg(way);
+        let (target, seq) = if codec.is_audio() {
+            (leg.audio, leg.audio_seq.map(packet.header.ssrc, packet.seq_no))
         } else {
-            let seq = self.video_seq.map(packet.header.ssrc, packet.seq_no);
-            (self.local_video, seq)
+            leg.source_video = Some(mid);
+            (leg.video, leg.video_seq.map(packet.header.ssrc, packet.seq_no))
         };
-        let Some(pt) = payload_type(&self.local.rtc, mid, codec) else {
+        let to = leg.to;
+        let rtc = &mut self.endpoint(to).rtc;
+        let Some(pt) = payload_type(rtc, target, codec) else {
             return;
         };
-        let mut api = self.local.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let mut api = rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(target, None) else {
             return;
         };
-        self.figures.packets += 1;
-        self.figures.bytes += packet.payload.len() as u64;
         stream.write_rtp(
             RtpWrite::new(
                 pt,
@@ -338,31 +461,36 @@ impl Bridge {
             .marker(packet.header.marker)
             .nackable(codec == Codec::Vp8),
         );
+        match way {
+            Way::Programme => {
+                self.figures.packets += 1;
+                self.figures.bytes += packet.payload.len() as u64;
+            }
+            Way::FloorUp => self.figures.floor_up_packets += 1,
+            Way::FloorDown => self.figures.floor_down_packets += 1,
+        }
     }
 
-    fn ask_keyframe(&mut self, now: Instant) {
-        if !self.keyframe_wanted
-            || self
-                .last_keyframe_request
-                .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_REQUEST_GAP)
-        {
-            return;
-        }
-        let Some(mid) = self.parent_video else {
+    fn ask_keyframe(&mut self, now: Instant, way: Way) {
+        let leg = self.leg(way);
+        let Some(mid) = leg.keyframe_due(now) else {
             return;
         };
-        let mut api = self.parent.rtc.direct_api();
+        let from = leg.from;
+        let mut api = self.endpoint(from).rtc.direct_api();
         if let Some(stream) = api.stream_rx_by_mid(mid, None) {
             stream.request_keyframe(KeyframeRequestKind::Pli);
-            self.keyframe_wanted = false;
-            self.last_keyframe_request = Some(now);
+            let leg = self.leg(way);
+            leg.keyframe_wanted = false;
+            leg.last_keyframe_request = Some(now);
         }
     }
 
-    /// Closes both endpoints.
+    /// Closes the endpoints.
     pub fn close(&mut self) {
-        self.parent.rtc.disconnect();
-        self.local.rtc.disconnect();
+        for side in [Side::Parent, Side::Local, Side::Floor] {
+            self.endpoint(side).rtc.disconnect();
+        }
     }
 }
 
@@ -374,9 +502,40 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
+/// The stream id of each m-line of `sdp` that names one (`a=msid:<stream> <track>`): (mid,
+/// stream).
+fn stream_ids(sdp: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let line = |prefix: &str| {
+            section
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix(prefix).map(str::to_owned))
+        };
+        let mid = line("a=mid:");
+        let stream = line("a=msid:").and_then(|m| m.split_whitespace().next().map(str::to_owned));
+        if let (Some(mid), Some(stream)) = (mid, stream) {
+            found.push((mid, stream));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_m_line_is_known_by_its_stream_id() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=inactive\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:p3 a1\r\na=sendonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\na=msid:p9 v9\r\n";
+        assert_eq!(
+            stream_ids(sdp),
+            vec![("1".to_owned(), "p3".to_owned()), ("2".to_owned(), "p9".to_owned())]
+        );
+    }
 
     #[test]
     fn sequence_numbers_stay_continuous_when_the_parent_stream_changes() {

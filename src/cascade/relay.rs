@@ -13,15 +13,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use diemcau_signaling::protocol::FloorSite;
 use diemcau_signaling::{
-    ClientMessage, CloseReason, MeetingId, Outbox, ServerMessage, SessionHandler,
+    ClientMessage, CloseReason, MeetingId, Outbox, Role, ServerMessage, SessionHandler, SiteCode,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::NodeMessage;
 use super::bridge::{Bridge, RelayFigures, Side};
-use crate::hub::{ClientInfo, Hub};
+use crate::hub::{ClientInfo, Hub, Session};
+use crate::meeting::FloorAbove;
 
 /// How often a relay shares its figures with the link's status.
 const FIGURES_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -97,46 +99,60 @@ async fn run(
         .ok_or("this hub has no media address")?;
     let parent_socket = bind_towards(spec.parent_ip).await?;
     let local_socket = bind_towards(local_target.ip()).await?;
-    let (mut bridge, parent_offer, local_offer) = Bridge::new(
+    let floor_socket = bind_towards(local_target.ip()).await?;
+    let address = |socket: &UdpSocket| socket.local_addr().map_err(|e| e.to_string());
+    let (mut bridge, offers) = Bridge::new(
         Instant::now(),
-        parent_socket.local_addr().map_err(|e| e.to_string())?,
-        local_socket.local_addr().map_err(|e| e.to_string())?,
+        address(&parent_socket)?,
+        address(&local_socket)?,
+        address(&floor_socket)?,
         &format!("relay-{meeting}"),
     )
     .map_err(|e| e.to_string())?;
 
-    // This hub's side: the studio's seat of the local meeting.
+    // This hub's side: the studio's seat of the local meeting, and the seat of the floor held
+    // elsewhere in the tree.
+    let client = || ClientInfo {
+        user_agent: format!("diemcau relay of national meeting {meeting}"),
+        ..ClientInfo::default()
+    };
     let (outbox, mut local_rx) = Outbox::channel();
-    let mut session = hub.open(
-        outbox,
-        ClientInfo {
-            user_agent: format!("diemcau relay of national meeting {meeting}"),
-            ..ClientInfo::default()
-        },
-    );
+    let mut session = hub.open(outbox, client());
+    let (outbox, mut floor_rx) = Outbox::channel();
+    let mut floor_session = hub.open(outbox, client());
     let result = async {
         hub.join_relayed_studio(&mut session, spec.local_meeting, &spec.studio_name)
             .await
             .map_err(|e| format!("the local studio seat: {}", e.message))?;
-        match hub
-            .handle(&mut session, ClientMessage::Offer { sdp: local_offer })
+        hub.join_floor_seat(&mut floor_session, spec.local_meeting)
             .await
-        {
-            Ok(Some(ServerMessage::Answer { sdp })) => bridge
-                .accept_answer(Side::Local, &sdp)
-                .map_err(|e| e.to_string())?,
-            Ok(other) => return Err(format!("the local hub answered {other:?}")),
-            Err(e) => return Err(format!("the local hub refused the offer: {}", e.message)),
+            .map_err(|e| format!("the local floor seat: {}", e.message))?;
+        for (seat, side, sdp) in [
+            (&mut session, Side::Local, offers.local),
+            (&mut floor_session, Side::Floor, offers.floor),
+        ] {
+            match hub.handle(seat, ClientMessage::Offer { sdp }).await {
+                Ok(Some(ServerMessage::Answer { sdp })) => bridge
+                    .accept_answer(side, &sdp)
+                    .map_err(|e| e.to_string())?,
+                Ok(other) => return Err(format!("the local hub answered {other:?}")),
+                Err(e) => return Err(format!("the local hub refused the offer: {}", e.message)),
+            }
         }
         // The parent's side: join, then offer once joined.
         up.send(NodeMessage::RelayJoin { meeting })
             .map_err(|_| "the link is gone".to_owned())?;
-        let mut parent_offer = Some(parent_offer);
+        let mut parent_offer = Some(offers.parent);
+        // This relay's participant id at the parent, and where the parent's chair put the
+        // floor last: applied here once both are known.
+        let mut relay_id: Option<String> = None;
+        let mut parent_floor: Option<Option<FloorSite>> = None;
         // The parent's roll call running now: this hub runs one of its own meanwhile, and
         // its communes' answers go up under the parent's number.
         let mut parent_roll_call: Option<u32> = None;
         let mut buf = vec![0u8; 2048];
         let mut local_buf = vec![0u8; 2048];
+        let mut floor_buf = vec![0u8; 2048];
         let mut wake = Instant::now();
         // The figures are shared at most this often, not on every packet: they are read
         // every few seconds.
@@ -147,10 +163,22 @@ async fn run(
                 message = down.recv() => {
                     let Some(message) = message else { return Ok(()) };
                     match message {
-                        ServerMessage::Joined { .. } => {
+                        ServerMessage::Joined { participant, participants, .. } => {
                             if let Some(sdp) = parent_offer.take() {
                                 send_up(up, meeting, ClientMessage::Offer { sdp })?;
                             }
+                            if let Some(studio) = participants.iter().find(|p| p.role == Role::Studio) {
+                                bridge.set_programme_stream(&studio.id);
+                            }
+                            relay_id = Some(participant.id);
+                            follow_floor(hub, &session, relay_id.as_deref(), parent_floor.as_ref()).await;
+                        }
+                        ServerMessage::ParticipantJoined { participant } if participant.role == Role::Studio => {
+                            bridge.set_programme_stream(&participant.id);
+                        }
+                        ServerMessage::Floor { holder, .. } => {
+                            parent_floor = Some(holder);
+                            follow_floor(hub, &session, relay_id.as_deref(), parent_floor.as_ref()).await;
                         }
                         ServerMessage::Answer { sdp } => {
                             bridge.accept_answer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
@@ -219,6 +247,23 @@ async fn run(
                         return Ok(());
                     }
                 }
+                message = floor_rx.recv() => {
+                    let Some((message, last)) = message else { return Ok(()) };
+                    if let ServerMessage::Offer { sdp } = message {
+                        let sdp = bridge.accept_offer(Side::Floor, &sdp).map_err(|e| e.to_string())?;
+                        if let Err(e) = hub.handle(&mut floor_session, ClientMessage::Answer { sdp }).await {
+                            tracing::warn!(parent_meeting = meeting, "the local hub refused the floor seat's answer: {}", e.message);
+                        }
+                    }
+                    if last {
+                        return Ok(());
+                    }
+                }
+                received = floor_socket.recv_from(&mut floor_buf) => {
+                    if let Ok((n, source)) = received {
+                        bridge.receive(Instant::now(), Side::Floor, source, floor_buf.get(..n).unwrap_or_default());
+                    }
+                }
                 received = parent_socket.recv_from(&mut buf) => {
                     if let Ok((n, source)) = received {
                         bridge.receive(Instant::now(), Side::Parent, source, buf.get(..n).unwrap_or_default());
@@ -241,6 +286,7 @@ async fn run(
                 let socket = match datagram.side {
                     Side::Parent => &parent_socket,
                     Side::Local => &local_socket,
+                    Side::Floor => &floor_socket,
                 };
                 let _ = socket.try_send_to(&datagram.contents, datagram.destination);
             }
@@ -248,8 +294,42 @@ async fn run(
     }
     .await;
     bridge.close();
+    hub.close(floor_session, CloseReason::ClientClosed).await;
     hub.close(session, CloseReason::ClientClosed).await;
     result
+}
+
+/// Puts the local floor where the parent's chair put it (`floor`, the holder of the parent's
+/// latest `floor` message): on this hub's own site when the parent names this relay as its
+/// holder, on the floor seat for a site elsewhere in the tree, nowhere when nobody holds it.
+async fn follow_floor(
+    hub: &Hub,
+    session: &Session,
+    relay_id: Option<&str>,
+    floor: Option<&Option<FloorSite>>,
+) {
+    let (Some(relay_id), Some(floor)) = (relay_id, floor) else {
+        return;
+    };
+    let above = match floor {
+        None => None,
+        Some(holder) => {
+            let Ok(site) = SiteCode::try_from(holder.site.as_str()) else {
+                return;
+            };
+            Some(if holder.participant == relay_id {
+                FloorAbove::Here(site)
+            } else {
+                FloorAbove::Elsewhere {
+                    site,
+                    name: holder.name.clone(),
+                }
+            })
+        }
+    };
+    if let Err(e) = hub.relay_floor(session, above).await {
+        tracing::warn!("the national floor not followed here: {}", e.message);
+    }
 }
 
 fn send_up(

@@ -76,6 +76,22 @@ impl Hub {
         self.take_seat(session, meeting, id, seat).await
     }
 
+    /// This hub's relay of a national meeting takes, in its local copy (`meeting`), the seat
+    /// of the floor held elsewhere in the tree: it publishes there the site speaking at the
+    /// centre or in another province.
+    pub async fn join_floor_seat(
+        &self,
+        session: &mut Session,
+        meeting: MeetingId,
+    ) -> Result<ServerMessage, ProtocolError> {
+        self.open_meeting(meeting).await?;
+        let id = PeerId(self.ids.next());
+        let seat = Seat::Above {
+            session: self.session_id(id),
+        };
+        self.take_seat(session, meeting, id, seat).await
+    }
+
     async fn take_seat(
         &self,
         session: &mut Session,

@@ -22,6 +22,15 @@ pub(super) struct RunningRollCall {
     pub(super) answers: Vec<(SiteCode, u32)>,
 }
 
+/// Where the national chair put the floor, as a province's part of the meeting sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorAbove {
+    /// One of this hub's own sites.
+    Here(SiteCode),
+    /// A site elsewhere in the tree (at the centre, or in another province).
+    Elsewhere { site: SiteCode, name: String },
+}
+
 /// A head count as a site declares it, alone or answering a roll call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declaration {
@@ -89,7 +98,9 @@ impl LiveMeeting {
     }
 
     /// The chair gives the floor to a site (asked for or not): its media goes to every site,
-    /// and to the chair at full quality.
+    /// and to the chair at full quality. A commune joined to its provincial hub gets it there
+    /// (the relay learns it from the `floor` message) and its media comes up through that
+    /// hub's relay, which then holds the floor here in its name.
     pub fn give_floor(
         &mut self,
         now: Millis,
@@ -97,16 +108,61 @@ impl LiveMeeting {
         site: &SiteCode,
     ) -> Result<(), ActionError> {
         self.require_chair(chair)?;
-        let target = self.connected_site(site)?;
-        self.queue.retain(|q| *q != target);
-        self.change_floor(now, Some(target));
+        if let Ok(target) = self.connected_site(site) {
+            self.queue.retain(|q| *q != target);
+            self.change_floor(now, Some(target), None);
+            return Ok(());
+        }
+        let relay = self
+            .remote_relay_of(site)
+            .ok_or_else(|| ActionError::SiteNotConnected(site.clone()))?;
+        let name = match self.remote_sites.get(site) {
+            Some((_, row))
+                if matches!(
+                    row.state,
+                    SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
+                ) =>
+            {
+                row.name.clone()
+            }
+            _ => return Err(ActionError::SiteNotConnected(site.clone())),
+        };
+        self.change_floor(now, Some(relay), Some((site.clone(), name)));
         Ok(())
     }
 
     /// The chair takes the floor back.
     pub fn take_floor(&mut self, now: Millis, chair: PeerId) -> Result<(), ActionError> {
         self.require_chair(chair)?;
-        self.change_floor(now, None);
+        self.change_floor(now, None, None);
+        Ok(())
+    }
+
+    /// In a province's part of a national meeting: the national chair moved the floor, as
+    /// the relay (this part's studio, `chair`) read it in the centre's `floor` message.
+    pub fn floor_from_above(
+        &mut self,
+        now: Millis,
+        chair: PeerId,
+        floor: Option<FloorAbove>,
+    ) -> Result<(), ActionError> {
+        if self.studio != Some(chair) || !self.studio_relayed {
+            return Err(ActionError::ChairOnly);
+        }
+        match floor {
+            Some(FloorAbove::Here(site)) => match self.connected_site(&site) {
+                Ok(target) => {
+                    self.queue.retain(|q| *q != target);
+                    self.change_floor(now, Some(target), None);
+                }
+                Err(_) => self.change_floor(now, None, None),
+            },
+            Some(FloorAbove::Elsewhere { site, name }) => match self.floor_seat {
+                Some(seat) => self.change_floor(now, Some(seat), Some((site, name))),
+                None => self.change_floor(now, None, None),
+            },
+            None => self.change_floor(now, None, None),
+        }
         Ok(())
     }
 
@@ -417,33 +473,47 @@ impl LiveMeeting {
         Ok(())
     }
 
-    /// Moves the floor, the media that follows it, records it and tells everyone.
-    fn change_floor(&mut self, now: Millis, to: Option<PeerId>) {
+    /// Moves the floor, the media that follows it, records it and tells everyone. `remote`:
+    /// the site of another hub that `to`, a `node` participant, stands for.
+    fn change_floor(
+        &mut self,
+        now: Millis,
+        to: Option<PeerId>,
+        remote: Option<(SiteCode, String)>,
+    ) {
         let from = self.floor;
-        if from == to {
+        if from == to && self.floor_remote == remote {
             return;
         }
+        let returned = self.floor_site();
         self.floor = to;
+        self.floor_remote = remote;
         for publisher in [from, to].into_iter().flatten() {
             self.reconcile_publisher(publisher);
         }
-        if let Some(site) = from.and_then(|f| self.site_of(f)).cloned() {
-            self.log(
-                now,
-                EventKind::FloorReturned {
-                    site: site.to_string(),
-                },
-            );
-        }
-        if let Some(site) = to.and_then(|t| self.site_of(t)).cloned() {
-            self.log(
-                now,
-                EventKind::FloorGiven {
-                    site: site.to_string(),
-                },
-            );
+        // A site of another hub is in this meeting's record when it is invited here (at the
+        // root), not when it is a commune of another province (at a child).
+        for (site, given) in [(returned, false), (self.floor_site(), true)] {
+            let Some(site) = site.filter(|s| self.invited(s)) else {
+                continue;
+            };
+            let site = site.to_string();
+            let kind = if given {
+                EventKind::FloorGiven { site }
+            } else {
+                EventKind::FloorReturned { site }
+            };
+            self.log(now, kind);
         }
         self.send_to_everyone(&self.floor_message());
+    }
+
+    /// The site holding the floor: one joined here, or one of another hub.
+    fn floor_site(&self) -> Option<SiteCode> {
+        let holder = self.floor?;
+        self.site_of(holder)
+            .cloned()
+            .or_else(|| self.floor_remote.as_ref().map(|(site, _)| site.clone()))
     }
 
     /// Pauses or resumes a site's audio everywhere, tells it and records it, if it changes.

@@ -97,9 +97,15 @@ impl LiveMeeting {
                 if status.participant.is_none()
                     && let Some((node, row)) = self.remote_sites.get(code)
                 {
+                    // Holding the floor, its media comes as its relay's tracks.
+                    let holds = self.floor_remote.as_ref().is_some_and(|(s, _)| s == code);
                     return ConsoleSite {
-                        participant: None,
-                        floor: FloorState::None,
+                        participant: self.floor.filter(|_| holds).map(|p| p.to_string()),
+                        floor: if holds {
+                            FloorState::Holder
+                        } else {
+                            FloorState::None
+                        },
                         answered_roll_call: status.answered_roll_call,
                         code_leak_suspected: false,
                         node: Some(node.clone()),

@@ -9,7 +9,8 @@ use super::LiveMeeting;
 
 impl LiveMeeting {
     /// Checks what must always hold, for tests and fuzzing: one studio at most and it is the
-    /// one joined as studio; the floor holder is a joined site and not queued; the queue and the
+    /// one joined as studio; the floor holder is a joined site and not queued, or a `node`
+    /// participant standing for a site of another hub (named, and only then); the queue and the
     /// muted are joined sites; every consumer's subscriber is attached, its producer is
     /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
     /// every route the rules want for an attached subscriber exists; a roll call runs only
@@ -28,12 +29,17 @@ impl LiveMeeting {
             ));
         }
         let is_site = |id: &PeerId| self.role(*id) == Some(Role::Site);
-        if let Some(holder) = self.floor
-            && (!is_site(&holder) || self.queue.contains(&holder))
-        {
-            return Err(format!(
-                "floor holder {holder} is not a joined site, or is queued"
-            ));
+        let is_node = |id: &PeerId| self.role(*id) == Some(Role::Node);
+        if let Some(holder) = self.floor {
+            let stands_for_a_site = is_node(&holder) && self.floor_remote.is_some();
+            if !(is_site(&holder) || stands_for_a_site) || self.queue.contains(&holder) {
+                return Err(format!(
+                    "floor holder {holder} is not a joined site or a node standing for one, or is queued"
+                ));
+            }
+        }
+        if self.floor_remote.is_some() && !self.floor.is_some_and(|h| is_node(&h)) {
+            return Err("a site of another hub named without a node holding the floor".into());
         }
         if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
             return Err(format!("{id} is queued or muted but is not a joined site"));

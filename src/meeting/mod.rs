@@ -47,7 +47,7 @@ use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 use diemcau_signaling::{SessionId, SiteCode};
 
-pub use chair::Declaration;
+pub use chair::{Declaration, FloorAbove};
 use chair::RunningRollCall;
 pub use output::{Output, PageKey, Recipient, Route};
 
@@ -121,6 +121,10 @@ pub enum Seat {
     /// A child hub relaying the meeting to its own communes: it receives the programme (what
     /// a site receives) and is not part of the attendance (its communes are, from its log).
     Node { node: String, session: SessionId },
+    /// In a province's part of a national meeting: the floor held elsewhere in the tree (at
+    /// the root or in another province), published here by this hub's relay. A `node`
+    /// participant that receives nothing and is heard and seen only while it holds the floor.
+    Above { session: SessionId },
 }
 
 /// Why a join is refused.
@@ -210,6 +214,11 @@ pub struct LiveMeeting {
     /// Sites joined to a child hub, as that hub's console last showed them: (node, row).
     remote_sites: BTreeMap<SiteCode, (String, diemcau_signaling::protocol::ConsoleSite)>,
     floor: Option<PeerId>,
+    /// When the floor is a `node` participant's: the site of another hub it stands for (a
+    /// child hub's commune at the root; at a child, a site elsewhere in the tree).
+    floor_remote: Option<(SiteCode, String)>,
+    /// The participant publishing here the floor held elsewhere in the tree ([`Seat::Above`]).
+    floor_seat: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
     muted: BTreeSet<PeerId>,
@@ -288,6 +297,8 @@ impl LiveMeeting {
             node_quality: BTreeMap::new(),
             remote_sites: BTreeMap::new(),
             floor: None,
+            floor_remote: None,
+            floor_seat: None,
             queue: Vec::new(),
             muted: BTreeSet::new(),
             roll_call: None,
@@ -385,24 +396,29 @@ impl LiveMeeting {
     /// The one rule of routing: sites receive the studio; the studio receives every site, the
     /// one holding the floor at full quality and the others at the lowest layer (its wall of
     /// small pictures); every site receives the site holding the floor.
+    ///
+    /// Across hubs (docs/cascade.md): a child hub's relay (`node`) takes the programme once for
+    /// all its communes and chooses their layers itself; it publishes its commune holding the
+    /// floor, which then reaches the studio, the sites and the other relays; the relayed studio
+    /// of a province's part takes its own commune holding the floor up to the centre; the
+    /// floor held elsewhere ([`Seat::Above`]) reaches this hub's sites, and it receives nothing.
     pub fn route(&self, subscriber: PeerId, publisher: PeerId) -> Option<u8> {
-        if subscriber == publisher {
+        if subscriber == publisher || self.floor_seat == Some(subscriber) {
             return None;
         }
         let (s, p) = (self.role(subscriber)?, self.role(publisher)?);
         let holds_floor = self.floor == Some(publisher);
         match (s, p) {
             (Role::Site, Role::Studio) => Some(ANY_LAYER),
-            (Role::Studio, Role::Site) if self.studio_relayed => None,
+            (Role::Studio, Role::Site) if self.studio_relayed => holds_floor.then_some(ANY_LAYER),
             (Role::Studio, Role::Site) if holds_floor => Some(ANY_LAYER),
             (Role::Studio, Role::Site) => Some(LOWEST_LAYER),
             (Role::Site, Role::Site) => holds_floor.then_some(ANY_LAYER),
             (Role::Studio, Role::Studio) => None,
-            // A child hub takes the programme once for all its communes, and chooses their
-            // layers itself.
             (Role::Node, Role::Studio) => Some(ANY_LAYER),
             (Role::Node, Role::Site) => holds_floor.then_some(ANY_LAYER),
-            (Role::Node, Role::Node) | (_, Role::Node) => None,
+            (Role::Studio, Role::Node) if self.studio_relayed => None,
+            (Role::Studio | Role::Site | Role::Node, Role::Node) => holds_floor.then_some(ANY_LAYER),
         }
     }
 
@@ -440,6 +456,11 @@ impl LiveMeeting {
         Some(self.participants.get(&id)?.session.clone())
     }
 
+    /// Whether `site` is one of this meeting's expected sites.
+    fn invited(&self, site: &SiteCode) -> bool {
+        self.roster.iter().any(|(c, _)| c == site)
+    }
+
     fn site_of(&self, id: PeerId) -> Option<&SiteCode> {
         self.participants.get(&id)?.site.as_ref()
     }
@@ -459,6 +480,14 @@ impl LiveMeeting {
     fn floor_message(&self) -> ServerMessage {
         let describe = |id: &PeerId| {
             let p = self.participants.get(id)?;
+            if p.info.role == Role::Node {
+                let (site, name) = self.floor_remote.as_ref()?;
+                return Some(FloorSite {
+                    site: site.to_string(),
+                    name: name.clone(),
+                    participant: p.info.id.clone(),
+                });
+            }
             Some(FloorSite {
                 site: p.info.site.clone().unwrap_or_default(),
                 name: p.info.name.clone(),

@@ -28,7 +28,7 @@ impl LiveMeeting {
         }
         let replaced = match &seat {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
-            Seat::Studio { .. } | Seat::Node { .. } => None,
+            Seat::Studio { .. } | Seat::Node { .. } | Seat::Above { .. } => None,
         };
         if let Seat::Site { code, .. } = &seat {
             let status = self.sites.entry(code.clone()).or_default();
@@ -67,7 +67,7 @@ impl LiveMeeting {
                 .and_then(|s| s.last_leave.as_ref())
                 .filter(|leave| now - leave.at <= self.config.grace)
                 .map(|leave| leave.session.clone()),
-            (Seat::Studio { .. } | Seat::Node { .. }, None) => None,
+            (Seat::Studio { .. } | Seat::Node { .. } | Seat::Above { .. }, None) => None,
         };
 
         let info = match &seat {
@@ -86,6 +86,12 @@ impl LiveMeeting {
             Seat::Node { node, .. } => ParticipantInfo {
                 id: id.to_string(),
                 name: node.clone(),
+                role: Role::Node,
+                site: None,
+            },
+            Seat::Above { .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: String::new(),
                 role: Role::Node,
                 site: None,
             },
@@ -133,6 +139,10 @@ impl LiveMeeting {
                 (Some(code), session)
             }
             Seat::Node { session, .. } => (None, session),
+            Seat::Above { session } => {
+                self.floor_seat = Some(id);
+                (None, session)
+            }
         };
         let others: Vec<ParticipantInfo> = self
             .participants
@@ -306,10 +316,16 @@ impl LiveMeeting {
         }
         self.queue.retain(|q| *q != id);
         self.muted.remove(&id);
-        let floor_returned = self.floor == Some(id);
-        if floor_returned {
-            self.floor = None;
+        if self.floor_seat == Some(id) {
+            self.floor_seat = None;
         }
+        let floor_returned = self.floor == Some(id);
+        let remote_floor = if floor_returned {
+            self.floor = None;
+            self.floor_remote.take()
+        } else {
+            None
+        };
         self.drop_producers(&p.producers);
         // The worker drops the consumers of a peer with the peer.
         self.consumers
@@ -335,6 +351,15 @@ impl LiveMeeting {
                     },
                 );
             }
+        }
+        // A child hub's commune held the floor through the relay that left.
+        if let Some((site, _)) = remote_floor.filter(|(site, _)| self.invited(site)) {
+            self.log(
+                now,
+                EventKind::FloorReturned {
+                    site: site.to_string(),
+                },
+            );
         }
         let floor = floor_returned.then(|| self.floor_message());
         let announced = p.info.role != Role::Node;

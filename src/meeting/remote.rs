@@ -22,7 +22,7 @@ impl LiveMeeting {
             let Ok(code) = SiteCode::try_from(row.site.as_str()) else {
                 continue;
             };
-            if !self.roster.iter().any(|(c, _)| *c == code) {
+            if !self.invited(&code) {
                 continue;
             }
             let joined = matches!(
@@ -63,17 +63,18 @@ impl LiveMeeting {
             return None;
         }
         let (node, _) = self.remote_sites.get(site)?;
-        self.participants
-            .iter()
-            .find(|(_, p)| p.info.role == Role::Node && p.info.name == *node)
-            .map(|(id, _)| *id)
+        self.relays().into_iter().find(|id| {
+            self.participants
+                .get(id)
+                .is_some_and(|p| p.info.name == *node)
+        })
     }
 
     /// Every child hub's relay here.
     pub(super) fn relays(&self) -> Vec<PeerId> {
         self.participants
             .iter()
-            .filter(|(_, p)| p.info.role == Role::Node)
+            .filter(|(id, p)| p.info.role == Role::Node && self.floor_seat != Some(**id))
             .map(|(id, _)| *id)
             .collect()
     }

@@ -12,7 +12,7 @@ use diemcau_sfu::{PeerId, ProducerId, ProducerInfo, RouterId};
 use diemcau_signaling::{MeetingId, SessionId, SiteCode};
 
 use super::{
-    Declaration, IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Output, PageKey, Route,
+    Declaration, FloorAbove, IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Output, PageKey, Route,
     Seat,
 };
 use crate::attendance::{ExpectedSite, LeaveReason, Millis};
@@ -96,7 +96,7 @@ impl Player {
         };
         let m = &mut self.meeting;
         // Refusals are part of the game: only what the outputs and state say is checked.
-        match op % 18 {
+        match op % 20 {
             0 | 1 => {
                 let id = PeerId(self.next_peer);
                 self.next_peer += 1;
@@ -109,6 +109,10 @@ impl Player {
                 } else if b % 16 == 1 {
                     Seat::Node {
                         node: "tuyen-quang".into(),
+                        session: SessionId(format!("s{}", id.0)),
+                    }
+                } else if b % 16 == 3 {
+                    Seat::Above {
                         session: SessionId(format!("s{}", id.0)),
                     }
                 } else {
@@ -186,6 +190,19 @@ impl Player {
                 let _ = m.call_site(now, peer, &site);
             }
             16 => m.handle_timeout(now),
+            // A child hub's relay shows one of its sites joined (or not) there.
+            17 => m.remote_console(peer, vec![remote_row(code, b)]),
+            18 => {
+                let floor = match b % 3 {
+                    0 => None,
+                    1 => Some(FloorAbove::Here(site)),
+                    _ => Some(FloorAbove::Elsewhere {
+                        site,
+                        name: "Xã".into(),
+                    }),
+                };
+                let _ = m.floor_from_above(now, peer, floor);
+            }
             _ if b == 255 => m.end(now),
             _ => m.reception_changed(now, peer, b.is_multiple_of(2)),
         }
@@ -230,5 +247,32 @@ impl Player {
                 "{id} came back after its removal"
             );
         }
+    }
+}
+
+/// A child hub's console row of `site`: joined there when `b` is odd.
+fn remote_row(site: &str, b: u8) -> diemcau_signaling::protocol::ConsoleSite {
+    use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
+    ConsoleSite {
+        site: site.into(),
+        name: "Xã".into(),
+        state: if b % 2 == 1 {
+            SiteState::Live
+        } else {
+            SiteState::NotJoined
+        },
+        participant: None,
+        muted: false,
+        floor: FloorState::None,
+        bitrate_in_kbps: 0,
+        bitrate_out_kbps: 0,
+        loss_permille: 0,
+        rtt_ms: 0,
+        transport: None,
+        expected_delegates: 0,
+        head_count: None,
+        answered_roll_call: false,
+        code_leak_suspected: false,
+        node: None,
     }
 }

@@ -53,31 +53,18 @@ impl Tree {
         let imported =
             http::post(root.http_addr(), "/api/sites/import", DIRECTORY.as_bytes()).await;
         assert_eq!(imported.status, 200, "{}", imported.text());
-        let token = add_node(&dir.join("root"));
-        let province_dir = dir.join("province");
-        std::fs::create_dir_all(&province_dir).expect("dir");
-        let token_file = province_dir.join("node-token");
-        std::fs::write(&token_file, format!("{token}\n")).expect("the credential file");
-        let mut config = diemcau::Config::for_tests_in(province_dir.join("data"));
         let parent = through(root.http_addr()).await;
-        config.parent = Some(format!("http://{parent}"));
-        config.node_token_file = Some(token_file);
-        let province = diemcau::start(config).await.expect("the province starts");
-        let province_addr = province.http_addr();
-        wait::until_some(
-            "the province to be linked",
-            Duration::from_secs(15),
-            || async {
-                let health = http::get(province_addr, "/api/health").await.json();
-                (health["parent"]["state"] == "connected").then_some(())
-            },
-        )
-        .await;
+        let province = start_province(&dir, parent, "province", "tuyen-quang", "08").await;
         Tree {
             dir,
             root,
             province,
         }
+    }
+
+    /// A second provincial hub, Hà Giang (province 02), linked to the root.
+    pub async fn add_ha_giang(&self) -> diemcau::RunningHub {
+        start_province(&self.dir, self.root.http_addr(), "ha-giang", "ha-giang", "02").await
     }
 
     /// The root's data directory (for a restart on it).
@@ -118,6 +105,37 @@ impl Tree {
     }
 }
 
+/// Adds node `node` for `province` at the root (data in `dir/root`), then starts its hub
+/// in `dir/name` with the credential, linked to the root at `parent`, and waits for the link.
+async fn start_province(
+    dir: &Path,
+    parent: SocketAddr,
+    name: &str,
+    node: &str,
+    province: &str,
+) -> diemcau::RunningHub {
+    let token = add_named_node(&dir.join("root"), node, province);
+    let province_dir = dir.join(name);
+    std::fs::create_dir_all(&province_dir).expect("dir");
+    let token_file = province_dir.join("node-token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("the credential file");
+    let mut config = diemcau::Config::for_tests_in(province_dir.join("data"));
+    config.parent = Some(format!("http://{parent}"));
+    config.node_token_file = Some(token_file);
+    let hub = diemcau::start(config).await.expect("the province starts");
+    let addr = hub.http_addr();
+    wait::until_some(
+        "the province to be linked",
+        Duration::from_secs(15),
+        || async {
+            let health = http::get(addr, "/api/health").await.json();
+            (health["parent"]["state"] == "connected").then_some(())
+        },
+    )
+    .await;
+    hub
+}
+
 /// The part of national meeting `national` that the hub at `province` shows, once in
 /// progress there.
 pub async fn province_part(province: SocketAddr, national: i64) -> Value {
@@ -155,10 +173,12 @@ pub fn diemcau(args: &[&str], data_dir: &Path) -> String {
 /// `diemcau node add tuyen-quang --province 08` on the root's data directory, as its operator
 /// runs it; the credential it shows once.
 pub fn add_node(root_dir: &Path) -> String {
-    let token = diemcau(
-        &["node", "add", "tuyen-quang", "--province", "08"],
-        root_dir,
-    )
+    add_named_node(root_dir, "tuyen-quang", "08")
+}
+
+/// `diemcau node add NAME --province PROVINCE` on the root's data directory; the credential.
+pub fn add_named_node(root_dir: &Path, name: &str, province: &str) -> String {
+    let token = diemcau(&["node", "add", name, "--province", province], root_dir)
     .lines()
     .find_map(|line| line.strip_prefix("    "))
     .expect("the credential on its own line")

@@ -44,13 +44,24 @@ pub async fn studio(root: SocketAddr, national: &Value) -> WebrtcClient {
 /// Thượng Lâm (02269) joined to its provincial hub at `province`, in `part` (the province's
 /// API view of its part of the meeting), its media connected.
 pub async fn commune(province: SocketAddr, part: &Value) -> WebrtcClient {
+    commune_named(province, part, "02269", "Xã Thượng Lâm").await
+}
+
+/// Commune `code` (`name`) joined to its provincial hub at `province`, in `part`, its media
+/// connected.
+pub async fn commune_named(
+    province: SocketAddr,
+    part: &Value,
+    code: &str,
+    name: &str,
+) -> WebrtcClient {
     let commune = WebrtcClient::connect(
         province,
         ClientOptions {
             role: "site",
-            name: "Xã Thượng Lâm".into(),
+            name: name.into(),
             meeting: part["id"].as_i64().expect("the local id"),
-            code: part["site_codes"]["02269"]
+            code: part["site_codes"][code]
                 .as_str()
                 .expect("the commune's code on its province's hub")
                 .to_owned(),
@@ -58,11 +69,11 @@ pub async fn commune(province: SocketAddr, part: &Value) -> WebrtcClient {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("the commune joins its provincial hub: {e}"));
+    .unwrap_or_else(|e| panic!("{name} joins its provincial hub: {e}"));
     commune
         .wait_connected(Duration::from_secs(10))
         .await
-        .unwrap_or_else(|e| panic!("the commune connects: {e}"));
+        .unwrap_or_else(|e| panic!("{name} connects: {e}"));
     commune
 }
 

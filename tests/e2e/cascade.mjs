@@ -6,7 +6,9 @@
 // The national studio's page is open on the root hub (logged in there as the organizer) and
 // publishes its fake camera; a commune's page is open on its provincial hub, which relays the
 // root's meeting. The commune's page must decode the national studio's video, received from
-// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). Then it writes
+// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). The national
+// chair gives the commune the floor from its console, and the studio's page must decode the
+// commune's camera in its tile, come up through the provincial hub. Then the script writes
 // DECODED_MARK, the test stops the root, and the commune's page must stay joined and show the
 // banner saying its province has lost the centre. Exit code 0 on success, 1 on failure, 2 on setup.
 
@@ -66,24 +68,38 @@ async function main() {
       log(`the commune decodes the national studio through its province: ${last.frames} frames, ${last.width}x${last.height}`);
 
       // The national chair's console shows the commune as its provincial hub sees it, marked
-      // with that hub, without a floor button (the floor does not cross hubs yet).
+      // with that hub, with a floor button.
       const tile = await waitForValue(
         () => studio.evaluate(() => {
           const el = document.querySelector('[data-site="02269"]');
           if (!el) return null;
-          const floor = el.querySelector('[data-action="give_floor"], [data-action="take_floor"]');
-          return { node: el.dataset.node, state: el.dataset.state, floorButton: Boolean(floor), floorShown: Boolean(floor && !floor.hidden) };
+          const floor = el.querySelector('[data-action="give_floor"]');
+          return { node: el.dataset.node, state: el.dataset.state, floorShown: Boolean(floor && !floor.hidden) };
         }),
-        (t) => t && t.node === 'tuyen-quang' && t.state === 'live',
+        (t) => t && t.node === 'tuyen-quang' && t.state === 'live' && t.floorShown,
       );
       if (!tile.ok) {
         studioWatch.printRecent(20);
-        throw new Failure(`the national console does not show the commune through its hub: ${JSON.stringify(tile.last)}`);
-      }
-      if (!tile.last.floorButton || tile.last.floorShown) {
-        throw new Failure(`the console offers the floor to a commune of another hub: ${JSON.stringify(tile.last)}`);
+        throw new Failure(`the national console does not show the commune through its hub with a floor button: ${JSON.stringify(tile.last)}`);
       }
       log(`the national console shows the commune live through ${tile.last.node}`);
+
+      // The chair gives it the floor: its camera comes up through its provincial hub and the
+      // national studio decodes it in the commune's tile.
+      await studio.click('[data-site="02269"] [data-action="give_floor"]');
+      const floorVideo = await waitForValue(
+        () => studio.evaluate(() => {
+          const video = document.querySelector('[data-site="02269"] video');
+          return video ? { width: video.videoWidth, time: video.currentTime } : null;
+        }),
+        (v) => v && v.width > 0 && v.time > 1,
+      );
+      if (!floorVideo.ok) {
+        studioWatch.printRecent(20);
+        communeWatch.printRecent(20);
+        throw new Failure(`the national studio does not decode the commune given the floor: ${JSON.stringify(floorVideo.last)}`);
+      }
+      log(`the national studio decodes the commune holding the floor: ${floorVideo.last.width} pixels wide`);
 
       // The test stops the root once this file exists: the commune stays, with a banner.
       if (process.env.DECODED_MARK) {
@@ -101,7 +117,7 @@ async function main() {
         if (state.signaling !== 'joined') throw new Failure(`the commune left its provincial hub: ${JSON.stringify(state)}`);
         log(`the commune is told its province lost the centre: ${await commune.textContent('#centre-banner')}`);
       }
-      log('PASS: the commune decodes the national studio through its province, and is told when the centre is lost');
+      log('PASS: the commune decodes the national studio through its province, the studio decodes the commune given the floor, and the commune is told when the centre is lost');
     },
   });
 }

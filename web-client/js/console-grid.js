@@ -203,8 +203,7 @@ class SiteTile {
     this.text(this.floorButton, e.floor === 'holder' ? t('tile.takeFloor') : t('tile.giveFloor'));
     this.set(this.floorButton, 'data-action', e.floor === 'holder' ? 'take_floor' : 'give_floor');
     // A suspected leaked code: the new code first (the session may be a copy's), not the floor.
-    // The floor of a commune joined to its provincial hub is not given from here yet.
-    this.show(this.floorButton, joined && !e.code_leak_suspected && !e.node);
+    this.show(this.floorButton, joined && !e.code_leak_suspected);
     this.text(this.muteButton, e.muted ? t('tile.unmute') : t('tile.mute'));
     this.set(this.muteButton, 'data-action', e.muted ? 'unmute' : 'mute');
     this.show(this.muteButton, joined);

@@ -580,3 +580,164 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
     );
     m.check_invariants().expect("rules hold");
 }
+
+/// Two child hubs' relays joined, each publishing its floor-up tracks; the first shows site
+/// 003 joined to its hub.
+fn meeting_with_relays() -> (LiveMeeting, PeerId, PeerId) {
+    let mut m = meeting_in_session();
+    let (tuyen_quang, ha_giang) = (PeerId(40), PeerId(41));
+    for (relay, node) in [(tuyen_quang, "tuyen-quang"), (ha_giang, "ha-giang")] {
+        m.join(
+            T0,
+            relay,
+            Seat::Node {
+                node: node.into(),
+                session: SessionId(format!("s-{node}")),
+            },
+            "",
+            "",
+        )
+        .expect("the relay joins");
+        m.attached(relay);
+        m.producer_added(audio(relay));
+        m.producer_added(video(relay));
+    }
+    let mut row = console_of(&mut m, T0)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003 on the console");
+    row.state = SiteState::Live;
+    row.participant = Some("p5".into());
+    m.remote_console(tuyen_quang, vec![row]);
+    drain(&mut m);
+    (m, tuyen_quang, ha_giang)
+}
+
+#[test]
+fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
+    let (mut m, tuyen_quang, ha_giang) = meeting_with_relays();
+    assert_eq!(
+        m.route(STUDIO, tuyen_quang),
+        None,
+        "a relay's tracks reach nobody without the floor"
+    );
+    m.give_floor(T0 + 1, STUDIO, &code("003"))
+        .expect("the floor to the province's commune");
+    let outputs = drain(&mut m);
+    let told = floor(Some(floor_site("003", "Xã C", tuyen_quang)), vec![]);
+    for to in [STUDIO, A, B, tuyen_quang, ha_giang] {
+        assert!(
+            outputs.contains(&send(to, told.clone())),
+            "{to:?} is told, the relay's id as the holder's: {outputs:?}"
+        );
+    }
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorGiven { site: "003".into() }]
+    );
+    // Its media: the studio at full quality, every site, the other province; not back down.
+    for subscriber in [STUDIO, A, B, ha_giang] {
+        assert_eq!(m.route(subscriber, tuyen_quang), Some(ANY_LAYER));
+    }
+    assert_eq!(m.route(tuyen_quang, tuyen_quang), None);
+    let row = console_of(&mut m, T0 + 2)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    assert_eq!(row.floor, FloorState::Holder);
+    assert_eq!(row.participant, Some(tuyen_quang.to_string()));
+    m.check_invariants().expect("consumers match the rules");
+
+    // The relay goes (its link dropped): the floor is returned, and recorded so.
+    m.leave(T0 + 3, tuyen_quang, LeaveReason::Closed, None);
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorReturned { site: "003".into() }]
+    );
+    assert!(outputs.contains(&send(STUDIO, floor(None, vec![]))));
+    assert_eq!(
+        m.give_floor(T0 + 4, STUDIO, &code("003")),
+        Err(ActionError::SiteNotConnected(code("003")))
+    );
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn a_provincial_part_follows_the_national_floor() {
+    let mut m = meeting();
+    let (relay, above) = (STUDIO, PeerId(50));
+    m.join(
+        T0,
+        relay,
+        Seat::Studio {
+            name: "Trường quay Chính phủ".into(),
+            session: SessionId("s-relay".into()),
+            relayed: true,
+        },
+        "",
+        "",
+    )
+    .expect("the relay takes the studio's seat");
+    m.join(
+        T0,
+        above,
+        Seat::Above {
+            session: SessionId("s-above".into()),
+        },
+        "",
+        "",
+    )
+    .expect("the relay takes the floor seat");
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
+        .expect("A joins");
+    for id in [relay, above, A] {
+        m.attached(id);
+        m.producer_added(audio(id));
+        m.producer_added(video(id));
+    }
+    drain(&mut m);
+    assert_eq!(m.route(relay, A), None, "nothing goes up without the floor");
+    assert_eq!(m.route(A, above), None);
+    assert_eq!(m.route(above, relay), None, "the floor seat receives nothing");
+
+    // A site of another province holds the floor: this hub's sites receive it from the
+    // floor seat, under that site's name; nothing of it is in this hub's record.
+    let elsewhere = FloorAbove::Elsewhere {
+        site: code("777"),
+        name: "Xã Lũng Cú".into(),
+    };
+    assert_eq!(
+        m.floor_from_above(T0 + 1, A, Some(elsewhere.clone())),
+        Err(ActionError::ChairOnly),
+        "only the relay"
+    );
+    m.floor_from_above(T0 + 1, relay, Some(elsewhere))
+        .expect("follows");
+    let outputs = drain(&mut m);
+    assert!(outputs.contains(&send(
+        A,
+        floor(Some(floor_site("777", "Xã Lũng Cú", above)), vec![])
+    )));
+    assert!(logs(&outputs).is_empty(), "{outputs:?}");
+    assert_eq!(m.route(A, above), Some(ANY_LAYER));
+    assert_eq!(m.route(relay, above), None, "it does not go back up");
+
+    // This hub's own site gets it: its media goes up through the relay.
+    m.floor_from_above(T0 + 2, relay, Some(FloorAbove::Here(code("001"))))
+        .expect("follows");
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorGiven { site: "001".into() }]
+    );
+    assert_eq!(m.route(relay, A), Some(ANY_LAYER));
+    assert_eq!(m.route(A, above), None);
+    m.floor_from_above(T0 + 3, relay, None).expect("follows");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::FloorReturned { site: "001".into() }]
+    );
+    assert_eq!(m.route(relay, A), None);
+    m.check_invariants().expect("consumers match the rules");
+}

@@ -475,6 +475,15 @@ impl WebrtcClient {
         lock(&self.shared.departed).clone()
     }
 
+    /// Sends `message` to the hub (a chair's action, say); what comes back is in
+    /// [`WebrtcClient::received`].
+    pub fn send(&self, message: &Value) -> Result<(), String> {
+        self.shared.note(format!("-> {}", summarize(message)));
+        self.outbox
+            .send(Message::text(message.to_string()))
+            .map_err(|_| format!("{}: WebSocket writer is gone", self.label()))
+    }
+
     /// Sends `leave` and waits for the hub's `left`. The WebSocket stays open.
     pub async fn leave(&self) -> Result<(), String> {
         let before = *self.watches.lefts.borrow();
