@@ -3,8 +3,9 @@
 //! The national chair gives the floor to Thượng Lâm (Tuyên Quang): its picture and sound go up
 //! through its province's relay once, and the national studio and Lũng Cú (Hà Giang, through
 //! its own province) receive them, under the name the `floor` message gives. Then the floor
-//! goes to Lũng Cú and Thượng Lâm receives it the same way; taken back, it stops everywhere.
-//! The root's report records both floors.
+//! goes to Lũng Cú, which asked for it on its own hub (the national chair sees it waiting),
+//! and Thượng Lâm receives it the same way; taken back, it stops everywhere. The root's report
+//! records the request and both floors.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -158,7 +159,23 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         .unwrap_or_default();
     assert_eq!(row["floor"], "holder", "{row}");
 
-    // The floor moves to Lũng Cú: Thượng Lâm now receives it through its province.
+    // Lũng Cú asks for the floor on its own hub: the national chair sees it waiting, and
+    // gives it the floor; Thượng Lâm now receives it through its province.
+    lung_cu
+        .send(&json!({"type": "request_floor"}))
+        .expect("the request is sent");
+    wait::until(
+        "the national chair to see Lũng Cú asking for the floor",
+        Duration::from_secs(15),
+        || {
+            studio.received("floor").last().is_some_and(|m| {
+                m["queue"]
+                    .as_array()
+                    .is_some_and(|q| q.iter().any(|s| s["site"] == "00694"))
+            })
+        },
+    )
+    .await;
     act(&studio, json!({"type": "give_floor", "site": "00694"})).await;
     receives_floor(
         "Thượng Lâm (Tuyên Quang) to see and hear Lũng Cú (Hà Giang)",
@@ -201,7 +218,10 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         .as_array()
         .expect("events")
         .iter()
-        .filter(|e| e["kind"] == "floor_given" || e["kind"] == "floor_returned")
+        .filter(|e| {
+            ["floor_requested", "floor_given", "floor_returned"]
+                .contains(&e["kind"].as_str().unwrap_or(""))
+        })
         .map(|e| {
             (
                 e["kind"].as_str().unwrap_or("").to_owned(),
@@ -211,6 +231,7 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         .collect();
     let expected: Vec<(String, String)> = [
         ("floor_given", "02269"),
+        ("floor_requested", "00694"),
         ("floor_returned", "02269"),
         ("floor_given", "00694"),
         ("floor_returned", "00694"),

@@ -17,8 +17,8 @@ impl Hub {
         rows: Vec<ConsoleSite>,
     ) -> Result<(), ProtocolError> {
         let relay = Self::relay_of(session)?;
-        self.input(relay, "relay_console", |live, _| {
-            live.remote_console(relay, rows);
+        self.input(relay, "relay_console", |live, now| {
+            live.remote_console(now, relay, rows);
             Ok(())
         })
         .await

@@ -127,6 +127,7 @@ impl LiveMeeting {
             }
             _ => return Err(ActionError::SiteNotConnected(site.clone())),
         };
+        self.remote_queue.retain(|q| q != site);
         self.change_floor(now, Some(relay), Some((site.clone(), name)));
         Ok(())
     }

@@ -103,6 +103,8 @@ impl LiveMeeting {
                         participant: self.floor.filter(|_| holds).map(|p| p.to_string()),
                         floor: if holds {
                             FloorState::Holder
+                        } else if self.remote_queue.contains(code) {
+                            FloorState::Requested
                         } else {
                             FloorState::None
                         },

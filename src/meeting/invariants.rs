@@ -10,7 +10,8 @@ use super::LiveMeeting;
 impl LiveMeeting {
     /// Checks what must always hold, for tests and fuzzing: one studio at most and it is the
     /// one joined as studio; the floor holder is a joined site and not queued, or a `node`
-    /// participant standing for a site of another hub (named, and only then); the queue and the
+    /// participant standing for a site of another hub (named, and only then); a child hub's
+    /// site queued for the floor is one its relay shows, not holding it; the queue and the
     /// muted are joined sites; every consumer's subscriber is attached, its producer is
     /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
     /// every route the rules want for an attached subscriber exists; a roll call runs only
@@ -40,6 +41,14 @@ impl LiveMeeting {
         }
         if self.floor_remote.is_some() && !self.floor.is_some_and(|h| is_node(&h)) {
             return Err("a site of another hub named without a node holding the floor".into());
+        }
+        if let Some(site) = self.remote_queue.iter().find(|site| {
+            !self.remote_sites.contains_key(*site)
+                || self.floor_remote.as_ref().is_some_and(|(held, _)| held == *site)
+        }) {
+            return Err(format!(
+                "{site} is queued for the floor without a child hub's row, or holds it"
+            ));
         }
         if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
             return Err(format!("{id} is queued or muted but is not a joined site"));

@@ -221,6 +221,8 @@ pub struct LiveMeeting {
     floor_seat: Option<PeerId>,
     /// Sites that asked for the floor, oldest first.
     queue: Vec<PeerId>,
+    /// Sites of child hubs asking for the floor there, as their consoles show, oldest first.
+    remote_queue: Vec<SiteCode>,
     muted: BTreeSet<PeerId>,
     roll_call: Option<RunningRollCall>,
     /// Roll calls held so far (the next one is numbered one more).
@@ -300,6 +302,7 @@ impl LiveMeeting {
             floor_remote: None,
             floor_seat: None,
             queue: Vec::new(),
+            remote_queue: Vec::new(),
             muted: BTreeSet::new(),
             roll_call: None,
             roll_calls: u32::try_from(roll_calls).unwrap_or(u32::MAX),
@@ -496,7 +499,22 @@ impl LiveMeeting {
         };
         ServerMessage::Floor {
             holder: self.floor.as_ref().and_then(describe),
-            queue: self.queue.iter().filter_map(describe).collect(),
+            queue: self
+                .queue
+                .iter()
+                .filter_map(describe)
+                .chain(self.remote_queue.iter().filter_map(|site| {
+                    let (node, row) = self.remote_sites.get(site)?;
+                    let relay = self.relays().into_iter().find(|id| {
+                        self.participants.get(id).is_some_and(|p| p.info.name == *node)
+                    })?;
+                    Some(FloorSite {
+                        site: site.to_string(),
+                        name: row.name.clone(),
+                        participant: relay.to_string(),
+                    })
+                }))
+                .collect(),
         }
     }
 

@@ -361,13 +361,19 @@ impl LiveMeeting {
                 },
             );
         }
-        let floor = floor_returned.then(|| self.floor_message());
         let announced = p.info.role != Role::Node;
+        let mut queue_changed = false;
         if !announced {
-            // Its sites' rows go with its relay: this hub no longer knows them.
+            // Its sites' rows go with its relay: this hub no longer knows them, nor their
+            // requests for the floor.
             let node = p.info.name.clone();
             self.remote_sites.retain(|_, (n, _)| *n != node);
+            let before = self.remote_queue.len();
+            let known = &self.remote_sites;
+            self.remote_queue.retain(|site| known.contains_key(site));
+            queue_changed = self.remote_queue.len() != before;
         }
+        let floor = (floor_returned || queue_changed).then(|| self.floor_message());
         for other in self.participants.keys().copied().collect::<Vec<_>>() {
             if announced {
                 self.send(

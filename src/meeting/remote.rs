@@ -3,17 +3,19 @@
 //! meeting's roll call. The chair here then sees every site of the tree and counts them all.
 
 use diemcau_sfu::PeerId;
-use diemcau_signaling::protocol::{ConsoleSite, SiteState};
+use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
 use diemcau_signaling::{Role, SiteCode};
 
 use super::chair::Declaration;
 use super::{ActionError, LiveMeeting};
-use crate::attendance::Millis;
+use crate::attendance::{EventKind, Millis};
 
 impl LiveMeeting {
     /// Node `relay`'s console rows of its sites: the rows of this meeting's roster replace what
-    /// it said before. A site it shows joined while a roll call runs is seen by the roll call.
-    pub fn remote_console(&mut self, relay: PeerId, rows: Vec<ConsoleSite>) {
+    /// it said before. A site it shows joined while a roll call runs is seen by the roll call;
+    /// one it shows asking for the floor joins this meeting's queue (and leaves it when its
+    /// hub no longer shows it asking).
+    pub fn remote_console(&mut self, now: Millis, relay: PeerId, rows: Vec<ConsoleSite>) {
         let Some(node) = self.node_name(relay) else {
             return;
         };
@@ -33,6 +35,46 @@ impl LiveMeeting {
                 self.roll_call_sees(&code);
             }
             self.remote_sites.insert(code, (node.clone(), row));
+        }
+        self.update_remote_queue(now);
+    }
+
+    /// The queue of child hubs' sites follows their rows: a site shown asking is added (and
+    /// its request recorded), one no longer shown asking, or holding the floor, leaves it.
+    pub(super) fn update_remote_queue(&mut self, now: Millis) {
+        let asking = |m: &LiveMeeting, site: &SiteCode| {
+            m.remote_sites
+                .get(site)
+                .is_some_and(|(_, row)| row.floor == FloorState::Requested)
+                && m.floor_remote.as_ref().is_none_or(|(held, _)| held != site)
+        };
+        let before = self.remote_queue.len();
+        let kept: Vec<SiteCode> = self
+            .remote_queue
+            .iter()
+            .filter(|site| asking(self, site))
+            .cloned()
+            .collect();
+        let mut changed = kept.len() != before;
+        self.remote_queue = kept;
+        let new: Vec<SiteCode> = self
+            .remote_sites
+            .keys()
+            .filter(|site| asking(self, site) && !self.remote_queue.contains(site))
+            .cloned()
+            .collect();
+        for site in new {
+            self.log(
+                now,
+                EventKind::FloorRequested {
+                    site: site.to_string(),
+                },
+            );
+            self.remote_queue.push(site);
+            changed = true;
+        }
+        if changed {
+            self.send_to_everyone(&self.floor_message());
         }
     }
 

@@ -191,7 +191,7 @@ impl Player {
             }
             16 => m.handle_timeout(now),
             // A child hub's relay shows one of its sites joined (or not) there.
-            17 => m.remote_console(peer, vec![remote_row(code, b)]),
+            17 => m.remote_console(now, peer, vec![remote_row(code, b)]),
             18 => {
                 let floor = match b % 3 {
                     0 => None,
@@ -263,7 +263,11 @@ fn remote_row(site: &str, b: u8) -> diemcau_signaling::protocol::ConsoleSite {
         },
         participant: None,
         muted: false,
-        floor: FloorState::None,
+        floor: if b % 4 == 3 {
+            FloorState::Requested
+        } else {
+            FloorState::None
+        },
         bitrate_in_kbps: 0,
         bitrate_out_kbps: 0,
         loss_permille: 0,

@@ -507,6 +507,7 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
     };
     m.start_roll_call(T0 + 1, STUDIO).expect("a roll call");
     m.remote_console(
+        T0 + 1,
         relay,
         vec![row("003", SiteState::Live), row("999", SiteState::Live)],
     );
@@ -608,7 +609,7 @@ fn meeting_with_relays() -> (LiveMeeting, PeerId, PeerId) {
         .expect("003 on the console");
     row.state = SiteState::Live;
     row.participant = Some("p5".into());
-    m.remote_console(tuyen_quang, vec![row]);
+    m.remote_console(T0, tuyen_quang, vec![row]);
     drain(&mut m);
     (m, tuyen_quang, ha_giang)
 }
@@ -621,6 +622,28 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
         None,
         "a relay's tracks reach nobody without the floor"
     );
+    // 003 asks for the floor on its hub: the chair here sees it queued, under its relay.
+    let mut row = console_of(&mut m, T0)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    row.floor = FloorState::Requested;
+    row.node = None;
+    m.remote_console(T0 + 1, tuyen_quang, vec![row.clone()]);
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorRequested { site: "003".into() }]
+    );
+    let asking = floor(None, vec![floor_site("003", "Xã C", tuyen_quang)]);
+    assert!(outputs.contains(&send(STUDIO, asking)), "{outputs:?}");
+    m.remote_console(T0 + 1, tuyen_quang, vec![row]);
+    assert!(drain(&mut m).is_empty(), "asking again is the same request");
+    let shown = console_of(&mut m, T0 + 1)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    assert_eq!(shown.floor, FloorState::Requested);
     m.give_floor(T0 + 1, STUDIO, &code("003"))
         .expect("the floor to the province's commune");
     let outputs = drain(&mut m);
