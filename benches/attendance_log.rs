@@ -117,6 +117,7 @@ fn main() {
                 code: s.code.clone(),
                 name: s.name.clone(),
                 expected_delegates: s.delegates,
+                province: None,
             })
             .collect(),
         ..meeting.plan.clone()

@@ -2,7 +2,8 @@
 //! root hub, a commune's page on its provincial hub; the commune decodes the national studio's
 //! video, relayed by its province (docs/cascade.md). Then the root stops: the commune stays
 //! joined to its provincial hub and its page says the province has lost the centre. The
-//! national chair's console shows the commune live, marked with its hub; the chair gives it
+//! national chair's console shows the commune live, marked with its hub, and a menu of the
+//! meeting's provinces with their counts that filters the tiles; the chair gives it
 //! the floor there, and the studio's page decodes the commune's camera, come up through its
 //! provincial hub.
 //!
@@ -30,7 +31,8 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 async fn a_commune_page_on_its_provincial_hub_decodes_the_national_studio_in_chromium() {
     node_script::require_playwright();
     let tree = cascade::Tree::start("browser-cascade").await;
-    let national = tree.national_meeting(&["02269"]).await;
+    // Thượng Lâm on its province's hub, and Lũng Cú, whose province has no hub of its own.
+    let national = tree.national_meeting(&["02269", "00694"]).await;
     let part = tree.part(national["id"].as_i64().expect("an id")).await;
     let env = [
         ("ROOT_URL", tree.root.base_url()),

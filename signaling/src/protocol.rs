@@ -313,6 +313,10 @@ pub struct ConsoleSite {
     /// figures these are (docs/cascade.md); absent for a site of this hub.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub node: Option<String>,
+    /// The province the site belongs to, from the hub's directory (the console groups and
+    /// filters by it); absent when the directory does not say.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub province: Option<String>,
 }
 
 /// The transport of a site's media.

@@ -23,6 +23,10 @@ pub struct ExpectedSite {
     pub code: String,
     pub name: String,
     pub expected_delegates: u32,
+    /// The province it belongs to, from this hub's directory (itself for a province's own
+    /// site); none for a site the directory no longer has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub province: Option<String>,
 }
 
 /// Thresholds of the report.

@@ -111,6 +111,7 @@ impl LiveMeeting {
                         answered_roll_call: status.answered_roll_call,
                         code_leak_suspected: false,
                         node: Some(node.clone()),
+                        province: expected.province.clone(),
                         ..row.clone()
                     };
                 }
@@ -164,6 +165,7 @@ pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowConte
         answered_roll_call: s.answered_roll_call,
         code_leak_suspected: s.joins.leak_suspected(),
         node: None,
+        province: expected.province.clone(),
     }
 }
 

@@ -31,6 +31,7 @@ pub fn run(data: &[u8]) {
             code: (*code).into(),
             name: format!("Xã {code}"),
             expected_delegates: 30,
+            province: None,
         })
         .collect();
     let setup = MeetingSetup {
@@ -278,5 +279,6 @@ fn remote_row(site: &str, b: u8) -> diemcau_signaling::protocol::ConsoleSite {
         answered_roll_call: false,
         code_leak_suspected: false,
         node: None,
+        province: None,
     }
 }

@@ -267,8 +267,7 @@ impl Store {
         let site = match site_code {
             Some(code) => Some(
                 tx.query_row(
-                    "SELECT site_code, site_name, expected_delegates FROM roster
-                     WHERE meeting_id = ?1 AND site_code = ?2",
+                    &format!("{EXPECTED_SITE} WHERE r.meeting_id = ?1 AND r.site_code = ?2"),
                     params![meeting.0, code],
                     expected_site,
                 )
@@ -346,8 +345,7 @@ fn plan(conn: &Connection, id: MeetingId) -> Result<Option<(MeetingPlan, String)
     };
     let roster: Vec<ExpectedSite> = conn
         .prepare_cached(
-            "SELECT site_code, site_name, expected_delegates FROM roster
-             WHERE meeting_id = ?1 ORDER BY position",
+            &format!("{EXPECTED_SITE} WHERE r.meeting_id = ?1 ORDER BY r.position"),
         )?
         .query_map([id.0], expected_site)?
         .collect::<Result<_, _>>()?;
@@ -415,11 +413,18 @@ fn meeting_state(conn: &Connection, id: MeetingId) -> Result<MeetingState, Store
     })
 }
 
+/// A roster's sites as [`expected_site`] reads them, with the province the directory places
+/// each in; the caller adds the conditions on `r` (the roster).
+const EXPECTED_SITE: &str = "SELECT r.site_code, r.site_name, r.expected_delegates,
+       CASE WHEN s.level = 'province' THEN s.name ELSE s.parent_name END
+     FROM roster r LEFT JOIN sites s ON s.code = r.site_code";
+
 fn expected_site(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExpectedSite> {
     Ok(ExpectedSite {
         code: r.get(0)?,
         name: r.get(1)?,
         expected_delegates: r.get(2)?,
+        province: r.get(3)?,
     })
 }
 

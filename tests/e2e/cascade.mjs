@@ -84,6 +84,26 @@ async function main() {
       }
       log(`the national console shows the commune live through ${tile.last.node}`);
 
+      // The console's province menu counts each province's sites joined, and filters by it.
+      const provinces = await waitForValue(
+        () => studio.evaluate(() => {
+          const menu = document.getElementById('province-filter');
+          return { hidden: menu.hidden, options: [...menu.options].map((o) => o.textContent) };
+        }),
+        (p) => !p.hidden && p.options.includes('Tuyên Quang: 1/1') && p.options.includes('Hà Giang: 0/1'),
+      );
+      if (!provinces.ok) throw new Failure(`the console's province menu: ${JSON.stringify(provinces.last)}`);
+      await studio.selectOption('#province-filter', 'Hà Giang');
+      const filtered = await studio.evaluate(() => ({
+        tuyenQuang: !document.querySelector('[data-site="02269"]').hidden,
+        haGiang: !document.querySelector('[data-site="00694"]').hidden,
+      }));
+      if (filtered.tuyenQuang || !filtered.haGiang) {
+        throw new Failure(`filtering by Hà Giang shows the wrong tiles: ${JSON.stringify(filtered)}`);
+      }
+      await studio.selectOption('#province-filter', '');
+      log(`the console's province menu: ${provinces.last.options.join(' · ')}`);
+
       // The chair gives it the floor: its camera comes up through its provincial hub and the
       // national studio decodes it in the commune's tile.
       await studio.click('[data-site="02269"] [data-action="give_floor"]');

@@ -40,6 +40,7 @@ export const SORTS = {
   attention: (a, b) => Number(b.attention.length > 0) - Number(a.attention.length > 0),
   roster: () => 0,
   name: (a, b) => a.sortName.localeCompare(b.sortName, 'vi'),
+  province: (a, b) => (a.entry.province || '').localeCompare(b.entry.province || '', 'vi'),
   state: (a, b) => STATE_RANK.get(a.entry.state) - STATE_RANK.get(b.entry.state),
   loss: (a, b) => joinedFirst(a, b) || b.entry.loss_permille - a.entry.loss_permille,
   rtt: (a, b) => joinedFirst(a, b) || b.entry.rtt_ms - a.entry.rtt_ms,
@@ -337,7 +338,8 @@ export class SiteGrid extends EventTarget {
     this.tiles = new Map();
     /** Newest tracks by participant id (the stream id of the hub's tracks). */
     this.tracks = new Map();
-    this.filter = { text: '', state: 'all' };
+    /** `province`: a province's name, or '' for all. */
+    this.filter = { text: '', state: 'all', province: '' };
     this.sortKey = 'attention';
     /** The order last written to the DOM (site codes, visible first). */
     this.order = [];
@@ -461,6 +463,24 @@ export class SiteGrid extends EventTarget {
     for (const tile of this.tiles.values()) tile.render();
   }
 
+  /**
+   * The provinces of the sites, by name (Vietnamese order), each with its sites and those
+   * joined now: `[{ name, joined, total }]`. Sites the directory places in no province are
+   * left out.
+   */
+  provinces() {
+    const byName = new Map();
+    for (const tile of this.tiles.values()) {
+      const name = tile.entry.province;
+      if (!name) continue;
+      const counts = byName.get(name) || { name, joined: 0, total: 0 };
+      counts.total += 1;
+      if (JOINED_STATES.has(tile.entry.state)) counts.joined += 1;
+      byName.set(name, counts);
+    }
+    return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name, 'vi'));
+  }
+
   /** The tiles in roster order. */
   all() {
     return [...this.tiles.values()];
@@ -473,8 +493,10 @@ export class SiteGrid extends EventTarget {
     const compare = SORTS[this.sortKey];
     const visible = [];
     const hidden = [];
+    const province = this.filter.province;
     for (const tile of this.tiles.values()) {
-      if (test(tile) && (query === '' || tile.searchText.includes(query))) visible.push(tile);
+      const inProvince = province === '' || tile.entry.province === province;
+      if (inProvince && test(tile) && (query === '' || tile.searchText.includes(query))) visible.push(tile);
       else hidden.push(tile);
     }
     visible.sort((a, b) => compare(a, b) || a.index - b.index);

@@ -3,7 +3,7 @@
 // chair's controls: the floor, the sites' microphones, the roll call, calling absent sites.
 // Opened with the organizer's link: `studio.html?meeting=ID&code=CODE`.
 
-import { applyTranslations, installLanguageToggle, t } from './i18n.js';
+import { applyTranslations, currentLanguage, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
 import { describeApiError, fetchReport, reissueSiteCode } from './api.js';
 import { formatTime } from './localtime.js';
@@ -277,13 +277,44 @@ function installGridTools(grid) {
   state.value = 'all';
   sort.value = grid.sortKey;
 
+  // Sites of several provinces (a national meeting): a menu of provinces with the sites
+  // joined in each, rebuilt only when a count changes.
+  const province = document.getElementById('province-filter');
+  let provincesShown = '';
+  const renderProvinces = (force = false) => {
+    const provinces = grid.provinces();
+    const signature = `${currentLanguage()}|${provinces.map((p) => `${p.name}:${p.joined}/${p.total}`).join('|')}`;
+    if (!force && signature === provincesShown) return;
+    provincesShown = signature;
+    province.hidden = provinces.length < 2;
+    const joined = provinces.reduce((sum, p) => sum + p.joined, 0);
+    const total = provinces.reduce((sum, p) => sum + p.total, 0);
+    const option = (value, label) => {
+      const node = document.createElement('option');
+      node.value = value;
+      node.textContent = label;
+      return node;
+    };
+    const value = province.value;
+    province.replaceChildren(
+      option('', t('console.allProvinces', { count: formatNumber(provinces.length), joined: formatNumber(joined), total: formatNumber(total) })),
+      ...provinces.map((p) => option(p.name, t('console.provinceCount', { name: p.name, joined: formatNumber(p.joined), total: formatNumber(p.total) }))),
+    );
+    province.value = provinces.some((p) => p.name === value) ? value : '';
+  };
+
   text.addEventListener('input', () => grid.setFilter({ text: text.value }));
   state.addEventListener('change', () => grid.setFilter({ state: state.value }));
+  province.addEventListener('change', () => grid.setFilter({ province: province.value }));
   sort.addEventListener('change', () => grid.setSort(sort.value));
   grid.addEventListener('arranged', () => {
     noMatch.hidden = grid.visibleCount > 0 || grid.tiles.size === 0;
+    renderProvinces();
   });
-  window.addEventListener('languagechange', renderOptions);
+  window.addEventListener('languagechange', () => {
+    renderOptions();
+    renderProvinces(true);
+  });
   return {
     showState(key) {
       state.value = key;

@@ -503,6 +503,7 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
             answered_roll_call: false,
             code_leak_suspected: false,
             node: None,
+            province: None,
         }
     };
     m.start_roll_call(T0 + 1, STUDIO).expect("a roll call");

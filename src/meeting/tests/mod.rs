@@ -30,6 +30,7 @@ pub(super) fn roster() -> Vec<ExpectedSite> {
             code: code.into(),
             name: name.into(),
             expected_delegates: 40,
+            province: None,
         })
         .collect()
 }
