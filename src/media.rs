@@ -76,6 +76,8 @@ pub enum Command {
         producer: ProducerInfo,
         /// Highest simulcast layer to forward.
         max_layer: u8,
+        /// Forward `max_layer` only (a relaying hub's track of one layer).
+        pinned: bool,
     },
     SetMaxLayer {
         peer: PeerId,
@@ -735,11 +737,16 @@ impl Driver {
                 consumer,
                 producer,
                 max_layer,
+                pinned,
             } => {
-                if let Err(e) = self
-                    .worker
-                    .add_consumer(peer, consumer, &producer, max_layer)
-                {
+                let added = if pinned {
+                    self.worker
+                        .add_pinned_consumer(peer, consumer, &producer, max_layer)
+                } else {
+                    self.worker
+                        .add_consumer(peer, consumer, &producer, max_layer)
+                };
+                if let Err(e) = added {
                     tracing::debug!(worker = self.index, "consumer not added: {e}");
                 }
             }

@@ -2,7 +2,7 @@
 //! what sites receive matches what the studio sent, loss injected on the studio's side shows up
 //! in the loss figures, a refused join is counted as a failed join with its reason, and sites
 //! behind an emulated weak link end on the studio's lowest simulcast layer with the link's
-//! loss in their class's figures.
+//! loss in their class's figures, on one hub as below a provincial hub of a national tree.
 //!
 //! The generator runs as its built binary, as a benchmark would run it: the test builds it
 //! with the same cargo and profile first (a no-op when it is up to date). The studio sends
@@ -59,6 +59,12 @@ fn loadgen_binary() -> PathBuf {
 
 /// Runs the generator against a fresh in-process hub and returns its JSON report.
 fn run_loadgen(args: &[&str]) -> Value {
+    run(args, false)
+}
+
+/// Runs the generator with `args`, against an in-process hub, or (`spawn`) against the hub
+/// binary it starts itself (`--spawn-hub`, with the provincial hubs of `--provinces`).
+fn run(args: &[&str], spawn: bool) -> Value {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let binary = loadgen_binary();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,26 +72,39 @@ fn run_loadgen(args: &[&str]) -> Value {
         .enable_all()
         .build()
         .expect("tokio");
-    let hub = runtime
-        .block_on(diemcau::start(diemcau::Config::for_tests()))
-        .expect("hub starts");
+    let hub = (!spawn).then(|| {
+        runtime
+            .block_on(diemcau::start(diemcau::Config::for_tests()))
+            .expect("hub starts")
+    });
     let json = std::env::temp_dir().join(format!(
         "loadgen-small-{}-{}.json",
         std::process::id(),
-        args.join("_").replace(['-', ' ', '/'], "")
+        args.join("_").replace(['-', ' ', '/', '=', '%', ','], "")
     ));
-    let (username, password) = diemcau::config::TEST_ORGANIZER;
-    let output = Command::new(&binary)
-        .env("DIEMCAU_LOADGEN_USER", username)
-        .env("DIEMCAU_LOADGEN_PASSWORD", password)
-        .args(["--hub", &format!("http://{}", hub.http_addr())])
-        .args(["--hub-pid", &std::process::id().to_string()])
+    let mut command = Command::new(&binary);
+    match &hub {
+        Some(hub) => {
+            let (username, password) = diemcau::config::TEST_ORGANIZER;
+            command
+                .env("DIEMCAU_LOADGEN_USER", username)
+                .env("DIEMCAU_LOADGEN_PASSWORD", password)
+                .args(["--hub", &format!("http://{}", hub.http_addr())])
+                .args(["--hub-pid", &std::process::id().to_string()]);
+        }
+        None => {
+            command.args(["--spawn-hub", env!("CARGO_BIN_EXE_diemcau")]);
+        }
+    }
+    let output = command
         .args(["--json", json.to_str().expect("utf-8 path")])
         .args(["--video-kbps", "1000"])
         .args(args)
         .output()
         .expect("the generator runs");
-    runtime.block_on(hub.shutdown());
+    if let Some(hub) = hub {
+        runtime.block_on(hub.shutdown());
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -332,6 +351,55 @@ fn weak_sites_get_the_low_layer_and_their_loss_shows() {
     // The link's delay is in the weak sites' figure.
     assert!(f(&weak["downstream"]["delay"]["p50_ms"]) >= 60.0);
     assert!(f(&good["downstream"]["delay"]["p50_ms"]) < 60.0);
+}
+
+#[test]
+fn a_provinces_weak_communes_get_a_low_layer_of_the_national_studio() {
+    // A tree: the root (the studio) and one provincial hub with 6 communes, 3 on a direct
+    // link and 3 behind 300 kbit/s with 60 ms delay and 5 % loss. Every layer of the studio
+    // crosses the node link, each on a track of its own, and the provincial hub chooses each
+    // commune's layer: the weak ones get the lowest layer, not audio only.
+    let report = run(
+        &[
+            "fanout",
+            "--sites",
+            "6",
+            "--provinces",
+            "1",
+            "--simulcast",
+            "--link",
+            "good=50%",
+            "--link",
+            "weak=50%,rate=300kbit,delay=60ms,loss=5%",
+            "--duration",
+            "5",
+            "--warmup",
+            "12",
+            "--floor-seconds",
+            "0",
+        ],
+        true,
+    );
+    assert_eq!(u(&report["joins"]["succeeded"]), 6, "{}", report["joins"]);
+    let classes = report["link_classes"].as_array().expect("link classes");
+    let (good, weak) = (&classes[0], &classes[1]);
+    let at_end = |class: &Value, state: &str| class["layer_at_end"][state].as_u64().unwrap_or(0);
+    assert_eq!(
+        at_end(weak, "q"),
+        3,
+        "weak communes on the lowest layer: {}",
+        weak["layer_at_end"]
+    );
+    assert!(
+        at_end(good, "f") + at_end(good, "h") == 3,
+        "good communes above it: {}",
+        good["layer_at_end"]
+    );
+    assert!(
+        f(&good["downstream"]["delay"]["p50_ms"]) < 60.0,
+        "the layers are not held back on the node link: {}",
+        good["downstream"]
+    );
 }
 
 #[test]

@@ -69,6 +69,7 @@ impl Meeting {
                     router: net.router,
                     peer: REMOTE_PEER,
                     kind,
+                    layers: 1,
                 };
                 for site in sites(&net) {
                     net.add_consumer(site, &info, u8::MAX)

@@ -52,6 +52,9 @@ pub(crate) struct Link {
     pub connected_at: Option<Instant>,
     /// Audio tracks it receives: each is set aside [`AUDIO_BUDGET_BPS`] first.
     pub audio_tracks: u64,
+    /// Video it receives whatever its bandwidth (a relaying hub's tracks of one layer each),
+    /// bits per second: set aside like audio, and part of what the probe asks for.
+    pub pinned_bps: u64,
 }
 
 /// What the allocator decided for one peer.
@@ -99,7 +102,7 @@ const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// The probe asks for what it would take to receive everything, and at least for what the
 /// next step up needs, so the estimate can grow toward it.
 pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) -> Allocation {
-    let audio = link.audio_tracks * AUDIO_BUDGET_BPS;
+    let audio = link.audio_tracks * AUDIO_BUDGET_BPS + link.pinned_bps;
     let mut budget = (link.estimate * 9 / 10).saturating_sub(audio);
     // The lowest layer may use the whole estimate: below it there is only audio, and on a
     // weak link the estimate already reads well under the link's capacity.
@@ -245,6 +248,7 @@ mod tests {
                 estimate,
                 connected_at: Some(self.start - Duration::from_secs(60)),
                 audio_tracks: 0,
+                pinned_bps: 0,
             };
             let allocation = allocate(
                 self.start + secs(at),
@@ -366,6 +370,7 @@ mod tests {
             estimate: 1_200_000,
             connected_at: Some(start),
             audio_tracks: 2,
+            pinned_bps: 0,
         };
         let mut states = vec![consumer.state; 2];
         for at in [0.0, 1.0] {
@@ -394,6 +399,7 @@ mod tests {
             estimate: 3_000_000,
             connected_at,
             audio_tracks: 1,
+            pinned_bps: 0,
         };
         let at = |s| connected + secs(s);
         let consumers = [consumer];

@@ -206,6 +206,7 @@ impl Core {
                     .collect();
                 peer.producers_by_mid.insert(added.mid, id);
                 peer.layers.insert(added.mid, rids.clone());
+                let layers = u8::try_from(rids.len().max(1)).unwrap_or(u8::MAX);
                 let router = self.routers.entry(peer.router).or_default();
                 router.producers.insert(
                     id,
@@ -225,6 +226,7 @@ impl Core {
                         router: peer.router,
                         peer: peer.id,
                         kind: added.kind,
+                        layers,
                     })));
             }
             RtcEvent::RtpPacket(packet) => {

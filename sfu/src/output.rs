@@ -18,6 +18,8 @@ pub struct ProducerInfo {
     pub router: RouterId,
     pub peer: PeerId,
     pub kind: MediaKind,
+    /// Its simulcast layers (1 without simulcast).
+    pub layers: u8,
 }
 
 /// Something that must reach the other workers: each gets it once.

@@ -66,6 +66,9 @@ pub(crate) struct Consumer {
     pub payload_types: Vec<(Codec, Pt)>,
     /// Highest simulcast layer this consumer may take (the chair's wall takes the lowest).
     pub max_layer: u8,
+    /// It forwards `max_layer` only, whatever its peer's bandwidth (one of the tracks that
+    /// carry every layer to a hub relaying the meeting): the allocator leaves it alone.
+    pub pinned: bool,
     /// The layer its peer's bandwidth asks for, and the allocator's clocks.
     pub allocation: LayerState,
     pub current: Option<u8>,
@@ -84,6 +87,7 @@ impl Consumer {
             sequence: SequenceRewriter::default(),
             payload_types: Vec::new(),
             max_layer,
+            pinned: false,
             allocation: LayerState::default(),
             current: None,
             timestamps: TimestampRewriter::default(),

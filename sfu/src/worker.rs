@@ -185,6 +185,30 @@ impl Worker {
         producer: &ProducerInfo,
         max_layer: u8,
     ) -> Result<(), SfuError> {
+        self.add_consumer_of(id, consumer, producer, max_layer, false)
+    }
+
+    /// Like [`Worker::add_consumer`], forwarding simulcast layer `layer` of `producer` only,
+    /// whatever the peer's bandwidth: a hub relaying the meeting takes each layer on a track
+    /// of its own (track id `<producer>-l<layer>`) and chooses layers for its own sites.
+    pub fn add_pinned_consumer(
+        &mut self,
+        id: PeerId,
+        consumer: ConsumerId,
+        producer: &ProducerInfo,
+        layer: u8,
+    ) -> Result<(), SfuError> {
+        self.add_consumer_of(id, consumer, producer, layer, true)
+    }
+
+    fn add_consumer_of(
+        &mut self,
+        id: PeerId,
+        consumer: ConsumerId,
+        producer: &ProducerInfo,
+        max_layer: u8,
+        pinned: bool,
+    ) -> Result<(), SfuError> {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer(id))?;
         if self
             .core
@@ -195,16 +219,16 @@ impl Worker {
             return Err(SfuError::ConsumerExists(consumer));
         }
         let router = self.core.routers.entry(peer.router).or_default();
-        router.add_consumer(
-            consumer,
-            Consumer::new(id, producer.id, producer.kind, max_layer),
-        );
-        peer.queue_consumer(
-            consumer,
-            producer.kind,
-            producer.peer.to_string(),
-            producer.id.to_string(),
-        );
+        let mut added = Consumer::new(id, producer.id, producer.kind, max_layer);
+        let track = if pinned {
+            added.pinned = true;
+            added.allocation.target = Some(max_layer);
+            format!("{}-l{max_layer}", producer.id)
+        } else {
+            producer.id.to_string()
+        };
+        router.add_consumer(consumer, added);
+        peer.queue_consumer(consumer, producer.kind, producer.peer.to_string(), track);
         if !self.to_renegotiate.contains(&id) {
             self.to_renegotiate.push(id);
         }
@@ -666,6 +690,7 @@ impl Worker {
         let mut ids: Vec<ConsumerId> = peer.consumers_by_mid.values().copied().collect();
         ids.sort_unstable();
         let mut audio_tracks = 0;
+        let mut pinned_bps = 0;
         let mut video = Vec::new();
         let mut consumers = Vec::new();
         for cid in ids {
@@ -674,6 +699,11 @@ impl Worker {
             };
             match c.kind {
                 MediaKind::Audio => audio_tracks += 1,
+                // Its one layer, always (a relaying hub's).
+                MediaKind::Video if c.pinned => {
+                    let rates = layer_rates(&self.core.meters, c.producer, c.max_layer);
+                    pinned_bps += rates.get(usize::from(c.max_layer)).copied().unwrap_or(0);
+                }
                 MediaKind::Video if c.open => {
                     consumers.push(allocate::VideoConsumer {
                         max_layer: c.max_layer,
@@ -689,6 +719,7 @@ impl Worker {
             estimate,
             connected_at: peer.connected_at,
             audio_tracks,
+            pinned_bps,
         };
         let allocation = allocate::allocate(now, link, &consumers);
         for (cid, state) in video.into_iter().zip(allocation.states) {

@@ -275,6 +275,7 @@ fn the_hub_negotiates_opus_fec_and_red_with_chromium() {
         router,
         peer: STUDIO,
         kind: MediaKind::Audio,
+        layers: 1,
     };
 
     let site = PeerId(2);

@@ -1,6 +1,7 @@
 //! Weak commune links, emulated: each site gets the best simulcast layer of the studio its own
 //! link carries; a link that collapses falls to audio only and comes back by itself; heavy loss
-//! keeps the audio flowing.
+//! keeps the audio flowing. A relaying hub's tracks pinned to one layer each carry every layer
+//! from the first second, outside the allocator.
 
 use std::time::Duration;
 
@@ -165,4 +166,39 @@ fn a_new_site_on_a_good_link_climbs_at_once() {
     net.run(Duration::from_secs(9), |net| net.send_media(STUDIO, 0));
     let layers = layers_during(&mut net, site, Duration::from_secs(1));
     assert_eq!(main_layer(layers), Some(2), "9 s after joining: {layers:?}");
+}
+
+#[test]
+fn a_relaying_hubs_pinned_tracks_carry_every_layer_from_the_start() {
+    let mut net = net();
+    net.join_with(STUDIO, true);
+    let relay = PeerId(2);
+    net.join(relay);
+    net.client(relay).downlink.delay = Duration::from_millis(20);
+    let producers = net.producers.clone();
+    for producer in producers.iter().filter(|p| p.peer == STUDIO) {
+        if producer.kind == MediaKind::Video {
+            assert_eq!(producer.layers, 3, "the studio's three layers");
+            for layer in 0..producer.layers {
+                net.add_pinned_consumer(relay, producer, layer)
+                    .expect("a pinned track");
+            }
+        } else {
+            net.add_consumer(relay, producer, u8::MAX)
+                .expect("the audio");
+        }
+    }
+    net.pump();
+    // A site starts on the lowest layer and climbs one layer every few seconds as its
+    // estimate grows; the relay's tracks carry all three from the start.
+    net.run(Duration::from_secs(1), |net| net.send_media(STUDIO, 0));
+    let relay_layers = layers_during(&mut net, relay, Duration::from_secs(2));
+    assert!(
+        relay_layers.iter().all(|n| *n > 20),
+        "the relay receives every layer: {relay_layers:?}"
+    );
+    assert!(
+        !net.receptions.iter().any(|(p, audio_only)| *p == relay && *audio_only),
+        "pinned tracks never fall to audio only"
+    );
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use diemcau_sfu::str0m;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -24,6 +24,12 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 /// Keyframe requests reach the source at most this often: a hub merges them again with every
 /// other request it gets.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
+
+/// The simulcast layers the programme is published with here, lowest first: the parent sends
+/// each layer of the national studio's video on a track of its own (track id ending in
+/// `-l<layer>`), and this hub chooses each commune's layer. A studio without simulcast fills
+/// the lowest only.
+const PROGRAMME_RIDS: [&str; 3] = ["l0", "l1", "l2"];
 
 /// What the relay received from the parent, since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -101,12 +107,14 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint publishing one audio and one video track, with its first offer.
+    /// An endpoint publishing one audio and one video track (with simulcast layers `rids`,
+    /// lowest first, when there are any), with its first offer.
     fn publishing(
         now: Instant,
         local: SocketAddr,
         stats: bool,
         stream: &str,
+        rids: &[&str],
     ) -> Result<(Endpoint, Mid, Mid, String), BridgeError> {
         let mut rtc = Rtc::builder()
             .set_stats_interval(stats.then_some(Duration::from_secs(2)))
@@ -126,12 +134,19 @@ impl Endpoint {
             Some(format!("{stream}-audio")),
             None,
         );
+        let simulcast = (!rids.is_empty()).then(|| {
+            let mut simulcast = Simulcast::new();
+            for rid in rids {
+                simulcast.add_send_layer(SimulcastLayer::new(rid));
+            }
+            simulcast
+        });
         let video = api.add_media(
             MediaKind::Video,
             Direction::SendOnly,
             Some(stream.to_owned()),
             Some(format!("{stream}-video")),
-            None,
+            simulcast,
         );
         let (offer, pending) = api
             .apply()
@@ -151,7 +166,8 @@ impl Endpoint {
 }
 
 /// One way packets cross: from what arrives at one endpoint to the audio and video tracks
-/// another publishes, renumbered; keyframe requests the other way, merged.
+/// another publishes, renumbered; keyframe requests the other way, merged. Its video has one
+/// or more simulcast layers, each with its own source, numbering and requests.
 #[derive(Debug)]
 struct Leg {
     from: Side,
@@ -159,35 +175,52 @@ struct Leg {
     audio: Mid,
     video: Mid,
     audio_seq: Renumber,
-    video_seq: Renumber,
-    /// The m-line its video arrives on now: keyframe requests go there.
-    source_video: Option<Mid>,
+    layers: Vec<Layer>,
+}
+
+/// One simulcast layer of a leg's video (the only one without simulcast).
+#[derive(Debug, Default)]
+struct Layer {
+    /// Its rid where it is published (none without simulcast).
+    rid: Option<Rid>,
+    seq: Renumber,
+    /// The m-line it arrives on now: keyframe requests go there.
+    source: Option<Mid>,
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
 }
 
+impl Layer {
+    /// Where a keyframe request is to be sent now.
+    fn keyframe_due(&self, now: Instant) -> Option<Mid> {
+        let due = self.keyframe_wanted
+            && self
+                .last_keyframe_request
+                .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_REQUEST_GAP);
+        self.source.filter(|_| due)
+    }
+}
+
 impl Leg {
-    fn new(from: Side, to: Side, audio: Mid, video: Mid) -> Leg {
+    fn new(from: Side, to: Side, audio: Mid, video: Mid, rids: &[&str]) -> Leg {
+        let layers = if rids.is_empty() {
+            vec![Layer::default()]
+        } else {
+            rids.iter()
+                .map(|rid| Layer {
+                    rid: Some(Rid::from(*rid)),
+                    ..Layer::default()
+                })
+                .collect()
+        };
         Leg {
             from,
             to,
             audio,
             video,
             audio_seq: Renumber::default(),
-            video_seq: Renumber::default(),
-            source_video: None,
-            keyframe_wanted: false,
-            last_keyframe_request: None,
+            layers,
         }
-    }
-
-    /// A keyframe request is to be sent now.
-    fn keyframe_due(&self, now: Instant) -> Option<Mid> {
-        let due = self.keyframe_wanted
-            && self
-                .last_keyframe_request
-                .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_REQUEST_GAP);
-        self.source_video.filter(|_| due)
     }
 }
 
@@ -211,9 +244,9 @@ pub struct Bridge {
     local: Endpoint,
     floor: Endpoint,
     legs: [Leg; 3],
-    /// The stream id (the publisher's participant id at the parent) of each m-line the
-    /// parent sends on, from its offers.
-    parent_streams: HashMap<Mid, String>,
+    /// The stream and track ids (the publisher's participant id at the parent, and the
+    /// track's) of each m-line the parent sends on, from its offers.
+    parent_streams: HashMap<Mid, (String, String)>,
     /// The national studio's participant id at the parent: its tracks are the programme;
     /// any other track the parent sends is the floor held elsewhere.
     programme_stream: Option<String>,
@@ -248,19 +281,19 @@ impl Bridge {
         stream: &str,
     ) -> Result<(Bridge, Offers), BridgeError> {
         let (parent, up_audio, up_video, parent_offer) =
-            Endpoint::publishing(now, parent_addr, true, &format!("{stream}-floor-up"))?;
+            Endpoint::publishing(now, parent_addr, true, &format!("{stream}-floor-up"), &[])?;
         let (local, audio, video, local_offer) =
-            Endpoint::publishing(now, local_addr, false, stream)?;
+            Endpoint::publishing(now, local_addr, false, stream, &PROGRAMME_RIDS)?;
         let (floor, down_audio, down_video, floor_offer) =
-            Endpoint::publishing(now, floor_addr, false, &format!("{stream}-floor"))?;
+            Endpoint::publishing(now, floor_addr, false, &format!("{stream}-floor"), &[])?;
         let bridge = Bridge {
             parent,
             local,
             floor,
             legs: [
-                Leg::new(Side::Parent, Side::Local, audio, video),
-                Leg::new(Side::Local, Side::Parent, up_audio, up_video),
-                Leg::new(Side::Parent, Side::Floor, down_audio, down_video),
+                Leg::new(Side::Parent, Side::Local, audio, video, &PROGRAMME_RIDS),
+                Leg::new(Side::Local, Side::Parent, up_audio, up_video, &[]),
+                Leg::new(Side::Parent, Side::Floor, down_audio, down_video, &[]),
             ],
             parent_streams: HashMap::new(),
             programme_stream: None,
@@ -313,8 +346,9 @@ impl Bridge {
     /// A hub's offer on `side` (tracks come or go): our answer.
     pub fn accept_offer(&mut self, side: Side, sdp: &str) -> Result<String, BridgeError> {
         if side == Side::Parent {
-            for (mid, stream) in stream_ids(sdp) {
-                self.parent_streams.insert(Mid::from(mid.as_str()), stream);
+            for (mid, stream, track) in stream_ids(sdp) {
+                self.parent_streams
+                    .insert(Mid::from(mid.as_str()), (stream, track));
             }
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| BridgeError::Sdp(e.to_string()))?;
@@ -392,14 +426,25 @@ impl Bridge {
                 self.receive_rtp(now, side, packet);
             }
             (Side::Parent, Event::MediaIngressStats(stats))
-                if Some(stats.mid) == self.legs[0].source_video =>
+                if self.legs[0].layers.iter().any(|l| l.source == Some(stats.mid)) =>
             {
-                self.figures.loss = stats.loss;
+                // The best layer's: what the province's best-served communes see.
+                let best = self.legs[0].layers.iter().rev().find_map(|l| l.source);
+                if best == Some(stats.mid) {
+                    self.figures.loss = stats.loss;
+                }
             }
             (side, Event::KeyframeRequest(request)) => {
                 for leg in &mut self.legs {
-                    if leg.to == side && leg.video == request.mid {
-                        leg.keyframe_wanted = true;
+                    if leg.to != side || leg.video != request.mid {
+                        continue;
+                    }
+                    // A request naming no layer (or one not published) asks for every layer.
+                    let named = leg.layers.iter().any(|l| l.rid.is_some() && l.rid == request.rid);
+                    for layer in &mut leg.layers {
+                        if !named || layer.rid == request.rid {
+                            layer.keyframe_wanted = true;
+                        }
                     }
                 }
             }
@@ -412,16 +457,14 @@ impl Bridge {
         let Some(mid) = self.endpoint(side).mid_of(packet.header.ssrc) else {
             return;
         };
-        let way = match side {
-            Side::Local => Way::FloorUp,
-            _ => {
-                let stream = self.parent_streams.get(&mid);
-                if stream.is_some() && stream == self.programme_stream.as_ref() {
-                    Way::Programme
-                } else {
-                    Way::FloorDown
+        let (way, layer) = match side {
+            Side::Local => (Way::FloorUp, 0),
+            _ => match self.parent_streams.get(&mid) {
+                Some((stream, track)) if Some(stream) == self.programme_stream.as_ref() => {
+                    (Way::Programme, layer_of(track))
                 }
-            }
+                _ => (Way::FloorDown, 0),
+            },
         };
         let from = match side {
             Side::Local => &self.local.rtc,
@@ -435,11 +478,16 @@ impl Bridge {
             return;
         };
         let leg = self.leg(way);
-        let (target, seq) = if codec.is_audio() {
-            (leg.audio, leg.audio_seq.map(packet.header.ssrc, packet.seq_no))
+        let (target, rid, seq) = if codec.is_audio() {
+            let seq = leg.audio_seq.map(packet.header.ssrc, packet.seq_no);
+            (leg.audio, None, seq)
         } else {
-            leg.source_video = Some(mid);
-            (leg.video, leg.video_seq.map(packet.header.ssrc, packet.seq_no))
+            let Some(layer) = leg.layers.get_mut(usize::from(layer)) else {
+                return;
+            };
+            layer.source = Some(mid);
+            let seq = layer.seq.map(packet.header.ssrc, packet.seq_no);
+            (leg.video, layer.rid, seq)
         };
         let to = leg.to;
         let rtc = &mut self.endpoint(to).rtc;
@@ -447,7 +495,7 @@ impl Bridge {
             return;
         };
         let mut api = rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(target, None) else {
+        let Some(stream) = api.stream_tx_by_mid(target, rid) else {
             return;
         };
         stream.write_rtp(
@@ -473,16 +521,23 @@ impl Bridge {
 
     fn ask_keyframe(&mut self, now: Instant, way: Way) {
         let leg = self.leg(way);
-        let Some(mid) = leg.keyframe_due(now) else {
-            return;
-        };
         let from = leg.from;
-        let mut api = self.endpoint(from).rtc.direct_api();
-        if let Some(stream) = api.stream_rx_by_mid(mid, None) {
+        let due: Vec<(usize, Mid)> = leg
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.keyframe_due(now).map(|mid| (i, mid)))
+            .collect();
+        for (index, mid) in due {
+            let mut api = self.endpoint(from).rtc.direct_api();
+            let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+                continue;
+            };
             stream.request_keyframe(KeyframeRequestKind::Pli);
-            let leg = self.leg(way);
-            leg.keyframe_wanted = false;
-            leg.last_keyframe_request = Some(now);
+            if let Some(layer) = self.leg(way).layers.get_mut(index) {
+                layer.keyframe_wanted = false;
+                layer.last_keyframe_request = Some(now);
+            }
         }
     }
 
@@ -502,9 +557,18 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
-/// The stream id of each m-line of `sdp` that names one (`a=msid:<stream> <track>`): (mid,
-/// stream).
-fn stream_ids(sdp: &str) -> Vec<(String, String)> {
+/// The simulcast layer a track of the parent carries: `<producer>-l<layer>` for the tracks of
+/// one layer each, the lowest for a track without simulcast.
+fn layer_of(track: &str) -> u8 {
+    track
+        .rsplit_once("-l")
+        .and_then(|(_, layer)| layer.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The stream and track ids of each m-line of `sdp` that names them (`a=msid:<stream>
+/// <track>`): (mid, stream, track).
+fn stream_ids(sdp: &str) -> Vec<(String, String, String)> {
     let mut found = Vec::new();
     for section in sdp.split("\nm=").skip(1) {
         let line = |prefix: &str| {
@@ -513,9 +577,11 @@ fn stream_ids(sdp: &str) -> Vec<(String, String)> {
                 .find_map(|l| l.trim_end().strip_prefix(prefix).map(str::to_owned))
         };
         let mid = line("a=mid:");
-        let stream = line("a=msid:").and_then(|m| m.split_whitespace().next().map(str::to_owned));
+        let msid = line("a=msid:");
+        let mut ids = msid.iter().flat_map(|m| m.split_whitespace());
+        let (stream, track) = (ids.next(), ids.next());
         if let (Some(mid), Some(stream)) = (mid, stream) {
-            found.push((mid, stream));
+            found.push((mid, stream.to_owned(), track.unwrap_or_default().to_owned()));
         }
     }
     found
@@ -531,10 +597,18 @@ mod tests {
                    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=inactive\r\n\
                    m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=msid:p3 a1\r\na=sendonly\r\n\
                    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\na=msid:p9 v9\r\n";
+        let owned = |m: &str, s: &str, t: &str| (m.to_owned(), s.to_owned(), t.to_owned());
         assert_eq!(
             stream_ids(sdp),
-            vec![("1".to_owned(), "p3".to_owned()), ("2".to_owned(), "p9".to_owned())]
+            vec![owned("1", "p3", "a1"), owned("2", "p9", "v9")]
         );
+    }
+
+    #[test]
+    fn a_track_of_one_layer_is_known_by_its_id() {
+        assert_eq!(layer_of("17-l2"), 2);
+        assert_eq!(layer_of("17-l0"), 0);
+        assert_eq!(layer_of("17"), 0, "no simulcast: the lowest");
     }
 
     #[test]

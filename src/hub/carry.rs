@@ -91,6 +91,7 @@ impl Hub {
                 consumer,
                 producer,
                 max_layer,
+                pinned,
             } => (
                 subscriber,
                 Command::AddConsumer {
@@ -98,6 +99,7 @@ impl Hub {
                     consumer,
                     producer,
                     max_layer,
+                    pinned,
                 },
             ),
             Route::SetMaxLayer {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use diemcau_sfu::{PeerId, ProducerId};
+use diemcau_sfu::{PeerId, ProducerId, ProducerInfo};
 use diemcau_signaling::Role;
 
 use super::LiveMeeting;
@@ -13,8 +13,8 @@ impl LiveMeeting {
     /// participant standing for a site of another hub (named, and only then); a child hub's
     /// site queued for the floor is one its relay shows, not holding it; the queue and the
     /// muted are joined sites; every consumer's subscriber is attached, its producer is
-    /// published by someone in the meeting, and its layer is what [`LiveMeeting::route`] says;
-    /// every route the rules want for an attached subscriber exists; a roll call runs only
+    /// published by someone in the meeting, and it is one [`LiveMeeting::wanted_consumers`]
+    /// wants; every consumer the rules want for an attached subscriber exists; a roll call runs only
     /// while someone is in the meeting, and every site that answered it was seen by it.
     pub fn check_invariants(&self) -> Result<(), String> {
         let studios = self
@@ -71,25 +71,26 @@ impl LiveMeeting {
                 ));
             }
         }
-        let producers: HashMap<ProducerId, PeerId> = self
+        let producers: HashMap<ProducerId, &ProducerInfo> = self
             .participants
             .values()
-            .flat_map(|p| p.producers.iter().map(|pr| (pr.id, pr.peer)))
+            .flat_map(|p| p.producers.iter().map(|pr| (pr.id, pr)))
             .collect();
-        for ((subscriber, producer), consumer) in &self.consumers {
+        for ((subscriber, producer, pinned), consumer) in &self.consumers {
             let attached = self
                 .participants
                 .get(subscriber)
                 .is_some_and(|p| p.attached);
-            let Some(publisher) = producers.get(producer) else {
+            let Some(info) = producers.get(producer) else {
                 return Err(format!(
                     "consumer of {producer} at {subscriber}: no such producer"
                 ));
             };
-            if !attached || self.route(*subscriber, *publisher) != Some(consumer.max_layer) {
+            let wanted = self.wanted_consumers(*subscriber, info);
+            if !attached || !wanted.contains(&(*pinned, consumer.max_layer)) {
                 return Err(format!(
-                    "{subscriber} receives {producer} of {publisher} at layer {} against the rules",
-                    consumer.max_layer
+                    "{subscriber} receives {producer} of {} (pinned {pinned:?}) at layer {} against the rules",
+                    info.peer, consumer.max_layer
                 ));
             }
         }
@@ -97,13 +98,14 @@ impl LiveMeeting {
             if !p.attached {
                 continue;
             }
-            for (producer, publisher) in &producers {
-                if self.route(*subscriber, *publisher).is_some()
-                    && !self.consumers.contains_key(&(*subscriber, *producer))
-                {
-                    return Err(format!(
-                        "{subscriber} should receive {producer} of {publisher}"
-                    ));
+            for (producer, info) in &producers {
+                for (pinned, _) in self.wanted_consumers(*subscriber, info) {
+                    if !self.consumers.contains_key(&(*subscriber, *producer, pinned)) {
+                        return Err(format!(
+                            "{subscriber} should receive {producer} of {} (pinned {pinned:?})",
+                            info.peer
+                        ));
+                    }
                 }
             }
         }

@@ -65,7 +65,7 @@ impl LiveMeeting {
         p.attached = false;
         let producers = std::mem::take(&mut p.producers);
         self.consumers
-            .retain(|(subscriber, _), _| *subscriber != id);
+            .retain(|(subscriber, _, _), _| *subscriber != id);
         self.send(
             id,
             ServerMessage::MediaState {
@@ -158,62 +158,73 @@ impl LiveMeeting {
         }
     }
 
-    /// Adds, caps or removes the consumer of `producer` at `subscriber` so that it matches
-    /// [`LiveMeeting::route`]. A subscriber without a media connection has no consumers: it
-    /// gets them when it is attached.
+    /// Adds, caps or removes the consumers of `producer` at `subscriber` so that they match
+    /// [`LiveMeeting::wanted_consumers`]. A subscriber without a media connection has no
+    /// consumers: it gets them when it is attached.
     fn reconcile(&mut self, subscriber: PeerId, producer: &ProducerInfo) {
         let attached = self
             .participants
             .get(&subscriber)
             .is_some_and(|p| p.attached);
         let wanted = if attached {
-            self.route(subscriber, producer.peer)
+            self.wanted_consumers(subscriber, producer)
         } else {
-            None
+            Vec::new()
         };
-        let key = (subscriber, producer.id);
-        let route = match (wanted, self.consumers.get(&key).copied()) {
-            (None, None) => return,
-            (Some(max_layer), None) => {
-                let consumer = ConsumerId(self.ids.next());
-                self.consumers.insert(
-                    key,
-                    Consumer {
-                        id: consumer,
+        let existing: Vec<Option<u8>> = self
+            .consumers
+            .keys()
+            .filter(|(s, p, _)| *s == subscriber && *p == producer.id)
+            .map(|(_, _, pinned)| *pinned)
+            .collect();
+        for pinned in existing {
+            if !wanted.iter().any(|(w, _)| *w == pinned)
+                && let Some(gone) = self.consumers.remove(&(subscriber, producer.id, pinned))
+            {
+                self.outputs.push_back(Output::Route(Route::RemoveConsumer {
+                    subscriber,
+                    consumer: gone.id,
+                }));
+            }
+        }
+        for (pinned, max_layer) in wanted {
+            let key = (subscriber, producer.id, pinned);
+            let route = match self.consumers.get(&key).copied() {
+                None => {
+                    let consumer = ConsumerId(self.ids.next());
+                    self.consumers.insert(
+                        key,
+                        Consumer {
+                            id: consumer,
+                            max_layer,
+                        },
+                    );
+                    Route::AddConsumer {
+                        subscriber,
+                        consumer,
+                        producer: producer.clone(),
                         max_layer,
-                    },
-                );
-                Route::AddConsumer {
-                    subscriber,
-                    consumer,
-                    producer: producer.clone(),
-                    max_layer,
+                        pinned: pinned.is_some(),
+                    }
                 }
-            }
-            (None, Some(existing)) => {
-                self.consumers.remove(&key);
-                Route::RemoveConsumer {
-                    subscriber,
-                    consumer: existing.id,
-                }
-            }
-            (Some(max_layer), Some(existing)) if existing.max_layer != max_layer => {
-                self.consumers.insert(
-                    key,
-                    Consumer {
-                        id: existing.id,
+                Some(existing) if existing.max_layer != max_layer => {
+                    self.consumers.insert(
+                        key,
+                        Consumer {
+                            id: existing.id,
+                            max_layer,
+                        },
+                    );
+                    Route::SetMaxLayer {
+                        subscriber,
+                        consumer: existing.id,
                         max_layer,
-                    },
-                );
-                Route::SetMaxLayer {
-                    subscriber,
-                    consumer: existing.id,
-                    max_layer,
+                    }
                 }
-            }
-            (Some(_), Some(_)) => return,
-        };
-        self.outputs.push_back(Output::Route(route));
+                Some(_) => continue,
+            };
+            self.outputs.push_back(Output::Route(route));
+        }
     }
 
     fn log_reception(&mut self, now: Millis, id: PeerId, media: Reception) {

@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
 use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
@@ -231,7 +232,9 @@ pub struct LiveMeeting {
     /// chair who joins afterwards.
     last_roll_call: Option<(u32, RollCallResult)>,
     pages: BTreeMap<PageKey, SiteCode>,
-    consumers: HashMap<(PeerId, ProducerId), Consumer>,
+    /// What each subscriber receives of each producer: one consumer, or, for a track pinned to
+    /// one simulcast layer, one per layer (the third part of the key).
+    consumers: HashMap<(PeerId, ProducerId, Option<u8>), Consumer>,
     next_console: Option<Millis>,
     ended: bool,
     outputs: VecDeque<Output>,
@@ -425,6 +428,29 @@ impl LiveMeeting {
         }
     }
 
+    /// The consumers `subscriber` should have of `producer`, as (pinned layer, highest layer):
+    /// none when [`LiveMeeting::route`] says so; one per simulcast layer, each pinned to its
+    /// layer, for a child hub's relay taking the programme's video (it chooses each of its
+    /// communes' layers itself); else one, up to the layer the route allows.
+    pub fn wanted_consumers(
+        &self,
+        subscriber: PeerId,
+        producer: &ProducerInfo,
+    ) -> Vec<(Option<u8>, u8)> {
+        let Some(max_layer) = self.route(subscriber, producer.peer) else {
+            return Vec::new();
+        };
+        let every_layer = producer.kind == MediaKind::Video
+            && producer.layers > 1
+            && self.role(subscriber) == Some(Role::Node)
+            && self.role(producer.peer) == Some(Role::Studio);
+        if every_layer {
+            (0..producer.layers).map(|l| (Some(l), l)).collect()
+        } else {
+            vec![(None, max_layer)]
+        }
+    }
+
     /// This hub lost (or found again) the national centre of this meeting: everyone here is
     /// told, and whoever joins while it is away.
     pub fn centre_changed(&mut self, reachable: bool) {
@@ -471,7 +497,7 @@ impl LiveMeeting {
     /// Producers gone with their participant or its connection: every worker drops them.
     fn drop_producers(&mut self, producers: &[ProducerInfo]) {
         for producer in producers {
-            self.consumers.retain(|(_, p), _| *p != producer.id);
+            self.consumers.retain(|(_, p, _), _| *p != producer.id);
             self.outputs.push_back(Output::Route(Route::RemoveProducer {
                 router: producer.router,
                 producer: producer.id,

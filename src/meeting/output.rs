@@ -44,12 +44,14 @@ pub enum Output {
 /// subscriber; its id is chosen here and kept, so later changes name it directly.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
-    /// Forward `producer` to `subscriber`, at most at simulcast layer `max_layer`.
+    /// Forward `producer` to `subscriber`, at most at simulcast layer `max_layer`; `pinned`:
+    /// that layer only, whatever the subscriber's bandwidth.
     AddConsumer {
         subscriber: PeerId,
         consumer: ConsumerId,
         producer: ProducerInfo,
         max_layer: u8,
+        pinned: bool,
     },
     SetMaxLayer {
         subscriber: PeerId,

@@ -329,7 +329,7 @@ impl LiveMeeting {
         self.drop_producers(&p.producers);
         // The worker drops the consumers of a peer with the peer.
         self.consumers
-            .retain(|(subscriber, _), _| *subscriber != id);
+            .retain(|(subscriber, _, _), _| *subscriber != id);
         if let Some(site) = &p.site {
             if let Some(status) = self.sites.get_mut(site)
                 && status.participant == Some(id)

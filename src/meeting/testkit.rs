@@ -153,6 +153,7 @@ impl Player {
                     router: RouterId(1),
                     peer,
                     kind,
+                    layers: if b % 3 == 0 { 3 } else { 1 },
                 });
             }
             5 => m.peer_closed(now, peer),

@@ -208,8 +208,10 @@ async fn prepare_with_codes(
         .get("site_codes")
         .and_then(Value::as_object)
         .ok_or("the created meeting has no site_codes")?;
+    // In a tree the root hands out no codes for the provinces' communes: each joins with its
+    // own province's code (`tree::Tree::joins`), so the list stays empty here.
     let mut site_joins = Vec::with_capacity(sites);
-    for i in 1..=sites {
+    for i in (1..=sites).filter(|_| provinces == 0) {
         let admin = (FIRST_SITE_CODE + i as u32).to_string();
         let code = codes
             .get(&admin)

@@ -258,6 +258,26 @@ impl Net {
         Ok(consumer)
     }
 
+    /// Tells `subscriber`'s worker to forward layer `layer` of `producer` only, on a track of
+    /// its own (a relaying hub's); the worker's refusal is returned.
+    pub fn add_pinned_consumer(
+        &mut self,
+        subscriber: PeerId,
+        producer: &ProducerInfo,
+        layer: u8,
+    ) -> Result<ConsumerId, SfuError> {
+        let consumer = ConsumerId(self.next_consumer);
+        self.next_consumer += 1;
+        let index = self
+            .clients
+            .iter()
+            .find(|c| c.peer == subscriber)
+            .map_or(0, |c| c.config.worker);
+        let worker = self.workers.get_mut(index).expect("the client's worker");
+        worker.add_pinned_consumer(subscriber, consumer, producer, layer)?;
+        Ok(consumer)
+    }
+
     /// `peer` leaves: its worker drops it, every worker its producers, and the network its
     /// client.
     pub fn leave(&mut self, peer: PeerId) {

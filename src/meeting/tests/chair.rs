@@ -25,7 +25,7 @@ fn the_floor_is_asked_for_given_and_taken_back() {
     let outputs = drain(&mut m);
     let studio_sees = |p: &ProducerInfo| {
         m.consumers
-            .get(&(STUDIO, p.id))
+            .get(&(STUDIO, p.id, None))
             .map(|c| (c.id, c.max_layer))
     };
     assert_eq!(studio_sees(&video(A)).map(|c| c.1), Some(ANY_LAYER));
@@ -68,7 +68,7 @@ fn the_floor_is_asked_for_given_and_taken_back() {
     drain(&mut m);
     let b_sees_a = m
         .consumers
-        .get(&(B, video(A).id))
+        .get(&(B, video(A).id, None))
         .map(|c| c.id)
         .expect("B receives A");
     m.give_floor(T0 + 30, STUDIO, &code("002"))

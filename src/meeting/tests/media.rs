@@ -60,14 +60,32 @@ fn a_provincial_relay_receives_the_programme_unseen_and_unlogged() {
     assert_eq!(
         m.route(STUDIO, relay),
         None,
-        "a relay publishes nothing upward yet"
+        "a relay's tracks reach nobody while none of its sites holds the floor"
     );
     assert_eq!(m.route(A, relay), None);
     m.attached(relay);
+    let pinned = |layer: u8| Route::AddConsumer {
+        subscriber: relay,
+        consumer: ConsumerId(1009 + u64::from(layer)),
+        producer: video(STUDIO),
+        max_layer: layer,
+        pinned: true,
+    };
     assert_eq!(
-        routes(&drain(&mut m)).len(),
-        2,
-        "the studio's audio and video go to the relay"
+        routes(&drain(&mut m)),
+        vec![
+            Route::AddConsumer {
+                subscriber: relay,
+                consumer: ConsumerId(1008),
+                producer: audio(STUDIO),
+                max_layer: ANY_LAYER,
+                pinned: false,
+            },
+            pinned(0),
+            pinned(1),
+            pinned(2),
+        ],
+        "the studio's audio, and each layer of its video on a track of its own"
     );
     assert_eq!(
         m.request_floor(T0 + 2, relay, true),
@@ -171,6 +189,7 @@ fn a_subscriber_gets_its_consumers_when_attached_not_before() {
             consumer: ConsumerId(1000),
             producer: video(STUDIO),
             max_layer: ANY_LAYER,
+            pinned: false,
         })]
     );
 }

@@ -79,6 +79,8 @@ pub(super) fn producer(id: u64, peer: PeerId, kind: MediaKind) -> ProducerInfo {
         router: RouterId(1),
         peer,
         kind,
+        // Video as browsers publish it: three simulcast layers.
+        layers: if kind == MediaKind::Video { 3 } else { 1 },
     }
 }
 
