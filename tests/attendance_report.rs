@@ -74,7 +74,7 @@ fn site(code: &str, name: &str, delegates: u32) -> ExpectedSite {
         code: code.into(),
         name: name.into(),
         expected_delegates: delegates,
-    province: None,
+        province: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! to its provincial hub on its console (with the hub's name), and a roll call started at the
 //! root is answered by that commune on its own hub and by a commune joined to the root itself,
 //! both counted at the root, in its live result and in its report. The chair's mute of that
-//! commune is done by its own hub.
+//! commune is done by its own hub. The province's organizer, opening its part's studio link,
+//! watches it (role `observer`): its communes on the console, no action of its own.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -141,6 +142,37 @@ async fn the_root_chair_sees_and_roll_calls_communes_of_a_provincial_hub() {
     let answers = &report["roll_calls"][0]["answers"];
     assert_eq!(answers.as_array().map(Vec::len), Some(2), "{report}");
 
-    drop((chair, thuong_lam, lung_cu));
+    // The province's organizer opens its part's studio link: the centre chairs it, so it
+    // watches: its communes on the console, and no action of its own.
+    let mut watcher = signaling::connect(http::organizer_ws_request(province).await).await;
+    signaling::send(
+        &mut watcher,
+        &json!({"type": "join", "code": part["studio_code"], "meeting": local}),
+    )
+    .await;
+    let joined = next(&mut watcher, "joined").await;
+    assert_eq!(joined["participant"]["role"], "observer", "{joined}");
+    assert!(
+        joined["participants"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["role"] == "studio")),
+        "it knows the national studio (its programme): {joined}"
+    );
+    let console = next(&mut watcher, "console").await;
+    let row = console["sites"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["site"] == "02269"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["muted"], true, "its commune as its hub sees it: {row}");
+    signaling::send(
+        &mut watcher,
+        &json!({"type": "mute", "site": "02269", "muted": false}),
+    )
+    .await;
+    let refused = next(&mut watcher, "error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+
+    drop((chair, thuong_lam, lung_cu, watcher));
     tree.shutdown().await;
 }

@@ -66,14 +66,18 @@ async fn receives_floor(what: &str, client: &WebrtcClient, site: &str) {
 async fn act(studio: &WebrtcClient, action: Value) {
     let done = studio.received("done").len();
     studio.send(&action).expect("the chair's action is sent");
-    wait::until("the root to accept the chair's action", Duration::from_secs(10), || {
-        assert!(
-            studio.received("error").is_empty(),
-            "{action} refused: {:?}",
-            studio.received("error")
-        );
-        studio.received("done").len() > done
-    })
+    wait::until(
+        "the root to accept the chair's action",
+        Duration::from_secs(10),
+        || {
+            assert!(
+                studio.received("error").is_empty(),
+                "{action} refused: {:?}",
+                studio.received("error")
+            );
+            studio.received("done").len() > done
+        },
+    )
     .await;
 }
 
@@ -85,9 +89,8 @@ async fn on_root_console(studio: &WebrtcClient, site: &str) {
         || {
             studio.console().is_some_and(|console| {
                 console["sites"].as_array().is_some_and(|rows| {
-                    rows.iter().any(|r| {
-                        r["site"] == site && r["node"].is_string() && r["state"] == "live"
-                    })
+                    rows.iter()
+                        .any(|r| r["site"] == site && r["node"].is_string() && r["state"] == "live")
                 })
             })
         },
@@ -118,8 +121,7 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         .await
         .expect("Thượng Lâm's camera and microphone start");
     let mut lung_cu =
-        cascade_webrtc::commune_named(ha_giang.http_addr(), &hg_part, "00694", "Xã Lũng Cú")
-            .await;
+        cascade_webrtc::commune_named(ha_giang.http_addr(), &hg_part, "00694", "Xã Lũng Cú").await;
     lung_cu
         .start_media()
         .await
@@ -147,7 +149,12 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         "02269",
     )
     .await;
-    assert_eq!(holder(&lung_cu)["name"], "Xã Thượng Lâm", "{}", holder(&lung_cu));
+    assert_eq!(
+        holder(&lung_cu)["name"],
+        "Xã Thượng Lâm",
+        "{}",
+        holder(&lung_cu)
+    );
     assert_eq!(
         holder(&thuong_lam)["site"],
         "02269",
@@ -183,7 +190,12 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         "00694",
     )
     .await;
-    receives_floor("the national studio to see and hear Lũng Cú", &studio, "00694").await;
+    receives_floor(
+        "the national studio to see and hear Lũng Cú",
+        &studio,
+        "00694",
+    )
+    .await;
 
     // Taken back: nobody holds it anywhere, and Lũng Cú's media stops reaching Thượng Lâm.
     let stream = holder(&thuong_lam)["participant"]
@@ -194,7 +206,11 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
     wait::until(
         "every participant to be told nobody holds the floor",
         Duration::from_secs(10),
-        || [&studio, &thuong_lam, &lung_cu].iter().all(|c| holder(c).is_null()),
+        || {
+            [&studio, &thuong_lam, &lung_cu]
+                .iter()
+                .all(|c| holder(c).is_null())
+        },
     )
     .await;
     wait::until(

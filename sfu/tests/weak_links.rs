@@ -198,7 +198,9 @@ fn a_relaying_hubs_pinned_tracks_carry_every_layer_from_the_start() {
         "the relay receives every layer: {relay_layers:?}"
     );
     assert!(
-        !net.receptions.iter().any(|(p, audio_only)| *p == relay && *audio_only),
+        !net.receptions
+            .iter()
+            .any(|(p, audio_only)| *p == relay && *audio_only),
         "pinned tracks never fall to audio only"
     );
 }

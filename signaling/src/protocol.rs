@@ -29,6 +29,10 @@ pub enum Role {
     /// receives what a site receives, joins over the node link (never with a code), and is
     /// never announced to other participants.
     Node,
+    /// A province's organizer watching its part of a national meeting (docs/cascade.md),
+    /// chaired at the centre: it receives the programme, its sites' small pictures and the
+    /// console, may not act, and is never announced to other participants.
+    Observer,
 }
 
 /// A participant as other participants see it.

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use diemcau_sfu::str0m;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
+use str0m::media::{
+    Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -426,7 +428,10 @@ impl Bridge {
                 self.receive_rtp(now, side, packet);
             }
             (Side::Parent, Event::MediaIngressStats(stats))
-                if self.legs[0].layers.iter().any(|l| l.source == Some(stats.mid)) =>
+                if self.legs[0]
+                    .layers
+                    .iter()
+                    .any(|l| l.source == Some(stats.mid)) =>
             {
                 // The best layer's: what the province's best-served communes see.
                 let best = self.legs[0].layers.iter().rev().find_map(|l| l.source);
@@ -440,7 +445,10 @@ impl Bridge {
                         continue;
                     }
                     // A request naming no layer (or one not published) asks for every layer.
-                    let named = leg.layers.iter().any(|l| l.rid.is_some() && l.rid == request.rid);
+                    let named = leg
+                        .layers
+                        .iter()
+                        .any(|l| l.rid.is_some() && l.rid == request.rid);
                     for layer in &mut leg.layers {
                         if !named || layer.rid == request.rid {
                             layer.keyframe_wanted = true;

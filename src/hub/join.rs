@@ -31,6 +31,10 @@ impl Hub {
                 name: site.name.clone(),
                 session: self.session_id(id),
             },
+            // The national chair runs a province's part: its organizer watches it.
+            None if grant.national_part => Seat::Observer {
+                session: self.session_id(id),
+            },
             None => Seat::Studio {
                 name: grant.studio_name.clone(),
                 session: self.session_id(id),

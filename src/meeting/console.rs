@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use diemcau_sfu::{PeerId, Quality};
 use diemcau_signaling::protocol::{ConsoleSite, FloorState, MediaTransport, SiteState};
-use diemcau_signaling::{ServerMessage, SessionId, SiteCode};
+use diemcau_signaling::{Role, ServerMessage, SessionId, SiteCode};
 
 use super::LiveMeeting;
 use super::join_limit::JoinLimit;
@@ -74,12 +74,25 @@ pub(super) fn sites_from_history(
 impl LiveMeeting {
     /// Sends the chair its console now and schedules the next.
     pub(super) fn send_console(&mut self, now: Millis) {
-        let Some(chair) = self.studio else {
+        // The chair, and a province's organizer watching its part of a national meeting.
+        let readers: Vec<PeerId> = self
+            .studio
+            .into_iter()
+            .chain(
+                self.participants
+                    .iter()
+                    .filter(|(_, p)| p.info.role == Role::Observer)
+                    .map(|(id, _)| *id),
+            )
+            .collect();
+        if readers.is_empty() {
             self.next_console = None;
             return;
-        };
+        }
         let message = self.console(now);
-        self.send(chair, message);
+        for reader in readers {
+            self.send(reader, message.clone());
+        }
         self.next_console = Some(now + self.config.console_interval);
     }
 

@@ -44,7 +44,10 @@ impl LiveMeeting {
         }
         if let Some(site) = self.remote_queue.iter().find(|site| {
             !self.remote_sites.contains_key(*site)
-                || self.floor_remote.as_ref().is_some_and(|(held, _)| held == *site)
+                || self
+                    .floor_remote
+                    .as_ref()
+                    .is_some_and(|(held, _)| held == *site)
         }) {
             return Err(format!(
                 "{site} is queued for the floor without a child hub's row, or holds it"
@@ -100,7 +103,10 @@ impl LiveMeeting {
             }
             for (producer, info) in &producers {
                 for (pinned, _) in self.wanted_consumers(*subscriber, info) {
-                    if !self.consumers.contains_key(&(*subscriber, *producer, pinned)) {
+                    if !self
+                        .consumers
+                        .contains_key(&(*subscriber, *producer, pinned))
+                    {
                         return Err(format!(
                             "{subscriber} should receive {producer} of {} (pinned {pinned:?})",
                             info.peer

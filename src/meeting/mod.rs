@@ -48,8 +48,8 @@ use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 use diemcau_signaling::{SessionId, SiteCode};
 
-pub use chair::{Declaration, FloorAbove};
 use chair::RunningRollCall;
+pub use chair::{Declaration, FloorAbove};
 pub use output::{Output, PageKey, Recipient, Route};
 
 use crate::attendance::{Event, EventKind, ExpectedSite, Millis};
@@ -122,6 +122,9 @@ pub enum Seat {
     /// A child hub relaying the meeting to its own communes: it receives the programme (what
     /// a site receives) and is not part of the attendance (its communes are, from its log).
     Node { node: String, session: SessionId },
+    /// In a province's part of a national meeting: its organizer, watching (the national
+    /// chair runs it). Receives the programme, its sites' small pictures and the console.
+    Observer { session: SessionId },
     /// In a province's part of a national meeting: the floor held elsewhere in the tree (at
     /// the root or in another province), published here by this hub's relay. A `node`
     /// participant that receives nothing and is heard and seen only while it holds the floor.
@@ -424,7 +427,16 @@ impl LiveMeeting {
             (Role::Node, Role::Studio) => Some(ANY_LAYER),
             (Role::Node, Role::Site) => holds_floor.then_some(ANY_LAYER),
             (Role::Studio, Role::Node) if self.studio_relayed => None,
-            (Role::Studio | Role::Site | Role::Node, Role::Node) => holds_floor.then_some(ANY_LAYER),
+            (Role::Studio | Role::Site | Role::Node, Role::Node) => {
+                holds_floor.then_some(ANY_LAYER)
+            }
+            // A province's organizer watches what the chair would: the programme, the site
+            // holding the floor, the others small.
+            (Role::Observer, Role::Studio) => Some(ANY_LAYER),
+            (Role::Observer, Role::Site) if holds_floor => Some(ANY_LAYER),
+            (Role::Observer, Role::Site) => Some(LOWEST_LAYER),
+            (Role::Observer, Role::Node) => holds_floor.then_some(ANY_LAYER),
+            (_, Role::Observer) => None,
         }
     }
 
@@ -532,7 +544,9 @@ impl LiveMeeting {
                 .chain(self.remote_queue.iter().filter_map(|site| {
                     let (node, row) = self.remote_sites.get(site)?;
                     let relay = self.relays().into_iter().find(|id| {
-                        self.participants.get(id).is_some_and(|p| p.info.name == *node)
+                        self.participants
+                            .get(id)
+                            .is_some_and(|p| p.info.name == *node)
                     })?;
                     Some(FloorSite {
                         site: site.to_string(),

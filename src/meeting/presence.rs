@@ -28,7 +28,10 @@ impl LiveMeeting {
         }
         let replaced = match &seat {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
-            Seat::Studio { .. } | Seat::Node { .. } | Seat::Above { .. } => None,
+            Seat::Studio { .. }
+            | Seat::Node { .. }
+            | Seat::Above { .. }
+            | Seat::Observer { .. } => None,
         };
         if let Seat::Site { code, .. } = &seat {
             let status = self.sites.entry(code.clone()).or_default();
@@ -67,7 +70,13 @@ impl LiveMeeting {
                 .and_then(|s| s.last_leave.as_ref())
                 .filter(|leave| now - leave.at <= self.config.grace)
                 .map(|leave| leave.session.clone()),
-            (Seat::Studio { .. } | Seat::Node { .. } | Seat::Above { .. }, None) => None,
+            (
+                Seat::Studio { .. }
+                | Seat::Node { .. }
+                | Seat::Above { .. }
+                | Seat::Observer { .. },
+                None,
+            ) => None,
         };
 
         let info = match &seat {
@@ -93,6 +102,12 @@ impl LiveMeeting {
                 id: id.to_string(),
                 name: String::new(),
                 role: Role::Node,
+                site: None,
+            },
+            Seat::Observer { .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: String::new(),
+                role: Role::Observer,
                 site: None,
             },
         };
@@ -143,14 +158,15 @@ impl LiveMeeting {
                 self.floor_seat = Some(id);
                 (None, session)
             }
+            Seat::Observer { session } => (None, session),
         };
         let others: Vec<ParticipantInfo> = self
             .participants
             .values()
-            .filter(|p| p.info.role != Role::Node)
+            .filter(|p| !unseen(p.info.role))
             .map(|p| p.info.clone())
             .collect();
-        let announced = if is_node {
+        let announced = if unseen(info.role) {
             Vec::new()
         } else {
             self.participants.keys().copied().collect::<Vec<_>>()
@@ -361,9 +377,9 @@ impl LiveMeeting {
                 },
             );
         }
-        let announced = p.info.role != Role::Node;
+        let announced = !unseen(p.info.role);
         let mut queue_changed = false;
-        if !announced {
+        if p.info.role == Role::Node {
             // Its sites' rows go with its relay: this hub no longer knows them, nor their
             // requests for the floor.
             let node = p.info.name.clone();
@@ -393,7 +409,7 @@ impl LiveMeeting {
                 session: p.session.0,
                 reason,
             }),
-            (None, Role::Node) => None,
+            (None, Role::Node | Role::Observer) => None,
             (None, _) => Some(EventKind::StudioLeft {
                 session: p.session.0,
                 reason,
@@ -431,4 +447,10 @@ impl LiveMeeting {
             };
         }
     }
+}
+
+/// Participants never announced to the others: a child hub's relay, the floor held elsewhere,
+/// a province's organizer watching.
+fn unseen(role: Role) -> bool {
+    matches!(role, Role::Node | Role::Observer)
 }

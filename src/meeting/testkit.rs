@@ -12,8 +12,8 @@ use diemcau_sfu::{PeerId, ProducerId, ProducerInfo, RouterId};
 use diemcau_signaling::{MeetingId, SessionId, SiteCode};
 
 use super::{
-    Declaration, FloorAbove, IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Output, PageKey, Route,
-    Seat,
+    Declaration, FloorAbove, IdAllocator, LiveMeeting, MeetingConfig, MeetingSetup, Output,
+    PageKey, Route, Seat,
 };
 use crate::attendance::{ExpectedSite, LeaveReason, Millis};
 
@@ -114,6 +114,10 @@ impl Player {
                     }
                 } else if b % 16 == 3 {
                     Seat::Above {
+                        session: SessionId(format!("s{}", id.0)),
+                    }
+                } else if b % 16 == 5 {
+                    Seat::Observer {
                         session: SessionId(format!("s{}", id.0)),
                     }
                 } else {

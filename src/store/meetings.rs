@@ -75,6 +75,8 @@ pub struct Grant {
     /// The site, or `None` for the studio's code.
     pub site: Option<ExpectedSite>,
     pub studio_name: String,
+    /// The meeting is this hub's part of a national meeting (chaired at the centre).
+    pub national_part: bool,
 }
 
 /// Why a join code is refused: the first four are the client's to hear; [`CodeError::Database`]
@@ -277,10 +279,20 @@ impl Store {
             ),
             None => None,
         };
+        let national_part = tx
+            .query_row(
+                "SELECT 1 FROM parent_meetings WHERE meeting_id = ?1",
+                [meeting.0],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(StoreError::from)?
+            .is_some();
         Ok(Grant {
             meeting_id: meeting,
             site,
             studio_name,
+            national_part,
         })
     }
 }
@@ -344,9 +356,9 @@ fn plan(conn: &Connection, id: MeetingId) -> Result<Option<(MeetingPlan, String)
         return Ok(None);
     };
     let roster: Vec<ExpectedSite> = conn
-        .prepare_cached(
-            &format!("{EXPECTED_SITE} WHERE r.meeting_id = ?1 ORDER BY r.position"),
-        )?
+        .prepare_cached(&format!(
+            "{EXPECTED_SITE} WHERE r.meeting_id = ?1 ORDER BY r.position"
+        ))?
         .query_map([id.0], expected_site)?
         .collect::<Result<_, _>>()?;
     let plan = MeetingPlan {

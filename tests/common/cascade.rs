@@ -64,7 +64,14 @@ impl Tree {
 
     /// A second provincial hub, Hà Giang (province 02), linked to the root.
     pub async fn add_ha_giang(&self) -> diemcau::RunningHub {
-        start_province(&self.dir, self.root.http_addr(), "ha-giang", "ha-giang", "02").await
+        start_province(
+            &self.dir,
+            self.root.http_addr(),
+            "ha-giang",
+            "ha-giang",
+            "02",
+        )
+        .await
     }
 
     /// The root's data directory (for a restart on it).
@@ -179,11 +186,11 @@ pub fn add_node(root_dir: &Path) -> String {
 /// `diemcau node add NAME --province PROVINCE` on the root's data directory; the credential.
 pub fn add_named_node(root_dir: &Path, name: &str, province: &str) -> String {
     let token = diemcau(&["node", "add", name, "--province", province], root_dir)
-    .lines()
-    .find_map(|line| line.strip_prefix("    "))
-    .expect("the credential on its own line")
-    .trim()
-    .to_owned();
+        .lines()
+        .find_map(|line| line.strip_prefix("    "))
+        .expect("the credential on its own line")
+        .trim()
+        .to_owned();
     assert_eq!(token.len(), 64, "a credential of 64 characters");
     token
 }

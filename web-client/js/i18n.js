@@ -55,6 +55,8 @@ const STRINGS = {
     'studio.title': 'Bàn điều khiển chủ trì — Điểm cầu trung tâm',
     'studio.heading': 'Bàn điều khiển chủ trì',
     'studio.preview': 'Hình đang phát',
+    'studio.watching':
+      'Cuộc họp toàn quốc do điểm cầu Trung ương điều hành. Tại đây anh/chị theo dõi hình ảnh Trung ương và các điểm cầu của tỉnh; quyền phát biểu, micro và điểm danh do Trung ương thực hiện.',
     'studio.sites': 'Các điểm cầu',
     'studio.noSites': 'Chưa có điểm cầu nào tham gia.',
     'studio.siteCount': '{count} điểm cầu',
@@ -108,6 +110,7 @@ const STRINGS = {
     'local.audioOnly': 'Không có camera: chỉ gửi tiếng',
     'local.videoOnly': 'Không có micro: chỉ gửi hình',
     'local.none': 'Không mở được camera và micro: chỉ nhận',
+    'local.watching': 'Theo dõi: hình và tiếng của điểm cầu Trung ương',
     'local.stopped': 'Đã tắt camera và micro',
 
     'error.title': 'Lỗi',
@@ -688,6 +691,8 @@ const STRINGS = {
     'studio.title': 'Chair’s console — Studio',
     'studio.heading': 'Chair’s console',
     'studio.preview': 'On air',
+    'studio.watching':
+      'The national meeting is chaired by the national studio. Here you watch the national picture and the province’s sites; the floor, microphones and roll call are run from the centre.',
     'studio.sites': 'Sites',
     'studio.noSites': 'No site has joined yet.',
     'studio.siteCount': '{count} sites',
@@ -741,6 +746,7 @@ const STRINGS = {
     'local.audioOnly': 'No camera: sending sound only',
     'local.videoOnly': 'No microphone: sending picture only',
     'local.none': 'Camera and microphone unavailable: receiving only',
+    'local.watching': 'Watching: the national studio’s picture and sound',
     'local.stopped': 'Camera and microphone turned off',
 
     'error.title': 'Error',

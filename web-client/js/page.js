@@ -57,10 +57,10 @@ export function joinAddress(page, code, meeting) {
  * Moves to the other page when the hub says the code is for the other role (a bare code
  * pasted on the start page opens the site page, but may be the studio's).
  */
-export function followRole(session, pageRole) {
+export function followRole(session, pageRole, alsoHere = []) {
   const check = () => {
     const role = session.state().role;
-    if (session.signalingState !== 'joined' || !role || role === pageRole) return;
+    if (session.signalingState !== 'joined' || !role || role === pageRole || alsoHere.includes(role)) return;
     // Once only: leaving changes the state again.
     session.removeEventListener('statechange', check);
     session.close();

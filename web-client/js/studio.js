@@ -5,7 +5,7 @@
 
 import { applyTranslations, currentLanguage, installLanguageToggle, t } from './i18n.js';
 import { installAccountBar } from './account.js';
-import { describeApiError, fetchReport, reissueSiteCode } from './api.js';
+import { describeApiError, fetchMeeting, fetchReport, reissueSiteCode } from './api.js';
 import { formatTime } from './localtime.js';
 import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
@@ -39,12 +39,21 @@ async function main() {
   const account = await installAccountBar(document.getElementById('account'), document.getElementById('logout'));
   if (account.role !== 'organizer') return showFatal(errorBox, 'account.needOrganizer');
 
-  const local = await openLocalMedia(STUDIO_VIDEO);
-  document.getElementById('preview').srcObject = local.stream;
+  // A province's part of a national meeting is chaired at the centre: its organizer watches
+  // it here (role `observer`), without a camera, with the centre's programme in the preview.
+  const plan = meeting === null ? null : await fetchMeeting(meeting).catch(() => null);
+  const watching = Boolean(plan && plan.parent_meeting);
+  document.body.classList.toggle('watching', watching);
+  document.getElementById('watching-note').hidden = !watching;
+  const local = watching
+    ? { stream: new MediaStream(), outcome: 'watching', error: null }
+    : await openLocalMedia(STUDIO_VIDEO);
+  const preview = document.getElementById('preview');
+  preview.srcObject = local.stream;
   const localNote = installLocalMediaNote(document.getElementById('local-note'), local.outcome);
 
   const session = new MeetingSession({ code, meeting, localStream: local.stream });
-  followRole(session, 'studio');
+  followRole(session, 'studio', ['observer']);
   installMeetingLabel(document.getElementById('meeting-label'), session);
   // The end of the meeting has a panel of its own: it is not an error.
   installErrorDisplay(errorBox, session, { ignore: (error) => error.code === 'meeting_ended' });
@@ -92,8 +101,20 @@ async function main() {
     summary.render();
   });
   session.addEventListener('floor', () => grid.applyFloor(session.floor));
+  const programmeAudio = document.getElementById('programme-audio');
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
+    // Watching: the national studio's programme plays in the preview.
+    if (watching && session.participants.get(participantId)?.role === 'studio') {
+      if (track.kind === 'video') {
+        preview.srcObject = new MediaStream([track]);
+        preview.play().catch(() => {});
+      } else {
+        programmeAudio.srcObject = new MediaStream([track]);
+        sound.play(programmeAudio);
+      }
+      return;
+    }
     grid.attachTrack(participantId, track);
   });
   let known = new Set();

@@ -723,7 +723,11 @@ fn a_provincial_part_follows_the_national_floor() {
     drain(&mut m);
     assert_eq!(m.route(relay, A), None, "nothing goes up without the floor");
     assert_eq!(m.route(A, above), None);
-    assert_eq!(m.route(above, relay), None, "the floor seat receives nothing");
+    assert_eq!(
+        m.route(above, relay),
+        None,
+        "the floor seat receives nothing"
+    );
 
     // A site of another province holds the floor: this hub's sites receive it from the
     // floor seat, under that site's name; nothing of it is in this hub's record.
@@ -764,4 +768,80 @@ fn a_provincial_part_follows_the_national_floor() {
     );
     assert_eq!(m.route(relay, A), None);
     m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn a_provinces_organizer_watches_its_part_without_acting() {
+    let mut m = meeting_in_session();
+    let watcher = PeerId(60);
+    let joined = m
+        .join(
+            T0 + 1,
+            watcher,
+            Seat::Observer {
+                session: SessionId("s-watch".into()),
+            },
+            "",
+            "",
+        )
+        .expect("the organizer watches");
+    let ServerMessage::Joined {
+        participant,
+        participants,
+        ..
+    } = joined
+    else {
+        panic!("joined: {joined:?}");
+    };
+    assert_eq!(participant.role, Role::Observer);
+    assert_eq!(participants.len(), 3, "it sees the studio and the sites");
+    let outputs = drain(&mut m);
+    assert!(logs(&outputs).is_empty(), "no attendance: {outputs:?}");
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::ParticipantJoined { .. },
+                ..
+            }
+        )),
+        "nobody is told: {outputs:?}"
+    );
+    assert!(
+        outputs.iter().any(|o| matches!(
+            o,
+            Output::Send { to: Recipient::Participant(to), message: ServerMessage::Console { .. } } if *to == watcher
+        )),
+        "it gets the console at once: {outputs:?}"
+    );
+    assert_eq!(m.route(watcher, STUDIO), Some(ANY_LAYER), "the programme");
+    assert_eq!(m.route(watcher, A), Some(LOWEST_LAYER), "the sites, small");
+    assert_eq!(m.route(A, watcher), None);
+    assert_eq!(
+        m.give_floor(T0 + 2, watcher, &code("001")),
+        Err(ActionError::ChairOnly)
+    );
+    assert_eq!(
+        m.start_roll_call(T0 + 2, watcher),
+        Err(ActionError::ChairOnly)
+    );
+    // Every console goes to the chair and to it.
+    m.send_console(T0 + 3);
+    let consoles: Vec<PeerId> = drain(&mut m)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to: Recipient::Participant(to),
+                message: ServerMessage::Console { .. },
+            } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(consoles, vec![STUDIO, watcher]);
+    assert!(m.leave(T0 + 4, watcher, LeaveReason::Closed, None));
+    assert!(
+        logs(&drain(&mut m)).is_empty(),
+        "its leave is no studio's leave"
+    );
+    m.check_invariants().expect("rules hold");
 }
