@@ -319,8 +319,12 @@ impl Bridge {
     }
 
     fn leg(&mut self, way: Way) -> &mut Leg {
-        let index = WAYS.iter().position(|w| *w == way).unwrap_or(0);
-        &mut self.legs[index]
+        let [programme, floor_up, floor_down] = &mut self.legs;
+        match way {
+            Way::Programme => programme,
+            Way::FloorUp => floor_up,
+            Way::FloorDown => floor_down,
+        }
     }
 
     /// The national studio's participant id at the parent (from `joined` and
@@ -427,14 +431,10 @@ impl Bridge {
             (Side::Parent | Side::Local, Event::RtpPacket(packet)) => {
                 self.receive_rtp(now, side, packet);
             }
-            (Side::Parent, Event::MediaIngressStats(stats))
-                if self.legs[0]
-                    .layers
-                    .iter()
-                    .any(|l| l.source == Some(stats.mid)) =>
-            {
-                // The best layer's: what the province's best-served communes see.
-                let best = self.legs[0].layers.iter().rev().find_map(|l| l.source);
+            (Side::Parent, Event::MediaIngressStats(stats)) => {
+                // The programme's best layer: what the province's best-served communes see.
+                let programme = self.leg(Way::Programme);
+                let best = programme.layers.iter().rev().find_map(|l| l.source);
                 if best == Some(stats.mid) {
                     self.figures.loss = stats.loss;
                 }

@@ -157,7 +157,7 @@ impl Player {
                     router: RouterId(1),
                     peer,
                     kind,
-                    layers: if b % 3 == 0 { 3 } else { 1 },
+                    layers: if b.is_multiple_of(3) { 3 } else { 1 },
                 });
             }
             5 => m.peer_closed(now, peer),
