@@ -26,7 +26,7 @@ mod tcp;
 pub use tcp::{FrameError, FrameReader, MAX_FRAME, TcpConfig};
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -146,6 +146,9 @@ pub struct MediaPlane {
     tcp_limits: Option<Arc<tcp::ConnectionLimits>>,
     handoffs: Arc<single_port::HandoffCounters>,
     stopped: Arc<AtomicBool>,
+    /// Where this machine reaches the workers itself: their bind address, or loopback when
+    /// they listen on every interface.
+    local_reach: IpAddr,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +331,11 @@ impl MediaPlane {
                 tcp_limits,
                 handoffs,
                 stopped,
+                local_reach: match config.bind_ip {
+                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip => ip,
+                },
             },
             events_rx,
         ))
@@ -370,6 +378,13 @@ impl MediaPlane {
             }
         }
         addresses
+    }
+
+    /// The address a process on this machine reaches the workers at (their bind address, or
+    /// loopback when they listen on every interface), whatever they announce: a relay of this
+    /// hub needs no route through a NAT to its own hub.
+    pub fn local_reach(&self) -> IpAddr {
+        self.local_reach
     }
 
     /// The announced addresses of the TCP listener (for the operator: open this port); empty

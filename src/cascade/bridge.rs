@@ -10,7 +10,7 @@
 //! datagrams and signalling needs go out; [`super::relay`] drives it.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use diemcau_sfu::str0m;
@@ -253,6 +253,9 @@ pub struct Bridge {
     /// any other track the parent sends is the floor held elsewhere.
     programme_stream: Option<String>,
     out: VecDeque<Datagram>,
+    /// Where this machine reaches its own hub's workers (their candidates are given again at
+    /// this address, so no route through a NAT is needed).
+    local_reach: IpAddr,
     pub figures: RelayFigures,
 }
 
@@ -274,12 +277,13 @@ pub struct Offers {
 
 impl Bridge {
     /// A bridge whose sides send from `parent_addr`, `local_addr` and `floor_addr`, with each
-    /// side's first offer.
+    /// side's first offer; this hub's workers are reached at `local_reach`.
     pub fn new(
         now: Instant,
         parent_addr: SocketAddr,
         local_addr: SocketAddr,
         floor_addr: SocketAddr,
+        local_reach: IpAddr,
         stream: &str,
     ) -> Result<(Bridge, Offers), BridgeError> {
         let (parent, up_audio, up_video, parent_offer) =
@@ -300,6 +304,7 @@ impl Bridge {
             parent_streams: HashMap::new(),
             programme_stream: None,
             out: VecDeque::new(),
+            local_reach,
             figures: RelayFigures::default(),
         };
         let offers = Offers {
@@ -346,7 +351,29 @@ impl Bridge {
             .rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| BridgeError::Sdp(e.to_string()))
+            .map_err(|e| BridgeError::Sdp(e.to_string()))?;
+        self.reach_own_hub(side, sdp);
+        Ok(())
+    }
+
+    /// This hub's workers announce the addresses sites reach them at, which this machine
+    /// may not (a NAT without hairpin): each of their UDP candidates is added again at
+    /// [`Bridge::local_reach`], where they listen too.
+    fn reach_own_hub(&mut self, side: Side, sdp: &str) {
+        if side == Side::Parent {
+            return;
+        }
+        let reach = self.local_reach;
+        for candidate in udp_candidates(sdp) {
+            if candidate.ip() == reach {
+                continue;
+            }
+            let twin = SocketAddr::new(reach, candidate.port());
+            match Candidate::host(twin, "udp") {
+                Ok(twin) => self.endpoint(side).rtc.add_remote_candidate(twin),
+                Err(e) => tracing::debug!("no candidate at {twin}: {e}"),
+            }
+        }
     }
 
     /// A hub's offer on `side` (tracks come or go): our answer.
@@ -364,6 +391,7 @@ impl Bridge {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| BridgeError::Sdp(e.to_string()))?;
+        self.reach_own_hub(side, sdp);
         Ok(answer.to_sdp_string())
     }
 
@@ -565,6 +593,33 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
+/// The UDP host candidates of `sdp` (`a=candidate:... 1 udp <priority> <ip> <port> typ
+/// host`), once each.
+fn udp_candidates(sdp: &str) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for line in sdp.lines() {
+        let Some(candidate) = line.trim_end().strip_prefix("a=candidate:") else {
+            continue;
+        };
+        let fields: Vec<&str> = candidate.split_whitespace().collect();
+        let (Some(protocol), Some(ip), Some(port), Some(kind)) =
+            (fields.get(2), fields.get(4), fields.get(5), fields.get(7))
+        else {
+            continue;
+        };
+        if !protocol.eq_ignore_ascii_case("udp") || *kind != "host" {
+            continue;
+        }
+        if let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) {
+            let address = SocketAddr::new(ip, port);
+            if !found.contains(&address) {
+                found.push(address);
+            }
+        }
+    }
+    found
+}
+
 /// The simulcast layer a track of the parent carries: `<producer>-l<layer>` for the tracks of
 /// one layer each, the lowest for a track without simulcast.
 fn layer_of(track: &str) -> u8 {
@@ -610,6 +665,21 @@ mod tests {
             stream_ids(sdp),
             vec![owned("1", "p3", "a1"), owned("2", "p9", "v9")]
         );
+    }
+
+    #[test]
+    fn the_udp_host_candidates_of_a_hubs_sdp() {
+        let sdp = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=candidate:fffeff7e 1 udp 2130706175 203.0.113.10 40000 typ host\r\n\
+                   a=candidate:fffeff7f 1 udp 2130706175 127.0.0.1 40000 typ host\r\n\
+                   a=candidate:fffcff5a 1 tcp 1526725887 203.0.113.10 40443 typ host tcptype passive\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=candidate:fffeff7e 1 udp 2130706175 203.0.113.10 40000 typ host\r\n";
+        let expected: Vec<SocketAddr> = ["203.0.113.10:40000", "127.0.0.1:40000"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        assert_eq!(udp_candidates(sdp), expected);
     }
 
     #[test]

@@ -91,21 +91,18 @@ async fn run(
     figures: &Mutex<RelayFigures>,
 ) -> Result<(), String> {
     let meeting = spec.parent_meeting;
-    let local_target = hub
-        .media()
-        .addresses()
-        .first()
-        .copied()
-        .ok_or("this hub has no media address")?;
+    // This hub's workers, at an address this machine reaches them at whatever they announce.
+    let local_reach = hub.media().local_reach();
     let parent_socket = bind_towards(spec.parent_ip).await?;
-    let local_socket = bind_towards(local_target.ip()).await?;
-    let floor_socket = bind_towards(local_target.ip()).await?;
+    let local_socket = bind_on(local_reach).await?;
+    let floor_socket = bind_on(local_reach).await?;
     let address = |socket: &UdpSocket| socket.local_addr().map_err(|e| e.to_string());
     let (mut bridge, offers) = Bridge::new(
         Instant::now(),
         address(&parent_socket)?,
         address(&local_socket)?,
         address(&floor_socket)?,
+        local_reach,
         &format!("relay-{meeting}"),
     )
     .map_err(|e| e.to_string())?;
@@ -359,7 +356,12 @@ async fn bind_towards(target: IpAddr) -> Result<UdpSocket, String> {
         .await
         .map_err(|e| format!("no route to {target}: {e}"))?;
     let source = probe.local_addr().map_err(|e| e.to_string())?.ip();
-    UdpSocket::bind(SocketAddr::new(source, 0))
+    bind_on(source).await
+}
+
+/// A UDP socket on `ip`, any port.
+async fn bind_on(ip: IpAddr) -> Result<UdpSocket, String> {
+    UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
-        .map_err(|e| format!("a UDP socket on {source}: {e}"))
+        .map_err(|e| format!("a UDP socket on {ip}: {e}"))
 }

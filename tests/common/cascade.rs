@@ -45,6 +45,19 @@ impl Tree {
         F: FnOnce(SocketAddr) -> Fut,
         Fut: std::future::Future<Output = SocketAddr>,
     {
+        Tree::start_with(name, through, |_| {}).await
+    }
+
+    /// [`Tree::start_through`], the provincial hub's configuration changed by `configure`.
+    pub async fn start_with<F, Fut>(
+        name: &str,
+        through: F,
+        configure: impl FnOnce(&mut diemcau::Config),
+    ) -> Tree
+    where
+        F: FnOnce(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = SocketAddr>,
+    {
         let dir = std::env::temp_dir().join(format!("diemcau-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = diemcau::start(diemcau::Config::for_tests_in(dir.join("root")))
@@ -54,7 +67,8 @@ impl Tree {
             http::post(root.http_addr(), "/api/sites/import", DIRECTORY.as_bytes()).await;
         assert_eq!(imported.status, 200, "{}", imported.text());
         let parent = through(root.http_addr()).await;
-        let province = start_province(&dir, parent, "province", "tuyen-quang", "08").await;
+        let province =
+            start_province(&dir, parent, "province", "tuyen-quang", "08", configure).await;
         Tree {
             dir,
             root,
@@ -70,6 +84,7 @@ impl Tree {
             "ha-giang",
             "ha-giang",
             "02",
+            |_| {},
         )
         .await
     }
@@ -113,13 +128,15 @@ impl Tree {
 }
 
 /// Adds node `node` for `province` at the root (data in `dir/root`), then starts its hub
-/// in `dir/name` with the credential, linked to the root at `parent`, and waits for the link.
+/// in `dir/name` with the credential (its configuration changed by `configure`), linked to the
+/// root at `parent`, and waits for the link.
 async fn start_province(
     dir: &Path,
     parent: SocketAddr,
     name: &str,
     node: &str,
     province: &str,
+    configure: impl FnOnce(&mut diemcau::Config),
 ) -> diemcau::RunningHub {
     let token = add_named_node(&dir.join("root"), node, province);
     let province_dir = dir.join(name);
@@ -129,6 +146,7 @@ async fn start_province(
     let mut config = diemcau::Config::for_tests_in(province_dir.join("data"));
     config.parent = Some(format!("http://{parent}"));
     config.node_token_file = Some(token_file);
+    configure(&mut config);
     let hub = diemcau::start(config).await.expect("the province starts");
     let addr = hub.http_addr();
     wait::until_some(
