@@ -34,6 +34,7 @@ async fn the_relay_reaches_its_own_hub_whatever_the_hub_announces() {
     let tree = cascade::Tree::start_with(
         "cascade-own-address",
         |root| async move { root },
+        |_| {},
         |config| {
             config.announce_ip = vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 77))];
         },

@@ -45,13 +45,15 @@ impl Tree {
         F: FnOnce(SocketAddr) -> Fut,
         Fut: std::future::Future<Output = SocketAddr>,
     {
-        Tree::start_with(name, through, |_| {}).await
+        Tree::start_with(name, through, |_| {}, |_| {}).await
     }
 
-    /// [`Tree::start_through`], the provincial hub's configuration changed by `configure`.
+    /// [`Tree::start_through`], the root's configuration changed by `configure_root` and the
+    /// provincial hub's by `configure`.
     pub async fn start_with<F, Fut>(
         name: &str,
         through: F,
+        configure_root: impl FnOnce(&mut diemcau::Config),
         configure: impl FnOnce(&mut diemcau::Config),
     ) -> Tree
     where
@@ -60,9 +62,9 @@ impl Tree {
     {
         let dir = std::env::temp_dir().join(format!("diemcau-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let root = diemcau::start(diemcau::Config::for_tests_in(dir.join("root")))
-            .await
-            .expect("the root starts");
+        let mut root_config = diemcau::Config::for_tests_in(dir.join("root"));
+        configure_root(&mut root_config);
+        let root = diemcau::start(root_config).await.expect("the root starts");
         let imported =
             http::post(root.http_addr(), "/api/sites/import", DIRECTORY.as_bytes()).await;
         assert_eq!(imported.status, 200, "{}", imported.text());

@@ -51,6 +51,13 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay toward `hub` with one unimpaired path per name, on 127.0.0.1.
     pub fn start(hub: SocketAddr, names: &[&str]) -> io::Result<Relay> {
+        let paths: Vec<(&str, SocketAddr)> = names.iter().map(|n| (*n, loopback())).collect();
+        Relay::start_at(hub, &paths)
+    }
+
+    /// Starts a relay toward `hub` with one unimpaired path per `(name, client-facing address)`
+    /// (say the address a hub announces while it listens elsewhere).
+    pub fn start_at(hub: SocketAddr, named: &[(&str, SocketAddr)]) -> io::Result<Relay> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let mut sockets = Vec::new();
@@ -64,8 +71,8 @@ impl Relay {
         });
         let mut paths = Vec::new();
         let mut state = Vec::new();
-        for (index, name) in names.iter().enumerate() {
-            let mut socket = UdpSocket::bind(loopback())?;
+        for (index, (name, address)) in named.iter().enumerate() {
+            let mut socket = UdpSocket::bind(*address)?;
             let token = Token(sockets.len());
             poll.registry()
                 .register(&mut socket, token, Interest::READABLE)?;
@@ -116,6 +123,16 @@ impl Relay {
 
     pub fn control_address(&self) -> SocketAddr {
         self.control
+    }
+
+    /// Sends one control command (see the module's documentation) and returns the answer.
+    pub fn command(&self, text: &str) -> io::Result<String> {
+        let socket = std::net::UdpSocket::bind(loopback())?;
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        socket.send_to(text.as_bytes(), self.control)?;
+        let mut buf = vec![0u8; 65_536];
+        let n = socket.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned())
     }
 }
 
