@@ -245,15 +245,9 @@ impl Net {
         producer: &ProducerInfo,
         max_layer: u8,
     ) -> Result<ConsumerId, SfuError> {
-        let consumer = ConsumerId(self.next_consumer);
-        self.next_consumer += 1;
-        let index = self
-            .clients
-            .iter()
-            .find(|c| c.peer == subscriber)
-            .map_or(0, |c| c.config.worker);
-        let worker = self.workers.get_mut(index).expect("the client's worker");
-        worker.add_consumer(subscriber, consumer, producer, max_layer)?;
+        let consumer = self.new_consumer(subscriber, |worker, consumer| {
+            worker.add_consumer(subscriber, consumer, producer, max_layer)
+        })?;
         self.consumers.insert((subscriber, producer.id), consumer);
         Ok(consumer)
     }
@@ -266,6 +260,17 @@ impl Net {
         producer: &ProducerInfo,
         layer: u8,
     ) -> Result<ConsumerId, SfuError> {
+        self.new_consumer(subscriber, |worker, consumer| {
+            worker.add_pinned_consumer(subscriber, consumer, producer, layer)
+        })
+    }
+
+    /// A new consumer id, added by `add` on `subscriber`'s worker.
+    fn new_consumer(
+        &mut self,
+        subscriber: PeerId,
+        add: impl FnOnce(&mut Worker, ConsumerId) -> Result<(), SfuError>,
+    ) -> Result<ConsumerId, SfuError> {
         let consumer = ConsumerId(self.next_consumer);
         self.next_consumer += 1;
         let index = self
@@ -274,7 +279,7 @@ impl Net {
             .find(|c| c.peer == subscriber)
             .map_or(0, |c| c.config.worker);
         let worker = self.workers.get_mut(index).expect("the client's worker");
-        worker.add_pinned_consumer(subscriber, consumer, producer, layer)?;
+        add(worker, consumer)?;
         Ok(consumer)
     }
 
