@@ -155,6 +155,22 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
         "{}",
         holder(&lung_cu)
     );
+    // Both provinces' health shows the floor crossing their link: up from Tuyên Quang, down
+    // into Hà Giang.
+    for (hub, figure) in [
+        (tree.province.http_addr(), "floor_up_packets"),
+        (ha_giang.http_addr(), "floor_down_packets"),
+    ] {
+        wait::until_some(
+            "the province's health to count the floor's packets",
+            Duration::from_secs(10),
+            || async {
+                let health = http::get(hub, "/api/health").await.json();
+                (health["parent"]["relays"][0][figure].as_u64() > Some(50)).then_some(())
+            },
+        )
+        .await;
+    }
     assert_eq!(
         holder(&thuong_lam)["site"],
         "02269",

@@ -160,6 +160,10 @@ pub struct RelayStatus {
     pub bitrate_kbps: u64,
     /// Loss of the studio's video on the link, in percent, as this hub last reported it.
     pub loss_percent: Option<f32>,
+    /// Packets of this hub's commune holding the floor, sent up to the parent.
+    pub floor_up_packets: u64,
+    /// Packets of a site holding the floor elsewhere in the tree, published here.
+    pub floor_down_packets: u64,
 }
 
 /// The link's state, shared with the web handlers.
@@ -541,6 +545,8 @@ impl Relays {
                     packets: figures.packets,
                     bitrate_kbps,
                     loss_percent: figures.loss.map(|l| (l * 1000.0).round() / 10.0),
+                    floor_up_packets: figures.floor_up_packets,
+                    floor_down_packets: figures.floor_down_packets,
                 }
             })
             .collect();
