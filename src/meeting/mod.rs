@@ -542,12 +542,8 @@ impl LiveMeeting {
                 .iter()
                 .filter_map(describe)
                 .chain(self.remote_queue.iter().filter_map(|site| {
-                    let (node, row) = self.remote_sites.get(site)?;
-                    let relay = self.relays().into_iter().find(|id| {
-                        self.participants
-                            .get(id)
-                            .is_some_and(|p| p.info.name == *node)
-                    })?;
+                    let (_, row) = self.remote_sites.get(site)?;
+                    let relay = self.remote_relay_of(site)?;
                     Some(FloorSite {
                         site: site.to_string(),
                         name: row.name.clone(),

@@ -41,7 +41,7 @@ impl LiveMeeting {
 
     /// The queue of child hubs' sites follows their rows: a site shown asking is added (and
     /// its request recorded), one no longer shown asking, or holding the floor, leaves it.
-    pub(super) fn update_remote_queue(&mut self, now: Millis) {
+    fn update_remote_queue(&mut self, now: Millis) {
         let asking = |m: &LiveMeeting, site: &SiteCode| {
             m.remote_sites
                 .get(site)
