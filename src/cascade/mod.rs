@@ -26,6 +26,7 @@ pub mod mirror;
 pub mod parent;
 pub mod pinning;
 pub mod relay;
+pub mod sdp_text;
 pub mod seats;
 
 use serde::{Deserialize, Serialize};
