@@ -117,14 +117,7 @@ impl LiveMeeting {
             .remote_relay_of(site)
             .ok_or_else(|| ActionError::SiteNotConnected(site.clone()))?;
         let name = match self.remote_sites.get(site) {
-            Some((_, row))
-                if matches!(
-                    row.state,
-                    SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
-                ) =>
-            {
-                row.name.clone()
-            }
+            Some((_, row)) if super::remote::joined(row.state) => row.name.clone(),
             _ => return Err(ActionError::SiteNotConnected(site.clone())),
         };
         self.remote_queue.retain(|q| q != site);
@@ -476,7 +469,7 @@ impl LiveMeeting {
 
     /// Moves the floor, the media that follows it, records it and tells everyone. `remote`:
     /// the site of another hub that `to`, a `node` participant, stands for.
-    fn change_floor(
+    pub(super) fn change_floor(
         &mut self,
         now: Millis,
         to: Option<PeerId>,

@@ -14,7 +14,8 @@ impl LiveMeeting {
     /// Node `relay`'s console rows of its sites: the rows of this meeting's roster replace what
     /// it said before. A site it shows joined while a roll call runs is seen by the roll call;
     /// one it shows asking for the floor joins this meeting's queue (and leaves it when its
-    /// hub no longer shows it asking).
+    /// hub no longer shows it asking); one holding the floor here that it no longer shows
+    /// joined returns the floor, as a site leaving this hub does.
     pub fn remote_console(&mut self, now: Millis, relay: PeerId, rows: Vec<ConsoleSite>) {
         let Some(node) = self.node_name(relay) else {
             return;
@@ -27,14 +28,20 @@ impl LiveMeeting {
             if !self.invited(&code) {
                 continue;
             }
-            let joined = matches!(
-                row.state,
-                SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
-            );
-            if joined {
+            if joined(row.state) {
                 self.roll_call_sees(&code);
             }
             self.remote_sites.insert(code, (node.clone(), row));
+        }
+        let speaker_gone = self.floor == Some(relay)
+            && self.floor_remote.as_ref().is_some_and(|(site, _)| {
+                !self
+                    .remote_sites
+                    .get(site)
+                    .is_some_and(|(_, row)| joined(row.state))
+            });
+        if speaker_gone {
+            self.change_floor(now, None, None);
         }
         self.update_remote_queue(now);
     }
@@ -125,4 +132,12 @@ impl LiveMeeting {
         let p = self.participants.get(&relay)?;
         (p.info.role == Role::Node).then(|| p.info.name.clone())
     }
+}
+
+/// A console state of a site in the meeting now.
+pub(super) fn joined(state: SiteState) -> bool {
+    matches!(
+        state,
+        SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
+    )
 }

@@ -672,6 +672,36 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
     assert_eq!(row.participant, Some(tuyen_quang.to_string()));
     m.check_invariants().expect("consumers match the rules");
 
+    // The commune leaves its hub: its hub's next rows say so, and the floor returns here.
+    let mut gone = console_of(&mut m, T0 + 2)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    gone.state = SiteState::Left;
+    gone.node = None;
+    m.remote_console(T0 + 2, tuyen_quang, vec![gone]);
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorReturned { site: "003".into() }]
+    );
+    assert!(
+        outputs.contains(&send(STUDIO, floor(None, vec![]))),
+        "{outputs:?}"
+    );
+    assert_eq!(m.route(STUDIO, tuyen_quang), None);
+    // Back and given the floor again.
+    let mut back = console_of(&mut m, T0 + 2)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    back.state = SiteState::Live;
+    back.node = None;
+    m.remote_console(T0 + 2, tuyen_quang, vec![back]);
+    m.give_floor(T0 + 2, STUDIO, &code("003"))
+        .expect("the floor again");
+    drain(&mut m);
+
     // The relay goes (its link dropped): the floor is returned, and recorded so.
     m.leave(T0 + 3, tuyen_quang, LeaveReason::Closed, None);
     let outputs = drain(&mut m);
