@@ -174,12 +174,7 @@ impl LiveMeeting {
                 site: site.clone(),
                 muted,
             };
-            self.send(
-                relay,
-                ServerMessage::RelayChair {
-                    action: Box::new(action),
-                },
-            );
+            self.ask_relay(relay, action);
             self.log(
                 now,
                 EventKind::SiteMuted {
@@ -207,14 +202,8 @@ impl LiveMeeting {
             self.set_muted(now, site, muted);
         }
         // And every provincial hub's sites, by their hub.
-        let action = ClientMessage::MuteAll { muted };
         for relay in self.relays() {
-            self.send(
-                relay,
-                ServerMessage::RelayChair {
-                    action: Box::new(action.clone()),
-                },
-            );
+            self.ask_relay(relay, ClientMessage::MuteAll { muted });
         }
         Ok(())
     }
@@ -432,13 +421,7 @@ impl LiveMeeting {
             let Some(relay) = self.remote_relay_of(site).filter(|_| remote_page) else {
                 return Err(ActionError::NoPageOpen(site.clone()));
             };
-            let action = ClientMessage::CallSite { site: site.clone() };
-            self.send(
-                relay,
-                ServerMessage::RelayChair {
-                    action: Box::new(action),
-                },
-            );
+            self.ask_relay(relay, ClientMessage::CallSite { site: site.clone() });
             self.log(
                 now,
                 EventKind::SiteCalled {
@@ -547,6 +530,16 @@ impl LiveMeeting {
                 },
             );
         }
+    }
+
+    /// Asks a child hub's relay to do `action` on its own hub, as that hub's chair.
+    fn ask_relay(&mut self, relay: PeerId, action: ClientMessage) {
+        self.send(
+            relay,
+            ServerMessage::RelayChair {
+                action: Box::new(action),
+            },
+        );
     }
 
     /// Authorisation first: a site asking for a chair action learns it is forbidden, whatever
