@@ -1,7 +1,8 @@
 //! Attendance log benchmark: append 100,000 events and compute a 1,000-site report.
 //!
-//! `cargo bench --bench attendance_log` (add `-- --quick` for a smaller run). Prints a table;
-//! the figures go into BENCHMARKS.md.
+//! `cargo bench --bench attendance_log` (add `-- --quick` for a smaller run) keeps the log in
+//! SQLite; `-- --database postgres://USER@HOST:PORT/DATABASE` in an empty PostgreSQL database
+//! instead. Prints a table; the figures go into BENCHMARKS.md.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use diemcau::attendance::report::{ExpectedSite, MeetingPlan, ReportRules, comput
 use diemcau::attendance::{EventKind, LeaveReason};
 use diemcau::config::VIETNAM;
 use diemcau::directory::{Level, Site};
-use diemcau::store::{InvitedSite, NewMeeting, Store};
+use diemcau::store::{Database, InvitedSite, NewMeeting, PostgresTarget, Store};
 
 const SITES: usize = 1_000;
 
@@ -19,7 +20,15 @@ fn main() {
     let total_events: usize = if quick { 10_000 } else { 100_000 };
     let dir = std::env::temp_dir().join(format!("diemcau-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).expect("store opens");
+    let args: Vec<String> = std::env::args().collect();
+    let database = match args.iter().position(|a| a == "--database") {
+        Some(i) => Database::Postgres(Box::new(
+            PostgresTarget::new(args.get(i + 1).expect("a URL after --database"), None, None)
+                .expect("a PostgreSQL URL"),
+        )),
+        None => Database::Sqlite(dir.clone()),
+    };
+    let store = Store::connect(&database).expect("store opens");
     let recorder = store.recorder().expect("recorder starts");
 
     let sites: Vec<Site> = (0..SITES)
@@ -134,16 +143,32 @@ fn main() {
     let sites_csv = csv(&report, Table::Sites, VIETNAM);
     let events_csv = csv(&report, Table::Events, VIETNAM);
     let csv_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let db_bytes = std::fs::metadata(store.path())
-        .map(|m| m.len())
-        .unwrap_or(0)
-        + std::fs::metadata(store.path().with_extension("sqlite3-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let db_bytes = match &database {
+        Database::Sqlite(_) => {
+            let file = store.path().expect("a SQLite file");
+            std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0)
+                + std::fs::metadata(file.with_extension("sqlite3-wal"))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+        }
+        Database::Postgres(target) => {
+            let size: i64 = target
+                .client()
+                .expect("connected")
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .expect("the size")
+                .get(0);
+            size as u64
+        }
+    };
 
     println!(
-        "attendance log benchmark ({} events, {SITES} sites)",
-        events.len()
+        "attendance log benchmark ({} events, {SITES} sites, {})",
+        events.len(),
+        match &database {
+            Database::Sqlite(_) => "SQLite",
+            Database::Postgres(_) => "PostgreSQL",
+        }
     );
     println!("| measure | value |");
     println!("|---|---|");

@@ -11,7 +11,7 @@ use time::UtcOffset;
 
 use crate::media::{MediaConfig, TcpConfig};
 use crate::server::ServerLimits;
-use crate::store::Role;
+use crate::store::{Database, PostgresTarget, Role};
 
 /// The command line: with no subcommand the hub runs with [`Config`]'s flags.
 #[derive(Debug, Parser)]
@@ -121,12 +121,66 @@ pub enum AccountCommand {
     },
 }
 
-/// The hub's data directory, for the account commands.
+/// The hub's data directory and database, for the account and node commands.
 #[derive(Debug, Clone, Args)]
 pub struct DataDir {
     /// Directory of the hub's data (as the hub's `--data-dir`).
     #[arg(long, env = "DIEMCAU_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+impl DataDir {
+    /// The store these commands work on.
+    pub fn open_store(&self) -> Result<crate::store::Store, String> {
+        let database = self.database.database(&self.data_dir)?;
+        crate::store::Store::connect(&database)
+            .map_err(|e| format!("cannot open the data in {}: {e}", describe(&database)))
+    }
+}
+
+/// Where the data is, in words for a message.
+pub fn describe(database: &Database) -> String {
+    match database {
+        Database::Sqlite(dir) => dir.display().to_string(),
+        Database::Postgres(target) => target.to_string(),
+    }
+}
+
+/// Which database the hub keeps its data in: SQLite in the data directory unless a PostgreSQL
+/// database is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DatabaseArgs {
+    /// A PostgreSQL database to keep the data in instead of SQLite in the data directory, as
+    /// `postgres://USER@HOST:PORT/DATABASE` (add `?sslmode=require` to insist on TLS). Hubs
+    /// that share one serve the same directory, accounts, meetings and reports. No password
+    /// in it: see --database-password-file.
+    #[arg(long = "database", env = "DIEMCAU_DATABASE", value_name = "URL")]
+    pub url: Option<String>,
+    /// A file whose first line is the database user's password (readable by the hub's user
+    /// only).
+    #[arg(long, env = "DIEMCAU_DATABASE_PASSWORD_FILE", value_name = "FILE")]
+    pub database_password_file: Option<PathBuf>,
+    /// Certificate authorities (PEM) to check the database server's TLS certificate with,
+    /// besides the system's.
+    #[arg(long, env = "DIEMCAU_DATABASE_CA_FILE", value_name = "FILE")]
+    pub database_ca_file: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The database, PostgreSQL if a URL is given, else SQLite in `data_dir`.
+    pub fn database(&self, data_dir: &std::path::Path) -> Result<Database, String> {
+        match &self.url {
+            None => Ok(Database::Sqlite(data_dir.to_owned())),
+            Some(url) => PostgresTarget::new(
+                url,
+                self.database_password_file.as_deref(),
+                self.database_ca_file.as_deref(),
+            )
+            .map(|target| Database::Postgres(Box::new(target))),
+        }
+    }
 }
 
 /// diemcau: video conference hub for province-to-commune online meetings.
@@ -201,9 +255,14 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_MAX_PARTICIPANTS", default_value_t = 1500)]
     pub max_participants: usize,
 
-    /// Directory of the hub's data: the SQLite database (directory, meetings, attendance log).
+    /// Directory of the hub's data: the SQLite database (directory, meetings, attendance log)
+    /// unless --database names a PostgreSQL one, the TLS certificate it made, the first
+    /// passwords.
     #[arg(long, env = "DIEMCAU_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Time zone of reports as an offset from UTC (Việt Nam: +07:00).
     #[arg(long, env = "DIEMCAU_UTC_OFFSET", default_value = "+07:00", value_parser = parse_offset)]
@@ -358,6 +417,7 @@ impl Config {
             workers: Some(2),
             max_participants: 1500,
             data_dir,
+            database: DatabaseArgs::default(),
             utc_offset: VIETNAM,
             grace_seconds: 120,
             tls_cert: None,

@@ -97,7 +97,16 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         })
         .transpose()
         .map_err(std::io::Error::other)?;
-    let store = Store::open(&config.data_dir).map_err(std::io::Error::other)?;
+    let database = config
+        .database
+        .database(&config.data_dir)
+        .map_err(std::io::Error::other)?;
+    let store = Store::connect(&database).map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot open the data in {}: {e}",
+            config::describe(&database)
+        ))
+    })?;
     let recorder = store.recorder().map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
     recover_from_crash(&store, &recorder, started_at).map_err(std::io::Error::other)?;

@@ -24,6 +24,17 @@ async fn main() -> std::process::ExitCode {
                 diemcau::cascade::cli::run(command).map_err(diemcau::store::StoreError::Internal),
             );
         }
+        Some(
+            diemcau::config::Command::Backup { data, .. }
+            | diemcau::config::Command::Restore { data, .. },
+        ) if data.database.url.is_some() => {
+            return report(Err(diemcau::store::StoreError::Internal(
+                "the data is in PostgreSQL: back it up and restore it with PostgreSQL's own \
+                 tools (pg_dump, pg_restore, or the cluster's continuous archiving); see \
+                 docs/operations.md"
+                    .to_owned(),
+            )));
+        }
         Some(diemcau::config::Command::Backup { file, data }) => {
             return report(
                 diemcau::store::backup::backup(&data.data_dir, &file)
@@ -44,7 +55,13 @@ async fn main() -> std::process::ExitCode {
             ));
         }
     };
-    println!("diemcau: data in {}", config.data_dir.display());
+    match &config.database.url {
+        Some(url) => println!(
+            "diemcau: data in PostgreSQL at {url}, files in {}",
+            config.data_dir.display()
+        ),
+        None => println!("diemcau: data in {}", config.data_dir.display()),
+    }
     let hub = match diemcau::start(config).await {
         Ok(hub) => hub,
         Err(e) => {

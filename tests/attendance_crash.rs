@@ -1,6 +1,7 @@
 //! The real hub binary is killed with SIGKILL in the middle of a meeting and started again on
 //! the same data directory: no acknowledged event is missing, the sessions the crash cut off
 //! are closed at their last sign of life, the meeting goes on, and the report shows the gap.
+//! Once with the data in SQLite, once in PostgreSQL.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -8,10 +9,10 @@
 mod http;
 #[path = "common/hub_binary.rs"]
 mod hub_binary;
+#[path = "common/postgres.rs"]
+mod postgres;
 #[path = "common/signaling.rs"]
 mod signaling;
-#[path = "common/wait.rs"]
-mod wait;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -51,7 +52,14 @@ impl Site {
 
 /// How many site sessions the hub has noted alive at `since` or later. Read from the database
 /// as the restarted hub will, since the liveness notes are not shown anywhere else.
-fn sessions_alive_since(data_dir: &Path, since: i64) -> i64 {
+async fn sessions_alive_since(data_dir: &Path, database: Option<&str>, since: i64) -> i64 {
+    if let Some(url) = database {
+        return postgres::query_i64(
+            url,
+            &format!("SELECT COUNT(*) FROM liveness WHERE last_seen >= {since}"),
+        )
+        .await;
+    }
     let db = rusqlite::Connection::open_with_flags(
         data_dir.join(diemcau::store::DATABASE_FILE),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -80,9 +88,19 @@ fn site_row<'a>(report: &'a Value, code: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
-    let data = std::env::temp_dir().join(format!("diemcau-crash-{}", std::process::id()));
+    survives_sigkill("sqlite", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill_with_the_data_in_postgresql() {
+    let database = postgres::fresh_database("crash").await;
+    survives_sigkill("postgres", Some(&database)).await;
+}
+
+async fn survives_sigkill(name: &str, database: Option<&str>) {
+    let data = std::env::temp_dir().join(format!("diemcau-crash-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut hub, addr) = hub_binary::spawn(&data);
+    let (mut hub, addr) = hub_binary::spawn_on(&data, database, &[]);
 
     let m = http::meeting(
         addr,
@@ -114,12 +132,14 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     // Everything above was acknowledged. Let the hub note the three sessions alive once more,
     // then kill it without warning.
     let acknowledged_at = diemcau::store::now_millis();
-    wait::until(
-        "the hub to note the studio and both sites alive",
-        Duration::from_secs(10),
-        || sessions_alive_since(&data, acknowledged_at) == 3,
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sessions_alive_since(&data, database, acknowledged_at).await != 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub notes the studio and both sites alive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();
@@ -146,7 +166,7 @@ async fn acknowledged_events_survive_sigkill_and_the_report_shows_the_gap() {
     drop(studio);
 
     // Restart on the same data.
-    let (mut hub, addr) = hub_binary::spawn(&data);
+    let (mut hub, addr) = hub_binary::spawn_on(&data, database, &[]);
     let after = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();

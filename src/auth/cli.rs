@@ -102,8 +102,7 @@ pub fn run(command: AccountCommand) -> Result<String, String> {
 }
 
 fn open(data: &DataDir) -> Result<Store, String> {
-    Store::open(&data.data_dir)
-        .map_err(|e| format!("cannot open the data in {}: {e}", data.data_dir.display()))
+    data.open_store()
 }
 
 /// The store, the account name as stored, and whether that account exists.

@@ -1,7 +1,7 @@
 //! `diemcau node ...`: the parent's list of child hubs and their credentials.
 
 use crate::config::NodeCommand;
-use crate::store::{Store, now_millis};
+use crate::store::now_millis;
 
 /// Runs a node command; returns what to print, or why it failed.
 pub fn run(command: NodeCommand) -> Result<String, String> {
@@ -15,7 +15,7 @@ pub fn run(command: NodeCommand) -> Result<String, String> {
             for code in &province {
                 super::check_province(code).map_err(|e| e.to_string())?;
             }
-            let store = Store::open(&data.data_dir).map_err(|e| e.to_string())?;
+            let store = data.open_store()?;
             let token = crate::auth::new_token().map_err(|e| e.to_string())?;
             store
                 .add_node(
@@ -37,7 +37,7 @@ pub fn run(command: NodeCommand) -> Result<String, String> {
             ))
         }
         NodeCommand::List { data } => {
-            let store = Store::open(&data.data_dir).map_err(|e| e.to_string())?;
+            let store = data.open_store()?;
             let nodes = store.nodes().map_err(|e| e.to_string())?;
             let mut out = format!("{:<24} {:<20} state", "node", "provinces");
             for node in nodes {
@@ -55,7 +55,7 @@ pub fn run(command: NodeCommand) -> Result<String, String> {
             Ok(out)
         }
         NodeCommand::Revoke { name, data } => {
-            let store = Store::open(&data.data_dir).map_err(|e| e.to_string())?;
+            let store = data.open_store()?;
             store
                 .revoke_node(&name, now_millis())
                 .map_err(|e| e.to_string())?;

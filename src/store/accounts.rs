@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::db::{Conn, Row, Value, args};
 use super::{Store, StoreError};
 use crate::attendance::Millis;
 
@@ -78,18 +78,11 @@ impl Role {
     }
 }
 
-impl From<rusqlite::Error> for AccountChangeError {
-    fn from(e: rusqlite::Error) -> AccountChangeError {
-        AccountChangeError::Store(e.into())
-    }
-}
-
 impl Store {
     pub fn account_count(&self) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .reader()
-            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
-        Ok(count as u64)
+        self.reader()
+            .query_one("SELECT COUNT(*) FROM accounts", &[])?
+            .get(0)
     }
 
     /// Adds an account; refused if the username is taken.
@@ -101,9 +94,9 @@ impl Store {
         now: Millis,
     ) -> Result<(), AccountChangeError> {
         let added = self.writer().execute(
-            "INSERT INTO accounts (username, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO accounts (username, role, password_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT(username) DO NOTHING",
-            params![username, role.as_str(), password_hash, now],
+            args![username, role.as_str(), password_hash, now],
         )?;
         if added == 0 {
             return Err(AccountChangeError::Exists(username.to_owned()));
@@ -112,25 +105,28 @@ impl Store {
     }
 
     pub fn account(&self, username: &str) -> Result<Option<StoredAccount>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
+        self.reader()
+            .query_opt(
                 "SELECT username, role, password_hash, created_at, disabled FROM accounts
-                 WHERE username = ?1",
+                 WHERE username = $1",
+                args![username],
             )?
-            .query_row([username], stored_account)
-            .optional()?)
+            .as_ref()
+            .map(stored_account)
+            .transpose()
     }
 
     /// Every account, by name.
     pub fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(
-            "SELECT username, role, password_hash, created_at, disabled FROM accounts
-             ORDER BY username",
-        )?;
-        let rows = stmt.query_map([], stored_account)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()
+            .query(
+                "SELECT username, role, password_hash, created_at, disabled FROM accounts
+                 ORDER BY username",
+                &[],
+            )?
+            .iter()
+            .map(stored_account)
+            .collect()
     }
 
     /// Sets a new password and ends the account's login sessions.
@@ -141,8 +137,8 @@ impl Store {
     ) -> Result<(), AccountChangeError> {
         self.change_account_ending_logins(
             username,
-            "UPDATE accounts SET password_hash = ?1 WHERE username = ?2",
-            params![password_hash, username],
+            "UPDATE accounts SET password_hash = $1 WHERE username = $2",
+            args![password_hash, username],
         )
     }
 
@@ -150,16 +146,16 @@ impl Store {
     pub fn disable_account(&self, username: &str) -> Result<(), AccountChangeError> {
         self.change_account_ending_logins(
             username,
-            "UPDATE accounts SET disabled = 1 WHERE username = ?1",
-            [username],
+            "UPDATE accounts SET disabled = 1 WHERE username = $1",
+            args![username],
         )
     }
 
     /// Lets a disabled account log in again.
     pub fn enable_account(&self, username: &str) -> Result<(), AccountChangeError> {
         let updated = self.writer().execute(
-            "UPDATE accounts SET disabled = 0 WHERE username = ?1",
-            [username],
+            "UPDATE accounts SET disabled = 0 WHERE username = $1",
+            args![username],
         )?;
         if updated == 0 {
             return Err(AccountChangeError::NotFound(username.to_owned()));
@@ -176,14 +172,16 @@ impl Store {
         now: Millis,
         limits: SessionLimits,
     ) -> Result<(), StoreError> {
-        let conn = self.writer();
-        delete_expired_sessions(&conn, now, limits)?;
-        conn.execute(
-            "INSERT INTO login_sessions (token_sha256, username, csrf_token, created_at, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![token_sha256, username, csrf_token, now],
-        )?;
-        Ok(())
+        self.writer().write(|tx| {
+            delete_expired_sessions(tx, now, limits)?;
+            tx.execute(
+                "INSERT INTO login_sessions
+                   (token_sha256, username, csrf_token, created_at, last_seen)
+                 VALUES ($1, $2, $3, $4, $4)",
+                args![token_sha256, username, csrf_token, now],
+            )?;
+            Ok(())
+        })
     }
 
     /// The live session with this token hash, of an account that is not disabled; notes its
@@ -196,13 +194,14 @@ impl Store {
     ) -> Result<Option<LoginSession>, StoreError> {
         let found: Option<(String, String, String, Millis, Millis, bool)> = self
             .reader()
-            .prepare_cached(
+            .query_opt(
                 "SELECT s.username, a.role, s.csrf_token, s.created_at, s.last_seen, a.disabled
                  FROM login_sessions s JOIN accounts a ON a.username = s.username
-                 WHERE s.token_sha256 = ?1",
+                 WHERE s.token_sha256 = $1",
+                args![token_sha256],
             )?
-            .query_row([token_sha256], |r| {
-                Ok((
+            .map(|r| {
+                Ok::<_, StoreError>((
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
@@ -211,7 +210,7 @@ impl Store {
                     r.get(5)?,
                 ))
             })
-            .optional()?;
+            .transpose()?;
         let Some((username, role, csrf_token, created_at, last_seen, disabled)) = found else {
             return Ok(None);
         };
@@ -223,8 +222,8 @@ impl Store {
         // One write a minute at most per session, not one per request.
         if now - last_seen >= 60_000 {
             self.writer().execute(
-                "UPDATE login_sessions SET last_seen = ?1 WHERE token_sha256 = ?2",
-                params![now, token_sha256],
+                "UPDATE login_sessions SET last_seen = $1 WHERE token_sha256 = $2",
+                args![now, token_sha256],
             )?;
         }
         Ok(role.map(|role| LoginSession {
@@ -235,8 +234,8 @@ impl Store {
 
     pub fn delete_login_session(&self, token_sha256: &str) -> Result<(), StoreError> {
         self.writer().execute(
-            "DELETE FROM login_sessions WHERE token_sha256 = ?1",
-            [token_sha256],
+            "DELETE FROM login_sessions WHERE token_sha256 = $1",
+            args![token_sha256],
         )?;
         Ok(())
     }
@@ -246,30 +245,27 @@ impl Store {
         &self,
         username: &str,
         update: &str,
-        params: impl rusqlite::Params,
+        args: &[Value],
     ) -> Result<(), AccountChangeError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if tx.execute(update, params)? == 0 {
-            return Err(AccountChangeError::NotFound(username.to_owned()));
-        }
-        tx.execute("DELETE FROM login_sessions WHERE username = ?1", [username])?;
-        tx.commit()?;
-        Ok(())
+        self.writer().write(|tx| {
+            if tx.execute(update, args)? == 0 {
+                return Err(AccountChangeError::NotFound(username.to_owned()));
+            }
+            tx.execute(
+                "DELETE FROM login_sessions WHERE username = $1",
+                args![username],
+            )?;
+            Ok(())
+        })
     }
 }
 
-fn stored_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAccount> {
+fn stored_account(r: &Row) -> Result<StoredAccount, StoreError> {
     let role: String = r.get(1)?;
     Ok(StoredAccount {
         username: r.get(0)?,
-        role: Role::parse(&role).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("unknown role {role}").into(),
-            )
-        })?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Internal(format!("an account of unknown role {role}")))?,
         password_hash: r.get(2)?,
         created_at: r.get(3)?,
         disabled: r.get(4)?,
@@ -290,13 +286,13 @@ fn session_expired(
 }
 
 fn delete_expired_sessions(
-    conn: &Connection,
+    conn: &mut Conn,
     now: Millis,
     limits: SessionLimits,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "DELETE FROM login_sessions WHERE last_seen <= ?1 OR created_at <= ?2",
-        params![
+        "DELETE FROM login_sessions WHERE last_seen <= $1 OR created_at <= $2",
+        args![
             now.saturating_sub(millis(limits.idle)),
             now.saturating_sub(millis(limits.lifetime))
         ],

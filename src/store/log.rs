@@ -2,15 +2,13 @@
 //! marks of open sessions, and the closing of sessions a crash left open. The log itself is
 //! append-only: triggers refuse any `UPDATE` or `DELETE`.
 
+use diemcau_signaling::{MeetingId, SessionId, SiteCode};
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
-
-use diemcau_signaling::{MeetingId, SessionId, SiteCode};
-use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Store, StoreError, connect, now_millis};
+use super::db::{Conn, Value, args};
+use super::{Store, StoreError, now_millis};
 use crate::attendance::{Event, EventKind, LeaveReason, Millis};
 
 /// Appends to the attendance log from a dedicated thread, committing in groups. It runs from
@@ -34,8 +32,7 @@ pub struct NodeBatch {
 }
 
 impl Recorder {
-    pub(super) fn start(path: &Path) -> Result<Recorder, StoreError> {
-        let conn = connect(path)?;
+    pub(super) fn start(conn: Conn) -> Result<Recorder, StoreError> {
         let (requests, inbox) = crossbeam_channel::unbounded::<Request>();
         std::thread::Builder::new()
             .name("recorder".into())
@@ -125,16 +122,23 @@ impl Store {
         meeting: MeetingId,
         kinds: &[&str],
     ) -> Result<Option<String>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT kind FROM events WHERE meeting_id = ?1 AND kind IN (SELECT value FROM json_each(?2))
-             ORDER BY seq DESC LIMIT 1",
-        )?;
-        let kinds = serde_json::to_string(kinds)
-            .map_err(|e| StoreError::Internal(format!("event kinds: {e}")))?;
-        Ok(stmt
-            .query_row(params![meeting.0, kinds], |r| r.get(0))
-            .optional()?)
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let placeholders: Vec<String> = (2..kinds.len() + 2).map(|i| format!("${i}")).collect();
+        let mut values = vec![Value::Int(meeting.0)];
+        values.extend(kinds.iter().map(|kind| Value::Text((*kind).to_owned())));
+        self.reader()
+            .query_opt(
+                &format!(
+                    "SELECT kind FROM events WHERE meeting_id = $1 AND kind IN ({})
+                     ORDER BY seq DESC LIMIT 1",
+                    placeholders.join(", ")
+                ),
+                &values,
+            )?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     /// The events of `meeting` numbered after `after`, at most `limit`, in order.
@@ -145,7 +149,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         read_events_after(
-            &self.reader(),
+            &mut self.reader(),
             meeting,
             after,
             i64::try_from(limit).unwrap_or(i64::MAX),
@@ -159,19 +163,16 @@ impl Store {
         sessions: &[(MeetingId, SessionId)],
         at: Millis,
     ) -> Result<(), StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO liveness (session, meeting_id, last_seen) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(session) DO UPDATE SET last_seen = excluded.last_seen",
-            )?;
+        self.writer().write(|tx| {
             for (meeting, session) in sessions {
-                upsert.execute(params![session.0, meeting.0, at])?;
+                tx.execute(
+                    "INSERT INTO liveness (session, meeting_id, last_seen) VALUES ($1, $2, $3)
+                     ON CONFLICT(session) DO UPDATE SET last_seen = excluded.last_seen",
+                    args![session.0, meeting.0, at],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The last time a site left a meeting: its session and when.
@@ -180,22 +181,20 @@ impl Store {
         meeting: MeetingId,
         site: &SiteCode,
     ) -> Result<Option<(SessionId, Millis)>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
+        self.reader()
+            .query_opt(
                 "SELECT session, at FROM events
-                 WHERE meeting_id = ?1 AND site_code = ?2 AND kind = 'site_left'
+                 WHERE meeting_id = $1 AND site_code = $2 AND kind = 'site_left'
                  ORDER BY seq DESC LIMIT 1",
+                args![meeting.0, site.as_str()],
             )?
-            .query_row(params![meeting.0, site.as_str()], |r| {
-                Ok((SessionId(r.get(0)?), r.get(1)?))
-            })
-            .optional()?)
+            .map(|r| Ok((SessionId(r.get(0)?), r.get(1)?)))
+            .transpose()
     }
 
     /// The whole log of a meeting, in order.
     pub fn events(&self, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
-        read_events(&self.reader(), meeting)
+        read_events(&mut self.reader(), meeting)
     }
 
     /// Closes every session, the studio's and the sites', that the log shows open in a meeting
@@ -203,19 +202,23 @@ impl Store {
     /// mark). Run at start-up, before serving: after a crash these sessions were cut off without
     /// their leave. Returns how many were closed.
     pub fn close_interrupted_sessions(&self, recorder: &Recorder) -> Result<usize, StoreError> {
-        let open: Vec<(i64, Option<String>, String, Millis)> = {
-            let conn = self.reader();
-            let mut stmt = conn.prepare(
-                "SELECT e.meeting_id, MAX(e.site_code), e.session,
-                        MAX(MAX(e.at), COALESCE(MAX(l.last_seen), 0))
+        let open: Vec<(i64, Option<String>, String, Millis)> = self
+            .reader()
+            .query(
+                "SELECT e.meeting_id, MAX(e.site_code), e.session, MAX(e.at),
+                        COALESCE(MAX(l.last_seen), 0)
                  FROM events e LEFT JOIN liveness l ON l.session = e.session
                  WHERE e.session IS NOT NULL
                  GROUP BY e.meeting_id, e.session
-                 HAVING SUM(e.kind IN ('site_left', 'studio_left')) = 0",
-            )?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>()?
-        };
+                 HAVING COUNT(CASE WHEN e.kind IN ('site_left', 'studio_left') THEN 1 END) = 0",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let (last_event, last_seen): (Millis, Millis) = (r.get(3)?, r.get(4)?);
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, last_event.max(last_seen)))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let count = open.len();
         for (meeting_id, site, session, last_alive) in open {
             let reason = LeaveReason::HubCrash;
@@ -236,29 +239,30 @@ impl Store {
     /// previous run was last known alive if it stopped without warning (it never noted its
     /// stop). Run at start-up, before [`Store::close_interrupted_sessions`] writes anything.
     pub fn begin_run(&self, started_at: Millis) -> Result<Option<Millis>, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let previous: Option<(Millis, Option<Millis>)> = tx
-            .query_row(
-                "SELECT last_seen, stopped_at FROM hub_runs ORDER BY started_at DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO hub_runs (started_at, last_seen, stopped_at)
-             VALUES (?1, ?1, NULL)",
-            params![started_at],
-        )?;
-        tx.commit()?;
+        let previous: Option<(Millis, Option<Millis>)> = self.writer().write(|tx| {
+            let previous = tx
+                .query_opt(
+                    "SELECT last_seen, stopped_at FROM hub_runs ORDER BY started_at DESC LIMIT 1",
+                    &[],
+                )?
+                .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
+                .transpose()?;
+            tx.execute(
+                "INSERT INTO hub_runs (started_at, last_seen, stopped_at) VALUES ($1, $1, NULL)
+                 ON CONFLICT(started_at) DO UPDATE SET last_seen = excluded.last_seen,
+                   stopped_at = NULL",
+                args![started_at],
+            )?;
+            Ok::<_, StoreError>(previous)
+        })?;
         Ok(previous.and_then(|(last_seen, stopped)| stopped.is_none().then_some(last_seen)))
     }
 
     /// This run is alive at `at` (with the liveness marks).
     pub fn touch_run(&self, started_at: Millis, at: Millis) -> Result<(), StoreError> {
         self.writer().execute(
-            "UPDATE hub_runs SET last_seen = ?2 WHERE started_at = ?1",
-            params![started_at, at],
+            "UPDATE hub_runs SET last_seen = $2 WHERE started_at = $1",
+            args![started_at, at],
         )?;
         Ok(())
     }
@@ -266,8 +270,8 @@ impl Store {
     /// This run stops cleanly at `at`.
     pub fn end_run(&self, started_at: Millis, at: Millis) -> Result<(), StoreError> {
         self.writer().execute(
-            "UPDATE hub_runs SET last_seen = ?2, stopped_at = ?2 WHERE started_at = ?1",
-            params![started_at, at],
+            "UPDATE hub_runs SET last_seen = $2, stopped_at = $2 WHERE started_at = $1",
+            args![started_at, at],
         )?;
         Ok(())
     }
@@ -275,15 +279,17 @@ impl Store {
     /// Meetings started and not ended, those a stop of the hub interrupts, each with the time
     /// of its latest event.
     pub fn meetings_in_progress(&self) -> Result<Vec<(MeetingId, Millis)>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(
-            "SELECT meeting_id, MAX(at) FROM events GROUP BY meeting_id
-             HAVING SUM(kind = 'meeting_started') > 0 AND SUM(kind = 'meeting_ended') = 0",
-        )?;
-        let meetings = stmt
-            .query_map([], |r| Ok((MeetingId(r.get(0)?), r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(meetings)
+        self.reader()
+            .query(
+                "SELECT meeting_id, MAX(at) FROM events GROUP BY meeting_id
+                 HAVING COUNT(CASE WHEN kind = 'meeting_started' THEN 1 END) > 0
+                    AND COUNT(CASE WHEN kind = 'meeting_ended' THEN 1 END) = 0
+                 ORDER BY meeting_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((MeetingId(r.get(0)?), r.get(1)?)))
+            .collect()
     }
 }
 
@@ -305,7 +311,7 @@ enum Done {
 }
 
 /// The recorder thread: take everything queued, write it in one transaction, then acknowledge.
-fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Request>) {
+fn record(mut conn: Conn, inbox: crossbeam_channel::Receiver<Request>) {
     let mut next_seq: HashMap<MeetingId, u64> = HashMap::new();
     let mut from_node = None;
     while let Ok(first) = inbox.recv() {
@@ -353,66 +359,40 @@ fn record(mut conn: Connection, inbox: crossbeam_channel::Receiver<Request>) {
 
 /// One transaction: the node's mark read, its new events appended, the mark moved.
 fn store_node_batch(
-    conn: &mut Connection,
+    conn: &mut Conn,
     next_seq: &mut HashMap<MeetingId, u64>,
     batch: &NodeBatch,
 ) -> Result<u64, String> {
     let recorded_at = now_millis();
-    let result = (|| -> Result<u64, rusqlite::Error> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let result = conn.write(|tx| {
         let mark: u64 = tx
-            .query_row(
-                "SELECT through FROM node_streams WHERE node = ?1 AND meeting_id = ?2",
-                params![batch.node, batch.meeting.0],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .map_or(0, |m| u64::try_from(m).unwrap_or(0));
-        let mut seq = match next_seq.get(&batch.meeting) {
-            Some(seq) => *seq,
-            None => {
-                let max: Option<i64> = tx.query_row(
-                    "SELECT MAX(seq) FROM events WHERE meeting_id = ?1",
-                    [batch.meeting.0],
-                    |r| r.get(0),
-                )?;
-                max.map_or(1, |m| m as u64 + 1)
+            .query_opt(
+                "SELECT through FROM node_streams WHERE node = $1 AND meeting_id = $2",
+                args![batch.node, batch.meeting.0],
+            )?
+            .map(|r| r.get::<u64>(0))
+            .transpose()?
+            .unwrap_or(0);
+        let mut seq = next_seq_of(tx, next_seq, batch.meeting)?;
+        for (node_seq, at, kind) in &batch.events {
+            if *node_seq <= mark {
+                continue;
             }
-        };
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (node_seq, at, kind) in &batch.events {
-                if *node_seq <= mark {
-                    continue;
-                }
-                let body = serde_json::to_string(kind)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                insert.execute(params![
-                    batch.meeting.0,
-                    seq as i64,
-                    at,
-                    recorded_at,
-                    kind.name(),
-                    kind.site(),
-                    kind.session(),
-                    body
-                ])?;
-                seq += 1;
-            }
+            insert_event(tx, batch.meeting, seq, *at, recorded_at, kind)?;
+            seq += 1;
         }
         let through = mark.max(batch.through);
         tx.execute(
-            "INSERT INTO node_streams (node, meeting_id, through) VALUES (?1, ?2, ?3)
+            "INSERT INTO node_streams (node, meeting_id, through) VALUES ($1, $2, $3)
              ON CONFLICT(node, meeting_id) DO UPDATE SET through = excluded.through",
-            params![batch.node, batch.meeting.0, through as i64],
+            args![batch.node, batch.meeting.0, through],
         )?;
-        tx.commit()?;
+        Ok::<_, StoreError>((through, seq))
+    });
+    let result = result.map(|(through, seq)| {
         next_seq.insert(batch.meeting, seq);
-        Ok(through)
-    })();
+        through
+    });
     result.map_err(|e| {
         next_seq.clear();
         tracing::error!(node = %batch.node, "events of a node not stored: {e}");
@@ -432,83 +412,109 @@ fn reply(done: Done, result: Result<Event, String>) {
 }
 
 fn write_batch(
-    conn: &mut Connection,
+    conn: &mut Conn,
     next_seq: &mut HashMap<MeetingId, u64>,
     batch: &[Append],
     recorded_at: Millis,
-) -> Result<Vec<Event>, rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut events = Vec::with_capacity(batch.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+) -> Result<Vec<Event>, StoreError> {
+    // The numbers are taken in the cache only once the transaction has committed: a
+    // failed one leaves it as it was.
+    let mut taken: HashMap<MeetingId, u64> = HashMap::new();
+    let events = conn.write(|tx| {
+        let mut events = Vec::with_capacity(batch.len());
         for append in batch {
-            let seq = match next_seq.get(&append.meeting) {
+            let seq = match taken.get(&append.meeting) {
                 Some(seq) => *seq,
-                None => {
-                    let max: Option<i64> = tx.query_row(
-                        "SELECT MAX(seq) FROM events WHERE meeting_id = ?1",
-                        [append.meeting.0],
-                        |r| r.get(0),
-                    )?;
-                    max.map_or(1, |m| m as u64 + 1)
-                }
+                None => next_seq_of(tx, next_seq, append.meeting)?,
             };
-            let event = Event {
+            insert_event(
+                tx,
+                append.meeting,
+                seq,
+                append.at,
+                recorded_at,
+                &append.kind,
+            )?;
+            taken.insert(append.meeting, seq + 1);
+            events.push(Event {
                 seq,
                 at: append.at,
                 recorded_at,
                 kind: append.kind.clone(),
-            };
-            let body = serde_json::to_string(&event.kind)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            insert.execute(params![
-                append.meeting.0,
-                seq as i64,
-                event.at,
-                recorded_at,
-                event.kind.name(),
-                event.kind.site(),
-                event.kind.session(),
-                body
-            ])?;
-            next_seq.insert(append.meeting, seq + 1);
-            events.push(event);
+            });
         }
-    }
-    tx.commit()?;
+        Ok::<_, StoreError>(events)
+    })?;
+    next_seq.extend(taken);
     Ok(events)
 }
 
-fn read_events(conn: &Connection, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
+/// The number the next event of `meeting` takes: from the recorder's cache, or after the
+/// last in the log.
+fn next_seq_of(
+    tx: &mut Conn,
+    next_seq: &HashMap<MeetingId, u64>,
+    meeting: MeetingId,
+) -> Result<u64, StoreError> {
+    if let Some(seq) = next_seq.get(&meeting) {
+        return Ok(*seq);
+    }
+    let max: Option<u64> = tx
+        .query_one(
+            "SELECT MAX(seq) FROM events WHERE meeting_id = $1",
+            args![meeting.0],
+        )?
+        .get(0)?;
+    Ok(max.map_or(1, |m| m + 1))
+}
+
+fn insert_event(
+    tx: &mut Conn,
+    meeting: MeetingId,
+    seq: u64,
+    at: Millis,
+    recorded_at: Millis,
+    kind: &EventKind,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(kind)
+        .map_err(|e| StoreError::Internal(format!("an event that cannot be written: {e}")))?;
+    tx.execute(
+        "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            meeting.0,
+            seq,
+            at,
+            recorded_at,
+            kind.name(),
+            kind.site(),
+            kind.session(),
+            body
+        ],
+    )?;
+    Ok(())
+}
+
+fn read_events(conn: &mut Conn, meeting: MeetingId) -> Result<Vec<Event>, StoreError> {
     read_events_after(conn, meeting, 0, i64::MAX)
 }
 
 /// The events of `meeting` numbered after `after`, `limit` at most, in order.
 fn read_events_after(
-    conn: &Connection,
+    conn: &mut Conn,
     meeting: MeetingId,
     after: u64,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, at, recorded_at, body FROM events WHERE meeting_id = ?1 AND seq > ?2
-         ORDER BY seq LIMIT ?3",
+    let rows = conn.query(
+        "SELECT seq, at, recorded_at, body FROM events WHERE meeting_id = $1 AND seq > $2
+         ORDER BY seq LIMIT $3",
+        args![meeting.0, after, limit],
     )?;
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![meeting.0, after, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut events = Vec::new();
+    let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let (seq, at, recorded_at, body) = row?;
+        let (seq, at, recorded_at, body): (i64, i64, i64, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
         let kind: EventKind = serde_json::from_str(&body).map_err(|e| {
             StoreError::Internal(format!(
                 "event {seq} of meeting {meeting} is unreadable: {e}"
@@ -601,9 +607,9 @@ mod tests {
                 .expect("read")
                 .is_empty()
         );
-        let conn = Connection::open(store.path()).expect("a second connection");
-        assert!(conn.execute("UPDATE events SET at = 0", []).is_err());
-        assert!(conn.execute("DELETE FROM events", []).is_err());
+        let mut conn = super::super::testing::second_connection(&store);
+        assert!(conn.execute("UPDATE events SET at = 0", &[]).is_err());
+        assert!(conn.execute("DELETE FROM events", &[]).is_err());
     }
 
     #[test]

@@ -6,9 +6,9 @@ use diemcau_signaling::text::{TextError, human_text};
 use std::collections::{HashMap, HashSet};
 
 use diemcau_signaling::{JoinCode, MeetingId, SiteCode};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use super::db::{Conn, Row, args};
 use super::{Store, StoreError, now_millis, random_text};
 use crate::attendance::{ExpectedSite, MeetingPlan, Millis};
 use crate::directory::MAX_DELEGATES;
@@ -145,49 +145,47 @@ impl Store {
         }
         let now = now_millis();
         let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let id = create_in(&tx, new, title, studio, now)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(meeting_view(&conn, id)?)
+        let id = conn.write(|tx| create_in(tx, new, title, studio, now))?;
+        Ok(meeting_view(&mut conn, id)?)
     }
 
     /// A meeting with its current join codes and state; [`StoreError::NotFound`] if there is
     /// none.
     pub fn meeting(&self, id: MeetingId) -> Result<MeetingView, StoreError> {
-        let mut conn = self.reader();
-        let tx = conn.transaction()?;
-        meeting_view(&tx, id)
+        self.reader().read(|tx| meeting_view(tx, id))
     }
 
     /// The meeting as a join needs it: title, state, studio and expected sites.
     pub fn meeting_roster(&self, id: MeetingId) -> Result<MeetingRoster, StoreError> {
-        let mut conn = self.reader();
-        let tx = conn.transaction()?;
-        let Some((plan, studio_name)) = plan(&tx, id)? else {
-            return Err(StoreError::NotFound(format!("meeting {id}")));
-        };
-        Ok(MeetingRoster {
-            id,
-            title: plan.title,
-            state: meeting_state(&tx, id)?,
-            studio_name,
-            sites: plan.roster,
+        self.reader().read(|tx| {
+            let Some((plan, studio_name)) = plan(tx, id)? else {
+                return Err(StoreError::NotFound(format!("meeting {id}")));
+            };
+            Ok(MeetingRoster {
+                id,
+                title: plan.title,
+                state: meeting_state(tx, id)?,
+                studio_name,
+                sites: plan.roster,
+            })
         })
     }
 
     /// Every meeting, newest first.
     pub fn meetings(&self) -> Result<Vec<MeetingView>, StoreError> {
-        let mut conn = self.reader();
-        let tx = conn.transaction()?;
-        let ids: Vec<i64> = tx
-            .prepare_cached("SELECT id FROM meetings ORDER BY scheduled_start DESC, id DESC")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        ids.into_iter()
-            .map(|id| meeting_view(&tx, MeetingId(id)))
-            .collect()
+        self.reader().read(|tx| {
+            let ids: Vec<i64> = tx
+                .query(
+                    "SELECT id FROM meetings ORDER BY scheduled_start DESC, id DESC",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_, _>>()?;
+            ids.into_iter()
+                .map(|id| meeting_view(tx, MeetingId(id)))
+                .collect()
+        })
     }
 
     /// Revokes a site's join code and issues a new one; returns the new code.
@@ -197,32 +195,26 @@ impl Store {
         site: &SiteCode,
     ) -> Result<JoinCode, ReissueError> {
         let now = now_millis();
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let on_roster: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM roster WHERE meeting_id = ?1 AND site_code = ?2)",
-                params![meeting.0, site.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(StoreError::from)?;
-        if !on_roster {
-            return Err(ReissueError::NotInvited {
-                meeting,
-                site: site.clone(),
-            });
-        }
-        tx.execute(
-            "UPDATE join_codes SET revoked_at = ?1
-             WHERE meeting_id = ?2 AND site_code = ?3 AND revoked_at IS NULL",
-            params![now, meeting.0, site.as_str()],
-        )
-        .map_err(StoreError::from)?;
-        let code = insert_code(&tx, meeting, Some(site.as_str()), now)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(code)
+        self.writer().write(|tx| {
+            let on_roster: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM roster WHERE meeting_id = $1 AND site_code = $2)",
+                    args![meeting.0, site.as_str()],
+                )?
+                .get(0)?;
+            if !on_roster {
+                return Err(ReissueError::NotInvited {
+                    meeting,
+                    site: site.clone(),
+                });
+            }
+            tx.execute(
+                "UPDATE join_codes SET revoked_at = $1
+                 WHERE meeting_id = $2 AND site_code = $3 AND revoked_at IS NULL",
+                args![now, meeting.0, site.as_str()],
+            )?;
+            Ok(insert_code(tx, meeting, Some(site.as_str()), now)?)
+        })
     }
 
     /// Checks a join code, optionally against the meeting the page was opened for.
@@ -231,100 +223,101 @@ impl Store {
         code: &JoinCode,
         expected_meeting: Option<MeetingId>,
     ) -> Result<Grant, CodeError> {
-        let mut conn = self.reader();
-        let tx = conn.transaction().map_err(StoreError::from)?;
-        let row: Option<(i64, Option<String>, Option<i64>)> = tx
-            .prepare_cached(
-                "SELECT meeting_id, site_code, revoked_at FROM join_codes WHERE code = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row([code.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-            })
-            .map_err(StoreError::from)?;
-        let Some((meeting, site_code, revoked_at)) = row else {
-            return Err(CodeError::Unknown);
-        };
-        let meeting = MeetingId(meeting);
-        if expected_meeting.is_some_and(|m| m != meeting) {
-            return Err(CodeError::OtherMeeting);
-        }
-        if revoked_at.is_some() {
-            return Err(CodeError::Revoked);
-        }
-        let studio_name: Option<String> = tx
-            .query_row(
-                "SELECT studio_name FROM meetings WHERE id = ?1",
-                [meeting.0],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(StoreError::from)?;
-        let Some(studio_name) = studio_name else {
-            return Err(CodeError::Unknown);
-        };
-        if meeting_state(&tx, meeting)? == MeetingState::Ended {
-            return Err(CodeError::MeetingEnded);
-        }
-        let site = match site_code {
-            Some(code) => Some(
-                tx.query_row(
-                    &format!("{EXPECTED_SITE} WHERE r.meeting_id = ?1 AND r.site_code = ?2"),
-                    params![meeting.0, code],
-                    expected_site,
-                )
-                .optional()
-                .map_err(StoreError::from)?
-                .ok_or(CodeError::Unknown)?,
-            ),
-            None => None,
-        };
-        let national_part = tx
-            .query_row(
-                "SELECT 1 FROM parent_meetings WHERE meeting_id = ?1",
-                [meeting.0],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(StoreError::from)?
-            .is_some();
-        Ok(Grant {
-            meeting_id: meeting,
-            site,
-            studio_name,
-            national_part,
-        })
+        self.reader()
+            .read(|tx| resolve_in(tx, code, expected_meeting))
     }
 }
 
 /// Writes a valid meeting, its roster and its codes in `tx`; returns its id.
+fn resolve_in(
+    tx: &mut Conn,
+    code: &JoinCode,
+    expected_meeting: Option<MeetingId>,
+) -> Result<Grant, CodeError> {
+    let row: Option<(i64, Option<String>, Option<i64>)> = tx
+        .query_opt(
+            "SELECT meeting_id, site_code, revoked_at FROM join_codes WHERE code = $1",
+            args![code.as_str()],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .transpose()?;
+    let Some((meeting, site_code, revoked_at)) = row else {
+        return Err(CodeError::Unknown);
+    };
+    let meeting = MeetingId(meeting);
+    if expected_meeting.is_some_and(|m| m != meeting) {
+        return Err(CodeError::OtherMeeting);
+    }
+    if revoked_at.is_some() {
+        return Err(CodeError::Revoked);
+    }
+    let studio_name: Option<String> = tx
+        .query_opt(
+            "SELECT studio_name FROM meetings WHERE id = $1",
+            args![meeting.0],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
+    let Some(studio_name) = studio_name else {
+        return Err(CodeError::Unknown);
+    };
+    if meeting_state(tx, meeting)? == MeetingState::Ended {
+        return Err(CodeError::MeetingEnded);
+    }
+    let site = match site_code {
+        Some(code) => Some(
+            tx.query_opt(
+                &format!("{EXPECTED_SITE} WHERE r.meeting_id = $1 AND r.site_code = $2"),
+                args![meeting.0, code],
+            )?
+            .as_ref()
+            .map(expected_site)
+            .transpose()?
+            .ok_or(CodeError::Unknown)?,
+        ),
+        None => None,
+    };
+    let national_part = tx
+        .query_opt(
+            "SELECT 1 FROM parent_meetings WHERE meeting_id = $1",
+            args![meeting.0],
+        )?
+        .is_some();
+    Ok(Grant {
+        meeting_id: meeting,
+        site,
+        studio_name,
+        national_part,
+    })
+}
+
 fn create_in(
-    tx: &Transaction<'_>,
+    tx: &mut Conn,
     new: &NewMeeting,
     title: &str,
     studio: &str,
     now: Millis,
 ) -> Result<MeetingId, CreateMeetingError> {
-    tx.execute(
-        "INSERT INTO meetings (title, scheduled_start, scheduled_end, studio_name, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![title, new.scheduled_start, new.scheduled_end, studio, now],
-    )
-    .map_err(StoreError::from)?;
-    let id = MeetingId(tx.last_insert_rowid());
+    let id = MeetingId(
+        tx.query_one(
+            "INSERT INTO meetings (title, scheduled_start, scheduled_end, studio_name, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            args![title, new.scheduled_start, new.scheduled_end, studio, now],
+        )?
+        .get(0)?,
+    );
     let mut seen = HashSet::new();
     for (position, invited) in new.sites.iter().enumerate() {
         if !seen.insert(invited.code.as_str()) {
             return Err(CreateMeetingError::InvitedTwice(invited.code.clone()));
         }
         let site: Option<(String, u32)> = tx
-            .query_row(
-                "SELECT name, delegates FROM sites WHERE code = ?1",
-                [&invited.code],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(StoreError::from)?;
+            .query_opt(
+                "SELECT name, delegates FROM sites WHERE code = $1",
+                args![invited.code],
+            )?
+            .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
+            .transpose()?;
         let Some((name, usual)) = site else {
             return Err(CreateMeetingError::UnknownSite(invited.code.clone()));
         };
@@ -334,10 +327,9 @@ fn create_in(
         }
         tx.execute(
             "INSERT INTO roster (meeting_id, site_code, site_name, expected_delegates, position)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id.0, invited.code, name, expected, position as i64],
-        )
-        .map_err(StoreError::from)?;
+             VALUES ($1, $2, $3, $4, $5)",
+            args![id.0, invited.code, name, expected, position],
+        )?;
         insert_code(tx, id, Some(&invited.code), now)?;
     }
     insert_code(tx, id, None, now)?;
@@ -345,21 +337,24 @@ fn create_in(
 }
 
 /// The plan of a meeting and its studio's name, if the meeting exists.
-fn plan(conn: &Connection, id: MeetingId) -> Result<Option<(MeetingPlan, String)>, StoreError> {
+fn plan(conn: &mut Conn, id: MeetingId) -> Result<Option<(MeetingPlan, String)>, StoreError> {
     let meeting: Option<(String, i64, i64, String)> = conn
-        .prepare_cached(
-            "SELECT title, scheduled_start, scheduled_end, studio_name FROM meetings WHERE id = ?1",
+        .query_opt(
+            "SELECT title, scheduled_start, scheduled_end, studio_name FROM meetings WHERE id = $1",
+            args![id.0],
         )?
-        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?;
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .transpose()?;
     let Some((title, scheduled_start, scheduled_end, studio_name)) = meeting else {
         return Ok(None);
     };
     let roster: Vec<ExpectedSite> = conn
-        .prepare_cached(&format!(
-            "{EXPECTED_SITE} WHERE r.meeting_id = ?1 ORDER BY r.position"
-        ))?
-        .query_map([id.0], expected_site)?
+        .query(
+            &format!("{EXPECTED_SITE} WHERE r.meeting_id = $1 ORDER BY r.position"),
+            args![id.0],
+        )?
+        .iter()
+        .map(expected_site)
         .collect::<Result<_, _>>()?;
     let plan = MeetingPlan {
         id: id.0,
@@ -371,19 +366,17 @@ fn plan(conn: &Connection, id: MeetingId) -> Result<Option<(MeetingPlan, String)
     Ok(Some((plan, studio_name)))
 }
 
-fn meeting_view(conn: &Connection, id: MeetingId) -> Result<MeetingView, StoreError> {
+fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreError> {
     let Some((plan, studio_name)) = plan(conn, id)? else {
         return Err(StoreError::NotFound(format!("meeting {id}")));
     };
     let mut studio_code = None;
     let mut site_codes = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT code, site_code FROM join_codes WHERE meeting_id = ?1 AND revoked_at IS NULL",
-    )?;
-    for row in stmt.query_map([id.0], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-    })? {
-        let (code, site) = row?;
+    for row in conn.query(
+        "SELECT code, site_code FROM join_codes WHERE meeting_id = $1 AND revoked_at IS NULL",
+        args![id.0],
+    )? {
+        let (code, site) = (row.get::<String>(0)?, row.get::<Option<String>>(1)?);
         let code = stored_code(code)?;
         match site {
             Some(site) => {
@@ -402,22 +395,25 @@ fn meeting_view(conn: &Connection, id: MeetingId) -> Result<MeetingView, StoreEr
         site_codes,
         state: meeting_state(conn, id)?,
         parent_meeting: conn
-            .prepare_cached("SELECT parent_meeting_id FROM parent_meetings WHERE meeting_id = ?1")?
-            .query_row([id.0], |r| r.get(0))
-            .optional()?,
+            .query_opt(
+                "SELECT parent_meeting_id FROM parent_meetings WHERE meeting_id = $1",
+                args![id.0],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?,
     })
 }
 
 /// The state the log shows: a meeting has started once `meeting_started` is in it, ended
 /// once `meeting_ended` is.
-fn meeting_state(conn: &Connection, id: MeetingId) -> Result<MeetingState, StoreError> {
-    let (started, ended): (bool, bool) = conn
-        .prepare_cached(
-            "SELECT
-               EXISTS (SELECT 1 FROM events WHERE meeting_id = ?1 AND kind = 'meeting_started'),
-               EXISTS (SELECT 1 FROM events WHERE meeting_id = ?1 AND kind = 'meeting_ended')",
-        )?
-        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+fn meeting_state(conn: &mut Conn, id: MeetingId) -> Result<MeetingState, StoreError> {
+    let row = conn.query_one(
+        "SELECT
+           EXISTS (SELECT 1 FROM events WHERE meeting_id = $1 AND kind = 'meeting_started'),
+           EXISTS (SELECT 1 FROM events WHERE meeting_id = $1 AND kind = 'meeting_ended')",
+        args![id.0],
+    )?;
+    let (started, ended): (bool, bool) = (row.get(0)?, row.get(1)?);
     Ok(match (started, ended) {
         (_, true) => MeetingState::Ended,
         (true, false) => MeetingState::InProgress,
@@ -431,7 +427,7 @@ const EXPECTED_SITE: &str = "SELECT r.site_code, r.site_name, r.expected_delegat
        CASE WHEN s.level = 'province' THEN s.name ELSE s.parent_name END
      FROM roster r LEFT JOIN sites s ON s.code = r.site_code";
 
-fn expected_site(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExpectedSite> {
+fn expected_site(r: &Row) -> Result<ExpectedSite, StoreError> {
     Ok(ExpectedSite {
         code: r.get(0)?,
         name: r.get(1)?,
@@ -448,7 +444,7 @@ fn stored_code(code: String) -> Result<JoinCode, StoreError> {
 /// Issues an unguessable join code: 100 random bits in 20 characters of [`random_text`].
 /// Without an entropy source no code is made at all.
 fn insert_code(
-    tx: &Transaction<'_>,
+    tx: &mut Conn,
     meeting: MeetingId,
     site_code: Option<&str>,
     now: Millis,
@@ -456,8 +452,8 @@ fn insert_code(
     let code = random_text(20)
         .map_err(|e| StoreError::Internal(format!("no random bytes for a join code: {e}")))?;
     tx.execute(
-        "INSERT INTO join_codes (code, meeting_id, site_code, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![code, meeting.0, site_code, now],
+        "INSERT INTO join_codes (code, meeting_id, site_code, created_at) VALUES ($1, $2, $3, $4)",
+        args![code, meeting.0, site_code, now],
     )?;
     stored_code(code)
 }

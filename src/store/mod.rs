@@ -1,7 +1,10 @@
-//! Persistent state in SQLite (WAL), one file per concern:
+//! Persistent state in SQLite (WAL, the embedded default) or PostgreSQL (the shared record of
+//! hubs that stand in for one another), one file per concern:
 //!
-//! - this file: opening the database, its schema, the [`Store`] handle and the errors all
-//!   parts share;
+//! - this file: opening the database, the [`Store`] handle and the errors all parts share;
+//! - `db`: one connection to either engine, and the SQL dialect both read;
+//! - `schema`: the tables of each engine and their versioned migrations;
+//! - `postgres`: where a PostgreSQL database is and how the hub connects to it;
 //! - `sites`: the sites directory;
 //! - `meetings`: meeting plans, their join codes, [`Store::resolve_code`] and the views of a
 //!   meeting;
@@ -10,28 +13,30 @@
 //! - `accounts`: accounts and their login sessions.
 //!
 //! The log is written by one recorder thread that commits in groups: every event handed to
-//! [`Recorder::append`] is on disk (`synchronous=FULL`) before the call returns, so an event the
-//! hub has acknowledged survives a `kill -9` or a power cut. Triggers refuse any `UPDATE` or
-//! `DELETE` of the log.
+//! [`Recorder::append`] is committed (on disk with SQLite's `synchronous=FULL`; flushed by
+//! PostgreSQL's own commit) before the call returns, so an event the hub has acknowledged
+//! survives a `kill -9` or a power cut. Triggers refuse any `UPDATE` or `DELETE` of the log.
 //!
-//! Every call blocks on SQLite: async code runs it through [`Store::blocking`]. Writes queue on
-//! one writer connection; reads go to a read connection of their own, which WAL lets run beside
-//! the writer.
+//! Every call blocks on the database: async code runs it through [`Store::blocking`]. Writes
+//! queue on one writer connection; reads go to read connections of their own (one for SQLite,
+//! which WAL lets run beside the writer; a small pool for PostgreSQL).
 
 mod accounts;
 pub mod backup;
+pub(crate) mod db;
 mod log;
 mod meetings;
 mod nodes;
+mod postgres;
+mod schema;
 mod sites;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
-
 use crate::attendance::Millis;
+use db::Conn;
 
 pub use accounts::{Account, AccountChangeError, LoginSession, Role, SessionLimits, StoredAccount};
 pub use log::{NodeBatch, Recorder};
@@ -40,26 +45,56 @@ pub use meetings::{
     NewMeeting, ReissueError,
 };
 pub use nodes::{NodeChangeError, NodeRecord};
+pub use postgres::PostgresTarget;
+pub use schema::SCHEMA_VERSION;
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";
 
-/// A failure of the store itself (SQLite failed, the recorder thread is gone, the machine
-/// refused randomness or a file), or a lookup of what does not exist. What a caller may have
-/// got wrong is told by the error of each operation ([`CreateMeetingError`], [`ReissueError`],
-/// [`CodeError`], [`AccountChangeError`]).
+/// Where the store keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// SQLite, in [`DATABASE_FILE`] of this directory: the embedded default.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which several hubs may share.
+    Postgres(Box<PostgresTarget>),
+}
+
+/// A failure of the store itself (the database failed, the recorder thread is gone, the
+/// machine refused randomness or a file), or a lookup of what does not exist. What a caller
+/// may have got wrong is told by the error of each operation ([`CreateMeetingError`],
+/// [`ReissueError`], [`CodeError`], [`AccountChangeError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// What was asked for does not exist (a meeting by its id).
     #[error("not found: {0}")]
     NotFound(String),
+    /// The database refused or failed (SQLite's or PostgreSQL's words).
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
+    /// The database's schema is newer than this hub knows: a newer release wrote it.
+    #[error(
+        "the database's schema is version {found}, newer than this hub's ({known}): \
+         run the release that upgraded it, or a newer one"
+    )]
+    NewerSchema { found: i64, known: i64 },
     #[error("the recorder has stopped")]
     RecorderStopped,
     /// The hub failed otherwise (no randomness, a file it cannot write, an unreadable row).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> StoreError {
+        StoreError::Database(db::postgres_message(&e))
+    }
 }
 
 /// The handle on the database: cheap to clone, shared by every task and thread. It lives as
@@ -70,41 +105,63 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the SQLite database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Internal(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
-        let path = data_dir.join(DATABASE_FILE);
-        let writer = connect(&path)?;
-        // Password hashes and session hashes are in it: readable by the hub's user only
-        // (SQLite gives its -wal and -shm files the same mode).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| StoreError::Internal(format!("cannot restrict {}: {e}", path.display())),
-            )?;
-        }
-        writer.execute_batch(SCHEMA)?;
-        let reader = connect(&path)?;
-        // A read that tried to write would be a bug here; SQLite refuses it.
-        reader.pragma_update(None, "query_only", true)?;
+        Store::connect(&Database::Sqlite(data_dir.to_owned()))
+    }
+
+    /// Opens the database, bringing its schema up to this hub's version; refuses one newer.
+    pub fn connect(database: &Database) -> Result<Store, StoreError> {
+        let (mut writer, readers) = match database {
+            Database::Sqlite(data_dir) => {
+                let path = sqlite_file(data_dir)?;
+                let writer = Conn::Sqlite(connect(&path)?);
+                (writer, None)
+            }
+            Database::Postgres(target) => (target.connect()?, Some(target)),
+        };
+        schema::migrate(&mut writer)?;
+        let readers = match (database, readers) {
+            (Database::Sqlite(data_dir), _) => {
+                let reader = connect(&data_dir.join(DATABASE_FILE))?;
+                // A read that tried to write would be a bug here; SQLite refuses it.
+                reader.pragma_update(None, "query_only", true)?;
+                vec![Mutex::new(Conn::Sqlite(reader))]
+            }
+            (_, Some(target)) => (0..postgres::READERS)
+                .map(|_| {
+                    let mut reader = target.connect()?;
+                    // As SQLite's `query_only`: a read that tried to write is refused.
+                    reader.batch("SET default_transaction_read_only = on")?;
+                    Ok(Mutex::new(reader))
+                })
+                .collect::<Result<_, StoreError>>()?,
+            (Database::Postgres(_), None) => Vec::new(),
+        };
         Ok(Store {
             inner: Arc::new(Connections {
                 writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-                path,
+                readers,
+                database: database.clone(),
             }),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The SQLite file, when the store is one.
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.inner.database {
+            Database::Sqlite(data_dir) => Some(data_dir.join(DATABASE_FILE)),
+            Database::Postgres(_) => None,
+        }
+    }
+
+    /// Where the data is.
+    pub fn database(&self) -> &Database {
+        &self.inner.database
     }
 
     /// Runs `work` on a thread meant for blocking, so that an async task never waits on
-    /// SQLite; the error of `work` comes back as it is.
+    /// the database; the error of `work` comes back as it is.
     pub async fn blocking<T, E>(
         &self,
         work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
@@ -119,26 +176,56 @@ impl Store {
             .map_err(|e| E::from(StoreError::Internal(format!("a store task failed: {e}"))))?
     }
 
-    /// Starts the recorder thread that appends to the log.
+    /// Starts the recorder thread that appends to the log, on a connection of its own.
     pub fn recorder(&self) -> Result<Recorder, StoreError> {
-        Recorder::start(self.path())
+        let conn = match &self.inner.database {
+            Database::Sqlite(data_dir) => Conn::Sqlite(connect(&data_dir.join(DATABASE_FILE))?),
+            Database::Postgres(target) => target.connect()?,
+        };
+        Recorder::start(conn)
     }
 
     /// The connection that writes (and reads what must see its own writes at once).
-    fn writer(&self) -> MutexGuard<'_, Connection> {
+    fn writer(&self) -> MutexGuard<'_, Conn> {
         self.inner
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The connection that only reads: it waits for other reads, never for the writer.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.inner
-            .reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A connection that only reads: it waits for other reads, never for the writer. The
+    /// first free one of the pool, or the first if all are busy.
+    fn reader(&self) -> MutexGuard<'_, Conn> {
+        for reader in &self.inner.readers {
+            if let Ok(conn) = reader.try_lock() {
+                return conn;
+            }
+        }
+        match self.inner.readers.first() {
+            Some(reader) => reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            None => self.writer(),
+        }
     }
+}
+
+/// The SQLite file in `data_dir`, the directory made if missing, the file readable by the
+/// hub's user only (password hashes and session hashes are in it; SQLite gives its -wal and
+/// -shm files the same mode).
+fn sqlite_file(data_dir: &Path) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", data_dir.display())))?;
+    let path = data_dir.join(DATABASE_FILE);
+    drop(connect(&path)?);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            StoreError::Internal(format!("cannot restrict {}: {e}", path.display()))
+        })?;
+    }
+    Ok(path)
 }
 
 /// Wall-clock time in milliseconds since the epoch.
@@ -160,111 +247,13 @@ pub fn random_text(length: usize) -> Result<String, getrandom::Error> {
         .collect())
 }
 
-/// The two connections of a [`Store`].
+/// The connections of a [`Store`].
 #[derive(Debug)]
 struct Connections {
-    writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
-    path: PathBuf,
+    writer: Mutex<Conn>,
+    readers: Vec<Mutex<Conn>>,
+    database: Database,
 }
-
-/// The tables, created when missing at every open.
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS sites (
-    code TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    level TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    parent_code TEXT,
-    parent_name TEXT,
-    delegates INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meetings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL,
-    scheduled_start INTEGER NOT NULL,
-    scheduled_end INTEGER NOT NULL,
-    studio_name TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS roster (
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    site_code TEXT NOT NULL REFERENCES sites(code),
-    site_name TEXT NOT NULL,
-    expected_delegates INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    PRIMARY KEY (meeting_id, site_code)
-);
-CREATE TABLE IF NOT EXISTS join_codes (
-    code TEXT PRIMARY KEY,
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    site_code TEXT,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS join_codes_by_meeting ON join_codes(meeting_id);
-CREATE TABLE IF NOT EXISTS events (
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    site_code TEXT,
-    session TEXT,
-    body TEXT NOT NULL,
-    PRIMARY KEY (meeting_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_by_session ON events(session);
-CREATE TABLE IF NOT EXISTS liveness (
-    session TEXT PRIMARY KEY,
-    meeting_id INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hub_runs (
-    started_at INTEGER PRIMARY KEY,
-    last_seen INTEGER NOT NULL,
-    stopped_at INTEGER
-);
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the attendance log is append-only'); END;
-CREATE TABLE IF NOT EXISTS accounts (
-    username TEXT PRIMARY KEY,
-    role TEXT NOT NULL CHECK (role IN ('organizer', 'staff')),
-    password_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS login_sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    username TEXT NOT NULL REFERENCES accounts(username),
-    csrf_token TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS login_sessions_by_user ON login_sessions(username);
-CREATE TABLE IF NOT EXISTS parent_meetings (
-    parent_meeting_id INTEGER PRIMARY KEY,
-    meeting_id INTEGER NOT NULL UNIQUE REFERENCES meetings(id),
-    -- This meeting's log is stored at the parent up to this event.
-    acked_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS node_streams (
-    node TEXT NOT NULL,
-    meeting_id INTEGER NOT NULL REFERENCES meetings(id),
-    -- The node's log of this meeting is stored here up to this event of it.
-    through INTEGER NOT NULL,
-    PRIMARY KEY (node, meeting_id)
-);
-CREATE TABLE IF NOT EXISTS nodes (
-    name TEXT PRIMARY KEY,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    provinces TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-"#;
 
 /// A connection as every part of the store uses it: WAL, a write on disk before its commit
 /// returns, foreign keys checked, and a wait rather than a failure while another writes.
@@ -273,8 +262,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 /// `IMMEDIATE`, taking the write lock first (waiting for it as long as the busy timeout
 /// allows). A deferred one that read first would fail at once with `SQLITE_BUSY` if the other
 /// connection committed in between, since WAL cannot move its snapshot forward.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+fn connect(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -289,7 +278,8 @@ pub(crate) mod testing {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::Store;
+    use super::db::{Conn, Engine};
+    use super::{DATABASE_FILE, Database, PostgresTarget, Store};
 
     /// A fresh, empty directory under the system's temporary one.
     pub fn temp_dir(name: &str) -> PathBuf {
@@ -303,9 +293,44 @@ pub(crate) mod testing {
         dir
     }
 
-    /// A store opened in a fresh directory.
+    /// A fresh, empty store: SQLite in a fresh directory, or, when `DIEMCAU_TEST_STORE` is
+    /// `postgres`, a schema of its own in the PostgreSQL database of `DIEMCAU_TEST_POSTGRES`
+    /// (the throwaway cluster `scripts/test` starts). The store's tests run once on each.
     pub fn temp_store(name: &str) -> Store {
-        Store::open(&temp_dir(name)).expect("the store opens")
+        Store::connect(&temp_database(name)).expect("the store opens")
+    }
+
+    /// Where [`temp_store`] keeps its data.
+    pub fn temp_database(name: &str) -> Database {
+        if std::env::var("DIEMCAU_TEST_STORE").as_deref() != Ok("postgres") {
+            return Database::Sqlite(temp_dir(name));
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let url = std::env::var("DIEMCAU_TEST_POSTGRES")
+            .expect("DIEMCAU_TEST_POSTGRES names the test cluster (scripts/test starts one)");
+        let admin = PostgresTarget::new(&url, None, None).expect("the test cluster's URL");
+        let schema = format!(
+            "t_{}_{}_{}",
+            name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin
+            .connect()
+            .expect("the test cluster answers")
+            .batch(&format!("CREATE SCHEMA {schema}"))
+            .expect("a schema for the test");
+        Database::Postgres(Box::new(admin.in_schema(&schema)))
+    }
+
+    /// A connection of its own to the store's database, as another program would open.
+    pub fn second_connection(store: &Store) -> Conn {
+        match store.database() {
+            Database::Sqlite(dir) => {
+                Conn::Sqlite(rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("opened"))
+            }
+            Database::Postgres(target) => target.connect().expect("connected"),
+        }
     }
 
     /// A commune of the directory with the given code, name and usual delegates.
@@ -346,9 +371,12 @@ pub(crate) mod testing {
     /// Drops `table` through a connection of its own, as a failing disk or a careless
     /// administrator would: the store's next use of it is a database failure.
     pub fn drop_table(store: &Store, table: &str) {
-        let conn = rusqlite::Connection::open(store.path()).expect("a second connection");
-        conn.execute_batch(&format!("PRAGMA foreign_keys = OFF; DROP TABLE {table};"))
-            .expect("the table is dropped");
+        let mut conn = second_connection(store);
+        let drop = match conn.engine() {
+            Engine::Sqlite => format!("PRAGMA foreign_keys = OFF; DROP TABLE {table};"),
+            Engine::Postgres => format!("DROP TABLE {table} CASCADE"),
+        };
+        conn.batch(&drop).expect("the table is dropped");
     }
 }
 
@@ -369,16 +397,17 @@ mod tests {
             .writer()
             .execute(
                 "INSERT INTO sites (code, name, level, kind) VALUES ('1', 'A', 'province', 'tỉnh')",
-                [],
+                &[],
             )
             .expect("written");
         let count: i64 = store
             .reader()
-            .query_row("SELECT COUNT(*) FROM sites", [], |r| r.get(0))
+            .query_one("SELECT COUNT(*) FROM sites", &[])
+            .and_then(|r| r.get(0))
             .expect("read");
         assert_eq!(count, 1);
         assert!(
-            store.reader().execute("DELETE FROM sites", []).is_err(),
+            store.reader().execute("DELETE FROM sites", &[]).is_err(),
             "the read connection is read-only"
         );
     }
@@ -389,15 +418,17 @@ mod tests {
         store
             .import_sites(&[testing::site("2269", "Xã Thượng Lâm", 40)])
             .expect("imported");
-        let mut writer = store.writer();
-        let tx = writer.transaction().expect("a write begins");
-        tx.execute("DELETE FROM sites", [])
-            .expect("deleted, not committed");
-        // The writer is held, mid-transaction: a read still answers, from the last commit.
-        assert_eq!(store.site_count().expect("read"), 1);
-        assert_eq!(store.sites().expect("read").len(), 1);
-        tx.commit().expect("committed");
-        drop(writer);
+        store
+            .writer()
+            .write(|tx| {
+                tx.execute("DELETE FROM sites", &[])?;
+                // The writer is held, mid-transaction: a read still answers, from the last
+                // commit.
+                assert_eq!(store.site_count().expect("read"), 1);
+                assert_eq!(store.sites().expect("read").len(), 1);
+                Ok::<_, StoreError>(())
+            })
+            .expect("committed");
         assert_eq!(store.site_count().expect("read"), 0);
     }
 

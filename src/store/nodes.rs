@@ -1,8 +1,7 @@
 //! The hubs below this one in a national tree (nodes): each with the hash of its credential and
 //! the provinces it serves. The rules for names and credentials are [`crate::cascade`]'s.
 
-use rusqlite::{OptionalExtension, params};
-
+use super::db::{Row, args};
 use super::{Store, StoreError};
 use crate::attendance::Millis;
 
@@ -39,69 +38,68 @@ impl Store {
         token_sha256: &str,
         now: Millis,
     ) -> Result<(), NodeChangeError> {
-        let conn = self.writer();
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM nodes WHERE name = ?1)",
-                [name],
-                |row| row.get(0),
-            )
-            .map_err(StoreError::from)?;
-        if exists {
-            return Err(NodeChangeError::Exists(name.to_owned()));
-        }
-        conn.execute(
-            "INSERT INTO nodes (name, token_sha256, provinces, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, token_sha256, provinces.join(","), now],
-        )
-        .map_err(StoreError::from)?;
-        Ok(())
+        self.writer().write(|tx| {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM nodes WHERE name = $1)",
+                    args![name],
+                )?
+                .get(0)?;
+            if exists {
+                return Err(NodeChangeError::Exists(name.to_owned()));
+            }
+            tx.execute(
+                "INSERT INTO nodes (name, token_sha256, provinces, created_at)
+                 VALUES ($1, $2, $3, $4)",
+                args![name, token_sha256, provinces.join(","), now],
+            )?;
+            Ok(())
+        })
     }
 
     /// Every node, by name.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let conn = self.reader();
-        let mut statement = conn.prepare_cached(
-            "SELECT name, provinces, created_at, revoked_at FROM nodes ORDER BY name",
-        )?;
-        let rows = statement.query_map([], node_record)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.reader()
+            .query(
+                "SELECT name, provinces, created_at, revoked_at FROM nodes ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(node_record)
+            .collect()
     }
 
     /// The node whose credential hashes to `token_sha256`, revoked or not.
     pub fn node_by_token(&self, token_sha256: &str) -> Result<Option<NodeRecord>, StoreError> {
-        let conn = self.reader();
-        Ok(conn
-            .prepare_cached(
-                "SELECT name, provinces, created_at, revoked_at FROM nodes WHERE token_sha256 = ?1",
+        self.reader()
+            .query_opt(
+                "SELECT name, provinces, created_at, revoked_at FROM nodes WHERE token_sha256 = $1",
+                args![token_sha256],
             )?
-            .query_row([token_sha256], node_record)
-            .optional()?)
+            .as_ref()
+            .map(node_record)
+            .transpose()
     }
 
     /// Revokes a node's credential: its link is refused from now on.
     pub fn revoke_node(&self, name: &str, now: Millis) -> Result<(), NodeChangeError> {
-        let conn = self.writer();
-        let revoked: Option<Option<Millis>> = conn
-            .query_row(
-                "SELECT revoked_at FROM nodes WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(StoreError::from)?;
-        match revoked {
-            None => Err(NodeChangeError::NotFound(name.to_owned())),
-            Some(Some(_)) => Err(NodeChangeError::AlreadyRevoked(name.to_owned())),
-            Some(None) => {
-                conn.execute(
-                    "UPDATE nodes SET revoked_at = ?2 WHERE name = ?1",
-                    params![name, now],
-                )
-                .map_err(StoreError::from)?;
-                Ok(())
+        self.writer().write(|tx| {
+            let revoked: Option<Option<Millis>> = tx
+                .query_opt("SELECT revoked_at FROM nodes WHERE name = $1", args![name])?
+                .map(|row| row.get(0))
+                .transpose()?;
+            match revoked {
+                None => Err(NodeChangeError::NotFound(name.to_owned())),
+                Some(Some(_)) => Err(NodeChangeError::AlreadyRevoked(name.to_owned())),
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE nodes SET revoked_at = $2 WHERE name = $1",
+                        args![name, now],
+                    )?;
+                    Ok(())
+                }
             }
-        }
+        })
     }
 }
 
@@ -113,34 +111,41 @@ impl Store {
     ) -> Result<Option<diemcau_signaling::MeetingId>, StoreError> {
         Ok(self
             .reader()
-            .prepare_cached("SELECT meeting_id FROM parent_meetings WHERE parent_meeting_id = ?1")?
-            .query_row([parent_meeting], |r| r.get(0))
-            .optional()?
+            .query_opt(
+                "SELECT meeting_id FROM parent_meetings WHERE parent_meeting_id = $1",
+                args![parent_meeting],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?
             .map(diemcau_signaling::MeetingId))
     }
 
     /// Every meeting of this hub that is its part of a parent's meeting: `(parent meeting, this
     /// hub's meeting, how far its log is stored at the parent)`.
     pub fn mirrors(&self) -> Result<Vec<(i64, diemcau_signaling::MeetingId, u64)>, StoreError> {
-        let conn = self.reader();
-        let mut statement = conn.prepare_cached(
-            "SELECT parent_meeting_id, meeting_id, acked_seq FROM parent_meetings ORDER BY meeting_id",
-        )?;
-        let rows = statement.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                diemcau_signaling::MeetingId(r.get(1)?),
-                u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-            ))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.reader()
+            .query(
+                "SELECT parent_meeting_id, meeting_id, acked_seq FROM parent_meetings
+                 ORDER BY meeting_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get::<i64>(0)?,
+                    diemcau_signaling::MeetingId(r.get(1)?),
+                    r.get::<u64>(2)?,
+                ))
+            })
+            .collect()
     }
 
     /// The parent stored the log of its `parent_meeting`'s part here up to `through`.
     pub fn set_acked(&self, parent_meeting: i64, through: u64) -> Result<(), StoreError> {
         self.writer().execute(
-            "UPDATE parent_meetings SET acked_seq = MAX(acked_seq, ?2) WHERE parent_meeting_id = ?1",
-            params![parent_meeting, i64::try_from(through).unwrap_or(i64::MAX)],
+            "UPDATE parent_meetings SET acked_seq = $2
+             WHERE parent_meeting_id = $1 AND acked_seq < $2",
+            args![parent_meeting, through],
         )?;
         Ok(())
     }
@@ -152,14 +157,14 @@ impl Store {
         meeting: diemcau_signaling::MeetingId,
     ) -> Result<(), StoreError> {
         self.writer().execute(
-            "INSERT INTO parent_meetings (parent_meeting_id, meeting_id) VALUES (?1, ?2)",
-            params![parent_meeting, meeting.0],
+            "INSERT INTO parent_meetings (parent_meeting_id, meeting_id) VALUES ($1, $2)",
+            args![parent_meeting, meeting.0],
         )?;
         Ok(())
     }
 }
 
-fn node_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
+fn node_record(row: &Row) -> Result<NodeRecord, StoreError> {
     let provinces: String = row.get(1)?;
     Ok(NodeRecord {
         name: row.get(0)?,

@@ -1,65 +1,63 @@
 //! The sites directory: every hall that can be invited, by its administrative code.
 
-use rusqlite::params;
-
+use super::db::args;
 use super::{Store, StoreError};
 use crate::directory::{Level, Site};
 
 impl Store {
     /// Adds or updates every site, in one transaction.
     pub fn import_sites(&self, sites: &[Site]) -> Result<usize, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO sites (code, name, level, kind, parent_code, parent_name, delegates)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(code) DO UPDATE SET name = excluded.name, level = excluded.level,
-                   kind = excluded.kind, parent_code = excluded.parent_code,
-                   parent_name = excluded.parent_name, delegates = excluded.delegates",
-            )?;
+        self.writer().write(|tx| {
             for s in sites {
-                insert.execute(params![
-                    s.code,
-                    s.name,
-                    level_name(s.level),
-                    s.kind,
-                    s.parent_code,
-                    s.parent_name,
-                    s.delegates
-                ])?;
+                tx.execute(
+                    "INSERT INTO sites (code, name, level, kind, parent_code, parent_name, delegates)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT(code) DO UPDATE SET name = excluded.name, level = excluded.level,
+                       kind = excluded.kind, parent_code = excluded.parent_code,
+                       parent_name = excluded.parent_name, delegates = excluded.delegates",
+                    args![
+                        s.code,
+                        s.name,
+                        level_name(s.level),
+                        s.kind,
+                        s.parent_code,
+                        s.parent_name,
+                        s.delegates
+                    ],
+                )?;
             }
-        }
-        tx.commit()?;
+            Ok::<_, StoreError>(())
+        })?;
         Ok(sites.len())
     }
 
     /// The whole directory: provinces first, then each parent's sites by name.
     pub fn sites(&self) -> Result<Vec<Site>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT code, name, level, kind, parent_code, parent_name, delegates FROM sites
-             ORDER BY parent_code IS NOT NULL, parent_code, name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Site {
-                code: r.get(0)?,
-                name: r.get(1)?,
-                level: level_from(&r.get::<_, String>(2)?),
-                kind: r.get(3)?,
-                parent_code: r.get(4)?,
-                parent_name: r.get(5)?,
-                delegates: r.get(6)?,
+        self.reader()
+            .query(
+                "SELECT code, name, level, kind, parent_code, parent_name, delegates FROM sites
+                 ORDER BY parent_code IS NOT NULL, parent_code, name",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Site {
+                    code: r.get(0)?,
+                    name: r.get(1)?,
+                    level: level_from(&r.get::<String>(2)?),
+                    kind: r.get(3)?,
+                    parent_code: r.get(4)?,
+                    parent_name: r.get(5)?,
+                    delegates: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     pub fn site_count(&self) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .reader()
-            .query_row("SELECT COUNT(*) FROM sites", [], |r| r.get(0))?;
-        Ok(count as u64)
+        self.reader()
+            .query_one("SELECT COUNT(*) FROM sites", &[])?
+            .get(0)
     }
 }
 

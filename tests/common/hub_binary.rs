@@ -43,8 +43,18 @@ pub fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
 
 /// [`spawn`] with more arguments (a parent to link to, say).
 pub fn spawn_with(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
-    add_test_organizer(data_dir);
-    let mut child = command(data_dir)
+    spawn_on(data_dir, None, args)
+}
+
+/// [`spawn_with`], its data in the PostgreSQL database at `database` if given (its files,
+/// the TLS certificate and first passwords, still in `data_dir`).
+pub fn spawn_on(data_dir: &Path, database: Option<&str>, args: &[String]) -> (Child, SocketAddr) {
+    add_organizer_on(data_dir, database);
+    let mut command = command(data_dir);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -69,22 +79,21 @@ pub fn spawn_with(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
 /// Adds the test organizer's account to a hub binary's data directory with
 /// `diemcau account add --password-stdin`, unless it is there already (a restart).
 pub fn add_test_organizer(data_dir: &Path) {
+    add_organizer_on(data_dir, None);
+}
+
+/// [`add_test_organizer`] with the data in the PostgreSQL database at `database` if given.
+pub fn add_organizer_on(data_dir: &Path, database: Option<&str>) {
     let (username, password) = diemcau::config::TEST_ORGANIZER;
-    let known = diemcau::store::Store::open(data_dir)
-        .and_then(|store| store.account(username))
-        .expect("the data directory opens");
-    if known.is_some() {
-        return;
+    let mut args = vec!["add", username, "--role", "organizer", "--password-stdin"];
+    if let Some(url) = database {
+        args.extend(["--database", url]);
     }
-    let added = account(
-        data_dir,
-        &["add", username, "--role", "organizer", "--password-stdin"],
-        password,
-    );
+    let added = account(data_dir, &args, password);
+    let stderr = String::from_utf8_lossy(&added.stderr);
     assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
+        added.status.success() || stderr.contains("exists already"),
+        "{stderr}"
     );
 }
 
