@@ -384,6 +384,23 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_PARENT_CERT_SHA256")]
     pub parent_cert_sha256: Option<String>,
 
+    /// This hub's name among hubs sharing one PostgreSQL database (a standby pair): the owner
+    /// of the meetings it runs. Default: the machine's host name.
+    #[arg(long, env = "DIEMCAU_HUB_NAME")]
+    pub hub_name: Option<String>,
+
+    /// The address pages reach this hub at, `https://HOST:PORT`, told to the pages of the
+    /// other hubs sharing its database so they can come here. Default: the scheme, the first
+    /// announced IP address and the web server's port.
+    #[arg(long, env = "DIEMCAU_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The other hubs sharing this hub's PostgreSQL database, by their public URLs
+    /// (comma-separated): pages whose hub stops answering go to one of them, and this hub
+    /// asks them before taking over a meeting whose lease ran out.
+    #[arg(long, env = "DIEMCAU_PEER_HUBS", value_delimiter = ',')]
+    pub peer_hubs: Vec<String>,
+
     /// Accounts (username, password, role) made at start when missing; when there are any, no
     /// first-start `admin` is made. Not a flag: tests set it.
     #[arg(skip)]
@@ -440,6 +457,9 @@ impl Config {
             parent: None,
             node_token_file: None,
             parent_cert_sha256: None,
+            hub_name: None,
+            public_url: None,
+            peer_hubs: Vec::new(),
             bootstrap_accounts: vec![
                 (
                     TEST_ORGANIZER.0.to_owned(),

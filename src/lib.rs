@@ -109,7 +109,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     })?;
     let recorder = store.recorder().map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
-    recover_from_crash(&store, &recorder, started_at).map_err(std::io::Error::other)?;
+    let hub_name = config.hub_name.clone().unwrap_or_else(host_name);
+    recover_from_crash(&store, &recorder, &hub_name, started_at).map_err(std::io::Error::other)?;
     auth::ensure_accounts(&store, &config.data_dir, &config.bootstrap_accounts)
         .map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
@@ -152,7 +153,8 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let media_addresses = media.addresses();
     let media_tcp_addresses = media.tcp_addresses().to_vec();
     let grace = i64::from(config.grace_seconds) * 1000;
-    let hub = Arc::new(Hub::new(
+    let shared = store.is_shared();
+    let mut hub = Hub::new(
         media,
         store,
         recorder,
@@ -163,7 +165,28 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
                 .unwrap_or(i64::MAX),
         },
         started_at,
-    ));
+    );
+    if shared {
+        let address = config.public_url.clone().unwrap_or_else(|| {
+            let ip = config
+                .announce_addresses()
+                .first()
+                .copied()
+                .unwrap_or(http_addr.ip());
+            format!("{scheme}://{}", SocketAddr::new(ip, http_addr.port()))
+        });
+        tracing::info!(hub = %hub_name, %address, peers = ?config.peer_hubs, "sharing the database with other hubs: meetings run under leases");
+        hub = hub.sharing(hub::Sharing {
+            me: store::LeaseHolder {
+                hub: hub_name.clone(),
+                address,
+                run: started_at,
+            },
+            peers: config.peer_hubs.clone(),
+        });
+    }
+    let hub = Arc::new(hub);
+    let leases_task = tokio::spawn(hub.clone().run_leases());
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
@@ -219,6 +242,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             })
             .await;
         events_task.abort();
+        leases_task.abort();
         liveness_task.abort();
         login_task.abort();
         console_task.abort();
@@ -260,9 +284,15 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
 fn recover_from_crash(
     store: &Store,
     recorder: &store::Recorder,
+    hub_name: &str,
     started_at: attendance::Millis,
 ) -> Result<(), store::StoreError> {
-    let crashed = store.begin_run(started_at)?;
+    let crashed = store.begin_run(hub_name, started_at)?;
+    if store.is_shared() {
+        // Other hubs may be running meetings on this database now: a meeting's sessions are
+        // closed, and its outage recorded, when this hub takes its lease (`hub::lease`).
+        return Ok(());
+    }
     let closed = store.close_interrupted_sessions(recorder)?;
     if closed > 0 {
         tracing::warn!(
@@ -353,4 +383,14 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// The machine's host name: the default name of a hub among hubs sharing a database.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "diemcau".to_owned())
 }

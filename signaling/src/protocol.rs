@@ -230,6 +230,9 @@ pub enum ServerMessage {
         /// The `"type"` of the message that caused the error, when it could be read.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request: Option<String>,
+        /// With `other_hub`: the public URL of the hub that runs the meeting.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        hub: Option<String>,
     },
 }
 
@@ -427,6 +430,9 @@ pub enum ErrorCode {
     Internal,
     /// The hub is stopping; the client may reconnect when it is back.
     HubShuttingDown,
+    /// Another hub sharing this hub's database runs the meeting now: the error's `hub` says
+    /// where (absent when it is not known yet: try again here, or another hub, shortly).
+    OtherHub,
 }
 
 impl ErrorCode {
@@ -450,7 +456,7 @@ impl ErrorCode {
             | Forbidden | Replaced | SiteUnavailable | NoRollCall | StudioTaken | MeetingFull => {
                 Fault::Refused
             }
-            Internal | HubShuttingDown => Fault::Hub,
+            Internal | HubShuttingDown | OtherHub => Fault::Hub,
         }
     }
 
@@ -468,7 +474,8 @@ impl ErrorCode {
             | StudioTaken
             | MeetingFull
             | Internal
-            | HubShuttingDown => true,
+            | HubShuttingDown
+            | OtherHub => true,
             MalformedJson | BinaryNotSupported | UnknownType | InvalidField | MessageTooLarge
             | NotJoined | AlreadyJoined | NoPendingOffer | InvalidSdp | CodeUnknown
             | CodeRevoked | CodeOtherMeeting | MeetingEnded | LoginRequired | Forbidden
@@ -489,6 +496,8 @@ pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
     pub request: Option<String>,
+    /// With [`ErrorCode::OtherHub`]: where the meeting runs.
+    pub hub: Option<String>,
 }
 
 impl ProtocolError {
@@ -497,6 +506,18 @@ impl ProtocolError {
             code,
             message: message.into(),
             request: None,
+            hub: None,
+        }
+    }
+
+    /// [`ErrorCode::OtherHub`]: the meeting runs on the hub at `hub`, if known.
+    pub fn other_hub(hub: Option<String>) -> Self {
+        ProtocolError {
+            hub,
+            ..ProtocolError::new(
+                ErrorCode::OtherHub,
+                "another hub runs this meeting now; connect to it",
+            )
         }
     }
 
@@ -513,6 +534,7 @@ impl ProtocolError {
             fault: self.code.fault(),
             retry: self.code.retry(),
             request: self.request.clone(),
+            hub: self.hub.clone(),
         }
     }
 }

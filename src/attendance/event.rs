@@ -138,6 +138,14 @@ pub enum EventKind {
     HubRestarted {
         down_since: Millis,
     },
+    /// Another hub sharing this hub's database took the running meeting over: `from`
+    /// stopped answering (its last sign of life at `down_since`), `to` runs it from this
+    /// event's time. Each session cut off ends with `hub_crash` before it.
+    HubTakeover {
+        from: String,
+        to: String,
+        down_since: Millis,
+    },
 }
 
 /// Why a session ended.
@@ -194,6 +202,7 @@ impl EventKind {
             EventKind::StudioJoined { .. } => "studio_joined",
             EventKind::StudioLeft { .. } => "studio_left",
             EventKind::HubRestarted { .. } => "hub_restarted",
+            EventKind::HubTakeover { .. } => "hub_takeover",
             EventKind::CentreUnreachable { .. } => "centre_unreachable",
             EventKind::CentreReachable { .. } => "centre_reachable",
         }
@@ -209,6 +218,7 @@ impl EventKind {
             | EventKind::StudioJoined { .. }
             | EventKind::StudioLeft { .. }
             | EventKind::HubRestarted { .. }
+            | EventKind::HubTakeover { .. }
             | EventKind::CentreUnreachable { .. }
             | EventKind::CentreReachable { .. } => None,
             EventKind::SiteJoined { site, .. }

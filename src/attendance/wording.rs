@@ -61,6 +61,7 @@ pub fn event_name(kind: &EventKind) -> &'static str {
         EventKind::StudioJoined { .. } => "Điểm cầu trung tâm vào họp",
         EventKind::StudioLeft { .. } => "Điểm cầu trung tâm rời họp",
         EventKind::HubRestarted { .. } => "Máy chủ chạy lại sau khi dừng đột ngột",
+        EventKind::HubTakeover { .. } => "Máy chủ dự phòng tiếp quản cuộc họp",
         EventKind::CentreUnreachable { .. } => "Mất kết nối với máy chủ cấp trên",
         EventKind::CentreReachable { .. } => "Nối lại với máy chủ cấp trên",
     }
@@ -98,6 +99,14 @@ pub fn event_details(event: &Event) -> String {
         }
         EventKind::HubRestarted { down_since } => format!(
             "máy chủ ngừng khoảng {} phút",
+            number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
+        ),
+        EventKind::HubTakeover {
+            from,
+            to,
+            down_since,
+        } => format!(
+            "{to} tiếp quản từ {from}, sau khoảng {} phút",
             number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
         ),
         EventKind::MediaChanged { media, .. } => reception(*media).to_owned(),

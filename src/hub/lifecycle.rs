@@ -69,6 +69,7 @@ impl Hub {
             }
         };
         recorded(pending).await?;
+        self.release(id).await;
         tracing::info!(meeting = %id, "meeting ended");
         Ok(())
     }
@@ -143,6 +144,7 @@ impl Hub {
         if let Err(e) = recorded(pending).await {
             tracing::error!("recording a shutdown leave failed: {e}");
         }
+        self.release_all().await;
         let started_at = self.started_at;
         let noted = self
             .store

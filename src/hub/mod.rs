@@ -9,18 +9,21 @@
 //! - [`actions`]: chair actions and site requests, translated to the core;
 //! - [`negotiation`]: offers and answers with the media workers, and their events;
 //! - [`lifecycle`]: starting and ending meetings, ended logins, shutdown;
+//! - [`lease`]: which hub runs a meeting when hubs share a database, and taking one over;
 //! - [`periodic`]: liveness marks, the chair's console, login checks;
 //! - [`carry`]: how each output of the core is carried out.
 
 mod actions;
 mod carry;
 mod join;
+mod lease;
 mod lifecycle;
 mod negotiation;
 mod periodic;
 mod probe;
 mod relays;
 
+pub use lease::{LEASE_MILLIS, Sharing};
 pub use probe::ProbeError;
 
 use std::collections::HashMap;
@@ -53,6 +56,10 @@ pub struct Hub {
     config: MeetingConfig,
     /// Set when the hub begins to stop: no join or standby is taken after it.
     stopping: std::sync::atomic::AtomicBool,
+    /// With a shared database: this hub among the others ([`lease`]).
+    sharing: Option<Sharing>,
+    /// When the leases were last renewed (or one taken).
+    leases: Mutex<std::time::Instant>,
 }
 
 /// Everything behind the hub's one lock, which is never held across an await.
@@ -125,7 +132,15 @@ impl Hub {
             started_at,
             config,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            sharing: None,
+            leases: Mutex::new(std::time::Instant::now()),
         }
+    }
+
+    /// The hub shares its database with other hubs: meetings run under leases.
+    pub fn sharing(mut self, sharing: Sharing) -> Hub {
+        self.sharing = Some(sharing);
+        self
     }
 
     pub fn media(&self) -> &MediaPlane {

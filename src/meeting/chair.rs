@@ -12,7 +12,7 @@ use super::{ActionError, LiveMeeting, Output, Recipient, Route};
 use crate::attendance::{EventKind, Millis};
 
 /// A roll call while it runs.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct RunningRollCall {
     pub(super) number: u32,
     started_at: Millis,
@@ -20,6 +20,17 @@ pub(super) struct RunningRollCall {
     pub(super) present: BTreeSet<SiteCode>,
     /// The answers so far, in order, one per site.
     pub(super) answers: Vec<(SiteCode, u32)>,
+}
+
+impl RunningRollCall {
+    pub(super) fn new(number: u32, started_at: Millis) -> RunningRollCall {
+        RunningRollCall {
+            number,
+            started_at,
+            present: BTreeSet::new(),
+            answers: Vec::new(),
+        }
+    }
 }
 
 /// Where the national chair put the floor, as a province's part of the meeting sees it.
@@ -459,7 +470,21 @@ impl LiveMeeting {
         remote: Option<(SiteCode, String)>,
     ) {
         let from = self.floor;
+        // The floor of a site not back since the meeting was opened again is returned by any
+        // move of the chair's.
+        let absent = self.floor_absent.take();
+        if let Some(site) = &absent {
+            self.log(
+                now,
+                EventKind::FloorReturned {
+                    site: site.to_string(),
+                },
+            );
+        }
         if from == to && self.floor_remote == remote {
+            if absent.is_some() {
+                self.send_to_everyone(&self.floor_message());
+            }
             return;
         }
         let returned = self.floor_site();

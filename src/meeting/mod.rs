@@ -32,6 +32,7 @@ mod join_limit;
 mod media;
 mod output;
 mod presence;
+mod rebuild;
 mod remote;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -228,6 +229,12 @@ pub struct LiveMeeting {
     /// Sites of child hubs asking for the floor there, as their consoles show, oldest first.
     remote_queue: Vec<SiteCode>,
     muted: BTreeSet<PeerId>,
+    /// The site holding the floor as the log left it when the meeting was opened again
+    /// (after a crash, or taken over from another hub), until it joins again here and holds
+    /// it, or the chair moves the floor.
+    floor_absent: Option<SiteCode>,
+    /// Sites muted as the log left them, muted again when they join here.
+    muted_absent: BTreeSet<SiteCode>,
     roll_call: Option<RunningRollCall>,
     /// Roll calls held so far (the next one is numbered one more).
     roll_calls: u32,
@@ -275,19 +282,26 @@ impl LiveMeeting {
             .iter()
             .filter(|e| matches!(e.kind, EventKind::RollCallStarted { .. }))
             .count();
+        let rebuilt = rebuild::rebuild(&setup.history);
         // The store checked every code on import: one that does not parse is not listed.
         let roster: Vec<(SiteCode, ExpectedSite)> = setup
             .roster
             .into_iter()
             .filter_map(|site| Some((SiteCode::try_from(site.code.as_str()).ok()?, site)))
             .collect();
+        let mut sites = console::sites_from_history(&roster, &setup.history);
+        for (site, _) in rebuilt.roll_call.iter().flat_map(|r| &r.answers) {
+            if let Some(status) = sites.get_mut(site) {
+                status.answered_roll_call = true;
+            }
+        }
         LiveMeeting {
             id: setup.id,
             router,
             title: setup.title,
             config,
             ids,
-            sites: console::sites_from_history(&roster, &setup.history),
+            sites,
             roster,
             participants: BTreeMap::new(),
             studio: None,
@@ -310,7 +324,9 @@ impl LiveMeeting {
             queue: Vec::new(),
             remote_queue: Vec::new(),
             muted: BTreeSet::new(),
-            roll_call: None,
+            floor_absent: rebuilt.floor,
+            muted_absent: rebuilt.muted,
+            roll_call: rebuilt.roll_call,
             roll_calls: u32::try_from(roll_calls).unwrap_or(u32::MAX),
             last_roll_call: None,
             pages: BTreeMap::new(),
@@ -535,8 +551,17 @@ impl LiveMeeting {
                 participant: p.info.id.clone(),
             })
         };
+        let absent = || {
+            let site = self.floor_absent.as_ref()?;
+            let (_, expected) = self.roster.iter().find(|(code, _)| code == site)?;
+            Some(FloorSite {
+                site: site.to_string(),
+                name: expected.name.clone(),
+                participant: String::new(),
+            })
+        };
         ServerMessage::Floor {
-            holder: self.floor.as_ref().and_then(describe),
+            holder: self.floor.as_ref().and_then(describe).or_else(absent),
             queue: self
                 .queue
                 .iter()

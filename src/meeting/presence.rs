@@ -190,6 +190,9 @@ impl LiveMeeting {
                 producers: Vec::new(),
             },
         );
+        if let Some(site) = &newcomer_site {
+            self.restore_absent(id, site);
+        }
         // What a newcomer must know at once: the floor, the centre out of reach, a roll call
         // waiting for it (a site), the last roll call's result and the console (the chair).
         self.send(id, self.floor_message());
@@ -225,6 +228,30 @@ impl LiveMeeting {
             participant: info,
             participants: others,
         })
+    }
+
+    /// A site back after the meeting was opened again from its log gets what it had: muted,
+    /// or the floor (everyone is told).
+    fn restore_absent(&mut self, id: PeerId, site: &SiteCode) {
+        if self.muted_absent.remove(site) {
+            self.muted.insert(id);
+            self.send(id, ServerMessage::Muted { muted: true });
+        }
+        if self.floor.is_none() && self.floor_absent.as_ref() == Some(site) {
+            self.floor_absent = None;
+            self.floor = Some(id);
+            self.reconcile_publisher(id);
+            let others: Vec<PeerId> = self
+                .participants
+                .keys()
+                .copied()
+                .filter(|other| *other != id)
+                .collect();
+            let message = self.floor_message();
+            for other in others {
+                self.send(other, message.clone());
+            }
+        }
     }
 
     /// A site's page is open on standby (before joining), so the chair sees it and can call it.
@@ -292,6 +319,23 @@ impl LiveMeeting {
             "the hub is shutting down; the page will reconnect when it is back",
         );
         self.close_everyone(now, LeaveReason::HubShutdown, &notice);
+    }
+
+    /// Another hub took this meeting over (this one lost its lease): every session and page is
+    /// closed with `other_hub`, naming it if known, and nothing is logged: the hub taking over
+    /// records each session's end, at its last sign of life, and the roll call and the floor
+    /// go on there.
+    pub fn hand_over(&mut self, now: Millis, hub: Option<String>) {
+        let notice = diemcau_signaling::ProtocolError::other_hub(hub).to_message();
+        let before = self.outputs.len();
+        self.close_everyone(now, LeaveReason::HubShutdown, &notice);
+        let after: Vec<Output> = self.outputs.drain(before..).collect();
+        self.outputs.extend(
+            after
+                .into_iter()
+                .filter(|output| !matches!(output, Output::Log { .. })),
+        );
+        self.ended = true;
     }
 
     pub(super) fn close_everyone(

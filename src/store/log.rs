@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::sync::oneshot;
 
-use super::db::{Conn, Value, args};
+use super::db::{Conn, Engine, Value, args};
 use super::{Store, StoreError, now_millis};
 use crate::attendance::{Event, EventKind, LeaveReason, Millis};
 
@@ -202,16 +202,36 @@ impl Store {
     /// mark). Run at start-up, before serving: after a crash these sessions were cut off without
     /// their leave. Returns how many were closed.
     pub fn close_interrupted_sessions(&self, recorder: &Recorder) -> Result<usize, StoreError> {
+        Ok(self.close_open_sessions(recorder, None)?.len())
+    }
+
+    /// Closes the sessions the log shows open in `meeting`, at their last sign of life, when a
+    /// hub takes the meeting over from another that stopped (or from its own run before a
+    /// crash). Returns when each closed session was last alive.
+    pub fn close_sessions_of(
+        &self,
+        recorder: &Recorder,
+        meeting: MeetingId,
+    ) -> Result<Vec<Millis>, StoreError> {
+        self.close_open_sessions(recorder, Some(meeting))
+    }
+
+    fn close_open_sessions(
+        &self,
+        recorder: &Recorder,
+        meeting: Option<MeetingId>,
+    ) -> Result<Vec<Millis>, StoreError> {
         let open: Vec<(i64, Option<String>, String, Millis)> = self
             .reader()
             .query(
                 "SELECT e.meeting_id, MAX(e.site_code), e.session, MAX(e.at),
                         COALESCE(MAX(l.last_seen), 0)
                  FROM events e LEFT JOIN liveness l ON l.session = e.session
-                 WHERE e.session IS NOT NULL
+                 WHERE e.session IS NOT NULL AND ($1 = 0 OR e.meeting_id = $1)
                  GROUP BY e.meeting_id, e.session
-                 HAVING COUNT(CASE WHEN e.kind IN ('site_left', 'studio_left') THEN 1 END) = 0",
-                &[],
+                 HAVING COUNT(CASE WHEN e.kind IN ('site_left', 'studio_left') THEN 1 END) = 0
+                 ORDER BY e.meeting_id, MIN(e.seq)",
+                args![meeting.map_or(0, |m| m.0)],
             )?
             .iter()
             .map(|r| {
@@ -219,7 +239,7 @@ impl Store {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, last_event.max(last_seen)))
             })
             .collect::<Result<_, StoreError>>()?;
-        let count = open.len();
+        let mut closed = Vec::with_capacity(open.len());
         for (meeting_id, site, session, last_alive) in open {
             let reason = LeaveReason::HubCrash;
             let kind = match site {
@@ -231,27 +251,29 @@ impl Store {
                 None => EventKind::StudioLeft { session, reason },
             };
             recorder.append_blocking(MeetingId(meeting_id), last_alive, kind)?;
+            closed.push(last_alive);
         }
-        Ok(count)
+        Ok(closed)
     }
 
     /// Notes that this run of the hub (started at `started_at`) begins, and returns when the
     /// previous run was last known alive if it stopped without warning (it never noted its
     /// stop). Run at start-up, before [`Store::close_interrupted_sessions`] writes anything.
-    pub fn begin_run(&self, started_at: Millis) -> Result<Option<Millis>, StoreError> {
+    pub fn begin_run(&self, hub: &str, started_at: Millis) -> Result<Option<Millis>, StoreError> {
         let previous: Option<(Millis, Option<Millis>)> = self.writer().write(|tx| {
             let previous = tx
                 .query_opt(
-                    "SELECT last_seen, stopped_at FROM hub_runs ORDER BY started_at DESC LIMIT 1",
-                    &[],
+                    "SELECT last_seen, stopped_at FROM hub_runs WHERE hub = $1
+                     ORDER BY started_at DESC LIMIT 1",
+                    args![hub],
                 )?
                 .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
                 .transpose()?;
             tx.execute(
-                "INSERT INTO hub_runs (started_at, last_seen, stopped_at) VALUES ($1, $1, NULL)
+                "INSERT INTO hub_runs (started_at, last_seen, stopped_at, hub) VALUES ($1, $1, NULL, $2)
                  ON CONFLICT(started_at) DO UPDATE SET last_seen = excluded.last_seen,
-                   stopped_at = NULL",
-                args![started_at],
+                   stopped_at = NULL, hub = excluded.hub",
+                args![started_at, hub],
             )?;
             Ok::<_, StoreError>(previous)
         })?;
@@ -449,15 +471,27 @@ fn write_batch(
     Ok(events)
 }
 
-/// The number the next event of `meeting` takes: from the recorder's cache, or after the
-/// last in the log.
+/// The number the next event of `meeting` takes: after the last in the log. SQLite has one
+/// writer, this recorder, which keeps the numbers in a cache; in PostgreSQL, shared by hubs,
+/// the log is read each time under a lock on the meeting's numbers held to the commit, so that
+/// two hubs appending to one meeting (its lease changing hands) never take the same number.
 fn next_seq_of(
     tx: &mut Conn,
     next_seq: &HashMap<MeetingId, u64>,
     meeting: MeetingId,
 ) -> Result<u64, StoreError> {
-    if let Some(seq) = next_seq.get(&meeting) {
-        return Ok(*seq);
+    match tx.engine() {
+        Engine::Sqlite => {
+            if let Some(seq) = next_seq.get(&meeting) {
+                return Ok(*seq);
+            }
+        }
+        Engine::Postgres => {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(7032, CAST($1 AS INTEGER))",
+                args![meeting.0],
+            )?;
+        }
     }
     let max: Option<u64> = tx
         .query_one(
@@ -566,7 +600,7 @@ mod tests {
         let writer = {
             let (store, stop) = (store.clone(), stop.clone());
             std::thread::spawn(move || {
-                store.begin_run(1).expect("a run");
+                store.begin_run("hub", 1).expect("a run");
                 let mut at = 1;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     at += 1;
@@ -653,19 +687,26 @@ mod tests {
     fn a_run_that_never_noted_its_stop_is_a_crash_and_the_studio_session_is_closed_too() {
         let store = temp_store("runs");
         let recorder = store.recorder().expect("recorder");
-        assert_eq!(store.begin_run(1_000).expect("first run"), None);
+        assert_eq!(store.begin_run("hub", 1_000).expect("first run"), None);
         store.touch_run(1_000, 1_500).expect("alive");
         store.end_run(1_000, 2_000).expect("clean stop");
         assert_eq!(
-            store.begin_run(3_000).expect("second run"),
+            store.begin_run("hub", 3_000).expect("second run"),
             None,
             "a clean stop"
         );
         store.touch_run(3_000, 3_700).expect("alive");
         assert_eq!(
-            store.begin_run(9_000).expect("third run"),
+            store.begin_run("hub", 9_000).expect("third run"),
             Some(3_700),
             "the second run crashed: last known alive at its last mark"
+        );
+        assert_eq!(
+            store
+                .begin_run("other-hub", 9_500)
+                .expect("another hub's run"),
+            None,
+            "another hub sharing the database has runs of its own"
         );
 
         let meeting = new_meeting(&store, &["2269"]);

@@ -10,7 +10,8 @@
 //!   meeting;
 //! - `log`: the append-only attendance log, written by the [`Recorder`]'s thread, with the
 //!   liveness marks and the closing of sessions a crash left open;
-//! - `accounts`: accounts and their login sessions.
+//! - `accounts`: accounts and their login sessions;
+//! - `leases`: which hub runs each live meeting, when hubs share a PostgreSQL database.
 //!
 //! The log is written by one recorder thread that commits in groups: every event handed to
 //! [`Recorder::append`] is committed (on disk with SQLite's `synchronous=FULL`; flushed by
@@ -24,6 +25,7 @@
 mod accounts;
 pub mod backup;
 pub(crate) mod db;
+mod leases;
 mod log;
 mod meetings;
 mod nodes;
@@ -39,6 +41,7 @@ use crate::attendance::Millis;
 use db::Conn;
 
 pub use accounts::{Account, AccountChangeError, LoginSession, Role, SessionLimits, StoredAccount};
+pub use leases::{LeaseHolder, LeaseOutcome};
 pub use log::{NodeBatch, Recorder};
 pub use meetings::{
     CodeError, CreateMeetingError, Grant, InvitedSite, MeetingRoster, MeetingState, MeetingView,
@@ -158,6 +161,12 @@ impl Store {
     /// Where the data is.
     pub fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    /// Whether other hubs may share this database (PostgreSQL): meetings are then run under a
+    /// lease (`leases`). A SQLite file has one hub, which its data directory's lock ensures.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.database, Database::Postgres(_))
     }
 
     /// Runs `work` on a thread meant for blocking, so that an async task never waits on

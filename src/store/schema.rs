@@ -14,7 +14,23 @@ use super::now_millis;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each migration: its SQLite text, its PostgreSQL text. The n-th is version n.
-const MIGRATIONS: [(&str, &str); 1] = [(SQLITE_V1, POSTGRES_V1)];
+const MIGRATIONS: [(&str, &str); 2] = [(SQLITE_V1, POSTGRES_V1), (V2, V2)];
+
+/// Hubs that share a database: which hub runs each live meeting until when (its lease), and
+/// each hub's own runs.
+const V2: &str = r#"
+CREATE TABLE meeting_leases (
+    meeting_id BIGINT PRIMARY KEY REFERENCES meetings(id),
+    -- The hub that runs the meeting (its --hub-name) and where its pages are.
+    owner TEXT NOT NULL,
+    address TEXT NOT NULL,
+    -- The owner's run (when it started), to tell its restart from itself.
+    run BIGINT NOT NULL,
+    -- By the database's clock, in milliseconds since the epoch.
+    expires_at BIGINT NOT NULL
+);
+ALTER TABLE hub_runs ADD COLUMN hub TEXT NOT NULL DEFAULT '';
+"#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses one newer.
 pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
@@ -286,7 +302,10 @@ mod tests {
                 if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
             "{refused}"
         );
-        assert!(refused.to_string().contains("newer than this hub's"), "{refused}");
+        assert!(
+            refused.to_string().contains("newer than this hub's"),
+            "{refused}"
+        );
         assert_eq!(store.site_count().expect("the data is still there"), 0);
     }
 }

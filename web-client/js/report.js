@@ -289,6 +289,12 @@ function eventDetails(event) {
       return t('event.hubRestartedDetails', {
         minutes: formatNumber(Math.max(0, event.at - event.down_since) / 60_000),
       });
+    case 'hub_takeover':
+      return t('event.hubTakeoverDetails', {
+        from: event.from,
+        to: event.to,
+        minutes: formatNumber(Math.max(0, event.at - event.down_since) / 60_000),
+      });
     case 'centre_unreachable':
     case 'centre_reachable':
       return event.node || '';

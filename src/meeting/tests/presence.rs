@@ -343,10 +343,18 @@ fn a_meeting_reopened_from_its_log_knows_head_counts_roll_calls_and_who_left() {
     }));
     let rows = console_of(&mut m, T0 + 11);
     assert_eq!(rows[1].head_count, Some(12));
+    // Roll call 1 was still running when the hub stopped: it runs on, A back in it; a new
+    // one ends it first.
     m.start_roll_call(T0 + 20, STUDIO).expect("roll call");
     assert_eq!(
         logs(&drain(&mut m)),
-        vec![EventKind::RollCallStarted { roll_call: 2 }]
+        vec![
+            EventKind::RollCallEnded {
+                roll_call: 1,
+                not_answered: vec!["001".into()]
+            },
+            EventKind::RollCallStarted { roll_call: 2 }
+        ]
     );
 }
 
@@ -441,4 +449,139 @@ fn the_studio_has_sessions_in_the_log_like_the_sites() {
         }]
     );
     assert_eq!(m.sessions().count(), 0);
+}
+
+#[test]
+fn a_site_back_after_a_takeover_has_the_floor_and_the_mute_it_had() {
+    let event = |seq, at, kind| Event {
+        seq,
+        at,
+        recorded_at: at,
+        kind,
+    };
+    let history = vec![
+        event(1, T0, EventKind::MeetingStarted),
+        event(2, T0 + 1, EventKind::FloorGiven { site: "001".into() }),
+        event(
+            3,
+            T0 + 2,
+            EventKind::SiteMuted {
+                site: "002".into(),
+                muted: true,
+            },
+        ),
+        event(
+            4,
+            T0 + 3,
+            EventKind::SiteLeft {
+                site: "001".into(),
+                session: "a".into(),
+                reason: LeaveReason::HubCrash,
+            },
+        ),
+        event(
+            5,
+            T0 + 3,
+            EventKind::SiteLeft {
+                site: "002".into(),
+                session: "b".into(),
+                reason: LeaveReason::HubCrash,
+            },
+        ),
+    ];
+    let mut m = LiveMeeting::new(
+        MeetingSetup {
+            id: MeetingId(7),
+            title: "t".into(),
+            roster: roster(),
+            history,
+        },
+        RouterId(1),
+        MeetingConfig::default(),
+        IdAllocator::default(),
+    );
+    m.join(T0 + 10, STUDIO, studio_seat("S"), "", "")
+        .expect("studio");
+    let outputs = drain(&mut m);
+    let holder = FloorSite {
+        site: "001".into(),
+        name: "Xã A".into(),
+        participant: String::new(),
+    };
+    assert!(
+        outputs.contains(&send(STUDIO, floor(Some(holder), vec![]))),
+        "the chair sees who holds the floor, not back yet: {outputs:?}"
+    );
+    m.join(T0 + 11, A, site_seat("001", "Xã A", "a2"), "", "")
+        .expect("A back");
+    m.join(T0 + 11, B, site_seat("002", "Xã B", "b2"), "", "")
+        .expect("B back");
+    let outputs = drain(&mut m);
+    assert!(
+        outputs.contains(&send(
+            STUDIO,
+            floor(Some(floor_site("001", "Xã A", A)), vec![])
+        )),
+        "A holds the floor again: {outputs:?}"
+    );
+    assert!(outputs.contains(&send(B, ServerMessage::Muted { muted: true })));
+    assert!(
+        !logs(&outputs).iter().any(|k| matches!(
+            k,
+            EventKind::FloorGiven { .. } | EventKind::SiteMuted { .. }
+        )),
+        "nothing new to record: {outputs:?}"
+    );
+    // The floor moves on as if A had never left.
+    m.take_floor(T0 + 20, STUDIO).expect("taken back");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::FloorReturned { site: "001".into() }]
+    );
+}
+
+#[test]
+fn the_chair_moving_the_floor_of_a_site_not_back_returns_it_in_the_record() {
+    let history = vec![
+        Event {
+            seq: 1,
+            at: T0,
+            recorded_at: T0,
+            kind: EventKind::FloorGiven { site: "001".into() },
+        },
+        Event {
+            seq: 2,
+            at: T0,
+            recorded_at: T0,
+            kind: EventKind::SiteLeft {
+                site: "001".into(),
+                session: "a".into(),
+                reason: LeaveReason::HubCrash,
+            },
+        },
+    ];
+    let mut m = LiveMeeting::new(
+        MeetingSetup {
+            id: MeetingId(7),
+            title: "t".into(),
+            roster: roster(),
+            history,
+        },
+        RouterId(1),
+        MeetingConfig::default(),
+        IdAllocator::default(),
+    );
+    m.join(T0 + 10, STUDIO, studio_seat("S"), "", "")
+        .expect("studio");
+    m.join(T0 + 10, B, site_seat("002", "Xã B", "b"), "", "")
+        .expect("B");
+    drain(&mut m);
+    m.give_floor(T0 + 20, STUDIO, &code("002")).expect("given");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![
+            EventKind::FloorReturned { site: "001".into() },
+            EventKind::FloorGiven { site: "002".into() }
+        ]
+    );
 }
