@@ -33,10 +33,10 @@ pub(super) fn rebuild(history: &[Event]) -> Rebuilt {
     for event in history {
         match &event.kind {
             EventKind::FloorGiven { site } => floor = code(site),
-            EventKind::FloorReturned { site } => {
-                if floor.as_ref().is_some_and(|f| f.as_str() == site) {
-                    floor = None;
-                }
+            EventKind::FloorReturned { site }
+                if floor.as_ref().is_some_and(|f| f.as_str() == site) =>
+            {
+                floor = None;
             }
             EventKind::SiteMuted { site, muted: m } => {
                 if let Some(site) = code(site) {
@@ -72,10 +72,8 @@ pub(super) fn rebuild(history: &[Event]) -> Rebuilt {
             }
             EventKind::RollCallEnded {
                 roll_call: number, ..
-            } => {
-                if roll_call.as_ref().is_some_and(|r| r.number == *number) {
-                    roll_call = None;
-                }
+            } if roll_call.as_ref().is_some_and(|r| r.number == *number) => {
+                roll_call = None;
             }
             EventKind::MeetingEnded => {
                 floor = None;
