@@ -136,6 +136,13 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
     if let Some(parent) = app.parent_link.status() {
         body.insert("parent".into(), serde_json::json!(parent));
     }
+    // Hubs sharing a database: this one's name, the meetings it runs, and where the others
+    // are (a page whose hub stops answering goes to one of them).
+    if let Some(name) = app.hub.hub_name() {
+        body.insert("hub".into(), name.into());
+        body.insert("meetings_held".into(), app.hub.held_meetings().into());
+        body.insert("peer_hubs".into(), app.hub.peer_hubs().into());
+    }
     // Child hubs, when this hub has any: each with its link's state.
     match app.hub.store().blocking(|store| store.nodes()).await {
         Ok(nodes) if !nodes.is_empty() => {

@@ -269,3 +269,84 @@ async fn the_standby_hub_takes_a_meeting_over_with_its_floor_and_roll_call() {
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sites reach both hubs at once for a meeting neither runs yet: the database gives it to one
+/// hub, which every site ends up joined to, and the other sends its sites there. The hubs
+/// never talk to each other, so whether they reach each other changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_racing_through_both_hubs_find_one_owner() {
+    let database = postgres::fresh_database("race").await;
+    let dir = std::env::temp_dir().join(format!("diemcau-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = |hub: &str| vec!["--hub-name".to_owned(), hub.to_owned()];
+    let (first, a) = hub_binary::spawn_on(&dir.join("a"), Some(&database), &name("a"));
+    let _first = Killed(first);
+    let (second, b) = hub_binary::spawn_on(&dir.join("b"), Some(&database), &name("b"));
+    let _second = Killed(second);
+    let sites: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("{}", 2260 + i), format!("Xã {i}")))
+        .collect();
+    let roster: Vec<(&str, &str)> = sites
+        .iter()
+        .map(|(c, n)| (c.as_str(), n.as_str()))
+        .collect();
+    let m = http::meeting(a, "Hội nghị hai máy chủ", &roster, true).await;
+
+    let attempts = sites.iter().enumerate().map(|(i, (code, _))| {
+        let hub = if i % 2 == 0 { a } else { b };
+        let code = m.code(code);
+        async move {
+            let mut socket = signaling::connect(format!("ws://{hub}/ws")).await;
+            signaling::send(
+                &mut socket,
+                &json!({"type": "join", "code": code, "meeting": m.id}),
+            )
+            .await;
+            let reply = signaling::next_reply(&mut socket).await;
+            (hub, reply, socket)
+        }
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let mut owners = HashSet::new();
+    let mut sent_on = HashSet::new();
+    for (hub, reply, _socket) in &replies {
+        match reply["type"].as_str() {
+            Some("joined") => {
+                owners.insert(*hub);
+            }
+            Some("error") => {
+                assert_eq!(reply["code"], "other_hub", "{reply}");
+                sent_on.insert(reply["hub"].as_str().expect("the owner named").to_owned());
+            }
+            _ => panic!("{reply}"),
+        }
+    }
+    let said: Vec<&Value> = replies.iter().map(|(_, reply, _)| reply).collect();
+    assert_eq!(owners.len(), 1, "one hub runs the meeting: {said:?}");
+    let owner = *owners.iter().next().expect("an owner");
+    for named in &sent_on {
+        assert_eq!(*named, format!("http://{owner}"), "sent to the owner");
+    }
+    // As the database and each hub say.
+    let held = postgres::query_i64(
+        &database,
+        &format!(
+            "SELECT COUNT(*) FROM meeting_leases WHERE meeting_id = {}",
+            m.id
+        ),
+    )
+    .await;
+    assert_eq!(held, 1);
+    let runs_it = |hub: SocketAddr| async move {
+        let health = http::get(hub, "/api/health").await.json();
+        health["meetings_held"]
+            .as_array()
+            .expect("meetings_held")
+            .contains(&json!(m.id))
+    };
+    assert_eq!(
+        (runs_it(a).await, runs_it(b).await),
+        (owner == a, owner == b)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -187,6 +187,27 @@ impl Hub {
         state.meetings.remove(&meeting);
     }
 
+    /// The other hub that runs `meeting` now (holds its lease, unexpired), if any.
+    pub(super) async fn runs_elsewhere(
+        &self,
+        meeting: MeetingId,
+    ) -> Result<Option<LeaseHolder>, StoreError> {
+        let Some(sharing) = &self.sharing else {
+            return Ok(None);
+        };
+        if self.lock().meetings.contains_key(&meeting) {
+            return Ok(None);
+        }
+        let me = sharing.me.hub.clone();
+        let lease = self
+            .store
+            .blocking(move |store| store.lease(meeting))
+            .await?;
+        Ok(lease
+            .filter(|(holder, remaining)| holder.hub != me && *remaining >= 0)
+            .map(|(holder, _)| holder))
+    }
+
     /// Gives up this hub's lease of `meeting` (it ended here).
     pub(super) async fn release(&self, meeting: MeetingId) {
         let Some(sharing) = &self.sharing else {
@@ -214,6 +235,19 @@ impl Hub {
     /// The other hubs sharing this hub's database, by their public URLs.
     pub fn peer_hubs(&self) -> &[String] {
         self.sharing.as_ref().map_or(&[], |s| s.peers.as_slice())
+    }
+
+    /// The meetings this hub runs now (holds the lease of), by id.
+    pub fn held_meetings(&self) -> Vec<i64> {
+        let mut held: Vec<i64> = self
+            .lock()
+            .meetings
+            .iter()
+            .filter(|(_, live)| !live.has_ended())
+            .map(|(id, _)| id.0)
+            .collect();
+        held.sort_unstable();
+        held
     }
 
     /// This hub's name among hubs sharing its database, if it shares one.

@@ -53,6 +53,12 @@ impl Hub {
                 "meeting {id} is not in progress"
             )));
         }
+        if let Some(holder) = self.runs_elsewhere(id).await? {
+            return Err(MeetingError::Conflict(format!(
+                "meeting {id} runs on hub {}: end it from that hub's pages ({})",
+                holder.hub, holder.address
+            )));
+        }
         let now = now_millis();
         let pending: Vec<PendingEvent> = {
             let mut state = self.lock();

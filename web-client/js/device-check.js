@@ -43,6 +43,9 @@ export function installDeviceCheck({ session, stream, outcome, onJoin }) {
     } else if (state === 'reconnecting') {
       key = 'check.reconnecting';
       level = 'bad';
+    } else if (state === 'switching') {
+      key = 'check.switching';
+      level = 'wait';
     } else if (state === 'closed') {
       key = 'check.closed';
       level = 'bad';

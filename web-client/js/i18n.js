@@ -91,6 +91,7 @@ const STRINGS = {
     'signaling.joined': 'đã vào cuộc họp',
     'signaling.left': 'đã rời cuộc họp',
     'signaling.reconnecting': 'mất kết nối, thử lại sau {seconds} giây…',
+    'signaling.switching': 'đang chuyển sang máy chủ dự phòng…',
     'signaling.closed': 'đã ngắt kết nối',
     'signaling.refused': 'không vào được cuộc họp',
 
@@ -554,6 +555,7 @@ const STRINGS = {
     'check.connecting': 'Đang kết nối tới máy chủ…',
     'check.standby': 'Đã kết nối. Điểm cầu trung tâm thấy trang của điểm cầu đang mở.',
     'check.reconnecting': 'Mất kết nối tới máy chủ, thử lại sau {seconds} giây…',
+    'check.switching': 'Đang chuyển sang máy chủ dự phòng…',
     'check.closed': 'Đã ngắt kết nối tới máy chủ.',
     'check.join': 'Vào họp',
     'check.network': 'Đường truyền hình và tiếng',
@@ -592,6 +594,7 @@ const STRINGS = {
     'banner.muted':
       'Điểm cầu trung tâm đã tắt micro của điểm cầu này: tiếng của hội trường không được truyền đi. Hội trường vẫn nghe và xem cuộc họp bình thường.',
     'banner.reconnecting': 'Mất kết nối tới máy chủ — đang kết nối lại (thử lại sau {seconds} giây)…',
+    'banner.switching': 'Đang chuyển sang máy chủ dự phòng — hình ảnh trở lại sau vài giây…',
     'banner.rejoining': 'Đang kết nối lại vào cuộc họp…',
     'banner.mediaDown': 'Hình và tiếng bị gián đoạn — đang khôi phục…',
     'banner.audioOnly':
@@ -729,6 +732,7 @@ const STRINGS = {
     'signaling.joined': 'in the meeting',
     'signaling.left': 'left the meeting',
     'signaling.reconnecting': 'connection lost, retrying in {seconds} s…',
+    'signaling.switching': 'switching to the standby server…',
     'signaling.closed': 'disconnected',
     'signaling.refused': 'not admitted to the meeting',
 
@@ -1192,6 +1196,7 @@ const STRINGS = {
     'check.connecting': 'Connecting to the hub…',
     'check.standby': 'Connected. The chair sees that this site’s page is open.',
     'check.reconnecting': 'Lost the hub; trying again in {seconds} s…',
+    'check.switching': 'Switching to the standby server…',
     'check.closed': 'Disconnected from the hub.',
     'check.join': 'Join the meeting',
     'check.network': 'Media path',
@@ -1229,6 +1234,7 @@ const STRINGS = {
     'banner.muted':
       'The chair has muted this site: the hall’s sound is not sent. The hall still sees and hears the meeting.',
     'banner.reconnecting': 'Lost the connection to the hub — reconnecting (next try in {seconds} s)…',
+    'banner.switching': 'Switching to the standby server — the picture is back in a few seconds…',
     'banner.rejoining': 'Rejoining the meeting…',
     'banner.mediaDown': 'Picture and sound interrupted — restoring…',
     'banner.audioOnly':

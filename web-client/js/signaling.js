@@ -54,6 +54,95 @@ export const ACTIONS = new Set([
 
 const NO_FLOOR = Object.freeze({ holder: null, queue: [] });
 
+/** A hub this page left for another is not gone back to for this long (no ping-pong). */
+const FLED_MS = 30_000;
+const PEERS_KEY = 'diemcau.peerHubs';
+const FLED_KEY = 'diemcau.fledHubs';
+
+function readStored(key, fallback) {
+  try {
+    return JSON.parse(window.sessionStorage.getItem(key)) ?? fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * Learns the other hubs sharing this hub's database (a standby pair, docs/operations.md) from
+ * `/api/health`, and keeps them for this tab: when this hub stops answering, the page goes to
+ * one of them.
+ */
+export async function learnPeerHubs() {
+  try {
+    const reply = await fetch('/api/health', { cache: 'no-store' });
+    if (!reply.ok) return;
+    const health = await reply.json();
+    if (Array.isArray(health.peer_hubs)) {
+      window.sessionStorage.setItem(PEERS_KEY, JSON.stringify(health.peer_hubs));
+    }
+  } catch {
+    // A hub without peers, or one that does not answer now: nothing to learn.
+  }
+}
+
+/**
+ * A page opened by a move from another hub of the pair (`moveToHub`): that hub is not gone
+ * back to for FLED_MS, and the page joins again at once if it was joined (`joined=1`).
+ * Returns whether the page was in the meeting before the move.
+ */
+export function arrivedFromHub(location = window.location) {
+  const params = new URLSearchParams(location.search);
+  const from = params.get('from');
+  const at = Number(params.get('switched'));
+  if (!from || !at) return false;
+  const fled = readStored(FLED_KEY, {});
+  fled[from] = at;
+  window.sessionStorage.setItem(FLED_KEY, JSON.stringify(fled));
+  const joined = params.get('joined') === '1';
+  for (const name of ['from', 'switched', 'joined']) params.delete(name);
+  const rest = params.toString();
+  window.history.replaceState(null, '', `${location.pathname}${rest ? `?${rest}` : ''}`);
+  return joined;
+}
+
+/**
+ * Goes to the same page on the hub at `hub` (a public URL), unless it is this one or one this
+ * tab left less than FLED_MS ago. Returns whether it goes.
+ */
+export function moveToHub(hub, joined = false, location = window.location) {
+  let target;
+  try {
+    target = new URL(hub);
+  } catch {
+    return false;
+  }
+  if (target.origin === location.origin) return false;
+  const fled = readStored(FLED_KEY, {});
+  const now = Date.now();
+  if (now - (fled[target.origin] || 0) < FLED_MS) return false;
+  const next = new URL(`${target.origin}${location.pathname}${location.search}`);
+  next.searchParams.set('from', location.origin);
+  next.searchParams.set('switched', String(now));
+  if (joined) next.searchParams.set('joined', '1');
+  window.location.assign(next.toString());
+  return true;
+}
+
+/** The next hub to try when this one stops answering, if this hub has peers. */
+function nextPeerHub() {
+  const peers = readStored(PEERS_KEY, []);
+  const fled = readStored(FLED_KEY, {});
+  const now = Date.now();
+  return peers.find((peer) => {
+    try {
+      const origin = new URL(peer).origin;
+      return origin !== window.location.origin && now - (fled[origin] || 0) >= FLED_MS;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** The hub's WebSocket address for the page being shown. */
 export function hubWebSocketUrl(location = window.location) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -148,6 +237,7 @@ export class MeetingSession extends EventTarget {
   /** Connects to the hub and joins the meeting; reconnects on its own when the link drops. */
   start() {
     this.wantJoined = true;
+    learnPeerHubs();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.sendJoin();
       this.setSignalingState('open');
@@ -163,6 +253,7 @@ export class MeetingSession extends EventTarget {
    */
   standby() {
     this.wantStandby = true;
+    learnPeerHubs();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       if (this.signalingState !== 'joined') this.sendStandby();
     } else if (!this.ws) {
@@ -359,6 +450,14 @@ export class MeetingSession extends EventTarget {
 
   scheduleReconnect() {
     clearTimeout(this.reconnectTimer);
+    // The hub has not answered twice: a standby hub sharing its database takes over, if any.
+    if (this.reconnectAttempt >= 2 && this.url === hubWebSocketUrl()) {
+      const peer = nextPeerHub();
+      if (peer) {
+        this.setSignalingState('switching');
+        if (moveToHub(peer, this.wantJoined)) return;
+      }
+    }
     const index = Math.min(this.reconnectAttempt, RECONNECT_DELAYS_S.length - 1);
     const seconds = RECONNECT_DELAYS_S[index];
     this.reconnectAttempt += 1;
@@ -535,6 +634,18 @@ export class MeetingSession extends EventTarget {
     if (isFinal(message) && message.code === 'meeting_ended') {
       this.meetingEnded = true;
       this.endedSeenAt = Date.now();
+    }
+    if (message.code === 'other_hub') {
+      // Another hub of this hub's pair runs the meeting: go there, or wait here while the
+      // standby takes it over (docs/protocol.md).
+      this.setSignalingState('switching');
+      if (message.hub && this.url === hubWebSocketUrl() && moveToHub(message.hub, this.wantJoined)) {
+        return;
+      }
+      this.dropConnection();
+      this.resetMeetingState();
+      this.reconnectTimer = setTimeout(() => this.connect(), 1000);
+      return;
     }
     this.reportError(message.code, message.message, message.request);
     if (isFinal(message)) {

@@ -135,7 +135,9 @@ export function installReconnectBanner(session, inMeeting) {
     const show = wasConnected && !up && inMeeting();
     banner.hidden = !show;
     if (!show) return;
-    if (state.signaling === 'reconnecting') {
+    if (state.signaling === 'switching') {
+      banner.textContent = t('banner.switching');
+    } else if (state.signaling === 'reconnecting') {
       banner.textContent = t('banner.reconnecting', { seconds: session.reconnectSeconds });
     } else if (state.signaling !== 'joined') {
       banner.textContent = t('banner.rejoining');

@@ -5,7 +5,7 @@
 // the floor, the chair's mute, the roll call and the head count. Opened with the organizer's link: `site.html?meeting=ID&code=CODE`.
 
 import { applyTranslations, installLanguageToggle, t } from './i18n.js';
-import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
+import { MeetingSession, arrivedFromHub, describeError, installErrorDisplay } from './signaling.js';
 import { installCalledPrompt, installDeviceCheck } from './device-check.js';
 import { installHeadCountForm, installRollCall, prefillFromLastDeclaration } from './head-count.js';
 import { installQualityIndicator } from './quality.js';
@@ -161,11 +161,12 @@ async function main() {
 
   exposeForTests(session, { micLevel: () => check.level.read(), quality: () => quality.current() });
   session.standby();
-  let rejoin = false;
+  // Moved here from the other hub of a standby pair while in the meeting: straight back in.
+  let rejoin = arrivedFromHub();
   try {
-    rejoin = sessionStorage.getItem(joinedKey) === '1';
+    rejoin = rejoin || sessionStorage.getItem(joinedKey) === '1';
   } catch {
-    rejoin = false;
+    // As the move said.
   }
   if (rejoin) join();
   else showScreen();

@@ -7,7 +7,7 @@ import { applyTranslations, currentLanguage, installLanguageToggle, t } from './
 import { installAccountBar } from './account.js';
 import { describeApiError, fetchMeeting, fetchReport, reissueSiteCode } from './api.js';
 import { formatTime } from './localtime.js';
-import { MeetingSession, describeError, installErrorDisplay } from './signaling.js';
+import { MeetingSession, arrivedFromHub, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
 import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
 import { installHubLinksPanel } from './hub-links.js';
@@ -149,6 +149,8 @@ async function main() {
       return grid.lastApplyMs;
     },
   });
+  // Moved here from the other hub of a standby pair: that hub is not gone back to at once.
+  arrivedFromHub();
   session.start();
 }
 
