@@ -85,6 +85,22 @@ pub async fn run_against_hub(
     }
 }
 
+/// Runs `node tests/e2e/<script> <base_url>` with `env` added, against hubs the test started
+/// itself (processes, say); panics with a reason unless the script exited 0 within `timeout`.
+#[allow(dead_code)]
+pub async fn run_against(base_url: &str, script: &str, timeout: Duration, env: &[(&str, String)]) {
+    let path = format!("tests/e2e/{script}");
+    println!("running {path} against {base_url}");
+    match run(&path, base_url, timeout, env).await {
+        Ok(Some(status)) => assert!(
+            status.success(),
+            "{path} failed ({status}); its output above says why"
+        ),
+        Ok(None) => panic!("{path} did not finish within {timeout:?}"),
+        Err(error) => panic!("could not run `node {path}`: {error}"),
+    }
+}
+
 /// `None` when the script ran over `timeout` and was killed.
 async fn run(
     path: &str,

@@ -1,0 +1,107 @@
+// End-to-end: a standby hub takes a meeting over, in headless Chromium.
+//
+//   E2E_STANDBY_URL=http://127.0.0.1:B E2E_KILL_PID=PID node tests/e2e/takeover.mjs http://127.0.0.1:A
+//
+// Hub A (process PID) and hub B share one PostgreSQL database; A names B in --peer-hubs. The
+// studio and a site join through A and decode each other's video; A is killed with SIGKILL.
+// Both pages must reach B by themselves (the site's page at once in the meeting, no click),
+// join, and decode each other's video again. Exit code 0 on success; 1 with the reasons on
+// failure; 2 on bad usage or setup.
+
+import { Failure, PageWatch, gotoPage, joinPage, log, parseBaseUrl, runInChromium, runScript, startMeeting } from './harness.mjs';
+
+const SITES = [{ code: '2269', name: 'Xã Thượng Lâm', delegates: 60 }];
+const JOIN_TIMEOUT_MS = 20_000;
+const MEDIA_TIMEOUT_MS = 45_000;
+const TAKEOVER_TIMEOUT_MS = 40_000;
+const WATCHDOG_MS = 150_000;
+
+async function main() {
+  const base = parseBaseUrl(process.argv[2], 'takeover.mjs');
+  const standby = process.env.E2E_STANDBY_URL;
+  const pid = Number(process.env.E2E_KILL_PID);
+  if (!standby || !pid) throw new Error('E2E_STANDBY_URL and E2E_KILL_PID are needed');
+  const meeting = await startMeeting(base, {
+    title: 'Kiểm thử đầu cuối: máy chủ dự phòng tiếp quản',
+    studioName: 'Điểm cầu trung tâm Tuyên Quang',
+    sites: SITES,
+  });
+  await runInChromium({
+    logInTo: base,
+    watchdogMs: WATCHDOG_MS,
+    body: async (context) => {
+      const studio = await open(context, `${base}${meeting.links.studio}`, 'studio', false);
+      const site = await open(context, `${base}${meeting.links.sites[SITES[0].code]}`, 'site', true);
+      await untilDecoding([studio, site], MEDIA_TIMEOUT_MS, 'through the first hub');
+
+      process.kill(pid, 'SIGKILL');
+      const killed = Date.now();
+      log(`killed the first hub (pid ${pid})`);
+      for (const page of [site, studio]) {
+        await until(`${page.label} to join again through the standby`, TAKEOVER_TIMEOUT_MS, async () => {
+          if (!page.page.url().startsWith(standby)) return false;
+          return page.page.evaluate(() => window.diemcau?.state().signaling === 'joined').catch(() => false);
+        });
+        log(`${page.label} joined through ${standby} ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+      }
+      await untilDecoding([studio, site], MEDIA_TIMEOUT_MS, 'through the standby');
+      log(`PASS: both pages decode again through the standby, ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
+    },
+  });
+}
+
+async function open(context, url, label, site) {
+  const page = await context.newPage();
+  const watch = new PageWatch(label, page);
+  await gotoPage(page, label, url, JOIN_TIMEOUT_MS);
+  try {
+    await joinPage(page, label, { site, timeout: JOIN_TIMEOUT_MS });
+  } catch (error) {
+    watch.printRecent(15);
+    throw error;
+  }
+  log(`${label} joined`);
+  return { page, watch, label };
+}
+
+async function until(what, timeoutMs, check) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Failure(`timed out waiting for ${what}`);
+}
+
+/** Waits until every page decodes rising remote video frames. */
+async function untilDecoding(pages, timeoutMs, how) {
+  const previous = new Map();
+  await until(`every page to decode video ${how}`, timeoutMs, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let all = true;
+    for (const p of pages) {
+      const now = await decoded(p.page);
+      if (!(now > (previous.get(p.label) ?? 0) && previous.has(p.label))) all = false;
+      previous.set(p.label, now);
+    }
+    return all;
+  });
+  log(`every page decodes video ${how}`);
+}
+
+/** Video frames the page's peer connection has decoded, in all. */
+function decoded(page) {
+  return page
+    .evaluate(async () => {
+      const pc = window.diemcau?.pc;
+      if (!pc) return 0;
+      let frames = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded ?? 0;
+      });
+      return frames;
+    })
+    .catch(() => 0);
+}
+
+runScript(main);
