@@ -19,15 +19,6 @@ use std::time::Duration;
 /// The script has its own watchdog; this is the last resort if node itself hangs.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_page_and_the_studio_page_follow_a_takeover_in_chromium() {
     node_script::require_playwright();
@@ -42,14 +33,14 @@ async fn a_site_page_and_the_studio_page_follow_a_takeover_in_chromium() {
         args
     };
     let (standby, b) = hub_binary::spawn_on(&dir.join("b"), Some(&database), &args("b", None));
-    let _standby = Killed(standby);
+    let _standby = hub_binary::KillOnDrop(standby);
     let standby_url = format!("http://{b}");
     let (first, a) = hub_binary::spawn_on(
         &dir.join("a"),
         Some(&database),
         &args("a", Some(standby_url.clone())),
     );
-    let first = Killed(first);
+    let first = hub_binary::KillOnDrop(first);
     node_script::run_against(
         &format!("http://{a}"),
         "takeover.mjs",

@@ -70,16 +70,6 @@ async fn join_when_free(
     }
 }
 
-/// Kills the hub process when the test ends, passed or not.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn plain(addr: SocketAddr) -> impl Fn() -> tokio_tungstenite::tungstenite::http::Request<()> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     move || {
@@ -96,9 +86,9 @@ async fn the_standby_hub_takes_a_meeting_over_with_its_floor_and_roll_call() {
     let _ = std::fs::remove_dir_all(&dir);
     let name = |hub: &str| vec!["--hub-name".to_owned(), hub.to_owned()];
     let (first, a) = hub_binary::spawn_on(&dir.join("a"), Some(&database), &name("a"));
-    let mut first = Killed(first);
+    let mut first = hub_binary::KillOnDrop(first);
     let (second, b) = hub_binary::spawn_on(&dir.join("b"), Some(&database), &name("b"));
-    let second = Killed(second);
+    let second = hub_binary::KillOnDrop(second);
 
     // Made on the standby's pages: both hubs serve the same meetings.
     let m = http::meeting(
@@ -280,9 +270,9 @@ async fn sites_racing_through_both_hubs_find_one_owner() {
     let _ = std::fs::remove_dir_all(&dir);
     let name = |hub: &str| vec!["--hub-name".to_owned(), hub.to_owned()];
     let (first, a) = hub_binary::spawn_on(&dir.join("a"), Some(&database), &name("a"));
-    let _first = Killed(first);
+    let _first = hub_binary::KillOnDrop(first);
     let (second, b) = hub_binary::spawn_on(&dir.join("b"), Some(&database), &name("b"));
-    let _second = Killed(second);
+    let _second = hub_binary::KillOnDrop(second);
     let sites: Vec<(String, String)> = (0..6)
         .map(|i| (format!("{}", 2260 + i), format!("Xã {i}")))
         .collect();

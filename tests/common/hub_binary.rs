@@ -118,3 +118,13 @@ pub fn account(data_dir: &Path, args: &[&str], stdin: &str) -> std::process::Out
         .expect("write to diemcau account");
     child.wait_with_output().expect("diemcau account ends")
 }
+
+/// A hub process killed when the test ends, passed or not.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -284,6 +284,26 @@ export async function joinPage(page, label, { site, timeout }) {
 }
 
 /**
+ * Opens `url` in a new page of `context` and joins its meeting (`joinPage`); returns
+ * `{ page, watch, label, id }`, `id` being the participant it joined as. The page's recent
+ * console lines are printed if it does not join.
+ */
+export async function openJoined(context, label, url, { site, timeout }) {
+  const page = await context.newPage();
+  const watch = new PageWatch(label, page);
+  await gotoPage(page, label, url, timeout);
+  try {
+    await joinPage(page, label, { site, timeout });
+  } catch (error) {
+    watch.printRecent(15);
+    throw error;
+  }
+  const state = await page.evaluate(() => window.diemcau.state());
+  log(`${label} joined as ${state.participant}`);
+  return { page, watch, label, id: state.participant };
+}
+
+/**
  * Joins from a site page's device check (the "join" button), then waits until the page has
  * joined the meeting. A page that went straight in (a reload after joining) is left as it is.
  */

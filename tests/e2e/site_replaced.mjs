@@ -10,10 +10,8 @@
 
 import {
   Failure,
-  PageWatch,
-  gotoPage,
-  joinPage,
   log,
+  openJoined,
   parseBaseUrl,
   runInChromium,
   runScript,
@@ -73,19 +71,8 @@ async function main() {
   });
 }
 
-async function open(context, url, label, site) {
-  const page = await context.newPage();
-  const watch = new PageWatch(label, page);
-  await gotoPage(page, label, url, JOIN_TIMEOUT_MS);
-  try {
-    await joinPage(page, label, { site, timeout: JOIN_TIMEOUT_MS });
-  } catch (error) {
-    watch.printRecent(15);
-    throw error;
-  }
-  const state = await page.evaluate(() => window.diemcau.state());
-  log(`${label} joined as ${state.participant}`);
-  return { page, watch, id: state.participant };
+function open(context, url, label, site) {
+  return openJoined(context, label, url, { site, timeout: JOIN_TIMEOUT_MS });
 }
 
 /** The studio's m-lines and transceivers, how many the hub sends on, and whether no offer is pending. */

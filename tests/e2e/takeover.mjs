@@ -8,7 +8,7 @@
 // join, and decode each other's video again. Exit code 0 on success; 1 with the reasons on
 // failure; 2 on bad usage or setup.
 
-import { Failure, PageWatch, gotoPage, joinPage, log, parseBaseUrl, runInChromium, runScript, startMeeting } from './harness.mjs';
+import { Failure, log, openJoined, parseBaseUrl, runInChromium, runScript, startMeeting } from './harness.mjs';
 
 const SITES = [{ code: '2269', name: 'Xã Thượng Lâm', delegates: 60 }];
 const JOIN_TIMEOUT_MS = 20_000;
@@ -30,8 +30,8 @@ async function main() {
     logInTo: base,
     watchdogMs: WATCHDOG_MS,
     body: async (context) => {
-      const studio = await open(context, `${base}${meeting.links.studio}`, 'studio', false);
-      const site = await open(context, `${base}${meeting.links.sites[SITES[0].code]}`, 'site', true);
+      const studio = await openJoined(context, 'studio', `${base}${meeting.links.studio}`, { site: false, timeout: JOIN_TIMEOUT_MS });
+      const site = await openJoined(context, 'site', `${base}${meeting.links.sites[SITES[0].code]}`, { site: true, timeout: JOIN_TIMEOUT_MS });
       await untilDecoding([studio, site], MEDIA_TIMEOUT_MS, 'through the first hub');
 
       process.kill(pid, 'SIGKILL');
@@ -48,20 +48,6 @@ async function main() {
       log(`PASS: both pages decode again through the standby, ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
     },
   });
-}
-
-async function open(context, url, label, site) {
-  const page = await context.newPage();
-  const watch = new PageWatch(label, page);
-  await gotoPage(page, label, url, JOIN_TIMEOUT_MS);
-  try {
-    await joinPage(page, label, { site, timeout: JOIN_TIMEOUT_MS });
-  } catch (error) {
-    watch.printRecent(15);
-    throw error;
-  }
-  log(`${label} joined`);
-  return { page, watch, label };
 }
 
 async function until(what, timeoutMs, check) {

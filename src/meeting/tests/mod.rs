@@ -36,11 +36,17 @@ pub(super) fn roster() -> Vec<ExpectedSite> {
 }
 
 pub(super) fn meeting() -> LiveMeeting {
+    reopened(Vec::new())
+}
+
+/// The meeting opened again on the hub with `history` as its log so far (after a crash, or
+/// taken over from another hub).
+pub(super) fn reopened(history: Vec<Event>) -> LiveMeeting {
     let setup = MeetingSetup {
         id: MeetingId(7),
         title: "Hội nghị".into(),
         roster: roster(),
-        history: Vec::new(),
+        history,
     };
     let config = MeetingConfig {
         max_participants: 10,

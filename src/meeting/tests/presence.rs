@@ -489,17 +489,7 @@ fn a_site_back_after_a_takeover_has_the_floor_and_the_mute_it_had() {
             },
         ),
     ];
-    let mut m = LiveMeeting::new(
-        MeetingSetup {
-            id: MeetingId(7),
-            title: "t".into(),
-            roster: roster(),
-            history,
-        },
-        RouterId(1),
-        MeetingConfig::default(),
-        IdAllocator::default(),
-    );
+    let mut m = reopened(history);
     m.join(T0 + 10, STUDIO, studio_seat("S"), "", "")
         .expect("studio");
     let outputs = drain(&mut m);
@@ -560,17 +550,7 @@ fn the_chair_moving_the_floor_of_a_site_not_back_returns_it_in_the_record() {
             },
         },
     ];
-    let mut m = LiveMeeting::new(
-        MeetingSetup {
-            id: MeetingId(7),
-            title: "t".into(),
-            roster: roster(),
-            history,
-        },
-        RouterId(1),
-        MeetingConfig::default(),
-        IdAllocator::default(),
-    );
+    let mut m = reopened(history);
     m.join(T0 + 10, STUDIO, studio_seat("S"), "", "")
         .expect("studio");
     m.join(T0 + 10, B, site_seat("002", "Xã B", "b"), "", "")
