@@ -289,8 +289,29 @@ fn recover_from_crash(
 ) -> Result<(), store::StoreError> {
     let crashed = store.begin_run(hub_name, started_at)?;
     if store.is_shared() {
-        // Other hubs may be running meetings on this database now: a meeting's sessions are
-        // closed, and its outage recorded, when this hub takes its lease (`hub::lease`).
+        // Other hubs may be running meetings on this database now: only the meetings this hub
+        // ran (its lease, of an earlier run) or that nobody runs are this hub's to close. The
+        // others are closed by whichever hub takes them over (`hub::lease`).
+        for (meeting, last_event) in store.meetings_in_progress()? {
+            if store
+                .lease(meeting)?
+                .is_some_and(|(holder, _)| holder.hub != hub_name)
+            {
+                continue;
+            }
+            let closed = store.close_sessions_of(recorder, meeting)?;
+            if let Some(last_seen) = crashed {
+                let down_since = last_seen.max(last_event).min(started_at);
+                recorder.append_blocking(
+                    meeting,
+                    started_at,
+                    attendance::EventKind::HubRestarted { down_since },
+                )?;
+            }
+            if !closed.is_empty() {
+                tracing::warn!(meeting = %meeting, sessions = closed.len(), "closed sessions left open by an unclean stop, at their last sign of life");
+            }
+        }
         return Ok(());
     }
     let closed = store.close_interrupted_sessions(recorder)?;

@@ -100,7 +100,8 @@ async fn acknowledged_events_survive_sigkill_with_the_data_in_postgresql() {
 async fn survives_sigkill(name: &str, database: Option<&str>) {
     let data = std::env::temp_dir().join(format!("diemcau-crash-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut hub, addr) = hub_binary::spawn_on(&data, database, &[]);
+    let (hub, addr) = hub_binary::spawn_on(&data, database, &[]);
+    let mut hub = hub_binary::KillOnDrop(hub);
 
     let m = http::meeting(
         addr,
@@ -160,13 +161,14 @@ async fn survives_sigkill(name: &str, database: Option<&str>) {
         "{acknowledged:?}"
     );
     let killed_at = diemcau::store::now_millis();
-    hub.kill().expect("SIGKILL");
-    hub.wait().expect("the hub is gone");
+    hub.0.kill().expect("SIGKILL");
+    hub.0.wait().expect("the hub is gone");
     drop(thuong_lam);
     drop(studio);
 
     // Restart on the same data.
-    let (mut hub, addr) = hub_binary::spawn_on(&data, database, &[]);
+    let (hub, addr) = hub_binary::spawn_on(&data, database, &[]);
+    let hub = hub_binary::KillOnDrop(hub);
     let after = http::get(addr, &format!("/api/meetings/{}/report", m.id))
         .await
         .json();
@@ -244,7 +246,6 @@ async fn survives_sigkill(name: &str, database: Option<&str>) {
     assert_eq!(report["summary"]["sites_joined"], 2);
     assert_eq!(report["summary"]["delegates_declared"], 48);
 
-    hub.kill().expect("stop the hub");
-    let _ = hub.wait();
+    drop(hub);
     let _ = std::fs::remove_dir_all(&data);
 }

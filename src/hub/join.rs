@@ -322,6 +322,10 @@ impl Hub {
         if let Some(live) = self.lock().meetings.get(&id) {
             return Ok(live.title().to_owned());
         }
+        let _opening = self.opening.lock().await;
+        if let Some(live) = self.lock().meetings.get(&id) {
+            return Ok(live.title().to_owned());
+        }
         self.claim(id).await?;
         let (roster, history) = self
             .store

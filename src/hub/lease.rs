@@ -61,19 +61,21 @@ impl Hub {
             .leases
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
-        let Some(previous) = previous else {
-            return Ok(());
-        };
         self.take_over(meeting, previous).await.map_err(|e| {
             tracing::error!(meeting = %meeting, "taking the meeting over failed: {e}");
             super::internal("the hub could not take this meeting over; try again")
         })
     }
 
-    /// The lease of a meeting in progress came from another hub, or from this hub's run
-    /// before a crash: the sessions cut off are closed at their last sign of life, and the
-    /// change of hub is recorded.
-    async fn take_over(&self, meeting: MeetingId, previous: LeaseHolder) -> Result<(), StoreError> {
+    /// This hub now runs a meeting it did not have open: the sessions the log shows open
+    /// were cut off (whoever ran it has stopped, or this hub handed it over), and are closed
+    /// at their last sign of life. Taken from another hub, the takeover is recorded; from this
+    /// hub's run before a crash, the restart (unless its start-up recorded it already).
+    async fn take_over(
+        &self,
+        meeting: MeetingId,
+        previous: Option<LeaseHolder>,
+    ) -> Result<(), StoreError> {
         let recorder = self.recorder.clone();
         let me = self.sharing.as_ref().map(|s| s.me.hub.clone());
         self.store
@@ -83,23 +85,19 @@ impl Hub {
                 }
                 let closed = store.close_sessions_of(&recorder, meeting)?;
                 let down_since = closed.iter().copied().max().unwrap_or_else(now_millis);
-                let now = now_millis();
-                let kind = if Some(&previous.hub) == me.as_ref() {
-                    EventKind::HubRestarted { down_since }
-                } else {
-                    EventKind::HubTakeover {
-                        from: previous.hub.clone(),
-                        to: me.unwrap_or_default(),
-                        down_since,
+                let kind = match previous {
+                    Some(previous) if Some(&previous.hub) != me.as_ref() => {
+                        tracing::warn!(meeting = %meeting, from = %previous.hub, sessions = closed.len(), "took over a meeting in progress");
+                        EventKind::HubTakeover {
+                            from: previous.hub,
+                            to: me.unwrap_or_default(),
+                            down_since,
+                        }
                     }
+                    Some(_) if !closed.is_empty() => EventKind::HubRestarted { down_since },
+                    _ => return Ok(()),
                 };
-                recorder.append_blocking(meeting, now, kind)?;
-                tracing::warn!(
-                    meeting = %meeting,
-                    from = %previous.hub,
-                    sessions = closed.len(),
-                    "took over a meeting in progress"
-                );
+                recorder.append_blocking(meeting, now_millis(), kind)?;
                 Ok(())
             })
             .await

@@ -60,6 +60,9 @@ pub struct Hub {
     sharing: Option<Sharing>,
     /// When the leases were last renewed (or one taken).
     leases: Mutex<std::time::Instant>,
+    /// Held while a meeting is opened (its lease taken, its cut sessions closed, its log
+    /// read): two joins arriving together open it once.
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// Everything behind the hub's one lock, which is never held across an await.
@@ -134,6 +137,7 @@ impl Hub {
             stopping: std::sync::atomic::AtomicBool::new(false),
             sharing: None,
             leases: Mutex::new(std::time::Instant::now()),
+            opening: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -63,25 +63,7 @@ impl Store {
                 Engine::Postgres => " FOR UPDATE",
                 Engine::Sqlite => "",
             };
-            let current = tx
-                .query_opt(
-                    &format!(
-                        "SELECT owner, address, run, expires_at FROM meeting_leases
-                         WHERE meeting_id = $1{lock}"
-                    ),
-                    args![meeting.0],
-                )?
-                .map(|r| {
-                    Ok::<_, StoreError>((
-                        LeaseHolder {
-                            hub: r.get(0)?,
-                            address: r.get(1)?,
-                            run: r.get(2)?,
-                        },
-                        r.get::<Millis>(3)?,
-                    ))
-                })
-                .transpose()?;
+            let current = read_lease_locked(tx, meeting, lock)?;
             if let Some((holder, expires_at)) = &current
                 && holder.hub != me.hub
                 && (*expires_at >= now || !take_expired)
@@ -107,9 +89,17 @@ impl Store {
                 )?
                 .is_some();
             if !won {
-                return Err(StoreError::Internal(format!(
-                    "the lease of meeting {meeting} changed hands while it was taken"
-                )));
+                // Another hub took it between this transaction's read and its write: its row,
+                // committed, is what the next statement sees.
+                return match read_lease(tx, meeting)? {
+                    Some((holder, expires_at)) => Ok(LeaseOutcome::Held {
+                        holder,
+                        remaining: expires_at - now,
+                    }),
+                    None => Err(StoreError::Internal(format!(
+                        "the lease of meeting {meeting} changed hands while it was taken"
+                    ))),
+                };
             }
             let previous = current
                 .map(|(holder, _)| holder)
@@ -160,22 +150,41 @@ impl Store {
     pub fn lease(&self, meeting: MeetingId) -> Result<Option<(LeaseHolder, Millis)>, StoreError> {
         let mut conn = self.writer();
         let now = database_now(&mut conn)?;
-        conn.query_opt(
-            "SELECT owner, address, run, expires_at FROM meeting_leases WHERE meeting_id = $1",
-            args![meeting.0],
-        )?
-        .map(|r| {
-            Ok((
-                LeaseHolder {
-                    hub: r.get(0)?,
-                    address: r.get(1)?,
-                    run: r.get(2)?,
-                },
-                r.get::<Millis>(3)? - now,
-            ))
-        })
-        .transpose()
+        Ok(read_lease(&mut conn, meeting)?.map(|(holder, expires_at)| (holder, expires_at - now)))
     }
+}
+
+/// The lease of `meeting`: its holder and when it expires.
+fn read_lease(
+    conn: &mut Conn,
+    meeting: MeetingId,
+) -> Result<Option<(LeaseHolder, Millis)>, StoreError> {
+    read_lease_locked(conn, meeting, "")
+}
+
+/// [`read_lease`], with `lock` after the query (PostgreSQL's `FOR UPDATE`).
+fn read_lease_locked(
+    conn: &mut Conn,
+    meeting: MeetingId,
+    lock: &str,
+) -> Result<Option<(LeaseHolder, Millis)>, StoreError> {
+    conn.query_opt(
+        &format!(
+            "SELECT owner, address, run, expires_at FROM meeting_leases WHERE meeting_id = $1{lock}"
+        ),
+        args![meeting.0],
+    )?
+    .map(|r| {
+        Ok((
+            LeaseHolder {
+                hub: r.get(0)?,
+                address: r.get(1)?,
+                run: r.get(2)?,
+            },
+            r.get::<Millis>(3)?,
+        ))
+    })
+    .transpose()
 }
 
 fn database_now(conn: &mut Conn) -> Result<Millis, StoreError> {
