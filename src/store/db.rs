@@ -174,6 +174,10 @@ pub(crate) enum Conn {
         client: Client,
         /// Statements prepared on this connection, by their text.
         prepared: HashMap<String, postgres::Statement>,
+        /// Where to open it again when the server closed it.
+        target: Box<super::PostgresTarget>,
+        /// Run on the connection each time it is opened (a session setting).
+        setup: Option<&'static str>,
     },
 }
 
@@ -184,10 +188,56 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub fn postgres(client: postgres::Client) -> Conn {
+    pub fn postgres(client: postgres::Client, target: super::PostgresTarget) -> Conn {
         Conn::Postgres {
             client: Client(Some(Box::new(client))),
             prepared: HashMap::new(),
+            target: Box::new(target),
+            setup: None,
+        }
+    }
+
+    /// Runs `sql` on the connection now, and again each time it is opened again.
+    pub fn set_setup(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        self.batch(sql)?;
+        if let Conn::Postgres { setup, .. } = self {
+            *setup = Some(sql);
+        }
+        Ok(())
+    }
+
+    /// A PostgreSQL connection the server closed (it restarted, or an administrator ended the
+    /// session) is opened again before its next statement, its prepared statements forgotten.
+    /// A statement that failed as the connection went down is not sent again: the caller sees
+    /// that failure, and the next call works.
+    fn reopen_if_closed(&mut self) -> Result<(), StoreError> {
+        let Conn::Postgres {
+            client,
+            prepared,
+            target,
+            setup,
+        } = self
+        else {
+            return Ok(());
+        };
+        if !client.is_closed() {
+            return Ok(());
+        }
+        tracing::warn!(database = %target, "the database connection was closed; opening it again");
+        *client = Client(Some(Box::new(target.client()?)));
+        prepared.clear();
+        if let Some(sql) = setup {
+            let sql: &str = sql;
+            outside_runtime(|| client.batch_execute(sql))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the server closed this connection (SQLite's never is).
+    fn is_closed(&self) -> bool {
+        match self {
+            Conn::Sqlite(_) => false,
+            Conn::Postgres { client, .. } => client.is_closed(),
         }
     }
 
@@ -200,13 +250,16 @@ impl Conn {
 
     /// Runs one statement; returns how many rows it changed.
     pub fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+        self.reopen_if_closed()?;
         match self {
             Conn::Sqlite(conn) => {
                 let mut stmt = conn.prepare_cached(&sqlite_text(sql))?;
                 let changed = stmt.execute(rusqlite::params_from_iter(args.iter()))?;
                 Ok(changed as u64)
             }
-            Conn::Postgres { client, prepared } => outside_runtime(|| {
+            Conn::Postgres {
+                client, prepared, ..
+            } => outside_runtime(|| {
                 let stmt = prepare(client, prepared, sql)?;
                 let args: Vec<&(dyn ToSql + Sync)> =
                     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
@@ -217,6 +270,7 @@ impl Conn {
 
     /// Every row of one statement's result.
     pub fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        self.reopen_if_closed()?;
         match self {
             Conn::Sqlite(conn) => {
                 let mut stmt = conn.prepare_cached(&sqlite_text(sql))?;
@@ -244,7 +298,9 @@ impl Conn {
                 }
                 Ok(out)
             }
-            Conn::Postgres { client, prepared } => outside_runtime(|| {
+            Conn::Postgres {
+                client, prepared, ..
+            } => outside_runtime(|| {
                 let stmt = prepare(client, prepared, sql)?;
                 let args: Vec<&(dyn ToSql + Sync)> =
                     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
@@ -270,6 +326,7 @@ impl Conn {
 
     /// Statements without parameters, one after the other (a schema).
     pub fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.reopen_if_closed()?;
         match self {
             Conn::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
             Conn::Postgres { client, .. } => outside_runtime(|| Ok(client.batch_execute(sql)?)),
@@ -305,7 +362,14 @@ impl Conn {
         begin: &str,
         work: impl FnOnce(&mut Conn) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.batch(begin)?;
+        if let Err(e) = self.batch(begin) {
+            // The connection went down since its last use: nothing of this transaction was
+            // sent, so it begins again on a connection opened anew.
+            if !self.is_closed() {
+                return Err(e.into());
+            }
+            self.batch(begin)?;
+        }
         match work(self) {
             Ok(value) => {
                 if let Err(e) = self.batch("COMMIT") {

@@ -135,7 +135,7 @@ impl Store {
                 .map(|_| {
                     let mut reader = target.connect()?;
                     // As SQLite's `query_only`: a read that tried to write is refused.
-                    reader.batch("SET default_transaction_read_only = on")?;
+                    reader.set_setup("SET default_transaction_read_only = on")?;
                     Ok(Mutex::new(reader))
                 })
                 .collect::<Result<_, StoreError>>()?,
@@ -439,6 +439,51 @@ mod tests {
             })
             .expect("committed");
         assert_eq!(store.site_count().expect("read"), 0);
+    }
+
+    /// PostgreSQL only (SQLite's connections are files): the server ends every connection
+    /// of the store (a restart, an administrator); the next use of each works again, the
+    /// readers still read-only.
+    #[test]
+    fn connections_the_database_server_ends_are_opened_again() {
+        let store = testing::temp_store("reopen");
+        if !store.is_shared() {
+            return;
+        }
+        let recorder = store.recorder().expect("recorder");
+        let meeting = testing::meeting(&store, &["2269"]);
+        let mut admin = testing::second_connection(&store);
+        let application = store
+            .reader()
+            .query_one("SELECT current_setting('application_name')", &[])
+            .and_then(|r| r.get::<String>(0))
+            .expect("the store's connections' name");
+        let ended = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                db::args![application],
+            )
+            .expect("the connections ended");
+        assert!(
+            ended.len() >= 3,
+            "the writer, the readers and the recorder's"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // A use that was under way as the server ended it may fail; the next ones work.
+        let _ = store.site_count();
+        assert_eq!(store.site_count().expect("read again"), 1);
+        store
+            .import_sites(&[testing::site("2266", "Xã Lâm Bình", 30)])
+            .expect("written again");
+        assert!(
+            store.reader().execute("DELETE FROM sites", &[]).is_err(),
+            "a reader opened again is read-only still"
+        );
+        let _ = recorder.append_blocking(meeting, 1, crate::attendance::EventKind::MeetingStarted);
+        recorder
+            .append_blocking(meeting, 2, crate::attendance::EventKind::MeetingEnded)
+            .expect("the recorder writes again");
     }
 
     #[tokio::test]

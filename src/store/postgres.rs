@@ -83,17 +83,21 @@ impl PostgresTarget {
         })
     }
 
-    /// The same database, naming its tables in `schema` first: each test has its own.
+    /// The same database, naming its tables in `schema` first: each test has its own (and
+    /// its connections carry the schema's name, so that a test can find them).
     pub fn in_schema(&self, schema: &str) -> PostgresTarget {
         let mut target = self.clone();
-        target.config.options(&format!("-c search_path={schema}"));
+        target
+            .config
+            .options(&format!("-c search_path={schema}"))
+            .application_name(schema);
         target.url = format!("{} (schema {schema})", self.url);
         target
     }
 
     /// A new connection.
     pub(super) fn connect(&self) -> Result<Conn, StoreError> {
-        Ok(Conn::postgres(self.client()?))
+        Ok(Conn::postgres(self.client()?, self.clone()))
     }
 
     /// A new connection, as the driver gives it.
