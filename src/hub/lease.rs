@@ -145,11 +145,13 @@ impl Hub {
                         .leases
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    // Stop before the lease can have run out by the database's clock: another
-                    // hub may take it then.
+                    // With partners, stop before the lease can have run out by the database's
+                    // clock: one of them may take it then. A hub without partners keeps its
+                    // meetings: nobody else is there to run them, and it renews its leases
+                    // when the database is back (nobody took them).
                     let safe = Duration::from_millis((LEASE_MILLIS - 1_500).unsigned_abs());
                     tracing::error!("the meetings' leases could not be renewed: {e}");
-                    if last.elapsed() >= safe {
+                    if last.elapsed() >= safe && !sharing.peers.is_empty() {
                         for id in open {
                             self.hand_over(id).await;
                         }
