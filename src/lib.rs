@@ -301,12 +301,7 @@ fn recover_from_crash(
             }
             let closed = store.close_sessions_of(recorder, meeting)?;
             if let Some(last_seen) = crashed {
-                let down_since = last_seen.max(last_event).min(started_at);
-                recorder.append_blocking(
-                    meeting,
-                    started_at,
-                    attendance::EventKind::HubRestarted { down_since },
-                )?;
+                record_restart(recorder, meeting, last_seen, last_event, started_at)?;
             }
             if !closed.is_empty() {
                 tracing::warn!(meeting = %meeting, sessions = closed.len(), "closed sessions left open by an unclean stop, at their last sign of life");
@@ -325,18 +320,31 @@ fn recover_from_crash(
         return Ok(());
     };
     for (meeting, last_event) in store.meetings_in_progress()? {
-        let down_since = last_seen.max(last_event).min(started_at);
-        recorder.append_blocking(
-            meeting,
-            started_at,
-            attendance::EventKind::HubRestarted { down_since },
-        )?;
-        tracing::warn!(
-            meeting = %meeting,
-            down_seconds = (started_at - down_since) / 1000,
-            "the hub had stopped without warning during this meeting"
-        );
+        record_restart(recorder, meeting, last_seen, last_event, started_at)?;
     }
+    Ok(())
+}
+
+/// Records in `meeting` that the hub, last known alive at `last_seen` (the meeting's last event
+/// at `last_event`), stopped without warning and started again at `started_at`.
+fn record_restart(
+    recorder: &store::Recorder,
+    meeting: diemcau_signaling::MeetingId,
+    last_seen: attendance::Millis,
+    last_event: attendance::Millis,
+    started_at: attendance::Millis,
+) -> Result<(), store::StoreError> {
+    let down_since = last_seen.max(last_event).min(started_at);
+    recorder.append_blocking(
+        meeting,
+        started_at,
+        attendance::EventKind::HubRestarted { down_since },
+    )?;
+    tracing::warn!(
+        meeting = %meeting,
+        down_seconds = (started_at - down_since) / 1000,
+        "the hub had stopped without warning during this meeting"
+    );
     Ok(())
 }
 
