@@ -344,7 +344,7 @@ async fn reissue_code(
         .await?;
     tracing::info!(meeting = id, site = ?site, username = ?caller.account.username, "join code reissued");
     if let Ok(site) = SiteCode::try_from(site.as_str()) {
-        app.hub.code_reissued(meeting, &site).await;
+        app.hub.code_reissued_here(meeting, &site).await;
     }
     let link = site_link(meeting, code.as_str());
     Ok(Json(json!({ "code": code, "link": link })).into_response())

@@ -107,7 +107,9 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             config::describe(&database)
         ))
     })?;
-    let recorder = store.recorder().map_err(std::io::Error::other)?;
+    let recorder = store
+        .buffered_recorder(&config.data_dir.join("log-buffer"), store::LOG_BUFFER_LIMIT)
+        .map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
     let hub_name = config.hub_name.clone().unwrap_or_else(host_name);
     recover_from_crash(&store, &recorder, &hub_name, started_at).map_err(std::io::Error::other)?;
@@ -187,6 +189,13 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     }
     let hub = Arc::new(hub);
     let leases_task = tokio::spawn(hub.clone().run_leases());
+    let signals_task = match (hub.hub_name(), hub.store().is_shared()) {
+        (Some(me), true) => hub
+            .store()
+            .listen(me)
+            .map(|signals| tokio::spawn(hub.clone().run_signals(signals))),
+        _ => None,
+    };
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
@@ -243,6 +252,9 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             .await;
         events_task.abort();
         leases_task.abort();
+        if let Some(task) = &signals_task {
+            task.abort();
+        }
         liveness_task.abort();
         login_task.abort();
         console_task.abort();

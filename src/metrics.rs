@@ -115,6 +115,16 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         app.hub.media().worker_count().to_string(),
     );
     metric(
+        "diemcau_log_buffered_events",
+        "gauge",
+        "Attendance events waiting on the hub's disk for an unreachable database.",
+        app.hub
+            .recorder()
+            .buffered()
+            .map_or(0, |(events, _)| events)
+            .to_string(),
+    );
+    metric(
         "diemcau_media_tcp_connections",
         "gauge",
         "ICE-TCP media connections open (halls whose UDP does not get through).",

@@ -143,8 +143,23 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         body.insert("meetings_held".into(), app.hub.held_meetings().into());
         body.insert("peer_hubs".into(), app.hub.peer_hubs().into());
     }
-    // Child hubs, when this hub has any: each with its link's state.
-    match app.hub.store().blocking(|store| store.nodes()).await {
+    // Events waiting on this hub's disk for an unreachable database.
+    if let Some((buffered, since)) = app.hub.recorder().buffered() {
+        body.insert(
+            "log_buffered".into(),
+            serde_json::json!({"events": buffered, "since": since}),
+        );
+    }
+    // Child hubs, when this hub has any: each with its link's state. Reading them tells
+    // whether the database answers.
+    let nodes = app.hub.store().blocking(|store| store.nodes()).await;
+    let database = match &nodes {
+        Ok(_) => "ok",
+        Err(crate::store::StoreError::Unreachable(_)) => "unreachable",
+        Err(_) => "failing",
+    };
+    body.insert("database".into(), database.into());
+    match nodes {
         Ok(nodes) if !nodes.is_empty() => {
             body.insert(
                 "nodes".into(),

@@ -186,6 +186,16 @@ pub enum ServerMessage {
     Centre {
         reachable: bool,
     },
+    /// To the studio: whether the attendance log reaches the hub's database (PostgreSQL). While
+    /// it cannot, the meeting goes on and its events wait on the hub's own disk: `buffered`
+    /// of them, the first recorded at `since`; they are written, in order, when the database
+    /// is back. Sent at each change (and at the studio's join while events wait); `buffered`
+    /// 0 without `since` once all are written.
+    LogState {
+        buffered: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<i64>,
+    },
     /// A roll call started (`active`) or ended. When it ends, the chair's copy carries its
     /// `result`, frozen: later leaves and joins do not change it.
     RollCall {

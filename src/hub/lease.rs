@@ -3,7 +3,8 @@
 //! opens the meeting for a join, renews every lease it holds every second, gives it up when the
 //! meeting ends or the hub stops, and hands the meeting over (its sessions closed with
 //! `other_hub`) as soon as it cannot be sure it still holds it: another hub took it, or the
-//! database has not answered for most of a lease's time.
+//! database has not answered for most of a lease's time while a partner hub may reach it
+//! (`peers`).
 //!
 //! A hub that takes the lease of a meeting in progress from another hub (or from its own run
 //! before a crash) closes the sessions the log shows open, at their last sign of life, records
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use diemcau_signaling::{MeetingId, ProtocolError};
 
 use super::Hub;
+use super::peers::{self, PeersSay};
 use crate::attendance::{EventKind, Millis};
 use crate::store::{LeaseHolder, LeaseOutcome, MeetingState, StoreError, now_millis};
 
@@ -24,6 +26,9 @@ pub const LEASE_MILLIS: Millis = 5_000;
 
 /// How often the leases are renewed.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a partner hub has to answer whether it reaches the database.
+const PEER_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// A hub's place among the hubs sharing its database.
 #[derive(Debug, Clone)]
@@ -146,14 +151,30 @@ impl Hub {
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                     // With partners, stop before the lease can have run out by the database's
-                    // clock: one of them may take it then. A hub without partners keeps its
-                    // meetings: nobody else is there to run them, and it renews its leases
-                    // when the database is back (nobody took them).
+                    // clock (one of them may take it then), unless every partner says the
+                    // database is down for it too: nobody can take the meetings then. A hub
+                    // without partners keeps its meetings: nobody else is there to run them.
+                    // Either way it renews its leases when the database is back (nobody took
+                    // them), and the log waits on local disk meanwhile.
                     let safe = Duration::from_millis((LEASE_MILLIS - 1_500).unsigned_abs());
                     tracing::error!("the meetings' leases could not be renewed: {e}");
-                    if last.elapsed() >= safe && !sharing.peers.is_empty() {
-                        for id in open {
-                            self.hand_over(id).await;
+                    if last.elapsed() < safe || sharing.peers.is_empty() {
+                        continue;
+                    }
+                    match peers::ask(&sharing.peers, PEER_TIMEOUT).await {
+                        PeersSay::Down => {
+                            tracing::warn!(
+                                "no hub reaches the database: this hub keeps its meetings"
+                            );
+                        }
+                        said => {
+                            tracing::warn!(
+                                ?said,
+                                "the database may be up for another hub: the meetings are handed over"
+                            );
+                            for id in open {
+                                self.hand_over(id).await;
+                            }
                         }
                     }
                 }

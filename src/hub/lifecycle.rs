@@ -1,12 +1,17 @@
 //! Starting and ending meetings, logins that end, and the hub's shutdown.
 
+use std::time::Duration;
+
 use diemcau_sfu::PeerId;
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, SiteCode};
 
 use super::Hub;
 use super::carry::{PendingEvent, recorded};
 use crate::attendance::{EventKind, LeaveReason};
-use crate::store::{MeetingRoster, MeetingState, StoreError, now_millis};
+use crate::store::{HubSignal, LeaseHolder, MeetingRoster, MeetingState, StoreError, now_millis};
+
+/// How long ending a meeting that another hub runs waits for that hub to end it.
+const END_ELSEWHERE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why an organizer's request about a meeting is refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +59,13 @@ impl Hub {
             )));
         }
         if let Some(holder) = self.runs_elsewhere(id).await? {
-            return Err(MeetingError::Conflict(format!(
-                "meeting {id} runs on hub {}: end it from that hub's pages ({})",
-                holder.hub, holder.address
-            )));
+            return self.end_elsewhere(id, &holder).await;
         }
+        self.end_here(id).await
+    }
+
+    /// Ends meeting `id`, open here or not open anywhere.
+    async fn end_here(&self, id: MeetingId) -> Result<(), MeetingError> {
         let now = now_millis();
         let pending: Vec<PendingEvent> = {
             let mut state = self.lock();
@@ -111,6 +118,75 @@ impl Hub {
         }
         for (peer, _) in ended {
             tracing::info!(participant = %peer, "studio session ended with its login");
+        }
+    }
+
+    /// Asks the hub that runs meeting `id` to end it, and waits for its end in the log.
+    async fn end_elsewhere(&self, id: MeetingId, holder: &LeaseHolder) -> Result<(), MeetingError> {
+        let from = self.hub_name().unwrap_or_default().to_owned();
+        self.store
+            .blocking(move |store| store.signal(&from, HubSignal::EndMeeting { meeting: id.0 }))
+            .await?;
+        let deadline = tokio::time::Instant::now() + END_ELSEWHERE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if self.meeting_view(id).await?.state == MeetingState::Ended {
+                tracing::info!(meeting = %id, hub = %holder.hub, "meeting ended by the hub that runs it");
+                return Ok(());
+            }
+        }
+        Err(MeetingError::Conflict(format!(
+            "meeting {id} runs on hub {}, which did not end it within {} s: try again, or \
+             end it from that hub's pages ({})",
+            holder.hub,
+            END_ELSEWHERE_WAIT.as_secs(),
+            holder.address
+        )))
+    }
+
+    /// What another hub sharing the database asks of the meetings this one runs.
+    pub async fn run_signals(
+        self: std::sync::Arc<Self>,
+        mut signals: tokio::sync::mpsc::UnboundedReceiver<HubSignal>,
+    ) {
+        while let Some(signal) = signals.recv().await {
+            match signal {
+                HubSignal::EndMeeting { meeting } => {
+                    let id = MeetingId(meeting);
+                    let open_here = self
+                        .lock()
+                        .meetings
+                        .get(&id)
+                        .is_some_and(|live| !live.has_ended());
+                    if open_here && let Err(e) = self.end_here(id).await {
+                        tracing::error!(meeting = %id, "ending a meeting another hub asked to end failed: {e}");
+                    }
+                }
+                HubSignal::CodeReissued { meeting, site } => {
+                    if let Ok(site) = SiteCode::try_from(site.as_str()) {
+                        self.code_reissued(MeetingId(meeting), &site).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A site's join code was reissued here: whoever joined or waits with the old one is sent
+    /// away, on this hub now and, through the database, on the hub that runs the meeting.
+    pub async fn code_reissued_here(&self, meeting: MeetingId, site: &SiteCode) {
+        self.code_reissued(meeting, site).await;
+        if let Some(from) = self.hub_name().map(str::to_owned) {
+            let signal = HubSignal::CodeReissued {
+                meeting: meeting.0,
+                site: site.as_str().to_owned(),
+            };
+            if let Err(e) = self
+                .store
+                .blocking(move |store| store.signal(&from, signal))
+                .await
+            {
+                tracing::warn!(meeting = %meeting, "the other hubs were not told of a reissued code (new joins with the old one are refused all the same): {e}");
+            }
         }
     }
 

@@ -19,6 +19,7 @@ mod join;
 mod lease;
 mod lifecycle;
 mod negotiation;
+mod peers;
 mod periodic;
 mod probe;
 mod relays;

@@ -15,16 +15,11 @@ impl Hub {
     /// sessions it cut off are dated from these marks.
     pub async fn run_liveness(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
+        // A failure is said when it begins, not at every tick while the database is away.
+        let mut failing = false;
         loop {
             tick.tick().await;
             let started_at = self.started_at;
-            let touched = self
-                .store
-                .blocking(move |store| store.touch_run(started_at, now_millis()))
-                .await;
-            if let Err(e) = touched {
-                tracing::warn!("the hub's liveness not recorded: {e}");
-            }
             let sessions: Vec<(MeetingId, SessionId)> = {
                 let state = self.lock();
                 state
@@ -36,26 +31,44 @@ impl Hub {
                     })
                     .collect()
             };
-            if sessions.is_empty() {
-                continue;
+            let touched = self
+                .store
+                .blocking(move |store| {
+                    let now = now_millis();
+                    store.touch_run(started_at, now)?;
+                    if !sessions.is_empty() {
+                        store.touch_sessions(&sessions, now)?;
+                    }
+                    Ok::<_, crate::store::StoreError>(())
+                })
+                .await;
+            match &touched {
+                Err(e) if !failing => tracing::warn!("liveness not recorded: {e}"),
+                Err(_) => {}
+                Ok(()) if failing => tracing::info!("liveness recorded again"),
+                Ok(()) => {}
             }
-            let store = self.store.clone();
-            let touched =
-                tokio::task::spawn_blocking(move || store.touch_sessions(&sessions, now_millis()))
-                    .await;
-            if let Ok(Err(e)) = touched {
-                tracing::warn!("liveness not recorded: {e}");
-            }
+            failing = touched.is_err();
         }
     }
 
-    /// Every `every`, lets each meeting refresh its chair's console when it is due.
+    /// Every `every`, tells each meeting whether its attendance log waits on local disk for the
+    /// database, and lets it refresh its chair's console when it is due.
     pub async fn run_console(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let now = now_millis();
+            let buffered = self.recorder.buffered();
             let mut state = self.lock();
+            let open: Vec<MeetingId> = state.meetings.keys().copied().collect();
+            for id in open {
+                // Each meeting tells its chair of a change only.
+                if let Some(live) = state.meetings.get_mut(&id) {
+                    live.log_buffering(buffered);
+                }
+                self.carry_in_background(&mut state, id);
+            }
             let due: Vec<MeetingId> = state
                 .meetings
                 .values()

@@ -214,6 +214,9 @@ pub struct LiveMeeting {
     studio_relayed: bool,
     /// For a province's part of a national meeting: the centre is out of reach now.
     centre_unreachable: bool,
+    /// The attendance log waits on the hub's disk for an unreachable database: how many
+    /// events, since when.
+    log_buffered: Option<(u64, Millis)>,
     /// The latest media figures of each child hub's relay here, by node name.
     node_quality: BTreeMap<String, diemcau_sfu::Quality>,
     /// Sites joined to a child hub, as that hub's console last showed them: (node, row).
@@ -306,6 +309,7 @@ impl LiveMeeting {
             participants: BTreeMap::new(),
             studio: None,
             studio_relayed: false,
+            log_buffered: None,
             centre_unreachable: setup
                 .history
                 .iter()
@@ -488,6 +492,25 @@ impl LiveMeeting {
         self.centre_unreachable = !reachable;
         for id in self.participants.keys().copied().collect::<Vec<_>>() {
             self.send(id, ServerMessage::Centre { reachable });
+        }
+    }
+
+    /// The hub's attendance log waits on its disk for the database (`Some`: how many events,
+    /// since when), or is written to it again (`None`): the chair is told of each change.
+    pub fn log_buffering(&mut self, buffered: Option<(u64, Millis)>) {
+        if self.log_buffered == buffered {
+            return;
+        }
+        self.log_buffered = buffered;
+        if let Some(studio) = self.studio {
+            self.send(studio, self.log_state_message());
+        }
+    }
+
+    fn log_state_message(&self) -> ServerMessage {
+        ServerMessage::LogState {
+            buffered: self.log_buffered.map_or(0, |(count, _)| count),
+            since: self.log_buffered.map(|(_, since)| since),
         }
     }
 

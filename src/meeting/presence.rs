@@ -199,6 +199,9 @@ impl LiveMeeting {
         if self.centre_unreachable {
             self.send(id, ServerMessage::Centre { reachable: false });
         }
+        if self.studio == Some(id) && self.log_buffered.is_some() {
+            self.send(id, self.log_state_message());
+        }
         let running = self.roll_call.as_ref().map(|r| r.number);
         match (newcomer_site, running) {
             (Some(site), Some(roll_call)) => {

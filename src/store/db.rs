@@ -178,6 +178,8 @@ pub(crate) enum Conn {
         target: Box<super::PostgresTarget>,
         /// Run on the connection each time it is opened (a session setting).
         setup: Option<&'static str>,
+        /// Opening it again has failed since it was closed (said once, not at every try).
+        failing: bool,
     },
 }
 
@@ -194,6 +196,7 @@ impl Conn {
             prepared: HashMap::new(),
             target: Box::new(target),
             setup: None,
+            failing: false,
         }
     }
 
@@ -216,6 +219,7 @@ impl Conn {
             prepared,
             target,
             setup,
+            failing,
         } = self
         else {
             return Ok(());
@@ -223,8 +227,12 @@ impl Conn {
         if !client.is_closed() {
             return Ok(());
         }
-        tracing::warn!(database = %target, "the database connection was closed; opening it again");
-        *client = Client(Some(Box::new(target.client()?)));
+        if !*failing {
+            tracing::warn!(database = %target, "the database connection was closed; opening it again");
+        }
+        let opened = target.client();
+        *failing = opened.is_err();
+        *client = Client(Some(Box::new(opened?)));
         prepared.clear();
         if let Some(sql) = setup {
             let sql: &str = sql;
@@ -526,6 +534,24 @@ impl rusqlite::ToSql for Value {
             Value::Text(text) => ValueRef::Text(text.as_bytes()),
             Value::Null => ValueRef::Null,
         }))
+    }
+}
+
+/// Whether `e` is the connection failing rather than the server refusing a statement: the
+/// connection closed or its socket failed, or the server ending sessions (it shuts down or is
+/// starting, SQLSTATE class 08 and 57P01–57P03).
+pub(crate) fn lost_connection(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // A socket that failed (refused, reset, timed out) rather than a value that did not
+        // convert.
+        None => std::error::Error::source(e).is_some_and(|source| source.is::<std::io::Error>()),
     }
 }
 

@@ -5,9 +5,12 @@
 use diemcau_signaling::{MeetingId, SessionId, SiteCode};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::db::{Conn, Engine, Value, args};
+use super::spool::{LogHealth, Spool};
 use super::{Store, StoreError, now_millis};
 use crate::attendance::{Event, EventKind, LeaveReason, Millis};
 
@@ -16,6 +19,7 @@ use crate::attendance::{Event, EventKind, LeaveReason, Millis};
 #[derive(Debug, Clone)]
 pub struct Recorder {
     requests: crossbeam_channel::Sender<Request>,
+    health: Arc<LogHealth>,
 }
 
 /// Events a child hub sent up for one meeting, numbered in its own log: stored once each,
@@ -32,18 +36,39 @@ pub struct NodeBatch {
 }
 
 impl Recorder {
-    pub(super) fn start(conn: Conn) -> Result<Recorder, StoreError> {
+    /// A recorder writing on `conn`; with a `spool`, events the database cannot take for
+    /// being unreachable wait there (see [`super::spool`]).
+    pub(super) fn start(
+        conn: Conn,
+        spool: Option<Spool>,
+        health: Arc<LogHealth>,
+    ) -> Result<Recorder, StoreError> {
         let (requests, inbox) = crossbeam_channel::unbounded::<Request>();
         std::thread::Builder::new()
             .name("recorder".into())
-            .spawn(move || record(conn, inbox))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    next_seq: HashMap::new(),
+                    spool,
+                    last_try: None,
+                }
+                .run(inbox)
+            })
             .map_err(|e| StoreError::Internal(format!("cannot start the recorder: {e}")))?;
-        Ok(Recorder { requests })
+        Ok(Recorder { requests, health })
     }
 
-    /// Appends an event; the returned future resolves once it is on disk. The event takes its
-    /// place in the log when this is called, not when the future is polled, so events keep
-    /// the order of the calls.
+    /// Whether events wait on local disk for an unreachable database: how many, since when.
+    pub fn buffered(&self) -> Option<(u64, Millis)> {
+        self.health.buffered()
+    }
+
+    /// Appends an event; the returned future resolves once it is on disk: committed to the
+    /// database, or, while the database is unreachable and the recorder has a buffer, written
+    /// to that buffer (the event then has no number yet: `seq` 0). The event takes its place
+    /// in the log when this is called, not when the future is polled, so events keep the
+    /// order of the calls.
     pub fn append(
         &self,
         meeting: MeetingId,
@@ -332,32 +357,108 @@ enum Done {
     Blocking(crossbeam_channel::Sender<Result<Event, String>>),
 }
 
-/// The recorder thread: take everything queued, write it in one transaction, then acknowledge.
-fn record(mut conn: Conn, inbox: crossbeam_channel::Receiver<Request>) {
-    let mut next_seq: HashMap<MeetingId, u64> = HashMap::new();
-    let mut from_node = None;
-    while let Ok(first) = inbox.recv() {
-        let first = match first {
-            Request::Append(append) => append,
-            Request::FromNode(batch, done) => {
-                let _ = done.send(store_node_batch(&mut conn, &mut next_seq, &batch));
-                continue;
-            }
-        };
-        let mut batch = vec![first];
-        while batch.len() < 1024 {
-            match inbox.try_recv() {
-                Ok(Request::Append(more)) => batch.push(more),
-                Ok(Request::FromNode(node_batch, done)) => {
-                    // After the appends queued before it, in order.
-                    from_node = Some((node_batch, done));
-                    break;
+/// How often the recorder tries the database again while events wait in its buffer.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The recorder thread's state: its connection, the next number of each meeting's events
+/// (SQLite), and the buffer for an unreachable database.
+struct Writer {
+    conn: Conn,
+    next_seq: HashMap<MeetingId, u64>,
+    spool: Option<Spool>,
+    last_try: Option<Instant>,
+}
+
+impl Writer {
+    /// Takes everything queued, writes it in one transaction, then acknowledges; while events
+    /// wait in the buffer, tries the database again every [`RETRY`].
+    fn run(mut self, inbox: crossbeam_channel::Receiver<Request>) {
+        loop {
+            let waiting = self.spool.as_ref().is_some_and(|spool| !spool.is_empty());
+            let first = if waiting {
+                match inbox.recv_timeout(RETRY) {
+                    Ok(request) => Some(request),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        self.flush_buffer(true);
+                        return;
+                    }
                 }
-                Err(_) => break,
+            } else {
+                match inbox.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => return,
+                }
+            };
+            self.flush_buffer(false);
+            let first = match first {
+                None => continue,
+                Some(Request::Append(append)) => append,
+                Some(Request::FromNode(batch, done)) => {
+                    let _ = done.send(self.node_batch(&batch));
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            let mut from_node = None;
+            while batch.len() < 1024 {
+                match inbox.try_recv() {
+                    Ok(Request::Append(more)) => batch.push(more),
+                    Ok(Request::FromNode(node_batch, done)) => {
+                        // After the appends queued before it, in order.
+                        from_node = Some((node_batch, done));
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.appends(batch);
+            if let Some((node_batch, done)) = from_node {
+                let _ = done.send(self.node_batch(&node_batch));
             }
         }
+    }
+
+    /// Writes a batch of appends and acknowledges each: to the database, or to the buffer
+    /// behind what waits there or when the database cannot be reached.
+    fn appends(&mut self, batch: Vec<Append>) {
         let recorded_at = now_millis();
-        let result = write_batch(&mut conn, &mut next_seq, &batch, recorded_at);
+        let buffer_now = self.spool.as_ref().is_some_and(|spool| !spool.is_empty());
+        let result = if buffer_now {
+            Err(StoreError::Unreachable(
+                "events wait in the buffer".to_owned(),
+            ))
+        } else {
+            write_batch(&mut self.conn, &mut self.next_seq, &batch, recorded_at)
+        };
+        let result = match (result, self.spool.as_mut()) {
+            (Err(StoreError::Unreachable(why)), Some(spool)) => {
+                if !buffer_now {
+                    self.next_seq.clear();
+                    self.last_try = Some(Instant::now());
+                    tracing::warn!("the attendance log cannot reach the database: {why}");
+                }
+                let events: Vec<(MeetingId, Millis, &EventKind)> = batch
+                    .iter()
+                    .map(|append| (append.meeting, append.at, &append.kind))
+                    .collect();
+                spool
+                    .push(&events, recorded_at)
+                    .map(|()| {
+                        batch
+                            .iter()
+                            .map(|append| Event {
+                                seq: 0,
+                                at: append.at,
+                                recorded_at,
+                                kind: append.kind.clone(),
+                            })
+                            .collect()
+                    })
+                    .map_err(StoreError::Internal)
+            }
+            (result, _) => result,
+        };
         match result {
             Ok(events) => {
                 for (append, event) in batch.into_iter().zip(events) {
@@ -366,16 +467,47 @@ fn record(mut conn: Conn, inbox: crossbeam_channel::Receiver<Request>) {
             }
             Err(e) => {
                 // Nothing of the batch was written: the sequence cache may be ahead.
-                next_seq.clear();
+                self.next_seq.clear();
                 tracing::error!("attendance log write failed: {e}");
                 for append in batch {
                     reply(append.done, Err(e.to_string()));
                 }
             }
         }
-        if let Some((node_batch, done)) = from_node.take() {
-            let _ = done.send(store_node_batch(&mut conn, &mut next_seq, &node_batch));
+    }
+
+    /// Moves the buffered events into the database if any wait and the last try is a
+    /// [`RETRY`] old (or `now`).
+    fn flush_buffer(&mut self, now: bool) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        if spool.is_empty() {
+            return;
         }
+        if !now && self.last_try.is_some_and(|at| at.elapsed() < RETRY) {
+            return;
+        }
+        self.last_try = Some(Instant::now());
+        match spool.flush(&mut self.conn, &mut self.next_seq) {
+            Ok(stored) => {
+                tracing::info!(
+                    events = stored,
+                    "the database is back: the buffered attendance events are in the log"
+                );
+            }
+            Err(StoreError::Unreachable(_)) => {}
+            Err(e) => tracing::error!("the buffered attendance events could not be stored: {e}"),
+        }
+    }
+
+    /// A child hub's batch, after what waits in the buffer; refused while the database
+    /// cannot be reached (the child sends it again).
+    fn node_batch(&mut self, batch: &NodeBatch) -> Result<u64, String> {
+        if self.spool.as_ref().is_some_and(|spool| !spool.is_empty()) {
+            return Err("the database is unreachable; send again later".to_owned());
+        }
+        store_node_batch(&mut self.conn, &mut self.next_seq, batch)
     }
 }
 
@@ -475,7 +607,7 @@ fn write_batch(
 /// writer, this recorder, which keeps the numbers in a cache; in PostgreSQL, shared by hubs,
 /// the log is read each time under a lock on the meeting's numbers held to the commit, so that
 /// two hubs appending to one meeting (its lease changing hands) never take the same number.
-fn next_seq_of(
+pub(super) fn next_seq_of(
     tx: &mut Conn,
     next_seq: &HashMap<MeetingId, u64>,
     meeting: MeetingId,
@@ -502,7 +634,7 @@ fn next_seq_of(
     Ok(max.map_or(1, |m| m + 1))
 }
 
-fn insert_event(
+pub(super) fn insert_event(
     tx: &mut Conn,
     meeting: MeetingId,
     seq: u64,

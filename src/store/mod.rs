@@ -31,7 +31,9 @@ mod meetings;
 mod nodes;
 mod postgres;
 mod schema;
+mod signals;
 mod sites;
+mod spool;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +52,8 @@ pub use meetings::{
 pub use nodes::{NodeChangeError, NodeRecord};
 pub use postgres::PostgresTarget;
 pub use schema::SCHEMA_VERSION;
+pub use signals::HubSignal;
+pub use spool::{DEFAULT_LIMIT as LOG_BUFFER_LIMIT, LogHealth};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";
@@ -75,6 +79,11 @@ pub enum StoreError {
     /// The database refused or failed (SQLite's or PostgreSQL's words).
     #[error("database: {0}")]
     Database(String),
+    /// The database cannot be reached: the connection to the server failed or was lost
+    /// (it stopped, restarted, or the network between went down). What was under way was not
+    /// committed; the same work may succeed once the server is back.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     /// The database's schema is newer than this hub knows: a newer release wrote it.
     #[error(
         "the database's schema is version {found}, newer than this hub's ({known}): \
@@ -96,7 +105,11 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> StoreError {
-        StoreError::Database(db::postgres_message(&e))
+        if db::lost_connection(&e) {
+            StoreError::Unreachable(db::postgres_message(&e))
+        } else {
+            StoreError::Database(db::postgres_message(&e))
+        }
     }
 }
 
@@ -191,7 +204,28 @@ impl Store {
             Database::Sqlite(data_dir) => Conn::Sqlite(connect(&data_dir.join(DATABASE_FILE))?),
             Database::Postgres(target) => target.connect()?,
         };
-        Recorder::start(conn)
+        Recorder::start(conn, None, Arc::default())
+    }
+
+    /// [`Store::recorder`], which, on a database of another machine (PostgreSQL), keeps what
+    /// it cannot write while the database is unreachable in a buffer on local disk, in
+    /// `buffer_dir`, `limit` events at most, and writes it when the database is back. Events
+    /// a previous run left in the buffer are written first. The hub starts here even while
+    /// the database is unreachable, if it was reached at the store's opening.
+    pub fn buffered_recorder(
+        &self,
+        buffer_dir: &Path,
+        limit: usize,
+    ) -> Result<Recorder, StoreError> {
+        let Database::Postgres(target) = &self.inner.database else {
+            return self.recorder();
+        };
+        let health = Arc::new(LogHealth::default());
+        let spool =
+            spool::Spool::open(buffer_dir, limit, health.clone()).map_err(StoreError::Internal)?;
+        let conn = target.connect()?;
+        let recorder = Recorder::start(conn, Some(spool), health)?;
+        Ok(recorder)
     }
 
     /// The connection that writes (and reads what must see its own writes at once).

@@ -103,7 +103,7 @@ impl PostgresTarget {
     /// A new connection, as the driver gives it.
     pub fn client(&self) -> Result<postgres::Client, StoreError> {
         super::db::outside_runtime(|| self.config.connect(self.tls.clone())).map_err(|e| {
-            StoreError::Database(format!(
+            StoreError::Unreachable(format!(
                 "cannot connect to {}: {}",
                 self.url,
                 super::db::postgres_message(&e)

@@ -14,7 +14,7 @@ use super::now_millis;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each migration: its SQLite text, its PostgreSQL text. The n-th is version n.
-const MIGRATIONS: [(&str, &str); 2] = [(SQLITE_V1, POSTGRES_V1), (V2, V2)];
+const MIGRATIONS: [(&str, &str); 3] = [(SQLITE_V1, POSTGRES_V1), (V2, V2), (V3, V3)];
 
 /// Hubs that share a database: which hub runs each live meeting until when (its lease), and
 /// each hub's own runs.
@@ -30,6 +30,15 @@ CREATE TABLE meeting_leases (
     expires_at BIGINT NOT NULL
 );
 ALTER TABLE hub_runs ADD COLUMN hub TEXT NOT NULL DEFAULT '';
+"#;
+
+/// The files of events a hub buffered on its own disk while the database was unreachable:
+/// how far each is stored, so that none of its events is stored twice.
+const V3: &str = r#"
+CREATE TABLE event_spools (
+    name TEXT PRIMARY KEY,
+    through BIGINT NOT NULL
+);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses one newer.

@@ -49,3 +49,162 @@ pub async fn query_i64(url: &str, sql: &str) -> i64 {
         .expect("the query runs")
         .get(0)
 }
+
+/// A PostgreSQL cluster of a test's own, which it may stop and start again (the shared one of
+/// `scripts/test` serves other tests meanwhile): its own directory and port on loopback, run
+/// as the `postgres` user when the test runs as root, stopped and removed when dropped.
+pub struct OwnCluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl OwnCluster {
+    /// A new cluster, started.
+    pub fn start(name: &str) -> OwnCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (scripts/test installs it)")
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("pg_ctl").exists())
+            .max_by_key(|bin| {
+                bin.parent()
+                    .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .expect("a PostgreSQL version under /usr/lib/postgresql");
+        let dir = std::env::temp_dir().join(format!("diemcau-{name}-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the cluster's directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = OwnCluster { dir, bin, port };
+        if cluster.as_root() {
+            cluster.run(
+                "chown",
+                &["-R", "postgres:", cluster.dir.to_str().expect("a path")],
+            );
+        }
+        let data = cluster.dir.join("data");
+        cluster.postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().expect("a path"),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+        );
+        cluster.resume();
+        cluster
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Stops the server (its clients' connections end).
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        self.postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("a path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts the server (again).
+    pub fn resume(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        self.postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("a path"),
+                "-l",
+                log.to_str().expect("a path"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    fn as_root(&self) -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+    }
+
+    fn postgres(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let path = path.to_str().expect("a path");
+        if self.as_root() {
+            let mut all = vec!["-u", "postgres", "--", path];
+            all.extend_from_slice(args);
+            self.run("runuser", &all);
+        } else {
+            self.run(path, args);
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .expect("a PostgreSQL program runs");
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let path = self.bin.join("pg_ctl");
+        let mut command = if self.as_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            std::process::Command::new(path)
+        };
+        let _ = command
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
