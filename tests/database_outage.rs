@@ -134,6 +134,17 @@ async fn a_database_stopped_for_ten_seconds_loses_no_event_and_keeps_their_order
     .await;
     signaling::next_of_type(&mut chair, "done").await;
     drop(lam_binh);
+    // A join needs its code checked in the database: refused for now, to be tried again.
+    let mut again = signaling::connect(format!("ws://{a}/ws")).await;
+    signaling::send(
+        &mut again,
+        &json!({"type": "join", "code": m.code("2266"), "meeting": m.id}),
+    )
+    .await;
+    let refused = signaling::next_of_type(&mut again, "error").await;
+    assert_eq!(refused["code"], "internal", "{refused}");
+    assert_eq!(refused["retry"], true, "{refused}");
+    drop(again);
 
     // Past a lease's time: the hub kept its meeting (its partner cannot reach the database
     // either), and its sites are still joined.

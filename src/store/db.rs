@@ -180,6 +180,8 @@ pub(crate) enum Conn {
         setup: Option<&'static str>,
         /// Opening it again has failed since it was closed (said once, not at every try).
         failing: bool,
+        /// A transaction is open on it (between `BEGIN` and its end).
+        in_transaction: bool,
     },
 }
 
@@ -197,6 +199,7 @@ impl Conn {
             target: Box::new(target),
             setup: None,
             failing: false,
+            in_transaction: false,
         }
     }
 
@@ -220,6 +223,7 @@ impl Conn {
             target,
             setup,
             failing,
+            ..
         } = self
         else {
             return Ok(());
@@ -276,8 +280,42 @@ impl Conn {
         }
     }
 
-    /// Every row of one statement's result.
+    /// Every row of one statement's result. A `SELECT` outside a transaction that finds its
+    /// connection closed (an idle reader's first use since the server restarted) changed
+    /// nothing, and runs again once on a connection opened anew.
     pub fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        match self.query_once(sql, args) {
+            Err(StoreError::Unreachable(_))
+                if self.is_closed()
+                    && !self.in_transaction()
+                    && sql
+                        .trim_start()
+                        .get(..6)
+                        .is_some_and(|w| w.eq_ignore_ascii_case("SELECT")) =>
+            {
+                self.query_once(sql, args)
+            }
+            result => result,
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        matches!(
+            self,
+            Conn::Postgres {
+                in_transaction: true,
+                ..
+            }
+        )
+    }
+
+    fn set_in_transaction(&mut self, open: bool) {
+        if let Conn::Postgres { in_transaction, .. } = self {
+            *in_transaction = open;
+        }
+    }
+
+    fn query_once(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         self.reopen_if_closed()?;
         match self {
             Conn::Sqlite(conn) => {
@@ -378,20 +416,23 @@ impl Conn {
             }
             self.batch(begin)?;
         }
-        match work(self) {
-            Ok(value) => {
-                if let Err(e) = self.batch("COMMIT") {
+        self.set_in_transaction(true);
+        let result = match work(self) {
+            Ok(value) => match self.batch("COMMIT") {
+                Ok(()) => Ok(value),
+                Err(e) => {
                     // A failed COMMIT of SQLite leaves the transaction open.
                     let _ = self.batch("ROLLBACK");
-                    return Err(e.into());
+                    Err(e.into())
                 }
-                Ok(value)
-            }
+            },
             Err(e) => {
                 let _ = self.batch("ROLLBACK");
                 Err(e)
             }
-        }
+        };
+        self.set_in_transaction(false);
+        result
     }
 }
 

@@ -66,11 +66,15 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("hub-signals".into())
             .spawn(move || {
+                // A failure is said when listening stops, not at every try to begin again.
+                let mut listening = true;
                 while !sender.is_closed() {
-                    if let Err(e) = listen_on(&target, &me, &sender) {
-                        tracing::warn!(
-                            "listening for the other hubs' signals failed (again in 1 s): {e}"
-                        );
+                    let was_listening = listening;
+                    if let Err(e) = listen_on(&target, &me, &sender, &mut listening) {
+                        if was_listening || listening {
+                            tracing::warn!("listening for the other hubs' signals failed (tried again every second): {e}");
+                        }
+                        listening = false;
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
@@ -82,14 +86,17 @@ impl Store {
     }
 }
 
-/// One connection's listening, until it fails or nobody receives any more.
+/// One connection's listening, until it fails or nobody receives any more; `listening` is set
+/// once it listens.
 fn listen_on(
     target: &super::PostgresTarget,
     me: &str,
     sender: &tokio::sync::mpsc::UnboundedSender<HubSignal>,
+    listening: &mut bool,
 ) -> Result<(), StoreError> {
     let mut client = target.client()?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    *listening = true;
     while !sender.is_closed() {
         if client.is_closed() {
             return Err(StoreError::Unreachable(

@@ -116,44 +116,41 @@ impl OwnCluster {
 
     /// Stops the server (its clients' connections end).
     pub fn stop(&self) {
-        let data = self.dir.join("data");
-        self.postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("a path"),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-        );
+        self.run("sh", &["-c", &self.stop_command()]);
     }
 
     /// Starts the server (again).
     pub fn resume(&self) {
-        let data = self.dir.join("data");
-        let log = self.dir.join("server.log");
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
+        self.run("sh", &["-c", &self.start_command()]);
+    }
+
+    /// The shell command that stops the server.
+    pub fn stop_command(&self) -> String {
+        self.shell(&format!(
+            "{} -D {} -m fast -w stop",
+            self.bin.join("pg_ctl").display(),
+            self.dir.join("data").display()
+        ))
+    }
+
+    /// The shell command that starts the server (again).
+    pub fn start_command(&self) -> String {
+        self.shell(&format!(
+            "{} -D {} -l {} -w -t 60 -o '-p {} -k {} -c listen_addresses=127.0.0.1' start",
+            self.bin.join("pg_ctl").display(),
+            self.dir.join("data").display(),
+            self.dir.join("server.log").display(),
             self.port,
             self.dir.display()
-        );
-        self.postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("a path"),
-                "-l",
-                log.to_str().expect("a path"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
+        ))
+    }
+
+    fn shell(&self, command: &str) -> String {
+        if self.as_root() {
+            format!("runuser -u postgres -- {command}")
+        } else {
+            command.to_owned()
+        }
     }
 
     fn as_root(&self) -> bool {

@@ -321,3 +321,44 @@ export async function joinSitePage(page, timeout = 15_000) {
     throw new Failure(`the site page did not join within ${timeout / 1000} s (${error.message.split('\n')[0]}); state: ${JSON.stringify(state)}`);
   }
 }
+
+/** Waits until `check` holds, trying every 250 ms; fails after `timeoutMs`. */
+export async function until(what, timeoutMs, check) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Failure(`timed out waiting for ${what}`);
+}
+
+/** Waits until every page decodes rising remote video frames. */
+export async function untilDecoding(pages, timeoutMs, how) {
+  const previous = new Map();
+  await until(`every page to decode video ${how}`, timeoutMs, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let all = true;
+    for (const p of pages) {
+      const now = await decoded(p.page);
+      if (!(now > (previous.get(p.label) ?? 0) && previous.has(p.label))) all = false;
+      previous.set(p.label, now);
+    }
+    return all;
+  });
+  log(`every page decodes video ${how}`);
+}
+
+/** Video frames the page's peer connection has decoded, in all. */
+export function decoded(page) {
+  return page
+    .evaluate(async () => {
+      const pc = window.diemcau?.pc;
+      if (!pc) return 0;
+      let frames = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded ?? 0;
+      });
+      return frames;
+    })
+    .catch(() => 0);
+}

@@ -8,7 +8,7 @@
 // join, and decode each other's video again. Exit code 0 on success; 1 with the reasons on
 // failure; 2 on bad usage or setup.
 
-import { Failure, log, openJoined, parseBaseUrl, runInChromium, runScript, startMeeting } from './harness.mjs';
+import { log, openJoined, parseBaseUrl, runInChromium, runScript, startMeeting, until, untilDecoding } from './harness.mjs';
 
 const SITES = [{ code: '2269', name: 'Xã Thượng Lâm', delegates: 60 }];
 const JOIN_TIMEOUT_MS = 20_000;
@@ -48,46 +48,6 @@ async function main() {
       log(`PASS: both pages decode again through the standby, ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
     },
   });
-}
-
-async function until(what, timeoutMs, check) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Failure(`timed out waiting for ${what}`);
-}
-
-/** Waits until every page decodes rising remote video frames. */
-async function untilDecoding(pages, timeoutMs, how) {
-  const previous = new Map();
-  await until(`every page to decode video ${how}`, timeoutMs, async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    let all = true;
-    for (const p of pages) {
-      const now = await decoded(p.page);
-      if (!(now > (previous.get(p.label) ?? 0) && previous.has(p.label))) all = false;
-      previous.set(p.label, now);
-    }
-    return all;
-  });
-  log(`every page decodes video ${how}`);
-}
-
-/** Video frames the page's peer connection has decoded, in all. */
-function decoded(page) {
-  return page
-    .evaluate(async () => {
-      const pc = window.diemcau?.pc;
-      if (!pc) return 0;
-      let frames = 0;
-      (await pc.getStats()).forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded ?? 0;
-      });
-      return frames;
-    })
-    .catch(() => 0);
 }
 
 runScript(main);

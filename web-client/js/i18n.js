@@ -589,6 +589,8 @@ const STRINGS = {
     'banner.floorOther': '{name} đang phát biểu.',
     'banner.floorQueued': 'Điểm cầu của bạn đang chờ phát biểu (thứ {place}).',
     'banner.floorAsked': 'Đã xin phát biểu, đang chờ điểm cầu trung tâm (thứ {place}/{total}).',
+    'banner.logBuffered':
+      'Máy chủ không kết nối được với cơ sở dữ liệu từ {since}. Cuộc họp vẫn tiếp tục; {count} sự kiện điểm danh đang được lưu tạm trên máy chủ và sẽ tự được ghi khi cơ sở dữ liệu trở lại.',
     'banner.centreLost':
       'Điểm cầu tỉnh tạm mất kết nối với điểm cầu Trung ương. Cuộc họp vẫn tiếp tục tại tỉnh; hình ảnh và âm thanh của Trung ương sẽ tự trở lại khi kết nối được khôi phục.',
     'banner.muted':
@@ -1229,6 +1231,8 @@ const STRINGS = {
     'banner.floorOther': '{name} has the floor.',
     'banner.floorQueued': 'Your site is waiting to speak ({place} in the queue).',
     'banner.floorAsked': 'Asked for the floor; waiting for the chair ({place} of {total}).',
+    'banner.logBuffered':
+      'The hub cannot reach its database since {since}. The meeting goes on; {count} attendance events are kept on the hub and will be written by themselves when the database is back.',
     'banner.centreLost':
       'The provincial hub has lost its link to the national centre for now. The meeting goes on in the province; the national picture and sound will come back by themselves when the link is restored.',
     'banner.muted':

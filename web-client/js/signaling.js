@@ -163,6 +163,8 @@ export function hubWebSocketUrl(location = window.location) {
  * - `reset`: the connection was torn down (media elements should be cleared);
  * - `floor`: who holds the floor and who asked for it changed (`session.floor`);
  * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
+ * - `logstate`: (the studio) the hub's attendance log waits on its disk for its database, or
+ *   is written again (`session.logBuffered`: `{ events, since }` or null);
  * - `centre`: in a province's part of a national meeting, the provincial hub lost or found
  *   again the national centre (`session.centreReachable`);
  * - `rollcall`: a roll call started or ended (`session.rollCall`: `{ number, active, result }`,
@@ -219,6 +221,8 @@ export class MeetingSession extends EventTarget {
     this.mutedByChair = false;
     /** The provincial hub reaches the national centre (always true outside national meetings). */
     this.centreReachable = true;
+    /** The studio: attendance events waiting on the hub's disk for its database, or null. */
+    this.logBuffered = null;
     /** The hub sends this client audio only: its link cannot carry even the lowest video. */
     this.audioOnly = false;
     /** The latest roll call: `{ number, active }`, or null. */
@@ -530,6 +534,11 @@ export class MeetingSession extends EventTarget {
         this.centreReachable = Boolean(message.reachable);
         this.emit('centre');
         return undefined;
+      case 'log_state':
+        this.logBuffered =
+          message.buffered > 0 ? { events: message.buffered, since: message.since ?? Date.now() } : null;
+        this.emit('logstate');
+        return undefined;
       case 'reception':
         this.audioOnly = Boolean(message.audio_only);
         this.emit('statechange');
@@ -581,8 +590,10 @@ export class MeetingSession extends EventTarget {
     // A new participant: the chair's mute of an earlier session does not carry over.
     this.mutedByChair = false;
     this.emit('muted');
-    // The hub says right after `joined` if the centre is away.
+    // The hub says right after `joined` if the centre is away, or its log waits on its disk.
     this.centreReachable = true;
+    this.logBuffered = null;
+    this.emit('logstate');
     this.emit('centre');
     this.title = message.title || null;
     this.hubMeeting = message.meeting ?? this.hubMeeting;

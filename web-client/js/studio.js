@@ -101,6 +101,20 @@ async function main() {
     summary.render();
   });
   session.addEventListener('floor', () => grid.applyFloor(session.floor));
+  // The hub cannot reach its database: the meeting goes on, its attendance waits on the hub.
+  const logBanner = document.getElementById('log-banner');
+  const renderLogState = () => {
+    const waiting = session.logBuffered;
+    logBanner.hidden = !waiting;
+    if (waiting) {
+      logBanner.textContent = t('banner.logBuffered', {
+        since: formatTime(waiting.since, 'time'),
+        count: formatNumber(waiting.events),
+      });
+    }
+  };
+  session.addEventListener('logstate', renderLogState);
+  window.addEventListener('languagechange', renderLogState);
   const programmeAudio = document.getElementById('programme-audio');
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
