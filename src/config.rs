@@ -397,9 +397,16 @@ pub struct Config {
 
     /// The other hubs sharing this hub's PostgreSQL database, by their public URLs
     /// (comma-separated): pages whose hub stops answering go to one of them, and this hub
-    /// asks them before taking over a meeting whose lease ran out.
+    /// asks them whether they reach the database before handing its meetings over.
     #[arg(long, env = "DIEMCAU_PEER_HUBS", value_delimiter = ',')]
     pub peer_hubs: Vec<String>,
+
+    /// The domain whose hosts share the login cookie, for a standby pair reached under two
+    /// host names of it (`tinh.gov.vn` for hub1.tinh.gov.vn and hub2.tinh.gov.vn): a login on
+    /// one hub is valid on the other, so the chair's page follows a takeover without logging
+    /// in again. Without it the cookie belongs to the hub's host alone.
+    #[arg(long, env = "DIEMCAU_COOKIE_DOMAIN", value_parser = parse_cookie_domain)]
+    pub cookie_domain: Option<String>,
 
     /// Accounts (username, password, role) made at start when missing; when there are any, no
     /// first-start `admin` is made. Not a flag: tests set it.
@@ -460,6 +467,7 @@ impl Config {
             hub_name: None,
             public_url: None,
             peer_hubs: Vec::new(),
+            cookie_domain: None,
             bootstrap_accounts: vec![
                 (
                     TEST_ORGANIZER.0.to_owned(),
@@ -620,5 +628,24 @@ mod tests {
         let media = config.media();
         assert!(media.single_port);
         assert_eq!(media.port, 41000);
+    }
+}
+
+/// A domain for `--cookie-domain`: a host name with at least one dot, no scheme, no port.
+fn parse_cookie_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_start_matches('.').to_ascii_lowercase();
+    let valid = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(domain)
+    } else {
+        Err(format!(
+            "`{text}` is not a domain: give the part the hubs' host names share, for example \
+             tinh.gov.vn"
+        ))
     }
 }

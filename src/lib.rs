@@ -227,9 +227,11 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         connections: Arc::new(ConnectionCounter::new(config.max_connections_per_address)),
         tcp_connections: tcp_connections.clone(),
         connection_stats: connection_stats.clone(),
-        auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty()),
+        auth: auth::Auth::new(!config.plain_http || !config.trusted_proxy.is_empty())
+            .shared_by(config.cookie_domain.clone()),
         trusted_proxies: config.trusted_proxy.clone(),
         https: !config.plain_http,
+        content_security_policy: web::content_security_policy(&config.peer_hubs),
         certificate_expires_at,
         node_links: node_links.clone(),
         node_recheck_interval: config.login_check_interval(),

@@ -30,6 +30,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpAddr>,
     /// The hub serves HTTPS itself (not `--plain-http`).
     pub https: bool,
+    /// The pages' content security policy (`crate::web::content_security_policy`).
+    pub content_security_policy: axum::http::HeaderValue,
     /// When the hub's TLS certificate stops being valid (seconds since the Unix epoch).
     pub certificate_expires_at: Option<i64>,
     /// The links of child hubs to this one.

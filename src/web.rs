@@ -43,10 +43,27 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// What a page may load and run: only the hub's own scripts, styles and connections (the pages
 /// have no inline script or style, and must keep it so), pictures and media also from the
-/// page's own `blob:` and `data:` URLs, no plugins, no framing, forms only to the hub.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-    style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
-    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// page's own `blob:` and `data:` URLs, no plugins, no framing, forms only to the hub. A hub of
+/// a standby pair lets its pages also reach its partners (`peer_hubs`, their origins), to see
+/// that one answers before going there.
+pub fn content_security_policy(peer_hubs: &[String]) -> HeaderValue {
+    let mut connect = String::from("'self'");
+    for peer in peer_hubs {
+        if let Ok(uri) = peer.parse::<Uri>()
+            && let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
+            && matches!(scheme, "http" | "https")
+        {
+            connect.push_str(&format!(" {scheme}://{authority}"));
+        }
+    }
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; connect-src {connect}; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    );
+    // Peer origins parsed from URIs hold only characters a header may; without them if not.
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| content_security_policy(&[]))
+}
 
 /// Headers every reply carries: the content security policy, no framing by other pages, no
 /// type sniffing, no `Referer` (page addresses hold join codes), API replies (join codes,
@@ -66,7 +83,7 @@ async fn security_headers(
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        app.content_security_policy.clone(),
     );
     if app.https {
         headers.insert(

@@ -38,13 +38,33 @@ pub const SESSION_COOKIE: &str = "diemcau_session";
 /// `Domain`: a neighbouring subdomain cannot plant one for the hub.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-diemcau_session";
 
-/// The session cookie's name for a hub whose cookies are `Secure` or not.
-pub fn session_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        SECURE_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
+/// The session cookie's name when cookies are `Secure` and shared by the hosts of a domain
+/// (`--cookie-domain`): `__Secure-` still keeps a plain-HTTP page from setting it.
+pub const SHARED_SECURE_SESSION_COOKIE: &str = "__Secure-diemcau_session";
+
+/// The session cookie's name for a hub whose cookies are `Secure` or not, and for the host
+/// alone or shared by a domain's hosts.
+pub fn session_cookie_name(secure: bool, shared: bool) -> &'static str {
+    match (secure, shared) {
+        (true, false) => SECURE_SESSION_COOKIE,
+        (true, true) => SHARED_SECURE_SESSION_COOKIE,
+        (false, _) => SESSION_COOKIE,
     }
+}
+
+/// The `Set-Cookie` value of the session cookie holding `value`, valid `max_age` seconds.
+fn session_cookie(auth: &crate::auth::Auth, value: &str, max_age: u64) -> String {
+    let mut cookie = format!(
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
+        session_cookie_name(auth.secure_cookies, auth.cookie_domain.is_some()),
+    );
+    if auth.secure_cookies {
+        cookie.push_str("; Secure");
+    }
+    if let Some(domain) = &auth.cookie_domain {
+        cookie.push_str(&format!("; Domain={domain}"));
+    }
+    cookie
 }
 
 /// The header a state-changing API request carries its session's CSRF token in.
@@ -253,7 +273,7 @@ async fn login(
     };
     app.auth.succeeded(&username, ip, now);
     // A session the browser still held is replaced, not left behind.
-    let old = session_token(&headers, app.auth.secure_cookies).map(token_hash);
+    let old = session_token(&headers, &app.auth).map(token_hash);
     let token = new_token()?;
     let csrf_token = new_token()?;
     let new = (
@@ -278,16 +298,7 @@ async fn login(
         })
         .await?;
     tracing::info!(%ip, username = ?account.username, role = account.role.as_str(), "logged in");
-    let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-        session_cookie_name(app.auth.secure_cookies),
-        SESSION_LIFETIME.as_secs(),
-        if app.auth.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    let cookie = session_cookie(&app.auth, &token, SESSION_LIFETIME.as_secs());
     Ok(session_reply(&account, &csrf_token, Some(cookie)))
 }
 
@@ -304,15 +315,7 @@ async fn logout(
         app.hub.end_login(&caller.token_sha256).await;
         tracing::info!(username = ?caller.account.username, "logged out");
     }
-    let cookie = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
-        session_cookie_name(app.auth.secure_cookies),
-        if app.auth.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    let cookie = session_cookie(&app.auth, "", 0);
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
@@ -352,7 +355,7 @@ async fn caller_from_headers(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Caller>, StoreError> {
-    let Some(token) = session_token(headers, app.auth.secure_cookies) else {
+    let Some(token) = session_token(headers, &app.auth) else {
         return Ok(None);
     };
     let token_sha256 = token_hash(token);
@@ -375,8 +378,8 @@ fn caller_of_session(store: &Store, token_sha256: String) -> Result<Option<Calle
 
 /// The session token from the `Cookie` headers, under the cookie name of a hub whose cookies
 /// are `Secure` or not, when it has the form of one.
-fn session_token(headers: &HeaderMap, secure: bool) -> Option<&str> {
-    let name = session_cookie_name(secure);
+fn session_token<'h>(headers: &'h HeaderMap, auth: &crate::auth::Auth) -> Option<&'h str> {
+    let name = session_cookie_name(auth.secure_cookies, auth.cookie_domain.is_some());
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -504,15 +507,18 @@ mod tests {
     #[test]
     fn reads_the_session_cookie_among_others() {
         let token = "ab".repeat(32);
+        let plain = crate::auth::Auth::new(false);
+        let secure = crate::auth::Auth::new(true);
+        let shared = crate::auth::Auth::new(true).shared_by(Some("tinh.gov.vn".to_owned()));
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
             HeaderValue::from_str(&format!("lang=vi; {SESSION_COOKIE}={token}; x=y"))
                 .expect("header"),
         );
-        assert_eq!(session_token(&headers, false), Some(token.as_str()));
+        assert_eq!(session_token(&headers, &plain), Some(token.as_str()));
         assert_eq!(
-            session_token(&headers, true),
+            session_token(&headers, &secure),
             None,
             "a secure hub reads only its __Host- cookie"
         );
@@ -520,12 +526,37 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("{SECURE_SESSION_COOKIE}={token}")).expect("header"),
         );
-        assert_eq!(session_token(&headers, true), Some(token.as_str()));
-        assert_eq!(session_token(&headers, false), None);
+        assert_eq!(session_token(&headers, &secure), Some(token.as_str()));
+        assert_eq!(session_token(&headers, &plain), None);
+        assert_eq!(
+            session_token(&headers, &shared),
+            None,
+            "hubs sharing their cookie read the __Secure- one"
+        );
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{SHARED_SECURE_SESSION_COOKIE}={token}"))
+                .expect("header"),
+        );
+        assert_eq!(session_token(&headers, &shared), Some(token.as_str()));
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("diemcau_session=not-a-token"),
         );
-        assert_eq!(session_token(&headers, false), None);
+        assert_eq!(session_token(&headers, &plain), None);
+    }
+
+    #[test]
+    fn a_cookie_shared_by_a_domain_names_it() {
+        let shared = crate::auth::Auth::new(true).shared_by(Some("tinh.gov.vn".to_owned()));
+        assert_eq!(
+            session_cookie(&shared, "t", 60),
+            "__Secure-diemcau_session=t; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure; \
+             Domain=tinh.gov.vn"
+        );
+        assert_eq!(
+            session_cookie(&crate::auth::Auth::new(true), "t", 60),
+            "__Host-diemcau_session=t; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure"
+        );
     }
 }

@@ -178,6 +178,8 @@ fn hex(bytes: &[u8]) -> String {
 pub struct Auth {
     /// Whether the hub serves HTTPS (the session cookie is then `Secure`).
     pub secure_cookies: bool,
+    /// The domain whose hosts share the login cookie (`--cookie-domain`), if any.
+    pub cookie_domain: Option<String>,
     failures: Mutex<Failures>,
     hashing: Semaphore,
 }
@@ -203,9 +205,16 @@ impl Auth {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Auth {
             secure_cookies,
+            cookie_domain: None,
             failures: Mutex::new(Failures::default()),
             hashing: Semaphore::new(cores.clamp(1, 4)),
         }
+    }
+
+    /// The login cookie is valid on every host of `domain` (a standby pair's two host names).
+    pub fn shared_by(mut self, domain: Option<String>) -> Auth {
+        self.cookie_domain = domain;
+        self
     }
 
     /// Counts a login attempt to `account` (its normalized name, or empty when the name is

@@ -92,7 +92,7 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true, logInT
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: fakeMedia ? CHROMIUM_ARGS : CHROMIUM_ARGS.filter((arg) => arg !== '--use-fake-device-for-media-stream'),
+      args: chromiumArgs(fakeMedia),
       permissions: ['camera', 'microphone'],
       viewport: { width: 1366, height: 768 },
       acceptDownloads: true,
@@ -110,6 +110,26 @@ export async function runInChromium({ watchdogMs, body, fakeMedia = true, logInT
     if (context) await context.close().catch(() => {});
     await rm(userDataDir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/**
+ * The browser's flags: without the fake camera for `fakeMedia: false`; with host names mapped
+ * to addresses when E2E_HOST_RESOLVER_RULES gives them (`MAP *.tinh.test 127.0.0.1`: hubs
+ * reached under names of one domain), E2E_SECURE_ORIGINS naming their origins (comma-separated).
+ */
+function chromiumArgs(fakeMedia) {
+  const args = fakeMedia ? [...CHROMIUM_ARGS] : CHROMIUM_ARGS.filter((arg) => arg !== '--use-fake-device-for-media-stream');
+  if (process.env.E2E_HOST_RESOLVER_RULES) {
+    // Names standing for loopback over plain HTTP: the browser must treat their pages as the
+    // secure contexts an HTTPS hub's are (camera, microphone), and show them its addresses
+    // rather than mDNS names the hub on loopback cannot resolve.
+    args.push(
+      `--host-resolver-rules=${process.env.E2E_HOST_RESOLVER_RULES}`,
+      `--unsafely-treat-insecure-origin-as-secure=${process.env.E2E_SECURE_ORIGINS ?? ''}`,
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    );
+  }
+  return args;
 }
 
 /**

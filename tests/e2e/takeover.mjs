@@ -1,11 +1,14 @@
 // End-to-end: a standby hub takes a meeting over, in headless Chromium.
 //
-//   E2E_STANDBY_URL=http://127.0.0.1:B E2E_KILL_PID=PID node tests/e2e/takeover.mjs http://127.0.0.1:A
+//   E2E_STANDBY_URL=http://hub2.tinh.test:B E2E_KILL_PID=PID E2E_API_URL=http://127.0.0.1:A \
+//   E2E_HOST_RESOLVER_RULES='MAP *.tinh.test 127.0.0.1' node tests/e2e/takeover.mjs http://hub1.tinh.test:A
 //
 // Hub A (process PID) and hub B share one PostgreSQL database; A names B in --peer-hubs. The
-// studio and a site join through A and decode each other's video; A is killed with SIGKILL.
-// Both pages must reach B by themselves (the site's page at once in the meeting, no click),
-// join, and decode each other's video again. Exit code 0 on success; 1 with the reasons on
+// browser reaches them under two host names of one domain, which the hubs' login cookie is
+// shared by (--cookie-domain); the script itself reaches A's API at E2E_API_URL. The studio
+// and a site join through A and decode each other's video; A is killed with SIGKILL. Both
+// pages must reach B by themselves (the site's page at once in the meeting, the studio's
+// without logging in again, no click), join, and decode each other's video again. Exit code 0 on success; 1 with the reasons on
 // failure; 2 on bad usage or setup.
 
 import { log, openJoined, parseBaseUrl, runInChromium, runScript, startMeeting, until, untilDecoding } from './harness.mjs';
@@ -21,7 +24,7 @@ async function main() {
   const standby = process.env.E2E_STANDBY_URL;
   const pid = Number(process.env.E2E_KILL_PID);
   if (!standby || !pid) throw new Error('E2E_STANDBY_URL and E2E_KILL_PID are needed');
-  const meeting = await startMeeting(base, {
+  const meeting = await startMeeting(process.env.E2E_API_URL || base, {
     title: 'Kiểm thử đầu cuối: máy chủ dự phòng tiếp quản',
     studioName: 'Điểm cầu trung tâm Tuyên Quang',
     sites: SITES,
@@ -41,6 +44,11 @@ async function main() {
         await until(`${page.label} to join again through the standby`, TAKEOVER_TIMEOUT_MS, async () => {
           if (!page.page.url().startsWith(standby)) return false;
           return page.page.evaluate(() => window.diemcau?.state().signaling === 'joined').catch(() => false);
+        }).catch(async (error) => {
+          const state = await page.page.evaluate(() => window.diemcau?.state()).catch(() => null);
+          log(`${page.label} is at ${page.page.url()}: ${JSON.stringify(state)}`);
+          page.watch.printRecent();
+          throw error;
         });
         log(`${page.label} joined through ${standby} ${((Date.now() - killed) / 1000).toFixed(1)} s after the kill`);
       }

@@ -106,10 +106,12 @@ export function arrivedFromHub(location = window.location) {
 }
 
 /**
- * Goes to the same page on the hub at `hub` (a public URL), unless it is this one or one this
- * tab left less than FLED_MS ago. Returns whether it goes.
+ * Goes to the same page on the hub at `hub` (a public URL), unless it is this one, one this
+ * tab left less than FLED_MS ago, or one that does not answer now (then it is not tried again
+ * for FLED_MS either: a page that went to a dead hub would be left on the browser's error
+ * page). Resolves to whether it goes.
  */
-export function moveToHub(hub, joined = false, location = window.location) {
+export async function moveToHub(hub, joined = false, location = window.location) {
   let target;
   try {
     target = new URL(hub);
@@ -118,11 +120,18 @@ export function moveToHub(hub, joined = false, location = window.location) {
   }
   if (target.origin === location.origin) return false;
   const fled = readStored(FLED_KEY, {});
-  const now = Date.now();
-  if (now - (fled[target.origin] || 0) < FLED_MS) return false;
+  if (Date.now() - (fled[target.origin] || 0) < FLED_MS) return false;
+  try {
+    // Another origin's answer is opaque here; that it comes at all is what counts.
+    await fetch(`${target.origin}/api/health`, { mode: 'no-cors', cache: 'no-store', signal: AbortSignal.timeout(3000) });
+  } catch {
+    fled[target.origin] = Date.now();
+    window.sessionStorage.setItem(FLED_KEY, JSON.stringify(fled));
+    return false;
+  }
   const next = new URL(`${target.origin}${location.pathname}${location.search}`);
   next.searchParams.set('from', location.origin);
-  next.searchParams.set('switched', String(now));
+  next.searchParams.set('switched', String(Date.now()));
   if (joined) next.searchParams.set('joined', '1');
   window.location.assign(next.toString());
   return true;
@@ -459,9 +468,18 @@ export class MeetingSession extends EventTarget {
       const peer = nextPeerHub();
       if (peer) {
         this.setSignalingState('switching');
-        if (moveToHub(peer, this.wantJoined)) return;
+        moveToHub(peer, this.wantJoined).then((moved) => {
+          if (!moved) this.retryLater();
+        });
+        return;
       }
     }
+    this.retryLater();
+  }
+
+  /** Connects again after the next delay of the backoff. */
+  retryLater() {
+    clearTimeout(this.reconnectTimer);
     const index = Math.min(this.reconnectAttempt, RECONNECT_DELAYS_S.length - 1);
     const seconds = RECONNECT_DELAYS_S[index];
     this.reconnectAttempt += 1;
@@ -650,12 +668,12 @@ export class MeetingSession extends EventTarget {
       // Another hub of this hub's pair runs the meeting: go there, or wait here while the
       // standby takes it over (docs/protocol.md).
       this.setSignalingState('switching');
-      if (message.hub && this.url === hubWebSocketUrl() && moveToHub(message.hub, this.wantJoined)) {
-        return;
-      }
       this.dropConnection();
       this.resetMeetingState();
-      this.reconnectTimer = setTimeout(() => this.connect(), 1000);
+      const goes = message.hub && this.url === hubWebSocketUrl() ? moveToHub(message.hub, this.wantJoined) : Promise.resolve(false);
+      goes.then((moved) => {
+        if (!moved) this.reconnectTimer = setTimeout(() => this.connect(), 1000);
+      });
       return;
     }
     this.reportError(message.code, message.message, message.request);
