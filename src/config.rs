@@ -613,6 +613,27 @@ fn parse_offset(text: &str) -> Result<UtcOffset, String> {
     UtcOffset::parse(text, format).map_err(|e| format!("expected an offset like +07:00: {e}"))
 }
 
+/// A domain for `--cookie-domain`: a host name with at least one dot, no scheme, no port.
+fn parse_cookie_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_start_matches('.').to_ascii_lowercase();
+    let valid = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(domain)
+    } else {
+        Err(format!(
+            "`{text}` is not a domain: give the part the hubs' host names share, for example \
+             tinh.gov.vn"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -629,23 +650,15 @@ mod tests {
         assert!(media.single_port);
         assert_eq!(media.port, 41000);
     }
-}
 
-/// A domain for `--cookie-domain`: a host name with at least one dot, no scheme, no port.
-fn parse_cookie_domain(text: &str) -> Result<String, String> {
-    let domain = text.trim().trim_start_matches('.').to_ascii_lowercase();
-    let valid = domain.contains('.')
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if valid {
-        Ok(domain)
-    } else {
-        Err(format!(
-            "`{text}` is not a domain: give the part the hubs' host names share, for example \
-             tinh.gov.vn"
-        ))
+    #[test]
+    fn a_cookie_domain_is_a_host_name_with_a_dot() {
+        assert_eq!(
+            super::parse_cookie_domain(".Tinh.gov.vn").as_deref(),
+            Ok("tinh.gov.vn")
+        );
+        for wrong in ["vn", "https://tinh.gov.vn", "tinh.gov.vn:8443", "a..vn", ""] {
+            assert!(super::parse_cookie_domain(wrong).is_err(), "{wrong}");
+        }
     }
 }
