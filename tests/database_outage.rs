@@ -206,3 +206,73 @@ async fn a_database_stopped_for_ten_seconds_loses_no_event_and_keeps_their_order
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The hub is killed while the database is stopped, with events in its buffer; the database
+/// comes back and the hub is started again: the buffered events are in the log once, before
+/// the closing of the sessions the kill cut off, and the buffer is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_buffered_by_a_hub_killed_during_an_outage_are_written_at_its_restart() {
+    let cluster = postgres::OwnCluster::start("outage-kill");
+    let url = cluster.url();
+    let dir = std::env::temp_dir().join(format!("diemcau-outage-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = ["--hub-name".to_owned(), "a".to_owned()];
+    let (hub, a) = hub_binary::spawn_on(&dir, Some(&url), &name);
+    let mut hub = hub_binary::KillOnDrop(hub);
+    let m = http::meeting(
+        a,
+        "Hội nghị giao ban",
+        &[("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")],
+        true,
+    )
+    .await;
+    let mut thuong_lam = signaling::join(a, &m.code("2269"), Some(m.id)).await;
+    let lam_binh = signaling::join(a, &m.code("2266"), Some(m.id)).await;
+
+    cluster.stop();
+    signaling::send(
+        &mut thuong_lam,
+        &json!({"type": "head_count", "count": 45, "confirmed_by": "Nguyễn Văn An",
+            "position": "Chủ tịch UBND xã"}),
+    )
+    .await;
+    signaling::next_of_type(&mut thuong_lam, "head_count_recorded").await;
+    // Lâm Bình leaves during the outage: its leave waits in the buffer too.
+    drop(lam_binh);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.0.kill().expect("SIGKILL");
+    hub.0.wait().expect("the hub is gone");
+    drop(thuong_lam);
+    let buffer = dir.join("log-buffer");
+    assert_eq!(
+        std::fs::read_dir(&buffer).expect("the buffer").count(),
+        1,
+        "one file of the outage"
+    );
+
+    cluster.resume();
+    let (again, _) = hub_binary::spawn_on(&dir, Some(&url), &name);
+    let _again = hub_binary::KillOnDrop(again);
+    let (events, numbered) = logged(&url, m.id).await;
+    assert!(numbered, "{events:?}");
+    let after_joins: Vec<&str> = events
+        .iter()
+        .map(String::as_str)
+        .filter(|kind| *kind != "quality_sample" && *kind != "media_changed")
+        .collect();
+    assert_eq!(
+        after_joins,
+        [
+            "meeting_started",
+            "site_joined",
+            "site_joined",
+            "head_count",
+            "site_left",
+            "site_left",
+            "hub_restarted"
+        ],
+        "the outage's events once, then Thượng Lâm closed by the restart: {events:?}"
+    );
+    assert_eq!(std::fs::read_dir(&buffer).expect("the buffer").count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -116,6 +116,8 @@ impl Hub {
         };
         let mut tick = tokio::time::interval(RENEW_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failure is said when it begins, not at every renewal while the database is away.
+        let mut failing = false;
         loop {
             tick.tick().await;
             let open: Vec<MeetingId> = self
@@ -137,6 +139,9 @@ impl Hub {
                 .await;
             match renewed {
                 Ok((held, _)) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the meetings' leases are renewed again");
+                    }
                     *self
                         .leases
                         .lock()
@@ -157,7 +162,9 @@ impl Hub {
                     // Either way it renews its leases when the database is back (nobody took
                     // them), and the log waits on local disk meanwhile.
                     let safe = Duration::from_millis((LEASE_MILLIS - 1_500).unsigned_abs());
-                    tracing::error!("the meetings' leases could not be renewed: {e}");
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::error!("the meetings' leases could not be renewed: {e}");
+                    }
                     if last.elapsed() < safe || sharing.peers.is_empty() {
                         continue;
                     }

@@ -221,11 +221,23 @@ impl Store {
             return self.recorder();
         };
         let health = Arc::new(LogHealth::default());
-        let spool =
+        let mut spool =
             spool::Spool::open(buffer_dir, limit, health.clone()).map_err(StoreError::Internal)?;
-        let conn = target.connect()?;
-        let recorder = Recorder::start(conn, Some(spool), health)?;
-        Ok(recorder)
+        let mut conn = target.connect()?;
+        // What a previous run left goes in before anything is read or written at this start
+        // (the closing of the sessions a crash cut off reads the log).
+        if !spool.is_empty() {
+            match spool.flush(&mut conn, &mut std::collections::HashMap::new()) {
+                Ok(stored) => tracing::info!(
+                    events = stored,
+                    "attendance events buffered by a previous run are in the log"
+                ),
+                Err(e) => tracing::error!(
+                    "attendance events buffered by a previous run could not be stored yet: {e}"
+                ),
+            }
+        }
+        Recorder::start(conn, Some(spool), health)
     }
 
     /// The connection that writes (and reads what must see its own writes at once).
