@@ -309,6 +309,10 @@ pub struct ConsoleSite {
     pub participant: Option<String>,
     pub muted: bool,
     pub floor: FloorState,
+    /// While it waits for the floor (`floor` `requested`): when it asked, by its own hub's
+    /// clock (the chair's queue is in this order, across hubs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub floor_requested_at: Option<i64>,
     pub bitrate_in_kbps: u32,
     pub bitrate_out_kbps: u32,
     pub loss_permille: u32,

@@ -86,9 +86,9 @@ impl LiveMeeting {
     ) -> Result<(), ActionError> {
         let site = self.require_site(id)?;
         let changed = if asking {
-            let new = self.floor != Some(id) && !self.queue.contains(&id);
+            let new = self.floor != Some(id) && self.queued_at(id).is_none();
             if new {
-                self.queue.push(id);
+                self.queue.push((id, now));
                 self.log(
                     now,
                     EventKind::FloorRequested {
@@ -99,11 +99,16 @@ impl LiveMeeting {
             new
         } else {
             let before = self.queue.len();
-            self.queue.retain(|q| *q != id);
+            self.queue.retain(|(q, _)| *q != id);
             self.queue.len() != before
         };
         if changed {
             self.send_to_everyone(&self.floor_message());
+            // A province's part of a national meeting: its relay (this part's studio) takes
+            // the request up to the national chair with the console, sent now.
+            if self.studio_relayed {
+                self.send_console(now);
+            }
         }
         Ok(())
     }
@@ -120,7 +125,7 @@ impl LiveMeeting {
     ) -> Result<(), ActionError> {
         self.require_chair(chair)?;
         if let Ok(target) = self.connected_site(site) {
-            self.queue.retain(|q| *q != target);
+            self.queue.retain(|(q, _)| *q != target);
             self.change_floor(now, Some(target), None);
             return Ok(());
         }
@@ -131,7 +136,7 @@ impl LiveMeeting {
             Some((_, row)) if super::remote::joined(row.state) => row.name.clone(),
             _ => return Err(ActionError::SiteNotConnected(site.clone())),
         };
-        self.remote_queue.retain(|q| q != site);
+        self.remote_queue.retain(|(q, _)| q != site);
         self.change_floor(now, Some(relay), Some((site.clone(), name)));
         Ok(())
     }
@@ -157,7 +162,7 @@ impl LiveMeeting {
         match floor {
             Some(FloorAbove::Here(site)) => match self.connected_site(&site) {
                 Ok(target) => {
-                    self.queue.retain(|q| *q != target);
+                    self.queue.retain(|(q, _)| *q != target);
                     self.change_floor(now, Some(target), None);
                 }
                 Err(_) => self.change_floor(now, None, None),

@@ -112,15 +112,21 @@ impl LiveMeeting {
                 {
                     // Holding the floor, its media comes as its relay's tracks.
                     let holds = self.floor_remote.as_ref().is_some_and(|(s, _)| s == code);
+                    let asked = self
+                        .remote_queue
+                        .iter()
+                        .find(|(site, _)| site == code)
+                        .map(|(_, at)| *at);
                     return ConsoleSite {
                         participant: self.floor.filter(|_| holds).map(|p| p.to_string()),
                         floor: if holds {
                             FloorState::Holder
-                        } else if self.remote_queue.contains(code) {
+                        } else if asked.is_some() {
                             FloorState::Requested
                         } else {
                             FloorState::None
                         },
+                        floor_requested_at: asked.filter(|_| !holds),
                         answered_roll_call: status.answered_roll_call,
                         code_leak_suspected: false,
                         node: Some(node.clone()),
@@ -128,14 +134,16 @@ impl LiveMeeting {
                         ..row.clone()
                     };
                 }
+                let asked = status.participant.and_then(|p| self.queued_at(p));
                 let floor = match status.participant {
                     Some(p) if self.floor == Some(p) => FloorState::Holder,
-                    Some(p) if self.queue.contains(&p) => FloorState::Requested,
+                    Some(_) if asked.is_some() => FloorState::Requested,
                     _ => FloorState::None,
                 };
                 let context = RowContext {
                     page_open: open.contains(code),
                     floor,
+                    floor_requested_at: asked,
                     muted: status.participant.is_some_and(|p| self.muted.contains(&p)),
                     now,
                     grace: self.config.grace,
@@ -154,6 +162,8 @@ impl LiveMeeting {
 pub(super) struct RowContext {
     pub page_open: bool,
     pub floor: FloorState,
+    /// When it asked for the floor, while it waits.
+    pub floor_requested_at: Option<Millis>,
     pub muted: bool,
     pub now: Millis,
     pub grace: Millis,
@@ -168,6 +178,7 @@ pub(super) fn console_row(expected: &ExpectedSite, s: &SiteStatus, cx: &RowConte
         participant: s.participant.map(|p| p.to_string()),
         muted: cx.muted,
         floor: cx.floor,
+        floor_requested_at: cx.floor_requested_at,
         bitrate_in_kbps: s.quality.bitrate_in_kbps,
         bitrate_out_kbps: s.quality.bitrate_out_kbps,
         loss_permille: s.quality.loss_permille,

@@ -33,7 +33,7 @@ impl LiveMeeting {
         let is_node = |id: &PeerId| self.role(*id) == Some(Role::Node);
         if let Some(holder) = self.floor {
             let stands_for_a_site = is_node(&holder) && self.floor_remote.is_some();
-            if !(is_site(&holder) || stands_for_a_site) || self.queue.contains(&holder) {
+            if !(is_site(&holder) || stands_for_a_site) || self.queued_at(holder).is_some() {
                 return Err(format!(
                     "floor holder {holder} is not a joined site or a node standing for one, or is queued"
                 ));
@@ -42,18 +42,24 @@ impl LiveMeeting {
         if self.floor_remote.is_some() && !self.floor.is_some_and(|h| is_node(&h)) {
             return Err("a site of another hub named without a node holding the floor".into());
         }
-        if let Some(site) = self.remote_queue.iter().find(|site| {
-            !self.remote_sites.contains_key(*site)
+        if let Some((site, _)) = self.remote_queue.iter().find(|(site, _)| {
+            !self.remote_sites.contains_key(site)
                 || self
                     .floor_remote
                     .as_ref()
-                    .is_some_and(|(held, _)| held == *site)
+                    .is_some_and(|(held, _)| held == site)
         }) {
             return Err(format!(
                 "{site} is queued for the floor without a child hub's row, or holds it"
             ));
         }
-        if let Some(id) = self.queue.iter().chain(&self.muted).find(|id| !is_site(id)) {
+        if let Some(id) = self
+            .queue
+            .iter()
+            .map(|(id, _)| id)
+            .chain(&self.muted)
+            .find(|id| !is_site(id))
+        {
             return Err(format!("{id} is queued or muted but is not a joined site"));
         }
         if let Some(running) = &self.roll_call {

@@ -227,10 +227,11 @@ pub struct LiveMeeting {
     floor_remote: Option<(SiteCode, String)>,
     /// The participant publishing here the floor held elsewhere in the tree ([`Seat::Above`]).
     floor_seat: Option<PeerId>,
-    /// Sites that asked for the floor, oldest first.
-    queue: Vec<PeerId>,
-    /// Sites of child hubs asking for the floor there, as their consoles show, oldest first.
-    remote_queue: Vec<SiteCode>,
+    /// Sites that asked for the floor, each with when, oldest first.
+    queue: Vec<(PeerId, Millis)>,
+    /// Sites of child hubs asking for the floor there, as their consoles show, each with when
+    /// (by their hub's clock), oldest first.
+    remote_queue: Vec<(SiteCode, Millis)>,
     muted: BTreeSet<PeerId>,
     /// The site holding the floor as the log left it when the meeting was opened again
     /// (after a crash, or taken over from another hub), until it joins again here and holds
@@ -585,21 +586,37 @@ impl LiveMeeting {
         };
         ServerMessage::Floor {
             holder: self.floor.as_ref().and_then(describe).or_else(absent),
-            queue: self
-                .queue
-                .iter()
-                .filter_map(describe)
-                .chain(self.remote_queue.iter().filter_map(|site| {
-                    let (_, row) = self.remote_sites.get(site)?;
-                    let relay = self.remote_relay_of(site)?;
-                    Some(FloorSite {
-                        site: site.to_string(),
-                        name: row.name.clone(),
-                        participant: relay.to_string(),
-                    })
-                }))
-                .collect(),
+            queue: self.floor_queue(describe),
         }
+    }
+
+    /// The sites waiting for the floor, here and on child hubs, in the order they asked.
+    fn floor_queue(&self, describe: impl Fn(&PeerId) -> Option<FloorSite>) -> Vec<FloorSite> {
+        let here = self
+            .queue
+            .iter()
+            .filter_map(|(id, at)| Some((*at, describe(id)?)));
+        let below = self.remote_queue.iter().filter_map(|(site, at)| {
+            let (_, row) = self.remote_sites.get(site)?;
+            let relay = self.remote_relay_of(site)?;
+            Some((
+                *at,
+                FloorSite {
+                    site: site.to_string(),
+                    name: row.name.clone(),
+                    participant: relay.to_string(),
+                },
+            ))
+        });
+        let mut queue: Vec<(Millis, FloorSite)> = here.chain(below).collect();
+        // Stable: asked at the same millisecond, a site here comes first.
+        queue.sort_by_key(|(at, _)| *at);
+        queue.into_iter().map(|(_, site)| site).collect()
+    }
+
+    /// When participant `id` asked for the floor, while it waits.
+    fn queued_at(&self, id: PeerId) -> Option<Millis> {
+        self.queue.iter().find(|(q, _)| *q == id).map(|(_, at)| *at)
     }
 
     fn send(&mut self, to: PeerId, message: ServerMessage) {

@@ -377,7 +377,7 @@ impl LiveMeeting {
             self.studio_relayed = false;
             self.next_console = None;
         }
-        self.queue.retain(|q| *q != id);
+        self.queue.retain(|(q, _)| *q != id);
         self.muted.remove(&id);
         if self.floor_seat == Some(id) {
             self.floor_seat = None;
@@ -433,7 +433,8 @@ impl LiveMeeting {
             self.remote_sites.retain(|_, (n, _)| *n != node);
             let before = self.remote_queue.len();
             let known = &self.remote_sites;
-            self.remote_queue.retain(|site| known.contains_key(site));
+            self.remote_queue
+                .retain(|(site, _)| known.contains_key(site));
             queue_changed = self.remote_queue.len() != before;
         }
         let floor = (floor_returned || queue_changed).then(|| self.floor_message());

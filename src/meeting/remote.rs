@@ -47,7 +47,8 @@ impl LiveMeeting {
     }
 
     /// The queue of child hubs' sites follows their rows: a site shown asking is added (and
-    /// its request recorded), one no longer shown asking, or holding the floor, leaves it.
+    /// its request recorded) at the time its hub says it asked, one no longer shown asking,
+    /// or holding the floor, leaves it.
     fn update_remote_queue(&mut self, now: Millis) {
         let asking = |m: &LiveMeeting, site: &SiteCode| {
             m.remote_sites
@@ -56,31 +57,35 @@ impl LiveMeeting {
                 && m.floor_remote.as_ref().is_none_or(|(held, _)| held != site)
         };
         let before = self.remote_queue.len();
-        let kept: Vec<SiteCode> = self
+        let kept: Vec<(SiteCode, Millis)> = self
             .remote_queue
             .iter()
-            .filter(|site| asking(self, site))
+            .filter(|(site, _)| asking(self, site))
             .cloned()
             .collect();
         let mut changed = kept.len() != before;
         self.remote_queue = kept;
-        let new: Vec<SiteCode> = self
+        let mut new: Vec<(SiteCode, Millis)> = self
             .remote_sites
-            .keys()
-            .filter(|site| asking(self, site) && !self.remote_queue.contains(site))
-            .cloned()
+            .iter()
+            .filter(|(site, _)| {
+                asking(self, site) && !self.remote_queue.iter().any(|(q, _)| q == *site)
+            })
+            .map(|(site, (_, row))| (site.clone(), asked_at(row, now)))
             .collect();
-        for site in new {
+        new.sort_by_key(|(_, at)| *at);
+        for (site, at) in new {
             self.log(
-                now,
+                at,
                 EventKind::FloorRequested {
                     site: site.to_string(),
                 },
             );
-            self.remote_queue.push(site);
+            self.remote_queue.push((site, at));
             changed = true;
         }
         if changed {
+            self.remote_queue.sort_by_key(|(_, at)| *at);
             self.send_to_everyone(&self.floor_message());
         }
     }
@@ -140,4 +145,16 @@ pub(super) fn joined(state: SiteState) -> bool {
         state,
         SiteState::Connecting | SiteState::Live | SiteState::AudioOnly
     )
+}
+
+/// How long before its row arrived a child hub may say its site asked for the floor: beyond
+/// that its clock is off, and the request counts from the row's arrival.
+const CLOCK_SLACK: Millis = 60_000;
+
+/// When a child hub's site asked for the floor: as its hub says, within [`CLOCK_SLACK`] before
+/// `now` and never after it; `now` if the hub does not say.
+fn asked_at(row: &ConsoleSite, now: Millis) -> Millis {
+    row.floor_requested_at
+        .filter(|at| (now - CLOCK_SLACK..=now).contains(at))
+        .unwrap_or(now)
 }

@@ -274,6 +274,7 @@ fn remote_row(site: &str, b: u8) -> diemcau_signaling::protocol::ConsoleSite {
         } else {
             FloorState::None
         },
+        floor_requested_at: None,
         bitrate_in_kbps: 0,
         bitrate_out_kbps: 0,
         loss_permille: 0,

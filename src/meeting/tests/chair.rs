@@ -493,6 +493,7 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
             participant: Some("p3".into()),
             muted: false,
             floor: FloorState::None,
+            floor_requested_at: None,
             bitrate_in_kbps: 0,
             bitrate_out_kbps: 2400,
             loss_permille: 3,
@@ -874,4 +875,108 @@ fn a_provinces_organizer_watches_its_part_without_acting() {
         "its leave is no studio's leave"
     );
     m.check_invariants().expect("rules hold");
+}
+
+/// The chair's queue holds the sites of this hub and of child hubs in the order they asked,
+/// each child hub's site at the time its hub says (within reason), not when its row arrived;
+/// the request is logged at that time.
+#[test]
+fn the_queue_across_hubs_is_in_the_order_the_sites_asked() {
+    let (mut m, tuyen_quang, _) = meeting_with_relays();
+    m.request_floor(T0 + 5_000, A, true).expect("A asks");
+    // 003 asked on its hub at T0 + 3 s; its row arrives after A's request here.
+    let mut row = console_of(&mut m, T0 + 5_000)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    row.floor = FloorState::Requested;
+    row.floor_requested_at = Some(T0 + 3_000);
+    row.node = None;
+    drain(&mut m);
+    m.remote_console(T0 + 6_000, tuyen_quang, vec![row.clone()]);
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::FloorRequested { site: "003".into() }]
+    );
+    assert!(
+        outputs.contains(&log(
+            T0 + 3_000,
+            EventKind::FloorRequested { site: "003".into() }
+        )),
+        "logged when it asked: {outputs:?}"
+    );
+    let queued = floor(
+        None,
+        vec![
+            floor_site("003", "Xã C", tuyen_quang),
+            floor_site("001", "Xã A", A),
+        ],
+    );
+    assert!(outputs.contains(&send(STUDIO, queued)), "{outputs:?}");
+    let rows = console_of(&mut m, T0 + 6_000);
+    let asked: Vec<(String, Option<Millis>)> = rows
+        .iter()
+        .filter(|r| r.floor == FloorState::Requested)
+        .map(|r| (r.site.clone(), r.floor_requested_at))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("001".to_owned(), Some(T0 + 5_000)),
+            ("003".to_owned(), Some(T0 + 3_000))
+        ]
+    );
+    // A hub whose clock is far off: its site counts from the row's arrival.
+    m.remote_console(T0 + 7_000, tuyen_quang, vec![]);
+    drain(&mut m);
+    row.floor_requested_at = Some(T0 + 600_000);
+    m.remote_console(T0 + 8_000, tuyen_quang, vec![row]);
+    assert!(
+        drain(&mut m).contains(&log(
+            T0 + 8_000,
+            EventKind::FloorRequested { site: "003".into() }
+        )),
+        "a time in the future is not taken"
+    );
+    m.check_invariants().expect("the queue keeps the rules");
+}
+
+/// In a province's part of a national meeting, a site asking for the floor makes the console
+/// go to the relay (this part's studio) at once: the request goes up without waiting for the
+/// next console.
+#[test]
+fn a_request_in_a_relayed_part_sends_the_console_at_once() {
+    let mut m = meeting();
+    let relay = STUDIO;
+    m.join(
+        T0,
+        relay,
+        Seat::Studio {
+            name: "Trung ương".into(),
+            session: SessionId("s-relay".into()),
+            relayed: true,
+        },
+        "",
+        "",
+    )
+    .expect("the relay joins as the studio");
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
+        .expect("A joins");
+    drain(&mut m);
+    m.request_floor(T0 + 500, A, true).expect("A asks");
+    let outputs = drain(&mut m);
+    let console = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Send {
+                to: Recipient::Participant(to),
+                message: ServerMessage::Console { sites, .. },
+            } if *to == relay => Some(sites.clone()),
+            _ => None,
+        })
+        .expect("the console to the relay, at once");
+    let a = console.iter().find(|r| r.site == "001").expect("A's row");
+    assert_eq!(a.floor, FloorState::Requested);
+    assert_eq!(a.floor_requested_at, Some(T0 + 500));
 }
