@@ -103,6 +103,19 @@ async function main() {
       }
       await studio.selectOption('#province-filter', '');
       log(`the console's province menu: ${provinces.last.options.join(' · ')}`);
+      // Sorted by province, the wall has a header above each province's tiles.
+      await studio.selectOption('#sort', 'province');
+      const grouped = await studio.evaluate(() =>
+        [...document.querySelectorAll('.site-grid > *')]
+          .filter((node) => !node.hidden)
+          .map((node) => (node.classList.contains('province-header') ? `# ${node.textContent}` : node.dataset.site)),
+      );
+      const expected = ['# Hà Giang — 0/1 điểm cầu đã vào', '00694', '# Tuyên Quang — 1/1 điểm cầu đã vào', '02269'];
+      if (JSON.stringify(grouped) !== JSON.stringify(expected)) {
+        throw new Failure(`the wall sorted by province: ${JSON.stringify(grouped)}`);
+      }
+      await studio.selectOption('#sort', 'attention');
+      log(`the wall sorted by province: ${grouped.join(' · ')}`);
 
       // The chair gives it the floor: its camera comes up through its provincial hub and the
       // national studio decodes it in the commune's tile.

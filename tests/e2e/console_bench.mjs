@@ -15,7 +15,8 @@
 // 3. synthetic refreshes fed through the page's message handler, where every site changes
 //    (state, health, floor, mute) and the attention-first order changes too: the worst case.
 //
-// BENCH_SESSIONS=0 skips case 2 (for a national roster of thousands of sites).
+// BENCH_SESSIONS=0 skips case 2 (for a national roster of thousands of sites). BENCH_SORT picks
+// the wall's order first (e.g. `province`: the national wall under a header per province).
 // The studio page runs without a camera unless BENCH_CAMERA=1 (the fake 720p camera and its
 // software encode would compete with the console for the CPU of a small machine).
 //
@@ -58,6 +59,10 @@ async function main() {
         { timeout: 30_000 },
       );
       await installProbe(chair);
+      if (process.env.BENCH_SORT) {
+        await chair.selectOption('#sort', process.env.BENCH_SORT);
+        log(`the wall sorted by ${process.env.BENCH_SORT}`);
+      }
 
       const first = await chair.evaluate(() => window.__probe.samples[0]);
       log(`first console (creates ${count} tiles): apply ${first.apply.toFixed(1)} ms`);

@@ -341,8 +341,10 @@ export class SiteGrid extends EventTarget {
     /** `province`: a province's name, or '' for all. */
     this.filter = { text: '', state: 'all', province: '' };
     this.sortKey = 'attention';
-    /** The order last written to the DOM (site codes, visible first). */
+    /** The order last written to the DOM (tiles' and headers' nodes, visible first). */
     this.order = [];
+    /** Sorted by province: a header above each province's tiles, by province name. */
+    this.headers = new Map();
     this.visibleCount = 0;
     /** How long the first and the last `update` took, in ms (for tests and the benchmark). */
     this.firstApplyMs = null;
@@ -461,6 +463,7 @@ export class SiteGrid extends EventTarget {
   /** Re-renders every text (after a language change). */
   renderAll() {
     for (const tile of this.tiles.values()) tile.render();
+    this.arrange();
   }
 
   /**
@@ -486,7 +489,25 @@ export class SiteGrid extends EventTarget {
     return [...this.tiles.values()];
   }
 
-  /** Puts the visible tiles in order first, the hidden ones after, moving only what moved. */
+  /** The header of province `name` ('' for sites of no province), with its counts written. */
+  header(name, counts) {
+    let header = this.headers.get(name);
+    if (!header) {
+      header = el('h3', 'province-header');
+      header.dataset.province = name;
+      this.headers.set(name, header);
+    }
+    const text = name
+      ? t('console.provinceHeader', { name, joined: formatNumber(counts?.joined ?? 0), total: formatNumber(counts?.total ?? 0) })
+      : t('console.noProvince');
+    if (header.textContent !== text) header.textContent = text;
+    return header;
+  }
+
+  /**
+   * Puts the visible tiles in order first, the hidden ones after, moving only what moved;
+   * sorted by province, under a header for each.
+   */
   arrange() {
     const test = STATE_FILTERS[this.filter.state] || STATE_FILTERS.all;
     const query = searchable(this.filter.text.trim());
@@ -503,15 +524,40 @@ export class SiteGrid extends EventTarget {
     for (const tile of visible) tile.show(tile.root, true);
     for (const tile of hidden) tile.show(tile.root, false);
 
-    const wanted = visible.concat(hidden);
-    const same = wanted.length === this.order.length && wanted.every((tile, i) => tile.code === this.order[i]);
+    // Sorted by province across provinces: each province's tiles under a header with its
+    // counts (the same as the province menu's).
+    const grouped = this.sortKey === 'province' && province === '';
+    const wanted = [];
+    const shownHeaders = new Set();
+    if (grouped) {
+      const counts = new Map(this.provinces().map((p) => [p.name, p]));
+      let current = null;
+      for (const tile of visible) {
+        const name = tile.entry.province || '';
+        if (name !== current) {
+          current = name;
+          const header = this.header(name, counts.get(name));
+          shownHeaders.add(header);
+          wanted.push(header);
+        }
+        wanted.push(tile.root);
+      }
+    } else {
+      for (const tile of visible) wanted.push(tile.root);
+    }
+    for (const header of this.headers.values()) {
+      header.hidden = !shownHeaders.has(header);
+      if (header.hidden) wanted.push(header);
+    }
+    for (const tile of hidden) wanted.push(tile.root);
+    const same = wanted.length === this.order.length && wanted.every((node, i) => node === this.order[i]);
     if (!same) {
       let cursor = this.container.firstElementChild;
-      for (const tile of wanted) {
-        if (tile.root === cursor) cursor = cursor.nextElementSibling;
-        else this.container.insertBefore(tile.root, cursor);
+      for (const node of wanted) {
+        if (node === cursor) cursor = cursor.nextElementSibling;
+        else this.container.insertBefore(node, cursor);
       }
-      this.order = wanted.map((tile) => tile.code);
+      this.order = wanted;
     }
     this.visibleCount = visible.length;
     this.dispatchEvent(new Event('arranged'));
