@@ -527,14 +527,22 @@ fn store_node_batch(
             .map(|r| r.get::<u64>(0))
             .transpose()?
             .unwrap_or(0);
-        let mut seq = next_seq_of(tx, next_seq, batch.meeting)?;
-        for (node_seq, at, kind) in &batch.events {
-            if *node_seq <= mark {
-                continue;
-            }
-            insert_event(tx, batch.meeting, seq, *at, recorded_at, kind)?;
-            seq += 1;
-        }
+        let first = next_seq_of(tx, next_seq, batch.meeting)?;
+        let new: Vec<NewEvent<'_>> = batch
+            .events
+            .iter()
+            .filter(|(node_seq, _, _)| *node_seq > mark)
+            .zip(first..)
+            .map(|((_, at, kind), seq)| NewEvent {
+                meeting: batch.meeting,
+                seq,
+                at: *at,
+                recorded_at,
+                kind,
+            })
+            .collect();
+        insert_events(tx, &new)?;
+        let seq = first + new.len() as u64;
         let through = mark.max(batch.through);
         tx.execute(
             "INSERT INTO node_streams (node, meeting_id, through) VALUES ($1, $2, $3)
@@ -573,34 +581,54 @@ fn write_batch(
 ) -> Result<Vec<Event>, StoreError> {
     // The numbers are taken in the cache only once the transaction has committed: a
     // failed one leaves it as it was.
-    let mut taken: HashMap<MeetingId, u64> = HashMap::new();
-    let events = conn.write(|tx| {
-        let mut events = Vec::with_capacity(batch.len());
-        for append in batch {
-            let seq = match taken.get(&append.meeting) {
-                Some(seq) => *seq,
-                None => next_seq_of(tx, next_seq, append.meeting)?,
-            };
-            insert_event(
-                tx,
-                append.meeting,
-                seq,
-                append.at,
-                recorded_at,
-                &append.kind,
-            )?;
-            taken.insert(append.meeting, seq + 1);
-            events.push(Event {
-                seq,
-                at: append.at,
-                recorded_at,
-                kind: append.kind.clone(),
-            });
-        }
-        Ok::<_, StoreError>(events)
+    let (seqs, taken) = conn.write(|tx| {
+        append_numbered(
+            tx,
+            next_seq,
+            batch
+                .iter()
+                .map(|append| (append.meeting, append.at, recorded_at, &append.kind)),
+        )
     })?;
     next_seq.extend(taken);
-    Ok(events)
+    Ok(batch
+        .iter()
+        .zip(seqs)
+        .map(|(append, seq)| Event {
+            seq,
+            at: append.at,
+            recorded_at,
+            kind: append.kind.clone(),
+        })
+        .collect())
+}
+
+/// Numbers `events` after the last of each meeting's log and appends them, in one statement
+/// per [`ROWS_PER_INSERT`]. Returns each event's number, and each meeting's next number (for
+/// the cache, once committed).
+pub(super) fn append_numbered<'a>(
+    tx: &mut Conn,
+    next_seq: &HashMap<MeetingId, u64>,
+    events: impl Iterator<Item = (MeetingId, Millis, Millis, &'a EventKind)>,
+) -> Result<(Vec<u64>, HashMap<MeetingId, u64>), StoreError> {
+    let mut taken: HashMap<MeetingId, u64> = HashMap::new();
+    let mut rows = Vec::new();
+    for (meeting, at, recorded_at, kind) in events {
+        let seq = match taken.get(&meeting) {
+            Some(seq) => *seq,
+            None => next_seq_of(tx, next_seq, meeting)?,
+        };
+        taken.insert(meeting, seq + 1);
+        rows.push(NewEvent {
+            meeting,
+            seq,
+            at,
+            recorded_at,
+            kind,
+        });
+    }
+    insert_events(tx, &rows)?;
+    Ok((rows.iter().map(|row| row.seq).collect(), taken))
 }
 
 /// The number the next event of `meeting` takes: after the last in the log. SQLite has one
@@ -634,30 +662,51 @@ pub(super) fn next_seq_of(
     Ok(max.map_or(1, |m| m + 1))
 }
 
-pub(super) fn insert_event(
-    tx: &mut Conn,
-    meeting: MeetingId,
-    seq: u64,
-    at: Millis,
-    recorded_at: Millis,
-    kind: &EventKind,
-) -> Result<(), StoreError> {
-    let body = serde_json::to_string(kind)
-        .map_err(|e| StoreError::Internal(format!("an event that cannot be written: {e}")))?;
-    tx.execute(
-        "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        args![
-            meeting.0,
-            seq,
-            at,
-            recorded_at,
-            kind.name(),
-            kind.site(),
-            kind.session(),
-            body
-        ],
-    )?;
+/// One event as it goes into the log.
+pub(super) struct NewEvent<'a> {
+    pub meeting: MeetingId,
+    pub seq: u64,
+    pub at: Millis,
+    pub recorded_at: Millis,
+    pub kind: &'a EventKind,
+}
+
+/// How many events one `INSERT` carries: fewer round trips to PostgreSQL, within SQLite's
+/// limit on a statement's parameters.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Appends `events` to the log, several to a statement.
+pub(super) fn insert_events(tx: &mut Conn, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO events (meeting_id, seq, at, recorded_at, kind, site_code, session, body)
+             VALUES ",
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 8);
+        for (index, event) in chunk.iter().enumerate() {
+            let first = index * 8;
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            let placeholders: Vec<String> =
+                (first + 1..=first + 8).map(|n| format!("${n}")).collect();
+            sql.push_str(&format!("({})", placeholders.join(", ")));
+            let body = serde_json::to_string(event.kind).map_err(|e| {
+                StoreError::Internal(format!("an event that cannot be written: {e}"))
+            })?;
+            values.extend_from_slice(args![
+                event.meeting.0,
+                event.seq,
+                event.at,
+                event.recorded_at,
+                event.kind.name(),
+                event.kind.site(),
+                event.kind.session(),
+                body
+            ]);
+        }
+        tx.execute(&sql, &values)?;
+    }
     Ok(())
 }
 

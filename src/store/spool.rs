@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::db::{Conn, args};
-use super::log::{insert_event, next_seq_of};
+use super::log::append_numbered;
 use crate::attendance::{EventKind, Millis};
 
 /// How many events the buffer holds at most by default: hours of a meeting of 190 sites.
@@ -279,18 +279,20 @@ fn store_chunk(
             .map(|r| r.get::<u64>(0))
             .transpose()?
             .unwrap_or(0);
-        let mut taken: HashMap<MeetingId, u64> = HashMap::new();
-        let mut through = mark;
-        for line in chunk.iter().filter(|line| line.n > mark) {
-            let meeting = MeetingId(line.meeting);
-            let seq = match taken.get(&meeting) {
-                Some(seq) => *seq,
-                None => next_seq_of(tx, next_seq, meeting)?,
-            };
-            insert_event(tx, meeting, seq, line.at, line.recorded_at, &line.kind)?;
-            taken.insert(meeting, seq + 1);
-            through = through.max(line.n);
-        }
+        let new = chunk.iter().filter(|line| line.n > mark);
+        let through = new.clone().map(|line| line.n).max().unwrap_or(0).max(mark);
+        let (_, taken) = append_numbered(
+            tx,
+            next_seq,
+            new.map(|line| {
+                (
+                    MeetingId(line.meeting),
+                    line.at,
+                    line.recorded_at,
+                    &line.kind,
+                )
+            }),
+        )?;
         tx.execute(
             "INSERT INTO event_spools (name, through) VALUES ($1, $2)
              ON CONFLICT(name) DO UPDATE SET through = excluded.through",
@@ -352,7 +354,16 @@ mod tests {
         store
             .writer()
             .write(|tx| {
-                insert_event(tx, meeting, 2, 21, 30, &kinds[0])?;
+                crate::store::log::insert_events(
+                    tx,
+                    &[crate::store::log::NewEvent {
+                        meeting,
+                        seq: 2,
+                        at: 21,
+                        recorded_at: 30,
+                        kind: &kinds[0],
+                    }],
+                )?;
                 tx.execute(
                     "INSERT INTO event_spools (name, through) VALUES ($1, 1)",
                     args![name],
