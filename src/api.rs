@@ -154,12 +154,35 @@ struct MeetingWithLinks {
     /// here: their hub issues them.
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     served_by: HashMap<String, String>,
+    /// Hubs sharing a database (a standby pair): the hub that runs the meeting now, while one
+    /// does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_on: Option<RunningOn>,
+}
+
+/// Where a live meeting runs, among hubs sharing a database.
+#[derive(Debug, Serialize)]
+struct RunningOn {
+    /// Its `--hub-name`.
+    hub: String,
+    /// Its public address.
+    address: String,
 }
 
 #[derive(Debug, Serialize)]
 struct Links {
     studio: Option<String>,
     sites: HashMap<String, String>,
+}
+
+impl MeetingWithLinks {
+    fn running_on(mut self, holder: Option<crate::store::LeaseHolder>) -> MeetingWithLinks {
+        self.running_on = holder.map(|h| RunningOn {
+            hub: h.hub,
+            address: h.address,
+        });
+        self
+    }
 }
 
 /// The meeting as `role` may see it: staff get neither join codes nor links; sites that a
@@ -195,6 +218,7 @@ fn with_links(
         view,
         links: Links { studio, sites },
         served_by,
+        running_on: None,
     }
 }
 
@@ -203,14 +227,19 @@ fn site_link(meeting: MeetingId, code: &str) -> String {
 }
 
 async fn list_meetings(caller: Caller, State(app): State<Arc<AppState>>) -> ApiResult<Response> {
-    let (meetings, served) = app
+    let (meetings, served, running) = app
         .hub
         .store()
-        .blocking(|store| Ok::<_, StoreError>((store.meetings()?, served_by(store)?)))
+        .blocking(|store| {
+            Ok::<_, StoreError>((store.meetings()?, served_by(store)?, store.running_hubs()?))
+        })
         .await?;
     let meetings: Vec<MeetingWithLinks> = meetings
         .into_iter()
-        .map(|view| with_links(view, caller.account.role, &served))
+        .map(|view| {
+            let running_on = running.get(&MeetingId(view.plan.id)).cloned();
+            with_links(view, caller.account.role, &served).running_on(running_on)
+        })
         .collect();
     Ok(Json(meetings).into_response())
 }
@@ -291,14 +320,18 @@ async fn show_meeting(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    let (view, served) = app
+    let (view, served, running) = app
         .hub
         .store()
         .blocking(move |store| {
-            Ok::<_, StoreError>((store.meeting(MeetingId(id))?, served_by(store)?))
+            Ok::<_, StoreError>((
+                store.meeting(MeetingId(id))?,
+                served_by(store)?,
+                store.running_hubs()?.remove(&MeetingId(id)),
+            ))
         })
         .await?;
-    Ok(Json(with_links(view, caller.account.role, &served)).into_response())
+    Ok(Json(with_links(view, caller.account.role, &served).running_on(running)).into_response())
 }
 
 async fn start_meeting(

@@ -76,6 +76,22 @@ async fn the_other_hubs_pages_reissue_a_code_and_end_the_meeting_where_it_runs()
     let mut thuong_lam = signaling::join(a, &m.code("2269"), Some(m.id)).await;
     let mut lam_binh = signaling::join(a, &m.code("2266"), Some(m.id)).await;
 
+    // The second hub's pages say where the meeting runs.
+    let listed = http::get(b, "/api/meetings").await.json();
+    let listed = listed
+        .as_array()
+        .expect("meetings")
+        .iter()
+        .find(|v| v["id"] == m.id)
+        .cloned()
+        .expect("the meeting listed");
+    assert_eq!(listed["running_on"]["hub"], "a", "{listed}");
+    assert_eq!(
+        listed["running_on"]["address"],
+        format!("http://{a}"),
+        "{listed}"
+    );
+
     // The code of Thượng Lâm, reissued on the second hub: its session on the first ends.
     let reissued = http::post(
         b,
@@ -96,6 +112,11 @@ async fn the_other_hubs_pages_reissue_a_code_and_end_the_meeting_where_it_runs()
     let ended = http::post(b, &format!("/api/meetings/{}/end", m.id), b"").await;
     assert_eq!(ended.status, 200, "{}", ended.text());
     assert_eq!(ended.json()["state"], "ended", "{}", ended.text());
+    assert!(
+        ended.json().get("running_on").is_none(),
+        "an ended meeting runs nowhere: {}",
+        ended.text()
+    );
     for socket in [&mut chair, &mut lam_binh] {
         let error = closing_error(socket).await;
         assert_eq!(error["code"], "meeting_ended", "{error}");

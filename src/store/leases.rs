@@ -8,6 +8,8 @@
 //! was out of reach of both hubs); another hub takes an expired lease only when the owner does
 //! not answer either (see `crate::hub::standby`).
 
+use std::collections::HashMap;
+
 use super::db::{Conn, Engine, args};
 use super::{Store, StoreError, now_millis};
 use crate::attendance::Millis;
@@ -151,6 +153,34 @@ impl Store {
         let mut conn = self.writer();
         let now = database_now(&mut conn)?;
         Ok(read_lease(&mut conn, meeting)?.map(|(holder, expires_at)| (holder, expires_at - now)))
+    }
+}
+
+impl Store {
+    /// The meetings some hub runs now (an unexpired lease), with that hub: what the pages of
+    /// either hub of a pair show of where each live meeting is.
+    pub fn running_hubs(&self) -> Result<HashMap<MeetingId, LeaseHolder>, StoreError> {
+        if !self.is_shared() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.reader();
+        let now = database_now(&mut conn)?;
+        conn.query(
+            "SELECT meeting_id, owner, address, run FROM meeting_leases WHERE expires_at > $1",
+            args![now],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                MeetingId(r.get(0)?),
+                LeaseHolder {
+                    hub: r.get(1)?,
+                    address: r.get(2)?,
+                    run: r.get(3)?,
+                },
+            ))
+        })
+        .collect()
     }
 }
 

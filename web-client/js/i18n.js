@@ -301,6 +301,7 @@ const STRINGS = {
     'meetings.heading': 'Các cuộc họp và báo cáo điểm danh',
     'meetings.idAndStudio': 'Số {id} · {studio}',
     'meetings.national': 'Thuộc cuộc họp toàn quốc số {id} (do máy chủ cấp trên chuyển xuống)',
+    'meetings.runningOn': 'trên máy chủ {hub}',
     'meetings.ofWithPercent': '{part}/{whole} ({percent})',
     'meetings.openReport': 'Xem báo cáo',
 
@@ -946,6 +947,7 @@ const STRINGS = {
     'meetings.heading': 'Meetings and attendance reports',
     'meetings.idAndStudio': 'No. {id} · {studio}',
     'meetings.national': 'Part of national meeting no. {id} (from the parent hub)',
+    'meetings.runningOn': 'on hub {hub}',
     'meetings.ofWithPercent': '{part}/{whole} ({percent})',
     'meetings.openReport': 'Open report',
 

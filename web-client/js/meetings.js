@@ -97,6 +97,14 @@ function buildRow(meeting) {
   badge.dataset.state = meeting.state;
   badge.textContent = t(`meetingState.${meeting.state}`);
   stateCell.append(badge);
+  if (meeting.running_on) {
+    // Hubs sharing a database: the one that runs this meeting now.
+    const where = document.createElement('div');
+    where.className = 'muted small running-on';
+    where.textContent = t('meetings.runningOn', { hub: meeting.running_on.hub });
+    where.title = meeting.running_on.address;
+    stateCell.append(where);
+  }
 
   const when = document.createElement('td');
   when.className = 'when';
