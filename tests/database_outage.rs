@@ -77,13 +77,8 @@ async fn a_database_stopped_for_ten_seconds_loses_no_event_and_keeps_their_order
         true,
     )
     .await;
-    let mut chair = signaling::connect(http::organizer_ws_request(a).await).await;
-    signaling::send(
-        &mut chair,
-        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
-    )
-    .await;
-    assert_eq!(signaling::next_reply(&mut chair).await["type"], "joined");
+    let mut chair =
+        signaling::join_studio(http::organizer_ws_request(a).await, &m.studio_code, m.id).await;
     let mut thuong_lam = signaling::join(a, &m.code("2269"), Some(m.id)).await;
     let mut lam_binh = signaling::join(a, &m.code("2266"), Some(m.id)).await;
     let (before, _) = logged(&url, m.id).await;

@@ -10,10 +10,7 @@ mod http;
 #[path = "common/signaling.rs"]
 mod signaling;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use signaling::REPLY_TIMEOUT;
-use tokio_tungstenite::tungstenite::Message;
 
 async fn open(addr: std::net::SocketAddr, first: Value, reply: &str) -> signaling::Socket {
     let mut socket = signaling::connect(http::ws_request(addr, None)).await;
@@ -21,26 +18,6 @@ async fn open(addr: std::net::SocketAddr, first: Value, reply: &str) -> signalin
     let answer = signaling::next_reply(&mut socket).await;
     assert_eq!(answer["type"], reply, "{first} → {answer}");
     socket
-}
-
-/// Reads until the hub closes the socket; returns the error it sent last.
-async fn closing_error(socket: &mut signaling::Socket) -> Value {
-    let mut last = Value::Null;
-    loop {
-        let frame = tokio::time::timeout(REPLY_TIMEOUT, socket.next())
-            .await
-            .expect("the hub closes the session");
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                if message["type"] == "error" {
-                    last = message;
-                }
-            }
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return last,
-            Some(Ok(_)) => {}
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +54,7 @@ async fn a_reissued_code_ends_its_session_at_once() {
         .to_owned();
 
     for socket in [&mut joined, &mut waiting] {
-        let error = closing_error(socket).await;
+        let error = signaling::closing_error(socket).await;
         assert_eq!(error["code"], "code_revoked", "{error}");
         assert_eq!(error["retry"], false, "a final error: the page stops");
     }

@@ -21,29 +21,7 @@ mod signaling;
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-/// The last error before the hub closes `socket`.
-async fn closing_error(socket: &mut signaling::Socket) -> Value {
-    let mut last = Value::Null;
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("the hub closes the session");
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
-                if message["type"] == "error" {
-                    last = message;
-                }
-            }
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return last,
-            Some(Ok(_)) => {}
-        }
-    }
-}
+use serde_json::json;
 
 fn named(hub: &str) -> Vec<String> {
     vec!["--hub-name".to_owned(), hub.to_owned()]
@@ -66,13 +44,8 @@ async fn the_other_hubs_pages_reissue_a_code_and_end_the_meeting_where_it_runs()
         true,
     )
     .await;
-    let mut chair = signaling::connect(http::organizer_ws_request(a).await).await;
-    signaling::send(
-        &mut chair,
-        &json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
-    )
-    .await;
-    assert_eq!(signaling::next_reply(&mut chair).await["type"], "joined");
+    let mut chair =
+        signaling::join_studio(http::organizer_ws_request(a).await, &m.studio_code, m.id).await;
     let mut thuong_lam = signaling::join(a, &m.code("2269"), Some(m.id)).await;
     let mut lam_binh = signaling::join(a, &m.code("2266"), Some(m.id)).await;
 
@@ -100,7 +73,7 @@ async fn the_other_hubs_pages_reissue_a_code_and_end_the_meeting_where_it_runs()
     )
     .await;
     assert_eq!(reissued.status, 200, "{}", reissued.text());
-    let error = closing_error(&mut thuong_lam).await;
+    let error = signaling::closing_error(&mut thuong_lam).await;
     assert_eq!(error["code"], "code_revoked", "{error}");
     let new = reissued.json()["code"]
         .as_str()
@@ -118,7 +91,7 @@ async fn the_other_hubs_pages_reissue_a_code_and_end_the_meeting_where_it_runs()
         ended.text()
     );
     for socket in [&mut chair, &mut lam_binh] {
-        let error = closing_error(socket).await;
+        let error = signaling::closing_error(socket).await;
         assert_eq!(error["code"], "meeting_ended", "{error}");
     }
     let report = http::get(a, &format!("/api/meetings/{}/report", m.id))
@@ -279,7 +252,7 @@ async fn a_hub_cut_from_the_database_hands_its_meeting_to_the_partner_that_reach
 
     proxy.cut();
     let cut = Instant::now();
-    let error = closing_error(&mut site).await;
+    let error = signaling::closing_error(&mut site).await;
     assert_eq!(error["code"], "other_hub", "{error}");
     let handed_over = cut.elapsed();
     println!("handed over {handed_over:?} after the cut");

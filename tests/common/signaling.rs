@@ -106,3 +106,41 @@ pub async fn join(addr: std::net::SocketAddr, code: &str, meeting: Option<i64>) 
     next_of_type(&mut socket, "joined").await;
     socket
 }
+
+/// Joins with `code` as the studio over `request` (an organizer's, `http::organizer_ws_request`)
+/// and returns the socket once `joined` arrives; panics on anything else first.
+pub async fn join_studio(
+    request: impl IntoClientRequest + Unpin,
+    code: &str,
+    meeting: i64,
+) -> Socket {
+    let mut socket = connect(request).await;
+    send(
+        &mut socket,
+        &serde_json::json!({"type": "join", "code": code, "meeting": meeting}),
+    )
+    .await;
+    let reply = next_reply(&mut socket).await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    socket
+}
+
+/// The last `error` the hub sends before it closes `socket` (`Null` if none).
+pub async fn closing_error(socket: &mut Socket) -> Value {
+    let mut last = Value::Null;
+    loop {
+        let frame = tokio::time::timeout(REPLY_TIMEOUT, socket.next())
+            .await
+            .expect("the hub closes the session");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let message: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if message["type"] == "error" {
+                    last = message;
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return last,
+            Some(Ok(_)) => {}
+        }
+    }
+}
