@@ -221,6 +221,7 @@ mod tests {
                 payload: Arc::from(vec![0x10; 100]),
                 layer: 0,
                 vp8: None,
+                keyframe_start: None,
                 received_at: meeting.net.now,
             };
             let now = meeting.net.now;

@@ -370,6 +370,7 @@ fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> Med
         layer: media.layer,
         // The VP8 descriptor cannot be built outside the crate; `Republish` reuses real ones.
         vp8: None,
+        keyframe_start: None,
         extensions: ExtensionValues {
             audio_level: media.audio_level,
             voice_activity: media.voice_activity,

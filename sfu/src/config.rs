@@ -62,6 +62,13 @@ pub(crate) fn rtc_config(config: &WorkerConfig) -> RtcConfig {
         // was most of a site's memory), and a second of audio.
         .set_send_buffer_video(SEND_BUFFER_VIDEO)
         .set_send_buffer_audio(SEND_BUFFER_AUDIO);
+    // H.264 for a studio's encoder (WHIP, which OBS and hardware encoders send): constrained
+    // baseline and baseline in packetization mode 1, the profiles every browser decodes. After
+    // VP8, so that a browser publishing keeps sending VP8.
+    let codecs = rtc_config.codec_config();
+    for (pt, rtx, profile_level_id) in H264_PROFILES {
+        codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
+    }
     let cert = config.dtls_cert.clone().or_else(|| {
         str0m::crypto::from_feature_flags()
             .dtls_provider
@@ -72,6 +79,10 @@ pub(crate) fn rtc_config(config: &WorkerConfig) -> RtcConfig {
     }
     rtc_config
 }
+
+/// H.264 payload types (with their RTX) and profile-level-ids the hub negotiates: constrained
+/// baseline and baseline, level 3.1 (any level is accepted; RFC 6184 levels are negotiable).
+pub const H264_PROFILES: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
 
 /// Packets each consumer stream keeps for NACK repair (and str0m's probing resends): 600 ms
 /// of the 2.5 Mbit/s layer, enough for a repair across a 300 ms round trip; 300 cost a site

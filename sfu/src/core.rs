@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::BweKind;
+use str0m::format::Codec;
 use str0m::media::MediaKind;
 use str0m::rtp::ExtensionValues;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
@@ -246,12 +247,20 @@ impl Core {
                 let Some(codec) = peer.codec_of(packet.header.payload_type, &packet.payload) else {
                     return;
                 };
-                let kind = if codec.is_audio() || codec == str0m::format::Codec::Red {
+                let kind = if codec.is_audio() || codec == Codec::Red {
                     MediaKind::Audio
                 } else {
                     MediaKind::Video
                 };
                 let ext = &packet.header.ext_vals;
+                let vp8 = (codec == Codec::Vp8)
+                    .then(|| crate::vp8::parse(&packet.payload))
+                    .flatten();
+                let keyframe_start = match codec {
+                    Codec::Vp8 => vp8.map(|v| v.keyframe_start),
+                    Codec::H264 => Some(crate::h264::starts_keyframe(&packet.payload)),
+                    _ => None,
+                };
                 let media = Arc::new(MediaPacket {
                     router: peer.router,
                     producer,
@@ -267,9 +276,8 @@ impl Core {
                         ..Default::default()
                     },
                     layer,
-                    vp8: (codec == str0m::format::Codec::Vp8)
-                        .then(|| crate::vp8::parse(&packet.payload))
-                        .flatten(),
+                    vp8,
+                    keyframe_start,
                     payload: packet.payload,
                     received_at: now,
                 });

@@ -43,7 +43,7 @@ pub(crate) fn forward(
         let video = packet.kind == MediaKind::Video;
         if video && consumer.current != Some(packet.layer) {
             let switch = consumer.allocation.target == Some(packet.layer)
-                && packet.vp8.is_none_or(|v| v.keyframe_start);
+                && packet.keyframe_start != Some(false);
             if !switch {
                 continue;
             }

@@ -69,6 +69,7 @@ mod config;
 mod keyframes;
 mod rewrite;
 
+mod h264;
 mod ids;
 pub mod stun;
 mod vp8;

@@ -32,6 +32,9 @@ pub struct MediaPacket {
     pub layer: u8,
     /// The VP8 descriptor, for VP8 video.
     pub vp8: Option<Vp8Info>,
+    /// Whether the packet starts a picture a receiver can begin decoding with, for the video
+    /// codecs that say so (VP8, H.264); `None` for the others and for audio.
+    pub keyframe_start: Option<bool>,
     pub payload: Arc<[u8]>,
     /// When the hub received the packet.
     pub received_at: Instant,

@@ -33,6 +33,10 @@ pub enum Role {
     /// chaired at the centre: it receives the programme, its sites' small pictures and the
     /// console, may not act, and is never announced to other participants.
     Observer,
+    /// The studio's encoder (OBS, a vision mixer) publishing the programme over WHIP
+    /// (docs/api.md "Studio encoders"): sites receive it in place of the chair's camera. It
+    /// receives nothing, never joins over WebSocket, and is never announced.
+    Encoder,
 }
 
 /// A participant as other participants see it.

@@ -577,7 +577,9 @@ impl LiveMeeting {
     fn require_chair(&self, id: PeerId) -> Result<(), ActionError> {
         match self.role(id) {
             Some(Role::Studio) => Ok(()),
-            Some(Role::Site | Role::Node | Role::Observer) => Err(ActionError::ChairOnly),
+            Some(Role::Site | Role::Node | Role::Observer | Role::Encoder) => {
+                Err(ActionError::ChairOnly)
+            }
             None => Err(ActionError::NotJoined),
         }
     }
@@ -585,7 +587,9 @@ impl LiveMeeting {
     fn require_site(&self, id: PeerId) -> Result<SiteCode, ActionError> {
         match self.role(id) {
             Some(Role::Site) => self.site_of(id).cloned().ok_or(ActionError::SiteOnly),
-            Some(Role::Studio | Role::Node | Role::Observer) => Err(ActionError::SiteOnly),
+            Some(Role::Studio | Role::Node | Role::Observer | Role::Encoder) => {
+                Err(ActionError::SiteOnly)
+            }
             None => Err(ActionError::NotJoined),
         }
     }

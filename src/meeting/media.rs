@@ -37,6 +37,16 @@ impl LiveMeeting {
         for subscriber in subscribers {
             self.reconcile(subscriber, &producer);
         }
+        if self.encoder == Some(producer.peer) {
+            self.encoder_changed();
+        }
+    }
+
+    /// The encoder started or stopped publishing: the chair's camera leaves or comes back.
+    pub(super) fn encoder_changed(&mut self) {
+        if let Some(studio) = self.studio {
+            self.reconcile_publisher(studio);
+        }
     }
 
     /// A participant's media connection is up.
@@ -77,6 +87,9 @@ impl LiveMeeting {
             status.connected = false;
         }
         self.drop_producers(&producers);
+        if self.encoder == Some(id) {
+            self.encoder_changed();
+        }
     }
 
     /// What a participant's link carries changed (video, or audio only on a weak link).

@@ -130,6 +130,10 @@ pub enum Seat {
     /// the root or in another province), published here by this hub's relay. A `node`
     /// participant that receives nothing and is heard and seen only while it holds the floor.
     Above { session: SessionId },
+    /// The studio's encoder publishing the programme over WHIP: while it is here, sites (and
+    /// child hubs, and a province's organizer) receive it instead of the chair's camera; the
+    /// chair sees it too. It receives nothing; a new one replaces the one before.
+    Encoder { session: SessionId },
 }
 
 /// Why a join is refused.
@@ -210,6 +214,8 @@ pub struct LiveMeeting {
     sites: HashMap<SiteCode, SiteStatus>,
     participants: BTreeMap<PeerId, Participant>,
     studio: Option<PeerId>,
+    /// The studio's encoder ([`Seat::Encoder`]), publishing the programme.
+    encoder: Option<PeerId>,
     /// The studio is the national one, relayed by this provincial hub.
     studio_relayed: bool,
     /// For a province's part of a national meeting: the centre is out of reach now.
@@ -309,6 +315,7 @@ impl LiveMeeting {
             roster,
             participants: BTreeMap::new(),
             studio: None,
+            encoder: None,
             studio_relayed: false,
             log_buffered: None,
             centre_unreachable: setup
@@ -439,6 +446,15 @@ impl LiveMeeting {
         let (s, p) = (self.role(subscriber)?, self.role(publisher)?);
         let holds_floor = self.floor == Some(publisher);
         match (s, p) {
+            // The encoder's programme goes where the studio's would, and to the chair; while
+            // it is here the chair's own camera stays in the studio.
+            (Role::Encoder, _) => None,
+            (Role::Studio | Role::Site | Role::Node | Role::Observer, Role::Encoder) => {
+                Some(ANY_LAYER)
+            }
+            (Role::Site | Role::Node | Role::Observer, Role::Studio) if self.encoder_publishes() => {
+                None
+            }
             (Role::Site, Role::Studio) => Some(ANY_LAYER),
             (Role::Studio, Role::Site) if self.studio_relayed => holds_floor.then_some(ANY_LAYER),
             (Role::Studio, Role::Site) if holds_floor => Some(ANY_LAYER),
@@ -459,6 +475,13 @@ impl LiveMeeting {
             (Role::Observer, Role::Node) => holds_floor.then_some(ANY_LAYER),
             (_, Role::Observer) => None,
         }
+    }
+
+    /// Whether the studio's encoder is here and publishing (its first track arrived).
+    fn encoder_publishes(&self) -> bool {
+        self.encoder
+            .and_then(|id| self.participants.get(&id))
+            .is_some_and(|p| !p.producers.is_empty())
     }
 
     /// The consumers `subscriber` should have of `producer`, as (pinned layer, highest layer):

@@ -28,6 +28,7 @@ impl LiveMeeting {
         }
         let replaced = match &seat {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
+            Seat::Encoder { .. } => self.encoder,
             Seat::Studio { .. }
             | Seat::Node { .. }
             | Seat::Above { .. }
@@ -59,7 +60,11 @@ impl LiveMeeting {
                     LeaveReason::Replaced,
                     Some(error_message(
                         ErrorCode::Replaced,
-                        "this site joined again from another page, which took over",
+                        if matches!(seat, Seat::Encoder { .. }) {
+                            "another encoder started publishing this meeting, and took over"
+                        } else {
+                            "this site joined again from another page, which took over"
+                        },
                     )),
                 );
                 session
@@ -74,7 +79,8 @@ impl LiveMeeting {
                 Seat::Studio { .. }
                 | Seat::Node { .. }
                 | Seat::Above { .. }
-                | Seat::Observer { .. },
+                | Seat::Observer { .. }
+                | Seat::Encoder { .. },
                 None,
             ) => None,
         };
@@ -110,8 +116,14 @@ impl LiveMeeting {
                 role: Role::Observer,
                 site: None,
             },
+            Seat::Encoder { .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: String::new(),
+                role: Role::Encoder,
+                site: None,
+            },
         };
-        let is_node = info.role == Role::Node;
+        let is_node = matches!(info.role, Role::Node | Role::Encoder);
         let (site, session) = match seat {
             Seat::Studio {
                 session, relayed, ..
@@ -159,6 +171,10 @@ impl LiveMeeting {
                 (None, session)
             }
             Seat::Observer { session } => (None, session),
+            Seat::Encoder { session } => {
+                self.encoder = Some(id);
+                (None, session)
+            }
         };
         let others: Vec<ParticipantInfo> = self
             .participants
@@ -382,6 +398,10 @@ impl LiveMeeting {
         if self.floor_seat == Some(id) {
             self.floor_seat = None;
         }
+        let encoder_left = self.encoder == Some(id);
+        if encoder_left {
+            self.encoder = None;
+        }
         let floor_returned = self.floor == Some(id);
         let remote_floor = if floor_returned {
             self.floor = None;
@@ -393,6 +413,9 @@ impl LiveMeeting {
         // The worker drops the consumers of a peer with the peer.
         self.consumers
             .retain(|(subscriber, _, _), _| *subscriber != id);
+        if encoder_left {
+            self.encoder_changed();
+        }
         if let Some(site) = &p.site {
             if let Some(status) = self.sites.get_mut(site)
                 && status.participant == Some(id)
@@ -457,7 +480,7 @@ impl LiveMeeting {
                 session: p.session.0,
                 reason,
             }),
-            (None, Role::Node | Role::Observer) => None,
+            (None, Role::Node | Role::Observer | Role::Encoder) => None,
             (None, _) => Some(EventKind::StudioLeft {
                 session: p.session.0,
                 reason,
@@ -498,7 +521,7 @@ impl LiveMeeting {
 }
 
 /// Participants never announced to the others: a child hub's relay, the floor held elsewhere,
-/// a province's organizer watching.
+/// a province's organizer watching, the studio's encoder.
 fn unseen(role: Role) -> bool {
-    matches!(role, Role::Node | Role::Observer)
+    matches!(role, Role::Node | Role::Observer | Role::Encoder)
 }

@@ -406,7 +406,7 @@ fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreErro
 
 /// The state the log shows: a meeting has started once `meeting_started` is in it, ended
 /// once `meeting_ended` is.
-fn meeting_state(conn: &mut Conn, id: MeetingId) -> Result<MeetingState, StoreError> {
+pub(super) fn meeting_state(conn: &mut Conn, id: MeetingId) -> Result<MeetingState, StoreError> {
     let row = conn.query_one(
         "SELECT
            EXISTS (SELECT 1 FROM events WHERE meeting_id = $1 AND kind = 'meeting_started'),
@@ -647,6 +647,33 @@ mod tests {
         assert!(matches!(
             store.create_meeting(&new_meeting(&["2269"])),
             Err(CreateMeetingError::Store(StoreError::Database(_)))
+        ));
+    }
+
+    #[test]
+    fn a_token_opens_its_meeting_until_the_next_one_is_issued() {
+        let (store, view) = store_with_meeting();
+        let meeting = MeetingId(view.plan.id);
+        assert_eq!(store.encoder_token(meeting).expect("read"), None);
+        let first = store.issue_encoder_token(meeting).expect("issue");
+        assert_eq!(first.len(), 32);
+        assert_eq!(store.encoder_token(meeting).expect("read"), Some(first.clone()));
+        store.check_encoder_token(meeting, &first).expect("valid");
+        assert!(matches!(
+            store.check_encoder_token(MeetingId(meeting.0 + 1), &first),
+            Err(crate::store::EncoderTokenError::Unknown)
+        ));
+
+        let second = store.issue_encoder_token(meeting).expect("reissue");
+        assert_ne!(first, second);
+        assert!(matches!(
+            store.check_encoder_token(meeting, &first),
+            Err(crate::store::EncoderTokenError::Revoked)
+        ));
+        store.check_encoder_token(meeting, &second).expect("valid");
+        assert!(matches!(
+            store.issue_encoder_token(MeetingId(meeting.0 + 1)),
+            Err(StoreError::NotFound(_))
         ));
     }
 }

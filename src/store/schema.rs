@@ -14,7 +14,12 @@ use super::now_millis;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each migration: its SQLite text, its PostgreSQL text. The n-th is version n.
-const MIGRATIONS: [(&str, &str); 3] = [(SQLITE_V1, POSTGRES_V1), (V2, V2), (V3, V3)];
+const MIGRATIONS: [(&str, &str); 4] = [
+    (SQLITE_V1, POSTGRES_V1),
+    (V2, V2),
+    (V3, V3),
+    (V4, V4),
+];
 
 /// Hubs that share a database: which hub runs each live meeting until when (its lease), and
 /// each hub's own runs.
@@ -39,6 +44,18 @@ CREATE TABLE event_spools (
     name TEXT PRIMARY KEY,
     through BIGINT NOT NULL
 );
+"#;
+
+/// The token a studio's encoder publishes a meeting's programme with (WHIP): one valid per
+/// meeting, the earlier ones revoked.
+const V4: &str = r#"
+CREATE TABLE encoder_tokens (
+    token TEXT PRIMARY KEY,
+    meeting_id BIGINT NOT NULL REFERENCES meetings(id),
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX encoder_tokens_meeting ON encoder_tokens (meeting_id);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses one newer.

@@ -266,3 +266,91 @@ fn random_input_sequences_keep_the_rules() {
         super::testkit::run(&data);
     }
 }
+
+#[test]
+fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
+    let mut m = meeting_in_session();
+    let encoder = PeerId(50);
+    let joined = m
+        .join(
+            T0 + 1,
+            encoder,
+            Seat::Encoder {
+                session: SessionId("s-encoder".into()),
+            },
+            "OBS",
+            "10.0.0.9",
+        )
+        .expect("the encoder joins beside the chair");
+    assert!(matches!(joined, ServerMessage::Joined { .. }));
+    let outputs = drain(&mut m);
+    assert!(logs(&outputs).is_empty(), "no attendance row: {outputs:?}");
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::ParticipantJoined { .. },
+                ..
+            }
+        )),
+        "nobody is told of the encoder: {outputs:?}"
+    );
+    assert_eq!(
+        m.route(A, STUDIO),
+        Some(ANY_LAYER),
+        "the camera stays until the encoder publishes"
+    );
+
+    m.attached(encoder);
+    m.producer_added(producer(500, encoder, MediaKind::Audio));
+    m.producer_added(ProducerInfo {
+        layers: 1,
+        ..producer(501, encoder, MediaKind::Video)
+    });
+    for subscriber in [A, B, STUDIO] {
+        assert_eq!(m.route(subscriber, encoder), Some(ANY_LAYER));
+    }
+    assert_eq!(m.route(A, STUDIO), None, "the chair's camera stays home");
+    assert_eq!(m.route(encoder, A), None, "the encoder receives nothing");
+    assert_eq!(m.route(encoder, STUDIO), None);
+    let changed = routes(&drain(&mut m));
+    assert!(
+        changed.iter().any(|r| matches!(
+            r,
+            Route::RemoveConsumer { subscriber, .. } if *subscriber == A
+        )),
+        "the sites' consumers of the camera go: {changed:?}"
+    );
+    m.check_invariants().expect("consumers match the rules");
+
+    // A second encoder takes over; the first is told and closed.
+    let second = PeerId(51);
+    m.join(
+        T0 + 2,
+        second,
+        Seat::Encoder {
+            session: SessionId("s-encoder-2".into()),
+        },
+        "OBS",
+        "10.0.0.9",
+    )
+    .expect("a new encoder replaces the old");
+    let outputs = drain(&mut m);
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::Close { to: Recipient::Participant(p), .. } if *p == encoder
+    )));
+    assert!(outputs.contains(&Output::Removed(encoder)));
+    assert_eq!(
+        m.route(A, STUDIO),
+        Some(ANY_LAYER),
+        "the camera is back until the new encoder publishes"
+    );
+    m.check_invariants().expect("consumers match the rules");
+
+    // The encoder leaves: nothing logged, the camera is back.
+    assert!(m.leave(T0 + 3, second, LeaveReason::Closed, None));
+    assert!(logs(&drain(&mut m)).is_empty());
+    assert_eq!(m.route(A, STUDIO), Some(ANY_LAYER));
+    m.check_invariants().expect("consumers match the rules");
+}
