@@ -45,6 +45,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod web;
+pub mod whip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

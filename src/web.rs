@@ -29,6 +29,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::api::routes())
         .merge(crate::auth::http::routes())
+        .merge(crate::whip::routes())
         .fallback(get(page))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -96,6 +96,20 @@ impl Hub {
         self.take_seat(session, meeting, id, seat).await
     }
 
+    /// The studio's encoder takes `meeting`'s encoder seat (the caller checked its token).
+    pub(super) async fn join_encoder(
+        &self,
+        session: &mut Session,
+        meeting: MeetingId,
+    ) -> Result<ServerMessage, ProtocolError> {
+        self.open_meeting(meeting).await?;
+        let id = PeerId(self.ids.next());
+        let seat = Seat::Encoder {
+            session: self.session_id(id),
+        };
+        self.take_seat(session, meeting, id, seat).await
+    }
+
     async fn take_seat(
         &self,
         session: &mut Session,

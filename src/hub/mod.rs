@@ -7,6 +7,7 @@
 //! - this file: the hub's state and the WebSocket sessions;
 //! - [`join`]: join codes, opening a meeting, joining, standby pages, leaving;
 //! - [`actions`]: chair actions and site requests, translated to the core;
+//! - [`encoder`]: a studio encoder's seat (WHIP) and the task holding it;
 //! - [`negotiation`]: offers and answers with the media workers, and their events;
 //! - [`lifecycle`]: starting and ending meetings, ended logins, shutdown;
 //! - [`lease`]: which hub runs a meeting when hubs share a database, and taking one over;
@@ -15,6 +16,7 @@
 
 mod actions;
 mod carry;
+mod encoder;
 mod join;
 mod lease;
 mod lifecycle;
@@ -24,6 +26,7 @@ mod periodic;
 mod probe;
 mod relays;
 
+pub use encoder::StopEncoderError;
 pub use lease::{LEASE_MILLIS, Sharing};
 pub use probe::ProbeError;
 
@@ -77,6 +80,8 @@ struct HubState {
     pages: HashMap<PageKey, Page>,
     /// Connection checks alive.
     probes: probe::Probes,
+    /// Studio encoders publishing (WHIP), by resource id.
+    encoders: HashMap<String, encoder::EncoderResource>,
 }
 
 /// What the driver holds for a participant: where to reach it. States: joined → on a media

@@ -120,6 +120,10 @@ impl Player {
                     Seat::Observer {
                         session: SessionId(format!("s{}", id.0)),
                     }
+                } else if b % 16 == 7 {
+                    Seat::Encoder {
+                        session: SessionId(format!("s{}", id.0)),
+                    }
                 } else {
                     Seat::Site {
                         code: site,
