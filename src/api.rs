@@ -43,6 +43,11 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/meetings/{id}/sites/{code}/reissue",
             post(reissue_code),
         )
+        .route("/api/meetings/{id}/encoder", get(show_encoder))
+        .route(
+            "/api/meetings/{id}/encoder/token",
+            post(issue_encoder_token),
+        )
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
         .route("/api/meetings/{id}/report.xlsx", get(report_xlsx))
@@ -381,6 +386,50 @@ async fn reissue_code(
     }
     let link = site_link(meeting, code.as_str());
     Ok(Json(json!({ "code": code, "link": link })).into_response())
+}
+
+/// The studio encoder's WHIP endpoint of a meeting, its token (if one was issued) and whether
+/// an encoder publishes now. Organizers only: the token publishes the programme.
+async fn show_encoder(
+    Organizer(_caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let meeting = MeetingId(id);
+    let token = app
+        .hub
+        .store()
+        .blocking(move |store| {
+            store.meeting(meeting)?;
+            store.encoder_token(meeting)
+        })
+        .await?;
+    Ok(Json(encoder_view(&app, meeting, token)).into_response())
+}
+
+/// Issues a new encoder token, revoking the one before (an encoder publishing with it goes on
+/// until it stops).
+async fn issue_encoder_token(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let meeting = MeetingId(id);
+    let token = app
+        .hub
+        .store()
+        .blocking(move |store| store.issue_encoder_token(meeting))
+        .await?;
+    tracing::info!(meeting = id, username = ?caller.account.username, "encoder token issued");
+    Ok(Json(encoder_view(&app, meeting, Some(token))).into_response())
+}
+
+fn encoder_view(app: &AppState, meeting: MeetingId, token: Option<String>) -> serde_json::Value {
+    json!({
+        "whip": format!("/whip/{meeting}"),
+        "token": token,
+        "publishing": app.hub.encoder_publishing(meeting),
+    })
 }
 
 async fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {

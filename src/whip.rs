@@ -267,7 +267,12 @@ fn check_offer(sdp: &str) -> Result<(), OfferProblem> {
                     )
                 }));
             }
-            "audio" if !section.codecs.iter().any(|(_, name, _)| name.eq_ignore_ascii_case("opus")) => {
+            "audio"
+                if !section
+                    .codecs
+                    .iter()
+                    .any(|(_, name, _)| name.eq_ignore_ascii_case("opus")) =>
+            {
                 return Err(OfferProblem::Unsupported(format!(
                     "the audio is offered as {}; the hub takes Opus (OBS's WHIP output sends Opus)",
                     names()
@@ -386,8 +391,7 @@ mod tests {
         sdp
     }
 
-    const OBS_H264: &str =
-        "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1";
+    const OBS_H264: &str = "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1";
 
     #[test]
     fn an_obs_offer_passes_and_other_codecs_say_what_to_set() {
@@ -401,22 +405,31 @@ mod tests {
 
         let av1 = check_offer(&offer(&[("AV1", "")], "opus")).expect_err("AV1 alone");
         assert_eq!(av1.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(av1.message().contains("AV1") && av1.message().contains("H.264"), "{av1:?}");
+        assert!(
+            av1.message().contains("AV1") && av1.message().contains("H.264"),
+            "{av1:?}"
+        );
 
         let high = check_offer(&offer(
             &[("H264", "profile-level-id=64001f;packetization-mode=1")],
             "opus",
         ))
         .expect_err("high profile");
-        assert!(high.message().contains("high (packetization mode 1)"), "{high:?}");
+        assert!(
+            high.message().contains("high (packetization mode 1)"),
+            "{high:?}"
+        );
         assert!(high.message().contains("baseline"));
 
         let mode_0 = check_offer(&offer(&[("H264", "profile-level-id=42e01f")], "opus"))
             .expect_err("packetization mode 0");
-        assert!(mode_0.message().contains("packetization mode 0"), "{mode_0:?}");
+        assert!(
+            mode_0.message().contains("packetization mode 0"),
+            "{mode_0:?}"
+        );
 
-        let aac = check_offer(&offer(&[("H264", OBS_H264)], "MPEG4-GENERIC"))
-            .expect_err("not Opus");
+        let aac =
+            check_offer(&offer(&[("H264", OBS_H264)], "MPEG4-GENERIC")).expect_err("not Opus");
         assert!(aac.message().contains("Opus"), "{aac:?}");
     }
 
@@ -424,7 +437,11 @@ mod tests {
     fn text_that_is_no_offer_is_malformed() {
         for body in ["", "hello", "v=0\r\nm=video\r\n", "{\"sdp\": \"v=0\"}"] {
             let problem = check_offer(body).expect_err(body);
-            assert_eq!(problem.status(), StatusCode::BAD_REQUEST, "{body:?}: {problem:?}");
+            assert_eq!(
+                problem.status(),
+                StatusCode::BAD_REQUEST,
+                "{body:?}: {problem:?}"
+            );
         }
     }
 
@@ -432,9 +449,15 @@ mod tests {
     fn a_bearer_token_is_read_whatever_the_scheme_s_case() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&headers), Some("abc"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  abc "));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
         assert_eq!(bearer(&headers), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);

@@ -35,7 +35,8 @@ pub enum Role {
     Observer,
     /// The studio's encoder (OBS, a vision mixer) publishing the programme over WHIP
     /// (docs/api.md "Studio encoders"): sites receive it in place of the chair's camera. It
-    /// receives nothing, never joins over WebSocket, and is never announced.
+    /// receives nothing and never joins over WebSocket; it is announced like the studio, with
+    /// an empty name, so that a page knows whose tracks are the programme.
     Encoder,
 }
 

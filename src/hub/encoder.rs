@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use diemcau_signaling::protocol::MediaState;
+use diemcau_signaling::session::OutboxReceiver;
 use diemcau_signaling::{
     ClientMessage, CloseReason, MeetingId, Outbox, ProtocolError, ServerMessage, SessionHandler,
 };
-use diemcau_signaling::session::OutboxReceiver;
 use tokio::sync::oneshot;
 
 use super::{ClientInfo, Hub, Session, internal};
@@ -48,7 +48,10 @@ impl Hub {
         let mut session = self.open(outbox, client);
         self.join_encoder(&mut session, meeting).await?;
         let id = session.participant;
-        let answer = match self.handle(&mut session, ClientMessage::Offer { sdp: offer }).await {
+        let answer = match self
+            .handle(&mut session, ClientMessage::Offer { sdp: offer })
+            .await
+        {
             Ok(Some(ServerMessage::Answer { sdp })) => sdp,
             Ok(other) => {
                 self.close(session, CloseReason::HubClosed).await;
@@ -88,7 +91,8 @@ impl Hub {
             .get_mut(resource)
             .filter(|r| r.meeting == meeting)
             .ok_or(StopEncoderError::Unknown)?;
-        let same: bool = subtle::ConstantTimeEq::ct_eq(found.token.as_bytes(), token.as_bytes()).into();
+        let same: bool =
+            subtle::ConstantTimeEq::ct_eq(found.token.as_bytes(), token.as_bytes()).into();
         if !same {
             return Err(StopEncoderError::WrongToken);
         }

@@ -452,7 +452,9 @@ impl LiveMeeting {
             (Role::Studio | Role::Site | Role::Node | Role::Observer, Role::Encoder) => {
                 Some(ANY_LAYER)
             }
-            (Role::Site | Role::Node | Role::Observer, Role::Studio) if self.encoder_publishes() => {
+            (Role::Site | Role::Node | Role::Observer, Role::Studio)
+                if self.encoder_publishes() =>
+            {
                 None
             }
             (Role::Site, Role::Studio) => Some(ANY_LAYER),

@@ -521,7 +521,7 @@ impl LiveMeeting {
 }
 
 /// Participants never announced to the others: a child hub's relay, the floor held elsewhere,
-/// a province's organizer watching, the studio's encoder.
+/// a province's organizer watching.
 fn unseen(role: Role) -> bool {
-    matches!(role, Role::Node | Role::Observer | Role::Encoder)
+    matches!(role, Role::Node | Role::Observer)
 }

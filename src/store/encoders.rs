@@ -13,7 +13,9 @@ use super::{MeetingState, Store, StoreError, now_millis, random_text};
 pub enum EncoderTokenError {
     #[error("this token is not this meeting's encoder token")]
     Unknown,
-    #[error("this encoder token was replaced by a newer one; copy the new one from the meeting's page")]
+    #[error(
+        "this encoder token was replaced by a newer one; copy the new one from the meeting's page"
+    )]
     Revoked,
     #[error("this meeting has ended")]
     MeetingEnded,

@@ -657,7 +657,10 @@ mod tests {
         assert_eq!(store.encoder_token(meeting).expect("read"), None);
         let first = store.issue_encoder_token(meeting).expect("issue");
         assert_eq!(first.len(), 32);
-        assert_eq!(store.encoder_token(meeting).expect("read"), Some(first.clone()));
+        assert_eq!(
+            store.encoder_token(meeting).expect("read"),
+            Some(first.clone())
+        );
         store.check_encoder_token(meeting, &first).expect("valid");
         assert!(matches!(
             store.check_encoder_token(MeetingId(meeting.0 + 1), &first),

@@ -14,12 +14,7 @@ use super::now_millis;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each migration: its SQLite text, its PostgreSQL text. The n-th is version n.
-const MIGRATIONS: [(&str, &str); 4] = [
-    (SQLITE_V1, POSTGRES_V1),
-    (V2, V2),
-    (V3, V3),
-    (V4, V4),
-];
+const MIGRATIONS: [(&str, &str); 4] = [(SQLITE_V1, POSTGRES_V1), (V2, V2), (V3, V3), (V4, V4)];
 
 /// Hubs that share a database: which hub runs each live meeting until when (its lease), and
 /// each hub's own runs.

@@ -190,7 +190,11 @@ function installStage(session, sound) {
   let studioMedia = false;
   let shownHolder = null;
 
-  const studio = () => [...session.participants.values()].find((p) => p.role === 'studio') || null;
+  // The programme's source: the chair's studio, or the studio's encoder (WHIP) when only it is here.
+  const studio = () => {
+    const everyone = [...session.participants.values()];
+    return everyone.find((p) => p.role === 'studio') || everyone.find((p) => p.role === 'encoder') || null;
+  };
 
   const play = (element, track) => {
     // Each element gets a stream of its own track: the browser's stream for a participant id
@@ -249,7 +253,7 @@ function installStage(session, sound) {
       pipCaption.textContent = present ? present.name : '';
       pipCaption.hidden = !present;
     } else {
-      caption.textContent = present ? `${t('site.studio')}: ${present.name}` : '';
+      caption.textContent = present ? (present.name ? `${t('site.studio')}: ${present.name}` : t('site.studio')) : '';
       caption.hidden = !present;
       pipCaption.hidden = true;
     }
@@ -275,7 +279,7 @@ function installStage(session, sound) {
     const { track, participantId } = event.detail;
     const sender = session.participants.get(participantId);
     // A track may come before `participant_joined`: then only the floor can tell a site's.
-    const fromStudio = sender ? sender.role === 'studio' : !onFloor(session, participantId);
+    const fromStudio = sender ? ['studio', 'encoder'].includes(sender.role) : !onFloor(session, participantId);
     if (fromStudio) {
       play(track.kind === 'video' ? studioVideo : studioAudio, track);
       if (track.kind === 'video') studioVideo.dataset.participant = participantId;

@@ -118,6 +118,15 @@ async function main() {
   const programmeAudio = document.getElementById('programme-audio');
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
+    // The studio's encoder (WHIP): its picture, what the sites receive, takes the preview; its
+    // sound is the studio's own and is not played back into the room.
+    if (session.participants.get(participantId)?.role === 'encoder') {
+      if (track.kind === 'video') {
+        preview.srcObject = new MediaStream([track]);
+        preview.play().catch(() => {});
+      }
+      return;
+    }
     // Watching: the national studio's programme plays in the preview.
     if (watching && session.participants.get(participantId)?.role === 'studio') {
       if (track.kind === 'video') {

@@ -286,14 +286,14 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
     let outputs = drain(&mut m);
     assert!(logs(&outputs).is_empty(), "no attendance row: {outputs:?}");
     assert!(
-        !outputs.iter().any(|o| matches!(
+        outputs.iter().any(|o| matches!(
             o,
             Output::Send {
-                message: ServerMessage::ParticipantJoined { .. },
-                ..
-            }
+                to: Recipient::Participant(p),
+                message: ServerMessage::ParticipantJoined { participant },
+            } if *p == A && participant.role == Role::Encoder
         )),
-        "nobody is told of the encoder: {outputs:?}"
+        "the sites are told whose tracks are the programme: {outputs:?}"
     );
     assert_eq!(
         m.route(A, STUDIO),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rtc::media::Sample;
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
@@ -44,6 +44,41 @@ pub const CAMERA: Source = Source {
     frame: |index| fake_vp8_frame(index, index.is_multiple_of(30)),
     counter: |sent| &sent.video_frames,
 };
+
+/// A studio encoder's H.264 (constrained baseline, 320×240, 15 fps, an IDR picture with its
+/// SPS and PPS each second): the frames of `fixtures/studio-h264.264`, looped. A browser
+/// decodes them.
+pub const ENCODER: Source = Source {
+    kind: "video",
+    mime: MIME_TYPE_H264,
+    period: Duration::from_millis(66),
+    frame: |index| {
+        let frames = encoder_frames();
+        frames
+            .get((index as usize) % frames.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    },
+    counter: |sent| &sent.video_frames,
+};
+
+/// The access units of the H.264 fixture (Annex B, each starting with an access unit
+/// delimiter, as `ffmpeg -bsf:v h264_metadata=aud=insert` writes them).
+fn encoder_frames() -> &'static [Vec<u8>] {
+    static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(|| {
+        const STREAM: &[u8] = include_bytes!("../../../fixtures/studio-h264.264");
+        const AUD: &[u8] = &[0, 0, 0, 1, 9];
+        let starts: Vec<usize> = (0..STREAM.len().saturating_sub(AUD.len()))
+            .filter(|&i| STREAM.get(i..i + AUD.len()) == Some(AUD))
+            .chain([STREAM.len()])
+            .collect();
+        starts
+            .windows(2)
+            .filter_map(|w| STREAM.get(w[0]..w[1]).map(<[u8]>::to_vec))
+            .collect()
+    })
+}
 
 /// 20 ms Opus-shaped frames.
 pub const MICROPHONE: Source = Source {
@@ -149,19 +184,11 @@ pub fn fake_vp8_frame(index: u64, keyframe: bool) -> Vec<u8> {
     frame
 }
 
-/// The codecs this client offers: Opus, VP8 with the feedback Chromium offers, and VP8's RTX.
+/// The codecs this client offers: Opus, VP8 with the feedback Chromium offers, and VP8's RTX;
+/// then H.264 (with its RTX), which it receives from a studio encoder.
 pub fn media_engine() -> Result<MediaEngine, String> {
     let mut me = MediaEngine::default();
-    let video_feedback = ["goog-remb:", "ccm:fir", "nack:", "nack:pli"]
-        .iter()
-        .map(|s| {
-            let (typ, parameter) = s.split_once(':').unwrap_or((s, ""));
-            RTCPFeedback {
-                typ: typ.to_string(),
-                parameter: parameter.to_string(),
-            }
-        })
-        .collect::<Vec<_>>();
+    let video_feedback = video_feedback_of_chromium();
     me.register_codec(
         RTCRtpCodecParameters {
             rtp_codec: opus_codec(),
@@ -173,7 +200,7 @@ pub fn media_engine() -> Result<MediaEngine, String> {
     me.register_codec(
         RTCRtpCodecParameters {
             rtp_codec: RTCRtpCodec {
-                rtcp_feedback: video_feedback,
+                rtcp_feedback: video_feedback.clone(),
                 ..vp8_codec()
             },
             payload_type: PT_VP8,
@@ -195,7 +222,78 @@ pub fn media_engine() -> Result<MediaEngine, String> {
         RtpCodecKind::Video,
     )
     .map_err(|e| format!("register rtx: {e}"))?;
+    register_h264(&mut me, video_feedback)?;
     Ok(me)
+}
+
+/// The codecs a studio encoder offers over WHIP, as OBS does: Opus, and H.264 constrained
+/// baseline in packetization mode 1 with its RTX.
+pub fn encoder_media_engine() -> Result<MediaEngine, String> {
+    let mut me = MediaEngine::default();
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: PT_OPUS,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(|e| format!("register opus: {e}"))?;
+    register_h264(&mut me, video_feedback_of_chromium())?;
+    Ok(me)
+}
+
+fn video_feedback_of_chromium() -> Vec<RTCPFeedback> {
+    ["goog-remb:", "ccm:fir", "nack:", "nack:pli"]
+        .iter()
+        .map(|s| {
+            let (typ, parameter) = s.split_once(':').unwrap_or((s, ""));
+            RTCPFeedback {
+                typ: typ.to_string(),
+                parameter: parameter.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// H.264 constrained baseline in packetization mode 1, and its RTX: what a site receives from
+/// a studio encoder.
+fn register_h264(me: &mut MediaEngine, feedback: Vec<RTCPFeedback>) -> Result<(), String> {
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                rtcp_feedback: feedback,
+                ..h264_codec()
+            },
+            payload_type: PT_H264,
+        },
+        RtpCodecKind::Video,
+    )
+    .map_err(|e| format!("register h264: {e}"))?;
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_RTX.to_owned(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: format!("apt={PT_H264}"),
+                rtcp_feedback: vec![],
+            },
+            payload_type: PT_H264_RTX,
+        },
+        RtpCodecKind::Video,
+    )
+    .map_err(|e| format!("register h264 rtx: {e}"))
+}
+
+pub fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .to_owned(),
+        rtcp_feedback: vec![],
+    }
 }
 
 pub fn opus_codec() -> RTCRtpCodec {
@@ -253,6 +351,8 @@ pub fn local_track(
 const PT_OPUS: u8 = 111;
 const PT_VP8: u8 = 96;
 const PT_VP8_RTX: u8 = 97;
+const PT_H264: u8 = 108;
+const PT_H264_RTX: u8 = 109;
 
 /// The SSRC of a local track and the payload type the hub's answer negotiated for `mime`.
 async fn sender_ssrc_pt(

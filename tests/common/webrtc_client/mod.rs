@@ -42,7 +42,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionState, Registry, register_default_interceptors,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -95,6 +95,8 @@ pub struct WebrtcClient {
     outbox: mpsc::UnboundedSender<Message>,
     video: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>)>,
     audio: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>)>,
+    /// What the video track sends: the fake VP8 camera, or a studio encoder's H.264.
+    video_source: &'static media::Source,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -129,31 +131,10 @@ impl WebrtcClient {
         let fail = |e: String| -> String { format!("{label}: {e}\n{}", shared.transcript()) };
 
         // 1. The peer connection (before join, so the signalling task can own a handle to it).
-        let mut me = media_engine().map_err(&fail)?;
-        let registry = register_default_interceptors(Registry::new(), &mut me)
-            .map_err(|e| fail(format!("register_default_interceptors: {e}")))?;
-        let handler = Arc::new(Handler {
-            shared: Arc::clone(&shared),
-            watches: Arc::clone(&watches),
-            runtime: tokio::runtime::Handle::current(),
-        });
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(me)
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(match network {
-                Network::Udp => vec!["127.0.0.1:0"],
-                Network::TcpOnly => vec![],
-            })
-            .with_tcp_addrs(match network {
-                Network::Udp => vec![],
-                Network::TcpOnly => vec!["127.0.0.1:0"],
-            })
-            .build()
+        let me = media_engine().map_err(&fail)?;
+        let pc = new_peer(&shared, &watches, me, network)
             .await
-            .map_err(|e| fail(format!("PeerConnectionBuilder::build: {e}")))?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+            .map_err(&fail)?;
 
         // 2. The WebSocket: a writer task fed by `outbox`, a reader task that handles every
         //    hub message.
@@ -339,8 +320,104 @@ impl WebrtcClient {
             outbox,
             video,
             audio,
+            video_source: &media::CAMERA,
             tasks,
         })
+    }
+
+    /// A studio encoder publishing H.264 (the fixture's frames) and Opus to `meeting` over
+    /// WHIP with `token`, as OBS does: one `POST` of its offer. Returns the client and the
+    /// resource URL of the `201` answer; an error carries the hub's status and text.
+    pub async fn publish_whip(
+        http_addr: SocketAddr,
+        meeting: i64,
+        token: &str,
+    ) -> Result<(Self, String), String> {
+        let label = format!("encoder:{meeting}");
+        let shared = Arc::new(Shared::new(label.clone()));
+        let watches = Arc::new(Watches::new());
+        let fail = |e: String| -> String { format!("{label}: {e}\n{}", shared.transcript()) };
+        let me = media::encoder_media_engine().map_err(&fail)?;
+        let pc = new_peer(&shared, &watches, me, Network::Udp)
+            .await
+            .map_err(&fail)?;
+        let v =
+            local_track("programme", RtpCodecKind::Video, media::h264_codec()).map_err(&fail)?;
+        let vs = pc
+            .add_track(Arc::clone(&v) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| fail(format!("add_track(video): {e}")))?;
+        let a = local_track("programme", RtpCodecKind::Audio, opus_codec()).map_err(&fail)?;
+        let asx = pc
+            .add_track(Arc::clone(&a) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| fail(format!("add_track(audio): {e}")))?;
+        let offer = step("create_offer", pc.create_offer(None))
+            .await
+            .map_err(&fail)?;
+        step(
+            "set_local_description(offer)",
+            pc.set_local_description(offer.clone()),
+        )
+        .await
+        .map_err(&fail)?;
+        let _ = wait_watch(&watches.gathering, &shared, "ICE gathering complete", |s| {
+            (*s == RTCIceGatheringState::Complete).then_some(())
+        })
+        .await;
+        let sdp = pc.local_description().await.unwrap_or(offer).sdp;
+        let authorization = format!("Bearer {token}");
+        let reply = crate::http::send(
+            http_addr,
+            "POST",
+            &format!("/whip/{meeting}"),
+            sdp.as_bytes(),
+            None,
+            &[
+                ("Authorization", authorization.as_str()),
+                ("Content-Type", "application/sdp"),
+            ],
+        )
+        .await;
+        if reply.status != 201 {
+            return Err(format!("{} {}", reply.status, reply.text()));
+        }
+        let location = reply
+            .header("location")
+            .ok_or_else(|| fail("a 201 without Location".into()))?
+            .to_owned();
+        shared.note(format!("our offer SDP:\n{sdp}"));
+        shared.note(format!("hub answer SDP:\n{}", reply.text()));
+        let answer = RTCSessionDescription::answer(reply.text())
+            .map_err(|e| fail(format!("the answer: {e}")))?;
+        step(
+            "set_remote_description(answer)",
+            pc.set_remote_description(answer),
+        )
+        .await
+        .map_err(&fail)?;
+        // No WebSocket: the hub's messages have nowhere to come from.
+        let (outbox, _) = mpsc::unbounded_channel::<Message>();
+        let client = Self {
+            opts: ClientOptions {
+                role: "encoder",
+                name: label.clone(),
+                meeting,
+                code: String::new(),
+                publish: true,
+            },
+            participant_id: String::new(),
+            joined: Value::Null,
+            pc,
+            shared,
+            watches,
+            outbox,
+            video: Some((v, vs)),
+            audio: Some((a, asx)),
+            video_source: &media::ENCODER,
+            tasks: Vec::new(),
+        };
+        Ok((client, location))
     }
 
     /// Waits until webrtc-rs reports the peer connection `connected` (ICE + DTLS up).
@@ -377,7 +454,7 @@ impl WebrtcClient {
     /// each second, so a late subscriber can start) and 20 ms Opus-shaped frames.
     pub async fn start_media(&mut self) -> Result<(), String> {
         let published = [
-            (&self.video, &media::CAMERA),
+            (&self.video, self.video_source),
             (&self.audio, &media::MICROPHONE),
         ];
         let mut spawned = Vec::new();
@@ -563,4 +640,38 @@ impl WebrtcClient {
             task.abort();
         }
     }
+}
+
+/// A peer connection with `me`'s codecs and the default interceptors, its events going to
+/// `shared` and `watches`, on loopback over `network`.
+async fn new_peer(
+    shared: &Arc<Shared>,
+    watches: &Arc<Watches>,
+    mut me: webrtc::peer_connection::MediaEngine,
+    network: Network,
+) -> Result<Arc<dyn PeerConnection>, String> {
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .map_err(|e| format!("register_default_interceptors: {e}"))?;
+    let handler = Arc::new(Handler {
+        shared: Arc::clone(shared),
+        watches: Arc::clone(watches),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(match network {
+            Network::Udp => vec!["127.0.0.1:0"],
+            Network::TcpOnly => vec![],
+        })
+        .with_tcp_addrs(match network {
+            Network::Udp => vec![],
+            Network::TcpOnly => vec!["127.0.0.1:0"],
+        })
+        .build()
+        .await
+        .map_err(|e| format!("PeerConnectionBuilder::build: {e}"))?;
+    Ok(Arc::new(pc))
 }

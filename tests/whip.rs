@@ -1,0 +1,271 @@
+//! A studio encoder publishes over WHIP (RFC 9725) as OBS does: the organizer issues the
+//! meeting's encoder token, the encoder posts its offer (H.264 constrained baseline and Opus)
+//! and a site receives the H.264 programme in place of the chair's camera; `DELETE` ends it and
+//! the camera comes back. Wrong tokens, other codecs, malformed offers and trickle ICE are
+//! refused with their reasons.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "e2e/node_script.rs"]
+mod node_script;
+#[path = "common/wait.rs"]
+mod wait;
+#[path = "common/webrtc_client/mod.rs"]
+mod webrtc_client;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use webrtc_client::{ClientOptions, WebrtcClient};
+
+/// `POST /whip/<meeting>` with `token` (none when empty) and `body` as `content_type`.
+async fn post_offer(
+    addr: SocketAddr,
+    meeting: i64,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> http::Reply {
+    let authorization = format!("Bearer {token}");
+    let mut headers = vec![("Content-Type", content_type)];
+    if !token.is_empty() {
+        headers.push(("Authorization", authorization.as_str()));
+    }
+    http::send(
+        addr,
+        "POST",
+        &format!("/whip/{meeting}"),
+        body.as_bytes(),
+        None,
+        &headers,
+    )
+    .await
+}
+
+/// An offer as an encoder sending `video` (codec name, fmtp) would write it.
+fn offer_with_video(name: &str, fmtp: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+         a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\n\
+         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\na=sendonly\r\na=rtcp-mux\r\n\
+         a=rtpmap:111 opus/48000/2\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=ice-ufrag:abcd\r\n\
+         a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\na=sendonly\r\na=rtcp-mux\r\n\
+         a=rtpmap:96 {name}/90000\r\na=fmtp:96 {fmtp}\r\n"
+    )
+}
+
+fn packets(client: &WebrtcClient, kind: &str) -> u64 {
+    client
+        .remote_tracks()
+        .iter()
+        .filter(|t| t.kind == kind)
+        .map(|t| t.packets())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
+    let (hub, m) = http::hub_with_meeting(
+        "Họp có bộ mã hoá",
+        &[("2269", "Xã Thượng Lâm"), ("2266", "Xã Lâm Bình")],
+        true,
+    )
+    .await;
+    let addr = hub.http_addr();
+
+    // The organizer's view before and after issuing the token.
+    let view = http::send(
+        addr,
+        "GET",
+        &format!("/api/meetings/{}/encoder", m.id),
+        b"",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        view.status,
+        401,
+        "the token is no one's business: {}",
+        view.text()
+    );
+    let view = http::request(addr, "GET", &format!("/api/meetings/{}/encoder", m.id), b"").await;
+    assert_eq!(view.status, 200, "{}", view.text());
+    assert_eq!(view.json()["token"], serde_json::Value::Null);
+    assert_eq!(view.json()["whip"], format!("/whip/{}", m.id));
+    let issued = http::request(
+        addr,
+        "POST",
+        &format!("/api/meetings/{}/encoder/token", m.id),
+        b"",
+    )
+    .await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    let token = issued.json()["token"].as_str().expect("a token").to_owned();
+
+    // Refusals, each with its reason.
+    let h264 = offer_with_video(
+        "H264",
+        "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1",
+    );
+    let none = post_offer(addr, m.id, "", "application/sdp", &h264).await;
+    assert_eq!(none.status, 401, "{}", none.text());
+    assert!(
+        none.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer"))
+    );
+    let wrong = post_offer(addr, m.id, "not-the-token", "application/sdp", &h264).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+    let other_meeting = post_offer(addr, m.id + 1, &token, "application/sdp", &h264).await;
+    assert_eq!(other_meeting.status, 401, "{}", other_meeting.text());
+    let json = post_offer(addr, m.id, &token, "application/json", &h264).await;
+    assert_eq!(json.status, 415, "{}", json.text());
+    let av1 = post_offer(
+        addr,
+        m.id,
+        &token,
+        "application/sdp",
+        &offer_with_video("AV1", "profile=0"),
+    )
+    .await;
+    assert_eq!(av1.status, 422, "{}", av1.text());
+    assert!(
+        av1.text().contains("AV1") && av1.text().contains("OBS"),
+        "{}",
+        av1.text()
+    );
+    let high = post_offer(
+        addr,
+        m.id,
+        &token,
+        "application/sdp",
+        &offer_with_video("H264", "profile-level-id=640032;packetization-mode=1"),
+    )
+    .await;
+    assert_eq!(high.status, 422, "{}", high.text());
+    assert!(high.text().contains("high"), "{}", high.text());
+    let malformed = post_offer(addr, m.id, &token, "application/sdp", "v=0\r\nnot sdp").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
+
+    // A site that receives.
+    let site = WebrtcClient::connect(
+        addr,
+        ClientOptions {
+            role: "site",
+            name: "Xã Thượng Lâm".into(),
+            meeting: m.id,
+            code: m.code("2269"),
+            publish: true,
+        },
+    )
+    .await
+    .expect("the site joins");
+    site.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the site connects");
+
+    // The encoder publishes.
+    let (mut encoder, location) = WebrtcClient::publish_whip(addr, m.id, &token)
+        .await
+        .expect("the encoder's offer is answered");
+    assert!(
+        location.starts_with(&format!("/whip/{}/", m.id)),
+        "{location}"
+    );
+    encoder
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the encoder connects");
+    encoder.start_media().await.expect("the encoder sends");
+    // The programme's audio reaches the webrtc-rs site (its video codecs were settled by its
+    // first offer, VP8 only, as webrtc-rs keeps them); a Chromium site decodes the H.264.
+    wait::until(
+        "the site receives the encoder's audio",
+        Duration::from_secs(15),
+        || packets(&site, "audio") > 50,
+    )
+    .await;
+    node_script::require_playwright();
+    node_script::run_against(
+        &format!("http://{addr}"),
+        "whip_site.mjs",
+        Duration::from_secs(150),
+        &[(
+            "SITE_PATH",
+            format!("/site.html?meeting={}&code={}", m.id, m.code("2266")),
+        )],
+    )
+    .await;
+    let view = http::request(addr, "GET", &format!("/api/meetings/{}/encoder", m.id), b"").await;
+    assert_eq!(view.json()["publishing"], true);
+
+    // Trickle ICE is not supported; a DELETE needs the token.
+    let patch = http::send(addr, "PATCH", &location, b"a=candidate:1", None, &[]).await;
+    assert_eq!(patch.status, 405, "{}", patch.text());
+    let bad = format!("Bearer x{token}");
+    let refused = http::send(
+        addr,
+        "DELETE",
+        &location,
+        b"",
+        None,
+        &[("Authorization", bad.as_str())],
+    )
+    .await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let authorization = format!("Bearer {token}");
+    let stopped = http::send(
+        addr,
+        "DELETE",
+        &location,
+        b"",
+        None,
+        &[("Authorization", authorization.as_str())],
+    )
+    .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let audio = site
+        .remote_tracks()
+        .into_iter()
+        .find(|t| t.kind == "audio" && t.packets() > 50)
+        .expect("the programme's audio track");
+    wait::until(
+        "the encoder's audio stops reaching the site",
+        Duration::from_secs(5),
+        || audio.quiet_for() >= Duration::from_millis(500),
+    )
+    .await;
+    let again = http::send(
+        addr,
+        "DELETE",
+        &location,
+        b"",
+        None,
+        &[("Authorization", authorization.as_str())],
+    )
+    .await;
+    assert_eq!(again.status, 404, "{}", again.text());
+    let view = http::request(addr, "GET", &format!("/api/meetings/{}/encoder", m.id), b"").await;
+    assert_eq!(view.json()["publishing"], false);
+
+    // A new token revokes the old one.
+    let reissued = http::request(
+        addr,
+        "POST",
+        &format!("/api/meetings/{}/encoder/token", m.id),
+        b"",
+    )
+    .await;
+    assert_ne!(reissued.json()["token"].as_str(), Some(token.as_str()));
+    let revoked = post_offer(addr, m.id, &token, "application/sdp", &h264).await;
+    assert_eq!(revoked.status, 401, "{}", revoked.text());
+    assert!(revoked.text().contains("replaced"), "{}", revoked.text());
+
+    encoder.close().await;
+    site.close().await;
+    hub.shutdown().await;
+}
