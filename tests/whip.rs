@@ -194,10 +194,14 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
         &format!("http://{addr}"),
         "whip_site.mjs",
         Duration::from_secs(150),
-        &[(
-            "SITE_PATH",
-            format!("/site.html?meeting={}&code={}", m.id, m.code("2266")),
-        )],
+        &[
+            (
+                "SITE_PATH",
+                format!("/site.html?meeting={}&code={}", m.id, m.code("2266")),
+            ),
+            ("MEETING", m.id.to_string()),
+            ("ENCODER_TOKEN", token.clone()),
+        ],
     )
     .await;
     let view = http::request(addr, "GET", &format!("/api/meetings/{}/encoder", m.id), b"").await;

@@ -1,10 +1,12 @@
 // End-to-end: a commune hall's page decodes the H.264 programme a studio encoder publishes
 // over WHIP, in headless Chromium.
 //
-//   SITE_PATH=/site.html?meeting=ID&code=CODE node tests/e2e/whip_site.mjs http://127.0.0.1:PORT
+//   MEETING=ID ENCODER_TOKEN=TOKEN SITE_PATH=/site.html?meeting=ID&code=CODE \
+//     node tests/e2e/whip_site.mjs http://127.0.0.1:PORT
 //
 // The encoder (webrtc-rs, started by the Rust test) publishes H.264 constrained baseline
-// and Opus; the page joins from its device check and must decode H.264 frames on its studio
+// and Opus. The organizer's meeting page shows the WHIP address, the token and "publishing";
+// the site page joins from its device check and must decode H.264 frames on its studio
 // picture. Exit code 0 on success, 1 on failure, 2 on setup.
 
 import { Failure, SetupError, log, openJoined, parseBaseUrl, runInChromium, runScript, until } from './harness.mjs';
@@ -13,11 +15,29 @@ const TIMEOUT_MS = 30_000;
 
 async function main() {
   const base = parseBaseUrl(process.argv[2], 'whip_site.mjs');
-  const sitePath = process.env.SITE_PATH;
-  if (!sitePath) throw new SetupError('SITE_PATH must be set');
+  const { SITE_PATH: sitePath, MEETING: meeting, ENCODER_TOKEN: token } = process.env;
+  if (!sitePath || !meeting || !token) throw new SetupError('SITE_PATH, MEETING and ENCODER_TOKEN must be set');
   await runInChromium({
+    logInTo: base,
     watchdogMs: 120_000,
     body: async (context) => {
+      const organizer = await context.newPage();
+      await organizer.goto(`${base}/organizer.html#meeting-${meeting}`);
+      let shown = null;
+      await until('the meeting page to show the encoder publishing', TIMEOUT_MS, async () => {
+        shown = await organizer.evaluate(() => ({
+          panel: !document.getElementById('m-encoder').hidden,
+          url: document.getElementById('m-encoder-url').textContent,
+          token: document.getElementById('m-encoder-token').textContent,
+          state: document.getElementById('m-encoder-state').textContent,
+        }));
+        return shown.panel && shown.token === token && shown.state === 'Đang phát';
+      }).catch((error) => {
+        throw new Failure(`${error.message}; shown: ${JSON.stringify(shown)}`);
+      });
+      if (shown.url !== `${base}/whip/${meeting}`) throw new Failure(`the WHIP address shown is ${shown.url}`);
+      log(`the organizer's page shows the encoder: ${JSON.stringify(shown)}`);
+
       const site = await openJoined(context, 'site', `${base}${sitePath}`, { site: true, timeout: TIMEOUT_MS });
       let last = null;
       await until('the site to decode the encoder’s H.264', TIMEOUT_MS, async () => {

@@ -150,6 +150,12 @@ export const endMeeting = (id) => request('POST', `${meetingPath(id)}/end`);
 export const reissueSiteCode = (id, siteCode) =>
   request('POST', `${meetingPath(id)}/sites/${encodeURIComponent(siteCode)}/reissue`);
 
+/** `GET /api/meetings/{id}/encoder`: `{whip, token, publishing}` (organizers). */
+export const fetchEncoder = (id) => request('GET', `${meetingPath(id)}/encoder`);
+
+/** `POST /api/meetings/{id}/encoder/token`: a new encoder token, the old one revoked. */
+export const issueEncoderToken = (id) => request('POST', `${meetingPath(id)}/encoder/token`);
+
 /** `GET /api/meetings/{id}/report`: the attendance report. */
 export const fetchReport = (id) => request('GET', `${meetingPath(id)}/report`);
 

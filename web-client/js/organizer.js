@@ -13,7 +13,9 @@ import {
   createMeeting,
   describeApiError,
   endMeeting,
+  fetchEncoder,
   fetchMeeting,
+  issueEncoderToken,
   importSites,
   listMeetings,
   listSites,
@@ -43,6 +45,9 @@ const state = {
   meeting: null,
   /** `{ key, params, level }` shown under the meeting's buttons. */
   meetingMessage: null,
+  /** The studio encoder of the meeting shown: `{ meeting, view }` (`GET .../encoder`). */
+  encoder: null,
+  encoderLoading: false,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -439,6 +444,7 @@ function installMeetingView() {
     if (!window.confirm(t('meeting.confirmEnd', { title: state.meeting.title }))) return;
     meetingAction('end');
   });
+  $('m-encoder-issue').addEventListener('click', issueEncoder);
   $('m-copy-all').addEventListener('click', async () => {
     const meeting = state.meeting;
     if (!meeting) return;
@@ -545,6 +551,7 @@ function renderMeeting() {
   if (studioLink) studio.href = absoluteLink(studioLink);
   $('m-report').href = `report.html?meeting=${encodeURIComponent(meeting.id)}`;
   renderMeetingMessage();
+  renderEncoder();
 
   const heading = $('m-links-heading');
   heading.dataset.i18n = state.organizer ? 'meeting.links' : 'create.sites';
@@ -619,6 +626,45 @@ function renderMeeting() {
     }
     row.append(nameCell, delegates, linkCell, actions);
     body.append(row);
+  }
+}
+
+/** The studio encoder's WHIP address and token of the meeting shown (organizers only). */
+function renderEncoder() {
+  const meeting = state.meeting;
+  const panel = $('m-encoder');
+  panel.hidden = !state.organizer || !meeting || meeting.state === 'ended';
+  if (panel.hidden) return;
+  const encoder = state.encoder && state.encoder.meeting === meeting.id ? state.encoder.view : null;
+  if (!encoder && !state.encoderLoading) {
+    state.encoderLoading = true;
+    fetchEncoder(meeting.id)
+      .then((view) => {
+        state.encoder = { meeting: meeting.id, view };
+      })
+      .catch(() => {})
+      .finally(() => {
+        state.encoderLoading = false;
+        if (state.encoder) renderEncoder();
+      });
+  }
+  $('m-encoder-url').textContent = encoder ? absoluteLink(encoder.whip) : '';
+  $('m-encoder-token').textContent = encoder && encoder.token ? encoder.token : t('encoder.noToken');
+  $('m-encoder-state').textContent = encoder ? t(encoder.publishing ? 'encoder.publishing' : 'encoder.idle') : '';
+}
+
+async function issueEncoder() {
+  const meeting = state.meeting;
+  if (!meeting) return;
+  const current = state.encoder && state.encoder.meeting === meeting.id ? state.encoder.view : null;
+  if (current && current.token && !window.confirm(t('encoder.confirmIssue'))) return;
+  try {
+    const view = await issueEncoderToken(meeting.id);
+    state.encoder = { meeting: meeting.id, view };
+    setMeetingMessage('encoder.issued', {}, 'good');
+    renderEncoder();
+  } catch (error) {
+    setMeetingMessage('meeting.actionFailed', { reason: describeApiError(error) }, 'bad');
   }
 }
 
