@@ -24,9 +24,9 @@ use crate::auth::http::{Caller, Organizer};
 use crate::cascade::mirror::served_by;
 use crate::directory;
 use crate::error::AppError;
-use crate::hub::{MeetingError, ProbeError};
+use crate::hub::{HttpSessionKind, MeetingError, ProbeError};
 use crate::state::AppState;
-use crate::store::{MeetingView, NewMeeting, StoreError, now_millis};
+use crate::store::{MeetingView, NewMeeting, StoreError, TokenKind, now_millis};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -48,6 +48,8 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/meetings/{id}/encoder/token",
             post(issue_encoder_token),
         )
+        .route("/api/meetings/{id}/watch", get(show_watch))
+        .route("/api/meetings/{id}/watch/token", post(issue_watch_token))
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
         .route("/api/meetings/{id}/report.xlsx", get(report_xlsx))
@@ -395,16 +397,16 @@ async fn show_encoder(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    let meeting = MeetingId(id);
-    let token = app
-        .hub
-        .store()
-        .blocking(move |store| {
-            store.meeting(meeting)?;
-            store.encoder_token(meeting)
-        })
-        .await?;
-    Ok(Json(encoder_view(&app, meeting, token)).into_response())
+    show_stream(&app, MeetingId(id), TokenKind::Encoder).await
+}
+
+/// The meeting's watch link (WHEP): its token, the viewers now and their limit.
+async fn show_watch(
+    Organizer(_caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    show_stream(&app, MeetingId(id), TokenKind::Watch).await
 }
 
 /// Issues a new encoder token, revoking the one before (an encoder publishing with it goes on
@@ -414,22 +416,64 @@ async fn issue_encoder_token(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
-    let meeting = MeetingId(id);
+    issue_stream_token(&app, &caller, MeetingId(id), TokenKind::Encoder).await
+}
+
+/// Issues a new watch token, revoking the one before (players watching go on).
+async fn issue_watch_token(
+    Organizer(caller): Organizer,
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    issue_stream_token(&app, &caller, MeetingId(id), TokenKind::Watch).await
+}
+
+async fn show_stream(app: &AppState, meeting: MeetingId, kind: TokenKind) -> ApiResult<Response> {
     let token = app
         .hub
         .store()
-        .blocking(move |store| store.issue_encoder_token(meeting))
+        .blocking(move |store| {
+            store.meeting(meeting)?;
+            store.stream_token(meeting, kind)
+        })
         .await?;
-    tracing::info!(meeting = id, username = ?caller.account.username, "encoder token issued");
-    Ok(Json(encoder_view(&app, meeting, Some(token))).into_response())
+    Ok(Json(stream_view(app, meeting, kind, token)).into_response())
 }
 
-fn encoder_view(app: &AppState, meeting: MeetingId, token: Option<String>) -> serde_json::Value {
-    json!({
-        "whip": format!("/whip/{meeting}"),
-        "token": token,
-        "publishing": app.hub.encoder_publishing(meeting),
-    })
+async fn issue_stream_token(
+    app: &AppState,
+    caller: &Caller,
+    meeting: MeetingId,
+    kind: TokenKind,
+) -> ApiResult<Response> {
+    let token = app
+        .hub
+        .store()
+        .blocking(move |store| store.issue_stream_token(meeting, kind))
+        .await?;
+    tracing::info!(meeting = %meeting, ?kind, username = ?caller.account.username, "stream token issued");
+    Ok(Json(stream_view(app, meeting, kind, Some(token))).into_response())
+}
+
+fn stream_view(
+    app: &AppState,
+    meeting: MeetingId,
+    kind: TokenKind,
+    token: Option<String>,
+) -> serde_json::Value {
+    match kind {
+        TokenKind::Encoder => json!({
+            "whip": format!("/whip/{meeting}"),
+            "token": token,
+            "publishing": app.hub.http_sessions(meeting, HttpSessionKind::Encoder) > 0,
+        }),
+        TokenKind::Watch => json!({
+            "whep": format!("/whep/{meeting}"),
+            "token": token,
+            "viewers": app.hub.http_sessions(meeting, HttpSessionKind::Viewer),
+            "limit": app.hub.max_viewers(),
+        }),
+    }
 }
 
 async fn compute_report(app: &AppState, id: i64) -> ApiResult<report::Report> {

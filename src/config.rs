@@ -255,6 +255,11 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_MAX_PARTICIPANTS", default_value_t = 1500)]
     pub max_participants: usize,
 
+    /// Most players watching one meeting's programme over its watch link (WHEP) at once; they
+    /// are not counted in `--max-participants`.
+    #[arg(long, env = "DIEMCAU_MAX_VIEWERS", default_value_t = 50)]
+    pub max_viewers: usize,
+
     /// Directory of the hub's data: the SQLite database (directory, meetings, attendance log)
     /// unless --database names a PostgreSQL one, the TLS certificate it made, the first
     /// passwords.
@@ -440,6 +445,7 @@ impl Config {
             announce_ip: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             workers: Some(2),
             max_participants: 1500,
+            max_viewers: 50,
             data_dir,
             database: DatabaseArgs::default(),
             utc_offset: VIETNAM,

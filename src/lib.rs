@@ -163,6 +163,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         recorder,
         meeting::MeetingConfig {
             max_participants: config.max_participants,
+            max_viewers: config.max_viewers,
             grace,
             console_interval: i64::try_from(config.console_interval().as_millis())
                 .unwrap_or(i64::MAX),

@@ -56,6 +56,8 @@ pub enum Command {
         peer: PeerId,
         router: RouterId,
         offer: String,
+        /// A WHEP player's peer: the hub sends on its offer's m-lines and never offers.
+        fixed: bool,
         reply: oneshot::Sender<Result<String, SfuError>>,
     },
     Offer {
@@ -724,9 +726,14 @@ impl Driver {
                 peer,
                 router,
                 offer,
+                fixed,
                 reply,
             } => {
-                let answer = self.worker.add_peer(now, peer, router, &offer);
+                let answer = if fixed {
+                    self.worker.add_fixed_peer(now, peer, router, &offer)
+                } else {
+                    self.worker.add_peer(now, peer, router, &offer)
+                };
                 self.ufrags.set(peer, self.worker.ufrag(peer));
                 let _ = reply.send(answer);
             }

@@ -1,18 +1,21 @@
-//! WHIP ingest (RFC 9725): a studio's encoder (OBS 30 or later, a vision mixer, a hardware
-//! encoder) publishes a meeting's programme with one HTTP `POST` of an SDP offer, and stops
-//! with a `DELETE` of the resource the answer names. docs/api.md "Studio encoders" is the
-//! contract; docs/studio-encoders.md says how to set up OBS.
+//! The programme over HTTP. WHIP ingest (RFC 9725): a studio's encoder (OBS 30 or later, a
+//! vision mixer, a hardware encoder) publishes a meeting's programme with one HTTP `POST` of
+//! an SDP offer, and stops with a `DELETE` of the resource the answer names. WHEP: a player
+//! (press, a big screen in a hall, a leader's phone) watches it the same way, receive-only.
+//! docs/api.md is the contract; docs/studio-encoders.md says how to set up OBS.
 //!
 //! - `POST /whip/<meeting>` with `Authorization: Bearer <encoder token>` and
 //!   `Content-Type: application/sdp`: `201 Created`, the answer, `Location:
 //!   /whip/<meeting>/<resource>`. A new encoder replaces the one publishing.
-//! - `DELETE /whip/<meeting>/<resource>` with the same token: `200`, the encoder's seat ends.
+//! - `POST /whep/<meeting>` with the meeting's watch token: the same, for a player, up to the
+//!   meeting's limit of viewers (`503` beyond).
+//! - `DELETE` of the resource with the same token: `200`, the session ends.
 //! - `PATCH` (trickle ICE) is `405`: the hub is ICE lite and its answer holds all its
-//!   candidates; the encoder's own candidates are not needed.
+//!   candidates; the client's own candidates are not needed.
 //!
-//! The offer is checked before it reaches a media worker, so that a refusal says what to
-//! change in the encoder: video must be H.264 constrained baseline or baseline in
-//! packetization mode 1 (or VP8), audio Opus.
+//! An encoder's offer is checked before it reaches a media worker, so that a refusal says
+//! what to change: video must be H.264 constrained baseline or baseline in packetization mode
+//! 1 (or VP8), audio Opus. A player's offer must only receive, in codecs the hub sends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +29,9 @@ use axum::routing::post;
 use diemcau_sfu::str0m::change::SdpOffer;
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError};
 
-use crate::hub::{ClientInfo, StopEncoderError};
+use crate::hub::{ClientInfo, HttpSessionKind, StopSessionError};
 use crate::state::{AppState, client_address};
-use crate::store::{EncoderTokenError, StoreError};
+use crate::store::{StoreError, StreamTokenError, TokenKind};
 
 /// Largest offer taken: an encoder's offer is a few KiB.
 const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -38,7 +41,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/whip/{meeting}", post(publish))
         .route(
             "/whip/{meeting}/{resource}",
-            axum::routing::delete(stop).patch(trickle),
+            axum::routing::delete(stop_publishing).patch(trickle),
+        )
+        .route("/whep/{meeting}", post(watch))
+        .route(
+            "/whep/{meeting}/{resource}",
+            axum::routing::delete(stop_watching).patch(trickle),
         )
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
 }
@@ -72,32 +80,72 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let meeting = MeetingId(meeting);
-    let address = client_address(&app, peer, &headers);
-    let Some(token) = bearer(&headers).map(str::to_owned) else {
+    start(&app, peer, MeetingId(meeting), HttpSessionKind::Encoder, &headers, &body).await
+}
+
+async fn watch(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(meeting): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    start(&app, peer, MeetingId(meeting), HttpSessionKind::Viewer, &headers, &body).await
+}
+
+/// The path a session's resources live under.
+fn base_path(kind: HttpSessionKind) -> &'static str {
+    match kind {
+        HttpSessionKind::Encoder => "whip",
+        HttpSessionKind::Viewer => "whep",
+    }
+}
+
+/// A WHIP or WHEP `POST`: the token, the offer, the seat, the answer.
+async fn start(
+    app: &Arc<AppState>,
+    peer: SocketAddr,
+    meeting: MeetingId,
+    kind: HttpSessionKind,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let token_kind = match kind {
+        HttpSessionKind::Encoder => TokenKind::Encoder,
+        HttpSessionKind::Viewer => TokenKind::Watch,
+    };
+    let address = client_address(app, peer, headers);
+    let Some(token) = bearer(headers).map(str::to_owned) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "an encoder token is required: Authorization: Bearer <token> (OBS: the Bearer Token field)",
+            match kind {
+                HttpSessionKind::Encoder => {
+                    "an encoder token is required: Authorization: Bearer <token> (OBS: the Bearer Token field)"
+                }
+                HttpSessionKind::Viewer => {
+                    "the meeting's watch token is required: Authorization: Bearer <token>"
+                }
+            },
         );
     };
     let checked = {
         let token = token.clone();
         app.hub
             .store()
-            .blocking(move |store| Ok::<_, StoreError>(store.check_encoder_token(meeting, &token)))
+            .blocking(move |store| Ok::<_, StoreError>(store.check_stream_token(meeting, token_kind, &token)))
             .await
     };
     match checked {
         Ok(Ok(())) => {}
-        Ok(Err(e @ (EncoderTokenError::Unknown | EncoderTokenError::Revoked))) => {
-            tracing::warn!(meeting = %meeting, %address, "encoder refused: {e}");
+        Ok(Err(e @ (StreamTokenError::Unknown | StreamTokenError::Revoked))) => {
+            tracing::warn!(meeting = %meeting, %address, ?kind, "refused: {e}");
             return refuse(StatusCode::UNAUTHORIZED, e.to_string());
         }
-        Ok(Err(e @ EncoderTokenError::MeetingEnded)) => {
+        Ok(Err(e @ StreamTokenError::MeetingEnded)) => {
             return refuse(StatusCode::FORBIDDEN, e.to_string());
         }
-        Ok(Err(EncoderTokenError::Database(e))) | Err(e) => {
-            tracing::error!(meeting = %meeting, "an encoder token could not be checked: {e}");
+        Ok(Err(StreamTokenError::Database(e))) | Err(e) => {
+            tracing::error!(meeting = %meeting, "a stream token could not be checked: {e}");
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the token could not be checked now; try again",
@@ -118,8 +166,12 @@ async fn publish(
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return refuse(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text");
     };
-    if let Err(problem) = check_offer(&offer) {
-        tracing::warn!(meeting = %meeting, %address, "encoder offer refused: {}", problem.message());
+    let checked = match kind {
+        HttpSessionKind::Encoder => check_offer(&offer),
+        HttpSessionKind::Viewer => check_watch_offer(&offer),
+    };
+    if let Err(problem) = checked {
+        tracing::warn!(meeting = %meeting, %address, ?kind, "offer refused: {}", problem.message());
         return refuse(problem.status(), problem.message());
     }
     let user_agent: String = headers
@@ -135,9 +187,13 @@ async fn publish(
         slot: None,
         login: None,
     };
-    match app.hub.start_encoder(meeting, token, offer, client).await {
+    match app
+        .hub
+        .start_http_session(meeting, kind, token, offer, client)
+        .await
+    {
         Ok((resource, answer)) => {
-            let location = format!("/whip/{meeting}/{resource}");
+            let location = format!("/{}/{meeting}/{resource}", base_path(kind));
             let mut response = (StatusCode::CREATED, answer).into_response();
             let headers = response.headers_mut();
             headers.insert(
@@ -153,21 +209,39 @@ async fn publish(
     }
 }
 
-async fn stop(
+async fn stop_publishing(
     State(app): State<Arc<AppState>>,
     Path((meeting, resource)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
+    stop(&app, MeetingId(meeting), HttpSessionKind::Encoder, &resource, &headers)
+}
+
+async fn stop_watching(
+    State(app): State<Arc<AppState>>,
+    Path((meeting, resource)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> Response {
+    stop(&app, MeetingId(meeting), HttpSessionKind::Viewer, &resource, &headers)
+}
+
+fn stop(
+    app: &AppState,
+    meeting: MeetingId,
+    kind: HttpSessionKind,
+    resource: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(token) = bearer(headers) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "the encoder token is required: Authorization: Bearer <token>",
+            "the token the session started with is required: Authorization: Bearer <token>",
         );
     };
-    match app.hub.stop_encoder(MeetingId(meeting), &resource, token) {
-        Ok(()) => (StatusCode::OK, "the encoder stopped publishing").into_response(),
-        Err(e @ StopEncoderError::Unknown) => refuse(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ StopEncoderError::WrongToken) => refuse(StatusCode::UNAUTHORIZED, e.to_string()),
+    match app.hub.stop_http_session(meeting, kind, resource, token) {
+        Ok(()) => (StatusCode::OK, "stopped").into_response(),
+        Err(e @ StopSessionError::Unknown) => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ StopSessionError::WrongToken) => refuse(StatusCode::UNAUTHORIZED, e.to_string()),
     }
 }
 
@@ -277,6 +351,48 @@ fn check_offer(sdp: &str) -> Result<(), OfferProblem> {
                     "the audio is offered as {}; the hub takes Opus (OBS's WHIP output sends Opus)",
                     names()
                 )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a player's offer is SDP the hub reads and only receives (`recvonly`), video
+/// in a codec the hub sends (H.264 or VP8) where it asks for video, Opus for audio.
+fn check_watch_offer(sdp: &str) -> Result<(), OfferProblem> {
+    if let Err(e) = SdpOffer::from_sdp_string(sdp) {
+        return Err(OfferProblem::Malformed(format!(
+            "the body is not an SDP offer the hub can read: {e}"
+        )));
+    }
+    let sections = media_sections(sdp);
+    if !sections.iter().any(|s| matches!(s.kind, "audio" | "video")) {
+        return Err(OfferProblem::Malformed(
+            "the offer asks for no audio or video".to_owned(),
+        ));
+    }
+    if sdp
+        .lines()
+        .map(str::trim_end)
+        .any(|l| matches!(l, "a=sendonly" | "a=sendrecv"))
+    {
+        return Err(OfferProblem::Unsupported(
+            "a watch link only receives: offer every m-line recvonly".to_owned(),
+        ));
+    }
+    for section in &sections {
+        let has = |name: &str| section.codecs.iter().any(|c| c.1.eq_ignore_ascii_case(name));
+        match section.kind {
+            "video" if !has("H264") && !has("VP8") => {
+                return Err(OfferProblem::Unsupported(
+                    "the programme's video is H.264 or VP8; the offer takes neither".to_owned(),
+                ));
+            }
+            "audio" if !has("opus") => {
+                return Err(OfferProblem::Unsupported(
+                    "the programme's audio is Opus; the offer does not take it".to_owned(),
+                ));
             }
             _ => {}
         }

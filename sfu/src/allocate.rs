@@ -124,9 +124,9 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
                 if rate(t) > limit {
                     state.under_since = None;
                     let over = now.saturating_duration_since(*state.over_since.get_or_insert(now));
-                    let settled = state
-                        .opened_at
-                        .is_some_and(|at| now.saturating_duration_since(at) >= STARTUP_GRACE);
+                    // A consumer opened without an answer (a fixed peer's) counts from now.
+                    let opened = *state.opened_at.get_or_insert(now);
+                    let settled = now.saturating_duration_since(opened) >= STARTUP_GRACE;
                     if over >= DOWNGRADE_AFTER && t > 0 {
                         let lower = (0..t).rev().find(|l| rate(*l) <= budget && rate(*l) > 0);
                         Some(lower.unwrap_or(0))

@@ -1,4 +1,6 @@
-//! One WebRTC connection to a participant, with the hub as offerer for every renegotiation.
+//! One WebRTC connection to a participant, with the hub as offerer for every renegotiation; or,
+//! for a receive-only client that cannot renegotiate (a WHEP player), with the m-lines its
+//! offer asked to receive on as the only ones the hub sends on.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -68,6 +70,10 @@ pub(crate) struct Peer {
     /// same kind takes one before the hub adds an m-line, so the SDP does not grow with every
     /// track that ever came and went.
     idle: Vec<Mid>,
+    /// The client's offer fixed the m-lines once and for all (WHEP): the hub sends on the
+    /// m-lines it asked to receive on, a consumer takes a free one of its kind at once (or
+    /// none is free and it waits), and the hub never offers.
+    fixed: bool,
 }
 
 /// The hub's offer awaiting the client's answer, with the consumers it adds and the m-lines it
@@ -118,6 +124,20 @@ impl Peer {
             negotiation: Negotiation::default(),
             hub_lines: HashMap::new(),
             idle: Vec::new(),
+            fixed: false,
+        }
+    }
+
+    /// Whether its m-lines are its client's (a WHEP player's), never offered by the hub.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
+    /// A peer whose m-lines are those of its client's first offer ([`Peer::fixed`]).
+    pub fn new_fixed(id: PeerId, router: RouterId, rtc: Rtc) -> Peer {
+        Peer {
+            fixed: true,
+            ..Peer::new(id, router, rtc)
         }
     }
 
@@ -130,7 +150,10 @@ impl Peer {
         // A client publishes on the m-lines it offers; the hub sends on m-lines it offers
         // itself. A `sendrecv` line is taken as `sendonly`, so the hub never sends (padding
         // probes included) on a client's own track, and a `recvonly` one as `inactive`.
-        let text = sdp::client_offer(offer, |mid| self.hub_lines.contains_key(&mid));
+        // A fixed peer's `recvonly` lines are the hub's to send on.
+        let text = sdp::client_offer(offer, |mid| {
+            self.fixed || self.hub_lines.contains_key(&mid)
+        });
         let offer =
             SdpOffer::from_sdp_string(&text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let answer = self
@@ -140,7 +163,16 @@ impl Peer {
             .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.refresh_codecs();
         self.note_red(&text);
-        Ok(self.outgoing(&answer.to_sdp_string()))
+        let answer = answer.to_sdp_string();
+        if self.fixed {
+            for (mid, kind, msid) in sdp::sending_lines(&answer) {
+                if !self.hub_lines.contains_key(&mid) {
+                    self.hub_lines.insert(mid, (kind, msid));
+                    self.idle.push(mid);
+                }
+            }
+        }
+        Ok(self.outgoing(&answer))
     }
 
     /// Accepts the client's answer to the pending hub offer; returns the consumers now open.
@@ -174,23 +206,47 @@ impl Peer {
         Ok(added)
     }
 
+    /// Queues a consumer for the next hub offer. A fixed peer's consumer takes a free m-line
+    /// of its kind at once instead: its mid is returned (none when none is free).
     pub fn queue_consumer(
         &mut self,
         consumer: ConsumerId,
         kind: MediaKind,
         stream_id: String,
         track_id: String,
-    ) {
+    ) -> Option<Mid> {
+        if self.fixed {
+            let slot = self
+                .idle
+                .iter()
+                .position(|mid| self.hub_lines.get(mid).is_some_and(|(k, _)| *k == kind))?;
+            let mid = self.idle.remove(slot);
+            self.consumers_by_mid.insert(mid, consumer);
+            self.previous_audio.remove(&mid);
+            return Some(mid);
+        }
         self.negotiation.queued_adds.push(QueuedConsumer {
             consumer,
             kind,
             stream_id,
             track_id,
         });
+        None
     }
 
-    /// Drops a consumer: from the queue if not yet offered, else by stopping its m-line.
+    /// Drops a consumer: from the queue if not yet offered, else by stopping its m-line (a
+    /// fixed peer's m-line is freed for the next consumer of its kind).
     pub fn queue_consumer_removal(&mut self, consumer: ConsumerId, mid: Option<Mid>) {
+        if self.fixed {
+            if let Some(mid) = mid
+                && self.consumers_by_mid.get(&mid) == Some(&consumer)
+            {
+                self.consumers_by_mid.remove(&mid);
+                self.previous_audio.remove(&mid);
+                self.idle.push(mid);
+            }
+            return;
+        }
         self.negotiation
             .queued_adds
             .retain(|q| q.consumer != consumer);
@@ -208,7 +264,10 @@ impl Peer {
     /// with its own stream and track ids; only when none is idle does the SDP gain an m-line.
     pub fn renegotiate(&mut self) -> Option<(String, Vec<(ConsumerId, Mid)>)> {
         let n = &mut self.negotiation;
-        if n.pending.is_some() || (n.queued_adds.is_empty() && n.queued_removes.is_empty()) {
+        if self.fixed
+            || n.pending.is_some()
+            || (n.queued_adds.is_empty() && n.queued_removes.is_empty())
+        {
             return None;
         }
         let adds = std::mem::take(&mut n.queued_adds);

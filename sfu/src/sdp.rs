@@ -104,6 +104,30 @@ pub(crate) fn hub_sdp<'a>(
     out
 }
 
+/// The m-lines an SDP of the hub sends on (`sendonly` or `sendrecv`): mid, kind, and the
+/// stream and track ids of its `a=msid`.
+pub(crate) fn sending_lines(sdp: &str) -> Vec<(Mid, str0m::media::MediaKind, (String, String))> {
+    sections(sdp)
+        .iter()
+        .skip(1)
+        .filter(|s| s.iter().any(|l| matches!(*l, "a=sendonly" | "a=sendrecv")))
+        .filter_map(|section| {
+            let kind = match section.first()?.strip_prefix("m=")?.split(' ').next()? {
+                "audio" => str0m::media::MediaKind::Audio,
+                "video" => str0m::media::MediaKind::Video,
+                _ => return None,
+            };
+            let msid = section
+                .iter()
+                .find_map(|l| l.strip_prefix("a=msid:"))
+                .and_then(|v| v.split_once(' '))
+                .map(|(s, t)| (s.to_owned(), t.to_owned()))
+                .unwrap_or_default();
+            Some((section_mid(section)?, kind, msid))
+        })
+        .collect()
+}
+
 /// The session part, then each m-section, as lines (without their line ends).
 fn sections(sdp: &str) -> Vec<Vec<&str>> {
     let mut sections = vec![Vec::new()];

@@ -95,6 +95,31 @@ impl Worker {
         router: RouterId,
         offer: &str,
     ) -> Result<String, SfuError> {
+        self.add_peer_of(now, id, router, offer, false)
+    }
+
+    /// Like [`Worker::add_peer`], for a receive-only client that cannot renegotiate (a WHEP
+    /// player): the hub sends on the m-lines its offer asked to receive on, one consumer per
+    /// m-line of the consumer's kind, and never offers. A consumer with no free m-line of its
+    /// kind waits for one.
+    pub fn add_fixed_peer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        router: RouterId,
+        offer: &str,
+    ) -> Result<String, SfuError> {
+        self.add_peer_of(now, id, router, offer, true)
+    }
+
+    fn add_peer_of(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        router: RouterId,
+        offer: &str,
+        fixed: bool,
+    ) -> Result<String, SfuError> {
         if self.peers.contains_key(&id) {
             return Err(SfuError::PeerExists(id));
         }
@@ -113,7 +138,11 @@ impl Worker {
                 .map_err(|e| SfuError::Config(format!("TCP candidate {addr}: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
-        let mut peer = Peer::new(id, router, rtc);
+        let mut peer = if fixed {
+            Peer::new_fixed(id, router, rtc)
+        } else {
+            Peer::new(id, router, rtc)
+        };
         // Layers are chosen from the configured estimate until str0m's own arrives.
         peer.estimate = Some(self.config.initial_bitrate.as_u64());
         let answer = peer.accept_offer(offer)?;
@@ -227,8 +256,25 @@ impl Worker {
         } else {
             producer.id.to_string()
         };
+        let kind = producer.kind;
+        if let Some(mid) = peer.queue_consumer(consumer, kind, producer.peer.to_string(), track) {
+            // A fixed peer's m-line, taken at once: open now, from a decodable picture.
+            added.mid = Some(mid);
+            added.open = true;
+            router.add_consumer(consumer, added);
+            if kind == MediaKind::Video {
+                let layer = router
+                    .consumers
+                    .get(&consumer)
+                    .and_then(|c| c.allocation.target)
+                    .unwrap_or(0);
+                self.core
+                    .work
+                    .push_back(Work::Keyframe(peer.router, producer.id, layer));
+            }
+            return Ok(());
+        }
         router.add_consumer(consumer, added);
-        peer.queue_consumer(consumer, producer.kind, producer.peer.to_string(), track);
         if !self.to_renegotiate.contains(&id) {
             self.to_renegotiate.push(id);
         }
@@ -257,6 +303,7 @@ impl Worker {
                     self.to_renegotiate.push(peer.id);
                 }
             }
+            self.open_waiting(consumer.peer);
         }
         self.settle(now);
     }
@@ -280,8 +327,43 @@ impl Worker {
             if !self.to_renegotiate.contains(&id) {
                 self.to_renegotiate.push(id);
             }
+            self.open_waiting(id);
         }
         self.settle(now);
+    }
+
+    /// An m-line of fixed peer `id` may have been freed: a consumer of it waiting for one of
+    /// its kind takes it, from a decodable picture.
+    fn open_waiting(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id).filter(|p| p.is_fixed()) else {
+            return;
+        };
+        let Some(router) = self.core.routers.get_mut(&peer.router) else {
+            return;
+        };
+        let waiting: Vec<(ConsumerId, MediaKind, ProducerId)> = router
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.peer == id && !c.open)
+            .map(|(consumer, c)| (*consumer, c.kind, c.producer))
+            .collect();
+        for (consumer_id, kind, producer) in waiting {
+            let Some(mid) = peer.queue_consumer(consumer_id, kind, String::new(), String::new())
+            else {
+                continue;
+            };
+            let Some(consumer) = router.consumers.get_mut(&consumer_id) else {
+                continue;
+            };
+            consumer.mid = Some(mid);
+            consumer.open = true;
+            if kind == MediaKind::Video {
+                let layer = consumer.allocation.target.unwrap_or(0);
+                self.core
+                    .work
+                    .push_back(Work::Keyframe(peer.router, producer, layer));
+            }
+        }
     }
 
     /// Caps the simulcast layer consumer `consumer` of peer `id` receives (the wall takes the

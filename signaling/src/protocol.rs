@@ -38,6 +38,11 @@ pub enum Role {
     /// receives nothing and never joins over WebSocket; it is announced like the studio, with
     /// an empty name, so that a page knows whose tracks are the programme.
     Encoder,
+    /// A player watching the programme over WHEP (docs/api.md "Watch link"): receives what a
+    /// site receives, one picture and one sound (the site holding the floor while one does);
+    /// never joins over WebSocket and is never announced. Not a bridge point: the report
+    /// counts viewers apart from sites.
+    Viewer,
 }
 
 /// A participant as other participants see it.

@@ -96,16 +96,24 @@ impl Hub {
         self.take_seat(session, meeting, id, seat).await
     }
 
-    /// The studio's encoder takes `meeting`'s encoder seat (the caller checked its token).
-    pub(super) async fn join_encoder(
+    /// A studio encoder (WHIP) or a player (WHEP) takes its seat in `meeting` (the caller
+    /// checked its token).
+    pub(super) async fn join_over_http(
         &self,
         session: &mut Session,
         meeting: MeetingId,
+        kind: super::HttpSessionKind,
     ) -> Result<ServerMessage, ProtocolError> {
         self.open_meeting(meeting).await?;
         let id = PeerId(self.ids.next());
-        let seat = Seat::Encoder {
-            session: self.session_id(id),
+        let session_id = self.session_id(id);
+        let seat = match kind {
+            super::HttpSessionKind::Encoder => Seat::Encoder {
+                session: session_id,
+            },
+            super::HttpSessionKind::Viewer => Seat::Viewer {
+                session: session_id,
+            },
         };
         self.take_seat(session, meeting, id, seat).await
     }
@@ -118,6 +126,7 @@ impl Hub {
         seat: Seat,
     ) -> Result<ServerMessage, ProtocolError> {
         let is_studio = matches!(seat, Seat::Studio { .. });
+        let fixed = matches!(seat, Seat::Viewer { .. });
         let client = &session.client;
         let address = client
             .address
@@ -150,6 +159,7 @@ impl Hub {
                     meeting,
                     outbox: session.outbox.clone(),
                     worker: None,
+                    fixed,
                     login: is_studio
                         .then(|| client.login.as_ref().map(|(_, t)| t.clone()))
                         .flatten(),
@@ -392,7 +402,7 @@ fn site_code(code: &str) -> Result<SiteCode, ProtocolError> {
 fn join_error(e: JoinError) -> ProtocolError {
     let code = match e {
         JoinError::StudioTaken => ErrorCode::StudioTaken,
-        JoinError::Full => ErrorCode::MeetingFull,
+        JoinError::Full | JoinError::ViewersFull => ErrorCode::MeetingFull,
         JoinError::Ended => ErrorCode::MeetingEnded,
         JoinError::CodeFlooded | JoinError::TooSoon => ErrorCode::RateLimited,
     };

@@ -7,7 +7,8 @@
 //! - this file: the hub's state and the WebSocket sessions;
 //! - [`join`]: join codes, opening a meeting, joining, standby pages, leaving;
 //! - [`actions`]: chair actions and site requests, translated to the core;
-//! - [`encoder`]: a studio encoder's seat (WHIP) and the task holding it;
+//! - [`programme`]: the programme over HTTP, a studio encoder's seat (WHIP) and players'
+//!   (WHEP), and the tasks holding them;
 //! - [`negotiation`]: offers and answers with the media workers, and their events;
 //! - [`lifecycle`]: starting and ending meetings, ended logins, shutdown;
 //! - [`lease`]: which hub runs a meeting when hubs share a database, and taking one over;
@@ -16,7 +17,7 @@
 
 mod actions;
 mod carry;
-mod encoder;
+mod programme;
 mod join;
 mod lease;
 mod lifecycle;
@@ -26,7 +27,7 @@ mod periodic;
 mod probe;
 mod relays;
 
-pub use encoder::StopEncoderError;
+pub use programme::{HttpSessionKind, StopSessionError};
 pub use lease::{LEASE_MILLIS, Sharing};
 pub use probe::ProbeError;
 
@@ -80,8 +81,8 @@ struct HubState {
     pages: HashMap<PageKey, Page>,
     /// Connection checks alive.
     probes: probe::Probes,
-    /// Studio encoders publishing (WHIP), by resource id.
-    encoders: HashMap<String, encoder::EncoderResource>,
+    /// Studio encoders publishing (WHIP) and players watching (WHEP), by resource id.
+    http_sessions: HashMap<String, programme::HttpSession>,
 }
 
 /// What the driver holds for a participant: where to reach it. States: joined → on a media
@@ -92,6 +93,8 @@ struct Connection {
     outbox: Outbox,
     /// The media worker holding its peer.
     worker: Option<crate::media::WorkerIndex>,
+    /// A WHEP player's: the m-lines of its offer are all it ever has (no renegotiation).
+    fixed: bool,
     /// For the studio: the token hash of the organizer's login it chairs with; its end ends the
     /// studio's session.
     login: Option<String>,
@@ -160,6 +163,11 @@ impl Hub {
     /// The attendance log's writer.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// Most WHEP viewers of one meeting at once.
+    pub fn max_viewers(&self) -> usize {
+        self.config.max_viewers
     }
 
     pub fn store(&self) -> &Store {

@@ -65,7 +65,7 @@ impl Hub {
         id: PeerId,
         sdp: String,
     ) -> Result<ServerMessage, ProtocolError> {
-        let (worker, router) = {
+        let (worker, router, fixed) = {
             let state = self.lock();
             let connection = state
                 .participants
@@ -76,7 +76,7 @@ impl Hub {
                 .get(&connection.meeting)
                 .map(|live| live.router())
                 .ok_or_else(|| internal("meeting vanished"))?;
-            (connection.worker, router)
+            (connection.worker, router, connection.fixed)
         };
         let (reply, answer) = oneshot::channel();
         let new_worker = match worker {
@@ -99,6 +99,7 @@ impl Hub {
                         peer: id,
                         router,
                         offer: sdp,
+                        fixed,
                         reply,
                     },
                 );

@@ -88,6 +88,7 @@ impl Hub {
                 peer,
                 router,
                 offer,
+                fixed: false,
                 reply,
             },
         );

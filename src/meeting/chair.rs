@@ -498,6 +498,7 @@ impl LiveMeeting {
         for publisher in [from, to].into_iter().flatten() {
             self.reconcile_publisher(publisher);
         }
+        self.reconcile_viewers();
         // A site of another hub is in this meeting's record when it is invited here (at the
         // root), not when it is a commune of another province (at a child).
         for (site, given) in [(returned, false), (self.floor_site(), true)] {
@@ -577,7 +578,7 @@ impl LiveMeeting {
     fn require_chair(&self, id: PeerId) -> Result<(), ActionError> {
         match self.role(id) {
             Some(Role::Studio) => Ok(()),
-            Some(Role::Site | Role::Node | Role::Observer | Role::Encoder) => {
+            Some(Role::Site | Role::Node | Role::Observer | Role::Encoder | Role::Viewer) => {
                 Err(ActionError::ChairOnly)
             }
             None => Err(ActionError::NotJoined),
@@ -587,7 +588,7 @@ impl LiveMeeting {
     fn require_site(&self, id: PeerId) -> Result<SiteCode, ActionError> {
         match self.role(id) {
             Some(Role::Site) => self.site_of(id).cloned().ok_or(ActionError::SiteOnly),
-            Some(Role::Studio | Role::Node | Role::Observer | Role::Encoder) => {
+            Some(Role::Studio | Role::Node | Role::Observer | Role::Encoder | Role::Viewer) => {
                 Err(ActionError::SiteOnly)
             }
             None => Err(ActionError::NotJoined),

@@ -47,6 +47,7 @@ impl LiveMeeting {
         if let Some(studio) = self.studio {
             self.reconcile_publisher(studio);
         }
+        self.reconcile_viewers();
     }
 
     /// A participant's media connection is up.
@@ -145,15 +146,30 @@ impl LiveMeeting {
         }
     }
 
-    /// Brings what `subscriber` receives in line with the rules.
+    /// Brings what `subscriber` receives in line with the rules: the consumers it no longer
+    /// wants go first, so that a viewer's one picture is free for the one it now wants.
     pub(super) fn reconcile_subscriber(&mut self, subscriber: PeerId) {
-        let producers: Vec<ProducerInfo> = self
+        let mut producers: Vec<ProducerInfo> = self
             .participants
             .values()
             .flat_map(|p| p.producers.iter().cloned())
             .collect();
+        producers.sort_by_key(|p| self.route(subscriber, p.peer).is_some());
         for producer in &producers {
             self.reconcile(subscriber, producer);
+        }
+    }
+
+    /// The floor moved: each viewer's one picture and sound follow it.
+    pub(super) fn reconcile_viewers(&mut self) {
+        let viewers: Vec<PeerId> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.info.role == diemcau_signaling::Role::Viewer)
+            .map(|(id, _)| *id)
+            .collect();
+        for viewer in viewers {
+            self.reconcile_subscriber(viewer);
         }
     }
 

@@ -89,6 +89,8 @@ pub struct MeetingSetup {
 pub struct MeetingConfig {
     /// Most participants (studio and sites).
     pub max_participants: usize,
+    /// Most WHEP viewers of one meeting at once (not counted in `max_participants`).
+    pub max_viewers: usize,
     /// A site back within this time continues its attendance row.
     pub grace: Millis,
     /// How often the chair's console is refreshed.
@@ -99,6 +101,7 @@ impl Default for MeetingConfig {
     fn default() -> Self {
         MeetingConfig {
             max_participants: 1500,
+            max_viewers: 50,
             grace: 120_000,
             console_interval: 2_000,
         }
@@ -134,6 +137,9 @@ pub enum Seat {
     /// child hubs, and a province's organizer) receive it instead of the chair's camera; the
     /// chair sees it too. It receives nothing; a new one replaces the one before.
     Encoder { session: SessionId },
+    /// A player watching the programme over WHEP: one picture and one sound, what a site
+    /// receives (the site holding the floor while one does, else the studio or its encoder).
+    Viewer { session: SessionId },
 }
 
 /// Why a join is refused.
@@ -143,6 +149,8 @@ pub enum JoinError {
     StudioTaken,
     #[error("this meeting is full")]
     Full,
+    #[error("this meeting's watch link has as many viewers as it may")]
+    ViewersFull,
     #[error("this meeting has ended")]
     Ended,
     #[error(
@@ -445,10 +453,21 @@ impl LiveMeeting {
         }
         let (s, p) = (self.role(subscriber)?, self.role(publisher)?);
         let holds_floor = self.floor == Some(publisher);
+        let floor_held = self.floor.is_some();
         match (s, p) {
             // The encoder's programme goes where the studio's would, and to the chair; while
             // it is here the chair's own camera stays in the studio.
+            (Role::Encoder | Role::Viewer, Role::Viewer) => None,
             (Role::Encoder, _) => None,
+            // A viewer has one picture and one sound: the site holding the floor while one
+            // does, else the programme.
+            (Role::Viewer, Role::Site | Role::Node) => holds_floor.then_some(ANY_LAYER),
+            (Role::Viewer, Role::Encoder) => (!floor_held).then_some(ANY_LAYER),
+            (Role::Viewer, Role::Studio) => {
+                (!floor_held && !self.encoder_publishes()).then_some(ANY_LAYER)
+            }
+            (Role::Viewer, Role::Observer) => None,
+            (_, Role::Viewer) => None,
             (Role::Studio | Role::Site | Role::Node | Role::Observer, Role::Encoder) => {
                 Some(ANY_LAYER)
             }

@@ -29,7 +29,8 @@ impl LiveMeeting {
         let replaced = match &seat {
             Seat::Site { code, .. } => self.sites.get(code).and_then(|s| s.participant),
             Seat::Encoder { .. } => self.encoder,
-            Seat::Studio { .. }
+            Seat::Viewer { .. }
+            | Seat::Studio { .. }
             | Seat::Node { .. }
             | Seat::Above { .. }
             | Seat::Observer { .. } => None,
@@ -47,7 +48,17 @@ impl LiveMeeting {
         if matches!(seat, Seat::Studio { .. }) && self.studio.is_some() {
             return Err(JoinError::StudioTaken);
         }
-        if self.participants.len() - usize::from(replaced.is_some()) >= self.config.max_participants
+        if matches!(seat, Seat::Viewer { .. }) {
+            let viewers = self
+                .participants
+                .values()
+                .filter(|p| p.info.role == Role::Viewer)
+                .count();
+            if viewers >= self.config.max_viewers {
+                return Err(JoinError::ViewersFull);
+            }
+        } else if self.participants.len() - usize::from(replaced.is_some())
+            >= self.config.max_participants
         {
             return Err(JoinError::Full);
         }
@@ -80,7 +91,8 @@ impl LiveMeeting {
                 | Seat::Node { .. }
                 | Seat::Above { .. }
                 | Seat::Observer { .. }
-                | Seat::Encoder { .. },
+                | Seat::Encoder { .. }
+                | Seat::Viewer { .. },
                 None,
             ) => None,
         };
@@ -122,8 +134,14 @@ impl LiveMeeting {
                 role: Role::Encoder,
                 site: None,
             },
+            Seat::Viewer { .. } => ParticipantInfo {
+                id: id.to_string(),
+                name: String::new(),
+                role: Role::Viewer,
+                site: None,
+            },
         };
-        let is_node = matches!(info.role, Role::Node | Role::Encoder);
+        let is_node = matches!(info.role, Role::Node | Role::Encoder | Role::Viewer);
         let (site, session) = match seat {
             Seat::Studio {
                 session, relayed, ..
@@ -175,6 +193,7 @@ impl LiveMeeting {
                 self.encoder = Some(id);
                 (None, session)
             }
+            Seat::Viewer { session } => (None, session),
         };
         let others: Vec<ParticipantInfo> = self
             .participants
@@ -260,6 +279,7 @@ impl LiveMeeting {
             self.floor_absent = None;
             self.floor = Some(id);
             self.reconcile_publisher(id);
+            self.reconcile_viewers();
             let others: Vec<PeerId> = self
                 .participants
                 .keys()
@@ -415,6 +435,8 @@ impl LiveMeeting {
             .retain(|(subscriber, _, _), _| *subscriber != id);
         if encoder_left {
             self.encoder_changed();
+        } else if floor_returned {
+            self.reconcile_viewers();
         }
         if let Some(site) = &p.site {
             if let Some(status) = self.sites.get_mut(site)
@@ -480,7 +502,7 @@ impl LiveMeeting {
                 session: p.session.0,
                 reason,
             }),
-            (None, Role::Node | Role::Observer | Role::Encoder) => None,
+            (None, Role::Node | Role::Observer | Role::Encoder | Role::Viewer) => None,
             (None, _) => Some(EventKind::StudioLeft {
                 session: p.session.0,
                 reason,
@@ -521,7 +543,7 @@ impl LiveMeeting {
 }
 
 /// Participants never announced to the others: a child hub's relay, the floor held elsewhere,
-/// a province's organizer watching.
+/// a province's organizer watching, a WHEP viewer.
 fn unseen(role: Role) -> bool {
-    matches!(role, Role::Node | Role::Observer)
+    matches!(role, Role::Node | Role::Observer | Role::Viewer)
 }

@@ -42,6 +42,7 @@ pub fn run(data: &[u8]) {
     };
     let config = MeetingConfig {
         max_participants: 5,
+        max_viewers: 2,
         grace: 10_000,
         console_interval: 2_000,
     };
@@ -122,6 +123,10 @@ impl Player {
                     }
                 } else if b % 16 == 7 {
                     Seat::Encoder {
+                        session: SessionId(format!("s{}", id.0)),
+                    }
+                } else if b % 16 == 9 {
+                    Seat::Viewer {
                         session: SessionId(format!("s{}", id.0)),
                     }
                 } else {

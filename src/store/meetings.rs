@@ -652,30 +652,31 @@ mod tests {
 
     #[test]
     fn a_token_opens_its_meeting_until_the_next_one_is_issued() {
+        use crate::store::TokenKind;
         let (store, view) = store_with_meeting();
         let meeting = MeetingId(view.plan.id);
-        assert_eq!(store.encoder_token(meeting).expect("read"), None);
-        let first = store.issue_encoder_token(meeting).expect("issue");
+        assert_eq!(store.stream_token(meeting, TokenKind::Encoder).expect("read"), None);
+        let first = store.issue_stream_token(meeting, TokenKind::Encoder).expect("issue");
         assert_eq!(first.len(), 32);
         assert_eq!(
-            store.encoder_token(meeting).expect("read"),
+            store.stream_token(meeting, TokenKind::Encoder).expect("read"),
             Some(first.clone())
         );
-        store.check_encoder_token(meeting, &first).expect("valid");
+        store.check_stream_token(meeting, TokenKind::Encoder, &first).expect("valid");
         assert!(matches!(
-            store.check_encoder_token(MeetingId(meeting.0 + 1), &first),
-            Err(crate::store::EncoderTokenError::Unknown)
+            store.check_stream_token(MeetingId(meeting.0 + 1), TokenKind::Encoder, &first),
+            Err(crate::store::StreamTokenError::Unknown)
         ));
 
-        let second = store.issue_encoder_token(meeting).expect("reissue");
+        let second = store.issue_stream_token(meeting, TokenKind::Encoder).expect("reissue");
         assert_ne!(first, second);
         assert!(matches!(
-            store.check_encoder_token(meeting, &first),
-            Err(crate::store::EncoderTokenError::Revoked)
+            store.check_stream_token(meeting, TokenKind::Encoder, &first),
+            Err(crate::store::StreamTokenError::Revoked)
         ));
-        store.check_encoder_token(meeting, &second).expect("valid");
+        store.check_stream_token(meeting, TokenKind::Encoder, &second).expect("valid");
         assert!(matches!(
-            store.issue_encoder_token(MeetingId(meeting.0 + 1)),
+            store.issue_stream_token(MeetingId(meeting.0 + 1), TokenKind::Encoder),
             Err(StoreError::NotFound(_))
         ));
     }

@@ -11,7 +11,8 @@
 //! - `log`: the append-only attendance log, written by the [`Recorder`]'s thread, with the
 //!   liveness marks and the closing of sessions a crash left open;
 //! - `accounts`: accounts and their login sessions;
-//! - `encoders`: the tokens a studio's encoder publishes a meeting's programme with;
+//! - `stream_tokens`: the tokens a studio's encoder publishes a meeting's programme with
+//!   (WHIP), and a watch link plays it with (WHEP);
 //! - `leases`: which hub runs each live meeting, when hubs share a PostgreSQL database.
 //!
 //! The log is written by one recorder thread that commits in groups: every event handed to
@@ -26,7 +27,7 @@
 mod accounts;
 pub mod backup;
 pub(crate) mod db;
-mod encoders;
+mod stream_tokens;
 mod leases;
 mod log;
 mod meetings;
@@ -45,7 +46,7 @@ use crate::attendance::Millis;
 use db::Conn;
 
 pub use accounts::{Account, AccountChangeError, LoginSession, Role, SessionLimits, StoredAccount};
-pub use encoders::EncoderTokenError;
+pub use stream_tokens::{StreamTokenError, TokenKind};
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use log::{NodeBatch, Recorder};
 pub use meetings::{

@@ -41,16 +41,17 @@ CREATE TABLE event_spools (
 );
 "#;
 
-/// The token a studio's encoder publishes a meeting's programme with (WHIP): one valid per
-/// meeting, the earlier ones revoked.
+/// The tokens of a meeting's programme over HTTP: `encoder` (a studio encoder publishes, WHIP),
+/// `watch` (a player plays, WHEP); one valid of each kind per meeting, the earlier revoked.
 const V4: &str = r#"
-CREATE TABLE encoder_tokens (
+CREATE TABLE stream_tokens (
     token TEXT PRIMARY KEY,
     meeting_id BIGINT NOT NULL REFERENCES meetings(id),
+    kind TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
-CREATE INDEX encoder_tokens_meeting ON encoder_tokens (meeting_id);
+CREATE INDEX stream_tokens_meeting ON stream_tokens (meeting_id, kind);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses one newer.

@@ -50,6 +50,7 @@ pub(super) fn reopened(history: Vec<Event>) -> LiveMeeting {
     };
     let config = MeetingConfig {
         max_participants: 10,
+        max_viewers: 2,
         grace: GRACE,
         console_interval: 2_000,
     };
