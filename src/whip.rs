@@ -80,7 +80,15 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    start(&app, peer, MeetingId(meeting), HttpSessionKind::Encoder, &headers, &body).await
+    start(
+        &app,
+        peer,
+        MeetingId(meeting),
+        HttpSessionKind::Encoder,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 async fn watch(
@@ -90,7 +98,15 @@ async fn watch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    start(&app, peer, MeetingId(meeting), HttpSessionKind::Viewer, &headers, &body).await
+    start(
+        &app,
+        peer,
+        MeetingId(meeting),
+        HttpSessionKind::Viewer,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 /// The path a session's resources live under.
@@ -132,7 +148,9 @@ async fn start(
         let token = token.clone();
         app.hub
             .store()
-            .blocking(move |store| Ok::<_, StoreError>(store.check_stream_token(meeting, token_kind, &token)))
+            .blocking(move |store| {
+                Ok::<_, StoreError>(store.check_stream_token(meeting, token_kind, &token))
+            })
             .await
     };
     match checked {
@@ -214,7 +232,13 @@ async fn stop_publishing(
     Path((meeting, resource)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    stop(&app, MeetingId(meeting), HttpSessionKind::Encoder, &resource, &headers)
+    stop(
+        &app,
+        MeetingId(meeting),
+        HttpSessionKind::Encoder,
+        &resource,
+        &headers,
+    )
 }
 
 async fn stop_watching(
@@ -222,7 +246,13 @@ async fn stop_watching(
     Path((meeting, resource)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    stop(&app, MeetingId(meeting), HttpSessionKind::Viewer, &resource, &headers)
+    stop(
+        &app,
+        MeetingId(meeting),
+        HttpSessionKind::Viewer,
+        &resource,
+        &headers,
+    )
 }
 
 fn stop(
@@ -382,7 +412,12 @@ fn check_watch_offer(sdp: &str) -> Result<(), OfferProblem> {
         ));
     }
     for section in &sections {
-        let has = |name: &str| section.codecs.iter().any(|c| c.1.eq_ignore_ascii_case(name));
+        let has = |name: &str| {
+            section
+                .codecs
+                .iter()
+                .any(|c| c.1.eq_ignore_ascii_case(name))
+        };
         match section.kind {
             "video" if !has("H264") && !has("VP8") => {
                 return Err(OfferProblem::Unsupported(

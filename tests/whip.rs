@@ -273,3 +273,166 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
     site.close().await;
     hub.shutdown().await;
 }
+
+/// The H.264 payload type of the hub (constrained baseline), which the test clients offer at
+/// the same number.
+const PT_H264: u8 = 108;
+
+/// Video packets `client` received on tracks whose packets are H.264.
+fn h264_packets(client: &WebrtcClient) -> u64 {
+    client
+        .remote_tracks()
+        .iter()
+        .filter(|t| {
+            t.kind == "video"
+                && t.first_payload_type
+                    .lock()
+                    .is_ok_and(|pt| *pt == Some(PT_H264))
+        })
+        .map(|t| t.packets())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_watch_the_programme_over_whep_up_to_the_limit() {
+    let hub = diemcau::start(diemcau::Config {
+        max_viewers: 1,
+        ..diemcau::Config::for_tests()
+    })
+    .await
+    .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp có đường xem", &[("2269", "Xã Thượng Lâm")], true).await;
+    let token_of = |kind: &'static str| {
+        let path = format!("/api/meetings/{}/{kind}/token", m.id);
+        async move {
+            let issued = http::request(addr, "POST", &path, b"").await;
+            assert_eq!(issued.status, 200, "{}", issued.text());
+            issued.json()["token"].as_str().expect("a token").to_owned()
+        }
+    };
+    let encoder_token = token_of("encoder").await;
+    let watch_token = token_of("watch").await;
+
+    // The watch link takes its own token only, and offers that only receive.
+    let refused = WebrtcClient::watch_whep(addr, m.id, &encoder_token)
+        .await
+        .expect_err("the encoder's token opens no watch link");
+    assert!(refused.starts_with("401"), "{refused}");
+    let sending = post_offer(
+        addr,
+        m.id,
+        &watch_token,
+        "application/sdp",
+        &offer_with_video("VP8", ""),
+    )
+    .await;
+    assert_eq!(
+        sending.status,
+        401,
+        "a WHIP endpoint refuses the watch token: {}",
+        sending.text()
+    );
+    let publishing = http::send(
+        addr,
+        "POST",
+        &format!("/whep/{}", m.id),
+        offer_with_video("VP8", "").as_bytes(),
+        None,
+        &[
+            ("Authorization", &format!("Bearer {watch_token}")),
+            ("Content-Type", "application/sdp"),
+        ],
+    )
+    .await;
+    assert_eq!(publishing.status, 422, "{}", publishing.text());
+    assert!(
+        publishing.text().contains("recvonly"),
+        "{}",
+        publishing.text()
+    );
+
+    let (mut encoder, _) = WebrtcClient::publish_whip(addr, m.id, &encoder_token)
+        .await
+        .expect("the encoder publishes");
+    encoder
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the encoder connects");
+    encoder.start_media().await.expect("the encoder sends");
+
+    let (viewer, location) = WebrtcClient::watch_whep(addr, m.id, &watch_token)
+        .await
+        .expect("a player watches");
+    assert!(
+        location.starts_with(&format!("/whep/{}/", m.id)),
+        "{location}"
+    );
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the player connects");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(h264_packets(&viewer) > 60 && packets(&viewer, "audio") > 50) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the player receives the programme's H.264 and audio\n{}",
+            viewer.report()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let view = http::request(addr, "GET", &format!("/api/meetings/{}/watch", m.id), b"").await;
+    assert_eq!(view.status, 200, "{}", view.text());
+    assert_eq!(view.json()["viewers"], 1);
+    assert_eq!(view.json()["limit"], 1);
+    assert_eq!(view.json()["whep"], format!("/whep/{}", m.id));
+
+    // The limit holds; a player leaving makes room.
+    let over = WebrtcClient::watch_whep(addr, m.id, &watch_token)
+        .await
+        .expect_err("one viewer at most");
+    assert!(
+        over.starts_with("503") && over.contains("viewers"),
+        "{over}"
+    );
+    let authorization = format!("Bearer {watch_token}");
+    let stopped = http::send(
+        addr,
+        "DELETE",
+        &location,
+        b"",
+        None,
+        &[("Authorization", authorization.as_str())],
+    )
+    .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let mut second = None;
+    for _ in 0..20 {
+        match WebrtcClient::watch_whep(addr, m.id, &watch_token).await {
+            Ok(client) => {
+                second = Some(client);
+                break;
+            }
+            Err(e) if e.starts_with("503") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the second player: {e}"),
+        }
+    }
+    let (second, _) = second.expect("room for the next player");
+    second
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the next player connects");
+    wait::until(
+        "the next player receives the programme",
+        Duration::from_secs(15),
+        || h264_packets(&second) > 30,
+    )
+    .await;
+
+    viewer.close().await;
+    second.close().await;
+    encoder.close().await;
+    hub.shutdown().await;
+}

@@ -151,9 +151,7 @@ impl Peer {
         // itself. A `sendrecv` line is taken as `sendonly`, so the hub never sends (padding
         // probes included) on a client's own track, and a `recvonly` one as `inactive`.
         // A fixed peer's `recvonly` lines are the hub's to send on.
-        let text = sdp::client_offer(offer, |mid| {
-            self.fixed || self.hub_lines.contains_key(&mid)
-        });
+        let text = sdp::client_offer(offer, |mid| self.fixed || self.hub_lines.contains_key(&mid));
         let offer =
             SdpOffer::from_sdp_string(&text).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let answer = self

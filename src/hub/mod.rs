@@ -17,7 +17,6 @@
 
 mod actions;
 mod carry;
-mod programme;
 mod join;
 mod lease;
 mod lifecycle;
@@ -25,11 +24,12 @@ mod negotiation;
 mod peers;
 mod periodic;
 mod probe;
+mod programme;
 mod relays;
 
-pub use programme::{HttpSessionKind, StopSessionError};
 pub use lease::{LEASE_MILLIS, Sharing};
 pub use probe::ProbeError;
+pub use programme::{HttpSessionKind, StopSessionError};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -61,7 +61,10 @@ impl Hub {
         let mut session = self.open(outbox, client);
         self.join_over_http(&mut session, meeting, kind).await?;
         let id = session.participant;
-        let answer = match self.handle(&mut session, ClientMessage::Offer { sdp: offer }).await {
+        let answer = match self
+            .handle(&mut session, ClientMessage::Offer { sdp: offer })
+            .await
+        {
             Ok(Some(ServerMessage::Answer { sdp })) => sdp,
             Ok(other) => {
                 self.close(session, CloseReason::HubClosed).await;
@@ -85,7 +88,10 @@ impl Hub {
         tracing::info!(meeting = %meeting, participant = ?id, ?kind, "HTTP media session started");
         let hub = self.clone();
         let name = resource.clone();
-        tokio::spawn(async move { hub.hold_http_session(name, session, messages, stopped).await });
+        tokio::spawn(async move {
+            hub.hold_http_session(name, session, messages, stopped)
+                .await
+        });
         Ok((resource, answer))
     }
 

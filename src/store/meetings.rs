@@ -655,26 +655,41 @@ mod tests {
         use crate::store::TokenKind;
         let (store, view) = store_with_meeting();
         let meeting = MeetingId(view.plan.id);
-        assert_eq!(store.stream_token(meeting, TokenKind::Encoder).expect("read"), None);
-        let first = store.issue_stream_token(meeting, TokenKind::Encoder).expect("issue");
+        assert_eq!(
+            store
+                .stream_token(meeting, TokenKind::Encoder)
+                .expect("read"),
+            None
+        );
+        let first = store
+            .issue_stream_token(meeting, TokenKind::Encoder)
+            .expect("issue");
         assert_eq!(first.len(), 32);
         assert_eq!(
-            store.stream_token(meeting, TokenKind::Encoder).expect("read"),
+            store
+                .stream_token(meeting, TokenKind::Encoder)
+                .expect("read"),
             Some(first.clone())
         );
-        store.check_stream_token(meeting, TokenKind::Encoder, &first).expect("valid");
+        store
+            .check_stream_token(meeting, TokenKind::Encoder, &first)
+            .expect("valid");
         assert!(matches!(
             store.check_stream_token(MeetingId(meeting.0 + 1), TokenKind::Encoder, &first),
             Err(crate::store::StreamTokenError::Unknown)
         ));
 
-        let second = store.issue_stream_token(meeting, TokenKind::Encoder).expect("reissue");
+        let second = store
+            .issue_stream_token(meeting, TokenKind::Encoder)
+            .expect("reissue");
         assert_ne!(first, second);
         assert!(matches!(
             store.check_stream_token(meeting, TokenKind::Encoder, &first),
             Err(crate::store::StreamTokenError::Revoked)
         ));
-        store.check_stream_token(meeting, TokenKind::Encoder, &second).expect("valid");
+        store
+            .check_stream_token(meeting, TokenKind::Encoder, &second)
+            .expect("valid");
         assert!(matches!(
             store.issue_stream_token(MeetingId(meeting.0 + 1), TokenKind::Encoder),
             Err(StoreError::NotFound(_))

@@ -27,7 +27,6 @@
 mod accounts;
 pub mod backup;
 pub(crate) mod db;
-mod stream_tokens;
 mod leases;
 mod log;
 mod meetings;
@@ -37,6 +36,7 @@ mod schema;
 mod signals;
 mod sites;
 mod spool;
+mod stream_tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,7 +46,6 @@ use crate::attendance::Millis;
 use db::Conn;
 
 pub use accounts::{Account, AccountChangeError, LoginSession, Role, SessionLimits, StoredAccount};
-pub use stream_tokens::{StreamTokenError, TokenKind};
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use log::{NodeBatch, Recorder};
 pub use meetings::{
@@ -58,6 +57,7 @@ pub use postgres::PostgresTarget;
 pub use schema::SCHEMA_VERSION;
 pub use signals::HubSignal;
 pub use spool::{DEFAULT_LIMIT as LOG_BUFFER_LIMIT, LogHealth};
+pub use stream_tokens::{StreamTokenError, TokenKind};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "diemcau.sqlite3";

@@ -352,59 +352,82 @@ impl WebrtcClient {
             .add_track(Arc::clone(&a) as Arc<dyn TrackLocal>)
             .await
             .map_err(|e| fail(format!("add_track(audio): {e}")))?;
-        let offer = step("create_offer", pc.create_offer(None))
+        let location = http_offer(
+            http_addr,
+            &format!("/whip/{meeting}"),
+            token,
+            &pc,
+            &shared,
+            &watches,
+        )
+        .await?;
+        let mut client = Self::over_http(label, meeting, pc, shared, watches);
+        client.video = Some((v, vs));
+        client.audio = Some((a, asx));
+        client.video_source = &media::ENCODER;
+        Ok((client, location))
+    }
+
+    /// A player watching `meeting`'s programme over WHEP with `token`: one `POST` of an
+    /// offer with a `recvonly` video and audio line (VP8, H.264, Opus). Returns the client and
+    /// the resource URL; an error carries the hub's status and text.
+    pub async fn watch_whep(
+        http_addr: SocketAddr,
+        meeting: i64,
+        token: &str,
+    ) -> Result<(Self, String), String> {
+        let label = format!("viewer:{meeting}");
+        let shared = Arc::new(Shared::new(label.clone()));
+        let watches = Arc::new(Watches::new());
+        let fail = |e: String| -> String { format!("{label}: {e}\n{}", shared.transcript()) };
+        let me = media_engine().map_err(&fail)?;
+        let pc = new_peer(&shared, &watches, me, Network::Udp)
             .await
             .map_err(&fail)?;
-        step(
-            "set_local_description(offer)",
-            pc.set_local_description(offer.clone()),
-        )
-        .await
-        .map_err(&fail)?;
-        let _ = wait_watch(&watches.gathering, &shared, "ICE gathering complete", |s| {
-            (*s == RTCIceGatheringState::Complete).then_some(())
-        })
-        .await;
-        let sdp = pc.local_description().await.unwrap_or(offer).sdp;
-        let authorization = format!("Bearer {token}");
-        let reply = crate::http::send(
-            http_addr,
-            "POST",
-            &format!("/whip/{meeting}"),
-            sdp.as_bytes(),
-            None,
-            &[
-                ("Authorization", authorization.as_str()),
-                ("Content-Type", "application/sdp"),
-            ],
-        )
-        .await;
-        if reply.status != 201 {
-            return Err(format!("{} {}", reply.status, reply.text()));
+        for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(webrtc::rtp_transceiver::RTCRtpTransceiverInit {
+                    direction: webrtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+                    streams: Vec::new(),
+                    send_encodings: Vec::new(),
+                }),
+            )
+            .await
+            .map_err(|e| fail(format!("add_transceiver_from_kind: {e}")))?;
         }
-        let location = reply
-            .header("location")
-            .ok_or_else(|| fail("a 201 without Location".into()))?
-            .to_owned();
-        shared.note(format!("our offer SDP:\n{sdp}"));
-        shared.note(format!("hub answer SDP:\n{}", reply.text()));
-        let answer = RTCSessionDescription::answer(reply.text())
-            .map_err(|e| fail(format!("the answer: {e}")))?;
-        step(
-            "set_remote_description(answer)",
-            pc.set_remote_description(answer),
+        let location = http_offer(
+            http_addr,
+            &format!("/whep/{meeting}"),
+            token,
+            &pc,
+            &shared,
+            &watches,
         )
-        .await
-        .map_err(&fail)?;
+        .await?;
+        Ok((
+            Self::over_http(label, meeting, pc, shared, watches),
+            location,
+        ))
+    }
+
+    /// A client whose session is an HTTP resource (WHIP, WHEP), without a WebSocket.
+    fn over_http(
+        label: String,
+        meeting: i64,
+        pc: Arc<dyn PeerConnection>,
+        shared: Arc<Shared>,
+        watches: Arc<Watches>,
+    ) -> Self {
         // No WebSocket: the hub's messages have nowhere to come from.
         let (outbox, _) = mpsc::unbounded_channel::<Message>();
-        let client = Self {
+        Self {
             opts: ClientOptions {
-                role: "encoder",
-                name: label.clone(),
+                role: "http",
+                name: label,
                 meeting,
                 code: String::new(),
-                publish: true,
+                publish: false,
             },
             participant_id: String::new(),
             joined: Value::Null,
@@ -412,12 +435,11 @@ impl WebrtcClient {
             shared,
             watches,
             outbox,
-            video: Some((v, vs)),
-            audio: Some((a, asx)),
-            video_source: &media::ENCODER,
+            video: None,
+            audio: None,
+            video_source: &media::CAMERA,
             tasks: Vec::new(),
-        };
-        Ok((client, location))
+        }
     }
 
     /// Waits until webrtc-rs reports the peer connection `connected` (ICE + DTLS up).
@@ -674,4 +696,63 @@ async fn new_peer(
         .await
         .map_err(|e| format!("PeerConnectionBuilder::build: {e}"))?;
     Ok(Arc::new(pc))
+}
+
+/// Offers `pc`'s SDP (once ICE gathering completes) with `POST path`, `token` as the bearer,
+/// and applies the `201` answer; returns its `Location`. Another status is the error, with
+/// the hub's text.
+async fn http_offer(
+    http_addr: SocketAddr,
+    path: &str,
+    token: &str,
+    pc: &Arc<dyn PeerConnection>,
+    shared: &Arc<Shared>,
+    watches: &Arc<Watches>,
+) -> Result<String, String> {
+    let fail = |e: String| -> String { format!("{path}: {e}\n{}", shared.transcript()) };
+    let offer = step("create_offer", pc.create_offer(None))
+        .await
+        .map_err(&fail)?;
+    step(
+        "set_local_description(offer)",
+        pc.set_local_description(offer.clone()),
+    )
+    .await
+    .map_err(&fail)?;
+    let _ = wait_watch(&watches.gathering, shared, "ICE gathering complete", |s| {
+        (*s == RTCIceGatheringState::Complete).then_some(())
+    })
+    .await;
+    let sdp = pc.local_description().await.unwrap_or(offer).sdp;
+    shared.note(format!("our offer SDP:\n{sdp}"));
+    let authorization = format!("Bearer {token}");
+    let reply = crate::http::send(
+        http_addr,
+        "POST",
+        path,
+        sdp.as_bytes(),
+        None,
+        &[
+            ("Authorization", authorization.as_str()),
+            ("Content-Type", "application/sdp"),
+        ],
+    )
+    .await;
+    if reply.status != 201 {
+        return Err(format!("{} {}", reply.status, reply.text()));
+    }
+    shared.note(format!("hub answer SDP:\n{}", reply.text()));
+    let location = reply
+        .header("location")
+        .ok_or_else(|| fail("a 201 without Location".into()))?
+        .to_owned();
+    let answer = RTCSessionDescription::answer(reply.text())
+        .map_err(|e| fail(format!("the answer: {e}")))?;
+    step(
+        "set_remote_description(answer)",
+        pc.set_remote_description(answer),
+    )
+    .await
+    .map_err(&fail)?;
+    Ok(location)
 }

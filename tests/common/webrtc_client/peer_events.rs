@@ -106,6 +106,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         packets: AtomicU64::new(0),
         payload_bytes: AtomicU64::new(0),
         keyframes: AtomicU64::new(0),
+        first_payload_type: Mutex::new(None),
         ended: AtomicBool::new(false),
         opened_at: shared.started.elapsed(),
         last_packet_at: Mutex::new(Instant::now()),
@@ -127,6 +128,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                     stats.keyframes.fetch_add(1, Ordering::Relaxed);
                 }
                 if first {
+                    *lock(&stats.first_payload_type) = Some(packet.header.payload_type);
                     if lock(&stats.mime).is_empty()
                         && let Some(codec) = track.codec(packet.header.ssrc).await
                     {

@@ -26,6 +26,8 @@ pub struct RemoteTrackStats {
     pub payload_bytes: AtomicU64,
     /// VP8 packets that start a keyframe (S=1, PID=0, frame tag bit 0 clear).
     pub keyframes: AtomicU64,
+    /// The payload type of the first packet (the codec `mime` names is the first negotiated).
+    pub first_payload_type: Mutex<Option<u8>>,
     pub ended: AtomicBool,
     pub opened_at: Duration,
     pub last_packet_at: Mutex<Instant>,
