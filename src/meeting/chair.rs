@@ -495,10 +495,11 @@ impl LiveMeeting {
         let returned = self.floor_site();
         self.floor = to;
         self.floor_remote = remote;
+        // Viewers first: their one picture is freed before the new speaker's is added.
+        self.reconcile_viewers();
         for publisher in [from, to].into_iter().flatten() {
             self.reconcile_publisher(publisher);
         }
-        self.reconcile_viewers();
         // A site of another hub is in this meeting's record when it is invited here (at the
         // root), not when it is a commune of another province (at a child).
         for (site, given) in [(returned, false), (self.floor_site(), true)] {

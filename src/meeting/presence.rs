@@ -278,8 +278,8 @@ impl LiveMeeting {
         if self.floor.is_none() && self.floor_absent.as_ref() == Some(site) {
             self.floor_absent = None;
             self.floor = Some(id);
-            self.reconcile_publisher(id);
             self.reconcile_viewers();
+            self.reconcile_publisher(id);
             let others: Vec<PeerId> = self
                 .participants
                 .keys()

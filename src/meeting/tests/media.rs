@@ -354,3 +354,66 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
     assert_eq!(m.route(A, STUDIO), Some(ANY_LAYER));
     m.check_invariants().expect("consumers match the rules");
 }
+
+#[test]
+fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_limit() {
+    let mut m = meeting_in_session();
+    let viewer = PeerId(60);
+    let seat = |s: &str| Seat::Viewer {
+        session: SessionId(s.into()),
+    };
+    m.join(T0 + 1, viewer, seat("s-v1"), "player", "10.0.0.7")
+        .expect("a viewer joins");
+    m.attached(viewer);
+    let outputs = drain(&mut m);
+    assert!(logs(&outputs).is_empty(), "{outputs:?}");
+    assert!(
+        !outputs.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                message: ServerMessage::ParticipantJoined { .. },
+                ..
+            }
+        )),
+        "nobody is told of a viewer: {outputs:?}"
+    );
+    assert_eq!(m.route(viewer, STUDIO), Some(ANY_LAYER), "the programme");
+    assert_eq!(m.route(viewer, A), None);
+    assert_eq!(m.route(A, viewer), None, "a viewer is seen by nobody");
+
+    m.give_floor(T0 + 2, STUDIO, &code("001"))
+        .expect("the floor to A");
+    assert_eq!(m.route(viewer, A), Some(ANY_LAYER), "the speaking site");
+    assert_eq!(m.route(viewer, STUDIO), None, "one picture: the speaker's");
+    let changed = routes(&drain(&mut m));
+    let removed = changed
+        .iter()
+        .position(|r| matches!(r, Route::RemoveConsumer { subscriber, .. } if *subscriber == viewer));
+    let added = changed.iter().position(|r| {
+        matches!(r, Route::AddConsumer { subscriber, producer, .. }
+            if *subscriber == viewer && producer.peer == A)
+    });
+    assert!(
+        matches!((removed, added), (Some(r), Some(a)) if r < a),
+        "the studio's consumers go before the speaker's come: {changed:?}"
+    );
+    m.check_invariants().expect("consumers match the rules");
+
+    m.take_floor(T0 + 3, STUDIO).expect("the floor back");
+    assert_eq!(m.route(viewer, STUDIO), Some(ANY_LAYER));
+    assert_eq!(m.route(viewer, A), None);
+
+    m.join(T0 + 4, PeerId(61), seat("s-v2"), "player", "10.0.0.8")
+        .expect("a second viewer");
+    assert_eq!(
+        m.join(T0 + 5, PeerId(62), seat("s-v3"), "player", "10.0.0.9"),
+        Err(JoinError::ViewersFull),
+        "two viewers at most in these tests"
+    );
+    drain(&mut m);
+    assert!(m.leave(T0 + 6, viewer, LeaveReason::Closed, None));
+    assert!(logs(&drain(&mut m)).is_empty(), "a viewer's leave is not logged");
+    m.join(T0 + 7, PeerId(62), seat("s-v3"), "player", "10.0.0.9")
+        .expect("room again");
+    m.check_invariants().expect("consumers match the rules");
+}
