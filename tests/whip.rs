@@ -431,6 +431,27 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     )
     .await;
 
+    // The report counts the players apart from the sites, and logs the encoder.
+    let report = http::request(addr, "GET", &format!("/api/meetings/{}/report", m.id), b"").await;
+    assert_eq!(report.status, 200, "{}", report.text());
+    let report = report.json();
+    assert_eq!(report["summary"]["viewers"], 2, "{}", report["summary"]);
+    assert_eq!(
+        report["summary"]["viewers_peak"], 1,
+        "{}",
+        report["summary"]
+    );
+    assert_eq!(report["summary"]["sites_joined"], 0, "players are no sites");
+    let kinds: Vec<&str> = report["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in ["encoder_joined", "viewer_joined", "viewer_left"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+
     viewer.close().await;
     second.close().await;
     encoder.close().await;

@@ -121,6 +121,29 @@ pub enum EventKind {
         session: String,
         reason: LeaveReason,
     },
+    /// The studio's encoder started publishing the programme (WHIP): the sites receive it
+    /// instead of the chair's camera.
+    EncoderJoined {
+        session: String,
+        client: String,
+        address: String,
+    },
+    /// The studio's encoder stopped publishing.
+    EncoderLeft {
+        session: String,
+        reason: LeaveReason,
+    },
+    /// A player started watching the programme over the watch link (WHEP): not a site.
+    ViewerJoined {
+        session: String,
+        client: String,
+        address: String,
+    },
+    /// A player stopped watching.
+    ViewerLeft {
+        session: String,
+        reason: LeaveReason,
+    },
     /// A provincial hub lost its link to the centre (its parent hub) during this national
     /// meeting: its communes stayed connected to it, the centre out of reach. `node`: the
     /// provincial hub, as the centre names it (empty in the provincial hub's own log).
@@ -201,6 +224,10 @@ impl EventKind {
             EventKind::SiteCalled { .. } => "site_called",
             EventKind::StudioJoined { .. } => "studio_joined",
             EventKind::StudioLeft { .. } => "studio_left",
+            EventKind::EncoderJoined { .. } => "encoder_joined",
+            EventKind::EncoderLeft { .. } => "encoder_left",
+            EventKind::ViewerJoined { .. } => "viewer_joined",
+            EventKind::ViewerLeft { .. } => "viewer_left",
             EventKind::HubRestarted { .. } => "hub_restarted",
             EventKind::HubTakeover { .. } => "hub_takeover",
             EventKind::CentreUnreachable { .. } => "centre_unreachable",
@@ -217,6 +244,10 @@ impl EventKind {
             | EventKind::RollCallEnded { .. }
             | EventKind::StudioJoined { .. }
             | EventKind::StudioLeft { .. }
+            | EventKind::EncoderJoined { .. }
+            | EventKind::EncoderLeft { .. }
+            | EventKind::ViewerJoined { .. }
+            | EventKind::ViewerLeft { .. }
             | EventKind::HubRestarted { .. }
             | EventKind::HubTakeover { .. }
             | EventKind::CentreUnreachable { .. }
@@ -245,7 +276,11 @@ impl EventKind {
             | EventKind::MediaChanged { session, .. }
             | EventKind::QualitySample { session, .. }
             | EventKind::StudioJoined { session, .. }
-            | EventKind::StudioLeft { session, .. } => Some(session),
+            | EventKind::StudioLeft { session, .. }
+            | EventKind::EncoderJoined { session, .. }
+            | EventKind::EncoderLeft { session, .. }
+            | EventKind::ViewerJoined { session, .. }
+            | EventKind::ViewerLeft { session, .. } => Some(session),
             _ => None,
         }
     }

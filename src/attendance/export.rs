@@ -110,6 +110,18 @@ pub fn summary(report: &Report) -> Sheet {
             count(s.delegates_declared),
             Value::Percent(s.delegates_declared_percent),
         ],
+        vec![
+            text(header::VIEWERS),
+            Value::Blank,
+            count(s.viewers),
+            Value::Blank,
+        ],
+        vec![
+            text(header::VIEWERS_PEAK),
+            Value::Blank,
+            count(s.viewers_peak),
+            Value::Blank,
+        ],
     ];
     for status in [
         Status::Present,

@@ -124,6 +124,10 @@ pub struct Summary {
     pub delegates_expected: u32,
     pub delegates_declared: u32,
     pub delegates_declared_percent: f64,
+    /// Players that watched over the watch link (WHEP): sessions in all, and the most at
+    /// once. They are not bridge points: no site counts them.
+    pub viewers: u32,
+    pub viewers_peak: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,6 +183,24 @@ pub struct SessionRow {
     pub transport: Option<MediaTransport>,
 }
 
+/// The watch link's viewer sessions in `events`, and the most open at once. A session the log
+/// shows open is counted open until its leave (the hub closes a crashed run's at start-up).
+fn count_viewers(events: &[Event]) -> (u32, u32) {
+    let (mut sessions, mut open, mut peak) = (0u32, 0u32, 0u32);
+    for event in events {
+        match event.kind {
+            EventKind::ViewerJoined { .. } => {
+                sessions += 1;
+                open += 1;
+                peak = peak.max(open);
+            }
+            EventKind::ViewerLeft { .. } => open = open.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (sessions, peak)
+}
+
 /// Computes the report of `plan` from `events` (in log order) as of `now`.
 pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &ReportRules) -> Report {
     let actual_start = events
@@ -222,6 +244,7 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
         sites.push(row);
     }
 
+    let viewers = count_viewers(events);
     let sites_expected = plan.roster.len() as u32;
     let sites_joined = sites.iter().filter(|s| s.status != Status::Absent).count() as u32;
     let delegates_expected: u32 = plan.roster.iter().map(|s| s.expected_delegates).sum();
@@ -247,6 +270,8 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
             u64::from(delegates_declared),
             u64::from(delegates_expected),
         ),
+        viewers: viewers.0,
+        viewers_peak: viewers.1,
     };
 
     let session_rows = sessions

@@ -60,6 +60,10 @@ pub fn event_name(kind: &EventKind) -> &'static str {
         EventKind::SiteCalled { .. } => "Gọi điểm cầu",
         EventKind::StudioJoined { .. } => "Điểm cầu trung tâm vào họp",
         EventKind::StudioLeft { .. } => "Điểm cầu trung tâm rời họp",
+        EventKind::EncoderJoined { .. } => "Bộ mã hoá của trường quay bắt đầu phát",
+        EventKind::EncoderLeft { .. } => "Bộ mã hoá của trường quay ngừng phát",
+        EventKind::ViewerJoined { .. } => "Người xem qua đường xem bắt đầu xem",
+        EventKind::ViewerLeft { .. } => "Người xem qua đường xem ngừng xem",
         EventKind::HubRestarted { .. } => "Máy chủ chạy lại sau khi dừng đột ngột",
         EventKind::HubTakeover { .. } => "Máy chủ dự phòng tiếp quản cuộc họp",
         EventKind::CentreUnreachable { .. } => "Mất kết nối với máy chủ cấp trên",
@@ -83,6 +87,12 @@ pub fn event_details(event: &Event) -> String {
         }
         | EventKind::StudioJoined {
             client, address, ..
+        }
+        | EventKind::EncoderJoined {
+            client, address, ..
+        }
+        | EventKind::ViewerJoined {
+            client, address, ..
         } => [short_client(client), address.clone()]
             .into_iter()
             .filter(|part| !part.is_empty())
@@ -94,9 +104,10 @@ pub fn event_details(event: &Event) -> String {
             "nối lại trong thời gian cho phép · {} · {address}",
             short_client(client)
         ),
-        EventKind::SiteLeft { reason, .. } | EventKind::StudioLeft { reason, .. } => {
-            leave_reason(*reason).to_owned()
-        }
+        EventKind::SiteLeft { reason, .. }
+        | EventKind::StudioLeft { reason, .. }
+        | EventKind::EncoderLeft { reason, .. }
+        | EventKind::ViewerLeft { reason, .. } => leave_reason(*reason).to_owned(),
         EventKind::HubRestarted { down_since } => format!(
             "máy chủ ngừng khoảng {} phút",
             number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
@@ -213,6 +224,10 @@ pub mod header {
     pub const EXPECTED_DELEGATES: &str = "Đại biểu dự kiến";
     /// `col.delegatesDeclared`
     pub const DELEGATES_DECLARED: &str = "Đại biểu có mặt";
+    /// `col.viewers`
+    pub const VIEWERS: &str = "Người xem qua đường xem";
+    /// `col.viewersPeak`
+    pub const VIEWERS_PEAK: &str = "Người xem cùng lúc nhiều nhất";
     /// `col.confirmedBy`
     pub const CONFIRMED_BY: &str = "Người xác nhận";
     pub const POSITION: &str = "Chức vụ";
@@ -465,6 +480,8 @@ mod tests {
             ("col.centreUnreachable", header::CENTRE_UNREACHABLE.into()),
             ("col.expectedDelegates", header::EXPECTED_DELEGATES.into()),
             ("col.delegatesDeclared", header::DELEGATES_DECLARED.into()),
+            ("col.viewers", header::VIEWERS.into()),
+            ("col.viewersPeak", header::VIEWERS_PEAK.into()),
             ("col.confirmedBy", header::CONFIRMED_BY.into()),
             ("col.joinedAt", header::JOINED_AT.into()),
             ("col.leftAt", header::LEFT_AT.into()),
@@ -643,6 +660,21 @@ mod tests {
                     reason: LeaveReason::Closed,
                 },
                 page_text("reason.closed"),
+            ),
+            (
+                EventKind::EncoderJoined {
+                    session: session(),
+                    client: String::new(),
+                    address: "10.0.0.2".into(),
+                },
+                "10.0.0.2".into(),
+            ),
+            (
+                EventKind::ViewerLeft {
+                    session: session(),
+                    reason: LeaveReason::NetworkTimeout,
+                },
+                page_text("reason.network_timeout"),
             ),
             (
                 EventKind::CentreUnreachable {

@@ -191,9 +191,27 @@ impl LiveMeeting {
             Seat::Observer { session } => (None, session),
             Seat::Encoder { session } => {
                 self.encoder = Some(id);
+                self.log(
+                    now,
+                    EventKind::EncoderJoined {
+                        session: session.0.clone(),
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                );
                 (None, session)
             }
-            Seat::Viewer { session } => (None, session),
+            Seat::Viewer { session } => {
+                self.log(
+                    now,
+                    EventKind::ViewerJoined {
+                        session: session.0.clone(),
+                        client: client.to_owned(),
+                        address: address.to_owned(),
+                    },
+                );
+                (None, session)
+            }
         };
         let others: Vec<ParticipantInfo> = self
             .participants
@@ -502,7 +520,15 @@ impl LiveMeeting {
                 session: p.session.0,
                 reason,
             }),
-            (None, Role::Node | Role::Observer | Role::Encoder | Role::Viewer) => None,
+            (None, Role::Node | Role::Observer) => None,
+            (None, Role::Encoder) => Some(EventKind::EncoderLeft {
+                session: p.session.0,
+                reason,
+            }),
+            (None, Role::Viewer) => Some(EventKind::ViewerLeft {
+                session: p.session.0,
+                reason,
+            }),
             (None, _) => Some(EventKind::StudioLeft {
                 session: p.session.0,
                 reason,

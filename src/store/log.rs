@@ -246,34 +246,46 @@ impl Store {
         recorder: &Recorder,
         meeting: Option<MeetingId>,
     ) -> Result<Vec<Millis>, StoreError> {
-        let open: Vec<(i64, Option<String>, String, Millis)> = self
+        // Which seat each session was: 1 an encoder's, 2 a viewer's, 0 the studio's or a site's.
+        let open: Vec<(i64, Option<String>, String, Millis, i64)> = self
             .reader()
             .query(
                 "SELECT e.meeting_id, MAX(e.site_code), e.session, MAX(e.at),
-                        COALESCE(MAX(l.last_seen), 0)
+                        COALESCE(MAX(l.last_seen), 0),
+                        CAST(MAX(CASE e.kind WHEN 'encoder_joined' THEN 1
+                                             WHEN 'viewer_joined' THEN 2 ELSE 0 END) AS BIGINT)
                  FROM events e LEFT JOIN liveness l ON l.session = e.session
                  WHERE e.session IS NOT NULL AND ($1 = 0 OR e.meeting_id = $1)
                  GROUP BY e.meeting_id, e.session
-                 HAVING COUNT(CASE WHEN e.kind IN ('site_left', 'studio_left') THEN 1 END) = 0
+                 HAVING COUNT(CASE WHEN e.kind IN
+                     ('site_left', 'studio_left', 'encoder_left', 'viewer_left') THEN 1 END) = 0
                  ORDER BY e.meeting_id, MIN(e.seq)",
                 args![meeting.map_or(0, |m| m.0)],
             )?
             .iter()
             .map(|r| {
                 let (last_event, last_seen): (Millis, Millis) = (r.get(3)?, r.get(4)?);
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, last_event.max(last_seen)))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    last_event.max(last_seen),
+                    r.get(5)?,
+                ))
             })
             .collect::<Result<_, StoreError>>()?;
         let mut closed = Vec::with_capacity(open.len());
-        for (meeting_id, site, session, last_alive) in open {
+        for (meeting_id, site, session, last_alive, seat) in open {
             let reason = LeaveReason::HubCrash;
-            let kind = match site {
-                Some(site) => EventKind::SiteLeft {
+            let kind = match (site, seat) {
+                (Some(site), _) => EventKind::SiteLeft {
                     site,
                     session,
                     reason,
                 },
-                None => EventKind::StudioLeft { session, reason },
+                (None, 1) => EventKind::EncoderLeft { session, reason },
+                (None, 2) => EventKind::ViewerLeft { session, reason },
+                (None, _) => EventKind::StudioLeft { session, reason },
             };
             recorder.append_blocking(MeetingId(meeting_id), last_alive, kind)?;
             closed.push(last_alive);
@@ -909,27 +921,68 @@ mod tests {
             store.meetings_in_progress().expect("read"),
             vec![(meeting, 11)]
         );
+        for (at, kind) in [
+            (
+                12,
+                EventKind::EncoderJoined {
+                    session: "encoder".into(),
+                    client: String::new(),
+                    address: String::new(),
+                },
+            ),
+            (
+                13,
+                EventKind::ViewerJoined {
+                    session: "viewer".into(),
+                    client: String::new(),
+                    address: String::new(),
+                },
+            ),
+        ] {
+            recorder.append_blocking(meeting, at, kind).expect("joined");
+        }
         store
             .touch_sessions(&[(meeting, SessionId("studio".to_owned()))], 40)
             .expect("alive");
         assert_eq!(
             store.close_interrupted_sessions(&recorder).expect("closed"),
-            1
+            3
         );
-        let last = store
-            .events(meeting)
-            .expect("read")
-            .pop()
-            .expect("an event");
+        let events = store.events(meeting).expect("read");
+        let closed: Vec<(i64, EventKind)> = events
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(|e| (e.at, e.kind.clone()))
+            .collect();
+        let reason = LeaveReason::HubCrash;
         assert_eq!(
-            (last.at, last.kind),
-            (
-                40,
-                EventKind::StudioLeft {
-                    session: "studio".into(),
-                    reason: LeaveReason::HubCrash
-                }
-            )
+            closed,
+            vec![
+                (
+                    40,
+                    EventKind::StudioLeft {
+                        session: "studio".into(),
+                        reason
+                    }
+                ),
+                (
+                    12,
+                    EventKind::EncoderLeft {
+                        session: "encoder".into(),
+                        reason
+                    }
+                ),
+                (
+                    13,
+                    EventKind::ViewerLeft {
+                        session: "viewer".into(),
+                        reason
+                    }
+                ),
+            ],
+            "each seat's session is closed with its own kind, at its last sign of life"
         );
         recorder
             .append_blocking(meeting, 50, EventKind::MeetingEnded)

@@ -107,6 +107,10 @@ function renderSummary() {
   $('r-delegates-label').textContent = t('report.delegatesDeclared', {
     percent: formatPercent(s.delegates_declared_percent),
   });
+  // Watch-link players are no bridge points: shown apart, only when there were any.
+  $('r-viewers').hidden = !s.viewers;
+  $('r-viewers-figure').textContent = String(s.viewers || 0);
+  $('r-viewers-label').textContent = t('report.viewers', { peak: s.viewers_peak || 0 });
 
   const counts = $('r-status-counts');
   counts.replaceChildren();
@@ -282,8 +286,12 @@ function eventDetails(event) {
       return t('event.reconnectedDetails', { client: shortClient(event.client), address: event.address || '' });
     case 'site_left':
     case 'studio_left':
+    case 'encoder_left':
+    case 'viewer_left':
       return leaveReason(event.reason);
     case 'studio_joined':
+    case 'encoder_joined':
+    case 'viewer_joined':
       return [shortClient(event.client), event.address].filter(Boolean).join(' · ');
     case 'hub_restarted':
       return t('event.hubRestartedDetails', {

@@ -386,9 +386,9 @@ fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_lim
     assert_eq!(m.route(viewer, A), Some(ANY_LAYER), "the speaking site");
     assert_eq!(m.route(viewer, STUDIO), None, "one picture: the speaker's");
     let changed = routes(&drain(&mut m));
-    let removed = changed
-        .iter()
-        .position(|r| matches!(r, Route::RemoveConsumer { subscriber, .. } if *subscriber == viewer));
+    let removed = changed.iter().position(
+        |r| matches!(r, Route::RemoveConsumer { subscriber, .. } if *subscriber == viewer),
+    );
     let added = changed.iter().position(|r| {
         matches!(r, Route::AddConsumer { subscriber, producer, .. }
             if *subscriber == viewer && producer.peer == A)
@@ -412,7 +412,10 @@ fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_lim
     );
     drain(&mut m);
     assert!(m.leave(T0 + 6, viewer, LeaveReason::Closed, None));
-    assert!(logs(&drain(&mut m)).is_empty(), "a viewer's leave is not logged");
+    assert!(
+        logs(&drain(&mut m)).is_empty(),
+        "a viewer's leave is not logged"
+    );
     m.join(T0 + 7, PeerId(62), seat("s-v3"), "player", "10.0.0.9")
         .expect("room again");
     m.check_invariants().expect("consumers match the rules");
