@@ -30,12 +30,16 @@ async function main() {
           url: document.getElementById('m-encoder-url').textContent,
           token: document.getElementById('m-encoder-token').textContent,
           state: document.getElementById('m-encoder-state').textContent,
+          watchUrl: document.getElementById('m-watch-url').textContent,
+          watchState: document.getElementById('m-watch-state').textContent,
         }));
-        return shown.panel && shown.token === token && shown.state === 'Đang phát';
+        return shown.panel && shown.token === token && shown.state === 'Đang phát' && shown.watchState !== '';
       }).catch((error) => {
         throw new Failure(`${error.message}; shown: ${JSON.stringify(shown)}`);
       });
       if (shown.url !== `${base}/whip/${meeting}`) throw new Failure(`the WHIP address shown is ${shown.url}`);
+      if (shown.watchUrl !== `${base}/whep/${meeting}`) throw new Failure(`the WHEP address shown is ${shown.watchUrl}`);
+      if (shown.watchState !== '0 / tối đa 50 người xem') throw new Failure(`the watch link's state shown is ${shown.watchState}`);
       log(`the organizer's page shows the encoder: ${JSON.stringify(shown)}`);
 
       const site = await openJoined(context, 'site', `${base}${sitePath}`, { site: true, timeout: TIMEOUT_MS });

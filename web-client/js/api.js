@@ -156,6 +156,12 @@ export const fetchEncoder = (id) => request('GET', `${meetingPath(id)}/encoder`)
 /** `POST /api/meetings/{id}/encoder/token`: a new encoder token, the old one revoked. */
 export const issueEncoderToken = (id) => request('POST', `${meetingPath(id)}/encoder/token`);
 
+/** `GET /api/meetings/{id}/watch`: `{whep, token, viewers, limit}` (organizers). */
+export const fetchWatch = (id) => request('GET', `${meetingPath(id)}/watch`);
+
+/** `POST /api/meetings/{id}/watch/token`: a new watch token, the old one revoked. */
+export const issueWatchToken = (id) => request('POST', `${meetingPath(id)}/watch/token`);
+
 /** `GET /api/meetings/{id}/report`: the attendance report. */
 export const fetchReport = (id) => request('GET', `${meetingPath(id)}/report`);
 

@@ -281,6 +281,13 @@ const STRINGS = {
     'encoder.idle': 'Không phát',
     'encoder.confirmIssue': 'Cấp mã mới? Mã cũ sẽ không dùng được để bắt đầu phát nữa.',
     'encoder.issued': 'Đã cấp mã mới cho bộ mã hoá; hãy nhập mã này vào OBS.',
+    'watch.title': 'Đường xem (WHEP) cho người xem không phải điểm cầu',
+    'watch.hint':
+      'Báo chí, màn hình lớn hay lãnh đạo theo dõi bằng điện thoại xem chương trình qua trình phát WHEP với địa chỉ và mã dưới đây. Người xem không được tính là điểm cầu.',
+    'watch.viewers': 'Đang xem',
+    'watch.count': '{viewers} / tối đa {limit} người xem',
+    'watch.confirmIssue': 'Cấp mã mới? Mã cũ sẽ không mở được đường xem nữa; người đang xem vẫn xem tiếp.',
+    'watch.issued': 'Đã cấp mã mới cho đường xem.',
 
     'directory.heading': 'Danh bạ điểm cầu',
     'directory.import': 'Nhập từ tệp CSV',
@@ -946,6 +953,13 @@ const STRINGS = {
     'encoder.idle': 'Not publishing',
     'encoder.confirmIssue': 'Issue a new token? The old one will no longer start publishing.',
     'encoder.issued': 'New encoder token issued; enter it in OBS.',
+    'watch.title': 'Watch link (WHEP) for viewers who are not sites',
+    'watch.hint':
+      'Press, a big screen or a leader following on a phone watch the programme in a WHEP player with the server and token below. Viewers do not count as sites.',
+    'watch.viewers': 'Watching',
+    'watch.count': '{viewers} of at most {limit} viewers',
+    'watch.confirmIssue': 'Issue a new token? The old one will no longer open the watch link; those watching go on.',
+    'watch.issued': 'New watch token issued.',
 
     'directory.heading': 'Sites directory',
     'directory.import': 'Import from a CSV file',

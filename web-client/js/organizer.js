@@ -15,7 +15,9 @@ import {
   endMeeting,
   fetchEncoder,
   fetchMeeting,
+  fetchWatch,
   issueEncoderToken,
+  issueWatchToken,
   importSites,
   listMeetings,
   listSites,
@@ -28,6 +30,26 @@ import { formatTime, fromLocalInput, sameDay, toLocalInput } from './localtime.j
 const MAX_DELEGATES = 10_000;
 const HOUR_MS = 3_600_000;
 const FILTER_DELAY_MS = 120;
+
+/** The two programme links of a meeting: the studio encoder's (WHIP) and the watch link (WHEP). */
+const STREAMS = {
+  encoder: {
+    fetch: fetchEncoder,
+    issue: issueEncoderToken,
+    url: (view) => view.whip,
+    state: (view) => t(view.publishing ? 'encoder.publishing' : 'encoder.idle'),
+    confirm: 'encoder.confirmIssue',
+    issued: 'encoder.issued',
+  },
+  watch: {
+    fetch: fetchWatch,
+    issue: issueWatchToken,
+    url: (view) => view.whep,
+    state: (view) => t('watch.count', { viewers: view.viewers, limit: view.limit }),
+    confirm: 'watch.confirmIssue',
+    issued: 'watch.issued',
+  },
+};
 
 const state = {
   /**
@@ -45,9 +67,12 @@ const state = {
   meeting: null,
   /** `{ key, params, level }` shown under the meeting's buttons. */
   meetingMessage: null,
-  /** The studio encoder of the meeting shown: `{ meeting, view }` (`GET .../encoder`). */
-  encoder: null,
-  encoderLoading: false,
+  /**
+   * The programme's HTTP links of the meeting shown, by panel (`encoder`: WHIP, `watch`: WHEP):
+   * `{ meeting, view }` as `GET .../encoder` or `GET .../watch` answered.
+   */
+  streams: { encoder: null, watch: null },
+  streamsLoading: { encoder: false, watch: false },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -444,7 +469,7 @@ function installMeetingView() {
     if (!window.confirm(t('meeting.confirmEnd', { title: state.meeting.title }))) return;
     meetingAction('end');
   });
-  $('m-encoder-issue').addEventListener('click', issueEncoder);
+  for (const name of Object.keys(STREAMS)) $(`m-${name}-issue`).addEventListener('click', () => issueStreamToken(name));
   $('m-copy-all').addEventListener('click', async () => {
     const meeting = state.meeting;
     if (!meeting) return;
@@ -551,7 +576,7 @@ function renderMeeting() {
   if (studioLink) studio.href = absoluteLink(studioLink);
   $('m-report').href = `report.html?meeting=${encodeURIComponent(meeting.id)}`;
   renderMeetingMessage();
-  renderEncoder();
+  renderStreams();
 
   const heading = $('m-links-heading');
   heading.dataset.i18n = state.organizer ? 'meeting.links' : 'create.sites';
@@ -629,40 +654,47 @@ function renderMeeting() {
   }
 }
 
-/** The studio encoder's WHIP address and token of the meeting shown (organizers only). */
-function renderEncoder() {
+/** The programme links of the meeting shown, its address, token and state (organizers only). */
+function renderStreams() {
+  for (const name of Object.keys(STREAMS)) renderStream(name);
+}
+
+function renderStream(name) {
   const meeting = state.meeting;
-  const panel = $('m-encoder');
+  const panel = $(`m-${name}`);
   panel.hidden = !state.organizer || !meeting || meeting.state === 'ended';
   if (panel.hidden) return;
-  const encoder = state.encoder && state.encoder.meeting === meeting.id ? state.encoder.view : null;
-  if (!encoder && !state.encoderLoading) {
-    state.encoderLoading = true;
-    fetchEncoder(meeting.id)
-      .then((view) => {
-        state.encoder = { meeting: meeting.id, view };
+  const known = state.streams[name];
+  const view = known && known.meeting === meeting.id ? known.view : null;
+  if (!view && !state.streamsLoading[name]) {
+    state.streamsLoading[name] = true;
+    STREAMS[name]
+      .fetch(meeting.id)
+      .then((fetched) => {
+        state.streams[name] = { meeting: meeting.id, view: fetched };
       })
       .catch(() => {})
       .finally(() => {
-        state.encoderLoading = false;
-        if (state.encoder) renderEncoder();
+        state.streamsLoading[name] = false;
+        if (state.streams[name]) renderStream(name);
       });
   }
-  $('m-encoder-url').textContent = encoder ? absoluteLink(encoder.whip) : '';
-  $('m-encoder-token').textContent = encoder && encoder.token ? encoder.token : t('encoder.noToken');
-  $('m-encoder-state').textContent = encoder ? t(encoder.publishing ? 'encoder.publishing' : 'encoder.idle') : '';
+  $(`m-${name}-url`).textContent = view ? absoluteLink(STREAMS[name].url(view)) : '';
+  $(`m-${name}-token`).textContent = view && view.token ? view.token : t('encoder.noToken');
+  $(`m-${name}-state`).textContent = view ? STREAMS[name].state(view) : '';
 }
 
-async function issueEncoder() {
+async function issueStreamToken(name) {
   const meeting = state.meeting;
   if (!meeting) return;
-  const current = state.encoder && state.encoder.meeting === meeting.id ? state.encoder.view : null;
-  if (current && current.token && !window.confirm(t('encoder.confirmIssue'))) return;
+  const known = state.streams[name];
+  const current = known && known.meeting === meeting.id ? known.view : null;
+  if (current && current.token && !window.confirm(t(STREAMS[name].confirm))) return;
   try {
-    const view = await issueEncoderToken(meeting.id);
-    state.encoder = { meeting: meeting.id, view };
-    setMeetingMessage('encoder.issued', {}, 'good');
-    renderEncoder();
+    const view = await STREAMS[name].issue(meeting.id);
+    state.streams[name] = { meeting: meeting.id, view };
+    setMeetingMessage(STREAMS[name].issued, {}, 'good');
+    renderStream(name);
   } catch (error) {
     setMeetingMessage('meeting.actionFailed', { reason: describeApiError(error) }, 'bad');
   }
