@@ -75,7 +75,10 @@ fn encoder_frames() -> &'static [Vec<u8>] {
             .collect();
         starts
             .windows(2)
-            .filter_map(|w| STREAM.get(w[0]..w[1]).map(<[u8]>::to_vec))
+            .filter_map(|w| match w {
+                [start, end] => STREAM.get(*start..*end).map(<[u8]>::to_vec),
+                _ => None,
+            })
             .collect()
     })
 }
