@@ -10,6 +10,8 @@
 mod http;
 #[path = "e2e/node_script.rs"]
 mod node_script;
+#[path = "common/signaling.rs"]
+mod signaling;
 #[path = "common/wait.rs"]
 mod wait;
 #[path = "common/webrtc_client/mod.rs"]
@@ -278,6 +280,9 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
 /// the same number.
 const PT_H264: u8 = 108;
 
+/// The hub's VP8 payload type.
+const PT_VP8: u8 = 96;
+
 /// Video packets `client` received on tracks whose packets are H.264.
 fn h264_packets(client: &WebrtcClient) -> u64 {
     client
@@ -431,6 +436,56 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     )
     .await;
 
+    // The player's one picture follows the floor: the site's VP8 while it speaks, then the
+    // encoder's H.264 again.
+    let mut site = WebrtcClient::connect(
+        addr,
+        ClientOptions {
+            role: "site",
+            name: "Xã Thượng Lâm".into(),
+            meeting: m.id,
+            code: m.code("2269"),
+            publish: true,
+        },
+    )
+    .await
+    .expect("the site joins");
+    site.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the site connects");
+    site.start_media().await.expect("the site sends");
+    let mut chair = signaling::connect(http::organizer_ws_request(addr).await).await;
+    signaling::send(
+        &mut chair,
+        &serde_json::json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
+    )
+    .await;
+    let last_video_pt = |client: &WebrtcClient| {
+        client
+            .remote_tracks()
+            .iter()
+            .filter(|t| t.kind == "video")
+            .find_map(|t| *t.last_payload_type.lock().expect("lock"))
+    };
+    for (action, pt, what) in [
+        (
+            serde_json::json!({"type": "give_floor", "site": "2269"}),
+            PT_VP8,
+            "the speaking site's VP8",
+        ),
+        (
+            serde_json::json!({"type": "take_floor"}),
+            PT_H264,
+            "the encoder's H.264 again",
+        ),
+    ] {
+        signaling::send(&mut chair, &action).await;
+        wait::until(what, Duration::from_secs(10), || {
+            last_video_pt(&second) == Some(pt)
+        })
+        .await;
+    }
+
     // The report counts the players apart from the sites, and logs the encoder.
     let report = http::request(addr, "GET", &format!("/api/meetings/{}/report", m.id), b"").await;
     assert_eq!(report.status, 200, "{}", report.text());
@@ -441,7 +496,10 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
         "{}",
         report["summary"]
     );
-    assert_eq!(report["summary"]["sites_joined"], 0, "players are no sites");
+    assert_eq!(
+        report["summary"]["sites_joined"], 1,
+        "the site only: players are no sites"
+    );
     let kinds: Vec<&str> = report["events"]
         .as_array()
         .expect("events")
@@ -452,6 +510,7 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 
+    site.close().await;
     viewer.close().await;
     second.close().await;
     encoder.close().await;

@@ -164,8 +164,7 @@ impl Peer {
         let answer = answer.to_sdp_string();
         if self.fixed {
             for (mid, kind, msid) in sdp::sending_lines(&answer) {
-                if let std::collections::hash_map::Entry::Vacant(line) = self.hub_lines.entry(mid)
-                {
+                if let std::collections::hash_map::Entry::Vacant(line) = self.hub_lines.entry(mid) {
                     line.insert((kind, msid));
                     self.idle.push(mid);
                 }

@@ -107,6 +107,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         payload_bytes: AtomicU64::new(0),
         keyframes: AtomicU64::new(0),
         first_payload_type: Mutex::new(None),
+        last_payload_type: Mutex::new(None),
         ended: AtomicBool::new(false),
         opened_at: shared.started.elapsed(),
         last_packet_at: Mutex::new(Instant::now()),
@@ -121,6 +122,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let first = stats.packets.fetch_add(1, Ordering::Relaxed) == 0;
                 *lock(&stats.last_packet_at) = Instant::now();
+                *lock(&stats.last_payload_type) = Some(packet.header.payload_type);
                 stats
                     .payload_bytes
                     .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);

@@ -28,6 +28,9 @@ pub struct RemoteTrackStats {
     pub keyframes: AtomicU64,
     /// The payload type of the first packet (the codec `mime` names is the first negotiated).
     pub first_payload_type: Mutex<Option<u8>>,
+    /// The payload type of the latest packet: a track whose source changes (a WHEP player's
+    /// one picture following the floor) may change codec.
+    pub last_payload_type: Mutex<Option<u8>>,
     pub ended: AtomicBool,
     pub opened_at: Duration,
     pub last_packet_at: Mutex<Instant>,
