@@ -58,6 +58,17 @@ impl AppState {
 /// trusted reverse proxy, in which case the last address in `X-Forwarded-For` that is not
 /// itself a trusted proxy (what a client writes further left can be forged, what the proxies
 /// append cannot). A header that does not parse leaves the peer's address.
+/// A request's `User-Agent`, at most 256 characters, for the attendance log.
+pub fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect()
+}
+
 pub fn client_address(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> SocketAddr {
     if !app.trusted_proxies.contains(&peer.ip()) {
         return peer;

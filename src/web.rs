@@ -124,13 +124,7 @@ async fn signaling(
         )
             .into_response();
     };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(256)
-        .collect();
+    let user_agent = crate::state::user_agent(&headers);
     let client = ClientInfo {
         address: Some(address),
         user_agent,

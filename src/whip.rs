@@ -192,16 +192,9 @@ async fn start(
         tracing::warn!(meeting = %meeting, %address, ?kind, "offer refused: {}", problem.message());
         return refuse(problem.status(), problem.message());
     }
-    let user_agent: String = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(256)
-        .collect();
     let client = ClientInfo {
         address: Some(address),
-        user_agent,
+        user_agent: crate::state::user_agent(headers),
         slot: None,
         login: None,
     };

@@ -46,6 +46,20 @@ async fn post_offer(
     .await
 }
 
+/// `DELETE` of a session's resource with `token` as the bearer.
+async fn delete(addr: SocketAddr, location: &str, token: &str) -> http::Reply {
+    let authorization = format!("Bearer {token}");
+    http::send(
+        addr,
+        "DELETE",
+        location,
+        b"",
+        None,
+        &[("Authorization", authorization.as_str())],
+    )
+    .await
+}
+
 /// An offer as an encoder sending `video` (codec name, fmtp) would write it.
 fn offer_with_video(name: &str, fmtp: &str) -> String {
     format!(
@@ -212,27 +226,9 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
     // Trickle ICE is not supported; a DELETE needs the token.
     let patch = http::send(addr, "PATCH", &location, b"a=candidate:1", None, &[]).await;
     assert_eq!(patch.status, 405, "{}", patch.text());
-    let bad = format!("Bearer x{token}");
-    let refused = http::send(
-        addr,
-        "DELETE",
-        &location,
-        b"",
-        None,
-        &[("Authorization", bad.as_str())],
-    )
-    .await;
+    let refused = delete(addr, &location, &format!("x{token}")).await;
     assert_eq!(refused.status, 401, "{}", refused.text());
-    let authorization = format!("Bearer {token}");
-    let stopped = http::send(
-        addr,
-        "DELETE",
-        &location,
-        b"",
-        None,
-        &[("Authorization", authorization.as_str())],
-    )
-    .await;
+    let stopped = delete(addr, &location, &token).await;
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     let audio = site
         .remote_tracks()
@@ -245,15 +241,7 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
         || audio.quiet_for() >= Duration::from_millis(500),
     )
     .await;
-    let again = http::send(
-        addr,
-        "DELETE",
-        &location,
-        b"",
-        None,
-        &[("Authorization", authorization.as_str())],
-    )
-    .await;
+    let again = delete(addr, &location, &token).await;
     assert_eq!(again.status, 404, "{}", again.text());
     let view = http::request(addr, "GET", &format!("/api/meetings/{}/encoder", m.id), b"").await;
     assert_eq!(view.json()["publishing"], false);
@@ -400,16 +388,7 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
         over.starts_with("503") && over.contains("viewers"),
         "{over}"
     );
-    let authorization = format!("Bearer {watch_token}");
-    let stopped = http::send(
-        addr,
-        "DELETE",
-        &location,
-        b"",
-        None,
-        &[("Authorization", authorization.as_str())],
-    )
-    .await;
+    let stopped = delete(addr, &location, &watch_token).await;
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     let mut second = None;
     for _ in 0..20 {
