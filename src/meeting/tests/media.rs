@@ -284,7 +284,15 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
         .expect("the encoder joins beside the chair");
     assert!(matches!(joined, ServerMessage::Joined { .. }));
     let outputs = drain(&mut m);
-    assert!(logs(&outputs).is_empty(), "no attendance row: {outputs:?}");
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::EncoderJoined {
+            session: "s-encoder".into(),
+            client: "OBS".into(),
+            address: "10.0.0.9".into(),
+        }],
+        "its session is in the log, not as a site's: {outputs:?}"
+    );
     assert!(
         outputs.iter().any(|o| matches!(
             o,
@@ -348,9 +356,15 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
     );
     m.check_invariants().expect("consumers match the rules");
 
-    // The encoder leaves: nothing logged, the camera is back.
+    // The encoder leaves: logged as such, the camera is back.
     assert!(m.leave(T0 + 3, second, LeaveReason::Closed, None));
-    assert!(logs(&drain(&mut m)).is_empty());
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::EncoderLeft {
+            session: "s-encoder-2".into(),
+            reason: LeaveReason::Closed,
+        }]
+    );
     assert_eq!(m.route(A, STUDIO), Some(ANY_LAYER));
     m.check_invariants().expect("consumers match the rules");
 }
@@ -366,7 +380,15 @@ fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_lim
         .expect("a viewer joins");
     m.attached(viewer);
     let outputs = drain(&mut m);
-    assert!(logs(&outputs).is_empty(), "{outputs:?}");
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::ViewerJoined {
+            session: "s-v1".into(),
+            client: "player".into(),
+            address: "10.0.0.7".into(),
+        }],
+        "a viewer's session is logged apart from the sites': {outputs:?}"
+    );
     assert!(
         !outputs.iter().any(|o| matches!(
             o,
@@ -412,9 +434,12 @@ fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_lim
     );
     drain(&mut m);
     assert!(m.leave(T0 + 6, viewer, LeaveReason::Closed, None));
-    assert!(
-        logs(&drain(&mut m)).is_empty(),
-        "a viewer's leave is not logged"
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::ViewerLeft {
+            session: "s-v1".into(),
+            reason: LeaveReason::Closed,
+        }]
     );
     m.join(T0 + 7, PeerId(62), seat("s-v3"), "player", "10.0.0.9")
         .expect("room again");
