@@ -46,6 +46,26 @@ async fn post_offer(
     .await
 }
 
+/// Site 2269 of `m`, joined, publishing its fake camera, its media connected.
+async fn joined_site(addr: SocketAddr, m: &http::TestMeeting) -> WebrtcClient {
+    let site = WebrtcClient::connect(
+        addr,
+        ClientOptions {
+            role: "site",
+            name: "Xã Thượng Lâm".into(),
+            meeting: m.id,
+            code: m.code("2269"),
+            publish: true,
+        },
+    )
+    .await
+    .expect("the site joins");
+    site.wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the site connects");
+    site
+}
+
 /// `DELETE` of a session's resource with `token` as the bearer.
 async fn delete(addr: SocketAddr, location: &str, token: &str) -> http::Reply {
     let authorization = format!("Bearer {token}");
@@ -168,21 +188,7 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
     assert_eq!(malformed.status, 400, "{}", malformed.text());
 
     // A site that receives.
-    let site = WebrtcClient::connect(
-        addr,
-        ClientOptions {
-            role: "site",
-            name: "Xã Thượng Lâm".into(),
-            meeting: m.id,
-            code: m.code("2269"),
-            publish: true,
-        },
-    )
-    .await
-    .expect("the site joins");
-    site.wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the site connects");
+    let site = joined_site(addr, &m).await;
 
     // The encoder publishes.
     let (mut encoder, location) = WebrtcClient::publish_whip(addr, m.id, &token)
@@ -417,21 +423,7 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
 
     // The player's one picture follows the floor: the site's VP8 while it speaks, then the
     // encoder's H.264 again.
-    let mut site = WebrtcClient::connect(
-        addr,
-        ClientOptions {
-            role: "site",
-            name: "Xã Thượng Lâm".into(),
-            meeting: m.id,
-            code: m.code("2269"),
-            publish: true,
-        },
-    )
-    .await
-    .expect("the site joins");
-    site.wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the site connects");
+    let mut site = joined_site(addr, &m).await;
     site.start_media().await.expect("the site sends");
     let mut chair = signaling::connect(http::organizer_ws_request(addr).await).await;
     signaling::send(

@@ -256,26 +256,15 @@ impl Worker {
         } else {
             producer.id.to_string()
         };
-        let kind = producer.kind;
-        if let Some(mid) = peer.queue_consumer(consumer, kind, producer.peer.to_string(), track) {
-            // A fixed peer's m-line, taken at once: open now, from a decodable picture.
-            added.mid = Some(mid);
-            added.open = true;
-            router.add_consumer(consumer, added);
-            if kind == MediaKind::Video {
-                let layer = router
-                    .consumers
-                    .get(&consumer)
-                    .and_then(|c| c.allocation.target)
-                    .unwrap_or(0);
-                self.core
-                    .work
-                    .push_back(Work::Keyframe(peer.router, producer.id, layer));
-            }
-            return Ok(());
+        let fixed = peer.is_fixed();
+        if !fixed {
+            peer.queue_consumer(consumer, producer.kind, producer.peer.to_string(), track);
         }
         router.add_consumer(consumer, added);
-        if !self.to_renegotiate.contains(&id) {
+        if fixed {
+            // A fixed peer's consumer takes a free m-line of its kind now, or waits for one.
+            self.open_waiting(id);
+        } else if !self.to_renegotiate.contains(&id) {
             self.to_renegotiate.push(id);
         }
         Ok(())
