@@ -234,6 +234,7 @@ impl MediaPlane {
                 }
             };
             let local = std_socket.local_addr()?;
+            size_buffers(&std_socket, index == 0);
             let socket = UdpSocket::from_std(std_socket);
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -845,5 +846,36 @@ impl Driver {
                 worker.handle_packet(Instant::now(), Protocol::Tcp, remote, local, frame)
             },
         );
+    }
+}
+
+/// The kernel buffer a media socket asks for each way. At the default (about 200 KiB) a
+/// worker that pauses for a few milliseconds while a keyframe arrives from every site at once
+/// (the floor changes, a roll call starts) loses datagrams in the kernel, where no counter of
+/// ours sees them; 4 MiB holds about 3,000 full packets.
+pub(crate) const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] of receive and send buffer on a UDP socket. The kernel
+/// grants at most `net.core.rmem_max` / `wmem_max`: what it granted is logged (`report`: at
+/// info level, with the sysctl to raise where it fell short; otherwise at debug level).
+pub(crate) fn size_buffers(socket: &impl std::os::fd::AsFd, report: bool) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    // Linux doubles what it grants (half for its own bookkeeping) and reports the double.
+    let receive = socket.recv_buffer_size().unwrap_or(0) / 2;
+    let send = socket.send_buffer_size().unwrap_or(0) / 2;
+    if !report {
+        tracing::debug!(receive, send, "media socket buffers");
+    } else if receive < SOCKET_BUFFER_BYTES || send < SOCKET_BUFFER_BYTES {
+        tracing::info!(
+            receive,
+            send,
+            wanted = SOCKET_BUFFER_BYTES,
+            "media socket buffers are smaller than wanted: raise net.core.rmem_max and \
+             net.core.wmem_max (see docs/operations.md)"
+        );
+    } else {
+        tracing::info!(receive, send, "media socket buffers");
     }
 }

@@ -361,7 +361,9 @@ async fn bind_towards(target: IpAddr) -> Result<UdpSocket, String> {
 
 /// A UDP socket on `ip`, any port.
 async fn bind_on(ip: IpAddr) -> Result<UdpSocket, String> {
-    UdpSocket::bind(SocketAddr::new(ip, 0))
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
         .await
-        .map_err(|e| format!("a UDP socket on {ip}: {e}"))
+        .map_err(|e| format!("a UDP socket on {ip}: {e}"))?;
+    crate::media::size_buffers(&socket, false);
+    Ok(socket)
 }

@@ -73,6 +73,7 @@ impl Relay {
         let mut state = Vec::new();
         for (index, (name, address)) in named.iter().enumerate() {
             let mut socket = UdpSocket::bind(*address)?;
+            roomy(&socket);
             let token = Token(sockets.len());
             poll.registry()
                 .register(&mut socket, token, Interest::READABLE)?;
@@ -344,6 +345,7 @@ impl Run {
             return Ok(*token);
         }
         let mut socket = UdpSocket::bind(loopback())?;
+        roomy(&socket);
         let token = Token(self.sockets.len());
         self.poll
             .registry()
@@ -446,6 +448,12 @@ impl Run {
             _ => "error: unknown command".into(),
         }
     }
+}
+
+/// Gives a relay socket the receive buffer a hub's media socket asks for, so that the relay
+/// thread, on a busy machine, loses no datagram but those its settings say.
+fn roomy(socket: &UdpSocket) {
+    let _ = socket2::SockRef::from(socket).set_recv_buffer_size(4 << 20);
 }
 
 #[cfg(test)]

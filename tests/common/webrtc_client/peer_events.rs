@@ -108,6 +108,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
         keyframes: AtomicU64::new(0),
         first_payload_type: Mutex::new(None),
         last_payload_type: Mutex::new(None),
+        sequence: Mutex::default(),
         ended: AtomicBool::new(false),
         opened_at: shared.started.elapsed(),
         last_packet_at: Mutex::new(Instant::now()),
@@ -123,6 +124,7 @@ async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                 let first = stats.packets.fetch_add(1, Ordering::Relaxed) == 0;
                 *lock(&stats.last_packet_at) = Instant::now();
                 *lock(&stats.last_payload_type) = Some(packet.header.payload_type);
+                lock(&stats.sequence).note(packet.header.sequence_number);
                 stats
                     .payload_bytes
                     .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);

@@ -31,12 +31,19 @@ pub struct RemoteTrackStats {
     /// The payload type of the latest packet: a track whose source changes (a WHEP player's
     /// one picture following the floor) may change codec.
     pub last_payload_type: Mutex<Option<u8>>,
+    /// The sequence numbers seen: how many packets the sender's stream spanned.
+    pub sequence: Mutex<SequenceSpan>,
     pub ended: AtomicBool,
     pub opened_at: Duration,
     pub last_packet_at: Mutex<Instant>,
 }
 
 impl RemoteTrackStats {
+    /// Packets the stream's sequence numbers spanned so far, first to highest: what arrived
+    /// plus what was lost for good (a gap nobody repaired).
+    pub fn sequence_span(&self) -> u64 {
+        lock(&self.sequence).span()
+    }
     pub fn packets(&self) -> u64 {
         self.packets.load(Ordering::Relaxed)
     }
@@ -175,4 +182,35 @@ impl Watches {
 /// The guarded value, also after a panic elsewhere (the counters stay readable for reports).
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The extended sequence numbers of a received stream: the first and the highest seen.
+#[derive(Debug, Default)]
+pub struct SequenceSpan {
+    first: u64,
+    highest: Option<u64>,
+}
+
+impl SequenceSpan {
+    /// Notes `seq` (16 bits), unwrapped against the highest seen so far.
+    pub fn note(&mut self, seq: u16) {
+        match self.highest {
+            None => {
+                // Room below for packets that arrive out of order.
+                let extended = (1 << 16) + u64::from(seq);
+                self.first = extended;
+                self.highest = Some(extended);
+            }
+            Some(highest) => {
+                let delta = i64::from(seq.wrapping_sub(highest as u16) as i16);
+                let extended = highest.saturating_add_signed(delta);
+                self.first = self.first.min(extended);
+                self.highest = Some(highest.max(extended));
+            }
+        }
+    }
+
+    pub fn span(&self) -> u64 {
+        self.highest.map_or(0, |h| h - self.first + 1)
+    }
 }
