@@ -2,7 +2,8 @@
 //! meeting's encoder token, the encoder posts its offer (H.264 constrained baseline and Opus)
 //! and a site receives the H.264 programme in place of the chair's camera; `DELETE` ends it and
 //! the camera comes back. Wrong tokens, other codecs, malformed offers and trickle ICE are
-//! refused with their reasons.
+//! refused with their reasons. Players watch over WHEP, and the chair switches the programme
+//! between the encoder and its own camera.
 
 #![allow(clippy::indexing_slicing)] // JSON lookups in assertions
 
@@ -211,6 +212,8 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
         || packets(&site, "audio") > 50,
     )
     .await;
+    // Chromium: a site decodes the H.264, and so does the watch page the meeting's page links.
+    let watch_token = issue_token(addr, m.id, "watch").await;
     node_script::require_playwright();
     node_script::run_against(
         &format!("http://{addr}"),
@@ -223,6 +226,11 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
             ),
             ("MEETING", m.id.to_string()),
             ("ENCODER_TOKEN", token.clone()),
+            ("WATCH_TOKEN", watch_token),
+            (
+                "STUDIO_PATH",
+                format!("/studio.html?meeting={}&code={}", m.id, m.studio_code),
+            ),
         ],
     )
     .await;
@@ -277,6 +285,23 @@ const PT_H264: u8 = 108;
 /// The hub's VP8 payload type.
 const PT_VP8: u8 = 96;
 
+/// The payload type of the latest video packet `client` received.
+fn last_video_pt(client: &WebrtcClient) -> Option<u8> {
+    client
+        .remote_tracks()
+        .iter()
+        .filter(|t| t.kind == "video")
+        .find_map(|t| *t.last_payload_type.lock().expect("lock"))
+}
+
+/// Issues meeting `meeting`'s token of `kind` (`encoder` or `watch`) as its organizer.
+async fn issue_token(addr: SocketAddr, meeting: i64, kind: &str) -> String {
+    let path = format!("/api/meetings/{meeting}/{kind}/token");
+    let issued = http::request(addr, "POST", &path, b"").await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    issued.json()["token"].as_str().expect("a token").to_owned()
+}
+
 /// Video packets `client` received on tracks whose packets are H.264.
 fn h264_packets(client: &WebrtcClient) -> u64 {
     client
@@ -302,16 +327,8 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     .expect("hub starts");
     let addr = hub.http_addr();
     let m = http::meeting(addr, "Họp có đường xem", &[("2269", "Xã Thượng Lâm")], true).await;
-    let token_of = |kind: &'static str| {
-        let path = format!("/api/meetings/{}/{kind}/token", m.id);
-        async move {
-            let issued = http::request(addr, "POST", &path, b"").await;
-            assert_eq!(issued.status, 200, "{}", issued.text());
-            issued.json()["token"].as_str().expect("a token").to_owned()
-        }
-    };
-    let encoder_token = token_of("encoder").await;
-    let watch_token = token_of("watch").await;
+    let encoder_token = issue_token(addr, m.id, "encoder").await;
+    let watch_token = issue_token(addr, m.id, "watch").await;
 
     // The watch link takes its own token only, and offers that only receive.
     let refused = WebrtcClient::watch_whep(addr, m.id, &encoder_token)
@@ -431,13 +448,6 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
         &serde_json::json!({"type": "join", "code": m.studio_code, "meeting": m.id}),
     )
     .await;
-    let last_video_pt = |client: &WebrtcClient| {
-        client
-            .remote_tracks()
-            .iter()
-            .filter(|t| t.kind == "video")
-            .find_map(|t| *t.last_payload_type.lock().expect("lock"))
-    };
     for (action, pt, what) in [
         (
             serde_json::json!({"type": "give_floor", "site": "2269"}),
@@ -485,5 +495,107 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     viewer.close().await;
     second.close().await;
     encoder.close().await;
+    hub.shutdown().await;
+}
+
+/// The chair puts its own camera on air while the encoder publishes, then the encoder again: a
+/// player of the watch link, which decodes either, follows (the camera's VP8, the encoder's
+/// H.264); the chair is told each time, and each switch is in the attendance log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
+    let hub = diemcau::start(diemcau::Config::for_tests())
+        .await
+        .expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp có bộ mã hoá", &[("2269", "Xã Thượng Lâm")], true).await;
+    let encoder_token = issue_token(addr, m.id, "encoder").await;
+    let watch_token = issue_token(addr, m.id, "watch").await;
+
+    let mut chair = WebrtcClient::connect(
+        addr,
+        ClientOptions {
+            role: "studio",
+            name: "Trường quay tỉnh".into(),
+            meeting: m.id,
+            code: m.studio_code.clone(),
+            publish: true,
+        },
+    )
+    .await
+    .expect("the chair joins");
+    chair
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the chair connects");
+    chair.start_media().await.expect("the chair's camera sends");
+    let (mut encoder, _) = WebrtcClient::publish_whip(addr, m.id, &encoder_token)
+        .await
+        .expect("the encoder publishes");
+    encoder
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the encoder connects");
+    encoder.start_media().await.expect("the encoder sends");
+    let (viewer, _) = WebrtcClient::watch_whep(addr, m.id, &watch_token)
+        .await
+        .expect("a player watches");
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the player connects");
+
+    let told = |chair: &WebrtcClient| {
+        chair
+            .received("programme")
+            .last()
+            .map(|p| (p["source"].clone(), p["encoder"].clone()))
+    };
+    wait::until(
+        "the player receives the encoder's H.264",
+        Duration::from_secs(15),
+        || h264_packets(&viewer) > 30 && last_video_pt(&viewer) == Some(PT_H264),
+    )
+    .await;
+    wait::until(
+        "the chair is told the encoder is on air",
+        Duration::from_secs(5),
+        || told(&chair) == Some(("encoder".into(), true.into())),
+    )
+    .await;
+
+    for (source, pt, what) in [
+        ("camera", PT_VP8, "the chair's camera on air"),
+        ("encoder", PT_H264, "the encoder on air again"),
+    ] {
+        let done = chair.received("done").len();
+        chair
+            .send(&serde_json::json!({"type": "switch_programme", "source": source}))
+            .expect("sent");
+        wait::until(what, Duration::from_secs(10), || {
+            assert!(
+                chair.received("error").is_empty(),
+                "{:?}",
+                chair.received("error")
+            );
+            chair.received("done").len() > done && last_video_pt(&viewer) == Some(pt)
+        })
+        .await;
+        assert_eq!(told(&chair), Some((source.into(), true.into())));
+    }
+
+    let report = http::request(addr, "GET", &format!("/api/meetings/{}/report", m.id), b"").await;
+    assert_eq!(report.status, 200, "{}", report.text());
+    let switched: Vec<String> = report.json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "programme_switched")
+        .map(|e| e["source"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(switched, ["camera", "encoder"]);
+
+    viewer.close().await;
+    encoder.close().await;
+    chair.close().await;
     hub.shutdown().await;
 }

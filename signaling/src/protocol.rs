@@ -114,6 +114,9 @@ pub enum ClientMessage {
     },
     /// The chair calls a site whose page is open but not joined.
     CallSite { site: SiteCode },
+    /// The chair chooses what the sites receive from the studio while its encoder publishes:
+    /// the encoder's programme, or the chair's own camera and microphone.
+    SwitchProgramme { source: ProgrammeSource },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -122,6 +125,18 @@ pub enum ClientMessage {
 
 /// Every value of `"type"` a client may send, in the order of [`ClientMessage`].
 pub const CLIENT_MESSAGE_TYPES: &[&str] = <ClientMessage as strum::VariantNames>::VARIANTS;
+
+/// Where the studio's programme comes from while its encoder publishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgrammeSource {
+    /// The studio's encoder (WHIP), the default.
+    #[default]
+    Encoder,
+    /// The chair's own camera and microphone, the encoder's picture kept in the chair's
+    /// preview.
+    Camera,
+}
 
 /// A message from the hub to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +243,13 @@ pub enum ServerMessage {
         confirmed_by: String,
         position: String,
         at: i64,
+    },
+    /// To the chair, when it joins and at each change: where the studio's programme comes
+    /// from. `source`: the chair's choice; `encoder`: whether an encoder publishes now (while
+    /// none does, the sites receive the chair's camera whatever the choice).
+    Programme {
+        source: ProgrammeSource,
+        encoder: bool,
     },
     /// To the chair, every few seconds: every expected site's state and health.
     Console {
@@ -808,6 +830,7 @@ mod tests {
             r#"{"type":"offer","sdp":"v=0"}"#,
             r#"{"type":"cancel_floor_request"}"#,
             r#"{"type":"answer_roll_call","roll_call":1,"count":2,"confirmed_by":"a","position":"b"}"#,
+            r#"{"type":"switch_programme","source":"camera"}"#,
             r#"{"type":"ping"}"#,
         ];
         for text in samples {
@@ -816,6 +839,6 @@ mod tests {
             assert_eq!(json["type"], message.kind());
             assert!(CLIENT_MESSAGE_TYPES.contains(&message.kind()));
         }
-        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 17);
+        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 18);
     }
 }

@@ -1,6 +1,7 @@
 //! The facts of the attendance log. Each event is appended once and never changed.
 
 use diemcau_signaling::MediaTransport;
+use diemcau_signaling::protocol::ProgrammeSource;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -133,6 +134,11 @@ pub enum EventKind {
         session: String,
         reason: LeaveReason,
     },
+    /// The chair switched the programme the sites receive while the encoder publishes: to
+    /// the encoder, or to the chair's own camera.
+    ProgrammeSwitched {
+        source: ProgrammeSource,
+    },
     /// A player started watching the programme over the watch link (WHEP): not a site.
     ViewerJoined {
         session: String,
@@ -226,6 +232,7 @@ impl EventKind {
             EventKind::StudioLeft { .. } => "studio_left",
             EventKind::EncoderJoined { .. } => "encoder_joined",
             EventKind::EncoderLeft { .. } => "encoder_left",
+            EventKind::ProgrammeSwitched { .. } => "programme_switched",
             EventKind::ViewerJoined { .. } => "viewer_joined",
             EventKind::ViewerLeft { .. } => "viewer_left",
             EventKind::HubRestarted { .. } => "hub_restarted",
@@ -246,6 +253,7 @@ impl EventKind {
             | EventKind::StudioLeft { .. }
             | EventKind::EncoderJoined { .. }
             | EventKind::EncoderLeft { .. }
+            | EventKind::ProgrammeSwitched { .. }
             | EventKind::ViewerJoined { .. }
             | EventKind::ViewerLeft { .. }
             | EventKind::HubRestarted { .. }

@@ -6,6 +6,7 @@
 use super::event::{Event, EventKind, LeaveReason, Reception};
 use super::report::Status;
 use diemcau_signaling::MediaTransport;
+use diemcau_signaling::protocol::ProgrammeSource;
 
 /// A site's status, as the page's badge shows it (`status.*`).
 pub fn status(status: Status) -> &'static str {
@@ -39,6 +40,14 @@ pub fn reception(reception: Reception) -> &'static str {
     }
 }
 
+/// Where the programme comes from (`programme.*`).
+pub fn programme_source(source: ProgrammeSource) -> &'static str {
+    match source {
+        ProgrammeSource::Encoder => "bộ mã hoá của trường quay",
+        ProgrammeSource::Camera => "camera của chủ trì",
+    }
+}
+
 /// The name of an event's kind (`event.<kind>`).
 pub fn event_name(kind: &EventKind) -> &'static str {
     match kind {
@@ -62,6 +71,7 @@ pub fn event_name(kind: &EventKind) -> &'static str {
         EventKind::StudioLeft { .. } => "Điểm cầu trung tâm rời họp",
         EventKind::EncoderJoined { .. } => "Bộ mã hoá của trường quay bắt đầu phát",
         EventKind::EncoderLeft { .. } => "Bộ mã hoá của trường quay ngừng phát",
+        EventKind::ProgrammeSwitched { .. } => "Chủ trì chuyển nguồn chương trình",
         EventKind::ViewerJoined { .. } => "Người xem qua đường xem bắt đầu xem",
         EventKind::ViewerLeft { .. } => "Người xem qua đường xem ngừng xem",
         EventKind::HubRestarted { .. } => "Máy chủ chạy lại sau khi dừng đột ngột",
@@ -121,6 +131,7 @@ pub fn event_details(event: &Event) -> String {
             number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
         ),
         EventKind::MediaChanged { media, .. } => reception(*media).to_owned(),
+        EventKind::ProgrammeSwitched { source } => programme_source(*source).to_owned(),
         EventKind::QualitySample {
             bitrate_in_kbps,
             bitrate_out_kbps,

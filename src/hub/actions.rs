@@ -67,6 +67,9 @@ impl Hub {
                         )
                         .map(Some),
                     ClientMessage::CallSite { site } => live.call_site(now, id, &site).map(done),
+                    ClientMessage::SwitchProgramme { source } => {
+                        live.switch_programme(now, id, source).map(done)
+                    }
                     _ => Err(ActionError::NotAnAction),
                 }
             })

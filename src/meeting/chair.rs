@@ -5,7 +5,9 @@ use diemcau_sfu::PeerId;
 use diemcau_sfu::str0m::media::MediaKind;
 use std::collections::BTreeSet;
 
-use diemcau_signaling::protocol::{RollCallAnswered, RollCallResult, SiteName, SiteState};
+use diemcau_signaling::protocol::{
+    ProgrammeSource, RollCallAnswered, RollCallResult, SiteName, SiteState,
+};
 use diemcau_signaling::{ClientMessage, Role, ServerMessage, SiteCode};
 
 use super::{ActionError, LiveMeeting, Output, Recipient, Route};
@@ -202,6 +204,24 @@ impl LiveMeeting {
         }
         let target = self.connected_site(site)?;
         self.set_muted(now, target, muted);
+        Ok(())
+    }
+
+    /// The chair puts the encoder's programme or its own camera on air (what the sites, the
+    /// child hubs and the watch link receive from the studio while the encoder publishes).
+    /// The choice holds while no encoder publishes, for the next one.
+    pub fn switch_programme(
+        &mut self,
+        now: Millis,
+        chair: PeerId,
+        source: ProgrammeSource,
+    ) -> Result<(), ActionError> {
+        self.require_chair(chair)?;
+        if self.programme != source {
+            self.programme = source;
+            self.log(now, EventKind::ProgrammeSwitched { source });
+        }
+        self.encoder_changed();
         Ok(())
     }
 

@@ -42,10 +42,15 @@ impl LiveMeeting {
         }
     }
 
-    /// The encoder started or stopped publishing: the chair's camera leaves or comes back.
+    /// The encoder started or stopped publishing, or the chair switched the programme: the
+    /// sites receive the encoder or the chair's camera, and the chair is told.
     pub(super) fn encoder_changed(&mut self) {
         if let Some(studio) = self.studio {
             self.reconcile_publisher(studio);
+            self.send(studio, self.programme_message());
+        }
+        if let Some(encoder) = self.encoder {
+            self.reconcile_publisher(encoder);
         }
         self.reconcile_viewers();
     }

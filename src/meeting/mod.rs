@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
-use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, RollCallResult};
+use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, ProgrammeSource, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
 use diemcau_signaling::{SessionId, SiteCode};
 
@@ -224,6 +224,8 @@ pub struct LiveMeeting {
     studio: Option<PeerId>,
     /// The studio's encoder ([`Seat::Encoder`]), publishing the programme.
     encoder: Option<PeerId>,
+    /// The chair's choice of programme while the encoder publishes.
+    programme: ProgrammeSource,
     /// The studio is the national one, relayed by this provincial hub.
     studio_relayed: bool,
     /// For a province's part of a national meeting: the centre is out of reach now.
@@ -324,6 +326,7 @@ impl LiveMeeting {
             participants: BTreeMap::new(),
             studio: None,
             encoder: None,
+            programme: rebuilt.programme,
             studio_relayed: false,
             log_buffered: None,
             centre_unreachable: setup
@@ -456,24 +459,27 @@ impl LiveMeeting {
         let floor_held = self.floor.is_some();
         match (s, p) {
             // The encoder's programme goes where the studio's would, and to the chair; while
-            // it is here the chair's own camera stays in the studio.
+            // it is on air the chair's own camera stays in the studio. The chair may switch
+            // the programme to its camera ([`LiveMeeting::switch_programme`]).
             (Role::Encoder | Role::Viewer, Role::Viewer) => None,
             (Role::Encoder, _) => None,
             // A viewer has one picture and one sound: the site holding the floor while one
             // does, else the programme.
             (Role::Viewer, Role::Site | Role::Node) => holds_floor.then_some(ANY_LAYER),
-            (Role::Viewer, Role::Encoder) => (!floor_held).then_some(ANY_LAYER),
+            (Role::Viewer, Role::Encoder) => {
+                (!floor_held && self.encoder_on_air()).then_some(ANY_LAYER)
+            }
             (Role::Viewer, Role::Studio) => {
-                (!floor_held && !self.encoder_publishes()).then_some(ANY_LAYER)
+                (!floor_held && !self.encoder_on_air()).then_some(ANY_LAYER)
             }
             (Role::Viewer, Role::Observer) => None,
             (_, Role::Viewer) => None,
-            (Role::Studio | Role::Site | Role::Node | Role::Observer, Role::Encoder) => {
-                Some(ANY_LAYER)
+            // The chair sees the encoder's picture whichever is on air.
+            (Role::Studio, Role::Encoder) => Some(ANY_LAYER),
+            (Role::Site | Role::Node | Role::Observer, Role::Encoder) => {
+                self.encoder_on_air().then_some(ANY_LAYER)
             }
-            (Role::Site | Role::Node | Role::Observer, Role::Studio)
-                if self.encoder_publishes() =>
-            {
+            (Role::Site | Role::Node | Role::Observer, Role::Studio) if self.encoder_on_air() => {
                 None
             }
             (Role::Site, Role::Studio) => Some(ANY_LAYER),
@@ -503,6 +509,20 @@ impl LiveMeeting {
         self.encoder
             .and_then(|id| self.participants.get(&id))
             .is_some_and(|p| !p.producers.is_empty())
+    }
+
+    /// Whether the sites receive the encoder's programme rather than the chair's camera: it
+    /// publishes, and the chair has not switched to the camera.
+    fn encoder_on_air(&self) -> bool {
+        self.programme == ProgrammeSource::Encoder && self.encoder_publishes()
+    }
+
+    /// The programme's state, for the chair.
+    fn programme_message(&self) -> ServerMessage {
+        ServerMessage::Programme {
+            source: self.programme,
+            encoder: self.encoder_publishes(),
+        }
     }
 
     /// The consumers `subscriber` should have of `producer`, as (pinned layer, highest layer):

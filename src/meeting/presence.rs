@@ -247,13 +247,17 @@ impl LiveMeeting {
             self.restore_absent(id, site);
         }
         // What a newcomer must know at once: the floor, the centre out of reach, a roll call
-        // waiting for it (a site), the last roll call's result and the console (the chair).
+        // waiting for it (a site), the programme, the last roll call's result and the console
+        // (the chair).
         self.send(id, self.floor_message());
         if self.centre_unreachable {
             self.send(id, ServerMessage::Centre { reachable: false });
         }
-        if self.studio == Some(id) && self.log_buffered.is_some() {
-            self.send(id, self.log_state_message());
+        if self.studio == Some(id) {
+            self.send(id, self.programme_message());
+            if self.log_buffered.is_some() {
+                self.send(id, self.log_state_message());
+            }
         }
         let running = self.roll_call.as_ref().map(|r| r.number);
         match (newcomer_site, running) {

@@ -1,6 +1,7 @@
 //! What a meeting's log says of its live state when a hub opens it again while it runs: after
 //! this hub crashed, or when it takes over from another hub sharing its database. The floor,
-//! the muted sites and a roll call in progress with its answers are as they were; the sites
+//! the muted sites, a roll call in progress with its answers and the chair's choice of
+//! programme are as they were; the sites
 //! themselves come back as they reconnect.
 //!
 //! The log holds every change of them, and the sessions cut off by a crash or a takeover end
@@ -11,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diemcau_signaling::SiteCode;
+use diemcau_signaling::protocol::ProgrammeSource;
 
 use super::chair::RunningRollCall;
 use crate::attendance::{Event, EventKind, LeaveReason};
@@ -23,12 +25,15 @@ pub(super) struct Rebuilt {
     pub muted: BTreeSet<SiteCode>,
     /// The roll call started and not ended.
     pub roll_call: Option<RunningRollCall>,
+    /// The chair's last choice of programme.
+    pub programme: ProgrammeSource,
 }
 
 pub(super) fn rebuild(history: &[Event]) -> Rebuilt {
     let mut floor: Option<SiteCode> = None;
     let mut muted: BTreeMap<SiteCode, bool> = BTreeMap::new();
     let mut roll_call: Option<RunningRollCall> = None;
+    let mut programme = ProgrammeSource::default();
     let code = |site: &str| SiteCode::try_from(site).ok();
     for event in history {
         match &event.kind {
@@ -75,6 +80,7 @@ pub(super) fn rebuild(history: &[Event]) -> Rebuilt {
             } if roll_call.as_ref().is_some_and(|r| r.number == *number) => {
                 roll_call = None;
             }
+            EventKind::ProgrammeSwitched { source } => programme = *source,
             EventKind::MeetingEnded => {
                 floor = None;
                 muted.clear();
@@ -90,6 +96,7 @@ pub(super) fn rebuild(history: &[Event]) -> Rebuilt {
             .filter_map(|(site, m)| m.then_some(site))
             .collect(),
         roll_call,
+        programme,
     }
 }
 
@@ -176,6 +183,19 @@ mod tests {
         let running = rebuilt.roll_call.expect("the roll call runs on");
         assert_eq!(running.number, 2);
         assert_eq!(running.answers, vec![(code("2266"), 31)]);
+    }
+
+    #[test]
+    fn the_chair_s_last_choice_of_programme_stands() {
+        let switched = |source| EventKind::ProgrammeSwitched { source };
+        let history = vec![
+            at(1, EventKind::MeetingStarted),
+            at(2, switched(ProgrammeSource::Camera)),
+            at(3, switched(ProgrammeSource::Encoder)),
+            at(4, switched(ProgrammeSource::Camera)),
+        ];
+        assert_eq!(rebuild(&history).programme, ProgrammeSource::Camera);
+        assert_eq!(rebuild(&history[..3]).programme, ProgrammeSource::Encoder);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::{PeerId, ProducerId, ProducerInfo, RouterId};
+use diemcau_signaling::protocol::ProgrammeSource;
 use diemcau_signaling::{MeetingId, SessionId, SiteCode};
 
 use super::{
@@ -98,7 +99,7 @@ impl Player {
         };
         let m = &mut self.meeting;
         // Refusals are part of the game: only what the outputs and state say is checked.
-        match op % 20 {
+        match op % 21 {
             0 | 1 => {
                 let id = PeerId(self.next_peer);
                 self.next_peer += 1;
@@ -217,6 +218,14 @@ impl Player {
                     }),
                 };
                 let _ = m.floor_from_above(now, peer, floor);
+            }
+            19 => {
+                let source = if b.is_multiple_of(2) {
+                    ProgrammeSource::Camera
+                } else {
+                    ProgrammeSource::Encoder
+                };
+                let _ = m.switch_programme(now, peer, source);
             }
             _ if b == 255 => m.end(now),
             _ => m.reception_changed(now, peer, b.is_multiple_of(2)),

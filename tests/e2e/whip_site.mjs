@@ -1,13 +1,16 @@
 // End-to-end: a commune hall's page decodes the H.264 programme a studio encoder publishes
 // over WHIP, in headless Chromium.
 //
-//   MEETING=ID ENCODER_TOKEN=TOKEN SITE_PATH=/site.html?meeting=ID&code=CODE \
-//     node tests/e2e/whip_site.mjs http://127.0.0.1:PORT
+//   MEETING=ID ENCODER_TOKEN=TOKEN WATCH_TOKEN=TOKEN SITE_PATH=/site.html?meeting=ID&code=CODE \
+//     STUDIO_PATH=/studio.html?meeting=ID&code=CODE node tests/e2e/whip_site.mjs http://127.0.0.1:PORT
 //
 // The encoder (webrtc-rs, started by the Rust test) publishes H.264 constrained baseline
 // and Opus. The organizer's meeting page shows the WHIP address, the token and "publishing";
 // the site page joins from its device check and must decode H.264 frames on its studio
-// picture. Exit code 0 on success, 1 on failure, 2 on setup.
+// picture; the watch page the meeting's page links (with the watch token) must decode them
+// too. Then the chair's console offers the programme switch: its camera on air, the site
+// decodes its VP8; the encoder again, the site decodes H.264 again. Exit code 0 on success, 1
+// on failure, 2 on setup.
 
 import { Failure, SetupError, log, openJoined, parseBaseUrl, runInChromium, runScript, until } from './harness.mjs';
 
@@ -15,8 +18,11 @@ const TIMEOUT_MS = 30_000;
 
 async function main() {
   const base = parseBaseUrl(process.argv[2], 'whip_site.mjs');
-  const { SITE_PATH: sitePath, MEETING: meeting, ENCODER_TOKEN: token } = process.env;
-  if (!sitePath || !meeting || !token) throw new SetupError('SITE_PATH, MEETING and ENCODER_TOKEN must be set');
+  const { SITE_PATH: sitePath, STUDIO_PATH: studioPath, MEETING: meeting } = process.env;
+  const { ENCODER_TOKEN: token, WATCH_TOKEN: watchToken } = process.env;
+  if (!sitePath || !studioPath || !meeting || !token || !watchToken) {
+    throw new SetupError('SITE_PATH, STUDIO_PATH, MEETING, ENCODER_TOKEN and WATCH_TOKEN must be set');
+  }
   await runInChromium({
     logInTo: base,
     watchdogMs: 120_000,
@@ -32,6 +38,7 @@ async function main() {
           state: document.getElementById('m-encoder-state').textContent,
           watchUrl: document.getElementById('m-watch-url').textContent,
           watchState: document.getElementById('m-watch-state').textContent,
+          watchPage: document.getElementById('m-watch-page').href,
         }));
         return shown.panel && shown.token === token && shown.state === 'Đang phát' && shown.watchState !== '';
       }).catch((error) => {
@@ -40,6 +47,8 @@ async function main() {
       if (shown.url !== `${base}/whip/${meeting}`) throw new Failure(`the WHIP address shown is ${shown.url}`);
       if (shown.watchUrl !== `${base}/whep/${meeting}`) throw new Failure(`the WHEP address shown is ${shown.watchUrl}`);
       if (shown.watchState !== '0 / tối đa 50 người xem') throw new Failure(`the watch link's state shown is ${shown.watchState}`);
+      const watchPage = `${base}/watch.html?meeting=${meeting}#token=${watchToken}`;
+      if (shown.watchPage !== watchPage) throw new Failure(`the watch page linked is ${shown.watchPage}`);
       log(`the organizer's page shows the encoder: ${JSON.stringify(shown)}`);
 
       const site = await openJoined(context, 'site', `${base}${sitePath}`, { site: true, timeout: TIMEOUT_MS });
@@ -73,6 +82,99 @@ async function main() {
         throw new Failure(`${error.message}; last: ${JSON.stringify(last)}`);
       });
       log(`PASS: the site decodes the encoder's H.264: ${JSON.stringify(last)}`);
+
+      // The watch page plays the programme without joining.
+      const watch = await context.newPage();
+      await watch.goto(shown.watchPage);
+      let watched = null;
+      await until('the watch page to decode the encoder’s H.264', TIMEOUT_MS, async () => {
+        watched = await watch.evaluate(async () => {
+          const pc = window.diemcau && window.diemcau.player.pc;
+          if (!pc) return { pc: false };
+          const stats = await pc.getStats();
+          const codecs = new Map();
+          stats.forEach((s) => {
+            if (s.type === 'codec') codecs.set(s.id, s.mimeType);
+          });
+          let video = null;
+          stats.forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') {
+              video = { mime: codecs.get(s.codecId), framesDecoded: s.framesDecoded ?? 0 };
+            }
+          });
+          const picture = document.getElementById('picture');
+          return {
+            video,
+            width: picture.videoWidth,
+            state: document.getElementById('watch-state').dataset.state,
+            text: document.getElementById('watch-state').textContent,
+          };
+        });
+        return (
+          watched.video &&
+          watched.video.mime === 'video/H264' &&
+          watched.video.framesDecoded > 30 &&
+          watched.width > 0 &&
+          watched.state === 'playing'
+        );
+      }).catch((error) => {
+        throw new Failure(`${error.message}; last: ${JSON.stringify(watched)}`);
+      });
+      log(`PASS: the watch page decodes the encoder's H.264: ${JSON.stringify(watched)}`);
+
+      // The chair's console switches the programme between the encoder and its own camera.
+      const studio = await openJoined(context, 'studio', `${base}${studioPath}`, { site: false, timeout: TIMEOUT_MS });
+      const pressed = () =>
+        studio.page.evaluate(() => ({
+          panel: !document.getElementById('programme-panel').hidden,
+          encoder: document.getElementById('programme-encoder').getAttribute('aria-pressed'),
+          camera: document.getElementById('programme-camera').getAttribute('aria-pressed'),
+          text: document.getElementById('programme-state').textContent,
+        }));
+      let panel = null;
+      await until('the console to offer the programme switch, the encoder on air', TIMEOUT_MS, async () => {
+        panel = await pressed();
+        return panel.panel && panel.encoder === 'true' && panel.camera === 'false';
+      }).catch((error) => {
+        throw new Failure(`${error.message}; panel: ${JSON.stringify(panel)}`);
+      });
+      /** Video frames the site decoded so far, by codec. */
+      const decoded = () =>
+        site.page.evaluate(async () => {
+          const stats = await window.diemcau.pc.getStats();
+          const codecs = new Map();
+          stats.forEach((s) => {
+            if (s.type === 'codec') codecs.set(s.id, s.mimeType);
+          });
+          const frames = {};
+          stats.forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') {
+              const mime = codecs.get(s.codecId) || 'none';
+              frames[mime] = (frames[mime] || 0) + (s.framesDecoded ?? 0);
+            }
+          });
+          return frames;
+        });
+      for (const [button, mime, what] of [
+        ['programme-camera', 'video/VP8', 'the chair’s camera'],
+        ['programme-encoder', 'video/H264', 'the encoder again'],
+      ]) {
+        const before = await decoded();
+        await studio.page.click(`#${button}`);
+        let now = null;
+        await until(`the site to decode ${what} (${mime})`, TIMEOUT_MS, async () => {
+          now = await decoded();
+          return (now[mime] || 0) > (before[mime] || 0) + 30;
+        }).catch((error) => {
+          throw new Failure(`${error.message}; before ${JSON.stringify(before)}, now ${JSON.stringify(now)}`);
+        });
+        panel = await pressed();
+        const camera = button === 'programme-camera';
+        if (panel.camera !== String(camera) || panel.encoder !== String(!camera)) {
+          throw new Failure(`the console's buttons after the switch: ${JSON.stringify(panel)}`);
+        }
+        log(`PASS: ${what} on air, the site decodes ${mime}: ${JSON.stringify(now)}; ${panel.text}`);
+      }
     },
   });
 }

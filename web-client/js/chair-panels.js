@@ -80,6 +80,38 @@ export function installMicPanel(session, act) {
 }
 
 /**
+ * Where the programme comes from while the studio's encoder publishes (WHIP): the encoder, or
+ * the chair's own camera and microphone. Shown while an encoder publishes, or while the chair's
+ * choice of the camera stands for the next one. `onChange(programme)` follows the hub's state.
+ */
+export function installProgrammePanel(session, act, onChange) {
+  const panel = document.getElementById('programme-panel');
+  const encoderButton = document.getElementById('programme-encoder');
+  const cameraButton = document.getElementById('programme-camera');
+  const state = document.getElementById('programme-state');
+  encoderButton.addEventListener('click', () => act({ type: 'switch_programme', source: 'encoder' }, ''));
+  cameraButton.addEventListener('click', () => act({ type: 'switch_programme', source: 'camera' }, ''));
+  const render = () => {
+    const programme = session.programme || { source: 'encoder', encoder: false };
+    const camera = programme.source === 'camera';
+    panel.hidden = !programme.encoder && !camera;
+    encoderButton.setAttribute('aria-pressed', String(!camera));
+    cameraButton.setAttribute('aria-pressed', String(camera));
+    const key = programme.encoder
+      ? camera ? 'programme.cameraOnAir' : 'programme.encoderOnAir'
+      : 'programme.cameraForNext';
+    state.textContent = t(key);
+  };
+  session.addEventListener('programme', () => {
+    render();
+    onChange(session.programme);
+  });
+  session.addEventListener('reset', render);
+  window.addEventListener('languagechange', render);
+  render();
+}
+
+/**
  * The roll call: start and end, the answers as they come (count, who confirmed and their
  * position, when), and the totals: sites answered of those joined, delegates declared.
  */

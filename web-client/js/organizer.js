@@ -682,6 +682,15 @@ function renderStream(name) {
   $(`m-${name}-url`).textContent = view ? absoluteLink(STREAMS[name].url(view)) : '';
   $(`m-${name}-token`).textContent = view && view.token ? view.token : t('encoder.noToken');
   $(`m-${name}-state`).textContent = view ? STREAMS[name].state(view) : '';
+  if (name === 'watch') {
+    // The watch page plays the link in a browser; the token rides in the fragment, which
+    // browsers never send to a server.
+    const page = $('m-watch-page');
+    const link = view && view.token ? absoluteLink(`/watch.html?meeting=${meeting.id}#token=${view.token}`) : '';
+    page.textContent = link || t('encoder.noToken');
+    if (link) page.href = link;
+    else page.removeAttribute('href');
+  }
 }
 
 async function issueStreamToken(name) {

@@ -306,6 +306,8 @@ function eventDetails(event) {
     case 'centre_unreachable':
     case 'centre_reachable':
       return event.node || '';
+    case 'programme_switched':
+      return hasText(`programme.source.${event.source}`) ? t(`programme.source.${event.source}`) : String(event.source);
     case 'media_changed':
       return hasText(`reception.${event.media}`) ? t(`reception.${event.media}`) : String(event.media);
     case 'quality_sample':

@@ -49,6 +49,7 @@ export const ACTIONS = new Set([
   'start_roll_call',
   'end_roll_call',
   'call_site',
+  'switch_programme',
   'answer_roll_call',
 ]);
 
@@ -174,6 +175,9 @@ export function hubWebSocketUrl(location = window.location) {
  * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
  * - `logstate`: (the studio) the hub's attendance log waits on its disk for its database, or
  *   is written again (`session.logBuffered`: `{ events, since }` or null);
+ * - `programme`: (the studio) where the programme comes from while the studio's encoder
+ *   publishes (`session.programme`: `{ source: 'encoder' | 'camera', encoder }`, `encoder`
+ *   being whether an encoder publishes now);
  * - `centre`: in a province's part of a national meeting, the provincial hub lost or found
  *   again the national centre (`session.centreReachable`);
  * - `rollcall`: a roll call started or ended (`session.rollCall`: `{ number, active, result }`,
@@ -556,6 +560,10 @@ export class MeetingSession extends EventTarget {
         this.logBuffered =
           message.buffered > 0 ? { events: message.buffered, since: message.since ?? Date.now() } : null;
         this.emit('logstate');
+        return undefined;
+      case 'programme':
+        this.programme = { source: message.source === 'camera' ? 'camera' : 'encoder', encoder: Boolean(message.encoder) };
+        this.emit('programme');
         return undefined;
       case 'reception':
         this.audioOnly = Boolean(message.audio_only);

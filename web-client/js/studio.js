@@ -9,7 +9,13 @@ import { describeApiError, fetchMeeting, fetchReport, reissueSiteCode } from './
 import { formatTime } from './localtime.js';
 import { MeetingSession, arrivedFromHub, describeError, installErrorDisplay } from './signaling.js';
 import { SITE_STATES, SORTS, STATE_FILTERS, SiteGrid, formatNumber } from './console-grid.js';
-import { installAbsentPanel, installFloorPanel, installMicPanel, installRollCallPanel } from './chair-panels.js';
+import {
+  installAbsentPanel,
+  installFloorPanel,
+  installMicPanel,
+  installProgrammePanel,
+  installRollCallPanel,
+} from './chair-panels.js';
 import { installHubLinksPanel } from './hub-links.js';
 import {
   SoundPlayer,
@@ -116,25 +122,41 @@ async function main() {
   session.addEventListener('logstate', renderLogState);
   window.addEventListener('languagechange', renderLogState);
   const programmeAudio = document.getElementById('programme-audio');
+  // The preview shows what the sites receive of the studio: the encoder's picture while it is
+  // on air, else the chair's own camera.
+  let encoderVideo = null;
+  /** The encoder track the preview shows, or null: the chair's camera. */
+  let shown = null;
+  const showOnAir = () => {
+    const programme = session.programme;
+    const onAir =
+      encoderVideo && encoderVideo.readyState === 'live' && programme?.encoder && programme.source === 'encoder';
+    const wanted = onAir ? encoderVideo : null;
+    if (wanted === shown) return;
+    shown = wanted;
+    preview.srcObject = wanted ? new MediaStream([wanted]) : local.stream;
+    preview.play().catch(() => {});
+  };
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
-    // The studio's encoder (WHIP): its picture, what the sites receive, takes the preview; its
-    // sound is the studio's own and is not played back into the room.
-    if (session.participants.get(participantId)?.role === 'encoder') {
-      if (track.kind === 'video') {
-        preview.srcObject = new MediaStream([track]);
-        preview.play().catch(() => {});
-      }
-      return;
-    }
-    // Watching: the national studio's programme plays in the preview.
-    if (watching && session.participants.get(participantId)?.role === 'studio') {
+    const role = session.participants.get(participantId)?.role;
+    // Watching: the programme (the national studio's, or an encoder's) plays in the preview.
+    if (watching && (role === 'studio' || role === 'encoder')) {
       if (track.kind === 'video') {
         preview.srcObject = new MediaStream([track]);
         preview.play().catch(() => {});
       } else {
         programmeAudio.srcObject = new MediaStream([track]);
         sound.play(programmeAudio);
+      }
+      return;
+    }
+    // The studio's encoder (WHIP): its picture takes the preview while it is on air; its
+    // sound is the studio's own and is not played back into the room.
+    if (role === 'encoder') {
+      if (track.kind === 'video') {
+        encoderVideo = track;
+        showOnAir();
       }
       return;
     }
@@ -153,6 +175,7 @@ async function main() {
     summary.render();
   });
 
+  installProgrammePanel(session, act, showOnAir);
   installFloorPanel(session, act);
   installMicPanel(session, act);
   installRollCallPanel(session, act);
@@ -262,6 +285,7 @@ function installActions(session, notice, onDone) {
 function actionKey(message) {
   if (message.type === 'mute') return message.muted ? 'mute' : 'unmute';
   if (message.type === 'mute_all') return message.muted ? 'muteAll' : 'unmuteAll';
+  if (message.type === 'switch_programme') return message.source === 'camera' ? 'programmeCamera' : 'programmeEncoder';
   return {
     give_floor: 'giveFloor',
     take_floor: 'takeFloor',

@@ -370,6 +370,93 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
 }
 
 #[test]
+fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
+    let mut m = meeting_in_session();
+    let encoder = PeerId(50);
+    m.join(
+        T0 + 1,
+        encoder,
+        Seat::Encoder {
+            session: SessionId("s-encoder".into()),
+        },
+        "OBS",
+        "10.0.0.9",
+    )
+    .expect("the encoder joins");
+    m.attached(encoder);
+    m.producer_added(producer(500, encoder, MediaKind::Audio));
+    m.producer_added(ProducerInfo {
+        layers: 1,
+        ..producer(501, encoder, MediaKind::Video)
+    });
+    let told = |outputs: &[Output]| {
+        outputs.iter().rev().find_map(|o| match o {
+            Output::Send {
+                to: Recipient::Participant(p),
+                message: ServerMessage::Programme { source, encoder },
+            } if *p == STUDIO => Some((*source, *encoder)),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        told(&drain(&mut m)),
+        Some((ProgrammeSource::Encoder, true)),
+        "the chair is told the encoder is on air"
+    );
+
+    assert_eq!(
+        m.switch_programme(T0 + 2, A, ProgrammeSource::Camera),
+        Err(ActionError::ChairOnly)
+    );
+    m.switch_programme(T0 + 3, STUDIO, ProgrammeSource::Camera)
+        .expect("the chair puts its camera on air");
+    let outputs = drain(&mut m);
+    assert_eq!(
+        logs(&outputs),
+        vec![EventKind::ProgrammeSwitched {
+            source: ProgrammeSource::Camera
+        }]
+    );
+    assert_eq!(told(&outputs), Some((ProgrammeSource::Camera, true)));
+    for site in [A, B] {
+        assert_eq!(m.route(site, STUDIO), Some(ANY_LAYER), "the camera on air");
+        assert_eq!(m.route(site, encoder), None, "the encoder off air");
+    }
+    assert_eq!(
+        m.route(STUDIO, encoder),
+        Some(ANY_LAYER),
+        "the chair still sees the encoder"
+    );
+    m.check_invariants().expect("consumers match the rules");
+
+    // The same choice again changes nothing and logs nothing.
+    m.switch_programme(T0 + 4, STUDIO, ProgrammeSource::Camera)
+        .expect("again");
+    assert!(logs(&drain(&mut m)).is_empty());
+
+    // The floor and the viewers follow the programme on air.
+    m.switch_programme(T0 + 5, STUDIO, ProgrammeSource::Encoder)
+        .expect("the encoder back on air");
+    assert_eq!(
+        logs(&drain(&mut m)),
+        vec![EventKind::ProgrammeSwitched {
+            source: ProgrammeSource::Encoder
+        }]
+    );
+    assert_eq!(m.route(A, encoder), Some(ANY_LAYER));
+    assert_eq!(m.route(A, STUDIO), None);
+    m.check_invariants().expect("consumers match the rules");
+
+    // With no encoder, the camera is on air whatever the choice, which waits for the next one.
+    m.switch_programme(T0 + 6, STUDIO, ProgrammeSource::Camera)
+        .expect("camera");
+    assert!(m.leave(T0 + 7, encoder, LeaveReason::Closed, None));
+    assert_eq!(told(&drain(&mut m)), Some((ProgrammeSource::Camera, false)));
+    assert_eq!(m.route(A, STUDIO), Some(ANY_LAYER));
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
 fn a_viewer_gets_one_picture_the_floor_holder_s_while_one_holds_it_up_to_the_limit() {
     let mut m = meeting_in_session();
     let viewer = PeerId(60);

@@ -3,7 +3,7 @@
 
 use diemcau_sfu::str0m::media::MediaKind;
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
-use diemcau_signaling::protocol::{FloorSite, FloorState, SiteState};
+use diemcau_signaling::protocol::{FloorSite, FloorState, ProgrammeSource, SiteState};
 use diemcau_signaling::{ErrorCode, ProtocolError, ServerMessage, SessionId, SiteCode};
 
 use super::*;
