@@ -65,10 +65,7 @@ pub(crate) fn rtc_config(config: &WorkerConfig) -> RtcConfig {
     // H.264 for a studio's encoder (WHIP, which OBS and hardware encoders send): constrained
     // baseline and baseline in packetization mode 1, the profiles every browser decodes. After
     // VP8, so that a browser publishing keeps sending VP8.
-    let codecs = rtc_config.codec_config();
-    for (pt, rtx, profile_level_id) in H264_PROFILES {
-        codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
-    }
+    add_h264_profiles(rtc_config.codec_config());
     let cert = config.dtls_cert.clone().or_else(|| {
         str0m::crypto::from_feature_flags()
             .dtls_provider
@@ -78,6 +75,14 @@ pub(crate) fn rtc_config(config: &WorkerConfig) -> RtcConfig {
         rtc_config = rtc_config.set_dtls_cert(cert);
     }
     rtc_config
+}
+
+/// Adds the H.264 profiles the hub negotiates ([`H264_PROFILES`]) to `codecs`: whatever
+/// carries the programme between hubs must take the encoder's H.264 as the sites' sessions do.
+pub fn add_h264_profiles(codecs: &mut str0m::format::CodecConfig) {
+    for (pt, rtx, profile_level_id) in H264_PROFILES {
+        codecs.add_h264(pt.into(), Some(rtx.into()), true, profile_level_id);
+    }
 }
 
 /// H.264 payload types (with their RTX) and profile-level-ids the hub negotiates: constrained

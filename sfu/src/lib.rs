@@ -77,7 +77,7 @@ mod vp8;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::WorkerConfig;
+pub use config::{WorkerConfig, add_h264_profiles};
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 pub use quality::{Quality, Transport};

@@ -5,7 +5,8 @@
 //! publishes the programme and receives the local site holding the floor. One faces them as
 //! the floor held elsewhere ([`crate::meeting::Seat::Above`]): it publishes that site.
 //! RTP packets cross as they are (no decoding), with their sequence numbers kept continuous
-//! when the source changes (a studio that joins again, the floor moving from site to site);
+//! when the source changes (a studio that joins again, the chair switching between the studio
+//! and its encoder, the floor moving from site to site);
 //! keyframe requests go the other way, merged. Sans-IO: datagrams and the time come in,
 //! datagrams and signalling needs go out; [`super::relay`] drives it.
 
@@ -22,6 +23,8 @@ use str0m::media::{
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use diemcau_signaling::Role;
 
 use super::sdp_text::{layer_of, stream_ids, udp_candidates};
 
@@ -78,6 +81,10 @@ pub enum BridgeError {
     Rtc(String),
 }
 
+/// RTP clock rates: Opus's, and every video codec's.
+const OPUS_CLOCK_HZ: u32 = 48_000;
+const VIDEO_CLOCK_HZ: u32 = 90_000;
+
 /// Sequence numbers of one kind of media as published locally: continuous across the parent's
 /// stream changes, so the local hub sees one stream.
 #[derive(Debug, Default)]
@@ -102,6 +109,41 @@ impl Renumber {
     }
 }
 
+/// RTP timestamps of one kind of media as published locally: continuous across the parent's
+/// stream changes, so the local hub's receivers see one clock: a new source's first packet
+/// lands where the old source's clock would be by then.
+#[derive(Debug, Default)]
+struct Retime {
+    ssrc: Option<Ssrc>,
+    /// Added to the parent's timestamp.
+    offset: u32,
+    /// The newest timestamp published, and when.
+    last: Option<(u32, Instant)>,
+}
+
+impl Retime {
+    /// The local timestamp of a packet of `ssrc` with `timestamp` (a `clock_hz` clock).
+    fn map(&mut self, ssrc: Ssrc, timestamp: u32, now: Instant, clock_hz: u32) -> u32 {
+        if self.ssrc != Some(ssrc) {
+            self.ssrc = Some(ssrc);
+            self.offset = self.last.map_or(0, |(last, at)| {
+                let elapsed = now.saturating_duration_since(at).as_millis().max(1);
+                let ticks = elapsed.saturating_mul(u128::from(clock_hz)) / 1000;
+                last.wrapping_add(ticks as u32).wrapping_sub(timestamp)
+            });
+        }
+        let out = timestamp.wrapping_add(self.offset);
+        // A late packet (a repair) does not move the clock back.
+        let newer = self
+            .last
+            .is_none_or(|(last, _)| out.wrapping_sub(last) as i32 > 0);
+        if newer {
+            self.last = Some((out, now));
+        }
+        out
+    }
+}
+
 /// One endpoint: its `Rtc`, the candidate address its socket has, its first offer's pending
 /// state until the answer comes.
 struct Endpoint {
@@ -120,13 +162,15 @@ impl Endpoint {
         stream: &str,
         rids: &[&str],
     ) -> Result<(Endpoint, Mid, Mid, String), BridgeError> {
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_stats_interval(stats.then_some(Duration::from_secs(2)))
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
+            .enable_vp8(true);
+        // The programme may be a studio encoder's H.264.
+        diemcau_sfu::add_h264_profiles(config.codec_config());
+        let mut rtc = config.build(now);
         let candidate =
             Candidate::host(local, "udp").map_err(|e| BridgeError::Rtc(e.to_string()))?;
         rtc.add_local_candidate(candidate);
@@ -179,6 +223,7 @@ struct Leg {
     audio: Mid,
     video: Mid,
     audio_seq: Renumber,
+    audio_time: Retime,
     layers: Vec<Layer>,
 }
 
@@ -188,6 +233,7 @@ struct Layer {
     /// Its rid where it is published (none without simulcast).
     rid: Option<Rid>,
     seq: Renumber,
+    time: Retime,
     /// The m-line it arrives on now: keyframe requests go there.
     source: Option<Mid>,
     keyframe_wanted: bool,
@@ -223,8 +269,25 @@ impl Leg {
             audio,
             video,
             audio_seq: Renumber::default(),
+            audio_time: Retime::default(),
             layers,
         }
+    }
+}
+
+/// Who publishes the programme at the parent: the national studio, or its encoder while the
+/// encoder is on air.
+#[derive(Debug, Default)]
+struct ProgrammeStreams {
+    studio: Option<String>,
+    encoder: Option<String>,
+}
+
+impl ProgrammeStreams {
+    fn contains(&self, stream: &str) -> bool {
+        [&self.studio, &self.encoder]
+            .into_iter()
+            .any(|s| s.as_deref() == Some(stream))
     }
 }
 
@@ -251,9 +314,10 @@ pub struct Bridge {
     /// The stream and track ids (the publisher's participant id at the parent, and the
     /// track's) of each m-line the parent sends on, from its offers.
     parent_streams: HashMap<Mid, (String, String)>,
-    /// The national studio's participant id at the parent: its tracks are the programme;
-    /// any other track the parent sends is the floor held elsewhere.
-    programme_stream: Option<String>,
+    /// The participant ids at the parent of the national studio and of its encoder: their
+    /// tracks are the programme (the parent sends one of them at a time); any other track the
+    /// parent sends is the floor held elsewhere.
+    programme_streams: ProgrammeStreams,
     out: VecDeque<Datagram>,
     /// Where this machine reaches its own hub's workers (their candidates are given again at
     /// this address, so no route through a NAT is needed).
@@ -304,7 +368,7 @@ impl Bridge {
                 Leg::new(Side::Parent, Side::Floor, down_audio, down_video, &[]),
             ],
             parent_streams: HashMap::new(),
-            programme_stream: None,
+            programme_streams: ProgrammeStreams::default(),
             out: VecDeque::new(),
             local_reach,
             figures: RelayFigures::default(),
@@ -334,10 +398,16 @@ impl Bridge {
         }
     }
 
-    /// The national studio's participant id at the parent (from `joined` and
-    /// `participant_joined`): its tracks are the programme.
-    pub fn set_programme_stream(&mut self, participant: &str) {
-        self.programme_stream = Some(participant.to_owned());
+    /// The participant id at the parent (from `joined` and `participant_joined`) of the
+    /// national studio (`role` studio) or of its encoder (`encoder`): its tracks are the
+    /// programme. Another role is no source of the programme and changes nothing.
+    pub fn set_programme_stream(&mut self, role: Role, participant: &str) {
+        let slot = match role {
+            Role::Studio => &mut self.programme_streams.studio,
+            Role::Encoder => &mut self.programme_streams.encoder,
+            _ => return,
+        };
+        *slot = Some(participant.to_owned());
     }
 
     /// The hub's answer to our first offer on `side`.
@@ -498,7 +568,7 @@ impl Bridge {
         let (way, layer) = match side {
             Side::Local => (Way::FloorUp, 0),
             _ => match self.parent_streams.get(&mid) {
-                Some((stream, track)) if Some(stream) == self.programme_stream.as_ref() => {
+                Some((stream, track)) if self.programme_streams.contains(stream) => {
                     (Way::Programme, layer_of(track))
                 }
                 _ => (Way::FloorDown, 0),
@@ -516,16 +586,19 @@ impl Bridge {
             return;
         };
         let leg = self.leg(way);
-        let (target, rid, seq) = if codec.is_audio() {
-            let seq = leg.audio_seq.map(packet.header.ssrc, packet.seq_no);
-            (leg.audio, None, seq)
+        let (ssrc, timestamp) = (packet.header.ssrc, packet.header.timestamp);
+        let (target, rid, seq, timestamp) = if codec.is_audio() {
+            let seq = leg.audio_seq.map(ssrc, packet.seq_no);
+            let timestamp = leg.audio_time.map(ssrc, timestamp, now, OPUS_CLOCK_HZ);
+            (leg.audio, None, seq, timestamp)
         } else {
             let Some(layer) = leg.layers.get_mut(usize::from(layer)) else {
                 return;
             };
             layer.source = Some(mid);
-            let seq = layer.seq.map(packet.header.ssrc, packet.seq_no);
-            (leg.video, layer.rid, seq)
+            let seq = layer.seq.map(ssrc, packet.seq_no);
+            let timestamp = layer.time.map(ssrc, timestamp, now, VIDEO_CLOCK_HZ);
+            (leg.video, layer.rid, seq, timestamp)
         };
         let to = leg.to;
         let rtc = &mut self.endpoint(to).rtc;
@@ -537,15 +610,9 @@ impl Bridge {
             return;
         };
         stream.write_rtp(
-            RtpWrite::new(
-                pt,
-                seq,
-                packet.header.timestamp,
-                now,
-                packet.payload.to_vec(),
-            )
-            .marker(packet.header.marker)
-            .nackable(codec == Codec::Vp8),
+            RtpWrite::new(pt, seq, timestamp, now, packet.payload.to_vec())
+                .marker(packet.header.marker)
+                .nackable(!codec.is_audio()),
         );
         match way {
             Way::Programme => {
@@ -598,6 +665,33 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_stay_continuous_when_the_parent_stream_changes() {
+        let t0 = Instant::now();
+        let mut retime = Retime::default();
+        let (studio, encoder) = (Ssrc::from(1), Ssrc::from(2));
+        assert_eq!(retime.map(studio, 1_000, t0, 90_000), 1_000);
+        let t1 = t0 + Duration::from_millis(40);
+        assert_eq!(retime.map(studio, 1_000 + 3_600, t1, 90_000), 4_600);
+        assert_eq!(
+            retime.map(studio, 1_000, t1, 90_000),
+            1_000,
+            "a late packet keeps its time"
+        );
+        // The chair switched to the encoder, whose clock started elsewhere: 20 ms later.
+        let t2 = t1 + Duration::from_millis(20);
+        let encoder_clock = u32::MAX - 1_000;
+        assert_eq!(
+            retime.map(encoder, encoder_clock, t2, 90_000),
+            4_600 + 1_800
+        );
+        assert_eq!(
+            retime.map(encoder, encoder_clock.wrapping_add(3_000), t2, 90_000),
+            4_600 + 1_800 + 3_000,
+            "the encoder's clock goes on from there, across its wrap"
+        );
+    }
 
     #[test]
     fn sequence_numbers_stay_continuous_when_the_parent_stream_changes() {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use diemcau_signaling::protocol::FloorSite;
 use diemcau_signaling::{
-    ClientMessage, CloseReason, MeetingId, Outbox, Role, ServerMessage, SessionHandler, SiteCode,
+    ClientMessage, CloseReason, MeetingId, Outbox, ServerMessage, SessionHandler, SiteCode,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -164,14 +164,14 @@ async fn run(
                             if let Some(sdp) = parent_offer.take() {
                                 send_up(up, meeting, ClientMessage::Offer { sdp })?;
                             }
-                            if let Some(studio) = participants.iter().find(|p| p.role == Role::Studio) {
-                                bridge.set_programme_stream(&studio.id);
+                            for source in &participants {
+                                bridge.set_programme_stream(source.role, &source.id);
                             }
                             relay_id = Some(participant.id);
                             follow_floor(hub, &session, relay_id.as_deref(), parent_floor.as_ref()).await;
                         }
-                        ServerMessage::ParticipantJoined { participant } if participant.role == Role::Studio => {
-                            bridge.set_programme_stream(&participant.id);
+                        ServerMessage::ParticipantJoined { participant } => {
+                            bridge.set_programme_stream(participant.role, &participant.id);
                         }
                         ServerMessage::Floor { holder, .. } => {
                             parent_floor = Some(holder);

@@ -121,6 +121,23 @@ async function main() {
         throw new Failure(`${error.message}; last: ${JSON.stringify(watched)}`);
       });
       log(`PASS: the watch page decodes the encoder's H.264: ${JSON.stringify(watched)}`);
+      await watch.close();
+
+      // A watch link with a wrong token says so, and does not keep trying.
+      const refused = await context.newPage();
+      await refused.goto(`${base}/watch.html?meeting=${meeting}#token=wrong-${watchToken}`);
+      let said = null;
+      await until('the watch page to say its token is wrong', TIMEOUT_MS, async () => {
+        said = await refused.evaluate(() => ({
+          state: document.getElementById('watch-state').dataset.state,
+          text: document.getElementById('watch-state').textContent,
+        }));
+        return said.state === 'badToken';
+      }).catch((error) => {
+        throw new Failure(`${error.message}; said: ${JSON.stringify(said)}`);
+      });
+      log(`PASS: a wrong watch token is told: ${said.text}`);
+      await refused.close();
 
       // The chair's console switches the programme between the encoder and its own camera.
       const studio = await openJoined(context, 'studio', `${base}${studioPath}`, { site: false, timeout: TIMEOUT_MS });

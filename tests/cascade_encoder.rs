@@ -1,0 +1,116 @@
+//! The national studio's encoder down the tree: OBS (a webrtc-rs WHIP client here) publishes
+//! H.264 and Opus to the national meeting at the root; a player of the watch link of the
+//! province's part, on the provincial hub, receives the encoder's H.264 through the province's
+//! relay, and the chair's camera when the national chair switches the programme to it.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/cascade.rs"]
+mod cascade;
+#[path = "common/cascade_webrtc.rs"]
+mod cascade_webrtc;
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/wait.rs"]
+mod wait;
+#[path = "common/webrtc_client/mod.rs"]
+mod webrtc_client;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use webrtc_client::WebrtcClient;
+
+/// The hub's H.264 (constrained baseline) and VP8 payload types.
+const PT_H264: u8 = 108;
+const PT_VP8: u8 = 96;
+
+/// Issues meeting `meeting`'s token of `kind` (`encoder` or `watch`) on the hub at `addr`.
+async fn issue_token(addr: SocketAddr, meeting: i64, kind: &str) -> String {
+    let path = format!("/api/meetings/{meeting}/{kind}/token");
+    let issued = http::request(addr, "POST", &path, b"").await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    issued.json()["token"].as_str().expect("a token").to_owned()
+}
+
+/// The payload type of the latest video packet `client` received, and its video packets.
+fn video(client: &WebrtcClient) -> (Option<u8>, u64) {
+    let tracks = client.remote_tracks();
+    let video = tracks.iter().filter(|t| t.kind == "video");
+    (
+        video
+            .clone()
+            .find_map(|t| *t.last_payload_type.lock().expect("lock")),
+        video.map(|t| t.packets()).sum(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_national_encoder_reaches_a_province_s_players() {
+    let tree = cascade::Tree::start("cascade-encoder").await;
+    let (root, province) = (tree.root.http_addr(), tree.province.http_addr());
+    let national = tree.national_meeting(&["02269"]).await;
+    let national_id = national["id"].as_i64().expect("an id");
+    let studio = cascade_webrtc::studio(root, &national).await;
+    let encoder_token = issue_token(root, national_id, "encoder").await;
+    let (mut encoder, _) = WebrtcClient::publish_whip(root, national_id, &encoder_token)
+        .await
+        .expect("the encoder publishes at the root");
+    encoder
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the encoder connects");
+    encoder.start_media().await.expect("the encoder sends");
+
+    let part = tree.part(national_id).await;
+    let part_id = part["id"].as_i64().expect("the part's id");
+    let watch_token = issue_token(province, part_id, "watch").await;
+    let (viewer, _) = WebrtcClient::watch_whep(province, part_id, &watch_token)
+        .await
+        .expect("a player watches the province's part");
+    viewer
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .expect("the player connects");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (pt, packets) = video(&viewer);
+        if pt == Some(PT_H264) && packets > 60 && cascade_webrtc::audio(&viewer) > 50 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the province's player receives the national encoder's H.264 and audio: video \
+             {:?}, audio {}\n{}",
+            video(&viewer),
+            cascade_webrtc::audio(&viewer),
+            viewer.report()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for (source, pt, what) in [
+        (
+            "camera",
+            PT_VP8,
+            "the national chair's camera down the tree",
+        ),
+        ("encoder", PT_H264, "the encoder down the tree again"),
+    ] {
+        studio
+            .send(&serde_json::json!({"type": "switch_programme", "source": source}))
+            .expect("sent");
+        let before = video(&viewer).1;
+        wait::until(what, Duration::from_secs(15), || {
+            let (last, packets) = video(&viewer);
+            last == Some(pt) && packets > before + 30
+        })
+        .await;
+    }
+
+    viewer.close().await;
+    encoder.close().await;
+    studio.close().await;
+    tree.shutdown().await;
+}
