@@ -3,7 +3,7 @@
 //! end of the meeting and the hub's shutdown.
 
 use diemcau_sfu::PeerId;
-use diemcau_signaling::protocol::{PROTOCOL_VERSION, ParticipantInfo};
+use diemcau_signaling::protocol::{PROTOCOL_VERSION, ParticipantInfo, ProgrammeSource};
 use diemcau_signaling::{ErrorCode, Role, ServerMessage, SiteCode};
 
 use super::console::{LastLeave, SiteStatus};
@@ -254,7 +254,10 @@ impl LiveMeeting {
             self.send(id, ServerMessage::Centre { reachable: false });
         }
         if self.studio == Some(id) {
-            self.send(id, self.programme_message());
+            // Only where a studio encoder takes part: a chair without one never hears of it.
+            if self.encoder_publishes() || self.programme != ProgrammeSource::default() {
+                self.send(id, self.programme_message());
+            }
             if self.log_buffered.is_some() {
                 self.send(id, self.log_state_message());
             }

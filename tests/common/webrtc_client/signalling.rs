@@ -127,7 +127,7 @@ pub async fn handle_hub_message(
         "console" => {
             *lock(&shared.last_console) = Some(msg.clone());
         }
-        "pong" | "floor" | "muted" | "roll_call" | "roll_call_answer" | "done" => {}
+        "pong" | "floor" | "muted" | "roll_call" | "roll_call_answer" | "done" | "programme" => {}
         other => shared.fail(format!("unexpected message type {other:?}: {text}")),
     }
 }
