@@ -80,13 +80,12 @@ pub(crate) fn forward(
         let Some(seq_no) = consumer.sequence.rewrite(packet.seq_no) else {
             continue;
         };
-        let timestamp = if video {
+        // The clock moves only across a layer switch, or for a fixed m-line's new source.
+        let clock_per_ms = if video { 90 } else { 48 };
+        let timestamp =
             consumer
                 .timestamps
-                .rewrite(packet.timestamp, packet.received_at, 90)
-        } else {
-            packet.timestamp
-        };
+                .rewrite(packet.timestamp, packet.received_at, clock_per_ms);
         let mut write =
             str0m::rtp::RtpWrite::new(pt, seq_no, timestamp, packet.received_at, payload)
                 .marker(packet.marker)

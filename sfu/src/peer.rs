@@ -17,6 +17,7 @@ use str0m::rtp::{SeqNo, Ssrc};
 use crate::SfuError;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::quality::{QualityMeter, Transport};
+use crate::rewrite::LineClocks;
 use crate::router::MediaPacket;
 use crate::sdp;
 
@@ -70,6 +71,9 @@ pub(crate) struct Peer {
     /// same kind takes one before the hub adds an m-line, so the SDP does not grow with every
     /// track that ever came and went.
     idle: Vec<Mid>,
+    /// A fixed peer's free m-lines' numbering and clocks, left by their last consumer for the
+    /// next one.
+    line_clocks: HashMap<Mid, LineClocks>,
     /// The client's offer fixed the m-lines once and for all (WHEP): the hub sends on the
     /// m-lines it asked to receive on, a consumer takes a free one of its kind at once (or
     /// none is free and it waits), and the hub never offers.
@@ -124,6 +128,7 @@ impl Peer {
             negotiation: Negotiation::default(),
             hub_lines: HashMap::new(),
             idle: Vec::new(),
+            line_clocks: HashMap::new(),
             fixed: false,
         }
     }
@@ -232,15 +237,29 @@ impl Peer {
         None
     }
 
+    /// The numbering and clocks fixed m-line `mid`'s previous consumer left, if any.
+    pub fn take_line_clocks(&mut self, mid: Mid) -> Option<LineClocks> {
+        self.line_clocks.remove(&mid)
+    }
+
     /// Drops a consumer: from the queue if not yet offered, else by stopping its m-line (a
-    /// fixed peer's m-line is freed for the next consumer of its kind).
-    pub fn queue_consumer_removal(&mut self, consumer: ConsumerId, mid: Option<Mid>) {
+    /// fixed peer's m-line is freed for the next consumer of its kind, which goes on from the
+    /// numbering and `clocks` this one leaves).
+    pub fn queue_consumer_removal(
+        &mut self,
+        consumer: ConsumerId,
+        mid: Option<Mid>,
+        clocks: Option<LineClocks>,
+    ) {
         if self.fixed {
             if let Some(mid) = mid
                 && self.consumers_by_mid.get(&mid) == Some(&consumer)
             {
                 self.consumers_by_mid.remove(&mid);
                 self.previous_audio.remove(&mid);
+                if let Some(clocks) = clocks {
+                    self.line_clocks.insert(mid, clocks);
+                }
                 self.idle.push(mid);
             }
             return;

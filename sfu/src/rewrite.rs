@@ -123,6 +123,27 @@ impl PictureRewriter {
     }
 }
 
+/// A fixed m-line's numbering and clocks, handed from the consumer that leaves it to the next
+/// one (a WHEP player's one picture moving from source to source): the receiver keeps one
+/// SSRC, so the new source goes on where the old one stopped. Sequence numbers that went back
+/// would be dropped as old, and a clock that jumped would hold the picture back.
+#[derive(Debug, Default)]
+pub(crate) struct LineClocks {
+    pub sequence: SequenceRewriter,
+    pub timestamps: TimestampRewriter,
+    pub pictures: PictureRewriter,
+}
+
+impl LineClocks {
+    /// The rewriters to start the line's next consumer with: they continue from these.
+    pub fn continued(mut self) -> LineClocks {
+        self.sequence.rebase();
+        self.timestamps.rebase();
+        self.pictures.rebase();
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -145,6 +166,24 @@ mod tests {
         // A number near the top of the range is dropped, not an overflow.
         assert_eq!(r.rewrite((i64::MAX as u64).into()), None);
         assert_eq!(r.rewrite(u64::MAX.into()), None);
+    }
+
+    #[test]
+    fn a_line_s_next_consumer_continues_its_numbering_and_clock() {
+        let t0 = Instant::now();
+        let mut first = LineClocks::default();
+        for i in 0..5u64 {
+            first.sequence.rewrite((40_000 + i).into());
+            first.timestamps.rewrite(
+                7_000 + 960 * i as u32,
+                t0 + Duration::from_millis(20 * i),
+                48,
+            );
+        }
+        let mut next = first.continued();
+        let later = t0 + Duration::from_millis(80 + 20);
+        assert_eq!(next.sequence.rewrite(3.into()).map(|s| *s), Some(1005));
+        assert_eq!(next.timestamps.rewrite(123, later, 48), 7_000 + 960 * 5);
     }
 
     #[test]

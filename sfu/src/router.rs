@@ -11,7 +11,7 @@ use str0m::rtp::{ExtensionValues, SeqNo};
 use crate::allocate::LayerState;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeThrottle;
-use crate::rewrite::{PictureRewriter, SequenceRewriter, TimestampRewriter};
+use crate::rewrite::{LineClocks, PictureRewriter, SequenceRewriter, TimestampRewriter};
 use crate::vp8::Vp8Info;
 
 /// A publisher's RTP packet on its way to consumers, shared by every worker that forwards it
@@ -80,6 +80,27 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
+    /// Its numbering and clocks, for the next consumer of its m-line (a fixed peer's).
+    pub fn into_clocks(self) -> LineClocks {
+        LineClocks {
+            sequence: self.sequence,
+            timestamps: self.timestamps,
+            pictures: self.pictures,
+        }
+    }
+
+    /// Goes on from the numbering and clocks of its m-line's previous consumer.
+    pub fn continue_from(&mut self, clocks: LineClocks) {
+        let LineClocks {
+            sequence,
+            timestamps,
+            pictures,
+        } = clocks.continued();
+        self.sequence = sequence;
+        self.timestamps = timestamps;
+        self.pictures = pictures;
+    }
+
     pub fn new(peer: PeerId, producer: ProducerId, kind: MediaKind, max_layer: u8) -> Consumer {
         Consumer {
             peer,

@@ -182,7 +182,7 @@ impl Worker {
                 let Some(consumer) = router.consumers.get_mut(&consumer_id) else {
                     // Removed while its offer awaited this answer: its m-line goes idle.
                     peer.consumers_by_mid.remove(&mid);
-                    peer.queue_consumer_removal(consumer_id, Some(mid));
+                    peer.queue_consumer_removal(consumer_id, Some(mid), None);
                     continue;
                 };
                 consumer.mid = Some(mid);
@@ -286,13 +286,14 @@ impl Worker {
             .filter_map(|id| router.remove_consumer(id).map(|c| (id, c)))
             .collect();
         for (consumer_id, consumer) in removed {
-            if let Some(peer) = self.peers.get_mut(&consumer.peer) {
-                peer.queue_consumer_removal(consumer_id, consumer.mid);
+            let (peer_id, mid) = (consumer.peer, consumer.mid);
+            if let Some(peer) = self.peers.get_mut(&peer_id) {
+                peer.queue_consumer_removal(consumer_id, mid, Some(consumer.into_clocks()));
                 if !self.to_renegotiate.contains(&peer.id) {
                     self.to_renegotiate.push(peer.id);
                 }
             }
-            self.open_waiting(consumer.peer);
+            self.open_waiting(peer_id);
         }
         self.settle(now);
     }
@@ -312,7 +313,8 @@ impl Worker {
             .is_some_and(|c| c.peer == id)
             && let Some(removed) = router.remove_consumer(consumer)
         {
-            peer.queue_consumer_removal(consumer, removed.mid);
+            let mid = removed.mid;
+            peer.queue_consumer_removal(consumer, mid, Some(removed.into_clocks()));
             if !self.to_renegotiate.contains(&id) {
                 self.to_renegotiate.push(id);
             }
@@ -346,6 +348,9 @@ impl Worker {
             };
             consumer.mid = Some(mid);
             consumer.open = true;
+            if let Some(clocks) = peer.take_line_clocks(mid) {
+                consumer.continue_from(clocks);
+            }
             if kind == MediaKind::Video {
                 let layer = consumer.allocation.target.unwrap_or(0);
                 self.core

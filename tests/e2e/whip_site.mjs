@@ -121,7 +121,6 @@ async function main() {
         throw new Failure(`${error.message}; last: ${JSON.stringify(watched)}`);
       });
       log(`PASS: the watch page decodes the encoder's H.264: ${JSON.stringify(watched)}`);
-      await watch.close();
 
       // A watch link with a wrong token says so, and does not keep trying.
       const refused = await context.newPage();
@@ -155,10 +154,10 @@ async function main() {
       }).catch((error) => {
         throw new Failure(`${error.message}; panel: ${JSON.stringify(panel)}`);
       });
-      /** Video frames the site decoded so far, by codec. */
-      const decoded = () =>
-        site.page.evaluate(async () => {
-          const stats = await window.diemcau.pc.getStats();
+      /** Video frames `page` decoded so far, by codec (`pc`: where its connection is). */
+      const decodedOn = (page, pc) =>
+        page.evaluate(async (path) => {
+          const stats = await path.reduce((o, key) => o[key], window).getStats();
           const codecs = new Map();
           stats.forEach((s) => {
             if (s.type === 'codec') codecs.set(s.id, s.mimeType);
@@ -171,12 +170,14 @@ async function main() {
             }
           });
           return frames;
-        });
+        }, pc);
+      const decoded = () => decodedOn(site.page, ['diemcau', 'pc']);
+      const watchDecoded = () => decodedOn(watch, ['diemcau', 'player', 'pc']);
       for (const [button, mime, what] of [
         ['programme-camera', 'video/VP8', 'the chair’s camera'],
         ['programme-encoder', 'video/H264', 'the encoder again'],
       ]) {
-        const before = await decoded();
+        const [before, beforeWatched] = [await decoded(), await watchDecoded()];
         await studio.page.click(`#${button}`);
         let now = null;
         await until(`the site to decode ${what} (${mime})`, TIMEOUT_MS, async () => {
@@ -185,12 +186,22 @@ async function main() {
         }).catch((error) => {
           throw new Failure(`${error.message}; before ${JSON.stringify(before)}, now ${JSON.stringify(now)}`);
         });
+        // The watch page's one picture follows on the same m-line, whatever the codec.
+        let nowWatched = null;
+        await until(`the watch page to decode ${what} (${mime})`, TIMEOUT_MS, async () => {
+          nowWatched = await watchDecoded();
+          return (nowWatched[mime] || 0) > (beforeWatched[mime] || 0) + 30;
+        }).catch((error) => {
+          throw new Failure(
+            `${error.message}; before ${JSON.stringify(beforeWatched)}, now ${JSON.stringify(nowWatched)}`,
+          );
+        });
         panel = await pressed();
         const camera = button === 'programme-camera';
         if (panel.camera !== String(camera) || panel.encoder !== String(!camera)) {
           throw new Failure(`the console's buttons after the switch: ${JSON.stringify(panel)}`);
         }
-        log(`PASS: ${what} on air, the site decodes ${mime}: ${JSON.stringify(now)}; ${panel.text}`);
+        log(`PASS: ${what} on air, the site and the watch page decode ${mime}: ${JSON.stringify(now)}, ${JSON.stringify(nowWatched)}; ${panel.text}`);
       }
     },
   });
