@@ -16,7 +16,6 @@ mod wait;
 #[path = "common/webrtc_client/mod.rs"]
 mod webrtc_client;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use webrtc_client::WebrtcClient;
@@ -24,14 +23,6 @@ use webrtc_client::WebrtcClient;
 /// The hub's H.264 (constrained baseline) and VP8 payload types.
 const PT_H264: u8 = 108;
 const PT_VP8: u8 = 96;
-
-/// Issues meeting `meeting`'s token of `kind` (`encoder` or `watch`) on the hub at `addr`.
-async fn issue_token(addr: SocketAddr, meeting: i64, kind: &str) -> String {
-    let path = format!("/api/meetings/{meeting}/{kind}/token");
-    let issued = http::request(addr, "POST", &path, b"").await;
-    assert_eq!(issued.status, 200, "{}", issued.text());
-    issued.json()["token"].as_str().expect("a token").to_owned()
-}
 
 /// The payload type of the latest video packet `client` received, and its video packets.
 fn video(client: &WebrtcClient) -> (Option<u8>, u64) {
@@ -52,26 +43,13 @@ async fn the_national_encoder_reaches_a_province_s_players() {
     let national = tree.national_meeting(&["02269"]).await;
     let national_id = national["id"].as_i64().expect("an id");
     let studio = cascade_webrtc::studio(root, &national).await;
-    let encoder_token = issue_token(root, national_id, "encoder").await;
-    let (mut encoder, _) = WebrtcClient::publish_whip(root, national_id, &encoder_token)
-        .await
-        .expect("the encoder publishes at the root");
-    encoder
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the encoder connects");
-    encoder.start_media().await.expect("the encoder sends");
+    let encoder_token = http::issue_stream_token(root, national_id, "encoder").await;
+    let encoder = WebrtcClient::encoder_on_air(root, national_id, &encoder_token).await;
 
     let part = tree.part(national_id).await;
     let part_id = part["id"].as_i64().expect("the part's id");
-    let watch_token = issue_token(province, part_id, "watch").await;
-    let (viewer, _) = WebrtcClient::watch_whep(province, part_id, &watch_token)
-        .await
-        .expect("a player watches the province's part");
-    viewer
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the player connects");
+    let watch_token = http::issue_stream_token(province, part_id, "watch").await;
+    let (viewer, _) = WebrtcClient::player_connected(province, part_id, &watch_token).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

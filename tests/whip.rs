@@ -213,7 +213,7 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
     )
     .await;
     // Chromium: a site decodes the H.264, and so does the watch page the meeting's page links.
-    let watch_token = issue_token(addr, m.id, "watch").await;
+    let watch_token = http::issue_stream_token(addr, m.id, "watch").await;
     node_script::require_playwright();
     node_script::run_against(
         &format!("http://{addr}"),
@@ -294,14 +294,6 @@ fn last_video_pt(client: &WebrtcClient) -> Option<u8> {
         .find_map(|t| *t.last_payload_type.lock().expect("lock"))
 }
 
-/// Issues meeting `meeting`'s token of `kind` (`encoder` or `watch`) as its organizer.
-async fn issue_token(addr: SocketAddr, meeting: i64, kind: &str) -> String {
-    let path = format!("/api/meetings/{meeting}/{kind}/token");
-    let issued = http::request(addr, "POST", &path, b"").await;
-    assert_eq!(issued.status, 200, "{}", issued.text());
-    issued.json()["token"].as_str().expect("a token").to_owned()
-}
-
 /// Video packets `client` received on tracks whose packets are H.264.
 fn h264_packets(client: &WebrtcClient) -> u64 {
     client
@@ -327,8 +319,8 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     .expect("hub starts");
     let addr = hub.http_addr();
     let m = http::meeting(addr, "Họp có đường xem", &[("2269", "Xã Thượng Lâm")], true).await;
-    let encoder_token = issue_token(addr, m.id, "encoder").await;
-    let watch_token = issue_token(addr, m.id, "watch").await;
+    let encoder_token = http::issue_stream_token(addr, m.id, "encoder").await;
+    let watch_token = http::issue_stream_token(addr, m.id, "watch").await;
 
     // The watch link takes its own token only, and offers that only receive.
     let refused = WebrtcClient::watch_whep(addr, m.id, &encoder_token)
@@ -368,26 +360,12 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
         publishing.text()
     );
 
-    let (mut encoder, _) = WebrtcClient::publish_whip(addr, m.id, &encoder_token)
-        .await
-        .expect("the encoder publishes");
-    encoder
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the encoder connects");
-    encoder.start_media().await.expect("the encoder sends");
-
-    let (viewer, location) = WebrtcClient::watch_whep(addr, m.id, &watch_token)
-        .await
-        .expect("a player watches");
+    let encoder = WebrtcClient::encoder_on_air(addr, m.id, &encoder_token).await;
+    let (viewer, location) = WebrtcClient::player_connected(addr, m.id, &watch_token).await;
     assert!(
         location.starts_with(&format!("/whep/{}/", m.id)),
         "{location}"
     );
-    viewer
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the player connects");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !(h264_packets(&viewer) > 60 && packets(&viewer, "audio") > 50) {
         assert!(
@@ -508,8 +486,8 @@ async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
         .expect("hub starts");
     let addr = hub.http_addr();
     let m = http::meeting(addr, "Họp có bộ mã hoá", &[("2269", "Xã Thượng Lâm")], true).await;
-    let encoder_token = issue_token(addr, m.id, "encoder").await;
-    let watch_token = issue_token(addr, m.id, "watch").await;
+    let encoder_token = http::issue_stream_token(addr, m.id, "encoder").await;
+    let watch_token = http::issue_stream_token(addr, m.id, "watch").await;
 
     let mut chair = WebrtcClient::connect(
         addr,
@@ -528,21 +506,8 @@ async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
         .await
         .expect("the chair connects");
     chair.start_media().await.expect("the chair's camera sends");
-    let (mut encoder, _) = WebrtcClient::publish_whip(addr, m.id, &encoder_token)
-        .await
-        .expect("the encoder publishes");
-    encoder
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the encoder connects");
-    encoder.start_media().await.expect("the encoder sends");
-    let (viewer, _) = WebrtcClient::watch_whep(addr, m.id, &watch_token)
-        .await
-        .expect("a player watches");
-    viewer
-        .wait_connected(Duration::from_secs(10))
-        .await
-        .expect("the player connects");
+    let encoder = WebrtcClient::encoder_on_air(addr, m.id, &encoder_token).await;
+    let (viewer, _) = WebrtcClient::player_connected(addr, m.id, &watch_token).await;
 
     let told = |chair: &WebrtcClient| {
         chair

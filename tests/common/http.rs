@@ -316,3 +316,12 @@ pub async fn hub_with_meeting(
     let meeting = meeting(hub.http_addr(), title, sites, start).await;
     (hub, meeting)
 }
+
+/// Issues meeting `meeting`'s stream token of `kind` (`encoder`: WHIP, `watch`: WHEP) on the
+/// hub at `addr`, as its organizer.
+pub async fn issue_stream_token(addr: SocketAddr, meeting: i64, kind: &str) -> String {
+    let path = format!("/api/meetings/{meeting}/{kind}/token");
+    let issued = request(addr, "POST", &path, b"").await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    issued.json()["token"].as_str().expect("a token").to_owned()
+}

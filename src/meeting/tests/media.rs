@@ -267,20 +267,39 @@ fn random_input_sequences_keep_the_rules() {
     }
 }
 
+/// Studio encoder `id` joins `m` at `at` with session `session`, from OBS at 10.0.0.9.
+fn join_encoder(
+    m: &mut LiveMeeting,
+    at: Millis,
+    id: PeerId,
+    session: &str,
+) -> Result<ServerMessage, JoinError> {
+    m.join(
+        at,
+        id,
+        Seat::Encoder {
+            session: SessionId(session.into()),
+        },
+        "OBS",
+        "10.0.0.9",
+    )
+}
+
+/// Encoder `id`, attached, publishes its audio and its one video layer.
+fn encoder_publishes(m: &mut LiveMeeting, id: PeerId) {
+    m.attached(id);
+    m.producer_added(producer(500, id, MediaKind::Audio));
+    m.producer_added(ProducerInfo {
+        layers: 1,
+        ..producer(501, id, MediaKind::Video)
+    });
+}
+
 #[test]
 fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
     let mut m = meeting_in_session();
     let encoder = PeerId(50);
-    let joined = m
-        .join(
-            T0 + 1,
-            encoder,
-            Seat::Encoder {
-                session: SessionId("s-encoder".into()),
-            },
-            "OBS",
-            "10.0.0.9",
-        )
+    let joined = join_encoder(&mut m, T0 + 1, encoder, "s-encoder")
         .expect("the encoder joins beside the chair");
     assert!(matches!(joined, ServerMessage::Joined { .. }));
     let outputs = drain(&mut m);
@@ -309,12 +328,7 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
         "the camera stays until the encoder publishes"
     );
 
-    m.attached(encoder);
-    m.producer_added(producer(500, encoder, MediaKind::Audio));
-    m.producer_added(ProducerInfo {
-        layers: 1,
-        ..producer(501, encoder, MediaKind::Video)
-    });
+    encoder_publishes(&mut m, encoder);
     for subscriber in [A, B, STUDIO] {
         assert_eq!(m.route(subscriber, encoder), Some(ANY_LAYER));
     }
@@ -333,16 +347,7 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
 
     // A second encoder takes over; the first is told and closed.
     let second = PeerId(51);
-    m.join(
-        T0 + 2,
-        second,
-        Seat::Encoder {
-            session: SessionId("s-encoder-2".into()),
-        },
-        "OBS",
-        "10.0.0.9",
-    )
-    .expect("a new encoder replaces the old");
+    join_encoder(&mut m, T0 + 2, second, "s-encoder-2").expect("a new encoder replaces the old");
     let outputs = drain(&mut m);
     assert!(outputs.iter().any(|o| matches!(
         o,
@@ -373,22 +378,8 @@ fn the_encoder_s_programme_replaces_the_chair_s_camera_while_it_publishes() {
 fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
     let mut m = meeting_in_session();
     let encoder = PeerId(50);
-    m.join(
-        T0 + 1,
-        encoder,
-        Seat::Encoder {
-            session: SessionId("s-encoder".into()),
-        },
-        "OBS",
-        "10.0.0.9",
-    )
-    .expect("the encoder joins");
-    m.attached(encoder);
-    m.producer_added(producer(500, encoder, MediaKind::Audio));
-    m.producer_added(ProducerInfo {
-        layers: 1,
-        ..producer(501, encoder, MediaKind::Video)
-    });
+    join_encoder(&mut m, T0 + 1, encoder, "s-encoder").expect("the encoder joins");
+    encoder_publishes(&mut m, encoder);
     let told = |outputs: &[Output]| {
         outputs.iter().rev().find_map(|o| match o {
             Output::Send {

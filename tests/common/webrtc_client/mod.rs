@@ -371,6 +371,40 @@ impl WebrtcClient {
     /// A player watching `meeting`'s programme over WHEP with `token`: one `POST` of an
     /// offer with a `recvonly` video and audio line (VP8, H.264, Opus). Returns the client and
     /// the resource URL; an error carries the hub's status and text.
+    /// A studio encoder publishing over WHIP to meeting `meeting` with `token`, connected and
+    /// sending its media; panics otherwise.
+    pub async fn encoder_on_air(http_addr: SocketAddr, meeting: i64, token: &str) -> Self {
+        let (mut encoder, _) = Self::publish_whip(http_addr, meeting, token)
+            .await
+            .unwrap_or_else(|e| panic!("the encoder publishes: {e}"));
+        encoder
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("the encoder connects: {e}"));
+        encoder
+            .start_media()
+            .await
+            .unwrap_or_else(|e| panic!("the encoder sends: {e}"));
+        encoder
+    }
+
+    /// A player of meeting `meeting`'s watch link with `token`, connected, and the location
+    /// of its resource; panics otherwise.
+    pub async fn player_connected(
+        http_addr: SocketAddr,
+        meeting: i64,
+        token: &str,
+    ) -> (Self, String) {
+        let (player, location) = Self::watch_whep(http_addr, meeting, token)
+            .await
+            .unwrap_or_else(|e| panic!("a player watches: {e}"));
+        player
+            .wait_connected(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("the player connects: {e}"));
+        (player, location)
+    }
+
     pub async fn watch_whep(
         http_addr: SocketAddr,
         meeting: i64,
