@@ -81,6 +81,7 @@ pub use config::{WorkerConfig, add_h264_profiles};
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 pub use quality::{Quality, Transport};
+pub use rewrite::TimestampRewriter;
 pub use router::MediaPacket;
 pub use worker::Worker;
 

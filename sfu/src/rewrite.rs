@@ -47,11 +47,13 @@ impl SequenceRewriter {
     }
 }
 
-/// Keeps RTP timestamps continuous across a layer switch: the new layer's clock is shifted so
-/// that its first packet lands where the old layer would have been by then.
+/// Keeps RTP timestamps continuous across a change of source (a simulcast layer switch, a
+/// WHEP player's new source, a relay's new parent stream): the new source's clock is shifted
+/// so that its first packet lands where the old one would have been by then.
 #[derive(Debug, Default)]
-pub(crate) struct TimestampRewriter {
+pub struct TimestampRewriter {
     offset: u32,
+    /// The newest timestamp given out, and when.
     last: Option<(u32, Instant)>,
     rebase: bool,
 }
@@ -68,10 +70,17 @@ impl TimestampRewriter {
             }
         }
         let out = timestamp.wrapping_add(self.offset);
-        self.last = Some((out, at));
+        // A late packet (a repair) does not move the clock back.
+        if self
+            .last
+            .is_none_or(|(last, _)| out.wrapping_sub(last) as i32 > 0)
+        {
+            self.last = Some((out, at));
+        }
         out
     }
 
+    /// The next packet is of a new source: its clock goes on from this one's.
     pub fn rebase(&mut self) {
         self.rebase = true;
     }

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use diemcau_sfu::TimestampRewriter;
 use diemcau_sfu::str0m;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
@@ -81,9 +82,9 @@ pub enum BridgeError {
     Rtc(String),
 }
 
-/// RTP clock rates: Opus's, and every video codec's.
-const OPUS_CLOCK_HZ: u32 = 48_000;
-const VIDEO_CLOCK_HZ: u32 = 90_000;
+/// RTP clock ticks a millisecond: Opus's, and every video codec's.
+const OPUS_CLOCK_PER_MS: u32 = 48;
+const VIDEO_CLOCK_PER_MS: u32 = 90;
 
 /// Sequence numbers of one kind of media as published locally: continuous across the parent's
 /// stream changes, so the local hub sees one stream.
@@ -110,37 +111,23 @@ impl Renumber {
 }
 
 /// RTP timestamps of one kind of media as published locally: continuous across the parent's
-/// stream changes, so the local hub's receivers see one clock: a new source's first packet
-/// lands where the old source's clock would be by then.
+/// stream changes (the SFU's rewriter, rebased when the stream's SSRC changes), so the local
+/// hub's receivers see one clock.
 #[derive(Debug, Default)]
 struct Retime {
     ssrc: Option<Ssrc>,
-    /// Added to the parent's timestamp.
-    offset: u32,
-    /// The newest timestamp published, and when.
-    last: Option<(u32, Instant)>,
+    clock: TimestampRewriter,
 }
 
 impl Retime {
-    /// The local timestamp of a packet of `ssrc` with `timestamp` (a `clock_hz` clock).
-    fn map(&mut self, ssrc: Ssrc, timestamp: u32, now: Instant, clock_hz: u32) -> u32 {
+    /// The local timestamp of a packet of `ssrc` with `timestamp` (`clock_per_ms` ticks a
+    /// millisecond).
+    fn map(&mut self, ssrc: Ssrc, timestamp: u32, now: Instant, clock_per_ms: u32) -> u32 {
         if self.ssrc != Some(ssrc) {
             self.ssrc = Some(ssrc);
-            self.offset = self.last.map_or(0, |(last, at)| {
-                let elapsed = now.saturating_duration_since(at).as_millis().max(1);
-                let ticks = elapsed.saturating_mul(u128::from(clock_hz)) / 1000;
-                last.wrapping_add(ticks as u32).wrapping_sub(timestamp)
-            });
+            self.clock.rebase();
         }
-        let out = timestamp.wrapping_add(self.offset);
-        // A late packet (a repair) does not move the clock back.
-        let newer = self
-            .last
-            .is_none_or(|(last, _)| out.wrapping_sub(last) as i32 > 0);
-        if newer {
-            self.last = Some((out, now));
-        }
-        out
+        self.clock.rewrite(timestamp, now, clock_per_ms)
     }
 }
 
@@ -589,7 +576,7 @@ impl Bridge {
         let (ssrc, timestamp) = (packet.header.ssrc, packet.header.timestamp);
         let (target, rid, seq, timestamp) = if codec.is_audio() {
             let seq = leg.audio_seq.map(ssrc, packet.seq_no);
-            let timestamp = leg.audio_time.map(ssrc, timestamp, now, OPUS_CLOCK_HZ);
+            let timestamp = leg.audio_time.map(ssrc, timestamp, now, OPUS_CLOCK_PER_MS);
             (leg.audio, None, seq, timestamp)
         } else {
             let Some(layer) = leg.layers.get_mut(usize::from(layer)) else {
@@ -597,7 +584,7 @@ impl Bridge {
             };
             layer.source = Some(mid);
             let seq = layer.seq.map(ssrc, packet.seq_no);
-            let timestamp = layer.time.map(ssrc, timestamp, now, VIDEO_CLOCK_HZ);
+            let timestamp = layer.time.map(ssrc, timestamp, now, VIDEO_CLOCK_PER_MS);
             (leg.video, layer.rid, seq, timestamp)
         };
         let to = leg.to;
@@ -671,23 +658,20 @@ mod tests {
         let t0 = Instant::now();
         let mut retime = Retime::default();
         let (studio, encoder) = (Ssrc::from(1), Ssrc::from(2));
-        assert_eq!(retime.map(studio, 1_000, t0, 90_000), 1_000);
+        assert_eq!(retime.map(studio, 1_000, t0, 90), 1_000);
         let t1 = t0 + Duration::from_millis(40);
-        assert_eq!(retime.map(studio, 1_000 + 3_600, t1, 90_000), 4_600);
+        assert_eq!(retime.map(studio, 1_000 + 3_600, t1, 90), 4_600);
         assert_eq!(
-            retime.map(studio, 1_000, t1, 90_000),
+            retime.map(studio, 1_000, t1, 90),
             1_000,
             "a late packet keeps its time"
         );
         // The chair switched to the encoder, whose clock started elsewhere: 20 ms later.
         let t2 = t1 + Duration::from_millis(20);
         let encoder_clock = u32::MAX - 1_000;
+        assert_eq!(retime.map(encoder, encoder_clock, t2, 90), 4_600 + 1_800);
         assert_eq!(
-            retime.map(encoder, encoder_clock, t2, 90_000),
-            4_600 + 1_800
-        );
-        assert_eq!(
-            retime.map(encoder, encoder_clock.wrapping_add(3_000), t2, 90_000),
+            retime.map(encoder, encoder_clock.wrapping_add(3_000), t2, 90),
             4_600 + 1_800 + 3_000,
             "the encoder's clock goes on from there, across its wrap"
         );
