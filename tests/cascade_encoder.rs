@@ -20,19 +20,14 @@ use std::time::Duration;
 
 use webrtc_client::WebrtcClient;
 
-/// The hub's H.264 (constrained baseline) and VP8 payload types.
-const PT_H264: u8 = 108;
-const PT_VP8: u8 = 96;
+const PT_H264: u8 = WebrtcClient::PT_H264;
+const PT_VP8: u8 = WebrtcClient::PT_VP8;
 
 /// The payload type of the latest video packet `client` received, and its video packets.
 fn video(client: &WebrtcClient) -> (Option<u8>, u64) {
-    let tracks = client.remote_tracks();
-    let video = tracks.iter().filter(|t| t.kind == "video");
     (
-        video
-            .clone()
-            .find_map(|t| *t.last_payload_type.lock().expect("lock")),
-        video.map(|t| t.packets()).sum(),
+        client.last_video_payload_type(),
+        cascade_webrtc::video(client).0,
     )
 }
 

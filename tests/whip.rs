@@ -278,21 +278,8 @@ async fn an_encoder_publishes_h264_over_whip_and_sites_receive_it() {
     hub.shutdown().await;
 }
 
-/// The H.264 payload type of the hub (constrained baseline), which the test clients offer at
-/// the same number.
-const PT_H264: u8 = 108;
-
-/// The hub's VP8 payload type.
-const PT_VP8: u8 = 96;
-
-/// The payload type of the latest video packet `client` received.
-fn last_video_pt(client: &WebrtcClient) -> Option<u8> {
-    client
-        .remote_tracks()
-        .iter()
-        .filter(|t| t.kind == "video")
-        .find_map(|t| *t.last_payload_type.lock().expect("lock"))
-}
+const PT_H264: u8 = WebrtcClient::PT_H264;
+const PT_VP8: u8 = WebrtcClient::PT_VP8;
 
 /// Video packets `client` received on tracks whose packets are H.264.
 fn h264_packets(client: &WebrtcClient) -> u64 {
@@ -440,7 +427,7 @@ async fn players_watch_the_programme_over_whep_up_to_the_limit() {
     ] {
         signaling::send(&mut chair, &action).await;
         wait::until(what, Duration::from_secs(10), || {
-            last_video_pt(&second) == Some(pt)
+            second.last_video_payload_type() == Some(pt)
         })
         .await;
     }
@@ -518,7 +505,7 @@ async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
     wait::until(
         "the player receives the encoder's H.264",
         Duration::from_secs(15),
-        || h264_packets(&viewer) > 30 && last_video_pt(&viewer) == Some(PT_H264),
+        || h264_packets(&viewer) > 30 && viewer.last_video_payload_type() == Some(PT_H264),
     )
     .await;
     wait::until(
@@ -542,7 +529,7 @@ async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
                 "{:?}",
                 chair.received("error")
             );
-            chair.received("done").len() > done && last_video_pt(&viewer) == Some(pt)
+            chair.received("done").len() > done && viewer.last_video_payload_type() == Some(pt)
         })
         .await;
         assert_eq!(told(&chair), Some((source.into(), true.into())));

@@ -425,7 +425,7 @@ fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
         .expect("again");
     assert!(logs(&drain(&mut m)).is_empty());
 
-    // The floor and the viewers follow the programme on air.
+    // Back to the encoder: the sites receive it again.
     m.switch_programme(T0 + 5, STUDIO, ProgrammeSource::Encoder)
         .expect("the encoder back on air");
     assert_eq!(

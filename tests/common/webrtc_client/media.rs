@@ -352,9 +352,9 @@ pub fn local_track(
 
 /// Payload types this client offers (the same numbers Chromium uses for these codecs).
 const PT_OPUS: u8 = 111;
-const PT_VP8: u8 = 96;
+pub(super) const PT_VP8: u8 = 96;
 const PT_VP8_RTX: u8 = 97;
-const PT_H264: u8 = 108;
+pub(super) const PT_H264: u8 = 108;
 const PT_H264_RTX: u8 = 109;
 
 /// The SSRC of a local track and the payload type the hub's answer negotiated for `mime`.

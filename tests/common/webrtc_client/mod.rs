@@ -371,6 +371,19 @@ impl WebrtcClient {
     /// A player watching `meeting`'s programme over WHEP with `token`: one `POST` of an
     /// offer with a `recvonly` video and audio line (VP8, H.264, Opus). Returns the client and
     /// the resource URL; an error carries the hub's status and text.
+    /// The payload types of VP8 and of H.264 constrained baseline, this client's as the hub's.
+    pub const PT_VP8: u8 = media::PT_VP8;
+    pub const PT_H264: u8 = media::PT_H264;
+
+    /// The payload type of the latest video packet received (a track whose source changes, a
+    /// WHEP player's one picture, may change codec).
+    pub fn last_video_payload_type(&self) -> Option<u8> {
+        self.remote_tracks()
+            .iter()
+            .filter(|t| t.kind == "video")
+            .find_map(|t| *t.last_payload_type.lock().expect("lock"))
+    }
+
     /// A studio encoder publishing over WHIP to meeting `meeting` with `token`, connected and
     /// sending its media; panics otherwise.
     pub async fn encoder_on_air(http_addr: SocketAddr, meeting: i64, token: &str) -> Self {
