@@ -3,7 +3,7 @@
 //! and what its `Rtc` reports becomes work and outputs.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub(crate) struct Core {
     pub allocate_scheduled: bool,
     /// Peers with a new bandwidth estimate, to re-allocate.
     pub estimates_changed: Vec<PeerId>,
+    /// Producers whose packets are also handed out as [`Output::Tapped`] (a recording).
+    pub taps: HashSet<(RouterId, ProducerId)>,
 }
 
 /// Work queued while a peer was driven, run once it is back in the worker's map.
@@ -89,6 +91,7 @@ impl Core {
             meters: HashMap::new(),
             allocate_scheduled: false,
             estimates_changed: Vec::new(),
+            taps: HashSet::new(),
         }
     }
 
@@ -284,6 +287,9 @@ impl Core {
                 if self.relay {
                     self.outputs
                         .push_back(Output::Relay(Relay::Media(media.clone())));
+                }
+                if self.taps.contains(&(peer.router, producer)) {
+                    self.outputs.push_back(Output::Tapped(media.clone()));
                 }
                 self.work.push_back(Work::Forward(media));
             }

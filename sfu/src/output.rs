@@ -60,6 +60,9 @@ pub enum Output {
     /// Send this datagram from the worker's socket.
     Transmit(Transmit),
     Relay(Relay),
+    /// A packet of a tapped producer ([`crate::Worker::set_tapped`]) as it arrived from its
+    /// publisher (repairs included, in arrival order), for a recording.
+    Tapped(Arc<MediaPacket>),
     Event(Event),
     /// Nothing more to do until this instant (or until new input).
     Timeout(Instant),

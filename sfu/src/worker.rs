@@ -276,6 +276,7 @@ impl Worker {
             return;
         };
         router.producers.remove(&producer);
+        self.core.taps.remove(&(router_id, producer));
         let consumers = router
             .consumers_of
             .get(&producer)
@@ -396,6 +397,16 @@ impl Worker {
             .and_then(|r| r.producers.get_mut(&producer))
         {
             p.paused = paused;
+        }
+    }
+
+    /// Hands out every packet `producer` of `router` sends, from now on (`tapped`) or no more,
+    /// as [`Output::Tapped`]: the worker its publisher is connected to does, once per packet.
+    pub fn set_tapped(&mut self, router: RouterId, producer: ProducerId, tapped: bool) {
+        if tapped {
+            self.core.taps.insert((router, producer));
+        } else {
+            self.core.taps.remove(&(router, producer));
         }
     }
 

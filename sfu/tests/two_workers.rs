@@ -169,3 +169,32 @@ fn removing_the_producers_on_every_worker_stops_forwarding() {
         "the studio kept sending"
     );
 }
+
+#[test]
+fn a_tapped_producer_is_handed_out_once_per_packet_whatever_the_workers() {
+    let mut net = meeting();
+    let video = net
+        .producers
+        .iter()
+        .find(|p| p.peer == STUDIO && p.kind == MediaKind::Video)
+        .expect("the studio's video")
+        .clone();
+    for worker in &mut net.workers {
+        worker.set_tapped(video.router, video.id, true);
+    }
+    net.run(Duration::from_secs(1), |net| net.send_media(STUDIO, 4));
+    let tapped = std::mem::take(&mut net.tapped);
+    assert!(!tapped.is_empty(), "the studio's video is handed out");
+    assert!(tapped.iter().all(|p| p.producer == video.id));
+    let mut sequence: Vec<(u8, u64)> = tapped.iter().map(|p| (p.layer, *p.seq_no)).collect();
+    let count = sequence.len();
+    sequence.sort_unstable();
+    sequence.dedup();
+    assert_eq!(sequence.len(), count, "each packet once, though two workers forward it");
+
+    for worker in &mut net.workers {
+        worker.set_tapped(video.router, video.id, false);
+    }
+    net.run(Duration::from_secs(1), |net| net.send_media(STUDIO, 4));
+    assert!(net.tapped.is_empty(), "no more once the tap is off");
+}

@@ -24,6 +24,7 @@ mod link;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::MediaKind;
@@ -32,7 +33,7 @@ pub use client::{Client, ClientConfig, RIDS, red_payload};
 pub use link::Link;
 
 use crate::{ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId};
-use crate::{SfuError, Worker, WorkerConfig};
+use crate::{MediaPacket, SfuError, Worker, WorkerConfig};
 
 /// One tick of the virtual clock, unless [`Net::step`] says otherwise.
 pub const STEP: Duration = Duration::from_millis(5);
@@ -80,6 +81,8 @@ pub struct Net {
     /// Datagrams the workers sent to clients, and the clients to the workers.
     pub datagrams_out: u64,
     pub datagrams_in: u64,
+    /// Packets of tapped producers, as the workers handed them out.
+    pub tapped: Vec<Arc<MediaPacket>>,
 }
 
 impl Net {
@@ -133,6 +136,7 @@ impl Net {
             worker_time: Duration::ZERO,
             datagrams_out: 0,
             datagrams_in: 0,
+            tapped: Vec::new(),
         }
     }
 
@@ -372,6 +376,7 @@ impl Net {
                         }
                         Output::Event(event) => events.push(event),
                         Output::Relay(relay) => relays.push((index, relay)),
+                        Output::Tapped(packet) => self.tapped.push(packet),
                         Output::Timeout(at) if at <= self.now && !*timed_out => {
                             *timed_out = true;
                             worker.handle_timeout(self.now);
