@@ -53,6 +53,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
         .route("/api/meetings/{id}/report.xlsx", get(report_xlsx))
+        .route("/api/meetings/{id}/recordings/{part}", get(download_recording))
 }
 
 impl From<MeetingError> for AppError {
@@ -549,6 +550,62 @@ async fn report_xlsx(
         bytes,
     )
         .into_response())
+}
+
+/// One part of a meeting's recording, the whole file or the byte range asked for (a browser's
+/// player seeks with ranges).
+async fn download_recording(
+    _: Caller,
+    State(app): State<Arc<AppState>>,
+    Path((id, part)): Path<(i64, u32)>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let not_found = || {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("meeting {id} has no recording part {part} on this hub"),
+        )
+    };
+    let recordings = app.hub.recordings().ok_or_else(not_found)?;
+    let path = recordings.path(MeetingId(id), part);
+    let file = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
+    let size = file.metadata().await.map_err(|_| not_found())?.len();
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| crate::web::byte_range(v, size));
+    let name = crate::recording::Recordings::file_name(MeetingId(id), part);
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, size),
+        Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(None) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response());
+        }
+    };
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "video/webm".to_owned()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (header::CONTENT_LENGTH, (end - start).to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        crate::web::file_body(file, start, end).await.map_err(|_| not_found())?,
+    )
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {start}-{}/{size}", end.saturating_sub(1));
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    Ok(response)
 }
 
 /// The workbook could not be written: the hub's failure, told to its log, not to the client.

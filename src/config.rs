@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use time::UtcOffset;
 
 use crate::media::{MediaConfig, TcpConfig};
+use crate::meeting::RecordingMode;
 use crate::server::ServerLimits;
 use crate::store::{Database, PostgresTarget, Role};
 
@@ -260,6 +261,17 @@ pub struct Config {
     #[arg(long, env = "DIEMCAU_MAX_VIEWERS", default_value_t = 50)]
     pub max_viewers: usize,
 
+    /// When meetings are recorded (the programme, in `<data-dir>/recordings`): `auto` from the
+    /// meeting's first participant on, `manual` when the chair presses record, `off` never.
+    #[arg(long, env = "DIEMCAU_RECORDING", value_enum, default_value_t = RecordingMode::Auto)]
+    pub recording: RecordingMode,
+
+    /// A recording is refused to start while the disk of `<data-dir>/recordings` has fewer
+    /// free megabytes than this (the chair is told; a recording running when the disk fills
+    /// stops cleanly).
+    #[arg(long, env = "DIEMCAU_RECORDING_MIN_FREE_MB", default_value_t = 2048)]
+    pub recording_min_free_mb: u64,
+
     /// Directory of the hub's data: the SQLite database (directory, meetings, attendance log)
     /// unless --database names a PostgreSQL one, the TLS certificate it made, the first
     /// passwords.
@@ -446,6 +458,9 @@ impl Config {
             workers: Some(2),
             max_participants: 1500,
             max_viewers: 50,
+            // Tests record only where they say so.
+            recording: RecordingMode::Manual,
+            recording_min_free_mb: 0,
             data_dir,
             database: DatabaseArgs::default(),
             utc_offset: VIETNAM,

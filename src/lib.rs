@@ -45,6 +45,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod web;
+pub mod recording;
 pub mod whip;
 
 use std::net::SocketAddr;
@@ -113,7 +114,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         .map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
     let hub_name = config.hub_name.clone().unwrap_or_else(host_name);
-    recover_from_crash(&store, &recorder, &hub_name, started_at).map_err(std::io::Error::other)?;
+    recover_from_crash(&store, &recorder, &hub_name, started_at, &config.data_dir.join("recordings")).map_err(std::io::Error::other)?;
     auth::ensure_accounts(&store, &config.data_dir, &config.bootstrap_accounts)
         .map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {
@@ -153,6 +154,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let (media, events) = MediaPlane::start(&config.media())?;
+    let taps = media.taps();
     let media_addresses = media.addresses();
     let media_tcp_addresses = media.tcp_addresses().to_vec();
     let grace = i64::from(config.grace_seconds) * 1000;
@@ -167,9 +169,19 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             grace,
             console_interval: i64::try_from(config.console_interval().as_millis())
                 .unwrap_or(i64::MAX),
+            recording: config.recording,
         },
         started_at,
     );
+    let (recording_reports, recording_reports_rx) = tokio::sync::mpsc::unbounded_channel();
+    if config.recording != meeting::RecordingMode::Off {
+        hub = hub.recording(recording::Recordings::start(
+            config.data_dir.join("recordings"),
+            config.recording_min_free_mb.saturating_mul(1_000_000),
+            taps,
+            recording_reports,
+        )?);
+    }
     if shared {
         let address = config.public_url.clone().unwrap_or_else(|| {
             let ip = config
@@ -199,6 +211,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         _ => None,
     };
     let events_task = tokio::spawn(hub.clone().run_media_events(events));
+    let recording_task = tokio::spawn(hub.clone().run_recording_reports(recording_reports_rx));
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
     let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
@@ -255,6 +268,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
             })
             .await;
         events_task.abort();
+        recording_task.abort();
         leases_task.abort();
         if let Some(task) = &signals_task {
             task.abort();
@@ -302,6 +316,7 @@ fn recover_from_crash(
     recorder: &store::Recorder,
     hub_name: &str,
     started_at: attendance::Millis,
+    recordings_dir: &std::path::Path,
 ) -> Result<(), store::StoreError> {
     let crashed = store.begin_run(hub_name, started_at)?;
     if store.is_shared() {
@@ -315,6 +330,7 @@ fn recover_from_crash(
             {
                 continue;
             }
+            close_cut_recordings(store, recorder, recordings_dir, crashed, Some(meeting))?;
             let closed = store.close_sessions_of(recorder, meeting)?;
             if let Some(last_seen) = crashed {
                 record_restart(recorder, meeting, last_seen, last_event, started_at)?;
@@ -325,6 +341,7 @@ fn recover_from_crash(
         }
         return Ok(());
     }
+    close_cut_recordings(store, recorder, recordings_dir, crashed, None)?;
     let closed = store.close_interrupted_sessions(recorder)?;
     if closed > 0 {
         tracing::warn!(
@@ -337,6 +354,32 @@ fn recover_from_crash(
     };
     for (meeting, last_event) in store.meetings_in_progress()? {
         record_restart(recorder, meeting, last_seen, last_event, started_at)?;
+    }
+    Ok(())
+}
+
+/// Ends each part of a recording a crash cut off (`meeting`'s, or all), at the hub's last
+/// sign of life, with the size its file has: it plays up to there.
+fn close_cut_recordings(
+    store: &Store,
+    recorder: &store::Recorder,
+    recordings_dir: &std::path::Path,
+    last_seen: Option<attendance::Millis>,
+    meeting: Option<diemcau_signaling::MeetingId>,
+) -> Result<(), store::StoreError> {
+    for (meeting, part, last_event) in store.open_recordings(meeting)? {
+        let bytes = recording::file_size(&recording::path_in(recordings_dir, meeting, part));
+        let at = last_seen.unwrap_or(last_event).max(last_event);
+        recorder.append_blocking(
+            meeting,
+            at,
+            attendance::EventKind::RecordingStopped {
+                part,
+                reason: attendance::RecordingStop::HubStopped,
+                bytes,
+            },
+        )?;
+        tracing::warn!(meeting = %meeting, part, bytes, "closed a recording cut off by an unclean stop");
     }
     Ok(())
 }

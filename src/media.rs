@@ -27,7 +27,7 @@ pub use tcp::{FrameError, FrameReader, MAX_FRAME, TcpConfig};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, Sender};
 use diemcau_sfu::SfuError;
 use diemcau_sfu::str0m::net::{Protocol, Transmit};
 use diemcau_sfu::{ConsumerId, Event, Output, PeerId, ProducerId, ProducerInfo, Relay, RouterId};
-use diemcau_sfu::{Worker, WorkerConfig, WorkerStats};
+use diemcau_sfu::{MediaPacket, Worker, WorkerConfig, WorkerStats};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{mpsc, oneshot};
@@ -102,6 +102,12 @@ pub enum Command {
     RemovePeer {
         peer: PeerId,
     },
+    /// Hand out `producer`'s packets for the recording (`tapped`), or no more.
+    SetTapped {
+        router: RouterId,
+        producer: ProducerId,
+        tapped: bool,
+    },
     Relay(Vec<Relay>),
     /// A TCP connection whose first packet names one of this worker's peers.
     TcpConnection(tcp::Handoff),
@@ -151,6 +157,10 @@ pub struct MediaPlane {
     /// Where this machine reaches the workers itself: their bind address, or loopback when
     /// they listen on every interface.
     local_reach: IpAddr,
+    /// Packets of tapped producers, for the recording thread.
+    taps: Receiver<Arc<MediaPacket>>,
+    /// Tapped packets dropped because the recording thread fell behind.
+    tap_drops: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +214,8 @@ impl MediaPlane {
         }
         let ufrags = tcp::UfragMap::default();
         let stopped = Arc::new(AtomicBool::new(false));
+        let (taps_tx, taps) = crossbeam_channel::bounded(crate::recording::TAP_CAPACITY);
+        let tap_drops = Arc::new(AtomicU64::new(0));
         let handoffs = Arc::new(single_port::HandoffCounters::default());
         let mut shared_sockets = if config.single_port {
             single_port::bind(config.bind_ip, config.port, count)?
@@ -307,6 +319,8 @@ impl MediaPlane {
                 events: events_tx.clone(),
                 worker: Worker::new(worker_config),
                 destination,
+                taps: taps_tx.clone(),
+                tap_drops: tap_drops.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -339,9 +353,21 @@ impl MediaPlane {
                     IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
                     ip => ip,
                 },
+                taps,
+                tap_drops,
             },
             events_rx,
         ))
+    }
+
+    /// The packets of tapped producers ([`Command::SetTapped`]), for the recording thread.
+    pub fn taps(&self) -> Receiver<Arc<MediaPacket>> {
+        self.taps.clone()
+    }
+
+    /// Tapped packets dropped because the recording thread fell behind.
+    pub fn tap_drops(&self) -> u64 {
+        self.tap_drops.load(Ordering::Relaxed)
     }
 
     /// Every worker's counters, added up.
@@ -461,6 +487,8 @@ struct Driver {
     /// Datagrams are handed to str0m with the first announced address as destination: the
     /// address the client sent to, as its ICE candidate pair names it.
     destination: SocketAddr,
+    taps: Sender<Arc<MediaPacket>>,
+    tap_drops: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -613,6 +641,11 @@ impl Driver {
             match self.worker.poll_output() {
                 Output::Transmit(t) => self.outgoing.push(t),
                 Output::Relay(relay) => relays.push(relay),
+                Output::Tapped(packet) => {
+                    if self.taps.try_send(packet).is_err() {
+                        self.tap_drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Output::Event(event) => {
                     if let Event::PeerClosed(peer) = event {
                         self.ufrags.set(peer, None);
@@ -788,6 +821,11 @@ impl Driver {
                 self.worker.remove_peer(now, peer);
                 self.ufrags.set(peer, None);
             }
+            Command::SetTapped {
+                router,
+                producer,
+                tapped,
+            } => self.worker.set_tapped(router, producer, tapped),
             Command::Relay(relays) => {
                 for relay in relays {
                     self.worker.handle_relay(now, relay);

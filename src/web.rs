@@ -211,3 +211,68 @@ async fn page(uri: Uri) -> Response {
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }
+
+/// The byte range `[start, end)` a `Range: bytes=...` header asks of a `size`-byte file: the
+/// first range when several are asked; `None` when it cannot be satisfied.
+pub fn byte_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (from, to) = first.split_once('-')?;
+    let (start, end) = match (from.trim(), to.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size)
+        }
+        (from, "") => (from.parse().ok()?, size),
+        (from, to) => {
+            let to: u64 = to.parse().ok()?;
+            (from.parse().ok()?, to.saturating_add(1).min(size))
+        }
+    };
+    (start < end && start < size).then_some((start, end))
+}
+
+/// The bytes `[start, end)` of `file`, streamed in 64 KiB chunks.
+pub async fn file_body(
+    mut file: tokio::fs::File,
+    start: u64,
+    end: u64,
+) -> std::io::Result<axum::body::Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let chunks = futures_util::stream::unfold(
+        (file, end.saturating_sub(start)),
+        |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut chunk = vec![0u8; usize::try_from(left.min(64 * 1024)).unwrap_or(64 * 1024)];
+            match file.read(&mut chunk).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), (file, left - n as u64)))
+                }
+                Err(e) => Some((Err(e), (file, 0))),
+            }
+        },
+    );
+    Ok(axum::body::Body::from_stream(chunks))
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges_as_browsers_ask_them() {
+        assert_eq!(byte_range("bytes=0-", 1000), Some((0, 1000)));
+        assert_eq!(byte_range("bytes=100-199", 1000), Some((100, 200)));
+        assert_eq!(byte_range("bytes=900-5000", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=-100", 1000), Some((900, 1000)));
+        assert_eq!(byte_range("bytes=0-0,5-9", 1000), Some((0, 1)));
+        assert_eq!(byte_range("bytes=1000-", 1000), None, "past the end");
+        assert_eq!(byte_range("bytes=5-2", 1000), None);
+        assert_eq!(byte_range("items=0-1", 1000), None);
+    }
+}

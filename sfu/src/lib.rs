@@ -59,7 +59,7 @@ mod forward;
 mod output;
 mod peer;
 mod quality;
-mod red;
+pub mod red;
 
 mod router;
 mod sdp;
@@ -72,7 +72,7 @@ mod rewrite;
 mod h264;
 mod ids;
 pub mod stun;
-mod vp8;
+pub mod vp8;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -13,6 +13,18 @@ pub struct Vp8Info {
 
 /// Parses the descriptor at the start of a VP8 RTP payload. `None` for a malformed one.
 pub fn parse(payload: &[u8]) -> Option<Vp8Info> {
+    parse_with_len(payload).map(|(info, _)| info)
+}
+
+/// The VP8 frame data a packet carries, after its descriptor (what a depacketizer joins into
+/// the frame). `None` for a malformed descriptor.
+pub fn frame_data(payload: &[u8]) -> Option<&[u8]> {
+    let (_, len) = parse_with_len(payload)?;
+    payload.get(len..)
+}
+
+/// The descriptor's fields and its length in bytes.
+fn parse_with_len(payload: &[u8]) -> Option<(Vp8Info, usize)> {
     let first = *payload.first()?;
     let extended = first & 0x80 != 0;
     let start = first & 0x10 != 0;
@@ -46,12 +58,21 @@ pub fn parse(payload: &[u8]) -> Option<Vp8Info> {
     }
     let header = payload.get(at)?;
     info.keyframe_start = start && partition == 0 && header & 0x01 == 0;
-    Some(info)
+    Some((info, at))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_data_follows_the_descriptor() {
+        assert_eq!(frame_data(&[0x10, 0x9c, 0x01]), Some(&[0x9c, 0x01][..]));
+        // X, I with a 15-bit picture id, L, T/K: six bytes of descriptor.
+        let extended = [0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x9d, 0x01];
+        assert_eq!(frame_data(&extended), Some(&[0x9d, 0x01][..]));
+        assert_eq!(frame_data(&[0x90, 0x80]), None, "cut in the descriptor");
+    }
 
     #[test]
     fn plain_descriptor_keyframe_and_interframe() {

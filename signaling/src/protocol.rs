@@ -117,6 +117,9 @@ pub enum ClientMessage {
     /// The chair chooses what the sites receive from the studio while its encoder publishes:
     /// the encoder's programme, or the chair's own camera and microphone.
     SwitchProgramme { source: ProgrammeSource },
+    /// The chair starts (`on: true`) or stops the meeting's recording; the hub answers
+    /// [`ServerMessage::Recording`] (and `done`).
+    Record { on: bool },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -250,6 +253,16 @@ pub enum ServerMessage {
     Programme {
         source: ProgrammeSource,
         encoder: bool,
+    },
+    /// To the chair, at each change of the meeting's recording, and when it joins while one
+    /// runs or the last one ran into trouble: whether a part is being recorded (`part`, since
+    /// `since`, hub time in ms), and `trouble` when recording stopped or could not start by
+    /// itself (`low_disk`, `disk_full`, `write_error`).
+    Recording {
+        recording: bool,
+        part: Option<u32>,
+        since: Option<i64>,
+        trouble: Option<String>,
     },
     /// To the chair, every few seconds: every expected site's state and health.
     Console {

@@ -139,6 +139,23 @@ pub enum EventKind {
     ProgrammeSwitched {
         source: ProgrammeSource,
     },
+    /// A part of the meeting's recording started: `file` in the hub's recordings directory.
+    RecordingStarted {
+        part: u32,
+        file: String,
+    },
+    /// A part of the recording ended; its file holds `bytes`.
+    RecordingStopped {
+        part: u32,
+        reason: RecordingStop,
+        bytes: u64,
+    },
+    /// The recording could not start: the disk had `free_bytes` free, less than the hub's
+    /// floor of `min_free_bytes`.
+    RecordingRefused {
+        free_bytes: u64,
+        min_free_bytes: u64,
+    },
     /// A player started watching the programme over the watch link (WHEP): not a site.
     ViewerJoined {
         session: String,
@@ -175,6 +192,24 @@ pub enum EventKind {
         to: String,
         down_since: Millis,
     },
+}
+
+/// Why a part of a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingStop {
+    /// The chair stopped it.
+    Chair,
+    MeetingEnded,
+    /// The disk filled up (or a quota or file size limit was reached).
+    DiskFull,
+    /// Writing the file failed otherwise.
+    WriteError,
+    /// The hub was shut down; the meeting goes on when it is back.
+    HubShutdown,
+    /// The hub stopped without warning: the file holds what was written until then
+    /// (written when the hub started again).
+    HubStopped,
 }
 
 /// Why a session ended.
@@ -239,6 +274,9 @@ impl EventKind {
             EventKind::HubTakeover { .. } => "hub_takeover",
             EventKind::CentreUnreachable { .. } => "centre_unreachable",
             EventKind::CentreReachable { .. } => "centre_reachable",
+            EventKind::RecordingStarted { .. } => "recording_started",
+            EventKind::RecordingStopped { .. } => "recording_stopped",
+            EventKind::RecordingRefused { .. } => "recording_refused",
         }
     }
 
@@ -259,7 +297,10 @@ impl EventKind {
             | EventKind::HubRestarted { .. }
             | EventKind::HubTakeover { .. }
             | EventKind::CentreUnreachable { .. }
-            | EventKind::CentreReachable { .. } => None,
+            | EventKind::CentreReachable { .. }
+            | EventKind::RecordingStarted { .. }
+            | EventKind::RecordingStopped { .. }
+            | EventKind::RecordingRefused { .. } => None,
             EventKind::SiteJoined { site, .. }
             | EventKind::SiteReconnected { site, .. }
             | EventKind::SiteLeft { site, .. }

@@ -7,5 +7,5 @@ pub mod report;
 pub mod wording;
 pub mod xlsx;
 
-pub use event::{Event, EventKind, LeaveReason, Millis, Reception};
+pub use event::{Event, EventKind, LeaveReason, Millis, Reception, RecordingStop};
 pub use report::{ExpectedSite, MeetingPlan, Report, ReportRules, Status};

@@ -70,7 +70,24 @@ pub struct Report {
     pub sessions: Vec<SessionRow>,
     /// Every roll call, in order, as it ended.
     pub roll_calls: Vec<RollCallRow>,
+    /// The parts of the meeting's recording, in order.
+    pub recordings: Vec<RecordingRow>,
     pub events: Vec<Event>,
+}
+
+/// One part of the meeting's recording: one file. Between two parts the recording has a gap
+/// (`gap_before_ms`: from the previous part's end to this one's start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordingRow {
+    pub part: u32,
+    pub file: String,
+    pub started_at: Millis,
+    /// `None` while it runs.
+    pub stopped_at: Option<Millis>,
+    pub reason: Option<super::RecordingStop>,
+    /// The file's size when it ended (0 while it runs).
+    pub bytes: u64,
+    pub gap_before_ms: Option<Millis>,
 }
 
 /// One roll call: who answered with how many delegates, and who was there and did not.
@@ -296,8 +313,46 @@ pub fn compute(plan: &MeetingPlan, events: &[Event], now: Millis, rules: &Report
         sites,
         sessions: session_rows,
         roll_calls: roll_calls(events, &names),
+        recordings: recordings(events),
         events: events.to_vec(),
     }
+}
+
+/// The parts of the recording the log shows, with the gaps between them.
+fn recordings(events: &[Event]) -> Vec<RecordingRow> {
+    let mut rows: Vec<RecordingRow> = Vec::new();
+    for event in events {
+        match &event.kind {
+            EventKind::RecordingStarted { part, file } => {
+                let gap_before_ms = rows
+                    .last()
+                    .and_then(|r| r.stopped_at)
+                    .map(|end| event.at.saturating_sub(end).max(0));
+                rows.push(RecordingRow {
+                    part: *part,
+                    file: file.clone(),
+                    started_at: event.at,
+                    stopped_at: None,
+                    reason: None,
+                    bytes: 0,
+                    gap_before_ms,
+                });
+            }
+            EventKind::RecordingStopped {
+                part,
+                reason,
+                bytes,
+            } => {
+                if let Some(row) = rows.iter_mut().find(|r| r.part == *part) {
+                    row.stopped_at = Some(event.at);
+                    row.reason = Some(*reason);
+                    row.bytes = *bytes;
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
 }
 
 /// The roll calls of the log, each with its answers and the sites that did not answer.

@@ -3,7 +3,7 @@
 //! Excel workbook take their wording from here, so a file says what the screen says; the page's
 //! own strings live in `web-client/js/i18n.js`, and a test keeps the two the same.
 
-use super::event::{Event, EventKind, LeaveReason, Reception};
+use super::event::{Event, EventKind, LeaveReason, Reception, RecordingStop};
 use super::report::Status;
 use diemcau_signaling::MediaTransport;
 use diemcau_signaling::protocol::ProgrammeSource;
@@ -29,6 +29,23 @@ pub fn leave_reason(reason: LeaveReason) -> &'static str {
         LeaveReason::HubCrash => "máy chủ dừng đột ngột",
         LeaveReason::MeetingEnded => "cuộc họp kết thúc",
     }
+}
+
+/// Why a part of the recording ended (`recordingStop.*`).
+pub fn recording_stop(reason: RecordingStop) -> &'static str {
+    match reason {
+        RecordingStop::Chair => "chủ trì dừng ghi",
+        RecordingStop::MeetingEnded => "cuộc họp kết thúc",
+        RecordingStop::DiskFull => "ổ đĩa đầy",
+        RecordingStop::WriteError => "lỗi ghi tệp",
+        RecordingStop::HubShutdown => "máy chủ tắt",
+        RecordingStop::HubStopped => "máy chủ dừng đột ngột",
+    }
+}
+
+/// A size in megabytes, as the page writes it (`recording.size`).
+pub fn megabytes(bytes: u64) -> String {
+    format!("{} MB", number(bytes as f64 / 1_000_000.0))
 }
 
 /// What a site receives of the studio (`reception.*`).
@@ -78,6 +95,9 @@ pub fn event_name(kind: &EventKind) -> &'static str {
         EventKind::HubTakeover { .. } => "Máy chủ dự phòng tiếp quản cuộc họp",
         EventKind::CentreUnreachable { .. } => "Mất kết nối với máy chủ cấp trên",
         EventKind::CentreReachable { .. } => "Nối lại với máy chủ cấp trên",
+        EventKind::RecordingStarted { .. } => "Bắt đầu ghi hình",
+        EventKind::RecordingStopped { .. } => "Dừng ghi hình",
+        EventKind::RecordingRefused { .. } => "Không bắt đầu ghi hình được: ổ đĩa sắp đầy",
     }
 }
 
@@ -131,6 +151,24 @@ pub fn event_details(event: &Event) -> String {
             number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
         ),
         EventKind::MediaChanged { media, .. } => reception(*media).to_owned(),
+        EventKind::RecordingStarted { part, file } => format!("phần {part} · {file}"),
+        EventKind::RecordingStopped {
+            part,
+            reason,
+            bytes,
+        } => format!(
+            "phần {part} · {} · {}",
+            recording_stop(*reason),
+            megabytes(*bytes)
+        ),
+        EventKind::RecordingRefused {
+            free_bytes,
+            min_free_bytes,
+        } => format!(
+            "còn trống {}, cần ít nhất {}",
+            megabytes(*free_bytes),
+            megabytes(*min_free_bytes)
+        ),
         EventKind::ProgrammeSwitched { source } => programme_source(*source).to_owned(),
         EventKind::QualitySample {
             bitrate_in_kbps,

@@ -70,6 +70,7 @@ impl Hub {
                     ClientMessage::SwitchProgramme { source } => {
                         live.switch_programme(now, id, source).map(done)
                     }
+                    ClientMessage::Record { on } => live.set_recording(id, on).map(done),
                     _ => Err(ActionError::NotAnAction),
                 }
             })
@@ -116,7 +117,9 @@ impl Hub {
 
 pub(super) fn action_error(e: ActionError) -> ProtocolError {
     let code = match e {
-        ActionError::ChairOnly | ActionError::SiteOnly => ErrorCode::Forbidden,
+        ActionError::ChairOnly | ActionError::SiteOnly | ActionError::RecordingOff => {
+            ErrorCode::Forbidden
+        }
         ActionError::SiteNotConnected(_) | ActionError::NoPageOpen(_) => ErrorCode::SiteUnavailable,
         ActionError::NoRollCall | ActionError::WrongRollCall => ErrorCode::NoRollCall,
         ActionError::NotJoined | ActionError::NotAnAction => ErrorCode::Internal,

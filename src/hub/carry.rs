@@ -26,6 +26,7 @@ impl Hub {
             meetings,
             participants,
             pages,
+            taps,
             ..
         } = state;
         let Some(live) = meetings.get_mut(&meeting) else {
@@ -58,6 +59,7 @@ impl Hub {
                     pending.push(Box::pin(self.recorder.append(meeting, at, kind)));
                 }
                 Output::Route(route) => self.route(participants, route),
+                Output::Recording(recording) => self.carry_recording(taps, live, recording),
                 Output::Removed(id) => {
                     if let Some(connection) = participants.remove(&id)
                         && let Some(worker) = connection.worker

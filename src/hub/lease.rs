@@ -213,6 +213,7 @@ impl Hub {
         // Nothing is logged by a hand-over: the hub taking over records it.
         drop(self.carry(&mut state, meeting));
         state.meetings.remove(&meeting);
+        self.drop_recording(&mut state.taps, meeting);
     }
 
     /// The other hub that runs `meeting` now (holds its lease, unexpired), if any.

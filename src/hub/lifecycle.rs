@@ -226,6 +226,7 @@ impl Hub {
         if let Err(e) = recorded(pending).await {
             tracing::error!("recording a shutdown leave failed: {e}");
         }
+        self.stop_recordings().await;
         self.release_all().await;
         let started_at = self.started_at;
         let noted = self

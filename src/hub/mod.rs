@@ -25,6 +25,7 @@ mod peers;
 mod periodic;
 mod probe;
 mod programme;
+mod recording;
 mod relays;
 
 pub use lease::{LEASE_MILLIS, Sharing};
@@ -53,6 +54,8 @@ pub struct Hub {
     media: MediaPlane,
     store: Store,
     recorder: Recorder,
+    /// Writes the meetings' recordings; `None`: the hub records nothing.
+    recordings: Option<crate::recording::Recordings>,
     /// Participants, routers, consumers and session keys, unique in this process.
     ids: IdAllocator,
     /// When this run of the hub started: the store notes the run's liveness and clean stop
@@ -83,6 +86,8 @@ struct HubState {
     probes: probe::Probes,
     /// Studio encoders publishing (WHIP) and players watching (WHEP), by resource id.
     http_sessions: HashMap<String, programme::HttpSession>,
+    /// The producers each meeting's recording taps.
+    taps: recording::Taps,
 }
 
 /// What the driver holds for a participant: where to reach it. States: joined → on a media
@@ -140,6 +145,7 @@ impl Hub {
             media,
             store,
             recorder,
+            recordings: None,
             ids: IdAllocator::default(),
             started_at,
             config,

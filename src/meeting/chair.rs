@@ -596,7 +596,7 @@ impl LiveMeeting {
 
     /// Authorisation first: a site asking for a chair action learns it is forbidden, whatever
     /// the rest of its request.
-    fn require_chair(&self, id: PeerId) -> Result<(), ActionError> {
+    pub(super) fn require_chair(&self, id: PeerId) -> Result<(), ActionError> {
         match self.role(id) {
             Some(Role::Studio) => Ok(()),
             Some(Role::Site | Role::Node | Role::Observer | Role::Encoder | Role::Viewer) => {

@@ -33,6 +33,7 @@ mod media;
 mod output;
 mod presence;
 mod rebuild;
+mod recording;
 mod remote;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -52,6 +53,7 @@ use diemcau_signaling::{SessionId, SiteCode};
 use chair::RunningRollCall;
 pub use chair::{Declaration, FloorAbove};
 pub use output::{Output, PageKey, Recipient, Route};
+pub use recording::{RecordingMode, RecordingOutput, RecordingSources};
 
 use crate::attendance::{Event, EventKind, ExpectedSite, Millis};
 use console::SiteStatus;
@@ -95,6 +97,8 @@ pub struct MeetingConfig {
     pub grace: Millis,
     /// How often the chair's console is refreshed.
     pub console_interval: Millis,
+    /// When recordings start.
+    pub recording: RecordingMode,
 }
 
 impl Default for MeetingConfig {
@@ -104,6 +108,8 @@ impl Default for MeetingConfig {
             max_viewers: 50,
             grace: 120_000,
             console_interval: 2_000,
+            // The hub's `--recording` decides; a core on its own records when asked.
+            recording: RecordingMode::Manual,
         }
     }
 }
@@ -180,6 +186,8 @@ pub enum ActionError {
     NotJoined,
     #[error("this message is not a chair action or a site request")]
     NotAnAction,
+    #[error("this hub records no meeting (it runs with --recording off)")]
+    RecordingOff,
 }
 
 /// Why a person may not take a meeting's chair.
@@ -267,6 +275,7 @@ pub struct LiveMeeting {
     consumers: HashMap<(PeerId, ProducerId, Option<u8>), Consumer>,
     next_console: Option<Millis>,
     ended: bool,
+    recording: recording::Recording,
     outputs: VecDeque<Output>,
 }
 
@@ -303,6 +312,7 @@ impl LiveMeeting {
             .filter(|e| matches!(e.kind, EventKind::RollCallStarted { .. }))
             .count();
         let rebuilt = rebuild::rebuild(&setup.history);
+        let recording = recording::Recording::from_history(&setup.history, config.recording);
         // The store checked every code on import: one that does not parse is not listed.
         let roster: Vec<(SiteCode, ExpectedSite)> = setup
             .roster
@@ -356,6 +366,7 @@ impl LiveMeeting {
             consumers: HashMap::new(),
             next_console: None,
             ended: false,
+            recording,
             outputs: VecDeque::new(),
         }
     }
@@ -370,6 +381,10 @@ impl LiveMeeting {
 
     /// The next output for the driver, in the order they were made.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.start_recording_if_wanted();
+            self.refresh_recording();
+        }
         self.outputs.pop_front()
     }
 

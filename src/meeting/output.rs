@@ -35,6 +35,8 @@ pub enum Output {
     Log { at: Millis, kind: EventKind },
     /// Change what the media plane forwards.
     Route(Route),
+    /// Start, follow or stop the meeting's recording.
+    Recording(super::RecordingOutput),
     /// The participant is out of the meeting: drop its peer from the media plane, if it has one,
     /// and forget its session. Always the last output about that participant.
     Removed(PeerId),

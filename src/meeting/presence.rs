@@ -261,6 +261,9 @@ impl LiveMeeting {
             if self.log_buffered.is_some() {
                 self.send(id, self.log_state_message());
             }
+            if self.recording_worth_telling() {
+                self.send(id, self.recording_message());
+            }
         }
         let running = self.roll_call.as_ref().map(|r| r.number);
         match (newcomer_site, running) {
@@ -368,6 +371,7 @@ impl LiveMeeting {
     pub fn end(&mut self, now: Millis) {
         self.finish_roll_call(now);
         self.log(now, EventKind::MeetingEnded);
+        self.stop_recording(crate::attendance::RecordingStop::MeetingEnded);
         let notice = error_message(
             ErrorCode::MeetingEnded,
             "the organizer has ended the meeting",

@@ -46,6 +46,7 @@ pub fn run(data: &[u8]) {
         max_viewers: 2,
         grace: 10_000,
         console_interval: 2_000,
+        recording: super::RecordingMode::Auto,
     };
     let mut player = Player {
         meeting: LiveMeeting::new(setup, RouterId(1), config, IdAllocator::default()),
@@ -55,6 +56,7 @@ pub fn run(data: &[u8]) {
         paused: HashMap::new(),
         removed: Vec::new(),
         now: 1_000_000,
+        recording: None,
     };
     for input in data.chunks(3) {
         let (op, a, b) = match *input {
@@ -78,6 +80,8 @@ struct Player {
     paused: HashMap<ProducerId, (PeerId, MediaKind, bool)>,
     removed: Vec<PeerId>,
     now: Millis,
+    /// The recording's part running, as the driver started it.
+    recording: Option<u32>,
 }
 
 impl Player {
@@ -251,7 +255,21 @@ impl Player {
                     assert!(!self.meeting.contains(id), "{id} removed but still joined");
                     self.removed.push(id);
                 }
-                Output::Route(_) | Output::Send { .. } | Output::Close { .. } => {}
+                // The recording starts and stops at once, as a driver with room on its disk.
+                Output::Recording(super::RecordingOutput::Start { part, .. }) => {
+                    self.recording = Some(part);
+                    let file = format!("meeting-1-{part}.webm");
+                    self.meeting.recording_started(self.now, part, file);
+                }
+                Output::Recording(super::RecordingOutput::Stop { reason }) => {
+                    if let Some(part) = self.recording.take() {
+                        self.meeting.recording_stopped(self.now, part, reason, 1);
+                    }
+                }
+                Output::Recording(super::RecordingOutput::Sources(_))
+                | Output::Route(_)
+                | Output::Send { .. }
+                | Output::Close { .. } => {}
             }
         }
     }

@@ -222,6 +222,41 @@ impl Store {
         read_events(&mut self.reader(), meeting)
     }
 
+    /// Parts of recordings the log shows started and never stopped (cut off by a crash), as
+    /// (meeting, part, the meeting's last event time), `meeting` only or all.
+    pub fn open_recordings(
+        &self,
+        meeting: Option<MeetingId>,
+    ) -> Result<Vec<(MeetingId, u32, Millis)>, StoreError> {
+        let meetings: Vec<(i64, Millis)> = self
+            .reader()
+            .query(
+                "SELECT meeting_id, MAX(at) FROM events
+                 WHERE $1 = 0 OR meeting_id = $1
+                 GROUP BY meeting_id
+                 HAVING COUNT(CASE WHEN kind = 'recording_started' THEN 1 END)
+                      > COUNT(CASE WHEN kind = 'recording_stopped' THEN 1 END)",
+                args![meeting.map_or(0, |m| m.0)],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let mut open = Vec::new();
+        for (meeting, last) in meetings {
+            let meeting = MeetingId(meeting);
+            let mut parts: Vec<u32> = Vec::new();
+            for event in self.events(meeting)? {
+                match event.kind {
+                    EventKind::RecordingStarted { part, .. } => parts.push(part),
+                    EventKind::RecordingStopped { part, .. } => parts.retain(|p| *p != part),
+                    _ => {}
+                }
+            }
+            open.extend(parts.into_iter().map(|part| (meeting, part, last)));
+        }
+        Ok(open)
+    }
+
     /// Closes every session, the studio's and the sites', that the log shows open in a meeting
     /// that has not ended, at the last moment the hub knew it alive (its last event or liveness
     /// mark). Run at start-up, before serving: after a crash these sessions were cut off without

@@ -54,8 +54,39 @@ pub fn spawn_on(data_dir: &Path, database: Option<&str>, args: &[String]) -> (Ch
     if let Some(url) = database {
         command.args(["--database", url]);
     }
+    command.args(args);
+    run(command)
+}
+
+/// [`spawn_on`] with the files the hub writes limited to `kib` KiB each (`ulimit -f`, with
+/// `SIGXFSZ` ignored as a service manager's `LimitFSIZE` would leave it): a write past the
+/// limit fails as on a full disk, without root.
+#[allow(dead_code)] // not every test binary uses it
+pub fn spawn_with_file_limit(
+    data_dir: &Path,
+    database: Option<&str>,
+    args: &[String],
+    kib: u64,
+) -> (Child, SocketAddr) {
+    add_organizer_on(data_dir, database);
+    let hub = command(data_dir);
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$@\""))
+        .arg("bash")
+        .arg(hub.get_program())
+        .args(hub.get_args());
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    command.args(args);
+    run(command)
+}
+
+/// Runs a hub command and returns it with its HTTP address, once it listens.
+fn run(mut command: Command) -> (Child, SocketAddr) {
     let mut child = command
-        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

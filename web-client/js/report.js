@@ -306,6 +306,19 @@ function eventDetails(event) {
     case 'centre_unreachable':
     case 'centre_reachable':
       return event.node || '';
+    case 'recording_started':
+      return t('event.recordingStartedDetails', { part: event.part, file: event.file });
+    case 'recording_stopped':
+      return t('event.recordingStoppedDetails', {
+        part: event.part,
+        reason: hasText(`recordingStop.${event.reason}`) ? t(`recordingStop.${event.reason}`) : String(event.reason),
+        size: megabytes(event.bytes),
+      });
+    case 'recording_refused':
+      return t('event.recordingRefusedDetails', {
+        free: megabytes(event.free_bytes),
+        min: megabytes(event.min_free_bytes),
+      });
     case 'programme_switched':
       return hasText(`programme.source.${event.source}`) ? t(`programme.source.${event.source}`) : String(event.source);
     case 'media_changed':
@@ -347,6 +360,11 @@ function eventDetails(event) {
         .join(', ');
     }
   }
+}
+
+/** A size in bytes as megabytes, in the page's words. */
+function megabytes(bytes) {
+  return t('recording.size', { size: formatNumber(bytes / 1_000_000) });
 }
 
 function leaveReason(reason) {

@@ -53,6 +53,7 @@ pub(super) fn reopened(history: Vec<Event>) -> LiveMeeting {
         max_viewers: 2,
         grace: GRACE,
         console_interval: 2_000,
+        ..MeetingConfig::default()
     };
     // Consumer ids from 1000, so tests can name them.
     let ids = IdAllocator::default();

@@ -45,6 +45,43 @@ pub const CAMERA: Source = Source {
     counter: |sent| &sent.video_frames,
 };
 
+/// A real camera's VP8 (320×180, 30 fps, a keyframe each second): the frames of
+/// `fixtures/camera-vp8.ivf` (libvpx, two seconds), looped. A decoder decodes them.
+#[allow(dead_code)] // not every test binary sends it
+pub const DECODABLE_CAMERA: Source = Source {
+    kind: "video",
+    mime: MIME_TYPE_VP8,
+    period: Duration::from_millis(33),
+    frame: |index| {
+        let frames = ivf_frames();
+        frames
+            .get((index as usize) % frames.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    },
+    counter: |sent| &sent.video_frames,
+};
+
+/// The frames of the VP8 fixture: an IVF file (a 32-byte header, then each frame after a
+/// 12-byte header starting with its length).
+fn ivf_frames() -> &'static [Vec<u8>] {
+    static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(|| {
+        const STREAM: &[u8] = include_bytes!("../../../fixtures/camera-vp8.ivf");
+        let mut frames = Vec::new();
+        let mut at = 32;
+        while let Some(header) = STREAM.get(at..at + 12) {
+            let len = header.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b)) as usize;
+            match STREAM.get(at + 12..at + 12 + len) {
+                Some(frame) => frames.push(frame.to_vec()),
+                None => break,
+            }
+            at += 12 + len;
+        }
+        frames
+    })
+}
+
 /// A studio encoder's H.264 (constrained baseline, 320×240, 15 fps, an IDR picture with its
 /// SPS and PPS each second): the frames of `fixtures/studio-h264.264`, looped. A browser
 /// decodes them.

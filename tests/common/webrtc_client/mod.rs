@@ -519,6 +519,13 @@ impl WebrtcClient {
         }
     }
 
+    /// From the next [`WebrtcClient::start_media`] on, the video track sends real VP8 that a
+    /// decoder decodes (a short libvpx clip, looped) instead of VP8-shaped filler.
+    #[allow(dead_code)] // not every test binary records
+    pub fn send_decodable_video(&mut self) {
+        self.video_source = &media::DECODABLE_CAMERA;
+    }
+
     /// Starts sending media on the published tracks: VP8-shaped frames at 30 fps (a keyframe
     /// each second, so a late subscriber can start) and 20 ms Opus-shaped frames.
     pub async fn start_media(&mut self) -> Result<(), String> {

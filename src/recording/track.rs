@@ -1,0 +1,327 @@
+//! From tapped RTP packets to the frames of one track of a recording, sans IO: packets are
+//! put back in order, VP8 frames joined from their packets, Opus taken out of RED, and each
+//! frame given its time in the recording from its RTP timestamp. The clock is passed in.
+//!
+//! A track follows one source at a time (the programme's picture, the studio's sound, the
+//! floor holder's sound); a new source starts at its next keyframe. Each source's timestamps
+//! are anchored once, at its first packet, to the recording's time (the hub's clock), so a
+//! source that comes back (the floor returned to the studio) goes on where its clock says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diemcau_sfu::str0m::format::Codec;
+use diemcau_sfu::{MediaPacket, ProducerId};
+
+/// How long a missing video packet is waited for (a repair by NACK) before the frames up to
+/// the next keyframe are given up.
+pub const REPAIR_WAIT: Duration = Duration::from_millis(300);
+/// A simulcast layer that sent nothing for this long is taken as stopped.
+const LAYER_SILENT: Duration = Duration::from_millis(1500);
+/// Most packets waiting in one track's reorder buffer (a keyframe of a 4K picture is ~300).
+const MAX_PENDING: usize = 2_000;
+
+/// One frame, ready for the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Its time from the start of the recording.
+    pub at: Duration,
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+}
+
+/// What a track asks of the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyframeWanted {
+    pub producer: ProducerId,
+    pub layer: u8,
+}
+
+/// The timestamp clock of one source (a producer's layer): the first packet's timestamp,
+/// extended, and its time in the recording.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    rtp: u64,
+    at: Duration,
+    /// The latest timestamp seen, extended past wrap-arounds.
+    last: u64,
+}
+
+impl Anchor {
+    fn new(timestamp: u32, at: Duration) -> Anchor {
+        Anchor {
+            rtp: u64::from(timestamp) + (1 << 32),
+            at,
+            last: u64::from(timestamp) + (1 << 32),
+        }
+    }
+
+    /// `timestamp`'s time in the recording at `clock_rate`, extending it around the one seen
+    /// last (a jump of under half the range either way is a step, not a wrap).
+    fn time_of(&mut self, timestamp: u32, clock_rate: u64) -> Duration {
+        let last_low = self.last as u32;
+        let forward = timestamp.wrapping_sub(last_low);
+        let extended = if forward < (1 << 31) {
+            self.last + u64::from(forward)
+        } else {
+            self.last.saturating_sub(u64::from(last_low.wrapping_sub(timestamp)))
+        };
+        self.last = self.last.max(extended);
+        let ticks = extended.saturating_sub(self.rtp);
+        let behind = self.rtp.saturating_sub(extended);
+        let step = |t: u64| Duration::from_micros(t.saturating_mul(1_000_000) / clock_rate.max(1));
+        (self.at + step(ticks)).saturating_sub(step(behind))
+    }
+}
+
+/// One audio track: each Opus packet is a frame.
+#[derive(Debug, Default)]
+pub struct AudioTrack {
+    source: Option<ProducerId>,
+    anchors: HashMap<ProducerId, Anchor>,
+}
+
+impl AudioTrack {
+    /// Follows `source` from now on (`None`: silence).
+    pub fn follow(&mut self, source: Option<ProducerId>) {
+        self.source = source;
+    }
+
+    pub fn source(&self) -> Option<ProducerId> {
+        self.source
+    }
+
+    /// The frame `packet` carries, if it is of this track's source; `start` is when the
+    /// recording started.
+    pub fn push(&mut self, start: Instant, packet: &MediaPacket) -> Option<Frame> {
+        if Some(packet.producer) != self.source {
+            return None;
+        }
+        let data: Vec<u8> = match packet.codec {
+            Codec::Opus => packet.payload.to_vec(),
+            Codec::Red => diemcau_sfu::red::primary(&packet.payload)?.to_vec(),
+            _ => return None,
+        };
+        if data.is_empty() {
+            return None;
+        }
+        let anchor = self
+            .anchors
+            .entry(packet.producer)
+            .or_insert_with(|| Anchor::new(packet.timestamp, packet.received_at - start));
+        Some(Frame {
+            at: anchor.time_of(packet.timestamp, 48_000),
+            data,
+            keyframe: true,
+        })
+    }
+}
+
+/// The video track: VP8 frames joined from their packets, one simulcast layer at a time (the
+/// highest one flowing), from a keyframe on.
+#[derive(Debug, Default)]
+pub struct VideoTrack {
+    source: Option<ProducerId>,
+    layers: u8,
+    /// The layer being joined into frames; `None` until a keyframe of the wanted one comes.
+    layer: Option<u8>,
+    /// When each layer last sent a packet.
+    seen: Vec<Option<Instant>>,
+    /// Packets of `layer` not yet joined, by sequence number.
+    pending: BTreeMap<u64, Arc<MediaPacket>>,
+    /// The next packet to join; `None`: waiting for a keyframe.
+    next: Option<u64>,
+    anchors: HashMap<(ProducerId, u8), Anchor>,
+    /// Keyframes to ask for, taken by [`VideoTrack::take_requests`].
+    requests: Vec<KeyframeWanted>,
+    /// When a keyframe was last asked for.
+    asked_at: Option<Instant>,
+    /// Frames of another codec than VP8 given up (not recorded).
+    pub other_codec_frames: u64,
+}
+
+impl VideoTrack {
+    /// Follows `source` (with `layers` simulcast layers) from its next keyframe on.
+    pub fn follow(&mut self, now: Instant, source: Option<(ProducerId, u8)>) {
+        let id = source.map(|(id, _)| id);
+        if id == self.source {
+            return;
+        }
+        self.source = id;
+        self.layers = source.map_or(0, |(_, layers)| layers.max(1));
+        self.seen = vec![None; usize::from(self.layers)];
+        self.restart(now);
+    }
+
+    pub fn source(&self) -> Option<ProducerId> {
+        self.source
+    }
+
+    /// The frames `packet` completes (none, one, or several after a repair).
+    pub fn push(&mut self, now: Instant, start: Instant, packet: Arc<MediaPacket>) -> Vec<Frame> {
+        if Some(packet.producer) != self.source {
+            return Vec::new();
+        }
+        if packet.codec != Codec::Vp8 {
+            if packet.marker {
+                self.other_codec_frames += 1;
+            }
+            return Vec::new();
+        }
+        if let Some(seen) = self.seen.get_mut(usize::from(packet.layer)) {
+            *seen = Some(now);
+        }
+        let wanted = self.wanted_layer(now);
+        let starts = packet.keyframe_start == Some(true);
+        if starts && Some(packet.layer) == wanted && self.layer != wanted {
+            // Switch here: the wanted layer's keyframe, a clean start.
+            self.layer = wanted;
+            self.pending.clear();
+            self.next = Some(*packet.seq_no);
+        } else if Some(packet.layer) != self.layer {
+            if Some(packet.layer) == wanted {
+                self.ask(now, packet.producer, packet.layer);
+            }
+            return Vec::new();
+        }
+        if self.next.is_none() {
+            if !starts {
+                self.ask(now, packet.producer, packet.layer);
+                return Vec::new();
+            }
+            self.next = Some(*packet.seq_no);
+        }
+        if self.next.is_some_and(|next| *packet.seq_no < next) {
+            return Vec::new(); // already joined (a repeat), or before the keyframe
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.restart(now);
+            return Vec::new();
+        }
+        self.pending.insert(*packet.seq_no, packet);
+        self.join(now, start)
+    }
+
+    /// Time passed: a gap waited on too long gives up the frames to the next keyframe.
+    pub fn tick(&mut self, now: Instant, start: Instant) -> Vec<Frame> {
+        self.join(now, start)
+    }
+
+    /// The keyframes to ask for since the last call.
+    pub fn take_requests(&mut self) -> Vec<KeyframeWanted> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// The highest layer that sends, else the lowest.
+    fn wanted_layer(&self, now: Instant) -> Option<u8> {
+        self.source?;
+        let flowing = |l: &u8| {
+            self.seen
+                .get(usize::from(*l))
+                .copied()
+                .flatten()
+                .is_some_and(|at| now.saturating_duration_since(at) < LAYER_SILENT)
+        };
+        (0..self.layers).rev().find(flowing).or(Some(0))
+    }
+
+    fn restart(&mut self, now: Instant) {
+        self.layer = None;
+        self.pending.clear();
+        self.next = None;
+        self.asked_at = None;
+        if let (Some(source), Some(layer)) = (self.source, self.wanted_layer(now)) {
+            self.ask(now, source, layer);
+        }
+    }
+
+    /// Asks for a keyframe of `layer`, at most once a second.
+    fn ask(&mut self, now: Instant, producer: ProducerId, layer: u8) {
+        if self
+            .asked_at
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.asked_at = Some(now);
+        self.requests.push(KeyframeWanted { producer, layer });
+    }
+
+    /// Joins every frame complete from `next` on; a gap older than [`REPAIR_WAIT`] drops
+    /// what is pending and waits for a keyframe.
+    fn join(&mut self, now: Instant, start: Instant) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        loop {
+            let Some(next) = self.next else {
+                return frames;
+            };
+            match self.complete_frame(next) {
+                Some(end) => {
+                    let packets: Vec<Arc<MediaPacket>> =
+                        (next..=end).filter_map(|s| self.pending.remove(&s)).collect();
+                    self.next = Some(end + 1);
+                    if let Some(frame) = self.frame_of(start, &packets) {
+                        frames.push(frame);
+                    }
+                }
+                None => {
+                    let oldest = self.pending.values().map(|p| p.received_at).min();
+                    let missing = !self.pending.contains_key(&next);
+                    let stale = oldest
+                        .is_some_and(|at| now.saturating_duration_since(at) > REPAIR_WAIT);
+                    if missing && stale {
+                        self.restart(now);
+                    }
+                    return frames;
+                }
+            }
+        }
+    }
+
+    /// The last sequence number of the frame starting at `first`, when all its packets are
+    /// here: up to its marker, or to the packet before the next timestamp.
+    fn complete_frame(&self, first: u64) -> Option<u64> {
+        let timestamp = self.pending.get(&first)?.timestamp;
+        let mut seq = first;
+        loop {
+            let packet = self.pending.get(&seq)?;
+            if packet.timestamp != timestamp {
+                return Some(seq - 1);
+            }
+            if packet.marker {
+                return Some(seq);
+            }
+            seq += 1;
+        }
+    }
+
+    fn frame_of(&mut self, start: Instant, packets: &[Arc<MediaPacket>]) -> Option<Frame> {
+        let first = packets.first()?;
+        let mut data = Vec::with_capacity(packets.iter().map(|p| p.payload.len()).sum());
+        for packet in packets {
+            data.extend_from_slice(diemcau_sfu::vp8::frame_data(&packet.payload)?);
+        }
+        let anchor = self
+            .anchors
+            .entry((first.producer, first.layer))
+            .or_insert_with(|| Anchor::new(first.timestamp, first.received_at - start));
+        Some(Frame {
+            at: anchor.time_of(first.timestamp, 90_000),
+            keyframe: data.first().is_some_and(|b| b & 0x01 == 0),
+            data,
+        })
+    }
+}
+
+/// The picture size a VP8 keyframe declares (RFC 6386 9.1).
+pub fn vp8_size(frame: &[u8]) -> Option<(u32, u32)> {
+    if frame.first()? & 0x01 != 0 || frame.get(3..6)? != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let dimension = |at: usize| -> Option<u32> {
+        let bytes = frame.get(at..at + 2)?;
+        Some(u32::from(u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]) & 0x3fff))
+    };
+    Some((dimension(6)?, dimension(8)?))
+}

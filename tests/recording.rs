@@ -1,0 +1,283 @@
+//! The meeting's recording, checked with a real demuxer and decoder (`ffprobe`, `ffmpeg`):
+//! a meeting with a change of speaker gives one WebM file that decodes from start to end, as
+//! long as the meeting, with its sound throughout; staff download it in ranges. A hub killed
+//! with SIGKILL leaves a file that plays up to then, and the report shows the gap; a full
+//! disk stops the recording with an event and leaves the meeting running.
+
+#![allow(clippy::indexing_slicing)] // JSON lookups in assertions
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/hub_binary.rs"]
+mod hub_binary;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/signaling.rs"]
+mod signaling;
+#[path = "common/wait.rs"]
+mod wait;
+#[path = "common/webrtc_client/mod.rs"]
+mod webrtc_client;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use webrtc_client::{ClientOptions, WebrtcClient};
+
+const SITE: (&str, &str) = ("2269", "Xã Thượng Lâm");
+
+/// A participant of meeting `m` joined, connected and sending decodable VP8 and Opus.
+async fn publishing(addr: SocketAddr, m: &http::TestMeeting, role: &'static str) -> WebrtcClient {
+    let (name, code) = match role {
+        "studio" => ("Trường quay tỉnh".to_owned(), m.studio_code.clone()),
+        _ => (SITE.1.to_owned(), m.code(SITE.0)),
+    };
+    let mut client = WebrtcClient::connect(
+        addr,
+        ClientOptions {
+            role,
+            name,
+            meeting: m.id,
+            code,
+            publish: true,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the {role} joins: {e}"));
+    client
+        .wait_connected(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("the {role} connects: {e}"));
+    client.send_decodable_video();
+    client.start_media().await.expect("media flows");
+    client
+}
+
+/// The meeting's report (JSON) from the hub at `addr`.
+async fn report(addr: SocketAddr, meeting: i64) -> Value {
+    let reply = http::get(addr, &format!("/api/meetings/{meeting}/report")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// The meeting's recording parts once `count` of them have ended.
+async fn ended_parts(addr: SocketAddr, meeting: i64, count: usize) -> Vec<Value> {
+    wait::until_some(
+        "the recording's parts to end",
+        Duration::from_secs(20),
+        || async move {
+            let parts = report(addr, meeting).await["recordings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let ended = parts.iter().filter(|p| !p["stopped_at"].is_null()).count();
+            (ended >= count).then_some(parts)
+        },
+    )
+    .await
+}
+
+/// What `ffprobe` says of the file's streams and format.
+fn probe(file: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs (scripts/test installs ffmpeg)");
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe's JSON")
+}
+
+/// Decodes every stream of `file` with `ffmpeg`; returns its error output (empty when the
+/// file decodes without error).
+fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() { errors } else { format!("exit {}: {errors}", out.status) }
+}
+
+/// The first and last time (s) of the packets of `file`'s stream `stream` (`v:0`, `a:0`...).
+fn packet_span(file: &Path, stream: &str) -> (f64, f64, usize) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time"])
+        .args(["-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = times.iter().copied().fold(0.0, f64::max);
+    (first, last, times.len())
+}
+
+fn file_of(data_dir: &Path, part: &Value) -> PathBuf {
+    data_dir.join("recordings").join(part["file"].as_str().expect("a file name"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes() {
+    let mut config = diemcau::Config::for_tests();
+    config.recording = diemcau::meeting::RecordingMode::Auto;
+    let data_dir = config.data_dir.clone();
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp có ghi hình", &[SITE], true).await;
+
+    let chair = publishing(addr, &m, "studio").await;
+    let site = publishing(addr, &m, "site").await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    chair
+        .send(&json!({"type": "give_floor", "site": SITE.0}))
+        .expect("the chair gives the floor");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    chair
+        .send(&json!({"type": "take_floor"}))
+        .expect("the chair takes the floor back");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let told = chair.received("recording");
+    assert!(
+        told.iter().any(|r| r["recording"] == true && r["part"] == 1),
+        "the chair is told the recording runs: {told:?}"
+    );
+    let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+
+    let parts = ended_parts(addr, m.id, 1).await;
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let part = &parts[0];
+    assert_eq!(part["reason"], "meeting_ended");
+    let file = file_of(&data_dir, part);
+    assert_eq!(part["bytes"].as_u64(), std::fs::metadata(&file).ok().map(|m| m.len()));
+    let recorded_ms = part["stopped_at"].as_i64().unwrap_or(0) - part["started_at"].as_i64().unwrap_or(0);
+
+    let probed = probe(&file);
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("a duration");
+    assert!(
+        (duration - recorded_ms as f64 / 1000.0).abs() < 1.0,
+        "the file lasts {duration} s, the recording {recorded_ms} ms"
+    );
+    let streams = probed["streams"].as_array().cloned().unwrap_or_default();
+    let codecs: Vec<&str> = streams.iter().filter_map(|s| s["codec_name"].as_str()).collect();
+    assert_eq!(codecs, ["vp8", "opus", "opus"], "{probed}");
+    assert_eq!(decode_errors(&file), "", "the file decodes without error");
+    // The picture runs from the first seconds to the end, through both changes of speaker.
+    let (first, last, frames) = packet_span(&file, "v:0");
+    assert!(first < 3.0 && last > duration - 1.5, "video from {first} to {last} s of {duration}");
+    assert!(frames as f64 > duration * 20.0, "{frames} video frames in {duration} s");
+    // The studio's sound throughout; the floor holder's while it held the floor (~10 s).
+    let (first, last, packets) = packet_span(&file, "a:0");
+    assert!(first < 3.0 && last > duration - 1.5, "the programme's sound from {first} to {last} s");
+    assert!(packets as f64 > duration * 40.0, "{packets} packets of the programme's sound");
+    let (_, _, floor) = packet_span(&file, "a:1");
+    assert!((350..=600).contains(&floor), "{floor} packets of the floor holder's sound");
+
+    // Staff download it, in ranges as a player seeks.
+    let staff = http::staff(addr).await;
+    let path = format!("/api/meetings/{}/recordings/1", m.id);
+    let whole = http::send(addr, "GET", &path, b"", Some(&staff), &[]).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body.len() as u64, part["bytes"].as_u64().unwrap_or(0));
+    assert_eq!(whole.header("content-type"), Some("video/webm"));
+    let ranged = http::send(addr, "GET", &path, b"", Some(&staff), &[("Range", "bytes=100-1099")]).await;
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.body, whole.body[100..1100]);
+    let size = whole.body.len();
+    assert_eq!(ranged.header("content-range"), Some(format!("bytes 100-1099/{size}").as_str()));
+    let past = http::send(addr, "GET", &path, b"", Some(&staff), &[("Range", &format!("bytes={size}-"))]).await;
+    assert_eq!(past.status, 416);
+    let anonymous = http::send(addr, "GET", &path, b"", None, &[]).await;
+    assert_eq!(anonymous.status, 401, "staff only");
+    let missing = http::get(addr, &format!("/api/meetings/{}/recordings/2", m.id)).await;
+    assert_eq!(missing.status, 404);
+
+    site.close().await;
+    chair.close().await;
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_gap() {
+    let data = std::env::temp_dir().join(format!("diemcau-recording-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (hub, addr) = hub_binary::spawn(&data);
+    let mut hub = hub_binary::KillOnDrop(hub);
+    let m = http::meeting(addr, "Họp bị ngắt", &[SITE], true).await;
+    let chair = publishing(addr, &m, "studio").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    hub.0.kill().expect("SIGKILL");
+    let _ = hub.0.wait();
+    chair.close().await;
+
+    let cut = data.join("recordings").join(format!("meeting-{}-1.webm", m.id));
+    assert_eq!(decode_errors(&cut), "", "the cut file decodes");
+    let (_, last, _) = packet_span(&cut, "v:0");
+    assert!(last > 5.0, "the cut file holds the picture up to its last seconds: {last} s");
+
+    let (hub, addr) = hub_binary::spawn(&data);
+    let _hub = hub_binary::KillOnDrop(hub);
+    let parts = ended_parts(addr, m.id, 1).await;
+    assert_eq!(parts[0]["reason"], "hub_stopped", "{parts:?}");
+    assert_eq!(parts[0]["bytes"].as_u64(), std::fs::metadata(&cut).ok().map(|m| m.len()));
+    // The meeting goes on: the studio back, a second part starts after the gap.
+    let chair = publishing(addr, &m, "studio").await;
+    let parts = wait::until_some("a second part", Duration::from_secs(10), || async {
+        let parts = report(addr, m.id).await["recordings"].as_array().cloned().unwrap_or_default();
+        (parts.len() == 2).then_some(parts)
+    })
+    .await;
+    assert!(parts[1]["gap_before_ms"].as_i64().unwrap_or(0) > 0, "{parts:?}");
+    chair.close().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_recording_and_the_meeting_goes_on() {
+    // The log in PostgreSQL, the recording alone on a disk (a file size limit) that fills.
+    let database = postgres::fresh_database("recording_full").await;
+    let data = std::env::temp_dir().join(format!("diemcau-recording-full-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (hub, addr) = hub_binary::spawn_with_file_limit(&data, Some(&database), &[], 300);
+    let _hub = hub_binary::KillOnDrop(hub);
+    let m = http::meeting(addr, "Họp đầy đĩa", &[SITE], true).await;
+    let chair = publishing(addr, &m, "studio").await;
+    let site = publishing(addr, &m, "site").await;
+
+    let parts = ended_parts(addr, m.id, 1).await;
+    assert_eq!(parts[0]["reason"], "disk_full", "{parts:?}");
+    let told = chair.received("recording");
+    assert!(
+        told.iter().any(|r| r["recording"] == false && r["trouble"] == "disk_full"),
+        "the chair is warned: {told:?}"
+    );
+    let file = file_of(&data, &parts[0]);
+    assert_eq!(decode_errors(&file), "", "what was written decodes");
+
+    // The meeting runs on: the site still receives the studio, the log still takes events.
+    let before = site.remote_tracks().iter().map(|t| t.packets()).sum::<u64>();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = site.remote_tracks().iter().map(|t| t.packets()).sum::<u64>();
+    assert!(after > before + 50, "the site still receives: {before} → {after}");
+    site.send(&json!({"type": "request_floor"})).expect("a request");
+    wait::until_some("the floor request in the log", Duration::from_secs(10), || async {
+        let events = report(addr, m.id).await["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|e| e["kind"] == "floor_requested").then_some(())
+    })
+    .await;
+    site.close().await;
+    chair.close().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
