@@ -17,7 +17,7 @@ use webm::mux::{AudioCodecId, SegmentBuilder, SegmentMode, VideoCodecId, Writer}
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// How often the file's data is forced to the disk.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
-/// Most bytes kept in memory before they are written.
+/// Room kept for the bytes waiting in memory (about a second of a programme).
 const BUFFER: usize = 256 * 1024;
 
 /// Track numbers in the file.
@@ -81,6 +81,10 @@ impl SinkState {
         if !self.buffer.is_empty() {
             if let Err(e) = self.file.write_all(&self.buffer) {
                 let copy = io::Error::new(e.kind(), e.to_string());
+                // What was appended in part goes: the file ends with the last whole frame.
+                if self.position >= self.written {
+                    let _ = self.file.set_len(self.position);
+                }
                 self.error = Some(e);
                 return Err(copy);
             }
@@ -119,10 +123,9 @@ impl Write for Sink {
         if let Some(e) = &state.error {
             return Err(io::Error::new(e.kind(), e.to_string()));
         }
+        // Written out by the recording's flushes, between frames, so that the file always ends
+        // with a whole frame.
         state.buffer.extend_from_slice(data);
-        if state.buffer.len() >= BUFFER {
-            state.flush(Instant::now())?;
-        }
         Ok(data.len())
     }
 
