@@ -53,7 +53,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/meetings/{id}/report", get(report_json))
         .route("/api/meetings/{id}/report.csv", get(report_csv))
         .route("/api/meetings/{id}/report.xlsx", get(report_xlsx))
-        .route("/api/meetings/{id}/recordings/{part}", get(download_recording))
+        .route(
+            "/api/meetings/{id}/recordings/{part}",
+            get(download_recording),
+        )
 }
 
 impl From<MeetingError> for AppError {
@@ -569,7 +572,9 @@ async fn download_recording(
     };
     let recordings = app.hub.recordings().ok_or_else(not_found)?;
     let path = recordings.path(MeetingId(id), part);
-    let file = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| not_found())?;
     let size = file.metadata().await.map_err(|_| not_found())?.len();
     let range = headers
         .get(header::RANGE)
@@ -596,7 +601,9 @@ async fn download_recording(
             (header::CONTENT_LENGTH, (end - start).to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        crate::web::file_body(file, start, end).await.map_err(|_| not_found())?,
+        crate::web::file_body(file, start, end)
+            .await
+            .map_err(|_| not_found())?,
     )
         .into_response();
     if status == StatusCode::PARTIAL_CONTENT {

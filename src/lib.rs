@@ -40,12 +40,12 @@ pub mod logging;
 pub mod media;
 pub mod meeting;
 pub mod metrics;
+pub mod recording;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
 pub mod web;
-pub mod recording;
 pub mod whip;
 
 use std::net::SocketAddr;
@@ -114,7 +114,14 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         .map_err(std::io::Error::other)?;
     let started_at = store::now_millis();
     let hub_name = config.hub_name.clone().unwrap_or_else(host_name);
-    recover_from_crash(&store, &recorder, &hub_name, started_at, &config.data_dir.join("recordings")).map_err(std::io::Error::other)?;
+    recover_from_crash(
+        &store,
+        &recorder,
+        &hub_name,
+        started_at,
+        &config.data_dir.join("recordings"),
+    )
+    .map_err(std::io::Error::other)?;
     auth::ensure_accounts(&store, &config.data_dir, &config.bootstrap_accounts)
         .map_err(std::io::Error::other)?;
     if config.seed_sites && store.site_count().map_err(std::io::Error::other)? == 0 {

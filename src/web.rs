@@ -251,7 +251,10 @@ pub async fn file_body(
                 Ok(0) => None,
                 Ok(n) => {
                     chunk.truncate(n);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), (file, left - n as u64)))
+                    Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)),
+                        (file, left - n as u64),
+                    ))
                 }
                 Err(e) => Some((Err(e), (file, 0))),
             }

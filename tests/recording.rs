@@ -83,11 +83,22 @@ async fn ended_parts(addr: SocketAddr, meeting: i64, count: usize) -> Vec<Value>
 /// What `ffprobe` says of the file's streams and format.
 fn probe(file: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(file)
         .output()
         .expect("ffprobe runs (scripts/test installs ffmpeg)");
-    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe's JSON")
 }
 
@@ -101,13 +112,24 @@ fn decode_errors(file: &Path) -> String {
         .output()
         .expect("ffmpeg runs");
     let errors = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() { errors } else { format!("exit {}: {errors}", out.status) }
+    if out.status.success() {
+        errors
+    } else {
+        format!("exit {}: {errors}", out.status)
+    }
 }
 
 /// The first and last time (s) of the packets of `file`'s stream `stream` (`v:0`, `a:0`...).
 fn packet_span(file: &Path, stream: &str) -> (f64, f64, usize) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts_time",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(file)
         .output()
@@ -122,7 +144,9 @@ fn packet_span(file: &Path, stream: &str) -> (f64, f64, usize) {
 }
 
 fn file_of(data_dir: &Path, part: &Value) -> PathBuf {
-    data_dir.join("recordings").join(part["file"].as_str().expect("a file name"))
+    data_dir
+        .join("recordings")
+        .join(part["file"].as_str().expect("a file name"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +171,8 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     tokio::time::sleep(Duration::from_secs(8)).await;
     let told = chair.received("recording");
     assert!(
-        told.iter().any(|r| r["recording"] == true && r["part"] == 1),
+        told.iter()
+            .any(|r| r["recording"] == true && r["part"] == 1),
         "the chair is told the recording runs: {told:?}"
     );
     let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
@@ -158,8 +183,12 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     let part = &parts[0];
     assert_eq!(part["reason"], "meeting_ended");
     let file = file_of(&data_dir, part);
-    assert_eq!(part["bytes"].as_u64(), std::fs::metadata(&file).ok().map(|m| m.len()));
-    let recorded_ms = part["stopped_at"].as_i64().unwrap_or(0) - part["started_at"].as_i64().unwrap_or(0);
+    assert_eq!(
+        part["bytes"].as_u64(),
+        std::fs::metadata(&file).ok().map(|m| m.len())
+    );
+    let recorded_ms =
+        part["stopped_at"].as_i64().unwrap_or(0) - part["started_at"].as_i64().unwrap_or(0);
 
     let probed = probe(&file);
     let duration: f64 = probed["format"]["duration"]
@@ -171,19 +200,37 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
         "the file lasts {duration} s, the recording {recorded_ms} ms"
     );
     let streams = probed["streams"].as_array().cloned().unwrap_or_default();
-    let codecs: Vec<&str> = streams.iter().filter_map(|s| s["codec_name"].as_str()).collect();
+    let codecs: Vec<&str> = streams
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
     assert_eq!(codecs, ["vp8", "opus", "opus"], "{probed}");
     assert_eq!(decode_errors(&file), "", "the file decodes without error");
     // The picture runs from the first seconds to the end, through both changes of speaker.
     let (first, last, frames) = packet_span(&file, "v:0");
-    assert!(first < 3.0 && last > duration - 1.5, "video from {first} to {last} s of {duration}");
-    assert!(frames as f64 > duration * 20.0, "{frames} video frames in {duration} s");
+    assert!(
+        first < 3.0 && last > duration - 1.5,
+        "video from {first} to {last} s of {duration}"
+    );
+    assert!(
+        frames as f64 > duration * 20.0,
+        "{frames} video frames in {duration} s"
+    );
     // The studio's sound throughout; the floor holder's while it held the floor (~10 s).
     let (first, last, packets) = packet_span(&file, "a:0");
-    assert!(first < 3.0 && last > duration - 1.5, "the programme's sound from {first} to {last} s");
-    assert!(packets as f64 > duration * 40.0, "{packets} packets of the programme's sound");
+    assert!(
+        first < 3.0 && last > duration - 1.5,
+        "the programme's sound from {first} to {last} s"
+    );
+    assert!(
+        packets as f64 > duration * 40.0,
+        "{packets} packets of the programme's sound"
+    );
     let (_, _, floor) = packet_span(&file, "a:1");
-    assert!((350..=600).contains(&floor), "{floor} packets of the floor holder's sound");
+    assert!(
+        (350..=600).contains(&floor),
+        "{floor} packets of the floor holder's sound"
+    );
 
     // Staff download it, in ranges as a player seeks.
     let staff = http::staff(addr).await;
@@ -192,12 +239,31 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     assert_eq!(whole.status, 200);
     assert_eq!(whole.body.len() as u64, part["bytes"].as_u64().unwrap_or(0));
     assert_eq!(whole.header("content-type"), Some("video/webm"));
-    let ranged = http::send(addr, "GET", &path, b"", Some(&staff), &[("Range", "bytes=100-1099")]).await;
+    let ranged = http::send(
+        addr,
+        "GET",
+        &path,
+        b"",
+        Some(&staff),
+        &[("Range", "bytes=100-1099")],
+    )
+    .await;
     assert_eq!(ranged.status, 206);
     assert_eq!(ranged.body, whole.body[100..1100]);
     let size = whole.body.len();
-    assert_eq!(ranged.header("content-range"), Some(format!("bytes 100-1099/{size}").as_str()));
-    let past = http::send(addr, "GET", &path, b"", Some(&staff), &[("Range", &format!("bytes={size}-"))]).await;
+    assert_eq!(
+        ranged.header("content-range"),
+        Some(format!("bytes 100-1099/{size}").as_str())
+    );
+    let past = http::send(
+        addr,
+        "GET",
+        &path,
+        b"",
+        Some(&staff),
+        &[("Range", &format!("bytes={size}-"))],
+    )
+    .await;
     assert_eq!(past.status, 416);
     let anonymous = http::send(addr, "GET", &path, b"", None, &[]).await;
     assert_eq!(anonymous.status, 401, "staff only");
@@ -213,7 +279,8 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
 async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_gap() {
     let data = std::env::temp_dir().join(format!("diemcau-recording-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (hub, addr) = hub_binary::spawn(&data);
+    let records = ["--recording-min-free-mb".to_owned(), "0".to_owned()];
+    let (hub, addr) = hub_binary::spawn_with(&data, &records);
     let mut hub = hub_binary::KillOnDrop(hub);
     let m = http::meeting(addr, "Họp bị ngắt", &[SITE], true).await;
     let chair = publishing(addr, &m, "studio").await;
@@ -222,24 +289,38 @@ async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_ga
     let _ = hub.0.wait();
     chair.close().await;
 
-    let cut = data.join("recordings").join(format!("meeting-{}-1.webm", m.id));
+    let cut = data
+        .join("recordings")
+        .join(format!("meeting-{}-1.webm", m.id));
     assert_eq!(decode_errors(&cut), "", "the cut file decodes");
     let (_, last, _) = packet_span(&cut, "v:0");
-    assert!(last > 5.0, "the cut file holds the picture up to its last seconds: {last} s");
+    assert!(
+        last > 5.0,
+        "the cut file holds the picture up to its last seconds: {last} s"
+    );
 
-    let (hub, addr) = hub_binary::spawn(&data);
+    let (hub, addr) = hub_binary::spawn_with(&data, &records);
     let _hub = hub_binary::KillOnDrop(hub);
     let parts = ended_parts(addr, m.id, 1).await;
     assert_eq!(parts[0]["reason"], "hub_stopped", "{parts:?}");
-    assert_eq!(parts[0]["bytes"].as_u64(), std::fs::metadata(&cut).ok().map(|m| m.len()));
+    assert_eq!(
+        parts[0]["bytes"].as_u64(),
+        std::fs::metadata(&cut).ok().map(|m| m.len())
+    );
     // The meeting goes on: the studio back, a second part starts after the gap.
     let chair = publishing(addr, &m, "studio").await;
     let parts = wait::until_some("a second part", Duration::from_secs(10), || async {
-        let parts = report(addr, m.id).await["recordings"].as_array().cloned().unwrap_or_default();
+        let parts = report(addr, m.id).await["recordings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         (parts.len() == 2).then_some(parts)
     })
     .await;
-    assert!(parts[1]["gap_before_ms"].as_i64().unwrap_or(0) > 0, "{parts:?}");
+    assert!(
+        parts[1]["gap_before_ms"].as_i64().unwrap_or(0) > 0,
+        "{parts:?}"
+    );
     chair.close().await;
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -250,7 +331,12 @@ async fn a_full_disk_stops_the_recording_and_the_meeting_goes_on() {
     let database = postgres::fresh_database("recording_full").await;
     let data = std::env::temp_dir().join(format!("diemcau-recording-full-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (hub, addr) = hub_binary::spawn_with_file_limit(&data, Some(&database), &[], 300);
+    let (hub, addr) = hub_binary::spawn_with_file_limit(
+        &data,
+        Some(&database),
+        &["--recording-min-free-mb".to_owned(), "0".to_owned()],
+        300,
+    );
     let _hub = hub_binary::KillOnDrop(hub);
     let m = http::meeting(addr, "Họp đầy đĩa", &[SITE], true).await;
     let chair = publishing(addr, &m, "studio").await;
@@ -260,22 +346,45 @@ async fn a_full_disk_stops_the_recording_and_the_meeting_goes_on() {
     assert_eq!(parts[0]["reason"], "disk_full", "{parts:?}");
     let told = chair.received("recording");
     assert!(
-        told.iter().any(|r| r["recording"] == false && r["trouble"] == "disk_full"),
+        told.iter()
+            .any(|r| r["recording"] == false && r["trouble"] == "disk_full"),
         "the chair is warned: {told:?}"
     );
     let file = file_of(&data, &parts[0]);
     assert_eq!(decode_errors(&file), "", "what was written decodes");
 
     // The meeting runs on: the site still receives the studio, the log still takes events.
-    let before = site.remote_tracks().iter().map(|t| t.packets()).sum::<u64>();
+    let before = site
+        .remote_tracks()
+        .iter()
+        .map(|t| t.packets())
+        .sum::<u64>();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = site.remote_tracks().iter().map(|t| t.packets()).sum::<u64>();
-    assert!(after > before + 50, "the site still receives: {before} → {after}");
-    site.send(&json!({"type": "request_floor"})).expect("a request");
-    wait::until_some("the floor request in the log", Duration::from_secs(10), || async {
-        let events = report(addr, m.id).await["events"].as_array().cloned().unwrap_or_default();
-        events.iter().any(|e| e["kind"] == "floor_requested").then_some(())
-    })
+    let after = site
+        .remote_tracks()
+        .iter()
+        .map(|t| t.packets())
+        .sum::<u64>();
+    assert!(
+        after > before + 50,
+        "the site still receives: {before} → {after}"
+    );
+    site.send(&json!({"type": "request_floor"}))
+        .expect("a request");
+    wait::until_some(
+        "the floor request in the log",
+        Duration::from_secs(10),
+        || async {
+            let events = report(addr, m.id).await["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            events
+                .iter()
+                .any(|e| e["kind"] == "floor_requested")
+                .then_some(())
+        },
+    )
     .await;
     site.close().await;
     chair.close().await;

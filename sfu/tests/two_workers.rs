@@ -190,7 +190,11 @@ fn a_tapped_producer_is_handed_out_once_per_packet_whatever_the_workers() {
     let count = sequence.len();
     sequence.sort_unstable();
     sequence.dedup();
-    assert_eq!(sequence.len(), count, "each packet once, though two workers forward it");
+    assert_eq!(
+        sequence.len(),
+        count,
+        "each packet once, though two workers forward it"
+    );
 
     for worker in &mut net.workers {
         worker.set_tapped(video.router, video.id, false);

@@ -31,7 +31,12 @@ impl Hub {
     }
 
     /// Carries out one recording output of `live`.
-    pub(super) fn carry_recording(&self, taps: &mut Taps, live: &mut LiveMeeting, output: RecordingOutput) {
+    pub(super) fn carry_recording(
+        &self,
+        taps: &mut Taps,
+        live: &mut LiveMeeting,
+        output: RecordingOutput,
+    ) {
         let Some(recordings) = &self.recordings else {
             return;
         };
@@ -67,7 +72,13 @@ impl Hub {
     }
 
     /// Taps exactly `producers` for `meeting`'s recording.
-    fn set_taps(&self, taps: &mut Taps, meeting: MeetingId, router: RouterId, producers: Vec<ProducerId>) {
+    fn set_taps(
+        &self,
+        taps: &mut Taps,
+        meeting: MeetingId,
+        router: RouterId,
+        producers: Vec<ProducerId>,
+    ) {
         let before = taps.remove(&meeting).map(|(_, p)| p).unwrap_or_default();
         for producer in before.iter().filter(|p| !producers.contains(p)) {
             let producer = *producer;
@@ -91,7 +102,10 @@ impl Hub {
     }
 
     /// Handles what the recording thread reports, until it is gone.
-    pub async fn run_recording_reports(self: Arc<Self>, mut reports: mpsc::UnboundedReceiver<Report>) {
+    pub async fn run_recording_reports(
+        self: Arc<Self>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+    ) {
         while let Some(report) = reports.recv().await {
             match report {
                 Report::Keyframe {
@@ -118,11 +132,18 @@ impl Hub {
 
     /// Part `part` of `meeting` ended: logged in the meeting if it is open here, else
     /// directly.
-    pub(super) async fn recording_stopped(&self, meeting: MeetingId, part: u32, reason: RecordingStop, bytes: u64) {
+    pub(super) async fn recording_stopped(
+        &self,
+        meeting: MeetingId,
+        part: u32,
+        reason: RecordingStop,
+        bytes: u64,
+    ) {
         let now = now_millis();
         let pending = {
             let mut state = self.lock();
-            let stopped_itself = !matches!(reason, RecordingStop::Chair | RecordingStop::MeetingEnded);
+            let stopped_itself =
+                !matches!(reason, RecordingStop::Chair | RecordingStop::MeetingEnded);
             if stopped_itself && let Some((router, _)) = state.taps.get(&meeting).cloned() {
                 // The thread stopped by itself (the disk): the taps go.
                 let mut taps = std::mem::take(&mut state.taps);

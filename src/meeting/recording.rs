@@ -73,6 +73,8 @@ pub(super) struct Recording {
     sources: RecordingSources,
     /// Why the last part ended or could not start, when not by the chair.
     trouble: Option<String>,
+    /// The running part was told to stop; its end is awaited.
+    stopping: bool,
 }
 
 impl Recording {
@@ -118,7 +120,8 @@ impl LiveMeeting {
             let p = self.participants.get(&peer?)?;
             p.producers.iter().find(|p| p.kind == kind).cloned()
         };
-        let video = producer(floor, MediaKind::Video).or_else(|| producer(programme, MediaKind::Video));
+        let video =
+            producer(floor, MediaKind::Video).or_else(|| producer(programme, MediaKind::Video));
         RecordingSources {
             video: video.map(|p| (p.id, p.layers)),
             programme_audio: producer(programme, MediaKind::Audio).map(|p| p.id),
@@ -136,16 +139,17 @@ impl LiveMeeting {
         self.recording.parts = part;
         self.recording.part = Some((part, None));
         self.recording.sources = self.recording_sources();
-        self.outputs.push_back(Output::Recording(RecordingOutput::Start {
-            part,
-            sources: self.recording.sources.clone(),
-        }));
+        self.outputs
+            .push_back(Output::Recording(RecordingOutput::Start {
+                part,
+                sources: self.recording.sources.clone(),
+            }));
     }
 
     /// Follows the programme: the running part is told when what it takes changes. Called
     /// whenever the outputs run dry.
     pub(super) fn refresh_recording(&mut self) {
-        if self.recording.part.is_none() {
+        if self.recording.part.is_none() || self.recording.stopping {
             return;
         }
         let sources = self.recording_sources();
@@ -166,10 +170,8 @@ impl LiveMeeting {
         if on {
             self.recording.trouble = None;
             self.start_recording_if_wanted();
-        } else if self.recording.part.is_some() {
-            self.outputs.push_back(Output::Recording(RecordingOutput::Stop {
-                reason: RecordingStop::Chair,
-            }));
+        } else {
+            self.stop_recording(RecordingStop::Chair);
         }
         self.send_recording_state();
         Ok(())
@@ -177,7 +179,8 @@ impl LiveMeeting {
 
     /// The meeting ends (or the hub stops): the running part stops with `reason`.
     pub(super) fn stop_recording(&mut self, reason: RecordingStop) {
-        if self.recording.part.is_some() {
+        if self.recording.part.is_some() && !self.recording.stopping {
+            self.recording.stopping = true;
             self.outputs
                 .push_back(Output::Recording(RecordingOutput::Stop { reason }));
         }
@@ -194,7 +197,13 @@ impl LiveMeeting {
     }
 
     /// Part `part` could not start: the disk had too little space.
-    pub fn recording_refused(&mut self, now: Millis, part: u32, free_bytes: u64, min_free_bytes: u64) {
+    pub fn recording_refused(
+        &mut self,
+        now: Millis,
+        part: u32,
+        free_bytes: u64,
+        min_free_bytes: u64,
+    ) {
         if self.recording.part.map(|(p, _)| p) != Some(part) {
             return;
         }
@@ -224,6 +233,7 @@ impl LiveMeeting {
         );
         if self.recording.part.map(|(p, _)| p) == Some(part) {
             self.recording.part = None;
+            self.recording.stopping = false;
             if matches!(reason, RecordingStop::DiskFull | RecordingStop::WriteError) {
                 self.recording.wanted = false;
                 self.recording.trouble = Some(

@@ -69,7 +69,9 @@ struct SinkState {
 
 impl Sink {
     fn lock(&self) -> MutexGuard<'_, SinkState> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -244,7 +246,9 @@ impl RecordingFile {
     /// Ends the file cleanly (its last cluster and cues) and returns its size.
     pub fn finish(self) -> Result<u64, WriteFailure> {
         let sink = self.sink.clone();
-        let duration_ms = u64::try_from(self.last.as_millis()).unwrap_or(u64::MAX).max(1);
+        let duration_ms = u64::try_from(self.last.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         if self.segment.finalize(Some(duration_ms)).is_err() {
             tracing::warn!("recording not finalized (it still plays, without its index)");
         }

@@ -168,6 +168,7 @@ pub fn path_in(dir: &Path, meeting: MeetingId, part: u32) -> PathBuf {
 }
 
 /// Free bytes for an unprivileged writer on `dir`'s file system.
+#[allow(clippy::useless_conversion)] // the block counts are not `u64` on every platform
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))

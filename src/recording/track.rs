@@ -65,7 +65,8 @@ impl Anchor {
         let extended = if forward < (1 << 31) {
             self.last + u64::from(forward)
         } else {
-            self.last.saturating_sub(u64::from(last_low.wrapping_sub(timestamp)))
+            self.last
+                .saturating_sub(u64::from(last_low.wrapping_sub(timestamp)))
         };
         self.last = self.last.max(extended);
         let ticks = extended.saturating_sub(self.rtp);
@@ -185,13 +186,6 @@ impl VideoTrack {
             }
             return Vec::new();
         }
-        if self.next.is_none() {
-            if !starts {
-                self.ask(now, packet.producer, packet.layer);
-                return Vec::new();
-            }
-            self.next = Some(*packet.seq_no);
-        }
         if self.next.is_some_and(|next| *packet.seq_no < next) {
             return Vec::new(); // already joined (a repeat), or before the keyframe
         }
@@ -199,7 +193,19 @@ impl VideoTrack {
             self.restart(now);
             return Vec::new();
         }
-        self.pending.insert(*packet.seq_no, packet);
+        let seq = *packet.seq_no;
+        self.pending.insert(seq, packet);
+        if self.next.is_none() {
+            // Waiting for a keyframe: the packets after its first one are kept.
+            if !starts {
+                if let Some(source) = self.source {
+                    self.ask(now, source, self.layer.unwrap_or(0));
+                }
+                return Vec::new();
+            }
+            self.next = Some(seq);
+            self.pending = self.pending.split_off(&seq);
+        }
         self.join(now, start)
     }
 
@@ -227,7 +233,7 @@ impl VideoTrack {
     }
 
     fn restart(&mut self, now: Instant) {
-        self.layer = None;
+        self.layer = self.wanted_layer(now);
         self.pending.clear();
         self.next = None;
         self.asked_at = None;
@@ -258,8 +264,9 @@ impl VideoTrack {
             };
             match self.complete_frame(next) {
                 Some(end) => {
-                    let packets: Vec<Arc<MediaPacket>> =
-                        (next..=end).filter_map(|s| self.pending.remove(&s)).collect();
+                    let packets: Vec<Arc<MediaPacket>> = (next..=end)
+                        .filter_map(|s| self.pending.remove(&s))
+                        .collect();
                     self.next = Some(end + 1);
                     if let Some(frame) = self.frame_of(start, &packets) {
                         frames.push(frame);
@@ -268,8 +275,8 @@ impl VideoTrack {
                 None => {
                     let oldest = self.pending.values().map(|p| p.received_at).min();
                     let missing = !self.pending.contains_key(&next);
-                    let stale = oldest
-                        .is_some_and(|at| now.saturating_duration_since(at) > REPAIR_WAIT);
+                    let stale =
+                        oldest.is_some_and(|at| now.saturating_duration_since(at) > REPAIR_WAIT);
                     if missing && stale {
                         self.restart(now);
                     }
@@ -321,7 +328,147 @@ pub fn vp8_size(frame: &[u8]) -> Option<(u32, u32)> {
     }
     let dimension = |at: usize| -> Option<u32> {
         let bytes = frame.get(at..at + 2)?;
-        Some(u32::from(u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]) & 0x3fff))
+        Some(u32::from(
+            u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]) & 0x3fff,
+        ))
     };
     Some((dimension(6)?, dimension(8)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diemcau_sfu::RouterId;
+    use diemcau_sfu::str0m::media::MediaKind;
+    use diemcau_sfu::str0m::rtp::ExtensionValues;
+
+    const VIDEO: ProducerId = ProducerId(1);
+
+    /// A VP8 packet: `keyframe` starts a keyframe (a plain descriptor with S=1, then a
+    /// keyframe's first byte), else a continuation.
+    fn vp8(
+        start: Instant,
+        seq: u64,
+        ts: u32,
+        marker: bool,
+        keyframe: bool,
+        at_ms: u64,
+    ) -> Arc<MediaPacket> {
+        let payload: Vec<u8> = if keyframe {
+            vec![0x10, 0x00, 0xaa]
+        } else {
+            vec![0x00, 0xbb]
+        };
+        Arc::new(MediaPacket {
+            router: RouterId(1),
+            producer: VIDEO,
+            kind: MediaKind::Video,
+            codec: Codec::Vp8,
+            seq_no: seq.into(),
+            timestamp: ts,
+            marker,
+            extensions: ExtensionValues::default(),
+            layer: 0,
+            vp8: None,
+            keyframe_start: Some(keyframe),
+            payload: payload.into(),
+            received_at: start + Duration::from_millis(at_ms),
+        })
+    }
+
+    #[test]
+    fn frames_are_joined_in_order_and_a_lost_packet_waits_for_the_next_keyframe() {
+        let start = Instant::now();
+        let mut track = VideoTrack::default();
+        track.follow(start, Some((VIDEO, 1)));
+        assert_eq!(
+            track.take_requests().len(),
+            1,
+            "a new source starts at a keyframe"
+        );
+        // A keyframe of two packets arriving out of order, then an interframe.
+        assert!(
+            track
+                .push(start, start, vp8(start, 11, 9000, true, false, 100))
+                .is_empty()
+        );
+        let frames = track.push(start, start, vp8(start, 10, 9000, false, true, 101));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].data, vec![0x00, 0xaa, 0xbb]);
+        assert!(frames[0].keyframe);
+        assert_eq!(frames[0].at, Duration::from_millis(101));
+        let frames = track.push(start, start, vp8(start, 12, 12000, true, false, 133));
+        assert_eq!(
+            frames[0].at,
+            Duration::from_micros(101_000 + 33_333),
+            "3000 ticks at 90 kHz"
+        );
+
+        // Packet 13 is lost: 14 waits, then is given up, and frames start again at a keyframe.
+        let later = start + Duration::from_millis(200);
+        assert!(
+            track
+                .push(later, start, vp8(start, 14, 18000, true, false, 200))
+                .is_empty()
+        );
+        let late = start + Duration::from_millis(1200) + REPAIR_WAIT;
+        assert!(track.tick(late, start).is_empty());
+        assert_eq!(track.take_requests().len(), 1, "a keyframe is asked for");
+        assert!(
+            track
+                .push(late, start, vp8(start, 15, 21000, true, false, 700))
+                .is_empty()
+        );
+        let frames = track.push(late, start, vp8(start, 16, 24000, true, true, 733));
+        assert_eq!(frames.len(), 1, "back from the keyframe");
+    }
+
+    #[test]
+    fn audio_keeps_its_clock_across_a_wrap_and_red_gives_its_primary() {
+        let start = Instant::now();
+        let mut track = AudioTrack::default();
+        track.follow(Some(VIDEO));
+        let packet = |ts: u32, at_ms: u64, codec: Codec, payload: Vec<u8>| MediaPacket {
+            router: RouterId(1),
+            producer: VIDEO,
+            kind: MediaKind::Audio,
+            codec,
+            seq_no: 1.into(),
+            timestamp: ts,
+            marker: false,
+            extensions: ExtensionValues::default(),
+            layer: 0,
+            vp8: None,
+            keyframe_start: None,
+            payload: payload.into(),
+            received_at: start + Duration::from_millis(at_ms),
+        };
+        let first = track
+            .push(start, &packet(u32::MAX - 479, 50, Codec::Opus, vec![1]))
+            .expect("a frame");
+        assert_eq!(first.at, Duration::from_millis(50));
+        // 960 ticks later, past the wrap: 20 ms later, whenever it arrives.
+        let next = track
+            .push(start, &packet(480, 90, Codec::Opus, vec![2]))
+            .expect("a frame");
+        assert_eq!(next.at, Duration::from_millis(70));
+        // RED with no redundant block: a one-byte header (F=0, payload type), then the primary.
+        let red = track
+            .push(start, &packet(1440, 95, Codec::Red, vec![111, 7, 8]))
+            .expect("a frame");
+        assert_eq!((red.at, red.data), (Duration::from_millis(90), vec![7, 8]));
+        track.follow(None);
+        assert!(
+            track
+                .push(start, &packet(2400, 110, Codec::Opus, vec![3]))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_keyframe_declares_its_size() {
+        let keyframe = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00];
+        assert_eq!(vp8_size(&keyframe), Some((320, 180)));
+        assert_eq!(vp8_size(&[0x51, 0x42, 0x00]), None, "an interframe");
+    }
 }

@@ -112,6 +112,33 @@ export function installProgrammePanel(session, act, onChange) {
 }
 
 /**
+ * The meeting's recording: whether it runs (which part, since when), the chair's buttons to
+ * start and stop it, and a warning when it stopped or could not start by itself (the disk).
+ */
+export function installRecordingPanel(session, act) {
+  const start = document.getElementById('recording-start');
+  const stop = document.getElementById('recording-stop');
+  const state = document.getElementById('recording-state');
+  start.addEventListener('click', () => act({ type: 'record', on: true }, ''));
+  stop.addEventListener('click', () => act({ type: 'record', on: false }, ''));
+  const render = () => {
+    const recording = session.recording || { recording: false, part: null, since: null, trouble: null };
+    start.hidden = recording.recording;
+    stop.hidden = !recording.recording;
+    let text = recording.recording
+      ? t('recording.running', { part: recording.part, since: recording.since ? formatTime(recording.since, 'timeSeconds') : '' })
+      : t('recording.notRunning');
+    if (recording.trouble) text = `${t(`recording.trouble.${recording.trouble}`)} ${text}`;
+    state.textContent = text;
+    state.classList.toggle('warning', Boolean(recording.trouble));
+  };
+  session.addEventListener('recording', render);
+  session.addEventListener('reset', render);
+  window.addEventListener('languagechange', render);
+  render();
+}
+
+/**
  * The roll call: start and end, the answers as they come (count, who confirmed and their
  * position, when), and the totals: sites answered of those joined, delegates declared.
  */

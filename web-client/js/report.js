@@ -73,6 +73,7 @@ function render() {
   renderSites();
   renderSessions();
   renderRollCalls();
+  renderRecordings();
   renderEvents();
 }
 
@@ -239,6 +240,41 @@ function renderRollCalls() {
       cell(formatNumber(rollCall.delegates), 'num'),
       cell(answers, 'small'),
       missing,
+    );
+    body.append(row);
+  }
+}
+
+/** The parts of the recording, each with its file to download, and the gaps between them. */
+function renderRecordings() {
+  const body = $('r-recording-rows');
+  body.replaceChildren();
+  const parts = report.recordings || [];
+  $('r-recordings-section').hidden = parts.length === 0;
+  for (const part of parts) {
+    const row = document.createElement('tr');
+    row.dataset.part = String(part.part);
+    const started = formatTimeNear(part.started_at, reference());
+    const stopped = part.stopped_at ? formatTimeNear(part.stopped_at, reference()) : t('report.stillRunning');
+    let time = `${started} – ${stopped}`;
+    if (part.gap_before_ms) {
+      time += ` (${t('report.recordingGap', { minutes: formatNumber(part.gap_before_ms / 60_000) })})`;
+    }
+    const reason = part.reason
+      ? hasText(`recordingStop.${part.reason}`) ? t(`recordingStop.${part.reason}`) : String(part.reason)
+      : '';
+    const link = document.createElement('a');
+    link.href = `/api/meetings/${report.summary.meeting_id}/recordings/${part.part}`;
+    link.textContent = part.file;
+    link.setAttribute('download', part.file);
+    const file = document.createElement('td');
+    file.append(link);
+    row.append(
+      cell(String(part.part), 'num'),
+      cell(time),
+      cell(reason),
+      cell(part.stopped_at ? megabytes(part.bytes) : '', 'num'),
+      file,
     );
     body.append(row);
   }

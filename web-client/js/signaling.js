@@ -561,6 +561,15 @@ export class MeetingSession extends EventTarget {
           message.buffered > 0 ? { events: message.buffered, since: message.since ?? Date.now() } : null;
         this.emit('logstate');
         return undefined;
+      case 'recording':
+        this.recording = {
+          recording: Boolean(message.recording),
+          part: message.part ?? null,
+          since: message.since ?? null,
+          trouble: message.trouble ?? null,
+        };
+        this.emit('recording');
+        return undefined;
       case 'programme':
         this.programme = { source: message.source === 'camera' ? 'camera' : 'encoder', encoder: Boolean(message.encoder) };
         this.emit('programme');

@@ -14,6 +14,7 @@ import {
   installFloorPanel,
   installMicPanel,
   installProgrammePanel,
+  installRecordingPanel,
   installRollCallPanel,
 } from './chair-panels.js';
 import { installHubLinksPanel } from './hub-links.js';
@@ -176,6 +177,7 @@ async function main() {
   });
 
   installProgrammePanel(session, act, showOnAir);
+  installRecordingPanel(session, act);
   installFloorPanel(session, act);
   installMicPanel(session, act);
   installRollCallPanel(session, act);

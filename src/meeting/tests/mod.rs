@@ -11,6 +11,7 @@ use super::*;
 mod chair;
 mod media;
 mod presence;
+mod recording;
 use crate::attendance::{EventKind, ExpectedSite, LeaveReason};
 
 pub(super) const STUDIO: PeerId = PeerId(100);

@@ -71,7 +71,9 @@ fn ivf_frames() -> &'static [Vec<u8>] {
         let mut frames = Vec::new();
         let mut at = 32;
         while let Some(header) = STREAM.get(at..at + 12) {
-            let len = header.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b)) as usize;
+            let len = header
+                .first_chunk::<4>()
+                .map_or(0, |b| u32::from_le_bytes(*b)) as usize;
             match STREAM.get(at + 12..at + 12 + len) {
                 Some(frame) => frames.push(frame.to_vec()),
                 None => break,
