@@ -13,6 +13,7 @@
 #                (1,000-site fan-out and 500-site join storm; needs more cores than the hub's),
 #                "links" (50 and 100 sites, simulcast studio: all on good links, then 70 % good,
 #                20 % at 1 Mbit/s, 10 % at 300 kbit/s with 2 % loss, back to back)
+#                "recording" (50 sites with the meeting recorded and not, twice)
 #                or "smoke" (3 sites, 1 s: checks the setup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +78,15 @@ case "$SUITE" in
         "${mix[@]}" --floor-seconds 0
     done
     ;;
+  recording)
+    # The same fan-out with the hub recording the meeting (its default) and not, back to back.
+    for mode in off auto off auto; do
+      run "recording-$mode-50" fanout --sites 50 --duration 10 --hub-arg --recording \
+        --hub-arg "$mode" --hub-arg --recording-min-free-mb --hub-arg 0
+    done
+    ;;
   *)
-    echo "run-benchmarks: SUITE is smoke, small, large or links" >&2
+    echo "run-benchmarks: SUITE is smoke, small, large, links or recording" >&2
     exit 2
     ;;
 esac

@@ -279,7 +279,7 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
 async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_gap() {
     let data = std::env::temp_dir().join(format!("diemcau-recording-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let records = ["--recording-min-free-mb".to_owned(), "0".to_owned()];
+    let records = ["--recording", "auto", "--recording-min-free-mb", "0"].map(str::to_owned);
     let (hub, addr) = hub_binary::spawn_with(&data, &records);
     let mut hub = hub_binary::KillOnDrop(hub);
     let m = http::meeting(addr, "Họp bị ngắt", &[SITE], true).await;
@@ -334,7 +334,7 @@ async fn a_full_disk_stops_the_recording_and_the_meeting_goes_on() {
     let (hub, addr) = hub_binary::spawn_with_file_limit(
         &data,
         Some(&database),
-        &["--recording-min-free-mb".to_owned(), "0".to_owned()],
+        &["--recording", "auto", "--recording-min-free-mb", "0"].map(str::to_owned),
         300,
     );
     let _hub = hub_binary::KillOnDrop(hub);

@@ -38,6 +38,7 @@
 //!             Output::Transmit(t) => { socket.send_to(&t.contents, t.destination).unwrap(); }
 //!             Output::Event(event) => println!("{event:?}"),
 //!             Output::Relay(_) => {} // hand to the other workers
+//!             Output::Tapped(_) => {} // a tapped producer's packet, for a recording
 //!             Output::Timeout(at) => break at,
 //!         }
 //!     };

@@ -844,6 +844,7 @@ mod tests {
             r#"{"type":"cancel_floor_request"}"#,
             r#"{"type":"answer_roll_call","roll_call":1,"count":2,"confirmed_by":"a","position":"b"}"#,
             r#"{"type":"switch_programme","source":"camera"}"#,
+            r#"{"type":"record","on":true}"#,
             r#"{"type":"ping"}"#,
         ];
         for text in samples {
@@ -852,6 +853,6 @@ mod tests {
             assert_eq!(json["type"], message.kind());
             assert!(CLIENT_MESSAGE_TYPES.contains(&message.kind()));
         }
-        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 18);
+        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 19);
     }
 }

@@ -30,6 +30,8 @@ pub fn command(data_dir: &Path) -> Command {
             "0",
         ])
         .args(["--announce-ip", "127.0.0.1", "--workers", "1"])
+        // Tests record only where they say so (with `--recording auto`).
+        .env("DIEMCAU_RECORDING", "manual")
         .args(["--plain-http", "--seed-sites", "false", "--data-dir"])
         .arg(data_dir);
     command
