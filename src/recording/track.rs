@@ -4,8 +4,11 @@
 //!
 //! A track follows one source at a time (the programme's picture, the studio's sound, the
 //! floor holder's sound); a new source starts at its next keyframe. Each source's timestamps
-//! are anchored once, at its first packet, to the recording's time (the hub's clock), so a
-//! source that comes back (the floor returned to the studio) goes on where its clock says.
+//! are anchored at its first packet to the recording's time (the hub's clock), so a source that
+//! comes back (the floor returned to the studio) goes on where its clock says, and anchored
+//! again where its clock and the hub's part by more than [`MAX_DRIFT`] (a sender that stalled
+//! and stamps its frames by their count, a clock that runs fast): the file keeps to the
+//! meeting's time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use diemcau_sfu::{MediaPacket, ProducerId};
 /// How long a missing video packet is waited for (a repair by NACK) before the frames up to
 /// the next keyframe are given up.
 pub const REPAIR_WAIT: Duration = Duration::from_millis(300);
+/// How far a source's timestamps may stray from the hub's clock before they are anchored to it
+/// again.
+pub const MAX_DRIFT: Duration = Duration::from_millis(500);
 /// A simulcast layer that sent nothing for this long is taken as stopped.
 const LAYER_SILENT: Duration = Duration::from_millis(1500);
 /// Most packets waiting in one track's reorder buffer (a keyframe of a 4K picture is ~300).
@@ -58,8 +64,10 @@ impl Anchor {
     }
 
     /// `timestamp`'s time in the recording at `clock_rate`, extending it around the one seen
-    /// last (a jump of under half the range either way is a step, not a wrap).
-    fn time_of(&mut self, timestamp: u32, clock_rate: u64) -> Duration {
+    /// last (a jump of under half the range either way is a step, not a wrap); `arrival` (its
+    /// packet's arrival in the recording's time) when it strays from that by more than
+    /// [`MAX_DRIFT`], anchoring the clock there.
+    fn time_of(&mut self, timestamp: u32, clock_rate: u64, arrival: Duration) -> Duration {
         let last_low = self.last as u32;
         let forward = timestamp.wrapping_sub(last_low);
         let extended = if forward < (1 << 31) {
@@ -72,7 +80,14 @@ impl Anchor {
         let ticks = extended.saturating_sub(self.rtp);
         let behind = self.rtp.saturating_sub(extended);
         let step = |t: u64| Duration::from_micros(t.saturating_mul(1_000_000) / clock_rate.max(1));
-        (self.at + step(ticks)).saturating_sub(step(behind))
+        let at = (self.at + step(ticks)).saturating_sub(step(behind));
+        let strays = at.abs_diff(arrival) > MAX_DRIFT;
+        if strays && extended >= self.rtp {
+            self.rtp = extended;
+            self.at = arrival;
+            return arrival;
+        }
+        at
     }
 }
 
@@ -107,12 +122,13 @@ impl AudioTrack {
         if data.is_empty() {
             return None;
         }
+        let arrival = packet.received_at.saturating_duration_since(start);
         let anchor = self
             .anchors
             .entry(packet.producer)
-            .or_insert_with(|| Anchor::new(packet.timestamp, packet.received_at - start));
+            .or_insert_with(|| Anchor::new(packet.timestamp, arrival));
         Some(Frame {
-            at: anchor.time_of(packet.timestamp, 48_000),
+            at: anchor.time_of(packet.timestamp, 48_000, arrival),
             data,
             keyframe: true,
         })
@@ -309,12 +325,13 @@ impl VideoTrack {
         for packet in packets {
             data.extend_from_slice(diemcau_sfu::vp8::frame_data(&packet.payload)?);
         }
+        let arrival = first.received_at.saturating_duration_since(start);
         let anchor = self
             .anchors
             .entry((first.producer, first.layer))
-            .or_insert_with(|| Anchor::new(first.timestamp, first.received_at - start));
+            .or_insert_with(|| Anchor::new(first.timestamp, arrival));
         Some(Frame {
-            at: anchor.time_of(first.timestamp, 90_000),
+            at: anchor.time_of(first.timestamp, 90_000, arrival),
             keyframe: data.first().is_some_and(|b| b & 0x01 == 0),
             data,
         })

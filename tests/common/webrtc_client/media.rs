@@ -52,15 +52,17 @@ pub const DECODABLE_CAMERA: Source = Source {
     kind: "video",
     mime: MIME_TYPE_VP8,
     period: Duration::from_millis(33),
-    frame: |index| {
-        let frames = ivf_frames();
-        frames
-            .get((index as usize) % frames.len().max(1))
-            .cloned()
-            .unwrap_or_default()
-    },
+    frame: |index| looped(ivf_frames(), index),
     counter: |sent| &sent.video_frames,
 };
+
+/// Frame `index` of a fixture's `frames`, played in a loop.
+fn looped(frames: &[Vec<u8>], index: u64) -> Vec<u8> {
+    frames
+        .get((index as usize) % frames.len().max(1))
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// The frames of the VP8 fixture: an IVF file (a 32-byte header, then each frame after a
 /// 12-byte header starting with its length).
@@ -91,13 +93,7 @@ pub const ENCODER: Source = Source {
     kind: "video",
     mime: MIME_TYPE_H264,
     period: Duration::from_millis(66),
-    frame: |index| {
-        let frames = encoder_frames();
-        frames
-            .get((index as usize) % frames.len().max(1))
-            .cloned()
-            .unwrap_or_default()
-    },
+    frame: |index| looped(encoder_frames(), index),
     counter: |sent| &sent.video_frames,
 };
 
