@@ -21,7 +21,7 @@ const SYNC_EVERY: Duration = Duration::from_secs(5);
 const BUFFER: usize = 256 * 1024;
 
 /// Track numbers in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TrackSlot {
     Video,
     /// The programme's sound: the studio, or its encoder.
@@ -46,6 +46,17 @@ pub struct WriteFailure {
     /// Out of space (`ENOSPC`, a quota, or a file size limit).
     pub disk_full: bool,
     pub message: String,
+}
+
+impl WriteFailure {
+    /// How the part ends for it.
+    pub fn reason(&self) -> crate::attendance::RecordingStop {
+        if self.disk_full {
+            crate::attendance::RecordingStop::DiskFull
+        } else {
+            crate::attendance::RecordingStop::WriteError
+        }
+    }
 }
 
 /// The file's bytes on their way to disk: shared between libwebm's writer and the recording,
@@ -271,7 +282,7 @@ impl RecordingFile {
     }
 }
 
-fn failure_of(e: &io::Error) -> WriteFailure {
+pub(super) fn failure_of(e: &io::Error) -> WriteFailure {
     let disk_full = matches!(
         e.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge

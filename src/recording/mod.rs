@@ -180,7 +180,7 @@ struct Queued {
     at: Duration,
     /// Arrival order, for frames of the same time.
     order: u64,
-    slot: u8,
+    slot: TrackSlot,
     keyframe: bool,
     data: Vec<u8>,
 }
@@ -215,11 +215,6 @@ impl Part {
             self.size = track::vp8_size(&frame.data);
         }
         self.order += 1;
-        let slot = match slot {
-            TrackSlot::Video => 0,
-            TrackSlot::ProgrammeAudio => 1,
-            TrackSlot::FloorAudio => 2,
-        };
         self.queue.push(Reverse(Queued {
             at: frame.at,
             order: self.order,
@@ -239,13 +234,10 @@ impl Part {
             }
             let (width, height) = self.size.unwrap_or(DEFAULT_SIZE);
             let file = RecordingFile::create(&self.path, width, height).map_err(|e| {
-                let disk_full = matches!(
-                    e.kind(),
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                );
+                let failure = file::failure_of(&e);
                 WriteFailure {
-                    disk_full,
-                    message: format!("{}: {e}", self.path.display()),
+                    message: format!("{}: {}", self.path.display(), failure.message),
+                    ..failure
                 }
             })?;
             tracing::info!(meeting = %self.meeting, part = self.part, width, height, "recording file created");
@@ -262,12 +254,7 @@ impl Part {
             let Some(Reverse(frame)) = self.queue.pop() else {
                 break;
             };
-            let slot = match frame.slot {
-                0 => TrackSlot::Video,
-                1 => TrackSlot::ProgrammeAudio,
-                _ => TrackSlot::FloorAudio,
-            };
-            file.write(slot, frame.at, &frame.data, frame.keyframe)?;
+            file.write(frame.slot, frame.at, &frame.data, frame.keyframe)?;
         }
         file.flush_if_due(now, all)
     }
@@ -383,12 +370,7 @@ impl Thread {
             }
             if let Err(failure) = part.write_due(now, false) {
                 if let Some(part) = self.parts.remove(&meeting) {
-                    let reason = if failure.disk_full {
-                        RecordingStop::DiskFull
-                    } else {
-                        RecordingStop::WriteError
-                    };
-                    self.finish(part, reason, Some(failure.message));
+                    self.finish(part, failure.reason(), Some(failure.message));
                 }
                 continue;
             }
@@ -431,11 +413,7 @@ fn close(mut part: Part, reason: RecordingStop, failure: Option<String>) -> Repo
         if message.is_none()
             && let Err(e) = part.write_due(Instant::now(), true)
         {
-            reason = if e.disk_full {
-                RecordingStop::DiskFull
-            } else {
-                RecordingStop::WriteError
-            };
+            reason = e.reason();
             message = Some(e.message);
         }
         let bytes = match part.file.take() {
