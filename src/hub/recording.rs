@@ -101,6 +101,13 @@ impl Hub {
         }
     }
 
+    /// Taps nothing more for `meeting`'s recording.
+    fn untap(&self, taps: &mut Taps, meeting: MeetingId) {
+        if let Some((router, _)) = taps.get(&meeting).cloned() {
+            self.set_taps(taps, meeting, router, Vec::new());
+        }
+    }
+
     /// Handles what the recording thread reports, until it is gone.
     pub async fn run_recording_reports(
         self: Arc<Self>,
@@ -144,11 +151,9 @@ impl Hub {
             let mut state = self.lock();
             let stopped_itself =
                 !matches!(reason, RecordingStop::Chair | RecordingStop::MeetingEnded);
-            if stopped_itself && let Some((router, _)) = state.taps.get(&meeting).cloned() {
+            if stopped_itself {
                 // The thread stopped by itself (the disk): the taps go.
-                let mut taps = std::mem::take(&mut state.taps);
-                self.set_taps(&mut taps, meeting, router, Vec::new());
-                state.taps = taps;
+                self.untap(&mut state.taps, meeting);
             }
             match state.meetings.get_mut(&meeting) {
                 Some(live) => {
@@ -173,9 +178,7 @@ impl Hub {
 
     /// `meeting` is no longer run here (another hub took it over): its recording stops.
     pub(super) fn drop_recording(&self, taps: &mut Taps, meeting: MeetingId) {
-        if let Some((router, _)) = taps.get(&meeting).cloned() {
-            self.set_taps(taps, meeting, router, Vec::new());
-        }
+        self.untap(taps, meeting);
         if let Some(recordings) = &self.recordings {
             recordings.send(Command::Stop {
                 meeting,
