@@ -571,16 +571,25 @@ async fn download_recording(
         )
     };
     let recordings = app.hub.recordings().ok_or_else(not_found)?;
-    let path = recordings.path(MeetingId(id), part);
-    let file = tokio::fs::File::open(&path)
+    let path = crate::recording::existing_in(recordings.dir(), MeetingId(id), part)
+        .ok_or_else(not_found)?;
+    let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| not_found())?;
     let size = file.metadata().await.map_err(|_| not_found())?.len();
+    let mut header = [0u8; 64];
+    let read = tokio::io::AsyncReadExt::read(&mut file, &mut header)
+        .await
+        .map_err(|_| not_found())?;
+    let media_type = crate::recording::media_type(header.get(..read).unwrap_or_default());
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(|v| crate::web::byte_range(v, size));
-    let name = crate::recording::Recordings::file_name(MeetingId(id), part);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let disposition = format!("attachment; filename=\"{name}\"");
     let (status, start, end) = match range {
         None => (StatusCode::OK, 0, size),
@@ -596,7 +605,7 @@ async fn download_recording(
     let mut response = (
         status,
         [
-            (header::CONTENT_TYPE, "video/webm".to_owned()),
+            (header::CONTENT_TYPE, media_type.to_owned()),
             (header::ACCEPT_RANGES, "bytes".to_owned()),
             (header::CONTENT_LENGTH, (end - start).to_string()),
             (header::CONTENT_DISPOSITION, disposition),

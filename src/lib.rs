@@ -375,7 +375,8 @@ fn close_cut_recordings(
     meeting: Option<diemcau_signaling::MeetingId>,
 ) -> Result<(), store::StoreError> {
     for (meeting, part, last_event) in store.open_recordings(meeting)? {
-        let bytes = recording::file_size(&recording::path_in(recordings_dir, meeting, part));
+        let bytes = recording::existing_in(recordings_dir, meeting, part)
+            .map_or(0, |path| recording::file_size(&path));
         let at = last_seen.unwrap_or(last_event).max(last_event);
         recorder.append_blocking(
             meeting,

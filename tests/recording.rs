@@ -1,6 +1,7 @@
 //! The meeting's recording, checked with a real demuxer and decoder (`ffprobe`, `ffmpeg`):
 //! a meeting with a change of speaker gives one WebM file that decodes from start to end, as
-//! long as the meeting, with its sound throughout; staff download it in ranges. A hub killed
+//! long as the meeting, with its sound throughout; staff download it in ranges. An encoder's
+//! H.264 going on air starts a Matroska part that keeps it as it arrived. A hub killed
 //! with SIGKILL leaves a file that plays up to then, and the report shows the gap; a full
 //! disk stops the recording with an event and leaves the meeting running.
 
@@ -273,6 +274,117 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     hub.shutdown().await;
 }
 
+/// The codec of each stream of `file`, in order.
+fn codecs(file: &Path) -> Vec<String> {
+    probe(file)["streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoders_h264_programme_is_recorded_as_it_arrives_with_the_floor_holders_vp8() {
+    let mut config = diemcau::Config::for_tests();
+    config.recording = diemcau::meeting::RecordingMode::Auto;
+    let data_dir = config.data_dir.clone();
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let addr = hub.http_addr();
+    let m = http::meeting(addr, "Họp có bộ mã hoá ghi hình", &[SITE], true).await;
+    let encoder_token = http::issue_stream_token(addr, m.id, "encoder").await;
+
+    // The chair's camera (VP8) is the programme first: the first part is WebM.
+    let chair = publishing(addr, &m, "studio").await;
+    let site = publishing(addr, &m, "site").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The encoder goes on air with H.264: that part ends, the next is Matroska with H.264.
+    let encoder = WebrtcClient::encoder_on_air(addr, m.id, &encoder_token).await;
+    let first = ended_parts(addr, m.id, 1).await;
+    assert_eq!(first[0]["reason"], "picture_changed", "{first:?}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    chair
+        .send(&json!({"type": "give_floor", "site": SITE.0}))
+        .expect("the chair gives the floor");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    chair
+        .send(&json!({"type": "take_floor"}))
+        .expect("the chair takes the floor back");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+
+    let parts = ended_parts(addr, m.id, 2).await;
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[1]["reason"], "meeting_ended", "{parts:?}");
+    assert!(
+        parts[1]["gap_before_ms"].as_i64().unwrap_or(i64::MAX) < 1_000,
+        "the next part follows at once: {parts:?}"
+    );
+    let webm = file_of(&data_dir, &parts[0]);
+    assert_eq!(codecs(&webm), ["vp8", "opus", "opus"]);
+    assert_eq!(
+        decode_errors(&webm),
+        "",
+        "the first part decodes without error"
+    );
+
+    let mkv = file_of(&data_dir, &parts[1]);
+    assert_eq!(codecs(&mkv), ["h264", "vp8", "opus", "opus"]);
+    let probed = probe(&mkv);
+    assert_eq!(probed["format"]["format_name"], "matroska,webm", "{probed}");
+    assert_eq!(
+        probed["streams"][0]["width"], 320,
+        "the encoder's picture size"
+    );
+    assert_eq!(
+        decode_errors(&mkv),
+        "",
+        "the H.264 part decodes without error"
+    );
+    let recorded_ms =
+        parts[1]["stopped_at"].as_i64().unwrap_or(0) - parts[1]["started_at"].as_i64().unwrap_or(0);
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("a duration");
+    assert!(
+        (duration - recorded_ms as f64 / 1000.0).abs() < 1.0,
+        "the file lasts {duration} s, the part {recorded_ms} ms"
+    );
+    // The encoder's picture before and after the floor, the site's (~6 s) while it held it;
+    // the encoder's sound throughout.
+    // (15 frames a second for ~11 s.)
+    let (first_h264, last_h264, h264_frames) = packet_span(&mkv, "v:0");
+    assert!(
+        first_h264 < 3.0 && last_h264 > duration - 1.5 && h264_frames > 130,
+        "H.264 from {first_h264} to {last_h264} s of {duration}: {h264_frames} frames"
+    );
+    let (_, _, vp8_frames) = packet_span(&mkv, "v:1");
+    assert!(
+        (100..=250).contains(&vp8_frames),
+        "{vp8_frames} frames of the floor holder's picture"
+    );
+    assert_throughout(&mkv, "a:0", duration, 40.0);
+
+    // Staff download it as Matroska.
+    let staff = http::staff(addr).await;
+    let path = format!("/api/meetings/{}/recordings/2", m.id);
+    let whole = http::send(addr, "GET", &path, b"", Some(&staff), &[]).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-type"), Some("video/x-matroska"));
+    assert_eq!(
+        whole.body.len() as u64,
+        std::fs::metadata(&mkv).map_or(0, |m| m.len())
+    );
+
+    encoder.close().await;
+    site.close().await;
+    chair.close().await;
+    hub.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_gap() {
     let data = std::env::temp_dir().join(format!("diemcau-recording-kill-{}", std::process::id()));
@@ -289,7 +401,7 @@ async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_ga
 
     let cut = data
         .join("recordings")
-        .join(format!("meeting-{}-1.webm", m.id));
+        .join(format!("meeting-{}-1.mkv", m.id));
     assert_eq!(decode_errors(&cut), "", "the cut file decodes");
     let (_, last, _) = packet_span(&cut, "v:0");
     assert!(

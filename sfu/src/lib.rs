@@ -70,7 +70,7 @@ mod config;
 mod keyframes;
 mod rewrite;
 
-mod h264;
+pub mod h264;
 mod ids;
 pub mod stun;
 pub mod vp8;

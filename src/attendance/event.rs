@@ -210,6 +210,10 @@ pub enum RecordingStop {
     /// The hub stopped without warning: the file holds what was written until then
     /// (written when the hub started again).
     HubStopped,
+    /// The programme's picture came in a codec the part's file has no track for (a studio
+    /// that went over from its browser's VP8 to an encoder's H.264): the next part follows
+    /// at once, in a file made for it.
+    PictureChanged,
 }
 
 /// Why a session ended.

@@ -40,6 +40,7 @@ pub fn recording_stop(reason: RecordingStop) -> &'static str {
         RecordingStop::WriteError => "lỗi ghi tệp",
         RecordingStop::HubShutdown => "máy chủ tắt",
         RecordingStop::HubStopped => "máy chủ dừng đột ngột",
+        RecordingStop::PictureChanged => "hình chương trình đổi chuẩn nén, ghi tiếp sang phần sau",
     }
 }
 

@@ -95,7 +95,9 @@ impl Recording {
                 EventKind::RecordingStopped { reason, .. } => {
                     recording.wanted = matches!(
                         reason,
-                        RecordingStop::HubShutdown | RecordingStop::HubStopped
+                        RecordingStop::HubShutdown
+                            | RecordingStop::HubStopped
+                            | RecordingStop::PictureChanged
                     );
                 }
                 EventKind::RecordingRefused { .. } => recording.wanted = false,

@@ -258,7 +258,7 @@ impl Player {
                 // The recording starts and stops at once, as a driver with room on its disk.
                 Output::Recording(super::RecordingOutput::Start { part, .. }) => {
                     self.recording = Some(part);
-                    let file = format!("meeting-1-{part}.webm");
+                    let file = format!("meeting-1-{part}.mkv");
                     self.meeting.recording_started(self.now, part, file);
                 }
                 Output::Recording(super::RecordingOutput::Stop { reason }) => {

@@ -1,5 +1,7 @@
-//! One recording file: WebM written by libwebm (the `webm` crate), one VP8 video track and two
-//! Opus tracks (the programme's sound, the floor holder's). libwebm writes each cluster as its
+//! One recording file, written by libwebm (the `webm` crate): WebM with one VP8 video track and
+//! two Opus tracks (the programme's sound, the floor holder's) when the programme's picture is
+//! VP8; Matroska with an H.264 track first and a VP8 one beside it (for a floor holder's browser)
+//! when the picture is H.264 (a studio's encoder). libwebm writes each cluster as its
 //! frames come, with its size marked unknown until the next cluster starts (then it seeks back
 //! to write it), and the segment's size, duration and index (cues, for seeking) when the file
 //! is finished. The bytes reach the file at least every [`FLUSH_EVERY`], so a file cut by a
@@ -20,22 +22,39 @@ const SYNC_EVERY: Duration = Duration::from_secs(5);
 /// Room kept for the bytes waiting in memory (about a second of a programme).
 const BUFFER: usize = 256 * 1024;
 
-/// Track numbers in the file.
+/// What a frame is, and so which track of the file takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TrackSlot {
-    Video,
+    /// The picture, in VP8.
+    Vp8Picture,
+    /// The picture, in H.264.
+    H264Picture,
     /// The programme's sound: the studio, or its encoder.
     ProgrammeAudio,
     /// The sound of the site holding the floor.
     FloorAudio,
 }
 
-impl TrackSlot {
-    fn number(self) -> u64 {
-        match self {
-            TrackSlot::Video => 1,
-            TrackSlot::ProgrammeAudio => 2,
-            TrackSlot::FloorAudio => 3,
+/// The tracks a file is made with, chosen from the programme's first picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// WebM: 1 VP8, 2 the programme's Opus, 3 the floor holder's Opus.
+    Vp8,
+    /// Matroska: 1 H.264 (its `avcC` record given), 2 and 3 Opus as above, 4 VP8 (the picture
+    /// of a site's browser holding the floor).
+    H264 { avcc: Vec<u8> },
+}
+
+impl Layout {
+    /// The track number of `slot`, if the file has a track for it.
+    fn number(&self, slot: TrackSlot) -> Option<u64> {
+        let h264 = matches!(self, Layout::H264 { .. });
+        match slot {
+            TrackSlot::Vp8Picture if h264 => Some(4),
+            TrackSlot::Vp8Picture => Some(1),
+            TrackSlot::H264Picture => h264.then_some(1),
+            TrackSlot::ProgrammeAudio => Some(2),
+            TrackSlot::FloorAudio => Some(3),
         }
     }
 }
@@ -151,6 +170,7 @@ impl Write for Sink {
 pub struct RecordingFile {
     segment: webm::mux::Segment<Sink>,
     sink: Sink,
+    layout: Layout,
     /// The time of the last frame written: libwebm wants them in order across tracks.
     last: Duration,
 }
@@ -177,9 +197,14 @@ fn opus_head() -> Vec<u8> {
 }
 
 impl RecordingFile {
-    /// Creates `path` (it must not exist) with a `width`×`height` VP8 track and the two
-    /// Opus tracks.
-    pub fn create(path: &Path, width: u32, height: u32) -> io::Result<RecordingFile> {
+    /// Creates `path` (it must not exist) with the tracks of `layout`, the picture's
+    /// `width`×`height`.
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        layout: Layout,
+    ) -> io::Result<RecordingFile> {
         let file = File::options().write(true).create_new(true).open(path)?;
         let now = Instant::now();
         let sink = Sink(Arc::new(Mutex::new(SinkState {
@@ -196,22 +221,36 @@ impl RecordingFile {
             .and_then(|b| b.set_mode(SegmentMode::File))
             .and_then(|b| b.set_writing_app("diemcau"))
             .map_err(muxer)?;
-        let video = Some(TrackSlot::Video.number());
-        let (builder, _) = builder
-            .add_video_track(width.max(16), height.max(16), VideoCodecId::VP8, video)
-            .map_err(muxer)?;
+        let (width, height) = (width.max(16), height.max(16));
         let mut builder = builder;
+        if let Layout::H264 { avcc } = &layout {
+            let (next, track) = builder
+                .add_video_track(width, height, VideoCodecId::H264, Some(1))
+                .map_err(muxer)?;
+            builder = next.set_codec_private(track, avcc).map_err(muxer)?;
+        }
+        let vp8 = layout.number(TrackSlot::Vp8Picture);
+        let (next, _) = builder
+            .add_video_track(width, height, VideoCodecId::VP8, vp8)
+            .map_err(muxer)?;
+        builder = next;
         for slot in [TrackSlot::ProgrammeAudio, TrackSlot::FloorAudio] {
             let (next, track) = builder
-                .add_audio_track(48_000, 2, AudioCodecId::Opus, Some(slot.number()))
+                .add_audio_track(48_000, 2, AudioCodecId::Opus, layout.number(slot))
                 .map_err(muxer)?;
             builder = next.set_codec_private(track, &opus_head()).map_err(muxer)?;
         }
         Ok(RecordingFile {
             segment: builder.build(),
             sink,
+            layout,
             last: Duration::ZERO,
         })
+    }
+
+    /// Whether the file has a track for `slot`.
+    pub fn holds(&self, slot: TrackSlot) -> bool {
+        self.layout.number(slot).is_some()
     }
 
     /// Writes one frame of `slot` at `at` from the start (moved up to the last frame's time
@@ -223,9 +262,15 @@ impl RecordingFile {
         data: &[u8],
         keyframe: bool,
     ) -> Result<(), WriteFailure> {
+        let Some(track) = self.layout.number(slot) else {
+            return Err(WriteFailure {
+                disk_full: false,
+                message: format!("the file has no track for {slot:?}"),
+            });
+        };
         let at = at.max(self.last);
         let nanos = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
-        if let Err(e) = self.segment.add_frame(slot.number(), data, nanos, keyframe) {
+        if let Err(e) = self.segment.add_frame(track, data, nanos, keyframe) {
             return Err(self.failure(&format!("{e:?}")));
         }
         self.last = at;

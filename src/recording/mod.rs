@@ -1,6 +1,8 @@
 //! Recording of the programme: what every site receives (the studio, or the site holding the
-//! floor while it holds it) in one WebM file per part of a meeting, without transcoding, the
-//! programme's sound and the floor holder's as separate tracks.
+//! floor while it holds it) in one file per part of a meeting, without transcoding, the
+//! programme's sound and the floor holder's as separate tracks: WebM when the programme's
+//! picture is VP8, Matroska when it is H.264 (a studio's encoder), with a VP8 track beside it
+//! for the pictures of sites' browsers.
 //!
 //! The meeting core decides when a part starts and stops and which producers it records
 //! ([`crate::meeting::RecordingSources`]); the hub taps those producers on the media workers
@@ -9,9 +11,16 @@
 //! frames of all tracks in time order for a short while, and writes them through libwebm
 //! ([`file`]). What happens to a part comes back to the hub as [`Report`]s.
 //!
-//! Files are `<data-dir>/recordings/meeting-<id>-<part>.webm`.
+//! A file's tracks are chosen from the programme's first picture. A picture that comes later in
+//! a codec the file has no track for (a studio going over from its browser's VP8 to an
+//! encoder's H.264) ends the part with [`RecordingStop::PictureChanged`]; the meeting starts
+//! the next one at once, made for it.
+//!
+//! Files are `<data-dir>/recordings/meeting-<id>-<part>.mkv` (WebM inside when the picture is
+//! VP8: any WebM player reads it).
 
 pub mod file;
+pub mod h264;
 pub mod track;
 
 use std::cmp::Reverse;
@@ -27,7 +36,8 @@ use tokio::sync::mpsc;
 
 use crate::attendance::RecordingStop;
 use crate::meeting::RecordingSources as Sources;
-use file::{RecordingFile, TrackSlot, WriteFailure};
+use diemcau_sfu::str0m::format::Codec;
+use file::{Layout, RecordingFile, TrackSlot, WriteFailure};
 use track::{AudioTrack, Frame, VideoTrack};
 
 /// How long frames wait before they are written: enough for a repaired packet to complete its
@@ -135,7 +145,7 @@ impl Recordings {
 
     /// The file name of part `part` of `meeting` (as the attendance log names it).
     pub fn file_name(meeting: MeetingId, part: u32) -> String {
-        format!("meeting-{}-{part}.webm", meeting.0)
+        format!("meeting-{}-{part}.mkv", meeting.0)
     }
 
     /// `Err(free bytes)` when the recordings' disk has less free space than the floor.
@@ -167,6 +177,24 @@ pub fn path_in(dir: &Path, meeting: MeetingId, part: u32) -> PathBuf {
     dir.join(Recordings::file_name(meeting, part))
 }
 
+/// The file of part `part` of `meeting` in `dir`, if there is one: written by this version
+/// (`.mkv`), or by one before it, which named every file `.webm`.
+pub fn existing_in(dir: &Path, meeting: MeetingId, part: u32) -> Option<PathBuf> {
+    let path = path_in(dir, meeting, part);
+    let earlier = path.with_extension("webm");
+    [path, earlier].into_iter().find(|p| p.is_file())
+}
+
+/// The media type of a recording, from its EBML header: `video/webm` when its DocType is WebM
+/// (a VP8 picture), `video/x-matroska` otherwise (an H.264 one).
+pub fn media_type(header: &[u8]) -> &'static str {
+    if header.windows(4).any(|w| w == b"webm") {
+        "video/webm"
+    } else {
+        "video/x-matroska"
+    }
+}
+
 /// Free bytes for an unprivileged writer on `dir`'s file system.
 #[allow(clippy::useless_conversion)] // the block counts are not `u64` on every platform
 pub fn free_bytes(dir: &Path) -> Option<u64> {
@@ -196,6 +224,10 @@ struct Part {
     file: Option<RecordingFile>,
     /// The picture's size, from its first keyframe.
     size: Option<(u32, u32)>,
+    /// The parameter sets of an H.264 picture, from its first keyframe that has them.
+    h264: Option<h264::Parameters>,
+    /// A picture came in a codec the file has no track for: the part ends.
+    picture_changed: bool,
     video: VideoTrack,
     programme: AudioTrack,
     floor: AudioTrack,
@@ -210,10 +242,31 @@ impl Part {
         self.floor.follow(sources.floor_audio);
     }
 
-    fn queue(&mut self, slot: TrackSlot, frame: Frame) {
-        if slot == TrackSlot::Video && self.size.is_none() && frame.keyframe {
-            self.size = track::vp8_size(&frame.data);
-        }
+    /// Queues an audio frame for `slot`, or a picture.
+    fn queue(&mut self, slot: Option<TrackSlot>, frame: Frame) {
+        let slot = match (slot, frame.codec) {
+            (Some(slot), _) => slot,
+            (None, Codec::H264) => {
+                if self.h264.is_none() {
+                    // Its track cannot be made without its parameter sets.
+                    self.h264 = frame
+                        .keyframe
+                        .then(|| h264::parameters(&frame.data))
+                        .flatten();
+                    let Some(parameters) = &self.h264 else {
+                        return;
+                    };
+                    self.size = self.size.or(parameters.size).or(Some(DEFAULT_SIZE));
+                }
+                TrackSlot::H264Picture
+            }
+            (None, _) => {
+                if self.size.is_none() && frame.keyframe {
+                    self.size = track::vp8_size(&frame.data);
+                }
+                TrackSlot::Vp8Picture
+            }
+        };
         self.order += 1;
         self.queue.push(Reverse(Queued {
             at: frame.at,
@@ -233,7 +286,13 @@ impl Part {
                 return Ok(());
             }
             let (width, height) = self.size.unwrap_or(DEFAULT_SIZE);
-            let file = RecordingFile::create(&self.path, width, height).map_err(|e| {
+            let layout = match &self.h264 {
+                Some(parameters) => Layout::H264 {
+                    avcc: parameters.avcc.clone(),
+                },
+                None => Layout::Vp8,
+            };
+            let file = RecordingFile::create(&self.path, width, height, layout).map_err(|e| {
                 let failure = file::failure_of(&e);
                 WriteFailure {
                     message: format!("{}: {}", self.path.display(), failure.message),
@@ -254,6 +313,10 @@ impl Part {
             let Some(Reverse(frame)) = self.queue.pop() else {
                 break;
             };
+            if !file.holds(frame.slot) {
+                self.picture_changed = true;
+                continue;
+            }
             file.write(frame.slot, frame.at, &frame.data, frame.keyframe)?;
         }
         file.flush_if_due(now, all)
@@ -310,6 +373,8 @@ impl Thread {
                     start: now,
                     file: None,
                     size: None,
+                    h264: None,
+                    picture_changed: false,
                     video: VideoTrack::default(),
                     programme: AudioTrack::default(),
                     floor: AudioTrack::default(),
@@ -345,14 +410,14 @@ impl Thread {
         let meeting = part.meeting;
         let start = part.start;
         if let Some(frame) = part.programme.push(start, &packet) {
-            part.queue(TrackSlot::ProgrammeAudio, frame);
+            part.queue(Some(TrackSlot::ProgrammeAudio), frame);
         }
         if let Some(frame) = part.floor.push(start, &packet) {
-            part.queue(TrackSlot::FloorAudio, frame);
+            part.queue(Some(TrackSlot::FloorAudio), frame);
         }
         if part.video.source() == Some(packet.producer) {
             for frame in part.video.push(now, start, packet) {
-                part.queue(TrackSlot::Video, frame);
+                part.queue(None, frame);
             }
         }
         self.send_requests(meeting);
@@ -366,11 +431,18 @@ impl Thread {
             };
             let start = part.start;
             for frame in part.video.tick(now, start) {
-                part.queue(TrackSlot::Video, frame);
+                part.queue(None, frame);
             }
             if let Err(failure) = part.write_due(now, false) {
                 if let Some(part) = self.parts.remove(&meeting) {
                     self.finish(part, failure.reason(), Some(failure.message));
+                }
+                continue;
+            }
+            if part.picture_changed {
+                tracing::info!(meeting = %meeting, part = part.part, "the programme's picture changed codec: the next part follows");
+                if let Some(part) = self.parts.remove(&meeting) {
+                    self.finish(part, RecordingStop::PictureChanged, None);
                 }
                 continue;
             }
@@ -428,7 +500,7 @@ fn close(mut part: Part, reason: RecordingStop, failure: Option<String>) -> Repo
             None => 0,
         };
         if part.video.other_codec_frames > 0 {
-            tracing::warn!(meeting = %part.meeting, frames = part.video.other_codec_frames, "video frames of a codec other than VP8 were not recorded");
+            tracing::warn!(meeting = %part.meeting, frames = part.video.other_codec_frames, "video frames of a codec other than VP8 and H.264 were not recorded");
         }
         match &message {
             Some(m) => {

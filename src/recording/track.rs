@@ -1,5 +1,6 @@
 //! From tapped RTP packets to the frames of one track of a recording, sans IO: packets are
-//! put back in order, VP8 frames joined from their packets, Opus taken out of RED, and each
+//! put back in order, VP8 frames and H.264 pictures joined from their packets, Opus taken out
+//! of RED, and each
 //! frame given its time in the recording from its RTP timestamp. The clock is passed in.
 //!
 //! A track follows one source at a time (the programme's picture, the studio's sound, the
@@ -35,6 +36,8 @@ pub struct Frame {
     pub at: Duration,
     pub data: Vec<u8>,
     pub keyframe: bool,
+    /// Opus, VP8, or H.264 (its NAL units with 4-byte lengths).
+    pub codec: Codec,
 }
 
 /// What a track asks of the hub.
@@ -131,12 +134,13 @@ impl AudioTrack {
             at: anchor.time_of(packet.timestamp, 48_000, arrival),
             data,
             keyframe: true,
+            codec: Codec::Opus,
         })
     }
 }
 
-/// The video track: VP8 frames joined from their packets, one simulcast layer at a time (the
-/// highest one flowing), from a keyframe on.
+/// The video track: VP8 frames or H.264 pictures joined from their packets, one simulcast layer
+/// at a time (the highest one flowing), from a keyframe on.
 #[derive(Debug, Default)]
 pub struct VideoTrack {
     source: Option<ProducerId>,
@@ -154,7 +158,7 @@ pub struct VideoTrack {
     requests: Vec<KeyframeWanted>,
     /// When a keyframe was last asked for.
     asked_at: Option<Instant>,
-    /// Frames of another codec than VP8 given up (not recorded).
+    /// Frames of another codec than VP8 and H.264 given up (not recorded).
     pub other_codec_frames: u64,
 }
 
@@ -180,7 +184,7 @@ impl VideoTrack {
         if Some(packet.producer) != self.source {
             return Vec::new();
         }
-        if packet.codec != Codec::Vp8 {
+        if !matches!(packet.codec, Codec::Vp8 | Codec::H264) {
             if packet.marker {
                 self.other_codec_frames += 1;
             }
@@ -321,10 +325,25 @@ impl VideoTrack {
 
     fn frame_of(&mut self, start: Instant, packets: &[Arc<MediaPacket>]) -> Option<Frame> {
         let first = packets.first()?;
-        let mut data = Vec::with_capacity(packets.iter().map(|p| p.payload.len()).sum());
-        for packet in packets {
-            data.extend_from_slice(diemcau_sfu::vp8::frame_data(&packet.payload)?);
+        if packets.iter().any(|p| p.codec != first.codec) {
+            return None;
         }
+        let (data, keyframe) = match first.codec {
+            Codec::H264 => {
+                let sample =
+                    diemcau_sfu::h264::access_unit(packets.iter().map(|p| &p.payload[..]))?;
+                let keyframe = super::h264::is_keyframe(&sample);
+                (sample, keyframe)
+            }
+            _ => {
+                let mut data = Vec::with_capacity(packets.iter().map(|p| p.payload.len()).sum());
+                for packet in packets {
+                    data.extend_from_slice(diemcau_sfu::vp8::frame_data(&packet.payload)?);
+                }
+                let keyframe = data.first().is_some_and(|b| b & 0x01 == 0);
+                (data, keyframe)
+            }
+        };
         let arrival = first.received_at.saturating_duration_since(start);
         let anchor = self
             .anchors
@@ -332,8 +351,9 @@ impl VideoTrack {
             .or_insert_with(|| Anchor::new(first.timestamp, arrival));
         Some(Frame {
             at: anchor.time_of(first.timestamp, 90_000, arrival),
-            keyframe: data.first().is_some_and(|b| b & 0x01 == 0),
+            keyframe,
             data,
+            codec: first.codec,
         })
     }
 }

@@ -833,6 +833,10 @@ mod tests {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     at += 1;
                     store.touch_run(1, at).expect("the writer's commit");
+                    // A pause, as between the hub's real commits: SQLite's busy wait polls
+                    // and never queues, so a writer committing back to back with no gap at
+                    // all could hold the lock at every poll for the whole busy timeout.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
                 }
             })
         };

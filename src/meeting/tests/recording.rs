@@ -37,13 +37,13 @@ fn the_chair_records_the_programme_and_the_floor_holder_in_parts() {
             sources: studio_sources()
         }]
     );
-    m.recording_started(T0 + 1, 1, "meeting-7-1.webm".into());
+    m.recording_started(T0 + 1, 1, "meeting-7-1.mkv".into());
     let out = drain(&mut m);
     assert_eq!(
         logs(&out),
         vec![EventKind::RecordingStarted {
             part: 1,
-            file: "meeting-7-1.webm".into()
+            file: "meeting-7-1.mkv".into()
         }]
     );
     assert!(out.contains(&send(
@@ -121,7 +121,7 @@ fn a_full_disk_waits_for_the_chair_and_the_end_of_the_meeting_stops_the_part() {
         recordings(&out).as_slice(),
         [RecordingOutput::Start { part: 1, .. }]
     ));
-    m.recording_started(T0 + 2, 1, "meeting-7-1.webm".into());
+    m.recording_started(T0 + 2, 1, "meeting-7-1.mkv".into());
     drain(&mut m);
     m.end(T0 + 3);
     let out = drain(&mut m);
