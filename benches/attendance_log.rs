@@ -57,6 +57,7 @@ fn main() {
                     expected_delegates: None,
                 })
                 .collect(),
+            recording: None,
         })
         .expect("meeting");
     let id = diemcau_signaling::MeetingId(meeting.plan.id);

@@ -284,6 +284,8 @@ struct CreateMeeting {
     scheduled_start: TimeInput,
     scheduled_end: TimeInput,
     sites: Vec<crate::store::InvitedSite>,
+    #[serde(default)]
+    recording: Option<crate::meeting::RecordingMode>,
 }
 
 /// The body of `POST /api/meetings` read into a meeting plan, or why it cannot be (the store
@@ -297,6 +299,7 @@ pub fn new_meeting_from_json(body: &[u8]) -> Result<NewMeeting, AppError> {
         scheduled_start: request.scheduled_start.millis("scheduled_start")?,
         scheduled_end: request.scheduled_end.millis("scheduled_end")?,
         sites: request.sites,
+        recording: request.recording,
     })
 }
 
@@ -305,7 +308,19 @@ async fn create_meeting(
     State(app): State<Arc<AppState>>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let new = new_meeting_from_json(&body)?;
+    let mut new = new_meeting_from_json(&body)?;
+    let hub_mode = app.hub.recording_mode();
+    if hub_mode == crate::meeting::RecordingMode::Off
+        && new
+            .recording
+            .is_some_and(|mode| mode != crate::meeting::RecordingMode::Off)
+    {
+        return Err(AppError::invalid(
+            "recording: this hub records no meeting (it runs with --recording off)",
+        ));
+    }
+    // The hub's setting of the day becomes the meeting's own.
+    new.recording.get_or_insert(hub_mode);
     let view = app
         .hub
         .store()

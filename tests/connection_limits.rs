@@ -340,6 +340,7 @@ fn prepare_meeting(data: &Path) -> String {
                 code: "2269".to_owned(),
                 expected_delegates: None,
             }],
+            recording: None,
         })
         .expect("a meeting");
     view.site_codes["2269"].to_string()

@@ -386,6 +386,112 @@ async fn an_encoders_h264_programme_is_recorded_as_it_arrives_with_the_floor_hol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_meeting_says_when_it_is_recorded_within_what_the_hub_allows() {
+    let mut config = diemcau::Config::for_tests();
+    config.recording = diemcau::meeting::RecordingMode::Auto;
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let addr = hub.http_addr();
+    let parts = |meeting: i64| async move {
+        report(addr, meeting).await["recordings"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // On a hub that records every meeting from its opening, this one waits for the chair.
+    let manual = http::meeting_with(
+        addr,
+        "Họp ghi khi bấm",
+        &[SITE],
+        true,
+        json!({"recording": "manual"}),
+    )
+    .await;
+    let shown = http::get(addr, &format!("/api/meetings/{}", manual.id)).await;
+    assert_eq!(shown.json()["recording"], "manual");
+    let chair = publishing(addr, &manual, "studio").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        parts(manual.id).await,
+        0,
+        "not recorded before the chair asks"
+    );
+    chair
+        .send(&json!({"type": "record", "on": true}))
+        .expect("the chair presses record");
+    wait::until_some("the chair's part", Duration::from_secs(10), || async {
+        (parts(manual.id).await == 1).then_some(())
+    })
+    .await;
+    chair.close().await;
+
+    // This one is never recorded: the chair's record is refused.
+    let off = http::meeting_with(
+        addr,
+        "Họp không ghi",
+        &[SITE],
+        true,
+        json!({"recording": "off"}),
+    )
+    .await;
+    let chair = publishing(addr, &off, "studio").await;
+    chair
+        .send(&json!({"type": "record", "on": true}))
+        .expect("the chair presses record");
+    let refused = wait::until_some("the refusal", Duration::from_secs(5), || async {
+        chair.received("error").last().cloned()
+    })
+    .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(parts(off.id).await, 0);
+    chair.close().await;
+
+    // A meeting made without a setting takes the hub's of the day; a word the hub does not
+    // know is refused.
+    let plain = http::meeting(addr, "Họp thường", &[SITE], false).await;
+    let shown = http::get(addr, &format!("/api/meetings/{}", plain.id)).await;
+    assert_eq!(shown.json()["recording"], "auto");
+    let now = 1_796_086_800_000_i64;
+    let body = json!({
+        "title": "Họp", "studio_name": "Studio", "scheduled_start": now,
+        "scheduled_end": now + 3_600_000, "sites": [{"code": SITE.0}], "recording": "always",
+    });
+    let bad = http::post(addr, "/api/meetings", body.to_string().as_bytes()).await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    hub.shutdown().await;
+
+    // A hub that records nothing refuses a meeting that wants to be.
+    let mut config = diemcau::Config::for_tests();
+    config.recording = diemcau::meeting::RecordingMode::Off;
+    let hub = diemcau::start(config).await.expect("hub starts");
+    let addr = hub.http_addr();
+    let imported = http::post(
+        addr,
+        "/api/sites/import",
+        format!(
+            "admin_code,name,level,parent_code,parent_name,delegates\n{},{},xã,8,Tuyên Quang,40\n",
+            SITE.0, SITE.1
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let refused = http::post(
+        addr,
+        "/api/meetings",
+        body.to_string().replace("always", "auto").as_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("--recording off"),
+        "{}",
+        refused.text()
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_cut_by_sigkill_plays_up_to_then_and_the_report_shows_the_gap() {
     let data = std::env::temp_dir().join(format!("diemcau-recording-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);

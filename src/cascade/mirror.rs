@@ -378,6 +378,8 @@ async fn create(hub: &Arc<Hub>, meeting: &NodeMeeting) -> Result<MeetingId, Stri
                         expected_delegates: Some(site.expected_delegates),
                     })
                     .collect(),
+                // This hub's part is recorded as its own `--recording` says.
+                recording: None,
             };
             let view = s
                 .create_meeting(&new)

@@ -7,7 +7,9 @@ use diemcau_signaling::{SessionId, SiteCode};
 use super::carry::recorded;
 use super::{Connection, Hub, Page, Session, internal};
 use crate::attendance::LeaveReason;
-use crate::meeting::{ChairError, JoinError, LiveMeeting, MeetingSetup, PageKey, Seat};
+use crate::meeting::{
+    ChairError, JoinError, LiveMeeting, MeetingConfig, MeetingSetup, PageKey, RecordingMode, Seat,
+};
 use crate::store::{CodeError, Grant, StoreError, now_millis};
 
 impl Hub {
@@ -361,6 +363,10 @@ impl Hub {
                 tracing::error!(meeting = %id, "the meeting could not be read: {e}");
                 internal("the meeting could not be read; try again")
             })?;
+        let config = MeetingConfig {
+            recording: RecordingMode::for_meeting(self.config.recording, roster.recording),
+            ..self.config
+        };
         let setup = MeetingSetup {
             id,
             title: roster.title,
@@ -369,12 +375,7 @@ impl Hub {
         };
         let mut state = self.lock();
         let live = state.meetings.entry(id).or_insert_with(|| {
-            LiveMeeting::new(
-                setup,
-                RouterId(self.ids.next()),
-                self.config,
-                self.ids.clone(),
-            )
+            LiveMeeting::new(setup, RouterId(self.ids.next()), config, self.ids.clone())
         });
         Ok(live.title().to_owned())
     }

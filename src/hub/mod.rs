@@ -171,6 +171,11 @@ impl Hub {
         &self.recorder
     }
 
+    /// The hub's `--recording`: the default of new meetings, and `off` for all.
+    pub fn recording_mode(&self) -> crate::meeting::RecordingMode {
+        self.config.recording
+    }
+
     /// Most WHEP viewers of one meeting at once.
     pub fn max_viewers(&self) -> usize {
         self.config.max_viewers

@@ -10,16 +10,59 @@ use str0m::media::MediaKind;
 use super::{ActionError, LiveMeeting, Output};
 use crate::attendance::{Event, EventKind, Millis, RecordingStop};
 
-/// When a meeting's recording starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// When a meeting's recording starts: the hub's `--recording` (the default of its meetings,
+/// and `off` for all of them), and each meeting's own setting.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordingMode {
     /// With the meeting: from its first participant on.
     #[default]
     Auto,
     /// When the chair presses record.
     Manual,
-    /// Never: the hub records nothing.
+    /// Never: nothing is recorded.
     Off,
+}
+
+impl RecordingMode {
+    /// As the database and the API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingMode::Auto => "auto",
+            RecordingMode::Manual => "manual",
+            RecordingMode::Off => "off",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecordingMode> {
+        [
+            RecordingMode::Auto,
+            RecordingMode::Manual,
+            RecordingMode::Off,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str() == text)
+    }
+
+    /// A meeting's mode on a hub whose `--recording` is `hub`: its own, except that a hub set
+    /// to `off` records nothing.
+    pub fn for_meeting(hub: RecordingMode, meeting: Option<RecordingMode>) -> RecordingMode {
+        match (hub, meeting) {
+            (RecordingMode::Off, _) => RecordingMode::Off,
+            (_, Some(own)) => own,
+            (hub, None) => hub,
+        }
+    }
 }
 
 /// The producers a recording takes, as the meeting chose them.

@@ -12,6 +12,7 @@ use super::db::{Conn, Row, args};
 use super::{Store, StoreError, now_millis, random_text};
 use crate::attendance::{ExpectedSite, MeetingPlan, Millis};
 use crate::directory::MAX_DELEGATES;
+use crate::meeting::RecordingMode;
 
 /// A new meeting as the organizer describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -21,6 +22,8 @@ pub struct NewMeeting {
     pub scheduled_end: Millis,
     pub studio_name: String,
     pub sites: Vec<InvitedSite>,
+    /// When its recording starts; `None`: as the hub's `--recording` says.
+    pub recording: Option<RecordingMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -45,6 +48,8 @@ pub struct MeetingView {
     /// this province's part of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_meeting: Option<i64>,
+    /// When its recording starts (`null`: as the hub's `--recording` says).
+    pub recording: Option<RecordingMode>,
 }
 
 /// Where a meeting is in its life: scheduled → in progress (started) → ended.
@@ -66,6 +71,8 @@ pub struct MeetingRoster {
     pub studio_name: String,
     /// The expected sites, in roster order.
     pub sites: Vec<ExpectedSite>,
+    /// When its recording starts (`None`: as the hub says).
+    pub recording: Option<RecordingMode>,
 }
 
 /// What a valid join code grants.
@@ -167,6 +174,7 @@ impl Store {
                 state: meeting_state(tx, id)?,
                 studio_name,
                 sites: plan.roster,
+                recording: recording_of(tx, id)?,
             })
         })
     }
@@ -300,9 +308,17 @@ fn create_in(
 ) -> Result<MeetingId, CreateMeetingError> {
     let id = MeetingId(
         tx.query_one(
-            "INSERT INTO meetings (title, scheduled_start, scheduled_end, studio_name, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            args![title, new.scheduled_start, new.scheduled_end, studio, now],
+            "INSERT INTO meetings
+                 (title, scheduled_start, scheduled_end, studio_name, created_at, recording)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            args![
+                title,
+                new.scheduled_start,
+                new.scheduled_end,
+                studio,
+                now,
+                new.recording.map(RecordingMode::as_str)
+            ],
         )?
         .get(0)?,
     );
@@ -366,6 +382,16 @@ fn plan(conn: &mut Conn, id: MeetingId) -> Result<Option<(MeetingPlan, String)>,
     Ok(Some((plan, studio_name)))
 }
 
+/// A meeting's own recording setting.
+fn recording_of(conn: &mut Conn, id: MeetingId) -> Result<Option<RecordingMode>, StoreError> {
+    let text: Option<String> = conn
+        .query_opt("SELECT recording FROM meetings WHERE id = $1", args![id.0])?
+        .map(|r| r.get(0))
+        .transpose()?
+        .flatten();
+    Ok(text.as_deref().and_then(RecordingMode::parse))
+}
+
 fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreError> {
     let Some((plan, studio_name)) = plan(conn, id)? else {
         return Err(StoreError::NotFound(format!("meeting {id}")));
@@ -401,6 +427,7 @@ fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreErro
             )?
             .map(|r| r.get(0))
             .transpose()?,
+        recording: recording_of(conn, id)?,
     })
 }
 
@@ -493,6 +520,7 @@ mod tests {
                     expected_delegates: None,
                 })
                 .collect(),
+            recording: None,
         }
     }
 

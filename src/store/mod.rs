@@ -422,6 +422,7 @@ pub(crate) mod testing {
                         expected_delegates: None,
                     })
                     .collect(),
+                recording: None,
             })
             .expect("created");
         diemcau_signaling::MeetingId(view.plan.id)

@@ -14,7 +14,13 @@ use super::now_millis;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each migration: its SQLite text, its PostgreSQL text. The n-th is version n.
-const MIGRATIONS: [(&str, &str); 4] = [(SQLITE_V1, POSTGRES_V1), (V2, V2), (V3, V3), (V4, V4)];
+const MIGRATIONS: [(&str, &str); 5] = [
+    (SQLITE_V1, POSTGRES_V1),
+    (V2, V2),
+    (V3, V3),
+    (V4, V4),
+    (V5, V5),
+];
 
 /// Hubs that share a database: which hub runs each live meeting until when (its lease), and
 /// each hub's own runs.
@@ -52,6 +58,12 @@ CREATE TABLE stream_tokens (
     revoked_at BIGINT
 );
 CREATE INDEX stream_tokens_meeting ON stream_tokens (meeting_id, kind);
+"#;
+
+/// Each meeting's own recording setting (`auto`, `manual`, `off`); `NULL` for the meetings made
+/// before: they follow the hub's `--recording`.
+const V5: &str = r#"
+ALTER TABLE meetings ADD COLUMN recording TEXT CHECK (recording IN ('auto', 'manual', 'off'));
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`], or refuses one newer.

@@ -262,6 +262,17 @@ pub async fn meeting(
     sites: &[(&str, &str)],
     start: bool,
 ) -> TestMeeting {
+    meeting_with(addr, title, sites, start, json!({})).await
+}
+
+/// [`meeting`], its plan given the fields of `more` too (`{"recording": "manual"}`).
+pub async fn meeting_with(
+    addr: SocketAddr,
+    title: &str,
+    sites: &[(&str, &str)],
+    start: bool,
+    more: Value,
+) -> TestMeeting {
     let mut csv = String::from("admin_code,name,level,parent_code,parent_name,delegates\n");
     for (code, name) in sites {
         csv.push_str(&format!("{code},{name},xã,8,Tuyên Quang,40\n"));
@@ -272,13 +283,16 @@ pub async fn meeting(
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let body = json!({
+    let mut body = json!({
         "title": title,
         "studio_name": "Studio UBND tỉnh",
         "scheduled_start": now,
         "scheduled_end": now + 2 * 3_600_000,
         "sites": sites.iter().map(|(code, _)| json!({"code": code})).collect::<Vec<_>>(),
     });
+    if let (Some(body), Some(more)) = (body.as_object_mut(), more.as_object()) {
+        body.extend(more.clone());
+    }
     let created = post(addr, "/api/meetings", body.to_string().as_bytes()).await;
     assert_eq!(created.status, 201, "create: {}", created.text());
     let view = created.json();

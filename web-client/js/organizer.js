@@ -412,9 +412,10 @@ function readPlan() {
     sites.push({ code: pick.site.code, expected_delegates: Number(text) });
   }
   if (sites.length === 0) return { problem: 'create.needSites', field: $('site-filter') };
-  return {
-    plan: { title, studio_name: studioName, scheduled_start: start, scheduled_end: end, sites },
-  };
+  const plan = { title, studio_name: studioName, scheduled_start: start, scheduled_end: end, sites };
+  const recording = $('recording-mode').value;
+  if (recording) plan.recording = recording;
+  return { plan };
 }
 
 function renderCreateProblem() {
@@ -568,6 +569,9 @@ function renderMeeting() {
     sites: (meeting.roster || []).length,
     delegates: (meeting.roster || []).reduce((sum, s) => sum + (s.expected_delegates || 0), 0),
   });
+  $('m-recording-mode').textContent = meeting.recording
+    ? t('meeting.recordingMode', { mode: t(`recordingMode.${meeting.recording}`) })
+    : t('meeting.recordingMode', { mode: t('recordingMode.hub') });
   $('m-start').disabled = meeting.state !== 'scheduled';
   $('m-end').disabled = meeting.state !== 'in_progress';
   const studio = $('m-studio');
