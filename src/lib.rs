@@ -337,7 +337,13 @@ fn recover_from_crash(
             {
                 continue;
             }
-            close_cut_recordings(store, recorder, recordings_dir, crashed, Some(meeting))?;
+            close_cut_recordings(
+                store,
+                recorder,
+                Some(recordings_dir),
+                crashed,
+                Some(meeting),
+            )?;
             let closed = store.close_sessions_of(recorder, meeting)?;
             if let Some(last_seen) = crashed {
                 record_restart(recorder, meeting, last_seen, last_event, started_at)?;
@@ -348,7 +354,7 @@ fn recover_from_crash(
         }
         return Ok(());
     }
-    close_cut_recordings(store, recorder, recordings_dir, crashed, None)?;
+    close_cut_recordings(store, recorder, Some(recordings_dir), crashed, None)?;
     let closed = store.close_interrupted_sessions(recorder)?;
     if closed > 0 {
         tracing::warn!(
@@ -366,16 +372,18 @@ fn recover_from_crash(
 }
 
 /// Ends each part of a recording a crash cut off (`meeting`'s, or all), at the hub's last
-/// sign of life, with the size its file has: it plays up to there.
-fn close_cut_recordings(
+/// sign of life, with the size its file has in `recordings_dir` (0 when it is not there: the
+/// part was written by another hub): it plays up to there.
+pub(crate) fn close_cut_recordings(
     store: &Store,
     recorder: &store::Recorder,
-    recordings_dir: &std::path::Path,
+    recordings_dir: Option<&std::path::Path>,
     last_seen: Option<attendance::Millis>,
     meeting: Option<diemcau_signaling::MeetingId>,
 ) -> Result<(), store::StoreError> {
     for (meeting, part, last_event) in store.open_recordings(meeting)? {
-        let bytes = recording::existing_in(recordings_dir, meeting, part)
+        let bytes = recordings_dir
+            .and_then(|dir| recording::existing_in(dir, meeting, part))
             .map_or(0, |path| recording::file_size(&path));
         let at = last_seen.unwrap_or(last_event).max(last_event);
         recorder.append_blocking(

@@ -121,6 +121,9 @@ async fn the_standby_hub_takes_a_meeting_over_with_its_floor_and_roll_call() {
 
     signaling::send(&mut studio, &json!({"type": "give_floor", "site": "2269"})).await;
     signaling::next_of_type(&mut studio, "done").await;
+    signaling::send(&mut studio, &json!({"type": "record", "on": true})).await;
+    let recording = signaling::next_of_type(&mut studio, "recording").await;
+    assert_eq!(recording["recording"], true, "{recording}");
     signaling::send(&mut studio, &json!({"type": "start_roll_call"})).await;
     let roll_call = signaling::next_of_type(&mut lam_binh, "roll_call").await;
     let number = roll_call["roll_call"].as_i64().expect("a number");
@@ -247,6 +250,16 @@ async fn the_standby_hub_takes_a_meeting_over_with_its_floor_and_roll_call() {
         assert_eq!(row["interruptions"], 1, "{row}");
         assert_eq!(row["attendance_rows"], 1, "back within the grace: {row}");
     }
+    // The part the kill cut off ends at the takeover (its file lies on the first hub); the
+    // standby records on in a part of its own, to the meeting's end.
+    let parts = report["recordings"].as_array().expect("recordings");
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[0]["reason"], "hub_stopped", "{parts:?}");
+    assert!(
+        parts[0]["stopped_at"].as_i64().unwrap_or(0) <= killed_at,
+        "{parts:?}"
+    );
+    assert_eq!(parts[1]["reason"], "meeting_ended", "{parts:?}");
     let answered = events
         .iter()
         .filter(|e| e["kind"] == "roll_call_answered" && e["site"] == "2266")

@@ -83,6 +83,7 @@ impl Hub {
     ) -> Result<(), StoreError> {
         let recorder = self.recorder.clone();
         let me = self.sharing.as_ref().map(|s| s.me.hub.clone());
+        let recordings = self.recordings.as_ref().map(|r| r.dir().to_owned());
         self.store
             .blocking(move |store| {
                 if store.meeting_roster(meeting)?.state != MeetingState::InProgress {
@@ -90,6 +91,15 @@ impl Hub {
                 }
                 let closed = store.close_sessions_of(&recorder, meeting)?;
                 let down_since = closed.iter().copied().max().unwrap_or_else(now_millis);
+                // A part of its recording the stop cut off ends there too (its file lies on
+                // the hub that wrote it: its size is known here only if that was this hub).
+                crate::close_cut_recordings(
+                    store,
+                    &recorder,
+                    recordings.as_deref(),
+                    Some(down_since),
+                    Some(meeting),
+                )?;
                 let kind = match previous {
                     Some(previous) if Some(&previous.hub) != me.as_ref() => {
                         tracing::warn!(meeting = %meeting, from = %previous.hub, sessions = closed.len(), "took over a meeting in progress");
