@@ -48,6 +48,9 @@ async fn the_report_workbook_has_typed_cells_in_the_pages_words() {
     )
     .await;
     signaling::next_of_type(&mut studio, "joined").await;
+    // The chair records the meeting (its part ends with the meeting).
+    signaling::send(&mut studio, &json!({"type": "record", "on": true})).await;
+    signaling::next_of_type(&mut studio, "recording").await;
     signaling::send(&mut studio, &json!({"type": "start_roll_call"})).await;
     let asked = signaling::next_of_type(&mut thuong_lam, "roll_call").await;
     signaling::send(
@@ -108,9 +111,34 @@ async fn the_report_workbook_has_typed_cells_in_the_pages_words() {
             "Điểm cầu",
             "Phiên kết nối",
             "Điểm danh",
+            "Bản ghi hình",
             "Sự kiện"
         ]
     );
+    // The recording: its part, when it ran, how it ended, its size and file.
+    let recordings = book.worksheet_range("Bản ghi hình").expect("recordings sheet");
+    let rows: Vec<Vec<Data>> = recordings.rows().map(<[Data]>::to_vec).collect();
+    assert_eq!(rows.len(), 2, "a header and one part: {rows:?}");
+    assert_eq!(
+        rows[0],
+        [
+            "Phần",
+            "Bắt đầu",
+            "Kết thúc",
+            "Gián đoạn trước phần (phút)",
+            "Lý do kết thúc",
+            "Dung lượng (MB)",
+            "Tệp"
+        ]
+        .map(|h| Data::String(h.into()))
+    );
+    assert_eq!(rows[1][0], Data::Float(1.0));
+    assert!(matches!(rows[1][1], Data::DateTime(_)), "{:?}", rows[1][1]);
+    assert!(matches!(rows[1][2], Data::DateTime(_)), "{:?}", rows[1][2]);
+    assert_eq!(rows[1][3], Data::Empty, "no gap before the first part");
+    assert_eq!(rows[1][4], Data::String("cuộc họp kết thúc".into()));
+    assert!(matches!(rows[1][5], Data::Float(_)), "{:?}", rows[1][5]);
+    assert_eq!(rows[1][6], Data::String(format!("meeting-{}-1.mkv", m.id)));
     // The roll call: one row per site it counted, the answer first, then who did not answer.
     let roll_calls = book.worksheet_range("Điểm danh").expect("roll-call sheet");
     let rows: Vec<Vec<Data>> = roll_calls.rows().map(<[Data]>::to_vec).collect();

@@ -47,6 +47,8 @@ pub enum Value {
     Integer(i64),
     /// Minutes, with one decimal.
     Minutes(f64),
+    /// Megabytes (10^6 bytes), with one decimal.
+    Megabytes(f64),
     /// A percentage from 0 to 100, with one decimal.
     Percent(f64),
     /// An instant, shown in the hub's time zone.
@@ -271,6 +273,49 @@ pub fn roll_calls(report: &Report) -> Sheet {
     }
 }
 
+/// The parts of the meeting's recording: when each ran, how it ended, its file.
+pub fn recordings(report: &Report) -> Sheet {
+    let rows = report
+        .recordings
+        .iter()
+        .map(|part| {
+            vec![
+                Value::Integer(i64::from(part.part)),
+                Value::Time(part.started_at),
+                part.stopped_at.map_or_else(
+                    || Value::Text(wording::STILL_RUNNING.to_owned()),
+                    Value::Time,
+                ),
+                part.gap_before_ms
+                    .map_or(Value::Blank, |ms| Value::Minutes(ms as f64 / 60_000.0)),
+                part.reason.map_or(Value::Blank, |reason| {
+                    Value::Text(wording::recording_stop(reason).to_owned())
+                }),
+                if part.stopped_at.is_some() {
+                    Value::Megabytes(part.bytes as f64 / 1_000_000.0)
+                } else {
+                    Value::Blank
+                },
+                Value::Text(part.file.clone()),
+            ]
+        })
+        .collect();
+    Sheet {
+        name: wording::sheet::RECORDINGS,
+        intro: Vec::new(),
+        headers: vec![
+            header::RECORDING_PART,
+            header::START,
+            header::END,
+            header::GAP_BEFORE,
+            header::RECORDING_END,
+            header::SIZE_MB,
+            header::RECORDING_FILE,
+        ],
+        rows,
+    }
+}
+
 fn sessions(report: &Report) -> Sheet {
     let rows = report
         .sessions
@@ -386,7 +431,7 @@ fn csv_field(value: &Value, offset: UtcOffset) -> String {
     match value {
         Value::Text(text) => cell(text),
         Value::Integer(n) => n.to_string(),
-        Value::Minutes(x) | Value::Percent(x) => x.to_string(),
+        Value::Minutes(x) | Value::Percent(x) | Value::Megabytes(x) => x.to_string(),
         Value::Time(at) => local_time(*at, offset),
         Value::Blank => String::new(),
     }

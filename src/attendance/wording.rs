@@ -314,6 +314,14 @@ pub mod header {
     pub const ACTUAL: &str = "Thực tế";
     /// `report.start`
     pub const START: &str = "Bắt đầu";
+    /// `col.recordingPart`
+    pub const RECORDING_PART: &str = "Phần";
+    /// How a part ended (the page's `col.recordingEnd` column, named so beside its end time).
+    pub const RECORDING_END: &str = "Lý do kết thúc";
+    /// `col.recordingFile`
+    pub const RECORDING_FILE: &str = "Tệp";
+    pub const GAP_BEFORE: &str = "Gián đoạn trước phần (phút)";
+    pub const SIZE_MB: &str = "Dung lượng (MB)";
     /// `report.end`
     pub const END: &str = "Kết thúc";
     /// `col.sitesJoined`
@@ -338,6 +346,8 @@ pub mod sheet {
     pub const EVENTS: &str = "Sự kiện";
     /// `report.rollCallsHeading`
     pub const ROLL_CALLS: &str = "Điểm danh";
+    /// `report.recordings`
+    pub const RECORDINGS: &str = "Bản ghi hình";
 }
 
 /// A browser's name and major version out of a user agent (`Chrome 156 · Linux`), else the text
@@ -545,6 +555,37 @@ mod tests {
             ("col.rollCall", header::ROLL_CALL.into()),
             ("col.answers", header::ANSWERED.into()),
             ("report.rollCallsHeading", sheet::ROLL_CALLS.into()),
+            ("report.recordings", sheet::RECORDINGS.into()),
+            (
+                "recordingStop.chair",
+                recording_stop(RecordingStop::Chair).into(),
+            ),
+            (
+                "recordingStop.meeting_ended",
+                recording_stop(RecordingStop::MeetingEnded).into(),
+            ),
+            (
+                "recordingStop.disk_full",
+                recording_stop(RecordingStop::DiskFull).into(),
+            ),
+            (
+                "recordingStop.write_error",
+                recording_stop(RecordingStop::WriteError).into(),
+            ),
+            (
+                "recordingStop.hub_shutdown",
+                recording_stop(RecordingStop::HubShutdown).into(),
+            ),
+            (
+                "recordingStop.hub_stopped",
+                recording_stop(RecordingStop::HubStopped).into(),
+            ),
+            (
+                "recordingStop.picture_changed",
+                recording_stop(RecordingStop::PictureChanged).into(),
+            ),
+            ("col.recordingPart", header::RECORDING_PART.into()),
+            ("col.recordingFile", header::RECORDING_FILE.into()),
             ("col.event", header::EVENT.into()),
             ("col.details", header::DETAILS.into()),
             ("col.sitesJoined", header::SITES_JOINED.into()),

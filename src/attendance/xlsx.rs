@@ -1,5 +1,5 @@
-//! The report as one Excel workbook: a summary, the sites, the sessions, the roll calls and the
-//! event log, each a sheet with the report page's wording. Times are real date cells in the
+//! The report as one Excel workbook: a summary, the sites, the sessions, the roll calls, the
+//! parts of the recording and the event log, each a sheet with the report page's wording. Times are real date cells in the
 //! hub's time zone, figures real numbers; every text is a string cell, never a formula, so text
 //! a site typed that looks like one (`=cmd|...`) stays text. Each sheet prints landscape, one page wide, with its
 //! header row on every page and the meeting's title above.
@@ -20,6 +20,7 @@ pub fn workbook(report: &Report, offset: UtcOffset) -> Result<Vec<u8>, XlsxError
         export::sheet(report, Table::Sites),
         export::sheet(report, Table::Sessions),
         export::roll_calls(report),
+        export::recordings(report),
         export::sheet(report, Table::Events),
     ];
     for sheet in &sheets {
@@ -156,7 +157,7 @@ fn write_value(
             worksheet.write_number_with_format(row, column, *n as f64, &formats.integer)?;
             Ok(n.to_string().len())
         }
-        Value::Minutes(x) => {
+        Value::Minutes(x) | Value::Megabytes(x) => {
             worksheet.write_number_with_format(row, column, *x, &formats.minutes)?;
             Ok(format!("{x:.1}").len())
         }
