@@ -585,9 +585,28 @@ async fn download_recording(
             format!("meeting {id} has no recording part {part} on this hub"),
         )
     };
-    let recordings = app.hub.recordings().ok_or_else(not_found)?;
-    let path = crate::recording::existing_in(recordings.dir(), MeetingId(id), part)
-        .ok_or_else(not_found)?;
+    let local = app
+        .hub
+        .recordings()
+        .and_then(|r| crate::recording::existing_in(r.dir(), MeetingId(id), part));
+    let Some(path) = local else {
+        // Written by the other hub of a standby pair: the file is there.
+        let elsewhere = written_elsewhere(&app, MeetingId(id), part).await?;
+        return match elsewhere {
+            Some(hub) => {
+                let location = format!(
+                    "{}/api/meetings/{id}/recordings/{part}",
+                    hub.trim_end_matches('/')
+                );
+                Ok((
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, location)],
+                )
+                    .into_response())
+            }
+            None => Err(not_found()),
+        };
+    };
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| not_found())?;
@@ -637,6 +656,29 @@ async fn download_recording(
         }
     }
     Ok(response)
+}
+
+/// The public address of the other hub of a standby pair that wrote part `part` of
+/// `meeting`'s recording, if another did.
+async fn written_elsewhere(
+    app: &AppState,
+    meeting: MeetingId,
+    part: u32,
+) -> ApiResult<Option<String>> {
+    let Some(me) = app.hub.public_address().map(str::to_owned) else {
+        return Ok(None);
+    };
+    let events = app
+        .hub
+        .store()
+        .blocking(move |store| store.events(meeting))
+        .await?;
+    Ok(events.into_iter().find_map(|event| match event.kind {
+        crate::attendance::EventKind::RecordingStarted { part: p, hub, .. } if p == part => {
+            hub.filter(|hub| *hub != me)
+        }
+        _ => None,
+    }))
 }
 
 /// The workbook could not be written: the hub's failure, told to its log, not to the client.

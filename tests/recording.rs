@@ -606,3 +606,69 @@ async fn a_full_disk_stops_the_recording_and_the_meeting_goes_on() {
     chair.close().await;
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_hub_of_a_standby_pair_sends_a_download_to_the_hub_holding_the_file() {
+    let database = postgres::fresh_database("recording_pair").await;
+    let data = std::env::temp_dir().join(format!("diemcau-recording-pair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let args = |name: &str| {
+        [
+            "--hub-name",
+            name,
+            "--recording",
+            "auto",
+            "--recording-min-free-mb",
+            "0",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let (first, a) = hub_binary::spawn_on(&data.join("a"), Some(&database), &args("a"));
+    let _first = hub_binary::KillOnDrop(first);
+    let (second, b) = hub_binary::spawn_on(&data.join("b"), Some(&database), &args("b"));
+    let _second = hub_binary::KillOnDrop(second);
+
+    let m = http::meeting(a, "Họp trên cặp máy chủ", &[SITE], true).await;
+    let chair = publishing(a, &m, "studio").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    chair
+        .send(&json!({"type": "record", "on": false}))
+        .expect("the chair stops the recording");
+    let parts = ended_parts(a, m.id, 1).await;
+    let bytes = parts[0]["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes > 0, "{parts:?}");
+
+    // Asked of the standby, which has no file of it: sent to the hub that wrote it.
+    let path = format!("/api/meetings/{}/recordings/1", m.id);
+    let at_b = http::send(b, "GET", &path, b"", Some(&http::organizer(b).await), &[]).await;
+    assert_eq!(at_b.status, 307, "{}", at_b.text());
+    let location = at_b.header("location").unwrap_or_default().to_owned();
+    assert!(location.ends_with(&path), "{location}");
+    let host: SocketAddr = location
+        .trim_start_matches("http://")
+        .trim_end_matches(&path)
+        .parse()
+        .unwrap_or_else(|e| panic!("{location}: {e}"));
+    assert_eq!(host.port(), a.port(), "{location}");
+    let at_a = http::send(a, "GET", &path, b"", Some(&http::organizer(a).await), &[]).await;
+    assert_eq!(at_a.status, 200);
+    assert_eq!(at_a.body.len() as u64, bytes);
+    // A part nobody wrote is not found on either hub.
+    let missing = format!("/api/meetings/{}/recordings/9", m.id);
+    assert_eq!(
+        http::send(
+            b,
+            "GET",
+            &missing,
+            b"",
+            Some(&http::organizer(b).await),
+            &[]
+        )
+        .await
+        .status,
+        404
+    );
+    chair.close().await;
+    let _ = std::fs::remove_dir_all(&data);
+}

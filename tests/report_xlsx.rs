@@ -116,7 +116,9 @@ async fn the_report_workbook_has_typed_cells_in_the_pages_words() {
         ]
     );
     // The recording: its part, when it ran, how it ended, its size and file.
-    let recordings = book.worksheet_range("Bản ghi hình").expect("recordings sheet");
+    let recordings = book
+        .worksheet_range("Bản ghi hình")
+        .expect("recordings sheet");
     let rows: Vec<Vec<Data>> = recordings.rows().map(<[Data]>::to_vec).collect();
     assert_eq!(rows.len(), 2, "a header and one part: {rows:?}");
     assert_eq!(

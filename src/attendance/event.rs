@@ -139,10 +139,13 @@ pub enum EventKind {
     ProgrammeSwitched {
         source: ProgrammeSource,
     },
-    /// A part of the meeting's recording started: `file` in the hub's recordings directory.
+    /// A part of the meeting's recording started: `file` in the recordings directory of the
+    /// hub writing it (`hub`, its public address, on a hub of a standby pair).
     RecordingStarted {
         part: u32,
         file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hub: Option<String>,
     },
     /// A part of the recording ended; its file holds `bytes`.
     RecordingStopped {

@@ -81,6 +81,10 @@ pub struct Report {
 pub struct RecordingRow {
     pub part: u32,
     pub file: String,
+    /// The public address of the hub that wrote the file, on a standby pair (where it is
+    /// downloaded from).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
     pub started_at: Millis,
     /// `None` while it runs.
     pub stopped_at: Option<Millis>,
@@ -323,7 +327,7 @@ fn recordings(events: &[Event]) -> Vec<RecordingRow> {
     let mut rows: Vec<RecordingRow> = Vec::new();
     for event in events {
         match &event.kind {
-            EventKind::RecordingStarted { part, file } => {
+            EventKind::RecordingStarted { part, file, hub } => {
                 let gap_before_ms = rows
                     .last()
                     .and_then(|r| r.stopped_at)
@@ -331,6 +335,7 @@ fn recordings(events: &[Event]) -> Vec<RecordingRow> {
                 rows.push(RecordingRow {
                     part: *part,
                     file: file.clone(),
+                    hub: hub.clone(),
                     started_at: event.at,
                     stopped_at: None,
                     reason: None,

@@ -152,7 +152,7 @@ pub fn event_details(event: &Event) -> String {
             number(event.at.saturating_sub(*down_since).max(0) as f64 / 60_000.0)
         ),
         EventKind::MediaChanged { media, .. } => reception(*media).to_owned(),
-        EventKind::RecordingStarted { part, file } => format!("phần {part} · {file}"),
+        EventKind::RecordingStarted { part, file, .. } => format!("phần {part} · {file}"),
         EventKind::RecordingStopped {
             part,
             reason,

@@ -289,6 +289,11 @@ impl Hub {
         held
     }
 
+    /// This hub's public address among hubs sharing its database, if it shares one.
+    pub fn public_address(&self) -> Option<&str> {
+        self.sharing.as_ref().map(|s| s.me.address.as_str())
+    }
+
     /// This hub's name among hubs sharing its database, if it shares one.
     pub fn hub_name(&self) -> Option<&str> {
         self.sharing.as_ref().map(|s| s.me.hub.as_str())

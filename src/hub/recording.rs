@@ -58,7 +58,13 @@ impl Hub {
                     sources,
                 });
                 tracing::info!(meeting = %meeting, part, "recording started");
-                live.recording_started(now_millis(), part, Recordings::file_name(meeting, part));
+                let hub = self.sharing.as_ref().map(|s| s.me.address.clone());
+                live.recording_started(
+                    now_millis(),
+                    part,
+                    Recordings::file_name(meeting, part),
+                    hub,
+                );
             }
             RecordingOutput::Sources(sources) => {
                 self.set_taps(taps, meeting, router, sources.producers());

@@ -231,13 +231,13 @@ impl LiveMeeting {
         }
     }
 
-    /// Part `part` started writing to `file`.
-    pub fn recording_started(&mut self, now: Millis, part: u32, file: String) {
+    /// Part `part` started writing to `file`, on the hub at `hub` (a standby pair's).
+    pub fn recording_started(&mut self, now: Millis, part: u32, file: String, hub: Option<String>) {
         if self.recording.part.map(|(p, _)| p) != Some(part) {
             return;
         }
         self.recording.part = Some((part, Some(now)));
-        self.log(now, EventKind::RecordingStarted { part, file });
+        self.log(now, EventKind::RecordingStarted { part, file, hub });
         self.send_recording_state();
     }
 

@@ -259,7 +259,7 @@ impl Player {
                 Output::Recording(super::RecordingOutput::Start { part, .. }) => {
                     self.recording = Some(part);
                     let file = format!("meeting-1-{part}.mkv");
-                    self.meeting.recording_started(self.now, part, file);
+                    self.meeting.recording_started(self.now, part, file, None);
                 }
                 Output::Recording(super::RecordingOutput::Stop { reason }) => {
                     if let Some(part) = self.recording.take() {

@@ -37,13 +37,14 @@ fn the_chair_records_the_programme_and_the_floor_holder_in_parts() {
             sources: studio_sources()
         }]
     );
-    m.recording_started(T0 + 1, 1, "meeting-7-1.mkv".into());
+    m.recording_started(T0 + 1, 1, "meeting-7-1.mkv".into(), None);
     let out = drain(&mut m);
     assert_eq!(
         logs(&out),
         vec![EventKind::RecordingStarted {
             part: 1,
-            file: "meeting-7-1.mkv".into()
+            file: "meeting-7-1.mkv".into(),
+            hub: None,
         }]
     );
     assert!(out.contains(&send(
@@ -121,7 +122,7 @@ fn a_full_disk_waits_for_the_chair_and_the_end_of_the_meeting_stops_the_part() {
         recordings(&out).as_slice(),
         [RecordingOutput::Start { part: 1, .. }]
     ));
-    m.recording_started(T0 + 2, 1, "meeting-7-1.mkv".into());
+    m.recording_started(T0 + 2, 1, "meeting-7-1.mkv".into(), None);
     drain(&mut m);
     m.end(T0 + 3);
     let out = drain(&mut m);
@@ -146,6 +147,7 @@ fn after_a_crash_the_recording_goes_on_in_a_new_part_unless_the_chair_had_stoppe
         EventKind::RecordingStarted {
             part: 1,
             file: "f".into(),
+            hub: None,
         },
     );
     let crashed = at(
