@@ -13,6 +13,10 @@
 //! - `PATCH` (trickle ICE) is `405`: the hub is ICE lite and its answer holds all its
 //!   candidates; the client's own candidates are not needed.
 //!
+//! The endpoints answer browsers on any site's page (CORS, with `OPTIONS` preflights): a web
+//! encoder or a player embedded in a province's portal. They take no cookie and no login,
+//! only the bearer token, so a page can do no more with them than the token allows.
+//!
 //! An encoder's offer is checked before it reaches a media worker, so that a refusal says
 //! what to change: video must be H.264 constrained baseline or baseline in packetization mode
 //! 1 (or VP8), audio Opus. A player's offer must only receive, in codecs the hub sends.
@@ -38,17 +42,56 @@ const MAX_OFFER_BYTES: usize = 64 * 1024;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/whip/{meeting}", post(publish))
+        .route("/whip/{meeting}", post(publish).options(preflight))
         .route(
             "/whip/{meeting}/{resource}",
-            axum::routing::delete(stop_publishing).patch(trickle),
+            axum::routing::delete(stop_publishing)
+                .patch(trickle)
+                .options(preflight),
         )
-        .route("/whep/{meeting}", post(watch))
+        .route("/whep/{meeting}", post(watch).options(preflight))
         .route(
             "/whep/{meeting}/{resource}",
-            axum::routing::delete(stop_watching).patch(trickle),
+            axum::routing::delete(stop_watching)
+                .patch(trickle)
+                .options(preflight),
         )
+        .layer(axum::middleware::map_response(cross_origin))
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+}
+
+/// Every answer may be read by a page of any site (RFC 9725 section 4.1 recommends it): the
+/// token is the credential, never a cookie, so none is allowed along.
+async fn cross_origin(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, Link, Allow, WWW-Authenticate"),
+    );
+    response
+}
+
+/// A browser's preflight before a cross-site `POST`, `DELETE` or `PATCH`.
+async fn preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "POST, DELETE, PATCH, OPTIONS",
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type, If-Match",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
 }
 
 /// A refusal as an encoder shows it: a status and a line of text.

@@ -551,3 +551,118 @@ async fn the_chair_switches_the_programme_between_the_encoder_and_its_camera() {
     chair.close().await;
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_site_may_publish_and_watch_with_its_token() {
+    let (hub, m) = http::hub_with_meeting(
+        "Họp xem từ cổng thông tin",
+        &[("2269", "Xã Thượng Lâm")],
+        true,
+    )
+    .await;
+    let addr = hub.http_addr();
+    let token = http::issue_stream_token(addr, m.id, "encoder").await;
+    const PORTAL: &str = "https://tuyenquang.gov.vn";
+
+    // The browser's preflight, then the offer itself from the portal's page.
+    let path = format!("/whip/{}", m.id);
+    let preflight = http::send(
+        addr,
+        "OPTIONS",
+        &path,
+        b"",
+        None,
+        &[
+            ("Origin", PORTAL),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(preflight.status, 204, "{}", preflight.text());
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST") && m.contains("DELETE")),
+        "{:?}",
+        preflight.headers
+    );
+    assert!(
+        preflight
+            .header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("Authorization") && h.contains("Content-Type")),
+        "{:?}",
+        preflight.headers
+    );
+    let authorization = format!("Bearer {token}");
+    let offer = offer_with_video(
+        "H264",
+        "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1",
+    );
+    let published = http::send(
+        addr,
+        "POST",
+        &path,
+        offer.as_bytes(),
+        None,
+        &[
+            ("Origin", PORTAL),
+            ("Authorization", &authorization),
+            ("Content-Type", "application/sdp"),
+        ],
+    )
+    .await;
+    assert_eq!(published.status, 201, "{}", published.text());
+    assert_eq!(published.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        published
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.contains("Location")),
+        "the page reads where its session is: {:?}",
+        published.headers
+    );
+    let location = published.header("location").expect("a location").to_owned();
+    let stopped = http::send(
+        addr,
+        "DELETE",
+        &location,
+        b"",
+        None,
+        &[("Origin", PORTAL), ("Authorization", &authorization)],
+    )
+    .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    assert_eq!(stopped.header("access-control-allow-origin"), Some("*"));
+    // A refusal reads the same from there; the API itself stays same-site only.
+    let wrong = http::send(
+        addr,
+        "POST",
+        &path,
+        offer.as_bytes(),
+        None,
+        &[
+            ("Origin", PORTAL),
+            ("Authorization", "Bearer nope"),
+            ("Content-Type", "application/sdp"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.header("access-control-allow-origin"), Some("*"));
+    let organizer = http::organizer(addr).await;
+    let api = http::send(
+        addr,
+        "POST",
+        &format!("/api/meetings/{}/end", m.id),
+        b"",
+        Some(&organizer),
+        &[("Origin", PORTAL)],
+    )
+    .await;
+    assert_eq!(api.status, 403, "{}", api.text());
+    hub.shutdown().await;
+}

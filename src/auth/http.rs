@@ -129,12 +129,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Organizer {
 
 /// Runs before every request: refuses cross-site state changes, and for the API finds the
 /// session, checks the CSRF token of state-changing requests and hands the [`Caller`] on.
+/// WHIP and WHEP (`/whip/`, `/whep/`) take no cookie, only a bearer token a page must hold
+/// itself: any site's page may call them (`crate::whip`, CORS).
 pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let changes_state = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if changes_state && !same_origin(request.headers(), request.uri(), app.origin_schemes()) {
+    let bearer_only = ["/whip/", "/whep/"]
+        .iter()
+        .any(|prefix| request.uri().path().starts_with(prefix));
+    if changes_state
+        && !bearer_only
+        && !same_origin(request.headers(), request.uri(), app.origin_schemes())
+    {
         tracing::warn!(
             path = request.uri().path(),
             origin = ?request.headers().get(header::ORIGIN),
