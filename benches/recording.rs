@@ -4,8 +4,9 @@
 //! feeds the recording thread the packets of a programme as the media workers hand them out
 //! (VP8 at 30 fps in 1,100-byte packets, a keyframe each second, and the studio's and a floor
 //! holder's Opus at 50 packets/s each), as fast as it takes them, and reads the process's CPU
-//! time (the thread's work, plus handing the packets over) and the file written. Prints a
-//! table; the figures go into BENCHMARKS.md.
+//! time (the thread's work, plus handing the packets over) and the file written; then the same
+//! with the picture in H.264 (an encoder's: FU-A fragments, the parameter sets before each
+//! keyframe in a STAP-A). Prints a table; the figures go into BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ fn packet(
     Arc::new(MediaPacket {
         router: RouterId(1),
         producer,
-        kind: if codec == Codec::Vp8 {
+        kind: if matches!(codec, Codec::Vp8 | Codec::H264) {
             MediaKind::Video
         } else {
             MediaKind::Audio
@@ -67,8 +68,64 @@ fn packet(
     })
 }
 
-/// The packets of `seconds` of programme, in arrival order.
-fn programme(seconds: u64, start: Instant) -> Vec<Arc<MediaPacket>> {
+/// x264's sequence and picture parameter sets for 1280x720.
+const SPS: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x1f, 0xd9, 0x00, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+    0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x24, 0x80,
+];
+const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+/// Packet `p` of `count` of a frame's payload: VP8 with its descriptor, or H.264 as FU-A
+/// fragments of one slice (an IDR one on a keyframe, whose parameter sets come first in a
+/// STAP-A packet of their own).
+fn video_payload(codec: Codec, frame: u64, keyframe: bool, p: usize, count: usize) -> Vec<u8> {
+    let first = p == 0;
+    let filler = (frame % 251) as u8;
+    if codec == Codec::H264 {
+        if keyframe && first {
+            let mut stap = vec![0x78];
+            for set in [SPS, PPS] {
+                stap.extend((set.len() as u16).to_be_bytes());
+                stap.extend(set);
+            }
+            return stap;
+        }
+        let fragment = if keyframe { p - 1 } else { p };
+        let fragments = if keyframe { count - 1 } else { count };
+        let (indicator, unit_type) = if keyframe { (0x7c, 5) } else { (0x5c, 1) };
+        let mut header = unit_type;
+        if fragment == 0 {
+            header |= 0x80;
+        }
+        if fragment + 1 == fragments {
+            header |= 0x40;
+        }
+        let mut payload = vec![indicator, header];
+        payload.resize(VIDEO_CHUNK + 2, filler);
+        return payload;
+    }
+    let mut payload = vec![if first { 0x10 } else { 0x00 }];
+    if first {
+        // A keyframe's (or interframe's) first bytes, then filler.
+        payload.extend([
+            if keyframe { 0x50 } else { 0x51 },
+            0x42,
+            0x00,
+            0x9d,
+            0x01,
+            0x2a,
+            0x80,
+            0x02,
+            0x68,
+            0x01,
+        ]);
+    }
+    payload.resize(VIDEO_CHUNK + 1, filler);
+    payload
+}
+
+/// The packets of `seconds` of programme with its picture in `codec`, in arrival order.
+fn programme(seconds: u64, start: Instant, codec: Codec) -> Vec<Arc<MediaPacket>> {
     let mut packets = Vec::new();
     let mut video_seq = 1000u64;
     let mut audio_seq = [(STUDIO_AUDIO, 1000u64), (FLOOR_AUDIO, 5000u64)];
@@ -102,27 +159,11 @@ fn programme(seconds: u64, start: Instant) -> Vec<Arc<MediaPacket>> {
             };
             for p in 0..count {
                 let first = p == 0;
-                let mut payload = vec![if first { 0x10 } else { 0x00 }];
-                if first {
-                    // A keyframe's (or interframe's) first bytes, then filler.
-                    payload.extend([
-                        if keyframe { 0x50 } else { 0x51 },
-                        0x42,
-                        0x00,
-                        0x9d,
-                        0x01,
-                        0x2a,
-                        0x80,
-                        0x02,
-                        0x68,
-                        0x01,
-                    ]);
-                }
-                payload.resize(VIDEO_CHUNK + 1, (frame % 251) as u8);
+                let payload = video_payload(codec, frame, keyframe, p, count);
                 let ts = (frame * 3000) as u32;
                 packets.push(packet(
                     VIDEO,
-                    Codec::Vp8,
+                    codec,
                     video_seq,
                     ts,
                     p + 1 == count,
@@ -137,18 +178,19 @@ fn programme(seconds: u64, start: Instant) -> Vec<Arc<MediaPacket>> {
     packets
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let seconds = if quick { 60 } else { 600 };
-    let dir = std::env::temp_dir().join(format!("diemcau-bench-recording-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (taps_tx, taps) = crossbeam_channel::bounded(1 << 20);
-    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let recordings = Recordings::start(dir.clone(), 0, taps, reports_tx).expect("recording thread");
+/// Records `seconds` of programme with its picture in `codec` as part `meeting` and prints
+/// its row.
+fn run(
+    recordings: &Recordings,
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>,
+    taps_tx: &crossbeam_channel::Sender<Arc<MediaPacket>>,
+    seconds: u64,
+    codec: Codec,
+    meeting: MeetingId,
+) {
     let start = Instant::now();
-    let packets = programme(seconds, start);
+    let packets = programme(seconds, start, codec);
     let count = packets.len();
-    let meeting = MeetingId(1);
     recordings.send(Command::Start {
         meeting,
         router: RouterId(1),
@@ -181,14 +223,34 @@ fn main() {
     };
     let cpu = cpu_time() - before;
     let wall = wall.elapsed();
-    println!("| programme | packets | CPU | CPU per packet | wall | file |");
-    println!("|---|---|---|---|---|---|");
     println!(
-        "| {seconds} s | {count} | {:.2} s | {:.2} µs | {:.2} s | {:.1} MB |",
+        "| {seconds} s, {codec} | {count} | {:.2} s | {:.2} µs | {:.2} s | {:.1} MB |",
         cpu.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / count as f64,
         wall.as_secs_f64(),
         bytes as f64 / 1e6
     );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let seconds = if quick { 60 } else { 600 };
+    let dir = std::env::temp_dir().join(format!("diemcau-bench-recording-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (taps_tx, taps) = crossbeam_channel::bounded(1 << 20);
+    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let recordings = Recordings::start(dir.clone(), 0, taps, reports_tx).expect("recording thread");
+    println!("| programme | packets | CPU | CPU per packet | wall | file |");
+    println!("|---|---|---|---|---|---|");
+    for (meeting, codec) in [(1, Codec::Vp8), (2, Codec::H264)] {
+        run(
+            &recordings,
+            &mut reports,
+            &taps_tx,
+            seconds,
+            codec,
+            MeetingId(meeting),
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
