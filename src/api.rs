@@ -620,11 +620,17 @@ async fn download_recording(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(|v| crate::web::byte_range(v, size));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+    let extension = path
+        .extension()
+        .map_or_else(|| "mkv".to_owned(), |e| e.to_string_lossy().into_owned());
+    let title = app
+        .hub
+        .store()
+        .blocking(move |store| store.meeting_roster(MeetingId(id)))
+        .await
+        .map(|roster| roster.title)
         .unwrap_or_default();
-    let disposition = format!("attachment; filename=\"{name}\"");
+    let disposition = recording_attachment(id, part, &title, &extension);
     let (status, start, end) = match range {
         None => (StatusCode::OK, 0, size),
         Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
@@ -697,13 +703,34 @@ const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadshe
 /// clients (`bao-cao-hop-7-hoi-nghi-thang-12.xlsx`) and the title as it is in `filename*`
 /// (RFC 6266), so a browser saves `Báo cáo họp 7 - Hội nghị tháng 12.xlsx`.
 fn report_attachment(id: i64, title: &str, extension: &str) -> String {
+    named_attachment(
+        &format!("bao-cao-hop-{id}"),
+        &format!("Báo cáo họp {id}"),
+        title,
+        extension,
+    )
+}
+
+/// The same for part `part` of the meeting's recording: `ghi-hinh-hop-7-phan-1-....mkv`,
+/// `Ghi hình họp 7 phần 1 - Hội nghị tháng 12.mkv`.
+fn recording_attachment(id: i64, part: u32, title: &str, extension: &str) -> String {
+    named_attachment(
+        &format!("ghi-hinh-hop-{id}-phan-{part}"),
+        &format!("Ghi hình họp {id} phần {part}"),
+        title,
+        extension,
+    )
+}
+
+/// `plain` (ASCII) and `readable` (Vietnamese) names, each followed by the meeting's title.
+fn named_attachment(plain: &str, readable: &str, title: &str, extension: &str) -> String {
     let ascii = ascii_slug(title);
     let plain = if ascii.is_empty() {
-        format!("bao-cao-hop-{id}.{extension}")
+        format!("{plain}.{extension}")
     } else {
-        format!("bao-cao-hop-{id}-{ascii}.{extension}")
+        format!("{plain}-{ascii}.{extension}")
     };
-    let readable: String = format!("Báo cáo họp {id} - {title}")
+    let readable: String = format!("{readable} - {title}")
         .chars()
         .map(|c| {
             if c.is_control() || "/\\:*?\"<>|".contains(c) {

@@ -238,6 +238,14 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     assert_eq!(whole.status, 200);
     assert_eq!(whole.body.len() as u64, part["bytes"].as_u64().unwrap_or(0));
     assert_eq!(whole.header("content-type"), Some("video/webm"));
+    let disposition = whole.header("content-disposition").unwrap_or_default();
+    assert!(
+        disposition.starts_with(&format!(
+            "attachment; filename=\"ghi-hinh-hop-{}-phan-1-hop-co-ghi-hinh.mkv\"; filename*=UTF-8''Ghi%20h",
+            m.id
+        )),
+        "saved under the meeting's title: {disposition}"
+    );
     let ranged = http::send(
         addr,
         "GET",

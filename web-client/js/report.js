@@ -266,7 +266,7 @@ function renderRecordings() {
     const link = document.createElement('a');
     link.href = `/api/meetings/${report.summary.meeting_id}/recordings/${part.part}`;
     link.textContent = part.file;
-    link.setAttribute('download', part.file);
+    link.setAttribute('download', '');
     const file = document.createElement('td');
     file.append(link);
     row.append(
