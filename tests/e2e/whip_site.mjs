@@ -9,8 +9,9 @@
 // the site page joins from its device check and must decode H.264 frames on its studio
 // picture; the watch page the meeting's page links (with the watch token) must decode them
 // too. Then the chair's console offers the programme switch: its camera on air, the site
-// decodes its VP8; the encoder again, the site decodes H.264 again. Exit code 0 on success, 1
-// on failure, 2 on setup.
+// decodes its VP8; the encoder again, the site decodes H.264 again. The chair records a few
+// seconds from its console, and the report page lists the part and downloads its Matroska file
+// with the encoder's H.264. Exit code 0 on success, 1 on failure, 2 on setup.
 
 import { Failure, SetupError, log, openJoined, parseBaseUrl, runInChromium, runScript, until } from './harness.mjs';
 
@@ -50,6 +51,8 @@ async function main() {
       const watchPage = `${base}/watch.html?meeting=${meeting}#token=${watchToken}`;
       if (shown.watchPage !== watchPage) throw new Failure(`the watch page linked is ${shown.watchPage}`);
       log(`the organizer's page shows the encoder: ${JSON.stringify(shown)}`);
+      const mode = await organizer.evaluate(() => document.getElementById('m-recording-mode').textContent);
+      if (mode !== 'Ghi hình: Khi chủ trì bấm ghi') throw new Failure(`the meeting's recording setting shown: ${mode}`);
 
       const site = await openJoined(context, 'site', `${base}${sitePath}`, { site: true, timeout: TIMEOUT_MS });
       let last = null;
@@ -203,6 +206,67 @@ async function main() {
         }
         log(`PASS: ${what} on air, the site and the watch page decode ${mime}: ${JSON.stringify(now)}, ${JSON.stringify(nowWatched)}; ${panel.text}`);
       }
+
+      // The chair records the encoder's programme for a few seconds; the report lists the part
+      // and downloads its file (Matroska, the H.264 as the encoder sent it).
+      await studio.page.click('#recording-start');
+      let state = null;
+      await until('the console to say it records', TIMEOUT_MS, async () => {
+        state = await studio.page.evaluate(() => ({
+          text: document.getElementById('recording-state').textContent,
+          stop: !document.getElementById('recording-stop').hidden,
+        }));
+        return state.stop && state.text.startsWith('Đang ghi hình (phần 1');
+      }).catch((error) => {
+        throw new Failure(`${error.message}; state: ${JSON.stringify(state)}`);
+      });
+      await studio.page.waitForTimeout(5_000);
+      await studio.page.click('#recording-stop');
+      await until('the console to say it stopped', TIMEOUT_MS, async () => {
+        state = await studio.page.evaluate(() => document.getElementById('recording-state').textContent);
+        return state === 'Không ghi hình.';
+      }).catch((error) => {
+        throw new Failure(`${error.message}; state: ${JSON.stringify(state)}`);
+      });
+      const report = await context.newPage();
+      let row = null;
+      await until('the report page to list the part with its link', TIMEOUT_MS, async () => {
+        await report.goto(`${base}/report.html?meeting=${meeting}`);
+        row = await report.evaluate(() => {
+          const tr = document.querySelector('#r-recording-rows tr');
+          if (!tr) return null;
+          const cells = [...tr.querySelectorAll('td')].map((td) => td.textContent.trim());
+          const link = tr.querySelector('a');
+          return { cells, href: link ? link.href : null };
+        });
+        return row && row.href && row.cells[3] !== '';
+      }).catch((error) => {
+        throw new Failure(`${error.message}; row: ${JSON.stringify(row)}`);
+      });
+      if (row.cells[2] !== 'chủ trì dừng ghi') throw new Failure(`the part's end shown: ${JSON.stringify(row)}`);
+      const file = await report.evaluate(async (href) => {
+        const reply = await fetch(href);
+        const bytes = new Uint8Array(await reply.arrayBuffer());
+        return {
+          status: reply.status,
+          type: reply.headers.get('content-type'),
+          disposition: reply.headers.get('content-disposition'),
+          size: bytes.length,
+          magic: [...bytes.slice(0, 4)].map((b) => b.toString(16)).join(' '),
+          h264: new TextDecoder('latin1').decode(bytes.slice(0, 4096)).includes('V_MPEG4/ISO/AVC'),
+        };
+      }, row.href);
+      if (
+        file.status !== 200 ||
+        file.type !== 'video/x-matroska' ||
+        file.magic !== '1a 45 df a3' ||
+        !file.h264 ||
+        file.size < 20_000 ||
+        !file.disposition.includes(`ghi-hinh-hop-${meeting}-phan-1`)
+      ) {
+        throw new Failure(`the recording downloaded from the report: ${JSON.stringify(file)}`);
+      }
+      log(`PASS: the chair recorded the encoder's programme; the report lists it and downloads it: ${JSON.stringify(row.cells)}, ${JSON.stringify(file)}`);
     },
   });
 }

@@ -50,6 +50,7 @@ export const ACTIONS = new Set([
   'end_roll_call',
   'call_site',
   'switch_programme',
+  'record',
   'answer_roll_call',
 ]);
 

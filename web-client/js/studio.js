@@ -288,6 +288,7 @@ function actionKey(message) {
   if (message.type === 'mute') return message.muted ? 'mute' : 'unmute';
   if (message.type === 'mute_all') return message.muted ? 'muteAll' : 'unmuteAll';
   if (message.type === 'switch_programme') return message.source === 'camera' ? 'programmeCamera' : 'programmeEncoder';
+  if (message.type === 'record') return message.on ? 'recordStart' : 'recordStop';
   return {
     give_floor: 'giveFloor',
     take_floor: 'takeFloor',
