@@ -132,8 +132,8 @@ fn picture_size(sps: &[u8]) -> Option<(u32, u32)> {
     }
     r.ue()?; // max_num_ref_frames
     r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = r.ue()? + 1;
-    let height_units = r.ue()? + 1;
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_units = r.ue()?.checked_add(1)?;
     let frame_mbs_only = r.bit()?;
     if frame_mbs_only == 0 {
         r.bit()?; // mb_adaptive_frame_field_flag
@@ -151,9 +151,14 @@ fn picture_size(sps: &[u8]) -> Option<(u32, u32)> {
     };
     let crop_x = if chroma_format == 0 { 1 } else { sub_width };
     let crop_y = (if chroma_format == 0 { 1 } else { sub_height }) * (2 - frame_mbs_only);
-    let width = (width_mbs * 16).checked_sub((left + right).checked_mul(crop_x)?)?;
-    let height = ((2 - frame_mbs_only) * height_units * 16)
-        .checked_sub((top + bottom).checked_mul(crop_y)?)?;
+    // Sizes from a malformed set can be anything: every step is checked.
+    let width = width_mbs
+        .checked_mul(16)?
+        .checked_sub(left.checked_add(right)?.checked_mul(crop_x)?)?;
+    let height = (2 - frame_mbs_only)
+        .checked_mul(height_units)?
+        .checked_mul(16)?
+        .checked_sub(top.checked_add(bottom)?.checked_mul(crop_y)?)?;
     (width > 0 && height > 0).then_some((width, height))
 }
 
@@ -208,5 +213,31 @@ mod tests {
         assert_eq!(high.size, Some((1920, 1080)));
         assert!(!is_keyframe(&sample(&[&[0x41, 0x9a]])));
         assert_eq!(parameters(&sample(&[idr])), None, "no parameter sets");
+    }
+
+    #[test]
+    fn any_bytes_from_an_encoder_are_read_without_a_panic() {
+        // A fixed xorshift sequence: short payloads, NAL types and sizes of every kind.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 48) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(first) = bytes.first_mut() {
+                // Mostly SPS, PPS, IDR, STAP-A and FU-A headers.
+                *first = [0x67, 0x68, 0x65, 0x78, 0x7c, 0x41][(next() % 6) as usize];
+            }
+            let payloads: Vec<&[u8]> = bytes.split(|&b| b == 0xff).collect();
+            if let Some(sample) = diemcau_sfu::h264::access_unit(payloads.iter().copied()) {
+                let _ = is_keyframe(&sample);
+                let _ = parameters(&sample);
+            }
+            let _ = picture_size(&bytes);
+        }
     }
 }
