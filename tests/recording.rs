@@ -57,6 +57,17 @@ async fn publishing(addr: SocketAddr, m: &http::TestMeeting, role: &'static str)
     client
 }
 
+/// The chair gives the floor to the site for `held`, then takes it back.
+async fn floor_to_the_site_for(chair: &WebrtcClient, held: Duration) {
+    chair
+        .send(&json!({"type": "give_floor", "site": SITE.0}))
+        .expect("the chair gives the floor");
+    tokio::time::sleep(held).await;
+    chair
+        .send(&json!({"type": "take_floor"}))
+        .expect("the chair takes the floor back");
+}
+
 /// The meeting's report (JSON) from the hub at `addr`.
 async fn report(addr: SocketAddr, meeting: i64) -> Value {
     let reply = http::get(addr, &format!("/api/meetings/{meeting}/report")).await;
@@ -101,6 +112,14 @@ fn probe(file: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe's JSON")
+}
+
+/// The duration (s) `ffprobe` gives a file.
+fn duration_of(probed: &Value) -> f64 {
+    probed["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .expect("a duration")
 }
 
 /// Decodes every stream of `file` with `ffmpeg`; returns its error output (empty when the
@@ -176,13 +195,7 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
     let chair = publishing(addr, &m, "studio").await;
     let site = publishing(addr, &m, "site").await;
     tokio::time::sleep(Duration::from_secs(12)).await;
-    chair
-        .send(&json!({"type": "give_floor", "site": SITE.0}))
-        .expect("the chair gives the floor");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    chair
-        .send(&json!({"type": "take_floor"}))
-        .expect("the chair takes the floor back");
+    floor_to_the_site_for(&chair, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let told = chair.received("recording");
     assert!(
@@ -206,10 +219,7 @@ async fn a_meeting_with_a_change_of_speaker_is_recorded_in_one_file_that_decodes
         part["stopped_at"].as_i64().unwrap_or(0) - part["started_at"].as_i64().unwrap_or(0);
 
     let probed = probe(&file);
-    let duration: f64 = probed["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .expect("a duration");
+    let duration = duration_of(&probed);
     assert!(
         (duration - recorded_ms as f64 / 1000.0).abs() < 1.0,
         "the file lasts {duration} s, the recording {recorded_ms} ms"
@@ -312,13 +322,7 @@ async fn an_encoders_h264_programme_is_recorded_as_it_arrives_with_the_floor_hol
     let first = ended_parts(addr, m.id, 1).await;
     assert_eq!(first[0]["reason"], "picture_changed", "{first:?}");
     tokio::time::sleep(Duration::from_secs(6)).await;
-    chair
-        .send(&json!({"type": "give_floor", "site": SITE.0}))
-        .expect("the chair gives the floor");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    chair
-        .send(&json!({"type": "take_floor"}))
-        .expect("the chair takes the floor back");
+    floor_to_the_site_for(&chair, Duration::from_secs(6)).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let ended = http::post(addr, &format!("/api/meetings/{}/end", m.id), b"").await;
     assert_eq!(ended.status, 200, "{}", ended.text());
@@ -353,10 +357,7 @@ async fn an_encoders_h264_programme_is_recorded_as_it_arrives_with_the_floor_hol
     );
     let recorded_ms =
         parts[1]["stopped_at"].as_i64().unwrap_or(0) - parts[1]["started_at"].as_i64().unwrap_or(0);
-    let duration: f64 = probed["format"]["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .expect("a duration");
+    let duration = duration_of(&probed);
     assert!(
         (duration - recorded_ms as f64 / 1000.0).abs() < 1.0,
         "the file lasts {duration} s, the part {recorded_ms} ms"

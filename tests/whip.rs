@@ -603,19 +603,27 @@ async fn a_page_of_another_site_may_publish_and_watch_with_its_token() {
         "H264",
         "profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1",
     );
-    let published = http::send(
-        addr,
-        "POST",
-        &path,
-        offer.as_bytes(),
-        None,
-        &[
-            ("Origin", PORTAL),
-            ("Authorization", &authorization),
-            ("Content-Type", "application/sdp"),
-        ],
-    )
-    .await;
+    // The portal's page posts the offer with a token, as a WHIP client in a browser does.
+    let post_from_portal = |bearer: String| {
+        let (path, offer) = (path.clone(), offer.clone());
+        async move {
+            let authorization = format!("Bearer {bearer}");
+            http::send(
+                addr,
+                "POST",
+                &path,
+                offer.as_bytes(),
+                None,
+                &[
+                    ("Origin", PORTAL),
+                    ("Authorization", &authorization),
+                    ("Content-Type", "application/sdp"),
+                ],
+            )
+            .await
+        }
+    };
+    let published = post_from_portal(token.clone()).await;
     assert_eq!(published.status, 201, "{}", published.text());
     assert_eq!(published.header("access-control-allow-origin"), Some("*"));
     assert!(
@@ -638,19 +646,7 @@ async fn a_page_of_another_site_may_publish_and_watch_with_its_token() {
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     assert_eq!(stopped.header("access-control-allow-origin"), Some("*"));
     // A refusal reads the same from there; the API itself stays same-site only.
-    let wrong = http::send(
-        addr,
-        "POST",
-        &path,
-        offer.as_bytes(),
-        None,
-        &[
-            ("Origin", PORTAL),
-            ("Authorization", "Bearer nope"),
-            ("Content-Type", "application/sdp"),
-        ],
-    )
-    .await;
+    let wrong = post_from_portal("nope".to_owned()).await;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.header("access-control-allow-origin"), Some("*"));
     let organizer = http::organizer(addr).await;
