@@ -626,9 +626,8 @@ async fn download_recording(
     let title = app
         .hub
         .store()
-        .blocking(move |store| store.meeting_roster(MeetingId(id)))
+        .blocking(move |store| store.meeting_title(MeetingId(id)))
         .await
-        .map(|roster| roster.title)
         .unwrap_or_default();
     let disposition = recording_attachment(id, part, &title, &extension);
     let (status, start, end) = match range {

@@ -556,34 +556,6 @@ mod tests {
             ("col.answers", header::ANSWERED.into()),
             ("report.rollCallsHeading", sheet::ROLL_CALLS.into()),
             ("report.recordings", sheet::RECORDINGS.into()),
-            (
-                "recordingStop.chair",
-                recording_stop(RecordingStop::Chair).into(),
-            ),
-            (
-                "recordingStop.meeting_ended",
-                recording_stop(RecordingStop::MeetingEnded).into(),
-            ),
-            (
-                "recordingStop.disk_full",
-                recording_stop(RecordingStop::DiskFull).into(),
-            ),
-            (
-                "recordingStop.write_error",
-                recording_stop(RecordingStop::WriteError).into(),
-            ),
-            (
-                "recordingStop.hub_shutdown",
-                recording_stop(RecordingStop::HubShutdown).into(),
-            ),
-            (
-                "recordingStop.hub_stopped",
-                recording_stop(RecordingStop::HubStopped).into(),
-            ),
-            (
-                "recordingStop.picture_changed",
-                recording_stop(RecordingStop::PictureChanged).into(),
-            ),
             ("col.recordingPart", header::RECORDING_PART.into()),
             ("col.recordingFile", header::RECORDING_FILE.into()),
             ("col.event", header::EVENT.into()),
@@ -601,6 +573,20 @@ mod tests {
         ];
         for (key, text) in pairs {
             assert_eq!(page_text(key), text, "{key}");
+        }
+        // Every way a part of the recording ends, under its name in the report's JSON.
+        for reason in [
+            RecordingStop::Chair,
+            RecordingStop::MeetingEnded,
+            RecordingStop::DiskFull,
+            RecordingStop::WriteError,
+            RecordingStop::HubShutdown,
+            RecordingStop::HubStopped,
+            RecordingStop::PictureChanged,
+        ] {
+            let name = serde_json::to_value(reason).expect("a name");
+            let key = format!("recordingStop.{}", name.as_str().expect("a string"));
+            assert_eq!(page_text(&key), recording_stop(reason), "{key}");
         }
         assert_eq!(filled("report.kicker", &[("id", "7")]), kicker(7));
     }

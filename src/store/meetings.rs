@@ -165,7 +165,12 @@ impl Store {
     /// The meeting as a join needs it: title, state, studio and expected sites.
     pub fn meeting_roster(&self, id: MeetingId) -> Result<MeetingRoster, StoreError> {
         self.reader().read(|tx| {
-            let Some((plan, studio_name)) = plan(tx, id)? else {
+            let Some(Planned {
+                plan,
+                studio_name,
+                recording,
+            }) = plan(tx, id)?
+            else {
                 return Err(StoreError::NotFound(format!("meeting {id}")));
             };
             Ok(MeetingRoster {
@@ -174,8 +179,18 @@ impl Store {
                 state: meeting_state(tx, id)?,
                 studio_name,
                 sites: plan.roster,
-                recording: recording_of(tx, id)?,
+                recording,
             })
+        })
+    }
+
+    /// A meeting's title alone (a download's name), without its roster.
+    pub fn meeting_title(&self, id: MeetingId) -> Result<String, StoreError> {
+        self.reader().read(|tx| {
+            tx.query_opt("SELECT title FROM meetings WHERE id = $1", args![id.0])?
+                .map(|r| r.get(0))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("meeting {id}")))
         })
     }
 
@@ -352,16 +367,26 @@ fn create_in(
     Ok(id)
 }
 
-/// The plan of a meeting and its studio's name, if the meeting exists.
-fn plan(conn: &mut Conn, id: MeetingId) -> Result<Option<(MeetingPlan, String)>, StoreError> {
-    let meeting: Option<(String, i64, i64, String)> = conn
+/// A meeting's plan with what else its row holds.
+struct Planned {
+    plan: MeetingPlan,
+    studio_name: String,
+    /// Its own recording setting (`None` for a meeting made before there was one).
+    recording: Option<RecordingMode>,
+}
+
+/// The plan of a meeting, its studio's name and its recording setting, if the meeting exists.
+fn plan(conn: &mut Conn, id: MeetingId) -> Result<Option<Planned>, StoreError> {
+    type Row = (String, i64, i64, String, Option<String>);
+    let meeting: Option<Row> = conn
         .query_opt(
-            "SELECT title, scheduled_start, scheduled_end, studio_name FROM meetings WHERE id = $1",
+            "SELECT title, scheduled_start, scheduled_end, studio_name, recording
+             FROM meetings WHERE id = $1",
             args![id.0],
         )?
-        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .transpose()?;
-    let Some((title, scheduled_start, scheduled_end, studio_name)) = meeting else {
+    let Some((title, scheduled_start, scheduled_end, studio_name, recording)) = meeting else {
         return Ok(None);
     };
     let roster: Vec<ExpectedSite> = conn
@@ -379,21 +404,20 @@ fn plan(conn: &mut Conn, id: MeetingId) -> Result<Option<(MeetingPlan, String)>,
         scheduled_end,
         roster,
     };
-    Ok(Some((plan, studio_name)))
-}
-
-/// A meeting's own recording setting.
-fn recording_of(conn: &mut Conn, id: MeetingId) -> Result<Option<RecordingMode>, StoreError> {
-    let text: Option<String> = conn
-        .query_opt("SELECT recording FROM meetings WHERE id = $1", args![id.0])?
-        .map(|r| r.get(0))
-        .transpose()?
-        .flatten();
-    Ok(text.as_deref().and_then(RecordingMode::parse))
+    Ok(Some(Planned {
+        plan,
+        studio_name,
+        recording: recording.as_deref().and_then(RecordingMode::parse),
+    }))
 }
 
 fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreError> {
-    let Some((plan, studio_name)) = plan(conn, id)? else {
+    let Some(Planned {
+        plan,
+        studio_name,
+        recording,
+    }) = plan(conn, id)?
+    else {
         return Err(StoreError::NotFound(format!("meeting {id}")));
     };
     let mut studio_code = None;
@@ -427,7 +451,7 @@ fn meeting_view(conn: &mut Conn, id: MeetingId) -> Result<MeetingView, StoreErro
             )?
             .map(|r| r.get(0))
             .transpose()?,
-        recording: recording_of(conn, id)?,
+        recording,
     })
 }
 
