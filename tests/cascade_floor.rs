@@ -279,3 +279,112 @@ async fn the_floor_given_to_a_commune_of_one_province_reaches_the_studio_and_ano
     ha_giang.shutdown().await;
     tree.shutdown().await;
 }
+
+/// The national chair hears each unmuted commune of a province and sees the small picture of
+/// those its console shows, without giving them the floor: each goes up its province's link
+/// only while it is used, under the stream id its console row names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_national_chair_hears_unmuted_communes_and_sees_the_tiles_it_shows() {
+    let tree = cascade::Tree::start("cascade-tiles").await;
+    let root = tree.root.http_addr();
+    let province = tree.province.http_addr();
+    let national = tree.national_meeting(&["02269"]).await;
+    let id = national["id"].as_i64().expect("an id");
+    let studio = cascade_webrtc::studio(root, &national).await;
+    let tq_part = tree.part(id).await;
+    let mut thuong_lam =
+        cascade_webrtc::commune_named(province, &tq_part, "02269", "Xã Thượng Lâm").await;
+    thuong_lam
+        .start_media()
+        .await
+        .expect("Thượng Lâm's camera and microphone start");
+    on_root_console(&studio, "02269").await;
+
+    // Unmuted, it is heard at the root; its console row names its tracks.
+    let stream = wait::until_some(
+        "the root's console to name the tracks of Thượng Lâm",
+        Duration::from_secs(20),
+        || async {
+            let console = studio.console()?;
+            let row = console["sites"]
+                .as_array()?
+                .iter()
+                .find(|r| r["site"] == "02269")?
+                .clone();
+            row["participant"].as_str().map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(stream.ends_with("-02269"), "{stream}");
+    let packets = |kind: &str| {
+        studio
+            .remote_track(&stream, kind)
+            .map_or(0, |t| t.packets())
+    };
+    wait::until(
+        "the national chair to hear Thượng Lâm without the floor",
+        Duration::from_secs(20),
+        || packets("audio") > 50,
+    )
+    .await;
+    assert_eq!(
+        packets("video"),
+        0,
+        "no picture goes up while its tile is not on the chair's screen"
+    );
+
+    // Its tile on the chair's screen: its small picture comes up.
+    act(&studio, json!({"type": "tiles", "sites": ["02269"]})).await;
+    wait::until(
+        "the national chair to see Thượng Lâm's small picture",
+        Duration::from_secs(20),
+        || {
+            studio
+                .remote_track(&stream, "video")
+                .is_some_and(|t| t.packets() > 40 && t.keyframes() >= 1)
+        },
+    )
+    .await;
+    let up_sites = |count: u64| async move {
+        let health = http::get(province, "/api/health").await.json();
+        (health["parent"]["relays"][0]["up_sites"] == count).then_some(())
+    };
+    wait::until_some(
+        "the province's health to show one commune sent up",
+        Duration::from_secs(10),
+        || up_sites(1),
+    )
+    .await;
+
+    // Muted, its sound stays on its hub; its tile off screen, its picture too.
+    act(
+        &studio,
+        json!({"type": "mute", "site": "02269", "muted": true}),
+    )
+    .await;
+    let quiet = |kind: &str| {
+        studio
+            .remote_track(&stream, kind)
+            .is_none_or(|t| t.quiet_for() >= Duration::from_secs(1))
+    };
+    wait::until(
+        "Thượng Lâm's sound to stop going up once muted",
+        Duration::from_secs(10),
+        || quiet("audio"),
+    )
+    .await;
+    assert!(!quiet("video"), "its picture still comes up");
+    act(&studio, json!({"type": "tiles", "sites": []})).await;
+    wait::until(
+        "Thượng Lâm's picture to stop going up once its tile is off screen",
+        Duration::from_secs(10),
+        || quiet("video"),
+    )
+    .await;
+    wait::until_some(
+        "the province to send no commune up",
+        Duration::from_secs(10),
+        || up_sites(0),
+    )
+    .await;
+}

@@ -70,6 +70,8 @@ impl Meeting {
                     peer: REMOTE_PEER,
                     kind,
                     layers: 1,
+                    mid: diemcau_sfu::str0m::media::Mid::from("0"),
+                    stream: None,
                 };
                 for site in sites(&net) {
                     net.add_consumer(site, &info, u8::MAX)

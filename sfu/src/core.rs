@@ -231,6 +231,8 @@ impl Core {
                         peer: peer.id,
                         kind: added.kind,
                         layers,
+                        mid: added.mid,
+                        stream: None,
                     })));
             }
             RtcEvent::RtpPacket(packet) => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Mid};
 use str0m::net::Transmit;
 
 use crate::ids::{PeerId, ProducerId, RouterId};
@@ -20,6 +20,11 @@ pub struct ProducerInfo {
     pub kind: MediaKind,
     /// Its simulcast layers (1 without simulcast).
     pub layers: u8,
+    /// The m-line it arrives on at its publisher's connection.
+    pub mid: Mid,
+    /// The stream id its consumers announce (`a=msid`); its publisher's participant id when
+    /// `None`. A hub relaying several sites over one connection names each site's tracks.
+    pub stream: Option<String>,
 }
 
 /// Something that must reach the other workers: each gets it once.

@@ -258,7 +258,11 @@ impl Worker {
         };
         let fixed = peer.is_fixed();
         if !fixed {
-            peer.queue_consumer(consumer, producer.kind, producer.peer.to_string(), track);
+            let stream = producer
+                .stream
+                .clone()
+                .unwrap_or_else(|| producer.peer.to_string());
+            peer.queue_consumer(consumer, producer.kind, stream, track);
         }
         router.add_consumer(consumer, added);
         if fixed {

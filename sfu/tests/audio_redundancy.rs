@@ -276,6 +276,8 @@ fn the_hub_negotiates_opus_fec_and_red_with_chromium() {
         peer: STUDIO,
         kind: MediaKind::Audio,
         layers: 1,
+        mid: diemcau_sfu::str0m::media::Mid::from("0"),
+        stream: None,
     };
 
     let site = PeerId(2);

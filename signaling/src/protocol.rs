@@ -120,6 +120,11 @@ pub enum ClientMessage {
     /// The chair starts (`on: true`) or stops the meeting's recording; the hub answers
     /// [`ServerMessage::Recording`] (and `done`).
     Record { on: bool },
+    /// The chair's console shows the pictures of these sites now (at most [`MAX_TILES`]):
+    /// a site joined to another hub of a national meeting sends its small picture up only
+    /// while its tile is on the chair's screen (docs/cascade.md). Sites joined here are sent
+    /// to the chair whatever it shows.
+    Tiles { sites: Vec<SiteCode> },
     /// Leave the meeting; the hub replies [`ServerMessage::Left`].
     Leave,
     /// Keep-alive; the hub replies [`ServerMessage::Pong`].
@@ -662,7 +667,7 @@ impl ClientMessage {
         self.into()
     }
 
-    /// The field rules a type cannot say: a head count's range, and declarations through the
+    /// The field rules a type cannot say: a head count's range, how many tiles, and declarations through the
     /// one text check (normalised to NFC on the way).
     fn checked(mut self) -> Result<Self, ProtocolError> {
         if let ClientMessage::HeadCount {
@@ -686,12 +691,23 @@ impl ClientMessage {
             *confirmed_by = checked_text("confirmed_by", confirmed_by, 128)?;
             *position = checked_text("position", position, 128)?;
         }
+        if let ClientMessage::Tiles { sites } = &self
+            && sites.len() > MAX_TILES
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidField,
+                format!("field `sites` holds at most {MAX_TILES} sites"),
+            ));
+        }
         Ok(self)
     }
 }
 
 /// Most delegates a hall may declare.
 pub const MAX_HEAD_COUNT: u32 = 10_000;
+
+/// Most sites a `tiles` message may name.
+pub const MAX_TILES: usize = 200;
 
 fn checked_text(field: &str, value: &str, max_chars: usize) -> Result<String, ProtocolError> {
     crate::text::human_text(value, max_chars)

@@ -1,9 +1,12 @@
 //! The media half of a relay: three WebRTC endpoints (str0m in RTP mode). One faces the
 //! parent hub, where this hub receives the national studio's programme like a site would (and
-//! the floor when a site elsewhere in the tree holds it), and publishes this hub's own site
-//! holding the floor. One faces this hub's media workers as the local meeting's studio: it
-//! publishes the programme and receives the local site holding the floor. One faces them as
-//! the floor held elsewhere ([`crate::meeting::Seat::Above`]): it publishes that site.
+//! the floor when a site elsewhere in the tree holds it), and publishes this hub's own sites
+//! that something above uses: the one holding the floor, the small pictures the national
+//! chair shows, the sound of unmuted sites, each site on a pair of tracks of its own (an
+//! upward slot, [`UP_SLOTS`] of them, reused as sites come and go; the parent hears which
+//! site each carries, [`Bridge::take_upward`]). One faces this hub's media workers as the
+//! local meeting's studio: it publishes the programme and receives those sites. One faces
+//! them as the floor held elsewhere ([`crate::meeting::Seat::Above`]): it publishes that site.
 //! RTP packets cross as they are (no decoding), with their sequence numbers kept continuous
 //! when the source changes (a studio that joins again, the chair switching between the studio
 //! and its encoder, the floor moving from site to site);
@@ -39,6 +42,15 @@ const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 /// the lowest only.
 const PROGRAMME_RIDS: [&str; 3] = ["l0", "l1", "l2"];
 
+/// How many sites a relay can send up at once (each on an audio and a video track): the one
+/// holding the floor, the small pictures the national chair shows and the unmuted sounds. A
+/// site beyond them is not sent up until a slot is free.
+pub const UP_SLOTS: usize = 32;
+
+/// A slot freed by one site is given to another only after this long, so that the parent has
+/// heard it is free before packets of another site come on it.
+const SLOT_REST: Duration = Duration::from_secs(2);
+
 /// What the relay received from the parent, since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RelayFigures {
@@ -48,8 +60,12 @@ pub struct RelayFigures {
     pub bytes: u64,
     /// Loss of the programme's video on the link, as this hub last reported it (0–1).
     pub loss: Option<f32>,
-    /// RTP packets of this hub's site holding the floor, sent up.
+    /// RTP packets of this hub's sites sent up (the floor, small pictures, sounds).
     pub floor_up_packets: u64,
+    /// Sites sent up now.
+    pub up_sites: usize,
+    /// RTP packets of sites not sent up for want of a free slot.
+    pub up_dropped_packets: u64,
     /// RTP packets of the floor held elsewhere, published here.
     pub floor_down_packets: u64,
 }
@@ -131,6 +147,9 @@ impl Retime {
     }
 }
 
+/// An audio and a video m-line published together.
+type Pair = (Mid, Mid);
+
 /// One endpoint: its `Rtc`, the candidate address its socket has, its first offer's pending
 /// state until the answer comes.
 struct Endpoint {
@@ -140,15 +159,16 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint publishing one audio and one video track (with simulcast layers `rids`,
-    /// lowest first, when there are any), with its first offer.
+    /// An endpoint publishing `pairs` pairs of one audio and one video track (with simulcast
+    /// layers `rids`, lowest first, when there are any), with its first offer.
     fn publishing(
         now: Instant,
         local: SocketAddr,
         stats: bool,
         stream: &str,
+        pairs: usize,
         rids: &[&str],
-    ) -> Result<(Endpoint, Mid, Mid, String), BridgeError> {
+    ) -> Result<(Endpoint, Vec<Pair>, String), BridgeError> {
         let mut config = Rtc::builder()
             .set_stats_interval(stats.then_some(Duration::from_secs(2)))
             .set_rtp_mode(true)
@@ -162,27 +182,36 @@ impl Endpoint {
             Candidate::host(local, "udp").map_err(|e| BridgeError::Rtc(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let mut api = rtc.sdp_api();
-        let audio = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream.to_owned()),
-            Some(format!("{stream}-audio")),
-            None,
-        );
-        let simulcast = (!rids.is_empty()).then(|| {
-            let mut simulcast = Simulcast::new();
-            for rid in rids {
-                simulcast.add_send_layer(SimulcastLayer::new(rid));
-            }
-            simulcast
-        });
-        let video = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some(stream.to_owned()),
-            Some(format!("{stream}-video")),
-            simulcast,
-        );
+        let mut mids = Vec::with_capacity(pairs);
+        for pair in 0..pairs {
+            let stream = if pairs == 1 {
+                stream.to_owned()
+            } else {
+                format!("{stream}-{pair}")
+            };
+            let audio = api.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some(stream.clone()),
+                Some(format!("{stream}-audio")),
+                None,
+            );
+            let simulcast = (!rids.is_empty()).then(|| {
+                let mut simulcast = Simulcast::new();
+                for rid in rids {
+                    simulcast.add_send_layer(SimulcastLayer::new(rid));
+                }
+                simulcast
+            });
+            let video = api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some(stream.clone()),
+                Some(format!("{stream}-video")),
+                simulcast,
+            );
+            mids.push((audio, video));
+        }
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| BridgeError::Sdp("no offer".to_owned()))?;
@@ -191,7 +220,7 @@ impl Endpoint {
             local,
             pending: Some(pending),
         };
-        Ok((endpoint, audio, video, offer.to_sdp_string()))
+        Ok((endpoint, mids, offer.to_sdp_string()))
     }
 
     /// The m-line an incoming packet of `ssrc` arrives on.
@@ -283,13 +312,21 @@ impl ProgrammeStreams {
 enum Way {
     /// The national studio, from the parent to the local studio seat.
     Programme,
-    /// This hub's site holding the floor, from the local studio seat to the parent.
-    FloorUp,
+    /// One of this hub's sites, from the local studio seat to the parent, in upward slot
+    /// `n`.
+    Up(usize),
     /// The floor held elsewhere, from the parent to the local floor seat.
     FloorDown,
 }
 
-const WAYS: [Way; 3] = [Way::Programme, Way::FloorUp, Way::FloorDown];
+/// An upward slot: a pair of tracks to the parent, and the site it carries now.
+#[derive(Debug)]
+struct UpSlot {
+    leg: Leg,
+    site: Option<String>,
+    /// When it was freed, while it rests ([`SLOT_REST`]).
+    freed: Option<Instant>,
+}
 
 /// The three endpoints and what crosses between them. States: offered (each side's first
 /// offer awaits its answer) → connected → closed (an `Rtc` failed or was closed).
@@ -297,7 +334,16 @@ pub struct Bridge {
     parent: Endpoint,
     local: Endpoint,
     floor: Endpoint,
-    legs: [Leg; 3],
+    programme: Leg,
+    floor_down: Leg,
+    up: Vec<UpSlot>,
+    /// The participant id (at this hub) of each m-line this hub's workers send the local
+    /// studio seat on, from their latest offer.
+    local_streams: HashMap<Mid, String>,
+    /// The site of each participant at this hub.
+    local_sites: HashMap<String, String>,
+    /// The sites the upward slots carry changed since the parent was told.
+    upward_changed: bool,
     /// The stream and track ids (the publisher's participant id at the parent, and the
     /// track's) of each m-line the parent sends on, from its offers.
     parent_streams: HashMap<Mid, (String, String)>,
@@ -339,21 +385,41 @@ impl Bridge {
         local_reach: IpAddr,
         stream: &str,
     ) -> Result<(Bridge, Offers), BridgeError> {
-        let (parent, up_audio, up_video, parent_offer) =
-            Endpoint::publishing(now, parent_addr, true, &format!("{stream}-floor-up"), &[])?;
-        let (local, audio, video, local_offer) =
-            Endpoint::publishing(now, local_addr, false, stream, &PROGRAMME_RIDS)?;
-        let (floor, down_audio, down_video, floor_offer) =
-            Endpoint::publishing(now, floor_addr, false, &format!("{stream}-floor"), &[])?;
+        let (parent, up_mids, parent_offer) = Endpoint::publishing(
+            now,
+            parent_addr,
+            true,
+            &format!("{stream}-up"),
+            UP_SLOTS,
+            &[],
+        )?;
+        let (local, local_mids, local_offer) =
+            Endpoint::publishing(now, local_addr, false, stream, 1, &PROGRAMME_RIDS)?;
+        let (floor, floor_mids, floor_offer) =
+            Endpoint::publishing(now, floor_addr, false, &format!("{stream}-floor"), 1, &[])?;
+        let (Some(&(audio, video)), Some(&(down_audio, down_video))) =
+            (local_mids.first(), floor_mids.first())
+        else {
+            return Err(BridgeError::Sdp("no m-lines".to_owned()));
+        };
+        let up = up_mids
+            .into_iter()
+            .map(|(audio, video)| UpSlot {
+                leg: Leg::new(Side::Local, Side::Parent, audio, video, &[]),
+                site: None,
+                freed: None,
+            })
+            .collect();
         let bridge = Bridge {
             parent,
             local,
             floor,
-            legs: [
-                Leg::new(Side::Parent, Side::Local, audio, video, &PROGRAMME_RIDS),
-                Leg::new(Side::Local, Side::Parent, up_audio, up_video, &[]),
-                Leg::new(Side::Parent, Side::Floor, down_audio, down_video, &[]),
-            ],
+            programme: Leg::new(Side::Parent, Side::Local, audio, video, &PROGRAMME_RIDS),
+            floor_down: Leg::new(Side::Parent, Side::Floor, down_audio, down_video, &[]),
+            up,
+            local_streams: HashMap::new(),
+            local_sites: HashMap::new(),
+            upward_changed: true,
             parent_streams: HashMap::new(),
             programme_streams: ProgrammeStreams::default(),
             out: VecDeque::new(),
@@ -376,13 +442,97 @@ impl Bridge {
         }
     }
 
-    fn leg(&mut self, way: Way) -> &mut Leg {
-        let [programme, floor_up, floor_down] = &mut self.legs;
+    fn leg(&mut self, way: Way) -> Option<&mut Leg> {
         match way {
-            Way::Programme => programme,
-            Way::FloorUp => floor_up,
-            Way::FloorDown => floor_down,
+            Way::Programme => Some(&mut self.programme),
+            Way::Up(slot) => self.up.get_mut(slot).map(|s| &mut s.leg),
+            Way::FloorDown => Some(&mut self.floor_down),
         }
+    }
+
+    fn ways(&self) -> impl Iterator<Item = Way> + use<> {
+        [Way::Programme, Way::FloorDown]
+            .into_iter()
+            .chain((0..self.up.len()).map(Way::Up))
+    }
+
+    /// This hub's participant `participant` is site `site` (`None`: it left).
+    pub fn set_local_site(&mut self, participant: &str, site: Option<&str>) {
+        match site {
+            Some(site) => {
+                self.local_sites
+                    .insert(participant.to_owned(), site.to_owned());
+            }
+            None => {
+                self.local_sites.remove(participant);
+            }
+        }
+    }
+
+    /// What the parent must hear of the upward slots, when it changed since last asked:
+    /// each slot's video and audio m-line with the site it carries.
+    pub fn take_upward(&mut self) -> Option<Vec<super::RelayStream>> {
+        if !std::mem::take(&mut self.upward_changed) {
+            return None;
+        }
+        let streams = self
+            .up
+            .iter()
+            .filter_map(|slot| Some((slot.site.as_ref()?, &slot.leg)))
+            .flat_map(|(site, leg)| {
+                [leg.audio, leg.video].map(|mid| super::RelayStream {
+                    mid: mid.to_string(),
+                    site: site.clone(),
+                })
+            })
+            .collect();
+        Some(streams)
+    }
+
+    /// The upward slot of `site`: the one carrying it, else a free one rested enough (the
+    /// parent is told).
+    fn slot_for(&mut self, now: Instant, site: &str) -> Option<usize> {
+        if let Some(index) = self
+            .up
+            .iter()
+            .position(|slot| slot.site.as_deref() == Some(site))
+        {
+            return Some(index);
+        }
+        let index = self.up.iter().position(|slot| {
+            slot.site.is_none()
+                && slot
+                    .freed
+                    .is_none_or(|at| now.saturating_duration_since(at) >= SLOT_REST)
+        })?;
+        let slot = self.up.get_mut(index)?;
+        slot.site = Some(site.to_owned());
+        slot.freed = None;
+        self.upward_changed = true;
+        self.figures.up_sites = self.up.iter().filter(|s| s.site.is_some()).count();
+        Some(index)
+    }
+
+    /// This hub's workers now send the local studio seat the tracks of the participants in
+    /// `local_streams`: a slot whose site has none of them left is freed.
+    fn release_slots(&mut self, now: Instant) {
+        let present: std::collections::HashSet<&String> = self
+            .local_streams
+            .values()
+            .filter_map(|participant| self.local_sites.get(participant))
+            .collect();
+        for slot in &mut self.up {
+            if slot
+                .site
+                .as_ref()
+                .is_some_and(|site| !present.contains(site))
+            {
+                slot.site = None;
+                slot.freed = Some(now);
+                self.upward_changed = true;
+            }
+        }
+        self.figures.up_sites = self.up.iter().filter(|s| s.site.is_some()).count();
     }
 
     /// The participant id at the parent (from `joined` and `participant_joined`) of the
@@ -437,11 +587,21 @@ impl Bridge {
 
     /// A hub's offer on `side` (tracks come or go): our answer.
     pub fn accept_offer(&mut self, side: Side, sdp: &str) -> Result<String, BridgeError> {
-        if side == Side::Parent {
-            for (mid, stream, track) in stream_ids(sdp) {
-                self.parent_streams
-                    .insert(Mid::from(mid.as_str()), (stream, track));
+        match side {
+            Side::Parent => {
+                for (mid, stream, track) in stream_ids(sdp) {
+                    self.parent_streams
+                        .insert(Mid::from(mid.as_str()), (stream, track));
+                }
             }
+            Side::Local => {
+                self.local_streams = stream_ids(sdp)
+                    .into_iter()
+                    .map(|(mid, stream, _)| (Mid::from(mid.as_str()), stream))
+                    .collect();
+                self.release_slots(Instant::now());
+            }
+            Side::Floor => {}
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| BridgeError::Sdp(e.to_string()))?;
         let answer = self
@@ -502,7 +662,7 @@ impl Bridge {
                 return Err(BridgeError::Rtc(format!("the {side:?} connection closed")));
             }
         }
-        for way in WAYS {
+        for way in self.ways() {
             self.ask_keyframe(now, way);
         }
         Ok(next)
@@ -520,14 +680,16 @@ impl Bridge {
             }
             (Side::Parent, Event::MediaIngressStats(stats)) => {
                 // The programme's best layer: what the province's best-served communes see.
-                let programme = self.leg(Way::Programme);
-                let best = programme.layers.iter().rev().find_map(|l| l.source);
+                let best = self.programme.layers.iter().rev().find_map(|l| l.source);
                 if best == Some(stats.mid) {
                     self.figures.loss = stats.loss;
                 }
             }
             (side, Event::KeyframeRequest(request)) => {
-                for leg in &mut self.legs {
+                let legs = [&mut self.programme, &mut self.floor_down]
+                    .into_iter()
+                    .chain(self.up.iter_mut().map(|slot| &mut slot.leg));
+                for leg in legs {
                     if leg.to != side || leg.video != request.mid {
                         continue;
                     }
@@ -553,7 +715,18 @@ impl Bridge {
             return;
         };
         let (way, layer) = match side {
-            Side::Local => (Way::FloorUp, 0),
+            Side::Local => {
+                let site = self
+                    .local_streams
+                    .get(&mid)
+                    .and_then(|participant| self.local_sites.get(participant))
+                    .cloned();
+                let Some(slot) = site.and_then(|site| self.slot_for(now, &site)) else {
+                    self.figures.up_dropped_packets += 1;
+                    return;
+                };
+                (Way::Up(slot), 0)
+            }
             _ => match self.parent_streams.get(&mid) {
                 Some((stream, track)) if self.programme_streams.contains(stream) => {
                     (Way::Programme, layer_of(track))
@@ -572,7 +745,9 @@ impl Bridge {
         else {
             return;
         };
-        let leg = self.leg(way);
+        let Some(leg) = self.leg(way) else {
+            return;
+        };
         let (ssrc, timestamp) = (packet.header.ssrc, packet.header.timestamp);
         let (target, rid, seq, timestamp) = if codec.is_audio() {
             let seq = leg.audio_seq.map(ssrc, packet.seq_no);
@@ -606,13 +781,15 @@ impl Bridge {
                 self.figures.packets += 1;
                 self.figures.bytes += packet.payload.len() as u64;
             }
-            Way::FloorUp => self.figures.floor_up_packets += 1,
+            Way::Up(_) => self.figures.floor_up_packets += 1,
             Way::FloorDown => self.figures.floor_down_packets += 1,
         }
     }
 
     fn ask_keyframe(&mut self, now: Instant, way: Way) {
-        let leg = self.leg(way);
+        let Some(leg) = self.leg(way) else {
+            return;
+        };
         let from = leg.from;
         let due: Vec<(usize, Mid)> = leg
             .layers
@@ -626,7 +803,7 @@ impl Bridge {
                 continue;
             };
             stream.request_keyframe(KeyframeRequestKind::Pli);
-            if let Some(layer) = self.leg(way).layers.get_mut(index) {
+            if let Some(layer) = self.leg(way).and_then(|leg| leg.layers.get_mut(index)) {
                 layer.keyframe_wanted = false;
                 layer.last_keyframe_request = Some(now);
             }

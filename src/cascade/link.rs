@@ -160,8 +160,13 @@ pub struct RelayStatus {
     pub bitrate_kbps: u64,
     /// Loss of the studio's video on the link, in percent, as this hub last reported it.
     pub loss_percent: Option<f32>,
-    /// Packets of this hub's commune holding the floor, sent up to the parent.
+    /// Packets of this hub's communes sent up to the parent: the one holding the floor, the
+    /// small pictures the national chair shows, the sound of unmuted communes.
     pub floor_up_packets: u64,
+    /// Communes sent up now.
+    pub up_sites: usize,
+    /// Packets of communes not sent up for want of a free upward slot (32 at once).
+    pub up_dropped_packets: u64,
     /// Packets of a site holding the floor elsewhere in the tree, published here.
     pub floor_down_packets: u64,
 }
@@ -547,6 +552,8 @@ impl Relays {
                     loss_percent: figures.loss.map(|l| (l * 1000.0).round() / 10.0),
                     floor_up_packets: figures.floor_up_packets,
                     floor_down_packets: figures.floor_down_packets,
+                    up_sites: figures.up_sites,
+                    up_dropped_packets: figures.up_dropped_packets,
                 }
             })
             .collect();

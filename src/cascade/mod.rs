@@ -93,6 +93,13 @@ pub enum NodeMessage {
         meeting: i64,
         sites: Vec<diemcau_signaling::protocol::ConsoleSite>,
     },
+    /// Child → parent: which of the child's sites each track the relay of `meeting` sends up
+    /// carries now (by the m-line's mid in the relay's media connection); the relay's other
+    /// tracks carry none. Sent whole at each change.
+    RelayStreams {
+        meeting: i64,
+        streams: Vec<RelayStream>,
+    },
     /// Child → parent: a site of the child answered the parent's roll call `roll_call` on its
     /// own hub.
     RelayRollCallAnswer {
@@ -103,6 +110,14 @@ pub enum NodeMessage {
         confirmed_by: String,
         position: String,
     },
+}
+
+/// One track a relay sends up, and the site it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayStream {
+    pub mid: String,
+    pub site: String,
 }
 
 /// A meeting of the parent as a child hub gets it: the part that concerns the child.

@@ -365,6 +365,7 @@ async fn serve(mut socket: WebSocket, app: Arc<AppState>, node: NodeRecord, addr
                             | NodeMessage::RelayUp { .. }
                             | NodeMessage::RelayLeave { .. }
                             | NodeMessage::RelayConsole { .. }
+                            | NodeMessage::RelayStreams { .. }
                             | NodeMessage::RelayRollCallAnswer { .. })) => {
                             if let Some(reply) = seats.handle(relay).await
                                 && socket.send(Message::Text(reply.to_json().into())).await.is_err()

@@ -118,9 +118,16 @@ async fn run(
     let (outbox, mut floor_rx) = Outbox::channel();
     let mut floor_session = hub.open(outbox, client());
     let result = async {
-        hub.join_relayed_studio(&mut session, spec.local_meeting, &spec.studio_name)
+        let joined = hub
+            .join_relayed_studio(&mut session, spec.local_meeting, &spec.studio_name)
             .await
             .map_err(|e| format!("the local studio seat: {}", e.message))?;
+        // Which site each of this hub's participants is: their tracks go up under it.
+        if let ServerMessage::Joined { participants, .. } = &joined {
+            for p in participants {
+                bridge.set_local_site(&p.id, p.site.as_deref());
+            }
+        }
         hub.join_floor_seat(&mut floor_session, spec.local_meeting)
             .await
             .map_err(|e| format!("the local floor seat: {}", e.message))?;
@@ -201,7 +208,7 @@ async fn run(
                         ServerMessage::RelayChair { action } => {
                             let allowed = matches!(
                                 *action,
-                                ClientMessage::Mute { .. } | ClientMessage::MuteAll { .. } | ClientMessage::CallSite { .. }
+                                ClientMessage::Mute { .. } | ClientMessage::MuteAll { .. } | ClientMessage::CallSite { .. } | ClientMessage::Tiles { .. }
                             );
                             if allowed && let Err(e) = hub.handle(&mut session, *action).await {
                                 tracing::info!(parent_meeting = meeting, "the national chair's action not done here: {}", e.message);
@@ -221,6 +228,12 @@ async fn run(
                             if let Err(e) = hub.handle(&mut session, ClientMessage::Answer { sdp }).await {
                                 tracing::warn!(parent_meeting = meeting, "the local hub refused the relay's answer: {}", e.message);
                             }
+                        }
+                        ServerMessage::ParticipantJoined { participant } => {
+                            bridge.set_local_site(&participant.id, participant.site.as_deref());
+                        }
+                        ServerMessage::ParticipantLeft { participant } => {
+                            bridge.set_local_site(&participant, None);
                         }
                         // What this hub's console shows of its communes goes up to the chair.
                         ServerMessage::Console { sites, .. } => {
@@ -279,6 +292,12 @@ async fn run(
                 shared_at = now;
                 *figures.lock().unwrap_or_else(|e| e.into_inner()) = bridge.figures;
             }
+            // The parent hears which site each upward track carries once it is joined.
+            if relay_id.is_some()
+                && let Some(streams) = bridge.take_upward()
+            {
+                let _ = up.send(NodeMessage::RelayStreams { meeting, streams });
+            }
             while let Some(datagram) = bridge.poll_datagram() {
                 let socket = match datagram.side {
                     Side::Parent => &parent_socket,
@@ -314,7 +333,13 @@ async fn follow_floor(
             let Ok(site) = SiteCode::try_from(holder.site.as_str()) else {
                 return;
             };
-            Some(if holder.participant == relay_id {
+            // This relay's tracks of one of its sites: `<relay>-<site>` (docs/protocol.md).
+            let ours = holder.participant == relay_id
+                || holder
+                    .participant
+                    .strip_prefix(relay_id)
+                    .is_some_and(|rest| rest.starts_with('-'));
+            Some(if ours {
                 FloorAbove::Here(site)
             } else {
                 FloorAbove::Elsewhere {

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use diemcau_sfu::str0m::media::Mid;
 use diemcau_signaling::{
     ClientMessage, CloseReason, ErrorCode, MeetingId, Outbox, ProtocolError, ServerMessage,
     SessionHandler, SiteCode,
@@ -85,6 +86,31 @@ impl NodeSeats {
                     tracing::debug!(node = %self.node.name, meeting, "the relay's console not taken: {}", e.message);
                 }
                 (meeting, None)
+            }
+            NodeMessage::RelayStreams { meeting, streams } => {
+                let session = self.sessions.get(&meeting)?;
+                let part = self.parts.get(&meeting)?;
+                let mut parsed = Vec::with_capacity(streams.len());
+                for stream in streams {
+                    let site = match SiteCode::try_from(stream.site.as_str()) {
+                        Ok(site) if part.contains(&stream.site) => site,
+                        Ok(_) => {
+                            let refused = ProtocolError::new(
+                                ErrorCode::Forbidden,
+                                "this site is not one of the node's provinces",
+                            );
+                            return Some(down(meeting, refused.to_message()));
+                        }
+                        Err(e) => {
+                            let refused =
+                                ProtocolError::new(ErrorCode::InvalidField, e.to_string());
+                            return Some(down(meeting, refused.to_message()));
+                        }
+                    };
+                    parsed.push((Mid::from(stream.mid.as_str()), site));
+                }
+                let result = self.hub.relay_streams(session, parsed).await;
+                (meeting, result.err().map(|e| e.to_message()))
             }
             NodeMessage::RelayRollCallAnswer {
                 meeting,

@@ -71,6 +71,7 @@ impl Hub {
                         live.switch_programme(now, id, source).map(done)
                     }
                     ClientMessage::Record { on } => live.set_recording(id, on).map(done),
+                    ClientMessage::Tiles { sites } => live.set_tiles(id, sites).map(done),
                     _ => Err(ActionError::NotAnAction),
                 }
             })

@@ -24,6 +24,19 @@ impl Hub {
         .await
     }
 
+    /// Which of the relay's sites each of its tracks carries now.
+    pub async fn relay_streams(
+        &self,
+        session: &Session,
+        streams: Vec<(diemcau_sfu::str0m::media::Mid, SiteCode)>,
+    ) -> Result<(), ProtocolError> {
+        let relay = Self::relay_of(session)?;
+        self.input(relay, "relay_streams", |live, _| {
+            live.relay_streams(relay, streams)
+        })
+        .await
+    }
+
     /// A site of the relay's hub answered roll call `roll_call` of this meeting.
     pub async fn relay_roll_call_answer(
         &self,

@@ -572,6 +572,8 @@ impl LiveMeeting {
             .collect();
         let code = self.site_of(site).cloned();
         self.outputs.extend(pauses);
+        // A province's relay takes the sound of unmuted sites only.
+        self.reconcile_publisher(site);
         self.send(site, ServerMessage::Muted { muted });
         if let Some(code) = code {
             self.log(
@@ -585,7 +587,7 @@ impl LiveMeeting {
     }
 
     /// Asks a child hub's relay to do `action` on its own hub, as that hub's chair.
-    fn ask_relay(&mut self, relay: PeerId, action: ClientMessage) {
+    pub(super) fn ask_relay(&mut self, relay: PeerId, action: ClientMessage) {
         self.send(
             relay,
             ServerMessage::RelayChair {

@@ -110,15 +110,24 @@ impl LiveMeeting {
                 if status.participant.is_none()
                     && let Some((node, row)) = self.remote_sites.get(code)
                 {
-                    // Holding the floor, its media comes as its relay's tracks.
+                    // Holding the floor, its media comes as its relay's tracks; its sound and
+                    // small picture too, while its relay sends them up.
                     let holds = self.floor_remote.as_ref().is_some_and(|(s, _)| s == code);
+                    let relay = self.remote_relay_of(code);
+                    let sent_up = relay.is_some_and(|relay| {
+                        self.upward
+                            .get(&relay)
+                            .is_some_and(|streams| streams.values().any(|s| s == code))
+                    });
                     let asked = self
                         .remote_queue
                         .iter()
                         .find(|(site, _)| site == code)
                         .map(|(_, at)| *at);
                     return ConsoleSite {
-                        participant: self.floor.filter(|_| holds).map(|p| p.to_string()),
+                        participant: relay
+                            .filter(|_| holds || sent_up)
+                            .map(|relay| Self::remote_stream_id(relay, code)),
                         floor: if holds {
                             FloorState::Holder
                         } else if asked.is_some() {

@@ -159,7 +159,7 @@ impl LiveMeeting {
             .values()
             .flat_map(|p| p.producers.iter().cloned())
             .collect();
-        producers.sort_by_key(|p| self.route(subscriber, p.peer).is_some());
+        producers.sort_by_key(|p| self.route_track(subscriber, p).is_some());
         for producer in &producers {
             self.reconcile(subscriber, producer);
         }
@@ -192,10 +192,27 @@ impl LiveMeeting {
         }
     }
 
+    /// Every consumer of `producer` goes (its tracks are to be announced under another name).
+    pub(super) fn drop_consumers_of(&mut self, producer: &ProducerInfo) {
+        let gone: Vec<(PeerId, ConsumerId)> = self
+            .consumers
+            .iter()
+            .filter(|((_, p, _), _)| *p == producer.id)
+            .map(|((subscriber, _, _), consumer)| (*subscriber, consumer.id))
+            .collect();
+        self.consumers.retain(|(_, p, _), _| *p != producer.id);
+        for (subscriber, consumer) in gone {
+            self.outputs.push_back(Output::Route(Route::RemoveConsumer {
+                subscriber,
+                consumer,
+            }));
+        }
+    }
+
     /// Adds, caps or removes the consumers of `producer` at `subscriber` so that they match
     /// [`LiveMeeting::wanted_consumers`]. A subscriber without a media connection has no
     /// consumers: it gets them when it is attached.
-    fn reconcile(&mut self, subscriber: PeerId, producer: &ProducerInfo) {
+    pub(super) fn reconcile(&mut self, subscriber: PeerId, producer: &ProducerInfo) {
         let attached = self
             .participants
             .get(&subscriber)
@@ -236,7 +253,7 @@ impl LiveMeeting {
                     Route::AddConsumer {
                         subscriber,
                         consumer,
-                        producer: producer.clone(),
+                        producer: self.labelled(producer),
                         max_layer,
                         pinned: pinned.is_some(),
                     }

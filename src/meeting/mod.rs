@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use diemcau_sfu::str0m::media::MediaKind;
+use diemcau_sfu::str0m::media::{MediaKind, Mid};
 use diemcau_sfu::{ConsumerId, PeerId, ProducerId, ProducerInfo, RouterId};
 use diemcau_signaling::protocol::{FloorSite, ParticipantInfo, ProgrammeSource, RollCallResult};
 use diemcau_signaling::{ErrorCode, MeetingId, ProtocolError, Role, ServerMessage};
@@ -251,6 +251,13 @@ pub struct LiveMeeting {
     floor_remote: Option<(SiteCode, String)>,
     /// The participant publishing here the floor held elsewhere in the tree ([`Seat::Above`]).
     floor_seat: Option<PeerId>,
+    /// What each child hub's relay sends up, by its m-lines: the site of its own each one
+    /// carries now (its audio, its small picture, or its full picture while it holds the floor).
+    upward: HashMap<PeerId, HashMap<Mid, SiteCode>>,
+    /// The sites whose pictures the chair's console shows now (`tiles`): a site of a child
+    /// hub sends its small picture up only while its tile is on screen; at a child, the sites
+    /// the national chair shows, which its relay sends up.
+    tiles: BTreeSet<SiteCode>,
     /// Sites that asked for the floor, each with when, oldest first.
     queue: Vec<(PeerId, Millis)>,
     /// Sites of child hubs asking for the floor there, as their consoles show, each with when
@@ -354,6 +361,8 @@ impl LiveMeeting {
             floor: None,
             floor_remote: None,
             floor_seat: None,
+            upward: HashMap::new(),
+            tiles: BTreeSet::new(),
             queue: Vec::new(),
             remote_queue: Vec::new(),
             muted: BTreeSet::new(),
@@ -541,15 +550,15 @@ impl LiveMeeting {
     }
 
     /// The consumers `subscriber` should have of `producer`, as (pinned layer, highest layer):
-    /// none when [`LiveMeeting::route`] says so; one per simulcast layer, each pinned to its
-    /// layer, for a child hub's relay taking the programme's video (it chooses each of its
+    /// none when [`LiveMeeting::route_track`] says so; one per simulcast layer, each pinned to
+    /// its layer, for a child hub's relay taking the programme's video (it chooses each of its
     /// communes' layers itself); else one, up to the layer the route allows.
     pub fn wanted_consumers(
         &self,
         subscriber: PeerId,
         producer: &ProducerInfo,
     ) -> Vec<(Option<u8>, u8)> {
-        let Some(max_layer) = self.route(subscriber, producer.peer) else {
+        let Some(max_layer) = self.route_track(subscriber, producer) else {
             return Vec::new();
         };
         let every_layer = producer.kind == MediaKind::Video
@@ -560,6 +569,79 @@ impl LiveMeeting {
             (0..producer.layers).map(|l| (Some(l), l)).collect()
         } else {
             vec![(None, max_layer)]
+        }
+    }
+
+    /// [`LiveMeeting::route`] for one track, where the kind of track or the site it carries
+    /// matters: what goes up a national tree (docs/cascade.md). A provincial hub's relay
+    /// (the relayed studio of its part) takes the sound of each unmuted site, the site holding
+    /// the floor at full quality and the small pictures of the sites the national chair
+    /// shows; at the parent, each of a relay's tracks is the site it carries now
+    /// ([`LiveMeeting::relay_streams`]): the chair hears it and sees its small picture while
+    /// its tile is on screen, and everyone receives it while that site holds the floor.
+    pub fn route_track(&self, subscriber: PeerId, producer: &ProducerInfo) -> Option<u8> {
+        if self.is_relay(producer.peer) {
+            return self.route_upward(subscriber, producer);
+        }
+        let relayed_studio = self.studio_relayed && self.studio == Some(subscriber);
+        if relayed_studio && self.role(producer.peer) == Some(Role::Site) {
+            let holds_floor = self.floor == Some(producer.peer);
+            return match producer.kind {
+                MediaKind::Audio => {
+                    (holds_floor || !self.muted.contains(&producer.peer)).then_some(ANY_LAYER)
+                }
+                MediaKind::Video if holds_floor => Some(ANY_LAYER),
+                MediaKind::Video => self
+                    .site_of(producer.peer)
+                    .is_some_and(|site| self.tiles.contains(site))
+                    .then_some(LOWEST_LAYER),
+            };
+        }
+        self.route(subscriber, producer.peer)
+    }
+
+    /// A track a child hub's relay sends up, carrying one of its sites (or none yet).
+    fn route_upward(&self, subscriber: PeerId, producer: &ProducerInfo) -> Option<u8> {
+        let site = self.upward.get(&producer.peer)?.get(&producer.mid)?;
+        if subscriber == producer.peer || self.floor_seat == Some(subscriber) {
+            return None;
+        }
+        let role = self.role(subscriber)?;
+        let holds_floor = self.floor == Some(producer.peer)
+            && self.floor_remote.as_ref().is_some_and(|(s, _)| s == site);
+        match role {
+            Role::Encoder => None,
+            Role::Studio if self.studio_relayed => None,
+            _ if holds_floor => Some(ANY_LAYER),
+            Role::Studio | Role::Observer => match producer.kind {
+                MediaKind::Audio => Some(ANY_LAYER),
+                MediaKind::Video => self.tiles.contains(site).then_some(LOWEST_LAYER),
+            },
+            Role::Site | Role::Node | Role::Viewer => None,
+        }
+    }
+
+    /// Whether `peer` is a child hub's relay (a `node` participant that is not the floor held
+    /// elsewhere, [`Seat::Above`]).
+    fn is_relay(&self, peer: PeerId) -> bool {
+        self.role(peer) == Some(Role::Node) && self.floor_seat != Some(peer)
+    }
+
+    /// The stream id under which a relay's tracks of one of its sites reach this hub's
+    /// participants (docs/protocol.md): the relay's participant id and the site's code.
+    fn remote_stream_id(relay: PeerId, site: &SiteCode) -> String {
+        format!("{relay}-{site}")
+    }
+
+    /// `producer` as its consumers announce it: a relay's track under the site it carries.
+    fn labelled(&self, producer: &ProducerInfo) -> ProducerInfo {
+        let site = self
+            .upward
+            .get(&producer.peer)
+            .and_then(|streams| streams.get(&producer.mid));
+        ProducerInfo {
+            stream: site.map(|site| Self::remote_stream_id(producer.peer, site)),
+            ..producer.clone()
         }
     }
 
@@ -642,10 +724,15 @@ impl LiveMeeting {
             let p = self.participants.get(id)?;
             if p.info.role == Role::Node {
                 let (site, name) = self.floor_remote.as_ref()?;
+                let participant = if self.is_relay(*id) {
+                    Self::remote_stream_id(*id, site)
+                } else {
+                    p.info.id.clone()
+                };
                 return Some(FloorSite {
                     site: site.to_string(),
                     name: name.clone(),
-                    participant: p.info.id.clone(),
+                    participant,
                 });
             }
             Some(FloorSite {
@@ -683,7 +770,7 @@ impl LiveMeeting {
                 FloorSite {
                     site: site.to_string(),
                     name: row.name.clone(),
-                    participant: relay.to_string(),
+                    participant: Self::remote_stream_id(relay, site),
                 },
             ))
         });

@@ -279,7 +279,12 @@ impl LiveMeeting {
                 );
             }
             (Some(_), None) => {}
-            (None, _) if is_node => {}
+            (None, _) if is_node => {
+                // A relay sends up the small pictures the chair shows now.
+                if self.is_relay(id) && !self.tiles.is_empty() {
+                    self.tell_relay_tiles(id);
+                }
+            }
             (None, _) => {
                 if let Some(last) = self.last_roll_call_message() {
                     self.send(id, last);
@@ -441,6 +446,12 @@ impl LiveMeeting {
             self.studio = None;
             self.studio_relayed = false;
             self.next_console = None;
+            // Nobody shows the tiles any more: the relays stop sending them up.
+            if !std::mem::take(&mut self.tiles).is_empty() {
+                for relay in self.relays() {
+                    self.tell_relay_tiles(relay);
+                }
+            }
         }
         self.queue.retain(|(q, _)| *q != id);
         self.muted.remove(&id);
@@ -505,6 +516,7 @@ impl LiveMeeting {
             // requests for the floor.
             let node = p.info.name.clone();
             self.remote_sites.retain(|_, (n, _)| *n != node);
+            self.upward.remove(&id);
             let before = self.remote_queue.len();
             let known = &self.remote_sites;
             self.remote_queue

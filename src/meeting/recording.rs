@@ -3,7 +3,7 @@
 //! while one does, else the programme's; the programme's sound and the floor holder's
 //! sound). The hub writes the files (`crate::recording`) and reports back.
 
-use diemcau_sfu::{PeerId, ProducerId};
+use diemcau_sfu::{PeerId, ProducerId, ProducerInfo};
 use diemcau_signaling::ServerMessage;
 use str0m::media::MediaKind;
 
@@ -161,9 +161,18 @@ impl LiveMeeting {
             self.studio
         };
         let floor = self.floor_seat.or(self.floor);
+        // A relay holding the floor sends up several sites: the floor holder's tracks.
+        let floor_site = self.floor_remote.as_ref().map(|(site, _)| site);
+        let carries = |p: &ProducerInfo| match (floor_site, self.upward.get(&p.peer)) {
+            (Some(site), Some(streams)) => streams.get(&p.mid) == Some(site),
+            _ => true,
+        };
         let producer = |peer: Option<PeerId>, kind: MediaKind| {
             let p = self.participants.get(&peer?)?;
-            p.producers.iter().find(|p| p.kind == kind).cloned()
+            p.producers
+                .iter()
+                .find(|p| p.kind == kind && carries(p))
+                .cloned()
         };
         let video =
             producer(floor, MediaKind::Video).or_else(|| producer(programme, MediaKind::Video));

@@ -2,9 +2,12 @@
 //! child's relay tells what its own console shows of them, and relays their answers to this
 //! meeting's roll call. The chair here then sees every site of the tree and counts them all.
 
-use diemcau_sfu::PeerId;
+use std::collections::{BTreeSet, HashMap};
+
+use diemcau_sfu::str0m::media::Mid;
+use diemcau_sfu::{PeerId, ProducerInfo};
 use diemcau_signaling::protocol::{ConsoleSite, FloorState, SiteState};
-use diemcau_signaling::{Role, SiteCode};
+use diemcau_signaling::{ClientMessage, Role, SiteCode};
 
 use super::chair::Declaration;
 use super::{ActionError, LiveMeeting};
@@ -107,6 +110,84 @@ impl LiveMeeting {
         self.record_answer(now, site.clone(), name, roll_call, declaration)
     }
 
+    /// Node `relay` says which of its sites each of its tracks carries now (`streams`: its
+    /// m-lines, the others carrying none). A track that changes site stops reaching anyone
+    /// and is routed again under the new site's name; a site not invited here is left out.
+    pub fn relay_streams(
+        &mut self,
+        relay: PeerId,
+        streams: Vec<(Mid, SiteCode)>,
+    ) -> Result<(), ActionError> {
+        if !self.is_relay(relay) {
+            return Err(ActionError::NotJoined);
+        }
+        let streams: HashMap<Mid, SiteCode> = streams
+            .into_iter()
+            .filter(|(_, site)| self.invited(site))
+            .collect();
+        let before = self
+            .upward
+            .insert(relay, streams.clone())
+            .unwrap_or_default();
+        let changed: Vec<ProducerInfo> = self
+            .participants
+            .get(&relay)
+            .map(|p| p.producers.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| before.get(&p.mid) != streams.get(&p.mid))
+            .collect();
+        let subscribers: Vec<PeerId> = self.participants.keys().copied().collect();
+        for producer in &changed {
+            self.drop_consumers_of(producer);
+        }
+        // Viewers first: their one picture is freed before another is added.
+        self.reconcile_viewers();
+        for producer in &changed {
+            for subscriber in &subscribers {
+                self.reconcile(*subscriber, producer);
+            }
+        }
+        Ok(())
+    }
+
+    /// The chair's console shows the pictures of `sites` now. The relays here send up the
+    /// small pictures of those of their sites (each is told); at a province's part, its relay
+    /// (the chair here) passes on the national chair's choice and the small pictures of
+    /// those sites go up to it.
+    pub fn set_tiles(&mut self, chair: PeerId, sites: Vec<SiteCode>) -> Result<(), ActionError> {
+        self.require_chair(chair)?;
+        let tiles: BTreeSet<SiteCode> = sites.into_iter().collect();
+        if tiles == self.tiles {
+            return Ok(());
+        }
+        let changed: BTreeSet<SiteCode> =
+            self.tiles.symmetric_difference(&tiles).cloned().collect();
+        self.tiles = tiles;
+        let publishers: Vec<PeerId> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| {
+                self.is_relay(**id) || p.site.as_ref().is_some_and(|s| changed.contains(s))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for publisher in publishers {
+            self.reconcile_publisher(publisher);
+        }
+        for relay in self.relays() {
+            self.tell_relay_tiles(relay);
+        }
+        Ok(())
+    }
+
+    /// Tells a relay which sites the chair's console shows (a new relay hears it when it
+    /// joins).
+    pub(super) fn tell_relay_tiles(&mut self, relay: PeerId) {
+        let sites = self.tiles.iter().cloned().collect();
+        self.ask_relay(relay, ClientMessage::Tiles { sites });
+    }
+
     /// The relay of the child hub `site` is joined to, when it is not joined here.
     pub(super) fn remote_relay_of(&self, site: &SiteCode) -> Option<PeerId> {
         if self
@@ -127,9 +208,9 @@ impl LiveMeeting {
     /// Every child hub's relay here.
     pub(super) fn relays(&self) -> Vec<PeerId> {
         self.participants
-            .iter()
-            .filter(|(id, p)| p.info.role == Role::Node && self.floor_seat != Some(**id))
-            .map(|(id, _)| *id)
+            .keys()
+            .copied()
+            .filter(|id| self.is_relay(*id))
             .collect()
     }
 

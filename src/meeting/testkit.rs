@@ -172,6 +172,8 @@ impl Player {
                     peer,
                     kind,
                     layers: if b.is_multiple_of(3) { 3 } else { 1 },
+                    mid: diemcau_sfu::str0m::media::Mid::from("0"),
+                    stream: None,
                 });
             }
             5 => m.peer_closed(now, peer),

@@ -612,18 +612,48 @@ fn meeting_with_relays() -> (LiveMeeting, PeerId, PeerId) {
     row.state = SiteState::Live;
     row.participant = Some("p5".into());
     m.remote_console(T0, tuyen_quang, vec![row]);
+    // Tuyên Quang's relay sends 003 up (its sound: 003 is unmuted there).
+    m.relay_streams(
+        tuyen_quang,
+        vec![
+            (audio(tuyen_quang).mid, code("003")),
+            (video(tuyen_quang).mid, code("003")),
+        ],
+    )
+    .expect("the relay says what it sends up");
     drain(&mut m);
     (m, tuyen_quang, ha_giang)
+}
+
+/// A site of another hub in the `floor` message: its relay's tracks of that site.
+fn remote_site(site: &str, name: &str, relay: PeerId) -> FloorSite {
+    FloorSite {
+        participant: format!("{relay}-{site}"),
+        ..floor_site(site, name, relay)
+    }
 }
 
 #[test]
 fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
     let (mut m, tuyen_quang, ha_giang) = meeting_with_relays();
+    let (sound, picture) = (audio(tuyen_quang), video(tuyen_quang));
     assert_eq!(
-        m.route(STUDIO, tuyen_quang),
+        m.route_track(STUDIO, &picture),
         None,
-        "a relay's tracks reach nobody without the floor"
+        "a commune's picture comes up while its tile shows or it holds the floor"
     );
+    assert_eq!(
+        m.route_track(STUDIO, &sound),
+        Some(ANY_LAYER),
+        "the chair hears an unmuted commune"
+    );
+    for subscriber in [A, ha_giang] {
+        assert_eq!(
+            m.route_track(subscriber, &sound),
+            None,
+            "the sites hear the floor only"
+        );
+    }
     // 003 asks for the floor on its hub: the chair here sees it queued, under its relay.
     let mut row = console_of(&mut m, T0)
         .into_iter()
@@ -637,7 +667,7 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
         logs(&outputs),
         vec![EventKind::FloorRequested { site: "003".into() }]
     );
-    let asking = floor(None, vec![floor_site("003", "Xã C", tuyen_quang)]);
+    let asking = floor(None, vec![remote_site("003", "Xã C", tuyen_quang)]);
     assert!(outputs.contains(&send(STUDIO, asking)), "{outputs:?}");
     m.remote_console(T0 + 1, tuyen_quang, vec![row]);
     assert!(drain(&mut m).is_empty(), "asking again is the same request");
@@ -649,7 +679,7 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
     m.give_floor(T0 + 1, STUDIO, &code("003"))
         .expect("the floor to the province's commune");
     let outputs = drain(&mut m);
-    let told = floor(Some(floor_site("003", "Xã C", tuyen_quang)), vec![]);
+    let told = floor(Some(remote_site("003", "Xã C", tuyen_quang)), vec![]);
     for to in [STUDIO, A, B, tuyen_quang, ha_giang] {
         assert!(
             outputs.contains(&send(to, told.clone())),
@@ -662,15 +692,17 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
     );
     // Its media: the studio at full quality, every site, the other province; not back down.
     for subscriber in [STUDIO, A, B, ha_giang] {
-        assert_eq!(m.route(subscriber, tuyen_quang), Some(ANY_LAYER));
+        for track in [&sound, &picture] {
+            assert_eq!(m.route_track(subscriber, track), Some(ANY_LAYER));
+        }
     }
-    assert_eq!(m.route(tuyen_quang, tuyen_quang), None);
+    assert_eq!(m.route_track(tuyen_quang, &picture), None);
     let row = console_of(&mut m, T0 + 2)
         .into_iter()
         .find(|r| r.site == "003")
         .expect("003");
     assert_eq!(row.floor, FloorState::Holder);
-    assert_eq!(row.participant, Some(tuyen_quang.to_string()));
+    assert_eq!(row.participant, Some(format!("{tuyen_quang}-003")));
     m.check_invariants().expect("consumers match the rules");
 
     // The commune leaves its hub: its hub's next rows say so, and the floor returns here.
@@ -690,7 +722,8 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
         outputs.contains(&send(STUDIO, floor(None, vec![]))),
         "{outputs:?}"
     );
-    assert_eq!(m.route(STUDIO, tuyen_quang), None);
+    assert_eq!(m.route_track(STUDIO, &picture), None);
+    assert_eq!(m.route_track(A, &sound), None);
     // Back and given the floor again.
     let mut back = console_of(&mut m, T0 + 2)
         .into_iter()
@@ -715,6 +748,119 @@ fn the_floor_given_to_a_commune_of_a_child_hub_comes_up_through_its_relay() {
         m.give_floor(T0 + 4, STUDIO, &code("003")),
         Err(ActionError::SiteNotConnected(code("003")))
     );
+    m.check_invariants().expect("consumers match the rules");
+}
+
+#[test]
+fn the_chair_sees_the_small_pictures_it_shows_of_a_child_hubs_communes() {
+    let (mut m, tuyen_quang, ha_giang) = meeting_with_relays();
+    let picture = video(tuyen_quang);
+    assert_eq!(
+        m.set_tiles(A, vec![code("003")]),
+        Err(ActionError::ChairOnly)
+    );
+    m.set_tiles(STUDIO, vec![code("001"), code("003")])
+        .expect("the chair shows 003");
+    let outputs = drain(&mut m);
+    let told = ServerMessage::RelayChair {
+        action: Box::new(diemcau_signaling::ClientMessage::Tiles {
+            sites: vec![code("001"), code("003")],
+        }),
+    };
+    for relay in [tuyen_quang, ha_giang] {
+        assert!(outputs.contains(&send(relay, told.clone())), "{outputs:?}");
+    }
+    // The small picture comes to the chair under the commune's name (its relay's id and
+    // its code), in the tile the console names the same way.
+    assert_eq!(m.route_track(STUDIO, &picture), Some(LOWEST_LAYER));
+    let added = routes(&outputs).into_iter().find_map(|r| match r {
+        Route::AddConsumer {
+            subscriber,
+            producer,
+            ..
+        } if subscriber == STUDIO && producer.id == picture.id => Some(producer),
+        _ => None,
+    });
+    assert_eq!(
+        added.and_then(|p| p.stream),
+        Some(format!("{tuyen_quang}-003"))
+    );
+    for subscriber in [A, B, ha_giang] {
+        assert_eq!(m.route_track(subscriber, &picture), None);
+    }
+    let row = console_of(&mut m, T0 + 1)
+        .into_iter()
+        .find(|r| r.site == "003")
+        .expect("003");
+    assert_eq!(row.participant, Some(format!("{tuyen_quang}-003")));
+    m.check_invariants().expect("consumers match the rules");
+
+    // The relay no longer sends 003 up (it left its hub): its tracks carry nothing, and the
+    // chair's consumer of them goes.
+    m.relay_streams(tuyen_quang, Vec::new()).expect("streams");
+    let outputs = drain(&mut m);
+    assert!(
+        routes(&outputs).iter().any(
+            |r| matches!(r, Route::RemoveConsumer { subscriber, .. } if *subscriber == STUDIO)
+        ),
+        "{outputs:?}"
+    );
+    assert_eq!(m.route_track(STUDIO, &picture), None);
+    assert_eq!(m.route_track(STUDIO, &audio(tuyen_quang)), None);
+    // A site not invited here is never taken as a relay's.
+    m.relay_streams(tuyen_quang, vec![(picture.mid, code("999"))])
+        .expect("streams");
+    assert_eq!(m.route_track(STUDIO, &picture), None);
+    m.check_invariants().expect("consumers match the rules");
+
+    // The chair leaves: the relays stop sending pictures up.
+    m.leave(T0 + 2, STUDIO, LeaveReason::Closed, None);
+    let outputs = drain(&mut m);
+    let none = ServerMessage::RelayChair {
+        action: Box::new(diemcau_signaling::ClientMessage::Tiles { sites: Vec::new() }),
+    };
+    assert!(outputs.contains(&send(ha_giang, none)), "{outputs:?}");
+}
+
+#[test]
+fn a_provincial_relay_takes_up_the_unmuted_sounds_and_the_pictures_the_centre_shows() {
+    let mut m = meeting();
+    let relay = STUDIO;
+    m.join(
+        T0,
+        relay,
+        Seat::Studio {
+            name: "Trường quay Chính phủ".into(),
+            session: SessionId("s-relay".into()),
+            relayed: true,
+        },
+        "",
+        "",
+    )
+    .expect("the relay takes the studio's seat");
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
+        .expect("A joins");
+    for id in [relay, A] {
+        m.attached(id);
+        m.producer_added(audio(id));
+        m.producer_added(video(id));
+    }
+    drain(&mut m);
+    assert_eq!(m.route_track(relay, &audio(A)), Some(ANY_LAYER));
+    assert_eq!(m.route_track(relay, &video(A)), None);
+    m.set_tiles(relay, vec![code("001")])
+        .expect("the national chair shows 001");
+    assert_eq!(m.route_track(relay, &video(A)), Some(LOWEST_LAYER));
+    m.mute(T0 + 2, relay, &code("001"), true).expect("mute");
+    assert_eq!(
+        m.route_track(relay, &audio(A)),
+        None,
+        "a muted sound stays here"
+    );
+    m.check_invariants().expect("consumers match the rules");
+    m.floor_from_above(T0 + 3, relay, Some(FloorAbove::Here(code("001"))))
+        .expect("the floor");
+    assert_eq!(m.route_track(relay, &video(A)), Some(ANY_LAYER));
     m.check_invariants().expect("consumers match the rules");
 }
 
@@ -909,7 +1055,7 @@ fn the_queue_across_hubs_is_in_the_order_the_sites_asked() {
     let queued = floor(
         None,
         vec![
-            floor_site("003", "Xã C", tuyen_quang),
+            remote_site("003", "Xã C", tuyen_quang),
             floor_site("001", "Xã A", A),
         ],
     );

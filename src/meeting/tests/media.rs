@@ -291,6 +291,8 @@ fn encoder_publishes(m: &mut LiveMeeting, id: PeerId) {
     m.producer_added(producer(500, id, MediaKind::Audio));
     m.producer_added(ProducerInfo {
         layers: 1,
+        mid: diemcau_sfu::str0m::media::Mid::from("0"),
+        stream: None,
         ..producer(501, id, MediaKind::Video)
     });
 }

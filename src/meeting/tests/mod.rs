@@ -90,6 +90,8 @@ pub(super) fn producer(id: u64, peer: PeerId, kind: MediaKind) -> ProducerInfo {
         kind,
         // Video as browsers publish it: three simulcast layers.
         layers: if kind == MediaKind::Video { 3 } else { 1 },
+        mid: diemcau_sfu::str0m::media::Mid::from(id.to_string().as_str()),
+        stream: None,
     }
 }
 
