@@ -861,6 +861,7 @@ mod tests {
             r#"{"type":"answer_roll_call","roll_call":1,"count":2,"confirmed_by":"a","position":"b"}"#,
             r#"{"type":"switch_programme","source":"camera"}"#,
             r#"{"type":"record","on":true}"#,
+            r#"{"type":"tiles","sites":["02269"]}"#,
             r#"{"type":"ping"}"#,
         ];
         for text in samples {
@@ -869,6 +870,21 @@ mod tests {
             assert_eq!(json["type"], message.kind());
             assert!(CLIENT_MESSAGE_TYPES.contains(&message.kind()));
         }
-        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 19);
+        assert_eq!(CLIENT_MESSAGE_TYPES.len(), 20);
+    }
+
+    #[test]
+    fn tiles_name_at_most_so_many_sites() {
+        let sites = |n: usize| {
+            let codes: Vec<String> = (0..n).map(|i| format!("\"{i:05}\"")).collect();
+            format!(r#"{{"type":"tiles","sites":[{}]}}"#, codes.join(","))
+        };
+        assert!(ClientMessage::parse(&sites(MAX_TILES)).is_ok());
+        assert!(ClientMessage::parse(r#"{"type":"tiles","sites":[]}"#).is_ok());
+        assert_eq!(code(&sites(MAX_TILES + 1)), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"tiles","sites":["a b"]}"#),
+            ErrorCode::InvalidField
+        );
     }
 }

@@ -344,6 +344,8 @@ pub struct Bridge {
     local_sites: HashMap<String, String>,
     /// The sites the upward slots carry changed since the parent was told.
     upward_changed: bool,
+    /// This hub's site holding the floor: it goes up even when every slot is taken.
+    floor_site: Option<String>,
     /// The stream and track ids (the publisher's participant id at the parent, and the
     /// track's) of each m-line the parent sends on, from its offers.
     parent_streams: HashMap<Mid, (String, String)>,
@@ -420,6 +422,7 @@ impl Bridge {
             local_streams: HashMap::new(),
             local_sites: HashMap::new(),
             upward_changed: true,
+            floor_site: None,
             parent_streams: HashMap::new(),
             programme_streams: ProgrammeStreams::default(),
             out: VecDeque::new(),
@@ -489,8 +492,14 @@ impl Bridge {
         Some(streams)
     }
 
+    /// The parent's chair gave the floor to this hub's site `site` (`None`: to none of them).
+    pub fn set_floor_site(&mut self, site: Option<&str>) {
+        self.floor_site = site.map(str::to_owned);
+    }
+
     /// The upward slot of `site`: the one carrying it, else a free one rested enough (the
-    /// parent is told).
+    /// parent is told). The site holding the floor takes another site's slot when none is
+    /// free.
     fn slot_for(&mut self, now: Instant, site: &str) -> Option<usize> {
         if let Some(index) = self
             .up
@@ -499,12 +508,20 @@ impl Bridge {
         {
             return Some(index);
         }
-        let index = self.up.iter().position(|slot| {
+        let free = self.up.iter().position(|slot| {
             slot.site.is_none()
                 && slot
                     .freed
                     .is_none_or(|at| now.saturating_duration_since(at) >= SLOT_REST)
-        })?;
+        });
+        let index = match free {
+            Some(index) => index,
+            None if self.floor_site.as_deref() == Some(site) => {
+                tracing::info!(site, "every upward slot is taken: the floor takes one");
+                self.up.iter().position(|slot| slot.site.is_some())?
+            }
+            None => return None,
+        };
         let slot = self.up.get_mut(index)?;
         slot.site = Some(site.to_owned());
         slot.freed = None;
@@ -829,6 +846,92 @@ fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bridge(now: Instant) -> Bridge {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let (bridge, offers) = Bridge::new(
+            now,
+            at(1),
+            at(2),
+            at(3),
+            IpAddr::from([127, 0, 0, 1]),
+            "relay-7",
+        )
+        .expect("a bridge");
+        assert_eq!(
+            offers.parent.matches("a=sendonly").count(),
+            2 * UP_SLOTS,
+            "a pair of tracks per upward slot"
+        );
+        bridge
+    }
+
+    /// This hub's workers send the relay the tracks of `sites` (participant `p<code>`).
+    fn local_tracks(bridge: &mut Bridge, now: Instant, sites: &[u32]) {
+        bridge.local_streams = sites
+            .iter()
+            .map(|code| (Mid::from(code.to_string().as_str()), format!("p{code}")))
+            .collect();
+        bridge.release_slots(now);
+    }
+
+    fn sites_up(bridge: &mut Bridge) -> Option<std::collections::BTreeSet<String>> {
+        let streams = bridge.take_upward()?;
+        Some(streams.into_iter().map(|s| s.site).collect())
+    }
+
+    #[test]
+    fn each_site_going_up_takes_a_slot_freed_when_its_hub_no_longer_sends_it() {
+        let t0 = Instant::now();
+        let mut bridge = bridge(t0);
+        assert_eq!(
+            sites_up(&mut bridge),
+            Some(Default::default()),
+            "none at first"
+        );
+        let sites: Vec<u32> = (1..=40).collect();
+        for code in &sites {
+            bridge.set_local_site(&format!("p{code}"), Some(&code.to_string()));
+        }
+        local_tracks(&mut bridge, t0, &sites);
+        let slots: Vec<Option<usize>> = sites
+            .iter()
+            .map(|code| bridge.slot_for(t0, &code.to_string()))
+            .collect();
+        assert_eq!(slots.iter().flatten().count(), UP_SLOTS, "32 at once");
+        assert_eq!(bridge.slot_for(t0, "1"), slots[0], "a site keeps its slot");
+        assert_eq!(bridge.slot_for(t0, "40"), None, "the 33rd waits");
+        assert_eq!(bridge.figures.up_sites, UP_SLOTS);
+        let up = sites_up(&mut bridge).expect("the parent is told");
+        assert_eq!(up.len(), UP_SLOTS);
+        assert_eq!(sites_up(&mut bridge), None, "told once");
+
+        // The floor goes to the 40th: it takes a slot all the same.
+        bridge.set_floor_site(Some("40"));
+        assert!(bridge.slot_for(t0, "40").is_some());
+        let up = sites_up(&mut bridge).expect("the parent is told");
+        assert!(up.contains("40"), "{up:?}");
+        assert_eq!(up.len(), UP_SLOTS);
+
+        // The first site gave its slot to the floor and waits for another.
+        assert!(!up.contains("1"), "{up:?}");
+        assert_eq!(bridge.slot_for(t0, "1"), None);
+
+        // Site 2 is no longer sent here (muted, its tile off screen, or gone): its slot is
+        // freed, and rests before another site takes it.
+        let others: Vec<u32> = sites.iter().copied().filter(|c| *c != 2).collect();
+        local_tracks(&mut bridge, t0, &others);
+        let up = sites_up(&mut bridge).expect("the parent is told");
+        assert!(!up.contains("2"), "{up:?}");
+        assert_eq!(bridge.figures.up_sites, UP_SLOTS - 1);
+        let resting = t0 + Duration::from_millis(500);
+        assert_eq!(bridge.slot_for(resting, "39"), None, "the freed slot rests");
+        assert!(
+            bridge.slot_for(t0 + SLOT_REST, "39").is_some(),
+            "then 39 takes it"
+        );
+        assert!(sites_up(&mut bridge).expect("told").contains("39"));
+    }
 
     #[test]
     fn timestamps_stay_continuous_when_the_parent_stream_changes() {

@@ -175,14 +175,14 @@ async fn run(
                                 bridge.set_programme_stream(source.role, &source.id);
                             }
                             relay_id = Some(participant.id);
-                            follow_floor(hub, &session, relay_id.as_deref(), parent_floor.as_ref()).await;
+                            follow_floor(hub, &session, &mut bridge, relay_id.as_deref(), parent_floor.as_ref()).await;
                         }
                         ServerMessage::ParticipantJoined { participant } => {
                             bridge.set_programme_stream(participant.role, &participant.id);
                         }
                         ServerMessage::Floor { holder, .. } => {
                             parent_floor = Some(holder);
-                            follow_floor(hub, &session, relay_id.as_deref(), parent_floor.as_ref()).await;
+                            follow_floor(hub, &session, &mut bridge, relay_id.as_deref(), parent_floor.as_ref()).await;
                         }
                         ServerMessage::Answer { sdp } => {
                             bridge.accept_answer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
@@ -317,10 +317,12 @@ async fn run(
 
 /// Puts the local floor where the parent's chair put it (`floor`, the holder of the parent's
 /// latest `floor` message): on this hub's own site when the parent names this relay as its
-/// holder, on the floor seat for a site elsewhere in the tree, nowhere when nobody holds it.
+/// holder (that site then goes up first, [`Bridge::set_floor_site`]), on the floor seat for a
+/// site elsewhere in the tree, nowhere when nobody holds it.
 async fn follow_floor(
     hub: &Hub,
     session: &Session,
+    bridge: &mut Bridge,
     relay_id: Option<&str>,
     floor: Option<&Option<FloorSite>>,
 ) {
@@ -349,6 +351,12 @@ async fn follow_floor(
             })
         }
     };
+    // The commune of this hub holding the floor goes up whatever else does.
+    let here = match &above {
+        Some(FloorAbove::Here(site)) => Some(site.as_str()),
+        _ => None,
+    };
+    bridge.set_floor_site(here);
     if let Err(e) = hub.relay_floor(session, above).await {
         tracing::warn!("the national floor not followed here: {}", e.message);
     }

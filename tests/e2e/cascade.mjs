@@ -6,9 +6,10 @@
 // The national studio's page is open on the root hub (logged in there as the organizer) and
 // publishes its fake camera; a commune's page is open on its provincial hub, which relays the
 // root's meeting. The commune's page must decode the national studio's video, received from
-// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). The national
-// chair gives the commune the floor from its console, and the studio's page must decode the
-// commune's camera in its tile, come up through the provincial hub. Then the script writes
+// its own provincial hub only (PROVINCE_MEDIA_PORTS: that hub's media ports). The commune's
+// tile on the national console must show its small picture, sent up because the tile is on
+// screen; the national chair gives the commune the floor from its console, and the studio's
+// page must decode the commune's camera in its tile, come up through the provincial hub. Then the script writes
 // DECODED_MARK, the test stops the root, and the commune's page must stay joined and show the
 // banner saying its province has lost the centre. Exit code 0 on success, 1 on failure, 2 on setup.
 
@@ -116,6 +117,23 @@ async function main() {
       }
       await studio.selectOption('#sort', 'attention');
       log(`the wall sorted by province: ${grouped.join(' · ')}`);
+
+      // Its tile is on the chair's screen: its small picture comes up through its provincial
+      // hub without the floor, and the national studio decodes it in the tile.
+      const smallPicture = await waitForValue(
+        () => studio.evaluate(() => {
+          const video = document.querySelector('[data-site="02269"] video');
+          return video
+            ? { width: video.videoWidth, time: video.currentTime, stream: video.dataset.participant }
+            : null;
+        }),
+        (v) => v && v.width > 0 && v.time > 1,
+      );
+      if (!smallPicture.ok || !String(smallPicture.last.stream).endsWith('-02269')) {
+        studioWatch.printRecent(20);
+        throw new Failure(`the national studio does not decode the small picture of the commune on its screen: ${JSON.stringify(smallPicture.last)}`);
+      }
+      log(`the national studio decodes the small picture of the commune on its screen: ${smallPicture.last.width} pixels wide`);
 
       // The chair gives it the floor: its camera comes up through its provincial hub and the
       // national studio decodes it in the commune's tile.

@@ -349,6 +349,19 @@ export class SiteGrid extends EventTarget {
     /** How long the first and the last `update` took, in ms (for tests and the benchmark). */
     this.firstApplyMs = null;
     this.lastApplyMs = 0;
+    /** Codes of the sites whose tiles are on screen now. */
+    this.onScreen = new Set();
+    this.observer =
+      typeof IntersectionObserver === 'function'
+        ? new IntersectionObserver((entries) => {
+            for (const entry of entries) {
+              const code = entry.target.dataset.site;
+              if (entry.isIntersecting) this.onScreen.add(code);
+              else this.onScreen.delete(code);
+            }
+            this.dispatchEvent(new Event('onscreen'));
+          })
+        : null;
 
     container.addEventListener('click', (event) => {
       const target = event.target.closest('button[data-action]');
@@ -368,6 +381,7 @@ export class SiteGrid extends EventTarget {
       if (!tile) {
         tile = new SiteTile(entry.site, index, this.sound);
         this.tiles.set(entry.site, tile);
+        this.observer?.observe(tile.root);
         rosterChanged = true;
       }
       tile.index = index;
@@ -380,6 +394,8 @@ export class SiteGrid extends EventTarget {
       for (const [code, tile] of this.tiles) {
         if (!present.has(code)) {
           tile.detach();
+          this.observer?.unobserve(tile.root);
+          this.onScreen.delete(code);
           tile.root.remove();
           this.tiles.delete(code);
         }
@@ -482,6 +498,16 @@ export class SiteGrid extends EventTarget {
       byName.set(name, counts);
     }
     return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name, 'vi'));
+  }
+
+  /**
+   * The sites joined to another hub (a province's commune in a national meeting) whose tiles
+   * are on screen now, in roster order: their small pictures are sent up for these only.
+   */
+  remoteOnScreen() {
+    return this.all()
+      .filter((tile) => tile.entry.node && this.onScreen.has(tile.code) && !tile.root.hidden)
+      .map((tile) => tile.code);
   }
 
   /** The tiles in roster order. */

@@ -308,6 +308,16 @@ export class MeetingSession extends EventTarget {
   }
 
   /**
+   * Tells the hub which sites' pictures the chair's console shows now (`tiles`,
+   * docs/protocol.md): a site joined to a provincial hub sends its small picture up only then.
+   * False when not joined.
+   */
+  showTiles(sites) {
+    if (this.signalingState !== 'joined') return false;
+    return this.send({ type: 'tiles', sites });
+  }
+
+  /**
    * Declares the hall's head count (sites only); the reply comes as a `headcount` event.
    * False when the hub cannot be reached right now.
    */
@@ -602,6 +612,8 @@ export class MeetingSession extends EventTarget {
         this.dispatchEvent(new CustomEvent('console', { detail: message }));
         return undefined;
       case 'done':
+        // The console's `tiles` are sent as it scrolls: nothing to show for each.
+        if (message.request === 'tiles') return undefined;
         this.dispatchEvent(new CustomEvent('action', { detail: { ok: true, request: message.request } }));
         return undefined;
       case 'pong':
@@ -668,6 +680,10 @@ export class MeetingSession extends EventTarget {
   }
 
   onHubError(message) {
+    if (message.request === 'tiles') {
+      console.warn('tiles refused', message.code, message.message);
+      return;
+    }
     if (message.request === 'head_count') {
       const error = { code: message.code, message: message.message || '', request: message.request };
       this.dispatchEvent(new CustomEvent('headcount', { detail: { ok: false, error } }));

@@ -108,6 +108,7 @@ async function main() {
     summary.render();
   });
   session.addEventListener('floor', () => grid.applyFloor(session.floor));
+  if (!watching) installTilesOnScreen(session, grid);
   // The hub cannot reach its database: the meeting goes on, its attendance waits on the hub.
   const logBanner = document.getElementById('log-banner');
   const renderLogState = () => {
@@ -256,6 +257,35 @@ function installEndedView(session, grid, summary, notice) {
  * the requests were sent (the hub handles a session's messages one at a time), so each `action`
  * event belongs to the oldest request of its type still waiting.
  */
+/** Most sites one `tiles` message names (docs/protocol.md). */
+const MAX_TILES = 200;
+
+/**
+ * Keeps the hub told which communes of other hubs have their tiles on the chair's screen
+ * (scrolling, filters, the roster changing), at most every 300 ms and only when it changed,
+ * and again after each join.
+ */
+function installTilesOnScreen(session, grid) {
+  let sent = null;
+  let timer = null;
+  const send = () => {
+    timer = null;
+    const sites = grid.remoteOnScreen().slice(0, MAX_TILES);
+    const key = sites.join(',');
+    if (key === sent) return;
+    if (session.showTiles(sites)) sent = key;
+  };
+  const soon = () => {
+    timer ??= setTimeout(send, 300);
+  };
+  grid.addEventListener('onscreen', soon);
+  grid.addEventListener('arranged', soon);
+  session.addEventListener('statechange', () => {
+    if (session.signalingState !== 'joined') sent = null;
+    else soon();
+  });
+}
+
 function installActions(session, notice, onDone) {
   const waiting = [];
   const act = (message, label) => {
