@@ -121,7 +121,8 @@ pub enum Seat {
         name: String,
         session: SessionId,
         /// The national studio as a provincial hub relays it (docs/cascade.md): sites
-        /// receive it as their studio; it receives nothing of theirs (nothing goes up yet).
+        /// receive it as their studio; it receives what of theirs goes up to the centre (the
+        /// floor, the unmuted sounds, the small pictures the national chair shows).
         relayed: bool,
     },
     Site {
@@ -470,10 +471,11 @@ impl LiveMeeting {
     /// small pictures); every site receives the site holding the floor.
     ///
     /// Across hubs (docs/cascade.md): a child hub's relay (`node`) takes the programme once for
-    /// all its communes and chooses their layers itself; it publishes its commune holding the
-    /// floor, which then reaches the studio, the sites and the other relays; the relayed studio
-    /// of a province's part takes its own commune holding the floor up to the centre; the
-    /// floor held elsewhere ([`Seat::Above`]) reaches this hub's sites, and it receives nothing.
+    /// all its communes and chooses their layers itself; the floor held elsewhere
+    /// ([`Seat::Above`]) reaches this hub's sites, and it receives nothing. What goes up (the
+    /// relay's tracks here, what the relayed studio of a province's part takes) depends on the
+    /// track and the site it carries: [`LiveMeeting::route_track`], which every consumer
+    /// follows.
     pub fn route(&self, subscriber: PeerId, publisher: PeerId) -> Option<u8> {
         if subscriber == publisher || self.floor_seat == Some(subscriber) {
             return None;

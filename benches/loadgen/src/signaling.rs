@@ -116,6 +116,9 @@ pub struct Session {
     pub clock: Clock,
     /// Most time from connecting to the hub's answer.
     pub setup_timeout: Duration,
+    /// Messages sent once joined, after the offer (the studio's `tiles` of a wall through a
+    /// tree).
+    pub after_join: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +253,9 @@ impl Session {
                                 fail(SignallingFailure::WebSocket { message: e.to_string() });
                                 self.engine.close(id);
                                 return;
+                            }
+                            for message in &self.after_join {
+                                let _ = write.send(Message::text(message.to_string())).await;
                             }
                             stage = Stage::Offering;
                         }

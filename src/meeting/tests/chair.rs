@@ -584,8 +584,8 @@ fn a_provincial_hubs_sites_are_on_the_console_and_answer_its_roll_call() {
     m.check_invariants().expect("rules hold");
 }
 
-/// Two child hubs' relays joined, each publishing its floor-up tracks; the first shows site
-/// 003 joined to its hub.
+/// Two child hubs' relays joined, each publishing a pair of upward tracks; the first shows
+/// site 003 joined to its hub, and its tracks carry 003.
 fn meeting_with_relays() -> (LiveMeeting, PeerId, PeerId) {
     let mut m = meeting_in_session();
     let (tuyen_quang, ha_giang) = (PeerId(40), PeerId(41));
@@ -898,7 +898,11 @@ fn a_provincial_part_follows_the_national_floor() {
         m.producer_added(video(id));
     }
     drain(&mut m);
-    assert_eq!(m.route(relay, A), None, "nothing goes up without the floor");
+    assert_eq!(
+        m.route_track(relay, &video(A)),
+        None,
+        "no picture goes up without the floor or the national chair showing it"
+    );
     assert_eq!(m.route(A, above), None);
     assert_eq!(
         m.route(above, relay),

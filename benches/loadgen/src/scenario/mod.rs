@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -25,7 +26,7 @@ use crate::measure::{Histogram, Window};
 use crate::media::{Clock, VideoProfile};
 use crate::procfs::{self, MachineCpu, ProcessSample, UdpCounters};
 use crate::report::{FailedJoin, Joins, Report};
-use crate::setup::{self, JoinMode};
+use crate::setup::{self, FIRST_SITE_CODE, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
 use crate::tree::Tree;
 use crate::{JoinModeOption, Options, Scenario};
@@ -305,10 +306,11 @@ impl Run {
             records: records.clone(),
             clock: self.clock,
             setup_timeout,
+            after_join: Vec::new(),
         };
 
         // The studio first: it publishes before anyone watches.
-        let studio = session(
+        let mut studio = session(
             self.hub.clone(),
             meeting.studio.clone(),
             PeerSpec {
@@ -321,6 +323,16 @@ impl Run {
                 tcp: false,
             },
         );
+        // A wall through a tree: the chair's console shows every commune's tile (as many as
+        // one `tiles` message names), so their small pictures come up through their provinces.
+        if o.scenario == Scenario::Wall && self.tree.is_some() {
+            let sites: Vec<String> = (1..=o.sites.min(200))
+                .map(|i| (FIRST_SITE_CODE + i as u32).to_string())
+                .collect();
+            studio
+                .after_join
+                .push(json!({"type": "tiles", "sites": sites}));
+        }
         sessions.spawn(studio.run(stop_rx.clone()));
         let studio_deadline = Instant::now() + setup_timeout;
         let studio_ok = loop {
