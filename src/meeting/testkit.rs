@@ -103,7 +103,7 @@ impl Player {
         };
         let m = &mut self.meeting;
         // Refusals are part of the game: only what the outputs and state say is checked.
-        match op % 21 {
+        match op % 23 {
             0 | 1 => {
                 let id = PeerId(self.next_peer);
                 self.next_peer += 1;
@@ -172,7 +172,7 @@ impl Player {
                     peer,
                     kind,
                     layers: if b.is_multiple_of(3) { 3 } else { 1 },
-                    mid: diemcau_sfu::str0m::media::Mid::from("0"),
+                    mid: diemcau_sfu::str0m::media::Mid::from((b % 4).to_string().as_str()),
                     stream: None,
                 });
             }
@@ -232,6 +232,17 @@ impl Player {
                     ProgrammeSource::Encoder
                 };
                 let _ = m.switch_programme(now, peer, source);
+            }
+            // The chair's console shows a site's tile (or none).
+            20 => {
+                let sites = if b.is_multiple_of(2) { vec![site] } else { Vec::new() };
+                let _ = m.set_tiles(peer, sites);
+            }
+            // A relay's track carries one of its sites (or none).
+            21 => {
+                let mid = diemcau_sfu::str0m::media::Mid::from((a % 4).to_string().as_str());
+                let streams = if b.is_multiple_of(3) { Vec::new() } else { vec![(mid, site)] };
+                let _ = m.relay_streams(peer, streams);
             }
             _ if b == 255 => m.end(now),
             _ => m.reception_changed(now, peer, b.is_multiple_of(2)),
