@@ -13,7 +13,11 @@
 #                (1,000-site fan-out and 500-site join storm; needs more cores than the hub's),
 #                "links" (50 and 100 sites, simulcast studio: all on good links, then 70 % good,
 #                20 % at 1 Mbit/s, 10 % at 300 kbit/s with 2 % loss, back to back)
-#                "recording" (50 sites with the meeting recorded and not, twice)
+#                "recording" (50 sites with the meeting recorded and not, twice),
+#                "tree" (a national tree on one machine: 60 communes on one hub and through
+#                one province, 120 through 2 and 4, and the chair's wall of 60 through 2),
+#                "capacity" (the 1,000-site fan-out and the 300-site wall on a 2-core
+#                machine, hub on one core with one worker, generator on the other)
 #                or "smoke" (3 sites, 1 s: checks the setup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,8 +89,23 @@ case "$SUITE" in
         --hub-arg "$mode" --hub-arg --recording-min-free-mb --hub-arg 0
     done
     ;;
+  tree)
+    # BENCHMARKS.md "A national tree" and "Up each link": every hub on HUB_CPUS.
+    run tree-flat-60 fanout --sites 60 --duration 10 --floor-seconds 0
+    run tree-1x60 fanout --sites 60 --provinces 1 --duration 10 --floor-seconds 0
+    run tree-2x120 fanout --sites 120 --provinces 2 --duration 10 --floor-seconds 0
+    run tree-4x120 fanout --sites 120 --provinces 4 --duration 10 --floor-seconds 0
+    run tree-wall-flat-60 wall --sites 60 --site-audio --duration 10 --floor-seconds 0
+    run tree-wall-2x60 wall --sites 60 --provinces 2 --site-audio --duration 10 --floor-seconds 0
+    ;;
+  capacity)
+    # What one hub core carries: the 1,000-site fan-out (joins at 200 a second) and the
+    # 300-site wall, each report saying how many sites had media and at which loss.
+    run capacity-fanout-1000 fanout --sites 1000 --duration 10 --join-rate 200 --floor-seconds 0.5
+    run capacity-wall-300 wall --sites 300 --site-audio --duration 10 --floor-seconds 0
+    ;;
   *)
-    echo "run-benchmarks: SUITE is smoke, small, large, links or recording" >&2
+    echo "run-benchmarks: SUITE is smoke, small, large, links, recording, tree or capacity" >&2
     exit 2
     ;;
 esac

@@ -602,8 +602,13 @@ impl Bridge {
         }
     }
 
-    /// A hub's offer on `side` (tracks come or go): our answer.
-    pub fn accept_offer(&mut self, side: Side, sdp: &str) -> Result<String, BridgeError> {
+    /// A hub's offer on `side` (tracks come or go) at `now`: our answer.
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        side: Side,
+        sdp: &str,
+    ) -> Result<String, BridgeError> {
         match side {
             Side::Parent => {
                 for (mid, stream, track) in stream_ids(sdp) {
@@ -616,7 +621,7 @@ impl Bridge {
                     .into_iter()
                     .map(|(mid, stream, _)| (Mid::from(mid.as_str()), stream))
                     .collect();
-                self.release_slots(Instant::now());
+                self.release_slots(now);
             }
             Side::Floor => {}
         }

@@ -188,7 +188,7 @@ async fn run(
                             bridge.accept_answer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
                         }
                         ServerMessage::Offer { sdp } => {
-                            let sdp = bridge.accept_offer(Side::Parent, &sdp).map_err(|e| e.to_string())?;
+                            let sdp = bridge.accept_offer(Instant::now(), Side::Parent, &sdp).map_err(|e| e.to_string())?;
                             send_up(up, meeting, ClientMessage::Answer { sdp })?;
                         }
                         ServerMessage::RollCall { roll_call, active, .. } => {
@@ -224,7 +224,7 @@ async fn run(
                     let Some((message, last)) = message else { return Ok(()) };
                     match message {
                         ServerMessage::Offer { sdp } => {
-                            let sdp = bridge.accept_offer(Side::Local, &sdp).map_err(|e| e.to_string())?;
+                            let sdp = bridge.accept_offer(Instant::now(), Side::Local, &sdp).map_err(|e| e.to_string())?;
                             if let Err(e) = hub.handle(&mut session, ClientMessage::Answer { sdp }).await {
                                 tracing::warn!(parent_meeting = meeting, "the local hub refused the relay's answer: {}", e.message);
                             }
@@ -260,7 +260,7 @@ async fn run(
                 message = floor_rx.recv() => {
                     let Some((message, last)) = message else { return Ok(()) };
                     if let ServerMessage::Offer { sdp } = message {
-                        let sdp = bridge.accept_offer(Side::Floor, &sdp).map_err(|e| e.to_string())?;
+                        let sdp = bridge.accept_offer(Instant::now(), Side::Floor, &sdp).map_err(|e| e.to_string())?;
                         if let Err(e) = hub.handle(&mut floor_session, ClientMessage::Answer { sdp }).await {
                             tracing::warn!(parent_meeting = meeting, "the local hub refused the floor seat's answer: {}", e.message);
                         }

@@ -235,13 +235,21 @@ impl Player {
             }
             // The chair's console shows a site's tile (or none).
             20 => {
-                let sites = if b.is_multiple_of(2) { vec![site] } else { Vec::new() };
+                let sites = if b.is_multiple_of(2) {
+                    vec![site]
+                } else {
+                    Vec::new()
+                };
                 let _ = m.set_tiles(peer, sites);
             }
             // A relay's track carries one of its sites (or none).
             21 => {
                 let mid = diemcau_sfu::str0m::media::Mid::from((a % 4).to_string().as_str());
-                let streams = if b.is_multiple_of(3) { Vec::new() } else { vec![(mid, site)] };
+                let streams = if b.is_multiple_of(3) {
+                    Vec::new()
+                } else {
+                    vec![(mid, site)]
+                };
                 let _ = m.relay_streams(peer, streams);
             }
             _ if b == 255 => m.end(now),
