@@ -185,7 +185,12 @@ impl LiveMeeting {
             }
             Seat::Node { session, .. } => (None, session),
             Seat::Above { session } => {
-                self.floor_seat = Some(id);
+                // A seat before it (its relay's earlier one) is an ordinary `node` from now on:
+                // what it receives and sends follows.
+                if let Some(previous) = self.floor_seat.replace(id) {
+                    self.reconcile_subscriber(previous);
+                    self.reconcile_publisher(previous);
+                }
                 (None, session)
             }
             Seat::Observer { session } => (None, session),

@@ -251,6 +251,16 @@ fn media_events_of_a_site_are_told_logged_and_shown() {
 }
 
 #[test]
+fn a_second_floor_seat_leaves_the_first_an_ordinary_node() {
+    // Found by the fuzzer: a studio and a floor seat publishing, then another floor seat: the
+    // first one, no longer the floor seat, receives the programme like any node.
+    let input = [
+        0, 0, 0, 1, 1, 3, 3, 0, 1, 3, 1, 1, 4, 0, 4, 4, 1, 16, 1, 0, 3, 255,
+    ];
+    super::testkit::run(&input);
+}
+
+#[test]
 fn random_input_sequences_keep_the_rules() {
     // A fixed xorshift stream: the same sequences on every run.
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
