@@ -513,6 +513,10 @@ impl LiveMeeting {
             return;
         }
         let returned = self.floor_site();
+        // A site of another hub given the floor no longer waits for it.
+        if let Some((site, _)) = &remote {
+            self.remote_queue.retain(|(q, _)| q != site);
+        }
         self.floor = to;
         self.floor_remote = remote;
         // Viewers first: their one picture is freed before the new speaker's is added.

@@ -20,7 +20,7 @@ impl LiveMeeting {
     /// hub no longer shows it asking); one holding the floor here that it no longer shows
     /// joined returns the floor, as a site leaving this hub does.
     pub fn remote_console(&mut self, now: Millis, relay: PeerId, rows: Vec<ConsoleSite>) {
-        let Some(node) = self.node_name(relay) else {
+        let Some(node) = self.node_name(relay).filter(|_| self.is_relay(relay)) else {
             return;
         };
         self.remote_sites.retain(|_, (n, _)| *n != node);

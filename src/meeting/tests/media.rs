@@ -261,6 +261,14 @@ fn a_second_floor_seat_leaves_the_first_an_ordinary_node() {
 }
 
 #[test]
+fn only_a_relay_shows_rows_of_another_hubs_sites() {
+    // Found by the fuzzer: the floor seat (not a relay) sent console rows of a site asking
+    // for the floor, then the floor from above went to that site while it stayed queued.
+    let input = [0, 254, 4, 1, 0, 3, 0, 1, 1, 247, 48, 255, 110, 110, 110];
+    super::testkit::run(&input);
+}
+
+#[test]
 fn random_input_sequences_keep_the_rules() {
     // A fixed xorshift stream: the same sequences on every run.
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
