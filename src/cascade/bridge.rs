@@ -342,6 +342,9 @@ pub struct Bridge {
     local_streams: HashMap<Mid, String>,
     /// The site of each participant at this hub.
     local_sites: HashMap<String, String>,
+    /// The upward slot the packets of each of those m-lines go to, once found; forgotten
+    /// whenever a slot, a stream or a site changes.
+    local_slots: HashMap<Mid, usize>,
     /// The sites the upward slots carry changed since the parent was told.
     upward_changed: bool,
     /// This hub's site holding the floor: it goes up even when every slot is taken.
@@ -421,6 +424,7 @@ impl Bridge {
             up,
             local_streams: HashMap::new(),
             local_sites: HashMap::new(),
+            local_slots: HashMap::new(),
             upward_changed: true,
             floor_site: None,
             parent_streams: HashMap::new(),
@@ -461,6 +465,7 @@ impl Bridge {
 
     /// This hub's participant `participant` is site `site` (`None`: it left).
     pub fn set_local_site(&mut self, participant: &str, site: Option<&str>) {
+        self.local_slots.clear();
         match site {
             Some(site) => {
                 self.local_sites
@@ -525,9 +530,16 @@ impl Bridge {
         let slot = self.up.get_mut(index)?;
         slot.site = Some(site.to_owned());
         slot.freed = None;
-        self.upward_changed = true;
-        self.figures.up_sites = self.up.iter().filter(|s| s.site.is_some()).count();
+        self.slots_changed();
         Some(index)
+    }
+
+    /// A slot changed hands: the parent is to be told, the figures and the local m-lines'
+    /// slots follow.
+    fn slots_changed(&mut self) {
+        self.upward_changed = true;
+        self.local_slots.clear();
+        self.figures.up_sites = self.up.iter().filter(|s| s.site.is_some()).count();
     }
 
     /// This hub's workers now send the local studio seat the tracks of the participants in
@@ -538,6 +550,7 @@ impl Bridge {
             .values()
             .filter_map(|participant| self.local_sites.get(participant))
             .collect();
+        let mut freed = false;
         for slot in &mut self.up {
             if slot
                 .site
@@ -546,10 +559,12 @@ impl Bridge {
             {
                 slot.site = None;
                 slot.freed = Some(now);
-                self.upward_changed = true;
+                freed = true;
             }
         }
-        self.figures.up_sites = self.up.iter().filter(|s| s.site.is_some()).count();
+        if freed {
+            self.slots_changed();
+        }
     }
 
     /// The participant id at the parent (from `joined` and `participant_joined`) of the
@@ -621,6 +636,7 @@ impl Bridge {
                     .into_iter()
                     .map(|(mid, stream, _)| (Mid::from(mid.as_str()), stream))
                     .collect();
+                self.local_slots.clear();
                 self.release_slots(now);
             }
             Side::Floor => {}
@@ -738,12 +754,22 @@ impl Bridge {
         };
         let (way, layer) = match side {
             Side::Local => {
-                let site = self
-                    .local_streams
-                    .get(&mid)
-                    .and_then(|participant| self.local_sites.get(participant))
-                    .cloned();
-                let Some(slot) = site.and_then(|site| self.slot_for(now, &site)) else {
+                let slot = match self.local_slots.get(&mid) {
+                    Some(slot) => Some(*slot),
+                    None => {
+                        let site = self
+                            .local_streams
+                            .get(&mid)
+                            .and_then(|participant| self.local_sites.get(participant))
+                            .cloned();
+                        let slot = site.and_then(|site| self.slot_for(now, &site));
+                        if let Some(slot) = slot {
+                            self.local_slots.insert(mid, slot);
+                        }
+                        slot
+                    }
+                };
+                let Some(slot) = slot else {
                     self.figures.up_dropped_packets += 1;
                     return;
                 };

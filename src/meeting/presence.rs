@@ -452,10 +452,9 @@ impl LiveMeeting {
             self.studio_relayed = false;
             self.next_console = None;
             // Nobody shows the tiles any more: the relays stop sending them up.
-            if !std::mem::take(&mut self.tiles).is_empty() {
-                for relay in self.relays() {
-                    self.tell_relay_tiles(relay);
-                }
+            let before = std::mem::take(&mut self.tiles);
+            if !before.is_empty() {
+                self.tiles_changed(&before);
             }
         }
         self.queue.retain(|(q, _)| *q != id);

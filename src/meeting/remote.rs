@@ -161,9 +161,15 @@ impl LiveMeeting {
         if tiles == self.tiles {
             return Ok(());
         }
-        let changed: BTreeSet<SiteCode> =
-            self.tiles.symmetric_difference(&tiles).cloned().collect();
-        self.tiles = tiles;
+        let before = std::mem::replace(&mut self.tiles, tiles);
+        self.tiles_changed(&before);
+        Ok(())
+    }
+
+    /// The tiles the chair shows are no longer `before`: what goes up follows, and every
+    /// relay is told.
+    pub(super) fn tiles_changed(&mut self, before: &BTreeSet<SiteCode>) {
+        let changed: BTreeSet<&SiteCode> = self.tiles.symmetric_difference(before).collect();
         let publishers: Vec<PeerId> = self
             .participants
             .iter()
@@ -178,7 +184,6 @@ impl LiveMeeting {
         for relay in self.relays() {
             self.tell_relay_tiles(relay);
         }
-        Ok(())
     }
 
     /// Tells a relay which sites the chair's console shows (a new relay hears it when it

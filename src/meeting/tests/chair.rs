@@ -826,18 +826,8 @@ fn the_chair_sees_the_small_pictures_it_shows_of_a_child_hubs_communes() {
 fn a_provincial_relay_takes_up_the_unmuted_sounds_and_the_pictures_the_centre_shows() {
     let mut m = meeting();
     let relay = STUDIO;
-    m.join(
-        T0,
-        relay,
-        Seat::Studio {
-            name: "Trường quay Chính phủ".into(),
-            session: SessionId("s-relay".into()),
-            relayed: true,
-        },
-        "",
-        "",
-    )
-    .expect("the relay takes the studio's seat");
+    m.join(T0, relay, relayed_studio_seat(), "", "")
+        .expect("the relay takes the studio's seat");
     m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
         .expect("A joins");
     for id in [relay, A] {
@@ -868,18 +858,8 @@ fn a_provincial_relay_takes_up_the_unmuted_sounds_and_the_pictures_the_centre_sh
 fn a_provincial_part_follows_the_national_floor() {
     let mut m = meeting();
     let (relay, above) = (STUDIO, PeerId(50));
-    m.join(
-        T0,
-        relay,
-        Seat::Studio {
-            name: "Trường quay Chính phủ".into(),
-            session: SessionId("s-relay".into()),
-            relayed: true,
-        },
-        "",
-        "",
-    )
-    .expect("the relay takes the studio's seat");
+    m.join(T0, relay, relayed_studio_seat(), "", "")
+        .expect("the relay takes the studio's seat");
     m.join(
         T0,
         above,
@@ -1099,18 +1079,8 @@ fn the_queue_across_hubs_is_in_the_order_the_sites_asked() {
 fn a_request_in_a_relayed_part_sends_the_console_at_once() {
     let mut m = meeting();
     let relay = STUDIO;
-    m.join(
-        T0,
-        relay,
-        Seat::Studio {
-            name: "Trung ương".into(),
-            session: SessionId("s-relay".into()),
-            relayed: true,
-        },
-        "",
-        "",
-    )
-    .expect("the relay joins as the studio");
+    m.join(T0, relay, relayed_studio_seat(), "", "")
+        .expect("the relay joins as the studio");
     m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
         .expect("A joins");
     drain(&mut m);

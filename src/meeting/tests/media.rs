@@ -112,14 +112,9 @@ fn a_provincial_relay_receives_the_programme_unseen_and_unlogged() {
 }
 
 #[test]
-fn a_relayed_national_studio_is_received_and_receives_nothing() {
+fn a_relayed_national_studio_is_received_and_takes_no_wall() {
     let mut m = meeting();
-    let seat = Seat::Studio {
-        name: "Trường quay Chính phủ".into(),
-        session: SessionId("s-relay".into()),
-        relayed: true,
-    };
-    m.join(T0, STUDIO, seat, "", "")
+    m.join(T0, STUDIO, relayed_studio_seat(), "", "")
         .expect("the relay takes the studio seat");
     m.join(T0, A, site_seat("001", "Xã A", "s-a"), "", "")
         .expect("A joins");
@@ -128,7 +123,11 @@ fn a_relayed_national_studio_is_received_and_receives_nothing() {
         Some(ANY_LAYER),
         "the commune receives the programme"
     );
-    assert_eq!(m.route(STUDIO, A), None, "no wall for a relayed studio");
+    assert_eq!(
+        m.route_track(STUDIO, &video(A)),
+        None,
+        "no wall for a relayed studio: only the pictures the national chair shows go up"
+    );
     m.check_invariants().expect("consumers match the rules");
 }
 

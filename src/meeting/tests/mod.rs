@@ -70,6 +70,15 @@ pub(super) fn studio_seat(name: &str) -> Seat {
     }
 }
 
+/// The studio's seat of a province's part of a national meeting, taken by its relay.
+pub(super) fn relayed_studio_seat() -> Seat {
+    Seat::Studio {
+        name: "Trường quay Chính phủ".into(),
+        session: SessionId("s-relay".into()),
+        relayed: true,
+    }
+}
+
 pub(super) fn site_seat(site: &str, name: &str, session: &str) -> Seat {
     Seat::Site {
         code: code(site),
