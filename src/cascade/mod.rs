@@ -32,7 +32,8 @@ pub mod seats;
 use serde::{Deserialize, Serialize};
 
 /// The version of the node protocol this hub speaks; a link of another version is refused.
-pub const NODE_PROTOCOL: u32 = 1;
+/// Version 2: a relay sends its communes up on upward slots named by `relay_streams`.
+pub const NODE_PROTOCOL: u32 = 2;
 
 /// The upgrade header that carries the child's node protocol version.
 pub const PROTOCOL_HEADER: &str = "x-diemcau-node-protocol";
