@@ -383,8 +383,21 @@ impl MediaPlane {
             total.packets_dropped_paused += s.packets_dropped_paused;
             total.keyframe_requests_sent += s.keyframe_requests_sent;
             total.handshake_failures += s.handshake_failures;
+            total.busy_permille = total.busy_permille.max(s.busy_permille);
+            total.shed_level = total.shed_level.max(s.shed_level);
         }
         total
+    }
+
+    /// Each worker's load: how busy its loop was (per mille) and its shed level.
+    pub fn loads(&self) -> Vec<(u64, u8)> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let s = *w.stats.lock().unwrap_or_else(|p| p.into_inner());
+                (s.busy_permille, s.shed_level)
+            })
+            .collect()
     }
 
     /// Datagrams handed from the worker that read them to the worker owning their peer, and
@@ -456,6 +469,42 @@ impl MediaPlane {
     }
 }
 
+/// How much of each period a worker's loop spends working rather than waiting in `poll`:
+/// the measure of its load that [`Worker::handle_load`] sheds video by. Wall time, not CPU
+/// time: a loop that never waits is behind, whether it computes or another thread holds its
+/// core.
+struct Load {
+    since: Instant,
+    waited: Duration,
+}
+
+/// How often a worker reports its load.
+const LOAD_PERIOD: Duration = Duration::from_millis(500);
+
+impl Load {
+    fn new(now: Instant) -> Load {
+        Load {
+            since: now,
+            waited: Duration::ZERO,
+        }
+    }
+
+    fn waited(&mut self, waited: Duration) {
+        self.waited += waited;
+    }
+
+    /// The busy share of the period just ended, once a period has passed.
+    fn busy(&mut self, now: Instant) -> Option<f32> {
+        let period = now.saturating_duration_since(self.since);
+        if period < LOAD_PERIOD {
+            return None;
+        }
+        let busy = 1.0 - self.waited.as_secs_f32() / period.as_secs_f32();
+        *self = Load::new(now);
+        Some(busy.clamp(0.0, 1.0))
+    }
+}
+
 /// One worker thread's loop.
 struct Driver {
     /// This worker's TCP connections; `None` when media goes over UDP only.
@@ -506,6 +555,7 @@ impl Driver {
         let mut buf = vec![0u8; 2048];
         let mut relays = Vec::new();
         let mut tcp_ready = Vec::new();
+        let mut load = Load::new(Instant::now());
         loop {
             let deadline = self.flush(&mut relays);
             let timeout = deadline.saturating_duration_since(Instant::now());
@@ -513,11 +563,13 @@ impl Driver {
             if self.tcp.as_ref().is_some_and(|t| t.has_pending_reads()) {
                 timeout = Duration::ZERO;
             }
+            let waiting = Instant::now();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 tracing::error!(worker = self.index, "poll failed: {e}");
             }
+            load.waited(waiting.elapsed());
             let mut readable = false;
             for event in events.iter() {
                 match event.token() {
@@ -597,6 +649,9 @@ impl Driver {
                 steering.prune(now);
             }
             self.worker.handle_timeout(now);
+            if let Some(busy) = load.busy(now) {
+                self.worker.handle_load(now, busy);
+            }
             if let Some(tcp) = self.tcp.as_mut() {
                 tcp.sweep(self.poll.registry(), now);
             }

@@ -115,6 +115,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         app.hub.media().worker_count().to_string(),
     );
     metric(
+        "diemcau_media_overloaded",
+        "gauge",
+        "1 while a media worker is over its capacity and sheds video to keep every site's sound.",
+        u8::from(media.shed_level > 0).to_string(),
+    );
+    metric(
         "diemcau_log_buffered_events",
         "gauge",
         "Attendance events waiting on the hub's disk for an unreachable database.",
@@ -250,6 +256,26 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             )
         }),
     );
+    let loads = app.hub.media().loads();
+    out.push_str(
+        "# HELP diemcau_media_worker_busy_ratio Share of the last half second a media worker's loop was busy (not waiting for input).\n",
+    );
+    out.push_str("# TYPE diemcau_media_worker_busy_ratio gauge\n");
+    for (worker, (busy, _)) in loads.iter().enumerate() {
+        out.push_str(&format!(
+            "diemcau_media_worker_busy_ratio{{worker=\"{worker}\"}} {:.3}\n",
+            *busy as f64 / 1000.0
+        ));
+    }
+    out.push_str(
+        "# HELP diemcau_media_worker_shed_level How much video a media worker sheds to keep up: 0 none, 1 layers up to the middle, 2 the lowest layer, 3-5 a quarter to three quarters of the sites sound only, 6 sound only.\n",
+    );
+    out.push_str("# TYPE diemcau_media_worker_shed_level gauge\n");
+    for (worker, (_, level)) in loads.iter().enumerate() {
+        out.push_str(&format!(
+            "diemcau_media_worker_shed_level{{worker=\"{worker}\"}} {level}\n"
+        ));
+    }
     let round_trips = app.node_links.round_trips();
     if !round_trips.is_empty() {
         out.push_str(

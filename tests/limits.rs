@@ -104,11 +104,20 @@ async fn limits_are_enforced_with_clear_errors() {
         "diemcau_handshake_failures_total",
         "diemcau_cpu_microseconds_per_forwarded_packet",
         "process_cpu_seconds_total",
+        "diemcau_media_overloaded",
+        "diemcau_media_worker_busy_ratio",
+        "diemcau_media_worker_shed_level",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
             "{name} missing:\n{text}"
         );
     }
+    // A hub this idle is within its capacity, and says so for each worker.
+    assert!(text.contains("\ndiemcau_media_overloaded 0\n"), "{text}");
+    assert!(
+        text.contains("diemcau_media_worker_shed_level{worker=\"0\"} 0\n"),
+        "{text}"
+    );
     hub.shutdown().await;
 }

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::overload::Allowance;
+
 /// A video consumer's layer choice and its hysteresis clocks. States: on a layer (`target`
 /// is `Some`, possibly waiting to go up or down) → audio only (`target` is `None`) → on a
 /// layer again once the link carries the lowest one with a margin.
@@ -55,6 +57,8 @@ pub(crate) struct Link {
     /// Video it receives whatever its bandwidth (a relaying hub's tracks of one layer each),
     /// bits per second: set aside like audio, and part of what the probe asks for.
     pub pinned_bps: u64,
+    /// What the worker's load lets the peer receive ([`crate::overload`]).
+    pub allowance: Allowance,
 }
 
 /// What the allocator decided for one peer.
@@ -64,6 +68,8 @@ pub(crate) struct Allocation {
     pub states: Vec<LayerState>,
     /// The link carries none of the video the peer should receive.
     pub audio_only: bool,
+    /// It is the worker's load, not the link, that leaves the peer without video.
+    pub shed: bool,
     /// The bitrates to hand str0m's estimator, `None` when it must not probe yet.
     pub probe: Option<Probe>,
 }
@@ -101,7 +107,14 @@ const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// seconds old. Consumers are served in the order given, each from what the ones before left.
 /// The probe asks for what it would take to receive everything, and at least for what the
 /// next step up needs, so the estimate can grow toward it.
+///
+/// The worker's load ([`Link::allowance`]) lowers each consumer's highest layer at once, or
+/// takes all its video at once; video it allows again comes back by the same climb as
+/// above. A peer left without video by the load is not probed for it.
 pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) -> Allocation {
+    if link.allowance == Allowance::AudioOnly && !consumers.is_empty() {
+        return shed_all(link, consumers);
+    }
     let audio = link.audio_tracks * AUDIO_BUDGET_BPS + link.pinned_bps;
     let mut budget = (link.estimate * 9 / 10).saturating_sub(audio);
     // The lowest layer may use the whole estimate: below it there is only audio, and on a
@@ -114,7 +127,10 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
     let mut states = Vec::with_capacity(consumers.len());
     for consumer in consumers {
         let rate = |layer: u8| consumer.rates.get(usize::from(layer)).copied().unwrap_or(0);
-        let max_layer = consumer.max_layer;
+        let max_layer = match link.allowance {
+            Allowance::UpTo(cap) => consumer.max_layer.min(cap),
+            _ => consumer.max_layer,
+        };
         let top = (0..=max_layer).rev().find(|l| rate(*l) > 0).unwrap_or(0);
         let mut state = consumer.state;
         let target = match state.target {
@@ -192,8 +208,33 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
     });
     Allocation {
         audio_only: !consumers.is_empty() && !receiving_video,
+        shed: false,
         states,
         probe,
+    }
+}
+
+/// No video for any consumer, at once, and a probe for the sound alone (no padding toward
+/// video the load forbids).
+fn shed_all(link: Link, consumers: &[VideoConsumer]) -> Allocation {
+    let states = consumers
+        .iter()
+        .map(|c| LayerState {
+            target: None,
+            over_since: None,
+            under_since: None,
+            opened_at: c.state.opened_at,
+        })
+        .collect();
+    let audio = link.audio_tracks * AUDIO_BUDGET_BPS + link.pinned_bps;
+    Allocation {
+        states,
+        audio_only: true,
+        shed: true,
+        probe: link.connected_at.map(|_| Probe {
+            current: audio,
+            desired: audio,
+        }),
     }
 }
 
@@ -222,6 +263,7 @@ mod tests {
     struct One {
         start: Instant,
         consumer: VideoConsumer,
+        allowance: Allowance,
     }
 
     impl One {
@@ -239,6 +281,7 @@ mod tests {
                     rates: RATES.to_vec(),
                     state,
                 },
+                allowance: Allowance::All,
             }
         }
 
@@ -249,6 +292,7 @@ mod tests {
                 connected_at: Some(self.start - Duration::from_secs(60)),
                 audio_tracks: 0,
                 pinned_bps: 0,
+                allowance: self.allowance,
             };
             let allocation = allocate(
                 self.start + secs(at),
@@ -279,6 +323,48 @@ mod tests {
         assert_eq!(one.target(), Some(1), "the next climb waits again");
         one.at(6.5, 5_000_000);
         assert_eq!(one.target(), Some(2));
+    }
+
+    #[test]
+    fn the_load_lowers_the_layer_at_once_and_gives_it_back_by_the_climb() {
+        let mut one = One::new(Some(2), 2);
+        one.at(0.0, 5_000_000);
+        one.allowance = Allowance::UpTo(0);
+        let allocation = one.at(0.5, 5_000_000);
+        assert_eq!(one.target(), Some(0), "at once, whatever the link carries");
+        assert!(!allocation.audio_only && !allocation.shed);
+        // Lifted: one layer at a time, each after the up delay.
+        one.allowance = Allowance::All;
+        one.at(1.0, 5_000_000);
+        one.at(3.9, 5_000_000);
+        assert_eq!(one.target(), Some(0));
+        one.at(4.0, 5_000_000);
+        assert_eq!(one.target(), Some(1));
+    }
+
+    #[test]
+    fn the_load_takes_the_video_at_once_and_stops_the_probe() {
+        let mut one = One::new(Some(1), 2);
+        one.allowance = Allowance::AudioOnly;
+        let allocation = one.at(0.0, 5_000_000);
+        assert_eq!(one.target(), None);
+        assert!(allocation.audio_only && allocation.shed);
+        assert_eq!(
+            allocation.probe,
+            Some(Probe {
+                current: 0,
+                desired: 0
+            }),
+            "no padding toward video the load forbids"
+        );
+        one.allowance = Allowance::All;
+        let allocation = one.at(0.5, 5_000_000);
+        assert!(
+            allocation.audio_only && !allocation.shed,
+            "back by the climb"
+        );
+        one.at(3.5, 5_000_000);
+        assert_eq!(one.target(), Some(0));
     }
 
     #[test]
@@ -371,6 +457,7 @@ mod tests {
             connected_at: Some(start),
             audio_tracks: 2,
             pinned_bps: 0,
+            allowance: Allowance::All,
         };
         let mut states = vec![consumer.state; 2];
         for at in [0.0, 1.0] {
@@ -400,6 +487,7 @@ mod tests {
             connected_at,
             audio_tracks: 1,
             pinned_bps: 0,
+            allowance: Allowance::All,
         };
         let at = |s| connected + secs(s);
         let consumers = [consumer];

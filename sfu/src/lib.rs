@@ -68,6 +68,7 @@ mod sdp;
 mod allocate;
 mod config;
 mod keyframes;
+pub mod overload;
 mod rewrite;
 
 pub mod h264;

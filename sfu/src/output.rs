@@ -55,8 +55,13 @@ pub enum Event {
     /// Periodic link quality of a connected peer.
     Quality { peer: PeerId, quality: Quality },
     /// The peer's link no longer carries any video it should receive (`audio_only`), or
-    /// carries it again.
-    Reception { peer: PeerId, audio_only: bool },
+    /// carries it again. `shed`: it is the worker's load, not the peer's link, that takes
+    /// its video ([`crate::Worker::handle_load`]).
+    Reception {
+        peer: PeerId,
+        audio_only: bool,
+        shed: bool,
+    },
 }
 
 /// Output of [`crate::Worker::poll_output`].
@@ -89,4 +94,9 @@ pub struct WorkerStats {
     /// RTP packets of muted producers, dropped on arrival.
     pub packets_dropped_paused: u64,
     pub keyframe_requests_sent: u64,
+    /// How busy the worker's loop was in the last period its driver reported, per mille.
+    pub busy_permille: u64,
+    /// How much video the worker sheds to keep up: 0 none, up to
+    /// [`crate::overload::MAX_LEVEL`], sound only for all.
+    pub shed_level: u8,
 }

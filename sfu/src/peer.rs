@@ -48,6 +48,8 @@ pub(crate) struct Peer {
     pub estimate: Option<u64>,
     /// Whether its link carries none of the video it should receive.
     pub audio_only: bool,
+    /// Whether that is the worker's load, not its link.
+    pub shed: bool,
     pub consumers_by_mid: HashMap<Mid, ConsumerId>,
     /// Payload type → codec, for packets this peer publishes (`Codec::Red` for RFC 2198
     /// redundant Opus).
@@ -119,6 +121,7 @@ impl Peer {
             layers: HashMap::new(),
             estimate: None,
             audio_only: false,
+            shed: false,
             consumers_by_mid: HashMap::new(),
             codecs: HashMap::new(),
             red: None,

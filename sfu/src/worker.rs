@@ -21,6 +21,7 @@ use crate::forward;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeDecision;
 use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+use crate::overload::Overload;
 use crate::peer::Peer;
 use crate::router::{Consumer, MediaPacket};
 use crate::stun;
@@ -58,6 +59,8 @@ pub struct Worker {
     /// Peers with consumer changes to offer: offered together at the next `poll_output`, so
     /// several tracks added at once cost one offer/answer round trip.
     to_renegotiate: Vec<PeerId>,
+    /// How much video the worker's load lets its peers receive.
+    overload: Overload,
     core: Core,
 }
 
@@ -74,12 +77,43 @@ impl Worker {
             touched: Vec::new(),
             touched_at: None,
             to_renegotiate: Vec::new(),
+            overload: Overload::default(),
             core,
         }
     }
 
     pub fn stats(&self) -> WorkerStats {
-        self.core.stats
+        WorkerStats {
+            busy_permille: (self.overload.busy() * 1000.0).round() as u64,
+            shed_level: self.overload.level(),
+            ..self.core.stats
+        }
+    }
+
+    /// The driver's loop was busy (not waiting for input) `busy` of the period that ended at
+    /// `now`, from 0 to 1; half a second is a good period. While it stays near 1 the worker
+    /// sheds video, a step at a time, and gives it back once the load allows
+    /// ([`crate::overload`]); sound is never shed. Each change is logged and shows in
+    /// [`WorkerStats::shed_level`].
+    pub fn handle_load(&mut self, now: Instant, busy: f32) {
+        let before = self.overload.level();
+        let Some(level) = self.overload.update(now, busy) else {
+            return;
+        };
+        if level > before {
+            tracing::warn!(
+                level,
+                busy = f64::from(busy),
+                "media worker over capacity: shedding video to keep every site's sound"
+            );
+        } else {
+            tracing::info!(level, busy = f64::from(busy), "media worker load eased");
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.allocate(now, id);
+        }
+        self.settle(now);
     }
 
     pub fn peer_count(&self) -> usize {
@@ -811,6 +845,7 @@ impl Worker {
             connected_at: peer.connected_at,
             audio_tracks,
             pinned_bps,
+            allowance: self.overload.allowance(id, consumers.len()),
         };
         let allocation = allocate::allocate(now, link, &consumers);
         for (cid, state) in video.into_iter().zip(allocation.states) {
@@ -828,11 +863,13 @@ impl Worker {
             }
             c.allocation = state;
         }
-        if allocation.audio_only != peer.audio_only {
+        if (allocation.audio_only, allocation.shed) != (peer.audio_only, peer.shed) {
             peer.audio_only = allocation.audio_only;
+            peer.shed = allocation.shed;
             self.core.outputs.push_back(Output::Event(Event::Reception {
                 peer: id,
                 audio_only: allocation.audio_only,
+                shed: allocation.shed,
             }));
         }
         if let Some(probe) = allocation.probe {

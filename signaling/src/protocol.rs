@@ -199,9 +199,13 @@ pub enum ServerMessage {
         queue: Vec<FloorSite>,
     },
     /// What this client's link carries: `audio_only` when the hub stopped its video because
-    /// the link is too weak for even the lowest layer; video comes back by itself.
+    /// the link is too weak for even the lowest layer, or, with `hub_load`, because the hub
+    /// is over its capacity and keeps the sound of every site first; video comes back by
+    /// itself.
     Reception {
         audio_only: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hub_load: bool,
     },
     /// This site's microphone was muted or unmuted by the chair.
     Muted {
@@ -228,6 +232,14 @@ pub enum ServerMessage {
         buffered: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<i64>,
+    },
+    /// To the chair: the hub's media workers are over their capacity (`level` 1 to 6) and
+    /// shed video to keep every site's sound, or are within it again (`level` 0). Levels: 1
+    /// the sites receive simulcast layers up to the middle one; 2 the lowest only; 3, 4, 5 a
+    /// quarter, half, three quarters of the sites receive sound only; 6 every site receives
+    /// sound only. Sent at each change, and at the chair's join while above 0.
+    HubLoad {
+        level: u8,
     },
     /// A roll call started (`active`) or ended. When it ends, the chair's copy carries its
     /// `result`, frozen: later leaves and joins do not change it.

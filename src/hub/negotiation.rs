@@ -51,7 +51,11 @@ impl Hub {
             Event::ProducerAdded(info) => live.producer_added(info),
             Event::PeerConnected(peer) => live.peer_connected(now, peer),
             Event::PeerClosed(peer) => live.peer_closed(now, peer),
-            Event::Reception { peer, audio_only } => live.reception_changed(now, peer, audio_only),
+            Event::Reception {
+                peer,
+                audio_only,
+                shed,
+            } => live.reception_changed(now, peer, audio_only, shed),
             Event::Quality { peer, quality } => live.quality_sampled(now, peer, quality),
             Event::Transport { peer, transport } => live.transport_chosen(peer, transport),
             Event::Offer { .. } => {}

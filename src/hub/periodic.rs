@@ -60,12 +60,14 @@ impl Hub {
             tick.tick().await;
             let now = now_millis();
             let buffered = self.recorder.buffered();
+            let shed_level = self.media().stats().shed_level;
             let mut state = self.lock();
             let open: Vec<MeetingId> = state.meetings.keys().copied().collect();
             for id in open {
                 // Each meeting tells its chair of a change only.
                 if let Some(live) = state.meetings.get_mut(&id) {
                     live.log_buffering(buffered);
+                    live.hub_load(shed_level);
                 }
                 self.carry_in_background(&mut state, id);
             }

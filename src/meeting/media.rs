@@ -98,12 +98,20 @@ impl LiveMeeting {
         }
     }
 
-    /// What a participant's link carries changed (video, or audio only on a weak link).
-    pub fn reception_changed(&mut self, now: Millis, id: PeerId, audio_only: bool) {
+    /// What a participant's link carries changed (video, or audio only on a weak link or,
+    /// `shed`, while the hub is over its capacity).
+    pub fn reception_changed(&mut self, now: Millis, id: PeerId, audio_only: bool, shed: bool) {
         if !self.participants.contains_key(&id) {
             return;
         }
-        self.send(id, ServerMessage::Reception { audio_only });
+        let hub_load = shed;
+        self.send(
+            id,
+            ServerMessage::Reception {
+                audio_only,
+                hub_load,
+            },
+        );
         let reception = if audio_only {
             Reception::AudioOnly
         } else {

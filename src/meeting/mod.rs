@@ -242,6 +242,8 @@ pub struct LiveMeeting {
     /// The attendance log waits on the hub's disk for an unreachable database: how many
     /// events, since when.
     log_buffered: Option<(u64, Millis)>,
+    /// The hub's media workers' shed level, as last told.
+    hub_load: u8,
     /// The latest media figures of each child hub's relay here, by node name.
     node_quality: BTreeMap<String, diemcau_sfu::Quality>,
     /// Sites joined to a child hub, as that hub's console last showed them: (node, row).
@@ -347,6 +349,7 @@ impl LiveMeeting {
             programme: rebuilt.programme,
             studio_relayed: false,
             log_buffered: None,
+            hub_load: 0,
             centre_unreachable: setup
                 .history
                 .iter()
@@ -668,6 +671,18 @@ impl LiveMeeting {
         self.log_buffered = buffered;
         if let Some(studio) = self.studio {
             self.send(studio, self.log_state_message());
+        }
+    }
+
+    /// The hub's media workers shed video to keep up (`level` above 0), or no longer: the
+    /// chair is told of each change ([`ServerMessage::HubLoad`]).
+    pub fn hub_load(&mut self, level: u8) {
+        if self.hub_load == level {
+            return;
+        }
+        self.hub_load = level;
+        if let Some(studio) = self.studio {
+            self.send(studio, ServerMessage::HubLoad { level });
         }
     }
 

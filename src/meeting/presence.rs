@@ -266,6 +266,14 @@ impl LiveMeeting {
             if self.log_buffered.is_some() {
                 self.send(id, self.log_state_message());
             }
+            if self.hub_load > 0 {
+                self.send(
+                    id,
+                    ServerMessage::HubLoad {
+                        level: self.hub_load,
+                    },
+                );
+            }
             if self.recording_worth_telling() {
                 self.send(id, self.recording_message());
             }

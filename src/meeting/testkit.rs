@@ -253,7 +253,7 @@ impl Player {
                 let _ = m.relay_streams(peer, streams);
             }
             _ if b == 255 => m.end(now),
-            _ => m.reception_changed(now, peer, b.is_multiple_of(2)),
+            _ => m.reception_changed(now, peer, b.is_multiple_of(2), b.is_multiple_of(3)),
         }
     }
 

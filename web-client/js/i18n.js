@@ -692,6 +692,20 @@ const STRINGS = {
     'banner.mediaDown': 'Hình và tiếng bị gián đoạn — đang khôi phục…',
     'banner.audioOnly':
       'Đường truyền của điểm cầu đang yếu: máy chủ tạm ngừng gửi hình và vẫn giữ tiếng. Hình sẽ tự trở lại khi đường truyền tốt lên.',
+    'banner.audioOnlyHubLoad':
+      'Máy chủ đang quá tải: tạm ngừng gửi hình tới điểm cầu này để giữ tiếng cho mọi điểm cầu. Hình sẽ tự trở lại khi máy chủ bớt tải.',
+    'banner.hubLoad.1':
+      'Máy chủ đang quá tải: các điểm cầu nhận hình chất lượng vừa để giữ tiếng cho mọi điểm cầu.',
+    'banner.hubLoad.2':
+      'Máy chủ đang quá tải: các điểm cầu chỉ nhận hình chất lượng thấp để giữ tiếng cho mọi điểm cầu.',
+    'banner.hubLoad.3':
+      'Máy chủ đang quá tải: một phần tư số điểm cầu tạm chỉ nhận tiếng, các điểm cầu khác nhận hình chất lượng thấp.',
+    'banner.hubLoad.4':
+      'Máy chủ đang quá tải: một nửa số điểm cầu tạm chỉ nhận tiếng, các điểm cầu khác nhận hình chất lượng thấp.',
+    'banner.hubLoad.5':
+      'Máy chủ đang quá tải: ba phần tư số điểm cầu tạm chỉ nhận tiếng, các điểm cầu khác nhận hình chất lượng thấp.',
+    'banner.hubLoad.6':
+      'Máy chủ đang quá tải: mọi điểm cầu tạm chỉ nhận tiếng. Hình sẽ tự trở lại khi máy chủ bớt tải; cần thêm máy chủ hoặc luồng xử lý (--workers).',
 
     'quality.unknown': 'Đường truyền: đang đo…',
     'quality.good': 'Đường truyền: tốt',
@@ -1425,6 +1439,18 @@ const STRINGS = {
     'banner.mediaDown': 'Picture and sound interrupted — restoring…',
     'banner.audioOnly':
       'This site’s link is weak: the hub has paused the picture and keeps the sound. The picture comes back by itself when the link improves.',
+    'banner.audioOnlyHubLoad':
+      'The hub is over its capacity: it has paused the picture to this site to keep every site’s sound. The picture comes back by itself when the load eases.',
+    'banner.hubLoad.1': 'The hub is over its capacity: the sites receive a medium picture to keep every site’s sound.',
+    'banner.hubLoad.2': 'The hub is over its capacity: the sites receive the low picture only to keep every site’s sound.',
+    'banner.hubLoad.3':
+      'The hub is over its capacity: a quarter of the sites receive sound only for now, the others the low picture.',
+    'banner.hubLoad.4':
+      'The hub is over its capacity: half of the sites receive sound only for now, the others the low picture.',
+    'banner.hubLoad.5':
+      'The hub is over its capacity: three quarters of the sites receive sound only for now, the others the low picture.',
+    'banner.hubLoad.6':
+      'The hub is over its capacity: every site receives sound only for now. The picture comes back by itself when the load eases; more hubs or media workers (--workers) are needed.',
 
     // After the meeting's end, on the studio and site pages.
     'signaling.ended': 'the meeting has ended',

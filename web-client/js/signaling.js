@@ -176,6 +176,8 @@ export function hubWebSocketUrl(location = window.location) {
  * - `muted`: the chair muted or unmuted this site (`session.mutedByChair`);
  * - `logstate`: (the studio) the hub's attendance log waits on its disk for its database, or
  *   is written again (`session.logBuffered`: `{ events, since }` or null);
+ * - `hubload`: (the studio) the hub is over its media capacity and sheds video to keep every
+ *   site's sound, or is within it again (`session.hubLoad`: the shed level, 0 when within);
  * - `programme`: (the studio) where the programme comes from while the studio's encoder
  *   publishes (`session.programme`: `{ source: 'encoder' | 'camera', encoder }`, `encoder`
  *   being whether an encoder publishes now);
@@ -239,6 +241,10 @@ export class MeetingSession extends EventTarget {
     this.logBuffered = null;
     /** The hub sends this client audio only: its link cannot carry even the lowest video. */
     this.audioOnly = false;
+    /** The audio only is the hub's load, not this client's link. */
+    this.audioOnlyHubLoad = false;
+    /** The studio: how much video the hub sheds to keep up (0: none, up to 6). */
+    this.hubLoad = 0;
     /** The latest roll call: `{ number, active }`, or null. */
     this.rollCall = null;
     /** The latest `console` message (chair only). */
@@ -587,7 +593,12 @@ export class MeetingSession extends EventTarget {
         return undefined;
       case 'reception':
         this.audioOnly = Boolean(message.audio_only);
+        this.audioOnlyHubLoad = Boolean(message.hub_load);
         this.emit('statechange');
+        return undefined;
+      case 'hub_load':
+        this.hubLoad = Number(message.level) || 0;
+        this.emit('hubload');
         return undefined;
       case 'roll_call':
         this.rollCall = {
@@ -642,6 +653,8 @@ export class MeetingSession extends EventTarget {
     this.centreReachable = true;
     this.logBuffered = null;
     this.emit('logstate');
+    this.hubLoad = 0;
+    this.emit('hubload');
     this.emit('centre');
     this.title = message.title || null;
     this.hubMeeting = message.meeting ?? this.hubMeeting;

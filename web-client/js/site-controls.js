@@ -151,12 +151,15 @@ export function installReconnectBanner(session, inMeeting) {
   return { render };
 }
 
-/** A banner while the hub sends this site audio only because its link is too weak for video. */
+/**
+ * A banner while the hub sends this site audio only: its link is too weak for video, or the
+ * hub is over its capacity and keeps every site's sound first.
+ */
 export function installReceptionBanner(session) {
   const banner = document.getElementById('reception-banner');
   const render = () => {
     banner.hidden = !(session.audioOnly && session.signalingState === 'joined');
-    banner.textContent = t('banner.audioOnly');
+    banner.textContent = t(session.audioOnlyHubLoad ? 'banner.audioOnlyHubLoad' : 'banner.audioOnly');
   };
   session.addEventListener('statechange', render);
   window.addEventListener('languagechange', render);

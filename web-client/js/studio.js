@@ -123,6 +123,15 @@ async function main() {
   };
   session.addEventListener('logstate', renderLogState);
   window.addEventListener('languagechange', renderLogState);
+  // The hub is over its media capacity: it sheds the sites' video to keep their sound.
+  const loadBanner = document.getElementById('load-banner');
+  const renderHubLoad = () => {
+    const level = Math.min(6, session.hubLoad);
+    loadBanner.hidden = level === 0;
+    if (level > 0) loadBanner.textContent = t(`banner.hubLoad.${level}`);
+  };
+  session.addEventListener('hubload', renderHubLoad);
+  window.addEventListener('languagechange', renderHubLoad);
   const programmeAudio = document.getElementById('programme-audio');
   // The preview shows what the sites receive of the studio: the encoder's picture while it is
   // on air, else the chair's own camera.

@@ -70,6 +70,8 @@ pub struct Net {
     pub tolerate_refusals: bool,
     /// `Reception` events, in order.
     pub receptions: Vec<(PeerId, bool)>,
+    /// Their `shed` flags, in the same order.
+    pub shed: Vec<(PeerId, bool)>,
     /// Peers a worker reported closed.
     pub closed: Vec<PeerId>,
     /// Datagrams a worker addressed to no client.
@@ -130,6 +132,7 @@ impl Net {
             video_only: Vec::new(),
             tolerate_refusals: false,
             receptions: Vec::new(),
+            shed: Vec::new(),
             closed: Vec::new(),
             stray_transmits: 0,
             relays: Vec::new(),
@@ -337,6 +340,16 @@ impl Net {
         }
     }
 
+    /// Tells every worker its loop was busy `busy` of the last period
+    /// ([`Worker::handle_load`]), as a driver does every half second.
+    pub fn load(&mut self, busy: f32) {
+        let now = self.now;
+        for worker in &mut self.workers {
+            worker.handle_load(now, busy);
+        }
+        self.pump();
+    }
+
     /// Publishes like a real client from `peer` (see [`Client::send_media`]).
     pub fn send_media(&mut self, peer: PeerId, video_packets: usize) {
         let (now, elapsed) = (self.now, self.now - self.start);
@@ -467,7 +480,14 @@ impl Net {
                     panic!("hub refuses {peer}'s answer: {e}");
                 }
             }
-            Event::Reception { peer, audio_only } => self.receptions.push((peer, audio_only)),
+            Event::Reception {
+                peer,
+                audio_only,
+                shed,
+            } => {
+                self.receptions.push((peer, audio_only));
+                self.shed.push((peer, shed));
+            }
             Event::PeerClosed(peer) => self.closed.push(peer),
             Event::PeerConnected(_) | Event::Quality { .. } | Event::Transport { .. } => {}
         }

@@ -171,6 +171,40 @@ fn everyone_is_told_when_the_province_loses_the_centre_and_so_is_a_late_joiner()
 }
 
 #[test]
+fn the_chair_is_told_when_the_hub_sheds_video_and_so_is_a_chair_joining_meanwhile() {
+    let mut m = meeting_in_session();
+    m.hub_load(0);
+    assert!(drain(&mut m).is_empty(), "no change, no message");
+    m.hub_load(3);
+    let shedding = ServerMessage::HubLoad { level: 3 };
+    assert_eq!(drain(&mut m), vec![send(STUDIO, shedding.clone())]);
+    m.hub_load(3);
+    assert!(drain(&mut m).is_empty(), "told once");
+    // A site whose video the load took is told it is the hub's load, not its link.
+    m.reception_changed(T0 + 2, A, true, true);
+    assert!(drain(&mut m).contains(&send(
+        A,
+        ServerMessage::Reception {
+            audio_only: true,
+            hub_load: true
+        }
+    )));
+    m.leave(T0 + 3, STUDIO, LeaveReason::Closed, None);
+    let chair = PeerId(40);
+    m.join(T0 + 4, chair, studio_seat("Studio"), "", "")
+        .expect("the chair comes back");
+    assert!(
+        drain(&mut m).contains(&send(chair, shedding)),
+        "a chair joining meanwhile is told at once"
+    );
+    m.hub_load(0);
+    assert_eq!(
+        drain(&mut m),
+        vec![send(chair, ServerMessage::HubLoad { level: 0 })]
+    );
+}
+
+#[test]
 fn a_subscriber_gets_its_consumers_when_attached_not_before() {
     let mut m = meeting();
     m.join(T0, STUDIO, studio_seat("Studio"), "", "")
@@ -197,7 +231,7 @@ fn a_subscriber_gets_its_consumers_when_attached_not_before() {
 fn media_events_of_a_site_are_told_logged_and_shown() {
     let mut m = meeting_in_session();
     m.peer_connected(T0 + 1, A);
-    m.reception_changed(T0 + 2, A, true);
+    m.reception_changed(T0 + 2, A, true, false);
     m.quality_sampled(
         T0 + 3,
         A,
@@ -234,7 +268,13 @@ fn media_events_of_a_site_are_told_logged_and_shown() {
             },
         ]
     );
-    assert!(outputs.contains(&send(A, ServerMessage::Reception { audio_only: true })));
+    assert!(outputs.contains(&send(
+        A,
+        ServerMessage::Reception {
+            audio_only: true,
+            hub_load: false
+        }
+    )));
     let row = &console_of(&mut m, T0 + 4)[0];
     assert_eq!((row.state, row.loss_permille), (SiteState::AudioOnly, 12));
     assert_eq!(m.worst_loss_permille(), 12);
