@@ -46,6 +46,9 @@ const WAKER: Token = Token(1);
 const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
+/// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
+/// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
+const RECV_PER_TURN: usize = 4 * RECV_BATCH;
 /// Most bytes in one GSO send (the kernel's limit is a 64 KiB IP datagram).
 const GSO_MAX_BYTES: usize = 65_000;
 
@@ -476,6 +479,8 @@ impl MediaPlane {
 struct Load {
     since: Instant,
     waited: Duration,
+    /// The thread's CPU time at `since`.
+    cpu_since: Duration,
 }
 
 /// How often a worker reports its load.
@@ -486,6 +491,7 @@ impl Load {
         Load {
             since: now,
             waited: Duration::ZERO,
+            cpu_since: thread_cpu(),
         }
     }
 
@@ -493,16 +499,26 @@ impl Load {
         self.waited += waited;
     }
 
-    /// The busy share of the period just ended, once a period has passed.
-    fn busy(&mut self, now: Instant) -> Option<f32> {
+    /// The busy share of the period just ended and the share its thread ran, once a period
+    /// has passed.
+    fn busy(&mut self, now: Instant) -> Option<(f32, f32)> {
         let period = now.saturating_duration_since(self.since);
         if period < LOAD_PERIOD {
             return None;
         }
         let busy = 1.0 - self.waited.as_secs_f32() / period.as_secs_f32();
+        let cpu = thread_cpu().saturating_sub(self.cpu_since).as_secs_f32() / period.as_secs_f32();
         *self = Load::new(now);
-        Some(busy.clamp(0.0, 1.0))
+        Some((busy.clamp(0.0, 1.0), cpu.clamp(0.0, 1.0)))
     }
+}
+
+/// CPU time of the calling thread; zero where the clock cannot be read (then the worker
+/// never counts as over capacity).
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 /// One worker thread's loop.
@@ -556,11 +572,13 @@ impl Driver {
         let mut relays = Vec::new();
         let mut tcp_ready = Vec::new();
         let mut load = Load::new(Instant::now());
+        // The socket still holds datagrams the last turn left for this one.
+        let mut backlog = false;
         loop {
             let deadline = self.flush(&mut relays);
             let timeout = deadline.saturating_duration_since(Instant::now());
             let mut timeout = timeout.min(Duration::from_secs(1));
-            if self.tcp.as_ref().is_some_and(|t| t.has_pending_reads()) {
+            if backlog || self.tcp.as_ref().is_some_and(|t| t.has_pending_reads()) {
                 timeout = Duration::ZERO;
             }
             let waiting = Instant::now();
@@ -579,9 +597,15 @@ impl Driver {
                 }
             }
             self.serve_tcp(&mut tcp_ready);
-            if readable {
+            if readable || backlog {
+                backlog = false;
                 let mut read = 0;
-                loop {
+                for turn_read in 0.. {
+                    if turn_read == RECV_PER_TURN {
+                        // Edge-triggered: no new event comes for what is left; read it next turn.
+                        backlog = true;
+                        break;
+                    }
                     match self.socket.recv_from(&mut buf) {
                         Ok((n, source)) => {
                             let Some(datagram) = buf.get(..n) else {
@@ -649,8 +673,8 @@ impl Driver {
                 steering.prune(now);
             }
             self.worker.handle_timeout(now);
-            if let Some(busy) = load.busy(now) {
-                self.worker.handle_load(now, busy);
+            if let Some((busy, cpu)) = load.busy(now) {
+                self.worker.handle_load(now, busy, cpu);
             }
             if let Some(tcp) = self.tcp.as_mut() {
                 tcp.sweep(self.poll.registry(), now);

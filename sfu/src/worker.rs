@@ -91,13 +91,14 @@ impl Worker {
     }
 
     /// The driver's loop was busy (not waiting for input) `busy` of the period that ended at
-    /// `now`, from 0 to 1; half a second is a good period. While it stays near 1 the worker
+    /// `now`, from 0 to 1, and its thread ran `cpu` of it (the rest of `busy` it waited for
+    /// its core); half a second is a good period. While it stays near 1 the worker
     /// sheds video, a step at a time, and gives it back once the load allows
     /// ([`crate::overload`]); sound is never shed. Each change is logged and shows in
     /// [`WorkerStats::shed_level`].
-    pub fn handle_load(&mut self, now: Instant, busy: f32) {
+    pub fn handle_load(&mut self, now: Instant, busy: f32, cpu: f32) {
         let before = self.overload.level();
-        let Some(level) = self.overload.update(now, busy) else {
+        let Some(level) = self.overload.update(now, busy, cpu) else {
             return;
         };
         if level > before {

@@ -77,7 +77,7 @@ fn an_overloaded_worker_sheds_video_and_keeps_every_sites_sound() {
     run_loaded(&mut net, Duration::from_secs(4), 1.0);
     assert_eq!(net.workers[0].stats().shed_level, 2);
     // Busy but no longer over: the level holds while it is measured.
-    let low = received_during(&mut net, Duration::from_secs(2), 0.75);
+    let low = received_during(&mut net, Duration::from_secs(2), 0.85);
     assert_eq!(net.workers[0].stats().shed_level, 2);
     for (layers, audio) in &low {
         assert!(
@@ -87,8 +87,8 @@ fn an_overloaded_worker_sheds_video_and_keeps_every_sites_sound() {
         assert!(*audio >= 90, "sound goes on: {low:?}");
     }
 
-    // Still overloaded: the pictures go, sound stays.
-    run_loaded(&mut net, Duration::from_secs(8), 1.0);
+    // Still saturated: the pictures go, a quarter of the sites every four seconds; sound stays.
+    run_loaded(&mut net, Duration::from_secs(16), 1.0);
     assert_eq!(net.workers[0].stats().shed_level, MAX_LEVEL);
     let sound_only = received_during(&mut net, Duration::from_secs(2), 1.0);
     for (layers, audio) in &sound_only {

@@ -345,7 +345,7 @@ impl Net {
     pub fn load(&mut self, busy: f32) {
         let now = self.now;
         for worker in &mut self.workers {
-            worker.handle_load(now, busy);
+            worker.handle_load(now, busy, busy);
         }
         self.pump();
     }

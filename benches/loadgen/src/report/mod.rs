@@ -328,6 +328,9 @@ pub struct HubCost {
     pub threads: Option<u64>,
     /// ICE-TCP media connections the hub held at the window's end (its `/metrics`).
     pub tcp_connections: Option<u64>,
+    /// How much video the hub shed at the window's end to keep up (its `/metrics`, the
+    /// highest worker's level: 0 none, 6 sound only), when it says.
+    pub shed_level: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -263,6 +263,13 @@ impl Report {
             if let Some(ms) = h.cpu_ms_per_site_second {
                 row(&mut t, "hub CPU per site and second", format!("{ms:.2} ms"));
             }
+            if let Some(level) = h.shed_level.filter(|l| *l > 0) {
+                row(
+                    &mut t,
+                    "hub over capacity",
+                    format!("shedding video, level {level} of 6"),
+                );
+            }
             if let Some(n) = h.tcp_connections.filter(|n| *n > 0) {
                 row(&mut t, "hub's ICE-TCP media connections", n.to_string());
             }

@@ -124,6 +124,8 @@ struct Readings {
     forwarded: Option<u64>,
     /// ICE-TCP media connections the hub holds (`/metrics`), when it says.
     tcp_connections: Option<u64>,
+    /// The hub's highest media shed level (`/metrics`), when it says.
+    shed_level: Option<u64>,
     /// Each provincial hub of `--provinces`.
     provinces: Vec<Option<ProcessSample>>,
 }
@@ -188,10 +190,12 @@ impl Run {
         };
         let forwarded = prometheus_counter(&metrics, "diemcau_packets_forwarded_total");
         let tcp_connections = prometheus_counter(&metrics, "diemcau_media_tcp_connections");
+        let shed_level = prometheus_max(&metrics, "diemcau_media_worker_shed_level");
         Readings {
             at: Instant::now(),
             forwarded,
             tcp_connections,
+            shed_level,
             hub: self.hub_pid.and_then(|pid| procfs::sample(pid).ok()),
             generator: procfs::sample(std::process::id()).ok(),
             provinces: self
@@ -549,6 +553,18 @@ fn prometheus_counter(text: &str, name: &str) -> Option<u64> {
         }
     }
     total
+}
+
+/// The highest value of a labelled gauge.
+fn prometheus_max(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric.split('{').next() == Some(name)).then_some(())?;
+            value.trim().parse::<f64>().ok().map(|v| v as u64)
+        })
+        .max()
 }
 
 #[cfg(test)]

@@ -132,6 +132,7 @@ impl Run {
         };
         let mut hub_cost = HubCost {
             tcp_connections: end.tcp_connections,
+            shed_level: end.shed_level,
             ..HubCost::default()
         };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
