@@ -99,12 +99,17 @@ impl LiveMeeting {
     }
 
     /// What a participant's link carries changed (video, or audio only on a weak link or,
-    /// `shed`, while the hub is over its capacity).
+    /// `shed`, while the hub is over its capacity). The participant is told each change; the
+    /// attendance log records what it receives, not why, so a change of cause alone (a weak
+    /// link's audio only becoming the hub's) is not logged again.
     pub fn reception_changed(&mut self, now: Millis, id: PeerId, audio_only: bool, shed: bool) {
         if !self.participants.contains_key(&id) {
             return;
         }
         let hub_load = shed;
+        let changed = self
+            .status_of(id)
+            .is_none_or(|status| status.audio_only != audio_only);
         self.send(
             id,
             ServerMessage::Reception {
@@ -112,6 +117,9 @@ impl LiveMeeting {
                 hub_load,
             },
         );
+        if !changed {
+            return;
+        }
         let reception = if audio_only {
             Reception::AudioOnly
         } else {

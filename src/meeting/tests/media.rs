@@ -182,13 +182,26 @@ fn the_chair_is_told_when_the_hub_sheds_video_and_so_is_a_chair_joining_meanwhil
     assert!(drain(&mut m).is_empty(), "told once");
     // A site whose video the load took is told it is the hub's load, not its link.
     m.reception_changed(T0 + 2, A, true, true);
-    assert!(drain(&mut m).contains(&send(
+    let outputs = drain(&mut m);
+    assert!(outputs.contains(&send(
         A,
         ServerMessage::Reception {
             audio_only: true,
             hub_load: true
         }
     )));
+    assert_eq!(logs(&outputs).len(), 1, "audio only, logged");
+    // The link weakens meanwhile: the cause changes, what the site receives does not.
+    m.reception_changed(T0 + 2, A, true, false);
+    let outputs = drain(&mut m);
+    assert!(outputs.contains(&send(
+        A,
+        ServerMessage::Reception {
+            audio_only: true,
+            hub_load: false
+        }
+    )));
+    assert!(logs(&outputs).is_empty(), "not logged twice");
     m.leave(T0 + 3, STUDIO, LeaveReason::Closed, None);
     let chair = PeerId(40);
     m.join(T0 + 4, chair, studio_seat("Studio"), "", "")
