@@ -473,9 +473,9 @@ impl MediaPlane {
 }
 
 /// How much of each period a worker's loop spends working rather than waiting in `poll`:
-/// the measure of its load that [`Worker::handle_load`] sheds video by. Wall time, not CPU
-/// time: a loop that never waits is behind, whether it computes or another thread holds its
-/// core.
+/// the measure of its load that [`Worker::handle_load`] sheds video by. Wall time: a loop
+/// that never waits is behind, whether it computes or another thread holds its core; with
+/// the thread's own CPU time beside it, so that a loop slowed only by others is told apart.
 struct Load {
     since: Instant,
     waited: Duration,
