@@ -803,6 +803,7 @@ export class MeetingSession extends EventTarget {
    */
   resetMeetingState() {
     this.audioOnly = false;
+    this.audioOnlyHubLoad = false;
     const hadFloor = this.floor.holder !== null || this.floor.queue.length > 0;
     this.floor = NO_FLOOR;
     if (hadFloor) this.emit('floor');
