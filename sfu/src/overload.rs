@@ -140,7 +140,10 @@ impl Overload {
         if self.mean >= over {
             self.under_since = None;
             let since = *self.over_since.get_or_insert(now);
-            if self.level < MAX_LEVEL && settled && now - since >= STEP_UP_AFTER {
+            if self.level < MAX_LEVEL
+                && settled
+                && now.saturating_duration_since(since) >= STEP_UP_AFTER
+            {
                 if self
                     .stepped_down_at
                     .is_some_and(|at| now.saturating_duration_since(at) < RELAPSE_WITHIN)
@@ -152,7 +155,7 @@ impl Overload {
         } else if self.mean < under && self.level > 0 {
             self.over_since = None;
             let since = *self.under_since.get_or_insert(now);
-            if settled && now - since >= self.step_down_after {
+            if settled && now.saturating_duration_since(since) >= self.step_down_after {
                 self.stepped_down_at = Some(now);
                 if self.level == 1 {
                     // Within capacity again: the next overload starts from the first wait.
