@@ -257,62 +257,76 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         }),
     );
     let loads = app.hub.media().loads();
-    out.push_str(
-        "# HELP diemcau_media_worker_busy_ratio Share of the last half second a media worker's loop was busy (not waiting for input).\n",
+    gauges(
+        &mut out,
+        "diemcau_media_worker_busy_ratio",
+        "Share of the last half second a media worker's loop was busy (not waiting for input); while its own thread ran under half of it, only the share it ran.",
+        "worker",
+        loads.iter().enumerate().map(|(worker, (busy, _))| {
+            (worker.to_string(), format!("{:.3}", *busy as f64 / 1000.0))
+        }),
     );
-    out.push_str("# TYPE diemcau_media_worker_busy_ratio gauge\n");
-    for (worker, (busy, _)) in loads.iter().enumerate() {
-        out.push_str(&format!(
-            "diemcau_media_worker_busy_ratio{{worker=\"{worker}\"}} {:.3}\n",
-            *busy as f64 / 1000.0
-        ));
-    }
-    out.push_str(
-        "# HELP diemcau_media_worker_shed_level How much video a media worker sheds to keep up: 0 none, 1 layers up to the middle, 2 the lowest layer, 3-5 a quarter to three quarters of the sites sound only, 6 sound only.\n",
+    gauges(
+        &mut out,
+        "diemcau_media_worker_shed_level",
+        "How much video a media worker sheds to keep up: 0 none, 1 layers up to the middle, 2 the lowest layer, 3-5 a quarter to three quarters of the sites sound only, 6 sound only.",
+        "worker",
+        loads
+            .iter()
+            .enumerate()
+            .map(|(worker, (_, level))| (worker.to_string(), level.to_string())),
     );
-    out.push_str("# TYPE diemcau_media_worker_shed_level gauge\n");
-    for (worker, (_, level)) in loads.iter().enumerate() {
-        out.push_str(&format!(
-            "diemcau_media_worker_shed_level{{worker=\"{worker}\"}} {level}\n"
-        ));
-    }
     let round_trips = app.node_links.round_trips();
     if !round_trips.is_empty() {
-        out.push_str(
-            "# HELP diemcau_node_link_rtt_milliseconds Round-trip time of each child hub's link.\n",
+        gauges(
+            &mut out,
+            "diemcau_node_link_rtt_milliseconds",
+            "Round-trip time of each child hub's link.",
+            "node",
+            round_trips
+                .iter()
+                .map(|(node, rtt)| (node.clone(), rtt.to_string())),
         );
-        out.push_str("# TYPE diemcau_node_link_rtt_milliseconds gauge\n");
-        for (node, rtt) in round_trips {
-            out.push_str(&format!(
-                "diemcau_node_link_rtt_milliseconds{{node=\"{node}\"}} {rtt}\n"
-            ));
-        }
     }
-    let media: Vec<(String, diemcau_sfu::Quality)> = app
-        .node_links
-        .round_trips()
+    let media: Vec<(String, diemcau_sfu::Quality)> = round_trips
         .into_iter()
         .filter_map(|(node, _)| Some((node.clone(), app.hub.node_media(&node)?)))
         .collect();
     if !media.is_empty() {
-        out.push_str("# HELP diemcau_node_link_bitrate_kbps Media sent down each child hub's link (its relays), kbit/s.\n");
-        out.push_str("# TYPE diemcau_node_link_bitrate_kbps gauge\n");
-        for (node, q) in &media {
-            out.push_str(&format!(
-                "diemcau_node_link_bitrate_kbps{{node=\"{node}\"}} {}\n",
-                q.bitrate_out_kbps
-            ));
-        }
-        out.push_str("# HELP diemcau_node_link_loss_permille Loss reported by each child hub's relays, per mille.\n");
-        out.push_str("# TYPE diemcau_node_link_loss_permille gauge\n");
-        for (node, q) in &media {
-            out.push_str(&format!(
-                "diemcau_node_link_loss_permille{{node=\"{node}\"}} {}\n",
-                q.loss_permille
-            ));
-        }
+        gauges(
+            &mut out,
+            "diemcau_node_link_bitrate_kbps",
+            "Media sent down each child hub's link (its relays), kbit/s.",
+            "node",
+            media
+                .iter()
+                .map(|(node, q)| (node.clone(), q.bitrate_out_kbps.to_string())),
+        );
+        gauges(
+            &mut out,
+            "diemcau_node_link_loss_permille",
+            "Loss reported by each child hub's relays, per mille.",
+            "node",
+            media
+                .iter()
+                .map(|(node, q)| (node.clone(), q.loss_permille.to_string())),
+        );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A gauge with one label, one line per label value: `(label value, value)`.
+fn gauges(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (String, String)>,
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for (key, value) in values {
+        out.push_str(&format!("{name}{{{label}=\"{key}\"}} {value}\n"));
+    }
 }
 
 /// A counter with one label, one line per label value.

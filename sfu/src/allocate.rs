@@ -61,6 +61,13 @@ pub(crate) struct Link {
     pub allowance: Allowance,
 }
 
+impl Link {
+    /// What is set aside before any layer is chosen: its audio and its pinned video.
+    fn set_aside(&self) -> u64 {
+        self.audio_tracks * AUDIO_BUDGET_BPS + self.pinned_bps
+    }
+}
+
 /// What the allocator decided for one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Allocation {
@@ -115,7 +122,7 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
     if link.allowance == Allowance::AudioOnly && !consumers.is_empty() {
         return shed_all(link, consumers);
     }
-    let audio = link.audio_tracks * AUDIO_BUDGET_BPS + link.pinned_bps;
+    let audio = link.set_aside();
     let mut budget = (link.estimate * 9 / 10).saturating_sub(audio);
     // The lowest layer may use the whole estimate: below it there is only audio, and on a
     // weak link the estimate already reads well under the link's capacity.
@@ -221,12 +228,11 @@ fn shed_all(link: Link, consumers: &[VideoConsumer]) -> Allocation {
         .iter()
         .map(|c| LayerState {
             target: None,
-            over_since: None,
-            under_since: None,
             opened_at: c.state.opened_at,
+            ..LayerState::default()
         })
         .collect();
-    let audio = link.audio_tracks * AUDIO_BUDGET_BPS + link.pinned_bps;
+    let audio = link.set_aside();
     Allocation {
         states,
         audio_only: true,

@@ -94,7 +94,8 @@ pub struct WorkerStats {
     /// RTP packets of muted producers, dropped on arrival.
     pub packets_dropped_paused: u64,
     pub keyframe_requests_sent: u64,
-    /// How busy the worker's loop was in the last period its driver reported, per mille.
+    /// How busy the worker's loop was in the last period its driver reported, per mille
+    /// (counting, when its own thread ran under half the period, only the share it ran).
     pub busy_permille: u64,
     /// How much video the worker sheds to keep up: 0 none, up to
     /// [`crate::overload::MAX_LEVEL`], sound only for all.

@@ -5,9 +5,9 @@
 //! the loop has time to spare again.
 //!
 //! The driver measures how much of each period its loop was busy (not waiting for input), and
-//! how much its thread ran, and hands both to [`crate::Worker::handle_load`]; [`Overload`] turns that into a shed level, and
-//! [`Overload::allowance`] into what each peer may receive. A pure state machine over plain
-//! values, tested with a virtual clock.
+//! how much its thread ran, and hands both to [`crate::Worker::handle_load`]; [`Overload`]
+//! turns that into a shed level, and [`Overload::allowance`] into what each peer may receive.
+//! A pure state machine over plain values, tested with a virtual clock.
 //!
 //! The ladder, from level 0 (everything) up:
 //!
@@ -23,8 +23,9 @@
 //! Levels 1 and 2 are taken while the loop is 90 % busy or more (over the last second), at
 //! most every 1.5 s, and given back after ten seconds under 80 %; the levels above only while
 //! it is saturated (98 %), at most every 4 s, and given back after ten seconds under 90 %: a
-//! busy loop that keeps up costs the sites their best pictures, not their pictures. Sound is never shed. A peer receiving a wall of
-//! pictures (a chair's console) is among the last to lose its video.
+//! busy loop that keeps up costs the sites their best pictures, not their pictures. Sound is
+//! never shed. A peer receiving a wall of pictures (a chair's console) is among the last to
+//! lose its video.
 
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,8 @@ pub(crate) enum Allowance {
 #[derive(Debug, Clone)]
 pub(crate) struct Overload {
     level: u8,
-    /// The last busy share reported, for the worker's figures.
+    /// The last busy share counted (only the share its thread ran, when that was under
+    /// [`OWN_WORK`]), for the worker's figures.
     busy: f32,
     /// The mean of the last two busy shares reported (a second): what the thresholds are
     /// compared with, so that one busy moment sheds nothing and one quieter moment does not

@@ -106,7 +106,6 @@ impl LiveMeeting {
         if !self.participants.contains_key(&id) {
             return;
         }
-        let hub_load = shed;
         let changed = self
             .status_of(id)
             .is_none_or(|status| status.audio_only != audio_only);
@@ -114,7 +113,7 @@ impl LiveMeeting {
             id,
             ServerMessage::Reception {
                 audio_only,
-                hub_load,
+                hub_load: shed,
             },
         );
         if !changed {

@@ -538,33 +538,26 @@ impl Run {
     }
 }
 
-/// The sum of a counter's samples (every label set) in Prometheus text exposition.
+/// The values of a metric's samples (every label set) in Prometheus text exposition.
+fn prometheus_samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = u64> + 'a {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(move |line| {
+            let mut parts = line.split_whitespace();
+            let (metric, value) = (parts.next()?, parts.next()?);
+            (metric.split('{').next() == Some(name)).then_some(())?;
+            value.parse::<f64>().ok().map(|v| v as u64)
+        })
+}
+
+/// The sum of a counter's samples (every label set).
 fn prometheus_counter(text: &str, name: &str) -> Option<u64> {
-    let mut total = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let mut parts = line.split_whitespace();
-        let (Some(metric), Some(value)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        if metric.split('{').next() == Some(name)
-            && let Ok(value) = value.parse::<f64>()
-        {
-            *total.get_or_insert(0) += value as u64;
-        }
-    }
-    total
+    prometheus_samples(text, name).reduce(|a, b| a + b)
 }
 
 /// The highest value of a labelled gauge.
 fn prometheus_max(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (metric, value) = line.split_once(' ')?;
-            (metric.split('{').next() == Some(name)).then_some(())?;
-            value.trim().parse::<f64>().ok().map(|v| v as u64)
-        })
-        .max()
+    prometheus_samples(text, name).max()
 }
 
 #[cfg(test)]
@@ -583,6 +576,8 @@ mod tests {
         );
         let labelled = "x{worker=\"0\"} 2\nx{worker=\"1\"} 3\n";
         assert_eq!(prometheus_counter(labelled, "x"), Some(5));
+        assert_eq!(prometheus_max(labelled, "x"), Some(3));
         assert_eq!(prometheus_counter(text, "missing"), None);
+        assert_eq!(prometheus_max(text, "missing"), None);
     }
 }
