@@ -237,6 +237,93 @@ fn loss_injected_at_the_studio_shows_up_at_the_sites() {
     assert!(f(&down["loss_percent"]) > 1.0);
 }
 
+/// Header-only reception (`--receive headers`) counts what the full mode counts and what the
+/// hub says it forwarded, and loss injected between the hub and the sites shows in both modes:
+/// the sound's loss as it was injected, the picture's repaired by the sites' own NACKs.
+#[test]
+fn header_only_reception_counts_what_the_full_mode_and_the_hub_count() {
+    let args = |receive: &'static str, drop: &'static str| {
+        [
+            "fanout",
+            "--sites",
+            "3",
+            "--duration",
+            "6",
+            "--warmup",
+            "1",
+            "--floor-seconds",
+            "0",
+            "--receive",
+            receive,
+            "--drop-down-percent",
+            drop,
+        ]
+    };
+    let clean = run_loadgen(&args("headers", "0"));
+    assert_eq!(clean["settings"]["receive_mode"], "headers");
+    assert_eq!(u(&clean["joins"]["succeeded"]), 3, "{}", clean["joins"]);
+    let headers = &clean["header_reception"]["counts"];
+    assert!(u(&headers["sampled"]) > 20, "{headers}");
+    assert_eq!(
+        u(&headers["sample_failures"]),
+        0,
+        "every sample authenticates: {headers}"
+    );
+    assert!(u(&headers["twcc_feedbacks"]) > 100, "{headers}");
+    assert!(u(&headers["receiver_reports"]) >= 3 * 5, "{headers}");
+    let down = &clean["downstream"];
+    assert_eq!(f(&down["loss_percent"]), 0.0, "{down}");
+    let sent = studio_sent(&clean);
+    let expected = u(&down["expected_packets"]);
+    // The window counts arrivals here and sends there: a few packets apart at its edges.
+    assert!(
+        expected.abs_diff(3 * sent) * 100 <= 3 * sent,
+        "the sites expected {expected}, the studio sent {sent} to each of 3"
+    );
+    let forwarding = &clean["forwarding"];
+    let counted = f(&forwarding["packets_per_second"]);
+    let hub = f(&forwarding["hub_reported_packets_per_second"]);
+    assert!(
+        (counted - hub).abs() <= hub * 0.02,
+        "the sites counted {counted} packets/s, the hub says it forwarded {hub}"
+    );
+    assert!(
+        f(&down["delay"]["p50_ms"]) > 0.0,
+        "the samples give the delay"
+    );
+
+    let full = run_loadgen(&args("full", "5"));
+    let lossy = run_loadgen(&args("headers", "5"));
+    for report in [&full, &lossy] {
+        let mode = &report["settings"]["receive_mode"];
+        let generator = &report["generator"];
+        assert!(
+            u(&generator["injected_down_drops"]) > 0,
+            "{mode}: {generator}"
+        );
+        let down = &report["downstream"];
+        // About 300 audio packets per site at 5 %, not retransmitted: more than 4 sigma.
+        let audio = f(&down["audio_loss_percent"]);
+        assert!((1.5..10.0).contains(&audio), "{mode}: audio loss {audio} %");
+        let video = f(&down["video_loss_percent"]);
+        assert!(video < 1.0, "{mode}: video repaired, {video} % lost");
+        assert!(u(&down["late_packets"]) > 0, "{mode}: repairs arrive late");
+    }
+    let counted = |r: &Value| u(&r["downstream"]["expected_packets"]);
+    assert!(
+        counted(&full).abs_diff(counted(&lossy)) * 100 <= counted(&full) * 2,
+        "both modes expect the same packets: full {}, headers {}",
+        counted(&full),
+        counted(&lossy)
+    );
+    let nacked = u(&lossy["header_reception"]["counts"]["nacked_packets"]);
+    let repairs = u(&lossy["header_reception"]["counts"]["repairs"]);
+    assert!(
+        nacked > 0 && repairs > 0,
+        "{nacked} NACKed, {repairs} repaired"
+    );
+}
+
 #[test]
 fn a_refused_join_is_counted_with_its_reason() {
     let report = run_loadgen(&[

@@ -794,7 +794,7 @@ pub mod rtp {
         RedBlock, RedDecoder, RedEncoder, RedundantBlock, Vp8Descriptor, Vp8DescriptorError,
         Vp8Patch, Vp8PatchBuilder, Vp8PatchError,
     };
-    pub use crate::rtp_::{RtpHeader, SeqNo, Ssrc, VideoOrientation};
+    pub use crate::rtp_::{RtpHeader, SeqNo, Ssrc, SrtpContext, VideoOrientation};
     pub use crate::streams::{
         RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };
@@ -1425,6 +1425,18 @@ impl Rtc {
     /// This tests if we have ICE connection, DTLS and the SRTP crypto derived contexts are up.
     pub fn is_connected(&self) -> bool {
         self.ice.state().is_connected() && self.dtls_connected && self.session.is_connected()
+    }
+
+    /// SRTP and SRTCP contexts with the keys the DTLS handshake negotiated, `None` before
+    /// it completes: (receiving, sending).
+    ///
+    /// For an application that handles some packets outside the `Rtc`: a load generator
+    /// that counts received RTP from its clear header and unprotects only a sample, or
+    /// writes its own RTCP. Each call returns new contexts; the sending one starts at the
+    /// SRTCP index the `Rtc` would use next, so an application that sends SRTCP with it
+    /// must stop sending the `Rtc`'s own (the two would reuse indices).
+    pub fn srtp_contexts(&self) -> Option<(rtp::SrtpContext, rtp::SrtpContext)> {
+        self.session.srtp_contexts(&self.crypto_provider)
     }
 
     /// Make changes to the Rtc session via SDP.

@@ -96,6 +96,8 @@ pub(crate) struct Session {
 
     srtp_rx: Option<SrtpContext>,
     srtp_tx: Option<SrtpContext>,
+    /// The keying material behind `srtp_rx` and `srtp_tx`, for [`Session::srtp_contexts`].
+    srtp_keys: Option<(Vec<u8>, SrtpProfile, bool)>,
     last_nack: Instant,
     last_twcc: Instant,
     twcc: u64,
@@ -202,6 +204,7 @@ impl Session {
 
             srtp_rx: None,
             srtp_tx: None,
+            srtp_keys: None,
             last_nack: already_happened(),
             last_twcc: already_happened(),
             twcc: 0,
@@ -280,6 +283,18 @@ impl Session {
 
         self.srtp_rx = Some(SrtpContext::new(crypto, srtp_profile, &mat, !left));
         self.srtp_tx = Some(SrtpContext::new(crypto, srtp_profile, &mat, left));
+        self.srtp_keys = Some((mat.to_vec(), srtp_profile, active));
+    }
+
+    /// Fresh contexts with the negotiated keys: (receiving, sending). The sending one
+    /// continues the SRTCP index of the session's own.
+    pub fn srtp_contexts(&self, crypto: &CryptoProvider) -> Option<(SrtpContext, SrtpContext)> {
+        let (mat, profile, left) = self.srtp_keys.as_ref()?;
+        let mat = KeyingMaterial::new(mat);
+        let rx = SrtpContext::new(crypto, *profile, &mat, !left);
+        let mut tx = SrtpContext::new(crypto, *profile, &mat, *left);
+        tx.continue_srtcp_index(self.srtp_tx.as_ref()?);
+        Some((rx, tx))
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wake: &mut Wake) -> Result<(), RtcError> {

@@ -66,6 +66,8 @@ pub enum Timer {
     Downlink,
     /// The next datagram of the peer's uplink is due.
     Uplink,
+    /// Header-only reception's RTCP is due.
+    Feedback,
 }
 
 /// Every peer's wake-ups of one thread, earliest first.

@@ -21,6 +21,7 @@
 //! from its peers: wake-ups, clock, links).
 
 mod context;
+mod headers;
 mod peer;
 mod reports;
 mod tcp;
@@ -34,6 +35,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use context::Ctx;
+pub use headers::{HeaderCounts, SAMPLE_EVERY, WindowCount};
 pub use reports::{
     EngineError, PeerLink, PeerReport, PeerSpec, PeerStatus, Progress, ReceivedStream, STUDIO,
     SentStream, ThreadReport,

@@ -18,6 +18,7 @@ use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use super::context::{Ctx, HeldLink, Timer};
+use super::headers::{FEEDBACK_INTERVAL, HeaderReception, SdpFacts};
 use super::reports::{
     EngineError, PeerReport, PeerSpec, PeerStatus, ReceivedStream, STUDIO, SentStream, ThreadReport,
 };
@@ -43,13 +44,23 @@ pub struct Peer {
     video: Option<VideoSender>,
     pub received: HashMap<(u32, Kind, u8), StreamReception>,
     pub video_runs: HashMap<u32, LayerRuns>,
-    pub kinds_by_pt: HashMap<Pt, Option<Kind>>,
+    /// Each payload type's kind, and whether it is a retransmission one.
+    pub kinds_by_pt: HashMap<Pt, Option<(Kind, bool)>>,
+    /// Header-only reception, from the moment the session's keys are known
+    /// ([`PeerSpec::receive_headers`]).
+    pub headers: Option<HeaderReception>,
+    /// What the hub's SDP said that header-only reception needs.
+    pub facts: SdpFacts,
+    /// Batched reads (`recvmmsg`) for header-only reception.
+    pub udp_state: Option<quinn_udp::UdpSocketState>,
+    next_feedback: Option<Instant>,
     /// Datagrams from the hub on their way through the emulated link: (source, bytes).
     pub downlink: Option<HeldLink>,
     /// Datagrams to the hub on their way: (destination, bytes).
     pub uplink: Option<HeldLink>,
     pub drop_rng: Xorshift,
     pub dropped_injected: u64,
+    pub dropped_down_injected: u64,
     pub rtp_datagrams_sent: u64,
     pub keyframe_requests: u64,
     pub unstamped: u64,
@@ -183,6 +194,10 @@ impl Peer {
             received: HashMap::new(),
             video_runs: HashMap::new(),
             kinds_by_pt: HashMap::new(),
+            headers: None,
+            facts: SdpFacts::default(),
+            udp_state: None,
+            next_feedback: None,
             downlink: link
                 .as_ref()
                 .and_then(|l| HeldLink::new(&l.down, seed ^ 0xD0)),
@@ -190,6 +205,7 @@ impl Peer {
                 .as_ref()
                 .and_then(|l| HeldLink::new(&l.up, seed ^ 0x0F)),
             dropped_injected: 0,
+            dropped_down_injected: 0,
             rtp_datagrams_sent: 0,
             keyframe_requests: 0,
             unstamped: 0,
@@ -229,6 +245,7 @@ impl Peer {
             sent,
             received,
             dropped_injected: self.dropped_injected,
+            dropped_down_injected: self.dropped_down_injected,
             rtp_datagrams_sent: self.rtp_datagrams_sent,
             keyframe_requests: self.keyframe_requests,
             unstamped: self.unstamped,
@@ -236,6 +253,7 @@ impl Peer {
             link_class: self.spec.link.as_ref().map(|l| l.class),
             downlink: self.downlink.as_ref().map(|l| l.link.stats().clone()),
             uplink: self.uplink.as_ref().map(|l| l.link.stats().clone()),
+            headers: self.headers.as_ref().map(HeaderReception::finish),
         }
     }
 
@@ -285,6 +303,17 @@ impl Peer {
     /// A datagram from the hub reaches the `Rtc`.
     fn feed(&mut self, now: Instant, source: SocketAddr, datagram: &[u8], ctx: &mut Ctx) {
         if self.dead {
+            return;
+        }
+        if self.spec.drop_down_percent > 0.0
+            && is_rtp(datagram)
+            && self.drop_rng.unit() * 100.0 < self.spec.drop_down_percent
+        {
+            self.dropped_down_injected += 1;
+            return;
+        }
+        if self.headers.is_some() && is_rtp(datagram) {
+            self.count_headers(now, source, datagram, ctx);
             return;
         }
         let Ok(contents) = datagram.try_into() else {
@@ -347,7 +376,84 @@ impl Peer {
         }
     }
 
+    /// Counts an RTP datagram from its header (header-only reception).
+    fn count_headers(&mut self, now: Instant, source: SocketAddr, datagram: &[u8], ctx: &mut Ctx) {
+        let Some(headers) = &mut self.headers else {
+            return;
+        };
+        headers.remote = Some(source);
+        let arrival = ctx.clock.ns(now);
+        let (rtc, kinds) = (&self.rtc, &mut self.kinds_by_pt);
+        let sample = headers.receive(
+            now,
+            datagram,
+            ctx.window.contains(arrival),
+            &self.facts,
+            |pt| kind_of(rtc, kinds, pt.into()),
+        );
+        if self.status.first_media_ns.is_none() && headers.counts.media_packets > 0 {
+            self.status.first_media_ns = Some(arrival);
+            ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(sample) = sample
+            && ctx.window.contains(sample.stamp.sent_ns)
+        {
+            let delay_us = arrival.saturating_sub(sample.stamp.sent_ns) / 1000;
+            if sample.stamp.publisher == STUDIO {
+                ctx.report.downstream_delay.record(delay_us);
+                ctx.report
+                    .downstream_delay_by_class
+                    .entry(self.spec.link.as_ref().map(|l| l.class))
+                    .or_default()
+                    .record(delay_us);
+            } else {
+                ctx.report.upstream_delay.record(delay_us);
+            }
+        }
+    }
+
+    /// Sends the RTCP of header-only reception that is due, and schedules the next.
+    pub fn send_feedback(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
+        if self.dead || self.next_feedback != Some(at) {
+            return;
+        }
+        let next = next_tick(at, FEEDBACK_INTERVAL, now, &mut ctx.report);
+        self.next_feedback = Some(next);
+        ctx.schedule(next, self.slot, Timer::Feedback);
+        let Some(headers) = &mut self.headers else {
+            return;
+        };
+        let (Some(remote), Some(rtcp)) = (headers.remote, headers.feedback(now)) else {
+            return;
+        };
+        self.send_out(now, &rtcp, remote, ctx);
+    }
+
+    /// Takes the session's keys and counts from the headers from now on.
+    fn start_header_reception(&mut self, now: Instant, ctx: &mut Ctx) {
+        let Some((rx, tx)) = self.rtc.srtp_contexts() else {
+            tracing::warn!(peer = self.spec.id, "connected without SRTP keys");
+            return;
+        };
+        let ssrc = 0x10AD_0000 ^ self.spec.id;
+        self.headers = Some(HeaderReception::new(rx, tx, ssrc, now));
+        // Spread the sites' feedback over the interval.
+        let offset = Duration::from_micros(
+            (u64::from(self.spec.id) * 7_919) % FEEDBACK_INTERVAL.as_micros() as u64,
+        );
+        let first = now + offset;
+        self.next_feedback = Some(first);
+        ctx.schedule(first, self.slot, Timer::Feedback);
+    }
+
     fn transmit(&mut self, now: Instant, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
+        if let Some(headers) = &mut self.headers
+            && is_rtcp(contents)
+        {
+            // The site answers with its own RTCP; the `Rtc` saw none of the packets.
+            headers.counts.dropped_rtc_rtcp += 1;
+            return;
+        }
         if is_rtp(contents) {
             if self.spec.drop_percent > 0.0 && self.drop_rng.unit() * 100.0 < self.spec.drop_percent
             {
@@ -356,6 +462,11 @@ impl Peer {
             }
             self.rtp_datagrams_sent += 1;
         }
+        self.send_out(now, contents, destination, ctx);
+    }
+
+    /// Sends a datagram through the peer's uplink, if it has one.
+    fn send_out(&mut self, now: Instant, contents: &[u8], destination: SocketAddr, ctx: &mut Ctx) {
         if let Some(uplink) = &mut self.uplink {
             if let Some(at) = uplink.hold(now, destination, contents) {
                 ctx.schedule(at, self.slot, Timer::Uplink);
@@ -414,6 +525,9 @@ impl Peer {
                 {
                     v.next = Some(now);
                     ctx.schedule(now, self.slot, Timer::Video);
+                }
+                if self.spec.receive_headers && self.headers.is_none() {
+                    self.start_header_reception(now, ctx);
                 }
             }
             Event::RtpPacket(packet) => {
@@ -474,22 +588,7 @@ impl Peer {
     }
 
     fn kind_of(&mut self, pt: Pt) -> Option<Kind> {
-        if let Some(kind) = self.kinds_by_pt.get(&pt) {
-            return *kind;
-        }
-        let kind = self
-            .rtc
-            .codec_config()
-            .find(|p| p.pt() == pt || p.resend() == Some(pt))
-            .map(|p| {
-                if p.spec().codec.is_audio() {
-                    Kind::Audio
-                } else {
-                    Kind::Video
-                }
-            });
-        self.kinds_by_pt.insert(pt, kind);
-        kind
+        kind_of(&self.rtc, &mut self.kinds_by_pt, pt).map(|(kind, _)| kind)
     }
 
     pub fn send_audio(&mut self, at: Instant, now: Instant, ctx: &mut Ctx) {
@@ -657,6 +756,31 @@ fn next_tick(at: Instant, interval: Duration, now: Instant, report: &mut ThreadR
     }
 }
 
+/// The kind of payload type `pt`, and whether it is a retransmission one; remembered in
+/// `cache`.
+fn kind_of(
+    rtc: &Rtc,
+    cache: &mut HashMap<Pt, Option<(Kind, bool)>>,
+    pt: Pt,
+) -> Option<(Kind, bool)> {
+    if let Some(kind) = cache.get(&pt) {
+        return *kind;
+    }
+    let kind = rtc
+        .codec_config()
+        .find(|p| p.pt() == pt || p.resend() == Some(pt))
+        .map(|p| {
+            let kind = if p.spec().codec.is_audio() {
+                Kind::Audio
+            } else {
+                Kind::Video
+            };
+            (kind, p.pt() != pt)
+        });
+    cache.insert(pt, kind);
+    kind
+}
+
 /// The payload type negotiated for `codec` on `mid`.
 fn payload_type(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
     let remote = rtc.media(mid)?.remote_pts();
@@ -673,6 +797,14 @@ fn is_rtp(datagram: &[u8]) -> bool {
     }
 }
 
+/// An RTCP datagram (payload types 192–223 under RFC 5761).
+fn is_rtcp(datagram: &[u8]) -> bool {
+    match datagram {
+        [first, second, ..] => (128..=191).contains(first) && (64..=95).contains(&(second & 0x7F)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,5 +817,8 @@ mod tests {
         assert!(!is_rtp(&[0x81, 201]), "RTCP receiver report");
         assert!(!is_rtp(&[0x00, 0x01]), "STUN");
         assert!(!is_rtp(&[22, 254]), "DTLS");
+        assert!(is_rtcp(&[0x81, 201]));
+        assert!(is_rtcp(&[0x8F, 205]), "transport-wide feedback");
+        assert!(!is_rtcp(&[0x80, 96]));
     }
 }

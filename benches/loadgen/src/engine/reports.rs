@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 
 use serde::Serialize;
 
+use super::headers::HeaderCounts;
 use crate::link::{LinkProfile, LinkStats};
 use crate::measure::{Histogram, LayerRuns, StreamReception};
 use crate::media::{Kind, VideoProfile};
@@ -25,11 +26,16 @@ pub struct PeerSpec {
     /// Percentage of this peer's outgoing RTP datagrams dropped after str0m (loss injection;
     /// str0m's retransmissions can be dropped too).
     pub drop_percent: f64,
+    /// Percentage of the RTP datagrams from the hub dropped before this peer counts them.
+    pub drop_down_percent: f64,
     /// The emulated link this peer sits behind.
     pub link: Option<PeerLink>,
     /// Reach the hub over ICE-TCP only (its passive TCP candidate), as a hall whose firewall
     /// drops UDP.
     pub tcp: bool,
+    /// Count what arrives from the RTP headers once connected ([`super::headers`]) instead
+    /// of handing every packet to str0m.
+    pub receive_headers: bool,
 }
 
 /// A peer's emulated link: its class (an index into the run's `--link` classes) and what each
@@ -95,6 +101,8 @@ pub struct PeerReport {
     pub received: Vec<ReceivedStream>,
     /// Outgoing RTP datagrams dropped by loss injection.
     pub dropped_injected: u64,
+    /// Incoming RTP datagrams dropped by loss injection.
+    pub dropped_down_injected: u64,
     pub rtp_datagrams_sent: u64,
     pub keyframe_requests: u64,
     /// RTP packets without a readable stamp.
@@ -105,6 +113,8 @@ pub struct PeerReport {
     pub link_class: Option<usize>,
     pub downlink: Option<LinkStats>,
     pub uplink: Option<LinkStats>,
+    /// What header-only reception counted, for a site that used it.
+    pub headers: Option<HeaderCounts>,
 }
 
 /// What one engine thread measured.

@@ -85,6 +85,12 @@ pub fn spawn(index: usize, mut ctx: Ctx) -> io::Result<(ThreadHandle, JoinHandle
     Ok((ThreadHandle { commands, waker }, join))
 }
 
+/// Buffers a batched read fills at most.
+const BATCH: usize = 32;
+/// Each buffer holds what the kernel coalesced (UDP GRO, which quinn-udp turns on): a hub's
+/// GSO send reaches the socket as one buffer of up to 64 segments.
+const BATCH_BUFFER: usize = 65_536;
+
 /// The poll token of the waker, out of the range of the peers' slots.
 const WAKER: Token = Token(usize::MAX);
 
@@ -103,6 +109,7 @@ impl EngineThread {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; 2048];
+        let mut batch = vec![vec![0u8; BATCH_BUFFER]; BATCH];
         loop {
             let now = Instant::now();
             let timeout = self
@@ -124,6 +131,13 @@ impl EngineThread {
                 }
                 match tcp::slot_of(event.token()) {
                     Some(slot) => self.read_tcp(slot, &mut buf),
+                    None if self
+                        .peers
+                        .get(event.token().0)
+                        .is_some_and(|p| p.udp_state.is_some()) =>
+                    {
+                        self.read_batches(event.token().0, &mut batch);
+                    }
                     None => self.read_socket(event.token().0, &mut buf),
                 }
             }
@@ -153,6 +167,39 @@ impl EngineThread {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {} // ICMP errors from the hub going away: keep reading
+            }
+        }
+    }
+
+    /// Reads a peer's socket `BATCH` buffers a call (`recvmmsg`), each split at its GRO
+    /// stride: header-only reception.
+    /// A short batch means the socket was empty (the poll is edge-triggered, and a datagram
+    /// arriving later wakes it again).
+    fn read_batches(&mut self, slot: usize, batch: &mut [Vec<u8>]) {
+        let Some(peer) = self.peers.get_mut(slot) else {
+            return;
+        };
+        let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
+        for _ in 0..64 {
+            let Some(state) = &peer.udp_state else {
+                return;
+            };
+            let mut slices: Vec<io::IoSliceMut> =
+                batch.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+            let count = match state.recv((&peer.socket).into(), &mut slices, &mut meta) {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => continue, // ICMP errors from the hub going away: keep reading
+            };
+            let now = Instant::now();
+            for (m, b) in meta.iter().zip(batch.iter()).take(count) {
+                let stride = m.stride.max(1);
+                for datagram in b.get(..m.len).unwrap_or_default().chunks(stride) {
+                    peer.receive(now, m.addr, datagram, &mut self.ctx);
+                }
+            }
+            if count < BATCH {
+                return;
             }
         }
     }
@@ -198,6 +245,7 @@ impl EngineThread {
                 Timer::Video => peer.send_video(at, now, &mut self.ctx),
                 Timer::Downlink => peer.deliver_downlink(at, now, &mut self.ctx),
                 Timer::Uplink => peer.deliver_uplink(at, now, &mut self.ctx),
+                Timer::Feedback => peer.send_feedback(at, now, &mut self.ctx),
             }
         }
     }
@@ -218,6 +266,7 @@ impl EngineThread {
                         .sdp_api()
                         .accept_answer(pending, answer)
                         .map_err(|e| EngineError::Sdp(e.to_string()))?;
+                    peer.facts.learn(&sdp);
                     peer.drive(Instant::now(), ctx);
                     Ok(())
                 });
@@ -233,6 +282,7 @@ impl EngineThread {
                         .accept_offer(offer)
                         .map_err(|e| EngineError::Sdp(e.to_string()))?;
                     peer.kinds_by_pt.clear();
+                    peer.facts.learn(&sdp);
                     peer.drive(Instant::now(), ctx);
                     Ok(answer.to_sdp_string())
                 });
@@ -294,7 +344,12 @@ impl EngineThread {
             .register(&mut socket, Token(slot), Interest::READABLE)
             .map_err(io)?;
 
-        let (peer, offer) = Peer::new(spec, socket, local, slot, &self.ctx)?;
+        let batched = spec.receive_headers && !spec.tcp;
+        let (mut peer, offer) = Peer::new(spec, socket, local, slot, &self.ctx)?;
+        if batched {
+            peer.udp_state =
+                Some(quinn_udp::UdpSocketState::new((&peer.socket).into()).map_err(io)?);
+        }
         self.slot_of.insert(peer.spec.id, slot);
         self.peers.push(peer);
         self.ctx.progress.created.fetch_add(1, Ordering::Relaxed);

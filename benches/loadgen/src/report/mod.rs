@@ -28,6 +28,8 @@ pub struct Report {
     pub published: Vec<crate::engine::SentStream>,
     /// Studio → sites.
     pub downstream: Option<Flow>,
+    /// Header-only reception's own counts, when the sites used it.
+    pub header_reception: Option<HeaderReceptionSummary>,
     /// Sites → studio (`wall`).
     pub upstream: Option<Flow>,
     /// Studio → sites, per class of emulated link (`--link`); empty without links.
@@ -81,6 +83,22 @@ pub struct Settings {
     pub simulcast: bool,
     /// The link classes the sites were spread over (`--link`).
     pub links: Vec<LinkClass>,
+    /// How the sites counted what they received: `full` (every packet through str0m, its
+    /// stamp read) or `headers` (from the clear RTP headers; see `header_reception`).
+    pub receive_mode: String,
+}
+
+/// What the sites counted in header-only reception (`--receive headers`), summed over them.
+/// `downstream` then comes from the sequence numbers: loss is the gaps in what the hub sent
+/// each site, as a receiver's RTCP reports it, and the delay is that of the sampled packets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeaderReceptionSummary {
+    pub sites: usize,
+    /// One media packet in this many per stream was unprotected for its stamp.
+    pub sample_every: u64,
+    /// Joined sites that received no audio in the window.
+    pub sites_without_audio: usize,
+    pub counts: crate::engine::HeaderCounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -344,6 +362,8 @@ pub struct Generator {
     pub send_errors: u64,
     /// RTP datagrams dropped by `--drop-percent` (the studio's outgoing).
     pub injected_drops: u64,
+    /// RTP datagrams dropped by `--drop-down-percent` (the sites' incoming).
+    pub injected_down_drops: u64,
     pub studio_rtp_datagrams_sent: u64,
     pub keyframe_requests_to_studio: u64,
     pub unstamped_packets: u64,

@@ -37,6 +37,23 @@ impl Report {
                 self.machine.load_average.unwrap_or(0.0)
             );
         }
+        if let Some(h) = &self.header_reception {
+            let c = &h.counts;
+            let _ = writeln!(
+                t,
+                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} repairs, {} padding, {} NACKed, {} transport-wide feedbacks)",
+                h.sites,
+                h.sample_every,
+                c.sampled,
+                c.sample_failures,
+                c.repairs,
+                c.padding,
+                c.nacked_packets,
+                c.twcc_feedbacks
+            );
+        } else {
+            let _ = writeln!(t, "receive mode: {}", self.settings.receive_mode);
+        }
         let j = &self.joins;
         let _ = writeln!(t);
         row(
@@ -337,8 +354,12 @@ impl Report {
             &mut t,
             "generator CPU in window",
             format!(
-                "{:.2} s; late media timers {}, send would-block {}, injected drops {}",
-                g.cpu_seconds_window, g.late_media_timers, g.send_would_block, g.injected_drops
+                "{:.2} s; late media timers {}, send would-block {}, injected drops {} (studio) / {} (sites)",
+                g.cpu_seconds_window,
+                g.late_media_timers,
+                g.send_would_block,
+                g.injected_drops,
+                g.injected_down_drops
             ),
         );
         if let Some(k) = &self.kernel_udp {

@@ -274,3 +274,59 @@ pub(super) fn flow(
     };
     f
 }
+
+/// What `receivers` counted in header-only reception, as a [`Flow`]: per site and kind, the
+/// packets that arrived in the window against those their sequence numbers say were sent.
+pub(super) fn header_flow(receivers: Vec<&PeerReport>, delay: &Histogram) -> Flow {
+    let mut f = Flow {
+        delay: delay.percentiles(),
+        ..Flow::default()
+    };
+    let mut by_kind: HashMap<Kind, (u64, u64)> = HashMap::new();
+    for peer in receivers {
+        f.receivers += 1;
+        let Some(counts) = &peer.headers else {
+            continue;
+        };
+        let (mut expected, mut received) = (0, 0);
+        for (kind, w) in &counts.window {
+            f.streams += 1;
+            expected += w.expected;
+            received += w.received.min(w.expected);
+            let k = by_kind.entry(*kind).or_default();
+            k.0 += w.expected;
+            k.1 += w.received.min(w.expected);
+        }
+        f.expected_packets += expected;
+        f.received_packets += received;
+        f.duplicates += counts.duplicates;
+        f.late_packets += counts.repairs;
+        f.per_receiver.push(ReceiverSummary {
+            id: peer.status.id,
+            expected_packets: expected,
+            received_packets: received,
+            late_packets: counts.repairs,
+        });
+        if expected > 0 && (expected - received) * 100 > expected {
+            f.receivers_over_1pct_loss += 1;
+        }
+    }
+    f.lost_packets = f.expected_packets - f.received_packets;
+    let percent = |lost: u64, of: u64| {
+        if of == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / of as f64
+        }
+    };
+    f.loss_percent = percent(f.lost_packets, f.expected_packets);
+    f.late_percent = percent(f.late_packets, f.received_packets);
+    for (kind, target) in [
+        (Kind::Audio, &mut f.audio_loss_percent),
+        (Kind::Video, &mut f.video_loss_percent),
+    ] {
+        let (want, got) = by_kind.get(&kind).copied().unwrap_or_default();
+        *target = percent(want - got, want);
+    }
+    f
+}

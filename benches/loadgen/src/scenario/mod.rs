@@ -29,12 +29,18 @@ use crate::report::{FailedJoin, Joins, Report};
 use crate::setup::{self, FIRST_SITE_CODE, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
 use crate::tree::Tree;
-use crate::{JoinModeOption, Options, Scenario};
+use crate::{JoinModeOption, Options, ReceiveMode, Scenario};
 use classify::classify;
 
 /// Runs `options.scenario` and returns its report. Every process and thread it started is
 /// stopped before it returns.
 pub async fn run(options: Options) -> Result<Report, String> {
+    if options.receive == ReceiveMode::Headers && !options.links.is_empty() {
+        return Err(
+            "--receive headers cannot be combined with --link: the link classes' figures read every packet's stamp"
+                .to_owned(),
+        );
+    }
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -243,6 +249,8 @@ impl Run {
             }),
             simulcast: false,
             drop_percent: 0.0,
+            drop_down_percent: self.options.drop_down_percent,
+            receive_headers: self.options.receive == ReceiveMode::Headers,
             tcp: self
                 .class_of_site(id)
                 .and_then(|class| self.classes.get(class))
@@ -323,8 +331,10 @@ impl Run {
                 video: Some(self.studio_video),
                 simulcast: o.simulcast,
                 drop_percent: o.drop_percent,
+                drop_down_percent: 0.0,
                 link: None,
                 tcp: false,
+                receive_headers: false,
             },
         );
         // A wall through a tree: the chair's console shows every commune's tile (as many as

@@ -2,17 +2,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::Scenario;
 use crate::engine::{STUDIO, ThreadReport};
 use crate::floor::{self};
 use crate::measure::Histogram;
 use crate::media::Kind;
 use crate::report::{
-    Forwarding, Generator, HubCost, HubInfo, HubView, Joins, Machine, Report, Settings,
+    Forwarding, Generator, HeaderReceptionSummary, HubCost, HubInfo, HubView, Joins, Machine,
+    Report, Settings,
 };
 use crate::signaling::SignallingRecord;
+use crate::{ReceiveMode, Scenario};
 
-use super::link_classes::{LinkClassInputs, flow};
+use super::link_classes::{LinkClassInputs, flow, header_flow};
 use super::{Readings, Run};
 
 impl Run {
@@ -74,18 +75,49 @@ impl Run {
             window_s,
             window_end_ns: self.clock.ns(end.at),
         });
-        let downstream = flow(
-            peers
-                .iter()
-                .copied()
-                .filter(|p| p.status.id != STUDIO && joined.contains(&p.status.id))
-                .collect(),
-            |publisher| publisher == STUDIO,
-            &sent,
-            &downstream_delay,
-            &studio_streams,
-            &simulcast,
-        );
+        let receivers: Vec<&crate::engine::PeerReport> = peers
+            .iter()
+            .copied()
+            .filter(|p| p.status.id != STUDIO && joined.contains(&p.status.id))
+            .collect();
+        let header_reception = (o.receive == ReceiveMode::Headers).then(|| {
+            let mut summary = HeaderReceptionSummary {
+                sample_every: crate::engine::SAMPLE_EVERY,
+                ..HeaderReceptionSummary::default()
+            };
+            for counts in receivers.iter().filter_map(|p| p.headers.as_ref()) {
+                summary.sites += 1;
+                summary.counts.add(counts);
+                if counts
+                    .window
+                    .get(&Kind::Audio)
+                    .is_none_or(|w| w.received == 0)
+                {
+                    summary.sites_without_audio += 1;
+                }
+            }
+            summary
+        });
+        let downstream = match &header_reception {
+            Some(_) => header_flow(receivers, &downstream_delay),
+            None => flow(
+                receivers,
+                |publisher| publisher == STUDIO,
+                &sent,
+                &downstream_delay,
+                &studio_streams,
+                &simulcast,
+            ),
+        };
+        if let Some(summary) = &header_reception
+            && !o.no_audio
+            && summary.sites_without_audio > 0
+        {
+            self.warnings.push(format!(
+                "{} sites received no audio in the window (header-only reception counts loss from the sequence numbers of what arrived)",
+                summary.sites_without_audio
+            ));
+        }
         let upstream = (o.scenario == Scenario::Wall).then(|| {
             let expected: Vec<(u32, Kind)> = sent
                 .keys()
@@ -177,6 +209,7 @@ impl Run {
             send_would_block: threads.iter().map(|t| t.send_would_block).sum(),
             send_errors: threads.iter().map(|t| t.send_errors).sum(),
             injected_drops: peers.iter().map(|p| p.dropped_injected).sum(),
+            injected_down_drops: peers.iter().map(|p| p.dropped_down_injected).sum(),
             studio_rtp_datagrams_sent: studio.map_or(0, |s| s.rtp_datagrams_sent),
             keyframe_requests_to_studio: studio.map_or(0, |s| s.keyframe_requests),
             unstamped_packets: peers.iter().map(|p| p.unstamped).sum(),
@@ -292,6 +325,7 @@ impl Run {
                 join_rate_per_s: (o.scenario != Scenario::JoinStorm).then_some(o.join_rate),
                 simulcast: o.simulcast,
                 links: self.classes.clone(),
+                receive_mode: o.receive.name().to_owned(),
             },
             join_mode: join_mode.to_owned(),
             hub: HubInfo {
@@ -306,6 +340,7 @@ impl Run {
             joins,
             published: published_streams,
             downstream: Some(downstream),
+            header_reception,
             upstream,
             link_classes,
             forwarding,

@@ -191,6 +191,8 @@ impl SrtpContext {
     }
 }
 
+/// An SRTP and SRTCP context for one direction of a session: protects what is sent, or
+/// unprotects what is received. Obtained from [`Rtc::srtp_contexts`][crate::Rtc::srtp_contexts].
 #[derive(Debug)]
 pub struct SrtpContext {
     /// Encryption/decryption derived from srtp_key for RTP.
@@ -248,6 +250,14 @@ impl DecryptWarnings {
 }
 
 impl SrtpContext {
+    /// Makes the next SRTCP index the one `other` would use next (same keys, so an index must
+    /// not be used twice).
+    pub(crate) fn continue_srtcp_index(&mut self, other: &SrtpContext) {
+        self.srtcp_index = other.srtcp_index;
+    }
+
+    /// Protects an RTP packet (`buf`, its header parsed as `header`) with the extended
+    /// sequence number `srtp_index`.
     pub fn protect_rtp(
         &mut self,
         buf: &[u8],
@@ -461,6 +471,7 @@ impl SrtpContext {
         }
     }
 
+    /// Protects an RTCP compound packet with the next SRTCP index.
     pub fn protect_rtcp(&mut self, buf: &[u8]) -> Vec<u8> {
         let srtcp_index = self.srtcp_index;
 
@@ -559,6 +570,7 @@ impl SrtpContext {
     //
     //                  |--------------------------------------|
     //                              encrypted (aes)
+    /// Authenticates and decrypts an SRTCP packet; `None` when it fails.
     pub fn unprotect_rtcp(&mut self, buf: &[u8]) -> Option<Vec<u8>> {
         match &mut self.rtcp {
             Derived::Aes128CmSha1_80 { key, salt, dec, .. } => {
