@@ -16,8 +16,9 @@
 #                "recording" (50 sites with the meeting recorded and not, twice),
 #                "tree" (a national tree on one machine: 60 communes on one hub and through
 #                one province, 120 through 2 and 4, and the chair's wall of 60 through 2),
-#                "capacity" (the 1,000-site fan-out and the 300-site wall on a 2-core
-#                machine, hub on one core with one worker, generator on the other)
+#                "capacity" (the 3-layer studio to 1,000 and 600 sites, and the 300-site
+#                wall, on a 2-core machine: hub on one core with one worker, generator on
+#                the other, its sites counting from the RTP headers)
 #                "overload" (300, 450, 600 sites of a 3-layer studio on one hub core: the
 #                hub sheds video to keep the sound), or "smoke" (3 sites, 1 s: checks the
 #                setup)
@@ -101,10 +102,16 @@ case "$SUITE" in
     run tree-wall-2x60 wall --sites 60 --provinces 2 --site-audio --duration 10 --floor-seconds 0
     ;;
   capacity)
-    # What one hub core carries: the 1,000-site fan-out (joins at 200 a second) and the
-    # 300-site wall, each report saying how many sites had media and at which loss.
-    run capacity-fanout-1000 fanout --sites 1000 --duration 10 --join-rate 200 --floor-seconds 0.5
-    run capacity-wall-300 wall --sites 300 --site-audio --duration 10 --floor-seconds 0
+    # What one hub core carries: the 3-layer studio to 1,000 sites (joins at 200 a second)
+    # and to 600, and the 300-site wall, each report saying how many sites had media, at
+    # which loss and on which layers. The sites count from the RTP headers (--receive
+    # headers), so that the generator's one core plays 1,000 of them.
+    run capacity-fanout-1000 fanout --sites 1000 --simulcast --receive headers --duration 15 \
+      --warmup 15 --join-rate 200 --floor-seconds 0.5
+    run capacity-fanout-600 fanout --sites 600 --simulcast --receive headers --duration 15 \
+      --warmup 15 --join-rate 200 --floor-seconds 0
+    run capacity-wall-300 wall --sites 300 --site-audio --receive headers --duration 15 \
+      --warmup 15 --floor-seconds 0
     ;;
   overload)
     # BENCHMARKS.md "Over capacity": the 3-layer studio to more sites than one hub core

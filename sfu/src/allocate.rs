@@ -117,7 +117,9 @@ const PROBE_AFTER: Duration = Duration::from_secs(1);
 ///
 /// The worker's load ([`Link::allowance`]) lowers each consumer's highest layer at once, or
 /// takes all its video at once; video it allows again comes back by the same climb as
-/// above. A peer left without video by the load is not probed for it.
+/// above. A peer left without video by the load is not probed for it, and a peer the load
+/// holds at its layer is not padded up to that layer's nominal rate: under load the CPU,
+/// not the link, is short.
 pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) -> Allocation {
     if link.allowance == Allowance::AudioOnly && !consumers.is_empty() {
         return shed_all(link, consumers);
@@ -202,6 +204,14 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
         .connected_at
         .is_some_and(|at| now.saturating_duration_since(at) >= PROBE_AFTER);
     let probe = (desired > 0 && probing).then(|| {
+        if link.allowance != Allowance::All && next_step == 0 {
+            // The worker's CPU, not the link, holds this peer at what it receives: padding
+            // it up to the layers' nominal rates would only take more of that CPU.
+            return Probe {
+                current: 0,
+                desired: allocated,
+            };
+        }
         // Probe up to what the next layer's test needs (the estimate is used at 90 %), so a
         // site whose link recovers, audio-only ones included, can climb back.
         let current = match next_step {
@@ -221,8 +231,8 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
     }
 }
 
-/// No video for any consumer, at once, and a probe for the sound alone (no padding toward
-/// video the load forbids).
+/// No video for any consumer, at once, and no padding or probe: the worker's CPU is what the
+/// load lacks.
 fn shed_all(link: Link, consumers: &[VideoConsumer]) -> Allocation {
     let states = consumers
         .iter()
@@ -238,7 +248,7 @@ fn shed_all(link: Link, consumers: &[VideoConsumer]) -> Allocation {
         audio_only: true,
         shed: true,
         probe: link.connected_at.map(|_| Probe {
-            current: audio,
+            current: 0,
             desired: audio,
         }),
     }
@@ -339,6 +349,15 @@ mod tests {
         let allocation = one.at(0.5, 5_000_000);
         assert_eq!(one.target(), Some(0), "at once, whatever the link carries");
         assert!(!allocation.audio_only && !allocation.shed);
+        let rate = one.consumer.rates[0];
+        assert_eq!(
+            allocation.probe,
+            Some(Probe {
+                current: 0,
+                desired: rate
+            }),
+            "no padding or probe toward the layers the load forbids"
+        );
         // Lifted: one layer at a time, each after the up delay.
         one.allowance = Allowance::All;
         one.at(1.0, 5_000_000);

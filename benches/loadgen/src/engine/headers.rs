@@ -14,8 +14,8 @@
 //!   gap, for the sequence number they carry;
 //! - answers as a browser would, with its own RTCP under the session's SRTCP keys:
 //!   transport-wide congestion control feedback every 50 ms (what the hub's bandwidth
-//!   estimator reads), generic NACKs for gaps (up to three times each), and a receiver report
-//!   per stream every second.
+//!   estimator reads), generic NACKs for the picture's gaps (up to three times each; sound is
+//!   not retransmitted), and a receiver report per stream every second.
 //!
 //! str0m keeps the rest of the connection (ICE consent, RTCP from the hub); the RTCP it would
 //! send itself is dropped, so the hub hears one receiver. Loss here is what a receiver's
@@ -96,8 +96,10 @@ pub struct HeaderCounts {
     pub duplicates: u64,
     /// Retransmissions that filled a gap.
     pub repairs: u64,
-    /// Padding, probes and retransmissions of packets that had arrived.
+    /// Padding and probes (packets of a retransmission or probe SSRC with the padding bit).
     pub padding: u64,
+    /// Retransmissions of packets that had arrived (or too late to count).
+    pub redundant_repairs: u64,
     /// Packets of an SSRC or payload type the site does not know.
     pub unknown: u64,
     /// Packets unprotected for their stamp, and of those the ones that did not authenticate
@@ -127,6 +129,7 @@ impl HeaderCounts {
         self.duplicates += other.duplicates;
         self.repairs += other.repairs;
         self.padding += other.padding;
+        self.redundant_repairs += other.redundant_repairs;
         self.unknown += other.unknown;
         self.sampled += other.sampled;
         self.sample_failures += other.sample_failures;
@@ -247,19 +250,20 @@ impl HeaderReception {
             self.rtx_highest.insert(header.ssrc, index);
         }
         let main = facts.repairs.get(&header.ssrc).copied();
-        let Some(stream) = main.and_then(|m| self.streams.get_mut(&m)) else {
+        let stream = main
+            .and_then(|m| self.streams.get_mut(&m))
+            .filter(|s| !s.missing.is_empty());
+        let filled = stream.is_some_and(|stream| {
+            unprotect(&mut self.rx, datagram, header, index)
+                .and_then(|payload| Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?])))
+                .is_some_and(|seq| stream.fill(seq))
+        });
+        if filled {
+            self.counts.repairs += 1;
+        } else if header.padding {
             self.counts.padding += 1;
-            return;
-        };
-        if stream.missing.is_empty() {
-            self.counts.padding += 1;
-            return;
-        }
-        let original = unprotect(&mut self.rx, datagram, header, index)
-            .and_then(|payload| Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?])));
-        match original {
-            Some(seq) if stream.fill(seq) => self.counts.repairs += 1,
-            _ => self.counts.padding += 1,
+        } else {
+            self.counts.redundant_repairs += 1;
         }
     }
 
@@ -518,7 +522,8 @@ impl Stream {
                 }
             }
             for gap in (self.highest + 1).max(index.saturating_sub(SEEN - 1))..index {
-                if self.missing.len() < NACK_TRACKED {
+                // Sound is not retransmitted (Opus has no NACK feedback in WebRTC's SDP).
+                if self.kind == Kind::Video && self.missing.len() < NACK_TRACKED {
                     self.missing.push_back((gap, now, 0));
                 }
             }
@@ -783,6 +788,12 @@ mod tests {
     #[test]
     fn counts_gaps_repairs_and_duplicates() {
         let now = Instant::now();
+        let mut audio = Stream::new(Kind::Audio);
+        for seq in [1u16, 3] {
+            audio.arrive(seq, now, true);
+        }
+        assert_eq!(audio.lost(), 1);
+        assert!(audio.due_nacks(now).is_empty(), "sound is not asked for again");
         let mut s = Stream::new(Kind::Video);
         for seq in [10u16, 11, 13, 14, 14] {
             s.arrive(seq, now, true);
