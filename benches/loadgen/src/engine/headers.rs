@@ -793,7 +793,10 @@ mod tests {
             audio.arrive(seq, now, true);
         }
         assert_eq!(audio.lost(), 1);
-        assert!(audio.due_nacks(now).is_empty(), "sound is not asked for again");
+        assert!(
+            audio.due_nacks(now).is_empty(),
+            "sound is not asked for again"
+        );
         let mut s = Stream::new(Kind::Video);
         for seq in [10u16, 11, 13, 14, 14] {
             s.arrive(seq, now, true);

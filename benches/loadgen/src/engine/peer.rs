@@ -417,7 +417,8 @@ impl Peer {
         if self.dead || self.next_feedback != Some(at) {
             return;
         }
-        let next = next_tick(at, FEEDBACK_INTERVAL, now, &mut ctx.report);
+        // Behind schedule (the thread is overloaded), the next one is an interval from now.
+        let next = (at + FEEDBACK_INTERVAL).max(now);
         self.next_feedback = Some(next);
         ctx.schedule(next, self.slot, Timer::Feedback);
         let Some(headers) = &mut self.headers else {
