@@ -20,8 +20,13 @@
 #                wall, on a 2-core machine: hub on one core with one worker, generator on
 #                the other, its sites counting from the RTP headers)
 #                "overload" (300, 450, 600 sites of a 3-layer studio on one hub core: the
-#                hub sheds video to keep the sound), or "smoke" (3 sites, 1 s: checks the
-#                setup)
+#                hub sheds video to keep the sound), "janus" (the same one-layer studio to 50
+#                and 200 sites through Janus's VideoRoom, then through the hub, and the two
+#                side by side; installs Debian's janus when missing), or "smoke" (3 sites,
+#                1 s: checks the setup)
+#   JANUS_IP     the address Janus and its sites use (default: this machine's own address
+#                on its default route; Janus gathers no candidates on the loopback interface,
+#                and packets to one's own address stay on the machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -121,8 +126,61 @@ case "$SUITE" in
         --join-rate 200
     done
     ;;
+  janus)
+    # BENCHMARKS.md "Side by side with Janus": one publisher and N subscribers on Janus 1.1
+    # (VideoRoom over its WebSocket API, benches/janus), then the same load on the hub.
+    if ! command -v janus >/dev/null; then
+      if [ "$(id -u)" = 0 ]; then s=(); else s=(sudo); fi
+      "${s[@]}" apt-get update -qq
+      "${s[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus >/dev/null
+    fi
+    lib=$(dirname "$(dirname "$(dpkg -L janus | grep '/plugins/libjanus_videoroom.so$' | head -1)")")
+    JANUS_IP=${JANUS_IP:-$(ip -4 route get 1.1.1.1 | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}')}
+    port=${JANUS_PORT:-18188}
+    for sites in 50 200; do
+      cfg=$(mktemp -d)
+      cp benches/janus/*.jcfg "$cfg/"
+      sed -i "s#@DIR@#$cfg#; s#@LIB@#$lib#g; s#@PORT@#$port#" "$cfg"/*.jcfg
+      sed -i "s#^\(\s*ice_enforce_list = \).*#\1\"$JANUS_IP\"#" "$cfg/janus.jcfg"
+      taskset -c "$HUB_CPUS" janus --configs-folder="$cfg" --config="$cfg/janus.jcfg" \
+        >"$out/janus-$sites.log" 2>&1 &
+      janus_pid=$!
+      for _ in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.2
+      done
+      echo "=== janus-$sites"
+      "${pin_gen[@]}" "$BIN_DIR/diemcau-loadgen" fanout --sites "$sites" --duration 15 --warmup 10 \
+        --receive headers --floor-seconds 0 --local-ip "$JANUS_IP" \
+        --janus "ws://127.0.0.1:$port" --hub-pid "$janus_pid" --threads "$THREADS" \
+        --json "$out/janus-$sites.json" || echo "=== janus-$sites failed: $?"
+      kill "$janus_pid"
+      wait "$janus_pid" 2>/dev/null || true
+      rm -rf "$cfg"
+      run "diemcau-$sites" fanout --sites "$sites" --duration 15 --warmup 10 --receive headers \
+        --floor-seconds 1
+    done
+    if command -v python3 >/dev/null; then
+      python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+print(f"{'server':<8} {'sites':>5} {'with media':>10} {'µs/packet':>10} {'KiB/site':>9} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7}")
+for sites in (50, 200):
+    for server in ("janus", "diemcau"):
+        try:
+            r = json.load(open(f"{out}/{server}-{sites}.json"))
+        except OSError:
+            continue
+        c, d = r["hub_cost"], r["downstream"]
+        us = c.get("cpu_us_per_forwarded_packet") or 0
+        kib = (c.get("rss_per_site_bytes") or 0) / 1024
+        print(f"{server:<8} {sites:>5} {r['joins']['succeeded']:>10} {us:>10.2f} {kib:>9.0f} "
+              f"{d['loss_percent']:>7.3f} {d['delay']['p50_ms']:>7.2f} {d['delay']['p99_ms']:>7.2f}")
+PY
+    fi
+    ;;
   *)
-    echo "run-benchmarks: SUITE is smoke, small, large, links, recording, tree, capacity or overload" >&2
+    echo "run-benchmarks: SUITE is smoke, small, large, links, recording, tree, capacity, overload or janus" >&2
     exit 2
     ;;
 esac

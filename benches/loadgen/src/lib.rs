@@ -28,6 +28,7 @@ pub mod engine;
 pub mod floor;
 pub mod http;
 pub mod hub_process;
+pub mod janus;
 pub mod link;
 pub mod measure;
 pub mod media;
@@ -203,6 +204,12 @@ pub struct Options {
     /// whose per-class figures read every packet's stamp).
     #[arg(long, value_enum, default_value_t = ReceiveMode::Full)]
     pub receive: ReceiveMode,
+
+    /// Run the fan-out against Janus's VideoRoom at this WebSocket URL (ws://HOST:PORT, the
+    /// configuration of benches/janus) instead of a diemcau hub; give Janus's pid with
+    /// --hub-pid for its CPU and memory. One layer only (no --simulcast).
+    #[arg(long)]
+    pub janus: Option<String>,
 
     /// The last K sites join with a code the hub must refuse.
     #[arg(long, default_value_t = 0)]

@@ -77,6 +77,19 @@ pub struct Meeting {
     pub login: Option<Login>,
 }
 
+impl Meeting {
+    /// No meeting on the server (Janus's room is in its configuration): `sites` empty joins.
+    pub fn placeholder(sites: usize) -> Meeting {
+        Meeting {
+            mode: JoinMode::Codes,
+            id: None,
+            studio: JoinRequest::Code(String::new()),
+            sites: vec![JoinRequest::Code(String::new()); sites],
+            login: None,
+        }
+    }
+}
+
 /// The synthetic site list as the directory's CSV (`admin_code,name,level,...`).
 pub fn sites_csv(count: usize) -> String {
     let mut csv = String::from("admin_code,name,level,parent_code,parent_name,delegates\n");

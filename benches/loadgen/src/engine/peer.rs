@@ -98,52 +98,12 @@ impl Peer {
         }
         .map_err(|e| EngineError::Io(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let mut api = rtc.sdp_api();
-        let stream_id = format!("loadgen-{}", spec.id);
-        let audio_mid = spec.audio.then(|| {
-            api.add_media(
-                MediaKind::Audio,
-                Direction::SendOnly,
-                Some(stream_id.clone()),
-                Some(format!("{stream_id}-audio")),
-                None,
-            )
-        });
-        let layers: Vec<(Option<Rid>, VideoProfile)> = match spec.video {
-            Some(profile) if spec.simulcast => profile
-                .simulcast_layers()
-                .into_iter()
-                .map(|(rid, p)| (Some(Rid::from(rid)), p))
-                .collect(),
-            Some(profile) => vec![(None, profile)],
-            None => Vec::new(),
+        let (offer, pending, audio_mid, video_mid, layers) = if spec.answer_only {
+            (String::new(), None, None, None, Vec::new())
+        } else {
+            let o = first_offer(&mut rtc, &spec)?;
+            (o.sdp, Some(o.pending), o.audio_mid, o.video_mid, o.layers)
         };
-        let video_mid = spec.video.map(|_| {
-            let simulcast = spec.simulcast.then(|| {
-                let mut simulcast = Simulcast::new();
-                for (rid, _) in &layers {
-                    if let Some(rid) = rid {
-                        simulcast.add_send_layer(SimulcastLayer::new(rid));
-                    }
-                }
-                simulcast
-            });
-            api.add_media(
-                MediaKind::Video,
-                Direction::SendOnly,
-                Some(stream_id.clone()),
-                Some(format!("{stream_id}-video")),
-                simulcast,
-            )
-        });
-        if audio_mid.is_none() && video_mid.is_none() {
-            // A viewer that publishes nothing still offers something, as a browser with a
-            // receive-only transceiver does; the hub adds its own m-lines later.
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| EngineError::Sdp("str0m made no offer".to_owned()))?;
         let seed = u64::from(spec.id) * 7919 + 17;
         let publisher = spec.id;
         let link = spec.link.clone();
@@ -189,7 +149,7 @@ impl Peer {
             socket,
             local,
             slot,
-            pending: Some(pending),
+            pending,
             next_rtc: None,
             received: HashMap::new(),
             video_runs: HashMap::new(),
@@ -211,7 +171,7 @@ impl Peer {
             unstamped: 0,
             dead: false,
         };
-        Ok((peer, offer.to_sdp_string()))
+        Ok((peer, offer))
     }
 
     /// What this peer measured.
@@ -717,6 +677,71 @@ impl Peer {
             self.drive(at, ctx);
         }
     }
+}
+
+/// A peer's first offer: its published tracks, or a receive-only m-line for a viewer.
+struct FirstOffer {
+    sdp: String,
+    pending: SdpPendingOffer,
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    layers: Vec<(Option<Rid>, VideoProfile)>,
+}
+
+fn first_offer(rtc: &mut Rtc, spec: &PeerSpec) -> Result<FirstOffer, EngineError> {
+    let mut api = rtc.sdp_api();
+    let stream_id = format!("loadgen-{}", spec.id);
+    let audio_mid = spec.audio.then(|| {
+        api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream_id.clone()),
+            Some(format!("{stream_id}-audio")),
+            None,
+        )
+    });
+    let layers: Vec<(Option<Rid>, VideoProfile)> = match spec.video {
+        Some(profile) if spec.simulcast => profile
+            .simulcast_layers()
+            .into_iter()
+            .map(|(rid, p)| (Some(Rid::from(rid)), p))
+            .collect(),
+        Some(profile) => vec![(None, profile)],
+        None => Vec::new(),
+    };
+    let video_mid = spec.video.map(|_| {
+        let simulcast = spec.simulcast.then(|| {
+            let mut simulcast = Simulcast::new();
+            for (rid, _) in &layers {
+                if let Some(rid) = rid {
+                    simulcast.add_send_layer(SimulcastLayer::new(rid));
+                }
+            }
+            simulcast
+        });
+        api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream_id.clone()),
+            Some(format!("{stream_id}-video")),
+            simulcast,
+        )
+    });
+    if audio_mid.is_none() && video_mid.is_none() {
+        // A viewer that publishes nothing still offers something, as a browser with a
+        // receive-only transceiver does; the hub adds its own m-lines later.
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = api
+        .apply()
+        .ok_or_else(|| EngineError::Sdp("str0m made no offer".to_owned()))?;
+    Ok(FirstOffer {
+        sdp: offer.to_sdp_string(),
+        pending,
+        audio_mid,
+        video_mid,
+        layers,
+    })
 }
 
 struct AudioSender {

@@ -36,6 +36,8 @@ pub struct PeerSpec {
     /// Count what arrives from the RTP headers once connected ([`super::headers`]) instead
     /// of handing every packet to str0m.
     pub receive_headers: bool,
+    /// Make no offer: the server offers first (a Janus subscriber).
+    pub answer_only: bool,
 }
 
 /// A peer's emulated link: its class (an index into the run's `--link` classes) and what each

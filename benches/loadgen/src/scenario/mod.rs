@@ -21,6 +21,7 @@ use crate::engine::{Engine, EngineConfig, PeerLink, PeerSpec, PeerStatus, STUDIO
 use crate::floor::{self, FloorConfig};
 use crate::http::{self, HubUrl};
 use crate::hub_process::{SpawnConfig, SpawnedHub};
+use crate::janus::JanusSession;
 use crate::link::{self, LinkClass};
 use crate::measure::{Histogram, Window};
 use crate::media::{Clock, VideoProfile};
@@ -35,6 +36,14 @@ use classify::classify;
 /// Runs `options.scenario` and returns its report. Every process and thread it started is
 /// stopped before it returns.
 pub async fn run(options: Options) -> Result<Report, String> {
+    if options.janus.is_some()
+        && (options.simulcast || options.provinces > 0 || options.spawn_hub.is_some())
+    {
+        return Err(
+            "--janus runs one layer against a Janus already started: no --simulcast, --provinces or --spawn-hub"
+                .to_owned(),
+        );
+    }
     if options.receive == ReceiveMode::Headers && !options.links.is_empty() {
         return Err(
             "--receive headers cannot be combined with --link: the link classes' figures read every packet's stamp"
@@ -186,12 +195,13 @@ impl Run {
     }
 
     async fn read(&self) -> Readings {
+        let diemcau = self.options.janus.is_none();
         let health = match http::request(&self.hub, "GET", "/api/health", None, b"").await {
-            Ok(r) if r.status == 200 => r.json().ok(),
+            Ok(r) if diemcau && r.status == 200 => r.json().ok(),
             _ => None,
         };
         let metrics = match http::request(&self.hub, "GET", "/metrics", None, b"").await {
-            Ok(r) if r.status == 200 => r.text(),
+            Ok(r) if diemcau && r.status == 200 => r.text(),
             _ => String::new(),
         };
         let forwarded = prometheus_counter(&metrics, "diemcau_packets_forwarded_total");
@@ -251,6 +261,7 @@ impl Run {
             drop_percent: 0.0,
             drop_down_percent: self.options.drop_down_percent,
             receive_headers: self.options.receive == ReceiveMode::Headers,
+            answer_only: self.options.janus.is_some(),
             tcp: self
                 .class_of_site(id)
                 .and_then(|class| self.classes.get(class))
@@ -275,16 +286,22 @@ impl Run {
             JoinModeOption::Codes => Some(JoinMode::Codes),
             JoinModeOption::Legacy => Some(JoinMode::Legacy),
         };
-        let mut meeting = match setup::prepare(
-            &self.hub,
-            o.sites,
-            o.bad_joins,
-            o.scenario.name(),
-            mode,
-            o.provinces,
-        )
-        .await
-        {
+        let prepared = match &o.janus {
+            // Janus has no meetings: the sites subscribe to the studio's feed in its room.
+            Some(_) => Ok(setup::Meeting::placeholder(o.sites)),
+            None => {
+                setup::prepare(
+                    &self.hub,
+                    o.sites,
+                    o.bad_joins,
+                    o.scenario.name(),
+                    mode,
+                    o.provinces,
+                )
+                .await
+            }
+        };
+        let mut meeting = match prepared {
             Ok(meeting) => meeting,
             Err(e) => {
                 engine.finish().await;
@@ -335,6 +352,7 @@ impl Run {
                 link: None,
                 tcp: false,
                 receive_headers: false,
+                answer_only: false,
             },
         );
         // A wall through a tree: the chair's console shows every commune's tile (as many as
@@ -347,7 +365,22 @@ impl Run {
                 .after_join
                 .push(json!({"type": "tiles", "sites": sites}));
         }
-        sessions.spawn(studio.run(stop_rx.clone()));
+        let (feed_tx, feed_rx) = watch::channel(None);
+        let janus = |spec: PeerSpec, publish_feed| JanusSession {
+            url: o.janus.clone().unwrap_or_default(),
+            spec,
+            engine: engine.clone(),
+            records: records.clone(),
+            clock: self.clock,
+            setup_timeout,
+            feed: feed_rx.clone(),
+            publish_feed,
+        };
+        if o.janus.is_some() {
+            sessions.spawn(janus(studio.spec.clone(), Some(feed_tx)).run(stop_rx.clone()));
+        } else {
+            sessions.spawn(studio.run(stop_rx.clone()));
+        }
         let studio_deadline = Instant::now() + setup_timeout;
         let studio_ok = loop {
             let status = engine.status().await;
@@ -384,7 +417,11 @@ impl Run {
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| self.hub.clone());
-            sessions.spawn(session(hub, join.clone(), self.site_spec(id)).run(stop_rx.clone()));
+            if o.janus.is_some() {
+                sessions.spawn(janus(self.site_spec(id), None).run(stop_rx.clone()));
+            } else {
+                sessions.spawn(session(hub, join.clone(), self.site_spec(id)).run(stop_rx.clone()));
+            }
             if !interval.is_zero() {
                 tokio::time::sleep_until((joins_started + interval * (i as u32 + 1)).into()).await;
             }
@@ -440,7 +477,9 @@ impl Run {
         }
         let final_records = records.snapshot();
         let threads = engine.finish().await;
-        let _ = setup::end(&self.hub, &meeting).await;
+        if o.janus.is_none() {
+            let _ = setup::end(&self.hub, &meeting).await;
+        }
 
         let floor = if o.floor_seconds > 0.0 {
             let config = FloorConfig {
@@ -466,6 +505,7 @@ impl Run {
         };
 
         let mode_name = match meeting.mode {
+            _ if o.janus.is_some() => "janus",
             JoinMode::Codes => "codes",
             JoinMode::Legacy => "legacy",
         };
