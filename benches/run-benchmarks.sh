@@ -140,8 +140,7 @@ case "$SUITE" in
     for sites in 50 200; do
       cfg=$(mktemp -d)
       cp benches/janus/*.jcfg "$cfg/"
-      sed -i "s#@DIR@#$cfg#; s#@LIB@#$lib#g; s#@PORT@#$port#" "$cfg"/*.jcfg
-      sed -i "s#^\(\s*ice_enforce_list = \).*#\1\"$JANUS_IP\"#" "$cfg/janus.jcfg"
+      sed -i "s#@DIR@#$cfg#; s#@LIB@#$lib#g; s#@PORT@#$port#; s#@ADDRESS@#$JANUS_IP#" "$cfg"/*.jcfg
       taskset -c "$HUB_CPUS" janus --configs-folder="$cfg" --config="$cfg/janus.jcfg" \
         >"$out/janus-$sites.log" 2>&1 &
       janus_pid=$!

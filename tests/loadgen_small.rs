@@ -527,3 +527,140 @@ fn sites_whose_udp_is_blocked_receive_the_studio_over_tcp() {
         report["hub_cost"]
     );
 }
+
+/// Janus started from `benches/janus` on a free port, as the benchmark script starts it; killed
+/// when dropped.
+struct Janus {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Janus {
+    /// Janus gathers no ICE candidates on the loopback interface: it and its sites use this
+    /// machine's own `address`, whose packets stay on the machine.
+    fn start(address: std::net::IpAddr) -> Janus {
+        let janus = "/usr/bin/janus";
+        assert!(
+            std::path::Path::new(janus).is_file(),
+            "Debian's janus is installed (scripts/test installs it)"
+        );
+        let listing = Command::new("dpkg")
+            .args(["-L", "janus"])
+            .output()
+            .expect("dpkg lists janus");
+        let plugin = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .find(|l| l.ends_with("/plugins/libjanus_videoroom.so"))
+            .map(str::to_owned)
+            .expect("janus has its VideoRoom plugin");
+        let lib = PathBuf::from(plugin)
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("janus's library folder")
+            .to_path_buf();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("loadgen-janus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("config folder");
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/janus");
+        for entry in std::fs::read_dir(&source).expect("benches/janus") {
+            let path = entry.expect("config file").path();
+            let text = std::fs::read_to_string(&path).expect("config text");
+            let text = text
+                .replace("@DIR@", &dir.display().to_string())
+                .replace("@LIB@", &lib.display().to_string())
+                .replace("@PORT@", &port.to_string())
+                .replace("@ADDRESS@", &address.to_string());
+            std::fs::write(dir.join(path.file_name().expect("name")), text).expect("copied");
+        }
+        let child = Command::new(janus)
+            .arg(format!("--configs-folder={}", dir.display()))
+            .arg(format!("--config={}", dir.join("janus.jcfg").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("janus starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "janus listens on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Janus { child, port, dir }
+    }
+}
+
+impl Drop for Janus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// This machine's address off loopback: the one a UDP socket "connected" toward a public
+/// address would use (a UDP connect sends nothing).
+fn own_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// The side-by-side benchmark's other server: the generator drives Janus's VideoRoom (the
+/// studio publishes, each site subscribes and answers Janus's offer) and measures it as it
+/// measures the hub.
+#[test]
+fn the_generator_drives_janus_as_it_drives_the_hub() {
+    let Some(address) = own_address() else {
+        eprintln!("no address off loopback on this machine: Janus cannot gather a candidate");
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let janus = Janus::start(address);
+    let json = std::env::temp_dir().join(format!("loadgen-janus-{}.json", std::process::id()));
+    let output = Command::new(loadgen_binary())
+        .args(["fanout", "--sites", "3", "--duration", "4", "--warmup", "1"])
+        .args([
+            "--floor-seconds",
+            "0",
+            "--video-kbps",
+            "1000",
+            "--receive",
+            "headers",
+        ])
+        .args(["--local-ip", &address.to_string()])
+        .args(["--janus", &format!("ws://127.0.0.1:{}", janus.port)])
+        .args(["--hub-pid", &janus.child.id().to_string()])
+        .args(["--json", json.to_str().expect("utf-8 path")])
+        .output()
+        .expect("the generator runs");
+    assert!(
+        output.status.success(),
+        "generator failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report written"))
+            .expect("the report is JSON");
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["join_mode"], "janus");
+    assert_eq!(u(&report["joins"]["succeeded"]), 3, "{}", report["joins"]);
+    let down = &report["downstream"];
+    let sent = studio_sent(&report);
+    assert!(sent > 200, "the studio sent {sent} packets in the window");
+    assert!(
+        u(&down["received_packets"]) * 100 >= 3 * sent * 98,
+        "the sites received {} of 3 × {sent}",
+        down["received_packets"]
+    );
+    let cost = &report["hub_cost"];
+    assert_eq!(cost["measured"], true, "Janus's CPU read from /proc");
+    assert!(f(&cost["cpu_us_per_forwarded_packet"]) > 0.0);
+}

@@ -127,13 +127,11 @@ impl JanusSession {
         )
         .await?;
         let handle = data_id(&attached)?;
-        let message = |body: Value, jsep: Option<Value>| {
-            let mut m = json!({"janus": "message", "session_id": session, "handle_id": handle,
-                "body": body});
-            if let Some(jsep) = jsep {
-                m["jsep"] = jsep;
-            }
-            m
+        let message = |body: Value, jsep: Option<Value>| match jsep {
+            Some(jsep) => json!({"janus": "message", "session_id": session,
+                "handle_id": handle, "body": body, "jsep": jsep}),
+            None => json!({"janus": "message", "session_id": session, "handle_id": handle,
+                "body": body}),
         };
         let id = self.spec.id;
         let clock = self.clock;
@@ -150,8 +148,9 @@ impl JanusSession {
                 ),
             )
             .await?;
-            let feed = joined["plugindata"]["data"]["id"]
-                .as_u64()
+            let feed = joined
+                .pointer("/plugindata/data/id")
+                .and_then(Value::as_u64)
                 .ok_or_else(|| janus_error(&joined, "the publisher's id in the joined event"))?;
             self.records.update(id, |r| {
                 r.joined_ns = Some(clock.ns(std::time::Instant::now()))
@@ -246,7 +245,10 @@ async fn call(
 ) -> Result<Value, SignallingFailure> {
     *next += 1;
     let transaction = format!("t{next}");
-    request["transaction"] = json!(transaction);
+    let what = request.get("janus").cloned().unwrap_or_default();
+    if let Some(fields) = request.as_object_mut() {
+        fields.insert("transaction".to_owned(), json!(transaction));
+    }
     ws.send(Message::text(request.to_string()))
         .await
         .map_err(|e| SignallingFailure::WebSocket {
@@ -257,7 +259,7 @@ async fn call(
         let message = tokio::time::timeout_at(deadline, ws.next())
             .await
             .map_err(|_| SignallingFailure::Timeout {
-                waiting_for: format!("janus {}", request["janus"]),
+                waiting_for: format!("janus_{}", what.as_str().unwrap_or("reply")),
             })?;
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
@@ -276,15 +278,18 @@ async fn call(
         let Ok(reply) = serde_json::from_str::<Value>(&text) else {
             continue;
         };
-        if reply["transaction"] != json!(transaction) {
+        if reply.get("transaction").and_then(Value::as_str) != Some(transaction.as_str()) {
             continue;
         }
-        match reply["janus"].as_str() {
+        match reply.get("janus").and_then(Value::as_str) {
             Some("ack") => continue,
             Some("error") => return Err(janus_error(&reply, "an answer")),
             _ => {}
         }
-        if let Some(error) = reply["plugindata"]["data"]["error"].as_str() {
+        if let Some(error) = reply
+            .pointer("/plugindata/data/error")
+            .and_then(Value::as_str)
+        {
             return Err(SignallingFailure::HubError {
                 code: "janus_videoroom".to_owned(),
                 message: error.to_owned(),
@@ -295,16 +300,19 @@ async fn call(
 }
 
 fn data_id(reply: &Value) -> Result<u64, SignallingFailure> {
-    reply["data"]["id"]
-        .as_u64()
+    reply
+        .pointer("/data/id")
+        .and_then(Value::as_u64)
         .ok_or_else(|| janus_error(reply, "an id"))
 }
 
 fn jsep_sdp(reply: &Value, kind: &str) -> Result<String, SignallingFailure> {
-    match (
-        reply["jsep"]["type"].as_str(),
-        reply["jsep"]["sdp"].as_str(),
-    ) {
+    let field = |name: &str| {
+        reply
+            .pointer(&format!("/jsep/{name}"))
+            .and_then(Value::as_str)
+    };
+    match (field("type"), field("sdp")) {
         (Some(t), Some(sdp)) if t == kind => Ok(sdp.to_owned()),
         _ => Err(janus_error(reply, &format!("an SDP {kind}"))),
     }
