@@ -351,24 +351,36 @@ impl Peer {
             &self.facts,
             |pt| kind_of(rtc, kinds, pt.into()),
         );
-        if self.status.first_media_ns.is_none() && headers.counts.media_packets > 0 {
-            self.status.first_media_ns = Some(arrival);
-            ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
+        if headers.counts.media_packets > 0 {
+            self.media_arrived(arrival, ctx);
         }
         if let Some(sample) = sample
             && ctx.window.contains(sample.stamp.sent_ns)
         {
-            let delay_us = arrival.saturating_sub(sample.stamp.sent_ns) / 1000;
-            if sample.stamp.publisher == STUDIO {
-                ctx.report.downstream_delay.record(delay_us);
-                ctx.report
-                    .downstream_delay_by_class
-                    .entry(self.spec.link.as_ref().map(|l| l.class))
-                    .or_default()
-                    .record(delay_us);
-            } else {
-                ctx.report.upstream_delay.record(delay_us);
-            }
+            self.record_delay(&sample.stamp, arrival, ctx);
+        }
+    }
+
+    /// The first media packet arrived, at `arrival`, if none had.
+    fn media_arrived(&mut self, arrival: u64, ctx: &mut Ctx) {
+        if self.status.first_media_ns.is_none() {
+            self.status.first_media_ns = Some(arrival);
+            ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the one-way delay of a packet stamped `stamp` that arrived at `arrival`.
+    fn record_delay(&self, stamp: &Stamp, arrival: u64, ctx: &mut Ctx) {
+        let delay_us = arrival.saturating_sub(stamp.sent_ns) / 1000;
+        if stamp.publisher == STUDIO {
+            ctx.report.downstream_delay.record(delay_us);
+            ctx.report
+                .downstream_delay_by_class
+                .entry(self.spec.link.as_ref().map(|l| l.class))
+                .or_default()
+                .record(delay_us);
+        } else {
+            ctx.report.upstream_delay.record(delay_us);
         }
     }
 
@@ -513,22 +525,9 @@ impl Peer {
                         .or_default()
                         .record(&stamp, arrival);
                 }
-                if self.status.first_media_ns.is_none() {
-                    self.status.first_media_ns = Some(arrival);
-                    ctx.progress.receiving.fetch_add(1, Ordering::Relaxed);
-                }
+                self.media_arrived(arrival, ctx);
                 if first && in_window {
-                    let delay_us = arrival.saturating_sub(stamp.sent_ns) / 1000;
-                    if stamp.publisher == STUDIO {
-                        ctx.report.downstream_delay.record(delay_us);
-                        ctx.report
-                            .downstream_delay_by_class
-                            .entry(self.spec.link.as_ref().map(|l| l.class))
-                            .or_default()
-                            .record(delay_us);
-                    } else {
-                        ctx.report.upstream_delay.record(delay_us);
-                    }
+                    self.record_delay(&stamp, arrival, ctx);
                 }
             }
             Event::KeyframeRequest(request) => {

@@ -187,8 +187,8 @@ pub(super) fn flow(
         delay: delay.percentiles(),
         ..Flow::default()
     };
-    let mut expected_by_kind: HashMap<Kind, u64> = HashMap::new();
-    let mut received_by_kind: HashMap<Kind, u64> = HashMap::new();
+    // Per kind: (expected, received).
+    let mut by_kind: HashMap<Kind, (u64, u64)> = HashMap::new();
     let mut jitter_sum = 0.0;
     for peer in receivers {
         f.receivers += 1;
@@ -217,8 +217,9 @@ pub(super) fn flow(
             f.streams += 1;
             peer_expected += want;
             peer_received += got;
-            *expected_by_kind.entry(key.1).or_default() += want;
-            *received_by_kind.entry(key.1).or_default() += got;
+            let k = by_kind.entry(key.1).or_default();
+            k.0 += want;
+            k.1 += got;
             if !streams.is_empty() {
                 let jitter_ms = streams
                     .iter()
@@ -232,41 +233,22 @@ pub(super) fn flow(
                 f.jitter_max_ms = f.jitter_max_ms.max(jitter_ms);
             }
         }
-        f.expected_packets += peer_expected;
-        f.received_packets += peer_received;
-        f.per_receiver.push(ReceiverSummary {
-            id: peer.status.id,
-            expected_packets: peer_expected,
-            received_packets: peer_received,
-            late_packets: peer
-                .received
-                .iter()
-                .filter(|r| from(r.publisher))
-                .map(|r| r.reception.late)
-                .sum(),
-        });
-        if peer_expected > 0 && (peer_expected - peer_received) * 100 > peer_expected {
-            f.receivers_over_1pct_loss += 1;
-        }
+        count_receiver(
+            &mut f,
+            ReceiverSummary {
+                id: peer.status.id,
+                expected_packets: peer_expected,
+                received_packets: peer_received,
+                late_packets: peer
+                    .received
+                    .iter()
+                    .filter(|r| from(r.publisher))
+                    .map(|r| r.reception.late)
+                    .sum(),
+            },
+        );
     }
-    f.lost_packets = f.expected_packets - f.received_packets;
-    let percent = |lost: u64, of: u64| {
-        if of == 0 {
-            0.0
-        } else {
-            lost as f64 * 100.0 / of as f64
-        }
-    };
-    f.loss_percent = percent(f.lost_packets, f.expected_packets);
-    f.late_percent = percent(f.late_packets, f.received_packets);
-    for (kind, target) in [
-        (Kind::Audio, &mut f.audio_loss_percent),
-        (Kind::Video, &mut f.video_loss_percent),
-    ] {
-        let want = expected_by_kind.get(&kind).copied().unwrap_or(0);
-        let got = received_by_kind.get(&kind).copied().unwrap_or(0);
-        *target = percent(want - got, want);
-    }
+    fill_percentages(&mut f, &by_kind);
     f.jitter_mean_ms = if f.streams == 0 {
         0.0
     } else {
@@ -297,20 +279,36 @@ pub(super) fn header_flow(receivers: Vec<&PeerReport>, delay: &Histogram) -> Flo
             k.0 += w.expected;
             k.1 += w.received.min(w.expected);
         }
-        f.expected_packets += expected;
-        f.received_packets += received;
         f.duplicates += counts.duplicates;
         f.late_packets += counts.repairs;
-        f.per_receiver.push(ReceiverSummary {
-            id: peer.status.id,
-            expected_packets: expected,
-            received_packets: received,
-            late_packets: counts.repairs,
-        });
-        if expected > 0 && (expected - received) * 100 > expected {
-            f.receivers_over_1pct_loss += 1;
-        }
+        count_receiver(
+            &mut f,
+            ReceiverSummary {
+                id: peer.status.id,
+                expected_packets: expected,
+                received_packets: received,
+                late_packets: counts.repairs,
+            },
+        );
     }
+    fill_percentages(&mut f, &by_kind);
+    f
+}
+
+/// Adds one receiver's totals to `f`.
+fn count_receiver(f: &mut Flow, receiver: ReceiverSummary) {
+    let (expected, received) = (receiver.expected_packets, receiver.received_packets);
+    f.expected_packets += expected;
+    f.received_packets += received;
+    if expected > 0 && (expected - received) * 100 > expected {
+        f.receivers_over_1pct_loss += 1;
+    }
+    f.per_receiver.push(receiver);
+}
+
+/// Fills `f`'s lost packets and percentages from its totals and `by_kind` (expected,
+/// received).
+fn fill_percentages(f: &mut Flow, by_kind: &HashMap<Kind, (u64, u64)>) {
     f.lost_packets = f.expected_packets - f.received_packets;
     let percent = |lost: u64, of: u64| {
         if of == 0 {
@@ -328,5 +326,4 @@ pub(super) fn header_flow(receivers: Vec<&PeerReport>, delay: &Histogram) -> Flo
         let (want, got) = by_kind.get(&kind).copied().unwrap_or_default();
         *target = percent(want - got, want);
     }
-    f
 }
