@@ -684,7 +684,11 @@ impl Twcc {
         let Some(&(lowest, _)) = self.pending.first() else {
             return false;
         };
-        let base = self.next.unwrap_or(lowest).min(lowest);
+        // A hole longer than one feedback carries is skipped, not reported a piece at a time.
+        let base = match self.next {
+            Some(next) if lowest - next < TWCC_PER_FEEDBACK => next,
+            _ => lowest,
+        };
         let last = self
             .pending
             .iter()
@@ -852,5 +856,11 @@ mod tests {
             twcc.pending.is_empty(),
             "a packet already reported as lost is late"
         );
+        // After a hole of a thousand, the next feedback starts at the first that arrived.
+        twcc.record(1_008, epoch + Duration::from_millis(90));
+        out.clear();
+        assert!(twcc.write(&mut out, 1, epoch));
+        assert_eq!(u16::from_be_bytes([out[12], out[13]]), 1_008, "base");
+        assert_eq!(u16::from_be_bytes([out[14], out[15]]), 1, "status count");
     }
 }
