@@ -11,9 +11,15 @@
 //! (rate, delay, jitter, loss: [`link`]), and the studio may publish three simulcast layers,
 //! so the report shows per link class which layer the hub chose for its sites.
 //!
+//! For the largest runs the sites may count from the clear RTP headers once connected
+//! (`--receive headers`: batched reads, a sample unprotected, their own RTCP), which takes a
+//! third of the generator's CPU per site. The same fan-out can run through Janus's VideoRoom
+//! instead of a hub (`--janus`, [`janus`]), for the side-by-side benchmark.
+//!
 //! Layout: [`setup`] (meeting through the HTTP API), [`signaling`] (one WebSocket session per
-//! participant), [`engine`], [`link`] (the link model), [`scenario`] (fanout, join-storm,
-//! wall), [`report`] (JSON and the table), [`hub_process`] (starting the hub as a child).
+//! participant), [`janus`] (the same with Janus), [`engine`], [`link`] (the link model),
+//! [`scenario`] (fanout, join-storm, wall), [`report`] (JSON and the table), [`hub_process`]
+//! (starting the hub as a child).
 //!
 //! ```no_run
 //! use clap::Parser;
