@@ -393,6 +393,33 @@ mod tests {
     }
 
     #[test]
+    fn a_site_shed_to_sound_only_is_not_padded_up_to_its_sound_budget() {
+        let start = Instant::now();
+        let consumer = VideoConsumer {
+            max_layer: 2,
+            rates: RATES.to_vec(),
+            state: LayerState::default(),
+        };
+        let link = Link {
+            estimate: 5_000_000,
+            connected_at: Some(start),
+            audio_tracks: 1,
+            pinned_bps: 0,
+            allowance: Allowance::AudioOnly,
+        };
+        let allocation = allocate(start + secs(5.0), link, &[consumer]);
+        assert!(allocation.shed);
+        assert_eq!(
+            allocation.probe,
+            Some(Probe {
+                current: 0,
+                desired: AUDIO_BUDGET_BPS
+            }),
+            "the sound is what it sends: no padding up to what is set aside for it"
+        );
+    }
+
+    #[test]
     fn a_dip_restarts_the_up_delay() {
         let mut one = One::new(Some(0), 2);
         one.at(0.0, 5_000_000);
