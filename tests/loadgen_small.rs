@@ -96,15 +96,21 @@ fn run(args: &[&str], spawn: bool) -> Value {
             command.args(["--spawn-hub", env!("CARGO_BIN_EXE_diemcau")]);
         }
     }
-    let output = command
-        .args(["--json", json.to_str().expect("utf-8 path")])
-        .args(["--video-kbps", "1000"])
-        .args(args)
-        .output()
-        .expect("the generator runs");
+    command.args(["--video-kbps", "1000"]).args(args);
+    let report = report_of(command, &json);
     if let Some(hub) = hub {
         runtime.block_on(hub.shutdown());
     }
+    report
+}
+
+/// Runs the generator `command` with its report written to `json`; asserts it succeeded and
+/// returns the report (the file removed).
+fn report_of(mut command: Command, json: &std::path::Path) -> Value {
+    let output = command
+        .args(["--json", json.to_str().expect("utf-8 path")])
+        .output()
+        .expect("the generator runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -112,8 +118,8 @@ fn run(args: &[&str], spawn: bool) -> Value {
         "generator failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
-    let text = std::fs::read_to_string(&json).expect("JSON report written");
-    let _ = std::fs::remove_file(&json);
+    let text = std::fs::read_to_string(json).expect("JSON report written");
+    let _ = std::fs::remove_file(json);
     let report: Value = serde_json::from_str(&text).expect("the report is JSON");
     eprintln!("{stdout}");
     report
@@ -624,7 +630,8 @@ fn the_generator_drives_janus_as_it_drives_the_hub() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let janus = Janus::start(address);
     let json = std::env::temp_dir().join(format!("loadgen-janus-{}.json", std::process::id()));
-    let output = Command::new(loadgen_binary())
+    let mut command = Command::new(loadgen_binary());
+    command
         .args(["fanout", "--sites", "3", "--duration", "4", "--warmup", "1"])
         .args([
             "--floor-seconds",
@@ -636,20 +643,8 @@ fn the_generator_drives_janus_as_it_drives_the_hub() {
         ])
         .args(["--local-ip", &address.to_string()])
         .args(["--janus", &format!("ws://127.0.0.1:{}", janus.port)])
-        .args(["--hub-pid", &janus.child.id().to_string()])
-        .args(["--json", json.to_str().expect("utf-8 path")])
-        .output()
-        .expect("the generator runs");
-    assert!(
-        output.status.success(),
-        "generator failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report written"))
-            .expect("the report is JSON");
-    let _ = std::fs::remove_file(&json);
+        .args(["--hub-pid", &janus.child.id().to_string()]);
+    let report = report_of(command, &json);
     assert_eq!(report["join_mode"], "janus");
     assert_eq!(u(&report["joins"]["succeeded"]), 3, "{}", report["joins"]);
     let down = &report["downstream"];

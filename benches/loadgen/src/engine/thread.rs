@@ -180,19 +180,19 @@ impl EngineThread {
             return;
         };
         let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
+        let mut slices: Vec<io::IoSliceMut> =
+            batch.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
         for _ in 0..64 {
             let Some(state) = &peer.udp_state else {
                 return;
             };
-            let mut slices: Vec<io::IoSliceMut> =
-                batch.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
             let count = match state.recv((&peer.socket).into(), &mut slices, &mut meta) {
                 Ok(count) => count,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => continue, // ICMP errors from the hub going away: keep reading
             };
             let now = Instant::now();
-            for (m, b) in meta.iter().zip(batch.iter()).take(count) {
+            for (m, b) in meta.iter().zip(slices.iter()).take(count) {
                 let stride = m.stride.max(1);
                 for datagram in b.get(..m.len).unwrap_or_default().chunks(stride) {
                     peer.receive(now, m.addr, datagram, &mut self.ctx);
