@@ -39,6 +39,7 @@ pub mod hub;
 pub mod logging;
 pub mod media;
 pub mod meeting;
+pub mod memory;
 pub mod metrics;
 pub mod recording;
 pub mod server;

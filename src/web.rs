@@ -131,9 +131,10 @@ async fn signaling(
         slot: Some(slot),
         login: crate::auth::http::login_from_headers(&app, &headers).await,
     };
-    // Signalling messages are small and rare: 16 KiB buffers instead of axum's 128 KiB each way
-    // (a quarter of a site's memory at the defaults); larger messages still grow them.
-    let ws = ws.read_buffer_size(16 * 1024).write_buffer_size(16 * 1024);
+    // Signalling messages are small and rare: a 4 KiB read buffer, allocated whole for each
+    // connection, instead of axum's 128 KiB (a quarter of a site's memory at the defaults),
+    // and writes flushed past 4 KiB; larger messages still grow them.
+    let ws = ws.read_buffer_size(4 * 1024).write_buffer_size(4 * 1024);
     diemcau_signaling::session::upgrade(ws, app.hub.clone(), client, app.limits)
 }
 

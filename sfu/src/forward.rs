@@ -24,7 +24,7 @@ pub(crate) struct Forwarded {
 pub(crate) fn forward(
     packet: &MediaPacket,
     router: &mut Router,
-    peers: &mut HashMap<PeerId, Peer>,
+    peers: &mut HashMap<PeerId, Box<Peer>>,
     touched: &mut Vec<PeerId>,
 ) -> Forwarded {
     let mut forwarded = Forwarded::default();

@@ -48,7 +48,9 @@ use crate::stun;
 pub struct Worker {
     config: WorkerConfig,
     rtc_config: RtcConfig,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: a peer is about 11 KiB (str0m's `Rtc` alone 10 KiB), and a table of them keeps
+    /// up to half its slots spare.
+    peers: HashMap<PeerId, Box<Peer>>,
     by_address: HashMap<(Protocol, SocketAddr), PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     /// Peers written to since they were last driven, and the time of that input: each is
@@ -184,7 +186,7 @@ impl Worker {
         self.by_ufrag.insert(peer.ufrag.clone(), id);
         self.core.routers.entry(router).or_default();
         self.core.drive(now, &mut peer);
-        self.peers.insert(id, peer);
+        self.peers.insert(id, Box::new(peer));
         self.settle(now);
         Ok(answer)
     }

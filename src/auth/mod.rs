@@ -127,10 +127,13 @@ fn hasher() -> Argon2<'static> {
 /// The PHC string of `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
+    let hash = hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| AccountError::Hashing(e.to_string()))
+        .map_err(|e| AccountError::Hashing(e.to_string()));
+    // argon2's 19 MiB go back to the system now, not at the next periodic trim.
+    crate::memory::trim();
+    hash
 }
 
 /// Whether `password` matches the PHC string `hash`. argon2 compares the outputs in constant
@@ -139,9 +142,11 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
-    hasher()
+    let matches = hasher()
         .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+        .is_ok();
+    crate::memory::trim();
+    matches
 }
 
 /// A hash no password is known for: checked when the username is unknown, so that a refusal
