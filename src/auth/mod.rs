@@ -131,7 +131,7 @@ pub fn hash_password(password: &str) -> Result<String, AccountError> {
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| AccountError::Hashing(e.to_string()));
-    // argon2's 19 MiB go back to the system now, not at the next periodic trim.
+    // argon2's 19 MiB go back to the system now, not kept for the process's life.
     crate::memory::trim();
     hash
 }
