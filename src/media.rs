@@ -46,6 +46,13 @@ const WAKER: Token = Token(1);
 const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
+/// Outputs (nearly all encrypted datagrams) that make the worker's output sent before
+/// [`RECV_BATCH`] datagrams are read: a keyframe read whole, forwarded to hundreds of sites,
+/// would otherwise wait as 64 × sites datagrams (about 80 KiB per site), and the allocator
+/// keeps what such a peak took. 1,024 is about 1.3 MiB, and still a few packets per site for
+/// a GSO send at 200 sites (measured in BENCHMARKS.md, "Sending at once": 512 cost 8 % more
+/// CPU per packet at 200 sites, 2,048 about 45 KiB more per site at 50).
+const FLUSH_OUTPUTS: usize = 1024;
 /// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
 /// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
 const RECV_PER_TURN: usize = 4 * RECV_BATCH;
@@ -630,7 +637,7 @@ impl Driver {
                                 ),
                             }
                             read += 1;
-                            if read == RECV_BATCH {
+                            if read == RECV_BATCH || self.worker.queued_outputs() >= FLUSH_OUTPUTS {
                                 read = 0;
                                 self.hand_over();
                                 self.flush(&mut relays);
@@ -658,7 +665,7 @@ impl Driver {
                     &datagram.contents,
                 );
                 read += 1;
-                if read == RECV_BATCH {
+                if read == RECV_BATCH || self.worker.queued_outputs() >= FLUSH_OUTPUTS {
                     read = 0;
                     self.flush(&mut relays);
                 }

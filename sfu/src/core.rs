@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::media::MediaKind;
+use str0m::net::{Protocol, Transmit};
 use str0m::rtp::ExtensionValues;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
 
@@ -144,17 +145,7 @@ impl Core {
             match output {
                 RtcOutput::Transmit(t) => {
                     produced = true;
-                    // ICE answers checks on every path; the first packet past ICE tells the
-                    // path it chose.
-                    let transport = Transport::of(t.proto);
-                    if peer.transport != Some(transport) && !stun::is_stun(&t.contents) {
-                        peer.transport = Some(transport);
-                        self.outputs.push_back(Output::Event(Event::Transport {
-                            peer: peer.id,
-                            transport,
-                        }));
-                    }
-                    self.outputs.push_back(Output::Transmit(t));
+                    push_transmit(&mut self.outputs, peer, t);
                 }
                 RtcOutput::Timeout(at)
                     if at <= now + PACER_AHEAD && produced && rounds < DRIVE_ROUNDS =>
@@ -331,6 +322,28 @@ impl Core {
 }
 
 /// The measured bitrate of `producer`'s layers up to `max_layer`, lowest first.
+/// Queues a datagram of `peer` to send. ICE answers checks on every path; the first packet
+/// past ICE tells the path it chose, and is reported before it.
+pub(crate) fn push_transmit(outputs: &mut VecDeque<Output>, peer: &mut Peer, t: Transmit) {
+    if !stun::is_stun(&t.contents) {
+        note_transport(outputs, peer, t.proto);
+    }
+    outputs.push_back(Output::Transmit(t));
+}
+
+/// Reports the path of `peer`'s media when a packet past ICE went over `proto` and the path
+/// changed.
+pub(crate) fn note_transport(outputs: &mut VecDeque<Output>, peer: &mut Peer, proto: Protocol) {
+    let transport = Transport::of(proto);
+    if peer.transport != Some(transport) {
+        peer.transport = Some(transport);
+        outputs.push_back(Output::Event(Event::Transport {
+            peer: peer.id,
+            transport,
+        }));
+    }
+}
+
 pub(crate) fn layer_rates(
     meters: &HashMap<ProducerId, Vec<Meter>>,
     producer: ProducerId,

@@ -2,11 +2,14 @@
 //! worker, each with its own payload type, sequence numbers, timestamps and VP8 picture ids,
 //! switching simulcast layers on a keyframe of the layer the allocator chose.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use str0m::media::MediaKind;
 
+use crate::core::note_transport;
 use crate::ids::PeerId;
+use crate::output::Output;
 use crate::peer::Peer;
 use crate::router::{MediaPacket, Router};
 
@@ -20,12 +23,16 @@ pub(crate) struct Forwarded {
 
 /// Writes `packet` to every open consumer of its producer in `router` (for video, the
 /// consumers that forward this packet's layer, switching layers on a keyframe of the target
-/// layer). Peers written to are marked and listed in `touched`, to be driven once later.
+/// layer), at `now`. What each consumer's pacer lets go at once is queued in `outputs`
+/// straight away; peers that keep something to send, or must be driven for another reason,
+/// are marked and listed in `touched`, to be driven once later.
 pub(crate) fn forward(
+    now: Instant,
     packet: &MediaPacket,
     router: &mut Router,
     peers: &mut HashMap<PeerId, Box<Peer>>,
     touched: &mut Vec<PeerId>,
+    outputs: &mut VecDeque<Output>,
 ) -> Forwarded {
     let mut forwarded = Forwarded::default();
     let Some(consumers) = router.consumers_of.get(&packet.producer) else {
@@ -108,14 +115,23 @@ pub(crate) fn forward(
                 write = write.vp8_patch(patch);
             }
         }
-        let mut direct = peer.rtc.direct_api();
-        let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+        let mut proto = None;
+        let Some(idle) = peer
+            .rtc
+            .direct_api()
+            .write_rtp_now(now, mid, None, write, |t| {
+                proto = Some(t.proto);
+                outputs.push_back(Output::Transmit(t));
+            })
+        else {
             continue;
         };
-        stream.write_rtp(write);
+        if let Some(proto) = proto {
+            note_transport(outputs, peer, proto);
+        }
         forwarded.packets += 1;
         forwarded.bytes += packet.payload.len() as u64;
-        if !peer.touched {
+        if !idle && !peer.touched {
             peer.touched = true;
             touched.push(peer.id);
         }

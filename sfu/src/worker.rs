@@ -123,6 +123,13 @@ impl Worker {
         self.peers.len()
     }
 
+    /// Outputs waiting for [`Worker::poll_output`]. A forwarded packet's datagrams to the
+    /// consumers whose pacers let it go at once wait here, encrypted: a driver that reads
+    /// many packets before it polls holds all of theirs.
+    pub fn queued_outputs(&self) -> usize {
+        self.core.outputs.len()
+    }
+
     /// Creates a peer from its client's first offer and returns the hub's answer. Producers
     /// announced by the offer come out as [`Event::ProducerAdded`].
     pub fn add_peer(
@@ -722,7 +729,14 @@ impl Worker {
         let Some(router) = self.core.routers.get_mut(&packet.router) else {
             return;
         };
-        let forwarded = forward::forward(packet, router, &mut self.peers, &mut self.touched);
+        let forwarded = forward::forward(
+            now,
+            packet,
+            router,
+            &mut self.peers,
+            &mut self.touched,
+            &mut self.core.outputs,
+        );
         if forwarded.packets > 0 {
             self.core.stats.packets_forwarded += forwarded.packets;
             self.core.stats.bytes_forwarded += forwarded.bytes;

@@ -62,6 +62,9 @@ const MAX_DLRR_PER_REPORT: usize = 50;
 /// session).
 const TWCC_SEND_RECORDS: usize = 500;
 
+/// The most packets one [`Session::send_now`] lets out.
+const SEND_NOW_MAX_PACKETS: usize = 64;
+
 pub(crate) struct Session {
     id: SessionId,
 
@@ -1247,6 +1250,47 @@ impl Session {
         );
 
         Some(protected.into())
+    }
+
+    /// Sends what the stream `midrid` was just given, at `now`, if the pacer lets it go:
+    /// stamps the stream's new packets, runs the pacer's own handling and polls packets out
+    /// through `emit` until none is left or the pacer holds the rest. Returns whether nothing
+    /// is left for the pacer before its regular handling: nothing unsent and no padding due
+    /// before it (the pacer's gate after the last packet opens at its next handling, here or
+    /// in a timeout). `false` also when this cannot be done here (keys, feedback or a probe
+    /// pending, or the stream not yet set up by a timeout): the caller must drive the `Rtc`
+    /// as usual.
+    pub fn send_now(
+        &mut self,
+        now: Instant,
+        midrid: MidRid,
+        mut emit: impl FnMut(DatagramSend),
+    ) -> bool {
+        if self.rtp_closing
+            || self.srtp_tx.is_none()
+            || !self.feedback_tx.is_empty()
+            || self.pacer.active_cluster().is_some()
+        {
+            return false;
+        }
+        let Some(stream) = self.streams.stream_tx_by_midrid(midrid) else {
+            return false;
+        };
+        if !stream.stamp_queued(now) {
+            return false;
+        }
+        // Each packet out closes the pacer's gate until its next handling.
+        for _ in 0..SEND_NOW_MAX_PACKETS {
+            self.update_queue_state(now, None);
+            let Some(datagram) = self.poll_packet(now) else {
+                break;
+            };
+            emit(datagram);
+            if !self.streams.has_unsent() {
+                break;
+            }
+        }
+        !self.streams.has_unsent() && !self.pacer.pads_soon()
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {

@@ -364,6 +364,53 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.streams.stream_tx_by_midrid(midrid)
     }
 
+    /// Writes `rtp` to the transmit stream of `mid` and `rid` and, when the pacer lets it go
+    /// at `now`, hands it to `send` protected and addressed at once, with whatever else of the
+    /// session's media the pacer releases at `now`: no [`Rtc::handle_input`] timeout and no
+    /// [`Rtc::poll_output`] pass per packet. `now` also moves the `Rtc`'s clock.
+    ///
+    /// Returns `None` if there is no such stream (nothing is written). `Some(true)`: the pacer
+    /// holds nothing for later, and the `Rtc` needs no driving before the timeout it last
+    /// returned. `Some(false)`: drive it as after [`StreamTx::write_rtp`], through
+    /// `poll_output`, which sends what is left (the packet may already be out); this is also
+    /// the answer before the connection is up, while feedback or a bandwidth probe is pending,
+    /// and before the stream's first timeout.
+    pub fn write_rtp_now(
+        &mut self,
+        now: std::time::Instant,
+        mid: Mid,
+        rid: Option<Rid>,
+        rtp: crate::rtp::RtpWrite,
+        mut send: impl FnMut(crate::net::Transmit),
+    ) -> Option<bool> {
+        let rtc: &mut Rtc = &mut self.rtc;
+        let midrid = MidRid(mid, rid);
+        rtc.session.streams.stream_tx_by_midrid(midrid)?.write_rtp(rtp);
+        if !rtc.is_connected() || now < rtc.last_now {
+            return Some(false);
+        }
+        let Some(addr) = &rtc.send_addr else {
+            return Some(false);
+        };
+        let (proto, source, destination) = (addr.proto, addr.source, addr.destination);
+        rtc.last_now = now;
+        let Rtc {
+            session,
+            peer_bytes_tx,
+            ..
+        } = rtc;
+        let idle = session.send_now(now, midrid, |contents| {
+            *peer_bytes_tx += contents.len() as u64;
+            send(crate::net::Transmit {
+                proto,
+                source,
+                destination,
+                contents,
+            });
+        });
+        Some(idle)
+    }
+
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.
     ///
     /// This changes the SSRC of an existing stream and resets all relevant state.

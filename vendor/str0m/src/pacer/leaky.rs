@@ -195,6 +195,24 @@ impl LeakyBucketPacer {
         self.request_immediate_timeout();
     }
 
+    /// Whether padding may be due before the pacer's next regular handling: a padding rate
+    /// is set, a queue could carry padding at the last handling, and the debts drain before
+    /// [`PACING`] has passed since it (as [`Self::next_poll`] reckons when the queues are
+    /// empty).
+    pub(crate) fn pads_soon(&self) -> bool {
+        if self.padding_bitrate == Bitrate::ZERO
+            || !self.queue_states.iter().any(|q| q.use_for_padding)
+        {
+            return false;
+        }
+        if self.adjusted_bitrate == Bitrate::ZERO {
+            return true;
+        }
+        let drain = (self.media_debt / self.adjusted_bitrate)
+            .max(self.padding_debt / self.padding_bitrate);
+        drain <= PACING
+    }
+
     /// Get the cluster ID of the active probe, if any.
     pub(crate) fn active_cluster(&self) -> Option<TwccClusterId> {
         self.probe_queue.front().map(|p| p.config().cluster())

@@ -47,6 +47,14 @@ impl PacerImpl {
         }
     }
 
+    /// Whether padding may be due before the pacer's next regular handling.
+    pub fn pads_soon(&self) -> bool {
+        match self {
+            PacerImpl::Null(_) => false,
+            PacerImpl::LeakyBucket(v) => v.pads_soon(),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

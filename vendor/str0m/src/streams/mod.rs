@@ -410,6 +410,11 @@ impl Streams {
         self.streams_rx.values().find_map(|s| s.paused_at())
     }
 
+    /// Whether a transmit stream holds media or resends not sent yet.
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.streams_tx.values().any(|s| s.has_unsent())
+    }
+
     pub(crate) fn send_stream(&self) -> Option<Instant> {
         if self.streams_tx.values().any(|s| s.need_timeout()) {
             Some(already_happened())

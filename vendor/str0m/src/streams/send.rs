@@ -1278,6 +1278,21 @@ impl StreamTx {
         self.send_queue.need_timeout()
     }
 
+    /// Whether the stream holds media or resends not sent yet.
+    pub(crate) fn has_unsent(&self) -> bool {
+        !self.send_queue.is_empty() || !self.resends.is_empty()
+    }
+
+    /// Stamps the packets written since the last timeout with `now`, as a timeout would, so
+    /// that the pacer sees them. `false` if the stream has not had its first timeout yet.
+    pub(crate) fn stamp_queued(&mut self, now: Instant) -> bool {
+        if self.kind.is_none() {
+            return false;
+        }
+        self.send_queue.handle_timeout(now);
+        true
+    }
+
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,
