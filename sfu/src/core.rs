@@ -321,7 +321,6 @@ impl Core {
     }
 }
 
-/// The measured bitrate of `producer`'s layers up to `max_layer`, lowest first.
 /// Queues a datagram of `peer` to send. ICE answers checks on every path; the first packet
 /// past ICE tells the path it chose, and is reported before it.
 pub(crate) fn push_transmit(outputs: &mut VecDeque<Output>, peer: &mut Peer, t: Transmit) {
@@ -344,6 +343,7 @@ pub(crate) fn note_transport(outputs: &mut VecDeque<Output>, peer: &mut Peer, pr
     }
 }
 
+/// The measured bitrate of `producer`'s layers up to `max_layer`, lowest first.
 pub(crate) fn layer_rates(
     meters: &HashMap<ProducerId, Vec<Meter>>,
     producer: ProducerId,
