@@ -637,7 +637,7 @@ impl Driver {
                                 ),
                             }
                             read += 1;
-                            if read == RECV_BATCH || self.worker.queued_outputs() >= FLUSH_OUTPUTS {
+                            if self.send_due(read) {
                                 read = 0;
                                 self.hand_over();
                                 self.flush(&mut relays);
@@ -665,7 +665,7 @@ impl Driver {
                     &datagram.contents,
                 );
                 read += 1;
-                if read == RECV_BATCH || self.worker.queued_outputs() >= FLUSH_OUTPUTS {
+                if self.send_due(read) {
                     read = 0;
                     self.flush(&mut relays);
                 }
@@ -690,6 +690,12 @@ impl Driver {
                 *stats = self.worker.stats();
             }
         }
+    }
+
+    /// Whether what the worker produced is sent now, after `read` datagrams since the last
+    /// send: [`RECV_BATCH`] of them, or [`FLUSH_OUTPUTS`] outputs waiting.
+    fn send_due(&self, read: usize) -> bool {
+        read == RECV_BATCH || self.worker.queued_outputs() >= FLUSH_OUTPUTS
     }
 
     /// Queues the datagrams read for other workers' peers on their handoff queues, waking each
