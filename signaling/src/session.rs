@@ -43,11 +43,13 @@ pub struct Outbox {
     tx: mpsc::UnboundedSender<Outgoing>,
 }
 
+/// Boxed: a session's queue allocates its slots 32 at a time and keeps them, and a
+/// `ServerMessage` inline is 144 bytes (two blocks of 32 held about 9 KiB per site).
 #[derive(Debug)]
 enum Outgoing {
-    Message(ServerMessage),
+    Message(Box<ServerMessage>),
     /// Send this, then end the session.
-    Final(ServerMessage),
+    Final(Box<ServerMessage>),
 }
 
 impl Outbox {
@@ -59,12 +61,12 @@ impl Outbox {
 
     /// Queues a message; false if the session has ended.
     pub fn send(&self, message: ServerMessage) -> bool {
-        self.tx.send(Outgoing::Message(message)).is_ok()
+        self.tx.send(Outgoing::Message(Box::new(message))).is_ok()
     }
 
     /// Sends a last message and ends the session (the hub closes the WebSocket).
     pub fn close_with(&self, message: ServerMessage) -> bool {
-        self.tx.send(Outgoing::Final(message)).is_ok()
+        self.tx.send(Outgoing::Final(Box::new(message))).is_ok()
     }
 }
 
@@ -78,8 +80,8 @@ impl OutboxReceiver {
     /// The next message and whether it is the last one.
     pub async fn recv(&mut self) -> Option<(ServerMessage, bool)> {
         match self.rx.recv().await? {
-            Outgoing::Message(m) => Some((m, false)),
-            Outgoing::Final(m) => Some((m, true)),
+            Outgoing::Message(m) => Some((*m, false)),
+            Outgoing::Final(m) => Some((*m, true)),
         }
     }
 }

@@ -6,11 +6,11 @@ use crate::util::not_happening;
 
 use super::RtpPacket;
 
-/// The capacity an empty queue keeps: a keyframe's worth of packets.
-const KEEP_CAPACITY: usize = 64;
+/// The capacity an empty queue keeps: a few frames' worth of packets.
+const KEEP_CAPACITY: usize = 16;
 
 /// An empty queue with more capacity than this gives the rest back.
-const SHRINK_ABOVE: usize = 256;
+const SHRINK_ABOVE: usize = 32;
 
 #[derive(Debug)]
 pub(crate) struct SendQueue {

@@ -1181,6 +1181,11 @@ impl TwccSendRegister {
 
     pub fn register_seq(&mut self, packet_id: TwccPacketId, now: Instant, size: usize) {
         self.last_registered = packet_id.seq();
+        // Make room first, so that the ring never holds more than `keep` (and never grows
+        // its capacity past it).
+        while self.queue.len() >= self.keep.max(1) {
+            self.queue.pop_front();
+        }
         self.queue.push_back(TwccSendRecord {
             packet_id,
             local_send_time: now,
@@ -1190,9 +1195,6 @@ impl TwccSendRegister {
             // The recv report, derived from TWCC feedback later.
             recv_report: None,
         });
-        while self.queue.len() > self.keep {
-            self.queue.pop_front();
-        }
     }
 
     /// Apply a TWCC RTCP report.
@@ -2002,6 +2004,21 @@ mod test {
         let report = reg.build_report(1000).unwrap();
         assert_eq!(report.status_count, 1);
         assert_eq!(report.delta, vec![Small(0)]);
+    }
+
+    #[test]
+    fn test_send_register_keeps_at_most_keep() {
+        let mut reg = TwccSendRegister::new(256);
+        let now = Instant::now();
+
+        for i in 0..1_000 {
+            reg.register_seq(TwccPacketId::new(i), now, 1_200);
+        }
+
+        assert_eq!(reg.queue.len(), 256);
+        assert_eq!(reg.queue.capacity(), 256);
+        assert_eq!(*reg.queue.front().unwrap().seq(), 1_000 - 256);
+        assert_eq!(*reg.queue.back().unwrap().seq(), 999);
     }
 
     #[test]
