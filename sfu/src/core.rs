@@ -177,6 +177,23 @@ impl Core {
                 peer.connected_at = Some(now);
                 self.outputs
                     .push_back(Output::Event(Event::PeerConnected(peer.id)));
+                // Nothing was forwarded to the peer before (see `forward`): its pictures start
+                // from a keyframe asked for now.
+                if let Some(router) = self.routers.get(&peer.router) {
+                    for consumer in router.consumers.values() {
+                        if consumer.peer == peer.id
+                            && consumer.open
+                            && consumer.kind == MediaKind::Video
+                        {
+                            let layer = consumer.allocation.target.unwrap_or(0);
+                            self.work.push_back(Work::Keyframe(
+                                peer.router,
+                                consumer.producer,
+                                layer,
+                            ));
+                        }
+                    }
+                }
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 peer.rtc.disconnect();

@@ -62,6 +62,12 @@ pub(crate) fn forward(
         let Some(peer) = peers.get_mut(&consumer.peer) else {
             continue;
         };
+        // Until its connection is up (and while it is down), a peer is written nothing: str0m
+        // would queue it all, a second of video per site in a join storm, and send it late in
+        // one burst. It gets a keyframe once connected.
+        if !peer.rtc.is_connected() {
+            continue;
+        }
         let pt = match consumer
             .payload_types
             .iter()

@@ -1,6 +1,6 @@
 //! One studio, several sites, one worker, virtual clock: the studio's packets reach every site,
 //! every site's packets reach the studio, and a late joiner makes the hub ask the studio for a
-//! keyframe.
+//! keyframe; a site is sent nothing before its connection is up, and a keyframe once it is.
 
 use std::time::Duration;
 
@@ -59,4 +59,48 @@ fn studio_reaches_every_site_and_late_joiner_gets_keyframe() {
         "late joiner received {late_video} video packets"
     );
     assert!(net.workers[0].stats().keyframe_requests_sent >= 2);
+}
+
+#[test]
+fn a_site_is_sent_nothing_before_its_connection_and_a_keyframe_once_up() {
+    let mut net = Net::new(studio_and_sites);
+    net.join(STUDIO);
+    let site = PeerId(2);
+    net.unreachable.push(site);
+    net.join(site);
+    net.run(Duration::from_secs(1), |net| net.send_media(STUDIO, 4));
+    assert!(
+        !net.client(site).connected,
+        "the site's link loses everything"
+    );
+    assert_eq!(net.client(site).received_count(MediaKind::Video), 0);
+
+    // The link comes back: the site's handshake completes, and from then on it gets the
+    // studio, starting from a keyframe asked for at its connection; what the studio sent
+    // before is not delivered late.
+    net.client(site).downlink.loss_percent = 0;
+    let requests_before = net.client(STUDIO).keyframe_requests;
+    let mut sent_before_connection = None;
+    net.run(Duration::from_secs(5), |net| {
+        if sent_before_connection.is_none() && net.client(site).connected {
+            sent_before_connection = Some(net.client(STUDIO).sent[&MediaKind::Video]);
+        }
+        net.send_media(STUDIO, 4);
+    });
+    let sent_before_connection = sent_before_connection.expect("the site connects");
+    let sent_since = net.client(STUDIO).sent[&MediaKind::Video] - sent_before_connection;
+    let received = net.client(site).received_count(MediaKind::Video);
+    assert!(
+        received * 100 >= sent_since * 95,
+        "the site received {received} of the {sent_since} video packets sent since it connected"
+    );
+    assert!(
+        received <= sent_since,
+        "the site received {received} video packets: more than the {sent_since} sent since it \
+         connected"
+    );
+    assert!(
+        net.client(STUDIO).keyframe_requests > requests_before,
+        "the site's connection asked the studio for a keyframe"
+    );
 }

@@ -65,6 +65,9 @@ pub struct Net {
     pub red: Vec<PeerId>,
     /// Clients that offer no audio m-line when they join with [`Net::join_with`].
     pub video_only: Vec<PeerId>,
+    /// Clients that join with a hub-to-client link that loses everything, so that their
+    /// connection does not come up until the test restores their [`Client::downlink`].
+    pub unreachable: Vec<PeerId>,
     /// Whether a refusal of the hub logic's calls (a consumer not added, an answer refused)
     /// is tolerated; otherwise it panics. Fuzz targets close peers on purpose.
     pub tolerate_refusals: bool,
@@ -130,6 +133,7 @@ impl Net {
             step: STEP,
             red: Vec::new(),
             video_only: Vec::new(),
+            unreachable: Vec::new(),
             tolerate_refusals: false,
             receptions: Vec::new(),
             shed: Vec::new(),
@@ -166,6 +170,9 @@ impl Net {
         let index = self.clients.len();
         let addr = SocketAddr::from(([127, 0, (index / 250) as u8, (2 + index % 250) as u8], 5000));
         let (mut client, offer, pending) = Client::offer(self.now, peer, addr, config);
+        if self.unreachable.contains(&peer) {
+            client.downlink.loss_percent = 100;
+        }
         let worker = self
             .workers
             .get_mut(config.worker)
