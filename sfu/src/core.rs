@@ -20,7 +20,7 @@ use crate::keyframes::KeyframeThrottle;
 use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::peer::Peer;
 use crate::quality::Transport;
-use crate::router::{LocalProducer, MediaPacket, Meter, Router};
+use crate::router::{Consumer, LocalProducer, MediaPacket, Meter, Router};
 use crate::stun;
 
 /// What a timer of the worker's heap wakes.
@@ -62,6 +62,20 @@ pub(crate) struct Core {
 pub(crate) enum Work {
     Forward(Arc<MediaPacket>),
     Keyframe(RouterId, ProducerId, u8),
+}
+
+impl Work {
+    /// The keyframe a video consumer's first packets need, of the layer the allocator chose
+    /// for it (the lowest before it chose); `None` for audio.
+    pub(crate) fn first_keyframe(router: RouterId, consumer: &Consumer) -> Option<Work> {
+        (consumer.kind == MediaKind::Video).then(|| {
+            Work::Keyframe(
+                router,
+                consumer.producer,
+                consumer.allocation.target.unwrap_or(0),
+            )
+        })
+    }
 }
 
 /// Most timeouts one [`Core::drive`] feeds a peer: a keyframe burst within the pacer's budget
@@ -180,19 +194,12 @@ impl Core {
                 // Nothing was forwarded to the peer before (see `forward`): its pictures start
                 // from a keyframe asked for now.
                 if let Some(router) = self.routers.get(&peer.router) {
-                    for consumer in router.consumers.values() {
-                        if consumer.peer == peer.id
-                            && consumer.open
-                            && consumer.kind == MediaKind::Video
-                        {
-                            let layer = consumer.allocation.target.unwrap_or(0);
-                            self.work.push_back(Work::Keyframe(
-                                peer.router,
-                                consumer.producer,
-                                layer,
-                            ));
-                        }
-                    }
+                    let opened = router
+                        .consumers
+                        .values()
+                        .filter(|c| c.peer == peer.id && c.open);
+                    self.work
+                        .extend(opened.filter_map(|c| Work::first_keyframe(peer.router, c)));
                 }
             }
             RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {

@@ -233,12 +233,9 @@ impl Worker {
                 consumer.open = true;
                 consumer.allocation.opened_at = Some(now);
                 // Its first packets must be decodable, on a new m-line as on a reused one.
-                if consumer.kind == MediaKind::Video {
-                    let layer = consumer.allocation.target.unwrap_or(0);
-                    self.core
-                        .work
-                        .push_back(Work::Keyframe(peer.router, consumer.producer, layer));
-                }
+                self.core
+                    .work
+                    .extend(Work::first_keyframe(peer.router, consumer));
             }
         }
         self.core.renegotiate(peer);
@@ -381,13 +378,13 @@ impl Worker {
         let Some(router) = self.core.routers.get_mut(&peer.router) else {
             return;
         };
-        let waiting: Vec<(ConsumerId, MediaKind, ProducerId)> = router
+        let waiting: Vec<(ConsumerId, MediaKind)> = router
             .consumers
             .iter()
             .filter(|(_, c)| c.peer == id && !c.open)
-            .map(|(consumer, c)| (*consumer, c.kind, c.producer))
+            .map(|(consumer, c)| (*consumer, c.kind))
             .collect();
-        for (consumer_id, kind, producer) in waiting {
+        for (consumer_id, kind) in waiting {
             let Some(mid) = peer.queue_consumer(consumer_id, kind, String::new(), String::new())
             else {
                 continue;
@@ -400,12 +397,9 @@ impl Worker {
             if let Some(clocks) = peer.take_line_clocks(mid) {
                 consumer.continue_from(clocks);
             }
-            if kind == MediaKind::Video {
-                let layer = consumer.allocation.target.unwrap_or(0);
-                self.core
-                    .work
-                    .push_back(Work::Keyframe(peer.router, producer, layer));
-            }
+            self.core
+                .work
+                .extend(Work::first_keyframe(peer.router, consumer));
         }
     }
 
