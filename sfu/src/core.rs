@@ -194,10 +194,11 @@ impl Core {
                 // Nothing was forwarded to the peer before (see `forward`): its pictures start
                 // from a keyframe asked for now.
                 if let Some(router) = self.routers.get(&peer.router) {
-                    let opened = router
-                        .consumers
+                    let opened = peer
+                        .consumers_by_mid
                         .values()
-                        .filter(|c| c.peer == peer.id && c.open);
+                        .filter_map(|id| router.consumers.get(id))
+                        .filter(|c| c.open);
                     self.work
                         .extend(opened.filter_map(|c| Work::first_keyframe(peer.router, c)));
                 }
