@@ -119,7 +119,6 @@ impl<T> EvictingBuffer<T> {
     }
 
     /// Get the entry for the previously inserted position.
-    #[allow(unused)]
     pub fn get(&self, position: u64) -> Option<&T> {
         if self.is_inert() {
             return None;
@@ -134,6 +133,7 @@ impl<T> EvictingBuffer<T> {
         None
     }
 
+    #[allow(unused)]
     pub fn get_mut(&mut self, position: u64) -> Option<&mut T> {
         if self.is_inert() {
             return None;

@@ -141,6 +141,10 @@ pub struct StreamTx {
     /// Dummy packet for resends. Used between poll_packet and poll_packet_padding
     blank_packet: RtpPacket,
 
+    /// A cached packet loaded back for a resend (NACK or spurious padding): the cache keeps
+    /// sent packets compactly, see [`CachedPacket`](super::rtx_cache::CachedPacket).
+    resend_packet: RtpPacket,
+
     /// Cache of sent packets to be able to answer to NACKs as well as
     /// sending spurious resends as padding.
     rtx_cache: RtxCache,
@@ -379,6 +383,7 @@ impl StreamTx {
             resends: VecDeque::new(),
             padding: 0,
             blank_packet: RtpPacket::blank(),
+            resend_packet: RtpPacket::blank(),
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
             rtx_ratio_cap: DEFAULT_RTX_RATIO_CAP,
             last_sender_report: already_happened(),
@@ -577,12 +582,12 @@ impl StreamTx {
         let remote_acked_ssrc = self.remote_acked_ssrc;
         let remote_acked_rtx_ssrc = self.remote_acked_rtx_ssrc;
 
-        let (next, is_padding) = if let Some(next) = self.poll_packet_resend(now) {
+        let (next, is_padding) = if let Some(next) = self.poll_packet_resend(now, exts) {
             (next, false)
         } else if let Some(next) = self.poll_packet_regular(now) {
             (next, false)
         } else {
-            let next = self.poll_packet_padding(now)?;
+            let next = self.poll_packet_padding(now, exts)?;
             (next, true)
         };
 
@@ -812,7 +817,8 @@ impl StreamTx {
                 .pop(now)
                 .expect("head of send_queue to be there");
             if pkt.nackable {
-                self.rtx_cache.cache_sent_packet(pkt, now);
+                self.rtx_cache
+                    .cache_sent_packet(pkt, &buf[..header_len], now);
             }
         }
 
@@ -860,7 +866,7 @@ impl StreamTx {
         ratio
     }
 
-    fn poll_packet_resend(&mut self, now: Instant) -> Option<NextPacket<'_>> {
+    fn poll_packet_resend(&mut self, now: Instant, exts: &ExtensionMap) -> Option<NextPacket<'_>> {
         if let Some(ratio_cap) = self.rtx_ratio_cap {
             let ratio = self.rtx_ratio_downsampled(now);
 
@@ -871,26 +877,23 @@ impl StreamTx {
             }
         }
 
-        let seq_no = loop {
+        loop {
             let resend = self.resends.pop_front()?;
 
-            let pkt = self.rtx_cache.get_cached_packet_by_seq_no(resend.seq_no);
+            let cached = self.rtx_cache.get_cached_packet_by_seq_no(resend.seq_no);
 
             // The seq_no could simply be too old to exist in the buffer, in which
-            // case we will not do a resend.
-            let Some(pkt) = pkt else {
+            // case we will not do a resend. Cached packets are nackable: only those
+            // are added to self.rtx_cache.
+            let Some(cached) = cached else {
                 continue;
             };
 
-            // Cached packets must be nackable. This is ensured before adding the
-            // entry to the self.rtx_cache.
-            assert!(pkt.nackable);
-
-            break pkt.seq_no;
-        };
-
-        // Borrow checker gymnastics.
-        let pkt = self.rtx_cache.get_cached_packet_by_seq_no(seq_no).unwrap();
+            if cached.load(exts, &mut self.resend_packet).is_some() {
+                break;
+            }
+        }
+        let pkt = &mut self.resend_packet;
 
         let len = pkt.payload.len() as u64;
         self.stats.update_packet_counts(len, true);
@@ -930,7 +933,7 @@ impl StreamTx {
         })
     }
 
-    fn poll_packet_padding(&mut self, _now: Instant) -> Option<NextPacket> {
+    fn poll_packet_padding(&mut self, _now: Instant, exts: &ExtensionMap) -> Option<NextPacket<'_>> {
         if !self.padding_enabled() {
             self.padding = 0;
             return None;
@@ -947,10 +950,14 @@ impl StreamTx {
                 // is a headroom since we can accept slightly larger padding than asked for.
                 let max_size = (self.padding * 2).min(self.mtu_warn - MAX_RTP_OVERHEAD);
 
-                let Some(pkt) = self.rtx_cache.get_cached_packet_smaller_than(max_size) else {
+                let Some(cached) = self.rtx_cache.get_cached_packet_smaller_than(max_size) else {
                     // Couldn't find spurious packet, try a blank packet instead.
                     break 'outer;
                 };
+                if cached.load(exts, &mut self.resend_packet).is_none() {
+                    break 'outer;
+                }
+                let pkt = &mut self.resend_packet;
 
                 let orig_seq_no = pkt.seq_no;
                 let seq_no = self.seq_no_rtx.inc();
@@ -1070,9 +1077,9 @@ impl StreamTx {
             };
 
             let resend = Resend {
-                seq_no,
+                seq_no: packet.seq_no(),
                 queued_at: now,
-                payload_size: packet.payload.len(),
+                payload_size: packet.payload_len(),
             };
             self.resends.push_back(resend);
         }
