@@ -322,7 +322,13 @@ mod test {
             assert!(loaded.nackable);
             let h = &loaded.header;
             assert_eq!(
-                (h.marker, h.payload_type, h.sequence_number, h.timestamp, h.ssrc),
+                (
+                    h.marker,
+                    h.payload_type,
+                    h.sequence_number,
+                    h.timestamp,
+                    h.ssrc
+                ),
                 (true, 96.into(), 7, 90_000, 1234.into())
             );
             assert_eq!(&h.csrc[..h.csrc_count], &sent.csrc[..sent.csrc_count]);

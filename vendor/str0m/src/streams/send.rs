@@ -933,7 +933,11 @@ impl StreamTx {
         })
     }
 
-    fn poll_packet_padding(&mut self, _now: Instant, exts: &ExtensionMap) -> Option<NextPacket<'_>> {
+    fn poll_packet_padding(
+        &mut self,
+        _now: Instant,
+        exts: &ExtensionMap,
+    ) -> Option<NextPacket<'_>> {
         if !self.padding_enabled() {
             self.padding = 0;
             return None;
