@@ -6,11 +6,12 @@ use crate::util::not_happening;
 
 use super::RtpPacket;
 
-/// The capacity an empty queue keeps: a few frames' worth of packets.
-const KEEP_CAPACITY: usize = 16;
+/// The capacity an empty queue keeps. A queue the pacer lets go of as soon as it is written
+/// holds one packet at a time; a burst the pacer holds back grows it again for a while.
+const KEEP_CAPACITY: usize = 4;
 
 /// An empty queue with more capacity than this gives the rest back.
-const SHRINK_ABOVE: usize = 32;
+const SHRINK_ABOVE: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct SendQueue {
