@@ -804,7 +804,10 @@ impl Driver {
             self.send_run(run, size);
             rest = tail;
         }
-        outgoing.clear();
+        // Their buffers serve the datagrams of packets forwarded later.
+        for t in outgoing.drain(..) {
+            self.worker.give_back(t.contents.into());
+        }
         self.outgoing = outgoing;
     }
 

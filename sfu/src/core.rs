@@ -17,7 +17,7 @@ use str0m::{Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
 use crate::config::WorkerConfig;
 use crate::ids::{PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeThrottle;
-use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+use crate::output::{DatagramBuffers, Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::peer::Peer;
 use crate::quality::Transport;
 use crate::router::{Consumer, LocalProducer, MediaPacket, Meter, Router};
@@ -39,6 +39,8 @@ pub(crate) struct Core {
     pub routers: HashMap<RouterId, Router>,
     pub timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     pub outputs: VecDeque<Output>,
+    /// Buffers for the datagrams in `outputs` written at once, reused once sent.
+    pub buffers: DatagramBuffers,
     pub work: VecDeque<Work>,
     pub closed: Vec<PeerId>,
     /// The next producer id this worker gives out, and the step to the one after (ids are
@@ -96,6 +98,7 @@ impl Core {
             routers: HashMap::new(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
+            buffers: DatagramBuffers::default(),
             work: VecDeque::new(),
             closed: Vec::new(),
             next_producer: u64::from(config.index) + 1,

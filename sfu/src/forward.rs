@@ -9,7 +9,7 @@ use str0m::media::MediaKind;
 
 use crate::core::note_transport;
 use crate::ids::PeerId;
-use crate::output::Output;
+use crate::output::{DatagramBuffers, Output};
 use crate::peer::Peer;
 use crate::router::{MediaPacket, Router};
 
@@ -24,7 +24,7 @@ pub(crate) struct Forwarded {
 /// Writes `packet` to every open consumer of its producer in `router` (for video, the
 /// consumers that forward this packet's layer, switching layers on a keyframe of the target
 /// layer), at `now`. What each consumer's pacer lets go at once is queued in `outputs`
-/// straight away; peers that keep something to send, or must be driven for another reason,
+/// straight away, in one of `buffers`; peers that keep something to send, or must be driven for another reason,
 /// are marked and listed in `touched`, to be driven once later.
 pub(crate) fn forward(
     now: Instant,
@@ -33,6 +33,7 @@ pub(crate) fn forward(
     peers: &mut HashMap<PeerId, Box<Peer>>,
     touched: &mut Vec<PeerId>,
     outputs: &mut VecDeque<Output>,
+    buffers: &mut DatagramBuffers,
 ) -> Forwarded {
     let mut forwarded = Forwarded::default();
     let Some(consumers) = router.consumers_of.get(&packet.producer) else {
@@ -122,14 +123,17 @@ pub(crate) fn forward(
             }
         }
         let mut proto = None;
-        let Some(idle) = peer
-            .rtc
-            .direct_api()
-            .write_rtp_now(now, mid, None, write, |t| {
+        let Some(idle) = peer.rtc.direct_api().write_rtp_now(
+            now,
+            mid,
+            None,
+            write,
+            || buffers.take(),
+            |t| {
                 proto = Some(t.proto);
                 outputs.push_back(Output::Transmit(t));
-            })
-        else {
+            },
+        ) else {
             continue;
         };
         if let Some(proto) = proto {

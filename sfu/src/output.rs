@@ -78,6 +78,36 @@ pub enum Output {
     Timeout(Instant),
 }
 
+/// Buffers for the datagrams a worker writes at once (the packets a consumer's pacer lets go
+/// as they are forwarded): str0m protects each into a buffer from here, and a driver gives the
+/// buffer back with [`crate::Worker::give_back`] once the datagram is sent, for the next. A
+/// forwarded packet then costs no allocation per site.
+#[derive(Debug, Default)]
+pub(crate) struct DatagramBuffers {
+    free: Vec<Vec<u8>>,
+}
+
+impl DatagramBuffers {
+    /// A new buffer's capacity: an RTP packet of the largest size str0m writes, protected.
+    const CAPACITY: usize = 1280;
+    /// At most this many buffers wait for reuse: about what a driver sends in one go.
+    const KEEP: usize = 1024;
+
+    /// A buffer to write a datagram into (its length and contents are what it last held).
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(Self::CAPACITY))
+    }
+
+    /// Keeps `buffer` for reuse, unless enough wait or it is too small to be worth it.
+    pub fn give_back(&mut self, buffer: Vec<u8>) {
+        if self.free.len() < Self::KEEP && buffer.capacity() >= Self::CAPACITY {
+            self.free.push(buffer);
+        }
+    }
+}
+
 /// Counters, for the hub's statistics and for benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -100,4 +130,33 @@ pub struct WorkerStats {
     /// How much video the worker sheds to keep up: 0 none, up to
     /// [`crate::overload::MAX_LEVEL`], sound only for all.
     pub shed_level: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatagramBuffers;
+
+    #[test]
+    fn a_buffer_given_back_serves_the_next_datagram() {
+        let mut buffers = DatagramBuffers::default();
+        let mut first = buffers.take();
+        assert!(first.capacity() >= DatagramBuffers::CAPACITY);
+        first.extend_from_slice(&[1; 1100]);
+        let at = first.as_ptr();
+        buffers.give_back(first);
+        let second = buffers.take();
+        assert_eq!(second.as_ptr(), at, "the same allocation");
+        // A datagram str0m allocated itself, too small to be worth keeping, is dropped.
+        buffers.give_back(vec![0; 60]);
+        assert!(buffers.free.is_empty());
+    }
+
+    #[test]
+    fn at_most_keep_buffers_wait() {
+        let mut buffers = DatagramBuffers::default();
+        for _ in 0..DatagramBuffers::KEEP + 10 {
+            buffers.give_back(Vec::with_capacity(DatagramBuffers::CAPACITY));
+        }
+        assert_eq!(buffers.free.len(), DatagramBuffers::KEEP);
+    }
 }

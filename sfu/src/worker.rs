@@ -130,6 +130,12 @@ impl Worker {
         self.core.outputs.len()
     }
 
+    /// Gives back the buffer of an [`Output::Transmit`] once its datagram is sent, for the
+    /// datagrams of packets forwarded later (no allocation per packet and site).
+    pub fn give_back(&mut self, datagram: Vec<u8>) {
+        self.core.buffers.give_back(datagram);
+    }
+
     /// Creates a peer from its client's first offer and returns the hub's answer. Producers
     /// announced by the offer come out as [`Event::ProducerAdded`].
     pub fn add_peer(
@@ -730,6 +736,7 @@ impl Worker {
             &mut self.peers,
             &mut self.touched,
             &mut self.core.outputs,
+            &mut self.core.buffers,
         );
         if forwarded.packets > 0 {
             self.core.stats.packets_forwarded += forwarded.packets;

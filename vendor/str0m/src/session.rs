@@ -120,6 +120,10 @@ pub(crate) struct Session {
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
     poll_packet_buf: Vec<u8>,
 
+    /// A buffer [`Session::send_now`] took from its caller and did not fill (the pacer held
+    /// the packet back), for its next packet.
+    send_now_spare: Vec<u8>,
+
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
 
@@ -220,6 +224,7 @@ impl Session {
             pacer,
             pacer_control: PacerControl::new(),
             poll_packet_buf: vec![0; 2000],
+            send_now_spare: Vec::new(),
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1254,17 +1259,19 @@ impl Session {
 
     /// Sends what the stream `midrid` was just given, at `now`, if the pacer lets it go:
     /// stamps the stream's new packets, runs the pacer's own handling and polls packets out
-    /// through `emit` until none is left or the pacer holds the rest. Returns whether nothing
-    /// is left for the pacer before its regular handling: nothing unsent and no padding due
-    /// before it (the pacer's gate after the last packet opens at its next handling, here or
-    /// in a timeout). `false` also when this cannot be done here (keys, feedback or a probe
-    /// pending, or the stream not yet set up by a timeout): the caller must drive the `Rtc`
-    /// as usual.
+    /// through `emit`, each protected into a buffer from `buffer` (no allocation here when
+    /// the caller reuses its buffers), until none is left or the pacer holds the rest.
+    /// Returns whether nothing is left for the pacer before its regular handling: nothing
+    /// unsent and no padding due before it (the pacer's gate after the last packet opens at
+    /// its next handling, here or in a timeout). `false` also when this cannot be done here
+    /// (keys, feedback or a probe pending, or the stream not yet set up by a timeout): the
+    /// caller must drive the `Rtc` as usual.
     pub fn send_now(
         &mut self,
         now: Instant,
         midrid: MidRid,
-        mut emit: impl FnMut(DatagramSend),
+        mut buffer: impl FnMut() -> Vec<u8>,
+        mut emit: impl FnMut(Vec<u8>),
     ) -> bool {
         if self.rtp_closing
             || self.srtp_tx.is_none()
@@ -1282,10 +1289,16 @@ impl Session {
         // Each packet out closes the pacer's gate until its next handling.
         for _ in 0..SEND_NOW_MAX_PACKETS {
             self.update_queue_state(now, None);
-            let Some(datagram) = self.poll_packet(now) else {
+            let mut protected = std::mem::take(&mut self.send_now_spare);
+            if protected.capacity() == 0 {
+                protected = buffer();
+            }
+            let Some(len) = self.poll_packet_into(now, &mut protected) else {
+                self.send_now_spare = protected;
                 break;
             };
-            emit(datagram);
+            protected.truncate(len);
+            emit(protected);
             if !self.streams.has_unsent() {
                 break;
             }
@@ -1294,6 +1307,14 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
+        let mut protected = Vec::new();
+        let len = self.poll_packet_into(now, &mut protected)?;
+        protected.truncate(len);
+        Some(protected.into())
+    }
+
+    /// The next packet the pacer lets go, protected into `protected[..len]`; `len` returned.
+    fn poll_packet_into(&mut self, now: Instant, protected: &mut Vec<u8>) -> Option<usize> {
         let srtp_tx = self.srtp_tx.as_mut()?;
 
         // Figure out which, if any, queue to poll
@@ -1339,7 +1360,7 @@ impl Session {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let len = srtp_tx.protect_rtp_into(buf, &header, *seq_no, protected);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1360,7 +1381,7 @@ impl Session {
             self.media_bytes_tx += payload_size as u64;
         }
 
-        Some(protected.into())
+        Some(len)
     }
 
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {

@@ -367,7 +367,10 @@ impl<'a> DirectApi<'a> {
     /// Writes `rtp` to the transmit stream of `mid` and `rid` and, when the pacer lets it go
     /// at `now`, hands it to `send` protected and addressed at once, with whatever else of the
     /// session's media the pacer releases at `now`: no [`Rtc::handle_input`] timeout and no
-    /// [`Rtc::poll_output`] pass per packet. `now` also moves the `Rtc`'s clock.
+    /// [`Rtc::poll_output`] pass per packet. `now` also moves the `Rtc`'s clock. Each
+    /// datagram is protected into a buffer `buffer` gives (its length and contents do not
+    /// matter), so that a caller that reuses the buffers of sent datagrams allocates none
+    /// per packet.
     ///
     /// Returns `None` if there is no such stream (nothing is written). `Some(true)`: the pacer
     /// holds nothing for later, and the `Rtc` needs no driving before the timeout it last
@@ -381,11 +384,15 @@ impl<'a> DirectApi<'a> {
         mid: Mid,
         rid: Option<Rid>,
         rtp: crate::rtp::RtpWrite,
+        buffer: impl FnMut() -> Vec<u8>,
         mut send: impl FnMut(crate::net::Transmit),
     ) -> Option<bool> {
         let rtc: &mut Rtc = &mut self.rtc;
         let midrid = MidRid(mid, rid);
-        rtc.session.streams.stream_tx_by_midrid(midrid)?.write_rtp(rtp);
+        rtc.session
+            .streams
+            .stream_tx_by_midrid(midrid)?
+            .write_rtp(rtp);
         if !rtc.is_connected() || now < rtc.last_now {
             return Some(false);
         }
@@ -399,13 +406,13 @@ impl<'a> DirectApi<'a> {
             peer_bytes_tx,
             ..
         } = rtc;
-        let idle = session.send_now(now, midrid, |contents| {
+        let idle = session.send_now(now, midrid, buffer, |contents| {
             *peer_bytes_tx += contents.len() as u64;
             send(crate::net::Transmit {
                 proto,
                 source,
                 destination,
-                contents,
+                contents: contents.into(),
             });
         });
         Some(idle)

@@ -249,6 +249,13 @@ impl DecryptWarnings {
     }
 }
 
+/// Makes `output` at least `len` long, zero-filling only what it adds.
+fn grow_to(output: &mut Vec<u8>, len: usize) {
+    if output.len() < len {
+        output.resize(len, 0);
+    }
+}
+
 impl SrtpContext {
     /// Makes the next SRTCP index the one `other` would use next (same keys, so an index must
     /// not be used twice).
@@ -264,6 +271,23 @@ impl SrtpContext {
         header: &RtpHeader,
         srtp_index: u64, // same as ext_seq
     ) -> Vec<u8> {
+        let mut output = Vec::new();
+        let len = self.protect_rtp_into(buf, header, srtp_index, &mut output);
+        output.truncate(len);
+        output
+    }
+
+    /// Protects an RTP packet as [`SrtpContext::protect_rtp`] does, into `output`: the
+    /// protected packet is `output[..len]`, `len` returned. `output` is grown (never shrunk)
+    /// to what the cipher needs, so that a buffer kept for it is written without being
+    /// allocated or cleared again.
+    pub(crate) fn protect_rtp_into(
+        &mut self,
+        buf: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64, // same as ext_seq
+        output: &mut Vec<u8>,
+    ) -> usize {
         // SRTP layout
         // [header, [rtp, (padding + pad_count)], tag]
 
@@ -296,29 +320,34 @@ impl SrtpContext {
 
         match &mut self.rtp {
             Derived::Aes128CmSha1_80 { key, salt, enc, .. } => {
-                // arbitrary body lengths are fine: the output buffer below is
-                // allocated with the CTR scratch the ciphers need and truncated
-                // after encryption, so no 16-byte alignment is required.
+                // arbitrary body lengths are fine: the output buffer below has
+                // the CTR scratch the ciphers need past the tag, so no 16-byte
+                // alignment is required.
                 let iv = Aes128CmSha1_80::rtp_iv(*salt, *header.ssrc, srtp_index);
 
-                // Allocate buffer with CTR padding (aws-lc-rs requirement)
+                // Room for the CTR padding (aws-lc-rs requirement)
                 // HMAC_TAG_LEN is 10, CTR_BUFFER_PADDING is 15, so we need 5 extra bytes
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
-                let mut output =
-                    vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
+                let len = buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN;
+                grow_to(output, len + padding_needed);
 
-                enc.encrypt(&iv, input, &mut output[hlen..])
+                enc.encrypt(&iv, input, &mut output[hlen..len + padding_needed])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(&buf[..hlen]);
 
                 let hmac_start = buf.len();
                 let sha1_hmac = |k: &[u8], p: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(k, p);
-                Aes128CmSha1_80::rtp_hmac(sha1_hmac, key, &mut output, srtp_index, hmac_start);
+                Aes128CmSha1_80::rtp_hmac(
+                    sha1_hmac,
+                    key,
+                    &mut output[..len],
+                    srtp_index,
+                    hmac_start,
+                );
 
-                output.truncate(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN);
-                output
+                len
             }
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
@@ -328,13 +357,14 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                let len = buf.len() + AeadAes128Gcm::TAG_LEN;
+                grow_to(output, len);
+                enc.encrypt(&iv, aad, input, &mut output[hlen..len])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
 
-                output
+                len
             }
             Derived::AeadAes256Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
@@ -344,13 +374,14 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                let len = buf.len() + AeadAes256Gcm::TAG_LEN;
+                grow_to(output, len);
+                enc.encrypt(&iv, aad, input, &mut output[hlen..len])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
 
-                output
+                len
             }
         }
     }
@@ -1056,6 +1087,40 @@ mod test {
                 .lines()
                 .map(str::to_owned)
                 .collect()
+        }
+    }
+
+    #[test]
+    fn protecting_into_a_kept_buffer_gives_the_same_packets() {
+        for profile in [
+            SrtpProfile::AES128_CM_SHA1_80,
+            SrtpProfile::AEAD_AES_128_GCM,
+            SrtpProfile::AEAD_AES_256_GCM,
+        ] {
+            let mat = KeyingMaterial::new(&vec![7; profile.keying_material_len()]);
+            let crypto = crate::crypto::test_default_provider();
+            let mut fresh = SrtpContext::new(crypto, profile, &mat, true);
+            let mut kept = SrtpContext::new(crypto, profile, &mat, true);
+            // A buffer that held something longer before.
+            let mut buffer = vec![0xa5; 1500];
+            for (seq, body_len) in [(1_u16, 1000_usize), (2, 13), (3, 160)] {
+                let mut packet = vec![0x80, 111, 0, seq as u8, 0, 0, 0, 9, 0, 0, 0, 1];
+                packet.extend((0..body_len).map(|i| i as u8));
+                let header =
+                    RtpHeader::parse(&packet, &crate::rtp_::ExtensionMap::empty()).unwrap();
+                let expected = fresh.protect_rtp(&packet, &header, seq as u64);
+                let len = kept.protect_rtp_into(&packet, &header, seq as u64, &mut buffer);
+                assert_eq!(
+                    &buffer[..len],
+                    &expected[..],
+                    "{profile:?}, {body_len} bytes"
+                );
+                assert_eq!(
+                    fresh.unprotect_rtp(&buffer[..len], &header, seq as u64),
+                    Some(&packet[12..])
+                );
+            }
+            assert_eq!(buffer.len(), 1500, "the buffer is not shrunk");
         }
     }
 
