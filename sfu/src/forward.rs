@@ -24,8 +24,8 @@ pub(crate) struct Forwarded {
 /// Writes `packet` to every open consumer of its producer in `router` (for video, the
 /// consumers that forward this packet's layer, switching layers on a keyframe of the target
 /// layer), at `now`. What each consumer's pacer lets go at once is queued in `outputs`
-/// straight away, in one of `buffers`; peers that keep something to send, or must be driven for another reason,
-/// are marked and listed in `touched`, to be driven once later.
+/// straight away, written into one of `buffers`; peers that keep something to send, or must
+/// be driven for another reason, are marked and listed in `touched`, to be driven once later.
 pub(crate) fn forward(
     now: Instant,
     packet: &MediaPacket,
