@@ -88,7 +88,8 @@ pub(crate) struct DatagramBuffers {
 }
 
 impl DatagramBuffers {
-    /// A new buffer's capacity: an RTP packet of the largest size str0m writes, protected.
+    /// A new buffer's capacity: a full-size RTP packet (browsers send at most about 1,200
+    /// bytes) with its SRTP tag. A longer one grows its buffer, which is then kept as well.
     const CAPACITY: usize = 1280;
     /// At most this many buffers wait for reuse: about what a driver sends in one go.
     const KEEP: usize = 1024;

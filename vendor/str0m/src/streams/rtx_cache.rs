@@ -55,10 +55,6 @@ impl CachedPacket {
         }
     }
 
-    pub(crate) fn seq_no(&self) -> SeqNo {
-        self.seq_no
-    }
-
     pub(crate) fn payload_len(&self) -> usize {
         self.payload.len()
     }

@@ -1081,7 +1081,7 @@ impl StreamTx {
             };
 
             let resend = Resend {
-                seq_no: packet.seq_no(),
+                seq_no,
                 queued_at: now,
                 payload_size: packet.payload_len(),
             };
