@@ -9,7 +9,8 @@ use crate::overload::Allowance;
 
 /// A video consumer's layer choice and its hysteresis clocks. States: on a layer (`target`
 /// is `Some`, possibly waiting to go up or down) → audio only (`target` is `None`) → on a
-/// layer again once the link carries the lowest one with a margin.
+/// layer again once the link carries the lowest one with a margin, or on trial once it has
+/// waited [`LayerState::trial_wait`] and the estimate is close enough to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LayerState {
     /// The layer the link carries; `None`: audio only.
@@ -20,6 +21,15 @@ pub(crate) struct LayerState {
     pub under_since: Option<Instant>,
     /// When the consumer opened: no fall to audio only while the estimate is still young.
     pub opened_at: Option<Instant>,
+    /// When it last fell to audio only; `None` while it has not, or when the worker's load
+    /// took its video.
+    pub audio_only_since: Option<Instant>,
+    /// When it last came back from audio only.
+    pub returned_at: Option<Instant>,
+    /// How long it waits on audio only before trying the lowest layer on a link whose
+    /// estimate stays short of the way back: [`TRIAL_FIRST`], doubled after each return
+    /// that did not hold, up to [`TRIAL_MAX`].
+    pub trial_wait: Duration,
 }
 
 impl Default for LayerState {
@@ -30,7 +40,45 @@ impl Default for LayerState {
             over_since: None,
             under_since: None,
             opened_at: None,
+            audio_only_since: None,
+            returned_at: None,
+            trial_wait: TRIAL_FIRST,
         }
+    }
+}
+
+impl LayerState {
+    /// The state once `target` is chosen at `now`: its clocks start again, and a fall to
+    /// audio only sets the wait before the next trial.
+    fn moved_to(self, now: Instant, target: Option<u8>) -> LayerState {
+        let mut next = LayerState {
+            target,
+            over_since: None,
+            under_since: None,
+            ..self
+        };
+        match (self.target, target) {
+            (Some(_), None) => {
+                let held = self
+                    .returned_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= TRIAL_HOLD);
+                next.trial_wait = if held {
+                    TRIAL_FIRST
+                } else {
+                    (self.trial_wait * 2).min(TRIAL_MAX)
+                };
+                next.audio_only_since = Some(now);
+            }
+            (None, Some(_)) => next.returned_at = Some(now),
+            _ => {}
+        }
+        next
+    }
+
+    /// Whether a consumer on audio only has waited long enough to try the lowest layer.
+    fn may_try(&self, now: Instant) -> bool {
+        self.audio_only_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.trial_wait)
     }
 }
 
@@ -93,12 +141,25 @@ pub(crate) const AUDIO_BUDGET_BPS: u64 = 64_000;
 const DOWNGRADE_AFTER: Duration = Duration::from_secs(1);
 /// Below the lowest layer for this long, the consumer falls to audio only.
 const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(3);
-/// A new consumer's estimate is still ramping up: no audio-only fall before this.
+/// A new consumer's estimate, or that of one just back from audio only, is still ramping up
+/// with its video: no audio-only fall before this.
 const STARTUP_GRACE: Duration = Duration::from_secs(8);
 const UPGRADE_AFTER: Duration = Duration::from_secs(3);
 /// Back from audio only once the estimate carries the lowest layer with this margin
 /// (numerator, denominator): above the 1× that keeps a layer, so the state does not flap.
 const COME_BACK_MARGIN: (u64, u64) = (11, 10);
+/// A site on audio only receives its sound and the hub's padding, and str0m's estimate of
+/// such a link settles about 15 % under what the same link gave with video flowing (on a
+/// 235 kbit/s link: 196–206 kbit/s on audio only, 228–292 with the lowest layer). A link that
+/// carries the lowest layer may then never show the margin above. So a consumer that has
+/// waited its trial wait on audio only, and whose estimate is at least 5/6 of what the lowest
+/// layer and the sound need ([`TRIAL_SHORTFALL`]), gets the lowest layer on trial: video is
+/// the best probe of a link. A return that falls again within [`TRIAL_HOLD`] doubles the wait.
+const TRIAL_FIRST: Duration = Duration::from_secs(10);
+const TRIAL_MAX: Duration = Duration::from_secs(120);
+const TRIAL_HOLD: Duration = Duration::from_secs(30);
+/// A trial needs the lowest layer to fit within the estimate and a 1/this share of it more.
+const TRIAL_SHORTFALL: u64 = 5;
 /// str0m probes as soon as it is first given a desired bitrate. Probes sent in a connection's
 /// first few hundred milliseconds, before the site's video has started, measured tens of
 /// kbit/s and str0m adopts a probe's result outright: every new site's estimate fell from
@@ -111,7 +172,9 @@ const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Chooses each video consumer's layer: down when the layer has not fitted for a second, up
 /// one layer when the next has fitted with a quarter to spare for three seconds, and no video
 /// at all (audio only) below the lowest layer for three seconds once the consumer is eight
-/// seconds old. Consumers are served in the order given, each from what the ones before left.
+/// seconds old; back from audio only when the lowest layer has fitted with a margin for three
+/// seconds, or on trial (see [`TRIAL_FIRST`]). Consumers are served in the order given, each
+/// from what the ones before left.
 /// The probe asks for what it would take to receive everything, and at least for what the
 /// next step up needs, so the estimate can grow toward it.
 ///
@@ -151,7 +214,10 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
                     let over = now.saturating_duration_since(*state.over_since.get_or_insert(now));
                     // A consumer opened without an answer (a fixed peer's) counts from now.
                     let opened = *state.opened_at.get_or_insert(now);
-                    let settled = now.saturating_duration_since(opened) >= STARTUP_GRACE;
+                    let settled = [Some(opened), state.returned_at]
+                        .into_iter()
+                        .flatten()
+                        .all(|at| now.saturating_duration_since(at) >= STARTUP_GRACE);
                     if over >= DOWNGRADE_AFTER && t > 0 {
                         let lower = (0..t).rev().find(|l| rate(*l) <= budget && rate(*l) > 0);
                         Some(lower.unwrap_or(0))
@@ -169,16 +235,12 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
             }
             None => {
                 let fits = rate(0) * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1 <= budget + slack;
-                climb(now, &mut state, fits, 0)
+                let close = rate(0) <= budget + slack + link.estimate / TRIAL_SHORTFALL;
+                climb(now, &mut state, fits, 0).or((close && state.may_try(now)).then_some(0))
             }
         };
         if target != state.target {
-            state = LayerState {
-                target,
-                over_since: None,
-                under_since: None,
-                opened_at: state.opened_at,
-            };
+            state = state.moved_to(now, target);
         }
         if let Some(t) = state.target {
             receiving_video = true;
@@ -466,6 +528,67 @@ mod tests {
         let allocation = one.at(12.0, 200_000);
         assert_eq!(one.target(), Some(0));
         assert!(!allocation.audio_only);
+    }
+
+    /// A consumer on the lowest layer that falls to audio only at 3 s (100 kbit/s).
+    fn fallen() -> One {
+        let mut one = One::new(Some(0), 2);
+        one.at(0.0, 100_000);
+        one.at(3.0, 100_000);
+        assert_eq!(one.target(), None);
+        one
+    }
+
+    #[test]
+    fn an_estimate_short_of_the_way_back_tries_the_lowest_layer_after_its_wait() {
+        let mut one = fallen();
+        // 130 kbit/s: short of the lowest layer (150) but within a sixth of it.
+        one.at(4.0, 130_000);
+        one.at(12.9, 130_000);
+        assert_eq!(one.target(), None, "not before the first wait (10 s)");
+        let allocation = one.at(13.0, 130_000);
+        assert_eq!(one.target(), Some(0), "on trial");
+        assert!(!allocation.audio_only);
+        // The estimate stays short: the trial has the grace of a new consumer, then fails.
+        one.at(13.5, 130_000);
+        one.at(20.9, 130_000);
+        assert_eq!(one.target(), Some(0), "8 s to let the estimate grow with the video");
+        one.at(21.0, 130_000);
+        assert_eq!(one.target(), None, "the trial failed");
+        // The next trial waits twice as long.
+        one.at(40.9, 130_000);
+        assert_eq!(one.target(), None, "not before 20 s");
+        one.at(41.0, 130_000);
+        assert_eq!(one.target(), Some(0), "the second trial");
+    }
+
+    #[test]
+    fn a_trial_that_holds_resets_the_wait() {
+        let mut one = fallen();
+        one.at(13.0, 130_000);
+        assert_eq!(one.target(), Some(0), "on trial");
+        // The video lifts the estimate: the layer fits and the trial holds.
+        for at in 14..50 {
+            one.at(f64::from(at), 160_000);
+        }
+        assert_eq!(one.target(), Some(0));
+        // A later collapse starts from the first wait again.
+        one.at(50.0, 100_000);
+        one.at(53.0, 100_000);
+        assert_eq!(one.target(), None);
+        one.at(62.9, 130_000);
+        assert_eq!(one.target(), None);
+        one.at(63.0, 130_000);
+        assert_eq!(one.target(), Some(0), "10 s after the fall");
+    }
+
+    #[test]
+    fn a_link_far_below_the_lowest_layer_is_not_tried() {
+        let mut one = fallen();
+        // 120 kbit/s: short of the lowest layer by more than a sixth of it.
+        for at in 4..200 {
+            assert!(one.at(f64::from(at), 120_000).audio_only, "at {at} s");
+        }
     }
 
     #[test]
