@@ -275,6 +275,21 @@ fn header_only_reception_counts_what_the_full_mode_and_the_hub_count() {
         0,
         "every sample authenticates: {headers}"
     );
+    // Every keyframe's first packet is sampled: the one each site asked for when it joined,
+    // and one every 3 s; none of the studio's keyframes before a site joined.
+    let keyframes: u64 = clean["published"]
+        .as_array()
+        .expect("published streams")
+        .iter()
+        .filter(|s| s["publisher"] == 0)
+        .map(|s| u(&s["keyframes"]))
+        .sum();
+    let sampled = u(&headers["keyframes_sampled"]);
+    assert!(
+        (3 * 2..=3 * keyframes).contains(&sampled),
+        "{sampled} keyframes sampled, the studio sent {keyframes}: {headers}"
+    );
+    assert_eq!(u(&headers["keyframe_sample_failures"]), 0, "{headers}");
     assert!(u(&headers["twcc_feedbacks"]) > 100, "{headers}");
     assert!(u(&headers["receiver_reports"]) >= 3 * 5, "{headers}");
     let down = &clean["downstream"];

@@ -552,7 +552,11 @@ mod tests {
         // The estimate stays short: the trial has the grace of a new consumer, then fails.
         one.at(13.5, 130_000);
         one.at(20.9, 130_000);
-        assert_eq!(one.target(), Some(0), "8 s to let the estimate grow with the video");
+        assert_eq!(
+            one.target(),
+            Some(0),
+            "8 s to let the estimate grow with the video"
+        );
         one.at(21.0, 130_000);
         assert_eq!(one.target(), None, "the trial failed");
         // The next trial waits twice as long.

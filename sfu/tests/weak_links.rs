@@ -154,11 +154,19 @@ fn a_link_that_carries_the_lowest_layer_gets_it_back_after_a_collapse() {
     c.downlink.loss_percent = 1;
     net.run(Duration::from_secs(16), |net| net.send_media(STUDIO, 0));
     let layers = layers_during(&mut net, site, Duration::from_secs(4));
-    assert_eq!(main_layer(layers), Some(0), "the lowest layer first: {layers:?}");
+    assert_eq!(
+        main_layer(layers),
+        Some(0),
+        "the lowest layer first: {layers:?}"
+    );
 
     net.client(site).downlink.rate_bps = Some(90_000);
     net.run(Duration::from_secs(15), |net| net.send_media(STUDIO, 0));
-    assert_eq!(net.receptions.last(), Some(&(site, true)), "a collapse: audio only");
+    assert_eq!(
+        net.receptions.last(),
+        Some(&(site, true)),
+        "a collapse: audio only"
+    );
 
     net.client(site).downlink.rate_bps = Some(235_000);
     net.run(Duration::from_secs(15), |net| net.send_media(STUDIO, 0));

@@ -99,6 +99,34 @@ pub fn restamp(kind: Kind, payload: &mut [u8], sent_ns: u64) {
 
 /// Length of the VP8 payload descriptor plus, on a frame's first packet, the VP8 frame header.
 fn vp8_header_len(payload: &[u8]) -> Option<usize> {
+    let offset = vp8_descriptor_len(payload)?;
+    if !starts_frame(payload) {
+        return Some(offset);
+    }
+    let tag = *payload.get(offset)?;
+    Some(offset + if tag & 0x01 == 0 { 10 } else { 3 })
+}
+
+/// Whether a VP8 payload is a keyframe's first packet: the start of partition 0, whose frame
+/// tag says keyframe (bit 0 clear) and carries the start code (RFC 6386 §9.1).
+pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(offset) = vp8_descriptor_len(payload) else {
+        return false;
+    };
+    starts_frame(payload)
+        && payload.get(offset).is_some_and(|tag| tag & 0x01 == 0)
+        && payload.get(offset + 3..offset + 6) == Some(&[0x9d, 0x01, 0x2a][..])
+}
+
+/// The payload descriptor's S bit with partition index 0.
+fn starts_frame(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|d| d & 0x10 != 0 && d & 0x07 == 0)
+}
+
+/// Length of the VP8 payload descriptor (RFC 7741 §4.2).
+fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
     let descriptor = *payload.first()?;
     let mut offset = 1;
     if descriptor & 0x80 != 0 {
@@ -118,11 +146,6 @@ fn vp8_header_len(payload: &[u8]) -> Option<usize> {
         if extension & 0x30 != 0 {
             offset += 1;
         }
-    }
-    let starts_frame = descriptor & 0x10 != 0 && descriptor & 0x07 == 0;
-    if starts_frame {
-        let tag = *payload.get(offset)?;
-        offset += if tag & 0x01 == 0 { 10 } else { 3 };
     }
     Some(offset)
 }
@@ -431,6 +454,8 @@ mod tests {
         assert_eq!(first[0], VP8_START);
         assert_eq!(first[1] & 0x01, 0, "keyframe bit");
         assert_eq!(&first[4..7], &[0x9d, 0x01, 0x2a]);
+        assert!(is_vp8_keyframe_start(first));
+        assert!(!is_vp8_keyframe_start(&payloads[1]), "not a frame's start");
         for (i, p) in payloads.iter().enumerate() {
             assert!(p.len() <= MAX_PAYLOAD, "packet {i} is {} bytes", p.len());
             let s = Stamp::parse(Kind::Video, p).expect("stamp");
@@ -471,6 +496,7 @@ mod tests {
             },
         )[0];
         assert_eq!(payload[1] & 0x01, 1, "inter frame bit");
+        assert!(!is_vp8_keyframe_start(payload));
         assert_eq!(
             Stamp::parse(Kind::Video, payload).map(|s| s.publisher),
             Some(3)

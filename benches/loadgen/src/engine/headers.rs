@@ -10,8 +10,9 @@
 //!   gaps, duplicates; repairs (RTX) and padding apart;
 //! - unprotects a sample: one media packet in [`SAMPLE_EVERY`] per stream and each stream's
 //!   first, for the delay (the send-time stamp in the payload) and the integrity figures (it
-//!   must authenticate and carry a readable stamp); and the retransmissions that may repair a
-//!   gap, for the sequence number they carry;
+//!   must authenticate and carry a readable stamp); the first packet of every keyframe (see
+//!   [`Frames`]); and the retransmissions that may repair a gap, for the sequence number they
+//!   carry;
 //! - answers as a browser would, with its own RTCP under the session's SRTCP keys:
 //!   transport-wide congestion control feedback every 50 ms (what the hub's bandwidth
 //!   estimator reads), generic NACKs for the picture's gaps (up to three times each; sound is
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use str0m::rtp::{RtpHeader, SrtpContext};
 
-use crate::media::{Kind, Stamp};
+use crate::media::{Kind, Stamp, is_vp8_keyframe_start};
 
 /// One media packet in this many per stream is unprotected for its stamp.
 pub const SAMPLE_EVERY: u64 = 50;
@@ -46,6 +47,10 @@ const NACK_TRACKED: usize = 512;
 const SEEN: u64 = 4096;
 /// Packets reported per transport-wide feedback; more wait for the next one.
 const TWCC_PER_FEEDBACK: u64 = 400;
+/// A frame with at least this many times the packets of the stream's average frame (and at
+/// least two) may be a keyframe: its first packet is unprotected to see. The studio's
+/// keyframes are 4–6 times its average frame.
+pub const KEYFRAME_FACTOR: u32 = 2;
 
 /// What a site learned from the hub's SDP: the transport-wide sequence number's extension id
 /// and which retransmission SSRC repairs which stream.
@@ -106,6 +111,13 @@ pub struct HeaderCounts {
     /// or carried no readable stamp.
     pub sampled: u64,
     pub sample_failures: u64,
+    /// Frames of the picture large enough to be keyframes ([`KEYFRAME_FACTOR`]) whose first
+    /// arrived packet was unprotected; of those, the ones that were a keyframe's first packet
+    /// with a readable stamp (sampled for the delay too), and the ones that did not
+    /// authenticate. The rest are large delta frames, or keyframes whose first packet was lost.
+    pub keyframe_candidates: u64,
+    pub keyframes_sampled: u64,
+    pub keyframe_sample_failures: u64,
     /// Packets the site never got, as its last receiver reports would say (gaps in the
     /// sequence numbers of each stream).
     pub lost: u64,
@@ -133,6 +145,9 @@ impl HeaderCounts {
         self.unknown += other.unknown;
         self.sampled += other.sampled;
         self.sample_failures += other.sample_failures;
+        self.keyframe_candidates += other.keyframe_candidates;
+        self.keyframes_sampled += other.keyframes_sampled;
+        self.keyframe_sample_failures += other.keyframe_sample_failures;
         self.lost += other.lost;
         self.feedback_packets += other.feedback_packets;
         self.twcc_feedbacks += other.twcc_feedbacks;
@@ -157,6 +172,23 @@ pub struct WindowCount {
 /// A received packet's sample, for the thread's delay histograms.
 pub struct Sample {
     pub stamp: Stamp,
+    /// When the packet arrived: a keyframe's first packet is sampled once its frame is
+    /// complete, after it arrived.
+    pub arrived: Instant,
+}
+
+/// What one datagram gave to sample: a packet of its stream, and a keyframe's first packet
+/// whose frame it completed.
+#[derive(Default)]
+pub struct Samples {
+    pub packet: Option<Sample>,
+    pub keyframe: Option<Sample>,
+}
+
+impl Samples {
+    pub fn all(self) -> impl Iterator<Item = Sample> {
+        [self.packet, self.keyframe].into_iter().flatten()
+    }
 }
 
 /// One site's header-only reception. States: counting (from the handover until the run ends).
@@ -192,8 +224,8 @@ impl HeaderReception {
         }
     }
 
-    /// Counts one RTP datagram; returns the stamp when the packet was sampled. `kind_of`
-    /// names the kind of a payload type and whether it is a retransmission one.
+    /// Counts one RTP datagram; returns what it gave to sample. `kind_of` names the kind of a
+    /// payload type and whether it is a retransmission one.
     pub fn receive(
         &mut self,
         now: Instant,
@@ -201,20 +233,22 @@ impl HeaderReception {
         in_window: bool,
         facts: &SdpFacts,
         kind_of: impl FnOnce(u8) -> Option<(Kind, bool)>,
-    ) -> Option<Sample> {
+    ) -> Samples {
         self.counts.rtp_datagrams += 1;
-        let header = Header::parse(datagram, facts.twcc_id)?;
+        let Some(header) = Header::parse(datagram, facts.twcc_id) else {
+            return Samples::default();
+        };
         if let Some(seq) = header.twcc {
             self.twcc.record(seq, now);
         }
         // A retransmission SSRC may carry padding under the main payload type: the SSRC says.
         let Some((kind, retransmission)) = kind_of(header.pt) else {
             self.counts.unknown += 1;
-            return None;
+            return Samples::default();
         };
         if retransmission || facts.repairs.contains_key(&header.ssrc) || header.ssrc == 0 {
             self.repair(&header, datagram, facts);
-            return None;
+            return Samples::default();
         }
         let stream = self
             .streams
@@ -228,17 +262,52 @@ impl HeaderReception {
         self.counts.media_packets += 1;
         stream.jitter(arrival, header.timestamp);
         stream.packets += 1;
-        if stream.packets % SAMPLE_EVERY != 1 {
-            return None;
+        let sampled = stream.packets % SAMPLE_EVERY == 1;
+        let completed =
+            kind == Kind::Video && arrived && stream.frames.arrive(&header, datagram, index, now);
+        let mut samples = Samples::default();
+        if completed {
+            samples.keyframe = self.sample_keyframe(header.ssrc, facts);
+        }
+        if !sampled {
+            return samples;
         }
         self.counts.sampled += 1;
-        let sample = unprotect(&mut self.rx, datagram, &header, index)
+        samples.packet = unprotect(&mut self.rx, datagram, &header, index)
             .and_then(|payload| Stamp::parse(kind, payload))
-            .map(|stamp| Sample { stamp });
-        if sample.is_none() {
+            .map(|stamp| Sample {
+                stamp,
+                arrived: now,
+            });
+        if samples.packet.is_none() {
             self.counts.sample_failures += 1;
         }
-        sample
+        samples
+    }
+
+    /// Unprotects the first packet of the large frame stream `ssrc` has just completed; a
+    /// sample when it is a keyframe's first packet with a readable stamp.
+    fn sample_keyframe(&mut self, ssrc: u32, facts: &SdpFacts) -> Option<Sample> {
+        let frames = &self.streams.get(&ssrc)?.frames;
+        let kept = &frames.candidate;
+        let header = Header::parse(&kept.datagram, facts.twcc_id)?;
+        self.counts.keyframe_candidates += 1;
+        let Some(payload) = unprotect(&mut self.rx, &kept.datagram, &header, kept.index) else {
+            self.counts.keyframe_sample_failures += 1;
+            return None;
+        };
+        if !is_vp8_keyframe_start(payload) {
+            return None;
+        }
+        let Some(stamp) = Stamp::parse(Kind::Video, payload) else {
+            self.counts.keyframe_sample_failures += 1;
+            return None;
+        };
+        self.counts.keyframes_sampled += 1;
+        Some(Sample {
+            stamp,
+            arrived: kept.arrived?,
+        })
     }
 
     /// A packet of a retransmission stream: a repair when its stream has a gap it may fill
@@ -362,6 +431,81 @@ fn extend(highest: Option<u64>, seq: u16) -> u64 {
         .unwrap_or(u64::from(seq))
 }
 
+/// A packet kept until its frame is complete.
+#[derive(Debug, Default)]
+struct Kept {
+    datagram: Vec<u8>,
+    index: u64,
+    arrived: Option<Instant>,
+}
+
+/// Watches a picture stream's frames for keyframes without unprotecting them: the frame's
+/// first arrived packet is kept (a copy, in a buffer reused from frame to frame) until the
+/// frame is complete, at its marker bit or at the first packet of a later frame; a frame of
+/// at least [`KEYFRAME_FACTOR`] times the average frame's packets hands its first packet over
+/// ([`Frames::candidate`]) to be unprotected. A keyframe's size shows only at its end, and its
+/// type only under the encryption. States per frame: open (packets arriving) → decided.
+#[derive(Debug, Default)]
+pub struct Frames {
+    timestamp: Option<u32>,
+    packets: u32,
+    open: bool,
+    first: Kept,
+    /// The first packet of the last large frame.
+    candidate: Kept,
+    /// Packets per frame, a moving average (×16) over about the last 16 frames.
+    average16: Option<u32>,
+}
+
+impl Frames {
+    /// Takes a first arrival of the stream's media; returns whether it completed a large frame
+    /// (then its first packet is in [`Frames::candidate`]). A packet of an earlier frame than
+    /// the open one (reordered) is left out.
+    fn arrive(&mut self, header: &Header, datagram: &[u8], index: u64, now: Instant) -> bool {
+        let mut large = false;
+        if self.timestamp != Some(header.timestamp) {
+            let later = self
+                .timestamp
+                .is_none_or(|t| (header.timestamp.wrapping_sub(t) as i32) > 0);
+            if !later {
+                return false;
+            }
+            if self.open {
+                large = self.close();
+            }
+            self.timestamp = Some(header.timestamp);
+            self.packets = 0;
+            self.open = true;
+            self.first.datagram.clear();
+            self.first.datagram.extend_from_slice(datagram);
+            self.first.index = index;
+            self.first.arrived = Some(now);
+        }
+        self.packets += 1;
+        if header.marker && self.open {
+            // A frame of one packet is never large: `large` from above stays.
+            large |= self.close();
+        }
+        large
+    }
+
+    /// Decides the open frame; whether it was large.
+    fn close(&mut self) -> bool {
+        self.open = false;
+        let packets16 = self.packets * 16;
+        let large = self.packets >= 2
+            && self
+                .average16
+                .is_none_or(|average| packets16 >= average * KEYFRAME_FACTOR);
+        let average = self.average16.unwrap_or(packets16);
+        self.average16 = Some(average - average / 16 + self.packets);
+        if large {
+            std::mem::swap(&mut self.first, &mut self.candidate);
+        }
+        large
+    }
+}
+
 /// The clear part of an RTP packet.
 struct Header {
     pt: u8,
@@ -369,6 +513,7 @@ struct Header {
     timestamp: u32,
     ssrc: u32,
     padding: bool,
+    marker: bool,
     /// Length of the header with its CSRCs and extensions.
     len: usize,
     /// The transport-wide sequence number, when the packet has one.
@@ -401,6 +546,7 @@ impl Header {
             timestamp: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
             ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
             padding: fixed[0] & 0x20 != 0,
+            marker: fixed[1] & 0x80 != 0,
             len,
             twcc,
         })
@@ -455,6 +601,8 @@ struct Stream {
     prior_received: u64,
     jitter16: u64,
     last_transit: Option<i64>,
+    /// The picture's frames, watched for keyframes (a sound stream's stay empty).
+    frames: Frames,
 }
 
 impl Stream {
@@ -474,6 +622,7 @@ impl Stream {
             prior_received: 0,
             jitter16: 0,
             last_transit: None,
+            frames: Frames::default(),
         }
     }
 
@@ -816,6 +965,78 @@ mod tests {
             s.arrive(seq, now, true);
         }
         assert_eq!((s.received, s.lost()), (5 + 3 * SEEN, 0));
+    }
+
+    /// An RTP packet of SSRC 9 with no extension: sequence number, timestamp, marker.
+    fn packet(seq: u16, timestamp: u32, marker: bool) -> Vec<u8> {
+        let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&timestamp.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 9, 0x10, 0xAA]);
+        p
+    }
+
+    /// Feeds frames of `sizes` packets (the marker on each frame's last unless `markers` is
+    /// false); returns the first sequence number of each frame handed over as large.
+    fn large_frames(frames: &mut Frames, sizes: &[u16], markers: bool) -> Vec<u64> {
+        let now = Instant::now();
+        let mut seq = 0u16;
+        let mut large = Vec::new();
+        for (n, size) in sizes.iter().enumerate() {
+            for i in 0..*size {
+                let datagram = packet(seq, 3000 * n as u32, markers && i + 1 == *size);
+                let header = Header::parse(&datagram, None).expect("parses");
+                if frames.arrive(&header, &datagram, u64::from(seq), now) {
+                    let kept = Header::parse(&frames.candidate.datagram, None).expect("kept");
+                    large.push(u64::from(kept.seq));
+                }
+                seq += 1;
+            }
+        }
+        large
+    }
+
+    #[test]
+    fn hands_over_the_first_packet_of_each_frame_far_above_the_average() {
+        // A keyframe of 50 packets, deltas of 8 to 10, another keyframe, more deltas.
+        let mut sizes = vec![50];
+        sizes.extend([9, 8, 10, 9].repeat(5));
+        sizes.push(50);
+        sizes.extend([9, 10]);
+        let second = 50 + 20 * 9;
+        let mut frames = Frames::default();
+        assert_eq!(large_frames(&mut frames, &sizes, true), vec![0, second]);
+        // Without marker bits a frame is decided at the next one's first packet.
+        let mut frames = Frames::default();
+        assert_eq!(large_frames(&mut frames, &sizes, false), vec![0, second]);
+    }
+
+    #[test]
+    fn a_lowest_layer_keyframe_of_three_packets_is_large_among_frames_of_one() {
+        let mut sizes = vec![1; 30];
+        sizes.push(3);
+        sizes.extend([1, 1]);
+        let mut frames = Frames::default();
+        assert_eq!(large_frames(&mut frames, &sizes, true), vec![30]);
+    }
+
+    #[test]
+    fn a_reordered_packet_of_an_earlier_frame_does_not_split_the_open_one() {
+        let now = Instant::now();
+        let mut frames = Frames::default();
+        let feed = |frames: &mut Frames, seq: u16, ts: u32, marker: bool| {
+            let datagram = packet(seq, ts, marker);
+            let header = Header::parse(&datagram, None).expect("parses");
+            frames.arrive(&header, &datagram, u64::from(seq), now)
+        };
+        assert!(!feed(&mut frames, 0, 0, true));
+        assert!(!feed(&mut frames, 2, 3000, false));
+        assert!(!feed(&mut frames, 1, 0, false), "late: left out");
+        assert!(
+            feed(&mut frames, 3, 3000, true),
+            "two packets after one: large"
+        );
+        assert_eq!(frames.candidate.index, 2);
     }
 
     #[test]

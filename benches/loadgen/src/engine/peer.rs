@@ -344,7 +344,7 @@ impl Peer {
         headers.remote = Some(source);
         let arrival = ctx.clock.ns(now);
         let (rtc, kinds) = (&self.rtc, &mut self.kinds_by_pt);
-        let sample = headers.receive(
+        let samples = headers.receive(
             now,
             datagram,
             ctx.window.contains(arrival),
@@ -354,10 +354,10 @@ impl Peer {
         if headers.counts.media_packets > 0 {
             self.media_arrived(arrival, ctx);
         }
-        if let Some(sample) = sample
-            && ctx.window.contains(sample.stamp.sent_ns)
-        {
-            self.record_delay(&sample.stamp, arrival, ctx);
+        for sample in samples.all() {
+            if ctx.window.contains(sample.stamp.sent_ns) {
+                self.record_delay(&sample.stamp, ctx.clock.ns(sample.arrived), ctx);
+            }
         }
     }
 

@@ -90,7 +90,8 @@ pub struct Settings {
 
 /// What the sites counted in header-only reception (`--receive headers`), summed over them.
 /// `downstream` then comes from the sequence numbers: loss is the gaps in what the hub sent
-/// each site, as a receiver's RTCP reports it, and the delay is that of the sampled packets.
+/// each site, as a receiver's RTCP reports it, and the delay is that of the sampled packets
+/// (one in [`HeaderReceptionSummary::sample_every`] per stream, and each keyframe's first).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HeaderReceptionSummary {
     pub sites: usize,

@@ -41,11 +41,14 @@ impl Report {
             let c = &h.counts;
             let _ = writeln!(
                 t,
-                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} repairs, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
+                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} keyframes' first packets sampled of {} large frames, {} failed; {} repairs, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
                 h.sites,
                 h.sample_every,
                 c.sampled,
                 c.sample_failures,
+                c.keyframes_sampled,
+                c.keyframe_candidates,
+                c.keyframe_sample_failures,
                 c.repairs,
                 c.redundant_repairs,
                 c.padding,
