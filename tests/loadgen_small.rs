@@ -345,6 +345,49 @@ fn header_only_reception_counts_what_the_full_mode_and_the_hub_count() {
     );
 }
 
+/// A chair is offered the sites' tracks a few at a time as they join, and answers each offer
+/// at once: those answers are the hub's own requests coming back and are never refused as a
+/// flood, even with the hub's message limit far below them (2 a second here, bursts of 6).
+/// Once one was refused, the chair's negotiation waited for ever and 26 of these 30 sites
+/// never reached it.
+#[test]
+fn the_chairs_answers_to_the_hubs_offers_are_never_refused_as_a_flood() {
+    let report = run(
+        &[
+            "wall",
+            "--sites",
+            "30",
+            "--site-audio",
+            "--duration",
+            "4",
+            "--warmup",
+            "2",
+            "--floor-seconds",
+            "0",
+            "--hub-arg",
+            "--max-messages-per-second",
+            "--hub-arg",
+            "2",
+        ],
+        true,
+    );
+    assert_eq!(u(&report["joins"]["succeeded"]), 30, "{}", report["joins"]);
+    assert!(
+        report["joins"]["later_errors"]
+            .get("rate_limited")
+            .is_none(),
+        "{}",
+        report["joins"]
+    );
+    let up = &report["upstream"];
+    assert_eq!(
+        u(&up["streams"]),
+        60,
+        "every site's sound and picture: {up}"
+    );
+    assert_eq!(f(&up["loss_percent"]), 0.0, "{up}");
+}
+
 #[test]
 fn a_refused_join_is_counted_with_its_reason() {
     let report = run_loadgen(&[

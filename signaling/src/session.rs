@@ -170,6 +170,11 @@ pub async fn run<H: SessionHandler>(
     let mut bucket = TokenBucket::new(limits);
     let mut spoken = false;
     let mut refused_in_a_row = 0u32;
+    // The hub's offers not answered yet. An answer to one is the hub's own request coming
+    // back, bounded by the offers it sent: it is never refused as a flood. A chair is offered
+    // the tracks of every few sites that join, and answered each offer at once; one answer
+    // refused left its negotiation waiting for ever, and it never received the sites after.
+    let mut offers_unanswered = 0u32;
     let mut large = LargeMessageShare::default();
     let opened = Instant::now();
     let mut last_heard = Instant::now();
@@ -197,8 +202,12 @@ pub async fn run<H: SessionHandler>(
                     Some(Err(_)) | None => break CloseReason::ConnectionLost,
                 };
                 last_heard = Instant::now();
+                let answer = offers_unanswered > 0 && is_answer(&frame);
+                if answer {
+                    offers_unanswered -= 1;
+                }
                 // Ping frames count too: each one costs the hub a pong.
-                if !bucket.take(last_heard) {
+                if !answer && !bucket.take(last_heard) {
                     refused_in_a_row += 1;
                     tracing::warn!("signalling flood: message refused ({refused_in_a_row} in a row)");
                     if refused_in_a_row > limits.burst {
@@ -279,8 +288,12 @@ pub async fn run<H: SessionHandler>(
                     close_after(&mut socket, &message, close).await;
                     break CloseReason::HubClosed;
                 }
+                let offer = matches!(message, ServerMessage::Offer { .. });
                 if send(&mut socket, &message).await.is_err() {
                     break CloseReason::ConnectionLost;
+                }
+                if offer {
+                    offers_unanswered = offers_unanswered.saturating_add(1);
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => {
@@ -298,6 +311,21 @@ pub async fn run<H: SessionHandler>(
         }
     };
     handler.close(session, reason).await;
+}
+
+/// Whether a frame is an `answer` message; only its `type` is read.
+fn is_answer(frame: &Message) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    let Message::Text(text) = frame else {
+        return false;
+    };
+    // An object: serde would also read a struct from a sequence.
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<Kind>(text.as_str()).is_ok_and(|k| k.kind == "answer")
 }
 
 /// A session's part of [`LARGE_MESSAGE_BUDGET`]: the largest message over
@@ -422,6 +450,21 @@ const _: () = assert!(MAX_MESSAGE_BYTES < MAX_FRAME_BYTES);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_told_from_its_type_alone() {
+        let answer = Message::Text(r#"{"type": "answer", "sdp": "v=0\r\n", "more": 1}"#.into());
+        assert!(is_answer(&answer));
+        for other in [
+            r#"{"type": "offer", "sdp": "v=0"}"#,
+            r#"{"sdp": "v=0"}"#,
+            "not json",
+            r#"["answer"]"#,
+        ] {
+            assert!(!is_answer(&Message::Text(other.into())), "{other}");
+        }
+        assert!(!is_answer(&Message::Binary(b"answer".to_vec().into())));
+    }
 
     #[test]
     fn large_messages_share_one_budget_given_back_when_a_session_ends() {
