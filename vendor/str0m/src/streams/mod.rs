@@ -139,6 +139,8 @@ pub(crate) struct Streams {
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
     probe_media: Option<(Mid, Pt)>,
+    /// Kept between calls of [`Streams::send_queue_states`].
+    queue_states: Vec<QueueState>,
 
     /// Local SSRC used before we got any StreamTx. This is used for RTCP if we don't
     /// have any reasonable value to use.
@@ -180,6 +182,7 @@ impl Streams {
             streams_tx: Default::default(),
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
+            queue_states: Vec::new(),
             default_ssrc_tx: 0.into(), // this will be changed
             mids_to_report: Vec::with_capacity(10),
             enable_stats,
@@ -639,37 +642,70 @@ impl Streams {
         self.probe_media = media;
     }
 
+    /// The pacer's view of the send queues: the states of the streams with something queued,
+    /// in stream order, then that of the one idle stream the pacer would pad on, then the
+    /// probe source's. An idle queue tells the pacer only that it could carry padding and when
+    /// it last sent, and the pacer pads on the padding-capable queue that sent last (only while
+    /// every queue is empty): the states it sees lead to the same choices as those of every
+    /// stream. It reads them several times per packet, and a peer receiving hundreds of
+    /// streams (a chair watching every site) spent most of its time snapshotting, copying and
+    /// scanning idle ones. An idle stream's [`StreamTx::queue_info`] is sampled again only
+    /// once it has been busy.
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,
         mut can_probe: impl FnMut(Mid, Pt) -> bool,
     ) -> impl Iterator<Item = QueueState> {
-        // Snapshot each stream once, preferring media/RTX padding over the
+        // Snapshot each busy stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
+        let probing = self.probe_media.is_some();
         let mut media_padding = false;
-        let mut probe_queue = self.probe_media.map(|_| {
+        let states = &mut self.queue_states;
+        states.clear();
+        // The idle stream padding would go on: the last in stream order of those that sent
+        // last (as the pacer's `max_by_key` picks among all).
+        let mut idle_padding: Option<(Option<Instant>, Ssrc)> = None;
+        for (ssrc, stream) in &mut self.streams_tx {
+            if stream.is_idle() {
+                stream.refresh_idle_queue_info(now);
+                let last = stream.last_emitted();
+                let later = idle_padding.is_none_or(|(best, _)| last >= best);
+                // Only negotiated feedback sources can provide probe padding.
+                if stream.can_pad()
+                    && later
+                    && (!probing
+                        || stream
+                            .padding_pt()
+                            .is_some_and(|pt| can_probe(stream.mid(), pt)))
+                {
+                    idle_padding = Some((last, *ssrc));
+                }
+                continue;
+            }
+            let mut queue = stream.queue_state(now);
+            if probing && queue.use_for_padding {
+                // Only negotiated feedback sources can provide probe padding.
+                // Ordinary padding keeps its existing eligibility.
+                queue.use_for_padding = stream
+                    .padding_pt()
+                    .is_some_and(|pt| can_probe(stream.mid(), pt));
+            }
+            media_padding |= queue.use_for_padding;
+            states.push(queue);
+        }
+        if let Some(stream) = idle_padding.and_then(|(_, ssrc)| self.streams_tx.get_mut(&ssrc)) {
+            let mut queue = stream.queue_state(now);
+            queue.use_for_padding = true;
+            media_padding = true;
+            states.push(queue);
+        }
+        if self.probe_media.is_some() {
             let mut queue = self.probe_tx.queue_state(now);
             queue.midrid = MidRid(MID_PROBE, None);
-            queue
-        });
-        let mut streams = self.streams_tx.values_mut();
-        std::iter::from_fn(move || {
-            if let Some(stream) = streams.next() {
-                let mut queue = stream.queue_state(now);
-                if probe_queue.is_some() && queue.use_for_padding {
-                    // Only negotiated feedback sources can provide probe padding.
-                    // Ordinary padding keeps its existing eligibility.
-                    queue.use_for_padding = stream
-                        .padding_pt()
-                        .is_some_and(|pt| can_probe(stream.mid(), pt));
-                }
-                media_padding |= queue.use_for_padding;
-                return Some(queue);
-            }
-            let mut queue = probe_queue.take()?;
             queue.use_for_padding = !media_padding;
-            Some(queue)
-        })
+            states.push(queue);
+        }
+        states.drain(..)
     }
 
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {

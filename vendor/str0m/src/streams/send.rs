@@ -1213,6 +1213,33 @@ impl StreamTx {
         }
     }
 
+    /// Whether the pacer would see nothing queued here: no packet ready, no resend, no
+    /// padding. Its queue state then only says whether it can carry padding
+    /// ([`StreamTx::can_pad`]) and when it last sent ([`StreamTx::last_emitted`]).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.send_queue.is_idle() && self.resends.is_empty() && self.padding == 0
+    }
+
+    pub(crate) fn can_pad(&self) -> bool {
+        self.padding_enabled()
+    }
+
+    pub(crate) fn last_emitted(&self) -> Option<Instant> {
+        self.send_queue.last_emitted()
+    }
+
+    /// Samples an idle stream's queue for [`StreamTx::queue_info`] unless its last sample
+    /// already showed it idle.
+    pub(crate) fn refresh_idle_queue_info(&mut self, now: Instant) {
+        if self
+            .queue_info
+            .as_ref()
+            .is_none_or(|info| info.packet_count != 0)
+        {
+            self.queue_state(now);
+        }
+    }
+
     fn queue_state_resend(&self, now: Instant) -> Option<QueueSnapshot> {
         if self.resends.is_empty() {
             return None;
@@ -1416,6 +1443,64 @@ struct Resend {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn the_pacer_is_shown_the_busy_queues_and_the_idle_one_it_would_pad_on() {
+        let now = Instant::now();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        for i in 0..6_u32 {
+            // Even ones can carry padding (an RTX SSRC).
+            let rtx = (i % 2 == 0).then(|| Ssrc::from(200 + i));
+            let mid = Mid::from(i.to_string().as_str());
+            let stream = streams.declare_stream_tx(Ssrc::from(100 + i), rtx, MidRid(mid, None));
+            stream.pt_for_padding = Some(96.into());
+        }
+        let busy = Ssrc::from(103);
+        let stream = streams.streams_tx.get_mut(&busy).expect("declared");
+        stream.resends.push_back(Resend {
+            seq_no: 7.into(),
+            queued_at: now,
+            payload_size: 100,
+        });
+        let busy = stream.midrid;
+        // What the pacer would pad on, seeing every stream.
+        let all: Vec<QueueState> = streams
+            .streams_tx
+            .values_mut()
+            .map(|s| s.queue_state(now))
+            .collect();
+        let pad_on = all
+            .iter()
+            .filter(|q| q.use_for_padding)
+            .max_by_key(|q| q.snapshot.last_emitted)
+            .map(|q| q.midrid);
+
+        let shown: Vec<QueueState> = streams.send_queue_states(now, |_, _| true).collect();
+        let midrids: Vec<MidRid> = shown.iter().map(|q| q.midrid).collect();
+        assert_eq!(
+            midrids,
+            vec![Some(busy), pad_on]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(shown[0].snapshot.packet_count, 1);
+        assert!(shown[1].use_for_padding);
+        assert_eq!(shown[1].snapshot.packet_count, 0);
+        // Every stream's queue information is sampled all the same; an idle one's, only
+        // again once it has been busy (or when padding would go on it).
+        for stream in streams.streams_tx.values() {
+            let info = stream.queue_info().expect("sampled");
+            assert_eq!(info.created_at(), now);
+        }
+        let later = now + Duration::from_millis(5);
+        let _ = streams.send_queue_states(later, |_, _| true).count();
+        for stream in streams.streams_tx.values() {
+            let info = stream.queue_info().expect("sampled");
+            let sampled = stream.midrid == busy || Some(stream.midrid) == pad_on;
+            assert_eq!(info.created_at() == later, sampled, "{:?}", stream.midrid);
+        }
+    }
 
     #[test]
     fn regular_padding_does_not_search_probe_negotiation() {

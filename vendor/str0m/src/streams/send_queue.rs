@@ -95,6 +95,16 @@ impl SendQueue {
         self.queue.is_empty()
     }
 
+    /// Whether no packet is ready for the pacer (none, or only ones not yet stamped): its
+    /// snapshot would count nothing.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.total.unsent_count == 0
+    }
+
+    pub(crate) fn last_emitted(&self) -> Option<Instant> {
+        self.last_emitted
+    }
+
     pub fn last(&self) -> Option<&RtpPacket> {
         self.queue.back()
     }
