@@ -50,7 +50,7 @@ const TWCC_PER_FEEDBACK: u64 = 400;
 /// A frame with at least this many times the packets of the stream's average frame (and at
 /// least two) may be a keyframe: its first packet is unprotected to see. The studio's
 /// keyframes are 4–6 times its average frame.
-pub const KEYFRAME_FACTOR: u32 = 2;
+const KEYFRAME_FACTOR: u32 = 2;
 
 /// What a site learned from the hub's SDP: the transport-wide sequence number's extension id
 /// and which retransmission SSRC repairs which stream.

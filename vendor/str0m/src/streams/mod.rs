@@ -659,6 +659,14 @@ impl Streams {
         // Snapshot each busy stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let probing = self.probe_media.is_some();
+        // Only negotiated feedback sources can provide probe padding.
+        // Ordinary padding keeps its existing eligibility.
+        let mut may_pad = |stream: &StreamTx| {
+            !probing
+                || stream
+                    .padding_pt()
+                    .is_some_and(|pt| can_probe(stream.mid(), pt))
+        };
         let mut media_padding = false;
         let states = &mut self.queue_states;
         states.clear();
@@ -670,26 +678,13 @@ impl Streams {
                 stream.refresh_idle_queue_info(now);
                 let last = stream.last_emitted();
                 let later = idle_padding.is_none_or(|(best, _)| last >= best);
-                // Only negotiated feedback sources can provide probe padding.
-                if stream.can_pad()
-                    && later
-                    && (!probing
-                        || stream
-                            .padding_pt()
-                            .is_some_and(|pt| can_probe(stream.mid(), pt)))
-                {
+                if stream.padding_enabled() && later && may_pad(stream) {
                     idle_padding = Some((last, *ssrc));
                 }
                 continue;
             }
             let mut queue = stream.queue_state(now);
-            if probing && queue.use_for_padding {
-                // Only negotiated feedback sources can provide probe padding.
-                // Ordinary padding keeps its existing eligibility.
-                queue.use_for_padding = stream
-                    .padding_pt()
-                    .is_some_and(|pt| can_probe(stream.mid(), pt));
-            }
+            queue.use_for_padding = queue.use_for_padding && may_pad(stream);
             media_padding |= queue.use_for_padding;
             states.push(queue);
         }

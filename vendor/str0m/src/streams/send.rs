@@ -560,7 +560,7 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
-    fn padding_enabled(&self) -> bool {
+    pub(crate) fn padding_enabled(&self) -> bool {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
 
@@ -1215,13 +1215,9 @@ impl StreamTx {
 
     /// Whether the pacer would see nothing queued here: no packet ready, no resend, no
     /// padding. Its queue state then only says whether it can carry padding
-    /// ([`StreamTx::can_pad`]) and when it last sent ([`StreamTx::last_emitted`]).
+    /// ([`StreamTx::padding_enabled`]) and when it last sent ([`StreamTx::last_emitted`]).
     pub(crate) fn is_idle(&self) -> bool {
         self.send_queue.is_idle() && self.resends.is_empty() && self.padding == 0
-    }
-
-    pub(crate) fn can_pad(&self) -> bool {
-        self.padding_enabled()
     }
 
     pub(crate) fn last_emitted(&self) -> Option<Instant> {
