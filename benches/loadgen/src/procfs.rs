@@ -14,10 +14,14 @@ pub struct ProcessSample {
     pub cpu_ns: u64,
     /// VmRSS.
     pub rss_bytes: u64,
+    /// RssAnon: the heap, stacks and other private memory (None on kernels before 4.5).
+    pub rss_anon_bytes: Option<u64>,
+    /// RssFile: pages of mapped files, mostly the binary's code as it is first run.
+    pub rss_file_bytes: Option<u64>,
     pub threads: u64,
 }
 
-/// Reads `/proc/PID/stat` (utime, stime) and `/proc/PID/status` (VmRSS).
+/// Reads `/proc/PID/stat` (utime, stime) and `/proc/PID/status` (VmRSS, RssAnon, RssFile).
 pub fn sample(pid: u32) -> io::Result<ProcessSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -26,6 +30,8 @@ pub fn sample(pid: u32) -> io::Result<ProcessSample> {
     Ok(ProcessSample {
         cpu_ns: ticks * (1_000_000_000 / clock_ticks_per_second()),
         rss_bytes: rss_kib * 1024,
+        rss_anon_bytes: parse_status_kib(&status, "RssAnon:").map(|k| k * 1024),
+        rss_file_bytes: parse_status_kib(&status, "RssFile:").map(|k| k * 1024),
         threads,
     })
 }

@@ -344,6 +344,12 @@ pub struct HubCost {
     pub rss_window_end_bytes: Option<u64>,
     /// (RSS at the window's end - RSS before the joins) / connected sites.
     pub rss_per_site_bytes: Option<f64>,
+    /// The same for the private memory alone (RssAnon: heap, stacks): what the sites hold,
+    /// without the binary's code pages that the first media brings in (RssFile).
+    pub rss_anon_per_site_bytes: Option<f64>,
+    /// RssFile at the window's end - RssFile before the joins: the binary's code and the
+    /// other mapped files first touched after the joins, counted once in `rss_per_site_bytes`.
+    pub rss_file_growth_bytes: Option<i64>,
     pub threads: Option<u64>,
     /// ICE-TCP media connections the hub held at the window's end (its `/metrics`).
     pub tcp_connections: Option<u64>,

@@ -306,6 +306,18 @@ impl Report {
                     ),
                 );
             }
+            if let (Some(anon), Some(file)) = (h.rss_anon_per_site_bytes, h.rss_file_growth_bytes)
+            {
+                row(
+                    &mut t,
+                    "of which private memory per site",
+                    format!(
+                        "{:.0} KiB (code and other file pages: {:+.1} MiB in all)",
+                        anon / 1024.0,
+                        file as f64 / 1048576.0
+                    ),
+                );
+            }
         } else {
             row(
                 &mut t,

@@ -184,6 +184,13 @@ impl Run {
                 let connected = joins.succeeded.max(1) as f64;
                 hub_cost.rss_per_site_bytes =
                     Some(b.rss_bytes.saturating_sub(before.rss_bytes) as f64 / connected);
+                if let (Some(end), Some(start)) = (b.rss_anon_bytes, before.rss_anon_bytes) {
+                    hub_cost.rss_anon_per_site_bytes =
+                        Some(end.saturating_sub(start) as f64 / connected);
+                }
+                if let (Some(end), Some(start)) = (b.rss_file_bytes, before.rss_file_bytes) {
+                    hub_cost.rss_file_growth_bytes = Some(end as i64 - start as i64);
+                }
             }
         } else if self.hub_pid.is_some() {
             self.warnings

@@ -1079,29 +1079,85 @@ impl TwccPacketId {
 }
 
 /// Record for a send entry in twcc.
+///
+/// A register keeps one per packet sent (hundreds per session), so a record keeps the send
+/// time alone as an `Instant`, and the times the feedback brings as offsets from it.
 #[derive(Debug)]
 pub struct TwccSendRecord {
-    /// Packet identification (sequence + optional probe cluster)
-    packet_id: TwccPacketId,
-
     /// The (local) time we sent the packet represented by seq.
     local_send_time: Instant,
 
+    /// TWCC sequence number.
+    seq: TwccSeq,
+
+    /// The probe cluster this packet belongs to, [`NO_CLUSTER`] if none.
+    cluster: u64,
+
+    /// When we received the feedback that reported the packet, in nanoseconds after
+    /// `local_send_time`; [`NO_TIME`] until then.
+    local_recv_ns: i64,
+
+    /// When the other side received the packet, in nanoseconds after `local_send_time`
+    /// (negative when its clock puts it before); [`NO_TIME`] until reported received.
+    remote_recv_ns: i64,
+
+    /// The invocation count of apply_report() that reported it (its low 32 bits: only
+    /// compared with the current count, while the record is one of the newest few hundred).
+    apply_report_counter: u32,
+
     /// Size in bytes of the payload sent.
     size: u16,
+}
 
-    recv_report: Option<TwccRecvReport>,
+/// [`TwccSendRecord::cluster`] of a packet that is not a probe.
+const NO_CLUSTER: u64 = u64::MAX;
+
+/// An offset of [`TwccSendRecord`] not known yet.
+const NO_TIME: i64 = i64::MIN;
+
+/// `to - from` in nanoseconds, negative when `to` is earlier (never [`NO_TIME`]).
+fn offset_ns(from: Instant, to: Instant) -> i64 {
+    let clamp = |d: Duration| d.as_nanos().min(i64::MAX as u128) as i64;
+    match to.checked_duration_since(from) {
+        Some(after) => clamp(after),
+        None => -clamp(from - to),
+    }
+}
+
+/// The instant `ns` nanoseconds after `base` (before it when negative).
+fn at_offset(base: Instant, ns: i64) -> Instant {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    let t = if ns >= 0 {
+        base.checked_add(d)
+    } else {
+        base.checked_sub(d)
+    };
+    t.unwrap_or(base)
 }
 
 impl TwccSendRecord {
+    fn new(packet_id: TwccPacketId, local_send_time: Instant, size: usize) -> Self {
+        TwccSendRecord {
+            local_send_time,
+            seq: packet_id.seq,
+            cluster: packet_id.cluster.map_or(NO_CLUSTER, |c| *c),
+            local_recv_ns: NO_TIME,
+            remote_recv_ns: NO_TIME,
+            apply_report_counter: 0,
+            // In practice the max sizes is constrained by the MTU and will max out around 1200
+            // bytes, hence this cast is fine.
+            size: size as u16,
+        }
+    }
+
     /// The twcc sequence number of the packet we sent.
     pub fn seq(&self) -> TwccSeq {
-        self.packet_id.seq()
+        self.seq
     }
 
     /// The probe cluster this packet belongs to, if it's a probe packet.
     pub fn cluster(&self) -> Option<TwccClusterId> {
-        self.packet_id.cluster()
+        (self.cluster != NO_CLUSTER).then(|| self.cluster.into())
     }
 
     /// The time we sent the packet.
@@ -1111,7 +1167,8 @@ impl TwccSendRecord {
 
     /// The time we received this TWCC record. [`None`] if no feedback has been received yet.
     pub fn local_recv_time(&self) -> Option<Instant> {
-        self.recv_report.as_ref().map(|r| r.local_recv_time)
+        self.is_reported()
+            .then(|| at_offset(self.local_send_time, self.local_recv_ns))
     }
 
     pub fn size(&self) -> usize {
@@ -1120,13 +1177,32 @@ impl TwccSendRecord {
 
     /// The time indicated by the remote side for when they received the packet.
     pub fn remote_recv_time(&self) -> Option<Instant> {
-        self.recv_report.as_ref().and_then(|r| r.remote_recv_time)
+        (self.remote_recv_ns != NO_TIME)
+            .then(|| at_offset(self.local_send_time, self.remote_recv_ns))
     }
 
     /// The rtt time between sending the packet and receiving the twcc report response.
     pub fn rtt(&self) -> Option<Duration> {
-        let recv_report = self.recv_report.as_ref()?;
-        Some(recv_report.local_recv_time - self.local_send_time)
+        self.is_reported()
+            .then(|| Duration::from_nanos(self.local_recv_ns.max(0) as u64))
+    }
+
+    /// Whether a feedback has reported this packet, received or lost.
+    fn is_reported(&self) -> bool {
+        self.local_recv_ns != NO_TIME
+    }
+
+    /// Records a feedback's report of this packet.
+    fn set_report(
+        &mut self,
+        local_recv_time: Instant,
+        remote_recv_time: Option<Instant>,
+        apply_report_counter: u64,
+    ) {
+        self.local_recv_ns = offset_ns(self.local_send_time, local_recv_time);
+        self.remote_recv_ns =
+            remote_recv_time.map_or(NO_TIME, |t| offset_ns(self.local_send_time, t));
+        self.apply_report_counter = apply_report_counter as u32;
     }
 }
 
@@ -1143,29 +1219,10 @@ impl TwccSendRecord {
         local_recv_time: Instant,
         remote_recv_time: Option<Instant>,
     ) -> Self {
-        Self {
-            packet_id,
-            local_send_time,
-            size: size as u16,
-            recv_report: Some(TwccRecvReport {
-                local_recv_time,
-                remote_recv_time,
-                apply_report_counter: 0,
-            }),
-        }
+        let mut record = TwccSendRecord::new(packet_id, local_send_time, size);
+        record.set_report(local_recv_time, remote_recv_time, 0);
+        record
     }
-}
-
-#[derive(Debug, Copy, Clone)]
-pub struct TwccRecvReport {
-    ///  The (local) time we received confirmation the other side received the seq.
-    local_recv_time: Instant,
-
-    /// The remote time the other side received the seq.
-    remote_recv_time: Option<Instant>,
-
-    /// The invocation count of apply_report(). Used for filtering.
-    apply_report_counter: u64,
 }
 
 impl TwccSendRegister {
@@ -1186,15 +1243,8 @@ impl TwccSendRegister {
         while self.queue.len() >= self.keep.max(1) {
             self.queue.pop_front();
         }
-        self.queue.push_back(TwccSendRecord {
-            packet_id,
-            local_send_time: now,
-            // In practice the max sizes is constrained by the MTU and will max out around 1200
-            // bytes, hence this cast is fine.
-            size: size as u16,
-            // The recv report, derived from TWCC feedback later.
-            recv_report: None,
-        });
+        self.queue
+            .push_back(TwccSendRecord::new(packet_id, now, size));
     }
 
     /// Apply a TWCC RTCP report.
@@ -1241,25 +1291,16 @@ impl TwccSendRegister {
                 return false;
             }
 
-            let apply_report_counter = if let Some(rr) = r.recv_report {
-                // This packed was already acked and handled before so carry
-                // over previous apply_report_counter, so it won't be included
-                // in the current apply_report() call result.
-                rr.remote_recv_time
-                    .map(|_| rr.apply_report_counter)
-                    .unwrap_or_else(|| apply_report_counter)
+            // A packet acked and handled before keeps its apply_report_counter, so it won't
+            // be included in the current apply_report() call result, and its remote recv time.
+            let acked_before = r.remote_recv_ns != NO_TIME;
+            let apply_report_counter = if acked_before {
+                u64::from(r.apply_report_counter)
             } else {
                 apply_report_counter
             };
-
-            // Carry over remote recv time if this packet was acked before.
             let remote_recv_time = r.remote_recv_time().or(remote_recv_time);
-            let recv_report = TwccRecvReport {
-                local_recv_time: now,
-                remote_recv_time,
-                apply_report_counter,
-            };
-            r.recv_report = Some(recv_report);
+            r.set_report(now, remote_recv_time, apply_report_counter);
 
             true
         }
@@ -1310,9 +1351,7 @@ impl TwccSendRegister {
             // apply_report_counter(). This is to not double count in the BWE,
             // which is the consumer of this returned iterator.
             .filter(move |s| {
-                s.recv_report
-                    .map(|r| r.apply_report_counter == apply_report_counter)
-                    .unwrap_or_default()
+                s.is_reported() && s.apply_report_counter == apply_report_counter as u32
             }),
         )
     }
@@ -1333,15 +1372,11 @@ impl TwccSendRegister {
             // If there's ingress loss but no egress loss, there's a chance the TWCC reports
             // themselves are lost. In this case considering packets that haven't been reported as
             // lost will incorrectly conclude that there is in fact egress loss.
-            .filter(|s| s.recv_report.is_some())
+            .filter(|s| s.is_reported())
             .take_while(|s| s.local_send_time >= lower_bound);
 
         let (total, lost) = packets.fold((0, 0), |(total, lost), s| {
-            let was_lost = s
-                .recv_report
-                .as_ref()
-                .map(|rr| rr.remote_recv_time.is_none())
-                .unwrap_or(true);
+            let was_lost = s.remote_recv_ns == NO_TIME;
 
             (total + 1, lost + u64::from(was_lost))
         });
@@ -2076,8 +2111,8 @@ mod test {
 
         for record in iter {
             assert!(
-                record.recv_report.is_some(),
-                "Report should have recorded recv_report"
+                record.local_recv_time().is_some(),
+                "Report should have recorded the feedback"
             );
         }
     }
@@ -2268,6 +2303,35 @@ mod test {
             iter.map(|r| *r.seq()).collect::<Vec<_>>(),
             (990..998).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_send_record_keeps_its_times_as_offsets() {
+        // A register keeps a few hundred of these per session.
+        assert!(std::mem::size_of::<TwccSendRecord>() <= 56);
+
+        let sent = Instant::now() + Duration::from_secs(10);
+        let mut record = TwccSendRecord::new(TwccPacketId::with_cluster(7, 3_u64), sent, 1200);
+        assert_eq!(*record.seq(), 7);
+        assert_eq!(record.cluster().map(|c| *c), Some(3));
+        assert_eq!(record.size(), 1200);
+        assert_eq!(record.local_recv_time(), None);
+        assert_eq!(record.remote_recv_time(), None);
+        assert_eq!(record.rtt(), None);
+
+        // The remote clock may put the reception before the local send time.
+        let acked = sent + Duration::from_nanos(87_654_321);
+        let remote = sent - Duration::from_nanos(1_234_567);
+        record.set_report(acked, Some(remote), 2);
+        assert_eq!(record.local_recv_time(), Some(acked));
+        assert_eq!(record.remote_recv_time(), Some(remote));
+        assert_eq!(record.rtt(), Some(Duration::from_nanos(87_654_321)));
+
+        // Reported lost.
+        let plain = TwccSendRecord::test_new(TwccPacketId::new(8), sent, 100, acked, None);
+        assert_eq!(plain.cluster(), None);
+        assert_eq!(plain.local_recv_time(), Some(acked));
+        assert_eq!(plain.remote_recv_time(), None);
     }
 
     #[test]
