@@ -158,26 +158,79 @@ impl Router {
 pub(crate) struct Meter {
     window_start: Option<Instant>,
     bytes: u64,
-    /// Bits per second, smoothed.
+    packets: u64,
+    /// Payload bits per second, smoothed.
     pub rate: u64,
+    /// Packets per second, smoothed like `rate`.
+    packet_rate: u64,
+    /// When the last packet came.
+    last_at: Option<Instant>,
+    /// A window has been measured since the stream last fell silent.
+    measured: bool,
+}
+
+/// What a stream sends now, as [`Meter::sending`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sending {
+    /// Nothing for [`Meter::SILENT_AFTER`], or nothing ever: a producer the chair muted, or
+    /// one that has not started.
+    Nothing,
+    /// It sends again, and its first window is not measured yet.
+    Unmeasured,
+    /// Bits per second on the wire: payload, and per packet [`Meter::PACKET_OVERHEAD_BYTES`].
+    Bps(u64),
 }
 
 impl Meter {
     const WINDOW: Duration = Duration::from_millis(500);
+    /// Silent after this long without a packet (Opus DTX sends one every 400 ms at most).
+    pub const SILENT_AFTER: Duration = Duration::from_secs(1);
+    /// What a packet takes on the wire beside its payload: the RTP header with a few header
+    /// extensions (about 24 bytes), the SRTP tag (16 with AES-GCM), UDP (8) and IPv4 (20).
+    pub const PACKET_OVERHEAD_BYTES: u64 = 68;
 
     pub fn add(&mut self, at: Instant, bytes: usize) {
+        if self
+            .last_at
+            .is_some_and(|last| at.saturating_duration_since(last) > Self::SILENT_AFTER)
+        {
+            // Back from silence: measure afresh, not across the gap. The last rate stays
+            // until then (a video layer's allocation goes on from it).
+            self.window_start = None;
+            self.bytes = 0;
+            self.packets = 0;
+            self.measured = false;
+        }
+        self.last_at = Some(at);
         let start = *self.window_start.get_or_insert(at);
         self.bytes += bytes as u64;
+        self.packets += 1;
         let elapsed = at.saturating_duration_since(start);
         if elapsed >= Self::WINDOW {
-            let rate = self.bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
-            self.rate = if self.rate == 0 {
-                rate
-            } else {
-                (self.rate + rate) / 2
-            };
+            let ms = elapsed.as_millis().max(1) as u64;
+            let rate = self.bytes * 8 * 1000 / ms;
+            let packet_rate = self.packets * 1000 / ms;
+            let smooth = |old: u64, new: u64| if old == 0 { new } else { (old + new) / 2 };
+            self.rate = smooth(self.rate, rate);
+            self.packet_rate = smooth(self.packet_rate, packet_rate);
+            self.measured = true;
             self.window_start = Some(at);
             self.bytes = 0;
+            self.packets = 0;
+        }
+    }
+
+    /// What the stream sends as of `now`.
+    pub fn sending(&self, now: Instant) -> Sending {
+        match self.last_at {
+            Some(last) if now.saturating_duration_since(last) <= Self::SILENT_AFTER => {
+                if self.measured {
+                    Sending::Bps(self.rate + self.packet_rate * Self::PACKET_OVERHEAD_BYTES * 8)
+                } else {
+                    Sending::Unmeasured
+                }
+            }
+            _ => Sending::Nothing,
         }
     }
 }
@@ -185,6 +238,43 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_tells_silence_and_the_wire_rate() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut meter = Meter::default();
+        assert_eq!(meter.sending(start), Sending::Nothing, "nothing ever sent");
+        // Opus: 120 bytes every 20 ms.
+        for i in 0..25 {
+            meter.add(at(i * 20), 120);
+        }
+        assert_eq!(
+            meter.sending(at(490)),
+            Sending::Unmeasured,
+            "the first window is open"
+        );
+        for i in 25..=50 {
+            meter.add(at(i * 20), 120);
+        }
+        // 48 kbit/s of payload, 50 packets a second of 68 bytes of headers.
+        let Sending::Bps(bps) = meter.sending(at(1000)) else {
+            panic!("measured: {:?}", meter.sending(at(1000)));
+        };
+        assert!((73_000..=78_000).contains(&bps), "{bps}");
+        // Muted: silent a second after the last packet.
+        assert!(matches!(meter.sending(at(1900)), Sending::Bps(_)));
+        assert_eq!(meter.sending(at(2100)), Sending::Nothing);
+        // Speaking again: measured afresh, not across the gap; the last rate stays meanwhile.
+        let rate = meter.rate;
+        meter.add(at(5000), 120);
+        assert_eq!(meter.sending(at(5000)), Sending::Unmeasured);
+        assert_eq!(meter.rate, rate);
+        for i in 1..=25 {
+            meter.add(at(5000 + i * 20), 120);
+        }
+        assert!(matches!(meter.sending(at(5500)), Sending::Bps(b) if b > 70_000));
+    }
 
     #[test]
     fn router_keeps_both_maps_in_step() {

@@ -23,7 +23,7 @@ use crate::keyframes::KeyframeDecision;
 use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::overload::Overload;
 use crate::peer::Peer;
-use crate::router::{Consumer, MediaPacket};
+use crate::router::{Consumer, MediaPacket, Sending};
 use crate::stun;
 
 /// A media worker's peers and routing, driven from outside: datagrams and relays come in
@@ -832,7 +832,7 @@ impl Worker {
         // In consumer id order, so that who is served first does not depend on hashing.
         let mut ids: Vec<ConsumerId> = peer.consumers_by_mid.values().copied().collect();
         ids.sort_unstable();
-        let mut audio_tracks = 0;
+        let mut audio_bps = 0;
         let mut pinned_bps = 0;
         let mut video = Vec::new();
         let mut consumers = Vec::new();
@@ -841,7 +841,15 @@ impl Worker {
                 continue;
             };
             match c.kind {
-                MediaKind::Audio => audio_tracks += 1,
+                MediaKind::Audio => {
+                    let sending = self
+                        .core
+                        .meters
+                        .get(&c.producer)
+                        .and_then(|layers| layers.first())
+                        .map_or(Sending::Nothing, |meter| meter.sending(now));
+                    audio_bps += allocate::audio_set_aside(sending);
+                }
                 // Its one layer, always (a relaying hub's).
                 MediaKind::Video if c.pinned => {
                     let rates = layer_rates(&self.core.meters, c.producer, c.max_layer);
@@ -861,7 +869,7 @@ impl Worker {
         let link = allocate::Link {
             estimate,
             connected_at: peer.connected_at,
-            audio_tracks,
+            audio_bps,
             pinned_bps,
             allowance: self.overload.allowance(id, consumers.len()),
         };

@@ -306,8 +306,7 @@ impl Report {
                     ),
                 );
             }
-            if let (Some(anon), Some(file)) = (h.rss_anon_per_site_bytes, h.rss_file_growth_bytes)
-            {
+            if let (Some(anon), Some(file)) = (h.rss_anon_per_site_bytes, h.rss_file_growth_bytes) {
                 row(
                     &mut t,
                     "of which private memory per site",
