@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -40,7 +41,13 @@ pub struct DataDirLock {
 }
 
 impl DataDirLock {
-    /// Takes the directory's lock, or says that another process holds it.
+    /// How long [`DataDirLock::acquire`] waits for a lock another process holds: a hub
+    /// restarted right after the last one stopped, or a process that was being started in
+    /// the meantime and held a copy of its file until it ran its program, gets it then.
+    const WAIT: Duration = Duration::from_secs(2);
+
+    /// Takes the directory's lock, or says that another process holds it (after
+    /// [`DataDirLock::WAIT`]).
     pub fn acquire(data_dir: &Path) -> Result<DataDirLock, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Internal(format!("cannot create {}: {e}", data_dir.display()))
@@ -52,16 +59,26 @@ impl DataDirLock {
             .write(true)
             .open(&path)
             .map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DataDirLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Internal(format!(
-                "another diemcau hub is running with the data directory {}; stop it first",
-                data_dir.display()
-            ))),
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Internal(format!(
-                "cannot lock {}: {e}",
-                path.display()
-            ))),
+        let deadline = Instant::now() + Self::WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DataDirLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Internal(format!(
+                        "another diemcau hub is running with the data directory {}; stop it first",
+                        data_dir.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::Internal(format!(
+                        "cannot lock {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
         }
     }
 }
@@ -269,6 +286,20 @@ mod tests {
         );
         drop(first);
         DataDirLock::acquire(&dir).expect("free again");
+    }
+
+    #[test]
+    fn a_lock_released_meanwhile_is_taken() {
+        let dir = temp_dir("lock-wait");
+        let first = DataDirLock::acquire(&dir).expect("first");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let started = Instant::now();
+        DataDirLock::acquire(&dir).expect("taken once the first goes");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().expect("the first lock released");
     }
 
     #[test]
