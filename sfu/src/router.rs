@@ -165,6 +165,8 @@ pub(crate) struct Meter {
     packet_rate: u64,
     /// When the last packet came.
     last_at: Option<Instant>,
+    /// When the stream last sent again after falling silent.
+    resumed_at: Option<Instant>,
     /// A window has been measured since the stream last fell silent.
     measured: bool,
 }
@@ -194,11 +196,10 @@ impl Meter {
             .last_at
             .is_some_and(|last| at.saturating_duration_since(last) > Self::SILENT_AFTER)
         {
-            // Back from silence: measure afresh, not across the gap. The last rate stays
-            // until then (a video layer's allocation goes on from it).
-            self.window_start = None;
-            self.bytes = 0;
-            self.packets = 0;
+            // Back from silence: what was measured before is not what it sends now. The
+            // windows go on as they were (a sparse stream, a still screen one frame a second,
+            // is measured across its gaps).
+            self.resumed_at = Some(at);
             self.measured = false;
         }
         self.last_at = Some(at);
@@ -213,7 +214,10 @@ impl Meter {
             let smooth = |old: u64, new: u64| if old == 0 { new } else { (old + new) / 2 };
             self.rate = smooth(self.rate, rate);
             self.packet_rate = smooth(self.packet_rate, packet_rate);
-            self.measured = true;
+            // A window that began before the stream fell silent spans the silence.
+            if self.resumed_at.is_none_or(|resumed| start >= resumed) {
+                self.measured = true;
+            }
             self.window_start = Some(at);
             self.bytes = 0;
             self.packets = 0;
@@ -265,15 +269,30 @@ mod tests {
         // Muted: silent a second after the last packet.
         assert!(matches!(meter.sending(at(1900)), Sending::Bps(_)));
         assert_eq!(meter.sending(at(2100)), Sending::Nothing);
-        // Speaking again: measured afresh, not across the gap; the last rate stays meanwhile.
-        let rate = meter.rate;
+        // Speaking again: not measured until a window that began after the silence ends (the
+        // one that spans the silence reads too low).
         meter.add(at(5000), 120);
         assert_eq!(meter.sending(at(5000)), Sending::Unmeasured);
-        assert_eq!(meter.rate, rate);
-        for i in 1..=25 {
+        for i in 1..25 {
             meter.add(at(5000 + i * 20), 120);
         }
-        assert!(matches!(meter.sending(at(5500)), Sending::Bps(b) if b > 70_000));
+        assert_eq!(meter.sending(at(5480)), Sending::Unmeasured);
+        meter.add(at(5500), 120);
+        assert!(matches!(meter.sending(at(5500)), Sending::Bps(b) if b > 50_000));
+    }
+
+    #[test]
+    fn a_sparse_stream_is_measured_across_its_gaps() {
+        // A still screen: a frame of five 1,000-byte packets every 1.5 s.
+        let start = Instant::now();
+        let mut meter = Meter::default();
+        for frame in 0..6 {
+            for i in 0..5 {
+                meter.add(start + Duration::from_millis(frame * 1500 + i), 1000);
+            }
+        }
+        // 40,000 bits every 1.5 s: about 27 kbit/s.
+        assert!((15_000..=40_000).contains(&meter.rate), "{}", meter.rate);
     }
 
     #[test]
