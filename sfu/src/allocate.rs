@@ -530,21 +530,25 @@ mod tests {
         );
     }
 
+    /// One allocation for a wall of `states.len()` single-layer pictures of 150 kbit/s at
+    /// `now`: their new states, and how many are on.
+    fn wall_turn(now: Instant, link: Link, states: &mut Vec<LayerState>) -> usize {
+        let consumers: Vec<VideoConsumer> = states
+            .iter()
+            .map(|state| VideoConsumer {
+                max_layer: 0,
+                rates: vec![150_000],
+                state: *state,
+            })
+            .collect();
+        *states = allocate(now, link, &consumers).states;
+        states.iter().filter(|s| s.target.is_some()).count()
+    }
+
     #[test]
     fn muted_sounds_leave_their_budget_to_the_pictures() {
         let start = Instant::now();
         // Ten sites' pictures of 150 kbit/s and their sounds, on a 2 Mbit/s estimate.
-        let consumers: Vec<VideoConsumer> = (0..10)
-            .map(|_| VideoConsumer {
-                max_layer: 0,
-                rates: vec![150_000],
-                state: LayerState {
-                    target: Some(0),
-                    opened_at: Some(start),
-                    ..LayerState::default()
-                },
-            })
-            .collect();
         let pictures = |audio_bps| {
             let link = Link {
                 estimate: 2_000_000,
@@ -553,22 +557,19 @@ mod tests {
                 pinned_bps: 0,
                 allowance: Allowance::All,
             };
-            let mut states: Vec<LayerState> = consumers.iter().map(|c| c.state).collect();
+            let on = LayerState {
+                target: Some(0),
+                opened_at: Some(start),
+                ..LayerState::default()
+            };
+            let mut states = vec![on; 10];
             // Long enough for a picture that does not fit to be taken off (after the start-up
             // grace), not for its trial return.
+            let mut count = 0;
             for s in 0..15 {
-                let now = start + secs(f64::from(s));
-                let current: Vec<VideoConsumer> = consumers
-                    .iter()
-                    .zip(&states)
-                    .map(|(c, s)| VideoConsumer {
-                        state: *s,
-                        ..c.clone()
-                    })
-                    .collect();
-                states = allocate(now, link, &current).states;
+                count = wall_turn(start + secs(f64::from(s)), link, &mut states);
             }
-            states.iter().filter(|s| s.target.is_some()).count()
+            count
         };
         let speaking = pictures(10 * audio_set_aside(Sending::Bps(75_000)));
         let muted = pictures(10 * audio_set_aside(Sending::Nothing));
@@ -768,18 +769,7 @@ mod tests {
             allowance: Allowance::All,
         };
         let mut states = vec![state; 40];
-        let run = |states: &mut Vec<LayerState>, at: f64| {
-            let consumers: Vec<VideoConsumer> = states
-                .iter()
-                .map(|state| VideoConsumer {
-                    max_layer: 0,
-                    rates: vec![150_000],
-                    state: *state,
-                })
-                .collect();
-            *states = allocate(start + secs(at), link, &consumers).states;
-            states.iter().filter(|s| s.target.is_some()).count()
-        };
+        let run = |states: &mut Vec<LayerState>, at: f64| wall_turn(start + secs(at), link, states);
         assert_eq!(run(&mut states, 0.0), 40, "not before the fall delay");
         assert_eq!(run(&mut states, 3.0), 20, "what the estimate carries");
         // Trials take what lacks from one shared room (a fifth of the estimate: four
