@@ -9,8 +9,8 @@
 //! together) before it collects the worker's output, so each site's `Rtc` is driven once per
 //! turn, not once per packet. The turn's datagrams are then sent grouped by destination: a run
 //! of equal-size datagrams to one site (the last may be shorter) leaves as one UDP GSO send
-//! (`UDP_SEGMENT`, through quinn-udp), one `sendto` each where the kernel refuses GSO. Each
-//! destination's datagrams keep their order.
+//! (`UDP_SEGMENT`, each datagram read from its own buffer: [`gso`]), one `sendto` each where
+//! the kernel refuses GSO. Each destination's datagrams keep their order.
 //!
 //! Beside UDP, [`tcp`] serves ICE over TCP for halls whose network passes only TCP: one
 //! listener hands each connection to the worker of the peer its first STUN request names, and
@@ -20,6 +20,7 @@
 //! ([`single_port`]): a datagram read by a worker that does not own its peer is handed to the
 //! one that does, and every worker announces the same candidates.
 
+mod gso;
 mod single_port;
 mod tcp;
 
@@ -301,9 +302,11 @@ impl MediaPlane {
                 .get(index)
                 .map(|h| h.stats.clone())
                 .unwrap_or_default();
-            let gso = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
+            let gso_segments = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
                 .inspect_err(|e| tracing::warn!(worker = index, "no batched sends: {e}"))
-                .ok();
+                .map_or(1, |state| {
+                    state.max_gso_segments().clamp(1, gso::MAX_SEGMENTS)
+                });
             let driver = Driver {
                 tcp: config
                     .tcp
@@ -319,9 +322,8 @@ impl MediaPlane {
                 tcp_buf: vec![0u8; 16 * 1024],
                 stats,
                 index,
-                gso,
+                gso_segments,
                 outgoing: Vec::new(),
-                segments: Vec::new(),
                 socket,
                 poll,
                 inbox,
@@ -545,12 +547,11 @@ struct Driver {
     stats: Arc<Mutex<WorkerStats>>,
     index: usize,
     socket: UdpSocket,
-    /// GSO state of the socket; `None` where the platform offers none (plain sends then).
-    gso: Option<quinn_udp::UdpSocketState>,
+    /// Most datagrams in one GSO send: 1 where the platform or the kernel offers none (plain
+    /// sends then).
+    gso_segments: usize,
     /// This turn's datagrams, sent together by [`Driver::send_outgoing`].
     outgoing: Vec<Transmit>,
-    /// One GSO send's datagrams, back to back.
-    segments: Vec<u8>,
     poll: Poll,
     inbox: Receiver<Command>,
     others: Vec<WorkerHandle>,
@@ -777,7 +778,7 @@ impl Driver {
         }
         // A stable sort: each destination's datagrams stay in the order str0m produced them.
         outgoing.sort_by_key(|t| t.destination);
-        let max_segments = self.gso.as_ref().map_or(1, |g| g.max_gso_segments()).max(1);
+        let max_segments = self.gso_segments;
         let mut rest = outgoing.as_slice();
         while let Some(first) = rest.first() {
             let size = first.contents.len();
@@ -814,23 +815,26 @@ impl Driver {
     /// Sends datagrams to one destination, all `size` bytes but the last: one GSO send, or
     /// one `sendto` each when there is one or the kernel refuses GSO.
     fn send_run(&mut self, run: &[Transmit], size: usize) {
-        if let (Some(gso), [first, _, ..]) = (&self.gso, run) {
-            self.segments.clear();
-            for t in run {
-                self.segments.extend_from_slice(&t.contents);
-            }
-            let transmit = quinn_udp::Transmit {
-                destination: first.destination,
-                ecn: None,
-                contents: &self.segments,
-                segment_size: Some(size),
-                src_ip: None,
-            };
-            match gso.try_send(quinn_udp::UdpSockRef::from(&self.socket), &transmit) {
+        if let [first, _, ..] = run {
+            let datagrams = run.iter().map(|t| &t.contents[..]);
+            match gso::send(&self.socket, first.destination, datagrams, size) {
                 Ok(()) => return,
-                // quinn-udp has turned GSO off for this socket: send them one by one.
-                Err(_) if gso.max_gso_segments() <= 1 => {}
-                Err(e) => {
+                Err(gso::SendError::Unsupported(e)) => {
+                    tracing::info!(
+                        worker = self.index,
+                        "GSO send refused ({e}): sending datagrams one by one from now on"
+                    );
+                    self.gso_segments = 1;
+                }
+                Err(gso::SendError::WouldBlock) => {
+                    tracing::trace!(
+                        worker = self.index,
+                        "send to {} would block",
+                        first.destination
+                    );
+                    return;
+                }
+                Err(gso::SendError::Other(e)) => {
                     tracing::trace!(
                         worker = self.index,
                         "send to {} failed: {e}",
