@@ -101,6 +101,10 @@ pub struct HeaderCounts {
     pub duplicates: u64,
     /// Retransmissions that filled a gap.
     pub repairs: u64,
+    /// Packets that came after a later one of their stream (a gap they filled themselves,
+    /// without a retransmission): a retransmission the hub had from its publisher late, or a
+    /// reordering. No longer asked for.
+    pub reordered: u64,
     /// Padding and probes (packets of a retransmission or probe SSRC with the padding bit).
     pub padding: u64,
     /// Retransmissions of packets that had arrived (or too late to count).
@@ -140,6 +144,7 @@ impl HeaderCounts {
         self.media_packets += other.media_packets;
         self.duplicates += other.duplicates;
         self.repairs += other.repairs;
+        self.reordered += other.reordered;
         self.padding += other.padding;
         self.redundant_repairs += other.redundant_repairs;
         self.unknown += other.unknown;
@@ -255,9 +260,16 @@ impl HeaderReception {
             .entry(header.ssrc)
             .or_insert_with(|| Stream::new(kind));
         let arrival = stream.rtp_units(now.saturating_duration_since(self.epoch));
-        let (index, arrived) = stream.arrive(header.seq, now, in_window);
+        let Arrival {
+            index,
+            first: arrived,
+            late,
+        } = stream.arrive(header.seq, now, in_window);
         if !arrived {
             self.counts.duplicates += 1;
+        }
+        if late {
+            self.counts.reordered += 1;
         }
         self.counts.media_packets += 1;
         stream.jitter(arrival, header.timestamp);
@@ -580,6 +592,16 @@ fn find_extension(profile: u16, mut body: &[u8], id: u8) -> Option<&[u8]> {
     None
 }
 
+/// What [`Stream::arrive`] made of a packet.
+struct Arrival {
+    /// Its extended sequence number.
+    index: u64,
+    /// Its first arrival (else a duplicate, or too old to tell).
+    first: bool,
+    /// It came after a later packet of its stream.
+    late: bool,
+}
+
 /// One of the hub's media streams to this site.
 struct Stream {
     kind: Kind,
@@ -653,13 +675,18 @@ impl Stream {
         before
     }
 
-    /// Records the arrival of `seq`; returns its index and whether it was its first arrival.
-    fn arrive(&mut self, seq: u16, now: Instant, in_window: bool) -> (u64, bool) {
+    /// Records the arrival of `seq`: its index, whether it was its first arrival, and whether
+    /// it filled a gap (then it is no longer asked for by NACK, as a browser's receiver does).
+    fn arrive(&mut self, seq: u16, now: Instant, in_window: bool) -> Arrival {
         let index = extend(self.first.map(|_| self.highest), seq);
         let Some(_) = self.first else {
             self.first = Some(index);
             self.highest = index;
-            return (index, self.mark(index, in_window));
+            return Arrival {
+                index,
+                first: self.mark(index, in_window),
+                late: false,
+            };
         };
         if index > self.highest {
             if index - self.highest > SEEN {
@@ -678,9 +705,18 @@ impl Stream {
             }
             self.highest = index;
         } else if self.highest - index >= SEEN || Some(index) < self.first {
-            return (index, false);
+            return Arrival {
+                index,
+                first: false,
+                late: false,
+            };
         }
-        (index, self.mark(index, in_window))
+        let first = self.mark(index, in_window);
+        let late = first && index < self.highest;
+        if late && let Some(at) = self.missing.iter().position(|(i, _, _)| *i == index) {
+            self.missing.remove(at);
+        }
+        Arrival { index, first, late }
     }
 
     /// Marks `index` as arrived; false when it had.
@@ -960,11 +996,22 @@ mod tests {
         assert!(s.fill(12));
         assert!(!s.fill(12), "a second repair is padding");
         assert_eq!((s.received, s.lost(), s.window_received), (5, 0, 5));
+        // A packet that comes after a later one fills its gap: no longer asked for.
+        for seq in [15u16, 18] {
+            assert!(!s.arrive(seq, now, true).late);
+        }
+        let late = s.arrive(16, now, true);
+        assert!(late.first && late.late);
+        assert!(!s.arrive(16, now, true).late, "a duplicate is not late");
+        assert_eq!(s.due_nacks(now), vec![17]);
+        assert_eq!(s.lost(), 1);
+        assert!(s.arrive(17, now, true).late);
+        assert_eq!(s.lost(), 0);
         // Far past the ring's length, every packet still counts once.
-        for seq in 15..15 + 3 * SEEN as u16 {
+        for seq in 19..19 + 3 * SEEN as u16 {
             s.arrive(seq, now, true);
         }
-        assert_eq!((s.received, s.lost()), (5 + 3 * SEEN, 0));
+        assert_eq!((s.received, s.lost()), (9 + 3 * SEEN, 0));
     }
 
     /// An RTP packet of SSRC 9 with no extension: sequence number, timestamp, marker.

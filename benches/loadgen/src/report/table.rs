@@ -41,7 +41,7 @@ impl Report {
             let c = &h.counts;
             let _ = writeln!(
                 t,
-                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} keyframes' first packets sampled of {} large frames, {} failed; {} repairs, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
+                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} keyframes' first packets sampled of {} large frames, {} failed; {} repairs, {} reordered, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
                 h.sites,
                 h.sample_every,
                 c.sampled,
@@ -50,6 +50,7 @@ impl Report {
                 c.keyframe_candidates,
                 c.keyframe_sample_failures,
                 c.repairs,
+                c.reordered,
                 c.redundant_repairs,
                 c.padding,
                 c.nacked_packets,

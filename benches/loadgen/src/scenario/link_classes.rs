@@ -280,14 +280,14 @@ pub(super) fn header_flow(receivers: Vec<&PeerReport>, delay: &Histogram) -> Flo
             k.1 += w.received.min(w.expected);
         }
         f.duplicates += counts.duplicates;
-        f.late_packets += counts.repairs;
+        f.late_packets += counts.repairs + counts.reordered;
         count_receiver(
             &mut f,
             ReceiverSummary {
                 id: peer.status.id,
                 expected_packets: expected,
                 received_packets: received,
-                late_packets: counts.repairs,
+                late_packets: counts.repairs + counts.reordered,
             },
         );
     }
