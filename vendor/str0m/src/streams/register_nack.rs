@@ -22,6 +22,11 @@ pub struct NackRegister {
 
     /// Range of seq numbers considered NACK reporting.
     active: Option<Range<SeqNo>>,
+
+    /// How many packets of the active range still need a NACK (missing, attempts left), kept
+    /// as packets arrive and are NACKed so that [`NackRegister::has_pending_nacks`] does not
+    /// walk the range: a session asks it for each paused stream every time it is polled.
+    pending: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,13 +89,13 @@ impl<'a> Iterator for NackIterator<'a> {
             blp: 0,
         };
 
-        self.reg.packet_mut(self.next.into()).mark_nacked(self.now);
+        self.reg.mark_nacked(self.next.into(), self.now);
         self.next += 1;
 
         for (i, s) in (self.next..self.end).take(16).enumerate() {
-            let packet = self.reg.packet_mut(s.into());
+            let packet = self.reg.packet(s.into());
             if packet.is_nack_due(self.now, self.retry_interval) {
-                packet.mark_nacked(self.now);
+                self.reg.mark_nacked(s.into(), self.now);
                 entry.blp |= 1 << i
             }
             self.next += 1;
@@ -108,6 +113,7 @@ impl NackRegister {
         let mut n = NackRegister {
             packets: vec![PacketStatus::default(); BUFFER_SIZE as usize],
             active: None,
+            pending: 0,
         };
 
         if let Some(seq) = max_seq_no {
@@ -165,7 +171,12 @@ impl NackRegister {
             if !p.received && s != *seq {
                 trace!("Seq no {} missing after {} attempts", s, p.nack_count);
             }
+            // Past the old range's end, a slot holds no packet of the range (nothing counted).
+            let leaves_pending = s <= *active.end && p.needs_nack();
             self.packet_mut(s.into()).reset();
+            if leaves_pending {
+                self.pending_done();
+            }
 
             if i > self.packets.len() {
                 // we have reset all entries already
@@ -173,8 +184,20 @@ impl NackRegister {
             }
         }
 
+        // The packets the range gains are all missing until they arrive: the slots past the
+        // old end were reset when their last packets left the range.
+        let gained_from = (*active.end + 1).max(*start);
+        if *end >= gained_from {
+            self.pending += (*end - gained_from + 1) as usize;
+        }
+
         if (start..=end).contains(&seq) {
-            self.packet_mut(seq).mark_received();
+            let p = self.packet_mut(seq);
+            let was_pending = p.needs_nack();
+            p.mark_received();
+            if was_pending {
+                self.pending_done();
+            }
         }
 
         self.active = Some(start..end);
@@ -185,6 +208,22 @@ impl NackRegister {
     fn init_with_seq(&mut self, seq: SeqNo) {
         self.active = Some(seq..seq);
         self.packet_mut(seq).mark_received();
+        self.pending = 0;
+    }
+
+    /// A packet of the active range no longer needs a NACK.
+    fn pending_done(&mut self) {
+        debug_assert!(self.pending > 0, "a pending NACK counted twice");
+        self.pending = self.pending.saturating_sub(1);
+    }
+
+    /// Counts a NACK sent for `seq`, which needed one.
+    fn mark_nacked(&mut self, seq: SeqNo, now: Instant) {
+        let p = self.packet_mut(seq);
+        p.mark_nacked(now);
+        if !p.needs_nack() {
+            self.pending_done();
+        }
     }
 
     pub fn max_seq(&self) -> Option<SeqNo> {
@@ -195,11 +234,7 @@ impl NackRegister {
     ///
     /// Includes retries that are waiting for their RTT deadline.
     pub fn has_pending_nacks(&self) -> bool {
-        let Some(active) = &self.active else {
-            return false;
-        };
-
-        (*active.start..=*active.end).any(|seq| self.packet(seq.into()).needs_nack())
+        self.pending > 0
     }
 
     /// Create NACK reports for packets whose requests are due.
@@ -566,7 +601,65 @@ mod test {
         assert_not_dirty(reg);
     }
 
+    /// The packets of the active range that need a NACK, counted by walking it.
+    fn walked_pending(reg: &NackRegister) -> usize {
+        reg.active.clone().map_or(0, |active| {
+            (*active.start..=*active.end)
+                .filter(|seq| reg.packet((*seq).into()).needs_nack())
+                .count()
+        })
+    }
+
+    #[test]
+    fn pending_count_agrees_with_the_range_through_gaps_reorders_and_jumps() {
+        // A fixed pseudo-random walk: mostly in order, with gaps, late packets, repeats,
+        // jumps past the window and NACK rounds, checked after every step.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut reg = NackRegister::new(None);
+        let mut seq: u64 = 65_000;
+        let mut now = Instant::now();
+        let mut saw_pending = 0;
+        for step in 0..20_000 {
+            let roll = next() % 100;
+            let arriving = match roll {
+                0..=89 => {
+                    seq += 1;
+                    seq
+                }
+                90..=92 => {
+                    seq += 2 + next() % 6;
+                    seq
+                }
+                93..=96 => seq.saturating_sub(next() % 120),
+                97..=98 => seq,
+                _ => {
+                    seq += 90 + next() % 300;
+                    seq
+                }
+            };
+            reg.update(arriving.into());
+            if step % 3 == 0 {
+                now += Duration::from_millis(30 + next() % 100);
+                let _ = nack_entries(&mut reg, now, Some(Duration::from_millis(40)));
+            }
+            assert_eq!(reg.pending, walked_pending(&reg), "step {step}");
+            assert_not_dirty(&reg);
+            if reg.has_pending_nacks() {
+                saw_pending += 1;
+            }
+        }
+        // The walk did go through both states, many times.
+        assert!(saw_pending > 2_000 && saw_pending < 18_000, "{saw_pending}");
+    }
+
     fn assert_not_dirty(reg: &NackRegister) {
+        assert_eq!(reg.pending, walked_pending(reg), "pending count");
         // we should leave no dirty state outside of the nack window
         let active = reg.active.clone().expect("nack range");
         let active = (*active.start..=*active.end)
