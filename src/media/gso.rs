@@ -26,7 +26,8 @@ pub(super) enum SendError {
 
 /// Sends `datagrams` to `destination` as one GSO send of `segment_size`-byte segments: every
 /// datagram but the last must be that long, the last at most that, and there must be at most
-/// [`MAX_SEGMENTS`] of them.
+/// [`MAX_SEGMENTS`] of them; otherwise nothing is sent and the error says the input is
+/// invalid.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
 pub(super) fn send<'a>(
@@ -35,14 +36,24 @@ pub(super) fn send<'a>(
     datagrams: impl Iterator<Item = &'a [u8]>,
     segment_size: usize,
 ) -> Result<(), SendError> {
-    let segment_size = u16::try_from(segment_size)
-        .map_err(|_| SendError::Other(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let invalid = || SendError::Other(io::Error::from(io::ErrorKind::InvalidInput));
+    let segment_size = u16::try_from(segment_size).map_err(|_| invalid())?;
     let mut iovecs = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; MAX_SEGMENTS];
     let mut count = 0;
-    for (slot, datagram) in iovecs.iter_mut().zip(datagrams) {
+    let mut ended = false;
+    for datagram in datagrams {
+        // The kernel cuts the message every `segment_size` bytes: a datagram after a shorter
+        // one, or a longer one, would come out cut elsewhere.
+        let (Some(slot), false) = (iovecs.get_mut(count), ended) else {
+            return Err(invalid());
+        };
+        if datagram.len() > usize::from(segment_size) {
+            return Err(invalid());
+        }
+        ended = datagram.len() < usize::from(segment_size);
         // The kernel only reads through `iov_base` for a send.
         slot.iov_base = datagram.as_ptr().cast_mut().cast();
         slot.iov_len = datagram.len();
@@ -138,5 +149,30 @@ mod tests {
             assert_eq!(from, sender.local_addr().unwrap());
             assert_eq!(&buf[..n], expected.as_slice());
         }
+    }
+
+    /// A run the kernel would cut elsewhere is refused whole: a datagram after a shorter one,
+    /// a longer one, or more than [`MAX_SEGMENTS`].
+    #[test]
+    fn a_run_the_kernel_would_cut_elsewhere_is_refused() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let (full, short, long) = (vec![1u8; 1200], vec![2u8; 300], vec![3u8; 1300]);
+        let many = vec![full.as_slice(); MAX_SEGMENTS + 1];
+        for run in [
+            vec![full.as_slice(), short.as_slice(), full.as_slice()],
+            vec![full.as_slice(), long.as_slice()],
+            many,
+        ] {
+            let sent = send(&sender, to, run.into_iter(), 1200);
+            assert!(
+                matches!(sent, Err(SendError::Other(ref e)) if e.kind() == io::ErrorKind::InvalidInput),
+                "a bad run was sent"
+            );
+        }
+        receiver.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(receiver.recv_from(&mut buf).is_err(), "nothing was sent");
     }
 }
