@@ -136,6 +136,11 @@ pub(crate) struct Streams {
     /// All outgoing encoded streams.
     streams_tx: HashMap<Ssrc, StreamTx>,
 
+    /// Where [`Streams::stream_tx_by_midrid`] found a stream by its exact mid and rid, once
+    /// there are more than [`TX_INDEXED_ABOVE`] of them. An entry is checked against the
+    /// stream before it is used, so one left by a removed or renumbered stream costs one walk.
+    tx_by_midrid: HashMap<MidRid, Ssrc>,
+
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
     probe_media: Option<(Mid, Pt)>,
@@ -160,6 +165,11 @@ pub(crate) struct Streams {
     pause_threshold: Duration,
 }
 
+/// Above this many sending streams, [`Streams::stream_tx_by_midrid`] finds them through an
+/// index instead of walking them: a session sending hundreds (a chair watching every site)
+/// walked them several times for each packet written to it.
+const TX_INDEXED_ABOVE: usize = 8;
+
 /// Delay between cleaning up the RxLookup.
 const RX_LOOKUP_CLEANUP_INTERVAL: Duration = Duration::from_millis(10_000);
 
@@ -180,6 +190,7 @@ impl Streams {
             rx_lookup: Default::default(),
             last_rx_lookup_cleanup: already_happened(),
             streams_tx: Default::default(),
+            tx_by_midrid: Default::default(),
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
             queue_states: Vec::new(),
@@ -708,7 +719,31 @@ impl Streams {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
-        self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))
+        if self.streams_tx.len() <= TX_INDEXED_ABOVE {
+            return self.streams_tx.values_mut().find(|s| s.is_midrid(midrid));
+        }
+        let indexed = self
+            .tx_by_midrid
+            .get(&midrid)
+            .copied()
+            .filter(|ssrc| self.streams_tx.get(ssrc).is_some_and(|s| s.midrid() == midrid));
+        let ssrc = match indexed {
+            Some(ssrc) => ssrc,
+            None => {
+                let (ssrc, exact) = self
+                    .streams_tx
+                    .iter()
+                    .find(|(_, s)| s.is_midrid(midrid))
+                    .map(|(ssrc, s)| (*ssrc, s.midrid() == midrid))?;
+                // A query without a rid that matched a simulcast layer is not indexed: which
+                // layer it finds is the walk's.
+                if exact {
+                    self.tx_by_midrid.insert(midrid, ssrc);
+                }
+                ssrc
+            }
+        };
+        self.streams_tx.get_mut(&ssrc)
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -717,6 +752,7 @@ impl Streams {
 
     pub(crate) fn remove_streams_by_mid(&mut self, mid: Mid) {
         self.streams_tx.retain(|_, s| s.mid() != mid);
+        self.tx_by_midrid.retain(|midrid, _| midrid.mid() != mid);
         self.streams_rx.retain(|_, s| s.mid() != mid);
         self.rx_lookup.retain(|_, v| v.mid != mid);
     }

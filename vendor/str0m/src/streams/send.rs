@@ -440,6 +440,10 @@ impl StreamTx {
         self.midrid.rid()
     }
 
+    pub(crate) fn midrid(&self) -> MidRid {
+        self.midrid
+    }
+
     /// Information sampled during the latest pacer update for this stream's send queue.
     ///
     /// This is `None` until the pacer has observed the stream for the first time.
@@ -1439,6 +1443,45 @@ struct Resend {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn many_sending_streams_are_found_by_mid_and_rid_as_by_walking_them() {
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let mid = |m: &str| Mid::from(m);
+        for i in 0..10_u32 {
+            let m = mid(&i.to_string());
+            streams.declare_stream_tx(Ssrc::from(100 + i), None, MidRid(m, None));
+        }
+        let (high, low) = (Rid::from("h"), Rid::from("l"));
+        streams.declare_stream_tx(Ssrc::from(150), None, MidRid(mid("s"), Some(high)));
+        streams.declare_stream_tx(Ssrc::from(151), None, MidRid(mid("s"), Some(low)));
+        let found = |streams: &mut crate::streams::Streams, midrid| {
+            streams.stream_tx_by_midrid(midrid).map(|s| *s.ssrc())
+        };
+        // Twice each: first by walking, then through the index.
+        for _ in 0..2 {
+            for i in 0..10_u32 {
+                let midrid = MidRid(mid(&i.to_string()), None);
+                assert_eq!(found(&mut streams, midrid), Some(100 + i));
+            }
+            assert_eq!(found(&mut streams, MidRid(mid("s"), Some(low))), Some(151));
+            assert_eq!(found(&mut streams, MidRid(mid("s"), Some(high))), Some(150));
+            let any_layer = found(&mut streams, MidRid(mid("s"), None));
+            assert!(matches!(any_layer, Some(150 | 151)));
+            assert_eq!(found(&mut streams, MidRid(mid("none"), None)), None);
+        }
+        // A stream renumbered, an SSRC reused for another mid, a mid removed.
+        assert!(streams.remove_stream_tx(Ssrc::from(103)));
+        streams.declare_stream_tx(Ssrc::from(303), None, MidRid(mid("3"), None));
+        assert!(streams.remove_stream_tx(Ssrc::from(104)));
+        streams.declare_stream_tx(Ssrc::from(104), None, MidRid(mid("x"), None));
+        streams.remove_streams_by_mid(mid("5"));
+        assert_eq!(found(&mut streams, MidRid(mid("3"), None)), Some(303));
+        assert_eq!(found(&mut streams, MidRid(mid("4"), None)), None);
+        assert_eq!(found(&mut streams, MidRid(mid("x"), None)), Some(104));
+        assert_eq!(found(&mut streams, MidRid(mid("5"), None)), None);
+        assert_eq!(found(&mut streams, MidRid(mid("6"), None)), Some(106));
+    }
 
     #[test]
     fn the_pacer_is_shown_the_busy_queues_and_the_idle_one_it_would_pad_on() {
