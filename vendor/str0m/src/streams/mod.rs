@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::{self};
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,10 @@ pub(crate) struct Streams {
     /// stream before it is used, so one left by a removed or renumbered stream costs one walk.
     tx_by_midrid: HashMap<MidRid, Ssrc>,
 
+    /// What [`Streams::send_queue_states`] keeps of the sending streams between its calls,
+    /// once there are more than [`TX_INDEXED_ABOVE`] of them.
+    tx_view: TxView,
+
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
     probe_media: Option<(Mid, Pt)>,
@@ -166,9 +170,10 @@ pub(crate) struct Streams {
 }
 
 /// Above this many sending streams, [`Streams::stream_tx_by_midrid`] finds them through an
-/// index instead of walking them: a session sending hundreds (a chair watching every site)
-/// walked them several times for each packet written to it.
-const TX_INDEXED_ABOVE: usize = 8;
+/// index, and [`Streams::send_queue_states`] keeps a view of them, instead of walking them: a
+/// session sending hundreds (a chair watching every site) walked them several times for each
+/// packet written to it.
+const TX_INDEXED_ABOVE: usize = 32;
 
 /// Delay between cleaning up the RxLookup.
 const RX_LOOKUP_CLEANUP_INTERVAL: Duration = Duration::from_millis(10_000);
@@ -191,6 +196,7 @@ impl Streams {
             last_rx_lookup_cleanup: already_happened(),
             streams_tx: Default::default(),
             tx_by_midrid: Default::default(),
+            tx_view: Default::default(),
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
             queue_states: Vec::new(),
@@ -347,12 +353,14 @@ impl Streams {
         rtx: Option<Ssrc>,
         midrid: MidRid,
     ) -> &mut StreamTx {
+        self.tx_view.invalidate();
         self.streams_tx
             .entry(ssrc)
             .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
+        self.tx_view.invalidate();
         self.streams_tx.remove(&ssrc).is_some()
     }
 
@@ -364,6 +372,7 @@ impl Streams {
     }
 
     pub(crate) fn reset_send_buffers(&mut self) {
+        self.tx_view.invalidate();
         for stream in self.streams_tx.values_mut() {
             stream.reset_buffers();
         }
@@ -374,6 +383,7 @@ impl Streams {
     }
 
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
+        self.tx_view.touch(*ssrc, self.streams_tx.len());
         self.streams_tx.get_mut(ssrc)
     }
 
@@ -486,7 +496,8 @@ impl Streams {
             }
         }
 
-        for stream in self.streams_tx.values_mut() {
+        let streams = self.streams_tx.len();
+        for (ssrc, stream) in self.streams_tx.iter_mut() {
             let mid = stream.mid();
 
             // All StreamTx belonging to the same Mid are reported together.
@@ -499,7 +510,9 @@ impl Streams {
             // The unwrap is okay because we cannot have StreamTx with a Mid without the corresponding Media.
             let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
 
-            stream.handle_timeout(now, get_media);
+            if stream.handle_timeout(now, get_media) {
+                self.tx_view.touch(*ssrc, streams);
+            }
         }
 
         if now > self.rx_lookup_at() {
@@ -570,6 +583,7 @@ impl Streams {
     }
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
+        self.tx_view.invalidate();
         self.streams_tx.values_mut()
     }
 
@@ -661,7 +675,9 @@ impl Streams {
     /// stream. It reads them several times per packet, and a peer receiving hundreds of
     /// streams (a chair watching every site) spent most of its time snapshotting, copying and
     /// scanning idle ones. An idle stream's [`StreamTx::queue_info`] is sampled again only
-    /// once it has been busy.
+    /// once it has been busy. Above [`TX_INDEXED_ABOVE`] streams, the busy ones and the idle
+    /// one to pad on come from a [`TxView`] kept between calls, not from a walk of them all:
+    /// the walk itself, once per packet written, was most of what was left.
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,
@@ -678,28 +694,16 @@ impl Streams {
                     .padding_pt()
                     .is_some_and(|pt| can_probe(stream.mid(), pt))
         };
-        let mut media_padding = false;
         let states = &mut self.queue_states;
         states.clear();
-        // The idle stream padding would go on: the last in stream order of those that sent
-        // last (as the pacer's `max_by_key` picks among all).
-        let mut idle_padding: Option<(Option<Instant>, Ssrc)> = None;
-        for (ssrc, stream) in &mut self.streams_tx {
-            if stream.is_idle() {
-                stream.refresh_idle_queue_info(now);
-                let last = stream.last_emitted();
-                let later = idle_padding.is_none_or(|(best, _)| last >= best);
-                if stream.padding_enabled() && later && may_pad(stream) {
-                    idle_padding = Some((last, *ssrc));
-                }
-                continue;
-            }
-            let mut queue = stream.queue_state(now);
-            queue.use_for_padding = queue.use_for_padding && may_pad(stream);
-            media_padding |= queue.use_for_padding;
-            states.push(queue);
-        }
-        if let Some(stream) = idle_padding.and_then(|(_, ssrc)| self.streams_tx.get_mut(&ssrc)) {
+        let (pad_on, mut media_padding) = if self.streams_tx.len() > TX_INDEXED_ABOVE {
+            self.tx_view
+                .queue_states(now, &mut self.streams_tx, states, &mut may_pad)
+        } else {
+            self.tx_view.invalidate();
+            walk_queue_states(now, &mut self.streams_tx, states, &mut may_pad)
+        };
+        if let Some(stream) = pad_on.and_then(|ssrc| self.streams_tx.get_mut(&ssrc)) {
             let mut queue = stream.queue_state(now);
             queue.use_for_padding = true;
             media_padding = true;
@@ -743,6 +747,7 @@ impl Streams {
                 ssrc
             }
         };
+        self.tx_view.touch(ssrc, self.streams_tx.len());
         self.streams_tx.get_mut(&ssrc)
     }
 
@@ -751,6 +756,7 @@ impl Streams {
     }
 
     pub(crate) fn remove_streams_by_mid(&mut self, mid: Mid) {
+        self.tx_view.invalidate();
         self.streams_tx.retain(|_, s| s.mid() != mid);
         self.tx_by_midrid.retain(|midrid, _| midrid.mid() != mid);
         self.streams_rx.retain(|_, s| s.mid() != mid);
@@ -759,6 +765,7 @@ impl Streams {
 
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
+        self.tx_view.invalidate();
         self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
     }
 
@@ -839,6 +846,146 @@ impl Streams {
 
     fn rx_lookup_at(&self) -> Instant {
         self.last_rx_lookup_cleanup + RX_LOOKUP_CLEANUP_INTERVAL
+    }
+}
+
+/// The pacer's view of every sending stream, walked: the busy ones, and the idle stream padding
+/// would go on (the last in stream order of those that can pad and sent last, as the pacer's
+/// `max_by_key` picks among all). Each idle stream's queue information is sampled again only
+/// once it has been busy.
+pub(crate) fn walk_queue_states(
+    now: Instant,
+    streams_tx: &mut HashMap<Ssrc, StreamTx>,
+    states: &mut Vec<QueueState>,
+    may_pad: &mut impl FnMut(&StreamTx) -> bool,
+) -> (Option<Ssrc>, bool) {
+    let mut media_padding = false;
+    let mut idle_padding: Option<(Option<Instant>, Ssrc)> = None;
+    for (ssrc, stream) in streams_tx {
+        if stream.is_idle() {
+            stream.refresh_idle_queue_info(now);
+            let last = stream.last_emitted();
+            let later = idle_padding.is_none_or(|(best, _)| last >= best);
+            if stream.padding_enabled() && later && may_pad(stream) {
+                idle_padding = Some((last, *ssrc));
+            }
+            continue;
+        }
+        let mut queue = stream.queue_state(now);
+        queue.use_for_padding = queue.use_for_padding && may_pad(stream);
+        media_padding |= queue.use_for_padding;
+        states.push(queue);
+    }
+    (idle_padding.map(|(_, ssrc)| ssrc), media_padding)
+}
+
+/// What [`Streams::send_queue_states`] keeps of a session's many sending streams between its
+/// calls, so that it does not walk them all for each packet: the streams busy at the last
+/// call, the streams handed out one by one since, and the idle streams that can pad, ordered
+/// by when they last sent. Only the busy and the handed-out streams are looked at again: a
+/// stream nobody held since cannot have changed. Handing out several at once, adding or
+/// removing one, or a timeout of them all, makes the next call walk them all again.
+///
+/// The idle stream padding goes on is the one that sent last, as in the walk; among those
+/// that sent at the same instant, the one with the highest SSRC (the walk takes the last in
+/// the map's order).
+#[derive(Debug, Default)]
+struct TxView {
+    /// False until the next call has walked every stream.
+    valid: bool,
+    busy: Vec<Ssrc>,
+    touched: Vec<Ssrc>,
+    /// Kept for the busy and touched streams while they are looked at again.
+    examine: Vec<Ssrc>,
+    idle_padding: BTreeSet<(Option<Instant>, Ssrc)>,
+    /// Each stream's key in `idle_padding`.
+    idle_padding_key: HashMap<Ssrc, Option<Instant>>,
+}
+
+impl TxView {
+    fn invalidate(&mut self) {
+        self.valid = false;
+    }
+
+    /// `ssrc` is handed out: look at it again at the next call.
+    fn touch(&mut self, ssrc: Ssrc, streams: usize) {
+        if !self.valid {
+            return;
+        }
+        if self.touched.len() >= streams {
+            // Cheaper to walk them all than to keep the list.
+            self.invalidate();
+            return;
+        }
+        self.touched.push(ssrc);
+    }
+
+    /// Pushes the busy streams' states onto `states`; returns the idle stream padding would
+    /// go on, and whether a busy one can pad.
+    fn queue_states(
+        &mut self,
+        now: Instant,
+        streams_tx: &mut HashMap<Ssrc, StreamTx>,
+        states: &mut Vec<QueueState>,
+        may_pad: &mut impl FnMut(&StreamTx) -> bool,
+    ) -> (Option<Ssrc>, bool) {
+        if self.valid {
+            self.examine.clear();
+            self.examine.append(&mut self.busy);
+            self.examine.append(&mut self.touched);
+            self.examine.sort_unstable();
+            self.examine.dedup();
+            for i in 0..self.examine.len() {
+                let ssrc = self.examine[i];
+                if let Some(last) = self.idle_padding_key.remove(&ssrc) {
+                    self.idle_padding.remove(&(last, ssrc));
+                }
+                if let Some(stream) = streams_tx.get_mut(&ssrc) {
+                    self.look_at(now, ssrc, stream);
+                }
+            }
+        } else {
+            self.busy.clear();
+            self.touched.clear();
+            self.idle_padding.clear();
+            self.idle_padding_key.clear();
+            for (ssrc, stream) in streams_tx.iter_mut() {
+                self.look_at(now, *ssrc, stream);
+            }
+            self.valid = true;
+        }
+        let mut media_padding = false;
+        for ssrc in &self.busy {
+            let Some(stream) = streams_tx.get_mut(ssrc) else {
+                continue;
+            };
+            let mut queue = stream.queue_state(now);
+            queue.use_for_padding = queue.use_for_padding && may_pad(stream);
+            media_padding |= queue.use_for_padding;
+            states.push(queue);
+        }
+        let pad_on = self
+            .idle_padding
+            .iter()
+            .rev()
+            .map(|(_, ssrc)| *ssrc)
+            .find(|ssrc| streams_tx.get(ssrc).is_some_and(|s| may_pad(s)));
+        (pad_on, media_padding)
+    }
+
+    /// Files `stream` as busy, or as idle (sampling its queue once) and, when it can pad, by
+    /// when it last sent.
+    fn look_at(&mut self, now: Instant, ssrc: Ssrc, stream: &mut StreamTx) {
+        if !stream.is_idle() {
+            self.busy.push(ssrc);
+            return;
+        }
+        stream.refresh_idle_queue_info(now);
+        if stream.padding_enabled() {
+            let last = stream.last_emitted();
+            self.idle_padding.insert((last, ssrc));
+            self.idle_padding_key.insert(ssrc, last);
+        }
     }
 }
 

@@ -1331,18 +1331,23 @@ impl StreamTx {
         true
     }
 
+    /// Returns whether what the pacer sees of this stream may have changed: its first timeout
+    /// (which sets how it pads), or packets written since the last one, stamped now.
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,
         get_media: impl FnOnce() -> (&'a Media, &'a CodecConfig),
-    ) {
+    ) -> bool {
+        let mut changed = self.need_timeout();
         // If kind is None, this is the first time we ever get a handle_timeout.
         if self.kind.is_none() {
             let (media, config) = get_media();
             self.on_first_timeout(media, config);
+            changed = true;
         }
 
         self.send_queue.handle_timeout(now);
+        changed
     }
 
     fn on_first_timeout(&mut self, media: &Media, config: &CodecConfig) {
@@ -1445,10 +1450,128 @@ mod test {
     use super::*;
 
     #[test]
+    fn the_view_of_many_streams_shows_the_pacer_what_walking_them_would() {
+        // A fixed pseudo-random sequence of writes, sends, resends, padding and timeouts on
+        // 40 streams, half of them able to pad; after each step the kept view and a walk of
+        // every stream must show the same busy queues and pad on a stream that sent as late.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let start = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs.params()[0].pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        for i in 0..40_u32 {
+            let rtx = (i % 2 == 0).then(|| Ssrc::from(200 + i));
+            let mid = Mid::from(i.to_string().as_str());
+            let stream = streams.declare_stream_tx(Ssrc::from(100 + i), rtx, MidRid(mid, None));
+            stream.pt_for_padding = Some(pt);
+            // As after its first timeout.
+            stream.kind = Some(MediaKind::Video);
+        }
+        let mut buf = vec![];
+        let mut seq = [0_u64; 40];
+        let mut padded_views = 0;
+        for step in 0..3_000_u64 {
+            let now = start + Duration::from_millis(step);
+            let i = (next() % 40) as usize;
+            let ssrc = Ssrc::from(100 + i as u32);
+            match next() % 10 {
+                0..=3 => {
+                    let stream = streams.stream_tx(&ssrc).expect("declared");
+                    seq[i] += 1;
+                    stream.write_rtp(RtpWrite::new(pt, seq[i].into(), 0, now, vec![0_u8; 500]));
+                    // Stamped now, as sending at once does, or at the session's next timeout.
+                    if next() % 2 == 0 {
+                        stream.send_queue.handle_timeout(now);
+                    }
+                }
+                4..=6 => {
+                    let stream = streams.stream_tx(&ssrc).expect("declared");
+                    // Resends and padding are served here without a packet: these streams
+                    // have no payload type to resend on.
+                    stream.resends.clear();
+                    stream.padding = 0;
+                    let _ = stream.poll_packet(now, &exts, None, codecs.params(), &mut buf);
+                }
+                7 => {
+                    let stream = streams.stream_tx(&ssrc).expect("declared");
+                    stream.resends.push_back(Resend {
+                        seq_no: 1.into(),
+                        queued_at: now,
+                        payload_size: 100,
+                    });
+                }
+                8 => {
+                    if let Some(stream) = streams.stream_tx(&ssrc) {
+                        stream.generate_padding(300);
+                    }
+                }
+                9 if next() % 4 == 0 => {
+                    // Every stream handed out at once (statistics).
+                    for stream in streams.streams_tx() {
+                        std::hint::black_box(stream.is_idle());
+                    }
+                }
+                _ => {
+                    // The session's timeout: what was written since is stamped.
+                    let codecs = CodecConfig::new_with_defaults();
+                    let config = crate::streams::StreamTimeoutConfig {
+                        codecs: &codecs,
+                        intervals: crate::config_mod::RtcpReportIntervals {
+                            audio: Duration::from_secs(5),
+                            video: Duration::from_secs(1),
+                        },
+                    };
+                    let mut feedback = VecDeque::new();
+                    streams.handle_timeout(now, 1.into(), false, &[], config, &mut feedback);
+                }
+            }
+            let viewed: Vec<QueueState> = streams.send_queue_states(now, |_, _| true).collect();
+            let mut walked = Vec::new();
+            let (walked_pad, _) = crate::streams::walk_queue_states(
+                now,
+                &mut streams.streams_tx,
+                &mut walked,
+                &mut |_| true,
+            );
+            let walked_busy: std::collections::HashSet<MidRid> =
+                walked.iter().map(|q| q.midrid).collect();
+            let viewed_all: std::collections::HashSet<MidRid> =
+                viewed.iter().map(|q| q.midrid).collect();
+            assert_eq!(viewed.len(), viewed_all.len(), "step {step}: a stream shown twice");
+            assert!(walked_busy.is_subset(&viewed_all), "step {step}");
+            let padding: Vec<MidRid> = viewed_all.difference(&walked_busy).copied().collect();
+            assert!(padding.len() <= 1, "step {step}");
+            let viewed_pad = padding.first().copied();
+            let walked_pad =
+                walked_pad.map(|ssrc| streams.stream_tx(&ssrc).expect("declared").midrid());
+            let last_sent = |streams: &mut crate::streams::Streams, midrid: Option<MidRid>| {
+                midrid.and_then(|m| streams.stream_tx_by_midrid(m).map(|s| s.last_emitted()))
+            };
+            assert_eq!(viewed_pad.is_some(), walked_pad.is_some(), "step {step}");
+            assert_eq!(
+                last_sent(&mut streams, viewed_pad),
+                last_sent(&mut streams, walked_pad),
+                "step {step}"
+            );
+            if viewed_pad.is_some() {
+                padded_views += 1;
+            }
+        }
+        assert!(padded_views > 200, "{padded_views}");
+    }
+
+    #[test]
     fn many_sending_streams_are_found_by_mid_and_rid_as_by_walking_them() {
         let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
         let mid = |m: &str| Mid::from(m);
-        for i in 0..10_u32 {
+        for i in 0..40_u32 {
             let m = mid(&i.to_string());
             streams.declare_stream_tx(Ssrc::from(100 + i), None, MidRid(m, None));
         }
@@ -1460,7 +1583,7 @@ mod test {
         };
         // Twice each: first by walking, then through the index.
         for _ in 0..2 {
-            for i in 0..10_u32 {
+            for i in 0..40_u32 {
                 let midrid = MidRid(mid(&i.to_string()), None);
                 assert_eq!(found(&mut streams, midrid), Some(100 + i));
             }
