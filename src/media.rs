@@ -815,7 +815,8 @@ impl Driver {
     /// Sends datagrams to one destination, all `size` bytes but the last: one GSO send, or
     /// one `sendto` each when there is one or the kernel refuses GSO.
     fn send_run(&mut self, run: &[Transmit], size: usize) {
-        if let [first, _, ..] = run {
+        // Runs of a turn are cut before a refusal turns GSO off: the rest go one by one.
+        if let (true, [first, _, ..]) = (self.gso_segments > 1, run) {
             let datagrams = run.iter().map(|t| &t.contents[..]);
             match gso::send(&self.socket, first.destination, datagrams, size) {
                 Ok(()) => return,

@@ -871,12 +871,23 @@ pub(crate) fn walk_queue_states(
             }
             continue;
         }
-        let mut queue = stream.queue_state(now);
-        queue.use_for_padding = queue.use_for_padding && may_pad(stream);
-        media_padding |= queue.use_for_padding;
-        states.push(queue);
+        media_padding |= push_busy_state(now, stream, states, may_pad);
     }
     (idle_padding.map(|(_, ssrc)| ssrc), media_padding)
+}
+
+/// Pushes a busy stream's queue state for the pacer, padding on it only where `may_pad`
+/// allows; returns whether it may carry padding.
+fn push_busy_state(
+    now: Instant,
+    stream: &mut StreamTx,
+    states: &mut Vec<QueueState>,
+    may_pad: &mut impl FnMut(&StreamTx) -> bool,
+) -> bool {
+    let mut queue = stream.queue_state(now);
+    queue.use_for_padding = queue.use_for_padding && may_pad(stream);
+    states.push(queue);
+    queue.use_for_padding
 }
 
 /// What [`Streams::send_queue_states`] keeps of a session's many sending streams between its
@@ -956,13 +967,9 @@ impl TxView {
         }
         let mut media_padding = false;
         for ssrc in &self.busy {
-            let Some(stream) = streams_tx.get_mut(ssrc) else {
-                continue;
-            };
-            let mut queue = stream.queue_state(now);
-            queue.use_for_padding = queue.use_for_padding && may_pad(stream);
-            media_padding |= queue.use_for_padding;
-            states.push(queue);
+            if let Some(stream) = streams_tx.get_mut(ssrc) {
+                media_padding |= push_busy_state(now, stream, states, may_pad);
+            }
         }
         let pad_on = self
             .idle_padding
