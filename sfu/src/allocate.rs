@@ -109,6 +109,9 @@ pub(crate) struct Link {
     pub pinned_bps: u64,
     /// What the worker's load lets the peer receive ([`crate::overload`]).
     pub allowance: Allowance,
+    /// The estimate is still climbing ([`EstimateTrend::rising`]): a shortfall is its ramp,
+    /// not the link's, so no consumer falls to audio only for it.
+    pub rising: bool,
 }
 
 impl Link {
@@ -157,6 +160,45 @@ pub(crate) fn audio_set_aside(sending: Sending) -> u64 {
         Sending::Bps(bps) => (bps * 5 / 4).clamp(SILENT_AUDIO_BPS, AUDIO_BUDGET_BPS),
     }
 }
+/// Which way a peer's bandwidth estimate has been going: when it last grew and when it
+/// last fell, from the estimates str0m reports (it averages them over 3 s and reports a new
+/// one when that moves by 5 %).
+///
+/// A chair watching 100 sites needs about 21 Mbit/s, and its estimate climbs from the 3 Mbit/s
+/// it starts at in steps of 5 % every few hundred milliseconds, faster once a probe proves
+/// the link. When the climb took longer than the [`STARTUP_GRACE`] and the
+/// [`AUDIO_ONLY_AFTER`] after it, a quarter of the chair's pictures went dark a few hundred
+/// milliseconds before the estimate passed what they need, and came back seconds later. A
+/// link that is short falls, or stops growing; one that is still ramping up does neither.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EstimateTrend {
+    rose_at: Option<Instant>,
+    fell_at: Option<Instant>,
+}
+
+impl EstimateTrend {
+    /// Notes a new estimate at `now`, `previous` the one before it.
+    pub fn record(&mut self, now: Instant, previous: Option<u64>, estimate: u64) {
+        match previous {
+            Some(p) if estimate > p => self.rose_at = Some(now),
+            Some(p) if estimate < p => self.fell_at = Some(now),
+            _ => {}
+        }
+    }
+
+    /// Whether the estimate is still climbing at `now`: it grew within the last
+    /// [`RISING_WITHIN`] and has not fallen for [`AUDIO_ONLY_AFTER`].
+    pub fn rising(&self, now: Instant) -> bool {
+        let within = |at: Instant, window| now.saturating_duration_since(at) < window;
+        self.rose_at.is_some_and(|at| within(at, RISING_WITHIN))
+            && self.fell_at.is_none_or(|at| !within(at, AUDIO_ONLY_AFTER))
+    }
+}
+
+/// An estimate that grew this recently is still climbing, when it has not fallen either
+/// ([`EstimateTrend::rising`]): str0m reports a new one on each 5 % change, so a climb of
+/// 2.5 % a second or more counts.
+const RISING_WITHIN: Duration = Duration::from_secs(2);
 const DOWNGRADE_AFTER: Duration = Duration::from_secs(1);
 /// Below the lowest layer for this long, the consumer falls to audio only.
 const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(3);
@@ -245,7 +287,7 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
                     if over >= DOWNGRADE_AFTER && t > 0 {
                         let lower = (0..t).rev().find(|l| rate(*l) <= budget && rate(*l) > 0);
                         Some(lower.unwrap_or(0))
-                    } else if over >= AUDIO_ONLY_AFTER && t == 0 && settled {
+                    } else if over >= AUDIO_ONLY_AFTER && t == 0 && settled && !link.rising {
                         None
                     } else {
                         Some(t)
@@ -373,6 +415,9 @@ mod tests {
         start: Instant,
         consumer: VideoConsumer,
         allowance: Allowance,
+        /// The estimates given so far, as the worker keeps them.
+        trend: EstimateTrend,
+        estimate: Option<u64>,
     }
 
     impl One {
@@ -391,23 +436,25 @@ mod tests {
                     state,
                 },
                 allowance: Allowance::All,
+                trend: EstimateTrend::default(),
+                estimate: None,
             }
         }
 
         /// Runs the allocator at `start + at` with `estimate`, keeping the new state.
         fn at(&mut self, at: f64, estimate: u64) -> Allocation {
+            let now = self.start + secs(at);
+            self.trend.record(now, self.estimate, estimate);
+            self.estimate = Some(estimate);
             let link = Link {
                 estimate,
                 connected_at: Some(self.start - Duration::from_secs(60)),
                 audio_bps: 0,
                 pinned_bps: 0,
                 allowance: self.allowance,
+                rising: self.trend.rising(now),
             };
-            let allocation = allocate(
-                self.start + secs(at),
-                link,
-                std::slice::from_ref(&self.consumer),
-            );
+            let allocation = allocate(now, link, std::slice::from_ref(&self.consumer));
             self.consumer.state = allocation.states[0];
             allocation
         }
@@ -499,6 +546,7 @@ mod tests {
             audio_bps: AUDIO_BUDGET_BPS,
             pinned_bps: 0,
             allowance: Allowance::AudioOnly,
+            rising: false,
         };
         let allocation = allocate(start + secs(5.0), link, &[consumer]);
         assert!(allocation.shed);
@@ -556,6 +604,7 @@ mod tests {
                 audio_bps,
                 pinned_bps: 0,
                 allowance: Allowance::All,
+                rising: false,
             };
             let on = LayerState {
                 target: Some(0),
@@ -706,6 +755,54 @@ mod tests {
     }
 
     #[test]
+    fn an_estimate_still_climbing_keeps_the_lowest_layer() {
+        // As a chair's wall: the estimate climbs 5 % every 300 ms from 60 kbit/s, short of
+        // the lowest layer (150 kbit/s, with the slack) for 5.7 s after the consumer's grace.
+        let mut one = One::new(Some(0), 2);
+        let mut estimate = 60_000.0;
+        for step in 0..=25 {
+            let at = f64::from(step) * 0.3;
+            one.at(at, estimate as u64);
+            assert_eq!(one.target(), Some(0), "climbing at {at} s");
+            estimate *= 1.05;
+        }
+        // A climb that stops short: the consumer falls once it has not grown for 2 s.
+        let mut one = One::new(Some(0), 2);
+        one.at(0.0, 100_000);
+        one.at(1.5, 110_000);
+        one.at(3.0, 110_000);
+        assert_eq!(one.target(), Some(0), "it grew 1.5 s ago");
+        one.at(3.4, 110_000);
+        assert_eq!(one.target(), Some(0));
+        one.at(3.5, 110_000);
+        assert_eq!(one.target(), None, "2 s without growing");
+    }
+
+    #[test]
+    fn an_estimate_that_fell_is_not_climbing() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + secs(s);
+        let mut trend = EstimateTrend::default();
+        assert!(!trend.rising(t0), "nothing reported yet");
+        trend.record(at(0.0), None, 3_000_000);
+        assert!(!trend.rising(at(0.0)), "a first estimate is no trend");
+        trend.record(at(1.0), Some(3_000_000), 3_150_000);
+        assert!(trend.rising(at(1.0)));
+        assert!(trend.rising(at(2.9)));
+        assert!(!trend.rising(at(3.0)), "2 s without growing");
+        // A fall, then growth again: not climbing until 3 s after the fall.
+        trend.record(at(4.0), Some(3_150_000), 2_000_000);
+        trend.record(at(4.5), Some(2_000_000), 2_100_000);
+        assert!(!trend.rising(at(4.5)));
+        trend.record(at(6.5), Some(2_100_000), 2_200_000);
+        assert!(!trend.rising(at(6.9)));
+        assert!(trend.rising(at(7.0)), "3 s after the fall, grown since");
+        // An equal estimate is neither.
+        trend.record(at(7.5), Some(2_200_000), 2_200_000);
+        assert!(trend.rising(at(7.5)));
+    }
+
+    #[test]
     fn respects_the_consumers_max_layer() {
         let mut one = One::new(Some(0), 1);
         for at in 0..20 {
@@ -736,6 +833,7 @@ mod tests {
             audio_bps: 2 * AUDIO_BUDGET_BPS,
             pinned_bps: 0,
             allowance: Allowance::All,
+            rising: false,
         };
         let mut states = vec![consumer.state; 2];
         for at in [0.0, 1.0] {
@@ -767,6 +865,7 @@ mod tests {
             audio_bps: 0,
             pinned_bps: 0,
             allowance: Allowance::All,
+            rising: false,
         };
         let mut states = vec![state; 40];
         let run = |states: &mut Vec<LayerState>, at: f64| wall_turn(start + secs(at), link, states);
@@ -794,6 +893,7 @@ mod tests {
             audio_bps: AUDIO_BUDGET_BPS,
             pinned_bps: 0,
             allowance: Allowance::All,
+            rising: false,
         };
         let at = |s| connected + secs(s);
         let consumers = [consumer];

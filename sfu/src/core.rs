@@ -315,6 +315,7 @@ impl Core {
                 self.work.push_back(Work::Forward(media));
             }
             RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                peer.trend.record(now, peer.estimate, estimate.as_u64());
                 peer.estimate = Some(estimate.as_u64());
                 tracing::debug!(peer = %peer.id, kbps = estimate.as_u64() / 1000, "bandwidth estimate");
                 if !self.estimates_changed.contains(&peer.id) {

@@ -15,6 +15,7 @@ use str0m::net::Protocol;
 use str0m::rtp::{SeqNo, Ssrc};
 
 use crate::SfuError;
+use crate::allocate::EstimateTrend;
 use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
 use crate::quality::{QualityMeter, Transport};
 use crate::rewrite::LineClocks;
@@ -46,6 +47,8 @@ pub(crate) struct Peer {
     pub layers: HashMap<Mid, Vec<Rid>>,
     /// The latest bandwidth estimate toward this peer (bits per second).
     pub estimate: Option<u64>,
+    /// Which way that estimate has been going.
+    pub trend: EstimateTrend,
     /// Whether its link carries none of the video it should receive.
     pub audio_only: bool,
     /// Whether that is the worker's load, not its link.
@@ -120,6 +123,7 @@ impl Peer {
             producers_by_ssrc: HashMap::new(),
             layers: HashMap::new(),
             estimate: None,
+            trend: EstimateTrend::default(),
             audio_only: false,
             shed: false,
             consumers_by_mid: HashMap::new(),

@@ -872,6 +872,7 @@ impl Worker {
             audio_bps,
             pinned_bps,
             allowance: self.overload.allowance(id, consumers.len()),
+            rising: peer.trend.rising(now),
         };
         let allocation = allocate::allocate(now, link, &consumers);
         for (cid, state) in video.into_iter().zip(allocation.states) {
