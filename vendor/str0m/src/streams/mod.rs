@@ -726,11 +726,11 @@ impl Streams {
         if self.streams_tx.len() <= TX_INDEXED_ABOVE {
             return self.streams_tx.values_mut().find(|s| s.is_midrid(midrid));
         }
-        let indexed = self
-            .tx_by_midrid
-            .get(&midrid)
-            .copied()
-            .filter(|ssrc| self.streams_tx.get(ssrc).is_some_and(|s| s.midrid() == midrid));
+        let indexed = self.tx_by_midrid.get(&midrid).copied().filter(|ssrc| {
+            self.streams_tx
+                .get(ssrc)
+                .is_some_and(|s| s.midrid() == midrid)
+        });
         let ssrc = match indexed {
             Some(ssrc) => ssrc,
             None => {
@@ -940,19 +940,29 @@ impl TxView {
         states: &mut Vec<QueueState>,
         may_pad: &mut impl FnMut(&StreamTx) -> bool,
     ) -> (Option<Ssrc>, bool) {
+        let mut media_padding = false;
         if self.valid {
+            // The streams busy at the last call (sorted, none of them among the idle ones),
+            // then those handed out since that are not among them.
             self.examine.clear();
             self.examine.append(&mut self.busy);
-            self.examine.append(&mut self.touched);
-            self.examine.sort_unstable();
-            self.examine.dedup();
+            let was_busy = self.examine.len();
+            self.touched.sort_unstable();
+            self.touched.dedup();
+            for ssrc in self.touched.drain(..) {
+                if self.examine[..was_busy].binary_search(&ssrc).is_err() {
+                    self.examine.push(ssrc);
+                }
+            }
             for i in 0..self.examine.len() {
                 let ssrc = self.examine[i];
-                if let Some(last) = self.idle_padding_key.remove(&ssrc) {
+                if i >= was_busy
+                    && let Some(last) = self.idle_padding_key.remove(&ssrc)
+                {
                     self.idle_padding.remove(&(last, ssrc));
                 }
                 if let Some(stream) = streams_tx.get_mut(&ssrc) {
-                    self.look_at(now, ssrc, stream);
+                    media_padding |= self.look_at(now, ssrc, stream, states, may_pad);
                 }
             }
         } else {
@@ -961,16 +971,12 @@ impl TxView {
             self.idle_padding.clear();
             self.idle_padding_key.clear();
             for (ssrc, stream) in streams_tx.iter_mut() {
-                self.look_at(now, *ssrc, stream);
+                media_padding |= self.look_at(now, *ssrc, stream, states, may_pad);
             }
             self.valid = true;
         }
-        let mut media_padding = false;
-        for ssrc in &self.busy {
-            if let Some(stream) = streams_tx.get_mut(ssrc) {
-                media_padding |= push_busy_state(now, stream, states, may_pad);
-            }
-        }
+        // Nearly sorted already: the busy streams of the last call came in order.
+        self.busy.sort_unstable();
         let pad_on = self
             .idle_padding
             .iter()
@@ -980,12 +986,20 @@ impl TxView {
         (pad_on, media_padding)
     }
 
-    /// Files `stream` as busy, or as idle (sampling its queue once) and, when it can pad, by
-    /// when it last sent.
-    fn look_at(&mut self, now: Instant, ssrc: Ssrc, stream: &mut StreamTx) {
+    /// Files `stream` as busy, pushing its queue state onto `states` (see
+    /// [`push_busy_state`], whose answer it returns), or as idle (sampling its queue once)
+    /// and, when it can pad, by when it last sent.
+    fn look_at(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        stream: &mut StreamTx,
+        states: &mut Vec<QueueState>,
+        may_pad: &mut impl FnMut(&StreamTx) -> bool,
+    ) -> bool {
         if !stream.is_idle() {
             self.busy.push(ssrc);
-            return;
+            return push_busy_state(now, stream, states, may_pad);
         }
         stream.refresh_idle_queue_info(now);
         if stream.padding_enabled() {
@@ -993,6 +1007,7 @@ impl TxView {
             self.idle_padding.insert((last, ssrc));
             self.idle_padding_key.insert(ssrc, last);
         }
+        false
     }
 }
 

@@ -1544,7 +1544,11 @@ mod test {
                 walked.iter().map(|q| q.midrid).collect();
             let viewed_all: std::collections::HashSet<MidRid> =
                 viewed.iter().map(|q| q.midrid).collect();
-            assert_eq!(viewed.len(), viewed_all.len(), "step {step}: a stream shown twice");
+            assert_eq!(
+                viewed.len(),
+                viewed_all.len(),
+                "step {step}: a stream shown twice"
+            );
             assert!(walked_busy.is_subset(&viewed_all), "step {step}");
             let padding: Vec<MidRid> = viewed_all.difference(&walked_busy).copied().collect();
             assert!(padding.len() <= 1, "step {step}");
