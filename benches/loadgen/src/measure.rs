@@ -107,6 +107,35 @@ impl StreamReception {
     }
 }
 
+/// The RTP sequence numbers of one publisher's stream as one receiver got them, first
+/// arrivals of packets sent in the window. The hub numbers what it forwards to each consumer
+/// without gaps of its own, across simulcast layer switches and pictures it stopped and
+/// started again (`sfu/src/rewrite.rs`): holes in the span are packets lost on the way, and
+/// pictures the hub chose not to forward leave none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardedSpan {
+    /// Lowest and highest sequence number seen.
+    range: Option<(u64, u64)>,
+    /// Distinct packets seen.
+    pub received: u64,
+}
+
+impl ForwardedSpan {
+    /// Records the first arrival of a packet sent in the window, numbered `seq` (extended).
+    pub fn record(&mut self, seq: u64) {
+        self.received += 1;
+        self.range = Some(match self.range {
+            None => (seq, seq),
+            Some((low, high)) => (low.min(seq), high.max(seq)),
+        });
+    }
+
+    /// Packets the span says the hub forwarded.
+    pub fn expected(&self) -> u64 {
+        self.range.map_or(0, |(low, high)| high - low + 1)
+    }
+}
+
 /// What a receiver can expect of a simulcast stream it receives one layer at a time: the hub
 /// forwards whichever layer it chose and switches on keyframes, so the packets expected are
 /// those between the first and the last arrival of each run on one layer. Holes inside a run
@@ -324,6 +353,18 @@ mod tests {
         assert_eq!(s.received, 5);
         assert_eq!(s.received_total, 7);
         assert_eq!(s.received_bytes, 500);
+    }
+
+    #[test]
+    fn a_forwarded_span_counts_holes_not_pauses() {
+        let mut span = ForwardedSpan::default();
+        assert_eq!(span.expected(), 0);
+        // The hub numbers on without a gap after a pause: 103 follows 102 whatever the
+        // publisher sent meanwhile. 105 is lost, 104 comes late.
+        for seq in [100, 101, 102, 103, 106, 104, 107] {
+            span.record(seq);
+        }
+        assert_eq!((span.expected(), span.received), (8, 7));
     }
 
     #[test]

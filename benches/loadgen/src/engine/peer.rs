@@ -23,7 +23,7 @@ use super::reports::{
     EngineError, PeerReport, PeerSpec, PeerStatus, ReceivedStream, STUDIO, SentStream, ThreadReport,
 };
 use super::tcp::{Sent, TcpPath};
-use crate::measure::{LayerRuns, StreamReception};
+use crate::measure::{ForwardedSpan, LayerRuns, StreamReception};
 use crate::media::{self, AudioEncoder, Kind, Stamp, VideoEncoder, VideoProfile, Xorshift};
 
 /// A peer of an engine thread. States: offered (its first offer awaits the hub's answer) →
@@ -44,6 +44,8 @@ pub struct Peer {
     video: Option<VideoSender>,
     pub received: HashMap<(u32, Kind, u8), StreamReception>,
     pub video_runs: HashMap<u32, LayerRuns>,
+    /// The sequence numbers received of each publisher's stream of each kind.
+    pub forwarded: HashMap<(u32, Kind), ForwardedSpan>,
     /// Each payload type's kind, and whether it is a retransmission one.
     pub kinds_by_pt: HashMap<Pt, Option<(Kind, bool)>>,
     /// Header-only reception, from the moment the session's keys are known
@@ -153,6 +155,7 @@ impl Peer {
             next_rtc: None,
             received: HashMap::new(),
             video_runs: HashMap::new(),
+            forwarded: HashMap::new(),
             kinds_by_pt: HashMap::new(),
             headers: None,
             facts: SdpFacts::default(),
@@ -200,6 +203,9 @@ impl Peer {
             .map(|(p, r)| (*p, r.clone()))
             .collect();
         video_runs.sort_by_key(|(p, _)| *p);
+        let mut forwarded: Vec<((u32, Kind), ForwardedSpan)> =
+            self.forwarded.iter().map(|(k, s)| (*k, *s)).collect();
+        forwarded.sort_by_key(|(k, _)| *k);
         PeerReport {
             status: self.status.clone(),
             sent,
@@ -210,6 +216,7 @@ impl Peer {
             keyframe_requests: self.keyframe_requests,
             unstamped: self.unstamped,
             video_runs,
+            forwarded,
             link_class: self.spec.link.as_ref().map(|l| l.class),
             downlink: self.downlink.as_ref().map(|l| l.link.stats().clone()),
             uplink: self.uplink.as_ref().map(|l| l.link.stats().clone()),
@@ -527,6 +534,10 @@ impl Peer {
                 }
                 self.media_arrived(arrival, ctx);
                 if first && in_window {
+                    self.forwarded
+                        .entry((stamp.publisher, kind))
+                        .or_default()
+                        .record(*packet.seq_no);
                     self.record_delay(&stamp, arrival, ctx);
                 }
             }

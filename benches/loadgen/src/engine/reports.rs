@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::headers::HeaderCounts;
 use crate::link::{LinkProfile, LinkStats};
-use crate::measure::{Histogram, LayerRuns, StreamReception};
+use crate::measure::{ForwardedSpan, Histogram, LayerRuns, StreamReception};
 use crate::media::{Kind, VideoProfile};
 
 /// Publisher index of the studio; sites are 1..=N.
@@ -111,6 +111,8 @@ pub struct PeerReport {
     pub unstamped: u64,
     /// The runs on one simulcast layer of each video received, by publisher.
     pub video_runs: Vec<(u32, LayerRuns)>,
+    /// The sequence numbers of each stream received, by publisher and kind (full reception).
+    pub forwarded: Vec<((u32, Kind), ForwardedSpan)>,
     /// The emulated link's class, when the peer has one.
     pub link_class: Option<usize>,
     pub downlink: Option<LinkStats>,

@@ -174,6 +174,14 @@ pub struct Flow {
     pub delay: Percentiles,
     /// Receivers that missed more than 1 % of their packets.
     pub receivers_over_1pct_loss: usize,
+    /// Of the packets the hub forwarded (in full reception, the span of the sequence numbers
+    /// it gave each received stream, [`crate::measure::ForwardedSpan`]; in header-only
+    /// reception, the same as `expected_packets`), those that did not arrive. `lost_packets`
+    /// also counts what the hub did not forward: pictures it shed or turned off for a
+    /// receiver's link, as a chair's wall does while the chair's estimate climbs.
+    pub forwarded_expected_packets: u64,
+    pub forwarded_lost_packets: u64,
+    pub forwarded_loss_percent: f64,
     /// Per receiver (participant index: 0 is the studio, i is site i).
     pub per_receiver: Vec<ReceiverSummary>,
 }

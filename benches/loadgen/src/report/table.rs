@@ -140,6 +140,16 @@ impl Report {
             );
             row(
                 &mut t,
+                "  of what the hub forwarded",
+                format!(
+                    "{:.3} % lost ({} of {} packets)",
+                    f.forwarded_loss_percent,
+                    f.forwarded_lost_packets,
+                    f.forwarded_expected_packets
+                ),
+            );
+            row(
+                &mut t,
                 "  late (repaired or reordered)",
                 format!(
                     "{} ({:.3} %), {} duplicates",

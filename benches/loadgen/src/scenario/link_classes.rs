@@ -217,6 +217,10 @@ pub(super) fn flow(
             f.streams += 1;
             peer_expected += want;
             peer_received += got;
+            if let Some((_, span)) = peer.forwarded.iter().find(|(k, _)| k == key) {
+                f.forwarded_expected_packets += span.expected();
+                f.forwarded_lost_packets += span.expected().saturating_sub(span.received);
+            }
             let k = by_kind.entry(key.1).or_default();
             k.0 += want;
             k.1 += got;
@@ -279,6 +283,8 @@ pub(super) fn header_flow(receivers: Vec<&PeerReport>, delay: &Histogram) -> Flo
             k.0 += w.expected;
             k.1 += w.received.min(w.expected);
         }
+        f.forwarded_expected_packets += expected;
+        f.forwarded_lost_packets += expected - received;
         f.duplicates += counts.duplicates;
         f.late_packets += counts.repairs + counts.reordered;
         count_receiver(
@@ -318,6 +324,7 @@ fn fill_percentages(f: &mut Flow, by_kind: &HashMap<Kind, (u64, u64)>) {
         }
     };
     f.loss_percent = percent(f.lost_packets, f.expected_packets);
+    f.forwarded_loss_percent = percent(f.forwarded_lost_packets, f.forwarded_expected_packets);
     f.late_percent = percent(f.late_packets, f.received_packets);
     for (kind, target) in [
         (Kind::Audio, &mut f.audio_loss_percent),
