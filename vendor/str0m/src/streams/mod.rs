@@ -975,8 +975,10 @@ impl TxView {
             }
             self.valid = true;
         }
-        // Nearly sorted already: the busy streams of the last call came in order.
-        self.busy.sort_unstable();
+        // After a walk, in the map's order; otherwise two sorted runs at most (the busy
+        // streams of the last call, then those handed out since), which the stable sort
+        // merges in one pass.
+        self.busy.sort();
         let pad_on = self
             .idle_padding
             .iter()
