@@ -1261,6 +1261,10 @@ impl Session {
     /// stamps the stream's new packets, runs the pacer's own handling and polls packets out
     /// through `emit`, each protected into a buffer from `buffer` (no allocation here when
     /// the caller reuses its buffers), until none is left or the pacer holds the rest.
+    /// Two writes skip the handling, which looks at every sending stream: a paced stream's
+    /// while the pacer waits for its debt to drain (the packet waits for that time, as the
+    /// handling would decide), and an unpaced stream's, which the pacer names at once (as
+    /// the handling would), keeping a wait for its debt as it was.
     /// Returns whether nothing is left for the pacer before its regular handling: nothing
     /// unsent and no padding due before it (the pacer's gate after the last packet opens at
     /// its next handling, here or in a timeout). `false` also when this cannot be done here
@@ -1286,9 +1290,21 @@ impl Session {
         if !stream.stamp_queued(now) {
             return false;
         }
+        // A handling of the pacer looks at every queue, which for a session with hundreds of
+        // busy streams is the cost of the write; two writes need none. While the pacer waits
+        // for its debt to drain, a paced packet leaves at the time it set, when the handling
+        // then sees it. An unpaced packet goes next, and the queues held stay held: after it
+        // the loop stops, since a handling now would hold them again.
+        let held = self.pacer.holds_paced(now);
+        let mut unpaced = stream.is_unpaced() && self.pacer.poll_unpaced(now, midrid);
+        if held && !unpaced {
+            return false;
+        }
         // Each packet out closes the pacer's gate until its next handling.
         for _ in 0..SEND_NOW_MAX_PACKETS {
-            self.update_queue_state(now, None);
+            if !std::mem::take(&mut unpaced) {
+                self.update_queue_state(now, None);
+            }
             let mut protected = std::mem::take(&mut self.send_now_spare);
             if protected.capacity() == 0 {
                 protected = buffer();
@@ -1299,7 +1315,7 @@ impl Session {
             };
             protected.truncate(len);
             emit(protected);
-            if !self.streams.has_unsent() {
+            if held || !self.streams.has_unsent() {
                 break;
             }
         }

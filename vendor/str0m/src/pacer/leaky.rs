@@ -50,6 +50,9 @@ pub struct LeakyBucketPacer {
     completed_probe: Option<TwccClusterId>,
     /// Gates poll_queue() until handle_timeout() is called after packet emission.
     needs_timeout_before_next_poll: bool,
+    /// The next poll is of an unpaced queue named while paced ones are held: it leaves the
+    /// gate open and the time of the next paced send as they are.
+    keep_hold: bool,
 }
 
 impl Pacer for LeakyBucketPacer {
@@ -83,6 +86,7 @@ impl Pacer for LeakyBucketPacer {
     ) -> Option<PaddingRequest> {
         // Clear the gate when time advances
         self.needs_timeout_before_next_poll = false;
+        self.keep_hold = false;
 
         // Clear the poll time - it will be recalculated below if needed.
         // This is important because if we return early (e.g., next_poll_queue is already set),
@@ -129,6 +133,10 @@ impl Pacer for LeakyBucketPacer {
         }
 
         let next = self.next_poll_queue.take()?;
+
+        if std::mem::take(&mut self.keep_hold) {
+            return Some((next, self.active_cluster()));
+        }
 
         // Mark that we need timeout before next poll
         self.needs_timeout_before_next_poll = true;
@@ -182,6 +190,7 @@ impl LeakyBucketPacer {
             probe_queue: VecDeque::new(),
             completed_probe: None,
             needs_timeout_before_next_poll: true,
+            keep_hold: false,
         }
     }
 
@@ -208,9 +217,45 @@ impl LeakyBucketPacer {
         if self.adjusted_bitrate == Bitrate::ZERO {
             return true;
         }
-        let drain = (self.media_debt / self.adjusted_bitrate)
-            .max(self.padding_debt / self.padding_bitrate);
+        let drain =
+            (self.media_debt / self.adjusted_bitrate).max(self.padding_debt / self.padding_bitrate);
         drain <= PACING
+    }
+
+    /// Whether the last handling set the next send for a later time, to let the media debt
+    /// drain: a paced packet queued before then would not bring it forward (only an unpaced
+    /// one, a probe or a new rate can), and the handling at that time sees it. No send is
+    /// pending, and no padding, which needs every queue empty.
+    pub(crate) fn holds_paced(&self, now: Instant) -> bool {
+        !self.needs_timeout_before_next_poll
+            && self.next_poll_queue.is_none()
+            && self.probe_queue.is_empty()
+            && matches!(self.next_poll_time, Some((at, PacerReason::Paced)) if at > now)
+    }
+
+    /// Names the unpaced queue `midrid`, where a packet was just queued, as the next to poll,
+    /// without looking at every queue: a handling would name it, since an unpaced packet goes
+    /// before any paced one and unpaced packets leave as they come. The debts drain to `now`
+    /// as in a handling. Declines (false) where a handling decides otherwise: before the first
+    /// send, with a queue already named, or while probing. Where the pacer
+    /// [holds paced queues](Self::holds_paced), the poll leaves that as it is, so that paced
+    /// packets written before its time still need no handling.
+    pub(crate) fn poll_unpaced(&mut self, now: Instant, midrid: MidRid) -> bool {
+        if self.last_emitted.is_none()
+            || self.next_poll_queue.is_some()
+            || !self.probe_queue.is_empty()
+        {
+            return false;
+        }
+        self.keep_hold = self.holds_paced(now);
+        if !self.keep_hold {
+            self.needs_timeout_before_next_poll = false;
+            self.next_poll_time = None;
+        }
+        let elapsed = self.update_handle_time_and_get_elapsed(now);
+        self.clear_debt(elapsed);
+        self.next_poll_queue = Some(midrid);
+        true
     }
 
     /// Get the cluster ID of the active probe, if any.
@@ -692,6 +737,104 @@ mod test {
         );
 
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_held_pacer_lets_an_unpaced_packet_go_and_keeps_the_time_of_its_next_paced_send() {
+        let start = Instant::now();
+        let mut queue = Queue::default();
+        // 80,000 bits per second: 400 bytes per pacing interval (40 ms).
+        let mut pacer = LeakyBucketPacer::new(Bitrate::bps(80_000));
+        handle_timeout_noisy(&mut pacer, &mut queue, start);
+        let now = start + duration_ms(10);
+        for seq_no in 0..4 {
+            enqueue_packet_noisy(&mut pacer, &mut queue, seq_no, 600, PacketKind::Video, now);
+        }
+        assert_poll_success(&mut pacer, &mut queue, now, "no debt yet", |_| {});
+        assert!(
+            pacer.poll_queue().is_none(),
+            "600 bytes of debt hold the rest"
+        );
+        assert!(pacer.holds_paced(now));
+        let (paced_at, reason) = pacer
+            .next_poll_time
+            .expect("a time for the next paced send");
+        assert_eq!(reason, PacerReason::Paced);
+        assert!(paced_at > now);
+        assert!(!pacer.holds_paced(paced_at), "the hold ends at its time");
+
+        // A paced packet written now: a handling would not bring the send forward.
+        enqueue_packet_noisy(&mut pacer, &mut queue, 4, 600, PacketKind::Video, now);
+        assert!(pacer.poll_queue().is_none());
+        assert!(pacer.holds_paced(now));
+        assert_eq!(pacer.next_poll_time, Some((paced_at, PacerReason::Paced)));
+
+        // An unpaced packet goes at once without a handling, and the hold stays.
+        let (header, payload_len, kind) = make_packet(100, 80, PacketKind::Audio);
+        queue.enqueue_packet(QueuedPacket {
+            queued_at: now,
+            header,
+            payload_len,
+            kind,
+        });
+        let audio = queue
+            .queue_state(now)
+            .find(|q| q.unpaced)
+            .expect("an unpaced queue")
+            .midrid;
+        assert!(pacer.poll_unpaced(now, audio));
+        let (polled, _) = pacer.poll_queue().expect("the unpaced queue named");
+        assert_eq!(polled, audio);
+        let packet = queue.next_packet().expect("the audio packet");
+        assert_eq!(packet.header.sequence_number, 100);
+        pacer.register_send(now, DataSize::from(packet.size()), polled);
+        queue.register_send(polled, now);
+        assert!(pacer.holds_paced(now), "the paced queues are still held");
+        assert_eq!(pacer.next_poll_time, Some((paced_at, PacerReason::Paced)));
+
+        // At its time the handling sees every packet written meanwhile.
+        handle_timeout_noisy(&mut pacer, &mut queue, paced_at);
+        let (polled, _) = pacer.poll_queue().expect("a paced send at its time");
+        let packet = queue.next_packet().expect("the next video packet");
+        assert_eq!(packet.header.sequence_number, 1);
+        assert_ne!(polled, audio);
+    }
+
+    #[test]
+    fn an_unpaced_packet_is_named_only_where_a_handling_would_name_it() {
+        let now = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::kbps(1_000));
+        handle_timeout_noisy(&mut pacer, &mut queue, now);
+        let audio = queue
+            .queue_state(now)
+            .find(|q| q.unpaced)
+            .expect("an unpaced queue")
+            .midrid;
+        // Before the first send a handling picks any queue with a packet.
+        assert!(!pacer.poll_unpaced(now, audio.clone()));
+
+        enqueue_packet_noisy(&mut pacer, &mut queue, 0, 600, PacketKind::Video, now);
+        // A queue named by the last handling goes first.
+        assert!(!pacer.poll_unpaced(now, audio.clone()));
+        assert_poll_success(&mut pacer, &mut queue, now, "the first send", |_| {});
+        assert!(!pacer.holds_paced(now), "nothing is held");
+
+        // With nothing held, the unpaced poll takes the place of a handling: the gate after
+        // it closes as after any send.
+        let (header, payload_len, kind) = make_packet(1, 80, PacketKind::Audio);
+        queue.enqueue_packet(QueuedPacket {
+            queued_at: now,
+            header,
+            payload_len,
+            kind,
+        });
+        assert!(pacer.poll_unpaced(now, audio.clone()));
+        assert_eq!(pacer.poll_queue().map(|(m, _)| m), Some(audio));
+        assert!(
+            pacer.poll_queue().is_none(),
+            "closed until the next handling"
+        );
     }
 
     #[test]

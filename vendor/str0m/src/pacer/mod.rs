@@ -55,6 +55,24 @@ impl PacerImpl {
         }
     }
 
+    /// Whether the pacer waits for its debt to drain before its next paced send (see
+    /// [`LeakyBucketPacer::holds_paced`]).
+    pub fn holds_paced(&self, now: Instant) -> bool {
+        match self {
+            PacerImpl::Null(_) => false,
+            PacerImpl::LeakyBucket(v) => v.holds_paced(now),
+        }
+    }
+
+    /// Names an unpaced queue that was just written to as the next to poll, where a handling
+    /// would (see [`LeakyBucketPacer::poll_unpaced`]).
+    pub fn poll_unpaced(&mut self, now: Instant, midrid: MidRid) -> bool {
+        match self {
+            PacerImpl::Null(_) => false,
+            PacerImpl::LeakyBucket(v) => v.poll_unpaced(now, midrid),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

@@ -1331,6 +1331,12 @@ impl StreamTx {
         true
     }
 
+    /// Whether the pacer lets this stream's packets go as soon as they are queued (audio,
+    /// unless set otherwise); before the stream's first timeout, as its queue state says.
+    pub(crate) fn is_unpaced(&self) -> bool {
+        self.unpaced.unwrap_or(true)
+    }
+
     /// Returns whether what the pacer sees of this stream may have changed: its first timeout
     /// (which sets how it pads), or packets written since the last one, stamped now.
     pub(crate) fn handle_timeout<'a>(
