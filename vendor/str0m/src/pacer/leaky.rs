@@ -224,8 +224,9 @@ impl LeakyBucketPacer {
 
     /// Whether the last handling set the next send for a later time, to let the media debt
     /// drain: a paced packet queued before then would not bring it forward (only an unpaced
-    /// one, a probe or a new rate can), and the handling at that time sees it. No send is
-    /// pending, and no padding, which needs every queue empty.
+    /// one, a probe, a new rate or queues whose wait nears the queue limit can), and the
+    /// handling at that time sees it. No send is pending, and no padding, which needs every
+    /// queue empty.
     pub(crate) fn holds_paced(&self, now: Instant) -> bool {
         !self.needs_timeout_before_next_poll
             && self.next_poll_queue.is_none()
