@@ -197,6 +197,9 @@ fn every_site_receives_what_the_studio_sent() {
     let cost = &report["hub_cost"];
     assert_eq!(cost["measured"], true);
     assert!(f(&cost["cpu_us_per_forwarded_packet"]) > 0.0);
+    // Three sites are far from filling the hub's socket: read, and nothing dropped there.
+    assert_eq!(cost["socket_drops"], 0, "{cost}");
+    assert_eq!(cost["socket_drops_in_window"], 0, "{cost}");
     let floor = &report["floor"];
     assert_eq!(u(&floor["destinations"]), 3);
     assert!(floor["variants"].as_array().is_some_and(|v| v.len() == 5));

@@ -1,7 +1,9 @@
 //! Readings from Linux's /proc: a process's CPU time and resident memory (the hub's cost,
-//! apart from the generator's), a thread's own CPU time, and the kernel's UDP counters (to
-//! tell a loss in the hub from a socket buffer that overflowed).
+//! apart from the generator's), a thread's own CPU time, the kernel's UDP counters (to
+//! tell a loss in the hub from a socket buffer that overflowed), and the datagrams dropped
+//! at one process's own UDP sockets.
 
+use std::collections::HashSet;
 use std::io;
 use std::sync::OnceLock;
 
@@ -98,6 +100,47 @@ impl UdpCounters {
     }
 }
 
+/// Datagrams the kernel dropped at the UDP sockets process `pid` holds, since each opened
+/// (a full receive buffer, mostly): the `drops` column of `/proc/PID/net/udp` and `udp6`
+/// for the sockets among its open files. `None` where its files cannot be read.
+pub fn socket_drops(pid: u32) -> Option<u64> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let Ok(target) = entry.and_then(|e| std::fs::read_link(e.path())) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            inodes.insert(inode);
+        }
+    }
+    let mut drops = 0;
+    for table in ["udp", "udp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            drops += udp_table_drops(&text, &inodes);
+        }
+    }
+    Some(drops)
+}
+
+/// The sum of the `drops` column of a `/proc/net/udp` table over the sockets in `inodes`.
+fn udp_table_drops(table: &str, inodes: &HashSet<u64>) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = fields.get(9)?.parse().ok()?;
+            let drops: u64 = fields.get(12)?.parse().ok()?;
+            inodes.contains(&inode).then_some(drops)
+        })
+        .sum()
+}
+
 /// The whole machine's CPU time (`/proc/stat`), in nanoseconds: busy and total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MachineCpu {
@@ -186,6 +229,38 @@ mod tests {
         let stat = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 7 0 \
                     123 456 789";
         assert_eq!(parse_stat(stat), Some((325, 7)));
+    }
+
+    #[test]
+    fn sums_the_drops_of_the_given_sockets() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 1108: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17
+ 1109: 0100007F:A1B3 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4343 2 0000000000000000 5
+ 1110: 0100007F:A1B4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4444 2 0000000000000000 100
+";
+        let inodes = HashSet::from([4242, 4444, 9999]);
+        assert_eq!(udp_table_drops(table, &inodes), 117);
+        assert_eq!(udp_table_drops(table, &HashSet::new()), 0);
+    }
+
+    #[test]
+    fn counts_what_overflowed_an_own_socket() {
+        use std::net::UdpSocket;
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let sender = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = socket_drops(std::process::id()).expect("own sockets");
+        // Nobody reads: 8 MiB is beyond any receive buffer the kernel gives by default.
+        let datagram = [0u8; 1200];
+        for _ in 0..7000 {
+            sender
+                .send_to(&datagram, receiver.local_addr().expect("address"))
+                .expect("send");
+        }
+        let after = socket_drops(std::process::id()).expect("own sockets");
+        assert!(
+            after > before,
+            "{after} datagrams dropped after the flood, {before} before"
+        );
     }
 
     #[test]

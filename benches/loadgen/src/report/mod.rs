@@ -364,6 +364,12 @@ pub struct HubCost {
     /// How much video the hub shed at the window's end to keep up (its `/metrics`, the
     /// highest worker's level: 0 none, 6 sound only), when it says.
     pub shed_level: Option<u64>,
+    /// Datagrams the kernel dropped at the hub's UDP sockets (their receive buffers full)
+    /// from when they opened to the window's end: the joins and the warm-up included. A
+    /// datagram dropped there never reached the hub, whatever it would have done with it.
+    pub socket_drops: Option<u64>,
+    /// The same within the window.
+    pub socket_drops_in_window: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

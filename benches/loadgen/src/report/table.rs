@@ -302,6 +302,16 @@ impl Report {
                     format!("shedding video, level {level} of 6"),
                 );
             }
+            if let Some(drops) = h.socket_drops {
+                row(
+                    &mut t,
+                    "hub's UDP sockets dropped",
+                    format!(
+                        "{drops} datagrams since they opened, {} in the window",
+                        h.socket_drops_in_window.unwrap_or(0)
+                    ),
+                );
+            }
             if let Some(n) = h.tcp_connections.filter(|n| *n > 0) {
                 row(&mut t, "hub's ICE-TCP media connections", n.to_string());
             }

@@ -143,6 +143,8 @@ struct Readings {
     shed_level: Option<u64>,
     /// Each provincial hub of `--provinces`.
     provinces: Vec<Option<ProcessSample>>,
+    /// Datagrams dropped at the hub's UDP sockets since they opened.
+    hub_socket_drops: Option<u64>,
 }
 
 impl Run {
@@ -213,6 +215,7 @@ impl Run {
             tcp_connections,
             shed_level,
             hub: self.hub_pid.and_then(|pid| procfs::sample(pid).ok()),
+            hub_socket_drops: self.hub_pid.and_then(procfs::socket_drops),
             generator: procfs::sample(std::process::id()).ok(),
             provinces: self
                 .tree

@@ -165,6 +165,11 @@ impl Run {
         let mut hub_cost = HubCost {
             tcp_connections: end.tcp_connections,
             shed_level: end.shed_level,
+            socket_drops: end.hub_socket_drops,
+            socket_drops_in_window: end
+                .hub_socket_drops
+                .zip(start.hub_socket_drops)
+                .map(|(end, start)| end.saturating_sub(start)),
             ..HubCost::default()
         };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
