@@ -160,6 +160,7 @@ pub(crate) fn audio_set_aside(sending: Sending) -> u64 {
         Sending::Bps(bps) => (bps * 5 / 4).clamp(SILENT_AUDIO_BPS, AUDIO_BUDGET_BPS),
     }
 }
+
 /// Which way a peer's bandwidth estimate has been going: when it last grew and when it
 /// last fell, from the estimates str0m reports (it averages them over 3 s and reports a new
 /// one when that moves by 5 %).

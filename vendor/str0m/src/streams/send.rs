@@ -1192,7 +1192,7 @@ impl StreamTx {
         // The unpaced flag is set to a default value on first handle_timeout. The
         // default is to not pace audio. We unwrap default to "true" here to not
         // apply any pacing until we know what kind of content we are sending.
-        let unpaced = self.unpaced.unwrap_or(true);
+        let unpaced = self.is_unpaced();
 
         // Padding needs a known PT and either RTX or the non-media probe SSRC.
         let use_for_padding = self.padding_enabled();
@@ -1332,7 +1332,8 @@ impl StreamTx {
     }
 
     /// Whether the pacer lets this stream's packets go as soon as they are queued (audio,
-    /// unless set otherwise); before the stream's first timeout, as its queue state says.
+    /// unless set otherwise); before the stream's first timeout, which sets the default for
+    /// its kind, true, so that nothing is paced until the kind of content is known.
     pub(crate) fn is_unpaced(&self) -> bool {
         self.unpaced.unwrap_or(true)
     }
