@@ -1353,13 +1353,16 @@ impl Session {
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
         let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
+        let (head, body) = receipt.parts(buf);
 
         let PacketReceipt {
             header,
             seq_no,
             is_padding,
             payload_size,
-        } = receipt;
+            ..
+        } = &receipt;
+        let (seq_no, is_padding, payload_size) = (*seq_no, *is_padding, *payload_size);
 
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
 
@@ -1373,10 +1376,11 @@ impl Session {
         self.pacer.register_send(now, payload_size.into(), midrid);
 
         if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
+            let packet = [head, body].concat();
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), packet)));
         }
 
-        let len = srtp_tx.protect_rtp_into(buf, &header, *seq_no, protected);
+        let len = srtp_tx.protect_rtp_parts(head, body, header, *seq_no, protected);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1652,11 +1656,26 @@ impl Session {
     }
 }
 
+/// A packet [`StreamTx::poll_packet`] let go. Its header is in the buffer given to it, in
+/// `buf[..header.header_len]`, and its body (`payload_size` bytes) either follows there or, for
+/// a media packet sent as it was written, is `body`, the payload where it is kept.
 pub struct PacketReceipt {
     pub header: RtpHeader,
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,
+    pub body: Option<Arc<[u8]>>,
+}
+
+impl PacketReceipt {
+    /// The unprotected packet: the header from `buf` and the body from `buf` or `body`.
+    pub fn parts<'a>(&'a self, buf: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        let header_len = self.header.header_len;
+        match &self.body {
+            Some(body) => (&buf[..header_len], body),
+            None => buf[..header_len + self.payload_size].split_at(header_len),
+        }
+    }
 }
 
 /// Find the PayloadParams for the given Pt, either when the Pt is the main Pt for the Codec or

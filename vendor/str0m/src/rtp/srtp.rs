@@ -288,6 +288,21 @@ impl SrtpContext {
         srtp_index: u64, // same as ext_seq
         output: &mut Vec<u8>,
     ) -> usize {
+        let (head, body) = buf.split_at(header.header_len);
+        self.protect_rtp_parts(head, body, header, srtp_index, output)
+    }
+
+    /// Protects an RTP packet given as its header's bytes `head` (`header` parsed) and its
+    /// body, as [`SrtpContext::protect_rtp_into`] does: a packet whose body is a payload kept
+    /// elsewhere is protected from it, without being put together first.
+    pub(crate) fn protect_rtp_parts(
+        &mut self,
+        head: &[u8],
+        input: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64, // same as ext_seq
+        output: &mut Vec<u8>,
+    ) -> usize {
         // SRTP layout
         // [header, [rtp, (padding + pad_count)], tag]
 
@@ -315,8 +330,9 @@ impl SrtpContext {
         //  | +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+ |
         //  |                                                                   |
         //  +- Encrypted Portion*                      Authenticated Portion ---+
-        let hlen = header.header_len;
-        let input = &buf[hlen..];
+        let hlen = head.len();
+        debug_assert_eq!(hlen, header.header_len);
+        let plain_len = hlen + input.len();
 
         match &mut self.rtp {
             Derived::Aes128CmSha1_80 { key, salt, enc, .. } => {
@@ -329,15 +345,15 @@ impl SrtpContext {
                 // HMAC_TAG_LEN is 10, CTR_BUFFER_PADDING is 15, so we need 5 extra bytes
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
-                let len = buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN;
+                let len = plain_len + Aes128CmSha1_80::HMAC_TAG_LEN;
                 grow_to(output, len + padding_needed);
 
                 enc.encrypt(&iv, input, &mut output[hlen..len + padding_needed])
                     .expect("rtp encrypt");
 
-                output[..hlen].copy_from_slice(&buf[..hlen]);
+                output[..hlen].copy_from_slice(head);
 
-                let hmac_start = buf.len();
+                let hmac_start = plain_len;
                 let sha1_hmac = |k: &[u8], p: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(k, p);
                 Aes128CmSha1_80::rtp_hmac(
                     sha1_hmac,
@@ -353,11 +369,11 @@ impl SrtpContext {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = &buf[..hlen];
+                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let len = buf.len() + AeadAes128Gcm::TAG_LEN;
+                let len = plain_len + AeadAes128Gcm::TAG_LEN;
                 grow_to(output, len);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..len])
                     .expect("rtp encrypt");
@@ -370,11 +386,11 @@ impl SrtpContext {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = &buf[..hlen];
+                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let len = buf.len() + AeadAes256Gcm::TAG_LEN;
+                let len = plain_len + AeadAes256Gcm::TAG_LEN;
                 grow_to(output, len);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..len])
                     .expect("rtp encrypt");
@@ -1101,8 +1117,10 @@ mod test {
             let crypto = crate::crypto::test_default_provider();
             let mut fresh = SrtpContext::new(crypto, profile, &mat, true);
             let mut kept = SrtpContext::new(crypto, profile, &mat, true);
+            let mut parts = SrtpContext::new(crypto, profile, &mat, true);
             // A buffer that held something longer before.
             let mut buffer = vec![0xa5; 1500];
+            let mut parts_buffer = vec![0x5a; 1500];
             for (seq, body_len) in [(1_u16, 1000_usize), (2, 13), (3, 160)] {
                 let mut packet = vec![0x80, 111, 0, seq as u8, 0, 0, 0, 9, 0, 0, 0, 1];
                 packet.extend((0..body_len).map(|i| i as u8));
@@ -1118,6 +1136,15 @@ mod test {
                 assert_eq!(
                     fresh.unprotect_rtp(&buffer[..len], &header, seq as u64),
                     Some(&packet[12..])
+                );
+                // The header and the body apart, as a payload kept elsewhere is protected.
+                let (head, body) = packet.split_at(12);
+                let parts_len =
+                    parts.protect_rtp_parts(head, body, &header, seq as u64, &mut parts_buffer);
+                assert_eq!(
+                    &parts_buffer[..parts_len],
+                    &expected[..],
+                    "{profile:?}, {body_len} bytes in two parts"
                 );
             }
             assert_eq!(buffer.len(), 1500, "the buffer is not shrunk");

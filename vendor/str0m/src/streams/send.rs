@@ -726,7 +726,11 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        // Grown once and kept at its length: each packet overwrites what it uses, so the
+        // buffer is not cleared for every packet.
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
 
         let header_len = header.write_to(buf, exts);
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
@@ -743,12 +747,17 @@ impl StreamTx {
 
         let pkt = &next.pkt;
 
+        // A media packet sent as it was written is protected from its payload where it is
+        // kept: only a resend (the original sequence number first) or a patched payload is
+        // put together in `buf`.
+        let body_kept = next.kind == NextPacketKind::Regular && pkt.vp8_patch.is_none();
+
         let body_len = match next.kind {
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
                 let body_len = pkt.payload.len();
                 if let Some(patch) = pkt.vp8_patch.as_ref() {
                     patch.copy_to(pkt.payload.as_ref(), &mut body_out[..body_len]);
-                } else {
+                } else if !body_kept {
                     body_out[..body_len].copy_from_slice(pkt.payload.as_ref());
                 }
 
@@ -774,8 +783,6 @@ impl StreamTx {
                 len
             }
         };
-
-        buf.truncate(header_len + body_len);
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
@@ -814,12 +821,16 @@ impl StreamTx {
             self.clock_rate = set_cr;
         }
 
+        let mut body = None;
         if pop_send_queue {
             // poll_packet_regular leaves the packet in the head of the send_queue
             let pkt = self
                 .send_queue
                 .pop(now)
                 .expect("head of send_queue to be there");
+            if body_kept {
+                body = Some(pkt.payload.clone());
+            }
             if pkt.nackable {
                 self.rtx_cache
                     .cache_sent_packet(pkt, &buf[..header_len], now);
@@ -831,6 +842,7 @@ impl StreamTx {
             seq_no,
             is_padding,
             payload_size: body_len,
+            body,
         })
     }
 
@@ -1748,6 +1760,70 @@ mod test {
     }
 
     #[test]
+    fn a_packet_sent_as_written_is_protected_from_its_payload_and_others_from_the_buffer() {
+        use crate::format::Codec;
+        use crate::packet::Vp8Descriptor;
+
+        let now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Vp8 && p.resend().is_some())
+            .expect("VP8 with RTX")
+            .pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        // A buffer that held a longer packet before: what a packet does not write stays.
+        let mut buf = vec![0xee; 2000];
+        let mut poll = |stream: &mut StreamTx| {
+            stream.send_queue.handle_timeout(now);
+            let receipt = stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .expect("a packet");
+            let (head, body) = receipt.parts(&buf);
+            let header = RtpHeader::parse(head, &exts).expect("a header");
+            assert_eq!(header.header_len, head.len());
+            (receipt.body.clone(), header, body.to_vec())
+        };
+
+        // Sent as written: the body is the payload itself, not a copy.
+        let payload: Arc<[u8]> = vec![0x90, 0x80, 0x05, 1, 2, 3].into();
+        stream.write_rtp(RtpWrite::new(pt, 7.into(), 0, now, payload.clone()).nackable(true));
+        let (kept, header, body) = poll(stream);
+        assert!(kept.is_some_and(|kept| Arc::ptr_eq(&kept, &payload)));
+        assert_eq!((*header.ssrc, header.sequence_number), (42, 7));
+        assert_eq!(body, &payload[..]);
+
+        // A patched payload is put together in the buffer.
+        let patch = Vp8Descriptor::parse(&payload)
+            .unwrap()
+            .patch()
+            .picture_id(0x33)
+            .build()
+            .unwrap();
+        let write = RtpWrite::new(pt, 8.into(), 0, now, payload.clone());
+        stream.write_rtp(write.nackable(true).vp8_patch(patch));
+        let (kept, header, body) = poll(stream);
+        assert!(kept.is_none());
+        assert_eq!(header.sequence_number, 8);
+        assert_eq!(body, [0x90, 0x80, 0x33, 1, 2, 3]);
+
+        // So is a resend, its original sequence number first, on the RTX SSRC.
+        stream.resends.push_back(Resend {
+            seq_no: 7.into(),
+            queued_at: now,
+            payload_size: payload.len(),
+        });
+        let (kept, header, body) = poll(stream);
+        assert!(kept.is_none());
+        assert_eq!(*header.ssrc, 44);
+        assert_eq!(body, [0, 7, 0x90, 0x80, 0x05, 1, 2, 3]);
+    }
+
+    #[test]
     fn padding_accounting_and_sequence_rollover() {
         let now = Instant::now();
         let mut sender = StreamTx::new_probe(1200);
@@ -1772,12 +1848,10 @@ mod test {
         assert_eq!(second.header.sequence_number, 0);
         assert_eq!(second.header.ext_vals.transport_cc, Some(0));
         assert_eq!(second.payload_size, SRTP_BLOCK_SIZE);
-        assert_eq!(buf.len(), second.header.header_len + second.payload_size);
-        assert!(
-            RtpHeader::unpad_payload(&buf[second.header.header_len..])
-                .unwrap()
-                .is_empty()
-        );
+        let (head, body) = second.parts(&buf);
+        assert_eq!(head.len(), second.header.header_len);
+        assert_eq!(body.len(), second.payload_size);
+        assert!(RtpHeader::unpad_payload(body).unwrap().is_empty());
         assert_eq!(sender.queue_state(now).snapshot.packet_count, 0);
         assert_eq!(twcc, 131_073);
     }
