@@ -65,6 +65,19 @@ const TWCC_SEND_RECORDS: usize = 256;
 /// The most packets one [`Session::send_now`] lets out.
 const SEND_NOW_MAX_PACKETS: usize = 64;
 
+/// The feedback a session's queue keeps room for once emptied.
+const RTCP_QUEUE_KEPT: usize = 1;
+
+/// Gives back what an emptied feedback queue grew to beyond [`RTCP_QUEUE_KEPT`]. An [`Rtcp`]
+/// is about 1 KiB (its report lists are kept inline), so a queue that once held a sender
+/// report and a description for each stream kept 4 KiB or more for the session's life,
+/// where it mostly holds one at a time.
+fn release_when_empty(queue: &mut VecDeque<Rtcp>) {
+    if queue.is_empty() && queue.capacity() > RTCP_QUEUE_KEPT {
+        queue.shrink_to(RTCP_QUEUE_KEPT);
+    }
+}
+
 pub(crate) struct Session {
     id: SessionId,
 
@@ -1022,6 +1035,7 @@ impl Session {
                 stream.handle_rtcp(now, fb);
             }
         }
+        release_when_empty(&mut self.feedback_rx);
 
         // Not in the above if due to lifetime issues, still okay because the method
         // doesn't do anything when BWE isn't configured.
@@ -1239,6 +1253,7 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        release_when_empty(&mut self.feedback_tx);
 
         if len == 0 {
             return None;
@@ -1845,6 +1860,43 @@ mod tests {
             assert_eq!(received.payload, feedback.payload);
             assert_eq!(session.poll_timeout(), before);
         }
+    }
+
+    #[test]
+    fn feedback_queues_give_back_what_a_burst_grew_them_to() {
+        let now = Instant::now();
+        let mut session = keyed_session();
+        let pli = |ssrc: u32| Pli {
+            sender_ssrc: 1.into(),
+            ssrc: ssrc.into(),
+        };
+
+        // Four reports to send, all in one datagram: the queue holds none after it.
+        for ssrc in 2..6 {
+            session.feedback_tx.push_back(Rtcp::Pli(pli(ssrc)));
+        }
+        assert!(session.feedback_tx.capacity() >= 4);
+        assert!(session.poll_datagram(now).is_some());
+        assert!(session.feedback_tx.is_empty());
+        assert!(session.feedback_tx.capacity() <= RTCP_QUEUE_KEPT);
+
+        // A compound of four received: handled, and the queue gives back its room too.
+        let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+        let mut packet = [0; 64];
+        for ssrc in 2..5 {
+            let len = pli(ssrc).write_to(&mut packet);
+            buf.extend_from_slice(&packet[..len]);
+        }
+        // Equal key material lets the local transmit context act as the peer.
+        let packet = session.srtp_tx.as_mut().unwrap().protect_rtcp(&buf);
+        let mut readiness = Readiness::idle();
+        session.handle_rtcp_receive(now, &packet, &mut readiness.wake());
+        assert!(session.feedback_rx.is_empty());
+        assert!(session.feedback_rx.capacity() <= RTCP_QUEUE_KEPT);
+
+        // The queue still takes what comes next.
+        session.feedback_tx.push_back(Rtcp::Pli(pli(7)));
+        assert!(session.poll_datagram(now).is_some());
     }
 
     #[test]
