@@ -1371,13 +1371,12 @@ impl Session {
         let (head, body) = receipt.parts(buf);
 
         let PacketReceipt {
-            header,
+            ref header,
             seq_no,
             is_padding,
             payload_size,
             ..
-        } = &receipt;
-        let (seq_no, is_padding, payload_size) = (*seq_no, *is_padding, *payload_size);
+        } = receipt;
 
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
 
