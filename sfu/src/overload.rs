@@ -22,9 +22,9 @@
 //!
 //! Levels 1 and 2 are taken while the loop is 90 % busy or more (over the last second), at
 //! most every 1.5 s, and given back after ten seconds under 80 %; the levels above only while
-//! it is saturated (98 %), at most every 4 s, and given back after ten seconds under 90 %: a
-//! busy loop that keeps up costs the sites their best pictures, not their pictures. Sound is
-//! never shed. A peer receiving a wall of pictures (a chair's console) is among the last to
+//! it is saturated (98 %), at most every 4 s, and given back after ten seconds under 90 %, or
+//! thirty under 95 %: a busy loop that keeps up costs the sites their best pictures, not their
+//! pictures. Sound is never shed. A peer receiving a wall of pictures (a chair's console) is among the last to
 //! lose its video.
 
 use std::time::{Duration, Instant};
@@ -46,6 +46,13 @@ const LAYERS_ONLY: u8 = 2;
 /// step back that overloads the core again makes the next wait longer). Pictures come back
 /// as soon as the loop is under [`OVER`].
 const UNDER: f32 = 0.80;
+/// Busy less than this share of the time, with pictures taken away: the loop keeps up with
+/// room to spare, and may carry a quarter of the pictures back. Much of a site's cost is not
+/// its picture, so with enough sites the loop stays over [`OVER`] even on sound alone, and
+/// the level a burst of joins left it on would otherwise hold for the whole meeting.
+const ROOM: f32 = 0.95;
+/// With room but not under [`OVER`], a step back waits this many times longer.
+const ROOM_WAIT: u32 = 3;
 /// Over (the mean of a second) for this long: one step up.
 const STEP_UP_AFTER: Duration = Duration::from_millis(500);
 /// Between two steps up, so that the last one shows in the load first (a layer switch waits
@@ -90,6 +97,8 @@ pub(crate) struct Overload {
     mean: f32,
     over_since: Option<Instant>,
     under_since: Option<Instant>,
+    /// Since when the loop has had [`ROOM`] at a level that takes pictures away.
+    room_since: Option<Instant>,
     changed_at: Option<Instant>,
     /// When the level last went down, to spot a relapse.
     stepped_down_at: Option<Instant>,
@@ -104,6 +113,7 @@ impl Default for Overload {
             mean: 0.0,
             over_since: None,
             under_since: None,
+            room_since: None,
             changed_at: None,
             stepped_down_at: None,
             step_down_after: STEP_DOWN_AFTER,
@@ -154,10 +164,24 @@ impl Overload {
                 }
                 return Some(self.change(now, self.level + 1));
             }
-        } else if self.mean < under && self.level > 0 {
+        } else if self.level > 0 {
             self.over_since = None;
-            let since = *self.under_since.get_or_insert(now);
-            if settled && now.saturating_duration_since(since) >= self.step_down_after {
+            let quiet = self.mean < under;
+            let room = self.level > LAYERS_ONLY && self.mean < ROOM;
+            if !quiet {
+                self.under_since = None;
+            }
+            if !room {
+                self.room_since = None;
+            }
+            let quiet_for =
+                quiet.then(|| now.saturating_duration_since(*self.under_since.get_or_insert(now)));
+            let room_for =
+                room.then(|| now.saturating_duration_since(*self.room_since.get_or_insert(now)));
+            let due = quiet_for.is_some_and(|d| d >= self.step_down_after)
+                || room_for
+                    .is_some_and(|d| d >= (self.step_down_after * ROOM_WAIT).min(LONGEST_WAIT));
+            if settled && due {
                 self.stepped_down_at = Some(now);
                 if self.level == 1 {
                     // Within capacity again: the next overload starts from the first wait.
@@ -167,7 +191,6 @@ impl Overload {
             }
         } else {
             self.over_since = None;
-            self.under_since = None;
         }
         None
     }
@@ -177,6 +200,7 @@ impl Overload {
         self.changed_at = Some(now);
         self.over_since = None;
         self.under_since = None;
+        self.room_since = None;
         level
     }
 
@@ -285,6 +309,33 @@ mod tests {
         // Now twenty quiet seconds are needed.
         assert!(feed(&mut o, start, 43.0, 62.5, 0.4).is_empty());
         assert_eq!(feed(&mut o, start, 63.0, 63.0, 0.4), vec![0]);
+    }
+
+    #[test]
+    fn a_loop_that_keeps_up_on_sound_alone_tries_the_pictures_back() {
+        let start = Instant::now();
+        let mut o = Overload::default();
+        // A burst of joins saturates the loop, and it ends on sound only.
+        assert_eq!(feed(&mut o, start, 0.0, 3.5, 0.95), vec![1, 2]);
+        assert_eq!(feed(&mut o, start, 4.0, 25.0, 1.0), vec![3, 4, 5, 6]);
+        // The joins over, sound alone keeps the loop 92 % busy: over 90 %, but with room.
+        assert!(
+            feed(&mut o, start, 25.5, 55.5, 0.92).is_empty(),
+            "thirty seconds not yet over"
+        );
+        assert_eq!(feed(&mut o, start, 56.0, 56.0, 0.92), vec![5]);
+        // A quarter of the pictures back saturates it again: they go, and the next try
+        // waits twice as long.
+        assert_eq!(feed(&mut o, start, 56.5, 60.5, 1.0), vec![6]);
+        assert!(feed(&mut o, start, 61.0, 121.0, 0.92).is_empty());
+        assert_eq!(feed(&mut o, start, 121.5, 121.5, 0.92), vec![5]);
+        // Busy with a quarter of the pictures and keeping up, at 96 %: they stay.
+        assert!(feed(&mut o, start, 122.0, 400.0, 0.96).is_empty());
+        assert_eq!(o.level(), 5);
+        // The lowest layers are not retried this way: at level 2, 92 % holds.
+        let mut o = Overload::default();
+        assert_eq!(feed(&mut o, start, 0.0, 3.5, 0.95), vec![1, 2]);
+        assert!(feed(&mut o, start, 4.0, 400.0, 0.92).is_empty());
     }
 
     #[test]
