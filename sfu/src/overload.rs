@@ -24,8 +24,8 @@
 //! most every 1.5 s, and given back after ten seconds under 80 %; the levels above only while
 //! it is saturated (98 %), at most every 4 s, and given back after ten seconds under 90 %, or
 //! thirty under 95 %: a busy loop that keeps up costs the sites their best pictures, not their
-//! pictures. Sound is never shed. A peer receiving a wall of pictures (a chair's console) is among the last to
-//! lose its video.
+//! pictures. Sound is never shed. A peer receiving a wall of pictures (a chair's console) is
+//! among the last to lose its video.
 
 use std::time::{Duration, Instant};
 
