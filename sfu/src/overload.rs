@@ -166,18 +166,9 @@ impl Overload {
             }
         } else if self.level > 0 {
             self.over_since = None;
-            let quiet = self.mean < under;
+            let quiet_for = lasting(&mut self.under_since, self.mean < under, now);
             let room = self.level > LAYERS_ONLY && self.mean < ROOM;
-            if !quiet {
-                self.under_since = None;
-            }
-            if !room {
-                self.room_since = None;
-            }
-            let quiet_for =
-                quiet.then(|| now.saturating_duration_since(*self.under_since.get_or_insert(now)));
-            let room_for =
-                room.then(|| now.saturating_duration_since(*self.room_since.get_or_insert(now)));
+            let room_for = lasting(&mut self.room_since, room, now);
             let due = quiet_for.is_some_and(|d| d >= self.step_down_after)
                 || room_for
                     .is_some_and(|d| d >= (self.step_down_after * ROOM_WAIT).min(LONGEST_WAIT));
@@ -223,6 +214,16 @@ impl Overload {
             }
         }
     }
+}
+
+/// How long a condition has held: since `since`, started now where it begins to hold and
+/// cleared where it does not.
+fn lasting(since: &mut Option<Instant>, holds: bool, now: Instant) -> Option<Duration> {
+    if !holds {
+        *since = None;
+        return None;
+    }
+    Some(now.saturating_duration_since(*since.get_or_insert(now)))
 }
 
 #[cfg(test)]
