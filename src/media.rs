@@ -12,6 +12,10 @@
 //! (`UDP_SEGMENT`, each datagram read from its own buffer: [`gso`]), one `sendto` each where
 //! the kernel refuses GSO. Each destination's datagrams keep their order.
 //!
+//! A worker that falls behind (its socket more than an eighth full) reads RTCP and drops it
+//! unhandled until the socket is empty, so that the kernel does not drop the studio's packets
+//! and the sites' handshakes with the rest once the buffer is full ([`backlog`]).
+//!
 //! Beside UDP, [`tcp`] serves ICE over TCP for halls whose network passes only TCP: one
 //! listener hands each connection to the worker of the peer its first STUN request names, and
 //! that worker's loop reads and writes it with its UDP socket.
@@ -20,6 +24,7 @@
 //! ([`single_port`]): a datagram read by a worker that does not own its peer is handed to the
 //! one that does, and every worker announces the same candidates.
 
+mod backlog;
 mod gso;
 mod single_port;
 mod tcp;
@@ -57,6 +62,9 @@ const FLUSH_OUTPUTS: usize = 1024;
 /// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
 /// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
 const RECV_PER_TURN: usize = 4 * RECV_BATCH;
+/// Datagrams read and dropped unhandled in one turn at most while the socket is behind
+/// ([`backlog`]): reading one costs a fraction of handling it.
+const SHED_PER_TURN: usize = 4 * RECV_PER_TURN;
 /// Most bytes in one GSO send (the kernel's limit is a 64 KiB IP datagram).
 const GSO_MAX_BYTES: usize = 65_000;
 
@@ -172,6 +180,16 @@ pub struct MediaPlane {
     taps: Receiver<Arc<MediaPacket>>,
     /// Tapped packets dropped because the recording thread fell behind.
     tap_drops: Arc<AtomicU64>,
+    sockets: Arc<SocketCounters>,
+}
+
+/// What the workers' UDP sockets lost, summed over the workers.
+#[derive(Debug, Default)]
+struct SocketCounters {
+    /// Datagrams the kernel dropped (mostly a full receive buffer: a worker behind).
+    drops: AtomicU64,
+    /// RTCP datagrams read and dropped unhandled by a worker behind ([`backlog`]).
+    shed: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +245,7 @@ impl MediaPlane {
         let stopped = Arc::new(AtomicBool::new(false));
         let (taps_tx, taps) = crossbeam_channel::bounded(crate::recording::TAP_CAPACITY);
         let tap_drops = Arc::new(AtomicU64::new(0));
+        let sockets = Arc::new(SocketCounters::default());
         let handoffs = Arc::new(single_port::HandoffCounters::default());
         let mut shared_sockets = if config.single_port {
             single_port::bind(config.bind_ip, config.port, count)?
@@ -333,6 +352,9 @@ impl MediaPlane {
                 destination,
                 taps: taps_tx.clone(),
                 tap_drops: tap_drops.clone(),
+                backlog: backlog::Backlog::default(),
+                sockets: sockets.clone(),
+                counted: (0, 0),
             };
             std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -367,6 +389,7 @@ impl MediaPlane {
                 },
                 taps,
                 tap_drops,
+                sockets,
             },
             events_rx,
         ))
@@ -380,6 +403,15 @@ impl MediaPlane {
     /// Tapped packets dropped because the recording thread fell behind.
     pub fn tap_drops(&self) -> u64 {
         self.tap_drops.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams the workers' UDP sockets dropped since they opened, and RTCP datagrams the
+    /// workers read and dropped unhandled while behind (updated once a second).
+    pub fn socket_losses(&self) -> (u64, u64) {
+        (
+            self.sockets.drops.load(Ordering::Relaxed),
+            self.sockets.shed.load(Ordering::Relaxed),
+        )
     }
 
     /// Every worker's counters, added up.
@@ -562,6 +594,11 @@ struct Driver {
     destination: SocketAddr,
     taps: Sender<Arc<MediaPacket>>,
     tap_drops: Arc<AtomicU64>,
+    /// Sheds RTCP while the socket is behind.
+    backlog: backlog::Backlog,
+    sockets: Arc<SocketCounters>,
+    /// The socket's drops and the datagrams shed, as last added to [`Driver::sockets`].
+    counted: (u64, u64),
 }
 
 impl Driver {
@@ -606,10 +643,15 @@ impl Driver {
             }
             self.serve_tcp(&mut tcp_ready);
             if readable || backlog {
+                if (backlog || self.backlog.shedding())
+                    && let Some(memory) = backlog::socket_memory(&self.socket)
+                {
+                    self.backlog.observe(memory.queued, memory.capacity);
+                }
                 backlog = false;
-                let mut read = 0;
-                for turn_read in 0.. {
-                    if turn_read == RECV_PER_TURN {
+                let (mut read, mut handled, mut shed) = (0, 0, 0);
+                loop {
+                    if handled == RECV_PER_TURN || shed == SHED_PER_TURN {
                         // Edge-triggered: no new event comes for what is left; read it next turn.
                         backlog = true;
                         break;
@@ -619,6 +661,10 @@ impl Driver {
                             let Some(datagram) = buf.get(..n) else {
                                 continue;
                             };
+                            if self.backlog.sheds(datagram) {
+                                shed += 1;
+                                continue;
+                            }
                             let owner = self
                                 .steering
                                 .as_mut()
@@ -637,6 +683,7 @@ impl Driver {
                                     datagram,
                                 ),
                             }
+                            handled += 1;
                             read += 1;
                             if self.send_due(read) {
                                 read = 0;
@@ -644,7 +691,10 @@ impl Driver {
                                 self.flush(&mut relays);
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.backlog.drained();
+                            break;
+                        }
                         Err(e) => {
                             // ICMP errors from a vanished client surface here; keep serving.
                             tracing::debug!(worker = self.index, "recv failed: {e}");
@@ -683,6 +733,7 @@ impl Driver {
             self.worker.handle_timeout(now);
             if let Some((busy, cpu)) = load.busy(now) {
                 self.worker.handle_load(now, busy, cpu);
+                self.count_socket_losses();
             }
             if let Some(tcp) = self.tcp.as_mut() {
                 tcp.sweep(self.poll.registry(), now);
@@ -691,6 +742,21 @@ impl Driver {
                 *stats = self.worker.stats();
             }
         }
+    }
+
+    /// Adds what the socket dropped and what was shed since the last count to the plane's
+    /// counters.
+    fn count_socket_losses(&mut self) {
+        let drops = backlog::socket_memory(&self.socket).map_or(self.counted.0, |m| m.drops);
+        let shed = self.backlog.shed();
+        let (counters, (drops_before, shed_before)) = (&self.sockets, self.counted);
+        counters
+            .drops
+            .fetch_add(drops.saturating_sub(drops_before), Ordering::Relaxed);
+        counters
+            .shed
+            .fetch_add(shed.saturating_sub(shed_before), Ordering::Relaxed);
+        self.counted = (drops, shed);
     }
 
     /// Whether what the worker produced is sent now, after `read` datagrams since the last

@@ -191,6 +191,19 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         "UDP datagrams dropped because the owning worker's handoff queue was full (--single-port).",
         handoffs_dropped.to_string(),
     );
+    let (socket_drops, rtcp_shed) = app.hub.media().socket_losses();
+    metric(
+        "diemcau_socket_drops_total",
+        "counter",
+        "UDP datagrams the kernel dropped at the media workers' sockets, mostly a full receive buffer: a worker behind.",
+        socket_drops.to_string(),
+    );
+    metric(
+        "diemcau_rtcp_shed_total",
+        "counter",
+        "RTCP datagrams a media worker read and dropped unhandled while its socket was more than an eighth full.",
+        rtcp_shed.to_string(),
+    );
     metric(
         "diemcau_keyframe_requests_total",
         "counter",

@@ -370,6 +370,12 @@ pub struct HubCost {
     pub socket_drops: Option<u64>,
     /// The same within the window.
     pub socket_drops_in_window: Option<u64>,
+    /// RTCP datagrams the hub read and dropped unhandled while its socket was behind, from
+    /// its start to the window's end (its `/metrics`, when it says): shed so that the
+    /// kernel does not drop media and handshakes with the rest.
+    pub rtcp_shed: Option<u64>,
+    /// The same within the window.
+    pub rtcp_shed_in_window: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -312,6 +312,16 @@ impl Report {
                     ),
                 );
             }
+            if let Some(shed) = h.rtcp_shed.filter(|n| *n > 0) {
+                row(
+                    &mut t,
+                    "RTCP the hub shed while behind",
+                    format!(
+                        "{shed} datagrams since it started, {} in the window",
+                        h.rtcp_shed_in_window.unwrap_or(0)
+                    ),
+                );
+            }
             if let Some(n) = h.tcp_connections.filter(|n| *n > 0) {
                 row(&mut t, "hub's ICE-TCP media connections", n.to_string());
             }

@@ -145,6 +145,8 @@ struct Readings {
     provinces: Vec<Option<ProcessSample>>,
     /// Datagrams dropped at the hub's UDP sockets since they opened.
     hub_socket_drops: Option<u64>,
+    /// RTCP datagrams the hub read and dropped unhandled while behind (`/metrics`).
+    rtcp_shed: Option<u64>,
 }
 
 impl Run {
@@ -209,6 +211,7 @@ impl Run {
         let forwarded = prometheus_counter(&metrics, "diemcau_packets_forwarded_total");
         let tcp_connections = prometheus_counter(&metrics, "diemcau_media_tcp_connections");
         let shed_level = prometheus_max(&metrics, "diemcau_media_worker_shed_level");
+        let rtcp_shed = prometheus_counter(&metrics, "diemcau_rtcp_shed_total");
         Readings {
             at: Instant::now(),
             forwarded,
@@ -216,6 +219,7 @@ impl Run {
             shed_level,
             hub: self.hub_pid.and_then(|pid| procfs::sample(pid).ok()),
             hub_socket_drops: self.hub_pid.and_then(procfs::socket_drops),
+            rtcp_shed,
             generator: procfs::sample(std::process::id()).ok(),
             provinces: self
                 .tree

@@ -170,6 +170,11 @@ impl Run {
                 .hub_socket_drops
                 .zip(start.hub_socket_drops)
                 .map(|(end, start)| end.saturating_sub(start)),
+            rtcp_shed: end.rtcp_shed,
+            rtcp_shed_in_window: end
+                .rtcp_shed
+                .zip(start.rtcp_shed)
+                .map(|(end, start)| end.saturating_sub(start)),
             ..HubCost::default()
         };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
