@@ -221,14 +221,15 @@ impl LiveMeeting {
         let others: Vec<ParticipantInfo> = self
             .participants
             .values()
-            .filter(|p| !unseen(p.info.role))
+            .filter(|p| told_of(info.role, p.info.role))
             .map(|p| p.info.clone())
             .collect();
-        let announced = if unseen(info.role) {
-            Vec::new()
-        } else {
-            self.participants.keys().copied().collect::<Vec<_>>()
-        };
+        let announced: Vec<PeerId> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| told_of(p.info.role, info.role))
+            .map(|(id, _)| *id)
+            .collect();
         for other in announced {
             self.send(
                 other,
@@ -521,7 +522,6 @@ impl LiveMeeting {
                 },
             );
         }
-        let announced = !unseen(p.info.role);
         let mut queue_changed = false;
         if p.info.role == Role::Node {
             // Its sites' rows go with its relay: this hub no longer knows them, nor their
@@ -536,8 +536,13 @@ impl LiveMeeting {
             queue_changed = self.remote_queue.len() != before;
         }
         let floor = (floor_returned || queue_changed).then(|| self.floor_message());
-        for other in self.participants.keys().copied().collect::<Vec<_>>() {
-            if announced {
+        let listeners: Vec<(PeerId, Role)> = self
+            .participants
+            .iter()
+            .map(|(id, other)| (*id, other.info.role))
+            .collect();
+        for (other, role) in listeners {
+            if told_of(role, p.info.role) {
                 self.send(
                     other,
                     ServerMessage::ParticipantLeft {
@@ -607,4 +612,15 @@ impl LiveMeeting {
 /// a province's organizer watching, a WHEP viewer.
 fn unseen(role: Role) -> bool {
     matches!(role, Role::Node | Role::Observer | Role::Viewer)
+}
+
+/// Whether a participant in `listener`'s role is told (in `joined`, `participant_joined` and
+/// `participant_left`) of one in `role`. A site is not told of the other sites: the one it
+/// shows, the site holding the floor, the `floor` message names, and telling every site of
+/// every other made each join cost the hub a message to every site (half a million for a
+/// meeting of a thousand sites). The chair's side (the studio, an observer, a child hub's
+/// relay) is told of everyone it may see.
+fn told_of(listener: Role, role: Role) -> bool {
+    let site_to_site = role == Role::Site && matches!(listener, Role::Site | Role::Viewer);
+    !unseen(role) && !site_to_site
 }

@@ -278,7 +278,8 @@ function installStage(session, sound) {
   session.addEventListener('track', (event) => {
     const { track, participantId } = event.detail;
     const sender = session.participants.get(participantId);
-    // A track may come before `participant_joined`: then only the floor can tell a site's.
+    // A site is told of the studio and its encoder, not of the other sites (docs/protocol.md),
+    // and a track may come before `participant_joined`: the floor tells a site's tracks.
     const fromStudio = sender ? ['studio', 'encoder'].includes(sender.role) : !onFloor(session, participantId);
     if (fromStudio) {
       play(track.kind === 'video' ? studioVideo : studioAudio, track);

@@ -50,6 +50,57 @@ fn a_site_joins_and_everyone_learns_it_in_order() {
     );
 }
 
+/// A site is told of the studio, not of the other sites; the studio is told of every site,
+/// as it joins and as it leaves.
+#[test]
+fn sites_are_told_of_the_studio_and_the_studio_of_every_site() {
+    let mut m = meeting();
+    m.join(T0, STUDIO, studio_seat("Studio"), "", "")
+        .expect("studio joins");
+    m.join(T0, A, site_seat("001", "Xã A", "s-a"), "ua", "10.0.0.1")
+        .expect("A joins");
+    drain(&mut m);
+    let reply = m
+        .join(T0 + 5, B, site_seat("002", "Xã B", "s-b"), "ua", "10.0.0.2")
+        .expect("B joins");
+    let ServerMessage::Joined { participants, .. } = reply else {
+        panic!("expected joined, got {reply:?}");
+    };
+    let roles: Vec<Role> = participants.iter().map(|p| p.role).collect();
+    assert_eq!(
+        roles,
+        vec![Role::Studio],
+        "B is told of the studio, not of A"
+    );
+    let announced = |outputs: &[Output]| -> Vec<Recipient> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    message:
+                        ServerMessage::ParticipantJoined { .. } | ServerMessage::ParticipantLeft { .. },
+                } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    };
+    let only = |id| vec![Recipient::Participant(id)];
+    assert_eq!(
+        announced(&drain(&mut m)),
+        only(STUDIO),
+        "A is not told of B"
+    );
+    m.leave(T0 + 10, B, LeaveReason::Closed, None);
+    assert_eq!(announced(&drain(&mut m)), only(STUDIO), "nor of B leaving");
+    m.leave(T0 + 20, STUDIO, LeaveReason::Closed, None);
+    assert_eq!(
+        announced(&drain(&mut m)),
+        only(A),
+        "A is told of the studio leaving"
+    );
+}
+
 #[test]
 fn a_site_back_within_the_grace_time_continues_its_row_and_after_it_starts_a_new_one() {
     let mut m = meeting_in_session();
