@@ -107,6 +107,8 @@ async fn limits_are_enforced_with_clear_errors() {
         "diemcau_media_overloaded",
         "diemcau_media_worker_busy_ratio",
         "diemcau_media_worker_shed_level",
+        "diemcau_socket_drops_total",
+        "diemcau_rtcp_shed_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
@@ -119,5 +121,7 @@ async fn limits_are_enforced_with_clear_errors() {
         text.contains("diemcau_media_worker_shed_level{worker=\"0\"} 0\n"),
         "{text}"
     );
+    // Nor has it been behind its socket.
+    assert!(text.contains("\ndiemcau_rtcp_shed_total 0\n"), "{text}");
     hub.shutdown().await;
 }
