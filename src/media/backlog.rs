@@ -79,23 +79,34 @@ pub(super) struct SocketMemory {
     pub drops: u64,
 }
 
-#[cfg(all(
-    any(target_os = "linux", target_os = "android"),
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "loongarch64"
-    )
-))]
+/// `SO_MEMINFO` in the kernel's `asm-generic/socket.h`, and where its answer
+/// (`linux/sock_diag.h`) holds the three values read: numbers Linux uses on the architectures
+/// [`socket_memory`] names.
+const SO_MEMINFO: libc::c_int = 55;
+const MEMINFO_RMEM_ALLOC: usize = 0;
+const MEMINFO_RCVBUF: usize = 1;
+const MEMINFO_DROPS: usize = 8;
+
+/// The socket's receive side as the kernel accounts it; `None` where it cannot be read, and
+/// on platforms other than Linux on these architectures: nothing is shed there.
 #[allow(unsafe_code)]
 pub(super) fn socket_memory(socket: &impl AsRawFd) -> Option<SocketMemory> {
-    // `SO_MEMINFO` from the kernel's `asm-generic/socket.h`, which these architectures use.
-    const SO_MEMINFO: libc::c_int = 55;
+    let readable = cfg!(all(
+        any(target_os = "linux", target_os = "android"),
+        any(
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "arm",
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "loongarch64"
+        )
+    ));
+    if !readable {
+        return None;
+    }
     // Room for every `SK_MEMINFO_*` value; an older kernel fills fewer.
-    let mut values = [0u32; 9];
+    let mut values = [0u32; MEMINFO_DROPS + 1];
     let mut len = size_of_val(&values) as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `values`, which is that long, and
     // stores in `len` how many it wrote.
@@ -109,34 +120,17 @@ pub(super) fn socket_memory(socket: &impl AsRawFd) -> Option<SocketMemory> {
         )
     };
     let filled = usize::try_from(len).ok()? / size_of::<u32>();
-    let value = |index: libc::c_int| {
-        usize::try_from(index)
-            .ok()
-            .filter(|i| *i < filled)
-            .and_then(|i| values.get(i))
+    let value = |index: usize| {
+        values
+            .get(index)
+            .filter(|_| index < filled)
             .map_or(0, |v| u64::from(*v))
     };
     (result == 0).then(|| SocketMemory {
-        queued: value(libc::SK_MEMINFO_RMEM_ALLOC),
-        capacity: value(libc::SK_MEMINFO_RCVBUF),
-        drops: value(libc::SK_MEMINFO_DROPS),
+        queued: value(MEMINFO_RMEM_ALLOC),
+        capacity: value(MEMINFO_RCVBUF),
+        drops: value(MEMINFO_DROPS),
     })
-}
-
-/// Not read on other platforms: nothing is shed there.
-#[cfg(not(all(
-    any(target_os = "linux", target_os = "android"),
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "loongarch64"
-    )
-)))]
-pub(super) fn socket_memory(_socket: &impl AsRawFd) -> Option<SocketMemory> {
-    None
 }
 
 #[cfg(test)]
