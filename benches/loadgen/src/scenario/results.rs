@@ -166,15 +166,9 @@ impl Run {
             tcp_connections: end.tcp_connections,
             shed_level: end.shed_level,
             socket_drops: end.hub_socket_drops,
-            socket_drops_in_window: end
-                .hub_socket_drops
-                .zip(start.hub_socket_drops)
-                .map(|(end, start)| end.saturating_sub(start)),
+            socket_drops_in_window: grown(start.hub_socket_drops, end.hub_socket_drops),
             rtcp_shed: end.rtcp_shed,
-            rtcp_shed_in_window: end
-                .rtcp_shed
-                .zip(start.rtcp_shed)
-                .map(|(end, start)| end.saturating_sub(start)),
+            rtcp_shed_in_window: grown(start.rtcp_shed, end.rtcp_shed),
             ..HubCost::default()
         };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
@@ -377,6 +371,11 @@ impl Run {
 }
 
 /// A forwarded-packets counter in the hub's health document, if it has one.
+/// What a counter read at the window's start and end grew by, where both were read.
+fn grown(start: Option<u64>, end: Option<u64>) -> Option<u64> {
+    Some(end?.saturating_sub(start?))
+}
+
 fn forwarded_counter(health: &serde_json::Value) -> Option<u64> {
     health
         .get("packets_forwarded")
