@@ -137,8 +137,21 @@ pub(crate) struct Allocation {
 /// Bitrates for str0m's estimator (`Bwe::set_bitrate`), bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Probe {
+    /// The rate the pacer sustains with padding where media sends less. Zero: no padding at
+    /// all, not even str0m's automatic 50 kbit/s (the worker's load, not the link, holds the
+    /// peer at what it receives; see [`Probe::pads`]).
     pub current: u64,
     pub desired: u64,
+}
+
+impl Probe {
+    /// Whether str0m may pad this peer's link up to its automatic target: not where the
+    /// allocation asks for no padding at all. A site shed to its sound by the load would
+    /// otherwise be padded to 50 kbit/s, and its pacer woken for it, on the very core whose
+    /// time is short.
+    pub fn pads(&self) -> bool {
+        self.current > 0
+    }
 }
 
 /// Bandwidth set aside per audio track when choosing video layers, at most: a speaking

@@ -900,9 +900,9 @@ impl Worker {
             }));
         }
         if let Some(probe) = allocation.probe {
-            peer.rtc
-                .bwe()
-                .set_bitrate(Bitrate::bps(probe.current), Bitrate::bps(probe.desired));
+            let mut bwe = peer.rtc.bwe();
+            bwe.set_bitrate(Bitrate::bps(probe.current), Bitrate::bps(probe.desired));
+            bwe.set_automatic_padding(probe.pads());
         }
     }
 }

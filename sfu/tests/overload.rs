@@ -90,7 +90,17 @@ fn an_overloaded_worker_sheds_video_and_keeps_every_sites_sound() {
     // Still saturated: the pictures go, a quarter of the sites every four seconds; sound stays.
     run_loaded(&mut net, Duration::from_secs(16), 1.0);
     assert_eq!(net.workers[0].stats().shed_level, MAX_LEVEL);
+    let out_before = net.datagrams_out;
     let sound_only = received_during(&mut net, Duration::from_secs(2), 1.0);
+    // Besides their sound the worker sends only RTCP (the sites' reports, the studio's
+    // feedback): no padding toward video the load forbids, nor str0m's automatic 50 kbit/s,
+    // which would take the core's time for nothing (about 20 padding packets a second a site).
+    let out = net.datagrams_out - out_before;
+    let audio: u64 = sound_only.iter().map(|(_, audio)| audio).sum();
+    assert!(
+        out - audio <= 12 * SITES,
+        "{out} datagrams sent for {audio} sound packets: padding?"
+    );
     for (layers, audio) in &sound_only {
         assert!(
             layers.iter().sum::<u64>() <= 2,

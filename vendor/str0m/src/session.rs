@@ -1527,6 +1527,11 @@ impl Session {
         }
     }
 
+    pub fn set_bwe_automatic_padding(&mut self, enabled: bool) {
+        self.pacer_control.set_automatic_padding(enabled);
+        self.configure_pacer();
+    }
+
     pub fn reset_bwe(&mut self, init_bitrate: Bitrate) {
         if let Some(bwe) = self.bwe.as_mut() {
             bwe.reset(init_bitrate);

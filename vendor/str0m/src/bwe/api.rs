@@ -91,6 +91,27 @@ impl<'a> Bwe<'a> {
         m.no_events();
     }
 
+    /// Whether the pacer pads up to the automatic 50 kbit/s target when media sends less
+    /// (the default: it keeps NAT bindings and lets periodic probes run).
+    ///
+    /// Turned off, the pacer pads only up to the `minimum` of
+    /// [`set_bitrate`][Self::set_bitrate], and not at all when that is zero. An SFU that
+    /// sends a receiver less than its link would carry for another reason than the link (its
+    /// own CPU, say) can turn it off, so that what it holds back is not sent as padding.
+    ///
+    /// ```
+    /// # use str0m::{Rtc, bwe::Bitrate};
+    /// # let mut rtc = Rtc::builder().enable_bwe(Some(Bitrate::kbps(300))).build(std::time::Instant::now());
+    /// rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::kbps(64));
+    /// rtc.bwe().set_automatic_padding(false);
+    /// ```
+    pub fn set_automatic_padding(&mut self, enabled: bool) {
+        let mut m = self.0.mutate();
+        m.session.set_bwe_automatic_padding(enabled);
+        // Like `set_bitrate`: only the pacer's rates change.
+        m.no_events();
+    }
+
     /// Reset the BWE with a new init_bitrate
     ///
     /// This discards the current estimator state and starts estimation again

@@ -18,11 +18,22 @@ pub(crate) struct PacingResult {
 }
 
 /// Controls the pacing and padding rates.
-pub(crate) struct PacerControl {}
+pub(crate) struct PacerControl {
+    /// Whether [`PADDING_TARGET`] is a floor of the padding rate (the default).
+    automatic_padding: bool,
+}
 
 impl PacerControl {
     pub fn new() -> Self {
-        Self {}
+        Self {
+            automatic_padding: true,
+        }
+    }
+
+    /// Whether the padding rate has [`PADDING_TARGET`] as its floor. Without it the pacer pads
+    /// only up to the application's minimum, and not at all when that is zero.
+    pub fn set_automatic_padding(&mut self, enabled: bool) {
+        self.automatic_padding = enabled;
     }
 
     pub fn calculate(
@@ -37,8 +48,13 @@ impl PacerControl {
             Bitrate::ZERO
         } else if has_active_media {
             // Sustain the requested minimum without exceeding estimated capacity.
-            // Keep the automatic target for NAT bindings and RTX state.
-            PADDING_TARGET.max(minimum).min(estimate)
+            // Keep the automatic target for NAT bindings and RTX state, unless turned off.
+            let floor = if self.automatic_padding {
+                PADDING_TARGET
+            } else {
+                Bitrate::ZERO
+            };
+            floor.max(minimum).min(estimate)
         } else {
             // No padding when no media is being sent
             Bitrate::ZERO
@@ -100,6 +116,24 @@ mod test {
             assert_eq!(result.padding_rate, Bitrate::kbps(expected));
             assert_eq!(result.pacing_rate, Bitrate::kbps(estimate) * PACING_FACTOR);
         }
+    }
+
+    #[test]
+    fn without_automatic_padding_only_the_minimum_is_padded_up_to() {
+        let mut c = PacerControl::new();
+        c.set_automatic_padding(false);
+        let estimate = Bitrate::kbps(1_000);
+
+        let r = c.calculate(true, estimate, false, Bitrate::ZERO);
+        assert_eq!(r.padding_rate, Bitrate::ZERO);
+        assert_eq!(r.pacing_rate, estimate * PACING_FACTOR);
+
+        let r = c.calculate(true, estimate, false, Bitrate::kbps(300));
+        assert_eq!(r.padding_rate, Bitrate::kbps(300));
+
+        c.set_automatic_padding(true);
+        let r = c.calculate(true, estimate, false, Bitrate::ZERO);
+        assert_eq!(r.padding_rate, PADDING_TARGET);
     }
 
     #[test]
