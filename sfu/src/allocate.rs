@@ -352,21 +352,28 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
     let probing = link
         .connected_at
         .is_some_and(|at| now.saturating_duration_since(at) >= PROBE_AFTER);
+    // What the next layer's test needs of the estimate (it is used at 90 %).
+    let next = match next_step {
+        0 => allocated,
+        step => (allocated + step) * 10 / 9,
+    };
     let probe = (desired > 0 && probing).then(|| {
-        if link.allowance != Allowance::All && next_step == 0 {
-            // The worker's CPU, not the link, holds this peer at what it receives: padding
-            // it up to the layers' nominal rates would only take more of that CPU.
+        if link.allowance != Allowance::All {
+            // The worker's CPU, not the link, is short: no padding, which would take more of
+            // it (a quarter of a thousand sites given their pictures back, each padded for
+            // seconds toward its lowest layer, saturated the core again). A peer that may
+            // take more than it receives (back from sound only, say, its estimate fallen
+            // with the sound alone) is probed for it instead: str0m probes when the desired
+            // rate rises above its estimate, and periodically while it stays there, and
+            // adopts what a probe measured; a peer the load holds at its layer, not at all.
             return Probe {
                 current: 0,
-                desired: allocated,
+                desired: next,
             };
         }
-        // Probe up to what the next layer's test needs (the estimate is used at 90 %), so a
-        // site whose link recovers, audio-only ones included, can climb back.
-        let current = match next_step {
-            0 => allocated,
-            step => (allocated + step) * 10 / 9,
-        };
+        // Pad up to what the next layer's test needs, so a site whose link recovers,
+        // audio-only ones included, can climb back.
+        let current = next;
         Probe {
             current,
             desired: (desired.max(allocated) * 5 / 4).max(current),
@@ -543,6 +550,39 @@ mod tests {
             "back by the climb"
         );
         one.at(3.5, 5_000_000);
+        assert_eq!(one.target(), Some(0));
+    }
+
+    #[test]
+    fn under_load_a_site_back_from_sound_only_is_probed_for_its_picture_not_padded() {
+        // Shed to its sound by the load, its estimate fallen to what the sound alone showed.
+        let mut one = One::new(Some(0), 2);
+        one.allowance = Allowance::AudioOnly;
+        one.at(0.0, 120_000);
+        assert_eq!(one.target(), None);
+        // The load gives the lowest layer back, which the estimate is short of.
+        one.allowance = Allowance::UpTo(0);
+        let allocation = one.at(0.5, 120_000);
+        assert!(allocation.audio_only && !allocation.shed);
+        let need = RATES[0] * COME_BACK_MARGIN.0 / COME_BACK_MARGIN.1 * 10 / 9;
+        assert_eq!(
+            allocation.probe,
+            Some(Probe {
+                current: 0,
+                desired: need,
+            }),
+            "probed up to what the way back needs, and nothing padded on a short core"
+        );
+        // Without the load the same site is padded toward it, as a weak link's would be.
+        one.allowance = Allowance::All;
+        let allocation = one.at(1.0, 120_000);
+        assert_eq!(allocation.probe.map(|p| p.current), Some(need));
+        // A probe that finds the room brings it back by the climb.
+        one.allowance = Allowance::UpTo(0);
+        one.at(1.5, 400_000);
+        one.at(4.4, 400_000);
+        assert_eq!(one.target(), None);
+        one.at(4.5, 400_000);
         assert_eq!(one.target(), Some(0));
     }
 
