@@ -370,12 +370,12 @@ impl Run {
     }
 }
 
-/// A forwarded-packets counter in the hub's health document, if it has one.
 /// What a counter read at the window's start and end grew by, where both were read.
 fn grown(start: Option<u64>, end: Option<u64>) -> Option<u64> {
     Some(end?.saturating_sub(start?))
 }
 
+/// A forwarded-packets counter in the hub's health document, if it has one.
 fn forwarded_counter(health: &serde_json::Value) -> Option<u64> {
     health
         .get("packets_forwarded")
