@@ -8,9 +8,10 @@
 //! Each loop turn reads every datagram that is ready (a video frame's packets arrive
 //! together) before it collects the worker's output, so each site's `Rtc` is driven once per
 //! turn, not once per packet. The turn's datagrams are then sent grouped by destination: a run
-//! of equal-size datagrams to one site (the last may be shorter) leaves as one UDP GSO send
-//! (`UDP_SEGMENT`, each datagram read from its own buffer: [`gso`]), one `sendto` each where
-//! the kernel refuses GSO. Each destination's datagrams keep their order.
+//! of equal-size datagrams to one site (the last may be shorter) becomes one UDP GSO message
+//! (`UDP_SEGMENT`, each datagram read from its own buffer), and the messages to all sites
+//! leave together, 64 to a `sendmmsg` call ([`batch`]); where the kernel refuses GSO, each
+//! datagram is a message of its own. Each destination's datagrams keep their order.
 //!
 //! A worker that falls behind (its socket more than an eighth full) reads RTCP and drops it
 //! unhandled until the socket is empty, so that the kernel does not drop the studio's packets
@@ -25,7 +26,7 @@
 //! one that does, and every worker announces the same candidates.
 
 mod backlog;
-mod gso;
+mod batch;
 mod single_port;
 mod tcp;
 
@@ -324,7 +325,7 @@ impl MediaPlane {
             let gso_segments = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
                 .inspect_err(|e| tracing::warn!(worker = index, "no batched sends: {e}"))
                 .map_or(1, |state| {
-                    state.max_gso_segments().clamp(1, gso::MAX_SEGMENTS)
+                    state.max_gso_segments().clamp(1, batch::MAX_SEGMENTS)
                 });
             let driver = Driver {
                 tcp: config
@@ -343,6 +344,7 @@ impl MediaPlane {
                 index,
                 gso_segments,
                 outgoing: Vec::new(),
+                runs: Vec::new(),
                 socket,
                 poll,
                 inbox,
@@ -584,6 +586,8 @@ struct Driver {
     gso_segments: usize,
     /// This turn's datagrams, sent together by [`Driver::send_outgoing`].
     outgoing: Vec<Transmit>,
+    /// How [`Driver::outgoing`] is cut into messages, kept for its room.
+    runs: Vec<batch::Run>,
     poll: Poll,
     inbox: Receiver<Command>,
     others: Vec<WorkerHandle>,
@@ -844,78 +848,47 @@ impl Driver {
         }
         // A stable sort: each destination's datagrams stay in the order str0m produced them.
         outgoing.sort_by_key(|t| t.destination);
-        let max_segments = self.gso_segments;
-        let mut rest = outgoing.as_slice();
-        while let Some(first) = rest.first() {
-            let size = first.contents.len();
-            let mut count = 1;
-            let mut bytes = size;
-            while count < max_segments {
-                let Some(next) = rest.get(count) else {
-                    break;
-                };
-                let len = next.contents.len();
-                if next.destination != first.destination
-                    || len > size
-                    || bytes + len > GSO_MAX_BYTES
-                {
-                    break;
+        batch::plan(&outgoing, self.gso_segments, GSO_MAX_BYTES, &mut self.runs);
+        let mut gso_refused = false;
+        batch::send(&self.socket, &outgoing, &self.runs, |run, error| {
+            let destination = outgoing.get(run.start).map(|t| t.destination);
+            match error {
+                // Runs of a turn are cut before a refusal turns GSO off: the rest go one by
+                // one.
+                batch::SendError::Unsupported(e) if run.count > 1 => {
+                    if !gso_refused {
+                        tracing::info!(
+                            worker = self.index,
+                            "GSO send refused ({e}): sending datagrams one by one from now on"
+                        );
+                    }
+                    gso_refused = true;
+                    for t in outgoing.iter().skip(run.start).take(run.count) {
+                        if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
+                            tracing::trace!(
+                                worker = self.index,
+                                "send to {} failed: {e}",
+                                t.destination
+                            );
+                        }
+                    }
                 }
-                count += 1;
-                bytes += len;
-                if len < size {
-                    break;
+                batch::SendError::WouldBlock => {
+                    tracing::trace!(worker = self.index, "send to {destination:?} would block");
+                }
+                batch::SendError::Unsupported(e) | batch::SendError::Other(e) => {
+                    tracing::trace!(worker = self.index, "send to {destination:?} failed: {e}");
                 }
             }
-            let (run, tail) = rest.split_at(count);
-            self.send_run(run, size);
-            rest = tail;
+        });
+        if gso_refused {
+            self.gso_segments = 1;
         }
         // Their buffers serve the datagrams of packets forwarded later.
         for t in outgoing.drain(..) {
             self.worker.give_back(t.contents.into());
         }
         self.outgoing = outgoing;
-    }
-
-    /// Sends datagrams to one destination, all `size` bytes but the last: one GSO send, or
-    /// one `sendto` each when there is one or the kernel refuses GSO.
-    fn send_run(&mut self, run: &[Transmit], size: usize) {
-        // Runs of a turn are cut before a refusal turns GSO off: the rest go one by one.
-        if let (true, [first, _, ..]) = (self.gso_segments > 1, run) {
-            let datagrams = run.iter().map(|t| &t.contents[..]);
-            match gso::send(&self.socket, first.destination, datagrams, size) {
-                Ok(()) => return,
-                Err(gso::SendError::Unsupported(e)) => {
-                    tracing::info!(
-                        worker = self.index,
-                        "GSO send refused ({e}): sending datagrams one by one from now on"
-                    );
-                    self.gso_segments = 1;
-                }
-                Err(gso::SendError::WouldBlock) => {
-                    tracing::trace!(
-                        worker = self.index,
-                        "send to {} would block",
-                        first.destination
-                    );
-                    return;
-                }
-                Err(gso::SendError::Other(e)) => {
-                    tracing::trace!(
-                        worker = self.index,
-                        "send to {} failed: {e}",
-                        first.destination
-                    );
-                    return;
-                }
-            }
-        }
-        for t in run {
-            if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
-                tracing::trace!(worker = self.index, "send to {} failed: {e}", t.destination);
-            }
-        }
     }
 
     /// Returns false on `Stop`.
@@ -1081,5 +1054,15 @@ pub(crate) fn size_buffers(socket: &impl std::os::fd::AsFd, report: bool) {
         );
     } else {
         tracing::info!(receive, send, "media socket buffers");
+    }
+}
+
+impl batch::Datagram for Transmit {
+    fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+
+    fn contents(&self) -> &[u8] {
+        &self.contents
     }
 }
