@@ -398,6 +398,34 @@ mod tests {
         }
     }
 
+    /// A message the kernel refuses in the middle of a call (here a datagram to port 0) is
+    /// reported alone, and the messages after it in the same call are sent.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_message_the_kernel_refuses_does_not_stop_the_rest_of_the_call() {
+        let (first, last) = (receiver(), receiver());
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let datagrams = vec![
+            (first.local_addr().unwrap(), vec![1u8; 200]),
+            (address(0), vec![2u8; 200]),
+            (last.local_addr().unwrap(), vec![3u8; 200]),
+        ];
+        let mut runs = Vec::new();
+        plan(&datagrams, MAX_SEGMENTS, 65_000, &mut runs);
+        assert_eq!(runs.len(), 3);
+        let mut refused = Vec::new();
+        send(&sender, &datagrams, &runs, |run, e| {
+            assert!(!matches!(e, SendError::WouldBlock), "{e:?}");
+            refused.push(run);
+        });
+        assert_eq!(refused, [runs[1]]);
+        let mut buf = [0u8; 2048];
+        let (n, _) = first.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[1u8; 200]);
+        let (n, _) = last.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[3u8; 200]);
+    }
+
     /// A run the kernel would cut elsewhere is refused whole and unsent: a datagram after a
     /// shorter one, a longer one, more than [`MAX_SEGMENTS`], another destination inside it,
     /// or datagrams past the turn's end. The runs around it are sent.
