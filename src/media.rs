@@ -851,7 +851,10 @@ impl Driver {
         batch::plan(&outgoing, self.gso_segments, GSO_MAX_BYTES, &mut self.runs);
         let mut gso_refused = false;
         batch::send(&self.socket, &outgoing, &self.runs, |run, error| {
-            let destination = outgoing.get(run.start).map(|t| t.destination);
+            // `plan` cut every run from `outgoing`.
+            let Some(destination) = outgoing.get(run.start).map(|t| t.destination) else {
+                return;
+            };
             match error {
                 // Runs of a turn are cut before a refusal turns GSO off: the rest go one by
                 // one.
@@ -874,10 +877,10 @@ impl Driver {
                     }
                 }
                 batch::SendError::WouldBlock => {
-                    tracing::trace!(worker = self.index, "send to {destination:?} would block");
+                    tracing::trace!(worker = self.index, "send to {destination} would block");
                 }
                 batch::SendError::Unsupported(e) | batch::SendError::Other(e) => {
-                    tracing::trace!(worker = self.index, "send to {destination:?} failed: {e}");
+                    tracing::trace!(worker = self.index, "send to {destination} failed: {e}");
                 }
             }
         });
