@@ -1528,8 +1528,10 @@ impl Session {
     }
 
     pub fn set_bwe_automatic_padding(&mut self, enabled: bool) {
-        self.pacer_control.set_automatic_padding(enabled);
-        self.configure_pacer();
+        // The rates only change with the setting.
+        if self.pacer_control.set_automatic_padding(enabled) {
+            self.configure_pacer();
+        }
     }
 
     pub fn reset_bwe(&mut self, init_bitrate: Bitrate) {

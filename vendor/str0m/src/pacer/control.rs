@@ -31,9 +31,10 @@ impl PacerControl {
     }
 
     /// Whether the padding rate has [`PADDING_TARGET`] as its floor. Without it the pacer pads
-    /// only up to the application's minimum, and not at all when that is zero.
-    pub fn set_automatic_padding(&mut self, enabled: bool) {
-        self.automatic_padding = enabled;
+    /// only up to the application's minimum, and not at all when that is zero. Returns whether
+    /// that changed.
+    pub fn set_automatic_padding(&mut self, enabled: bool) -> bool {
+        std::mem::replace(&mut self.automatic_padding, enabled) != enabled
     }
 
     pub fn calculate(
@@ -121,7 +122,8 @@ mod test {
     #[test]
     fn without_automatic_padding_only_the_minimum_is_padded_up_to() {
         let mut c = PacerControl::new();
-        c.set_automatic_padding(false);
+        assert!(c.set_automatic_padding(false), "a change");
+        assert!(!c.set_automatic_padding(false), "the same again");
         let estimate = Bitrate::kbps(1_000);
 
         let r = c.calculate(true, estimate, false, Bitrate::ZERO);
@@ -131,7 +133,7 @@ mod test {
         let r = c.calculate(true, estimate, false, Bitrate::kbps(300));
         assert_eq!(r.padding_rate, Bitrate::kbps(300));
 
-        c.set_automatic_padding(true);
+        assert!(c.set_automatic_padding(true), "a change");
         let r = c.calculate(true, estimate, false, Bitrate::ZERO);
         assert_eq!(r.padding_rate, PADDING_TARGET);
     }
