@@ -373,10 +373,9 @@ pub(crate) fn allocate(now: Instant, link: Link, consumers: &[VideoConsumer]) ->
         }
         // Pad up to what the next layer's test needs, so a site whose link recovers,
         // audio-only ones included, can climb back.
-        let current = next;
         Probe {
-            current,
-            desired: (desired.max(allocated) * 5 / 4).max(current),
+            current: next,
+            desired: (desired.max(allocated) * 5 / 4).max(next),
         }
     });
     Allocation {
