@@ -53,12 +53,13 @@ const WAKER: Token = Token(1);
 const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
-/// Outputs (nearly all encrypted datagrams) that make the worker's output sent before
-/// [`RECV_BATCH`] datagrams are read: a keyframe read whole, forwarded to hundreds of sites,
-/// would otherwise wait as 64 × sites datagrams (about 80 KiB per site), and the allocator
-/// keeps what such a peak took. 1,024 is about 1.3 MiB, and still a few packets per site for
-/// a GSO send at 200 sites (measured in BENCHMARKS.md, "Sending at once": 512 cost 8 % more
-/// CPU per packet at 200 sites, 2,048 about 45 KiB more per site at 50).
+/// Outputs (nearly all encrypted datagrams) sent together: as soon as the worker's output holds
+/// this many, whether before [`RECV_BATCH`] datagrams are read or while a turn's media is
+/// forwarded, site by site. Without a bound a keyframe read whole, forwarded to hundreds of
+/// sites, would wait as 64 × sites datagrams (about 80 KiB per site), and the allocator keeps
+/// what such a peak took. 1,024 is about 1.3 MiB, and still a few packets per site for a GSO
+/// send at 200 sites (measured in BENCHMARKS.md, "Sending at once": 512 cost 8 % more CPU per
+/// packet at 200 sites, 2,048 about 45 KiB more per site at 50).
 const FLUSH_OUTPUTS: usize = 1024;
 /// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
 /// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
@@ -802,7 +803,14 @@ impl Driver {
     fn flush(&mut self, relays: &mut Vec<Relay>) -> Instant {
         let deadline = loop {
             match self.worker.poll_output() {
-                Output::Transmit(t) => self.outgoing.push(t),
+                Output::Transmit(t) => {
+                    self.outgoing.push(t);
+                    // The worker forwards a turn's media a few sites at a time as it is polled:
+                    // what is sent here holds no site's datagrams longer than that.
+                    if self.outgoing.len() >= FLUSH_OUTPUTS {
+                        self.send_outgoing();
+                    }
+                }
                 Output::Relay(relay) => relays.push(relay),
                 Output::Tapped(packet) => {
                     if self.taps.try_send(packet).is_err() {

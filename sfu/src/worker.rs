@@ -6,6 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
@@ -58,6 +59,13 @@ pub struct Worker {
     /// a frame's packets to one site cost one pass over its `Rtc`, not one per packet.
     touched: Vec<PeerId>,
     touched_at: Option<Instant>,
+    /// Media received since the last [`Worker::poll_output`], and the time of the latest
+    /// input since the first of it: forwarded together there, each site written all of a
+    /// producer's packets at once ([`forward`]).
+    received: Vec<Arc<MediaPacket>>,
+    received_at: Option<Instant>,
+    /// Media being written to its consumers, a few sites per [`Worker::poll_output`].
+    forwarding: forward::Batch,
     /// Peers with consumer changes to offer: offered together at the next `poll_output`, so
     /// several tracks added at once cost one offer/answer round trip.
     to_renegotiate: Vec<PeerId>,
@@ -78,6 +86,9 @@ impl Worker {
             by_ufrag: HashMap::new(),
             touched: Vec::new(),
             touched_at: None,
+            received: Vec::new(),
+            received_at: None,
+            forwarding: forward::Batch::default(),
             to_renegotiate: Vec::new(),
             overload: Overload::default(),
             core,
@@ -123,9 +134,9 @@ impl Worker {
         self.peers.len()
     }
 
-    /// Outputs waiting for [`Worker::poll_output`]. A forwarded packet's datagrams to the
-    /// consumers whose pacers let it go at once wait here, encrypted: a driver that reads
-    /// many packets before it polls holds all of theirs.
+    /// Outputs waiting for [`Worker::poll_output`]. Media received is forwarded only as
+    /// outputs are polled, a few sites at a time, so a driver that reads many packets before
+    /// it polls holds the packets, not an encrypted datagram of each for every site.
     pub fn queued_outputs(&self) -> usize {
         self.core.outputs.len()
     }
@@ -607,44 +618,42 @@ impl Worker {
 
     /// The next thing to do. Call until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        if let Some(output) = self.core.outputs.pop_front() {
-            return output;
-        }
-        self.drive_touched();
-        if let Some(output) = self.core.outputs.pop_front() {
-            return output;
-        }
-        for id in std::mem::take(&mut self.to_renegotiate) {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                self.core.renegotiate(peer);
+        loop {
+            if let Some(output) = self.core.outputs.pop_front() {
+                return output;
             }
+            if self.forward_some() || self.drive_touched() {
+                continue;
+            }
+            for id in std::mem::take(&mut self.to_renegotiate) {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    self.core.renegotiate(peer);
+                }
+            }
+            if let Some(output) = self.core.outputs.pop_front() {
+                return output;
+            }
+            let next = self.core.timers.peek().map(|Reverse((at, _))| *at);
+            return Output::Timeout(next.unwrap_or_else(far_future));
         }
-        if let Some(output) = self.core.outputs.pop_front() {
-            return output;
-        }
-        let next = self.core.timers.peek().map(|Reverse((at, _))| *at);
-        Output::Timeout(next.unwrap_or_else(far_future))
     }
 
     /// Drives every peer written to since the last call, once each, and runs the work that
-    /// produced (keyframe requests, new estimates), until no peer is left to drive.
-    fn drive_touched(&mut self) {
-        let Some(now) = self.touched_at else {
-            return;
+    /// produced (keyframe requests, new estimates); returns whether there was any.
+    fn drive_touched(&mut self) -> bool {
+        let Some(now) = self.touched_at.take() else {
+            return false;
         };
         let mut touched = std::mem::take(&mut self.touched);
-        while !touched.is_empty() {
-            for id in touched.drain(..) {
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.touched = false;
-                    self.core.drive(now, peer);
-                }
+        for id in touched.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.touched = false;
+                self.core.drive(now, peer);
             }
-            self.settle(now);
-            std::mem::swap(&mut touched, &mut self.touched);
         }
         self.touched = touched;
-        self.touched_at = None;
+        self.settle(now);
+        true
     }
 
     /// Finds the peer a datagram belongs to: by source address, else by STUN ufrag.
@@ -670,7 +679,7 @@ impl Worker {
         loop {
             if let Some(work) = self.core.work.pop_front() {
                 match work {
-                    Work::Forward(packet) => self.forward(now, &packet),
+                    Work::Forward(packet) => self.received.push(packet),
                     Work::Keyframe(router, producer, layer) => {
                         self.request_keyframe(now, router, producer, layer)
                     }
@@ -690,6 +699,12 @@ impl Worker {
                 continue;
             }
             break;
+        }
+        // Media waiting is written at the time of the latest input: a site whose report was
+        // read after the packet has its clock there already, and str0m sends at once only
+        // what it is given at its clock or later.
+        if !self.received.is_empty() {
+            self.received_at = Some(self.received_at.map_or(now, |at| at.max(now)));
         }
     }
 
@@ -717,32 +732,40 @@ impl Worker {
         }
     }
 
-    /// Counts a packet toward its layer's bitrate and writes it to the local consumers of its
-    /// producer.
-    fn forward(&mut self, now: Instant, packet: &MediaPacket) {
-        self.core.meter(
-            packet.producer,
-            packet.layer,
-            packet.received_at,
-            packet.payload.len(),
-        );
-        let Some(router) = self.core.routers.get_mut(&packet.router) else {
-            return;
+    /// Forwards media received: the next few sites of the batch being written, or a new
+    /// batch of what was received since the last one (each packet counted toward its layer's
+    /// bitrate); returns whether there was any.
+    fn forward_some(&mut self) -> bool {
+        if !self.forwarding.is_pending() {
+            let Some(now) = self.received_at.take() else {
+                return false;
+            };
+            for packet in &self.received {
+                self.core.meter(
+                    packet.producer,
+                    packet.layer,
+                    packet.received_at,
+                    packet.payload.len(),
+                );
+            }
+            self.forwarding
+                .start(now, &mut self.received, &self.core.routers);
+        }
+        let mut sink = forward::Sink {
+            peers: &mut self.peers,
+            touched: &mut self.touched,
+            outputs: &mut self.core.outputs,
+            buffers: &mut self.core.buffers,
         };
-        let forwarded = forward::forward(
-            now,
-            packet,
-            router,
-            &mut self.peers,
-            &mut self.touched,
-            &mut self.core.outputs,
-            &mut self.core.buffers,
-        );
+        let forwarded =
+            self.forwarding
+                .forward_some(&mut self.core.routers, &mut sink, FORWARD_OUTPUTS);
         if forwarded.packets > 0 {
             self.core.stats.packets_forwarded += forwarded.packets;
             self.core.stats.bytes_forwarded += forwarded.bytes;
-            self.touched_at = Some(now);
+            self.touched_at = self.touched_at.max(self.forwarding.now());
         }
+        true
     }
 
     fn request_keyframe(
@@ -908,6 +931,10 @@ impl Worker {
 }
 
 const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
+/// Datagrams one [`Worker::poll_output`] lets forwarding queue before it hands them out: the
+/// sites written to at a time, at a few datagrams each. A driver that sends as it polls then
+/// holds about this many encrypted datagrams, however many sites and packets a turn has.
+const FORWARD_OUTPUTS: usize = 64;
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
