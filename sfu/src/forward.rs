@@ -7,7 +7,7 @@
 //! producer's packets of the turn at once, so its consumer state, its connection and its send
 //! queues are brought into the cache once for all of them. With hundreds of sites, each site's
 //! state is evicted between two packets written one at a time to every site, and bringing it
-//! back was most of a write's cost (BENCHMARKS.md, "Site by site"). The writes are done a few
+//! back is much of a write's cost (BENCHMARKS.md, "Site by site"). The writes are done a few
 //! sites at a time ([`Batch::forward_some`]), so the datagrams they queue are sent before the
 //! next sites are written: what waits is the turn's received packets, shared by all sites,
 //! not an encrypted copy of each for every site.
