@@ -114,20 +114,20 @@ impl Batch {
                     .get(&first.router)
                     .and_then(|r| r.consumers_of.get(&first.producer))
             {
-                if self.groups.len() == self.used {
-                    self.groups.push(Group {
+                match self.groups.get_mut(self.used) {
+                    Some(group) => {
+                        group.router = first.router;
+                        group.packets = start..end;
+                        group.consumers.clear();
+                        group.consumers.extend_from_slice(consumers);
+                    }
+                    None => self.groups.push(Group {
                         router: first.router,
-                        packets: 0..0,
-                        consumers: Vec::new(),
-                    });
+                        packets: start..end,
+                        consumers: consumers.clone(),
+                    }),
                 }
-                if let Some(group) = self.groups.get_mut(self.used) {
-                    group.router = first.router;
-                    group.packets = start..end;
-                    group.consumers.clear();
-                    group.consumers.extend_from_slice(consumers);
-                    self.used += 1;
-                }
+                self.used += 1;
             }
             start = end;
         }

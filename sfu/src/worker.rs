@@ -704,7 +704,7 @@ impl Worker {
         // read after the packet has its clock there already, and str0m sends at once only
         // what it is given at its clock or later.
         if !self.received.is_empty() {
-            self.received_at = Some(self.received_at.map_or(now, |at| at.max(now)));
+            self.received_at = self.received_at.max(Some(now));
         }
     }
 
