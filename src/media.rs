@@ -55,12 +55,14 @@ const FIRST_TCP: usize = 2;
 const RECV_BATCH: usize = 64;
 /// Outputs (nearly all encrypted datagrams) sent together: as soon as the worker's output holds
 /// this many, whether before [`RECV_BATCH`] datagrams are read or while a turn's media is
-/// forwarded, site by site. Without a bound a keyframe read whole, forwarded to hundreds of
-/// sites, would wait as 64 × sites datagrams (about 80 KiB per site), and the allocator keeps
-/// what such a peak took. 1,024 is about 1.3 MiB, and still a few packets per site for a GSO
-/// send at 200 sites (measured in BENCHMARKS.md, "Sending at once": 512 cost 8 % more CPU per
-/// packet at 200 sites, 2,048 about 45 KiB more per site at 50).
-const FLUSH_OUTPUTS: usize = 1024;
+/// forwarded, site by site. Each waiting datagram holds a buffer, and the allocator keeps what
+/// the largest send took: a keyframe read whole, forwarded to hundreds of sites, would
+/// otherwise wait as 64 × sites datagrams (about 80 KiB per site). 256 is about 330 KiB, which
+/// still fits the core's cache when the kernel reads it. Since a turn's media is written site
+/// by site, a site's packets of the turn lie together whatever the bound, and a send cuts at
+/// most one site's run of a GSO message (BENCHMARKS.md, "A smaller send": 1,024 kept about
+/// 20 KiB more per site at 50 sites, with no CPU difference measured at 50 or 200).
+const FLUSH_OUTPUTS: usize = 256;
 /// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
 /// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
 const RECV_PER_TURN: usize = 4 * RECV_BATCH;

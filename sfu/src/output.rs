@@ -91,7 +91,8 @@ impl DatagramBuffers {
     /// A new buffer's capacity: a full-size RTP packet (browsers send at most about 1,200
     /// bytes) with its SRTP tag. A longer one grows its buffer, which is then kept as well.
     const CAPACITY: usize = 1280;
-    /// At most this many buffers wait for reuse: about what a driver sends in one go.
+    /// At most this many buffers wait for reuse: what a driver's send and the sites' pacers
+    /// hold at once is usually fewer (the hub's driver sends every 256 datagrams).
     const KEEP: usize = 1024;
 
     /// A buffer to write a datagram into (its length and contents are what it last held).
