@@ -53,16 +53,20 @@ const WAKER: Token = Token(1);
 const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
-/// Outputs (nearly all encrypted datagrams) sent together: as soon as the worker's output holds
-/// this many, whether before [`RECV_BATCH`] datagrams are read or while a turn's media is
-/// forwarded, site by site. Each waiting datagram holds a buffer, and the allocator keeps what
-/// the largest send took: a keyframe read whole, forwarded to hundreds of sites, would
-/// otherwise wait as 64 × sites datagrams (about 80 KiB per site). 256 is about 330 KiB, which
-/// still fits the core's cache when the kernel reads it. Since a turn's media is written site
-/// by site, a site's packets of the turn lie together whatever the bound, and a send cuts at
-/// most one site's run of a GSO message (BENCHMARKS.md, "A smaller send": 1,024 kept about
-/// 20 KiB more per site at 50 sites, with no CPU difference measured at 50 or 200).
-const FLUSH_OUTPUTS: usize = 256;
+/// Outputs waiting in the worker before the driver polls it, even before [`RECV_BATCH`]
+/// datagrams are read: what a turn's reads make the worker queue (answers, reports, what the
+/// sites' pacers release) waits at most this long.
+const FLUSH_OUTPUTS: usize = 1024;
+/// Datagrams sent together while the worker is polled and a turn's media is forwarded, site
+/// by site: four per site (about a turn's studio packets at 200 sites), at least this many and
+/// at most [`FLUSH_OUTPUTS`]. Each waiting datagram holds a buffer, and the allocator keeps
+/// what the largest send took: a keyframe read whole, forwarded to hundreds of sites, would
+/// otherwise wait as 64 × sites datagrams (about 80 KiB per site). With few sites the bound of
+/// 1,024 kept about 20 KiB a site at 50 sites for buffers a turn seldom needs, and with many a
+/// send of 256 cost a few per cent more CPU a packet at 200 sites (BENCHMARKS.md, "A smaller
+/// send"). Since a turn's media is written site by site, a site's packets of the turn lie
+/// together whatever the bound.
+const SEND_OUTPUTS_MIN: usize = 256;
 /// Datagrams read in one turn of the loop at most: a loop that cannot keep up still runs its
 /// timers (pacing, feedback) and reports its load every turn, and reads the rest next turn.
 const RECV_PER_TURN: usize = 4 * RECV_BATCH;
@@ -803,13 +807,14 @@ impl Driver {
 
     /// Sends what the worker produced; returns when it next wants to be woken.
     fn flush(&mut self, relays: &mut Vec<Relay>) -> Instant {
+        let send_every = (4 * self.worker.peer_count()).clamp(SEND_OUTPUTS_MIN, FLUSH_OUTPUTS);
         let deadline = loop {
             match self.worker.poll_output() {
                 Output::Transmit(t) => {
                     self.outgoing.push(t);
                     // The worker forwards a turn's media a few sites at a time as it is polled:
                     // what is sent here holds no site's datagrams longer than that.
-                    if self.outgoing.len() >= FLUSH_OUTPUTS {
+                    if self.outgoing.len() >= send_every {
                         self.send_outgoing();
                     }
                 }
