@@ -53,9 +53,9 @@ const WAKER: Token = Token(1);
 const FIRST_TCP: usize = 2;
 /// Datagrams read before the worker's output is sent: bounds how long the first of them waits.
 const RECV_BATCH: usize = 64;
-/// Outputs waiting in the worker before the driver polls it, even before [`RECV_BATCH`]
-/// datagrams are read: what a turn's reads make the worker queue (answers, reports, what the
-/// sites' pacers release) waits at most this long.
+/// Outputs that may wait in the worker while a turn is read: once this many wait (answers,
+/// reports, what the sites' pacers release), the driver polls and sends them before
+/// [`RECV_BATCH`] datagrams are read.
 const FLUSH_OUTPUTS: usize = 1024;
 /// Datagrams sent together while the worker is polled and a turn's media is forwarded, site
 /// by site: four per site (about a turn's studio packets at 200 sites), at least this many and

@@ -92,7 +92,8 @@ impl DatagramBuffers {
     /// bytes) with its SRTP tag. A longer one grows its buffer, which is then kept as well.
     const CAPACITY: usize = 1280;
     /// At most this many buffers wait for reuse: what a driver's send and the sites' pacers
-    /// hold at once is usually fewer (the hub's driver sends every 256 datagrams).
+    /// hold at once is usually fewer (the hub's driver sends every four datagrams a site, 256
+    /// to 1,024).
     const KEEP: usize = 1024;
 
     /// A buffer to write a datagram into (its length and contents are what it last held).
