@@ -396,9 +396,14 @@ fn the_chairs_answers_to_the_hubs_offers_are_never_refused_as_a_flood() {
         60,
         "every site's sound and picture: {up}"
     );
-    // One site that never reached the chair is a thirtieth of its packets; a busy machine
-    // may lose a packet or two at the window's edges.
-    assert!(f(&up["loss_percent"]) < 1.0, "{up}");
+    // One site that never reached the chair is a thirtieth of its sound. The hub never
+    // turns a site's sound off at the chair, while it may turn pictures off for a while when
+    // a busy machine delays the chair's feedback and its estimate dips: that is counted as
+    // lost in `loss_percent` (13.5 % of the video once in CI, with every packet forwarded
+    // arriving), so the sound and what was forwarded are what tell.
+    assert!(f(&up["audio_loss_percent"]) < 1.0, "{up}");
+    // A busy machine may lose a packet or two at the window's edges.
+    assert!(f(&up["forwarded_loss_percent"]) < 1.0, "{up}");
 }
 
 #[test]
