@@ -7,6 +7,28 @@ use serde::{Deserialize, Serialize};
 use str0m_proto::Id;
 use str0m_proto::NonCryptographicRng;
 
+/// An id's text: its bytes as UTF-8, whitespace trimmed at both ends, as
+/// `from_utf8(bytes).trim()` gives it (and panicking where that would).
+///
+/// Ids are ASCII padded with spaces, and one is read for every RTP packet that carries it in a
+/// header extension: the ASCII whitespace is trimmed byte by byte, and only an id that would
+/// still begin or end with a byte beyond ASCII (which may start a wider whitespace character)
+/// is trimmed character by character.
+fn trimmed_id(bytes: &[u8]) -> &str {
+    // `char::is_whitespace` for ASCII: tab, line feed, vertical tab, form feed, carriage
+    // return and space (`u8::is_ascii_whitespace` leaves out the vertical tab).
+    let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    let inner = &bytes[start..end];
+    match (inner.first(), inner.last()) {
+        (Some(first), Some(last)) if !first.is_ascii() || !last.is_ascii() => {
+            from_utf8(bytes).expect("ascii id").trim()
+        }
+        _ => from_utf8(inner).expect("ascii id"),
+    }
+}
+
 macro_rules! str_id {
     ($id:ident, $name:literal, $num:tt, $new_len:tt) => {
         impl $id {
@@ -43,7 +65,7 @@ macro_rules! str_id {
             type Target = str;
 
             fn deref(&self) -> &Self::Target {
-                from_utf8(&self.0).expect("ascii id").trim()
+                trimmed_id(&self.0)
             }
         }
 
@@ -370,5 +392,38 @@ impl MidRid {
 
     pub fn special_equals(&self, other: &MidRid) -> bool {
         self.0 == other.0 && (self.1.is_none() || self.1 == other.1)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn an_id_is_trimmed_as_its_text_would_be() {
+        let cases: &[&[u8]] = &[
+            b"0               ",
+            b"audio",
+            b"  v1 \t\r\n",
+            b"a b",
+            b"",
+            b"      ",
+            b"\x0b\x0cx\x0b",
+            "\u{a0}mid\u{a0}".as_bytes(),
+            "\u{3000} \u{85}".as_bytes(),
+            "é    ".as_bytes(),
+            "  ü".as_bytes(),
+            "a\u{2003}b  ".as_bytes(),
+        ];
+        for bytes in cases {
+            assert_eq!(
+                trimmed_id(bytes),
+                from_utf8(bytes).unwrap().trim(),
+                "{bytes:?}"
+            );
+        }
+        let mid = Mid::from("0");
+        assert_eq!(&*mid, "0");
+        assert_eq!(&*Rid::from("hi"), "hi");
     }
 }

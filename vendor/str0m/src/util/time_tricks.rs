@@ -42,11 +42,17 @@ static BEGINNING_OF_TIME: LazyLock<(Instant, SystemTime)> = LazyLock::new(|| {
     (beginning_of_time, beginning_of_time_sys)
 });
 
-pub fn epoch_to_beginning() -> Duration {
+/// The unix time of [`BEGINNING_OF_TIME`], worked out once: every packet that carries an
+/// absolute send time needs it.
+static EPOCH_TO_BEGINNING: LazyLock<Duration> = LazyLock::new(|| {
     BEGINNING_OF_TIME
         .1
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("beginning of time to be after epoch")
+});
+
+pub fn epoch_to_beginning() -> Duration {
+    *EPOCH_TO_BEGINNING
 }
 
 pub(crate) fn already_happened() -> Instant {
@@ -98,12 +104,9 @@ impl InstantExt for Instant {
             warn!("Time went backwards from beginning_of_time Instant");
         }
 
-        let duration_since_time_0 = self.duration_since(BEGINNING_OF_TIME.0);
-        let system_time = BEGINNING_OF_TIME.1 + duration_since_time_0;
-
-        system_time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock to go forwards from unix epoch")
+        // The same sum as the beginning's system time plus the time since, less the epoch,
+        // without a `SystemTime` worked out and taken apart again.
+        epoch_to_beginning() + self.duration_since(BEGINNING_OF_TIME.0)
     }
 
     fn to_ntp_duration(&self) -> Duration {
@@ -188,6 +191,18 @@ mod test {
             now2.duration_since(now)
         };
         assert!(abs.unwrap() < Duration::from_millis(1));
+    }
+
+    #[test]
+    fn unix_duration_is_the_system_time_since_the_epoch() {
+        let start = already_happened();
+        for step in [0, 1, 999, 1_000_000_001, 3_600_123_456_789] {
+            let t = start + Duration::from_nanos(step);
+            let through_system_time = (BEGINNING_OF_TIME.1 + t.duration_since(start))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap();
+            assert_eq!(t.to_unix_duration(), through_system_time);
+        }
     }
 
     #[test]
