@@ -3,7 +3,7 @@
 //! and what its `Rtc` reports becomes work and outputs.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use str0m::rtp::ExtensionValues;
 use str0m::{Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput};
 
 use crate::config::WorkerConfig;
-use crate::ids::{PeerId, ProducerId, RouterId};
+use crate::ids::{IdMap, PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeThrottle;
 use crate::output::{DatagramBuffers, Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::peer::Peer;
@@ -36,7 +36,7 @@ pub(crate) enum Timer {
 /// long as its worker; routers come and go with their meetings' peers.
 #[derive(Debug)]
 pub(crate) struct Core {
-    pub routers: HashMap<RouterId, Router>,
+    pub routers: IdMap<RouterId, Router>,
     pub timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     pub outputs: VecDeque<Output>,
     /// Buffers for the datagrams in `outputs` written at once, reused once sent.
@@ -51,7 +51,7 @@ pub(crate) struct Core {
     pub keyframe_interval: Duration,
     pub stats: WorkerStats,
     /// Bitrate of each producer's layers, as seen by this worker.
-    pub meters: HashMap<ProducerId, Vec<Meter>>,
+    pub meters: IdMap<ProducerId, Vec<Meter>>,
     pub allocate_scheduled: bool,
     /// Peers with a new bandwidth estimate, to re-allocate.
     pub estimates_changed: Vec<PeerId>,
@@ -95,7 +95,7 @@ const PACER_AHEAD: Duration = Duration::from_micros(8);
 impl Core {
     pub fn new(config: &WorkerConfig) -> Core {
         Core {
-            routers: HashMap::new(),
+            routers: IdMap::default(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             buffers: DatagramBuffers::default(),
@@ -106,7 +106,7 @@ impl Core {
             relay: config.workers > 1,
             keyframe_interval: config.keyframe_interval,
             stats: WorkerStats::default(),
-            meters: HashMap::new(),
+            meters: IdMap::default(),
             allocate_scheduled: false,
             estimates_changed: Vec::new(),
             taps: HashSet::new(),
@@ -374,7 +374,7 @@ pub(crate) fn note_transport(outputs: &mut VecDeque<Output>, peer: &mut Peer, pr
 
 /// The measured bitrate of `producer`'s layers up to `max_layer`, lowest first.
 pub(crate) fn layer_rates(
-    meters: &HashMap<ProducerId, Vec<Meter>>,
+    meters: &IdMap<ProducerId, Vec<Meter>>,
     producer: ProducerId,
     max_layer: u8,
 ) -> Vec<u64> {

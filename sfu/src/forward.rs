@@ -12,14 +12,14 @@
 //! next sites are written: what waits is the turn's received packets, shared by all sites,
 //! not an encrypted copy of each for every site.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::media::MediaKind;
 
 use crate::core::note_transport;
-use crate::ids::{ConsumerId, PeerId, RouterId};
+use crate::ids::{ConsumerId, IdMap, PeerId, RouterId};
 use crate::output::{DatagramBuffers, Output};
 use crate::peer::Peer;
 use crate::router::{Consumer, MediaPacket, Router};
@@ -38,7 +38,7 @@ type Vp8Parsed = Option<Result<str0m::rtp::Vp8Descriptor, str0m::error::Vp8Descr
 /// Where forwarded packets go: the worker's peers, the peers to drive once the writes are done,
 /// and the datagrams to send.
 pub(crate) struct Sink<'a> {
-    pub peers: &'a mut HashMap<PeerId, Box<Peer>>,
+    pub peers: &'a mut IdMap<PeerId, Box<Peer>>,
     pub touched: &'a mut Vec<PeerId>,
     pub outputs: &'a mut VecDeque<Output>,
     pub buffers: &'a mut DatagramBuffers,
@@ -91,7 +91,7 @@ impl Batch {
         &mut self,
         now: Instant,
         received: &mut Vec<Arc<MediaPacket>>,
-        routers: &HashMap<RouterId, Router>,
+        routers: &IdMap<RouterId, Router>,
     ) {
         self.now = Some(now);
         self.packets.clear();
@@ -143,7 +143,7 @@ impl Batch {
     /// later.
     pub fn forward_some(
         &mut self,
-        routers: &mut HashMap<RouterId, Router>,
+        routers: &mut IdMap<RouterId, Router>,
         sink: &mut Sink<'_>,
         enough: usize,
     ) -> Forwarded {
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn a_batch_writes_sound_first_and_each_producers_packets_in_order_site_by_site() {
         let start = Instant::now();
-        let mut routers = HashMap::new();
+        let mut routers = IdMap::default();
         let router: &mut Router = routers.entry(ROUTER).or_default();
         for (id, peer) in [(1, 100), (2, 101), (3, 102)] {
             let consumer = Consumer::new(PeerId(peer), CAMERA, MediaKind::Video, 2);
@@ -401,7 +401,7 @@ mod tests {
             Consumer::new(PeerId(103), CAMERA, MediaKind::Video, 2),
         );
         let (mut peers, mut touched, mut outputs, mut buffers) = (
-            HashMap::new(),
+            IdMap::default(),
             Vec::new(),
             VecDeque::new(),
             DatagramBuffers::default(),

@@ -1,6 +1,5 @@
 //! One meeting's routing maps on one worker: which consumers take which producer's packets.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, SeqNo};
 
 use crate::allocate::LayerState;
-use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::ids::{ConsumerId, IdMap, PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeThrottle;
 use crate::rewrite::{LineClocks, PictureRewriter, SequenceRewriter, TimestampRewriter};
 use crate::vp8::Vp8Info;
@@ -123,9 +122,9 @@ impl Consumer {
 /// The routing maps of one meeting on one worker: producer → consumers and consumer → producer.
 #[derive(Debug, Default)]
 pub(crate) struct Router {
-    pub producers: HashMap<ProducerId, LocalProducer>,
-    pub consumers: HashMap<ConsumerId, Consumer>,
-    pub consumers_of: HashMap<ProducerId, Vec<ConsumerId>>,
+    pub producers: IdMap<ProducerId, LocalProducer>,
+    pub consumers: IdMap<ConsumerId, Consumer>,
+    pub consumers_of: IdMap<ProducerId, Vec<ConsumerId>>,
 }
 
 impl Router {

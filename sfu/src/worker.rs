@@ -19,7 +19,7 @@ use crate::allocate;
 use crate::config::{self, WorkerConfig};
 use crate::core::{Core, Timer, Work, layer_rates};
 use crate::forward;
-use crate::ids::{ConsumerId, PeerId, ProducerId, RouterId};
+use crate::ids::{ConsumerId, IdMap, PeerId, ProducerId, RouterId};
 use crate::keyframes::KeyframeDecision;
 use crate::output::{Event, Output, ProducerInfo, Relay, WorkerStats};
 use crate::overload::Overload;
@@ -51,7 +51,7 @@ pub struct Worker {
     rtc_config: RtcConfig,
     /// Boxed: a peer is about 11 KiB (str0m's `Rtc` alone 10 KiB), and a table of them keeps
     /// up to half its slots spare.
-    peers: HashMap<PeerId, Box<Peer>>,
+    peers: IdMap<PeerId, Box<Peer>>,
     by_address: HashMap<(Protocol, SocketAddr), PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     /// Peers written to since they were last driven, and the time of that input: each is
@@ -81,7 +81,7 @@ impl Worker {
         Worker {
             config,
             rtc_config,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             by_address: HashMap::new(),
             by_ufrag: HashMap::new(),
             touched: Vec::new(),
