@@ -10,7 +10,8 @@
 //! forwarding video). Only the worker's own calls are timed: the in-memory clients are not,
 //! and no syscall is made. Criterion's throughput (elements/s) counts forwarded packets.
 //!
-//! `cargo bench -p diemcau-sfu --bench routing`
+//! `cargo bench -p diemcau-sfu --bench routing`; `ROUTING_CONSUMERS=10,100` sets up and runs
+//! only those sizes (criterion's own filter still sets up every size before it skips one).
 
 #![allow(clippy::indexing_slicing)] // fixtures: the studio is always client 0
 
@@ -126,7 +127,7 @@ fn routing(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_one_video_packet");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    for consumers in [1usize, 10, 100] {
+    for consumers in sizes() {
         let mut bench = Bench::new(consumers);
         let before = bench.net.workers[0].stats();
         let (out_before, in_before) = (bench.net.datagrams_out, bench.net.datagrams_in);
@@ -145,6 +146,21 @@ fn routing(c: &mut Criterion) {
         );
     }
     group.finish();
+}
+
+/// The consumer counts to run: `ROUTING_CONSUMERS` (comma-separated), or 1, 10 and 100.
+fn sizes() -> Vec<usize> {
+    match std::env::var("ROUTING_CONSUMERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("ROUTING_CONSUMERS: numbers, comma-separated")
+            })
+            .collect(),
+        Err(_) => vec![1, 10, 100],
+    }
 }
 
 criterion_group!(benches, routing);
