@@ -134,7 +134,7 @@ pub(crate) struct Streams {
     last_rx_lookup_cleanup: Instant,
 
     /// All outgoing encoded streams.
-    streams_tx: HashMap<Ssrc, StreamTx>,
+    streams_tx: HashMap<Ssrc, Box<StreamTx>>,
 
     /// Where [`Streams::stream_tx_by_midrid`] found a stream by its exact mid and rid, once
     /// there are more than [`TX_INDEXED_ABOVE`] of them. An entry is checked against the
@@ -356,7 +356,15 @@ impl Streams {
         self.tx_view.invalidate();
         self.streams_tx
             .entry(ssrc)
-            .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
+            .or_insert_with(|| {
+                Box::new(StreamTx::new(
+                    ssrc,
+                    rtx,
+                    midrid,
+                    self.enable_stats,
+                    self.mtu_warn,
+                ))
+            })
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
@@ -384,7 +392,7 @@ impl Streams {
 
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
         self.tx_view.touch(*ssrc, self.streams_tx.len());
-        self.streams_tx.get_mut(ssrc)
+        self.streams_tx.get_mut(ssrc).map(|s| &mut **s)
     }
 
     /// Lookup the "main" SSRC and mid for a given SSRC(main or RTX).
@@ -584,7 +592,7 @@ impl Streams {
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
         self.tx_view.invalidate();
-        self.streams_tx.values_mut()
+        self.streams_tx.values_mut().map(|s| &mut **s)
     }
 
     pub(crate) fn ssrcs_tx(&self, mid: Mid) -> Vec<(Ssrc, Option<Ssrc>)> {
@@ -724,7 +732,11 @@ impl Streams {
             return Some(&mut self.probe_tx);
         }
         if self.streams_tx.len() <= TX_INDEXED_ABOVE {
-            return self.streams_tx.values_mut().find(|s| s.is_midrid(midrid));
+            return self
+                .streams_tx
+                .values_mut()
+                .find(|s| s.is_midrid(midrid))
+                .map(|s| &mut **s);
         }
         let indexed = self.tx_by_midrid.get(&midrid).copied().filter(|ssrc| {
             self.streams_tx
@@ -748,7 +760,7 @@ impl Streams {
             }
         };
         self.tx_view.touch(ssrc, self.streams_tx.len());
-        self.streams_tx.get_mut(&ssrc)
+        self.streams_tx.get_mut(&ssrc).map(|s| &mut **s)
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -766,7 +778,10 @@ impl Streams {
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
         self.tx_view.invalidate();
-        self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
+        self.streams_tx
+            .values_mut()
+            .filter(move |s| s.mid() == mid)
+            .map(|s| &mut **s)
     }
 
     /// An iterator over all the rx streams for a given mid.
@@ -855,7 +870,7 @@ impl Streams {
 /// once it has been busy.
 pub(crate) fn walk_queue_states(
     now: Instant,
-    streams_tx: &mut HashMap<Ssrc, StreamTx>,
+    streams_tx: &mut HashMap<Ssrc, Box<StreamTx>>,
     states: &mut Vec<QueueState>,
     may_pad: &mut impl FnMut(&StreamTx) -> bool,
 ) -> (Option<Ssrc>, bool) {
@@ -936,7 +951,7 @@ impl TxView {
     fn queue_states(
         &mut self,
         now: Instant,
-        streams_tx: &mut HashMap<Ssrc, StreamTx>,
+        streams_tx: &mut HashMap<Ssrc, Box<StreamTx>>,
         states: &mut Vec<QueueState>,
         may_pad: &mut impl FnMut(&StreamTx) -> bool,
     ) -> (Option<Ssrc>, bool) {
