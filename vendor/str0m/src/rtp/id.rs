@@ -15,9 +15,9 @@ use str0m_proto::NonCryptographicRng;
 /// still begin or end with a byte beyond ASCII (which may start a wider whitespace character)
 /// is trimmed character by character.
 fn trimmed_id(bytes: &[u8]) -> &str {
-    // `char::is_whitespace` for ASCII: tab, line feed, vertical tab, form feed, carriage
-    // return and space (`u8::is_ascii_whitespace` leaves out the vertical tab).
-    let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+    // What `trim` takes off among ASCII characters (`u8::is_ascii_whitespace` would leave
+    // the vertical tab).
+    let space = |b: &u8| b.is_ascii() && char::from(*b).is_whitespace();
     let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
     let inner = &bytes[start..end];
