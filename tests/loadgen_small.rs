@@ -334,9 +334,11 @@ fn header_only_reception_counts_what_the_full_mode_and_the_hub_count() {
         assert!(u(&down["late_packets"]) > 0, "{mode}: repairs arrive late");
         // Nothing is shed at this size: what was lost is what the hub forwarded and the
         // sites missed, give or take a lost packet at either edge of the window per stream.
+        // The two counts bound the window differently (the studio's sends against the
+        // sequence numbers that arrived), so either may be the larger by those few.
         let (lost, forwarded_lost) = (u(&down["lost_packets"]), u(&down["forwarded_lost_packets"]));
         assert!(
-            forwarded_lost <= lost && lost - forwarded_lost <= 2 * u(&down["streams"]),
+            lost.abs_diff(forwarded_lost) <= 2 * u(&down["streams"]),
             "{mode}: {lost} lost, {forwarded_lost} of them forwarded"
         );
         assert!(forwarded_lost > 0, "{mode}: {down}");
