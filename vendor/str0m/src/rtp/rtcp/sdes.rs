@@ -161,7 +161,8 @@ impl<'a> TryFrom<&'a [u8]> for Descriptions {
     type Error = &'static str;
 
     fn try_from(buf: &'a [u8]) -> Result<Self, Self::Error> {
-        let mut reports = ReportList::new();
+        // Built where it is kept: a list of 31 descriptions is about 31 KiB.
+        let mut reports: Box<ReportList<Sdes>> = Box::default();
 
         let mut buf = buf;
 
@@ -191,9 +192,7 @@ impl<'a> TryFrom<&'a [u8]> for Descriptions {
             buf = &buf[len..];
         }
 
-        Ok(Descriptions {
-            reports: Box::new(reports),
-        })
+        Ok(Descriptions { reports })
     }
 }
 
