@@ -529,7 +529,12 @@ impl Worker {
             peer.addresses.push((proto, source));
             self.by_address.insert((proto, source), id);
         }
-        if let Err(e) = peer.rtc.handle_input(input) {
+        let Input::Receive(at, receive) = input else {
+            return false;
+        };
+        // Only the datagram: `drive` feeds the timeout the peer then asks for if anything
+        // fell due, instead of every timer of the session being looked at for each datagram.
+        if let Err(e) = peer.rtc.handle_receive(at, receive) {
             tracing::debug!(peer = %id, "datagram refused: {e}");
         }
         self.core.drive(now, peer);

@@ -2054,6 +2054,24 @@ impl Rtc {
         Ok(())
     }
 
+    /// Handles a received datagram, without the timeout that [`Rtc::handle_input`] runs after
+    /// it.
+    ///
+    /// [`Rtc::handle_input`] with [`Input::Receive`] handles the datagram and then every
+    /// timer of the session (ICE, SCTP, each stream's reports, the pacer, the bandwidth
+    /// estimator) as an [`Input::Timeout`] at the receive time would, most often with nothing
+    /// due. A caller that polls [`Rtc::poll_output`] after each input and feeds an
+    /// [`Input::Timeout`] as soon as [`Output::Timeout`] names a time it has reached, as the
+    /// run loop must anyway, can receive with this instead: whatever fell due is handled by
+    /// that timeout, and a receive between two timers costs only its own handling.
+    pub fn handle_receive(&mut self, recv_time: Instant, r: net::Receive) -> Result<(), RtcError> {
+        if self.state == RtcState::Closed {
+            return Ok(());
+        }
+        self.init_time(recv_time);
+        self.do_handle_receive(recv_time, r)
+    }
+
     /// Starts local shutdown.
     ///
     /// The `Rtc` instance schedules RTCP BYE, requests SCTP shutdown, and sends
