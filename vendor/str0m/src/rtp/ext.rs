@@ -713,27 +713,9 @@ impl Extension {
                 buf[11..13].copy_from_slice(&0_u16.to_be_bytes());
                 Some(13)
             }
-            RtpStreamId => {
-                let v = ev.rid?;
-                let v: &str = &v;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
-            }
-            RepairedRtpStreamId => {
-                let v = ev.rid_repair?;
-                let v: &str = &v;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
-            }
-            RtpMid => {
-                let v = ev.mid?;
-                let v: &str = &v;
-                let l = v.len();
-                buf[..l].copy_from_slice(v.as_bytes());
-                Some(l)
-            }
+            RtpStreamId => write_id(buf, &ev.rid?),
+            RepairedRtpStreamId => write_id(buf, &ev.rid_repair?),
+            RtpMid => write_id(buf, &ev.mid?),
             FrameMarking => {
                 let v = ev.frame_mark?;
                 buf[..4].copy_from_slice(&v.to_be_bytes());
@@ -881,6 +863,13 @@ impl Extension {
 
         Some(())
     }
+}
+
+/// Writes a mid or rid (its text, read once: each read trims the id's padding) into `buf`.
+fn write_id(buf: &mut [u8], id: &str) -> Option<usize> {
+    let l = id.len();
+    buf[..l].copy_from_slice(id.as_bytes());
+    Some(l)
 }
 
 /// Values in an RTP header extension.
