@@ -950,7 +950,7 @@ impl<'a> TryFrom<&'a [u8]> for Twcc {
                 PacketChunk::Run(PacketStatus::ReceivedLargeOrNegativeDelta, n) => {
                     let n = *n as usize;
                     twcc.delta.extend(read_delta_large(buf, n)?);
-                    buf = &buf[n..];
+                    buf = &buf[n * 2..];
                 }
                 PacketChunk::VectorSingle(v, _) => {
                     let n = v.count_ones() as usize;
@@ -1595,6 +1595,38 @@ mod test {
         let parsed: Twcc = (&buf[4..]).try_into().unwrap();
 
         assert_eq!(header, report.header());
+        assert_eq!(parsed, report);
+    }
+
+    #[test]
+    fn a_run_of_large_deltas_parses_back_as_written() {
+        let mut reg = TwccRecvRegister::new(100);
+
+        let now = Instant::now();
+
+        // Twenty packets 70 ms apart: their deltas do not fit a byte, a run of large
+        // deltas, and the small ones after it must be read where they were written.
+        for i in 0..20 {
+            reg.update_seq((10 + i).into(), now + Duration::from_millis(70 * i));
+        }
+        for i in 0..4 {
+            reg.update_seq((30 + i).into(), now + Duration::from_millis(1_330 + 5 * i));
+        }
+
+        let report = reg.build_report(1000).unwrap();
+        assert!(
+            report
+                .chunks
+                .iter()
+                .any(|c| matches!(c, Run(ReceivedLargeOrNegativeDelta, n) if *n > 1)),
+            "a run of large deltas: {:?}",
+            report.chunks
+        );
+        let mut buf = vec![0_u8; 1500];
+        let n = report.write_to(&mut buf[..]);
+        buf.truncate(n);
+
+        let parsed: Twcc = (&buf[4..]).try_into().unwrap();
         assert_eq!(parsed, report);
     }
 
