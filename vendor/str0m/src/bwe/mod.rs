@@ -145,6 +145,9 @@ struct SendSideBandwidthEstimator {
     alr_detector: AlrDetector,
     link_capacity_estimator: LinkCapacityEstimator,
     last_updated_estimate: Option<Bitrate>,
+    /// The acknowledged packets of the feedback being handled, kept between feedbacks so that
+    /// each does not grow a vector of its own.
+    acked_packets: Vec<AckedPacket>,
 }
 
 impl SendSideBandwidthEstimator {
@@ -168,6 +171,7 @@ impl SendSideBandwidthEstimator {
             alr_detector,
             link_capacity_estimator: LinkCapacityEstimator::new(),
             last_updated_estimate: None,
+            acked_packets: Vec::new(),
         }
     }
 
@@ -209,7 +213,8 @@ impl SendSideBandwidthEstimator {
             }
         }
 
-        let mut acked_packets = vec![];
+        let mut acked_packets = std::mem::take(&mut self.acked_packets);
+        acked_packets.clear();
 
         let mut max_rtt = None;
         let mut count = 0;
@@ -241,6 +246,7 @@ impl SendSideBandwidthEstimator {
         let maybe_estimate =
             self.delay_controller
                 .update(&acked_packets, acked_bitrate, probe_result, now);
+        self.acked_packets = acked_packets;
 
         let Some(delay_estimate) = maybe_estimate else {
             return;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use crate::rtp_::TwccSeq;
 
 use super::super::AckedPacket;
-use super::super::time::{TimeDelta, Timestamp};
+use super::super::time::TimeDelta;
 
 const BURST_TIME_INTERVAL: Duration = Duration::from_millis(5);
 const SEND_TIME_GROUP_LENGTH: Duration = Duration::from_millis(5);
@@ -12,11 +12,48 @@ const MAX_BURST_DURATION: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 pub struct ArrivalGroup {
+    /// The first packet's sequence number, send time and receive time. The group's other
+    /// times are kept as nanoseconds from these two, so that deciding whether a packet
+    /// belongs takes two subtractions of `Instant`s, not one per comparison.
     first: Option<(TwccSeq, Instant, Instant)>,
     last_seq_no: Option<TwccSeq>,
     last_local_send_time: Option<Instant>,
     last_remote_recv_time: Option<Instant>,
+    /// `last_local_send_time` and `last_remote_recv_time` in nanoseconds from `first`'s.
+    last_send_ns: i64,
+    last_recv_ns: i64,
     size: usize,
+}
+
+/// A packet's send and receive times in nanoseconds from those of its group's first packet.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    send_ns: i64,
+    recv_ns: i64,
+}
+
+/// `time - base` in nanoseconds, negative where `time` is before `base`.
+fn signed_ns(time: Instant, base: Instant) -> i64 {
+    fn ns(d: Duration) -> i64 {
+        d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos())
+    }
+    match time.checked_duration_since(base) {
+        Some(after) => ns(after),
+        None => -ns(base - time),
+    }
+}
+
+const fn duration_ns(d: Duration) -> i64 {
+    d.as_nanos() as i64
+}
+
+/// A difference of nanoseconds as a [`TimeDelta`].
+fn time_delta(ns: i64) -> TimeDelta {
+    match ns.cmp(&0) {
+        std::cmp::Ordering::Less => TimeDelta::Negative(Duration::from_nanos(ns.unsigned_abs())),
+        std::cmp::Ordering::Equal => TimeDelta::ZERO,
+        std::cmp::Ordering::Greater => TimeDelta::Positive(Duration::from_nanos(ns as u64)),
+    }
 }
 
 impl ArrivalGroup {
@@ -24,11 +61,11 @@ impl ArrivalGroup {
     ///
     /// Returns [`true`] if a new group needs to be created and [`false`] otherwise.
     fn add_packet(&mut self, packet: &AckedPacket) -> bool {
-        match self.belongs_to_group(packet) {
-            Belongs::NewGroup => return true,
-            Belongs::Skipped => return false,
-            Belongs::Yes => {}
-        }
+        let offsets = match self.belongs(packet) {
+            (Belongs::NewGroup, _) => return true,
+            (Belongs::Skipped, _) => return false,
+            (Belongs::Yes, offsets) => offsets,
+        };
 
         if self.first.is_none() {
             self.first = Some((
@@ -36,59 +73,82 @@ impl ArrivalGroup {
                 packet.local_send_time,
                 packet.remote_recv_time,
             ));
+            self.last_local_send_time = Some(packet.local_send_time);
+            self.last_remote_recv_time = Some(packet.remote_recv_time);
+            self.last_send_ns = 0;
+            self.last_recv_ns = 0;
+        } else {
+            if offsets.recv_ns > self.last_recv_ns {
+                self.last_recv_ns = offsets.recv_ns;
+                self.last_remote_recv_time = Some(packet.remote_recv_time);
+            }
+            if offsets.send_ns > self.last_send_ns {
+                self.last_send_ns = offsets.send_ns;
+                self.last_local_send_time = Some(packet.local_send_time);
+            }
         }
-
-        self.last_remote_recv_time = self
-            .last_remote_recv_time
-            .max(Some(packet.remote_recv_time));
-        self.last_local_send_time = self.last_local_send_time.max(Some(packet.local_send_time));
         self.size += 1;
         self.last_seq_no = self.last_seq_no.max(Some(packet.seq_no));
 
         false
     }
 
+    #[cfg(test)]
     fn belongs_to_group(&self, packet: &AckedPacket) -> Belongs {
+        self.belongs(packet).0
+    }
+
+    /// Whether the packet belongs to the group, and its times from the group's first packet
+    /// (zero for the packet that starts the group).
+    fn belongs(&self, packet: &AckedPacket) -> (Belongs, Offsets) {
         let Some((_, first_local_send_time, first_remote_recv_time)) = self.first else {
             // Start of the group
-            return Belongs::Yes;
+            let offsets = Offsets {
+                send_ns: 0,
+                recv_ns: 0,
+            };
+            return (Belongs::Yes, offsets);
+        };
+        let offsets = Offsets {
+            send_ns: signed_ns(packet.local_send_time, first_local_send_time),
+            recv_ns: signed_ns(packet.remote_recv_time, first_remote_recv_time),
         };
 
-        let Some(first_send_delta) = packet
-            .local_send_time
-            .checked_duration_since(first_local_send_time)
-        else {
-            // Out of order
-            return Belongs::Skipped;
-        };
-
-        let send_time_delta = Timestamp::from(packet.local_send_time) - self.local_send_time();
-        if send_time_delta == TimeDelta::ZERO {
-            return Belongs::Yes;
+        // Sent before the group's first packet: out of order.
+        let first_send_delta = offsets.send_ns;
+        if first_send_delta < 0 {
+            return (Belongs::Skipped, offsets);
         }
-        let arrival_time_delta = Timestamp::from(packet.remote_recv_time) - self.remote_recv_time();
+
+        let send_time_delta = offsets.send_ns - self.last_send_ns;
+        if send_time_delta == 0 {
+            return (Belongs::Yes, offsets);
+        }
+        let arrival_time_delta = offsets.recv_ns - self.last_recv_ns;
 
         let propagation_delta = arrival_time_delta - send_time_delta;
-        if propagation_delta < TimeDelta::ZERO
-            && arrival_time_delta <= BURST_TIME_INTERVAL
-            && packet.remote_recv_time - first_remote_recv_time < MAX_BURST_DURATION
+        // A receive time before the first packet's counts as no time after it.
+        let belongs = if propagation_delta < 0
+            && arrival_time_delta <= duration_ns(BURST_TIME_INTERVAL)
+            && offsets.recv_ns < duration_ns(MAX_BURST_DURATION)
         {
             Belongs::Yes
-        } else if first_send_delta > SEND_TIME_GROUP_LENGTH {
+        } else if first_send_delta > duration_ns(SEND_TIME_GROUP_LENGTH) {
             Belongs::NewGroup
         } else {
             Belongs::Yes
-        }
+        };
+        (belongs, offsets)
     }
 
     /// Calculate the send time delta between self and a subsequent group.
     fn departure_delta(&self, other: &Self) -> TimeDelta {
-        Timestamp::from(other.local_send_time()) - self.local_send_time()
+        time_delta(signed_ns(other.local_send_time(), self.local_send_time()))
     }
 
     /// Calculate the remote receive time delta between self and a subsequent group.
     fn arrival_delta(&self, other: &Self) -> TimeDelta {
-        Timestamp::from(other.remote_recv_time()) - self.remote_recv_time()
+        time_delta(signed_ns(other.remote_recv_time(), self.remote_recv_time()))
     }
 
     /// The local send time i.e. departure time, for the group.
@@ -154,9 +214,12 @@ impl ArrivalGroupAccumulator {
         // differs from WebRTC's clock epoch, so individual group boundaries may differ.
         let origin = *self.send_time_origin.get_or_insert(packet.local_send_time);
         let elapsed = packet.local_send_time.checked_duration_since(origin)?;
-        let rounded_ms = (elapsed.as_micros() + 500) / 1000;
+        // (whole microseconds + 500) / 1000, without 128-bit arithmetic: the whole seconds'
+        // microseconds are whole milliseconds.
+        let rounded_ms =
+            elapsed.as_secs() * 1000 + u64::from((elapsed.subsec_micros() + 500) / 1000);
         let packet = AckedPacket {
-            local_send_time: origin + Duration::from_millis(rounded_ms as u64),
+            local_send_time: origin + Duration::from_millis(rounded_ms),
             ..*packet
         };
 
@@ -274,6 +337,157 @@ mod test {
             .unwrap();
         assert_eq!(delta.send_delta, TimeDelta::from_millis(13));
         assert_eq!(delta.arrival_delta, Duration::from_micros(18_750));
+    }
+
+    /// The grouping as it was written with [`super::super::super::time::Timestamp`]
+    /// arithmetic on every comparison, kept to check the one on nanosecond offsets against.
+    mod reference {
+        use std::time::{Duration, Instant};
+
+        use super::super::super::super::time::{TimeDelta, Timestamp};
+        use super::super::{
+            AckedPacket, BURST_TIME_INTERVAL, MAX_BURST_DURATION, SEND_TIME_GROUP_LENGTH,
+        };
+
+        #[derive(Default)]
+        pub struct Group {
+            first: Option<(Instant, Instant)>,
+            last_local_send_time: Option<Instant>,
+            last_remote_recv_time: Option<Instant>,
+            pub size: usize,
+        }
+
+        impl Group {
+            /// `None`: the packet starts a new group; `Some(added)` otherwise.
+            pub fn add_packet(&mut self, packet: &AckedPacket) -> Option<bool> {
+                if let Some((first_send, first_recv)) = self.first {
+                    let Some(first_send_delta) =
+                        packet.local_send_time.checked_duration_since(first_send)
+                    else {
+                        return Some(false);
+                    };
+                    let send_time_delta = Timestamp::from(packet.local_send_time)
+                        - self.last_local_send_time.unwrap();
+                    if send_time_delta != TimeDelta::ZERO {
+                        let arrival_time_delta = Timestamp::from(packet.remote_recv_time)
+                            - self.last_remote_recv_time.unwrap();
+                        let propagation_delta = arrival_time_delta - send_time_delta;
+                        let burst = propagation_delta < TimeDelta::ZERO
+                            && arrival_time_delta <= BURST_TIME_INTERVAL
+                            && packet.remote_recv_time - first_recv < MAX_BURST_DURATION;
+                        if !burst && first_send_delta > SEND_TIME_GROUP_LENGTH {
+                            return None;
+                        }
+                    }
+                } else {
+                    self.first = Some((packet.local_send_time, packet.remote_recv_time));
+                }
+                self.last_remote_recv_time = self
+                    .last_remote_recv_time
+                    .max(Some(packet.remote_recv_time));
+                self.last_local_send_time =
+                    self.last_local_send_time.max(Some(packet.local_send_time));
+                self.size += 1;
+                Some(true)
+            }
+
+            pub fn times(&self) -> (Instant, Instant) {
+                (
+                    self.last_local_send_time.unwrap(),
+                    self.last_remote_recv_time.unwrap(),
+                )
+            }
+        }
+
+        /// The accumulator's delay deltas, as `(send delta, arrival delta, last receive time)`.
+        #[derive(Default)]
+        pub struct Accumulator {
+            origin: Option<Instant>,
+            previous: Option<Group>,
+            pub current: Group,
+        }
+
+        impl Accumulator {
+            pub fn accumulate(
+                &mut self,
+                packet: &AckedPacket,
+            ) -> Option<(TimeDelta, TimeDelta, Instant)> {
+                let origin = *self.origin.get_or_insert(packet.local_send_time);
+                let elapsed = packet.local_send_time.checked_duration_since(origin)?;
+                let rounded_ms = (elapsed.as_micros() + 500) / 1000;
+                let packet = AckedPacket {
+                    local_send_time: origin + Duration::from_millis(rounded_ms as u64),
+                    ..*packet
+                };
+                if self.current.add_packet(&packet).is_some() {
+                    return None;
+                }
+                let (send, recv) = self.current.times();
+                let deltas = self.previous.as_ref().map(|previous| {
+                    let (previous_send, previous_recv) = previous.times();
+                    (
+                        Timestamp::from(send) - previous_send,
+                        Timestamp::from(recv) - previous_recv,
+                    )
+                });
+                self.previous = Some(std::mem::take(&mut self.current));
+                self.current.add_packet(&packet);
+                deltas.map(|(send_delta, arrival_delta)| (send_delta, arrival_delta, recv))
+            }
+        }
+    }
+
+    #[test]
+    fn offsets_group_packets_as_timestamp_arithmetic_did() {
+        let start = Instant::now() + Duration::from_secs(1);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        let mut accumulator = ArrivalGroupAccumulator::default();
+        let mut reference = reference::Accumulator::default();
+        let mut send_us = 0_u64;
+        let mut deltas = 0;
+        for seq in 0..50_000_u64 {
+            // Mostly sent in order, in bursts and gaps from microseconds to tens of
+            // milliseconds; one in twenty sent before the one before.
+            send_us = match random(20) {
+                0 => send_us.saturating_sub(random(8_000)),
+                1..=9 => send_us + random(600),
+                _ => send_us + random(12_000),
+            };
+            // Received after a delay that wanders, some of them before packets sent earlier;
+            // half of them on whole milliseconds after whole milliseconds of sending, where
+            // the deltas meet the bounds exactly (a propagation of zero, an arrival 5 ms on).
+            let (delay_us, jitter_ns) = if random(2) == 0 {
+                send_us = send_us / 1_000 * 1_000;
+                (20_000 + random(8) * 1_000, 0)
+            } else {
+                let wander = (seq / 500 % 7) * 3_000;
+                (20_000 + random(15_000) + wander, random(1_000))
+            };
+            let packet = AckedPacket {
+                seq_no: seq.into(),
+                size: DataSize::bytes(1_200),
+                local_send_time: start + Duration::from_micros(send_us),
+                remote_recv_time: start + Duration::from_micros(send_us + delay_us)
+                    - Duration::from_nanos(jitter_ns),
+                local_recv_time: start + Duration::from_micros(send_us + 60_000),
+            };
+            let ours = accumulator.accumulate_packet(&packet);
+            let theirs = reference.accumulate(&packet);
+            assert_eq!(
+                ours.map(|d| (d.send_delta, d.arrival_delta, d.last_remote_recv_time)),
+                theirs,
+                "packet {seq}"
+            );
+            assert_eq!(accumulator.current_group.size, reference.current.size);
+            deltas += usize::from(ours.is_some());
+        }
+        assert!(deltas > 5_000, "only {deltas} delay deltas");
     }
 
     #[test]

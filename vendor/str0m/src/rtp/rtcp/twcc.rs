@@ -896,7 +896,9 @@ impl<'a> TryFrom<&'a [u8]> for Twcc {
             reference_time,
             feedback_count,
             chunks: VecDeque::new(),
-            delta: VecDeque::new(),
+            // At most one delta per reported packet, and each takes a byte at least: sized
+            // once here rather than grown delta by delta.
+            delta: VecDeque::with_capacity((status_count as usize).min(buf.len() - 16)),
         };
 
         let mut todo = status_count as isize;
