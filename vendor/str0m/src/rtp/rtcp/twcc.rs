@@ -105,12 +105,14 @@ impl Iterator for TwccIter {
 
         let instant = match status {
             PacketStatus::NotReceived => None,
+            // The parser reads the deltas the statuses call for; deltas that do not match
+            // them (a `Twcc` built otherwise) end the iteration rather than the process.
             PacketStatus::ReceivedSmallDelta => match self.twcc.delta.pop_front()? {
                 Delta::Small(v) => Some(self.time_base + Duration::from_micros(250 * v as u64)),
-                Delta::Large(_) => panic!("Incorrect large delta size"),
+                Delta::Large(_) => return None,
             },
             PacketStatus::ReceivedLargeOrNegativeDelta => match self.twcc.delta.pop_front()? {
-                Delta::Small(_) => panic!("Incorrect small delta size"),
+                Delta::Small(_) => return None,
                 Delta::Large(v) => {
                     let dur = Duration::from_micros(250 * v.unsigned_abs() as u64);
                     Some(if v < 0 {
@@ -1006,6 +1008,10 @@ impl<'a> TryFrom<&'a [u8]> for PacketChunk {
         } else {
             let s: PacketStatus = ((x >> 13) as u8).into();
             let n = x & 0b0001_1111_1111_1111;
+            if n == 0 {
+                // It would report nothing, and never end in the iteration over statuses.
+                return Err("Run length chunk of no packets");
+            }
             PacketChunk::Run(s, n)
         };
 
@@ -1994,6 +2000,37 @@ mod test {
                 Some(base + Duration::from_millis(11))
             ))
         );
+    }
+
+    #[test]
+    fn a_run_of_no_packets_is_refused_not_iterated_into_a_panic() {
+        // Three packets reported as a run of no received-small packets, then a run of three
+        // large deltas. Taken as it was, the first run stayed at the head of the iteration,
+        // whose statuses then called for small deltas and found the large ones: a panic in
+        // the process that handled the feedback, sent by whichever peer wrote it.
+        let mut buf = vec![];
+        buf.extend_from_slice(&[0, 0, 0, 1]); // sender SSRC
+        buf.extend_from_slice(&[0, 0, 0, 2]); // media SSRC
+        buf.extend_from_slice(&[0, 10, 0, 3]); // base sequence number 10, three statuses
+        buf.extend_from_slice(&[0, 0, 0, 0]); // reference time, feedback count
+        buf.extend_from_slice(&[0b0010_0000, 0]); // a run of received small deltas, of none
+        buf.extend_from_slice(&[0b0100_0000, 3]); // a run of received large deltas, of three
+        buf.extend_from_slice(&[0, 4, 0, 4, 0, 4, 0, 0]); // their deltas, and padding
+        assert!(Twcc::try_from(&buf[..]).is_err());
+
+        // Deltas that do not match the statuses, however they came, end the iteration.
+        let twcc = Twcc {
+            sender_ssrc: 1.into(),
+            ssrc: 2.into(),
+            base_seq: 10,
+            status_count: 3,
+            reference_time: 0,
+            feedback_count: 0,
+            chunks: [Run(ReceivedSmallDelta, 3)].into(),
+            delta: [Small(4), Large(4), Small(4)].into(),
+        };
+        let reported: Vec<_> = twcc.into_iter(Instant::now(), 10.into()).collect();
+        assert_eq!(reported.len(), 1);
     }
 
     #[test]
