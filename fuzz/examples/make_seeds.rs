@@ -346,11 +346,64 @@ fn datagram_seeds(dir: &Path) {
                 advance(63),
             ],
         ),
+        (
+            "srtcp_from_a_site",
+            std::iter::repeat_with(|| media(0, true, 0, 0, true))
+                .take(10)
+                .chain([
+                    advance(10),
+                    srtcp(1, &transport_feedback(&[0b0010_0000, 0, 0b0100_0000, 3], 3)),
+                    srtcp(1, &transport_feedback(&[0b0100_0000, 3], 3)),
+                    srtcp(1, &transport_feedback(&[0b1100_0000, 0b0010_0110], 7)),
+                    srtcp(1, &RECEIVER_REPORT),
+                    srtcp(1, &NACK_WITHOUT_ITS_FCI),
+                    advance(10),
+                ])
+                .collect(),
+        ),
     ];
     for (name, ops) in seeds {
         write(dir, name, &encode_datagram_ops(&ops));
     }
 }
+
+fn srtcp(client: u8, bytes: &[u8]) -> DatagramOp {
+    DatagramOp::Srtcp(
+        datagram::Srtcp {
+            client,
+            len: bytes.len() as u16,
+        },
+        bytes.to_vec(),
+    )
+}
+
+/// A transport-wide feedback (RTPFB, FMT 15) from base sequence number 0 with these packet
+/// chunks and `statuses` statuses, each delta 1 ms (a large delta where a chunk calls for one
+/// is read from the same bytes), padded to whole words.
+fn transport_feedback(chunks: &[u8], statuses: u16) -> Vec<u8> {
+    let mut body = vec![0, 0, 0, 1, 0, 0, 0, 2, 0, 0];
+    body.extend_from_slice(&statuses.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    body.extend_from_slice(chunks);
+    body.extend(std::iter::repeat_n(4, usize::from(statuses) * 2));
+    while body.len() % 4 != 0 {
+        body.push(0);
+    }
+    let words = (body.len() / 4) as u16;
+    let mut packet = vec![0x80 | 15, 205];
+    packet.extend_from_slice(&words.to_be_bytes());
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// A receiver report of one source.
+const RECEIVER_REPORT: [u8; 32] = [
+    0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0,
+];
+
+/// A generic NACK whose length leaves no room for the SSRCs, let alone a lost packet.
+const NACK_WITHOUT_ITS_FCI: [u8; 4] = [0x81, 205, 0, 0];
 
 fn relay_media(producer: u8, codec: u8, sequence: u8, value: u64, marker: bool) -> relay::Media {
     relay::Media {

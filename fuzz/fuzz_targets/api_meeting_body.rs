@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(view.plan.title, title);
     assert!(!view.plan.roster.is_empty());
     for site in &view.plan.roster {
-        assert!(["2269", "2266", "8"].contains(&site.code.as_str()), "{site:?}");
+        assert!(
+            ["2269", "2266", "8"].contains(&site.code.as_str()),
+            "{site:?}"
+        );
     }
     assert_eq!(view.site_codes.len(), view.plan.roster.len());
 });

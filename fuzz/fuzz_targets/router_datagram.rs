@@ -13,6 +13,9 @@
 //! - RTP written by a client through its own str0m (valid SRTP with hostile sequence numbers,
 //!   the other m-line's payload types, any simulcast layer, any VP8 descriptor and payload),
 //!   and keyframe requests (RTCP);
+//! - RTCP a client writes itself, any bytes, protected under its session's SRTCP keys (what
+//!   str0m parses and acts on once SRTCP lets it through: reports, NACKs, transport-wide
+//!   feedback, well formed or not);
 //! - the clock moving on, with `handle_timeout` and every output drained.
 //!
 //! Never panic. And as long as nothing carries a client's credentials (its ICE password, or

@@ -46,6 +46,8 @@ pub enum DatagramOp {
     Keyframe(Keyframe),
     /// Kind 5.
     Advance(Advance),
+    /// Kind 6.
+    Srtcp(Srtcp, Vec<u8>),
 }
 
 /// These bytes, as they are. `source % 8`: 0 the studio's address, 1 the site's, 2 to 6 a
@@ -125,6 +127,16 @@ pub struct Keyframe {
     pub full: bool,
 }
 
+/// RTCP a client writes itself: the `len` bytes after it, as they are (a compound of any
+/// reports and feedback, well formed or not), protected under the client's session keys
+/// (`Rtc::srtp_contexts`) and sent from its address. What str0m parses and acts on after
+/// SRTCP, which raw bytes and replays cannot reach.
+#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
+pub struct Srtcp {
+    pub client: u8,
+    pub len: u16,
+}
+
 /// The clock moves on by `ticks % 64 + 1` ticks.
 #[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
 pub struct Advance {
@@ -134,7 +146,7 @@ pub struct Advance {
 impl DatagramOp {
     /// Reads the next operation.
     pub fn read(u: &mut Unstructured<'_>) -> arbitrary::Result<DatagramOp> {
-        Ok(match u.arbitrary::<u8>()? % 6 {
+        Ok(match u.arbitrary::<u8>()? % 7 {
             0 => {
                 let raw: Raw = u.arbitrary()?;
                 let bytes = u.bytes(usize::from(raw.len).min(u.len()))?.to_vec();
@@ -148,7 +160,12 @@ impl DatagramOp {
             2 => DatagramOp::Replay(u.arbitrary()?),
             3 => DatagramOp::Media(u.arbitrary()?),
             4 => DatagramOp::Keyframe(u.arbitrary()?),
-            _ => DatagramOp::Advance(u.arbitrary()?),
+            5 => DatagramOp::Advance(u.arbitrary()?),
+            _ => {
+                let srtcp: Srtcp = u.arbitrary()?;
+                let bytes = u.bytes(usize::from(srtcp.len).min(u.len()))?.to_vec();
+                DatagramOp::Srtcp(srtcp, bytes)
+            }
         })
     }
 
@@ -204,6 +221,12 @@ impl DatagramOp {
                 out.push(5);
                 a.encode(out);
             }
+            DatagramOp::Srtcp(srtcp, bytes) => {
+                out.push(6);
+                srtcp.client.encode(out);
+                srtcp.len.encode(out);
+                out.extend_from_slice(bytes);
+            }
         }
     }
 
@@ -212,7 +235,10 @@ impl DatagramOp {
         match self {
             DatagramOp::Raw(..) | DatagramOp::Advance(_) => true,
             DatagramOp::Stun(stun, _) => stun.integrity != 0,
-            DatagramOp::Replay(_) | DatagramOp::Media(_) | DatagramOp::Keyframe(_) => false,
+            DatagramOp::Replay(_)
+            | DatagramOp::Media(_)
+            | DatagramOp::Keyframe(_)
+            | DatagramOp::Srtcp(..) => false,
         }
     }
 
@@ -262,6 +288,18 @@ impl DatagramOp {
             DatagramOp::Media(media) => media.apply(meeting),
             DatagramOp::Keyframe(keyframe) => keyframe.apply(meeting),
             DatagramOp::Advance(advance) => advance.apply(meeting),
+            DatagramOp::Srtcp(srtcp, bytes) => {
+                let c = &meeting.net.clients[usize::from(srtcp.client) % meeting.net.clients.len()];
+                // Before its handshake a client has no keys, and nothing to send this with.
+                // Fresh contexts start at the SRTCP index the client's own str0m uses next,
+                // which str0m does not check for replays.
+                let Some((_, mut context)) = c.rtc.srtp_contexts() else {
+                    return;
+                };
+                let source = c.addr;
+                let protected = context.protect_rtcp(bytes);
+                meeting.net.deliver(source, &protected);
+            }
         }
     }
 }
@@ -449,6 +487,38 @@ fn address(meeting: &Meeting, source: u8) -> SocketAddr {
 mod tests {
     use super::*;
 
+    /// An `Srtcp` operation gets past the hub's SRTCP to what str0m acts on: a site's own
+    /// picture loss indication for the studio's video makes the hub ask the studio for a
+    /// keyframe.
+    #[test]
+    fn rtcp_a_site_writes_reaches_the_worker() {
+        let mut meeting = Meeting::new(crate::MeetingConfig {
+            sites: 1,
+            remote_producers: false,
+            simulcast: false,
+        });
+        meeting.net.run(STEP * 200, |_| {});
+        let site = &mut meeting.net.clients[1];
+        let (_, mid) = *site
+            .recv_mids
+            .iter()
+            .find(|(kind, _)| *kind == MediaKind::Video)
+            .expect("the site receives the studio's video");
+        let ssrc = site
+            .rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .map(|stream| *stream.ssrc())
+            .expect("its receiving stream");
+        let mut pli = vec![0x81, 206, 0, 2, 0, 0, 0, 1];
+        pli.extend_from_slice(&ssrc.to_be_bytes());
+        let before = meeting.net.clients[0].keyframe_requests;
+        DatagramOp::Srtcp(Srtcp { client: 1, len: 12 }, pli).apply(&mut meeting);
+        meeting.net.run(STEP * 10, |_| {});
+        let after = meeting.net.clients[0].keyframe_requests;
+        assert!(after > before, "keyframe requests {before} -> {after}");
+    }
+
     #[test]
     fn encode_is_what_read_reads() {
         let ops = vec![
@@ -504,6 +574,7 @@ mod tests {
                 full: true,
             }),
             DatagramOp::Advance(Advance { ticks: 9 }),
+            DatagramOp::Srtcp(Srtcp { client: 1, len: 4 }, vec![0x81, 205, 0, 0]),
         ];
         let mut bytes = Vec::new();
         for op in &ops {
