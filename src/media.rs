@@ -436,6 +436,7 @@ impl MediaPlane {
             total.packets_dropped_paused += s.packets_dropped_paused;
             total.keyframe_requests_sent += s.keyframe_requests_sent;
             total.handshake_failures += s.handshake_failures;
+            total.peers_failed += s.peers_failed;
             total.busy_permille = total.busy_permille.max(s.busy_permille);
             total.shed_level = total.shed_level.max(s.shed_level);
         }

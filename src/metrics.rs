@@ -217,6 +217,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         media.handshake_failures.to_string(),
     );
     metric(
+        "diemcau_peers_failed_total",
+        "counter",
+        "Connections closed by a fault of the media library on what their peer sent; the rest of the worker went on.",
+        media.peers_failed.to_string(),
+    );
+    metric(
         "diemcau_loss_permille",
         "gauge",
         "Worst packet loss of a connected site over the last sample, in tenths of a percent.",

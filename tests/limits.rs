@@ -102,6 +102,7 @@ async fn limits_are_enforced_with_clear_errors() {
         "diemcau_sites_connected",
         "diemcau_packets_forwarded_total",
         "diemcau_handshake_failures_total",
+        "diemcau_peers_failed_total",
         "diemcau_cpu_microseconds_per_forwarded_packet",
         "process_cpu_seconds_total",
         "diemcau_media_overloaded",

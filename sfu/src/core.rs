@@ -150,7 +150,11 @@ impl Core {
         let mut rounds = 0;
         let mut produced = true;
         loop {
-            let output = match peer.rtc.poll_output() {
+            let Some(output) = peer.contain(|rtc| rtc.poll_output()) else {
+                self.close_failed(peer);
+                return;
+            };
+            let output = match output {
                 Ok(output) => output,
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, "closing after error: {e}");
@@ -169,8 +173,13 @@ impl Core {
                 {
                     rounds += 1;
                     produced = false;
-                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(at.max(now))) {
-                        tracing::debug!(peer = %peer.id, "timeout refused: {e}");
+                    match peer.contain(|rtc| rtc.handle_input(Input::Timeout(at.max(now)))) {
+                        None => {
+                            self.close_failed(peer);
+                            return;
+                        }
+                        Some(Err(e)) => tracing::debug!(peer = %peer.id, "timeout refused: {e}"),
+                        Some(Ok(())) => {}
                     }
                 }
                 RtcOutput::Timeout(at) => {
@@ -186,6 +195,11 @@ impl Core {
         if !peer.rtc.is_alive() && !self.closed.contains(&peer.id) {
             self.closed.push(peer.id);
         }
+    }
+
+    /// Closes a peer whose `Rtc` panicked ([`Peer::contain`]), once.
+    pub fn close_failed(&mut self, peer: &Peer) {
+        close_failed(&mut self.closed, peer);
     }
 
     fn handle_event(&mut self, now: Instant, peer: &mut Peer, event: RtcEvent) {
@@ -352,6 +366,13 @@ impl Core {
 
 /// Queues a datagram of `peer` to send. ICE answers checks on every path; the first packet
 /// past ICE tells the path it chose, and is reported before it.
+/// Adds a peer whose `Rtc` panicked ([`Peer::contain`]) to the peers to close, once.
+pub(crate) fn close_failed(closed: &mut Vec<PeerId>, peer: &Peer) {
+    if peer.failed && !closed.contains(&peer.id) {
+        closed.push(peer.id);
+    }
+}
+
 pub(crate) fn push_transmit(outputs: &mut VecDeque<Output>, peer: &mut Peer, t: Transmit) {
     if !stun::is_stun(&t.contents) {
         note_transport(outputs, peer, t.proto);

@@ -42,6 +42,8 @@ pub(crate) struct Sink<'a> {
     pub touched: &'a mut Vec<PeerId>,
     pub outputs: &'a mut VecDeque<Output>,
     pub buffers: &'a mut DatagramBuffers,
+    /// Peers to close: those whose `Rtc` panicked as they were written to.
+    pub closed: &'a mut Vec<PeerId>,
 }
 
 /// One producer's packets in a [`Batch`], and the consumers they go to.
@@ -200,7 +202,7 @@ fn write_to(
     // Until its connection is up (and while it is down), a peer is written nothing: str0m
     // would queue it all, a second of video per site in a join storm, and send it late in
     // one burst. It gets a keyframe once connected.
-    if !peer.rtc.is_connected() {
+    if peer.failed || !peer.rtc.is_connected() {
         return;
     }
     let mut drive = false;
@@ -271,17 +273,25 @@ fn write_to(
             }
         }
         let mut proto = None;
-        let Some(idle) = peer.rtc.direct_api().write_rtp_now(
-            now,
-            mid,
-            None,
-            write,
-            || sink.buffers.take(),
-            |t| {
-                proto = Some(t.proto);
-                sink.outputs.push_back(Output::Transmit(t));
-            },
-        ) else {
+        let (buffers, outputs) = (&mut *sink.buffers, &mut *sink.outputs);
+        let written = peer.contain(|rtc| {
+            rtc.direct_api().write_rtp_now(
+                now,
+                mid,
+                None,
+                write,
+                || buffers.take(),
+                |t| {
+                    proto = Some(t.proto);
+                    outputs.push_back(Output::Transmit(t));
+                },
+            )
+        });
+        let Some(written) = written else {
+            crate::core::close_failed(sink.closed, peer);
+            return;
+        };
+        let Some(idle) = written else {
             continue;
         };
         if let Some(proto) = proto {
@@ -400,17 +410,19 @@ mod tests {
             ConsumerId(5),
             Consumer::new(PeerId(103), CAMERA, MediaKind::Video, 2),
         );
-        let (mut peers, mut touched, mut outputs, mut buffers) = (
+        let (mut peers, mut touched, mut outputs, mut buffers, mut closed) = (
             IdMap::default(),
             Vec::new(),
             VecDeque::new(),
             DatagramBuffers::default(),
+            Vec::new(),
         );
         let mut sink = Sink {
             peers: &mut peers,
             touched: &mut touched,
             outputs: &mut outputs,
             buffers: &mut buffers,
+            closed: &mut closed,
         };
         let forwarded = batch.forward_some(&mut routers, &mut sink, 64);
         assert_eq!(forwarded, Forwarded::default());

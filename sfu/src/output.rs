@@ -124,6 +124,9 @@ pub struct WorkerStats {
     pub bytes_forwarded: u64,
     /// Peers closed before ICE and DTLS came up.
     pub handshake_failures: u64,
+    /// Peers closed because their `Rtc` panicked (on something they sent: a fault of the
+    /// media library, contained to that peer).
+    pub peers_failed: u64,
     /// RTP packets of muted producers, dropped on arrival.
     pub packets_dropped_paused: u64,
     pub keyframe_requests_sent: u64,

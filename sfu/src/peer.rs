@@ -40,6 +40,12 @@ pub(crate) struct Peer {
     pub next_timeout: Option<Instant>,
     /// Packets were written to it that its `Rtc` has not been driven to send yet.
     pub touched: bool,
+    /// Its `Rtc` panicked ([`Peer::contain`]): nothing more is asked of it, and the worker
+    /// drops the peer.
+    pub failed: bool,
+    /// The next [`Peer::contain`] panics inside, as a fault of str0m would.
+    #[cfg(feature = "testkit")]
+    pub fail_next: bool,
     pub producers_by_mid: HashMap<Mid, ProducerId>,
     /// SSRC → producer and simulcast layer.
     pub producers_by_ssrc: HashMap<Ssrc, (ProducerId, u8)>,
@@ -106,6 +112,42 @@ struct QueuedConsumer {
 }
 
 impl Peer {
+    /// Runs `f` on the peer's `Rtc`, unless that failed before. A panic inside (str0m's, on
+    /// something the peer sent) fails this peer, which the worker then drops as it drops a
+    /// peer whose `Rtc` returned an error, instead of ending the worker and every meeting on
+    /// it; the `Rtc` is not asked anything again. `None` when it failed, now or before.
+    pub fn contain<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Option<T> {
+        if self.failed {
+            return None;
+        }
+        #[cfg(feature = "testkit")]
+        let injected = std::mem::take(&mut self.fail_next);
+        let rtc = &mut self.rtc;
+        let call = || {
+            #[cfg(feature = "testkit")]
+            if injected {
+                panic!("a fault injected by the test kit");
+            }
+            f(rtc)
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                self.failed = true;
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(
+                    peer = %self.id,
+                    "the connection failed inside str0m ({message}): the peer is closed"
+                );
+                None
+            }
+        }
+    }
+
     pub fn new(id: PeerId, router: RouterId, rtc: Rtc) -> Peer {
         let mut rtc = rtc;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
@@ -119,6 +161,9 @@ impl Peer {
             transport: None,
             next_timeout: None,
             touched: false,
+            failed: false,
+            #[cfg(feature = "testkit")]
+            fail_next: false,
             producers_by_mid: HashMap::new(),
             producers_by_ssrc: HashMap::new(),
             layers: HashMap::new(),

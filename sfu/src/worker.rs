@@ -473,10 +473,19 @@ impl Worker {
     /// the hub tells the other workers.
     pub fn remove_peer(&mut self, now: Instant, id: PeerId) {
         if let Some(mut peer) = self.peers.remove(&id) {
-            peer.rtc.disconnect();
+            peer.contain(|rtc| rtc.disconnect());
             self.forget(&peer);
         }
         self.settle(now);
+    }
+
+    /// Makes the next call into peer `id`'s `Rtc` panic, as a fault of str0m on something the
+    /// peer sent would: the worker closes that peer and goes on with the others.
+    #[cfg(feature = "testkit")]
+    pub fn fail_next_call(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.fail_next = true;
+        }
     }
 
     /// A datagram arrived on the worker's socket.
@@ -521,9 +530,17 @@ impl Worker {
                 contents,
             },
         );
-        if !peer.rtc.accepts(&input) {
-            self.core.stats.datagrams_unrouted += 1;
-            return false;
+        match peer.contain(|rtc| rtc.accepts(&input)) {
+            Some(true) => {}
+            Some(false) => {
+                self.core.stats.datagrams_unrouted += 1;
+                return false;
+            }
+            None => {
+                self.core.close_failed(peer);
+                self.settle(now);
+                return true;
+            }
         }
         if !peer.addresses.contains(&(proto, source)) {
             peer.addresses.push((proto, source));
@@ -534,7 +551,7 @@ impl Worker {
         };
         // Only the datagram: `drive` feeds the timeout the peer then asks for if anything
         // fell due, instead of every timer of the session being looked at for each datagram.
-        if let Err(e) = peer.rtc.handle_receive(at, receive) {
+        if let Some(Err(e)) = peer.contain(|rtc| rtc.handle_receive(at, receive)) {
             tracing::debug!(peer = %id, "datagram refused: {e}");
         }
         self.core.drive(now, peer);
@@ -592,7 +609,8 @@ impl Worker {
                         continue; // superseded by a later wake-up
                     }
                     peer.next_timeout = None;
-                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    if let Some(Err(e)) = peer.contain(|rtc| rtc.handle_input(Input::Timeout(now)))
+                    {
                         tracing::debug!(peer = %id, "timeout refused: {e}");
                     }
                     self.core.drive(now, peer);
@@ -696,6 +714,9 @@ impl Worker {
                     if peer.connected_at.is_none() {
                         self.core.stats.handshake_failures += 1;
                     }
+                    if peer.failed {
+                        self.core.stats.peers_failed += 1;
+                    }
                     self.forget(&peer);
                     self.core
                         .outputs
@@ -761,6 +782,7 @@ impl Worker {
             touched: &mut self.touched,
             outputs: &mut self.core.outputs,
             buffers: &mut self.core.buffers,
+            closed: &mut self.core.closed,
         };
         let forwarded =
             self.forwarding
@@ -769,6 +791,13 @@ impl Worker {
             self.core.stats.packets_forwarded += forwarded.packets;
             self.core.stats.bytes_forwarded += forwarded.bytes;
             self.touched_at = self.touched_at.max(self.forwarding.now());
+        }
+        // A peer whose `Rtc` failed as it was written to goes now, before anything else can
+        // ask its `Rtc` for something (its consumers leave the batch with it).
+        if !self.core.closed.is_empty()
+            && let Some(now) = self.forwarding.now()
+        {
+            self.settle(now);
         }
         true
     }
@@ -837,8 +866,12 @@ impl Worker {
         let Some(peer) = self.peers.get_mut(&peer_id) else {
             return;
         };
-        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, rid) {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
+        let requested = peer.contain(|rtc| {
+            let mut direct = rtc.direct_api();
+            let stream = direct.stream_rx_by_mid(mid, rid);
+            stream.map(|s| s.request_keyframe(KeyframeRequestKind::Pli))
+        });
+        if let Some(Some(())) = requested {
             self.core.stats.keyframe_requests_sent += 1;
         }
         self.core.drive(now, peer);
@@ -928,9 +961,11 @@ impl Worker {
             }));
         }
         if let Some(probe) = allocation.probe {
-            let mut bwe = peer.rtc.bwe();
-            bwe.set_bitrate(Bitrate::bps(probe.current), Bitrate::bps(probe.desired));
-            bwe.set_automatic_padding(probe.pads());
+            peer.contain(|rtc| {
+                let mut bwe = rtc.bwe();
+                bwe.set_bitrate(Bitrate::bps(probe.current), Bitrate::bps(probe.desired));
+                bwe.set_automatic_padding(probe.pads());
+            });
         }
     }
 }
