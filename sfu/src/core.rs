@@ -146,15 +146,27 @@ impl Core {
     /// rather than through the timer heap and one loop turn of the driver per packet; what the
     /// pacer holds back for later comes out as a future timeout and ends the loop. str0m
     /// ignores a later input dated before its clock, so the peer's clock never goes back.
+    ///
+    /// The whole of it is contained: a panic inside (str0m's, on something the peer sent)
+    /// fails the peer ([`Peer::fail`]), which the worker then drops, and no other.
     pub fn drive(&mut self, now: Instant, peer: &mut Peer) {
+        if !peer.failed {
+            let driven = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                peer.injected_fault();
+                self.drive_contained(now, peer);
+            }));
+            if let Err(panic) = driven {
+                peer.fail(panic.as_ref());
+            }
+        }
+        self.close_failed(peer);
+    }
+
+    fn drive_contained(&mut self, now: Instant, peer: &mut Peer) {
         let mut rounds = 0;
         let mut produced = true;
         loop {
-            let Some(output) = peer.contain(|rtc| rtc.poll_output()) else {
-                self.close_failed(peer);
-                return;
-            };
-            let output = match output {
+            let output = match peer.rtc.poll_output() {
                 Ok(output) => output,
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, "closing after error: {e}");
@@ -173,13 +185,8 @@ impl Core {
                 {
                     rounds += 1;
                     produced = false;
-                    match peer.contain(|rtc| rtc.handle_input(Input::Timeout(at.max(now)))) {
-                        None => {
-                            self.close_failed(peer);
-                            return;
-                        }
-                        Some(Err(e)) => tracing::debug!(peer = %peer.id, "timeout refused: {e}"),
-                        Some(Ok(())) => {}
+                    if let Err(e) = peer.rtc.handle_input(Input::Timeout(at.max(now))) {
+                        tracing::debug!(peer = %peer.id, "timeout refused: {e}");
                     }
                 }
                 RtcOutput::Timeout(at) => {
@@ -197,7 +204,7 @@ impl Core {
         }
     }
 
-    /// Closes a peer whose `Rtc` panicked ([`Peer::contain`]), once.
+    /// Closes a peer that failed ([`Peer::fail`]), once.
     pub fn close_failed(&mut self, peer: &Peer) {
         close_failed(&mut self.closed, peer);
     }
@@ -364,15 +371,15 @@ impl Core {
     }
 }
 
-/// Queues a datagram of `peer` to send. ICE answers checks on every path; the first packet
-/// past ICE tells the path it chose, and is reported before it.
-/// Adds a peer whose `Rtc` panicked ([`Peer::contain`]) to the peers to close, once.
+/// Adds a peer that failed ([`Peer::fail`]) to the peers to close, once.
 pub(crate) fn close_failed(closed: &mut Vec<PeerId>, peer: &Peer) {
     if peer.failed && !closed.contains(&peer.id) {
         closed.push(peer.id);
     }
 }
 
+/// Queues a datagram of `peer` to send. ICE answers checks on every path; the first packet
+/// past ICE tells the path it chose, and is reported before it.
 pub(crate) fn push_transmit(outputs: &mut VecDeque<Output>, peer: &mut Peer, t: Transmit) {
     if !stun::is_stun(&t.contents) {
         note_transport(outputs, peer, t.proto);

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Mid};
 
 use crate::core::note_transport;
 use crate::ids::{ConsumerId, IdMap, PeerId, RouterId};
@@ -205,6 +205,49 @@ fn write_to(
     if peer.failed || !peer.rtc.is_connected() {
         return;
     }
+    // The writes are contained as a whole: a panic inside (str0m's, on something the peer
+    // sent) fails this peer alone, which the worker then drops.
+    let (outputs, buffers) = (&mut *sink.outputs, &mut *sink.buffers);
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        peer.injected_fault();
+        write_packets(
+            now,
+            mid,
+            packets,
+            vp8_descriptors,
+            consumer,
+            peer,
+            (outputs, buffers),
+            forwarded,
+        )
+    }));
+    let drive = match written {
+        Ok(drive) => drive,
+        Err(panic) => {
+            peer.fail(panic.as_ref());
+            crate::core::close_failed(sink.closed, peer);
+            return;
+        }
+    };
+    if drive && !peer.touched {
+        peer.touched = true;
+        sink.touched.push(peer.id);
+    }
+}
+
+/// [`write_to`]'s packets written to `peer`'s `Rtc`, the datagrams it sends at once queued
+/// in `outputs`; returns whether the `Rtc` needs driving.
+#[allow(clippy::too_many_arguments)]
+fn write_packets(
+    now: Instant,
+    mid: Mid,
+    packets: &[Arc<MediaPacket>],
+    vp8_descriptors: &mut [Vp8Parsed],
+    consumer: &mut Consumer,
+    peer: &mut Peer,
+    (outputs, buffers): (&mut VecDeque<Output>, &mut DatagramBuffers),
+    forwarded: &mut Forwarded,
+) -> bool {
     let mut drive = false;
     for (packet, vp8_descriptor) in packets.iter().zip(vp8_descriptors.iter_mut()) {
         let video = packet.kind == MediaKind::Video;
@@ -273,38 +316,27 @@ fn write_to(
             }
         }
         let mut proto = None;
-        let (buffers, outputs) = (&mut *sink.buffers, &mut *sink.outputs);
-        let written = peer.contain(|rtc| {
-            rtc.direct_api().write_rtp_now(
-                now,
-                mid,
-                None,
-                write,
-                || buffers.take(),
-                |t| {
-                    proto = Some(t.proto);
-                    outputs.push_back(Output::Transmit(t));
-                },
-            )
-        });
-        let Some(written) = written else {
-            crate::core::close_failed(sink.closed, peer);
-            return;
-        };
-        let Some(idle) = written else {
+        let Some(idle) = peer.rtc.direct_api().write_rtp_now(
+            now,
+            mid,
+            None,
+            write,
+            || buffers.take(),
+            |t| {
+                proto = Some(t.proto);
+                outputs.push_back(Output::Transmit(t));
+            },
+        ) else {
             continue;
         };
         if let Some(proto) = proto {
-            note_transport(sink.outputs, peer, proto);
+            note_transport(outputs, peer, proto);
         }
         drive |= !idle;
         forwarded.packets += 1;
         forwarded.bytes += packet.payload.len() as u64;
     }
-    if drive && !peer.touched {
-        peer.touched = true;
-        sink.touched.push(peer.id);
-    }
+    drive
 }
 
 #[cfg(test)]

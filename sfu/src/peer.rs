@@ -113,9 +113,8 @@ struct QueuedConsumer {
 
 impl Peer {
     /// Runs `f` on the peer's `Rtc`, unless that failed before. A panic inside (str0m's, on
-    /// something the peer sent) fails this peer, which the worker then drops as it drops a
-    /// peer whose `Rtc` returned an error, instead of ending the worker and every meeting on
-    /// it; the `Rtc` is not asked anything again. `None` when it failed, now or before.
+    /// something the peer sent) fails this peer ([`Peer::fail`]) instead of ending the worker
+    /// and every meeting on it. `None` when it failed, now or before.
     pub fn contain<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Option<T> {
         if self.failed {
             return None;
@@ -133,18 +132,35 @@ impl Peer {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
             Ok(value) => Some(value),
             Err(panic) => {
-                self.failed = true;
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|m| (*m).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(
-                    peer = %self.id,
-                    "the connection failed inside str0m ({message}): the peer is closed"
-                );
+                self.fail(panic.as_ref());
                 None
             }
+        }
+    }
+
+    /// Marks the peer failed after a panic in its handling, and says so in the log: the worker
+    /// then drops it as it drops a peer whose `Rtc` returned an error, and nothing asks its
+    /// `Rtc` anything again.
+    pub fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
+        self.failed = true;
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            peer = %self.id,
+            "the connection failed inside its handling ({message}): the peer is closed"
+        );
+    }
+
+    /// Where a stretch of work on this peer is contained as a whole (the worker's polling of
+    /// its `Rtc`, a batch's writes to it), panics as [`Peer::contain`] would when the test kit
+    /// asked for a fault.
+    pub fn injected_fault(&mut self) {
+        #[cfg(feature = "testkit")]
+        if std::mem::take(&mut self.fail_next) {
+            panic!("a fault injected by the test kit");
         }
     }
 
