@@ -40,10 +40,11 @@ pub(crate) struct Peer {
     pub next_timeout: Option<Instant>,
     /// Packets were written to it that its `Rtc` has not been driven to send yet.
     pub touched: bool,
-    /// Its `Rtc` panicked ([`Peer::contain`]): nothing more is asked of it, and the worker
-    /// drops the peer.
+    /// Its handling panicked ([`Peer::fail`]): its `Rtc` is asked nothing more, and the
+    /// worker drops the peer.
     pub failed: bool,
-    /// The next [`Peer::contain`] panics inside, as a fault of str0m would.
+    /// The next contained call or stretch of work on this peer panics, as a fault of str0m
+    /// would (the test kit's [`crate::Worker::fail_next_call`]).
     #[cfg(feature = "testkit")]
     pub fail_next: bool,
     pub producers_by_mid: HashMap<Mid, ProducerId>,
@@ -119,17 +120,11 @@ impl Peer {
         if self.failed {
             return None;
         }
-        #[cfg(feature = "testkit")]
-        let injected = std::mem::take(&mut self.fail_next);
-        let rtc = &mut self.rtc;
-        let call = || {
-            #[cfg(feature = "testkit")]
-            if injected {
-                panic!("a fault injected by the test kit");
-            }
-            f(rtc)
-        };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.injected_fault();
+            f(&mut self.rtc)
+        }));
+        match called {
             Ok(value) => Some(value),
             Err(panic) => {
                 self.fail(panic.as_ref());
@@ -154,9 +149,9 @@ impl Peer {
         );
     }
 
-    /// Where a stretch of work on this peer is contained as a whole (the worker's polling of
-    /// its `Rtc`, a batch's writes to it), panics as [`Peer::contain`] would when the test kit
-    /// asked for a fault.
+    /// Panics where the test kit asked for a fault: at the start of a contained call or
+    /// stretch of work on this peer ([`Peer::contain`], the worker's polling of its `Rtc`, a
+    /// batch's writes to it). Nothing without the test kit.
     pub fn injected_fault(&mut self) {
         #[cfg(feature = "testkit")]
         if std::mem::take(&mut self.fail_next) {

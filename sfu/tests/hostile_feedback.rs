@@ -2,7 +2,9 @@
 //! the hub cannot take is dropped, and the worker goes on forwarding to that site and every
 //! other. The feedback here reports its packets as a run of none, then a run of three large
 //! deltas: str0m 0.25.0 took it, and iterating it then found large deltas where its statuses
-//! called for small ones, and panicked, taking down the worker and every meeting on it.
+//! called for small ones, and panicked, taking down the worker and every meeting on it. (A
+//! fault inside str0m now closes its peer alone, `contained_failures.rs`; here the feedback is
+//! refused and the site keeps its connection.)
 
 use std::time::Duration;
 
