@@ -128,7 +128,8 @@ pub struct Keyframe {
 }
 
 /// RTCP a client writes itself: the `len` bytes after it, as they are (a compound of any
-/// reports and feedback, well formed or not), protected under the client's session keys
+/// reports and feedback, well formed or not; zeros up to 8 bytes, the header and sender SSRC
+/// that SRTCP leaves in the clear), protected under the client's session keys
 /// (`Rtc::srtp_contexts`) and sent from its address. What str0m parses and acts on after
 /// SRTCP, which raw bytes and replays cannot reach.
 #[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
@@ -297,7 +298,14 @@ impl DatagramOp {
                     return;
                 };
                 let source = c.addr;
-                let protected = context.protect_rtcp(bytes);
+                // SRTCP leaves the first 8 bytes (the RTCP header and the sender's SSRC) in the
+                // clear and takes its IV from them: str0m's `protect_rtcp` reads them, so a
+                // client always has them. Shorter bytes are padded with zeros.
+                let mut bytes = bytes.clone();
+                if bytes.len() < 8 {
+                    bytes.resize(8, 0);
+                }
+                let protected = context.protect_rtcp(&bytes);
                 meeting.net.deliver(source, &protected);
             }
         }
