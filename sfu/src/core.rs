@@ -147,19 +147,11 @@ impl Core {
     /// pacer holds back for later comes out as a future timeout and ends the loop. str0m
     /// ignores a later input dated before its clock, so the peer's clock never goes back.
     ///
-    /// The whole of it is contained: a panic inside (str0m's, on something the peer sent)
-    /// fails the peer ([`Peer::fail`]), which the worker then drops, and no other.
+    /// The whole of it is contained ([`Peer::contain`]): a panic inside (str0m's, on
+    /// something the peer sent) fails the peer, which the worker then drops, and no other.
     pub fn drive(&mut self, now: Instant, peer: &mut Peer) {
-        if !peer.failed {
-            let driven = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                peer.injected_fault();
-                self.drive_contained(now, peer);
-            }));
-            if let Err(panic) = driven {
-                peer.fail(panic.as_ref());
-            }
-        }
-        self.close_failed(peer);
+        peer.contain(|peer| self.drive_contained(now, peer));
+        close_failed(&mut self.closed, peer);
     }
 
     fn drive_contained(&mut self, now: Instant, peer: &mut Peer) {
@@ -202,11 +194,6 @@ impl Core {
         if !peer.rtc.is_alive() && !self.closed.contains(&peer.id) {
             self.closed.push(peer.id);
         }
-    }
-
-    /// Closes a peer that failed ([`Peer::fail`]), once.
-    pub fn close_failed(&mut self, peer: &Peer) {
-        close_failed(&mut self.closed, peer);
     }
 
     fn handle_event(&mut self, now: Instant, peer: &mut Peer, event: RtcEvent) {
@@ -371,7 +358,7 @@ impl Core {
     }
 }
 
-/// Adds a peer that failed ([`Peer::fail`]) to the peers to close, once.
+/// Adds a peer that failed ([`Peer::contain`]) to the peers to close, once.
 pub(crate) fn close_failed(closed: &mut Vec<PeerId>, peer: &Peer) {
     if peer.failed && !closed.contains(&peer.id) {
         closed.push(peer.id);

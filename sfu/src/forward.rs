@@ -208,8 +208,7 @@ fn write_to(
     // The writes are contained as a whole: a panic inside (str0m's, on something the peer
     // sent) fails this peer alone, which the worker then drops.
     let (outputs, buffers) = (&mut *sink.outputs, &mut *sink.buffers);
-    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        peer.injected_fault();
+    let written = peer.contain(|peer| {
         write_packets(
             now,
             mid,
@@ -220,14 +219,10 @@ fn write_to(
             (outputs, buffers),
             forwarded,
         )
-    }));
-    let drive = match written {
-        Ok(drive) => drive,
-        Err(panic) => {
-            peer.fail(panic.as_ref());
-            crate::core::close_failed(sink.closed, peer);
-            return;
-        }
+    });
+    let Some(drive) = written else {
+        crate::core::close_failed(sink.closed, peer);
+        return;
     };
     if drive && !peer.touched {
         peer.touched = true;

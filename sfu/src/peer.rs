@@ -113,16 +113,17 @@ struct QueuedConsumer {
 }
 
 impl Peer {
-    /// Runs `f` on the peer's `Rtc`, unless that failed before. A panic inside (str0m's, on
-    /// something the peer sent) fails this peer ([`Peer::fail`]) instead of ending the worker
-    /// and every meeting on it. `None` when it failed, now or before.
-    pub fn contain<T>(&mut self, f: impl FnOnce(&mut Rtc) -> T) -> Option<T> {
+    /// Runs `f` on the peer (a call into its `Rtc`, or a whole stretch of work on it: the
+    /// worker's polling of its `Rtc`, a batch's writes to it), unless it failed before. A panic
+    /// inside (str0m's, on something the peer sent) fails this peer ([`Peer::fail`]) instead
+    /// of ending the worker and every meeting on it. `None` when it failed, now or before.
+    pub fn contain<T>(&mut self, f: impl FnOnce(&mut Peer) -> T) -> Option<T> {
         if self.failed {
             return None;
         }
         let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.injected_fault();
-            f(&mut self.rtc)
+            f(self)
         }));
         match called {
             Ok(value) => Some(value),
@@ -136,7 +137,7 @@ impl Peer {
     /// Marks the peer failed after a panic in its handling, and says so in the log: the worker
     /// then drops it as it drops a peer whose `Rtc` returned an error, and nothing asks its
     /// `Rtc` anything again.
-    pub fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
+    fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
         self.failed = true;
         let message = panic
             .downcast_ref::<&str>()
@@ -149,10 +150,9 @@ impl Peer {
         );
     }
 
-    /// Panics where the test kit asked for a fault: at the start of a contained call or
-    /// stretch of work on this peer ([`Peer::contain`], the worker's polling of its `Rtc`, a
-    /// batch's writes to it). Nothing without the test kit.
-    pub fn injected_fault(&mut self) {
+    /// Panics where the test kit asked for a fault: at the start of what [`Peer::contain`]
+    /// runs. Nothing without the test kit.
+    fn injected_fault(&mut self) {
         #[cfg(feature = "testkit")]
         if std::mem::take(&mut self.fail_next) {
             panic!("a fault injected by the test kit");

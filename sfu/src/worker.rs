@@ -473,7 +473,7 @@ impl Worker {
     /// the hub tells the other workers.
     pub fn remove_peer(&mut self, now: Instant, id: PeerId) {
         if let Some(mut peer) = self.peers.remove(&id) {
-            peer.contain(|rtc| rtc.disconnect());
+            peer.contain(|p| p.rtc.disconnect());
             self.forget(&peer);
         }
         self.settle(now);
@@ -530,14 +530,14 @@ impl Worker {
                 contents,
             },
         );
-        match peer.contain(|rtc| rtc.accepts(&input)) {
+        match peer.contain(|p| p.rtc.accepts(&input)) {
             Some(true) => {}
             Some(false) => {
                 self.core.stats.datagrams_unrouted += 1;
                 return false;
             }
             None => {
-                self.core.close_failed(peer);
+                crate::core::close_failed(&mut self.core.closed, peer);
                 self.settle(now);
                 return true;
             }
@@ -551,7 +551,7 @@ impl Worker {
         };
         // Only the datagram: `drive` feeds the timeout the peer then asks for if anything
         // fell due, instead of every timer of the session being looked at for each datagram.
-        if let Some(Err(e)) = peer.contain(|rtc| rtc.handle_receive(at, receive)) {
+        if let Some(Err(e)) = peer.contain(|p| p.rtc.handle_receive(at, receive)) {
             tracing::debug!(peer = %id, "datagram refused: {e}");
         }
         self.core.drive(now, peer);
@@ -609,7 +609,7 @@ impl Worker {
                         continue; // superseded by a later wake-up
                     }
                     peer.next_timeout = None;
-                    if let Some(Err(e)) = peer.contain(|rtc| rtc.handle_input(Input::Timeout(now)))
+                    if let Some(Err(e)) = peer.contain(|p| p.rtc.handle_input(Input::Timeout(now)))
                     {
                         tracing::debug!(peer = %id, "timeout refused: {e}");
                     }
@@ -866,8 +866,8 @@ impl Worker {
         let Some(peer) = self.peers.get_mut(&peer_id) else {
             return;
         };
-        let requested = peer.contain(|rtc| {
-            let mut direct = rtc.direct_api();
+        let requested = peer.contain(|p| {
+            let mut direct = p.rtc.direct_api();
             let stream = direct.stream_rx_by_mid(mid, rid);
             stream.map(|s| s.request_keyframe(KeyframeRequestKind::Pli))
         });
@@ -961,8 +961,8 @@ impl Worker {
             }));
         }
         if let Some(probe) = allocation.probe {
-            peer.contain(|rtc| {
-                let mut bwe = rtc.bwe();
+            peer.contain(|p| {
+                let mut bwe = p.rtc.bwe();
                 bwe.set_bitrate(Bitrate::bps(probe.current), Bitrate::bps(probe.desired));
                 bwe.set_automatic_padding(probe.pads());
             });

@@ -15,8 +15,8 @@ fn studio_and_sites(subscriber: PeerId, publisher: PeerId) -> bool {
     (publisher == STUDIO) != (subscriber == STUDIO)
 }
 
-#[test]
-fn a_peer_whose_connection_panics_is_closed_and_the_others_go_on() {
+/// The studio and the three sites, joined, after 3 s of the studio's media.
+fn a_meeting_under_way() -> Net {
     let mut net = Net::new(studio_and_sites);
     net.join(STUDIO);
     for site in SITES {
@@ -24,15 +24,35 @@ fn a_peer_whose_connection_panics_is_closed_and_the_others_go_on() {
         net.subscribe_existing(site);
     }
     net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 4));
+    net
+}
+
+/// The RTP packets each site receives while the studio sends for `seconds`.
+fn received_by_the_sites(net: &mut Net, seconds: u64) -> Vec<(PeerId, u64)> {
+    let before = net.rtp_received();
+    net.run(Duration::from_secs(seconds), |net| {
+        net.send_media(STUDIO, 4)
+    });
+    let after = net.rtp_received();
+    // The studio joined first: the sites are the clients after it, in order.
+    let counts = before.iter().zip(&after).skip(1);
+    SITES
+        .into_iter()
+        .zip(counts)
+        .map(|(site, (before, after))| (site, after - before))
+        .collect()
+}
+
+#[test]
+fn a_peer_whose_connection_panics_is_closed_and_the_others_go_on() {
+    let mut net = a_meeting_under_way();
     for site in SITES {
         net.assert_receives(site, STUDIO);
     }
     assert_eq!(net.workers[0].stats().peers_failed, 0);
 
     net.workers[0].fail_next_call(FAILING);
-    let before = net.rtp_received();
-    net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 4));
-    let after = net.rtp_received();
+    let received = received_by_the_sites(&mut net, 3);
 
     assert_eq!(
         net.closed,
@@ -41,17 +61,16 @@ fn a_peer_whose_connection_panics_is_closed_and_the_others_go_on() {
     );
     assert_eq!(net.workers[0].stats().peers_failed, 1);
     assert_eq!(net.workers[0].peer_count(), 3, "the studio and two sites");
-    for (index, site) in SITES.iter().enumerate() {
-        let (before, after) = (before[index + 1], after[index + 1]);
-        if *site == FAILING {
+    for (site, got) in received {
+        if site == FAILING {
             assert!(
-                after < before + 10,
-                "{site} received {before}, then {after}"
+                got < 10,
+                "{site} received {got} RTP packets after the fault"
             );
         } else {
             assert!(
-                after > before + 300,
-                "{site} received {before}, then {after}"
+                got > 300,
+                "{site} received {got} RTP packets after the fault"
             );
         }
     }
@@ -69,13 +88,7 @@ fn a_peer_whose_connection_panics_is_closed_and_the_others_go_on() {
 
 #[test]
 fn a_panic_on_a_datagram_closes_its_peer_alone() {
-    let mut net = Net::new(studio_and_sites);
-    net.join(STUDIO);
-    for site in SITES {
-        net.join(site);
-        net.subscribe_existing(site);
-    }
-    net.run(Duration::from_secs(3), |net| net.send_media(STUDIO, 4));
+    let mut net = a_meeting_under_way();
 
     // The site's next datagram meets the fault as the worker takes it in.
     net.workers[0].fail_next_call(FAILING);
@@ -85,15 +98,11 @@ fn a_panic_on_a_datagram_closes_its_peer_alone() {
     assert_eq!(net.closed, vec![FAILING]);
     assert_eq!(net.workers[0].stats().peers_failed, 1);
 
-    let before = net.rtp_received();
-    net.run(Duration::from_secs(2), |net| net.send_media(STUDIO, 4));
-    let after = net.rtp_received();
-    for (index, site) in SITES.iter().enumerate() {
-        if *site != FAILING {
-            let (before, after) = (before[index + 1], after[index + 1]);
+    for (site, got) in received_by_the_sites(&mut net, 2) {
+        if site != FAILING {
             assert!(
-                after > before + 200,
-                "{site} received {before}, then {after}"
+                got > 200,
+                "{site} received {got} RTP packets after the fault"
             );
         }
     }
