@@ -13,6 +13,7 @@
 //!   to sessions, media workers and the attendance log;
 //! - [`media`]: the media driver, worker threads with UDP sockets around the sans-IO
 //!   `diemcau_sfu::Worker`;
+//! - [`essential`]: the threads the hub cannot run without; a fault in one stops it;
 //! - [`connections`]: per-address and total connection caps, refusal and timeout counts;
 //! - [`server`]: the web server's accept loop: TLS, timeouts at every stage, the caps;
 //! - [`state`], [`error`]: what HTTP handlers share, and the error they answer with;
@@ -35,6 +36,7 @@ pub mod config;
 pub mod connections;
 pub mod directory;
 pub mod error;
+pub mod essential;
 pub mod hub;
 pub mod logging;
 pub mod media;
@@ -457,6 +459,23 @@ impl RunningHub {
         self.hub.shutdown_sessions().await;
         let _ = self.stop.send(());
         let _ = self.server.await;
+    }
+
+    /// Makes the first media worker panic in its own code when the process receives SIGUSR1:
+    /// for the tests of what the hub does when an essential thread fails
+    /// ([`essential`]). Built with the `testkit` feature only.
+    #[cfg(all(unix, feature = "testkit"))]
+    pub fn fail_media_on_sigusr1(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut user = signal(SignalKind::user_defined1())?;
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            if user.recv().await.is_some() {
+                hub.media()
+                    .send(media::WorkerIndex(0), media::Command::Fail);
+            }
+        });
+        Ok(())
     }
 
     /// Serves until the process is asked to stop (Ctrl-C or SIGTERM), then shuts down.

@@ -103,6 +103,10 @@ async fn main() -> std::process::ExitCode {
             media_tcp.join(", ")
         );
     }
+    #[cfg(all(unix, feature = "testkit"))]
+    if let Err(e) = hub.fail_media_on_sigusr1() {
+        eprintln!("diemcau: cannot listen for SIGUSR1: {e}");
+    }
     hub.run_until_signal().await;
     std::process::ExitCode::SUCCESS
 }

@@ -139,6 +139,10 @@ pub enum Command {
     /// A TCP connection whose first packet names one of this worker's peers.
     TcpConnection(tcp::Handoff),
     Stop,
+    /// Panics in the worker's own code, outside any peer's containment: for the tests of what
+    /// the hub does when an essential thread fails ([`crate::essential`]).
+    #[cfg(feature = "testkit")]
+    Fail,
 }
 
 /// Where each worker binds and what it announces.
@@ -365,9 +369,7 @@ impl MediaPlane {
                 sockets: sockets.clone(),
                 counted: (0, 0),
             };
-            std::thread::Builder::new()
-                .name(format!("media-{index}"))
-                .spawn(move || driver.run())?;
+            crate::essential::spawn(&format!("media-{index}"), move || driver.run())?;
         }
         let mut tcp_limits = None;
         if let Some((listener, tcp_config, _)) = tcp_listener {
@@ -620,8 +622,10 @@ impl Driver {
             .registry()
             .register(&mut self.socket, SOCKET, Interest::READABLE)
         {
-            tracing::error!(worker = self.index, "cannot register socket: {e}");
-            return;
+            crate::essential::fail(
+                &format!("media-{}", self.index),
+                &format!("cannot register its socket: {e}"),
+            );
         }
         let destination = self.destination;
         let mut events = Events::with_capacity(64);
@@ -998,6 +1002,8 @@ impl Driver {
                 }
             }
             Command::Stop => return false,
+            #[cfg(feature = "testkit")]
+            Command::Fail => panic!("a fault injected into media worker {}", self.index),
         }
         true
     }

@@ -246,9 +246,7 @@ pub(super) fn start_listener(
         next_token: 1,
         accept_again: false,
     };
-    std::thread::Builder::new()
-        .name("media-tcp".into())
-        .spawn(move || acceptor.run())?;
+    crate::essential::spawn("media-tcp", move || acceptor.run())?;
     Ok(())
 }
 

@@ -119,15 +119,13 @@ impl Recordings {
     ) -> std::io::Result<Recordings> {
         std::fs::create_dir_all(&dir)?;
         let (commands, inbox) = crossbeam_channel::unbounded();
-        std::thread::Builder::new()
-            .name("recording".into())
-            .spawn(move || {
-                Thread {
-                    parts: HashMap::new(),
-                    reports,
-                }
-                .run(&inbox, &taps)
-            })?;
+        crate::essential::spawn("recording", move || {
+            Thread {
+                parts: HashMap::new(),
+                reports,
+            }
+            .run(&inbox, &taps)
+        })?;
         Ok(Recordings {
             dir,
             min_free_bytes,

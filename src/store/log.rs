@@ -44,18 +44,16 @@ impl Recorder {
         health: Arc<LogHealth>,
     ) -> Result<Recorder, StoreError> {
         let (requests, inbox) = crossbeam_channel::unbounded::<Request>();
-        std::thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || {
-                Writer {
-                    conn,
-                    next_seq: HashMap::new(),
-                    spool,
-                    last_try: None,
-                }
-                .run(inbox)
-            })
-            .map_err(|e| StoreError::Internal(format!("cannot start the recorder: {e}")))?;
+        crate::essential::spawn("recorder", move || {
+            Writer {
+                conn,
+                next_seq: HashMap::new(),
+                spool,
+                last_try: None,
+            }
+            .run(inbox)
+        })
+        .map_err(|e| StoreError::Internal(format!("cannot start the recorder: {e}")))?;
         Ok(Recorder { requests, health })
     }
 

@@ -63,22 +63,22 @@ impl Store {
         let target = (**target).clone();
         let me = me.to_owned();
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let spawned = std::thread::Builder::new()
-            .name("hub-signals".into())
-            .spawn(move || {
-                // A failure is said when listening stops, not at every try to begin again.
-                let mut listening = true;
-                while !sender.is_closed() {
-                    let was_listening = listening;
-                    if let Err(e) = listen_on(&target, &me, &sender, &mut listening) {
-                        if was_listening || listening {
-                            tracing::warn!("listening for the other hubs' signals failed (tried again every second): {e}");
-                        }
-                        listening = false;
-                        std::thread::sleep(Duration::from_secs(1));
+        let spawned = crate::essential::spawn("hub-signals", move || {
+            // A failure is said when listening stops, not at every try to begin again.
+            let mut listening = true;
+            while !sender.is_closed() {
+                let was_listening = listening;
+                if let Err(e) = listen_on(&target, &me, &sender, &mut listening) {
+                    if was_listening || listening {
+                        tracing::warn!(
+                            "listening for the other hubs' signals failed (tried again every second): {e}"
+                        );
                     }
+                    listening = false;
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-            });
+            }
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot listen for the other hubs' signals: {e}");
         }
