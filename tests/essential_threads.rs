@@ -14,41 +14,17 @@ mod hub_binary;
 #[path = "common/signaling.rs"]
 mod signaling;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-
-/// The hub binary with its log on a pipe (stderr), once it listens.
-fn spawn_logged(data_dir: &std::path::Path) -> (Child, SocketAddr) {
-    hub_binary::add_test_organizer(data_dir);
-    let mut child = hub_binary::command(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hub binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the hub prints its address")
-            .expect("readable stdout");
-        if let Some(url) = line.strip_prefix("diemcau: listening on http://") {
-            break url.trim().parse().expect("an address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_worker_that_fails_stops_the_hub_for_its_supervisor_to_restart() {
     let data = std::env::temp_dir().join(format!("diemcau-essential-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let (mut hub, addr) = spawn_logged(&data);
+    let (mut hub, addr) = hub_binary::spawn_logged(&data);
     let m = http::meeting(
         addr,
         "Họp",
@@ -103,16 +79,10 @@ async fn a_media_worker_that_fails_stops_the_hub_for_its_supervisor_to_restart()
     }
 
     let (mut hub, addr) = hub_binary::spawn(&data);
-    let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
-        .await
-        .json();
-    let reasons: Vec<&str> = report["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .map(|s| s["reason"].as_str().unwrap_or("open"))
-        .collect();
-    assert_eq!(reasons, ["hub_crash", "hub_crash"], "{report}");
+    assert_eq!(
+        http::session_reasons(addr, m.id).await,
+        ["hub_crash", "hub_crash"]
+    );
     let again = signaling::join(addr, &m.code("2269"), Some(m.id)).await;
     drop(again);
     hub.kill().expect("stop");

@@ -63,16 +63,10 @@ async fn sigterm_tells_every_site_and_records_the_shutdown() {
     assert!(exit.success(), "clean exit: {exit}");
 
     let (mut hub, addr) = hub_binary::spawn(&data);
-    let report = http::get(addr, &format!("/api/meetings/{}/report", m.id))
-        .await
-        .json();
-    let reasons: Vec<&str> = report["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .map(|s| s["reason"].as_str().unwrap_or("open"))
-        .collect();
-    assert_eq!(reasons, ["hub_shutdown", "hub_shutdown"], "{report}");
+    assert_eq!(
+        http::session_reasons(addr, m.id).await,
+        ["hub_shutdown", "hub_shutdown"]
+    );
     hub.kill().expect("stop");
     let _ = hub.wait();
     let _ = std::fs::remove_dir_all(&data);

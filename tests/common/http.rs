@@ -239,6 +239,19 @@ pub async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Reply {
     request(addr, "POST", path, body).await
 }
 
+/// Why each session of `meeting` ended, in the report's order (`open` for one still open).
+pub async fn session_reasons(addr: SocketAddr, meeting: i64) -> Vec<String> {
+    let report = get(addr, &format!("/api/meetings/{meeting}/report"))
+        .await
+        .json();
+    report["sessions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("sessions in {report}"))
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap_or("open").to_owned())
+        .collect()
+}
+
 /// A meeting set up for a test: its id and join codes.
 #[derive(Debug, Clone)]
 pub struct TestMeeting {

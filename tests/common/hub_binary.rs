@@ -43,6 +43,14 @@ pub fn spawn(data_dir: &Path) -> (Child, SocketAddr) {
     spawn_with(data_dir, &[])
 }
 
+/// [`spawn`] with the hub's log (its standard error) on a pipe, for the test to read.
+pub fn spawn_logged(data_dir: &Path) -> (Child, SocketAddr) {
+    add_test_organizer(data_dir);
+    let mut command = command(data_dir);
+    command.stderr(Stdio::piped());
+    run(command)
+}
+
 /// [`spawn`] with more arguments (a parent to link to, say).
 pub fn spawn_with(data_dir: &Path, args: &[String]) -> (Child, SocketAddr) {
     spawn_on(data_dir, None, args)
