@@ -10,7 +10,7 @@ use crate::bwe_::ProbeClusterState;
 use crate::bwe_::{log_pacer_media_debt, log_pacer_padding_debt};
 use crate::pacer::PacerReason;
 use crate::rtp_::{Bitrate, DataSize, MidRid, TwccClusterId};
-use crate::util::Soonest;
+use crate::util::{Soonest, time_since};
 
 const MAX_BITRATE: Bitrate = Bitrate::gbps(10);
 const MAX_DEBT_IN_TIME: Duration = Duration::from_millis(500);
@@ -295,7 +295,7 @@ impl LeakyBucketPacer {
             return Duration::ZERO;
         };
 
-        let elapsed = now - previous_handle_time;
+        let elapsed = time_since(now, previous_handle_time);
         self.last_handle_time = Some(now);
 
         elapsed

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use crate::rtp_::MidRid;
-use crate::util::not_happening;
+use crate::util::{not_happening, time_since};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueSnapshot {
@@ -103,6 +103,6 @@ impl QueueSnapshot {
     }
 
     pub fn total_queue_time(&self, now: Instant) -> Duration {
-        self.total_queue_time_origin + self.packet_count * (now - self.created_at)
+        self.total_queue_time_origin + self.packet_count * time_since(now, self.created_at)
     }
 }

@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::pacer::{QueuePriority, QueueSnapshot};
-use crate::util::not_happening;
+use crate::util::{not_happening, time_since};
 
 use super::RtpPacket;
 
@@ -78,7 +78,7 @@ impl SendQueue {
         // Must be timestamped
         assert!(packet.timestamp != not_happening());
 
-        let queue_time = now - packet.timestamp;
+        let queue_time = time_since(now, packet.timestamp);
         self.total.decrease(now, packet.payload.len(), queue_time);
         self.last_emitted = Some(now);
 
@@ -187,9 +187,12 @@ impl TotalQueue {
     fn move_time_forward(&mut self, now: Instant) {
         if let Some(last) = self.last {
             assert!(self.unsent_count > 0);
-            let from_last = now - last;
-            self.queue_time += from_last * (self.unsent_count as u32);
-            self.last = Some(now);
+            // No time passed (a packet queued, counted and sent at one `now`): nothing to add.
+            if now != last {
+                let from_last = time_since(now, last);
+                self.queue_time += from_last * (self.unsent_count as u32);
+                self.last = Some(now);
+            }
         } else {
             assert!(self.unsent_count == 0);
             assert!(self.unsent_size == 0);

@@ -13,6 +13,20 @@ pub(crate) use time_tricks::{already_happened, epoch_to_beginning};
 mod average;
 pub(crate) use average::MovingAverage;
 
+/// The time from `earlier` to `later`, zero if `earlier` is not before it: what
+/// `later - earlier` gives (it saturates), without the subtraction where both are the same
+/// instant, as they are for most of a packet's own bookkeeping (queued, counted and sent at
+/// the `now` of one call). The standard library subtracts `Instant`s out of line and builds a
+/// normalised `Duration`, some 50 instructions where a comparison takes two.
+#[inline]
+pub(crate) fn time_since(later: Instant, earlier: Instant) -> Duration {
+    if later == earlier {
+        Duration::ZERO
+    } else {
+        later.saturating_duration_since(earlier)
+    }
+}
+
 pub(crate) trait Soonest {
     fn soonest(self, other: Self) -> Self;
 }
@@ -84,4 +98,28 @@ pub(crate) fn calculate_rtt(ntp_time: Duration, delay: u32, last_report: u32) ->
 
     let nanos = (rtt_fraction * 1_000_000_000.0) as u32;
     Some(Duration::new(rtt_seconds as u64, nanos))
+}
+
+#[cfg(test)]
+mod test {
+    use std::time::{Duration, Instant};
+
+    use super::time_since;
+
+    #[test]
+    fn time_since_is_what_subtracting_instants_gives() {
+        let earlier = Instant::now();
+        for later in [
+            earlier,
+            earlier + Duration::from_nanos(1),
+            earlier + Duration::from_micros(999_999),
+            earlier + Duration::from_millis(1_500),
+            earlier + Duration::from_secs(3_600),
+        ] {
+            assert_eq!(time_since(later, earlier), later - earlier);
+            // Subtracting a later instant saturates to zero, as `time_since` does.
+            assert_eq!(time_since(earlier, later), earlier - later);
+            assert_eq!(time_since(earlier, later), Duration::ZERO);
+        }
+    }
 }

@@ -3,6 +3,8 @@ use std::iter::Sum;
 use std::ops::{AddAssign, SubAssign};
 use std::time::{Duration, Instant};
 
+use super::time_since;
+
 /// Holds a history values of type T for up to a certain Duration, as well as the
 /// cumulated (total) value.
 #[derive(Debug)]
@@ -40,7 +42,7 @@ where
         let merge_within = self.max_time / 100;
         if let Some((back_t, back_v)) = self.history.back_mut()
             && t >= *back_t
-            && t - *back_t < merge_within
+            && time_since(t, *back_t) < merge_within
         {
             *back_v += v;
             return;

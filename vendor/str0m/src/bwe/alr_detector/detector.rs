@@ -2,6 +2,7 @@ use std::time::{Duration, Instant};
 
 use super::budget::IntervalBudget;
 use crate::rtp_::{Bitrate, DataSize};
+use crate::util::time_since;
 
 /// Application Limited Region detector.
 ///
@@ -95,7 +96,7 @@ impl AlrDetector {
         };
 
         // saturating_duration_since protects against time going backwards
-        let delta = now.saturating_duration_since(last);
+        let delta = time_since(now, last);
         self.last_send_time = Some(now);
 
         // Update budget based on time and usage
