@@ -4,7 +4,7 @@
 //! The hub cannot do its work without any one of them: a media worker that stops leaves
 //! every site on it without sound or picture while their pages still show them connected,
 //! and a recorder that stops loses every attendance event after it. So a fault in one (a
-//! panic, or its loop ending while the hub runs) stops the whole process at once with
+//! panic, or a media worker that cannot watch its socket) stops the whole process at once with
 //! [`FAULT_EXIT_STATUS`], as a crash would: its supervisor (systemd's `Restart=on-failure`,
 //! `packaging/diemcau.service`) starts it again, the start closes the sessions the fault
 //! left open at the last moment the hub knew them alive (`hub_crash`), and the sites' pages
