@@ -186,9 +186,13 @@ impl NackRegister {
 
         // The packets the range gains are all missing until they arrive: the slots past the
         // old end were reset when their last packets left the range.
-        let gained_from = (*active.end + 1).max(*start);
-        if *end >= gained_from {
-            self.pending += (*end - gained_from + 1) as usize;
+        // The old end may be the last number there is (a sequence that went back across 0
+        // at its start is extended to the top of the range): then the range gains none.
+        if let Some(after_end) = active.end.checked_add(1) {
+            let gained_from = after_end.max(*start);
+            if *end >= gained_from {
+                self.pending += (*end - gained_from + 1) as usize;
+            }
         }
 
         if (start..=end).contains(&seq) {
@@ -608,6 +612,26 @@ mod test {
                 .filter(|seq| reg.packet((*seq).into()).needs_nack())
                 .count()
         })
+    }
+
+    #[test]
+    fn a_range_ending_at_the_last_sequence_number_gains_nothing_past_it() {
+        // A site's sequence that goes back across 0 right after its first packet is extended
+        // to the top of the 64-bit range (its roll-over count wraps to the largest): the
+        // register then holds the last numbers there are, and a packet there again must not
+        // count past them.
+        let top = u64::MAX;
+        let mut reg = NackRegister::new(None);
+        reg.update((top - 3).into());
+        reg.update((top - 1).into());
+        assert_eq!(reg.pending, 1, "top - 2 is missing");
+        reg.update(top.into());
+        reg.update(top.into());
+        assert_eq!(reg.pending, walked_pending(&reg));
+        reg.update((top - 2).into());
+        assert_eq!(reg.pending, 0);
+        assert_eq!(walked_pending(&reg), 0);
+        assert!(!reg.has_pending_nacks());
     }
 
     #[test]
