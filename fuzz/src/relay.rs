@@ -19,18 +19,6 @@ use crate::datagram::{Advance, Keyframe};
 use crate::encode::Encode;
 use crate::meeting::{Meeting, STUDIO};
 
-/// Extended sequence numbers the target makes are masked with this: below 2^48 by default.
-/// str0m extends a 16-bit wire number by at most 2^15 per packet, so 2^48 is years of packets;
-/// above 2^63 the known overflow in `SequenceRewriter::rewrite`
-/// (`fuzz/artifacts-found/router_relay-sequence-rewriter-overflow`) stops every run at once.
-/// The feature `full-sequence-range` lifts the mask (to replay that artifact, or once it is
-/// fixed).
-pub const SEQUENCE_MASK: u64 = if cfg!(feature = "full-sequence-range") {
-    u64::MAX
-} else {
-    (1 << 48) - 1
-};
-
 /// The codecs a relayed packet may claim; the two the meeting negotiates come first and again
 /// last, so that most packets are forwarded.
 pub const CODECS: [Codec; 19] = [
@@ -88,7 +76,7 @@ pub struct Media {
     /// Simulcast layer.
     pub layer: u8,
     /// 0: next, 1: `value` further, 2: `value` back, else: `value` itself (the producer's
-    /// extended sequence number, masked with [`SEQUENCE_MASK`]).
+    /// extended sequence number, any `u64`).
     pub sequence: u8,
     pub value: u64,
     /// `None`: the producer's last RTP time plus 960.
@@ -279,8 +267,7 @@ impl RelayOp {
                     packet.layer = layer;
                 }
                 let shift = i64::from(republish.sequence_shift);
-                packet.seq_no =
-                    ((*packet.seq_no).wrapping_add_signed(shift) & SEQUENCE_MASK).into();
+                packet.seq_no = (*packet.seq_no).wrapping_add_signed(shift).into();
                 if let Some(marker) = republish.marker {
                     packet.marker = marker;
                 }
@@ -341,7 +328,7 @@ impl RelayOp {
 fn media_packet(meeting: &Meeting, state: &mut RelayState, media: &Media) -> MediaPacket {
     let producer = producer_id(meeting, media.producer, media.producer_raw);
     let (seq, time) = state.last.get(&producer).copied().unwrap_or((0, 0));
-    let seq = crate::next_sequence(seq, media.sequence, media.value) & SEQUENCE_MASK;
+    let seq = crate::next_sequence(seq, media.sequence, media.value);
     let time = media.timestamp.unwrap_or(time.wrapping_add(960));
     state.last.insert(producer, (seq, time));
     let offset = Duration::from_millis(u64::from(media.received_offset_ms.unsigned_abs()));
