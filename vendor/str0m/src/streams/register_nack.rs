@@ -616,7 +616,7 @@ mod test {
 
     #[test]
     fn a_range_ending_at_the_last_sequence_number_gains_nothing_past_it() {
-        // A site's sequence that goes back across 0 right after its first packet is extended
+        // A stream's sequence that goes back across 0 right after its first packet is extended
         // to the top of the 64-bit range (its roll-over count wraps to the largest): the
         // register then holds the last numbers there are, and a packet there again must not
         // count past them.
