@@ -44,13 +44,9 @@ pub fn fail(thread: &str, why: &str) -> ! {
     std::process::exit(FAULT_EXIT_STATUS)
 }
 
-/// What a panic said: its message when it was a string, as `panic!` makes it.
+/// What a panic said ([`diemcau_sfu::panic_message`]), or that it was one.
 fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned())
+    diemcau_sfu::panic_message(panic).unwrap_or_else(|| "a panic".to_owned())
 }
 
 #[cfg(test)]

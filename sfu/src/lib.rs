@@ -82,6 +82,7 @@ pub mod testkit;
 pub use config::{WorkerConfig, add_h264_profiles};
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};
+pub use peer::panic_message;
 pub use quality::{Quality, Transport};
 pub use rewrite::TimestampRewriter;
 pub use router::MediaPacket;

@@ -139,11 +139,7 @@ impl Peer {
     /// `Rtc` anything again.
     fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
         self.failed = true;
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|m| (*m).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = panic_message(panic).unwrap_or_default();
         tracing::error!(
             peer = %self.id,
             "the connection failed inside its handling ({message}): the peer is closed"
@@ -586,6 +582,14 @@ fn red_by_audio_mid(sdp: &str) -> Vec<(Mid, bool)> {
         found.push((mid, red));
     }
     found
+}
+
+/// What a panic said, when it was a string (as `panic!` makes it).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> Option<String> {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
 }
 
 #[cfg(test)]

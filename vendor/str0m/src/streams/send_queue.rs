@@ -189,7 +189,7 @@ impl TotalQueue {
             assert!(self.unsent_count > 0);
             // No time passed (a packet queued, counted and sent at one `now`): nothing to add.
             if now != last {
-                let from_last = time_since(now, last);
+                let from_last = now - last;
                 self.queue_time += from_last * (self.unsent_count as u32);
                 self.last = Some(now);
             }

@@ -95,7 +95,7 @@ impl AlrDetector {
             return;
         };
 
-        // saturating_duration_since protects against time going backwards
+        // time_since saturates: it protects against time going backwards
         let delta = time_since(now, last);
         self.last_send_time = Some(now);
 
