@@ -392,7 +392,10 @@ impl Net {
                 loop {
                     match worker.poll_output() {
                         Output::Transmit(t) => {
-                            to_clients.push((t.destination, t.contents.to_vec()))
+                            // The kernel copies a datagram out as it is sent, and the driver
+                            // gives its buffer back for the next (see `Worker::give_back`).
+                            to_clients.push((t.destination, t.contents.to_vec()));
+                            worker.give_back(t.contents.into());
                         }
                         Output::Event(event) => events.push(event),
                         Output::Relay(relay) => relays.push((index, relay)),
