@@ -20,6 +20,36 @@ const PACING: Duration = Duration::from_millis(40);
 /// high bitrates. Same as libwebrtc's `PacingController::kMaxBurstSize`.
 const MAX_BURST_SIZE: DataSize = DataSize::bytes(63_000);
 
+/// Further than this from a limit, the seconds a debt takes to drain compare with the limit as
+/// the [`Duration`] that dividing the debt by the rate builds does: `Duration::from_secs_f64`
+/// is within a nanosecond of the seconds it is given.
+const DRAIN_MARGIN_SECS: f64 = 2e-9;
+
+/// The seconds `size` takes to drain at `rate`, as `size / rate` computes them before it builds
+/// its [`Duration`] (none at no rate).
+fn drain_seconds(size: DataSize, rate: Bitrate) -> f64 {
+    let rate = rate.as_f64();
+    if rate == 0.0 {
+        0.0
+    } else {
+        size.as_bytes_f64() * 8.0 / rate
+    }
+}
+
+/// `(size / rate).cmp(&limit)`, without building the [`Duration`] (about 80 instructions,
+/// twice for each packet a session sends) where the seconds are clearly on one side.
+fn drain_time_cmp(size: DataSize, rate: Bitrate, limit: Duration) -> std::cmp::Ordering {
+    let seconds = drain_seconds(size, rate);
+    let limit_seconds = limit.as_secs_f64();
+    if seconds + DRAIN_MARGIN_SECS < limit_seconds {
+        std::cmp::Ordering::Less
+    } else if seconds > limit_seconds + DRAIN_MARGIN_SECS {
+        std::cmp::Ordering::Greater
+    } else {
+        (size / rate).cmp(&limit)
+    }
+}
+
 /// A leaky bucket pacer that can overshoot the target bitrate when required.
 pub struct LeakyBucketPacer {
     /// Pacing bitrate.
@@ -217,9 +247,9 @@ impl LeakyBucketPacer {
         if self.adjusted_bitrate == Bitrate::ZERO {
             return true;
         }
-        let drain =
-            (self.media_debt / self.adjusted_bitrate).max(self.padding_debt / self.padding_bitrate);
-        drain <= PACING
+        // `(media debt / adjusted).max(padding debt / padding rate) <= PACING`.
+        drain_time_cmp(self.media_debt, self.adjusted_bitrate, PACING).is_le()
+            && drain_time_cmp(self.padding_debt, self.padding_bitrate, PACING).is_le()
     }
 
     /// Whether the last handling set the next send for a later time, to let the media debt
@@ -302,6 +332,10 @@ impl LeakyBucketPacer {
     }
 
     fn clear_debt(&mut self, elapsed: Duration) {
+        if elapsed.is_zero() {
+            // Nothing drains (a rate times no time rounds to no bytes).
+            return;
+        }
         self.media_debt = self
             .media_debt
             .saturating_sub(self.adjusted_bitrate * elapsed);
@@ -356,14 +390,10 @@ impl LeakyBucketPacer {
                     (probe.next_probe_time(), PacerReason::Probe1)
                 } else {
                     // Normal pacing: use relative offset based on debt
-                    let drain_debt_time = self.media_debt / self.adjusted_bitrate;
-                    // Limit the burst to MAX_BURST_SIZE so high bitrates don't overfill socket
-                    // buffers. Below ~12.6 Mbps this is PACING.
-                    let burst_interval = PACING.min(MAX_BURST_SIZE / self.adjusted_bitrate);
-                    let next_send_offset = if drain_debt_time >= burst_interval {
+                    let next_send_offset = if self.debt_exceeds_burst() {
                         // If we have incurred too much debt, wait for it to clear before sending.
                         // again.
-                        drain_debt_time
+                        self.media_debt / self.adjusted_bitrate
                     } else {
                         Duration::ZERO
                     };
@@ -414,6 +444,22 @@ impl LeakyBucketPacer {
         // We explicitly don't return a queue to poll here. We need another call to
         // handle_timeout to request the padding before we can poll the selected queue.
         Some(((padding_at, PacerReason::Padding), None))
+    }
+
+    /// Whether the media debt takes at least the burst interval to drain at the adjusted rate:
+    /// `media_debt / adjusted >= PACING.min(MAX_BURST_SIZE / adjusted)`, the burst limited to
+    /// MAX_BURST_SIZE so high bitrates don't overfill socket buffers (below ~12.6 Mbps it is
+    /// PACING). The divisions' `Duration`s are built only where the seconds are close.
+    fn debt_exceeds_burst(&self) -> bool {
+        let burst_seconds = PACING
+            .as_secs_f64()
+            .min(drain_seconds(MAX_BURST_SIZE, self.adjusted_bitrate));
+        if drain_seconds(self.media_debt, self.adjusted_bitrate) + DRAIN_MARGIN_SECS < burst_seconds
+        {
+            return false;
+        }
+        self.media_debt / self.adjusted_bitrate
+            >= PACING.min(MAX_BURST_SIZE / self.adjusted_bitrate)
     }
 
     fn maybe_update_adjusted_bitrate(&mut self, now: Instant) {
@@ -1139,6 +1185,80 @@ mod test {
         // sending another packet.
         let (burst, _) = measure_burst(Bitrate::mbps(50), 1000, 500);
         assert_eq!(burst, MAX_BURST_SIZE);
+    }
+
+    #[test]
+    fn drain_times_compare_as_the_durations_they_build() {
+        use std::cmp::Ordering;
+        // Debts and rates around the limits the pacer compares with (PACING, and the time
+        // MAX_BURST_SIZE takes), the exact boundaries among them: 5,000 bytes at 1 Mbit/s
+        // is 40 ms to the nanosecond.
+        let mut rates = vec![
+            0.0,
+            1.0,
+            1_000_000.0,
+            1_260_000.0,
+            12_600_000.0,
+            50_000_000.0,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            rates.push((state % 60_000_000) as f64 + (state % 1_000) as f64 / 1_000.0);
+        }
+        let limits = [
+            PACING,
+            Duration::from_millis(10),
+            Duration::from_nanos(39_999_999),
+            Duration::ZERO,
+        ];
+        let mut seen = [0; 3];
+        for &rate in &rates {
+            let rate = Bitrate::from(rate);
+            for limit in limits {
+                // The debt that drains in about `limit` at `rate`, and its neighbours.
+                let at = (rate.as_f64() * limit.as_secs_f64() / 8.0) as i64;
+                for bytes in [0, 1, at - 1, at, at + 1, 63_000, 200_000] {
+                    let size = DataSize::bytes(bytes.max(0));
+                    let expected = (size / rate).cmp(&limit);
+                    assert_eq!(
+                        drain_time_cmp(size, rate, limit),
+                        expected,
+                        "{size:?} at {rate:?} against {limit:?}"
+                    );
+                    seen[match expected {
+                        Ordering::Less => 0,
+                        Ordering::Equal => 1,
+                        Ordering::Greater => 2,
+                    }] += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 0), "every ordering met: {seen:?}");
+
+        // And the pacer's burst check against the formula it stands for, at debts around
+        // both of its limits.
+        let mut pacer = LeakyBucketPacer::new(Bitrate::ZERO);
+        let mut verdicts = [0; 2];
+        for &rate in rates.iter().filter(|&&r| r > 0.0) {
+            pacer.adjusted_bitrate = Bitrate::from(rate);
+            let pacing = (rate * PACING.as_secs_f64() / 8.0) as i64;
+            for at in [pacing, MAX_BURST_SIZE.as_bytes_i64()] {
+                for bytes in [0, at - 1, at, at + 1, 2 * at] {
+                    pacer.media_debt = DataSize::bytes(bytes.max(0));
+                    let expected = pacer.media_debt / pacer.adjusted_bitrate
+                        >= PACING.min(MAX_BURST_SIZE / pacer.adjusted_bitrate);
+                    assert_eq!(pacer.debt_exceeds_burst(), expected, "{bytes} B at {rate}");
+                    verdicts[usize::from(expected)] += 1;
+                }
+            }
+        }
+        assert!(
+            verdicts.iter().all(|&n| n > 0),
+            "both verdicts met: {verdicts:?}"
+        );
     }
 
     #[test]
