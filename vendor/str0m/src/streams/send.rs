@@ -1046,11 +1046,12 @@ impl StreamTx {
         use RtcpFb::*;
         match fb {
             ReceptionReport(r) => {
-                if let Some(rtx_ssrc) = self.rtx {
-                    if rtx_ssrc == r.ssrc {
-                        // Receiver has bound MidRid to RTX SSRC
-                        self.remote_acked_rtx_ssrc = true;
-                    }
+                // A stream with an RTX SSRC is reported on for either SSRC: each report binds
+                // the one it names (the main SSRC's was never taken for bound where the
+                // stream had an RTX SSRC, so its packets carried the MID and RID for good).
+                if self.rtx == Some(r.ssrc) {
+                    // Receiver has bound MidRid to RTX SSRC
+                    self.remote_acked_rtx_ssrc = true;
                 } else if r.ssrc == self.ssrc {
                     // Receiver has bound MidRid to SSRC
                     self.remote_acked_ssrc = true;
@@ -1468,6 +1469,55 @@ struct Resend {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_report_on_either_ssrc_of_a_stream_with_rtx_binds_that_ssrc() {
+        use crate::rtp_::ReceptionReport;
+        let now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs.params()[0].pt();
+        let exts = ExtensionMap::standard();
+        let (mid, rid) = (Mid::from("0"), Rid::from("h"));
+        let mut stream = StreamTx::new(
+            100.into(),
+            Some(200.into()),
+            MidRid(mid, Some(rid)),
+            false,
+            1200,
+        );
+        // As after its first timeout.
+        stream.kind = Some(MediaKind::Video);
+        let mut buf = vec![];
+        let mut send = |stream: &mut StreamTx, seq: u64| {
+            stream.write_rtp(RtpWrite::new(pt, seq.into(), 0, now, vec![0_u8; 100]));
+            stream.send_queue.handle_timeout(now);
+            let receipt = stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .expect("a packet to send");
+            (receipt.header.ext_vals.mid, receipt.header.ext_vals.rid)
+        };
+        let report = |ssrc: u32| {
+            RtcpFb::ReceptionReport(ReceptionReport {
+                ssrc: ssrc.into(),
+                fraction_lost: 0,
+                packets_lost: 0,
+                max_seq: 1,
+                jitter: 0,
+                last_sr_time: 0,
+                last_sr_delay: 0,
+            })
+        };
+
+        assert_eq!(send(&mut stream, 1), (Some(mid), Some(rid)));
+        // A report on the RTX SSRC binds that one alone.
+        stream.handle_rtcp(now, report(200));
+        assert!(stream.remote_acked_rtx_ssrc);
+        assert_eq!(send(&mut stream, 2), (Some(mid), Some(rid)));
+        // Once the main SSRC is reported on, its packets go without the MID and RID.
+        stream.handle_rtcp(now, report(100));
+        assert!(stream.remote_acked_ssrc);
+        assert_eq!(send(&mut stream, 3), (None, None));
+    }
 
     #[test]
     fn the_view_of_many_streams_shows_the_pacer_what_walking_them_would() {
