@@ -1046,9 +1046,8 @@ impl StreamTx {
         use RtcpFb::*;
         match fb {
             ReceptionReport(r) => {
-                // A stream with an RTX SSRC is reported on for either SSRC: each report binds
-                // the one it names (the main SSRC's was never taken for bound where the
-                // stream had an RTX SSRC, so its packets carried the MID and RID for good).
+                // A stream with an RTX SSRC is reported on for either SSRC: a report binds
+                // the one it names.
                 if self.rtx == Some(r.ssrc) {
                     // Receiver has bound MidRid to RTX SSRC
                     self.remote_acked_rtx_ssrc = true;
