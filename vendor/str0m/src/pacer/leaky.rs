@@ -36,17 +36,22 @@ fn drain_seconds(size: DataSize, rate: Bitrate) -> f64 {
     }
 }
 
-/// `(size / rate).cmp(&limit)`, without building the [`Duration`] (about 80 instructions,
-/// twice for each packet a session sends) where the seconds are clearly on one side.
-fn drain_time_cmp(size: DataSize, rate: Bitrate, limit: Duration) -> std::cmp::Ordering {
+/// `(size / rate).cmp(&limit())`, without building the [`Duration`]s (about 80 instructions
+/// each, twice for each packet a session sends) where the seconds are clearly on one side of
+/// `limit_seconds`, which must be within a nanosecond of what `limit` gives.
+fn drain_time_cmp(
+    size: DataSize,
+    rate: Bitrate,
+    limit_seconds: f64,
+    limit: impl FnOnce() -> Duration,
+) -> std::cmp::Ordering {
     let seconds = drain_seconds(size, rate);
-    let limit_seconds = limit.as_secs_f64();
     if seconds + DRAIN_MARGIN_SECS < limit_seconds {
         std::cmp::Ordering::Less
     } else if seconds > limit_seconds + DRAIN_MARGIN_SECS {
         std::cmp::Ordering::Greater
     } else {
-        (size / rate).cmp(&limit)
+        (size / rate).cmp(&limit())
     }
 }
 
@@ -248,8 +253,9 @@ impl LeakyBucketPacer {
             return true;
         }
         // `(media debt / adjusted).max(padding debt / padding rate) <= PACING`.
-        drain_time_cmp(self.media_debt, self.adjusted_bitrate, PACING).is_le()
-            && drain_time_cmp(self.padding_debt, self.padding_bitrate, PACING).is_le()
+        let pacing = PACING.as_secs_f64();
+        drain_time_cmp(self.media_debt, self.adjusted_bitrate, pacing, || PACING).is_le()
+            && drain_time_cmp(self.padding_debt, self.padding_bitrate, pacing, || PACING).is_le()
     }
 
     /// Whether the last handling set the next send for a later time, to let the media debt
@@ -454,12 +460,13 @@ impl LeakyBucketPacer {
         let burst_seconds = PACING
             .as_secs_f64()
             .min(drain_seconds(MAX_BURST_SIZE, self.adjusted_bitrate));
-        if drain_seconds(self.media_debt, self.adjusted_bitrate) + DRAIN_MARGIN_SECS < burst_seconds
-        {
-            return false;
-        }
-        self.media_debt / self.adjusted_bitrate
-            >= PACING.min(MAX_BURST_SIZE / self.adjusted_bitrate)
+        drain_time_cmp(
+            self.media_debt,
+            self.adjusted_bitrate,
+            burst_seconds,
+            || PACING.min(MAX_BURST_SIZE / self.adjusted_bitrate),
+        )
+        .is_ge()
     }
 
     fn maybe_update_adjusted_bitrate(&mut self, now: Instant) {
@@ -1224,7 +1231,7 @@ mod test {
                     let size = DataSize::bytes(bytes.max(0));
                     let expected = (size / rate).cmp(&limit);
                     assert_eq!(
-                        drain_time_cmp(size, rate, limit),
+                        drain_time_cmp(size, rate, limit.as_secs_f64(), || limit),
                         expected,
                         "{size:?} at {rate:?} against {limit:?}"
                     );
