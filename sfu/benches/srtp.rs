@@ -3,7 +3,7 @@
 //! BoringSSL-derived code seals with VAES and VPCLMULQDQ on 256-bit registers (AMD Zen 3 and
 //! later, Intel Ice Lake and later) where aws-lc 0.47 has that code only in its AVX-512 form.
 //! AEAD-AES-256-GCM (the profile the hub and browsers negotiate first), 20 bytes of additional
-//! data (an RTP header with two extension words), payloads of a sound packet (160 bytes) and
+//! data (an RTP header with one extension word), payloads of a sound packet (160 bytes) and
 //! of video packets (1,000 and 1,200 bytes), sealed from the payload into an output buffer as
 //! str0m's SRTP calls it.
 //!
