@@ -6,8 +6,10 @@
 //! worker once per loop turn, in a batch, as reference-counted [`Relay`]s.
 //!
 //! Each loop turn reads every datagram that is ready (a video frame's packets arrive
-//! together) before it collects the worker's output, so each site's `Rtc` is driven once per
-//! turn, not once per packet. The turn's datagrams are then sent grouped by destination: a run
+//! together), up to 16 messages a `recvmmsg` call, each split at its GRO stride, before it
+//! collects the worker's output, so each site's `Rtc` is driven once per turn, not once per
+//! packet ([`receive`]). Each datagram reaches its session with the time the kernel received
+//! it, so a burst of forwarding does not show in the arrival times the hub reports to senders. The turn's datagrams are then sent grouped by destination: a run
 //! of equal-size datagrams to one site (the last may be shorter) becomes one UDP GSO message
 //! (`UDP_SEGMENT`, each datagram read from its own buffer), and the messages to all sites
 //! leave together, 64 to a `sendmmsg` call ([`batch`]); where the kernel refuses GSO, each
@@ -27,6 +29,7 @@
 
 mod backlog;
 mod batch;
+mod receive;
 mod single_port;
 mod tcp;
 
@@ -629,7 +632,7 @@ impl Driver {
         }
         let destination = self.destination;
         let mut events = Events::with_capacity(64);
-        let mut buf = vec![0u8; 2048];
+        let mut reception = receive::Reception::new(&self.socket);
         let mut relays = Vec::new();
         let mut tcp_ready = Vec::new();
         let mut load = Load::new(Instant::now());
@@ -667,46 +670,13 @@ impl Driver {
                 backlog = false;
                 let (mut read, mut handled, mut shed) = (0, 0, 0);
                 loop {
-                    if handled == RECV_PER_TURN || shed == SHED_PER_TURN {
+                    if handled >= RECV_PER_TURN || shed >= SHED_PER_TURN {
                         // Edge-triggered: no new event comes for what is left; read it next turn.
                         backlog = true;
                         break;
                     }
-                    match self.socket.recv_from(&mut buf) {
-                        Ok((n, source)) => {
-                            let Some(datagram) = buf.get(..n) else {
-                                continue;
-                            };
-                            if self.backlog.sheds(datagram) {
-                                shed += 1;
-                                continue;
-                            }
-                            let owner = self
-                                .steering
-                                .as_mut()
-                                .map_or(self.index, |s| s.owner(source, datagram));
-                            match self.handing.get_mut(owner) {
-                                Some(queue) if owner != self.index => {
-                                    queue.push(single_port::Datagram {
-                                        source,
-                                        contents: datagram.to_vec(),
-                                    });
-                                }
-                                _ => self.worker.handle_datagram(
-                                    Instant::now(),
-                                    source,
-                                    destination,
-                                    datagram,
-                                ),
-                            }
-                            handled += 1;
-                            read += 1;
-                            if self.send_due(read) {
-                                read = 0;
-                                self.hand_over();
-                                self.flush(&mut relays);
-                            }
-                        }
+                    match reception.read(&self.socket) {
+                        Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             self.backlog.drained();
                             break;
@@ -714,6 +684,39 @@ impl Driver {
                         Err(e) => {
                             // ICMP errors from a vanished client surface here; keep serving.
                             tracing::debug!(worker = self.index, "recv failed: {e}");
+                            continue;
+                        }
+                    }
+                    for (source, arrived, datagram) in reception.datagrams() {
+                        if self.backlog.sheds(datagram) {
+                            shed += 1;
+                            continue;
+                        }
+                        let owner = self
+                            .steering
+                            .as_mut()
+                            .map_or(self.index, |s| s.owner(source, datagram));
+                        match self.handing.get_mut(owner) {
+                            Some(queue) if owner != self.index => {
+                                queue.push(single_port::Datagram {
+                                    source,
+                                    contents: datagram.to_vec(),
+                                });
+                            }
+                            _ => self.worker.handle_arrived_datagram(
+                                Instant::now(),
+                                arrived,
+                                source,
+                                destination,
+                                datagram,
+                            ),
+                        }
+                        handled += 1;
+                        read += 1;
+                        if self.send_due(read) {
+                            read = 0;
+                            self.hand_over();
+                            self.flush(&mut relays);
                         }
                     }
                 }

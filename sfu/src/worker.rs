@@ -488,7 +488,7 @@ impl Worker {
         }
     }
 
-    /// A datagram arrived on the worker's socket.
+    /// A datagram arrived on the worker's socket, and is handled at `now`.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -496,7 +496,28 @@ impl Worker {
         destination: SocketAddr,
         contents: &[u8],
     ) {
-        self.handle_packet(now, Protocol::Udp, source, destination, contents);
+        self.receive(now, now, Protocol::Udp, source, destination, contents);
+    }
+
+    /// A datagram that arrived at `arrived` (the kernel's receive stamp, through an
+    /// [`ArrivalClock`](crate::ArrivalClock)) is handled at `now`: its session records the
+    /// arrival (transport-wide feedback, jitter, round trips), the rest runs at `now`.
+    pub fn handle_arrived_datagram(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) {
+        self.receive(
+            now,
+            arrived.min(now),
+            Protocol::Udp,
+            source,
+            destination,
+            contents,
+        );
     }
 
     /// A packet arrived over `proto`: a UDP datagram, or one RFC 4571 frame of a TCP
@@ -505,6 +526,18 @@ impl Worker {
     pub fn handle_packet(
         &mut self,
         now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> bool {
+        self.receive(now, now, proto, source, destination, contents)
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        arrived: Instant,
         proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
@@ -522,7 +555,7 @@ impl Worker {
             return false;
         };
         let input = Input::Receive(
-            now,
+            arrived,
             Receive {
                 proto,
                 source,
