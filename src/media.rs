@@ -8,8 +8,7 @@
 //! Each loop turn reads every datagram that is ready (a video frame's packets arrive
 //! together), up to 16 messages a `recvmmsg` call, each split at its GRO stride, before it
 //! collects the worker's output, so each site's `Rtc` is driven once per turn, not once per
-//! packet ([`receive`]). Each datagram reaches its session with the time the kernel received
-//! it, so a burst of forwarding does not show in the arrival times the hub reports to senders. The turn's datagrams are then sent grouped by destination: a run
+//! packet ([`receive`]). The turn's datagrams are then sent grouped by destination: a run
 //! of equal-size datagrams to one site (the last may be shorter) becomes one UDP GSO message
 //! (`UDP_SEGMENT`, each datagram read from its own buffer), and the messages to all sites
 //! leave together, 64 to a `sendmmsg` call ([`batch`]); where the kernel refuses GSO, each
@@ -687,7 +686,7 @@ impl Driver {
                             continue;
                         }
                     }
-                    for (source, arrived, datagram) in reception.datagrams() {
+                    for (source, datagram) in reception.datagrams() {
                         if self.backlog.sheds(datagram) {
                             shed += 1;
                             continue;
@@ -703,9 +702,8 @@ impl Driver {
                                     contents: datagram.to_vec(),
                                 });
                             }
-                            _ => self.worker.handle_arrived_datagram(
+                            _ => self.worker.handle_datagram(
                                 Instant::now(),
-                                arrived,
                                 source,
                                 destination,
                                 datagram,

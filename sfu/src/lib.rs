@@ -66,7 +66,6 @@ mod router;
 mod sdp;
 
 mod allocate;
-pub mod arrival;
 mod config;
 mod keyframes;
 pub mod overload;
@@ -80,7 +79,6 @@ pub mod vp8;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use arrival::ArrivalClock;
 pub use config::{WorkerConfig, add_h264_profiles};
 pub use ids::{ConsumerId, PeerId, ProducerId, RouterId};
 pub use output::{Event, Output, ProducerInfo, Relay, WorkerStats};

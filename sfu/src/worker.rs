@@ -488,7 +488,7 @@ impl Worker {
         }
     }
 
-    /// A datagram arrived on the worker's socket, and is handled at `now`.
+    /// A datagram arrived on the worker's socket.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -496,28 +496,7 @@ impl Worker {
         destination: SocketAddr,
         contents: &[u8],
     ) {
-        self.receive(now, now, Protocol::Udp, source, destination, contents);
-    }
-
-    /// A datagram that arrived at `arrived` (the kernel's receive stamp, through an
-    /// [`ArrivalClock`](crate::ArrivalClock)) is handled at `now`: its session records the
-    /// arrival (transport-wide feedback, jitter, round trips), the rest runs at `now`.
-    pub fn handle_arrived_datagram(
-        &mut self,
-        now: Instant,
-        arrived: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        contents: &[u8],
-    ) {
-        self.receive(
-            now,
-            arrived.min(now),
-            Protocol::Udp,
-            source,
-            destination,
-            contents,
-        );
+        self.handle_packet(now, Protocol::Udp, source, destination, contents);
     }
 
     /// A packet arrived over `proto`: a UDP datagram, or one RFC 4571 frame of a TCP
@@ -526,18 +505,6 @@ impl Worker {
     pub fn handle_packet(
         &mut self,
         now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        contents: &[u8],
-    ) -> bool {
-        self.receive(now, now, proto, source, destination, contents)
-    }
-
-    fn receive(
-        &mut self,
-        now: Instant,
-        arrived: Instant,
         proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
@@ -555,7 +522,7 @@ impl Worker {
             return false;
         };
         let input = Input::Receive(
-            arrived,
+            now,
             Receive {
                 proto,
                 source,

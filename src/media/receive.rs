@@ -1,22 +1,22 @@
 //! A worker's socket read a batch at a time: `recvmmsg` through quinn-udp, each message split
-//! at its GRO stride, each datagram with the time the kernel received it.
+//! at its GRO stride.
 //!
 //! The socket has `UDP_GRO` on (quinn-udp turns it on with the GSO it offers for sending): a
-//! run of equal-size datagrams from one sender, sent with GSO (another hub of a cascade) or
-//! coalesced by the network card's GRO, is delivered as one message with its segment size.
+//! run of equal-size datagrams from one sender, sent with GSO or coalesced by the receiving
+//! network card's GRO, is delivered as one message with its segment size.
 //! Each message therefore gets room for the largest such run, 64 KiB; a smaller buffer would
 //! cut the run short and lose the datagrams after the first. The room is one allocation that
 //! the kernel maps as it is written, so the pages a datagram never reaches cost nothing.
 //!
-//! The kernel's receive stamps (`SO_TIMESTAMPNS`) become each datagram's arrival time
-//! ([`ArrivalClock`]): what the sessions report to their senders is when a datagram reached
-//! the hub, not when the worker got to it after a burst of forwarding.
+//! A datagram reaches its session with the time the worker handles it, as before: the delay
+//! of a worker that falls behind its socket then shows in the arrival times the hub reports
+//! to the senders, and their estimates come down with it (BENCHMARKS.md, "Datagrams read a
+//! batch at a time": with the kernel's receive stamps instead, the 300-site wall's sites kept
+//! sending into a saturated core).
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
 
-use diemcau_sfu::ArrivalClock;
 use mio::net::UdpSocket;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 
@@ -27,13 +27,10 @@ const MESSAGE_ROOM: usize = 64 * 1024;
 
 pub(super) struct Reception {
     /// `None` where the platform's socket options could not be set: one datagram per
-    /// `recv_from` then, without GRO or stamps.
+    /// `recv_from` then, without GRO.
     state: Option<UdpSocketState>,
     room: Vec<u8>,
     meta: [RecvMeta; MESSAGES],
-    /// Each message's arrival, from its stamp.
-    arrivals: [Instant; MESSAGES],
-    clock: ArrivalClock,
     read: usize,
 }
 
@@ -46,8 +43,6 @@ impl Reception {
             state,
             room: vec![0; MESSAGES * MESSAGE_ROOM],
             meta: [RecvMeta::default(); MESSAGES],
-            arrivals: [Instant::now(); MESSAGES],
-            clock: ArrivalClock::new(),
             read: 0,
         }
     }
@@ -76,31 +71,27 @@ impl Reception {
                 1
             }
         };
-        let now = Instant::now();
-        let unix_now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let mut datagrams = 0;
-        for (meta, arrival) in self.meta.iter().zip(&mut self.arrivals).take(count) {
-            *arrival = self.clock.arrival(now, unix_now, meta.timestamp);
-            datagrams += meta.len.div_ceil(meta.stride.max(1));
-        }
         self.read = count;
-        Ok(datagrams)
+        Ok(self
+            .meta
+            .iter()
+            .take(count)
+            .map(|meta| meta.len.div_ceil(meta.stride.max(1)))
+            .sum())
     }
 
-    /// The datagrams of the last [`Reception::read`], in the order they arrived: the
-    /// sender, the arrival, the contents.
-    pub(super) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, Instant, &[u8])> {
+    /// The datagrams of the last [`Reception::read`], in the order they arrived, each with
+    /// its sender.
+    pub(super) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.room
             .chunks(MESSAGE_ROOM)
-            .zip(self.meta.iter().zip(&self.arrivals))
+            .zip(&self.meta)
             .take(self.read)
-            .flat_map(|(room, (meta, arrival))| {
+            .flat_map(|(room, meta)| {
                 room.get(..meta.len)
                     .unwrap_or_default()
                     .chunks(meta.stride.max(1))
-                    .map(move |datagram| (meta.addr, *arrival, datagram))
+                    .map(move |datagram| (meta.addr, datagram))
             })
     }
 }
@@ -108,7 +99,7 @@ impl Reception {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     fn pair() -> (UdpSocket, std::net::UdpSocket) {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -124,7 +115,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(1);
         while got.len() < want && Instant::now() < deadline {
             match reception.read(socket) {
-                Ok(_) => got.extend(reception.datagrams().map(|(_, _, d)| d.to_vec())),
+                Ok(_) => got.extend(reception.datagrams().map(|(_, d)| d.to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
@@ -172,34 +163,5 @@ mod tests {
                 "a datagram mixed with another"
             );
         }
-    }
-
-    /// A datagram's arrival is when the kernel received it, not when it was read.
-    #[test]
-    fn a_datagram_arrives_when_the_kernel_received_it() {
-        let (socket, sender) = pair();
-        let mut reception = Reception::new(&socket);
-        // The kernel turns receive stamps on for the whole machine a moment after the first
-        // socket asks (deferred work, late on a busy machine); until then it stamps a
-        // datagram when it is read. So a few tries.
-        for _ in 0..50 {
-            let before = Instant::now();
-            sender.send(b"early").unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-            let read = Instant::now();
-            let got = read_all(&mut reception, &socket, 1);
-            assert_eq!(got, [b"early".to_vec()]);
-            let (_, arrival, _) = reception.datagrams().next().unwrap();
-            // The two clocks are read a few microseconds apart.
-            assert!(
-                arrival + Duration::from_millis(2) >= before,
-                "stamped {:?} before it was sent",
-                before - arrival
-            );
-            if arrival + Duration::from_millis(10) < read {
-                return;
-            }
-        }
-        panic!("every datagram stamped when read, none when it arrived");
     }
 }

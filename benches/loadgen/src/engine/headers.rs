@@ -18,10 +18,6 @@
 //!   estimator reads), generic NACKs for the picture's gaps (up to three times each; sound is
 //!   not retransmitted), and a receiver report per stream every second.
 //!
-//! A packet's arrival, in the delay figures and in the feedback, is the time the kernel
-//! received it (`SO_TIMESTAMPNS`, read with the batch), not when the engine's thread, which
-//! plays every site, got to the batch.
-//!
 //! str0m keeps the rest of the connection (ICE consent, RTCP from the hub); the RTCP it would
 //! send itself is dropped, so the hub hears one receiver. Loss here is what a receiver's
 //! RTCP reports: gaps in the sequence numbers of the hub's streams (between the hub and the
