@@ -675,7 +675,7 @@ impl Driver {
                         break;
                     }
                     match reception.read(&self.socket) {
-                        Ok(_) => {}
+                        Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             self.backlog.drained();
                             break;
