@@ -335,11 +335,12 @@ impl MediaPlane {
                 .get(index)
                 .map(|h| h.stats.clone())
                 .unwrap_or_default();
-            let gso_segments = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
-                .inspect_err(|e| tracing::warn!(worker = index, "no batched sends: {e}"))
-                .map_or(1, |state| {
-                    state.max_gso_segments().clamp(1, batch::MAX_SEGMENTS)
-                });
+            let udp_state = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&socket))
+                .inspect_err(|e| tracing::warn!(worker = index, "no batched sends or reads: {e}"))
+                .ok();
+            let gso_segments = udp_state.as_ref().map_or(1, |state| {
+                state.max_gso_segments().clamp(1, batch::MAX_SEGMENTS)
+            });
             let driver = Driver {
                 tcp: config
                     .tcp
@@ -356,6 +357,7 @@ impl MediaPlane {
                 stats,
                 index,
                 gso_segments,
+                udp_state,
                 outgoing: Vec::new(),
                 runs: Vec::new(),
                 socket,
@@ -596,6 +598,9 @@ struct Driver {
     /// Most datagrams in one GSO send: 1 where the platform or the kernel offers none (plain
     /// sends then).
     gso_segments: usize,
+    /// The socket's options as quinn-udp set them (GSO, GRO), handed to the batched reader
+    /// when the loop starts; `None` where they could not be set.
+    udp_state: Option<quinn_udp::UdpSocketState>,
     /// This turn's datagrams, sent together by [`Driver::send_outgoing`].
     outgoing: Vec<Transmit>,
     /// How [`Driver::outgoing`] is cut into messages, kept for its room.
@@ -631,7 +636,7 @@ impl Driver {
         }
         let destination = self.destination;
         let mut events = Events::with_capacity(64);
-        let mut reception = receive::Reception::new(&self.socket);
+        let mut reception = receive::Reception::new(self.udp_state.take());
         let mut relays = Vec::new();
         let mut tcp_ready = Vec::new();
         let mut load = Load::new(Instant::now());

@@ -35,10 +35,9 @@ pub(super) struct Reception {
 }
 
 impl Reception {
-    pub(super) fn new(socket: &UdpSocket) -> Self {
-        let state = UdpSocketState::new(UdpSockRef::from(socket))
-            .inspect_err(|e| tracing::warn!("no batched reads: {e}"))
-            .ok();
+    /// A reader of the socket whose options quinn-udp set as `state`; `None` where they
+    /// could not be set.
+    pub(super) fn new(state: Option<UdpSocketState>) -> Self {
         Self {
             state,
             room: vec![0; MESSAGES * MESSAGE_ROOM],
@@ -125,7 +124,7 @@ mod tests {
     #[test]
     fn a_gso_run_arrives_datagram_by_datagram() {
         let (socket, sender) = pair();
-        let mut reception = Reception::new(&socket);
+        let mut reception = Reception::new(UdpSocketState::new(UdpSockRef::from(&socket)).ok());
         let sending = UdpSocketState::new(UdpSockRef::from(&sender)).unwrap();
         if sending.max_gso_segments() < 2 {
             eprintln!("no GSO on this kernel: the run is sent datagram by datagram");
