@@ -49,6 +49,7 @@ impl WorkerConfig {
 /// The str0m configuration of every peer of a worker set up with `config`.
 pub(crate) fn rtc_config(config: &WorkerConfig) -> RtcConfig {
     let mut rtc_config = Rtc::builder()
+        .set_crypto_provider(crate::seal::provider())
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .clear_codecs()

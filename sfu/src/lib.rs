@@ -64,6 +64,7 @@ pub mod red;
 
 mod router;
 mod sdp;
+mod seal;
 
 mod allocate;
 mod config;
@@ -86,6 +87,7 @@ pub use peer::panic_message;
 pub use quality::{Quality, Transport};
 pub use rewrite::TimestampRewriter;
 pub use router::MediaPacket;
+pub use seal::provider as crypto_provider;
 pub use worker::Worker;
 
 /// Re-exported so drivers and tests use the same str0m as the core.

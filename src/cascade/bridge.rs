@@ -170,6 +170,7 @@ impl Endpoint {
         rids: &[&str],
     ) -> Result<(Endpoint, Vec<Pair>, String), BridgeError> {
         let mut config = Rtc::builder()
+            .set_crypto_provider(diemcau_sfu::crypto_provider())
             .set_stats_interval(stats.then_some(Duration::from_secs(2)))
             .set_rtp_mode(true)
             .clear_codecs()

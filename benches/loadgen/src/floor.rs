@@ -9,8 +9,9 @@
 //! generator's str0m peers negotiate, and AES-128-CM + HMAC-SHA1-80, the profile every WebRTC
 //! stack has), one `sendto` per packet without and
 //! with encryption, and encryption with UDP GSO (`UDP_SEGMENT`, one send per frame and
-//! destination) through quinn-udp's safe wrapper. The ciphers are str0m's own (its aws-lc-rs
-//! provider), so the floor pays what the hub pays per cipher call.
+//! destination) through quinn-udp's safe wrapper. The ciphers are the hub's own
+//! (`diemcau_sfu::crypto_provider`: str0m's aws-lc-rs provider, AES-GCM sealed from the payload
+//! into the datagram), so the floor pays what the hub pays per cipher call.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -88,7 +89,8 @@ pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
     let _ = socket2::SockRef::from(&sender).set_send_buffer_size(4 << 20);
     let gso = quinn_udp::UdpSocketState::new(quinn_udp::UdpSockRef::from(&sender))?;
     let schedule = Schedule::new(&config.video, config.audio);
-    let provider = str0m::crypto::from_feature_flags();
+    // The hub's own ciphers: AES-GCM sealed from the payload into the datagram.
+    let provider = diemcau_sfu::crypto_provider();
     let mut streams: Vec<Stream> = sinks
         .addresses
         .iter()
