@@ -862,6 +862,8 @@ impl Driver {
     /// equal-size ones (the last may be shorter) per GSO send.
     fn send_outgoing(&mut self) {
         let mut outgoing = std::mem::take(&mut self.outgoing);
+        // When they leave: the sessions' transport-wide send times (`Worker::datagrams_sent`).
+        let sent_at = (!outgoing.is_empty()).then(Instant::now);
         if let Some(tcp) = self.tcp.as_mut() {
             outgoing.retain(|t| {
                 if t.proto == Protocol::Udp {
@@ -912,6 +914,9 @@ impl Driver {
         });
         if gso_refused {
             self.gso_segments = 1;
+        }
+        if let Some(at) = sent_at {
+            self.worker.datagrams_sent(at);
         }
         // Their buffers serve the datagrams of packets forwarded later.
         for t in outgoing.drain(..) {

@@ -316,8 +316,12 @@ fn header_only_reception_counts_what_the_full_mode_and_the_hub_count() {
         "the samples give the delay"
     );
 
+    assert_eq!(clean["settings"]["arrival"], "handled");
+
     let full = run_loadgen(&args("full", "5"));
-    let lossy = run_loadgen(&args("headers", "5"));
+    // The kernel's receive stamps as the sites' arrival times: the same counts.
+    let lossy = run_loadgen(&[&args("headers", "5")[..], &["--arrival", "kernel"]].concat());
+    assert_eq!(lossy["settings"]["arrival"], "kernel");
     for report in [&full, &lossy] {
         let mode = &report["settings"]["receive_mode"];
         let generator = &report["generator"];

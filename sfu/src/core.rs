@@ -43,6 +43,9 @@ pub(crate) struct Core {
     pub buffers: DatagramBuffers,
     pub work: VecDeque<Work>,
     pub closed: Vec<PeerId>,
+    /// Peers that handed out datagrams since the driver last said a batch was sent: their
+    /// transport-wide send times are set when it does ([`crate::Worker::datagrams_sent`]).
+    pub unsent: Vec<PeerId>,
     /// The next producer id this worker gives out, and the step to the one after (ids are
     /// unique across workers: worker `index` of `workers` gives `index + 1 + k × workers`).
     pub next_producer: u64,
@@ -101,6 +104,7 @@ impl Core {
             buffers: DatagramBuffers::default(),
             work: VecDeque::new(),
             closed: Vec::new(),
+            unsent: Vec::new(),
             next_producer: u64::from(config.index) + 1,
             stride: u64::from(config.workers.max(1)),
             relay: config.workers > 1,
@@ -170,6 +174,7 @@ impl Core {
             match output {
                 RtcOutput::Transmit(t) => {
                     produced = true;
+                    note_unsent(&mut self.unsent, peer);
                     push_transmit(&mut self.outputs, peer, t);
                 }
                 RtcOutput::Timeout(at)
@@ -362,6 +367,14 @@ impl Core {
 pub(crate) fn close_failed(closed: &mut Vec<PeerId>, peer: &Peer) {
     if peer.failed && !closed.contains(&peer.id) {
         closed.push(peer.id);
+    }
+}
+
+/// Lists `peer` among those whose datagrams await a send time, once.
+pub(crate) fn note_unsent(unsent: &mut Vec<PeerId>, peer: &mut Peer) {
+    if !peer.unsent {
+        peer.unsent = true;
+        unsent.push(peer.id);
     }
 }
 

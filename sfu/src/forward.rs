@@ -40,6 +40,8 @@ type Vp8Parsed = Option<Result<str0m::rtp::Vp8Descriptor, str0m::error::Vp8Descr
 pub(crate) struct Sink<'a> {
     pub peers: &'a mut IdMap<PeerId, Box<Peer>>,
     pub touched: &'a mut Vec<PeerId>,
+    /// Peers that handed out datagrams not yet sent (`Core::unsent`).
+    pub unsent: &'a mut Vec<PeerId>,
     pub outputs: &'a mut VecDeque<Output>,
     pub buffers: &'a mut DatagramBuffers,
     /// Peers to close: those whose `Rtc` panicked as they were written to.
@@ -208,6 +210,7 @@ fn write_to(
     // The writes are contained as a whole: a panic inside (str0m's, on something the peer
     // sent) fails this peer alone, which the worker then drops.
     let (outputs, buffers) = (&mut *sink.outputs, &mut *sink.buffers);
+    let queued = outputs.len();
     let written = peer.contain(|peer| {
         write_packets(
             now,
@@ -220,6 +223,9 @@ fn write_to(
             forwarded,
         )
     });
+    if sink.outputs.len() > queued {
+        crate::core::note_unsent(sink.unsent, peer);
+    }
     let Some(drive) = written else {
         crate::core::close_failed(sink.closed, peer);
         return;
@@ -437,8 +443,9 @@ mod tests {
             ConsumerId(5),
             Consumer::new(PeerId(103), CAMERA, MediaKind::Video, 2),
         );
-        let (mut peers, mut touched, mut outputs, mut buffers, mut closed) = (
+        let (mut peers, mut touched, mut unsent, mut outputs, mut buffers, mut closed) = (
             IdMap::default(),
+            Vec::new(),
             Vec::new(),
             VecDeque::new(),
             DatagramBuffers::default(),
@@ -447,6 +454,7 @@ mod tests {
         let mut sink = Sink {
             peers: &mut peers,
             touched: &mut touched,
+            unsent: &mut unsent,
             outputs: &mut outputs,
             buffers: &mut buffers,
             closed: &mut closed,

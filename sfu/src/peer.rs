@@ -40,6 +40,9 @@ pub(crate) struct Peer {
     pub next_timeout: Option<Instant>,
     /// Packets were written to it that its `Rtc` has not been driven to send yet.
     pub touched: bool,
+    /// It handed out datagrams since the driver last said a batch was sent
+    /// ([`crate::Worker::datagrams_sent`]); listed in the core's `unsent`.
+    pub unsent: bool,
     /// Its handling panicked ([`Peer::fail`]): its `Rtc` is asked nothing more, and the
     /// worker drops the peer.
     pub failed: bool,
@@ -168,6 +171,7 @@ impl Peer {
             transport: None,
             next_timeout: None,
             touched: false,
+            unsent: false,
             failed: false,
             #[cfg(feature = "testkit")]
             fail_next: false,

@@ -141,6 +141,24 @@ impl Worker {
         self.core.outputs.len()
     }
 
+    /// Says that the datagrams handed out as [`Output::Transmit`] so far were sent at `at`
+    /// (read just before the send): each peer that handed some out since the last call takes
+    /// `at` as their transport-wide send time, where str0m took the time it protected them
+    /// (str0m's `DirectApi::mark_sent`). A driver that sends a turn's datagrams together, some
+    /// time after they were written, calls it after each send, so that a site's bandwidth
+    /// estimate measures its link, not the worker's own queue of datagrams; as libwebrtc
+    /// takes a packet's send time from its socket. Without it, the send time is when the
+    /// packet was protected. Datagrams still waiting in the outputs are taken as sent with
+    /// the others of their peer.
+    pub fn datagrams_sent(&mut self, at: Instant) {
+        for id in self.core.unsent.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.unsent = false;
+                peer.rtc.direct_api().mark_sent(at);
+            }
+        }
+    }
+
     /// Gives back the buffer of an [`Output::Transmit`] once its datagram is sent, for the
     /// datagrams of packets forwarded later (no allocation per packet and site).
     pub fn give_back(&mut self, datagram: Vec<u8>) {
@@ -780,6 +798,7 @@ impl Worker {
         let mut sink = forward::Sink {
             peers: &mut self.peers,
             touched: &mut self.touched,
+            unsent: &mut self.core.unsent,
             outputs: &mut self.core.outputs,
             buffers: &mut self.core.buffers,
             closed: &mut self.core.closed,

@@ -92,6 +92,25 @@ impl ReceiveMode {
     }
 }
 
+/// When a datagram arrived at a site in header-only reception: the time in its transport-wide
+/// feedback and in the delay figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalTime {
+    /// When the engine's thread read it.
+    Handled,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, read with the batch).
+    Kernel,
+}
+
+impl ArrivalTime {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArrivalTime::Handled => "handled",
+            ArrivalTime::Kernel => "kernel",
+        }
+    }
+}
+
 /// How participants join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JoinModeOption {
@@ -210,6 +229,12 @@ pub struct Options {
     /// whose per-class figures read every packet's stamp).
     #[arg(long, value_enum, default_value_t = ReceiveMode::Full)]
     pub receive: ReceiveMode,
+
+    /// In header-only reception, when a datagram arrived at a site: when the engine's thread
+    /// got to it (`handled`), or when the kernel stamped it (`kernel`, as a browser's network
+    /// thread, reading at once, would see it).
+    #[arg(long, value_enum, default_value_t = ArrivalTime::Handled)]
+    pub arrival: ArrivalTime,
 
     /// Run the fan-out against Janus's VideoRoom at this WebSocket URL (ws://HOST:PORT, the
     /// configuration of benches/janus) instead of a diemcau hub; give Janus's pid with

@@ -88,6 +88,13 @@ pub struct Net {
     pub datagrams_in: u64,
     /// Packets of tapped producers, as the workers handed them out.
     pub tapped: Vec<Arc<MediaPacket>>,
+    /// How long the workers' datagrams wait before they leave, by the virtual time since the
+    /// start: a driver whose core is busy writes a turn's datagrams and sends them later
+    /// together. None: they leave as they are polled.
+    pub send_wait: Option<fn(Duration) -> Duration>,
+    /// Whether the driver tells a worker when its datagrams left
+    /// ([`Worker::datagrams_sent`]), as the hub's driver does after each send.
+    pub says_sent: bool,
 }
 
 impl Net {
@@ -141,6 +148,8 @@ impl Net {
             stray_transmits: 0,
             relays: Vec::new(),
             worker_time: Duration::ZERO,
+            send_wait: None,
+            says_sent: true,
             datagrams_out: 0,
             datagrams_in: 0,
             tapped: Vec::new(),
@@ -386,9 +395,14 @@ impl Net {
             let mut events = Vec::new();
             let mut relays = Vec::new();
             let start = Instant::now();
+            let sent_at = self.now
+                + self
+                    .send_wait
+                    .map_or(Duration::ZERO, |wait| wait(self.now - self.start));
             for ((index, worker), timed_out) in
                 self.workers.iter_mut().enumerate().zip(&mut timed_out)
             {
+                let transmitted = to_clients.len();
                 loop {
                     match worker.poll_output() {
                         Output::Transmit(t) => {
@@ -409,6 +423,9 @@ impl Net {
                         Output::Timeout(_) => break,
                     }
                 }
+                if self.says_sent && to_clients.len() > transmitted {
+                    worker.datagrams_sent(sent_at);
+                }
             }
             // Each other worker gets each relay once, as the driver hands them over.
             for (from, relay) in relays {
@@ -428,7 +445,7 @@ impl Net {
             let now = self.now;
             for (destination, contents) in to_clients {
                 match self.clients.iter_mut().find(|c| c.addr == destination) {
-                    Some(c) => c.downlink.push(now, contents),
+                    Some(c) => c.downlink.push(sent_at, contents),
                     None => self.stray_transmits += 1,
                 }
             }

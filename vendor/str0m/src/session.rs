@@ -1337,6 +1337,12 @@ impl Session {
         !self.streams.has_unsent() && !self.pacer.pads_soon()
     }
 
+    /// The datagrams handed out since the last call left at `at` (see
+    /// [`crate::change::DirectApi::mark_sent`]).
+    pub(crate) fn mark_sent(&mut self, at: Instant) {
+        self.twcc_tx_register.mark_sent(at);
+    }
+
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
         let mut protected = Vec::new();
         let len = self.poll_packet_into(now, &mut protected)?;

@@ -18,6 +18,11 @@
 //!   estimator reads), generic NACKs for the picture's gaps (up to three times each; sound is
 //!   not retransmitted), and a receiver report per stream every second.
 //!
+//! A packet arrives, in the feedback and in the delay figures, when the engine's thread reads
+//! its batch (`--arrival handled`, the default) or when the kernel received it (`--arrival
+//! kernel`, `SO_TIMESTAMPNS` read with the batch): one thread plays every site, and a burst of
+//! its own work delays what it reads, where a browser's network thread reads at once.
+//!
 //! str0m keeps the rest of the connection (ICE consent, RTCP from the hub); the RTCP it would
 //! send itself is dropped, so the hub hears one receiver. Loss here is what a receiver's
 //! RTCP reports: gaps in the sequence numbers of the hub's streams (between the hub and the

@@ -20,6 +20,7 @@
 //! thread's poll loop and commands), `peer` (one endpoint), `context` (a thread's state apart
 //! from its peers: wake-ups, clock, links).
 
+mod arrival;
 mod context;
 mod headers;
 mod peer;

@@ -55,6 +55,9 @@ pub struct Peer {
     pub facts: SdpFacts,
     /// Batched reads (`recvmmsg`) for header-only reception.
     pub udp_state: Option<quinn_udp::UdpSocketState>,
+    /// The kernel's receive stamps of the batched reads as arrival times
+    /// ([`PeerSpec::kernel_arrivals`]).
+    pub arrivals: super::arrival::ArrivalClock,
     next_feedback: Option<Instant>,
     /// Datagrams from the hub on their way through the emulated link: (source, bytes).
     pub downlink: Option<HeldLink>,
@@ -160,6 +163,7 @@ impl Peer {
             headers: None,
             facts: SdpFacts::default(),
             udp_state: None,
+            arrivals: super::arrival::ArrivalClock::new(),
             next_feedback: None,
             downlink: link
                 .as_ref()

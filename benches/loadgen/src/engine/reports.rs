@@ -36,6 +36,9 @@ pub struct PeerSpec {
     /// Count what arrives from the RTP headers once connected ([`super::headers`]) instead
     /// of handing every packet to str0m.
     pub receive_headers: bool,
+    /// In header-only reception, a datagram arrives when the kernel stamped it, not when
+    /// the engine's thread got to it ([`super::arrival`]).
+    pub kernel_arrivals: bool,
     /// Make no offer: the server offers first (a Janus subscriber).
     pub answer_only: bool,
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::UdpSocket;
@@ -192,10 +192,19 @@ impl EngineThread {
                 Err(_) => continue, // ICMP errors from the hub going away: keep reading
             };
             let now = Instant::now();
+            let unix_now = peer.spec.kernel_arrivals.then(|| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+            });
             for (m, b) in meta.iter().zip(slices.iter()).take(count) {
+                let arrived = match unix_now {
+                    Some(unix_now) => peer.arrivals.arrival(now, unix_now, m.timestamp),
+                    None => now,
+                };
                 let stride = m.stride.max(1);
                 for datagram in b.get(..m.len).unwrap_or_default().chunks(stride) {
-                    peer.receive(now, m.addr, datagram, &mut self.ctx);
+                    peer.receive(arrived, m.addr, datagram, &mut self.ctx);
                 }
             }
             if count < BATCH {

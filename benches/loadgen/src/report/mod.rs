@@ -86,6 +86,9 @@ pub struct Settings {
     /// How the sites counted what they received: `full` (every packet through str0m, its
     /// stamp read) or `headers` (from the clear RTP headers; see `header_reception`).
     pub receive_mode: String,
+    /// In header-only reception, when a datagram counted as arrived: `handled` (when the
+    /// engine's thread read it) or `kernel` (the kernel's receive stamp).
+    pub arrival: String,
 }
 
 /// What the sites counted in header-only reception (`--receive headers`), summed over them.

@@ -41,7 +41,8 @@ impl Report {
             let c = &h.counts;
             let _ = writeln!(
                 t,
-                "receive mode: headers ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} keyframes' first packets sampled of {} large frames, {} failed; {} repairs, {} reordered, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
+                "receive mode: headers, arrivals {} ({} sites counted from RTP headers, 1 packet in {} unprotected: {} sampled, {} failed; {} keyframes' first packets sampled of {} large frames, {} failed; {} repairs, {} reordered, {} redundant, {} padding, {} NACKed, {} transport-wide feedbacks)",
+                self.settings.arrival,
                 h.sites,
                 h.sample_every,
                 c.sampled,

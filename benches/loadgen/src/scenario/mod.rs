@@ -30,7 +30,7 @@ use crate::report::{FailedJoin, Joins, Report};
 use crate::setup::{self, FIRST_SITE_CODE, JoinMode};
 use crate::signaling::{Records, Session, SignallingRecord};
 use crate::tree::Tree;
-use crate::{JoinModeOption, Options, ReceiveMode, Scenario};
+use crate::{ArrivalTime, JoinModeOption, Options, ReceiveMode, Scenario};
 use classify::classify;
 
 /// Runs `options.scenario` and returns its report. Every process and thread it started is
@@ -268,6 +268,7 @@ impl Run {
             drop_percent: 0.0,
             drop_down_percent: self.options.drop_down_percent,
             receive_headers: self.options.receive == ReceiveMode::Headers,
+            kernel_arrivals: self.options.arrival == ArrivalTime::Kernel,
             answer_only: self.options.janus.is_some(),
             tcp: self
                 .class_of_site(id)
@@ -359,6 +360,7 @@ impl Run {
                 link: None,
                 tcp: false,
                 receive_headers: false,
+                kernel_arrivals: false,
                 answer_only: false,
             },
         );

@@ -337,6 +337,7 @@ impl Run {
                 simulcast: o.simulcast,
                 links: self.classes.clone(),
                 receive_mode: o.receive.name().to_owned(),
+                arrival: o.arrival.name().to_owned(),
             },
             join_mode: join_mode.to_owned(),
             hub: HubInfo {

@@ -418,6 +418,19 @@ impl<'a> DirectApi<'a> {
         Some(idle)
     }
 
+    /// Tells the session that the datagrams it handed out since the last call (through
+    /// [`Rtc::poll_output`] or [`DirectApi::write_rtp_now`]) left the socket at `at`: their
+    /// transport-wide congestion control send records take that time where it is later than
+    /// the time they were made, as libwebrtc's send side takes the time its socket reports a
+    /// packet sent. An application that sends its datagrams in batches some time after
+    /// polling them (`sendmmsg`, GSO) calls it after each batch, so that the delay the
+    /// bandwidth estimator measures is the network's, not the wait in the application's own
+    /// queue. Without it, a packet's send time is when it was protected. A record the
+    /// remote has already reported keeps its time.
+    pub fn mark_sent(&mut self, at: std::time::Instant) {
+        self.rtc.session.mark_sent(at);
+    }
+
     /// Reset a transmit stream to use a new SSRC and optionally a new RTX SSRC.
     ///
     /// This changes the SSRC of an existing stream and resets all relevant state.

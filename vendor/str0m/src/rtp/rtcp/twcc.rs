@@ -1036,6 +1036,10 @@ pub struct TwccSendRegister {
 
     /// Last registered Twcc number.
     last_registered: TwccSeq,
+
+    /// How many of the newest records were registered since the last [`Self::mark_sent`]:
+    /// their send time is still the time they were made.
+    unsent: usize,
 }
 
 impl<'a> IntoIterator for &'a TwccSendRegister {
@@ -1241,6 +1245,7 @@ impl TwccSendRegister {
             time_zero: None,
             apply_report_counter: 0,
             last_registered: 0.into(),
+            unsent: 0,
         }
     }
 
@@ -1253,6 +1258,18 @@ impl TwccSendRegister {
         }
         self.queue
             .push_back(TwccSendRecord::new(packet_id, now, size));
+        self.unsent = (self.unsent + 1).min(self.queue.len());
+    }
+
+    /// The packets registered since the last call left at `at`: each record not reported yet
+    /// takes `at` as its send time where that is later than the time it was registered.
+    pub fn mark_sent(&mut self, at: Instant) {
+        let unsent = std::mem::take(&mut self.unsent);
+        for record in self.queue.iter_mut().rev().take(unsent) {
+            if !record.is_reported() && at > record.local_send_time {
+                record.local_send_time = at;
+            }
+        }
     }
 
     /// Apply a TWCC RTCP report.
@@ -2403,6 +2420,47 @@ mod test {
         assert_eq!(plain.cluster(), None);
         assert_eq!(plain.local_recv_time(), Some(acked));
         assert_eq!(plain.remote_recv_time(), None);
+    }
+
+    #[test]
+    fn packets_marked_sent_take_the_later_time_once() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let times = |reg: &TwccSendRegister| -> Vec<Duration> {
+            reg.queue.iter().map(|r| r.local_send_time() - t0).collect()
+        };
+        let mut reg = TwccSendRegister::new(4);
+        for i in 0..3 {
+            reg.register_seq(TwccPacketId::new(i), t0, 0);
+        }
+        reg.mark_sent(t0 + ms(2));
+        assert_eq!(times(&reg), [ms(2); 3]);
+
+        // Only the packets registered since are marked, and never earlier than made.
+        reg.register_seq(TwccPacketId::new(3), t0 + ms(5), 0);
+        reg.mark_sent(t0 + ms(4));
+        assert_eq!(times(&reg), [ms(2), ms(2), ms(2), ms(5)]);
+        reg.mark_sent(t0 + ms(9));
+        assert_eq!(times(&reg), [ms(2), ms(2), ms(2), ms(5)]);
+
+        // More registered than the register keeps: the newest it keeps are marked.
+        for i in 4..10 {
+            reg.register_seq(TwccPacketId::new(i), t0 + ms(6), 0);
+        }
+        reg.mark_sent(t0 + ms(7));
+        assert_eq!(times(&reg), [ms(7); 4]);
+
+        // A packet a feedback reported keeps its time, and its report stays as it was.
+        reg.register_seq(TwccPacketId::new(10), t0 + ms(8), 0);
+        let reported = reg
+            .apply_report(received(10, 1), t0 + ms(20))
+            .map(|records| records.count());
+        assert_eq!(reported, Some(1));
+        let recv = |reg: &TwccSendRegister| reg.queue.back().and_then(|r| r.local_recv_time());
+        assert_eq!(recv(&reg), Some(t0 + ms(20)));
+        reg.mark_sent(t0 + ms(30));
+        assert_eq!(times(&reg)[3], ms(8));
+        assert_eq!(recv(&reg), Some(t0 + ms(20)));
     }
 
     #[test]
