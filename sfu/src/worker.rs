@@ -154,7 +154,10 @@ impl Worker {
         for id in self.core.unsent.drain(..) {
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.unsent = false;
-                peer.rtc.direct_api().mark_sent(at);
+                // A peer that failed is asked nothing more; the worker drops it.
+                if !peer.failed {
+                    peer.rtc.direct_api().mark_sent(at);
+                }
             }
         }
     }

@@ -5,9 +5,10 @@
 //! it) and the site's delay figures. Stamped when the engine's thread, which plays hundreds
 //! of sites, gets to the datagram, it carries that thread's own queue: a burst of work delays
 //! every datagram behind it, and the hub reads the delay as a congested link, where a
-//! browser, whose network thread reads its socket at once, would not. The kernel stamps each datagram as
-//! it arrives (`SO_TIMESTAMPNS`, which quinn-udp turns on and hands back as a Unix-epoch
-//! `Duration`); [`ArrivalClock`] turns that stamp into the [`Instant`] the sessions run on.
+//! browser, whose network thread reads its socket at once, would not. The kernel stamps each
+//! datagram as it arrives (`SO_TIMESTAMPNS`, which quinn-udp turns on and hands back as a
+//! Unix-epoch `Duration`); [`ArrivalClock`] turns that stamp into the [`Instant`] the
+//! sessions run on.
 //!
 //! Sans-IO: the caller reads both clocks once per batch of datagrams and hands them in.
 
