@@ -712,6 +712,17 @@ impl Bridge {
         self.out.pop_front()
     }
 
+    /// The datagrams polled since the last call left their sockets at `at` (read just
+    /// before the sends): each side's transport-wide send records take that time where it is
+    /// later than when str0m protected them (str0m's `DirectApi::mark_sent`), so that the
+    /// estimate of each link measures the link, not this loop's own turn, as the media
+    /// worker's sessions do (`Worker::datagrams_sent`).
+    pub fn datagrams_sent(&mut self, at: Instant) {
+        for side in [Side::Parent, Side::Local, Side::Floor] {
+            self.endpoint(side).rtc.direct_api().mark_sent(at);
+        }
+    }
+
     fn handle(&mut self, now: Instant, side: Side, event: Event) {
         match (side, event) {
             (Side::Parent | Side::Local, Event::RtpPacket(packet)) => {

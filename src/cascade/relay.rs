@@ -298,6 +298,8 @@ async fn run(
             {
                 let _ = up.send(NodeMessage::RelayStreams { meeting, streams });
             }
+            let sent_at = Instant::now();
+            let mut sent = false;
             while let Some(datagram) = bridge.poll_datagram() {
                 let socket = match datagram.side {
                     Side::Parent => &parent_socket,
@@ -305,6 +307,10 @@ async fn run(
                     Side::Floor => &floor_socket,
                 };
                 let _ = socket.try_send_to(&datagram.contents, datagram.destination);
+                sent = true;
+            }
+            if sent {
+                bridge.datagrams_sent(sent_at);
             }
         }
     }
