@@ -974,6 +974,13 @@ impl Worker {
             c.allocation = state;
         }
         if (allocation.audio_only, allocation.shed) != (peer.audio_only, peer.shed) {
+            tracing::debug!(
+                peer = %id,
+                audio_only = allocation.audio_only,
+                shed = allocation.shed,
+                estimate_bps = estimate,
+                "reception changed"
+            );
             peer.audio_only = allocation.audio_only;
             peer.shed = allocation.shed;
             self.core.outputs.push_back(Output::Event(Event::Reception {

@@ -21,6 +21,8 @@ pub struct SpawnConfig {
     pub workers: Option<usize>,
     /// `RUST_LOG` for the hub.
     pub log: String,
+    /// A file for the hub's log lines; `None`: read and dropped.
+    pub log_file: Option<PathBuf>,
     pub extra_args: Vec<String>,
 }
 
@@ -113,18 +115,35 @@ impl SpawnedHub {
             }
             None => Command::new(binary),
         };
+        // The hub logs to its standard error, and prints its address and links on its
+        // standard output; with a log file both go there.
+        let log_file = match &config.log_file {
+            Some(path) => Some(
+                std::fs::File::create(path)
+                    .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let stderr = match &log_file {
+            Some(file) => Stdio::from(
+                file.try_clone()
+                    .map_err(|e| format!("cannot share the log file: {e}"))?,
+            ),
+            None => Stdio::inherit(),
+        };
         command
             .args(&args)
             .env("RUST_LOG", &config.log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let pid = child.id();
         let stdout = child.stdout.take().ok_or("no stdout from the hub")?;
         let (found, listening) = mpsc::channel();
+        let mut log = log_file.map(std::io::LineWriter::new);
         // Drains the hub's stdout for its whole life, so its logging never blocks on a pipe.
         std::thread::Builder::new()
             .name("hub-stdout".to_owned())
@@ -135,6 +154,11 @@ impl SpawnedHub {
                         && let Some(found) = found.take()
                     {
                         let _ = found.send(url.trim().to_owned());
+                    }
+                    if let Some(file) = &mut log
+                        && writeln!(file, "{line}").is_err()
+                    {
+                        log = None;
                     }
                 }
             })

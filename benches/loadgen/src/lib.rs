@@ -146,6 +146,12 @@ pub struct Options {
     #[arg(long, default_value = "warn")]
     pub hub_log: String,
 
+    /// A file for the spawned hub's log (at `--hub-log`'s level) and its start-up lines;
+    /// by default the log goes to the generator's standard error. Only the hub the
+    /// generator joins, not a tree's provincial hubs.
+    #[arg(long)]
+    pub hub_log_file: Option<std::path::PathBuf>,
+
     /// Extra argument for the spawned hub (repeatable).
     #[arg(long = "hub-arg", allow_hyphen_values = true)]
     pub hub_args: Vec<String>,

@@ -60,6 +60,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
                 cpus: options.hub_cpus.clone(),
                 workers: options.hub_workers,
                 log: options.hub_log.clone(),
+                log_file: options.hub_log_file.clone(),
                 extra_args: options.hub_args.clone(),
             };
             Some(
@@ -84,6 +85,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
                 cpus: options.hub_cpus.clone(),
                 workers: options.hub_workers,
                 log: options.hub_log.clone(),
+                log_file: None,
                 extra_args: options.hub_args.clone(),
             };
             let root_url = root.url.clone();
