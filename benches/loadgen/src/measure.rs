@@ -26,12 +26,15 @@ impl Window {
         })
     }
 
-    pub fn open(&self, at_ns: u64) {
-        self.start.store(at_ns, Ordering::SeqCst);
-    }
-
-    pub fn close(&self, at_ns: u64) {
-        self.end.store(at_ns, Ordering::SeqCst);
+    /// Sets the window to `[start_ns, end_ns)`. Set both before `start_ns` comes: a sender
+    /// decides whether a packet is in the window when it writes it, its receivers when it
+    /// arrives, and the two decisions agree only if the bounds do not change in between. (A
+    /// bound stored some time after the instant it names counted the packets written in
+    /// between as sent in the window and, arriving after the store, as outside it: a few lost
+    /// packets a run where nothing was lost.)
+    pub fn set(&self, start_ns: u64, end_ns: u64) {
+        self.start.store(start_ns, Ordering::SeqCst);
+        self.end.store(end_ns, Ordering::SeqCst);
     }
 
     pub fn contains(&self, ns: u64) -> bool {
@@ -335,6 +338,17 @@ mod tests {
             index,
             layer: 0,
         }
+    }
+
+    #[test]
+    fn a_window_set_ahead_holds_what_is_sent_within_its_bounds() {
+        let window = Window::new();
+        assert!(!window.contains(0), "nothing is in a window not yet set");
+        window.set(1_000, 2_000);
+        assert!(!window.contains(999));
+        assert!(window.contains(1_000));
+        assert!(window.contains(1_999));
+        assert!(!window.contains(2_000));
     }
 
     #[test]

@@ -463,12 +463,16 @@ impl Run {
         let join_records = records.snapshot();
         let joins = self.joins(&join_statuses, &join_records, joins_started_ns, o.bad_joins);
 
-        tokio::time::sleep(Duration::from_secs_f64(o.warmup.max(0.0))).await;
+        // The window's bounds are set before it opens, so that senders and receivers judge
+        // every packet by the same ones (`Window::set`); the readings are taken as it opens
+        // and closes.
+        let opens = Instant::now() + Duration::from_secs_f64(o.warmup.max(0.0));
+        let closes = opens + Duration::from_secs_f64(o.duration.max(0.1));
+        self.window.set(self.clock.ns(opens), self.clock.ns(closes));
+        tokio::time::sleep_until(opens.into()).await;
         let start = self.read().await;
-        self.window.open(self.clock.ns(start.at));
-        tokio::time::sleep(Duration::from_secs_f64(o.duration.max(0.1))).await;
+        tokio::time::sleep_until(closes.into()).await;
         let end = self.read().await;
-        self.window.close(self.clock.ns(end.at));
         let console = records.get(STUDIO).and_then(|r| r.last_console);
         // Packets sent just before the window closed are still on their way.
         tokio::time::sleep(Duration::from_millis(1000)).await;
