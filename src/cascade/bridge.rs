@@ -81,6 +81,11 @@ pub enum Side {
     Floor,
 }
 
+impl Side {
+    /// Every endpoint, in the order the bridge drives them.
+    const ALL: [Side; 3] = [Side::Parent, Side::Local, Side::Floor];
+}
+
 /// A datagram to send from one side's socket.
 #[derive(Debug)]
 pub struct Datagram {
@@ -677,7 +682,7 @@ impl Bridge {
     /// the packets cross. Returns when to be called again.
     pub fn drive(&mut self, now: Instant) -> Result<Instant, BridgeError> {
         let mut next = now + Duration::from_millis(100);
-        for side in [Side::Parent, Side::Local, Side::Floor] {
+        for side in Side::ALL {
             for _ in 0..10_000 {
                 let output = self.endpoint(side).rtc.poll_output();
                 match output.map_err(|e| BridgeError::Rtc(e.to_string()))? {
@@ -718,7 +723,7 @@ impl Bridge {
     /// estimate of each link measures the link, not this loop's own turn, as the media
     /// worker's sessions do (`Worker::datagrams_sent`).
     pub fn datagrams_sent(&mut self, at: Instant) {
-        for side in [Side::Parent, Side::Local, Side::Floor] {
+        for side in Side::ALL {
             self.endpoint(side).rtc.direct_api().mark_sent(at);
         }
     }
@@ -872,7 +877,7 @@ impl Bridge {
 
     /// Closes the endpoints.
     pub fn close(&mut self) {
-        for side in [Side::Parent, Side::Local, Side::Floor] {
+        for side in Side::ALL {
             self.endpoint(side).rtc.disconnect();
         }
     }

@@ -1299,7 +1299,7 @@ impl TwccSendRegister {
         // The report's first record. Each packet sent with the extension is registered with
         // the next sequence number, so it is that far from the head; a binary search of the
         // queue (in seq order) where it is not.
-        let Some(first_index) = self.index_of(head_seq, first_seq_no) else {
+        let Some(first_index) = self.index_of(first_seq_no) else {
             // Old report for which we no longer have any send records.
             return None;
         };
@@ -1382,11 +1382,11 @@ impl TwccSendRegister {
         )
     }
 
-    /// The position of the record of `seq` in the queue, whose first record is `head_seq`:
-    /// read where the sequence numbers run on without a gap from the head, as registering
-    /// keeps them (one cache line instead of the eight or so a search of 256 records reads),
-    /// searched for otherwise.
-    fn index_of(&self, head_seq: TwccSeq, seq: TwccSeq) -> Option<usize> {
+    /// The position of the record of `seq` in the queue: read at its distance from the head
+    /// where the sequence numbers run on without a gap, as registering keeps them (one cache
+    /// line instead of the eight or so a search of 256 records reads), searched for otherwise.
+    fn index_of(&self, seq: TwccSeq) -> Option<usize> {
+        let head_seq = self.queue.front()?.seq();
         let direct = usize::try_from(seq.checked_sub(*head_seq)?)
             .ok()
             .filter(|&i| self.queue.get(i).is_some_and(|r| r.seq() == seq));
@@ -2443,12 +2443,12 @@ mod test {
                 .ok()
         };
         let check = |reg: &TwccSendRegister, seqs: std::ops::Range<u64>| {
-            let head = reg.queue.front().unwrap().seq();
             for seq in seqs {
                 assert_eq!(
-                    reg.index_of(head, seq.into()),
+                    reg.index_of(seq.into()),
                     search(reg, seq),
-                    "seq {seq} in a queue from {head:?}"
+                    "seq {seq} in a queue from {:?}",
+                    reg.queue.front().map(|r| r.seq())
                 );
             }
         };
