@@ -18,7 +18,7 @@ use crate::media::AppSpecificFeedback;
 use crate::media::Media;
 use crate::media::{KeyframeRequestKind, MID_PROBE};
 use crate::media::{MediaAdded, MediaChanged};
-use crate::pacer::PacerControl;
+use crate::pacer::{PacerControl, PacerReason};
 use crate::pacer::{Pacer, PacerImpl};
 use crate::packet::{RedBlock, RedDecoder, red_same_pt_blocks};
 use crate::poll::Wake;
@@ -1437,6 +1437,15 @@ impl Session {
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
+        // A handling 1 µs after the pacer's last packet would only open its gate for a next
+        // one: where nothing waits, the pacer settles without it, and is handled as soon as
+        // something waits to be sent, as it would have been then.
+        let streams = &self.streams;
+        self.pacer.settle(|| !streams.has_unsent());
+        let settled_at = self
+            .pacer
+            .settled_poll_at()
+            .filter(|_| self.streams.has_unsent());
         let pacing_at = self.pacer.poll_timeout();
         let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
         let receive_at = self
@@ -1461,6 +1470,7 @@ impl Session {
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
             .soonest(pacing_at)
+            .soonest((settled_at, Reason::Pacer(PacerReason::Immediate)))
             .soonest((receive_at, Reason::ReceiveReorder))
             .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))

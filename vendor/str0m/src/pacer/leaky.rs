@@ -16,6 +16,9 @@ const MAX_BITRATE: Bitrate = Bitrate::gbps(10);
 const MAX_DEBT_IN_TIME: Duration = Duration::from_millis(500);
 const PADDING_BURST_INTERVAL: Duration = Duration::from_millis(5);
 const PACING: Duration = Duration::from_millis(40);
+/// How long after its handling the pacer asks for the next, to let the next packet go: time
+/// has to advance between packets ([`LeakyBucketPacer::request_immediate_timeout`]).
+const IMMEDIATE_DELTA: Duration = Duration::from_micros(1);
 /// Max size of a burst of paced media packets, to not risk overfilling socket buffers at
 /// high bitrates. Same as libwebrtc's `PacingController::kMaxBurstSize`.
 const MAX_BURST_SIZE: DataSize = DataSize::bytes(63_000);
@@ -293,6 +296,37 @@ impl LeakyBucketPacer {
         self.clear_debt(elapsed);
         self.next_poll_queue = Some(midrid);
         true
+    }
+
+    /// Withdraws the timeout the last poll asked for 1 µs on ([`PacerReason::Immediate`]) where
+    /// nothing waits to be sent (`idle`, which the session answers) and no padding is due before
+    /// the next regular handling ([`Self::pads_soon`]). That handling would only open the gate
+    /// for a next packet, and there is none: a session that sends one packet at a time (an SFU
+    /// forwarding each packet as it comes) ran a whole session timeout for it at the
+    /// application's next contact with the session, such as its next feedback. The gate stays
+    /// closed, so nothing is polled before a handling: the next write's, one at
+    /// [`Self::settled_poll_at`] once something waits (a resend), or the regular one
+    /// [`PACING`] after the last. Nothing changes while a queue is named or a probe runs.
+    pub(crate) fn settle(&mut self, idle: impl FnOnce() -> bool) {
+        if self.needs_timeout_before_next_poll
+            && self.next_poll_queue.is_none()
+            && self.probe_queue.is_empty()
+            && matches!(self.next_poll_time, Some((_, PacerReason::Immediate)))
+            && !self.pads_soon()
+            && idle()
+        {
+            self.next_poll_time = None;
+        }
+    }
+
+    /// The time of the timeout [`Self::settle`] withdrew, while the pacer is settled: its gate
+    /// closed with no poll time set, a state only `settle` leaves (a poll sets a time, and a
+    /// handling opens the gate). The session asks for it when something waits to be sent.
+    pub(crate) fn settled_poll_at(&self) -> Option<Instant> {
+        if !self.needs_timeout_before_next_poll || self.next_poll_time.is_some() {
+            return None;
+        }
+        self.last_handle_time.map(|t| t + IMMEDIATE_DELTA)
     }
 
     /// Get the cluster ID of the active probe, if any.
@@ -586,9 +620,7 @@ impl LeakyBucketPacer {
         // We can't use already_happened() because that would cause the test harness to
         // set a very old timestamp, and while lib.rs prevents last_now from going backwards,
         // it doesn't force it to advance, so all packets would get the same timestamp.
-        const MINIMAL_DELTA: Duration = Duration::from_micros(1);
-
-        let Some(time) = self.last_handle_time.map(|t| t + MINIMAL_DELTA) else {
+        let Some(time) = self.last_handle_time.map(|t| t + IMMEDIATE_DELTA) else {
             self.next_poll_time = None;
             return;
         };
@@ -888,6 +920,69 @@ mod test {
         assert!(
             pacer.poll_queue().is_none(),
             "closed until the next handling"
+        );
+    }
+
+    #[test]
+    fn a_pacer_with_nothing_left_to_send_settles_without_its_immediate_timeout() {
+        let start = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::kbps(1_000));
+        handle_timeout_noisy(&mut pacer, &mut queue, start);
+        let now = start + duration_ms(10);
+        enqueue_packet_noisy(&mut pacer, &mut queue, 0, 600, PacketKind::Video, now);
+        let (polled, _) = pacer.poll_queue().expect("the first send");
+        let packet = queue.next_packet().expect("the packet");
+        pacer.register_send(now, DataSize::from(packet.size()), polled.clone());
+        queue.register_send(polled, now);
+        let immediate = now + IMMEDIATE_DELTA;
+        assert_eq!(
+            pacer.poll_timeout(),
+            (Some(immediate), Reason::Pacer(PacerReason::Immediate))
+        );
+        assert_eq!(pacer.settled_poll_at(), None, "not settled");
+
+        // Something waits: the timeout stays.
+        pacer.settle(|| false);
+        assert_eq!(pacer.next_poll_time, Some((immediate, PacerReason::Immediate)));
+
+        // Nothing waits and no padding is set: only the regular handling is asked for.
+        pacer.settle(|| true);
+        assert_eq!(
+            pacer.poll_timeout(),
+            (Some(now + PACING), Reason::Pacer(PacerReason::Handle))
+        );
+        assert_eq!(pacer.settled_poll_at(), Some(immediate));
+        assert!(pacer.poll_queue().is_none(), "the gate stays closed");
+        assert!(!pacer.holds_paced(now), "a write is handled first");
+
+        // A packet written later is sent after the handling of its write, as before.
+        let later = now + duration_ms(5);
+        enqueue_packet_noisy(&mut pacer, &mut queue, 1, 600, PacketKind::Video, later);
+        assert_eq!(pacer.settled_poll_at(), None, "a handling ends the settling");
+        assert_poll_success(&mut pacer, &mut queue, later, "sent at its write", |p| {
+            assert_eq!(p.header.sequence_number, 1);
+        });
+
+        // With padding set the pacer keeps its timeout: the handling may pad.
+        let mut padded = LeakyBucketPacer::new(Bitrate::kbps(1_000));
+        padded.set_padding_rate(Bitrate::kbps(500));
+        let mut queue = Queue::default();
+        handle_timeout_noisy(&mut padded, &mut queue, start);
+        enqueue_packet_noisy(&mut padded, &mut queue, 0, 100, PacketKind::Video, now);
+        assert_poll_success(&mut padded, &mut queue, now, "the first send", |_| {});
+        // The video queue can carry padding once it has sent.
+        let next = now + duration_ms(1);
+        enqueue_packet_noisy(&mut padded, &mut queue, 1, 100, PacketKind::Video, next);
+        let (polled, _) = padded.poll_queue().expect("the second send");
+        let packet = queue.next_packet().expect("the packet");
+        padded.register_send(next, DataSize::from(packet.size()), polled.clone());
+        queue.register_send(polled, next);
+        assert!(padded.pads_soon());
+        padded.settle(|| true);
+        assert_eq!(
+            padded.next_poll_time,
+            Some((next + IMMEDIATE_DELTA, PacerReason::Immediate))
         );
     }
 

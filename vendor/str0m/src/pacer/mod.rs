@@ -73,6 +73,24 @@ impl PacerImpl {
         }
     }
 
+    /// Withdraws the timeout the last poll asked for where nothing waits to be sent (`idle`)
+    /// (see [`LeakyBucketPacer::settle`]).
+    pub fn settle(&mut self, idle: impl FnOnce() -> bool) {
+        match self {
+            PacerImpl::Null(_) => {}
+            PacerImpl::LeakyBucket(v) => v.settle(idle),
+        }
+    }
+
+    /// When a settled pacer needs its handling, should something wait to be sent (see
+    /// [`LeakyBucketPacer::settled_poll_at`]).
+    pub fn settled_poll_at(&self) -> Option<Instant> {
+        match self {
+            PacerImpl::Null(_) => None,
+            PacerImpl::LeakyBucket(v) => v.settled_poll_at(),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,
