@@ -1437,9 +1437,8 @@ mod test {
 
         let timeout = pacer.poll_timeout().0;
         // After gating, the pacer requests a timeout at now + 1µs to ensure time advances
-        const MINIMAL_DELTA: Duration = Duration::from_micros(1);
         assert!(
-            timeout <= Some(now + MINIMAL_DELTA) && timeout.is_some(),
+            timeout <= Some(now + IMMEDIATE_DELTA) && timeout.is_some(),
             "After a successful send the pacer should return an immediate timeout"
         );
 
