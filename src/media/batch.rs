@@ -1,7 +1,8 @@
 //! A turn's datagrams, sent in as few system calls as the kernel allows.
 //!
-//! The media loop sends what one turn produced together, sorted by destination. [`plan`] cuts
-//! them into runs: a run of equal-size datagrams to one site (the last may be shorter) becomes
+//! The media loop sends what one turn produced together, in the order the worker wrote it
+//! (each producer's packets of the turn to one site after the other). [`plan`] cuts them
+//! into runs: a run of equal-size datagrams to one site (the last may be shorter) becomes
 //! one message with `UDP_SEGMENT`, which the kernel cuts back into datagrams (GSO). [`send`]
 //! hands the messages to every site to the kernel together, [`MESSAGES_PER_CALL`] to a
 //! `sendmmsg` call: at a thousand sites a turn is mostly single datagrams to different sites
@@ -50,9 +51,9 @@ pub(super) enum SendError {
     Other(io::Error),
 }
 
-/// Cuts `datagrams`, sorted by destination with each destination's in order, into runs of at
-/// most `max_segments` datagrams and `max_bytes` bytes to one destination: each as long as the
-/// run's first but the last, which may be shorter. `runs` is cleared first.
+/// Cuts `datagrams`, in the order they are to leave, into runs of at most `max_segments`
+/// consecutive datagrams and `max_bytes` bytes to one destination: each as long as the run's
+/// first but the last, which may be shorter. `runs` is cleared first.
 pub(super) fn plan<D: Datagram>(
     datagrams: &[D],
     max_segments: usize,
