@@ -877,7 +877,7 @@ impl Driver {
         }
         // Not sorted by destination: the worker writes each producer's packets of a turn to
         // one site after the other, so a site's datagrams already lie together, and a sort
-        // joined 0.1-0.4 % of the runs for 1.6 % of the core (BENCHMARKS.md, "A turn's
+        // joined 0.1-0.45 % of the runs for 1.2 % of the core (BENCHMARKS.md, "A turn's
         // datagrams as written").
         batch::plan(&outgoing, self.gso_segments, GSO_MAX_BYTES, &mut self.runs);
         let mut gso_refused = false;
