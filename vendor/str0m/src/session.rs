@@ -1439,13 +1439,13 @@ impl Session {
         let twcc_at = self.twcc_at();
         // A handling 1 µs after the pacer's last packet would only open its gate for a next
         // one: where nothing waits, the pacer settles without it, and is handled as soon as
-        // something waits to be sent, as it would have been then.
+        // something waits to be sent, as it would have been then. The streams are walked
+        // for what waits at most once, where either asks.
         let streams = &self.streams;
-        self.pacer.settle(|| !streams.has_unsent());
-        let settled_at = self
-            .pacer
-            .settled_poll_at()
-            .filter(|_| self.streams.has_unsent());
+        let mut unsent = None;
+        let mut has_unsent = || *unsent.get_or_insert_with(|| streams.has_unsent());
+        self.pacer.settle(|| !has_unsent());
+        let settled_at = self.pacer.settled_poll_at().filter(|_| has_unsent());
         let pacing_at = self.pacer.poll_timeout();
         let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
         let receive_at = self
