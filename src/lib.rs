@@ -225,6 +225,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
     let liveness_task = tokio::spawn(hub.clone().run_liveness(config.liveness_interval()));
     let console_task = tokio::spawn(hub.clone().run_console(config.console_interval()));
     let login_task = tokio::spawn(hub.clone().run_login_checks(config.login_check_interval()));
+    let trim_task = tokio::spawn(memory::run_trim(memory::TRIM_EVERY));
     let expiry_task = certificate_expires_at.map(|at| tokio::spawn(tls::watch_expiry(at)));
     let parent_link = cascade::link::ParentLink::default();
     let node_links = Arc::new(cascade::parent::NodeLinks::default());
@@ -285,6 +286,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningHub> {
         }
         liveness_task.abort();
         login_task.abort();
+        trim_task.abort();
         console_task.abort();
         for task in [expiry_task, parent_task].into_iter().flatten() {
             task.abort();
