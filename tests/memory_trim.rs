@@ -5,14 +5,12 @@
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
-/// The process's private resident memory (`RssAnon` in `/proc/self/status`), in KiB.
+#[path = "common/proc_status.rs"]
+mod proc_status;
+
+/// The process's private resident memory, in KiB.
 fn resident_anonymous_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("RssAnon:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("an RssAnon line in /proc/self/status")
+    proc_status::kib("self", "RssAnon")
 }
 
 #[test]

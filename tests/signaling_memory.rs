@@ -7,6 +7,8 @@
 
 #[path = "common/hub_binary.rs"]
 mod hub_binary;
+#[path = "common/proc_status.rs"]
+mod proc_status;
 #[path = "common/signaling.rs"]
 mod signaling;
 
@@ -105,10 +107,5 @@ where
 
 /// `VmRSS` of process `pid`, in KiB.
 fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    proc_status::kib(&pid.to_string(), "VmRSS")
 }
