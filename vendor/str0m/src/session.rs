@@ -1358,10 +1358,21 @@ impl Session {
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
         let (midrid, cluster_id) = self.pacer.poll_queue()?;
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
-        let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
+        // The stream's media is looked for where it was found last: a session that sends
+        // to hundreds of media (a forwarding unit's for a peer that receives every other
+        // peer's) walked them for each packet. A media's mid is its own (RFC 8843).
+        let mid = stream.mid();
+        let hint = stream.media_index;
+        let index = if self.medias.get(hint).is_some_and(|m| m.mid() == mid) {
+            Some(hint)
+        } else {
+            self.medias.iter().position(|m| m.mid() == mid)
+        };
+        let Some((index, media)) = index.and_then(|i| Some((i, self.medias.get(i)?))) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
+        stream.media_index = index;
         let buf = &mut self.poll_packet_buf;
         let twcc_seq = self.twcc;
 
@@ -1782,6 +1793,71 @@ mod tests {
         let mat = KeyingMaterial::new(&vec![0; profile.keying_material_len()]);
         session.set_keying_material(mat, crypto, profile, true);
         session
+    }
+
+    #[test]
+    fn a_stream_finds_its_media_where_it_was_found_last_and_again_once_it_moved() {
+        use crate::format::Codec;
+        use crate::media::MediaKind;
+        use crate::rtp::RtpWrite;
+
+        let start = Instant::now();
+        let mut session = keyed_session();
+        for (index, mid) in ["a", "b", "c"].into_iter().enumerate() {
+            let exts = ExtensionMap::standard().cloned_with_type(true);
+            let media = Media::from_direct_api(mid.into(), index, MediaKind::Audio, exts);
+            session.add_media(media);
+            let ssrc = (40 + index as u32).into();
+            let midrid = MidRid(mid.into(), None);
+            session.streams.declare_stream_tx(ssrc, None, midrid);
+        }
+        let pt = session
+            .codec_config
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .expect("Opus")
+            .pt();
+        let mut seq = 0;
+        // A packet written to `mid`'s stream and polled out; where its media was found.
+        let mut send = |session: &mut Session, mid: &str, at: Instant| {
+            seq += 1;
+            let midrid = MidRid(mid.into(), None);
+            let payload = vec![seq as u8; 40];
+            let stream = session.streams.stream_tx_by_midrid(midrid).expect("stream");
+            stream.write_rtp(RtpWrite::new(pt, seq.into(), 960 * seq as u32, at, payload));
+            session
+                .handle_timeout(at, &mut Readiness::idle().wake())
+                .unwrap();
+            let sent = std::iter::from_fn(|| session.poll_packet(at)).count();
+            let stream = session.streams.stream_tx_by_midrid(midrid).expect("stream");
+            (sent, stream.media_index)
+        };
+
+        let mut at = start;
+        for (mid, index) in [("c", 2), ("a", 0), ("c", 2), ("b", 1)] {
+            at += Duration::from_millis(20);
+            assert_eq!(send(&mut session, mid, at), (1, index), "{mid}");
+        }
+        // The first media goes: every later one moves down, and is found where it now lies.
+        session.remove_media("a".into());
+        for (mid, index) in [("c", 1), ("b", 0), ("c", 1)] {
+            at += Duration::from_millis(20);
+            assert_eq!(send(&mut session, mid, at), (1, index), "{mid}");
+        }
+        // A media that moved to where another's stream last found its own is not taken for it.
+        session.remove_media("b".into());
+        session.add_media(Media::from_direct_api(
+            "d".into(),
+            3,
+            MediaKind::Audio,
+            ExtensionMap::standard().cloned_with_type(true),
+        ));
+        let midrid = MidRid("d".into(), None);
+        session.streams.declare_stream_tx(50.into(), None, midrid);
+        for (mid, index) in [("d", 1), ("c", 0), ("d", 1)] {
+            at += Duration::from_millis(20);
+            assert_eq!(send(&mut session, mid, at), (1, index), "{mid}");
+        }
     }
 
     #[test]

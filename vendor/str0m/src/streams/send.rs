@@ -93,6 +93,11 @@ pub struct StreamTx {
     /// The Media mid and rid this stream belongs to.
     midrid: MidRid,
 
+    /// Where the session's media of this stream's mid was found last, in its list of media
+    /// (`Session::medias`): checked against the mid before use, searched for again where it
+    /// no longer points at it.
+    pub(crate) media_index: usize,
+
     /// Set on first handle_timeout.
     kind: Option<MediaKind>,
 
@@ -374,6 +379,7 @@ impl StreamTx {
             ssrc,
             rtx,
             midrid,
+            media_index: 0,
             kind: None,
             cname: None,
             clock_rate: None,
