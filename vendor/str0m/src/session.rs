@@ -1032,7 +1032,9 @@ impl Session {
                 let Some(stream) = self.streams.stream_tx(&fb.ssrc()) else {
                     continue;
                 };
-                stream.handle_rtcp(now, fb);
+                if stream.handle_rtcp(now, fb) {
+                    self.streams.note_tx_request();
+                }
             }
         }
         release_when_empty(&mut self.feedback_rx);
@@ -1858,6 +1860,71 @@ mod tests {
             at += Duration::from_millis(20);
             assert_eq!(send(&mut session, mid, at), (1, index), "{mid}");
         }
+    }
+
+    #[test]
+    fn a_keyframe_or_bitrate_request_is_polled_once_and_then_no_stream_is_walked() {
+        let now = Instant::now();
+        let mut session = keyed_session();
+        for (ssrc, mid) in [(42, "a"), (43, "b")] {
+            let midrid = MidRid(mid.into(), None);
+            session.streams.declare_stream_tx(ssrc.into(), None, midrid);
+        }
+        // A compound report from the remote, under the session's keys.
+        let receive = |session: &mut Session, requests: &[&dyn RtcpPacket]| {
+            let mut buf = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+            let mut packet = [0; 64];
+            for request in requests {
+                let len = request.write_to(&mut packet);
+                buf.extend_from_slice(&packet[..len]);
+            }
+            let packet = session.srtp_tx.as_mut().unwrap().protect_rtcp(&buf);
+            let mut readiness = Readiness::idle();
+            session.handle_rtcp_receive(now, &packet, &mut readiness.wake());
+        };
+        let pli = Pli {
+            sender_ssrc: 1.into(),
+            ssrc: 43.into(),
+        };
+        let remb = crate::rtp_::Remb {
+            sender_ssrc: 1.into(),
+            ssrc: 0.into(),
+            bitrate: 800_000.0,
+            ssrcs: vec![42],
+        };
+        assert!(!session.streams.tx_requests, "nothing asked yet");
+        assert!(session.poll_event().is_none());
+
+        receive(&mut session, &[&pli, &remb]);
+        assert!(session.streams.tx_requests);
+        let mut keyframes = vec![];
+        let mut estimates = vec![];
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::KeyframeRequest(r) => keyframes.push((r.mid, r.kind)),
+                Event::EgressBitrateEstimate(BweKind::Remb { mid, estimate }) => {
+                    estimates.push((mid, estimate))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(keyframes, vec![(Mid::from("b"), KeyframeRequestKind::Pli)]);
+        assert_eq!(estimates, vec![(Mid::from("a"), Bitrate::kbps(800))]);
+        assert!(
+            !session.streams.tx_requests,
+            "drained: the next polls walk nothing"
+        );
+
+        // A report without a request leaves it so; a keyframe request alone is polled too.
+        receive(&mut session, &[]);
+        assert!(!session.streams.tx_requests);
+        receive(&mut session, &[&pli]);
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::KeyframeRequest(_))
+        ));
+        assert!(session.poll_event().is_none());
+        assert!(!session.streams.tx_requests);
     }
 
     #[test]

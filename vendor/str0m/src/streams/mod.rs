@@ -145,6 +145,13 @@ pub(crate) struct Streams {
     /// once there are more than [`TX_INDEXED_ABOVE`] of them.
     tx_view: TxView,
 
+    /// Whether a sending stream may hold a keyframe or bitrate request not yet polled: set
+    /// as one comes in ([`Streams::note_tx_request`]), cleared by a walk that finds none. A
+    /// session polls for them after each input, and walking every sending stream to find
+    /// none was, for a session sending hundreds (a chair receiving every site), a cache
+    /// line or two for each of them each time.
+    pub(crate) tx_requests: bool,
+
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
     probe_media: Option<(Mid, Pt)>,
@@ -197,6 +204,7 @@ impl Streams {
             streams_tx: Default::default(),
             tx_by_midrid: Default::default(),
             tx_view: Default::default(),
+            tx_requests: false,
             probe_tx: StreamTx::new_probe(mtu_warn),
             probe_media: None,
             queue_states: Vec::new(),
@@ -530,7 +538,15 @@ impl Streams {
         }
     }
 
+    /// A sending stream received a keyframe or bitrate request (see [`Streams::tx_requests`]).
+    pub(crate) fn note_tx_request(&mut self) {
+        self.tx_requests = true;
+    }
+
     pub(crate) fn poll_keyframe_request(&mut self) -> Option<KeyframeRequest> {
+        if !self.tx_requests {
+            return None;
+        }
         self.streams_tx.values_mut().find_map(|s| {
             let kind = s.poll_keyframe_request()?;
             Some(KeyframeRequest {
@@ -555,9 +571,18 @@ impl Streams {
     }
 
     pub(crate) fn poll_remb_request(&mut self) -> Option<(Mid, Bitrate)> {
-        self.streams_tx
-            .values_mut()
-            .find_map(|s| s.poll_remb_request().map(|b| (s.mid(), b)))
+        if !self.tx_requests {
+            return None;
+        }
+        let mut keyframe_requests = false;
+        for s in self.streams_tx.values_mut() {
+            if let Some(bitrate) = s.poll_remb_request() {
+                return Some((s.mid(), bitrate));
+            }
+            keyframe_requests |= s.has_keyframe_request();
+        }
+        self.tx_requests = keyframe_requests;
+        None
     }
 
     pub(crate) fn poll_stream_paused(&mut self) -> Option<StreamPaused> {

@@ -1053,8 +1053,15 @@ impl StreamTx {
         self.pending_request_remb.take()
     }
 
-    pub(crate) fn handle_rtcp(&mut self, now: Instant, fb: RtcpFb) {
+    pub(crate) fn has_keyframe_request(&self) -> bool {
+        self.pending_request_keyframe.is_some()
+    }
+
+    /// Handles a feedback for this stream; returns whether it left a keyframe or bitrate
+    /// request to poll.
+    pub(crate) fn handle_rtcp(&mut self, now: Instant, fb: RtcpFb) -> bool {
         use RtcpFb::*;
+        let request = matches!(fb, Pli(_) | Fir(_) | Remb(_));
         match fb {
             ReceptionReport(r) => {
                 // A stream with an RTX SSRC is reported on for either SSRC: a report binds
@@ -1088,6 +1095,7 @@ impl StreamTx {
             Twcc(_) => unreachable!("TWCC should be handled on session level"),
             _ => {}
         }
+        request
     }
 
     pub(crate) fn handle_nack(
