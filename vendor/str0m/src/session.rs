@@ -1029,12 +1029,7 @@ impl Session {
                 };
                 stream.handle_rtcp(now, fb);
             } else {
-                let Some(stream) = self.streams.stream_tx(&fb.ssrc()) else {
-                    continue;
-                };
-                if stream.handle_rtcp(now, fb) {
-                    self.streams.note_tx_request();
-                }
+                self.streams.handle_tx_rtcp(now, fb);
             }
         }
         release_when_empty(&mut self.feedback_rx);
@@ -1365,16 +1360,15 @@ impl Session {
         // peer's) walked them for each packet. A media's mid is its own (RFC 8843).
         let mid = stream.mid();
         let hint = stream.media_index;
-        let index = if self.medias.get(hint).is_some_and(|m| m.mid() == mid) {
-            Some(hint)
-        } else {
-            self.medias.iter().position(|m| m.mid() == mid)
-        };
-        let Some((index, media)) = index.and_then(|i| Some((i, self.medias.get(i)?))) else {
+        let found = (self.medias.get(hint).is_some_and(|m| m.mid() == mid))
+            .then_some(hint)
+            .or_else(|| self.medias.iter().position(|m| m.mid() == mid));
+        let Some(index) = found else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
         stream.media_index = index;
+        let media = &self.medias[index];
         let buf = &mut self.poll_packet_buf;
         let twcc_seq = self.twcc;
 

@@ -146,7 +146,7 @@ pub(crate) struct Streams {
     tx_view: TxView,
 
     /// Whether a sending stream may hold a keyframe or bitrate request not yet polled: set
-    /// as one comes in ([`Streams::note_tx_request`]), cleared by a walk that finds none. A
+    /// as one comes in ([`Streams::handle_tx_rtcp`]), cleared by a walk that finds none. A
     /// session polls for them after each input, and walking every sending stream to find
     /// none was, for a session sending hundreds (a chair receiving every site), a cache
     /// line or two for each of them each time.
@@ -538,9 +538,15 @@ impl Streams {
         }
     }
 
-    /// A sending stream received a keyframe or bitrate request (see [`Streams::tx_requests`]).
-    pub(crate) fn note_tx_request(&mut self) {
-        self.tx_requests = true;
+    /// Hands a feedback to the sending stream it is for, noting a keyframe or bitrate request
+    /// it leaves to poll (see [`Streams::tx_requests`]).
+    pub(crate) fn handle_tx_rtcp(&mut self, now: Instant, fb: RtcpFb) {
+        let Some(stream) = self.stream_tx(&fb.ssrc()) else {
+            return;
+        };
+        if stream.handle_rtcp(now, fb) {
+            self.tx_requests = true;
+        }
     }
 
     pub(crate) fn poll_keyframe_request(&mut self) -> Option<KeyframeRequest> {
