@@ -361,6 +361,7 @@ impl MediaPlane {
                 udp_state,
                 outgoing: Vec::new(),
                 runs: Vec::new(),
+                udp_sent: (0, 0),
                 socket,
                 poll,
                 inbox,
@@ -444,6 +445,8 @@ impl MediaPlane {
             total.keyframe_requests_sent += s.keyframe_requests_sent;
             total.handshake_failures += s.handshake_failures;
             total.peers_failed += s.peers_failed;
+            total.udp_datagrams_sent += s.udp_datagrams_sent;
+            total.udp_messages_sent += s.udp_messages_sent;
             total.busy_permille = total.busy_permille.max(s.busy_permille);
             total.shed_level = total.shed_level.max(s.shed_level);
         }
@@ -606,6 +609,8 @@ struct Driver {
     outgoing: Vec<Transmit>,
     /// How [`Driver::outgoing`] is cut into messages, kept for its room.
     runs: Vec<batch::Run>,
+    /// UDP datagrams handed to the kernel, and the messages they left in.
+    udp_sent: (u64, u64),
     poll: Poll,
     inbox: Receiver<Command>,
     others: Vec<WorkerHandle>,
@@ -762,7 +767,11 @@ impl Driver {
                 tcp.sweep(self.poll.registry(), now);
             }
             if let Ok(mut stats) = self.stats.lock() {
-                *stats = self.worker.stats();
+                *stats = WorkerStats {
+                    udp_datagrams_sent: self.udp_sent.0,
+                    udp_messages_sent: self.udp_sent.1,
+                    ..self.worker.stats()
+                };
             }
         }
     }
@@ -881,7 +890,13 @@ impl Driver {
         // datagrams as written").
         batch::plan(&outgoing, self.gso_segments, GSO_MAX_BYTES, &mut self.runs);
         let mut gso_refused = false;
+        let mut sent = (
+            self.runs.iter().map(|r| r.count as u64).sum::<u64>(),
+            self.runs.len() as u64,
+        );
         batch::send(&self.socket, &outgoing, &self.runs, |run, error| {
+            sent.0 -= run.count as u64;
+            sent.1 -= 1;
             // `plan` cut every run from `outgoing`.
             let Some(destination) = outgoing.get(run.start).map(|t| t.destination) else {
                 return;
@@ -898,12 +913,16 @@ impl Driver {
                     }
                     gso_refused = true;
                     for t in outgoing.iter().skip(run.start).take(run.count) {
-                        if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
-                            tracing::trace!(
+                        match self.socket.send_to(&t.contents, t.destination) {
+                            Ok(_) => {
+                                sent.0 += 1;
+                                sent.1 += 1;
+                            }
+                            Err(e) => tracing::trace!(
                                 worker = self.index,
                                 "send to {} failed: {e}",
                                 t.destination
-                            );
+                            ),
                         }
                     }
                 }
@@ -915,6 +934,8 @@ impl Driver {
                 }
             }
         });
+        self.udp_sent.0 += sent.0;
+        self.udp_sent.1 += sent.1;
         if gso_refused {
             self.gso_segments = 1;
         }

@@ -173,6 +173,18 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         media.datagrams_received.to_string(),
     );
     metric(
+        "diemcau_datagrams_sent_total",
+        "counter",
+        "UDP datagrams the media workers handed to the kernel.",
+        media.udp_datagrams_sent.to_string(),
+    );
+    metric(
+        "diemcau_datagram_messages_sent_total",
+        "counter",
+        "Messages those datagrams left in: a run of datagrams to one site goes as one (segmentation offload).",
+        media.udp_messages_sent.to_string(),
+    );
+    metric(
         "diemcau_datagrams_unrouted_total",
         "counter",
         "UDP datagrams no peer claimed.",

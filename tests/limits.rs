@@ -110,6 +110,8 @@ async fn limits_are_enforced_with_clear_errors() {
         "diemcau_media_worker_shed_level",
         "diemcau_socket_drops_total",
         "diemcau_rtcp_shed_total",
+        "diemcau_datagrams_sent_total",
+        "diemcau_datagram_messages_sent_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} ")),

@@ -195,6 +195,19 @@ async fn scenario() {
     }
     eprintln!("{handed} datagrams handed over between the two workers");
 
+    // Both workers' sends are counted: datagrams, and the messages they left in (a run to
+    // one site in one message), never more messages than datagrams. Every forwarded packet
+    // is a datagram, and so are the RTCP reports and feedback, far more than the few packets
+    // a pacer may hold at any moment.
+    let metrics = http::get(addr, "/metrics").await.text();
+    let sent = metric(&metrics, "diemcau_datagrams_sent_total");
+    let messages = metric(&metrics, "diemcau_datagram_messages_sent_total");
+    let forwarded = metric(&metrics, "diemcau_packets_forwarded_total");
+    assert!(
+        matches!((sent, messages, forwarded), (Some(s), Some(m), Some(f)) if f > 0 && m > 0 && m <= s && s >= f),
+        "datagrams sent {sent:?} in {messages:?} messages, {forwarded:?} packets forwarded\n{metrics}"
+    );
+
     for c in sites {
         c.close().await;
     }

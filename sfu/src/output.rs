@@ -136,6 +136,12 @@ pub struct WorkerStats {
     /// How much video the worker sheds to keep up: 0 none, up to
     /// [`crate::overload::MAX_LEVEL`], sound only for all.
     pub shed_level: u8,
+    /// UDP datagrams the worker's driver handed to the kernel (set by the driver: the worker
+    /// itself sends nothing).
+    pub udp_datagrams_sent: u64,
+    /// The messages they left in: a run of datagrams to one site goes as one message with
+    /// segmentation offload (GSO), so this is at most `udp_datagrams_sent`.
+    pub udp_messages_sent: u64,
 }
 
 #[cfg(test)]

@@ -8,17 +8,22 @@
 //! Variants: encryption only (AEAD-AES-256-GCM, str0m's first choice and what the hub and the
 //! generator's str0m peers negotiate, and AES-128-CM + HMAC-SHA1-80, the profile every WebRTC
 //! stack has), one `sendto` per packet without and
-//! with encryption, and encryption with UDP GSO (`UDP_SEGMENT`, one send per frame and
-//! destination) through quinn-udp's safe wrapper. The ciphers are the hub's own
+//! with encryption, encryption with UDP GSO (`UDP_SEGMENT`, one send per frame and
+//! destination) through quinn-udp's safe wrapper, and encryption with every datagram its own
+//! message, [`MESSAGES_PER_CALL`] messages to a `sendmmsg` call (nix's safe wrapper): what the
+//! kernel asks for a datagram to each site when a pacer per site lets one packet go at a time,
+//! as the hub's own sends do. The ciphers are the hub's own
 //! (`diemcau_sfu::crypto_provider`: str0m's aws-lc-rs provider, AES-GCM sealed from the payload
 //! into the datagram), so the floor pays what the hub pays per cipher call.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage};
 use serde::Serialize;
 use str0m::crypto::{AeadAes256GcmCipher, Aes128CmSha1_80Cipher};
 
@@ -30,6 +35,10 @@ use crate::procfs;
 const HEADER_LEN: usize = 24;
 const GCM_TAG_LEN: usize = 16;
 const HMAC_TAG_LEN: usize = 10;
+/// Messages in one `sendmmsg` call, as the hub sends them.
+const MESSAGES_PER_CALL: usize = 64;
+/// Room for one datagram in the send buffer.
+const SLOT: usize = 1500;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -52,6 +61,9 @@ pub struct FloorVariant {
     pub cpu_ns: u64,
     pub wall_ns: u64,
     pub ns_per_packet: f64,
+    /// Datagrams the destinations read while the variant ran (and up to 100 ms after):
+    /// those sent, less what a full socket buffer dropped. 0 for encryption alone.
+    pub received: u64,
 }
 
 /// The floor measurement.
@@ -81,6 +93,7 @@ pub const CM_HMAC_ONLY: &str = "srtp_cm_hmac_sha1_only";
 pub const SENDTO_PLAIN: &str = "sendto_plain";
 pub const GCM_SENDTO: &str = "srtp_gcm_sendto";
 pub const GCM_GSO: &str = "srtp_gcm_gso";
+pub const GCM_SENDMMSG: &str = "srtp_gcm_sendmmsg";
 
 /// Runs every variant one after the other on the calling thread.
 pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
@@ -100,7 +113,9 @@ pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
     let mut out = Forwarder {
         sender,
         gso,
-        buf: vec![0; 64 * 1500],
+        buf: vec![0; MESSAGES_PER_CALL * SLOT],
+        headers: MultiHeaders::preallocate(MESSAGES_PER_CALL, None),
+        pending: Vec::with_capacity(MESSAGES_PER_CALL),
         datagram_bytes: 0,
         datagrams: 0,
     };
@@ -111,14 +126,12 @@ pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
         Mode::SendtoPlain,
         Mode::GcmSendto,
         Mode::GcmGso,
+        Mode::GcmSendmmsg,
     ] {
-        variants.push(run_variant(
-            mode,
-            &schedule,
-            &mut streams,
-            &mut out,
-            config.budget,
-        )?);
+        let before = sinks.received();
+        let mut variant = run_variant(mode, &schedule, &mut streams, &mut out, config.budget)?;
+        variant.received = sinks.received_since(before);
+        variants.push(variant);
     }
     sinks.stop();
     Ok(FloorReport {
@@ -141,6 +154,7 @@ enum Mode {
     SendtoPlain,
     GcmSendto,
     GcmGso,
+    GcmSendmmsg,
 }
 
 impl Mode {
@@ -151,6 +165,7 @@ impl Mode {
             Mode::SendtoPlain => SENDTO_PLAIN,
             Mode::GcmSendto => GCM_SENDTO,
             Mode::GcmGso => GCM_GSO,
+            Mode::GcmSendmmsg => GCM_SENDMMSG,
         }
     }
 }
@@ -185,6 +200,7 @@ impl Schedule {
 /// One destination's SRTP context: its SSRC, sequence numbers and ciphers.
 struct Stream {
     address: SocketAddr,
+    sockaddr: SockaddrStorage,
     ssrc: u32,
     seq: u64,
     gcm: Box<dyn AeadAes256GcmCipher>,
@@ -205,6 +221,7 @@ impl Stream {
         let key256 = [index as u8 ^ 0xA5; 32];
         Stream {
             address,
+            sockaddr: SockaddrStorage::from(address),
             ssrc: 0x1000_0000 + index,
             seq: u64::from(index) * 7,
             gcm: srtp.aead_aes_256_gcm().create_cipher(key256, true),
@@ -295,8 +312,56 @@ struct Forwarder {
     sender: UdpSocket,
     gso: quinn_udp::UdpSocketState,
     buf: Vec<u8>,
+    /// `sendmmsg`'s message headers, kept between calls.
+    headers: MultiHeaders<SockaddrStorage>,
+    /// The datagrams sealed into `buf` and not yet sent: each one's stream and length, the
+    /// `n`th in slot `n`.
+    pending: Vec<(usize, usize)>,
     datagram_bytes: u64,
     datagrams: u64,
+}
+
+impl Forwarder {
+    /// Sends the pending datagrams, every one its own message, in one `sendmmsg` call (more
+    /// where the kernel takes fewer); returns the calls made.
+    fn send_pending(&mut self, streams: &[Stream]) -> io::Result<u64> {
+        let buf = &self.buf;
+        let slices: [[IoSlice<'_>; 1]; MESSAGES_PER_CALL] = std::array::from_fn(|n| {
+            let len = self.pending.get(n).map_or(0, |p| p.1);
+            [IoSlice::new(
+                buf.get(n * SLOT..n * SLOT + len).unwrap_or_default(),
+            )]
+        });
+        let addresses: [Option<SockaddrStorage>; MESSAGES_PER_CALL] = std::array::from_fn(|n| {
+            let (stream, _) = self.pending.get(n)?;
+            streams.get(*stream).map(|s| s.sockaddr)
+        });
+        let count = self.pending.len().min(MESSAGES_PER_CALL);
+        let mut sent = 0;
+        let mut calls = 0;
+        while sent < count {
+            let result = nix::sys::socket::sendmmsg(
+                self.sender.as_raw_fd(),
+                &mut self.headers,
+                slices.get(sent..count).unwrap_or_default(),
+                addresses.get(sent..count).unwrap_or_default(),
+                [],
+                MsgFlags::empty(),
+            );
+            calls += 1;
+            match result {
+                Ok(results) => sent += results.count().max(1),
+                // A full buffer drops the rest, as the other variants drop a packet.
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (_, len) in self.pending.drain(..) {
+            self.datagram_bytes += len as u64;
+            self.datagrams += 1;
+        }
+        Ok(calls)
+    }
 }
 
 fn run_variant(
@@ -356,6 +421,30 @@ fn run_variant(
                         }
                     }
                 }
+                Mode::GcmSendmmsg => {
+                    // Each packet to every destination in turn, a pacer's one packet per
+                    // site; a burst's datagrams leave before the next burst is sealed.
+                    for (i, size) in burst.iter().enumerate() {
+                        let marker = i + 1 == burst.len();
+                        let body = payload.get(..*size).unwrap_or_default();
+                        for index in 0..streams.len() {
+                            let slot = out.pending.len() * SLOT;
+                            let dst = out.buf.get_mut(slot..slot + SLOT).unwrap_or_default();
+                            let Some(stream) = streams.get_mut(index) else {
+                                continue;
+                            };
+                            let n = stream.seal_gcm(dst, body, marker);
+                            out.pending.push((index, n));
+                            packets += 1;
+                            if out.pending.len() == MESSAGES_PER_CALL {
+                                sends += out.send_pending(streams)?;
+                            }
+                        }
+                    }
+                    if !out.pending.is_empty() {
+                        sends += out.send_pending(streams)?;
+                    }
+                }
                 _ => {
                     for (i, size) in burst.iter().enumerate() {
                         let marker = i + 1 == burst.len();
@@ -409,12 +498,14 @@ fn run_variant(
         } else {
             cpu_ns as f64 / packets as f64
         },
+        received: 0,
     })
 }
 
 /// The destinations: UDP sockets drained by their own thread, as the sites' sockets are.
 struct Sinks {
     addresses: Vec<SocketAddr>,
+    received: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -436,6 +527,8 @@ impl Sinks {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let received = Arc::new(AtomicU64::new(0));
+        let counted = received.clone();
         let thread = std::thread::Builder::new()
             .name("floor-sink".to_owned())
             .spawn(move || {
@@ -450,16 +543,38 @@ impl Sinks {
                     }
                     for event in events.iter() {
                         if let Some(socket) = sockets.get(event.token().0) {
-                            while socket.recv_from(&mut buf).is_ok() {}
+                            while socket.recv_from(&mut buf).is_ok() {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
             })?;
         Ok(Sinks {
             addresses,
+            received,
             stop,
             thread: Some(thread),
         })
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// What was read since the count was `before`, once the reading has stopped growing
+    /// (at most 100 ms later).
+    fn received_since(&self, before: u64) -> u64 {
+        let mut last = self.received();
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.received();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last - before
     }
 
     fn stop(mut self) {
@@ -484,7 +599,7 @@ mod tests {
             local_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         };
         let report = measure(&config).expect("floor");
-        assert_eq!(report.variants.len(), 5);
+        assert_eq!(report.variants.len(), 6);
         for v in &report.variants {
             assert!(v.packets > 0, "{v:?}");
             assert!(v.ns_per_packet > 0.0, "{v:?}");
@@ -497,6 +612,20 @@ mod tests {
         if report.gso_max_segments > 1 {
             assert!(gso.sends < gso.packets, "GSO batches: {gso:?}");
         }
+        for v in &report.variants {
+            if v.name != GCM_ONLY && v.name != CM_HMAC_ONLY {
+                assert!(v.sends > 0 && v.received > 0, "nothing arrived: {v:?}");
+            }
+        }
+        let sendmmsg = report
+            .variants
+            .iter()
+            .find(|v| v.name == GCM_SENDMMSG)
+            .expect("sendmmsg");
+        assert!(
+            sendmmsg.sends < sendmmsg.packets,
+            "one call sends each packet to every destination: {sendmmsg:?}"
+        );
         assert!(report.mean_datagram_bytes > 500.0);
     }
 }

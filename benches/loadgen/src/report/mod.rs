@@ -379,6 +379,15 @@ pub struct HubCost {
     pub rtcp_shed: Option<u64>,
     /// The same within the window.
     pub rtcp_shed_in_window: Option<u64>,
+    /// UDP datagrams the hub sent within the window (its `/metrics`, when it says): the
+    /// forwarded packets, the RTCP and the handshakes.
+    pub datagrams_sent_in_window: Option<u64>,
+    /// The messages they left in within the window: a run of datagrams to one site goes as
+    /// one message with segmentation offload (GSO), as the floor's `srtp_gcm_gso` sends a
+    /// frame's packets to one destination.
+    pub datagram_messages_in_window: Option<u64>,
+    /// The one over the other: 1.0 where every datagram went alone.
+    pub datagrams_per_message: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -323,6 +323,17 @@ impl Report {
                     ),
                 );
             }
+            if let (Some(d), Some(m), Some(per)) = (
+                h.datagrams_sent_in_window,
+                h.datagram_messages_in_window,
+                h.datagrams_per_message,
+            ) {
+                row(
+                    &mut t,
+                    "hub's UDP sends in the window",
+                    format!("{d} datagrams in {m} messages ({per:.2} a message)"),
+                );
+            }
             if let Some(n) = h.tcp_connections.filter(|n| *n > 0) {
                 row(&mut t, "hub's ICE-TCP media connections", n.to_string());
             }

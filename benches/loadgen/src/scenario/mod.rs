@@ -149,6 +149,9 @@ struct Readings {
     hub_socket_drops: Option<u64>,
     /// RTCP datagrams the hub read and dropped unhandled while behind (`/metrics`).
     rtcp_shed: Option<u64>,
+    /// UDP datagrams the hub sent, and the messages they left in (`/metrics`).
+    datagrams_sent: Option<u64>,
+    datagram_messages: Option<u64>,
 }
 
 impl Run {
@@ -214,7 +217,12 @@ impl Run {
         let tcp_connections = prometheus_counter(&metrics, "diemcau_media_tcp_connections");
         let shed_level = prometheus_max(&metrics, "diemcau_media_worker_shed_level");
         let rtcp_shed = prometheus_counter(&metrics, "diemcau_rtcp_shed_total");
+        let datagrams_sent = prometheus_counter(&metrics, "diemcau_datagrams_sent_total");
+        let datagram_messages =
+            prometheus_counter(&metrics, "diemcau_datagram_messages_sent_total");
         Readings {
+            datagrams_sent,
+            datagram_messages,
             at: Instant::now(),
             forwarded,
             tcp_connections,

@@ -169,7 +169,16 @@ impl Run {
             socket_drops_in_window: grown(start.hub_socket_drops, end.hub_socket_drops),
             rtcp_shed: end.rtcp_shed,
             rtcp_shed_in_window: grown(start.rtcp_shed, end.rtcp_shed),
+            datagrams_sent_in_window: grown(start.datagrams_sent, end.datagrams_sent),
+            datagram_messages_in_window: grown(start.datagram_messages, end.datagram_messages),
             ..HubCost::default()
+        };
+        hub_cost.datagrams_per_message = match (
+            hub_cost.datagrams_sent_in_window,
+            hub_cost.datagram_messages_in_window,
+        ) {
+            (Some(d), Some(m)) if m > 0 => Some(d as f64 / m as f64),
+            _ => None,
         };
         if let (Some(a), Some(b)) = (&start.hub, &end.hub) {
             let cpu = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / 1e9;
