@@ -895,8 +895,8 @@ impl Driver {
             self.runs.len() as u64,
         );
         batch::send(&self.socket, &outgoing, &self.runs, |run, error| {
-            sent.0 -= run.count as u64;
-            sent.1 -= 1;
+            sent.0 = sent.0.saturating_sub(run.count as u64);
+            sent.1 = sent.1.saturating_sub(1);
             // `plan` cut every run from `outgoing`.
             let Some(destination) = outgoing.get(run.start).map(|t| t.destination) else {
                 return;

@@ -10,9 +10,10 @@
 //! stack has), one `sendto` per packet without and
 //! with encryption, encryption with UDP GSO (`UDP_SEGMENT`, one send per frame and
 //! destination) through quinn-udp's safe wrapper, and encryption with every datagram its own
-//! message, [`MESSAGES_PER_CALL`] messages to a `sendmmsg` call (nix's safe wrapper): what the
-//! kernel asks for a datagram to each site when a pacer per site lets one packet go at a time,
-//! as the hub's own sends do. The ciphers are the hub's own
+//! message, [`MESSAGES_PER_CALL`] messages to a `sendmmsg` call (nix's safe wrapper) as the
+//! hub's driver makes them: what the kernel asks for a datagram to each site where a pacer per
+//! site lets one packet go at a time (the hub sends a site's packets of a turn as one message,
+//! which the report's `hub_cost.datagrams_per_message` counts). The ciphers are the hub's own
 //! (`diemcau_sfu::crypto_provider`: str0m's aws-lc-rs provider, AES-GCM sealed from the payload
 //! into the datagram), so the floor pays what the hub pays per cipher call.
 
