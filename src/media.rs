@@ -890,10 +890,8 @@ impl Driver {
         // datagrams as written").
         batch::plan(&outgoing, self.gso_segments, GSO_MAX_BYTES, &mut self.runs);
         let mut gso_refused = false;
-        let mut sent = (
-            self.runs.iter().map(|r| r.count as u64).sum::<u64>(),
-            self.runs.len() as u64,
-        );
+        // The runs cover every datagram of `outgoing`: all sent, less what is refused.
+        let mut sent = (outgoing.len() as u64, self.runs.len() as u64);
         batch::send(&self.socket, &outgoing, &self.runs, |run, error| {
             sent.0 = sent.0.saturating_sub(run.count as u64);
             sent.1 = sent.1.saturating_sub(1);

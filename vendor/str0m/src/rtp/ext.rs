@@ -620,6 +620,10 @@ impl ExtensionMap {
     ) -> usize {
         let orig_len = ext_buf.len();
         let mut b = ext_buf;
+        let head = match form {
+            ExtensionsForm::OneByte => 1,
+            ExtensionsForm::TwoByte => 2,
+        };
 
         for (idx, tag) in self.tags.iter().enumerate() {
             let ext = match *tag {
@@ -629,10 +633,6 @@ impl ExtensionMap {
                     None => continue,
                 },
                 tag => Extension::known(tag),
-            };
-            let head = match form {
-                ExtensionsForm::OneByte => 1,
-                ExtensionsForm::TwoByte => 2,
             };
             let Some(n) = ext.write_to(&mut b[head..], ev) else {
                 continue;

@@ -1057,11 +1057,10 @@ impl StreamTx {
         self.pending_request_keyframe.is_some()
     }
 
-    /// Handles a feedback for this stream; returns whether it left a keyframe or bitrate
-    /// request to poll.
+    /// Handles a feedback for this stream; returns whether a keyframe or bitrate request
+    /// waits to be polled after it.
     pub(crate) fn handle_rtcp(&mut self, now: Instant, fb: RtcpFb) -> bool {
         use RtcpFb::*;
-        let request = matches!(fb, Pli(_) | Fir(_) | Remb(_));
         match fb {
             ReceptionReport(r) => {
                 // A stream with an RTX SSRC is reported on for either SSRC: a report binds
@@ -1095,7 +1094,7 @@ impl StreamTx {
             Twcc(_) => unreachable!("TWCC should be handled on session level"),
             _ => {}
         }
-        request
+        self.has_keyframe_request() || self.pending_request_remb.is_some()
     }
 
     pub(crate) fn handle_nack(
