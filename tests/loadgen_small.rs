@@ -221,7 +221,8 @@ fn every_site_receives_what_the_studio_sent() {
             "sendto_plain",
             "srtp_gcm_sendto",
             "srtp_gcm_gso",
-            "srtp_gcm_sendmmsg"
+            "srtp_gcm_sendmmsg",
+            "srtp_gcm_gso_site_state"
         ]
     );
 }

@@ -13,7 +13,11 @@
 //! message, [`MESSAGES_PER_CALL`] messages to a `sendmmsg` call (nix's safe wrapper) as the
 //! hub's driver makes them: what the kernel asks for a datagram to each site where a pacer per
 //! site lets one packet go at a time (the hub sends a site's packets of a turn as one message,
-//! which the report's `hub_cost.datagrams_per_message` counts). The ciphers are the hub's own
+//! which the report's `hub_cost.datagrams_per_message` counts). A last variant is the GSO one
+//! with what a forwarding unit that paces, estimates bandwidth and resends per site must keep
+//! of each datagram besides (a transport-wide send record, the packet held for a resend, the
+//! site's leaky bucket; [`SiteState`]): the least such a send path could cost, and so what a
+//! send path rebuilt for fan-out could come down to. The ciphers are the hub's own
 //! (`diemcau_sfu::crypto_provider`: str0m's aws-lc-rs provider, AES-GCM sealed from the payload
 //! into the datagram), so the floor pays what the hub pays per cipher call.
 
@@ -95,6 +99,7 @@ pub const SENDTO_PLAIN: &str = "sendto_plain";
 pub const GCM_SENDTO: &str = "srtp_gcm_sendto";
 pub const GCM_GSO: &str = "srtp_gcm_gso";
 pub const GCM_SENDMMSG: &str = "srtp_gcm_sendmmsg";
+pub const GCM_GSO_SITE_STATE: &str = "srtp_gcm_gso_site_state";
 
 /// Runs every variant one after the other on the calling thread.
 pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
@@ -128,6 +133,7 @@ pub fn measure(config: &FloorConfig) -> io::Result<FloorReport> {
         Mode::GcmSendto,
         Mode::GcmGso,
         Mode::GcmSendmmsg,
+        Mode::GcmGsoSiteState,
     ] {
         let before = sinks.received();
         let mut variant = run_variant(mode, &schedule, &mut streams, &mut out, config.budget)?;
@@ -156,6 +162,7 @@ enum Mode {
     GcmSendto,
     GcmGso,
     GcmSendmmsg,
+    GcmGsoSiteState,
 }
 
 impl Mode {
@@ -167,6 +174,7 @@ impl Mode {
             Mode::GcmSendto => GCM_SENDTO,
             Mode::GcmGso => GCM_GSO,
             Mode::GcmSendmmsg => GCM_SENDMMSG,
+            Mode::GcmGsoSiteState => GCM_GSO_SITE_STATE,
         }
     }
 }
@@ -210,6 +218,7 @@ struct Stream {
     cm_salt: [u8; 14],
     auth_key: [u8; 20],
     hmac: &'static dyn str0m::crypto::Sha1HmacProvider,
+    state: SiteState,
 }
 
 impl Stream {
@@ -231,6 +240,7 @@ impl Stream {
             cm_salt: [0x5C; 14],
             auth_key: [0x77; 20],
             hmac: str0m::crypto::from_feature_flags().sha1_hmac_provider,
+            state: SiteState::new(),
         }
     }
 
@@ -309,6 +319,125 @@ impl Stream {
     }
 }
 
+/// Transport-wide send records a site keeps: as many as the hub's str0m keeps.
+const SEND_RECORDS: usize = 256;
+/// Packets a site keeps for resending: as many as the hub keeps of a video stream.
+const RESEND_SLOTS: usize = 150;
+/// The rate a site's leaky bucket drains at, in bytes a second (3 Mbit/s).
+const DRAIN_BYTES_PER_SECOND: f64 = 375_000.0;
+/// Datagrams a site's transport-wide feedback acknowledges at a time: one feedback each 50 ms
+/// of about 325 packets a second, as the generator's sites send it.
+const FEEDBACK_EVERY: u64 = 16;
+
+/// The least that a forwarding unit which paces, estimates bandwidth and resends per site keeps
+/// of each packet it sends a site: the transport-wide send record the site's feedback is
+/// matched against (and reads back, [`FEEDBACK_EVERY`] datagrams at a time), the packet held
+/// for a resend (the shared payload and the header as written), and the site's leaky bucket.
+/// Each site's in its own allocations, as a forwarding unit's sites are. The
+/// `srtp_gcm_gso_site_state` variant writes it for each datagram it seals: what a send path
+/// that did nothing else per site and packet would cost beside the GSO floor. It leaves out
+/// what a bandwidth estimator makes of the feedback.
+struct SiteState {
+    records: Box<[SendRecord]>,
+    resend: Box<[Option<Resend>]>,
+    debt_bytes: f64,
+    drained_at: Option<Instant>,
+    /// What the last feedback acknowledged: its bytes and the time they took to send.
+    acknowledged: (u64, Duration),
+}
+
+#[derive(Clone, Copy)]
+struct SendRecord {
+    seq: u64,
+    sent_at: Option<Instant>,
+    size: u32,
+}
+
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "kept for a resend, which the floor never makes: its cost is the keeping"
+    )
+)]
+struct Resend {
+    seq: u64,
+    payload: Arc<[u8]>,
+    header: [u8; HEADER_LEN],
+}
+
+impl SiteState {
+    fn new() -> SiteState {
+        let record = SendRecord {
+            seq: 0,
+            sent_at: None,
+            size: 0,
+        };
+        SiteState {
+            records: vec![record; SEND_RECORDS].into_boxed_slice(),
+            resend: std::iter::repeat_with(|| None).take(RESEND_SLOTS).collect(),
+            debt_bytes: 0.0,
+            drained_at: None,
+            acknowledged: (0, Duration::ZERO),
+        }
+    }
+
+    /// Keeps what the site's feedback, a resend and the pacer need of the datagram `seq`
+    /// (`size` bytes, its header the first bytes of `datagram`) sent at `now`.
+    fn record(&mut self, seq: u64, now: Instant, datagram: &[u8], payload: &Arc<[u8]>) {
+        let size = datagram.len();
+        if let Some(record) = self.records.get_mut(seq as usize % SEND_RECORDS) {
+            *record = SendRecord {
+                seq,
+                sent_at: Some(now),
+                size: size as u32,
+            };
+        }
+        let mut header = [0u8; HEADER_LEN];
+        if let Some(written) = datagram.get(..HEADER_LEN) {
+            header.copy_from_slice(written);
+        }
+        if let Some(slot) = self.resend.get_mut(seq as usize % RESEND_SLOTS) {
+            *slot = Some(Resend {
+                seq,
+                payload: Arc::clone(payload),
+                header,
+            });
+        }
+        if let Some(at) = self.drained_at.filter(|at| *at != now) {
+            let drained = now.saturating_duration_since(at).as_secs_f64() * DRAIN_BYTES_PER_SECOND;
+            self.debt_bytes = (self.debt_bytes - drained).max(0.0);
+        }
+        self.drained_at = Some(now);
+        self.debt_bytes += size as f64;
+        if (seq + 1).is_multiple_of(FEEDBACK_EVERY) {
+            self.acknowledge(seq + 1 - FEEDBACK_EVERY..=seq);
+        }
+    }
+
+    /// Reads the send records of `seqs` back, as a site's feedback that reports them all
+    /// received makes a forwarding unit do.
+    fn acknowledge(&mut self, seqs: std::ops::RangeInclusive<u64>) {
+        let (mut bytes, mut first, mut last) = (0u64, None::<Instant>, None::<Instant>);
+        for seq in seqs {
+            let Some(record) = self.records.get(seq as usize % SEND_RECORDS) else {
+                continue;
+            };
+            if record.seq != seq {
+                continue;
+            }
+            bytes += u64::from(record.size);
+            first = first.or(record.sent_at);
+            last = record.sent_at.or(last);
+        }
+        let span = match (first, last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        };
+        self.acknowledged = (bytes, span);
+    }
+}
+
 struct Forwarder {
     sender: UdpSocket,
     gso: quinn_udp::UdpSocketState,
@@ -382,18 +511,37 @@ fn run_variant(
     'outer: loop {
         for burst in &schedule.bursts {
             match mode {
-                Mode::GcmGso => {
+                Mode::GcmGso | Mode::GcmGsoSiteState => {
                     // A GSO send carries at most 64 KiB.
                     let datagram = burst.first().map_or(1, |s| s + HEADER_LEN + GCM_TAG_LEN);
                     let per_send = max_segments.min(65_000 / datagram).max(1);
+                    // As a forwarding unit receives them: each packet once, shared by the
+                    // sites, and the time of the turn that forwards them.
+                    let site_state = mode == Mode::GcmGsoSiteState;
+                    let shared: Vec<Arc<[u8]>> = if site_state {
+                        let body =
+                            |size: &usize| Arc::from(payload.get(..*size).unwrap_or_default());
+                        burst.iter().map(body).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let now = Instant::now();
                     for stream in streams.iter_mut() {
-                        for chunk in burst.chunks(per_send) {
+                        for (c, chunk) in burst.chunks(per_send).enumerate() {
                             let mut len = 0;
                             let mut segment = 0;
                             for (i, size) in chunk.iter().enumerate() {
-                                let body = payload.get(..*size).unwrap_or_default();
+                                let packet = shared.get(c * per_send + i);
+                                let body = match packet {
+                                    Some(packet) => &packet[..],
+                                    None => payload.get(..*size).unwrap_or_default(),
+                                };
                                 let dst = out.buf.get_mut(len..).unwrap_or_default();
                                 let n = stream.seal_gcm(dst, body, i + 1 == chunk.len());
+                                if let Some(packet) = packet {
+                                    let written = out.buf.get(len..len + n).unwrap_or_default();
+                                    stream.state.record(stream.seq, now, written, packet);
+                                }
                                 if i == 0 {
                                     segment = n;
                                 }
@@ -600,7 +748,7 @@ mod tests {
             local_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         };
         let report = measure(&config).expect("floor");
-        assert_eq!(report.variants.len(), 6);
+        assert_eq!(report.variants.len(), 7);
         for v in &report.variants {
             assert!(v.packets > 0, "{v:?}");
             assert!(v.ns_per_packet > 0.0, "{v:?}");
@@ -628,5 +776,42 @@ mod tests {
             "one call sends each packet to every destination: {sendmmsg:?}"
         );
         assert!(report.mean_datagram_bytes > 500.0);
+    }
+
+    #[test]
+    fn a_sites_state_keeps_the_last_packets_and_drains_its_debt() {
+        let mut state = SiteState::new();
+        let start = Instant::now();
+        let first: Arc<[u8]> = Arc::from(vec![1u8; 1000]);
+        let datagram = [7u8; 1040];
+        state.record(5, start, &datagram, &first);
+        assert_eq!(Arc::strong_count(&first), 2, "kept for a resend");
+        assert_eq!(state.debt_bytes, 1040.0);
+        let record = state.records.get(5).copied().expect("record");
+        assert_eq!(
+            (record.seq, record.sent_at, record.size),
+            (5, Some(start), 1040)
+        );
+        // The same slot a ring later: the first packet is let go, the new one kept.
+        let later = start + Duration::from_millis(2);
+        let second: Arc<[u8]> = Arc::from(vec![2u8; 1000]);
+        state.record(5 + RESEND_SLOTS as u64, later, &datagram, &second);
+        assert_eq!(Arc::strong_count(&first), 1, "overwritten");
+        let kept = state.resend.get(5).and_then(Option::as_ref).expect("kept");
+        assert_eq!(kept.seq, 5 + RESEND_SLOTS as u64);
+        assert_eq!(kept.header, [7u8; HEADER_LEN]);
+        assert!(Arc::ptr_eq(&kept.payload, &second));
+        // 2 ms at 375,000 bytes a second drain 750 of the 1,040 bytes owed.
+        assert!(
+            (state.debt_bytes - (1040.0 - 750.0 + 1040.0)).abs() < 1e-6,
+            "{}",
+            state.debt_bytes
+        );
+        // The sixteenth datagram brings the site's feedback on 0..=15: 5 sent at the start,
+        // 6..=15 2 ms later (155 went to a send record of its own).
+        for seq in 6..=15 {
+            state.record(seq, later, &datagram, &second);
+        }
+        assert_eq!(state.acknowledged, (11 * 1040, Duration::from_millis(2)));
     }
 }
