@@ -36,6 +36,14 @@ pub struct Dtls {
     /// the backend's fragmenter; outgoing records larger than the warn
     /// threshold log a warning.
     mtu: RangeInclusive<usize>,
+
+    /// The timeout the instance last answered [`Dtls::poll_output`] with, while nothing has
+    /// been handed to it since (a datagram, application data, a timeout, its role, its
+    /// close). A sans-IO instance has nothing new to say until then, and polling it walks
+    /// its queues and timers: `Rtc::poll_output` polls it each time it is called, which an
+    /// application serving hundreds of sessions does many times a second for each, long
+    /// after the handshake.
+    settled: Option<Instant>,
 }
 
 pub(crate) fn is_would_block(error: &DtlsError) -> bool {
@@ -79,6 +87,7 @@ impl Dtls {
             active_state: None,
             pending_packets: VecDeque::new(),
             mtu,
+            settled: None,
         })
     }
 
@@ -94,6 +103,7 @@ impl Dtls {
 
     /// Set whether this instance is active (client) or passive (server).
     pub fn set_active(&mut self, active: bool) {
+        self.settled = None;
         self.active_state = Some(active);
         self.instance.set_active(active)
     }
@@ -132,8 +142,14 @@ impl Dtls {
         if !self.is_inited() {
             return DtlsOutput::Timeout(not_happening());
         }
+        if let Some(timeout) = self.settled {
+            return DtlsOutput::Timeout(timeout);
+        }
 
         let next = self.instance.poll_output(buf);
+        if let DtlsOutput::Timeout(timeout) = next {
+            self.settled = Some(timeout);
+        }
 
         if let DtlsOutput::Packet(packet) = next {
             if packet.len() > self.mtu_warn() {
@@ -154,6 +170,7 @@ impl Dtls {
 
     /// Handle an incoming DTLS packet.
     pub fn handle_receive(&mut self, packet: &[u8]) -> Result<(), DtlsError> {
+        self.settled = None;
         if !self.is_inited() {
             debug!("Ignoring DTLS datagram prior to DTLS start");
             return Ok(());
@@ -178,6 +195,7 @@ impl Dtls {
             return Err(make_handshake_pending_err());
         }
 
+        self.settled = None;
         let accepted = self.instance.send_application_data(data).map_err(|e| {
             DtlsError::CryptoError(CryptoError::Other(format!("DTLS error: {}", e)))
         })?;
@@ -191,6 +209,7 @@ impl Dtls {
 
     /// Handle a timeout event.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
+        self.settled = None;
         if !self.is_inited() {
             return Ok(());
         }
@@ -202,6 +221,7 @@ impl Dtls {
 
     /// Initiate graceful shutdown by sending a close_notify alert.
     pub fn close(&mut self) -> Result<(), DtlsError> {
+        self.settled = None;
         self.instance
             .close()
             .map_err(|e| DtlsError::CryptoError(CryptoError::Other(format!("DTLS error: {}", e))))
@@ -224,6 +244,110 @@ mod tests {
             1200..=1500,
         )
         .unwrap()
+    }
+
+    use crate::crypto::dtls::DtlsImplError;
+
+    /// A DTLS instance that counts the polls it answers.
+    struct Counting {
+        inner: Box<dyn DtlsInstance>,
+        polls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::fmt::Debug for Counting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Counting")
+        }
+    }
+
+    impl DtlsInstance for Counting {
+        fn set_active(&mut self, active: bool) {
+            self.inner.set_active(active)
+        }
+        fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+            self.inner.handle_packet(packet)
+        }
+        fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
+            self.polls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.poll_output(buf)
+        }
+        fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
+            self.inner.handle_timeout(now)
+        }
+        fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
+            self.inner.send_application_data(data)
+        }
+        fn is_active(&self) -> bool {
+            self.inner.is_active()
+        }
+        fn protocol_version(&self) -> Option<ProtocolVersion> {
+            self.inner.protocol_version()
+        }
+        fn close(&mut self) -> Result<(), DtlsImplError> {
+            self.inner.close()
+        }
+    }
+
+    #[test]
+    fn a_settled_instance_is_not_polled_again_until_something_is_handed_to_it() {
+        let now = Instant::now();
+        let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut client = new_dtls(now, DtlsVersion::Dtls12);
+        let inner = std::mem::replace(
+            &mut client.instance,
+            new_dtls(now, DtlsVersion::Dtls12).instance,
+        );
+        client.instance = Box::new(Counting {
+            inner,
+            polls: polls.clone(),
+        });
+        let mut server = new_dtls(now, DtlsVersion::Dtls12);
+        client.set_active(true);
+        server.set_active(false);
+        client.handle_timeout(now).unwrap();
+        server.handle_timeout(now).unwrap();
+        let count = || polls.load(std::sync::atomic::Ordering::Relaxed);
+
+        // Polled until it settles on a timeout, each datagram it writes handed over.
+        let mut buf = [0; 2048];
+        let settle = |dtls: &mut Dtls, other: &mut Dtls, buf: &mut [u8]| loop {
+            let output = dtls.poll_output(buf);
+            let timeout = match output {
+                DtlsOutput::Timeout(t) => Some(t),
+                _ => None,
+            };
+            if let Some(packet) = dtls.poll_packet() {
+                other.handle_receive(&packet).unwrap();
+            } else if let Some(t) = timeout {
+                break t;
+            }
+        };
+        let first = settle(&mut client, &mut server, &mut buf);
+        let polled = count();
+        assert!(polled > 0);
+        // Nothing handed to it: the same timeout, the instance not asked again.
+        for _ in 0..5 {
+            assert!(matches!(client.poll_output(&mut buf), DtlsOutput::Timeout(t) if t == first));
+        }
+        assert_eq!(count(), polled);
+
+        // The server's answer reaches it: it is polled again and the handshake goes on.
+        settle(&mut server, &mut client, &mut buf);
+        settle(&mut client, &mut server, &mut buf);
+        assert!(count() > polled);
+        for _ in 0..10 {
+            settle(&mut server, &mut client, &mut buf);
+            settle(&mut client, &mut server, &mut buf);
+        }
+        assert_eq!(client.protocol_version(), Some(ProtocolVersion::DTLS1_2));
+        assert_eq!(server.protocol_version(), Some(ProtocolVersion::DTLS1_2));
+
+        // A timeout handed to it unsettles it too.
+        let polled = count();
+        client.handle_timeout(now).unwrap();
+        let _ = client.poll_output(&mut buf);
+        assert_eq!(count(), polled + 1);
     }
 
     #[test]
