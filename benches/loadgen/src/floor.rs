@@ -518,7 +518,8 @@ fn run_variant(
                     let datagram = burst.first().map_or(1, |s| s + HEADER_LEN + GCM_TAG_LEN);
                     let per_send = max_segments.min(65_000 / datagram).max(1);
                     // As a forwarding unit receives them: each packet once, shared by the
-                    // sites, and the time of the turn that forwards them.
+                    // sites, and the time of the turn that forwards them. The plain GSO
+                    // variant, the target's floor, takes neither.
                     let site_state = mode == Mode::GcmGsoSiteState;
                     let shared: Vec<Arc<[u8]>> = if site_state {
                         let body =
@@ -527,7 +528,7 @@ fn run_variant(
                     } else {
                         Vec::new()
                     };
-                    let now = Instant::now();
+                    let now = site_state.then(Instant::now);
                     for stream in streams.iter_mut() {
                         for (c, chunk) in burst.chunks(per_send).enumerate() {
                             let mut len = 0;
@@ -540,7 +541,7 @@ fn run_variant(
                                 };
                                 let dst = out.buf.get_mut(len..).unwrap_or_default();
                                 let n = stream.seal_gcm(dst, body, i + 1 == chunk.len());
-                                if let Some(packet) = packet {
+                                if let (Some(packet), Some(now)) = (packet, now) {
                                     let written = out.buf.get(len..len + n).unwrap_or_default();
                                     stream.state.record(stream.seq, now, written, packet);
                                 }
