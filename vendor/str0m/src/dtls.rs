@@ -231,6 +231,7 @@ impl Dtls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::dtls::DtlsImplError;
 
     fn new_dtls(now: Instant, version: DtlsVersion) -> Dtls {
         let provider = crate::crypto::test_default_provider();
@@ -245,8 +246,6 @@ mod tests {
         )
         .unwrap()
     }
-
-    use crate::crypto::dtls::DtlsImplError;
 
     /// A DTLS instance that counts the polls it answers.
     struct Counting {
@@ -293,15 +292,14 @@ mod tests {
     fn a_settled_instance_is_not_polled_again_until_something_is_handed_to_it() {
         let now = Instant::now();
         let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut client = new_dtls(now, DtlsVersion::Dtls12);
-        let inner = std::mem::replace(
-            &mut client.instance,
-            new_dtls(now, DtlsVersion::Dtls12).instance,
-        );
-        client.instance = Box::new(Counting {
-            inner,
-            polls: polls.clone(),
-        });
+        let dtls = new_dtls(now, DtlsVersion::Dtls12);
+        let mut client = Dtls {
+            instance: Box::new(Counting {
+                inner: dtls.instance,
+                polls: polls.clone(),
+            }),
+            ..dtls
+        };
         let mut server = new_dtls(now, DtlsVersion::Dtls12);
         client.set_active(true);
         server.set_active(false);
